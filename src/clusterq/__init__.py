@@ -1,0 +1,1 @@
+"""clusterq: background jobs for Python on Redis and Valkey: standalone, Sentinel or Cluster."""

@@ -1,0 +1,59 @@
+"""Exceptions raised by clusterq. Every error a user can see is one of these, with a message that names
+the problem (the host, the queue, the job, the function) rather than a bare redis-py traceback."""
+
+from __future__ import annotations
+
+
+class ClusterQError(Exception):
+    """Base class of every clusterq error."""
+
+
+class ConnectionFailed(ClusterQError):
+    """The server (or Sentinel group, or cluster) named by a URL could not be used."""
+
+
+class InvalidURL(ClusterQError, ValueError):
+    """A connection URL clusterq cannot parse or does not support."""
+
+
+class InvalidQueueName(ClusterQError, ValueError):
+    """A queue name that is empty, too long or not a string."""
+
+
+class InvalidJobId(ClusterQError, ValueError):
+    """A job id that is empty, too long or not a string."""
+
+
+class SerializationError(ClusterQError, TypeError):
+    """Arguments or a result the queue's serializer cannot carry."""
+
+
+class DeserializationError(ClusterQError):
+    """A payload read from Redis that the serializer cannot decode."""
+
+
+class NoSuchJobError(ClusterQError, LookupError):
+    """The job does not exist (never enqueued, deleted, or its record expired)."""
+
+
+class InvalidJobOperation(ClusterQError):
+    """The job is not in a state that allows the operation (e.g. requeue of a running job)."""
+
+
+class FunctionNotFound(ClusterQError):
+    """A job's dotted function path could not be imported or is not allowed on this worker."""
+
+
+class JobTimeoutError(ClusterQError):
+    """Raised inside a job that ran past its time limit."""
+
+
+class StopRequested(BaseException):
+    """Raised inside a running job when the worker is told to stop at once (second signal).
+
+    A BaseException so that a job's own ``except Exception`` cannot swallow it.
+    """
+
+
+class ScriptError(ClusterQError):
+    """A clusterq Lua script returned an error the caller did not expect."""

@@ -1,0 +1,319 @@
+"""The job handle: find a job from its queue and id (or its handle string alone) and act on it.
+
+A job's record is one hash in its queue's slot. A :class:`Job` reads it lazily and caches what it read;
+``refresh()`` reads again. Every state change goes through a store transition (one script).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
+
+from . import keys as K
+from . import store as T
+from .connection import ConnectionLike, connect
+from .exceptions import InvalidJobOperation, NoSuchJobError
+from .serializers import Serializer, resolve_serializer
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+class JobStatus(str, Enum):
+    """Where a job is in its life. ``started`` means leased by a worker."""
+
+    QUEUED = "queued"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    STOPPED = "stopped"
+    SCHEDULED = "scheduled"
+    DEFERRED = "deferred"
+
+
+TERMINAL = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED})
+
+DEFAULT_RESULT_TTL_S = 500
+"""Seconds a finished job's record and result are kept (RQ's default)."""
+DEFAULT_FAILURE_TTL_S = 365 * 24 * 3600
+"""Seconds a failed or canceled job's record is kept (RQ's default: one year)."""
+
+
+def _ms_to_datetime(value: bytes | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(int(float(value)) / 1000, tz=timezone.utc)
+
+
+def make_handle(queue: str, job_id: str) -> str:
+    """``<queue, percent-escaped>/<id>``: enough to find the job with no other context."""
+    return f"{quote(queue, safe='')}/{job_id}"
+
+
+def parse_handle(handle: str) -> tuple[str, str]:
+    queue, sep, job_id = handle.partition("/")
+    if not sep or not queue or not job_id:
+        raise NoSuchJobError(f"{handle!r} is not a job handle (expected 'queue/job_id', see Job.handle)")
+    return unquote(queue), job_id
+
+
+class Job:
+    """A handle on one job. Cheap to create; reads Redis only when asked."""
+
+    def __init__(
+        self,
+        queue: str,
+        id: str,
+        connection: ConnectionLike = None,
+        *,
+        serializer: Serializer | str | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self.queue_name = K.validate_queue_name(queue)
+        self.id = id
+        self._keys = K.QueueKeys(queue)
+        self._store = store or T.Store(connect(connection))
+        self.serializer = resolve_serializer(serializer)
+        self._fields: dict[str, bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"Job({self.queue_name!r}, {self.id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and (other.queue_name, other.id) == (self.queue_name, self.id)
+
+    def __hash__(self) -> int:
+        return hash((self.queue_name, self.id))
+
+    # --- finding jobs -------------------------------------------------------------------------
+
+    @classmethod
+    def fetch(
+        cls,
+        handle_or_id: str,
+        connection: ConnectionLike = None,
+        *,
+        queue: str | None = None,
+        serializer: Serializer | str | None = None,
+    ) -> Job:
+        """Load a job from its handle (``job.handle``), or from its id and ``queue``.
+
+        Raises :class:`NoSuchJobError` if there is no such job.
+        """
+        if queue is None:
+            queue, job_id = parse_handle(handle_or_id)
+        else:
+            job_id = handle_or_id
+        job = cls(queue, job_id, connection, serializer=serializer)
+        job.refresh()
+        return job
+
+    @property
+    def handle(self) -> str:
+        """A string that finds this job from nothing else: pass it to :meth:`Job.fetch`."""
+        return make_handle(self.queue_name, self.id)
+
+    @property
+    def key(self) -> str:
+        return self._keys.job(self.id)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def refresh(self) -> Job:
+        """Read the job's record again. Raises :class:`NoSuchJobError` if it is gone."""
+        fields = self._store.read_job(self._keys, self.id)
+        if fields is None:
+            raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r} (deleted or expired)")
+        self._fields = fields
+        return self
+
+    def exists(self) -> bool:
+        return self._store.read_job(self._keys, self.id) is not None
+
+    def _field(self, name: str) -> bytes | None:
+        if self._fields is None:
+            self.refresh()
+        assert self._fields is not None
+        return self._fields.get(name)
+
+    def _options(self) -> dict[str, Any]:
+        raw = self._field("o")
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def get_status(self, refresh: bool = True) -> JobStatus | None:
+        """The job's status, or None if its record no longer exists."""
+        if refresh:
+            try:
+                self.refresh()
+            except NoSuchJobError:
+                return None
+        raw = self._field("s")
+        if raw is None:
+            return None
+        try:
+            return JobStatus(raw.decode())
+        except ValueError:
+            return None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.get_status() == JobStatus.FINISHED
+
+    @property
+    def is_failed(self) -> bool:
+        return self.get_status() == JobStatus.FAILED
+
+    @property
+    def is_queued(self) -> bool:
+        return self.get_status() == JobStatus.QUEUED
+
+    @property
+    def is_started(self) -> bool:
+        return self.get_status() == JobStatus.STARTED
+
+    @property
+    def is_canceled(self) -> bool:
+        return self.get_status() == JobStatus.CANCELED
+
+    @property
+    def func_name(self) -> str:
+        return (self._field("f") or b"").decode("utf-8", "replace")
+
+    def _call_data(self) -> tuple[list[Any], dict[str, Any]]:
+        raw = self._field("p")
+        if not raw:
+            return [], {}
+        args, kwargs = self.serializer.loads(raw)
+        return list(args), dict(kwargs)
+
+    @property
+    def args(self) -> list[Any]:
+        return self._call_data()[0]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self._call_data()[1]
+
+    @property
+    def description(self) -> str:
+        described = self._options().get("description")
+        if described:
+            return str(described)
+        args, kwargs = self._call_data()
+        params = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+        return f"{self.func_name}({', '.join(params)})"
+
+    @property
+    def timeout(self) -> float | None:
+        return self._options().get("timeout")
+
+    @property
+    def result_ttl(self) -> int | None:
+        return self._options().get("result_ttl")
+
+    @property
+    def failure_ttl(self) -> int | None:
+        return self._options().get("failure_ttl")
+
+    @property
+    def attempts(self) -> int:
+        """How many times a worker has leased this job."""
+        return int(self._field("n") or 0)
+
+    @property
+    def worker_name(self) -> str | None:
+        raw = self._field("w")
+        return raw.decode() if raw else None
+
+    @property
+    def enqueued_at(self) -> datetime | None:
+        return _ms_to_datetime(self._field("c"))
+
+    @property
+    def started_at(self) -> datetime | None:
+        return _ms_to_datetime(self._field("ts"))
+
+    @property
+    def ended_at(self) -> datetime | None:
+        return _ms_to_datetime(self._field("te"))
+
+    def return_value(self, refresh: bool = True) -> Any:
+        """The job's result once it finished, else None."""
+        if refresh:
+            self.refresh()
+        raw = self._field("r")
+        return None if raw is None else self.serializer.loads(raw)
+
+    result = property(return_value)
+
+    @property
+    def exc_info(self) -> str | None:
+        """The failure's reason and traceback, once the job failed."""
+        raw = self._field("e")
+        return raw.decode("utf-8", "replace") if raw is not None else None
+
+    # --- meta ---------------------------------------------------------------------------------
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """User data stored with the job; change it and call :meth:`save_meta`."""
+        if not hasattr(self, "_meta"):
+            raw = self._field("m")
+            self._meta: dict[str, Any] = self.serializer.loads(raw) if raw else {}
+        return self._meta
+
+    def get_meta(self, refresh: bool = True) -> dict[str, Any]:
+        if refresh:
+            self.refresh()
+            self.__dict__.pop("_meta", None)
+        return self.meta
+
+    def save_meta(self) -> None:
+        """Write :attr:`meta` to Redis (only that field). Raises NoSuchJobError if the job is gone."""
+        data = self.serializer.dumps(self.meta)
+        if not self._store.run(T.set_fields_call(self._keys, self.id, {"m": data})):
+            raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
+
+    # --- changing -----------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop the job from running (again). A running job's outcome will no longer be recorded.
+
+        Raises :class:`InvalidJobOperation` if it already finished, failed or was canceled.
+        """
+        try:
+            keep_s = self.failure_ttl or DEFAULT_FAILURE_TTL_S
+        except NoSuchJobError:
+            keep_s = DEFAULT_FAILURE_TTL_S  # the script will report the job missing
+        code = self._store.run(T.cancel_call(self._keys, self.id, int(keep_s * 1000)))
+        if code == 0:
+            raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
+        if code == -1:
+            status = self.get_status()
+            raise InvalidJobOperation(f"job {self.id!r} is already {status.value if status else 'gone'}")
+        self._fields = None
+
+    def delete(self) -> None:
+        """Delete the job's record and its registry entries. Deleting a missing job is not an error."""
+        self._store.run(T.delete_call(self._keys, self.id))
+        self._fields = None
+
+    def requeue(self, at_front: bool = False) -> Job:
+        """Put a failed, canceled or finished job back on its queue."""
+        code = self._store.run(T.requeue_call(self._keys, self.id, at_front))
+        if code == 0:
+            raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
+        if code == -1:
+            raise InvalidJobOperation(f"job {self.id!r} is queued or running; only ended jobs can be requeued")
+        self._fields = None
+        return self

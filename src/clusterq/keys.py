@@ -1,0 +1,161 @@
+"""Every Redis key and channel name clusterq uses is built here, and nowhere else.
+
+All keys of one queue share the hash tag ``{<escaped queue name>}`` so that every atomic transition of
+that queue (a script, a pipeline, a blocking wait) touches a single cluster slot. The queue name is
+escaped before it goes inside the braces, so a ``{`` or ``}`` in a user's name cannot end the tag early
+or start a new one: the slot of a queue's keys is always the slot of its escaped name.
+
+Global, rarely written keys (the set of known queues, worker registrations) are single keys of their
+own; no script ever combines them with a queue's keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from .exceptions import InvalidQueueName
+
+PREFIX = "cq"
+MAX_QUEUE_NAME_BYTES = 1024
+MAX_JOB_ID_BYTES = 256
+
+# Percent-escaping of exactly the characters that matter to the hash tag (and of the escape itself):
+# the escaped name contains neither brace, so the first "}" after the opening "{" is ours.
+_ESCAPES = {"%": "%25", "{": "%7B", "}": "%7D"}
+
+
+def escape_name(name: str) -> str:
+    """Escape a user-supplied name so it can sit inside a hash tag without changing the tag."""
+    return "".join(_ESCAPES.get(ch, ch) for ch in name)
+
+
+def validate_queue_name(name: object) -> str:
+    """Return ``name`` if it is a usable queue name, else raise :class:`InvalidQueueName`."""
+    if not isinstance(name, str):
+        raise InvalidQueueName(f"queue name must be a str, got {type(name).__name__}")
+    if not name:
+        raise InvalidQueueName("queue name must not be empty")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_QUEUE_NAME_BYTES:
+        raise InvalidQueueName(f"queue name is {size} bytes long; the limit is {MAX_QUEUE_NAME_BYTES} bytes")
+    return name
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """The keys of one queue. Every attribute shares the queue's hash tag, hence one slot."""
+
+    name: str
+
+    @cached_property
+    def base(self) -> str:
+        return f"{PREFIX}:{{{escape_name(self.name)}}}"
+
+    @cached_property
+    def pending(self) -> str:
+        """List of job ids waiting to run, consumed from the left."""
+        return f"{self.base}:pending"
+
+    @cached_property
+    def active(self) -> str:
+        """Sorted set of leased job ids, scored by lease deadline (ms)."""
+        return f"{self.base}:active"
+
+    @cached_property
+    def finished(self) -> str:
+        """Sorted set of finished job ids, scored by the time their record expires (ms)."""
+        return f"{self.base}:finished"
+
+    @cached_property
+    def failed(self) -> str:
+        """Sorted set of failed job ids, scored by the time their record expires (ms)."""
+        return f"{self.base}:failed"
+
+    @cached_property
+    def canceled(self) -> str:
+        """Sorted set of canceled job ids, scored by the time they were canceled (ms)."""
+        return f"{self.base}:canceled"
+
+    @cached_property
+    def stats(self) -> str:
+        """Hash of O(1) counters: tombstones left in ``pending`` by cancel/delete, totals."""
+        return f"{self.base}:stats"
+
+    @cached_property
+    def wake_channel(self) -> str:
+        """Sharded pub/sub channel published when ``pending`` goes from empty to non-empty."""
+        return f"{self.base}:wake"
+
+    @cached_property
+    def job_prefix(self) -> str:
+        """Prefix of job hashes; scripts append the job id to it (the id never holds the tag)."""
+        return f"{self.base}:j:"
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+    def registry(self, name: str) -> str:
+        """Key of a registry by its public name (``started``, ``finished``, ``failed``, ``canceled``)."""
+        try:
+            return _REGISTRY_KEYS[name](self)
+        except KeyError:
+            raise ValueError(f"unknown registry {name!r}; expected one of {sorted(_REGISTRY_KEYS)}") from None
+
+
+_REGISTRY_KEYS = {
+    "started": lambda k: k.active,
+    "finished": lambda k: k.finished,
+    "failed": lambda k: k.failed,
+    "canceled": lambda k: k.canceled,
+}
+
+# Global keys: each is one key on its own; never used together with a queue's keys.
+QUEUES = f"{PREFIX}:queues"
+"""Set of known queue names (read with SSCAN)."""
+WORKERS = f"{PREFIX}:workers"
+"""Sorted set of worker names scored by their registration's expiry (ms)."""
+
+
+def worker(name: str) -> str:
+    """Hash describing one worker (host, pid, queues, current jobs)."""
+    return f"{PREFIX}:w:{escape_name(name)}"
+
+
+# --- slot math ------------------------------------------------------------------------------------
+
+def _crc16_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+        table.append(crc & 0xFFFF)
+    return table
+
+
+_CRC16 = _crc16_table()
+
+
+def crc16(data: bytes) -> int:
+    """CRC16-CCITT (XMODEM), the checksum Redis Cluster uses for slots."""
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[((crc >> 8) ^ byte) & 0xFF]
+    return crc
+
+
+def key_slot(key: str | bytes) -> int:
+    """The cluster slot of ``key``, honouring hash tags exactly as Redis does."""
+    raw = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
+    start = raw.find(b"{")
+    if start != -1:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1 : end]
+    return crc16(raw) % 16384
+
+
+def queue_slot(name: str) -> int:
+    """The slot every key of queue ``name`` lives in."""
+    return key_slot(QueueKeys(name).base)

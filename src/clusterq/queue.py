@@ -1,0 +1,315 @@
+"""The producer API, named as RQ names it: ``Queue(name, connection).enqueue(func, *args, **kwargs)``."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import keys as K
+from . import store as T
+from .connection import Client, ConnectionLike, connect
+from .exceptions import InvalidJobId
+from .job import Job
+from .registry import Registry
+from .serializers import Serializer, resolve_serializer
+from .utils import function_path
+
+ENQUEUE_CHUNK = 500
+"""Jobs per enqueue script call in ``enqueue_many``: large enough to amortise the call, small enough
+that one call never holds the server for long."""
+DRAIN_BATCH = 1000
+PAGE_LIMIT = 10_000
+
+_RESERVED = (
+    "job_id", "job_timeout", "timeout", "result_ttl", "ttl", "failure_ttl", "description", "meta",
+    "at_front", "max_attempts", "args", "kwargs",
+)
+
+
+def parse_duration(value: float | int | str | None, what: str) -> float | None:
+    """Seconds from a number or an RQ-style string (``"90"``, ``"15m"``, ``"2h"``, ``"1d"``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a number of seconds, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{what} must be seconds or a string like '15m', '2h'; got {value!r}") from None
+
+
+def validate_job_id(job_id: object) -> str:
+    if not isinstance(job_id, str) or not job_id:
+        raise InvalidJobId(f"job_id must be a non-empty str, got {job_id!r}")
+    if len(job_id.encode("utf-8", "surrogatepass")) > K.MAX_JOB_ID_BYTES:
+        raise InvalidJobId(f"job_id is longer than {K.MAX_JOB_ID_BYTES} bytes")
+    return job_id
+
+
+@dataclass
+class EnqueueData:
+    """One job to enqueue with :meth:`Queue.enqueue_many` (see :meth:`Queue.prepare_data`)."""
+
+    func: Callable[..., Any] | str
+    args: Sequence[Any] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    job_id: str | None = None
+    job_timeout: float | int | str | None = None
+    result_ttl: float | int | str | None = None
+    ttl: float | int | str | None = None
+    failure_ttl: float | int | str | None = None
+    description: str | None = None
+    meta: dict[str, Any] | None = None
+    max_attempts: int | None = None
+
+
+class Queue:
+    """A named queue on a Redis deployment.
+
+    ``connection`` is a URL (``redis://``, ``redis+sentinel://``, ``redis+cluster://``...), a redis-py
+    client, or None for ``$CLUSTERQ_URL``. All of a queue's keys share one hash tag, so on a cluster the
+    whole queue lives in one slot; different queues spread over the nodes.
+    """
+
+    def __init__(
+        self,
+        name: str = "default",
+        connection: ConnectionLike = None,
+        *,
+        serializer: Serializer | str | None = None,
+        default_timeout: float | int | str | None = None,
+        result_ttl: float | int | str | None = None,
+        failure_ttl: float | int | str | None = None,
+        max_attempts: int | None = None,
+    ) -> None:
+        self.name = K.validate_queue_name(name)
+        self.keys = K.QueueKeys(name)
+        self.connection: Client = connect(connection)
+        self.store = T.Store(self.connection)
+        self.serializer = resolve_serializer(serializer)
+        self.default_timeout = parse_duration(default_timeout, "default_timeout")
+        self.result_ttl = parse_duration(result_ttl, "result_ttl")
+        self.failure_ttl = parse_duration(failure_ttl, "failure_ttl")
+        self.max_attempts = max_attempts
+        self._registered = False
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Queue) and other.name == self.name and other.connection is self.connection
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    @property
+    def key(self) -> str:
+        """The common prefix (and hash tag) of this queue's keys."""
+        return self.keys.base
+
+    @property
+    def slot(self) -> int:
+        return K.queue_slot(self.name)
+
+    # --- enqueue ------------------------------------------------------------------------------
+
+    def prepare_data(self, func: Callable[..., Any] | str, args: Sequence[Any] = (),
+                     kwargs: dict[str, Any] | None = None, **options: Any) -> EnqueueData:
+        """Describe a job for :meth:`enqueue_many` (RQ's ``Queue.prepare_data``)."""
+        return EnqueueData(func, tuple(args), dict(kwargs or {}), **options)
+
+    def _new_job(self, data: EnqueueData) -> T.NewJob:
+        job_id = validate_job_id(data.job_id) if data.job_id is not None else uuid.uuid4().hex
+        payload = self.serializer.dumps([list(data.args), data.kwargs]) if (data.args or data.kwargs) else b""
+        options: dict[str, Any] = {}
+        timeout = parse_duration(data.job_timeout, "job_timeout") or self.default_timeout
+        if timeout is not None:
+            options["timeout"] = timeout
+        for name, value, default in (
+            ("result_ttl", data.result_ttl, self.result_ttl),
+            ("failure_ttl", data.failure_ttl, self.failure_ttl),
+        ):
+            seconds = parse_duration(value, name)
+            seconds = default if seconds is None else seconds
+            if seconds is not None:
+                options[name] = seconds
+        if data.description:
+            options["description"] = str(data.description)
+        if self.serializer.name != "json":
+            options["ser"] = self.serializer.name
+        ttl = parse_duration(data.ttl, "ttl")
+        if ttl is not None and ttl <= 0:
+            raise ValueError(f"ttl must be positive, got {data.ttl!r}")
+        max_attempts = data.max_attempts if data.max_attempts is not None else self.max_attempts
+        if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
+            raise ValueError(f"max_attempts must be a positive int, got {max_attempts!r}")
+        return T.NewJob(
+            id=job_id,
+            func=function_path(data.func),
+            payload=payload,
+            options=json.dumps(options, separators=(",", ":")) if options else "",
+            meta=self.serializer.dumps(data.meta) if data.meta else b"",
+            ttl_s=int(ttl) if ttl else 0,
+            max_attempts=max_attempts,
+        )
+
+    def _register(self) -> None:
+        # The set of known queues is a global key: written once per Queue object, never in a script.
+        if not self._registered:
+            self.connection.sadd(K.QUEUES, self.name)
+            self._registered = True
+
+    def _job(self, job_id: str) -> Job:
+        return Job(self.name, job_id, self.connection, serializer=self.serializer, store=self.store)
+
+    def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue ``f(*args, **kwargs)``.
+
+        Options, as in RQ: ``job_id``, ``job_timeout``, ``result_ttl``, ``ttl``, ``failure_ttl``,
+        ``description``, ``meta``, ``at_front``, ``max_attempts``; and ``args=``/``kwargs=`` to pass
+        arguments whose names collide with those. Enqueueing an id that already has a job does nothing
+        and returns that job, so retrying a timed-out enqueue cannot create a duplicate.
+        """
+        options = {name: kwargs.pop(name) for name in _RESERVED if name in kwargs}
+        if "timeout" in options:
+            options.setdefault("job_timeout", options.pop("timeout"))
+        at_front = bool(options.pop("at_front", False))
+        call_args = options.pop("args", None)
+        call_kwargs = options.pop("kwargs", None)
+        if call_args is not None or call_kwargs is not None:
+            if args or kwargs:
+                raise TypeError("pass the job's arguments either directly or as args=/kwargs=, not both")
+            args, kwargs = tuple(call_args or ()), dict(call_kwargs or {})
+        data = EnqueueData(f, args, kwargs, **options)
+        return self.enqueue_many([data], at_front=at_front)[0]
+
+    def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
+                     kwargs: dict[str, Any] | None = None, at_front: bool = False, **options: Any) -> Job:
+        """RQ's older spelling of :meth:`enqueue`."""
+        data = EnqueueData(func, tuple(args or ()), dict(kwargs or {}), **options)
+        return self.enqueue_many([data], at_front=at_front)[0]
+
+    def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[Job]:
+        """Enqueue many jobs: chunks of :data:`ENQUEUE_CHUNK` per script call, all in one pipeline."""
+        new = [self._new_job(data) for data in jobs]
+        self._register()
+        calls = [
+            T.enqueue_call(self.keys, new[i : i + ENQUEUE_CHUNK], at_front)
+            for i in range(0, len(new), ENQUEUE_CHUNK)
+        ]
+        if at_front:
+            calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
+        self.store.run_many(calls)
+        return [self._job(job.id) for job in new]
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def fetch_job(self, job_id: str) -> Job | None:
+        """The job with this id in this queue, or None."""
+        job = self._job(job_id)
+        return job if job.exists() else None
+
+    @property
+    def count(self) -> int:
+        """Jobs waiting in the queue (O(1))."""
+        return self.store.count(self.keys)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def is_empty(self) -> bool:
+        return self.count == 0
+
+    def get_job_ids(self, offset: int = 0, length: int = 100) -> list[str]:
+        """A page of the ids waiting in the queue, in order (ids canceled meanwhile may still show)."""
+        if length < 0 or length > PAGE_LIMIT:
+            raise ValueError(f"length must be between 0 and {PAGE_LIMIT}; page through longer queues")
+        if length == 0:
+            return []
+        raw = self.connection.lrange(self.keys.pending, offset, offset + length - 1)
+        return [r.decode() if isinstance(r, bytes) else r for r in raw]
+
+    @property
+    def job_ids(self) -> list[str]:
+        """The first 100 waiting ids; use :meth:`get_job_ids` to page further."""
+        return self.get_job_ids()
+
+    def get_jobs(self, offset: int = 0, length: int = 100) -> list[Job]:
+        return [self._job(job_id) for job_id in self.get_job_ids(offset, length)]
+
+    @property
+    def jobs(self) -> list[Job]:
+        return self.get_jobs()
+
+    def iter_job_ids(self, page: int = 1000) -> Iterator[str]:
+        """Every waiting id, read one page at a time."""
+        offset = 0
+        while True:
+            ids = self.get_job_ids(offset, page)
+            yield from ids
+            if len(ids) < page:
+                return
+            offset += page
+
+    # --- registries ---------------------------------------------------------------------------
+
+    def registry(self, name: str) -> Registry:
+        return Registry(self, name)
+
+    @property
+    def started_job_registry(self) -> Registry:
+        return Registry(self, "started")
+
+    @property
+    def finished_job_registry(self) -> Registry:
+        return Registry(self, "finished")
+
+    @property
+    def failed_job_registry(self) -> Registry:
+        return Registry(self, "failed")
+
+    @property
+    def canceled_job_registry(self) -> Registry:
+        return Registry(self, "canceled")
+
+    # --- removing -----------------------------------------------------------------------------
+
+    def empty(self) -> int:
+        """Remove every waiting job (and its record), in bounded batches. Returns how many ids."""
+        removed = 0
+        while True:
+            n = self.store.run(T.drain_call(self.keys, DRAIN_BATCH))
+            removed += int(n)
+            if not n:
+                return removed
+
+    def delete(self, delete_jobs: bool = True) -> None:
+        """Delete the queue: its waiting jobs, its registries and their records, in bounded batches.
+
+        Jobs running now keep running; their outcome is then dropped. ``delete_jobs=False`` is accepted
+        for RQ compatibility and behaves the same, since job records live in the queue's slot.
+        """
+        self.empty()
+        for name in ("finished", "failed", "canceled", "started"):
+            self.registry(name).clear()
+        self.connection.delete(self.keys.stats)
+        self.connection.srem(K.QUEUES, self.name)
+        self._registered = False
+
+    # --- all queues ---------------------------------------------------------------------------
+
+    @classmethod
+    def all(cls, connection: ConnectionLike = None, **queue_options: Any) -> list[Queue]:
+        """Every known queue (read with SSCAN, so it never blocks the server), sorted by name."""
+        client = connect(connection)
+        names = {n.decode() if isinstance(n, bytes) else n for n in client.sscan_iter(K.QUEUES, count=500)}
+        return [cls(name, client, **queue_options) for name in sorted(names)]

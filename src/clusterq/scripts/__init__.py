@@ -1,0 +1,43 @@
+"""The Lua scripts, one per atomic transition. Loaded once from the ``.lua`` files beside this module.
+
+Each script is run by SHA; a server that does not know it (a new node, a promoted replica, a flushed
+script cache) answers NOSCRIPT and the caller re-sends the source (see :mod:`clusterq.store`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    source: bytes
+    sha: str
+
+
+def _load(name: str) -> Script:
+    source = resources.files(__package__).joinpath(f"{name}.lua").read_bytes()
+    return Script(name=name, source=source, sha=hashlib.sha1(source).hexdigest())
+
+
+ENQUEUE = _load("enqueue")
+LEASE = _load("lease")
+COMPLETE = _load("complete")
+EXTEND = _load("extend")
+RELEASE = _load("release")
+REQUEUE_EXPIRED = _load("requeue_expired")
+CANCEL = _load("cancel")
+DELETE = _load("delete")
+REQUEUE = _load("requeue")
+SET_FIELDS = _load("set_fields")
+TRIM = _load("trim")
+DRAIN = _load("drain")
+PURGE_REGISTRY = _load("purge_registry")
+
+ALL: tuple[Script, ...] = (
+    ENQUEUE, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, CANCEL, DELETE, REQUEUE, SET_FIELDS,
+    TRIM, DRAIN, PURGE_REGISTRY,
+)

@@ -1,0 +1,33 @@
+#!lua
+--[[ cancel: mark a job canceled so that no worker runs it (again).
+
+A queued job stays in the pending list as a tombstone (removing it from a long list would cost O(N));
+the lease script drops it and releases the tombstone. A started job loses its lease: the worker running
+it can no longer record an outcome.
+
+KEYS[1] job key prefix
+KEYS[2] canceled sorted set (score = expiry, ms)
+KEYS[3] active sorted set
+KEYS[4] stats hash
+ARGV[1] job id
+ARGV[2] how long to keep the canceled record (ms; "-1" = forever)
+Returns: 1 canceled, 0 no such job, -1 already finished, failed or canceled (status unchanged)
+]]
+local key = KEYS[1] .. ARGV[1]
+local status = redis.call("HGET", key, "s")
+if not status then return 0 end
+if status == "finished" or status == "failed" or status == "canceled" then return -1 end
+if status == "queued" then redis.call("HINCRBY", KEYS[4], "tomb", 1) end
+redis.call("ZREM", KEYS[3], ARGV[1])
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local keep = tonumber(ARGV[2])
+redis.call("HSET", key, "s", "canceled", "te", now)
+if keep > 0 then
+  redis.call("PEXPIRE", key, keep)
+  redis.call("ZADD", KEYS[2], now + keep, ARGV[1])
+else
+  redis.call("PERSIST", key)
+  redis.call("ZADD", KEYS[2], "+inf", ARGV[1])
+end
+return 1

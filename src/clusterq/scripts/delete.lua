@@ -1,0 +1,19 @@
+#!lua
+--[[ delete: remove a job's record and its entries in every registry of its queue.
+
+A queued job leaves a tombstone in the pending list (see cancel.lua); a started job loses its lease.
+
+KEYS[1] job key prefix
+KEYS[2] active sorted set
+KEYS[3] finished sorted set
+KEYS[4] failed sorted set
+KEYS[5] canceled sorted set
+KEYS[6] stats hash
+ARGV[1] job id
+Returns: 1 deleted, 0 no such job
+]]
+local key = KEYS[1] .. ARGV[1]
+local status = redis.call("HGET", key, "s")
+for i = 2, 5 do redis.call("ZREM", KEYS[i], ARGV[1]) end
+if status == "queued" then redis.call("HINCRBY", KEYS[6], "tomb", 1) end
+return redis.call("DEL", key)

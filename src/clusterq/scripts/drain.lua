@@ -1,0 +1,22 @@
+#!lua
+--[[ drain: remove a bounded batch of jobs from the head of the queue, deleting their records.
+
+Used by Queue.empty() and Queue.delete(), which call it until it returns 0: each call is bounded, so
+emptying a queue of a million jobs never blocks the server.
+
+KEYS[1] pending list
+KEYS[2] job key prefix
+KEYS[3] stats hash
+ARGV[1] batch size
+Returns: number of ids removed from the list
+]]
+local ids = redis.call("LPOP", KEYS[1], tonumber(ARGV[1]))
+if not ids then
+  redis.call("HDEL", KEYS[3], "tomb")
+  return 0
+end
+local keys = {}
+for i, id in ipairs(ids) do keys[i] = KEYS[2] .. id end
+redis.call("DEL", unpack(keys))
+if redis.call("LLEN", KEYS[1]) == 0 then redis.call("HDEL", KEYS[3], "tomb") end
+return #ids

@@ -1,0 +1,70 @@
+#!lua
+--[[ lease: take up to N queued jobs from the head of the queue and lease them to a worker.
+
+Each leased job gets status "started", its attempt counter n incremented (n is the lease's fencing
+token: completion must present it) and an entry in the active set scored by the lease deadline.
+Ids whose job is gone (deleted, expired by ttl) or no longer queued (canceled) are dropped and their
+tombstone count released. A job key that is not a hash (edited by hand) is replaced by a failed job
+record that says so, so the problem is visible instead of silently lost.
+
+KEYS[1] pending list
+KEYS[2] active sorted set (score = lease deadline, ms)
+KEYS[3] job key prefix
+KEYS[4] stats hash (field "tomb" = ids in pending that no longer count)
+KEYS[5] failed sorted set (score = expiry, ms)
+ARGV[1] lease length (ms); the deadline is the server's time plus this
+ARGV[2] maximum number of jobs to lease
+ARGV[3] worker name
+ARGV[4] how long to keep a failed record (ms)
+Returns: {remaining pending length, then five values per leased job: id, token, function, payload, options}
+         payload and options are "" when absent
+]]
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = now + tonumber(ARGV[1])
+local wanted = tonumber(ARGV[2])
+local worker = ARGV[3]
+local out = {0}
+local got = 0
+local tomb_released = 0
+-- Bounded: at most 4 pops of `wanted` ids, so a run of tombstones cannot make one call unbounded.
+for _ = 1, 4 do
+  if got >= wanted then break end
+  local ids = redis.call("LPOP", KEYS[1], wanted - got)
+  if not ids then break end
+  for _, id in ipairs(ids) do
+    local key = KEYS[3] .. id
+    local kind = redis.call("TYPE", key).ok
+    if kind == "hash" then
+      local job = redis.call("HMGET", key, "s", "f", "p", "o", "n", "x")
+      if job[1] == "queued" then
+        local token = (tonumber(job[5]) or 0) + 1
+        redis.call("HSET", key, "s", "started", "n", token, "ts", now, "w", worker)
+        if job[6] then redis.call("PERSIST", key) end
+        redis.call("ZADD", KEYS[2], deadline, id)
+        out[#out + 1] = id
+        out[#out + 1] = token
+        out[#out + 1] = job[2] or ""
+        out[#out + 1] = job[3] or ""
+        out[#out + 1] = job[4] or ""
+        got = got + 1
+      else
+        tomb_released = tomb_released + 1
+      end
+    elseif kind == "none" then
+      tomb_released = tomb_released + 1
+    else
+      redis.call("DEL", key)
+      redis.call("HSET", key, "s", "failed", "f", "", "c", now, "te", now,
+        "e", "malformed job record: key " .. key .. " held a " .. kind .. ", not a hash; the job was dropped")
+      redis.call("PEXPIRE", key, ARGV[4])
+      redis.call("ZADD", KEYS[5], now + tonumber(ARGV[4]), id)
+    end
+  end
+end
+if tomb_released > 0 then
+  local tomb = tonumber(redis.call("HGET", KEYS[4], "tomb")) or 0
+  if tomb > 0 then redis.call("HINCRBY", KEYS[4], "tomb", -math.min(tomb, tomb_released)) end
+end
+out[1] = redis.call("LLEN", KEYS[1])
+return out

@@ -1,0 +1,28 @@
+#!lua
+--[[ requeue: put a failed, canceled or finished job back on its queue to run again.
+
+KEYS[1] pending list
+KEYS[2] job key prefix
+KEYS[3] failed sorted set
+KEYS[4] canceled sorted set
+KEYS[5] finished sorted set
+KEYS[6] wake channel
+ARGV[1] job id
+ARGV[2] "1" to push at the front, else "0"
+Returns: 1 requeued, 0 no such job, -1 the job is queued or running (nothing changed)
+]]
+local id = ARGV[1]
+local key = KEYS[2] .. id
+local status = redis.call("HGET", key, "s")
+if not status then return 0 end
+if status ~= "failed" and status ~= "canceled" and status ~= "finished" then return -1 end
+redis.call("ZREM", KEYS[3], id)
+redis.call("ZREM", KEYS[4], id)
+redis.call("ZREM", KEYS[5], id)
+redis.call("HSET", key, "s", "queued")
+redis.call("HDEL", key, "e", "r", "ts", "te", "w")
+redis.call("PERSIST", key)
+local length
+if ARGV[2] == "1" then length = redis.call("LPUSH", KEYS[1], id) else length = redis.call("RPUSH", KEYS[1], id) end
+if length == 1 then redis.call("SPUBLISH", KEYS[6], "1") end
+return 1

@@ -1,0 +1,122 @@
+"""How job arguments and results become bytes in Redis, and back.
+
+JSON is the default: readable in ``redis-cli``, safe to decode, and it refuses at enqueue what it cannot
+carry (with the argument named) instead of failing later on a worker. Pickle is available for those who
+ask, with a warning: anyone who can write to Redis can then run code on the workers.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+from typing import Any, Protocol, runtime_checkable
+
+from .exceptions import DeserializationError, SerializationError
+from .utils import import_attribute
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Turns job arguments, results and meta into bytes and back. ``name`` is stored with each job."""
+
+    name: str
+
+    def dumps(self, value: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+def _describe_path(path: str) -> str:
+    return f" at {path}" if path else ""
+
+
+def _find_unserializable(value: Any, path: str = "") -> str | None:
+    """Return a description of the first value JSON cannot carry, for a precise error message."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _find_unserializable(item, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"a dict key of type {type(key).__name__}{_describe_path(path)} (JSON keys are strings)"
+            found = _find_unserializable(item, f"{path}[{key!r}]")
+            if found:
+                return found
+        return None
+    return f"a value of type {type(value).__name__}{_describe_path(path)}"
+
+
+class JSONSerializer:
+    """Compact JSON. Tuples come back as lists; non-str dict keys and other types are refused."""
+
+    name = "json"
+
+    def __init__(self) -> None:
+        self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+        self._decoder = json.JSONDecoder()
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            return self._encoder.encode(value).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            what = _find_unserializable(value) or str(exc)
+            raise SerializationError(
+                f"JSON cannot carry {what}; pass plain data (str, int, float, bool, None, list, dict "
+                "with str keys) or choose another serializer"
+            ) from None
+
+    def loads(self, data: bytes | str) -> Any:
+        try:
+            text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+            return self._decoder.decode(text)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise DeserializationError(f"payload is not valid JSON ({exc}): {bytes(data[:80])!r}") from None
+
+
+class PickleSerializer:
+    """Pickle: carries any picklable object. Only for Redis servers no untrusted party can write to."""
+
+    name = "pickle"
+
+    def __init__(self, *, protocol: int = pickle.HIGHEST_PROTOCOL, warn: bool = True) -> None:
+        self.protocol = protocol
+        if warn:
+            warnings.warn(
+                "PickleSerializer: anyone who can write to this Redis can run code on your workers",
+                stacklevel=2,
+            )
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            return pickle.dumps(value, protocol=self.protocol)
+        except Exception as exc:
+            raise SerializationError(f"pickle cannot carry this value: {exc}") from None
+
+    def loads(self, data: bytes) -> Any:
+        try:
+            return pickle.loads(data)
+        except Exception as exc:
+            raise DeserializationError(f"payload is not a valid pickle ({type(exc).__name__}: {exc})") from None
+
+
+DEFAULT_SERIALIZER: Serializer = JSONSerializer()
+
+
+def resolve_serializer(serializer: Serializer | str | None) -> Serializer:
+    """Accept a Serializer instance, ``"json"``, ``"pickle"`` or a dotted path to one; None means JSON."""
+    if serializer is None or serializer == "json":
+        return DEFAULT_SERIALIZER
+    if serializer == "pickle":
+        return PickleSerializer()
+    if isinstance(serializer, str):
+        obj = import_attribute(serializer)
+        return obj() if isinstance(obj, type) else obj
+    if not isinstance(serializer, Serializer):
+        raise TypeError(f"{serializer!r} is not a serializer (needs name, dumps and loads)")
+    return serializer

@@ -1,0 +1,239 @@
+"""The state store: every change of clusterq state, spoken as transitions (enqueue, lease, complete...).
+
+Queue, Job and Worker code call these methods and never issue Redis commands for state changes
+themselves. Each transition is one Lua script on one queue's keys (one slot). Transitions on several
+queues can be sent together (:meth:`Store.run_many`): redis-py pipelines them, which costs one round trip
+per server (per node on a cluster), never a multi-slot command.
+
+Scripts are run by SHA. A server that answers NOSCRIPT (a new or promoted node, a flushed script cache)
+is sent the source once with EVAL, which also caches it there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.exceptions import NoScriptError
+
+from . import keys as K
+from . import scripts as S
+from .connection import Client
+
+# Job hash fields read back into a Job. Short names keep a pending job small in Redis.
+JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One script invocation: everything needed to run it, and nothing about how."""
+
+    script: S.Script
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job as the enqueue script stores it. Empty bytes/strings mean "absent" (not stored)."""
+
+    id: str
+    func: str
+    payload: bytes = b""
+    options: str = ""
+    meta: bytes = b""
+    ttl_s: int = 0
+    max_attempts: int | None = None
+
+    def argv(self) -> tuple[Any, ...]:
+        return (self.id, self.func, self.payload, self.options, self.meta, self.ttl_s,
+                "" if self.max_attempts is None else self.max_attempts)
+
+
+@dataclass(frozen=True)
+class LeasedJob:
+    """A job leased to a worker: what it needs to run it and to report its outcome."""
+
+    queue: str
+    id: str
+    token: int
+    func: str
+    payload: bytes
+    options: bytes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of running a leased job, as the complete script records it."""
+
+    id: str
+    token: int
+    status: str  # "finished" | "failed"
+    data: bytes
+    keep_ms: int  # -1 forever, 0 delete at once
+
+    def argv(self) -> tuple[Any, ...]:
+        return (self.id, self.token, self.status, self.data, self.keep_ms)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+def _raw(value: Any) -> bytes:
+    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+
+
+# --- call builders: pure functions, shared by the sync and async stores ------------------------------
+
+def enqueue_call(qk: K.QueueKeys, jobs: Sequence[NewJob], at_front: bool = False) -> Call:
+    args: list[Any] = ["1" if at_front else "0"]
+    for job in jobs:
+        args.extend(job.argv())
+    return Call(S.ENQUEUE, (qk.pending, qk.job_prefix, qk.wake_channel), tuple(args))
+
+
+def lease_call(qk: K.QueueKeys, count: int, lease_ms: int, worker: str, failure_keep_ms: int) -> Call:
+    return Call(S.LEASE, (qk.pending, qk.active, qk.job_prefix, qk.stats, qk.failed),
+                (lease_ms, count, worker, failure_keep_ms))
+
+
+def parse_lease(queue: str, reply: Sequence[Any]) -> tuple[int, list[LeasedJob]]:
+    """Split a lease reply into (jobs still pending, leased jobs)."""
+    jobs = [
+        LeasedJob(queue, _text(reply[i]), int(reply[i + 1]), _text(reply[i + 2]), _raw(reply[i + 3]),
+                  _raw(reply[i + 4]))
+        for i in range(1, len(reply), 5)
+    ]
+    return int(reply[0]), jobs
+
+
+def complete_call(qk: K.QueueKeys, outcomes: Iterable[Outcome]) -> Call:
+    args: list[Any] = []
+    for outcome in outcomes:
+        args.extend(outcome.argv())
+    return Call(S.COMPLETE, (qk.active, qk.finished, qk.failed, qk.job_prefix), tuple(args))
+
+
+def extend_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]], lease_ms: int) -> Call:
+    args: list[Any] = [lease_ms]
+    for job_id, token in leases:
+        args.extend((job_id, token))
+    return Call(S.EXTEND, (qk.active, qk.job_prefix), tuple(args))
+
+
+def release_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]]) -> Call:
+    args: list[Any] = []
+    for job_id, token in leases:
+        args.extend((job_id, token))
+    return Call(S.RELEASE, (qk.pending, qk.active, qk.job_prefix, qk.wake_channel), tuple(args))
+
+
+def requeue_expired_call(qk: K.QueueKeys, batch: int, max_attempts: int, failure_keep_ms: int) -> Call:
+    return Call(S.REQUEUE_EXPIRED, (qk.active, qk.pending, qk.failed, qk.job_prefix, qk.wake_channel),
+                (batch, max_attempts, failure_keep_ms))
+
+
+def trim_call(registry_key: str, batch: int) -> Call:
+    return Call(S.TRIM, (registry_key,), (batch,))
+
+
+def cancel_call(qk: K.QueueKeys, job_id: str, keep_ms: int) -> Call:
+    return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats), (job_id, keep_ms))
+
+
+def delete_call(qk: K.QueueKeys, job_id: str) -> Call:
+    return Call(S.DELETE, (qk.job_prefix, qk.active, qk.finished, qk.failed, qk.canceled, qk.stats), (job_id,))
+
+
+def requeue_call(qk: K.QueueKeys, job_id: str, at_front: bool = False) -> Call:
+    return Call(S.REQUEUE, (qk.pending, qk.job_prefix, qk.failed, qk.canceled, qk.finished, qk.wake_channel),
+                (job_id, "1" if at_front else "0"))
+
+
+def set_fields_call(qk: K.QueueKeys, job_id: str, fields: dict[str, Any]) -> Call:
+    args: list[Any] = []
+    for name, value in fields.items():
+        args.extend((name, value))
+    return Call(S.SET_FIELDS, (qk.job(job_id),), tuple(args))
+
+
+def drain_call(qk: K.QueueKeys, batch: int) -> Call:
+    return Call(S.DRAIN, (qk.pending, qk.job_prefix, qk.stats), (batch,))
+
+
+def purge_registry_call(qk: K.QueueKeys, registry_key: str, batch: int) -> Call:
+    return Call(S.PURGE_REGISTRY, (registry_key, qk.job_prefix), (batch,))
+
+
+class Store:
+    """Runs transitions on a synchronous redis-py client (standalone, Sentinel master or cluster)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    # --- running scripts ------------------------------------------------------------------------
+
+    def run(self, call: Call) -> Any:
+        """Run one transition; on NOSCRIPT send the source (which caches it on that server)."""
+        n = len(call.keys)
+        try:
+            return self.client.evalsha(call.script.sha, n, *call.keys, *call.args)
+        except NoScriptError:
+            return self.client.eval(call.script.source, n, *call.keys, *call.args)
+
+    def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True) -> list[Any]:
+        """Run several transitions in one pipeline (one round trip per server); results in order.
+
+        With ``raise_on_error=False`` a failed call's slot holds its exception instead of raising, so
+        the caller can tell which transitions happened.
+        """
+        if not calls:
+            return []
+        if len(calls) == 1:
+            try:
+                return [self.run(calls[0])]
+            except redis.RedisError as exc:
+                if raise_on_error:
+                    raise
+                return [exc]
+        pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        results = pipe.execute(raise_on_error=False)
+        for index, result in enumerate(results):
+            if isinstance(result, NoScriptError):
+                try:
+                    results[index] = self.run(calls[index])
+                except redis.RedisError as exc:
+                    results[index] = exc
+        if raise_on_error:
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+        return results
+
+    # --- reads (never write) ----------------------------------------------------------------------
+
+    def read_job(self, qk: K.QueueKeys, job_id: str) -> dict[str, bytes] | None:
+        """The job's fields (only those set), or None if it has no record. Bounded: a fixed field list."""
+        key = qk.job(job_id)
+        try:
+            values = self.client.hmget(key, JOB_FIELDS)
+        except redis.ResponseError as exc:
+            if "WRONGTYPE" in str(exc):
+                kind = _text(self.client.type(key))
+                return {"s": b"failed", "f": b"", "e": f"malformed job record: {key} holds a {kind}".encode()}
+            raise
+        fields = {name: value for name, value in zip(JOB_FIELDS, values) if value is not None}
+        return fields or None
+
+    def count(self, qk: K.QueueKeys) -> int:
+        """Jobs waiting in the queue: the list length less canceled/deleted ids still in it. O(1)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.llen(qk.pending)
+        pipe.hget(qk.stats, "tomb")
+        length, tomb = pipe.execute()
+        return max(0, int(length) - int(tomb or 0))

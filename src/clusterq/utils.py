@@ -1,0 +1,60 @@
+"""Small helpers shared by the producer and the worker."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Any
+
+from .exceptions import FunctionNotFound
+
+
+def import_attribute(path: str) -> Any:
+    """Import ``package.module.attr`` (or ``package.module:attr``) and return the attribute.
+
+    Raises :class:`FunctionNotFound` naming the path and the reason: a missing module, a missing
+    attribute, or an exception raised while the module was imported.
+    """
+    if not isinstance(path, str) or not path:
+        raise FunctionNotFound(f"invalid function path {path!r}")
+    if ":" in path:
+        module_name, _, attr_path = path.partition(":")
+    else:
+        module_name, _, attr_path = path.rpartition(".")
+    if not module_name or not attr_path:
+        raise FunctionNotFound(f"function path {path!r} must look like 'package.module.function'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise FunctionNotFound(f"cannot import {path!r}: module {exc.name!r} not found") from None
+    except Exception as exc:
+        raise FunctionNotFound(
+            f"cannot import {path!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}"
+        ) from None
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise FunctionNotFound(f"cannot import {path!r}: {module_name!r} has no attribute {attr_path!r}") from None
+    return obj
+
+
+def function_path(func: Any) -> str:
+    """The dotted path a worker will import to find ``func``; refuses what cannot be found that way."""
+    if isinstance(func, str):
+        return func
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not module or not qualname or "<locals>" in qualname or "<lambda>" in qualname:
+        raise FunctionNotFound(
+            f"{func!r} cannot be imported by a worker: enqueue a module-level function or its dotted path"
+        )
+    if module == "__main__":
+        raise FunctionNotFound(
+            f"{qualname} is defined in __main__, which a worker cannot import: move it to a module"
+        )
+    return f"{module}.{qualname}"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -19,46 +19,47 @@ ARGV[4] how long to keep a failed record (ms)
 Returns: {remaining pending length, then five values per leased job: id, token, function, payload, options}
          payload and options are "" when absent
 ]]
+local wanted = tonumber(ARGV[2])
+local ids = redis.call("LPOP", KEYS[1], wanted)
+if not ids then return {0} end  -- the idle poll: one command, no clock read
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = now + tonumber(ARGV[1])
-local wanted = tonumber(ARGV[2])
 local worker = ARGV[3]
 local out = {0}
 local got = 0
 local tomb_released = 0
 -- Bounded: at most 4 pops of `wanted` ids, so a run of tombstones cannot make one call unbounded.
-for _ = 1, 4 do
-  if got >= wanted then break end
-  local ids = redis.call("LPOP", KEYS[1], wanted - got)
-  if not ids then break end
+for round = 1, 4 do
+  if round > 1 then
+    if got >= wanted then break end
+    ids = redis.call("LPOP", KEYS[1], wanted - got)
+    if not ids then break end
+  end
   for _, id in ipairs(ids) do
     local key = KEYS[3] .. id
-    local kind = redis.call("TYPE", key).ok
-    if kind == "hash" then
-      local job = redis.call("HMGET", key, "s", "f", "p", "o", "n", "x")
-      if job[1] == "queued" then
-        local token = (tonumber(job[5]) or 0) + 1
-        redis.call("HSET", key, "s", "started", "n", token, "ts", now, "w", worker)
-        if job[6] then redis.call("PERSIST", key) end
-        redis.call("ZADD", KEYS[2], deadline, id)
-        out[#out + 1] = id
-        out[#out + 1] = token
-        out[#out + 1] = job[2] or ""
-        out[#out + 1] = job[3] or ""
-        out[#out + 1] = job[4] or ""
-        got = got + 1
-      else
-        tomb_released = tomb_released + 1
-      end
-    elseif kind == "none" then
-      tomb_released = tomb_released + 1
-    else
+    local job = redis.pcall("HMGET", key, "s", "f", "p", "o", "n", "x")
+    if job.err then
+      -- Not a hash (edited by hand): replace it with a failed record that says what was found.
+      local kind = redis.call("TYPE", key).ok
       redis.call("DEL", key)
       redis.call("HSET", key, "s", "failed", "f", "", "c", now, "te", now,
         "e", "malformed job record: key " .. key .. " held a " .. kind .. ", not a hash; the job was dropped")
       redis.call("PEXPIRE", key, ARGV[4])
       redis.call("ZADD", KEYS[5], now + tonumber(ARGV[4]), id)
+    elseif job[1] == "queued" then
+      local token = (tonumber(job[5]) or 0) + 1
+      redis.call("HSET", key, "s", "started", "n", token, "ts", now, "w", worker)
+      if job[6] then redis.call("PERSIST", key) end
+      redis.call("ZADD", KEYS[2], deadline, id)
+      out[#out + 1] = id
+      out[#out + 1] = token
+      out[#out + 1] = job[2] or ""
+      out[#out + 1] = job[3] or ""
+      out[#out + 1] = job[4] or ""
+      got = got + 1
+    else
+      tomb_released = tomb_released + 1  -- gone (deleted, ttl) or no longer queued (canceled)
     end
   end
 end

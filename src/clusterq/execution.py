@@ -1,0 +1,181 @@
+"""Running one leased job: find its function, decode its arguments, call it within its time limit, and
+turn what happened into an :class:`~clusterq.store.Outcome`. Nothing here talks to Redis.
+
+Every way a job can go wrong ends as a failed outcome whose text names the problem (unknown function,
+undecodable payload, wrong arguments, a result the serializer cannot carry, time limit); only
+:class:`~clusterq.exceptions.StopRequested` escapes, because the worker must hand the job back.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .exceptions import DeserializationError, FunctionNotFound, JobTimeoutError, SerializationError
+from .job import DEFAULT_FAILURE_TTL_S, DEFAULT_RESULT_TTL_S
+from .serializers import Serializer
+from .store import LeasedJob, Outcome
+from .utils import import_attribute
+
+DEFAULT_JOB_TIMEOUT_S = 180.0
+"""A job's time limit when neither the job nor its queue sets one (RQ's default)."""
+
+
+class FunctionResolver:
+    """Imports job functions by dotted path, once each, within an optional allowlist.
+
+    ``allow`` holds patterns (``fnmatch`` style, e.g. ``"myapp.tasks.*"``); when given, a path that
+    matches none is refused before anything is imported, so a payload cannot make the worker import an
+    arbitrary module.
+    """
+
+    def __init__(self, allow: Sequence[str] | None = None) -> None:
+        self.allow = tuple(allow) if allow else None
+        self._cache: dict[str, Callable[..., Any]] = {}
+
+    def resolve(self, path: str) -> Callable[..., Any]:
+        func = self._cache.get(path)
+        if func is not None:
+            return func
+        if self.allow is not None and not any(fnmatch.fnmatchcase(path, p) for p in self.allow):
+            raise FunctionNotFound(f"function {path!r} is not in this worker's allowlist {list(self.allow)}")
+        func = import_attribute(path)
+        if not callable(func):
+            raise FunctionNotFound(f"{path!r} is a {type(func).__name__}, not a function")
+        self._cache[path] = func
+        return func
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A leased job's options, decoded."""
+
+    timeout_s: float
+    result_keep_ms: int
+    failure_keep_ms: int
+    serializer: str
+
+
+def _keep_ms(seconds: Any, default_s: float) -> int:
+    value = default_s if seconds is None else float(seconds)
+    return -1 if value < 0 else int(value * 1000)
+
+
+def decode_options(raw: bytes, default_timeout_s: float) -> tuple[JobSpec, str | None]:
+    """Decode a job's options; on garbage fall back to defaults and return a problem description."""
+    problem = None
+    options: dict[str, Any] = {}
+    if raw:
+        try:
+            decoded = json.loads(raw)
+            if isinstance(decoded, dict):
+                options = decoded
+            else:
+                problem = f"job options are a {type(decoded).__name__}, not an object"
+        except ValueError as exc:
+            problem = f"job options are not valid JSON ({exc})"
+    try:
+        spec = JobSpec(
+            timeout_s=float(options.get("timeout") or default_timeout_s),
+            result_keep_ms=_keep_ms(options.get("result_ttl"), DEFAULT_RESULT_TTL_S),
+            failure_keep_ms=_keep_ms(options.get("failure_ttl"), DEFAULT_FAILURE_TTL_S),
+            serializer=str(options.get("ser", "json")),
+        )
+    except (TypeError, ValueError) as exc:
+        problem = f"job options are malformed ({exc})"
+        spec = JobSpec(default_timeout_s, DEFAULT_RESULT_TTL_S * 1000, DEFAULT_FAILURE_TTL_S * 1000, "json")
+    return spec, problem
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Raise :class:`JobTimeoutError` in the job if it runs past ``seconds``.
+
+    Uses SIGALRM, so it only works in the main thread; elsewhere the limit is not enforced here (the
+    process pools enforce theirs from outside the job).
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise JobTimeoutError(f"time limit exceeded: the job ran longer than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _failure(leased: LeasedJob, spec: JobSpec, reason: str) -> Outcome:
+    return Outcome(leased.id, leased.token, "failed", reason.encode("utf-8", "replace"), spec.failure_keep_ms)
+
+
+class Executor:
+    """Turns leased jobs into outcomes, in the calling thread."""
+
+    def __init__(self, resolver: FunctionResolver, serializer: Serializer, default_timeout_s: float) -> None:
+        self.resolver = resolver
+        self.serializer = serializer
+        self.default_timeout_s = default_timeout_s
+
+    def prepare(self, leased: LeasedJob) -> tuple[JobSpec, Callable[..., Any] | None, Any, Any, str | None]:
+        """Everything needed to call the job, or a reason why it cannot be called."""
+        spec, problem = decode_options(leased.options, self.default_timeout_s)
+        if problem:
+            return spec, None, None, None, f"malformed job record: {problem}"
+        if spec.serializer != self.serializer.name:
+            return spec, None, None, None, (
+                f"job was written with the {spec.serializer!r} serializer but this worker decodes "
+                f"{self.serializer.name!r}"
+            )
+        if not leased.func:
+            return spec, None, None, None, "malformed job record: no function path"
+        try:
+            func = self.resolver.resolve(leased.func)
+        except FunctionNotFound as exc:
+            return spec, None, None, None, f"FunctionNotFound: {exc}"
+        try:
+            args, kwargs = self.serializer.loads(leased.payload) if leased.payload else ([], {})
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise DeserializationError("payload is not [args, kwargs]")
+        except (DeserializationError, TypeError, ValueError) as exc:
+            return spec, None, None, None, f"DeserializationError: cannot decode the job's arguments: {exc}"
+        return spec, func, args, kwargs, None
+
+    def execute(self, leased: LeasedJob) -> Outcome:
+        spec, func, args, kwargs, problem = self.prepare(leased)
+        if problem is not None or func is None:
+            return _failure(leased, spec, problem or "cannot run job")
+        try:
+            with time_limit(spec.timeout_s):
+                value = func(*args, **kwargs)
+        except JobTimeoutError as exc:
+            return _failure(leased, spec, f"JobTimeoutError: {exc}")
+        except Exception as exc:
+            return _failure(leased, spec, describe_exception(exc, leased.func))
+        try:
+            data = self.serializer.dumps(value)
+        except SerializationError as exc:
+            return _failure(leased, spec, f"SerializationError: the job's return value cannot be stored: {exc}")
+        return Outcome(leased.id, leased.token, "finished", data, spec.result_keep_ms)
+
+
+def describe_exception(exc: BaseException, func_path: str) -> str:
+    """``Type: message`` then the traceback; a call with wrong arguments says so first."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    head = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, TypeError) and exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+        # Raised by the call itself, not inside the function: the arguments do not fit its signature.
+        head = f"wrong arguments for {func_path}: {exc}"
+    return f"{head}\n{text}"

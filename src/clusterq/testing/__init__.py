@@ -1,0 +1,67 @@
+"""Real Redis/Valkey topologies on loopback, for clusterq's tests and for users' tests.
+
+``Standalone``, ``SentinelGroup`` (primary, replica, three sentinels) and ``Cluster`` (three
+primaries with a replica each) start real server processes from a ``redis-server`` or
+``valkey-server`` binary, hand out a clusterq URL, flush between tests and let a test crash, pause
+or restart any node. The pytest plugin (:mod:`clusterq.testing.plugin`) wraps them in fixtures.
+
+The topology classes are imported lazily: this package is loaded by the pytest plugin in every
+test run of a project that has clusterq installed, and must stay cheap and independent of the rest
+of clusterq.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .binaries import ENGINES, ServerBinary, ServerNotFound, available_servers, find_server
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+    from .sentinel import SentinelGroup
+    from .servers import PortClash, ServerProcess, Topology, TopologyError, allocate_port, running_processes
+    from .standalone import Standalone
+
+_LAZY: dict[str, str] = {
+    "Cluster": ".cluster",
+    "SentinelGroup": ".sentinel",
+    "Standalone": ".standalone",
+    "PortClash": ".servers",
+    "ServerProcess": ".servers",
+    "Topology": ".servers",
+    "TopologyError": ".servers",
+    "allocate_port": ".servers",
+    "running_processes": ".servers",
+}
+
+__all__ = [
+    "ENGINES",
+    "Cluster",
+    "PortClash",
+    "SentinelGroup",
+    "ServerBinary",
+    "ServerNotFound",
+    "ServerProcess",
+    "Standalone",
+    "Topology",
+    "TopologyError",
+    "allocate_port",
+    "available_servers",
+    "find_server",
+    "running_processes",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a topology module on first use of one of its names (PEP 562)."""
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

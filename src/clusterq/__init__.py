@@ -1,1 +1,70 @@
-"""clusterq: background jobs for Python on Redis and Valkey: standalone, Sentinel or Cluster."""
+"""clusterq: background jobs for Python on Redis and Valkey: standalone, Sentinel or Cluster.
+
+    from clusterq import Queue
+    q = Queue("emails", connection="redis+cluster://10.0.0.1:6379")
+    job = q.enqueue("myapp.tasks.send", "hello@example.com")
+
+    $ clusterq worker -u redis+cluster://10.0.0.1:6379 emails default
+"""
+
+from .connection import connect, describe, parse_url, topology_of
+from .exceptions import (
+    ClusterQError,
+    ConnectionFailed,
+    DeserializationError,
+    FunctionNotFound,
+    InvalidJobId,
+    InvalidJobOperation,
+    InvalidQueueName,
+    InvalidURL,
+    JobTimeoutError,
+    NoSuchJobError,
+    SerializationError,
+    StopRequested,
+)
+from .job import Job, JobStatus
+from .keys import key_slot, queue_slot
+from .queue import EnqueueData, Queue
+from .registry import Registry
+from .serializers import JSONSerializer, PickleSerializer, Serializer
+from .worker import Worker, WorkerInfo, list_workers
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # producing
+    "EnqueueData",
+    "Job",
+    "JobStatus",
+    "Queue",
+    "Registry",
+    # consuming
+    "Worker",
+    "WorkerInfo",
+    "list_workers",
+    # connecting
+    "connect",
+    "describe",
+    "key_slot",
+    "parse_url",
+    "queue_slot",
+    "topology_of",
+    # serializing
+    "JSONSerializer",
+    "PickleSerializer",
+    "Serializer",
+    # errors
+    "ClusterQError",
+    "ConnectionFailed",
+    "DeserializationError",
+    "FunctionNotFound",
+    "InvalidJobId",
+    "InvalidJobOperation",
+    "InvalidQueueName",
+    "InvalidURL",
+    "JobTimeoutError",
+    "NoSuchJobError",
+    "SerializationError",
+    "StopRequested",
+    "__version__",
+]

@@ -244,7 +244,7 @@ class Worker:
         except (redis.ConnectionError, redis.TimeoutError, redis.ClusterDownError, OSError) as exc:
             self._restore_outcome_calls(flush)
             self._back_off(exc)
-            return None if not jobs else jobs
+            return jobs or None
         self._backoff_s = 0.0
         return jobs
 

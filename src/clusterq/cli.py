@@ -1,0 +1,252 @@
+"""The ``clusterq`` command: a thin layer over the public API (it never talks to Redis itself).
+
+    clusterq worker [-u URL] [--burst] QUEUE [QUEUE ...]
+    clusterq info [-u URL] [--interval S]
+    clusterq enqueue [-u URL] QUEUE FUNCTION [JSON_ARG ...]
+    clusterq empty|requeue [-u URL] QUEUE
+    clusterq dev [--sentinel | --cluster]
+    clusterq demo [--cluster] [--jobs N]
+
+The URL comes from ``--url``, else ``$CLUSTERQ_URL``, else a settings module's ``URL`` (``--settings``
+or ``$CLUSTERQ_SETTINGS``), else ``redis://127.0.0.1:6379/0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .connection import DEFAULT_URL, URL_ENV, describe
+from .exceptions import ClusterQError
+from .queue import Queue
+from .worker import Worker, list_workers
+
+# Named exit codes (Dramatiq's habit): scripts and supervisors can tell failures apart.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CONNECTION = 3
+
+SETTINGS_ENV = "CLUSTERQ_SETTINGS"
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    path = getattr(args, "settings", None) or os.environ.get(SETTINGS_ENV)
+    if not path:
+        return None
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return importlib.import_module(path)
+
+
+def _setting(args: argparse.Namespace, name: str, default: Any = None) -> Any:
+    settings = _settings(args)
+    return getattr(settings, name, default) if settings is not None else default
+
+
+def resolve_url(args: argparse.Namespace) -> str:
+    return (getattr(args, "url", None) or os.environ.get(URL_ENV) or _setting(args, "URL")
+            or _setting(args, "REDIS_URL") or DEFAULT_URL)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-u", "--url", help=f"Redis URL (default: ${URL_ENV} or {DEFAULT_URL})")
+    parser.add_argument("--settings", help=f"settings module by dotted path (or ${SETTINGS_ENV})")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every job")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    queues = args.queues or _setting(args, "QUEUES") or ["default"]
+    sys.path.insert(0, os.getcwd())  # like rq: job modules are found from where the worker starts
+    worker = Worker(
+        queues,
+        resolve_url(args),
+        name=args.name,
+        allow=args.allow or _setting(args, "ALLOW"),
+        lease_s=args.lease_s or _setting(args, "LEASE_S", 15.0),
+        max_attempts=args.max_attempts or _setting(args, "MAX_ATTEMPTS", 3),
+        serializer=args.serializer or _setting(args, "SERIALIZER"),
+    )
+    worker.work(burst=args.burst, max_jobs=args.max_jobs)
+    return EXIT_OK
+
+
+def _queue_row(queue: Queue) -> tuple[str, int, int, int, int, int]:
+    return (queue.name, queue.count, queue.started_job_registry.count, queue.finished_job_registry.count,
+            queue.failed_job_registry.count, queue.canceled_job_registry.count)
+
+
+def render_info(url: str) -> str:
+    queues = Queue.all(url)
+    lines = [f"{describe(queues[0].connection) if queues else url}", ""]
+    header = ("queue", "queued", "started", "finished", "failed", "canceled")
+    rows = [_queue_row(q) for q in queues]
+    width = max([len(header[0])] + [len(r[0]) for r in rows])
+    lines.append(f"{header[0]:<{width}}  " + "  ".join(f"{h:>9}" for h in header[1:]))
+    for row in rows:
+        lines.append(f"{row[0]:<{width}}  " + "  ".join(f"{v:>9}" for v in row[1:]))
+    if not rows:
+        lines.append("(no queues yet)")
+    workers = list_workers(url)
+    lines += ["", f"{len(workers)} worker(s)"]
+    for w in workers:
+        current = f", running {w.current_job}" if w.current_job else ""
+        lines.append(f"  {w.name}  pid {w.pid}  queues {','.join(w.queues)}  processed {w.processed}"
+                     f"  failed {w.failed}{current}")
+    return "\n".join(lines)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    url = resolve_url(args)
+    while True:
+        text = render_info(url)
+        if not args.interval:
+            print(text)
+            return EXIT_OK
+        print("\x1b[2J\x1b[H" + text, flush=True)
+        time.sleep(args.interval)
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    try:
+        call_args = [json.loads(a) for a in args.args]
+    except ValueError as exc:
+        print(f"arguments must be JSON values (quote strings as '\"text\"'): {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    job = Queue(args.queue, resolve_url(args)).enqueue(args.function, *call_args, job_id=args.job_id)
+    print(job.handle)
+    return EXIT_OK
+
+
+def cmd_empty(args: argparse.Namespace) -> int:
+    removed = Queue(args.queue, resolve_url(args)).empty()
+    print(f"removed {removed} job(s) from {args.queue!r}")
+    return EXIT_OK
+
+
+def cmd_requeue(args: argparse.Namespace) -> int:
+    registry = Queue(args.queue, resolve_url(args)).failed_job_registry
+    total = 0
+    while True:
+        ids = registry.get_job_ids(0, 1000)
+        if not ids:
+            break
+        done = registry.requeue(*ids)
+        total += done
+        if done == 0:
+            break
+    print(f"requeued {total} failed job(s) of {args.queue!r}")
+    return EXIT_OK
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from . import testing  # the server harness: only loaded by the commands that start servers
+
+    kind = "cluster" if args.cluster else "sentinel" if args.sentinel else "standalone"
+    topology = {"standalone": testing.Standalone, "sentinel": testing.SentinelGroup,
+                "cluster": testing.Cluster}[kind]()
+    topology.start()
+    try:
+        print(f"{kind} ready ({topology.binary}):\n\n    export {URL_ENV}='{topology.url}'\n\nCtrl-C stops it.",
+              flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopping")
+    finally:
+        topology.stop()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo  # imports the test harness: only for this command
+
+    return run_demo(cluster=args.cluster, jobs=args.jobs, url=args.url)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clusterq", description="Background jobs on Redis and Valkey.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("worker", help="process jobs from queues, in the order given")
+    _add_common(p)
+    p.add_argument("queues", nargs="*", help="queue names, highest priority first (default: 'default')")
+    p.add_argument("-b", "--burst", action="store_true", help="stop when every queue is empty")
+    p.add_argument("-n", "--name", help="worker name (default: host.pid.random)")
+    p.add_argument("--max-jobs", type=int, help="stop after this many jobs")
+    p.add_argument("--allow", action="append", help="only run functions matching this pattern (repeatable)")
+    p.add_argument("--lease-s", type=float, help="seconds a job stays leased without a heartbeat (15)")
+    p.add_argument("--max-attempts", type=int, help="leases before a job whose worker died fails (3)")
+    p.add_argument("--serializer", help="json (default), pickle, or a dotted path")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("info", help="queues, their counts, and workers")
+    _add_common(p)
+    p.add_argument("-i", "--interval", type=float, default=0, help="refresh every N seconds")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("enqueue", help="enqueue one job from the shell")
+    _add_common(p)
+    p.add_argument("queue")
+    p.add_argument("function", help="dotted path, e.g. myapp.tasks.send")
+    p.add_argument("args", nargs="*", help="JSON arguments")
+    p.add_argument("--job-id")
+    p.set_defaults(func=cmd_enqueue)
+
+    p = sub.add_parser("empty", help="remove every waiting job of a queue")
+    _add_common(p)
+    p.add_argument("queue")
+    p.set_defaults(func=cmd_empty)
+
+    p = sub.add_parser("requeue", help="requeue every failed job of a queue")
+    _add_common(p)
+    p.add_argument("queue")
+    p.set_defaults(func=cmd_requeue)
+
+    p = sub.add_parser("dev", help="start a local server, Sentinel group or cluster until Ctrl-C")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--sentinel", action="store_true", help="primary, replica and three sentinels")
+    group.add_argument("--cluster", action="store_true", help="three primaries with a replica each")
+    p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("demo", help="start a local server, enqueue sample jobs, process them, report")
+    p.add_argument("--cluster", action="store_true", help="on a local 6-node cluster")
+    p.add_argument("--jobs", type=int, default=5000, help="number of sample jobs (default 5000)")
+    p.add_argument("-u", "--url", help="use this server instead of starting one")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.INFO
+    if getattr(args, "verbose", False):
+        level = logging.DEBUG
+    elif getattr(args, "quiet", False):
+        level = logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("clusterq.testing").setLevel(max(level, logging.WARNING))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args)
+    try:
+        return int(args.func(args))
+    except ClusterQError as exc:
+        print(f"clusterq: {exc}", file=sys.stderr)
+        return EXIT_CONNECTION if type(exc).__name__ == "ConnectionFailed" else EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

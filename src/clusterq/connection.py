@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from .exceptions import ConnectionFailed, InvalidURL
@@ -35,6 +36,9 @@ Client = Union[redis.Redis, RedisCluster]
 
 ConnectionLike = Union[str, redis.Redis, RedisCluster, None]
 """What the public API accepts as ``connection``: a URL, a redis-py client, or None (``CLUSTERQ_URL``)."""
+
+REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, RedisClusterException, OSError)
+"""Everything talking to Redis can raise (redis-py's cluster errors do not all derive from RedisError)."""
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 URL_ENV = "CLUSTERQ_URL"
@@ -262,7 +266,7 @@ def verify(client: Client, where: str | None = None) -> None:
         raise ConnectionFailed(f"{where} refused the connection check: {exc}") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise ConnectionFailed(f"cannot reach {where}: {exc}") from None
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise ConnectionFailed(f"cannot use {where}: {type(exc).__name__}: {exc}") from None
 
 
@@ -295,7 +299,7 @@ def connect(connection: ConnectionLike = None, *, check: bool = True, **options:
     where = parsed.describe()
     try:
         client = _open(parsed, dict(options))
-    except (redis.RedisError, OSError) as exc:
+    except REDIS_ERRORS as exc:
         raise ConnectionFailed(_explain(exc, where)) from None
     if check:
         verify(client, where)

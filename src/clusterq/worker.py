@@ -24,11 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from . import keys as K
 from . import store as T
-from .connection import ConnectionLike, connect, describe
+from .connection import REDIS_ERRORS, ConnectionLike, connect, describe
 from .exceptions import StopRequested
 from .execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
 from .job import DEFAULT_FAILURE_TTL_S
@@ -177,7 +175,7 @@ class Worker:
         try:
             self._release_held()
             self._flush_outcomes()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("could not hand back jobs on exit (%s); their leases will expire and they will rerun", exc)
         if self._waker is not None:
             self._waker.close()
@@ -185,7 +183,7 @@ class Worker:
             self._heartbeat.join(timeout=5)
         try:
             self._unregister()
-        except redis.RedisError:
+        except REDIS_ERRORS:
             pass
         if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -207,7 +205,7 @@ class Worker:
         self._waker = Waker(self.connection, self.queue_names)
         try:
             self._waker.start()
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             log.warning("cannot subscribe to wake-up channels (%s); polling every second instead", exc)
             self._waker.broken = True
         self._maybe_ready.update(self.queue_names)  # anything may have arrived while unsubscribed
@@ -241,7 +239,7 @@ class Worker:
                 jobs.extend(leased)
             if flush:
                 self._check_outcome_results(flush, self.store.run_many(flush))
-        except (redis.ConnectionError, redis.TimeoutError, redis.ClusterDownError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._restore_outcome_calls(flush)
             self._back_off(exc)
             return jobs or None
@@ -303,7 +301,7 @@ class Worker:
                 calls.extend(T.trim_call(key, 1000) for key in (k.finished, k.failed, k.canceled))
         try:
             results = self.store.run_many(calls, raise_on_error=False)
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             log.warning("maintenance skipped: %s", exc)
             return
         for name, result in zip(self.queue_names, results):
@@ -372,7 +370,7 @@ class Worker:
     def _flush_outcomes_safely(self) -> None:
         try:
             self._flush_outcomes()
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._back_off(exc)
 
     def _release(self, jobs: list[T.LeasedJob]) -> None:
@@ -382,7 +380,7 @@ class Worker:
         calls = [T.release_call(self.queue_keys[q], leases) for q, leases in by_queue.items()]
         try:
             self.store.run_many(calls)
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             log.warning("could not hand back %d job(s) (%s); they return when their lease expires", len(jobs), exc)
             return
         with self._held_lock:
@@ -413,7 +411,7 @@ class Worker:
                 if time.monotonic() >= next_registration:
                     self._register()
                     next_registration = time.monotonic() + REGISTRATION_TTL_S / 4
-            except (redis.RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("heartbeat failed: %s", exc)
 
     def _extend_leases(self) -> None:

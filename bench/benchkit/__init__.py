@@ -1,0 +1,1 @@
+"""The orchestrator of the clusterq benchmark suite (runs in clusterq's interpreter)."""

@@ -1,0 +1,160 @@
+"""``python bench/run.py``: run clusterq and its peers on the same fresh server and report."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import clusterq
+
+from . import peersenv, report
+from .config import BENCH_DIR, LOG_DIR, Settings, quick
+from .procs import Runtime
+from .suite import SystemResult, run_backlog, run_system
+from .systems import CLUSTERQ, FAMILIES, select
+from .targets import Target, start_cluster, start_standalone
+
+_t0 = time.monotonic()
+
+
+def log(message: str) -> None:
+    elapsed = time.monotonic() - _t0
+    print(f"[{int(elapsed // 60):02d}:{elapsed % 60:04.1f}] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> Settings:
+    parser = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__)
+    parser.add_argument("--jobs", type=int, help="N, jobs per throughput run (default 20,000; quick 3,000)")
+    parser.add_argument("--quick", action="store_true", help="a ~2-minute smoke run: small N, 1 repetition")
+    parser.add_argument("--reps", type=int, help="repetitions of each measurement (default 3; quick 1)")
+    parser.add_argument("--peers", default=",".join(FAMILIES),
+                        help=f"comma-separated peers to run (default: all of {','.join(FAMILIES)}; "
+                             "'none' for clusterq alone; variants like rq-simple also work)")
+    parser.add_argument("--json", type=Path, help="where to write the JSON (default bench/results/latest.json)")
+    parser.add_argument("--no-cluster", action="store_true", help="skip the 3-primary cluster figures")
+    parser.add_argument("--no-backlog", action="store_true", help="skip clusterq's 10k vs 1M backlog figure")
+    parser.add_argument("--backlog", type=int, help="size of the large backlog (default 1,000,000; quick 100,000)")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    if args.quick:
+        settings = quick(settings)
+    peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
+    changes: dict[str, Any] = {"peers": peers or ("none",), "cluster": not args.no_cluster}
+    if args.jobs:
+        changes["jobs"] = args.jobs
+    if args.reps:
+        changes["reps"] = args.reps
+    if args.json:
+        changes["json_path"] = args.json
+    if args.backlog is not None:
+        changes["backlog_large"] = args.backlog
+    if args.no_backlog:
+        changes["backlog_large"] = 0
+    return dataclasses.replace(settings, **changes)
+
+
+def clusterq_runtime() -> Runtime:
+    """Drivers for clusterq run on this interpreter, importing the same clusterq as we do."""
+    source_root = str(Path(clusterq.__file__).resolve().parent.parent)
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return Runtime(sys.executable, peersenv.runtime_env([str(BENCH_DIR), source_root, *inherited]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(argv)
+    try:
+        systems = select(settings.peers)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    started_at = time.strftime("%Y-%m-%d %H:%M:%S")
+    log(f"clusterq bench: {'quick' if settings.quick else 'full'} run, N={settings.jobs:,}, reps={settings.reps}; "
+        f"logs in {LOG_DIR}")
+    families = sorted({s.family for s in systems if s.is_peer})
+    peers_env = peersenv.ensure(families, log)
+    for family, reason in peers_env.failures.items():
+        log(f"peer {family} unavailable: {reason}")
+    if peers_env.versions:
+        log("peers: " + ", ".join(f"{k} {v}" for k, v in sorted(peers_env.versions.items())))
+
+    runtimes = {CLUSTERQ: clusterq_runtime()}
+    if peers_env.python:
+        peer_runtime = Runtime(peers_env.python, peersenv.runtime_env([str(BENCH_DIR)]))
+        runtimes.update({family: peer_runtime for family in families})
+
+    standalone = start_standalone()
+    server = standalone.server_version()
+    log(f"server: {server} on port {standalone.ports[0]}")
+    results: list[SystemResult] = []
+    backlog: SystemResult | None = None
+    cluster_result: SystemResult | None = None
+    cluster_queues: list[str] = []
+    try:
+        for system in systems:
+            log(f"== {system.key} ({system.note})")
+            if system.family in peers_env.failures:
+                results.append(SystemResult(system.key, system.note, f"failed: {peers_env.failures[system.family]}"))
+                continue
+            standalone.flush()
+            result = run_system(system, runtimes[system.family], standalone, settings, log)
+            results.append(result)
+            log(f"   {system.key} done in {result.seconds:.0f} s ({result.status})")
+        cq_system = systems[0]
+        if settings.backlog_large:
+            log(f"== clusterq backlog: {settings.backlog_small:,} vs {settings.backlog_large:,} jobs queued")
+            backlog = run_backlog(runtimes[CLUSTERQ], cq_system, standalone, settings, log)
+    finally:
+        standalone.stop()
+    if settings.cluster:
+        log(f"== clusterq on a local 3-primary cluster, {settings.cluster_queues} queues")
+        cluster: Target | None = None
+        try:
+            cluster = start_cluster(settings.cluster_queues)
+            cluster_queues = cluster.queues
+            log(f"   queues {', '.join(cluster_queues)} on ports {cluster.ports}")
+            cq_n = results[0].info.get("jobs") or settings.jobs
+            cluster_result = run_system(cq_system, runtimes[CLUSTERQ], cluster, settings, log, fixed_n=cq_n)
+            cluster_result.key = "clusterq-cluster"
+        finally:
+            if cluster is not None:
+                cluster.stop()
+
+    duration = time.monotonic() - _t0
+    table, comparisons = report.main_table(results)
+    peers = [r for r in results if r.key != CLUSTERQ]
+    out = [f"clusterq bench, {started_at}, {server}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+           f"{'quick' if settings.quick else 'full'} run, median of {settings.reps}, total {duration / 60:.1f} min",
+           "", table]
+    if backlog is not None:
+        out += ["", report.backlog_table(backlog)]
+    cluster_comparisons: dict[str, report.Comparison] = {}
+    if cluster_result is not None:
+        cluster_text, cluster_comparisons = report.cluster_table(results[0], cluster_result, peers, cluster_queues)
+        out += ["", f"clusterq on a local 3-primary cluster (queues {', '.join(cluster_queues)}):", cluster_text]
+    failed = report.failures([*results, *(x for x in (backlog, cluster_result) if x is not None)])
+    if failed:
+        out += ["", failed]
+    print("\n".join(out))
+
+    document = {
+        "meta": {"started": started_at, "duration_s": round(duration, 1), "server": server,
+                 "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                 "clusterq": clusterq.__version__, "peers": peers_env.versions,
+                 "settings": {k: (str(v) if isinstance(v, Path) else v)
+                              for k, v in dataclasses.asdict(settings).items()}},
+        "systems": {r.key: r.to_json() for r in results},
+        "comparison": {k: c.to_json() for k, c in comparisons.items()},
+        "backlog": backlog.to_json() if backlog else None,
+        "cluster": ({"queues": cluster_queues, **cluster_result.to_json(),
+                     "comparison": {k: c.to_json() for k, c in cluster_comparisons.items()}}
+                    if cluster_result else None),
+    }
+    report.write_json(settings.json_path, document)
+    log(f"wrote {settings.json_path}; total {duration / 60:.1f} min")
+    return 0

@@ -1,0 +1,182 @@
+"""One measurement at a time, for one system on one deployment: enqueue, process, latency, round trips."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Settings
+from .counters import Counters, LatencyFile
+from .procs import Driver, DriverError, Runtime, go_all, run_once, start_gated
+from .redisstats import Delta, delta
+from .systems import System
+from .targets import Target
+
+POLL_S = 0.005
+START_TIMEOUT_S = 60.0
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be made (wrong job count, timeout...)."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    jobs: int
+    seconds: float
+    delta: Delta
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class LatencyRun:
+    p50_ms: float
+    p99_ms: float
+    samples: int
+
+
+@dataclass(frozen=True)
+class RoundTrips:
+    enqueue: float
+    processing: float
+
+    @property
+    def life(self) -> float:
+        return self.enqueue + self.processing
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100), linear interpolation between closest ranks."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+class Bench:
+    def __init__(self, system: System, runtime: Runtime, target: Target, settings: Settings) -> None:
+        self.system = system
+        self.runtime = runtime
+        self.target = target
+        self.settings = settings
+        self.process_timeout_s = 300.0
+
+    @property
+    def monitor(self) -> Any:
+        return self.target.monitor
+
+    def params(self, **extra: Any) -> dict[str, Any]:
+        base = {"url": self.target.url, "queues": self.target.queues, "variant": self.system.variant,
+                "concurrency": self.system.concurrency, "burst": self.system.burst}
+        base.update(extra)
+        return base
+
+    # --- enqueue ----------------------------------------------------------------------------------
+
+    def enqueue(self, n: int, bulk: bool, url: str | None = None, timeout: float = 600.0) -> Phase:
+        before = self.monitor.snapshot()
+        result = run_once(self.runtime, self.system.family, "enqueue",
+                          self.params(n=n, bulk=bulk, chunk=self.settings.enqueue_chunk, url=url or self.target.url),
+                          timeout, label=self.system.key)
+        after = self.monitor.snapshot()
+        return Phase(int(result["n"]), float(result["seconds"]), delta(before, after))
+
+    # --- processing -------------------------------------------------------------------------------
+
+    def _worker_layout(self, processes: int) -> tuple[int, int]:
+        """(worker processes to start, concurrency each) for "1 process" / "2 processes"."""
+        if self.system.two_by == "concurrency":
+            return 1, max(1, self.system.concurrency) * processes
+        return processes, self.system.concurrency
+
+    def process(self, n: int, processes: int, url: str | None = None, max_jobs: int | None = None) -> Phase:
+        """Time from releasing ``processes`` ready workers until ``n`` queued jobs are done and recorded."""
+        count, concurrency = self._worker_layout(processes)
+        counters = Counters()
+        params = self.params(concurrency=concurrency, max_jobs=max_jobs, url=url or self.target.url)
+        before = self.monitor.snapshot()
+        drivers = start_gated(self.runtime, self.system.family, params, count, START_TIMEOUT_S,
+                              counters.env, label=self.system.key)
+        try:
+            started = go_all(drivers)
+            if self.system.burst:
+                results = [d.wait(self.process_timeout_s) for d in drivers]
+                finished = max(float(r["done_at"]) for r in results)
+            else:
+                finished = self._poll_done(drivers, counters, n)
+            after = self.monitor.snapshot()
+        finally:
+            for driver in drivers:
+                driver.stop()
+        ran = counters.total()
+        expected = max_jobs if max_jobs is not None else n
+        if ran != expected:
+            raise BenchError(f"{self.system.key}: {ran} jobs ran, expected {expected}")
+        counters.remove()
+        return Phase(expected, finished - started, delta(before, after))
+
+    def _poll_done(self, drivers: list[Driver], counters: Counters, n: int) -> float:
+        deadline = time.monotonic() + self.process_timeout_s
+        while time.monotonic() < deadline:
+            if counters.total() >= n and self.monitor.all_zero(self.system.done_checks):
+                return time.time()
+            if not all(d.running() for d in drivers):
+                raise DriverError(f"{self.system.key} worker exited early: {drivers[0].log_tail()}")
+            time.sleep(POLL_S)
+        raise BenchError(f"{self.system.key}: {counters.total()} of {n} jobs done after {self.process_timeout_s:.0f} s")
+
+    # --- idle cost and latency --------------------------------------------------------------------
+
+    def idle_and_latency(self, reps: int) -> tuple[float, list[LatencyRun]]:
+        """Start one idle worker; measure its commands per second, then ``reps`` rounds of latency probes."""
+        settings = self.settings
+        latency_file = LatencyFile()
+        drivers = start_gated(self.runtime, self.system.family, self.params(burst=False), 1, START_TIMEOUT_S,
+                              latency_file.env, label=self.system.key)
+        try:
+            go_all(drivers)
+            time.sleep(settings.settle_s + self.system.settle_s)
+            before = self.monitor.snapshot()
+            time.sleep(settings.idle_window_s)
+            idle = delta(before, self.monitor.snapshot()).commands / settings.idle_window_s
+            runs = []
+            for _ in range(reps):
+                latency_file.clear()
+                run_once(self.runtime, self.system.family, "latency",
+                         self.params(samples=settings.latency_samples, pause_s=settings.latency_pause_s),
+                         120.0, label=self.system.key)
+                samples = self._wait_samples(latency_file, drivers[0])
+                runs.append(LatencyRun(percentile(samples, 50), percentile(samples, 99), len(samples)))
+        finally:
+            drivers[0].stop()
+            latency_file.remove()
+        return idle, runs
+
+    def _wait_samples(self, latency_file: LatencyFile, driver: Driver) -> list[float]:
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
+            samples = latency_file.read_ms()
+            if len(samples) >= self.settings.latency_samples:
+                return samples
+            if not driver.running():
+                raise DriverError(f"{self.system.key} worker exited during latency probes: {driver.log_tail()}")
+            time.sleep(0.05)
+        raise BenchError(f"{self.system.key}: only {len(latency_file.read_ms())} of "
+                         f"{self.settings.latency_samples} latency probes ran within 30 s")
+
+    # --- round trips ------------------------------------------------------------------------------
+
+    def round_trips(self, n: int) -> RoundTrips:
+        """Enqueue ``n`` jobs one by one and process them with one worker, all through counting proxies."""
+        with self.target.proxied() as (url, proxies):
+            self.target.flush()
+            start = sum(p.bursts for p in proxies)
+            self.enqueue(n, bulk=False, url=url)
+            enqueued = sum(p.bursts for p in proxies)
+            self.process(n, 1, url=url)
+            done = sum(p.bursts for p in proxies)
+        return RoundTrips((enqueued - start) / n, (done - enqueued) / n)

@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     started_at = time.strftime("%Y-%m-%d %H:%M:%S")
     log(f"clusterq bench: {'quick' if settings.quick else 'full'} run, N={settings.jobs:,}, reps={settings.reps}; "
         f"logs in {LOG_DIR}")
+    load_start = os.getloadavg()
+    if load_start[0] > 0.5:
+        log(f"note: the machine is busy before the run (load average {load_start[0]:.2f}); "
+            "figures will be noisier and lower than on an idle machine")
     families = sorted({s.family for s in systems if s.is_peer})
     peers_env = peersenv.ensure(families, log)
     for family, reason in peers_env.failures.items():
@@ -126,10 +130,12 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.stop()
 
     duration = time.monotonic() - _t0
+    load_end = os.getloadavg()
     table, comparisons = report.main_table(results)
     peers = [r for r in results if r.key != CLUSTERQ]
     out = [f"clusterq bench, {started_at}, {server}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-           f"{'quick' if settings.quick else 'full'} run, median of {settings.reps}, total {duration / 60:.1f} min",
+           f"{'quick' if settings.quick else 'full'} run, median of {settings.reps}, total {duration / 60:.1f} min, "
+           f"load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end",
            "", table]
     if backlog is not None:
         out += ["", report.backlog_table(backlog)]
@@ -146,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {"started": started_at, "duration_s": round(duration, 1), "server": server,
                  "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                  "clusterq": clusterq.__version__, "peers": peers_env.versions,
+                 "load_average_start": load_start, "load_average_end": load_end,
                  "settings": {k: (str(v) if isinstance(v, Path) else v)
                               for k, v in dataclasses.asdict(settings).items()}},
         "systems": {r.key: r.to_json() for r in results},

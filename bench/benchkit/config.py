@@ -17,7 +17,7 @@ class Settings:
     """N: jobs per processing run (systems too slow to process N within ``budget_s`` get fewer)."""
     reps: int = 3
     """Repetitions of every measurement; the median is reported."""
-    budget_s: float = 8.0
+    budget_s: float = 6.0
     """Target length of one single-process processing run, used to size N for slow systems."""
     min_jobs: int = 300
     calibration_jobs: int = 500
@@ -26,7 +26,8 @@ class Settings:
     idle_window_s: float = 5.0
     settle_s: float = 1.5
     rt_jobs: int = 1000
-    rt_budget_s: float = 2.0
+    rt_min_jobs: int = 100
+    rt_budget_s: float = 1.5
     backlog_small: int = 10_000
     backlog_large: int = 1_000_000
     backlog_work: int = 10_000
@@ -42,7 +43,7 @@ QUICK = dict(
     jobs=3_000,
     reps=1,
     budget_s=2.0,
-    min_jobs=200,
+    min_jobs=100,
     calibration_jobs=200,
     latency_samples=40,
     idle_window_s=2.0,

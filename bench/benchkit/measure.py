@@ -16,6 +16,8 @@ from .targets import Target
 
 POLL_S = 0.005
 START_TIMEOUT_S = 60.0
+STALL_S = 20.0
+STALL_CHECK_S = 0.25
 
 
 class BenchError(RuntimeError):
@@ -103,11 +105,7 @@ class Bench:
                               counters.env, label=self.system.key)
         try:
             started = go_all(drivers)
-            if self.system.burst:
-                results = [d.wait(self.process_timeout_s) for d in drivers]
-                finished = max(float(r["done_at"]) for r in results)
-            else:
-                finished = self._poll_done(drivers, counters, n)
+            finished = self._wait_done(drivers, counters, n)
             after = self.monitor.snapshot()
         finally:
             for driver in drivers:
@@ -119,15 +117,43 @@ class Bench:
         counters.remove()
         return Phase(expected, finished - started, delta(before, after))
 
-    def _poll_done(self, drivers: list[Driver], counters: Counters, n: int) -> float:
+    def _wait_done(self, drivers: list[Driver], counters: Counters, n: int) -> float:
+        """Wall-clock time at which the work was done: every burst worker reported, or (no burst mode)
+        every job ran and the system's own bookkeeping says nothing is left unacknowledged.
+
+        Fails if no job finishes for ``STALL_S`` (a stuck or crash-looping worker) or past the timeout.
+        """
         deadline = time.monotonic() + self.process_timeout_s
-        while time.monotonic() < deadline:
-            if counters.total() >= n and self.monitor.all_zero(self.system.done_checks):
-                return time.time()
-            if not all(d.running() for d in drivers):
-                raise DriverError(f"{self.system.key} worker exited early: {drivers[0].log_tail()}")
+        results: dict[int, dict[str, Any]] = {}
+        progress, progress_at, checked_at = -1, time.monotonic(), time.monotonic()
+        while True:
+            now = time.monotonic()
+            if self.system.burst:
+                for index, driver in enumerate(drivers):
+                    if index not in results:
+                        payload = driver.poll_result()
+                        if payload is not None:
+                            results[index] = payload
+                if len(results) == len(drivers):
+                    return max(float(r["done_at"]) for r in results.values())
+            else:
+                if counters.total() >= n and self.monitor.all_zero(self.system.done_checks):
+                    return time.time()
+                if not all(d.running() for d in drivers):
+                    raise DriverError(f"{self.system.key} worker exited early: {drivers[0].log_tail()}")
+            if now - checked_at < STALL_CHECK_S:
+                time.sleep(POLL_S)
+                continue
+            checked_at = now
+            done = counters.total()
+            if done != progress:
+                progress, progress_at = done, now
+            elif now - progress_at > STALL_S:
+                raise BenchError(f"{self.system.key}: no job finished for {STALL_S:.0f} s ({done} of {n} done); "
+                                 f"worker log: {drivers[0].log_tail(3)}")
+            if now > deadline:
+                raise BenchError(f"{self.system.key}: {done} of {n} jobs done after {self.process_timeout_s:.0f} s")
             time.sleep(POLL_S)
-        raise BenchError(f"{self.system.key}: {counters.total()} of {n} jobs done after {self.process_timeout_s:.0f} s")
 
     # --- idle cost and latency --------------------------------------------------------------------
 

@@ -87,6 +87,12 @@ class Driver:
             raise DriverError(f"{self.system} {self.role}: expected {word}, got {got}")
         return payload
 
+    def poll_result(self) -> dict[str, Any] | None:
+        """The RESULT payload if the driver has sent it (the process is then reaped), else None."""
+        if self._lines.empty():
+            return None
+        return self.wait(timeout=1.0)
+
     def go(self) -> None:
         assert self.popen.stdin is not None
         self.popen.stdin.write("GO\n")
@@ -103,7 +109,7 @@ class Driver:
     def running(self) -> bool:
         return self.popen.poll() is None
 
-    def stop(self, grace: float = 5.0) -> None:
+    def stop(self, grace: float = 1.0) -> None:
         """SIGTERM the process group; SIGKILL it if anything is left after ``grace``."""
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):

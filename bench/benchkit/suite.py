@@ -97,6 +97,8 @@ def one_rep(bench: Bench, n: int, result: SystemResult) -> None:
     bulk = bench.enqueue(n, bulk=system.has_bulk)
     if system.has_bulk:
         result.add("enqueue_bulk", bulk.rate)
+        result.add("cpu_us_enqueue_bulk", bulk.delta.cpu_s * 1e6 / n)
+        result.add("commands_enqueue_bulk", bulk.delta.commands / n)
     two = bench.process(n, 2)
     result.add("process_2", two.rate)
 
@@ -136,7 +138,7 @@ def run_system(system: System, runtime: Runtime, target: Target, settings: Setti
             + ", ".join(f"{r.p50_ms:.2f}/{r.p99_ms:.2f} ms" for r in runs))
 
     def round_trips() -> None:
-        rt_n = int(min(settings.rt_jobs, max(settings.min_jobs, n * settings.rt_budget_s / settings.budget_s)))
+        rt_n = int(min(settings.rt_jobs, max(settings.rt_min_jobs, n * settings.rt_budget_s / settings.budget_s)))
         result.info["round_trip_jobs"] = rt_n
         for _ in range(settings.reps):
             trips = bench.round_trips(rt_n)

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started_at = time.strftime("%Y-%m-%d %H:%M:%S")
     log(f"clusterq bench: {'quick' if settings.quick else 'full'} run, N={settings.jobs:,}, reps={settings.reps}; "
-        f"logs in {LOG_DIR}")
+        f"clusterq from {Path(clusterq.__file__).parent}; logs in {LOG_DIR}")
     load_start = os.getloadavg()
     if load_start[0] > 0.5:
         log(f"note: the machine is busy before the run (load average {load_start[0]:.2f}); "
@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     document = {
         "meta": {"started": started_at, "duration_s": round(duration, 1), "server": server,
                  "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                 "clusterq": clusterq.__version__, "peers": peers_env.versions,
+                 "clusterq": clusterq.__version__, "clusterq_path": str(Path(clusterq.__file__).parent),
+                 "peers": peers_env.versions,
                  "load_average_start": load_start, "load_average_end": load_end,
                  "settings": {k: (str(v) if isinstance(v, Path) else v)
                               for k, v in dataclasses.asdict(settings).items()}},

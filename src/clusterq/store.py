@@ -201,7 +201,9 @@ class Store:
                 return [exc]
         pipe = self.client.pipeline(transaction=False)
         for call in calls:
-            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            # execute_command, not pipe.evalsha: redis-py's cluster pipeline blocks the evalsha method,
+            # though it routes EVALSHA by its keys correctly (all ours are in one slot per call).
+            pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
         results = pipe.execute(raise_on_error=False)
         for index, result in enumerate(results):
             if isinstance(result, NoScriptError):

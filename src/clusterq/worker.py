@@ -132,6 +132,7 @@ class Worker:
         self._setup()
         log.info("worker %s serving %s on %s", self.name, ", ".join(self.queue_names), describe(self.connection))
         try:
+            rechecked = False
             while not self._stop.is_set():
                 if max_jobs is not None and self.stats.processed >= max_jobs:
                     break
@@ -142,9 +143,15 @@ class Worker:
                 if jobs is None:  # Redis unreachable: already backed off
                     continue
                 if jobs:
+                    rechecked = False
                     self._run_batch(jobs)
                 elif burst:
-                    break
+                    if rechecked:
+                        break
+                    # Queues found empty earlier are skipped until signalled: look at each once more
+                    # before leaving, so a job enqueued during the burst is not left behind.
+                    rechecked = True
+                    self._maybe_ready.update(self.queue_names)
                 else:
                     self._idle_wait()
         finally:
@@ -221,6 +228,8 @@ class Worker:
         Returns None if Redis could not be reached (after backing off).
         """
         jobs: list[T.LeasedJob] = []
+        if self._waker is not None:  # queues signalled while busy: a higher one must be tried again now
+            self._maybe_ready.update(self._waker.take())
         flush = self._take_outcome_calls()
         try:
             for name in self.queue_names:
@@ -396,7 +405,7 @@ class Worker:
 
     def _back_off(self, exc: BaseException) -> None:
         self._backoff_s = min(10.0, max(0.5, self._backoff_s * 2))
-        log.warning("Redis unavailable (%s: %s); retrying in %.1f s", type(exc).__name__, exc, self._backoff_s)
+        log.warning("Redis call failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, self._backoff_s)
         self._stop.wait(self._backoff_s)
         self._maybe_ready.update(self.queue_names)
 

@@ -1,0 +1,202 @@
+"""Lua scripts: a header each; only the keys they declare (or job keys built from a declared prefix),
+all in one slot; and a flushed script cache (new node, promoted replica) never fails a call."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+import redis
+
+from clusterq import Queue, Worker
+from clusterq import keys as K
+from clusterq import scripts as S
+from clusterq import store as T
+from clusterq.testing import Topology
+
+# --- headers ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("script", S.ALL, ids=lambda s: s.name)
+def test_every_script_has_a_header_naming_keys_argv_and_returns(script: S.Script) -> None:
+    text = script.source.decode()
+    assert text.startswith("#!lua\n"), "scripts use the shebang so the server enforces single-slot access"
+    header = text[: text.index("]]")]
+    assert f"{script.name}:" in header
+    assert "KEYS[1]" in header and "Returns:" in header
+    used = set(re.findall(r"KEYS\[(\d+)\]", text[text.index("]]"):]))
+    declared = set(re.findall(r"^KEYS\[(\d+)\]", header, re.M))
+    assert used <= declared, f"{script.name} uses KEYS{sorted(used - declared)} without declaring them"
+
+
+# --- every key touched is declared, and in one slot -------------------------------------------------
+
+_ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", '"': '"', "\\": "\\"}
+
+
+def _unescape(text: str) -> bytes:
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt == "x":
+                out.append(int(text[i + 2 : i + 4], 16))
+                i += 4
+                continue
+            out += _ESCAPES.get(nxt, nxt).encode()
+            i += 2
+            continue
+        out += ch.encode("utf-8", "surrogateescape")
+        i += 1
+    return bytes(out)
+
+
+class Monitor:
+    """Collects the commands scripts run (MONITOR lines from a Lua client), in a thread."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = redis.Connection(host="127.0.0.1", port=port)
+        self.conn.connect()
+        self.conn.send_command("MONITOR")
+        assert self.conn.read_response() in (b"OK", "OK")
+        self.commands: list[list[bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if not self.conn.can_read(timeout=0.05):
+                    continue
+                line = self.conn.read_response()
+            except redis.ConnectionError:
+                return
+            text = line.decode("utf-8", "surrogateescape") if isinstance(line, bytes) else line
+            if " lua]" in text:
+                self.commands.append([_unescape(a) for a in _ARG.findall(text)])
+
+    def take(self) -> list[list[bytes]]:
+        time.sleep(0.2)  # let the monitor thread read what the server already sent
+        taken, self.commands = self.commands, []
+        return taken
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.conn.disconnect()
+
+
+def _keys_of(client: redis.Redis, command: list[bytes]) -> list[bytes]:
+    try:
+        keys = client.execute_command("COMMAND GETKEYS", *command)
+    except redis.ResponseError:
+        return []  # TIME and other keyless commands
+    return [k.encode("utf-8", "surrogateescape") if isinstance(k, str) else k for k in keys]
+
+
+def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis):
+    """Run every transition through its interesting paths; yield (call, result) one by one."""
+    new = [T.NewJob(f"j{i}", "jobs.add", b"[[1,2],{}]", '{"timeout":5}', b'{"m":1}', 60 if i == 0 else 0,
+                    2 if i == 1 else None) for i in range(6)]
+    yield T.enqueue_call(qk, new[:3])
+    yield T.enqueue_call(qk, new[3:], at_front=True)
+    yield T.enqueue_call(qk, new[:1])  # existing id: untouched
+    yield T.cancel_call(qk, "j0", 60_000)  # a queued job: tombstone
+    yield T.delete_call(qk, "j4")
+    client.set(qk.job("j5"), "garbage")  # a key edited by hand into a string
+    yield T.lease_call(qk, 10, 100, "w1", 60_000)
+    yield T.extend_call(qk, [("j1", 1), ("j2", 99)], 100)
+    yield T.complete_call(qk, [T.Outcome("j1", 1, "finished", b"3", 60_000),
+                               T.Outcome("j2", 1, "failed", b"boom", -1),
+                               T.Outcome("j3", 1, "finished", b"3", 0),
+                               T.Outcome("j9", 1, "finished", b"3", 1)])
+    yield T.requeue_call(qk, "j2")
+    yield T.lease_call(qk, 10, 1, "w1", 60_000)
+    time.sleep(0.01)
+    yield T.requeue_expired_call(qk, 100, 3, 60_000)
+    yield T.lease_call(qk, 1, 60_000, "w1", 60_000)
+    yield T.release_call(qk, [("j2", 3)])
+    yield T.set_fields_call(qk, "j2", {"m": b"{}"})
+    yield T.cancel_call(qk, "j2", -1)
+    yield T.enqueue_call(qk, [T.NewJob("k1", "jobs.add", max_attempts=1)])
+    yield T.lease_call(qk, 1, 1, "w1", 60_000)
+    time.sleep(0.01)
+    yield T.requeue_expired_call(qk, 100, 3, 1)  # attempt limit 1: abandoned
+    time.sleep(0.01)
+    yield T.trim_call(qk.failed, 100)
+    yield T.enqueue_call(qk, [T.NewJob(f"d{i}", "jobs.add") for i in range(3)])
+    yield T.drain_call(qk, 2)
+    yield T.drain_call(qk, 2)
+    yield T.purge_registry_call(qk, qk.canceled, 10)
+
+
+@pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)
+def test_scripts_touch_only_declared_keys_all_in_the_queues_slot(clusterq_topology: Topology) -> None:
+    clusterq_topology.flush()
+    client = redis.Redis.from_url(clusterq_topology.url)
+    store = T.Store(client)
+    port = int(clusterq_topology.url.rsplit(":", 1)[1].split("/")[0])
+    qk = K.QueueKeys("hostile{name}")
+    slot = K.queue_slot(qk.name)
+    monitor = Monitor(port)
+    seen_scripts = set()
+    try:
+        gen = _exercise_every_script(store, qk, client)
+        for call in gen:
+            store.run(call)
+            seen_scripts.add(call.script.name)
+            declared = {k.encode() for k in call.keys}
+            prefixes = [k.encode() for k in call.keys if k.endswith(":j:")]
+            commands = monitor.take()
+            assert commands, f"{call.script.name} ran no command?"
+            for command in commands:
+                for key in _keys_of(client, command):
+                    assert key in declared or any(key.startswith(p) for p in prefixes), (
+                        f"{call.script.name} touched undeclared key {key!r} in {command[0]!r}")
+                    assert K.key_slot(key) == slot
+    finally:
+        monitor.close()
+        client.close()
+    assert seen_scripts == {s.name for s in S.ALL}, "every script must be exercised"
+
+
+# --- NOSCRIPT --------------------------------------------------------------------------------------
+
+def _flush_scripts_everywhere(topology: Topology) -> None:
+    for node in topology.processes:
+        if not node.sentinel and node.is_running():
+            client = node.client()
+            client.script_flush()
+            client.close()
+
+
+def test_a_flushed_script_cache_on_every_node_fails_nothing(url: str, clusterq_topology: Topology,
+                                                              qname: str) -> None:
+    queues = [Queue(f"{qname}-{i}", url) for i in range(4)]
+    for q in queues:
+        q.enqueue_many([q.prepare_data("jobs.add", (i, 1)) for i in range(50)])
+    _flush_scripts_everywhere(clusterq_topology)
+    jobs = [q.enqueue("jobs.add", 2, 2) for q in queues]
+    worker = Worker(queues, url, install_signal_handlers=False, max_batch=5)
+    flusher_stop = threading.Event()
+
+    def flush_repeatedly() -> None:
+        while not flusher_stop.wait(0.01):
+            _flush_scripts_everywhere(clusterq_topology)
+
+    flusher = threading.Thread(target=flush_repeatedly, daemon=True)
+    flusher.start()
+    try:
+        processed = worker.work(burst=True)
+    finally:
+        flusher_stop.set()
+        flusher.join()
+    assert processed == 4 * 51
+    assert all(j.return_value() == 4 for j in jobs)
+    assert sum(q.finished_job_registry.count for q in queues) == 4 * 51
+    assert sum(q.failed_job_registry.count for q in queues) == 0

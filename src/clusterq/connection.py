@@ -203,7 +203,16 @@ def _open_cluster(hosts: list[tuple[str, int]], kwargs: dict[str, Any], remap: A
     kwargs.pop("db", None)
     if remap:
         kwargs["address_remap"] = _remapper(remap)
-    return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts], **kwargs)
+    try:
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts], **kwargs)
+    except RedisClusterException as exc:
+        where = ",".join(f"{h}:{p}" for h, p in hosts)
+        if "slots are not covered" in str(exc):
+            raise ConnectionFailed(
+                f"Redis Cluster at {where} is not usable: {exc} (slots unassigned, or a primary without a "
+                "replica is down)"
+            ) from None
+        raise ConnectionFailed(f"cannot reach Redis Cluster at {where}: {exc}") from None
 
 
 def _is_cluster_node(client: redis.Redis) -> bool:

@@ -1,0 +1,138 @@
+"""One URL (or an existing client) for standalone, Sentinel or Cluster, with clear errors."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from clusterq import ConnectionFailed, InvalidURL, Queue, connect, parse_url, topology_of
+from clusterq.testing import Standalone
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+def test_urls_of_every_topology_are_parsed() -> None:
+    p = parse_url("redis://alice:s%40cret@10.0.0.1:6380/2?socket_timeout=1.5")
+    assert (p.topology, p.hosts, p.username, p.password, p.db) == ("standalone", [("10.0.0.1", 6380)],
+                                                                     "alice", "s@cret", 2)
+    assert p.options["socket_timeout"] == 1.5
+    p = parse_url("rediss+sentinel://:pw@h1:26379,h2:26380/mymaster/1")
+    assert (p.topology, p.tls, p.service, p.db, p.password) == ("sentinel", True, "mymaster", 1, "pw")
+    assert p.hosts == [("h1", 26379), ("h2", 26380)]
+    p = parse_url("redis+cluster://a:7000,b:7001?remap=10.0.0.5:6379>127.0.0.1:7000")
+    assert p.topology == "cluster" and p.remap == {("10.0.0.5", 6379): ("127.0.0.1", 7000)}
+    p = parse_url("unix:///var/run/redis.sock?db=3")
+    assert (p.path, p.db) == ("/var/run/redis.sock", 3)
+    assert parse_url("redis+sentinel://h/svc").hosts == [("h", 26379)]
+
+
+@pytest.mark.parametrize("bad", [
+    "http://localhost", "redis+sentinel://h:1", "redis+cluster://h:1/3", "redis://h:port",
+    "redis://h:1/zero", "redis://h:1?bogus=1", "redis+cluster://h:1?remap=nonsense",
+])
+def test_bad_urls_are_refused_with_a_reason(bad: str) -> None:
+    with pytest.raises(InvalidURL):
+        parse_url(bad)
+
+
+# --- opening the right client --------------------------------------------------------------------
+
+def test_each_topologys_url_opens_the_matching_client(clusterq_topology, url: str) -> None:
+    client = connect(url)
+    assert topology_of(client) == clusterq_topology.kind
+    assert client.ping()
+    assert connect(url) is client, "clients built from one URL are shared within a process"
+
+
+@pytest.mark.parametrize("clusterq_topology", ["cluster"], indirect=True)
+def test_a_plain_redis_url_to_a_cluster_node_is_opened_as_a_cluster(clusterq_topology) -> None:
+    node = clusterq_topology.primaries()[1]
+    client = connect(f"redis://127.0.0.1:{node.port}")
+    assert isinstance(client, RedisCluster)
+    q = Queue("detected", client)
+    job = q.enqueue("jobs.add", 1, 2)
+    assert q.fetch_job(job.id) is not None
+
+
+def test_an_existing_redis_py_client_is_used_as_is(clusterq_topology, url: str) -> None:
+    mine = connect(url, check=False, socket_timeout=3)  # options: a fresh, uncached client
+    assert connect(mine) is mine
+    q = Queue("mine", mine)
+    assert q.connection is mine
+    assert q.enqueue("jobs.noop").get_status().value == "queued"
+
+
+@pytest.mark.parametrize("clusterq_topology", ["cluster"], indirect=True)
+def test_an_address_remap_is_applied_to_every_cluster_node(clusterq_topology) -> None:
+    seen: set[tuple[str, int]] = set()
+
+    def remap(address: tuple[str, int]) -> tuple[str, int]:
+        seen.add(address)
+        return address
+
+    seed = clusterq_topology.primaries()[0].port
+    client = connect(f"redis+cluster://127.0.0.1:{seed}", address_remap=remap)
+    Queue("remapped", client).enqueue("jobs.noop")
+    assert {port for _, port in seen} >= {n.port for n in clusterq_topology.primaries()}
+
+
+def test_the_clusterq_url_environment_variable_is_the_default(monkeypatch, clusterq_topology, url) -> None:
+    monkeypatch.setenv("CLUSTERQ_URL", url)
+    assert topology_of(Queue("env").connection) == clusterq_topology.kind
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scheme,topology", [
+    ("redis", "standalone server"), ("redis+sentinel", "Sentinel"), ("redis+cluster", "Redis Cluster"),
+])
+def test_an_unreachable_url_names_the_host_and_the_topology(scheme: str, topology: str) -> None:
+    port = _closed_port()
+    path = "/mymaster" if "sentinel" in scheme else ""
+    with pytest.raises(ConnectionFailed) as info:
+        connect(f"{scheme}://127.0.0.1:{port}{path}", socket_connect_timeout=1)
+    message = str(info.value)
+    assert f"127.0.0.1:{port}" in message and topology in message
+
+
+@pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)
+def test_a_wrong_password_is_reported_as_an_authentication_failure(clusterq_topology) -> None:
+    admin = clusterq_topology.client()
+    admin.execute_command("ACL", "SETUSER", "alice", "on", ">right", "~cq:*", "&*", "+@all")
+    try:
+        port = clusterq_topology.port
+        with pytest.raises(ConnectionFailed, match="authentication failed"):
+            connect(f"redis://alice:wrong@127.0.0.1:{port}/0")
+        good = connect(f"redis://alice:right@127.0.0.1:{port}/0")
+        assert Queue("acl", good).enqueue("jobs.noop").exists()
+    finally:
+        admin.execute_command("ACL", "DELUSER", "alice")
+        admin.close()
+
+
+def test_a_cluster_with_uncovered_slots_is_refused_with_the_reason() -> None:
+    lonely = Standalone(extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"))
+    lonely.start()
+    try:
+        with pytest.raises(ConnectionFailed) as info:
+            connect(f"redis://127.0.0.1:{lonely.port}", socket_connect_timeout=2)
+        message = str(info.value)
+        assert "Redis Cluster" in message and f"127.0.0.1:{lonely.port}" in message
+        assert "slot" in message.lower()
+    finally:
+        lonely.stop()
+
+
+def test_a_client_that_is_not_a_redis_client_is_refused() -> None:
+    with pytest.raises(TypeError, match="URL or a redis-py client"):
+        connect(42)  # type: ignore[arg-type]
+    assert issubclass(ConnectionFailed, Exception) and not issubclass(ConnectionFailed, redis.RedisError)

@@ -52,6 +52,14 @@ def _find_unserializable(value: Any, path: str = "") -> str | None:
     return f"a value of type {type(value).__name__}{_describe_path(path)}"
 
 
+def _has_non_str_key(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(not isinstance(k, str) or _has_non_str_key(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_str_key(item) for item in value)
+    return False
+
+
 class JSONSerializer:
     """Compact JSON. Tuples come back as lists; non-str dict keys and other types are refused."""
 
@@ -62,6 +70,9 @@ class JSONSerializer:
         self._decoder = json.JSONDecoder()
 
     def dumps(self, value: Any) -> bytes:
+        if _has_non_str_key(value):
+            # json would silently turn {1: "a"} into {"1": "a"}: the job would get other data than sent.
+            raise SerializationError(f"JSON cannot carry {_find_unserializable(value)}")
         try:
             return self._encoder.encode(value).encode("utf-8")
         except (TypeError, ValueError) as exc:

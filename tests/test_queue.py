@@ -21,6 +21,8 @@ from clusterq import (
 )
 from clusterq.exceptions import FunctionNotFound
 
+pytestmark = pytest.mark.compat  # also run against the second server engine
+
 
 def _work(*queues: Queue) -> int:
     return Worker(list(queues), queues[0].connection, install_signal_handlers=False).work(burst=True)

@@ -16,6 +16,9 @@ from clusterq import scripts as S
 from clusterq import store as T
 from clusterq.testing import Topology
 
+pytestmark = pytest.mark.compat  # also run against the second server engine
+
+
 # --- headers ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("script", S.ALL, ids=lambda s: s.name)

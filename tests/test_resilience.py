@@ -1,0 +1,54 @@
+"""A worker survives its server going away: it backs off, reconnects by itself, and loses nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from clusterq import JobStatus, Queue, Worker
+from clusterq.testing import Standalone
+
+
+def _wait_for(predicate, deadline_s: float = 30.0) -> bool:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            if predicate():
+                return True
+        except Exception:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def private_server():
+    """A server of the test's own, since the test kills it (the session topologies stay untouched)."""
+    server = Standalone()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_worker_keeps_running_while_its_server_is_down_and_resumes_after(private_server) -> None:
+    url = private_server.url
+    q = Queue("resilient", url)
+    first = q.enqueue("jobs.add", 1, 1)
+    worker = Worker([q], url, install_signal_handlers=False, idle_poll_s=0.5, maintenance_interval_s=0.5)
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    try:
+        assert _wait_for(lambda: first.get_status() == JobStatus.FINISHED)
+        private_server.server.kill()  # kill -9: no persistence here, the data is gone with it
+        time.sleep(1.5)  # the worker now fails to reach Redis and backs off
+        assert thread.is_alive(), "the worker must survive an unreachable server"
+        private_server.server.restart()
+        second = Queue("resilient", url).enqueue("jobs.add", 2, 2)
+        assert _wait_for(lambda: second.get_status() == JobStatus.FINISHED), "the worker must reconnect by itself"
+        assert second.return_value() == 4
+    finally:
+        worker.request_stop()
+        thread.join(timeout=15)
+    assert not thread.is_alive()

@@ -146,9 +146,12 @@ class Executor:
         except FunctionNotFound as exc:
             return spec, None, None, None, f"FunctionNotFound: {exc}"
         try:
-            args, kwargs = self.serializer.loads(leased.payload) if leased.payload else ([], {})
-            if not isinstance(args, list) or not isinstance(kwargs, dict):
-                raise DeserializationError("payload is not [args, kwargs]")
+            decoded = self.serializer.loads(leased.payload) if leased.payload else [[], {}]
+            # Check the shape before unpacking: unpacking a dict or a 3-list would blame the wrong thing.
+            if not (isinstance(decoded, (list, tuple)) and len(decoded) == 2
+                    and isinstance(decoded[0], list) and isinstance(decoded[1], dict)):
+                raise DeserializationError(f"payload is not [args, kwargs]: {leased.payload[:80]!r}")
+            args, kwargs = decoded
         except (DeserializationError, TypeError, ValueError) as exc:
             return spec, None, None, None, f"DeserializationError: cannot decode the job's arguments: {exc}"
         return spec, func, args, kwargs, None

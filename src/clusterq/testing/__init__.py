@@ -19,19 +19,21 @@ from .binaries import ENGINES, ServerBinary, ServerNotFound, available_servers, 
 
 if TYPE_CHECKING:
     from .cluster import Cluster
+    from .common import PortClash, TopologyError, allocate_port
     from .sentinel import SentinelGroup
-    from .servers import PortClash, ServerProcess, Topology, TopologyError, allocate_port, running_processes
+    from .servers import ServerProcess, running_processes
     from .standalone import Standalone
+    from .topology import Topology
 
 _LAZY: dict[str, str] = {
     "Cluster": ".cluster",
     "SentinelGroup": ".sentinel",
     "Standalone": ".standalone",
-    "PortClash": ".servers",
+    "PortClash": ".common",
     "ServerProcess": ".servers",
-    "Topology": ".servers",
-    "TopologyError": ".servers",
-    "allocate_port": ".servers",
+    "Topology": ".topology",
+    "TopologyError": ".common",
+    "allocate_port": ".common",
     "running_processes": ".servers",
 }
 

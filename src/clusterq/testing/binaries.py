@@ -66,9 +66,7 @@ def _probe_cached(path: str, mtime_ns: int) -> ServerBinary:
     """Run ``<path> --version`` once per binary (the cache key includes mtime to notice upgrades)."""
     del mtime_ns  # only part of the cache key
     try:
-        completed = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
-        )
+        completed = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         raise ServerNotFound(f"cannot run {path} --version: {exc}. {_HOW_TO_GET_ONE}") from exc
     output = completed.stdout + completed.stderr

@@ -15,17 +15,9 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from .binaries import ServerBinary
-from .servers import (
-    DEFAULT_STARTUP_TIMEOUT,
-    HOST,
-    ServerProcess,
-    Topology,
-    TopologyError,
-    base_data_config,
-    flush_primary,
-    start_all,
-    wait_until,
-)
+from .common import DEFAULT_STARTUP_TIMEOUT, HOST, TopologyError, wait_until
+from .servers import ServerProcess, start_all
+from .topology import Topology, base_data_config, flush_primary
 
 SLOTS = 16384
 
@@ -175,15 +167,16 @@ class Cluster(Topology):
         primaries = self.nodes[: self.primary_count]
         ids = [node.admin.execute_command("CLUSTER MYID") for node in primaries]
         for index, replica in enumerate(self.nodes[self.primary_count :]):
-            primary_id = ids[index % self.primary_count]
-            wait_until(
-                lambda replica=replica, primary_id=primary_id: replica.admin.execute_command(
-                    "CLUSTER REPLICATE", primary_id
-                ),
-                self.startup_timeout,
-                f"{replica.name} to accept CLUSTER REPLICATE",
-                details=self._logs,
-            )
+            self._replicate_one(replica, ids[index % self.primary_count])
+
+    def _replicate_one(self, replica: ServerProcess, primary_id: str) -> None:
+        """CLUSTER REPLICATE, retried until the replica has heard of the primary through gossip."""
+        wait_until(
+            lambda: replica.admin.execute_command("CLUSTER REPLICATE", primary_id),
+            self.startup_timeout,
+            f"{replica.name} to accept CLUSTER REPLICATE",
+            details=self._logs,
+        )
 
     def _announce_replicas(self) -> None:
         """Make the replicas show up in ``CLUSTER SLOTS`` now rather than in ~10 s.
@@ -210,7 +203,7 @@ class Cluster(Topology):
 
     def _any_live_node(self) -> ServerProcess:
         for node in self.nodes:
-            if node.is_running():
+            if node.is_responsive():
                 try:
                     node.admin.ping()
                 except (redis.ConnectionError, redis.TimeoutError):
@@ -276,7 +269,7 @@ class Cluster(Topology):
         ``expected_replicas`` (default: the configured count while every node runs) is how many
         replicas each slot range must list, so a test that killed a node can still wait.
         """
-        running = [node for node in self.nodes if node.is_running()]
+        running = [node for node in self.nodes if node.is_responsive()]
         if expected_replicas is None and len(running) == len(self.nodes):
             expected_replicas = self.replicas_per_primary
 
@@ -310,8 +303,9 @@ class Cluster(Topology):
         for primary in self.primaries():
             flush_primary(primary)
 
-    def failover(self, node: ServerProcess, wait: bool = True, option: str | None = None,
-                 timeout: float = 30.0) -> ServerProcess:
+    def failover(
+        self, node: ServerProcess, wait: bool = True, option: str | None = None, timeout: float = 30.0
+    ) -> ServerProcess:
         """Promote replica ``node`` with ``CLUSTER FAILOVER [FORCE|TAKEOVER]``; return its old primary.
 
         With ``wait`` it returns once ``node`` is a primary, the old primary (if running) follows
@@ -333,7 +327,7 @@ class Cluster(Topology):
     def _roles_switched(self, new: ServerProcess, old: ServerProcess) -> bool:
         if new.admin.execute_command("ROLE")[0] != "master":
             return False
-        if not old.is_running():
+        if not old.is_responsive():
             return True
         role = old.admin.execute_command("ROLE")
         return role[0] == "slave" and int(role[2]) == new.port

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 from .binaries import ENGINES, ServerBinary, ServerNotFound, find_server
 
 if TYPE_CHECKING:
-    from .servers import Topology
+    from .cluster import Cluster
+    from .sentinel import SentinelGroup
+    from .standalone import Standalone
+    from .topology import Topology
 
 TOPOLOGIES: tuple[str, ...] = ("standalone", "sentinel", "cluster")
 
@@ -122,7 +125,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 def _pool(request_or_config: pytest.FixtureRequest | pytest.Config | Any) -> TopologyPool:
-    config = getattr(request_or_config, "config", request_or_config)
+    config = cast("pytest.Config", getattr(request_or_config, "config", request_or_config))
     pool = config.stash.get(_POOL_KEY, None)
     if pool is None:  # plugin disabled with -p no:clusterq but helpers used anyway
         pool = TopologyPool(None)
@@ -161,21 +164,21 @@ def clusterq_server_binary(request: pytest.FixtureRequest) -> ServerBinary:
 
 
 @pytest.fixture(scope="session")
-def clusterq_standalone(request: pytest.FixtureRequest) -> Topology:
+def clusterq_standalone(request: pytest.FixtureRequest) -> Standalone:
     """A single server, shared by the whole session (not flushed: use clusterq_url or .flush())."""
-    return get_topology(request, "standalone")
+    return cast("Standalone", get_topology(request, "standalone"))
 
 
 @pytest.fixture(scope="session")
-def clusterq_sentinel(request: pytest.FixtureRequest) -> Topology:
+def clusterq_sentinel(request: pytest.FixtureRequest) -> SentinelGroup:
     """Primary + replica + three sentinels, shared by the whole session."""
-    return get_topology(request, "sentinel")
+    return cast("SentinelGroup", get_topology(request, "sentinel"))
 
 
 @pytest.fixture(scope="session")
-def clusterq_cluster(request: pytest.FixtureRequest) -> Topology:
+def clusterq_cluster(request: pytest.FixtureRequest) -> Cluster:
     """Three primaries with one replica each, shared by the whole session."""
-    return get_topology(request, "cluster")
+    return cast("Cluster", get_topology(request, "cluster"))
 
 
 @pytest.fixture(scope="session", params=TOPOLOGIES, ids=TOPOLOGIES)

@@ -1,34 +1,25 @@
 """Sentinel: a primary, one replica and three sentinels, so tests can exercise failover.
 
 Three sentinels with quorum 2 is the smallest group that still elects a leader when one sentinel
-is down. Sentinels discover replicas and each other by themselves, but only every couple of
-seconds; the harness writes what they would discover (their ids, the replica, the other
-sentinels) into their config files, which is exactly what sentinels write there themselves, so
-the group is usable in well under a second instead of several.
+is down. Sentinels discover each other through hello messages sent every 2 s; the harness
+instead writes what they would discover (their ids, the replica, the other sentinels) into their
+config files, which is exactly what sentinels write there themselves. Start-up then takes about a
+second: sentinels that started before their peers retry the connection once per second, and the
+group counts as ready only when every sentinel is connected to everything.
 """
 
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Any
 
 import redis
 from redis.sentinel import Sentinel
 
 from .binaries import ServerBinary
-from .servers import (
-    DEFAULT_STARTUP_TIMEOUT,
-    HOST,
-    ServerProcess,
-    Topology,
-    TopologyError,
-    base_data_config,
-    flush_primary,
-    start_all,
-    stop_all,
-    wait_until,
-)
+from .common import DEFAULT_STARTUP_TIMEOUT, HOST, TopologyError, wait_until
+from .servers import ServerProcess, start_all
+from .topology import Topology, base_data_config, flush_primary
 
 SENTINEL_COUNT = 3
 QUORUM = 2
@@ -82,28 +73,18 @@ class SentinelGroup(Topology):
         self.wait_healthy(self.startup_timeout)
 
     def _start_sentinels(self, primary: ServerProcess, replica: ServerProcess) -> None:
-        """Start the sentinels; if one lost its port, start all three again with fresh ports.
+        """Start the three sentinels, each told about the replica and the other two.
 
-        Each sentinel's config names the others' ports, so one moved port invalidates them all.
+        If a sentinel has to move to another port (clash), the others find it again through its
+        hello messages (same id, new address); :meth:`wait_healthy` waits for that.
         """
-        for attempt in range(3):
-            self.sentinels = [self._new_process(f"sentinel-{i}", sentinel=True) for i in range(SENTINEL_COUNT)]
-            ids = [secrets.token_hex(20) for _ in self.sentinels]
-            for index, sentinel in enumerate(self.sentinels):
-                sentinel.config_lines = self._sentinel_config(index, ids, primary, replica)
-            try:
-                start_all(self.sentinels, self.startup_timeout)
-                return
-            except TopologyError:
-                stop_all(self.sentinels)
-                for sentinel in self.sentinels:
-                    self._processes.remove(sentinel)
-                if attempt == 2:
-                    raise
+        self.sentinels = [self._new_process(f"sentinel-{i}", sentinel=True) for i in range(SENTINEL_COUNT)]
+        ids = [secrets.token_hex(20) for _ in self.sentinels]
+        for index, sentinel in enumerate(self.sentinels):
+            sentinel.config_lines = self._sentinel_config(index, ids, primary, replica)
+        start_all(self.sentinels, self.startup_timeout)
 
-    def _sentinel_config(
-        self, index: int, ids: list[str], primary: ServerProcess, replica: ServerProcess
-    ) -> list[str]:
+    def _sentinel_config(self, index: int, ids: list[str], primary: ServerProcess, replica: ServerProcess) -> list[str]:
         name = self.service_name
         lines = [
             f"sentinel myid {ids[index]}",
@@ -123,22 +104,20 @@ class SentinelGroup(Topology):
     def _sentinel_is_healthy(self, sentinel: ServerProcess, primary_port: int | None) -> bool:
         """This sentinel sees a healthy primary, a connected replica and the other sentinels."""
         admin = sentinel.admin
-        master = admin.sentinel_master(self.service_name)
+        master = admin.execute_command("SENTINEL MASTER", self.service_name)
         if _flags(master) != {"master"} or (primary_port is not None and int(master["port"]) != primary_port):
             return False
         expected_replicas = len(self.data_nodes) - 1
-        replicas = admin.sentinel_slaves(self.service_name)
-        healthy_replicas = [
-            r for r in replicas if not (_flags(r) & _BAD_FLAGS) and r.get("master-link-status") == "ok"
-        ]
-        others = admin.sentinel_sentinels(self.service_name)
+        replicas = admin.execute_command("SENTINEL SLAVES", self.service_name)
+        healthy_replicas = [r for r in replicas if not (_flags(r) & _BAD_FLAGS) and r.get("master-link-status") == "ok"]
+        others = admin.execute_command("SENTINEL SENTINELS", self.service_name)
         connected = [s for s in others if not (_flags(s) & _BAD_FLAGS)]
         return len(healthy_replicas) >= expected_replicas and len(connected) >= len(self.sentinels) - 1
 
     def _replicas_in_sync(self, primary: ServerProcess) -> bool:
         """Every other data node replicates from ``primary`` with the link up."""
         for node in self.data_nodes:
-            if node is primary:
+            if node is primary or not node.is_responsive():
                 continue
             info = node.info("replication")
             if info.get("master_port") != primary.port or info.get("master_link_status") != "up":
@@ -173,10 +152,10 @@ class SentinelGroup(Topology):
         self._require_started()
         errors: list[str] = []
         for sentinel in self.sentinels:
-            if not sentinel.is_running():
+            if not sentinel.is_responsive():
                 continue
             try:
-                address = sentinel.admin.sentinel_get_master_addr_by_name(self.service_name)
+                address = sentinel.admin.execute_command("SENTINEL GET-MASTER-ADDR-BY-NAME", self.service_name)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 errors.append(f"{sentinel.name}: {exc!r}")
                 continue
@@ -219,47 +198,49 @@ class SentinelGroup(Topology):
     def failover(self, wait: bool = True, timeout: float = 30.0) -> ServerProcess:
         """Promote the replica with ``SENTINEL FAILOVER``; return the (expected) new primary.
 
-        With ``wait`` it returns once every running sentinel names the new primary, that node
-        answers ``ROLE`` as master, and the old primary replicates from it again. Sentinel alone
-        converts a still-running old primary only after ~8 s (four hello periods), so the harness
-        sends it the same ``REPLICAOF`` the sentinels would, to keep tests fast.
+        With ``wait``, see :meth:`wait_for_failover`. ``SENTINEL FAILOVER`` is retried while the
+        sentinels refuse it (e.g. ``NOGOODSLAVE`` right after a previous failover).
         """
         old_port = self.current_primary_port()
-        self._request_failover(timeout)
+
+        def request() -> bool:
+            sentinel = next(s for s in self.sentinels if s.is_responsive())
+            return bool(sentinel.admin.execute_command("SENTINEL FAILOVER", self.service_name))
+
+        wait_until(request, timeout, "SENTINEL FAILOVER to be accepted", interval=0.05)
         if not wait:
             return next(node for node in self.data_nodes if node.port != old_port)
+        return self.wait_for_failover(old_port, timeout)
+
+    def wait_for_failover(self, old_port: int, timeout: float = 30.0) -> ServerProcess:
+        """Wait until the primary is no longer on ``old_port`` and the group has healed; return it.
+
+        Also for failovers the sentinels start by themselves (after a test killed the primary).
+        Returns once every running sentinel names the new primary, it answers ``ROLE`` as master,
+        and the other running data nodes replicate from it. Sentinel alone converts a still-running
+        old primary into a replica only ~10 s later (it waits several hello periods), so the harness
+        sends it the same ``REPLICAOF`` the sentinels would send, which keeps failover tests fast.
+        """
         new_primary = wait_until(
-            lambda: self._promoted_primary(old_port), timeout, "the sentinels to report a new primary",
+            lambda: self._promoted_primary(old_port),
+            timeout,
+            "the sentinels to report a new primary",
             details=self._logs,
         )
         self._reattach_old_primary(old_port, new_primary)
         wait_until(
-            lambda: self._replicas_in_sync(new_primary), timeout, "replicas to follow the new primary",
+            lambda: self._replicas_in_sync(new_primary),
+            timeout,
+            "replicas to follow the new primary",
             details=self._logs,
         )
         return new_primary
 
-    def _request_failover(self, timeout: float) -> None:
-        """Ask a sentinel to fail over, retrying while it reports an unsuitable replica or one in progress."""
-        deadline = time.monotonic() + timeout
-
-        def attempt() -> bool:
-            sentinel = next(s for s in self.sentinels if s.is_running())
-            try:
-                sentinel.admin.execute_command("SENTINEL FAILOVER", self.service_name)
-            except redis.ResponseError as exc:
-                if time.monotonic() >= deadline:
-                    raise TopologyError(f"SENTINEL FAILOVER refused: {exc}") from exc
-                return False
-            return True
-
-        wait_until(attempt, timeout, "SENTINEL FAILOVER to be accepted", interval=0.05)
-
     def _promoted_primary(self, old_port: int) -> ServerProcess | None:
         ports = set()
         for sentinel in self.sentinels:
-            if sentinel.is_running():
-                ports.add(int(sentinel.admin.sentinel_get_master_addr_by_name(self.service_name)[1]))
+            if sentinel.is_responsive():
+                ports.add(int(sentinel.admin.execute_command("SENTINEL GET-MASTER-ADDR-BY-NAME", self.service_name)[1]))
         if len(ports) != 1 or old_port in ports:
             return None
         node = self._node_on_port(ports.pop())
@@ -267,7 +248,7 @@ class SentinelGroup(Topology):
 
     def _reattach_old_primary(self, old_port: int, new_primary: ServerProcess) -> None:
         old = self._node_on_port(old_port)
-        if not old.is_running():
+        if not old.is_responsive():
             return
         info = old.info("replication")
         if info.get("role") == "master":

@@ -1,4 +1,4 @@
-"""Run one Redis/Valkey server process on loopback, and the shared machinery of topologies.
+"""Run one Redis/Valkey server process on loopback, and keep track of every one started.
 
 Every server gets a free port, its own directory (config file, log, cluster/sentinel state), no
 persistence, and its own session, so Ctrl-C in a terminal does not hit it and a test can crash
@@ -14,131 +14,25 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from .binaries import ServerBinary, find_server
+from .binaries import ServerBinary
+from .common import DEFAULT_STARTUP_TIMEOUT, HOST, PortClash, TopologyError, admin_client, allocate_port, wait_until
 
-HOST = "127.0.0.1"
-POLL_INTERVAL = 0.01
 STOP_GRACE_SECONDS = 3.0
-DEFAULT_STARTUP_TIMEOUT = 30.0
 _LOG_NAME = "server.log"
 _STDIO_NAME = "stdio.log"
 _CONFIG_NAME = "server.conf"
 _START_ATTEMPTS = 4
-
-T = TypeVar("T")
-TopologyT = TypeVar("TopologyT", bound="Topology")
-
-# Errors that only mean "not ready yet" while polling a server that is starting or converging.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    redis.ResponseError,
-    OSError,
-    ValueError,
-    KeyError,
-    IndexError,
-)
-
-
-class TopologyError(RuntimeError):
-    """A server or topology did not start or did not reach the expected state in time."""
-
-
-class PortClash(TopologyError):
-    """The server could not bind its port because something else took it after we picked it."""
-
-
-# --------------------------------------------------------------------------------------------------
-# ports
-
-
-_port_lock = threading.Lock()
-_handed_out: set[int] = set()
-
-
-def allocate_port() -> int:
-    """Return a loopback port that is free right now and not handed out before by this process.
-
-    Binding to port 0 lets the kernel pick; remembering what we handed out stops two servers of one
-    topology from getting the same port. Another program can still take it before the server binds,
-    which is why starts retry on :class:`PortClash`.
-    """
-    with _port_lock:
-        for _ in range(100):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind((HOST, 0))
-                port = int(sock.getsockname()[1])
-            if port not in _handed_out:
-                _handed_out.add(port)
-                return port
-    raise TopologyError("could not find a free loopback port")
-
-
-# --------------------------------------------------------------------------------------------------
-# polling
-
-
-def wait_until(
-    check: Callable[[], T | None],
-    timeout: float,
-    what: str,
-    interval: float = POLL_INTERVAL,
-    details: Callable[[], str] | None = None,
-) -> T:
-    """Poll ``check`` until it returns something truthy, treating redis/socket errors as "not yet".
-
-    Short sleeps instead of fixed waits keep topology start-up in the low seconds. On timeout the
-    error names what we waited for, the last error seen, and ``details()`` (e.g. a log tail).
-    """
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except TRANSIENT_ERRORS as exc:
-            last_error = exc
-        if time.monotonic() >= deadline:
-            message = f"timed out after {timeout:.1f}s waiting for {what}"
-            if last_error is not None:
-                message += f" (last error: {last_error!r})"
-            if details is not None:
-                message += "\n" + details()
-            raise TopologyError(message)
-        time.sleep(interval)
-
-
-def admin_client(port: int, timeout: float = 5.0) -> redis.Redis:
-    """A client for the harness's own commands: decoded strings, bounded timeouts, no retries.
-
-    redis-py >= 6 retries with a back-off of up to seconds by default, which would turn fast polling
-    into slow polling and hide a paused node; the harness wants every failure reported at once.
-    """
-    return redis.Redis(
-        host=HOST,
-        port=port,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=min(timeout, 2.0),
-        retry=Retry(NoBackoff(), 0),
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -148,6 +42,23 @@ def admin_client(port: int, timeout: float = 5.0) -> redis.Redis:
 _live_lock = threading.Lock()
 _live_processes: dict[int, ServerProcess] = {}
 _live_dirs: set[str] = set()
+_owner_pid = os.getpid()
+
+
+def _forget_everything_after_fork() -> None:
+    """A forked child (a worker's pool process, say) does not own the parent's servers.
+
+    Without this, the child's interpreter exit would run the atexit hook below and kill the
+    servers its parent's tests are still using.
+    """
+    global _live_lock, _owner_pid
+    _live_lock = threading.Lock()
+    _live_processes.clear()
+    _live_dirs.clear()
+    _owner_pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forget_everything_after_fork)
 
 
 def _remember(process: ServerProcess) -> None:
@@ -171,6 +82,8 @@ def _reap_everything() -> None:
 
     Interrupted runs (Ctrl-C, a failing session fixture) must not leave servers holding ports.
     """
+    if os.getpid() != _owner_pid:
+        return
     with _live_lock:
         processes = list(_live_processes.values())
         directories = list(_live_dirs)
@@ -259,6 +172,7 @@ class ServerProcess:
         self.port = allocate_port()
         self.cluster_port: int | None = allocate_port() if cluster else None
         self._popen: subprocess.Popen[bytes] | None = None
+        self.paused = False
         self._admin: redis.Redis | None = None
         self._config_written = False
         directory.mkdir(parents=True, exist_ok=True)
@@ -290,6 +204,10 @@ class ServerProcess:
     def is_running(self) -> bool:
         """True while the process exists (a paused process is running)."""
         return self._popen is not None and self._popen.poll() is None
+
+    def is_responsive(self) -> bool:
+        """Running and not paused by :meth:`pause`: worth asking something."""
+        return self.is_running() and not self.paused
 
     def log_tail(self, lines: int = 30) -> str:
         """The end of the server's log and of its stdout/stderr, for error messages."""
@@ -362,7 +280,7 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
                 start_new_session=True,
-                preexec_fn=_parent_death_hook(),  # noqa: PLW1509 - see _parent_death_hook
+                preexec_fn=_parent_death_hook(),  # see _parent_death_hook for why
             )
         _remember(self)
 
@@ -370,7 +288,7 @@ class ServerProcess:
         """PING works and it is really our process answering, not someone else on our port."""
         if self._popen is not None and self._popen.poll() is not None:
             self._raise_exited()
-        fresh = admin_client(self.port, timeout=1.0)
+        fresh = admin_client(self.port, timeout=0.25)
         try:
             if not fresh.ping():
                 return False
@@ -426,15 +344,18 @@ class ServerProcess:
     def pause(self) -> None:
         """Freeze the process with SIGSTOP: it keeps its sockets but answers nothing (a hung node)."""
         self._signal(signal.SIGSTOP)
+        self.paused = self.is_running()
 
     def resume(self) -> None:
         """Continue a paused process with SIGCONT."""
         self._signal(signal.SIGCONT)
+        self.paused = False
 
     def kill(self) -> None:
         """``kill -9`` the server (a crash) and reap it; its directory stays for :meth:`restart`."""
         self._signal(signal.SIGKILL)
         self._reap(timeout=STOP_GRACE_SECONDS)
+        self.paused = False
         self._reset_admin()
 
     def terminate(self, grace: float = STOP_GRACE_SECONDS) -> None:
@@ -448,7 +369,7 @@ class ServerProcess:
     def send_terminate(self) -> None:
         """Ask the process to exit without waiting, so a topology can stop all nodes in parallel."""
         self._signal(signal.SIGTERM)
-        self._signal(signal.SIGCONT)
+        self.resume()
 
     def _reap(self, timeout: float) -> bool:
         """Wait for the process to exit; True if it did (or was never started)."""
@@ -507,129 +428,3 @@ def stop_all(processes: Iterable[ServerProcess], grace: float = STOP_GRACE_SECON
             process.kill()
         process.kill_group()
         process._reset_admin()
-
-
-# --------------------------------------------------------------------------------------------------
-# topologies
-
-
-class Topology(ABC):
-    """Common life cycle of the test topologies: start once, flush between tests, stop at the end.
-
-    Subclasses implement :meth:`_start`, :attr:`url`, :meth:`flush` and :meth:`client`.
-    """
-
-    kind: str = "topology"
-
-    def __init__(self, binary: ServerBinary | None = None, *, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT):
-        self.binary = binary if binary is not None else find_server()
-        self.startup_timeout = startup_timeout
-        self.root: Path | None = None
-        self.startup_seconds: float | None = None
-        self._processes: list[ServerProcess] = []
-
-    def __repr__(self) -> str:
-        state = "running" if self.started else "stopped"
-        return f"<{type(self).__name__} {self.binary.engine} {self.binary.version_string} {state}>"
-
-    @property
-    def started(self) -> bool:
-        return self.root is not None
-
-    @property
-    def processes(self) -> list[ServerProcess]:
-        """Every server process of this topology, data nodes and sentinels alike."""
-        return list(self._processes)
-
-    def _new_process(self, name: str, config: Sequence[str] = (), **kwargs: Any) -> ServerProcess:
-        """Create (not start) a server with its own sub-directory of the topology's directory."""
-        if self.root is None:
-            raise TopologyError(f"{type(self).__name__} is not started")
-        process = ServerProcess(self.binary, self.root / name, name, config, **kwargs)
-        self._processes.append(process)
-        return process
-
-    def start(self: TopologyT) -> TopologyT:
-        """Start every server and wait until the topology is fully formed; returns ``self``."""
-        if self.started:
-            return self
-        began = time.monotonic()
-        self.root = make_temp_dir(self.kind)
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_seconds = time.monotonic() - began
-        return self
-
-    def stop(self) -> None:
-        """Stop every server (terminate, then kill after a grace period) and delete the directory."""
-        stop_all(self._processes)
-        self._processes.clear()
-        if self.root is not None:
-            remove_temp_dir(self.root)
-            self.root = None
-
-    def __enter__(self: TopologyT) -> TopologyT:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _require_started(self) -> None:
-        if not self.started:
-            raise TopologyError(f"{type(self).__name__} is not started; call start() first")
-
-    @abstractmethod
-    def _start(self) -> None:
-        """Create and start the servers, then wait until the topology is usable."""
-
-    @property
-    @abstractmethod
-    def url(self) -> str:
-        """The clusterq connection URL of this topology."""
-
-    @abstractmethod
-    def flush(self) -> None:
-        """Empty every database and wait until replicas have applied it too."""
-
-    @abstractmethod
-    def client(self, **kwargs: Any) -> Any:
-        """A redis-py client of the kind this topology needs (Redis, Sentinel master, RedisCluster)."""
-
-
-def base_data_config() -> list[str]:
-    """Settings shared by every data node: fast replication, debuggable, quick to shut down.
-
-    ``repl-diskless-sync-delay`` defaults to 5 s, which would add 5 s to every replica start;
-    ``shutdown-timeout`` (7.0+) would make SIGTERM wait for lagging replicas.
-    """
-    return [
-        "repl-diskless-sync yes",
-        "repl-diskless-sync-delay 0",
-        "shutdown-timeout 0",
-        "enable-debug-command local",
-        "protected-mode no",
-    ]
-
-
-def flush_primary(node: ServerProcess, wait_timeout_ms: int = 2000) -> None:
-    """``FLUSHALL`` on a primary, then ``WAIT`` until its connected replicas have applied it.
-
-    Counting connected replicas first (``ROLE``) keeps WAIT from stalling when a test killed one.
-    """
-    pipe = node.admin.pipeline(transaction=False)
-    pipe.execute_command("FLUSHALL")
-    pipe.execute_command("ROLE")
-    _, role = pipe.execute()
-    replicas = len(role[2]) if role and role[0] == "master" else 0
-    if replicas:
-        acked = int(node.admin.execute_command("WAIT", replicas, wait_timeout_ms))
-        if acked < replicas:
-            raise TopologyError(f"only {acked} of {replicas} replicas of {node.name} acknowledged FLUSHALL")

@@ -8,7 +8,9 @@ from typing import Any
 import redis
 
 from .binaries import ServerBinary
-from .servers import DEFAULT_STARTUP_TIMEOUT, HOST, ServerProcess, Topology, TopologyError, base_data_config
+from .common import DEFAULT_STARTUP_TIMEOUT, HOST, TopologyError
+from .servers import ServerProcess
+from .topology import Topology, base_data_config
 
 
 class Standalone(Topology):

@@ -16,11 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.cluster import RedisCluster
+from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
 
 from . import keys as K
 from . import scripts as S
-from .connection import Client
+from .connection import REDIS_ERRORS, Client
+
+# Errors a node gives when the call belongs elsewhere now or the node is gone: retry via the cluster client.
+_RETRY_THROUGH_CLUSTER = (MovedError, AskError, TryAgainError, ClusterDownError, NoScriptError,
+                          redis.ConnectionError, redis.TimeoutError, OSError)
 
 # Job hash fields read back into a Job. Short names keep a pending job small in Redis.
 JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma")
@@ -185,7 +190,7 @@ class Store:
             return self.client.eval(call.script.source, n, *call.keys, *call.args)
 
     def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True) -> list[Any]:
-        """Run several transitions in one pipeline (one round trip per server); results in order.
+        """Run several transitions in one pipeline per server; results in the order of ``calls``.
 
         With ``raise_on_error=False`` a failed call's slot holds its exception instead of raising, so
         the caller can tell which transitions happened.
@@ -194,28 +199,61 @@ class Store:
             return []
         if len(calls) == 1:
             try:
-                return [self.run(calls[0])]
-            except redis.RedisError as exc:
-                if raise_on_error:
-                    raise
-                return [exc]
-        pipe = self.client.pipeline(transaction=False)
+                results: list[Any] = [self.run(calls[0])]
+            except REDIS_ERRORS as exc:
+                results = [exc]
+        elif isinstance(self.client, RedisCluster):
+            results = self._run_many_cluster(calls)
+        else:
+            results = self._pipeline(self.client, calls)
+        if raise_on_error:
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        return results
+
+    def _pipeline(self, client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
         for call in calls:
-            # execute_command, not pipe.evalsha: redis-py's cluster pipeline blocks the evalsha method,
-            # though it routes EVALSHA by its keys correctly (all ours are in one slot per call).
             pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
         results = pipe.execute(raise_on_error=False)
         for index, result in enumerate(results):
             if isinstance(result, NoScriptError):
-                try:
-                    results[index] = self.run(calls[index])
-                except redis.RedisError as exc:
-                    results[index] = exc
-        if raise_on_error:
-            for result in results:
-                if isinstance(result, Exception):
-                    raise result
+                results[index] = self._run_or_error(calls[index])
         return results
+
+    def _run_many_cluster(self, calls: Sequence[Call]) -> list[Any]:
+        """One plain pipeline per primary, straight to the node that owns each call's slot.
+
+        redis-py's ClusterPipeline asks the server ``COMMAND GETKEYS`` for every EVALSHA it routes (one
+        extra round trip per call), so we route by our own keys instead. Anything the node refuses or
+        cannot answer (MOVED/ASK during resharding, a failover, NOSCRIPT) is retried through the cluster
+        client, which follows redirections and refreshes its slot map.
+        """
+        cluster: RedisCluster = self.client  # type: ignore[assignment]
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for index, call in enumerate(calls):
+            node = cluster.get_node_from_key(call.keys[0])
+            by_node.setdefault(node.name, (node, []))[1].append(index)
+        results: list[Any] = [None] * len(calls)
+        for node, indexes in by_node.values():
+            client = node.redis_connection or cluster.get_redis_connection(node)
+            try:
+                node_results = self._pipeline(client, [calls[i] for i in indexes])
+            except REDIS_ERRORS as exc:
+                node_results = [exc] * len(indexes)
+            for index, result in zip(indexes, node_results):
+                results[index] = result
+        for index, result in enumerate(results):
+            if isinstance(result, _RETRY_THROUGH_CLUSTER):
+                results[index] = self._run_or_error(calls[index])
+        return results
+
+    def _run_or_error(self, call: Call) -> Any:
+        try:
+            return self.run(call)
+        except REDIS_ERRORS as exc:
+            return exc
 
     # --- reads (never write) ----------------------------------------------------------------------
 

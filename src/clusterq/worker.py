@@ -431,10 +431,14 @@ class Worker:
         if not by_queue:
             return
         calls = [T.extend_call(self.queue_keys[q], leases, self.lease_ms) for q, leases in by_queue.items()]
-        for (queue, leases), codes in zip(by_queue.items(), self.store.run_many(calls)):
-            for (job_id, _), code in zip(leases, codes):
-                if not int(code):
-                    log.warning("%s: lease of job %s was lost (canceled, deleted or taken over)", queue, job_id)
+        results = self.store.run_many(calls)
+        with self._held_lock:
+            for (queue, leases), codes in zip(by_queue.items(), results):
+                for (job_id, token), code in zip(leases, codes):
+                    # A job completed while the heartbeat was in flight is no longer held: not a loss.
+                    if not int(code) and self._held.get((queue, job_id)) == token:
+                        log.warning("%s: lease of job %s was lost (canceled, deleted or taken over)",
+                                    queue, job_id)
 
     def _register(self) -> None:
         expires = int((time.time() + REGISTRATION_TTL_S) * 1000)

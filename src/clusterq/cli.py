@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .connection import DEFAULT_URL, URL_ENV, describe
+from .connection import DEFAULT_URL, URL_ENV, connect, describe
 from .exceptions import ClusterQError
 from .queue import Queue
 from .worker import Worker, list_workers
@@ -43,7 +43,10 @@ def _settings(args: argparse.Namespace) -> Any:
         return None
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    return importlib.import_module(path)
+    try:
+        return importlib.import_module(path)
+    except Exception as exc:  # a one-line error, like every other mistake in the command line
+        raise ClusterQError(f"cannot import settings module {path!r}: {type(exc).__name__}: {exc}") from None
 
 
 def _setting(args: argparse.Namespace, name: str, default: Any = None) -> Any:
@@ -85,8 +88,9 @@ def _queue_row(queue: Queue) -> tuple[str, int, int, int, int, int]:
 
 
 def render_info(url: str) -> str:
-    queues = Queue.all(url)
-    lines = [f"{describe(queues[0].connection) if queues else url}", ""]
+    client = connect(url)
+    queues = Queue.all(client)
+    lines = [describe(client), ""]  # never the URL itself: it may hold a password
     header = ("queue", "queued", "started", "finished", "failed", "canceled")
     rows = [_queue_row(q) for q in queues]
     width = max([len(header[0])] + [len(r[0]) for r in rows])
@@ -95,7 +99,7 @@ def render_info(url: str) -> str:
         lines.append(f"{row[0]:<{width}}  " + "  ".join(f"{v:>9}" for v in row[1:]))
     if not rows:
         lines.append("(no queues yet)")
-    workers = list_workers(url)
+    workers = list_workers(client)
     lines += ["", f"{len(workers)} worker(s)"]
     for w in workers:
         current = f", running {w.current_job}" if w.current_job else ""

@@ -1,0 +1,145 @@
+"""``clusterq worker`` as a real process, on every topology: a first SIGTERM (or Ctrl-C) lets the running
+job finish, a second one hands it back to its queue at once, and a worker killed with SIGKILL loses its
+job only until the lease expires and another worker runs it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+import clusterq
+from clusterq import Job, JobStatus, Queue, Worker
+
+T_ = TypeVar("T_")
+DEADLINE_S = 20.0
+
+
+def wait_for(check: Callable[[], T_], what: str, timeout_s: float = DEADLINE_S) -> T_:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout_s:g} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@contextmanager
+def worker_process(url: str, env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``clusterq worker -u URL ARGS...`` with its output in ``log``; killed if the test leaves it running."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "clusterq.cli", "worker", "-u", url, *args],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def exit_code(proc: subprocess.Popen[bytes], log: Path) -> int:
+    try:
+        return proc.wait(DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the worker did not exit; its log:\n{log.read_text()}") from None
+
+
+def status(job: Job) -> JobStatus | None:
+    return job.get_status()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_first_stop_signal_lets_the_running_job_finish_then_the_worker_exits_0(
+    url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str], signum: signal.Signals
+) -> None:
+    marker, log = tmp_path / "ran", tmp_path / "worker.log"
+    queue = Queue(qname, url)
+    running = queue.enqueue("jobs.sleep_then_record", 1.5, str(marker), "finished its work")
+    waiting = queue.enqueue("jobs.record", str(marker), "should not start")
+
+    with worker_process(url, subprocess_env, log, qname) as proc:
+        wait_for(lambda: status(running) == JobStatus.STARTED, "the job to start")
+        listed = [w for w in clusterq.list_workers(url) if w.pid == proc.pid]
+        assert listed and listed[0].queues == [qname]
+        proc.send_signal(signum)
+        assert exit_code(proc, log) == 0, log.read_text()
+
+    assert lines(marker) == ["finished its work"]
+    assert status(running) == JobStatus.FINISHED
+    assert running.return_value() == "finished its work"
+    assert status(waiting) == JobStatus.QUEUED
+    assert queue.count == 1 and queue.started_job_registry.count == 0
+    assert not [w for w in clusterq.list_workers(url) if w.pid == proc.pid]
+    assert "Traceback" not in log.read_text()
+
+
+def test_second_sigterm_stops_at_once_and_hands_the_running_job_back(
+    url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    marker, log = tmp_path / "ran", tmp_path / "worker.log"
+    queue = Queue(qname, url)
+    job = queue.enqueue("jobs.record_then_sleep", str(marker), "started", 120)
+
+    with worker_process(url, subprocess_env, log, qname) as proc:
+        wait_for(lambda: lines(marker), "the job to start")
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "SIGTERM received" in log.read_text(), "the worker to acknowledge the first SIGTERM")
+        assert proc.poll() is None  # still waiting for the 120 s job
+        proc.send_signal(signal.SIGTERM)
+        assert exit_code(proc, log) == 0, log.read_text()
+
+    job.refresh()
+    assert job.get_status() == JobStatus.QUEUED
+    assert job.attempts == 0  # handing back does not count as an attempt
+    assert job.worker_name is None
+    assert queue.count == 1
+    assert queue.get_job_ids() == [job.id]
+    assert queue.started_job_registry.count == 0
+    assert queue.failed_job_registry.count == 0 and queue.finished_job_registry.count == 0
+
+
+def test_job_of_a_worker_killed_with_sigkill_is_run_by_another_worker_after_its_lease_expires(
+    url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    marker, log = tmp_path / "ran", tmp_path / "worker.log"
+    queue = Queue(qname, url)
+    job = queue.enqueue("jobs.record_then_sleep", str(marker), "ran", 1.0)
+
+    with worker_process(url, subprocess_env, log, "--lease-s", "1", qname) as proc:
+        wait_for(lambda: lines(marker), "the job to start")
+        proc.kill()
+        proc.wait(DEADLINE_S)
+    assert status(job) == JobStatus.STARTED  # nobody completed it
+
+    rescuer = Worker(qname, url, install_signal_handlers=False, maintenance_interval_s=0.1, idle_poll_s=0.2)
+    thread = threading.Thread(target=rescuer.work, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: status(job) == JobStatus.FINISHED, "another worker to run the job")
+    finally:
+        rescuer.request_stop()
+        thread.join(DEADLINE_S)
+
+    job.refresh()
+    assert lines(marker) == ["ran", "ran"]
+    assert job.attempts == 2
+    assert job.worker_name == rescuer.name
+    assert job.return_value() == "ran"
+    assert rescuer.stats.processed == 1
+    assert queue.started_job_registry.count == 0 and queue.count == 0
+

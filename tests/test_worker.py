@@ -394,6 +394,23 @@ def test_allowlist_refuses_before_importing_anything(url: str, qname: str) -> No
     assert allowed.return_value() == 2
 
 
+def test_allowlist_cannot_be_bypassed_through_a_module_that_an_allowed_module_imports(
+    url: str, qname: str, tmp_path: Path
+) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("keep me")
+    queue = Queue(qname, url)
+    bypass = queue.enqueue("jobs:os.remove", str(precious))  # jobs.py imports os
+    allowed = queue.enqueue("jobs:add", 1, 2)
+
+    burst(url, qname, allow=["jobs:*"])
+
+    assert precious.exists()
+    assert status(bypass) == JobStatus.FAILED
+    assert "'jobs:os.remove' reaches into another module" in bypass.exc_info
+    assert allowed.return_value() == 3
+
+
 def test_job_running_past_its_time_limit_fails_with_time_limit_exceeded(url: str, qname: str) -> None:
     queue = Queue(qname, url)
     slow = queue.enqueue("jobs.sleep", 30, job_timeout=0.5)
@@ -580,6 +597,17 @@ def test_running_worker_is_listed_with_its_queues_and_unlisted_when_it_stops(url
     client = connect(url)
     assert client.exists(K.worker(name)) == 0
     assert client.zscore(K.WORKERS, name) is None
+
+
+def test_registering_worker_drops_registrations_of_workers_that_died(url: str, qname: str) -> None:
+    client = connect(url)
+    client.zadd(K.WORKERS, {"died-long-ago": 1, "died-a-minute-ago": int((time.time() - 60) * 1000)})
+    alive = int((time.time() + 600) * 1000)
+    client.zadd(K.WORKERS, {"still-alive": alive})
+
+    burst(url, qname)
+
+    assert {m.decode() for m in client.zrange(K.WORKERS, 0, -1)} == {"still-alive"}
 
 
 def test_worker_refuses_no_queues_and_duplicate_queues(url: str) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import signal
+import sys
 import threading
 import traceback
+import types
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,10 +49,28 @@ class FunctionResolver:
         if self.allow is not None and not any(fnmatch.fnmatchcase(path, p) for p in self.allow):
             raise FunctionNotFound(f"function {path!r} is not in this worker's allowlist {list(self.allow)}")
         func = import_attribute(path)
+        if self.allow is not None and _passes_through_a_module(path):
+            # "pkg.tasks:os.system" matches "pkg.tasks*" yet reaches os.system through a module that
+            # imported os: the allowlist names where functions are defined, not what they import.
+            raise FunctionNotFound(f"function {path!r} reaches into another module; this worker's allowlist "
+                                   f"{list(self.allow)} only allows functions of the modules it names")
         if not callable(func):
             raise FunctionNotFound(f"{path!r} is a {type(func).__name__}, not a function")
         self._cache[path] = func
         return func
+
+
+def _passes_through_a_module(path: str) -> bool:
+    """True if ``module:attr.attr...`` walks through a module object on its way (``mod:os.system``)."""
+    module_name, sep, attr_path = path.partition(":")
+    if not sep or "." not in attr_path:
+        return False
+    obj: Any = sys.modules.get(module_name)
+    for part in attr_path.split(".")[:-1]:
+        obj = getattr(obj, part, None)
+        if obj is None or isinstance(obj, types.ModuleType):
+            return True
+    return False
 
 
 @dataclass(frozen=True)

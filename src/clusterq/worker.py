@@ -458,6 +458,8 @@ class Worker:
         pipe.hset(key, mapping=info)
         pipe.pexpire(key, int(REGISTRATION_TTL_S * 1000))
         pipe.zadd(K.WORKERS, {self.name: expires})
+        # Workers that died without unregistering would otherwise stay in the set forever.
+        pipe.zremrangebyscore(K.WORKERS, "-inf", f"({int(time.time() * 1000)}")
         pipe.execute()
 
     def _unregister(self) -> None:

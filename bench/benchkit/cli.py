@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     started_at = time.strftime("%Y-%m-%d %H:%M:%S")
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    for old_log in LOG_DIR.glob("[0-9][0-9][0-9][0-9]-*.log"):  # driver logs of the previous run
+        old_log.unlink()
     log(f"clusterq bench: {'quick' if settings.quick else 'full'} run, N={settings.jobs:,}, reps={settings.reps}; "
         f"clusterq from {Path(clusterq.__file__).parent}; logs in {LOG_DIR}")
     load_start = os.getloadavg()

@@ -50,9 +50,9 @@ QUICK = dict(
     settle_s=1.0,
     rt_jobs=300,
     rt_budget_s=1.0,
-    backlog_small=2_000,
+    backlog_small=5_000,
     backlog_large=100_000,
-    backlog_work=2_000,
+    backlog_work=5_000,
     cluster_queues=3,
 )
 

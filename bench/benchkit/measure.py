@@ -79,11 +79,12 @@ class Bench:
 
     # --- enqueue ----------------------------------------------------------------------------------
 
-    def enqueue(self, n: int, bulk: bool, url: str | None = None, timeout: float = 600.0) -> Phase:
+    def enqueue(self, n: int, bulk: bool, url: str | None = None, timeout: float = 600.0,
+                queues: list[str] | None = None) -> Phase:
         before = self.monitor.snapshot()
-        result = run_once(self.runtime, self.system.family, "enqueue",
-                          self.params(n=n, bulk=bulk, chunk=self.settings.enqueue_chunk, url=url or self.target.url),
-                          timeout, label=self.system.key)
+        params = self.params(n=n, bulk=bulk, chunk=self.settings.enqueue_chunk, url=url or self.target.url,
+                             queues=queues or self.target.queues)
+        result = run_once(self.runtime, self.system.family, "enqueue", params, timeout, label=self.system.key)
         after = self.monitor.snapshot()
         return Phase(int(result["n"]), float(result["seconds"]), delta(before, after))
 
@@ -95,11 +96,13 @@ class Bench:
             return 1, max(1, self.system.concurrency) * processes
         return processes, self.system.concurrency
 
-    def process(self, n: int, processes: int, url: str | None = None, max_jobs: int | None = None) -> Phase:
+    def process(self, n: int, processes: int, url: str | None = None, max_jobs: int | None = None,
+                queues: list[str] | None = None) -> Phase:
         """Time from releasing ``processes`` ready workers until ``n`` queued jobs are done and recorded."""
         count, concurrency = self._worker_layout(processes)
         counters = Counters()
-        params = self.params(concurrency=concurrency, max_jobs=max_jobs, url=url or self.target.url)
+        params = self.params(concurrency=concurrency, max_jobs=max_jobs, url=url or self.target.url,
+                             queues=queues or self.target.queues)
         before = self.monitor.snapshot()
         drivers = start_gated(self.runtime, self.system.family, params, count, START_TIMEOUT_S,
                               counters.env, label=self.system.key)

@@ -58,9 +58,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("memory_per_job", "Redis bytes/pending job", False, 0, "<= 250", _at_most(250)),
 )
 BACKLOG_METRICS: tuple[Metric, ...] = (
-    Metric("process_backlog_small", "processing jobs/s, small backlog", True, 0),
+    Metric("process_backlog_small", "processing jobs/s, small backlog (empty server)", True, 0),
     Metric("process_backlog_large", "processing jobs/s, large backlog", True, 0),
+    Metric("process_backlog_side", "processing jobs/s, small backlog beside the large", True, 0),
     Metric("backlog_ratio", "large / small backlog", True, 2, ">= 0.90", _at_least(0.9)),
+    Metric("backlog_ratio_side", "large / small beside it (interleaved runs)", True, 2, ">= 0.90", _at_least(0.9)),
 )
 
 

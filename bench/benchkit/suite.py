@@ -158,12 +158,18 @@ def run_system(system: System, runtime: Runtime, target: Target, settings: Setti
 
 
 def run_backlog(runtime: Runtime, system: System, target: Target, settings: Settings, log: Log) -> SystemResult:
-    """clusterq only: one process draining a small backlog vs working through the head of a huge one."""
+    """clusterq only: one process draining a small backlog vs working through the head of a huge one.
+
+    Three figures, the same number of jobs processed in each run: a small backlog on an otherwise empty
+    server; the head of the large backlog; and a small backlog in a second queue beside the large one,
+    alternated run by run with the previous figure so that machine noise hits both alike.
+    """
     started = time.monotonic()
     result = SystemResult(f"{system.key}-backlog", note="1 worker process; same number of jobs processed")
     bench = Bench(system, runtime, target, settings)
     bench.process_timeout_s = 600.0
     small, large, work = settings.backlog_small, settings.backlog_large, settings.backlog_work
+    big_queue, side_queue = target.queues, [f"{target.queues[0]}-side"]
     result.info.update(backlog_small=small, backlog_large=large, jobs=work)
 
     def small_runs() -> None:
@@ -180,15 +186,20 @@ def run_backlog(runtime: Runtime, system: System, target: Target, settings: Sett
         log(f"  {large:,} jobs enqueued in {filled.seconds:.1f} s ({filled.rate:,.0f}/s), "
             f"{filled.delta.memory / large:.0f} B/job")
         for _ in range(settings.reps):
-            result.add("process_backlog_large", bench.process(work, 1, max_jobs=work).rate)
+            bench.enqueue(small, bulk=True, queues=side_queue)
+            result.add("process_backlog_side", bench.process(small, 1, queues=side_queue).rate)
+            result.add("process_backlog_large", bench.process(work, 1, max_jobs=work, queues=big_queue).rate)
 
     if guarded(result, log, "small backlog", small_runs):
         guarded(result, log, "large backlog", large_runs)
-    small_rate, large_rate = result.median("process_backlog_small"), result.median("process_backlog_large")
-    if small_rate and large_rate:
+    small_rate = result.median("process_backlog_small")
+    large_rate = result.median("process_backlog_large")
+    side_rate = result.median("process_backlog_side")
+    if small_rate and large_rate and side_rate:
         result.add("backlog_ratio", large_rate / small_rate)
+        result.add("backlog_ratio_side", large_rate / side_rate)
         log(f"  {small:,} backlog: {small_rate:,.0f} jobs/s; {large:,} backlog: {large_rate:,.0f} jobs/s "
-            f"({large_rate / small_rate:.2f}x)")
+            f"({large_rate / small_rate:.2f}x); {small:,} beside {large:,}: {side_rate:,.0f} jobs/s")
     target.flush()
     result.seconds = time.monotonic() - started
     return result

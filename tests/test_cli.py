@@ -221,6 +221,15 @@ def test_requeue_puts_every_failed_job_back_on_its_queue(url: str, qname: str, s
     assert done.get_status() == JobStatus.FINISHED
 
 
+def test_demo_on_a_given_server_processes_every_sample_job(url: str, subprocess_env: dict[str, str]) -> None:
+    out = ok(cli("demo", "-u", url, "--jobs", "50", env=subprocess_env))
+
+    summary = next(line for line in out.splitlines() if line.startswith("summary:"))
+    finished, failed = int(summary.split()[1]), int(summary.split()[3])
+    assert finished + failed == 50
+    assert sum(Queue(name, url).count for name in ("orders", "emails", "reports", "images", "default")) == 0
+
+
 # --- where the URL comes from --------------------------------------------------------------------------
 
 def test_clusterq_url_environment_variable_is_used_without_u(

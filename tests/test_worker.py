@@ -424,6 +424,15 @@ def test_job_running_past_its_time_limit_fails_with_time_limit_exceeded(url: str
     assert (worker.stats.finished, worker.stats.failed) == (1, 1)
 
 
+def test_worker_outside_the_main_thread_warns_that_time_limits_are_not_enforced(
+    url: str, qname: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = background_worker(url, qname, name="threaded")
+    with caplog.at_level(logging.WARNING, logger="clusterq.worker"), running(worker):
+        wait_for(lambda: [w for w in clusterq.list_workers(url) if w.name == "threaded"], "registration")
+    assert any("time limits (SIGALRM) are not enforced" in r.getMessage() for r in caplog.records)
+
+
 def test_worker_default_timeout_applies_to_jobs_without_their_own(url: str, qname: str) -> None:
     queue = Queue(qname, url)
     slow = queue.enqueue("jobs.sleep", 30)

@@ -176,6 +176,9 @@ class Worker:
         if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
+        if threading.current_thread() is not threading.main_thread():
+            log.warning("worker %s runs outside the main thread: job time limits (SIGALRM) are not enforced",
+                        self.name)
 
     def _teardown(self) -> None:
         self._stop.set()

@@ -18,6 +18,7 @@ from clusterq import (
     Queue,
     SerializationError,
     Worker,
+    connect,
 )
 from clusterq.exceptions import FunctionNotFound
 
@@ -242,3 +243,66 @@ def test_args_and_kwargs_keywords_pass_colliding_names(url: str, qname: str) -> 
     job = q.enqueue("jobs.echo", args=(1,), kwargs={"job_id": "not an option", "ttl": 5})
     _work(q)
     assert job.return_value() == {"args": [1], "kwargs": {"job_id": "not an option", "ttl": 5}}
+
+
+class Tasks:
+    @staticmethod
+    def double(x):
+        return 2 * x
+
+
+def test_a_run_of_canceled_jobs_at_the_head_does_not_stall_the_queue(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    doomed = q.enqueue_many([q.prepare_data("jobs.noop") for _ in range(1500)])
+    for job in doomed:
+        job.cancel()
+    real = q.enqueue("jobs.add", 1, 2)
+    assert q.count == 1
+    assert _work(q) == 1 and real.return_value() == 3
+    assert q.count == 0 and q.connection.llen(q.keys.pending) == 0
+
+
+def test_requeueing_a_job_canceled_while_queued_runs_it_once(url: str, qname: str, tmp_path) -> None:
+    q = Queue(qname, url)
+    out = tmp_path / "ran"
+    job = q.enqueue("jobs.record", str(out), "once")
+    job.cancel()
+    job.requeue()
+    assert q.count == 1 and job.get_status() == JobStatus.QUEUED
+    assert _work(q) == 1
+    assert out.read_text().split() == ["once"] and q.count == 0
+
+
+def test_rq_options_clusterq_lacks_are_refused_not_passed_to_the_job(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    for option in ("depends_on", "retry", "on_success", "unique"):
+        with pytest.raises(TypeError, match="not supported"):
+            q.enqueue("jobs.echo", **{option: 1})
+    job = q.enqueue("jobs.echo", kwargs={"retry": 1})
+    assert job.kwargs == {"retry": 1}
+    assert q.enqueue_call("jobs.noop", timeout=30).timeout == 30
+
+
+def test_a_client_with_decoded_responses_reads_jobs_too(url: str, qname: str) -> None:
+    decoded = connect(url, decode_responses=True)
+    q = Queue(qname, decoded)
+    job = q.enqueue("jobs.add", 2, 2)
+    assert job.get_status() == JobStatus.QUEUED and job.args == [2, 2]
+    _work(Queue(qname, url))
+    assert job.return_value() == 4
+
+
+def test_static_methods_are_enqueued_by_an_importable_path(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    job = q.enqueue(Tasks.double, 21)
+    assert job.func_name.endswith(":Tasks.double")
+    _work(q)
+    assert job.return_value() == 42
+
+
+def test_a_job_record_with_an_unknown_status_fails_with_the_reason(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    bad, good = q.enqueue("jobs.noop"), q.enqueue("jobs.add", 1, 1)
+    q.connection.hset(bad.key, "s", "weird")
+    assert _work(q) == 1 and good.return_value() == 2
+    assert bad.get_status() == JobStatus.FAILED and "unknown status 'weird'" in bad.exc_info

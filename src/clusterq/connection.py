@@ -147,6 +147,8 @@ def parse_url(url: str) -> ParsedURL:
     for name in (*_SSL_OPTIONS, "sentinel_password"):
         if name in query:
             parsed.options[name] = query.pop(name)
+    if "ssl_check_hostname" in parsed.options:
+        parsed.options["ssl_check_hostname"] = parsed.options["ssl_check_hostname"].lower() in ("1", "true", "yes")
     if query:
         raise InvalidURL(f"unknown URL option(s) {sorted(query)} in {url!r}")
     return parsed

@@ -55,5 +55,19 @@ class StopRequested(BaseException):
     """
 
 
-class ScriptError(ClusterQError):
-    """A clusterq Lua script returned an error the caller did not expect."""
+class ServerError(ClusterQError):
+    """The server refused or failed a command (out of memory, ACL denial, read-only replica...)."""
+
+
+def explain_server_error(exc: BaseException, doing: str) -> ServerError:
+    """A :class:`ServerError` whose message says what we were doing and what the server meant."""
+    text = str(exc)
+    if text.startswith("OOM"):
+        hint = "the server reached maxmemory (with the noeviction policy it refuses writes rather than drop data)"
+    elif text.startswith("NOPERM"):
+        hint = "the Redis user lacks a permission clusterq needs (keys cq:*, channels cq:*, EVALSHA/EVAL)"
+    elif text.startswith("READONLY"):
+        hint = "the connection reached a read-only replica (a failover in progress?)"
+    else:
+        hint = f"{type(exc).__name__}"
+    return ServerError(f"{doing} failed: {hint}: {text}")

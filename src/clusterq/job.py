@@ -292,9 +292,10 @@ class Job:
         Raises :class:`InvalidJobOperation` if it already finished, failed or was canceled.
         """
         try:
-            keep_s = self.failure_ttl or DEFAULT_FAILURE_TTL_S
+            keep_s = self.failure_ttl
         except NoSuchJobError:
-            keep_s = DEFAULT_FAILURE_TTL_S  # the script will report the job missing
+            keep_s = None  # the script will report the job missing
+        keep_s = DEFAULT_FAILURE_TTL_S if keep_s is None else keep_s
         code = self._store.run(T.cancel_call(self._keys, self.id, int(keep_s * 1000)))
         if code == 0:
             raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -10,8 +11,8 @@ from typing import Any
 
 from . import keys as K
 from . import store as T
-from .connection import Client, ConnectionLike, connect
-from .exceptions import InvalidJobId
+from .connection import REDIS_ERRORS, Client, ConnectionLike, connect
+from .exceptions import InvalidJobId, explain_server_error
 from .job import Job
 from .registry import Registry
 from .serializers import Serializer, resolve_serializer
@@ -22,6 +23,10 @@ ENQUEUE_CHUNK = 500
 that one call never holds the server for long."""
 DRAIN_BATCH = 1000
 PAGE_LIMIT = 10_000
+
+# RQ options clusterq does not implement yet: refused, rather than silently passed to the job function.
+_UNSUPPORTED = ("depends_on", "retry", "on_success", "on_failure", "on_stopped", "unique", "pipeline", "repeat",
+                "group_id")
 
 _RESERVED = (
     "job_id", "job_timeout", "timeout", "result_ttl", "ttl", "failure_ttl", "description", "meta",
@@ -125,6 +130,8 @@ class Queue:
     def prepare_data(self, func: Callable[..., Any] | str, args: Sequence[Any] = (),
                      kwargs: dict[str, Any] | None = None, **options: Any) -> EnqueueData:
         """Describe a job for :meth:`enqueue_many` (RQ's ``Queue.prepare_data``)."""
+        if "timeout" in options:
+            options.setdefault("job_timeout", options.pop("timeout"))
         return EnqueueData(func, tuple(args), dict(kwargs or {}), **options)
 
     def _new_job(self, data: EnqueueData) -> T.NewJob:
@@ -158,7 +165,7 @@ class Queue:
             payload=payload,
             options=json.dumps(options, separators=(",", ":")) if options else "",
             meta=self.serializer.dumps(data.meta) if data.meta else b"",
-            ttl_s=int(ttl) if ttl else 0,
+            ttl_s=math.ceil(ttl) if ttl else 0,
             max_attempts=max_attempts,
         )
 
@@ -179,6 +186,10 @@ class Queue:
         arguments whose names collide with those. Enqueueing an id that already has a job does nothing
         and returns that job, so retrying a timed-out enqueue cannot create a duplicate.
         """
+        unsupported = [name for name in _UNSUPPORTED if name in kwargs]
+        if unsupported:
+            raise TypeError(f"enqueue option(s) {unsupported} are not supported by clusterq yet; pass job "
+                            "arguments with those names through kwargs={...}")
         options = {name: kwargs.pop(name) for name in _RESERVED if name in kwargs}
         if "timeout" in options:
             options.setdefault("job_timeout", options.pop("timeout"))
@@ -195,20 +206,28 @@ class Queue:
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, at_front: bool = False, **options: Any) -> Job:
         """RQ's older spelling of :meth:`enqueue`."""
+        if "timeout" in options:
+            options.setdefault("job_timeout", options.pop("timeout"))
         data = EnqueueData(func, tuple(args or ()), dict(kwargs or {}), **options)
         return self.enqueue_many([data], at_front=at_front)[0]
 
     def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[Job]:
         """Enqueue many jobs: chunks of :data:`ENQUEUE_CHUNK` per script call, all in one pipeline."""
         new = [self._new_job(data) for data in jobs]
-        self._register()
+        try:
+            self._register()
+        except REDIS_ERRORS as exc:
+            raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
         calls = [
             T.enqueue_call(self.keys, new[i : i + ENQUEUE_CHUNK], at_front)
             for i in range(0, len(new), ENQUEUE_CHUNK)
         ]
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
-        self.store.run_many(calls)
+        try:
+            self.store.run_many(calls)
+        except REDIS_ERRORS as exc:
+            raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
         return [self._job(job.id) for job in new]
 
     # --- reading ------------------------------------------------------------------------------

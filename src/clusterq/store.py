@@ -154,8 +154,8 @@ def delete_call(qk: K.QueueKeys, job_id: str) -> Call:
 
 
 def requeue_call(qk: K.QueueKeys, job_id: str, at_front: bool = False) -> Call:
-    return Call(S.REQUEUE, (qk.pending, qk.job_prefix, qk.failed, qk.canceled, qk.finished, qk.wake_channel),
-                (job_id, "1" if at_front else "0"))
+    return Call(S.REQUEUE, (qk.pending, qk.job_prefix, qk.failed, qk.canceled, qk.finished, qk.wake_channel,
+                            qk.stats), (job_id, "1" if at_front else "0"))
 
 
 def set_fields_call(qk: K.QueueKeys, job_id: str, fields: dict[str, Any]) -> Call:
@@ -267,7 +267,8 @@ class Store:
                 kind = _text(self.client.type(key))
                 return {"s": b"failed", "f": b"", "e": f"malformed job record: {key} holds a {kind}".encode()}
             raise
-        fields = {name: value for name, value in zip(JOB_FIELDS, values) if value is not None}
+        # _raw: a client made with decode_responses=True hands back str; records are read as bytes.
+        fields = {name: _raw(value) for name, value in zip(JOB_FIELDS, values) if value is not None}
         return fields or None
 
     def count(self, qk: K.QueueKeys) -> int:

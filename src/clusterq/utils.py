@@ -53,7 +53,8 @@ def function_path(func: Any) -> str:
         raise FunctionNotFound(
             f"{qualname} is defined in __main__, which a worker cannot import: move it to a module"
         )
-    return f"{module}.{qualname}"
+    # A method or nested function: "module:Class.method", so the worker knows where the module ends.
+    return f"{module}:{qualname}" if "." in qualname else f"{module}.{qualname}"
 
 
 def now_ms() -> int:

@@ -4,7 +4,8 @@
 Each leased job gets status "started", its attempt counter n incremented (n is the lease's fencing
 token: completion must present it) and an entry in the active set scored by the lease deadline.
 Ids whose job is gone (deleted, expired by ttl) or no longer queued (canceled) are dropped and their
-tombstone count released. A job key that is not a hash (edited by hand) is replaced by a failed job
+tombstone count released. At most 1,000 ids are looked at per call, so a run of tombstones cannot make
+one call unbounded; the returned length tells the worker whether more is waiting. A job key that is not a hash (edited by hand) is replaced by a failed job
 record that says so, so the problem is visible instead of silently lost.
 
 KEYS[1] pending list
@@ -26,16 +27,14 @@ local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = now + tonumber(ARGV[1])
 local worker = ARGV[3]
+local KNOWN = {queued = true, started = true, finished = true, failed = true, canceled = true,
+               stopped = true, scheduled = true, deferred = true}
 local out = {0}
 local got = 0
 local tomb_released = 0
--- Bounded: at most 4 pops of `wanted` ids, so a run of tombstones cannot make one call unbounded.
-for round = 1, 4 do
-  if round > 1 then
-    if got >= wanted then break end
-    ids = redis.call("LPOP", KEYS[1], wanted - got)
-    if not ids then break end
-  end
+local scanned = 0
+while true do
+  scanned = scanned + #ids
   for _, id in ipairs(ids) do
     local key = KEYS[3] .. id
     local job = redis.pcall("HMGET", key, "s", "f", "p", "o", "n", "x")
@@ -58,10 +57,20 @@ for round = 1, 4 do
       out[#out + 1] = job[3] or ""
       out[#out + 1] = job[4] or ""
       got = got + 1
-    else
-      tomb_released = tomb_released + 1  -- gone (deleted, ttl) or no longer queued (canceled)
+    elseif job[1] == false then
+      tomb_released = tomb_released + 1  -- gone: deleted while queued, or its ttl ran out
+    elseif redis.call("HDEL", key, "tb") == 1 then
+      tomb_released = tomb_released + 1  -- the tombstone a cancel left behind
+    elseif not KNOWN[job[1]] then
+      redis.call("HSET", key, "s", "failed", "te", now,
+        "e", "malformed job record: unknown status '" .. job[1] .. "' in " .. key .. "; the job was dropped")
+      redis.call("PEXPIRE", key, ARGV[4])
+      redis.call("ZADD", KEYS[5], now + tonumber(ARGV[4]), id)
     end
   end
+  if got >= wanted or scanned >= 1000 then break end
+  ids = redis.call("LPOP", KEYS[1], wanted - got)
+  if not ids then break end
 end
 if tomb_released > 0 then
   local tomb = tonumber(redis.call("HGET", KEYS[4], "tomb")) or 0

@@ -7,6 +7,7 @@ KEYS[3] failed sorted set
 KEYS[4] canceled sorted set
 KEYS[5] finished sorted set
 KEYS[6] wake channel
+KEYS[7] stats hash (the tombstone count)
 ARGV[1] job id
 ARGV[2] "1" to push at the front, else "0"
 Returns: 1 requeued, 0 no such job, -1 the job is queued or running (nothing changed)
@@ -22,6 +23,12 @@ redis.call("ZREM", KEYS[5], id)
 redis.call("HSET", key, "s", "queued")
 redis.call("HDEL", key, "e", "r", "ts", "te", "w")
 redis.call("PERSIST", key)
+if redis.call("HDEL", key, "tb") == 1 then
+  -- Canceled while queued and its id is still in the list: that entry becomes live again.
+  redis.call("HINCRBY", KEYS[7], "tomb", -1)
+  redis.call("SPUBLISH", KEYS[6], "1")
+  return 1
+end
 local length
 if ARGV[2] == "1" then length = redis.call("LPUSH", KEYS[1], id) else length = redis.call("RPUSH", KEYS[1], id) end
 if length == 1 then redis.call("SPUBLISH", KEYS[6], "1") end

@@ -7,6 +7,7 @@
     $ clusterq worker -u redis+cluster://10.0.0.1:6379 emails default
 """
 
+from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
 from .connection import connect, describe, parse_url, topology_of
 from .exceptions import (
     ClusterQError,
@@ -33,6 +34,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     # producing
+    "AsyncJob",
+    "AsyncQueue",
     "EnqueueData",
     "Job",
     "JobStatus",
@@ -44,7 +47,9 @@ __all__ = [
     "list_workers",
     # connecting
     "connect",
+    "connect_async",
     "describe",
+    "disconnect_async",
     "key_slot",
     "parse_url",
     "queue_slot",

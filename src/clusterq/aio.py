@@ -1,0 +1,248 @@
+"""The producer API for asyncio: ``await AsyncQueue(name, connection).enqueue(func, *args, **kwargs)``.
+
+The names, options and records are those of :class:`~clusterq.queue.Queue` and :class:`~clusterq.job.Job`,
+awaitable. Both APIs build the same script calls (:mod:`clusterq.store`) and differ only in how they send
+them (:mod:`clusterq.aio_store`), so a job enqueued here is run by the ordinary
+:class:`~clusterq.worker.Worker` and can be read with the synchronous :class:`~clusterq.job.Job`, and the
+other way round.
+
+An application opens one client when it starts and shares it between its queues (an asyncio client is
+tied to its event loop; see :mod:`clusterq.aio_connection`). With FastAPI, for example::
+
+    from contextlib import asynccontextmanager
+    from fastapi import FastAPI, HTTPException, Request
+    from clusterq import AsyncJob, AsyncQueue, NoSuchJobError, connect_async, disconnect_async
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.redis = await connect_async("redis+cluster://10.0.0.1:6379")  # a bad URL fails here
+        app.state.emails = AsyncQueue("emails", app.state.redis)
+        yield
+        await disconnect_async(app.state.redis)
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/signup")
+    async def signup(request: Request, address: str) -> dict:
+        # the job id makes a retried request enqueue once
+        job = await request.app.state.emails.enqueue("myapp.tasks.welcome", address, job_id=f"welcome:{address}")
+        return {"job": job.handle}
+
+    @app.get("/jobs")
+    async def job_status(request: Request, handle: str) -> dict:
+        try:
+            job = await AsyncJob.fetch(handle, request.app.state.redis)
+        except NoSuchJobError:
+            raise HTTPException(404) from None
+        status = await job.get_status(refresh=False)
+        return {"status": status.value if status else None, "result": await job.return_value(refresh=False)}
+
+Workers stay synchronous processes: ``clusterq worker -u redis+cluster://10.0.0.1:6379 emails``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from . import keys as K
+from . import store as T
+from .aio_connection import AsyncClient, AsyncConnectionLike, connect_async, disconnect_async
+from .aio_job import AsyncJob
+from .aio_store import AsyncStore, LazyStore
+from .exceptions import NoSuchJobError
+from .queue import _RESERVED, DRAIN_BATCH, ENQUEUE_CHUNK, PAGE_LIMIT, EnqueueData, Queue, parse_duration
+from .serializers import Serializer, resolve_serializer
+
+__all__ = [
+    "AsyncClient",
+    "AsyncJob",
+    "AsyncQueue",
+    "AsyncStore",
+    "EnqueueData",
+    "JobDefaults",
+    "build_new_job",
+    "connect_async",
+    "disconnect_async",
+    "split_enqueue_options",
+]
+
+
+# --- building a job: the sync Queue's rules, without a sync Queue ---------------------------------------
+
+@dataclass(frozen=True)
+class JobDefaults:
+    """What a queue lends the jobs it enqueues when they do not say otherwise."""
+
+    serializer: Serializer
+    default_timeout: float | None = None
+    result_ttl: float | None = None
+    failure_ttl: float | None = None
+    max_attempts: int | None = None
+
+
+def build_new_job(data: EnqueueData, defaults: JobDefaults) -> T.NewJob:
+    """The record the enqueue script stores for ``data``, by exactly the rules of :class:`Queue`.
+
+    ``Queue._new_job`` reads nothing from its queue but the five attributes of :class:`JobDefaults`,
+    so it runs here with ``defaults`` standing in for the queue: one implementation of ids, option
+    parsing and validation for both APIs. (Once queue.py offers this as a module-level function, this
+    becomes an import.)
+    """
+    return Queue._new_job(defaults, data)  # type: ignore[arg-type]
+
+
+def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
+                          kwargs: dict[str, Any]) -> tuple[EnqueueData, bool]:
+    """Separate ``enqueue``'s options (the names :class:`Queue` reserves) from the job's own arguments."""
+    options = {name: kwargs.pop(name) for name in _RESERVED if name in kwargs}
+    if "timeout" in options:
+        options.setdefault("job_timeout", options.pop("timeout"))
+    at_front = bool(options.pop("at_front", False))
+    call_args, call_kwargs = options.pop("args", None), options.pop("kwargs", None)
+    if call_args is not None or call_kwargs is not None:
+        if args or kwargs:
+            raise TypeError("pass the job's arguments either directly or as args=/kwargs=, not both")
+        args, kwargs = tuple(call_args or ()), dict(call_kwargs or {})
+    return EnqueueData(f, args, kwargs, **options), at_front
+
+
+# --- queues -----------------------------------------------------------------------------------------
+
+class AsyncQueue:
+    """A named queue on a Redis deployment, for asyncio.
+
+    ``connection`` is a ``redis.asyncio`` client (from :func:`connect_async`, or the application's own),
+    shared by as many queues as the application likes; or a URL, which this queue opens on first use and
+    closes in ``aclose()`` (or ``async with``). The options are those of :class:`~clusterq.queue.Queue`.
+    """
+
+    def __init__(
+        self,
+        name: str = "default",
+        connection: AsyncConnectionLike = None,
+        *,
+        serializer: Serializer | str | None = None,
+        default_timeout: float | int | str | None = None,
+        result_ttl: float | int | str | None = None,
+        failure_ttl: float | int | str | None = None,
+        max_attempts: int | None = None,
+    ) -> None:
+        self.name = K.validate_queue_name(name)
+        self.keys = K.QueueKeys(name)
+        self.serializer = resolve_serializer(serializer)
+        self.defaults = JobDefaults(
+            serializer=self.serializer,
+            default_timeout=parse_duration(default_timeout, "default_timeout"),
+            result_ttl=parse_duration(result_ttl, "result_ttl"),
+            failure_ttl=parse_duration(failure_ttl, "failure_ttl"),
+            max_attempts=max_attempts,
+        )
+        self._lazy = LazyStore(connection)
+        self._registered = False
+
+    def __repr__(self) -> str:
+        return f"AsyncQueue({self.name!r})"
+
+    async def __aenter__(self) -> AsyncQueue:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client this queue opened from a URL (a client it was given stays open)."""
+        await self._lazy.aclose()
+
+    @property
+    def key(self) -> str:
+        """The common prefix (and hash tag) of this queue's keys."""
+        return self.keys.base
+
+    @property
+    def slot(self) -> int:
+        return K.queue_slot(self.name)
+
+    def _job(self, job_id: str) -> AsyncJob:
+        return AsyncJob._bound(self.name, job_id, self._lazy, self.serializer)
+
+    # --- enqueue ------------------------------------------------------------------------------
+
+    def prepare_data(self, func: Callable[..., Any] | str, args: Sequence[Any] = (),
+                     kwargs: dict[str, Any] | None = None, **options: Any) -> EnqueueData:
+        """Describe a job for :meth:`enqueue_many` (RQ's ``Queue.prepare_data``)."""
+        return EnqueueData(func, tuple(args), dict(kwargs or {}), **options)
+
+    async def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> AsyncJob:
+        """Enqueue ``f(*args, **kwargs)``.
+
+        Options, as in RQ: ``job_id``, ``job_timeout``, ``result_ttl``, ``ttl``, ``failure_ttl``,
+        ``description``, ``meta``, ``at_front``, ``max_attempts``; and ``args=``/``kwargs=`` to pass
+        arguments whose names collide with those. Enqueueing an id that already has a job does nothing
+        and returns that job, so retrying a timed-out enqueue cannot create a duplicate.
+        """
+        data, at_front = split_enqueue_options(f, args, kwargs)
+        return (await self.enqueue_many([data], at_front=at_front))[0]
+
+    async def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
+                           kwargs: dict[str, Any] | None = None, at_front: bool = False,
+                           **options: Any) -> AsyncJob:
+        """RQ's older spelling of :meth:`enqueue`."""
+        data = EnqueueData(func, tuple(args or ()), dict(kwargs or {}), **options)
+        return (await self.enqueue_many([data], at_front=at_front))[0]
+
+    async def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[AsyncJob]:
+        """Enqueue many jobs: chunks of ``ENQUEUE_CHUNK`` per script call, all in one pipeline."""
+        new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
+        store = await self._lazy.get()
+        if not self._registered:  # the global set of known queues: once per queue object, never in a script
+            await store.client.sadd(K.QUEUES, self.name)
+            self._registered = True
+        calls = [
+            T.enqueue_call(self.keys, new[i : i + ENQUEUE_CHUNK], at_front)
+            for i in range(0, len(new), ENQUEUE_CHUNK)
+        ]
+        if at_front:
+            calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
+        await store.run_many(calls)
+        return [self._job(job.id) for job in new]
+
+    # --- reading ------------------------------------------------------------------------------
+
+    async def fetch_job(self, job_id: str) -> AsyncJob | None:
+        """The job with this id in this queue, already read, or None."""
+        job = self._job(job_id)
+        try:
+            return await job.refresh()
+        except NoSuchJobError:
+            return None
+
+    async def count(self) -> int:
+        """Jobs waiting in the queue (O(1))."""
+        return await (await self._lazy.get()).count(self.keys)
+
+    async def is_empty(self) -> bool:
+        return await self.count() == 0
+
+    async def get_job_ids(self, offset: int = 0, length: int = 100) -> list[str]:
+        """A page of the ids waiting in the queue, in order (ids canceled meanwhile may still show)."""
+        if length < 0 or length > PAGE_LIMIT:
+            raise ValueError(f"length must be between 0 and {PAGE_LIMIT}; page through longer queues")
+        if length == 0:
+            return []
+        return await (await self._lazy.get()).job_ids(self.keys, offset, length)
+
+    # --- removing -----------------------------------------------------------------------------
+
+    async def empty(self) -> int:
+        """Remove every waiting job (and its record), in bounded batches. Returns how many ids."""
+        store = await self._lazy.get()
+        removed = 0
+        while True:
+            n = int(await store.run(T.drain_call(self.keys, DRAIN_BATCH)))
+            removed += n
+            if not n:
+                return removed

@@ -286,7 +286,6 @@ _SENTINEL_REPR = pytest.mark.xfail(
 
 @pytest.mark.parametrize("command,kind", [
     pytest.param(("info",), "standalone", id="info-standalone"),
-    pytest.param(("worker", "--burst", "q"), "standalone", id="worker-standalone"),
     pytest.param(("enqueue", "q", "jobs.noop"), "sentinel", marks=_SENTINEL_REPR, id="enqueue-sentinel"),
     pytest.param(("worker", "--burst", "q"), "cluster", id="worker-cluster"),
     pytest.param(("empty", "q"), "cluster", id="empty-cluster"),

@@ -553,8 +553,8 @@ def test_heartbeat_keeps_a_job_longer_than_its_lease_from_running_twice(url: str
     queue = Queue(qname, url)
     job = queue.enqueue("jobs.sleep_then_record", 2.0, str(marker), "once")
 
-    busy = background_worker(url, qname, lease_s=0.6)
-    watcher = background_worker(url, qname, lease_s=0.6, maintenance_interval_s=0.05, idle_poll_s=0.05)
+    busy = background_worker(url, qname, lease_s=1.0)  # heartbeat every 1/3 s
+    watcher = background_worker(url, qname, lease_s=1.0, maintenance_interval_s=0.05, idle_poll_s=0.05)
     with running(busy):
         wait_for(lambda: status(job) == JobStatus.STARTED, "the job to start")
         with running(watcher):
@@ -571,11 +571,13 @@ def test_stopping_a_worker_hands_back_the_jobs_it_prefetched(url: str, qname: st
     marker = tmp_path / "ran"
     queue = Queue(qname, url)
     # Thirty instant jobs teach the worker to lease in batches; the slow one then shares its batch.
+    # With a 10 s batch target, instant jobs grow batches as 1, 1, 1, 1, 2, 3, 7, 10, 10...: jobs 27-36
+    # form one batch however noisy the machine (a job would have to take ~1 s to change that).
     warm_up = queue.enqueue_many([queue.prepare_data("jobs.noop") for _ in range(30)])
     slow = queue.enqueue("jobs.record_then_sleep", str(marker), "slow", 1.0)
     rest = queue.enqueue_many([queue.prepare_data("jobs.noop") for _ in range(9)])
 
-    worker = background_worker(url, qname, max_batch=10)
+    worker = background_worker(url, qname, max_batch=10, batch_target_s=10.0)
     with running(worker):
         wait_for(lambda: lines(marker), "the slow job to start")
         prefetched = [job for job in rest if status(job) == JobStatus.STARTED]

@@ -69,7 +69,7 @@ def test_first_stop_signal_lets_the_running_job_finish_then_the_worker_exits_0(
 ) -> None:
     marker, log = tmp_path / "ran", tmp_path / "worker.log"
     queue = Queue(qname, url)
-    running = queue.enqueue("jobs.sleep_then_record", 1.5, str(marker), "finished its work")
+    running = queue.enqueue("jobs.sleep_then_record", 2.0, str(marker), "finished its work")
     waiting = queue.enqueue("jobs.record", str(marker), "should not start")
 
     with worker_process(url, subprocess_env, log, qname) as proc:

@@ -73,3 +73,30 @@ def enqueue_then_record(url, queue, path, new_value, own_value, settle_s=0.5):
     record(path, own_value)
     time.sleep(settle_s)
     return own_value
+
+
+def stubborn_sleep(seconds):
+    """Ignores the soft time limit (SIGALRM blocked), so only a hard kill stops it."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(seconds)
+    return seconds
+
+
+def pid():
+    return os.getpid()
+
+
+async def async_add(a, b):
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return a + b
+
+
+async def async_sleep(seconds):
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return seconds

@@ -118,7 +118,9 @@ def test_info_lists_queues_with_their_counts_and_the_running_workers(
     Job.fetch("to-cancel", url, queue=qname).cancel()
     Queue("other", url).enqueue("jobs.noop")
 
-    idle = Worker("unused-queue", url, name="visible-worker", install_signal_handlers=False)
+    # solo: a process pool would fork while this thread runs `clusterq info` subprocesses, and a forked
+    # child would inherit the half-made subprocess's error pipe (the classic fork-while-spawning hang).
+    idle = Worker("unused-queue", url, name="visible-worker", pool="solo", install_signal_handlers=False)
     thread = threading.Thread(target=idle.work, daemon=True)
     thread.start()
     try:

@@ -149,7 +149,7 @@ def test_enqueue_many_keeps_order_and_at_front_jumps_the_line(url: str, qname: s
     assert q.fetch_job(ids[0]).args == [str(out), "first"]
     assert [q.fetch_job(i).args[1] for i in ids[1:]] == [0, 1]
     assert len(list(q.iter_job_ids(page=500))) == 1201
-    Worker([q], url, install_signal_handlers=False, max_batch=1).work(burst=True)
+    Worker([q], url, pool="solo", install_signal_handlers=False, max_batch=1).work(burst=True)
     lines = out.read_text().split()
     assert lines[0] == "first" and lines[1:] == [str(i) for i in range(1200)]
 

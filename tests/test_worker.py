@@ -204,7 +204,7 @@ def test_worker_tries_queues_in_the_order_given(url: str, tmp_path: Path) -> Non
         for i in (1, 2):
             queue.enqueue("jobs.record", str(order), f"{name}-{i}")
 
-    burst(url, ["high", "mid", "low"], max_batch=1)
+    burst(url, ["high", "mid", "low"], max_batch=1, pool="solo")
 
     assert lines(order) == ["high-1", "high-2", "mid-1", "mid-2", "low-1", "low-2"]
 
@@ -217,7 +217,7 @@ def test_a_job_arriving_on_a_higher_queue_runs_before_the_rest_of_a_lower_one(ur
     low.enqueue("jobs.enqueue_then_record", url, "high", str(order), "high-1", "low-2")
     low.enqueue("jobs.record", str(order), "low-3")
 
-    burst(url, ["high", "low"], max_batch=1)
+    burst(url, ["high", "low"], max_batch=1, pool="solo")
 
     assert lines(order) == ["low-1", "low-2", "high-1", "low-3"]
 
@@ -427,7 +427,7 @@ def test_job_running_past_its_time_limit_fails_with_time_limit_exceeded(url: str
 def test_worker_outside_the_main_thread_warns_that_time_limits_are_not_enforced(
     url: str, qname: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    worker = background_worker(url, qname, name="threaded")
+    worker = background_worker(url, qname, name="threaded", pool="solo")
     with caplog.at_level(logging.WARNING, logger="clusterq.worker"), running(worker):
         wait_for(lambda: [w for w in clusterq.list_workers(url) if w.name == "threaded"], "registration")
     assert any("time limits (SIGALRM) are not enforced" in r.getMessage() for r in caplog.records)
@@ -577,7 +577,7 @@ def test_stopping_a_worker_hands_back_the_jobs_it_prefetched(url: str, qname: st
     slow = queue.enqueue("jobs.record_then_sleep", str(marker), "slow", 1.0)
     rest = queue.enqueue_many([queue.prepare_data("jobs.noop") for _ in range(9)])
 
-    worker = background_worker(url, qname, max_batch=10, batch_target_s=10.0)
+    worker = background_worker(url, qname, max_batch=10, batch_target_s=10.0, pool="solo")
     with running(worker):
         wait_for(lambda: lines(marker), "the slow job to start")
         prefetched = [job for job in rest if status(job) == JobStatus.STARTED]

@@ -38,11 +38,24 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+_POOL = ["process"]
+
+
+@pytest.fixture(autouse=True, params=["process", "solo"])
+def pool_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every signal test runs with the default process pool and with jobs in the worker process."""
+    _POOL[0] = request.param
+    yield request.param
+    _POOL[0] = "process"
+
+
 @contextmanager
 def worker_process(url: str, env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``clusterq worker -u URL ARGS...`` with its output in ``log``; killed if the test leaves it running."""
+    """``clusterq worker -u URL --pool P -c 1 ARGS...`` with its output in ``log``; killed if the test leaves it
+    running."""
+    command = [sys.executable, "-m", "clusterq.cli", "worker", "-u", url, "--pool", _POOL[0], "-c", "1", *args]
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "clusterq.cli", "worker", "-u", url, *args],
+        proc = subprocess.Popen(command,
                                 env=env, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
     try:
         yield proc

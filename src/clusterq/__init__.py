@@ -25,6 +25,7 @@ from .exceptions import (
 )
 from .job import Job, JobStatus
 from .keys import key_slot, queue_slot
+from .pool import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
 from .queue import EnqueueData, Queue
 from .registry import Registry
 from .serializers import JSONSerializer, PickleSerializer, Serializer
@@ -42,6 +43,12 @@ __all__ = [
     "Queue",
     "Registry",
     # consuming
+    "AsyncioPool",
+    "ForkPool",
+    "Pool",
+    "ProcessPool",
+    "SoloPool",
+    "ThreadPool",
     "Worker",
     "WorkerInfo",
     "list_workers",

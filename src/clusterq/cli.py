@@ -25,6 +25,7 @@ from typing import Any
 
 from .connection import DEFAULT_URL, URL_ENV, connect, describe
 from .exceptions import ClusterQError
+from .pool import POOL_KINDS
 from .queue import Queue
 from .worker import Worker, list_workers
 
@@ -69,9 +70,19 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     queues = args.queues or _setting(args, "QUEUES") or ["default"]
     sys.path.insert(0, os.getcwd())  # like rq: job modules are found from where the worker starts
+    try:
+        lanes = [parse_dedicated(spec, args.pool) for spec in args.dedicated or ()]
+    except ValueError as exc:
+        print(f"clusterq: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     worker = Worker(
         queues,
         resolve_url(args),
+        pool=args.pool,
+        concurrency=args.concurrency,
+        lanes=lanes,
+        max_jobs_per_child=args.max_jobs_per_child,
+        max_memory_mb=args.max_memory_per_child,
         name=args.name,
         allow=args.allow or _setting(args, "ALLOW"),
         lease_s=args.lease_s or _setting(args, "LEASE_S", 15.0),
@@ -80,6 +91,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     )
     worker.work(burst=args.burst, max_jobs=args.max_jobs)
     return EXIT_OK
+
+
+def parse_dedicated(spec: str, default_pool: str) -> tuple[list[str], str, int | None]:
+    """``hot=8``, ``hot,urgent=process:8``, ``io=thread:32`` -> (queues, pool kind, concurrency)."""
+    queues, sep, pool = spec.partition("=")
+    if not sep or not queues:
+        raise ValueError(f"--dedicated {spec!r}: expected QUEUE[,QUEUE...]=[POOL:]N, e.g. hot=process:8")
+    kind, _, number = pool.rpartition(":")
+    if not number.isdigit() or int(number) < 1:
+        raise ValueError(f"--dedicated {spec!r}: the concurrency must be a positive number")
+    if kind and kind not in POOL_KINDS:
+        raise ValueError(f"--dedicated {spec!r}: unknown pool {kind!r} (one of {', '.join(POOL_KINDS)})")
+    return [q for q in queues.split(",") if q], kind or default_pool, int(number)
 
 
 def _queue_row(queue: Queue) -> tuple[str, int, int, int, int, int]:
@@ -190,6 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-s", type=float, help="seconds a job stays leased without a heartbeat (15)")
     p.add_argument("--max-attempts", type=int, help="leases before a job whose worker died fails (3)")
     p.add_argument("--serializer", help="json (default), pickle, or a dotted path")
+    p.add_argument("-P", "--pool", choices=POOL_KINDS, default="process",
+                   help="where jobs run: process (default: long-lived children), fork (a child per job), "
+                        "thread, asyncio, solo (in the worker process)")
+    p.add_argument("-c", "--concurrency", type=int, help="children/threads/tasks (default: CPUs; threads 8)")
+    p.add_argument("--max-jobs-per-child", type=int, help="recycle a process child after this many jobs")
+    p.add_argument("--max-memory-per-child", type=float, metavar="MB",
+                   help="recycle a process child whose memory passes this many MiB")
+    p.add_argument("--dedicated", action="append", metavar="QUEUES=[POOL:]N",
+                   help="serve these queues with their own pool, e.g. hot=process:8 (repeatable)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("info", help="queues, their counts, and workers")

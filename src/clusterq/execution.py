@@ -8,11 +8,15 @@ undecodable payload, wrong arguments, a result the serializer cannot carry, time
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
+import functools
+import inspect
 import json
 import signal
 import sys
 import threading
+import time
 import traceback
 import types
 from collections.abc import Callable, Sequence
@@ -148,6 +152,7 @@ class Executor:
         self.resolver = resolver
         self.serializer = serializer
         self.default_timeout_s = default_timeout_s
+        self._timeouts: dict[bytes, float] = {}
 
     def prepare(self, leased: LeasedJob) -> tuple[JobSpec, Callable[..., Any] | None, Any, Any, str | None]:
         """Everything needed to call the job, or a reason why it cannot be called."""
@@ -176,22 +181,69 @@ class Executor:
             return spec, None, None, None, f"DeserializationError: cannot decode the job's arguments: {exc}"
         return spec, func, args, kwargs, None
 
+    def timeout_of(self, leased: LeasedJob) -> float:
+        """The job's time limit in seconds (cached per distinct options value: most jobs share one)."""
+        timeout = self._timeouts.get(leased.options)
+        if timeout is None:
+            timeout = decode_options(leased.options, self.default_timeout_s)[0].timeout_s
+            if len(self._timeouts) < 1024:
+                self._timeouts[leased.options] = timeout
+        return timeout
+
+    def failure(self, leased: LeasedJob, reason: str) -> Outcome:
+        """A failed outcome with ``reason``, kept as long as the job's failure_ttl says."""
+        return _failure(leased, decode_options(leased.options, self.default_timeout_s)[0], reason)
+
     def execute(self, leased: LeasedJob) -> Outcome:
+        """Run the job in this thread (time limit by SIGALRM in the main thread); never raises but
+        :class:`StopRequested`. An ``async def`` job runs to completion on a fresh event loop."""
+        started = time.perf_counter()
         spec, func, args, kwargs, problem = self.prepare(leased)
         if problem is not None or func is None:
             return _failure(leased, spec, problem or "cannot run job")
         try:
             with time_limit(spec.timeout_s):
                 value = func(*args, **kwargs)
+                if inspect.isawaitable(value):
+                    value = asyncio.run(_awaited(value))
         except JobTimeoutError as exc:
             return _failure(leased, spec, f"JobTimeoutError: {exc}")
         except Exception as exc:
             return _failure(leased, spec, describe_exception(exc, leased.func))
+        return self._finish(leased, spec, value, time.perf_counter() - started)
+
+    async def execute_async(self, leased: LeasedJob, loop: asyncio.AbstractEventLoop) -> Outcome:
+        """Run the job on ``loop``: ``async def`` jobs as coroutines, cancelled at their time limit;
+        plain functions in the loop's thread pool (waited for up to the limit, not stoppable)."""
+        started = time.perf_counter()
+        spec, func, args, kwargs, problem = self.prepare(leased)
+        if problem is not None or func is None:
+            return _failure(leased, spec, problem or "cannot run job")
+        try:
+            if inspect.iscoroutinefunction(func):
+                value = await asyncio.wait_for(func(*args, **kwargs), spec.timeout_s)
+            else:
+                call = functools.partial(func, *args, **kwargs)
+                value = await asyncio.wait_for(loop.run_in_executor(None, call), spec.timeout_s)
+                if inspect.isawaitable(value):
+                    value = await asyncio.wait_for(value, spec.timeout_s)
+        except asyncio.TimeoutError:
+            return _failure(leased, spec, f"JobTimeoutError: time limit exceeded: the job ran longer than "
+                                          f"{spec.timeout_s:g} s and was cancelled")
+        except Exception as exc:
+            return _failure(leased, spec, describe_exception(exc, leased.func))
+        return self._finish(leased, spec, value, time.perf_counter() - started)
+
+    def _finish(self, leased: LeasedJob, spec: JobSpec, value: Any, elapsed_s: float) -> Outcome:
         try:
             data = self.serializer.dumps(value)
         except SerializationError as exc:
             return _failure(leased, spec, f"SerializationError: the job's return value cannot be stored: {exc}")
-        return Outcome(leased.id, leased.token, "finished", data, spec.result_keep_ms)
+        return Outcome(leased.id, leased.token, "finished", data, spec.result_keep_ms, elapsed_s)
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
 
 
 def describe_exception(exc: BaseException, func_path: str) -> str:

@@ -78,6 +78,7 @@ class Outcome:
     status: str  # "finished" | "failed"
     data: bytes
     keep_ms: int  # -1 forever, 0 delete at once
+    elapsed_s: float = 0.0  # how long the job ran (not stored; sizes the worker's batches)
 
     def argv(self) -> tuple[Any, ...]:
         return (self.id, self.token, self.status, self.data, self.keep_ms)

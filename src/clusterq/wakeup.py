@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -33,8 +34,9 @@ READ_TIMEOUT_S = 1.0
 class Waker:
     """Subscribes to the wake channels of some queues and tells which of them were signalled."""
 
-    def __init__(self, client: Client, queues: list[str]) -> None:
+    def __init__(self, client: Client, queues: list[str], notify: Callable[[], None] | None = None) -> None:
         self._client = client
+        self._notify = notify
         self._channels = {QueueKeys(q).wake_channel: q for q in queues}
         self._event = threading.Event()
         self._lock = threading.Lock()
@@ -92,12 +94,16 @@ class Waker:
                     with self._lock:
                         self._ready.add(queue)
                     self._event.set()
+                    if self._notify is not None:
+                        self._notify()
         except Exception as exc:
             if not self._closed:
                 log.info("wake-up subscription lost (%s: %s); falling back to polling until it is rebuilt",
                          type(exc).__name__, exc)
                 self.broken = True
                 self._event.set()
+                if self._notify is not None:
+                    self._notify()
 
     def wait(self, timeout_s: float) -> set[str]:
         """Block until a queue is signalled or ``timeout_s`` passes; return (and forget) the signalled."""

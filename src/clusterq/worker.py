@@ -1,36 +1,44 @@
-"""The worker: leases jobs from its queues in priority order, runs them, and records their outcomes.
+"""The worker (supervisor): leases jobs from its queues in priority order, hands them to an execution
+pool, and records their outcomes.
 
-One loop, four named steps: ``_fetch`` (lease a batch, piggybacking the outcomes of the previous batch in
-the same round trip), ``_run_batch`` (execute), ``_idle_wait`` (sleep until a queue is signalled) and
-``_maintain`` (recover expired leases, trim registries; bounded batches). A heartbeat thread extends the
-leases of the jobs the worker holds and keeps its registration alive.
+One loop, named steps: ``_maintain`` (recover expired leases, trim registries; bounded batches),
+``_absorb`` (take what the pools finished), ``_fetch`` (lease a batch for each free pool slot,
+piggybacking the outcomes buffered so far in the same round trip), and ``_wait`` (sleep until a job
+finishes, a queue is signalled, a time limit falls due or maintenance is due). A heartbeat thread
+extends the leases of the jobs the worker holds and keeps its registration alive.
 
-Batch size adapts to job duration: it aims for about ``batch_target_s`` of work per lease call, so no-op
-jobs are leased a hundred at a time while slow jobs are leased one by one and never wait in one worker's
-buffer while another worker is idle.
+Batch size adapts to job duration: a lease call asks for about ``batch_target_s`` of work per free
+slot, so no-op jobs are leased a hundred at a time while slow jobs are leased one by one and never
+wait in one worker's buffer while another worker is idle.
+
+Lanes: a worker can serve some queues with a dedicated pool (``lanes=[(["hot"], ProcessPool(8))]``),
+so a flood of one job type cannot starve the others. Queue priority applies within a lane.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import select
 import signal
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import keys as K
+from . import registration
 from . import store as T
 from .connection import REDIS_ERRORS, ConnectionLike, connect, describe
-from .exceptions import StopRequested
+from .exceptions import ConnectionFailed, StopRequested
 from .execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
 from .job import DEFAULT_FAILURE_TTL_S
+from .pool import Finished, Notifier, Pool, SoloPool, make_pool
 from .queue import Queue
+from .registration import REGISTRATION_TTL_S, WorkerInfo, list_workers
 from .serializers import Serializer, resolve_serializer
 from .wakeup import Waker
 
@@ -38,7 +46,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_S = 15.0
 DEFAULT_MAX_ATTEMPTS = 3
-REGISTRATION_TTL_S = 60.0
 
 
 @dataclass
@@ -47,14 +54,35 @@ class WorkerStats:
     finished: int = 0
     failed: int = 0
     lost: int = 0  # outcomes refused because the lease was lost
+    crashed: int = 0  # jobs whose process died under them (left to the lease rules)
+
+
+@dataclass
+class Lane:
+    """Queues served by one pool. ``avg_job_s`` sizes its lease batches."""
+
+    queues: list[str]
+    pool: Pool
+    avg_job_s: float = 0.05
+    ready: set[str] = field(default_factory=set)
+
+
+def _queue_names(queues: Sequence[str | Queue] | str | Queue) -> list[str]:
+    if isinstance(queues, (str, Queue)):
+        queues = [queues]
+    return [q.name if isinstance(q, Queue) else K.validate_queue_name(q) for q in queues]
 
 
 class Worker:
     """Serves ``queues`` (tried in the given order) from one Redis deployment.
 
-    Parameters carry their units: ``lease_s`` is how long a leased job stays reserved without a
-    heartbeat (a dead worker's jobs come back after at most about ``lease_s + maintenance_interval_s``);
-    ``max_attempts`` bounds how often a job whose worker died is retried before it fails as abandoned.
+    ``pool`` is ``"process"`` (default: ``concurrency`` long-lived child processes), ``"fork"`` (a
+    child per job), ``"thread"``, ``"asyncio"``, ``"solo"`` (jobs in this thread) or a :class:`Pool`.
+    ``lanes`` adds dedicated pools for some queues: ``[(["hot"], "process", 8), (["io"], ThreadPool(32))]``.
+
+    ``lease_s`` is how long a leased job stays reserved without a heartbeat: a dead worker's jobs come
+    back after at most about ``lease_s + maintenance_interval_s``; ``max_attempts`` bounds how often a
+    job whose worker died is retried before it fails as abandoned.
     """
 
     def __init__(
@@ -62,6 +90,11 @@ class Worker:
         queues: Sequence[str | Queue] | str | Queue,
         connection: ConnectionLike = None,
         *,
+        pool: str | Pool = "process",
+        concurrency: int | None = None,
+        lanes: Sequence[tuple[Any, ...]] = (),
+        max_jobs_per_child: int | None = None,
+        max_memory_mb: float | None = None,
         name: str | None = None,
         serializer: Serializer | str | None = None,
         allow: Sequence[str] | None = None,
@@ -75,16 +108,21 @@ class Worker:
         trim_interval_s: float = 300.0,
         install_signal_handlers: bool = True,
     ) -> None:
-        if isinstance(queues, (str, Queue)):
-            queues = [queues]
-        names = [q.name if isinstance(q, Queue) else K.validate_queue_name(q) for q in queues]
+        first = queues[0] if isinstance(queues, (list, tuple)) and queues else queues
+        self.connection = (first.connection if isinstance(first, Queue) and connection is None
+                           else connect(connection))
+        self.store = T.Store(self.connection)
+        pool_options = {"max_jobs_per_child": max_jobs_per_child, "max_memory_mb": max_memory_mb}
+        self.lanes = [Lane(_queue_names(queues), self._pool(pool, concurrency, pool_options), batch_target_s)]
+        for spec in lanes:
+            lane_queues, lane_pool, *rest = spec
+            self.lanes.append(Lane(_queue_names(lane_queues),
+                                   self._pool(lane_pool, rest[0] if rest else None, pool_options), batch_target_s))
+        names = [n for lane in self.lanes for n in lane.queues]
         if not names:
             raise ValueError("a worker needs at least one queue")
         if len(set(names)) != len(names):
             raise ValueError(f"queue listed twice in {names}")
-        first = queues[0]
-        self.connection = first.connection if isinstance(first, Queue) and connection is None else connect(connection)
-        self.store = T.Store(self.connection)
         self.queue_names = names
         self.queue_keys = {n: K.QueueKeys(n) for n in names}
         self.name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
@@ -101,59 +139,52 @@ class Worker:
         self.failure_keep_ms = DEFAULT_FAILURE_TTL_S * 1000
         self.stats = WorkerStats()
 
-        self._stop = threading.Event()  # finish the current job, then leave
-        self._stop_now = False  # a second signal: leave at once, hand the job back
-        self._running: T.LeasedJob | None = None
+        self._stop = threading.Event()  # finish the running jobs, then leave
+        self._stop_now = False  # a second signal: leave at once, hand the running jobs back
+        self._notifier = Notifier()
         self._held: dict[tuple[str, str], int] = {}  # (queue, id) -> token, for heartbeats and release
         self._held_lock = threading.Lock()
         self._outcomes: dict[str, list[T.Outcome]] = {}
-        self._outcomes_since = 0.0
-        self._maybe_ready: set[str] = set(names)
-        self._avg_job_s = batch_target_s  # start with batches of one
+        self._pending_flush: dict[str, list[T.Outcome]] = {}
+        for lane in self.lanes:
+            lane.ready = set(lane.queues)
         self._waker: Waker | None = None
         self._heartbeat: threading.Thread | None = None
         self._next_maintenance = 0.0
         self._next_trim = time.monotonic() + trim_interval_s
         self._next_poll = 0.0
-        self._pending_flush: dict[str, list[T.Outcome]] = {}
         self._backoff_s = 0.0
+        self._previous_handlers: dict[int, Any] = {}
+
+    @staticmethod
+    def _pool(pool: str | Pool, concurrency: int | None, options: dict[str, Any]) -> Pool:
+        if isinstance(pool, Pool):
+            return pool
+        return make_pool(pool, concurrency, **{k: v for k, v in options.items() if v is not None})
 
     def __repr__(self) -> str:
         return f"Worker({self.name!r}, queues={self.queue_names})"
+
+    @property
+    def pool(self) -> Pool:
+        """The pool of the main lane."""
+        return self.lanes[0].pool
 
     # --- public -------------------------------------------------------------------------------
 
     def work(self, burst: bool = False, max_jobs: int | None = None) -> int:
         """Process jobs until stopped (SIGTERM/SIGINT), or with ``burst`` until every queue is empty.
 
-        Returns the number of jobs processed. A first SIGTERM or SIGINT finishes the running job and
-        exits; a second one interrupts the job and hands it back to its queue.
+        Returns the number of jobs processed. A first SIGTERM or SIGINT lets running jobs finish and
+        exits; a second one stops them and hands them back to their queues.
         """
         self._setup()
-        log.info("worker %s serving %s on %s", self.name, ", ".join(self.queue_names), describe(self.connection))
+        log.info("worker %s serving %s on %s (%s)", self.name, ", ".join(self.queue_names),
+                 describe(self.connection), self._pools_text())
         try:
-            rechecked = False
-            while not self._stop.is_set():
-                if max_jobs is not None and self.stats.processed >= max_jobs:
-                    break
-                self._maybe_maintain()
-                room = self._batch_size() if max_jobs is None else min(self._batch_size(),
-                                                                       max_jobs - self.stats.processed)
-                jobs = self._fetch(room)
-                if jobs is None:  # Redis unreachable: already backed off
-                    continue
-                if jobs:
-                    rechecked = False
-                    self._run_batch(jobs)
-                elif burst:
-                    if rechecked:
-                        break
-                    # Queues found empty earlier are skipped until signalled: look at each once more
-                    # before leaving, so a job enqueued during the burst is not left behind.
-                    rechecked = True
-                    self._maybe_ready.update(self.queue_names)
-                else:
-                    self._idle_wait()
+            self._loop(burst, max_jobs)
+        except StopRequested:
+            self._absorb(self.pool.collect())
         finally:
             self._teardown()
         log.info("worker %s stopped: %d processed (%d finished, %d failed)", self.name,
@@ -161,143 +192,161 @@ class Worker:
         return self.stats.processed
 
     def request_stop(self) -> None:
-        """Finish the running job, hand back any prefetched ones, and leave (like a first SIGTERM)."""
+        """Let running jobs finish, then leave (like a first SIGTERM)."""
         self._stop.set()
-        if self._waker is not None:
-            self._waker.interrupt()
+        for lane in self.lanes:
+            lane.pool.draining = True
+        self._notifier.notify()
 
-    # --- setup and teardown -------------------------------------------------------------------
+    # --- the loop -----------------------------------------------------------------------------
 
-    def _setup(self) -> None:
-        self._register()
-        self._start_waker()
-        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="clusterq-heartbeat", daemon=True)
-        self._heartbeat.start()
-        if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._on_signal)
-            signal.signal(signal.SIGINT, self._on_signal)
-        if threading.current_thread() is not threading.main_thread():
-            log.warning("worker %s runs outside the main thread: job time limits (SIGALRM) are not enforced",
-                        self.name)
+    def _loop(self, burst: bool, max_jobs: int | None) -> None:
+        rechecked = False
+        while not self._stop.is_set() and not self._stop_now:
+            self._maybe_maintain()
+            for lane in self.lanes:
+                self._absorb(lane.pool.collect() + lane.pool.enforce_limits())
+            busy = sum(lane.pool.busy() for lane in self.lanes)
+            if max_jobs is not None and self.stats.processed >= max_jobs:
+                break
+            budget = None if max_jobs is None else max_jobs - self.stats.processed - busy
+            leased = self._fetch(budget)
+            if leased is None:  # Redis unreachable: already backed off
+                continue
+            if leased:
+                rechecked = False
+                continue
+            if busy:
+                self._wait(self._pool_wait_s())
+            elif any(lane.ready for lane in self.lanes):
+                continue  # a lease stopped early (tombstones): more may be waiting
+            elif burst:
+                if rechecked:
+                    break
+                # Queues found empty are skipped until signalled: look at each once more before
+                # leaving, so a job enqueued during the burst is not left behind.
+                rechecked = True
+                self._mark_all_ready()
+            else:
+                self._idle_wait()
 
-    def _teardown(self) -> None:
-        self._stop.set()
-        try:
-            self._release_held()
-            self._flush_outcomes()
-        except REDIS_ERRORS as exc:
-            log.warning("could not hand back jobs on exit (%s); their leases will expire and they will rerun", exc)
-        if self._waker is not None:
-            self._waker.close()
-        if self._heartbeat is not None:
-            self._heartbeat.join(timeout=5)
-        try:
-            self._unregister()
-        except REDIS_ERRORS:
-            pass
-        if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+    def _fetch(self, budget: int | None) -> int | None:
+        """Lease for every lane with a free slot, trying its queues in order; submit to its pool.
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if not self._stop.is_set():
-            log.info("%s received: finishing the current job, then stopping (send again to stop now)",
-                     signal.Signals(signum).name)
-            self.request_stop()
-            return
-        self._stop_now = True
-        if self._running is not None:
-            raise StopRequested(f"stopped by {signal.Signals(signum).name}")
-
-    def _start_waker(self) -> None:
-        if self._waker is not None:
-            self._waker.close()
-        self._waker = Waker(self.connection, self.queue_names)
-        try:
-            self._waker.start()
-        except REDIS_ERRORS as exc:
-            log.warning("cannot subscribe to wake-up channels (%s); polling every second instead", exc)
-            self._waker.broken = True
-        self._maybe_ready.update(self.queue_names)  # anything may have arrived while unsubscribed
-
-    # --- the loop's steps ---------------------------------------------------------------------
-
-    def _batch_size(self) -> int:
-        return max(1, min(self.max_batch, int(self.batch_target_s / max(self._avg_job_s, 1e-6))))
-
-    def _fetch(self, room: int) -> list[T.LeasedJob] | None:
-        """Lease up to ``room`` jobs, trying queues in order; flush buffered outcomes in the same trip.
-
-        Returns None if Redis could not be reached (after backing off).
+        Buffered outcomes ride along with the first lease call. Returns how many jobs were leased, or
+        None if Redis could not be reached (after backing off).
         """
-        jobs: list[T.LeasedJob] = []
         if self._waker is not None:  # queues signalled while busy: a higher one must be tried again now
-            self._maybe_ready.update(self._waker.take())
+            signalled = self._waker.take()
+            for lane in self.lanes:
+                lane.ready.update(signalled.intersection(lane.queues))
         flush = self._take_outcome_calls()
+        total = 0
         try:
-            for name in self.queue_names:
-                if name not in self._maybe_ready or len(jobs) >= room:
+            for lane in self.lanes:
+                free = lane.pool.free()
+                if not free:
                     continue
-                wanted = room - len(jobs)
-                call = T.lease_call(self.queue_keys[name], wanted, self.lease_ms, self.name, self.failure_keep_ms)
-                results = self.store.run_many([*flush, call])
-                if flush:
-                    self._check_outcome_results(flush, results[:-1])
-                    flush = []
-                remaining, leased = T.parse_lease(name, results[-1])
-                if len(leased) < wanted and remaining == 0:
-                    self._maybe_ready.discard(name)
-                self._hold(leased)
-                jobs.extend(leased)
+                per_slot = self._batch_size(lane) if lane.pool.batches else 1
+                room = free * per_slot if budget is None else min(free * per_slot, budget - total)
+                if room <= 0:
+                    continue
+                jobs: list[T.LeasedJob] = []
+                for name in lane.queues:
+                    if name not in lane.ready or len(jobs) >= room:
+                        continue
+                    wanted = room - len(jobs)
+                    call = T.lease_call(self.queue_keys[name], wanted, self.lease_ms, self.name,
+                                        self.failure_keep_ms)
+                    results = self.store.run_many([*flush, call])
+                    if flush:
+                        self._check_outcome_results(results[:-1])
+                        flush = []
+                    remaining, leased = T.parse_lease(name, results[-1])
+                    if len(leased) < wanted and remaining == 0:
+                        lane.ready.discard(name)
+                    self._hold(leased)
+                    jobs.extend(leased)
+                if jobs:
+                    total += len(jobs)
+                    lane.pool.submit(jobs)  # the solo pool runs them right here
+                    self._absorb(lane.pool.collect())
             if flush:
-                self._check_outcome_results(flush, self.store.run_many(flush))
+                self._check_outcome_results(self.store.run_many(flush))
         except REDIS_ERRORS as exc:
             self._restore_outcome_calls(flush)
             self._back_off(exc)
-            return jobs or None
+            return total or None
         self._backoff_s = 0.0
-        return jobs
+        return total
 
-    def _run_batch(self, jobs: list[T.LeasedJob]) -> None:
-        for index, leased in enumerate(jobs):
-            if self._stop.is_set():
-                self._release(jobs[index:])
-                return
-            if self._outcomes and time.monotonic() - self._outcomes_since > self.batch_target_s:
-                self._flush_outcomes_safely()
-            self._running = leased
-            started = time.perf_counter()
-            try:
-                outcome = self.executor.execute(leased)
-            except StopRequested:
-                self._running = None
-                log.warning("job %s interrupted by stop request; handing it back to %r", leased.id, leased.queue)
-                self._release(jobs[index:])
-                return
-            finally:
-                self._running = None
-            elapsed = time.perf_counter() - started
-            self._avg_job_s = 0.8 * self._avg_job_s + 0.2 * elapsed
-            self._record(leased, outcome)
+    def _batch_size(self, lane: Lane) -> int:
+        return max(1, min(self.max_batch, int(self.batch_target_s / max(lane.avg_job_s, 1e-6))))
+
+    def _absorb(self, finished: list[Finished]) -> None:
+        """Take what pools report: record outcomes, hand back unstarted jobs, expire crashed leases."""
+        handback: list[T.LeasedJob] = []
+        crashed: list[T.LeasedJob] = []
+        for item in finished:
+            if item.outcome is not None:
+                self._record(item.job, item.outcome)
+            elif item.handback:
+                handback.append(item.job)
+            else:
+                crashed.append(item.job)
+                self.stats.crashed += 1
+                log.error("%s: job %s (%s): %s; it goes back to its queue by the lease rules (attempt counted)",
+                          item.job.queue, item.job.id, item.job.func, item.crashed)
+        if handback:
+            self._release(handback)
+        if crashed:
+            self._expire_now(crashed)
+
+    def _wait(self, timeout_s: float) -> None:
+        """Sleep until a pool reports, a queue is signalled, or ``timeout_s`` passes."""
+        fds: list[Any] = [self._notifier]
+        for lane in self.lanes:
+            fds.extend(lane.pool.fds())
+        try:
+            select.select(fds, [], [], max(0.0, timeout_s))
+        except (OSError, ValueError):
+            time.sleep(min(0.05, max(0.0, timeout_s)))  # a pipe closed under us: the pool will notice
+        self._notifier.drain()
+        if self._waker is not None:
+            signalled = self._waker.take()
+            for lane in self.lanes:
+                lane.ready.update(signalled.intersection(lane.queues))
+
+    def _pool_wait_s(self) -> float:
+        now = time.monotonic()
+        deadlines = [self._next_maintenance]
+        for lane in self.lanes:
+            deadline = lane.pool.next_deadline()
+            if deadline is not None:
+                deadlines.append(deadline)
+        if self._outcomes:
+            deadlines.append(now + self.batch_target_s)  # results become visible soon even while busy
+        return max(0.0, min(deadlines) - now)
 
     def _idle_wait(self) -> None:
-        """Every queue is empty: flush, then sleep until one is signalled or the fallback poll is due."""
+        """Every queue is empty and nothing runs: flush, then sleep until a queue is signalled or the
+        fallback poll (or maintenance) is due."""
         self._flush_outcomes_safely()
-        waker = self._waker
-        if waker is None or waker.broken:
+        if self._waker is None or self._waker.broken:
             self._start_waker()
-            waker = self._waker
-            assert waker is not None
-            if waker.broken:
-                time.sleep(1.0)
-                self._maybe_ready.update(self.queue_names)
+            if self._waker is None or self._waker.broken:
+                self._stop.wait(1.0)
+                self._mark_all_ready()
                 return
-        wake_at = min(self._next_poll, self._next_maintenance)
-        self._maybe_ready.update(waker.wait(max(0.0, wake_at - time.monotonic())))
+        self._wait(min(self._next_poll, self._next_maintenance) - time.monotonic())
         if time.monotonic() >= self._next_poll:
             # Fallback poll: a wake-up can be lost across a reconnect or failover; this bounds the delay.
             self._next_poll = time.monotonic() + self.idle_poll_s
-            self._maybe_ready.update(self.queue_names)
+            self._mark_all_ready()
+
+    def _mark_all_ready(self) -> None:
+        for lane in self.lanes:
+            lane.ready.update(lane.queues)
 
     def _maybe_maintain(self) -> None:
         now = time.monotonic()
@@ -306,8 +355,7 @@ class Worker:
         self._next_maintenance = now + self.maintenance_interval_s
         calls = [T.requeue_expired_call(k, 100, self.max_attempts, self.failure_keep_ms)
                  for k in self.queue_keys.values()]
-        trim = now >= self._next_trim
-        if trim:
+        if now >= self._next_trim:
             self._next_trim = now + self.trim_interval_s
             for k in self.queue_keys.values():
                 calls.extend(T.trim_call(key, 1000) for key in (k.finished, k.failed, k.canceled))
@@ -322,10 +370,90 @@ class Worker:
                 continue
             requeued, failed = int(result[0]), int(result[1])
             if requeued:
-                self._maybe_ready.add(name)
+                self._lane_of(name).ready.add(name)
                 log.warning("queue %r: %d job(s) whose lease expired were requeued", name, requeued)
             if failed:
                 log.warning("queue %r: %d job(s) failed as abandoned (attempt limit reached)", name, failed)
+
+    def _lane_of(self, queue: str) -> Lane:
+        return next(lane for lane in self.lanes if queue in lane.queues)
+
+    # --- setup and teardown -------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        for lane in self.lanes:  # fork the pools' children before this process starts threads
+            lane.pool.start(self.executor, self._notifier)
+        try:
+            self._register()
+        except REDIS_ERRORS as exc:
+            for lane in self.lanes:
+                lane.pool.close(now=True)
+            raise ConnectionFailed(f"worker {self.name} cannot register on {describe(self.connection)}: "
+                                   f"{type(exc).__name__}: {exc}") from None
+        self._start_waker()
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="clusterq-heartbeat", daemon=True)
+        self._heartbeat.start()
+        in_main = threading.current_thread() is threading.main_thread()
+        if self.install_signal_handlers and in_main:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+        if not in_main and any(isinstance(lane.pool, SoloPool) for lane in self.lanes):
+            log.warning("worker %s runs its solo pool outside the main thread: job time limits (SIGALRM) are "
+                        "not enforced there; use the process pool for hard limits", self.name)
+
+    def _teardown(self) -> None:
+        self._stop.set()
+        for lane in self.lanes:
+            try:
+                self._absorb(lane.pool.close(now=self._stop_now))
+            except REDIS_ERRORS as exc:
+                log.warning("could not record the last outcomes (%s); their leases will expire", exc)
+        try:
+            self._release_held()
+            self._flush_outcomes()
+        except REDIS_ERRORS as exc:
+            log.warning("could not hand back jobs on exit (%s); their leases will expire and they will rerun", exc)
+        if self._waker is not None:
+            self._waker.close()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+        try:
+            registration.unregister(self.connection, self.name)
+        except REDIS_ERRORS:
+            pass
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+        self._notifier.close()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if not self._stop.is_set():
+            log.info("%s received: finishing the running jobs, then stopping (send again to stop now)",
+                     signal.Signals(signum).name)
+            self.request_stop()
+            return
+        self._stop_now = True
+        for lane in self.lanes:
+            lane.pool.abort = True  # a graceful close in progress stops waiting for its jobs
+        self._notifier.notify()
+        solo = self.pool if isinstance(self.pool, SoloPool) else None
+        if solo is not None and solo.current is not None:
+            raise StopRequested(f"stopped by {signal.Signals(signum).name}")
+
+    def _start_waker(self) -> None:
+        if self._waker is not None:
+            self._waker.close()
+        self._waker = Waker(self.connection, self.queue_names, notify=self._notifier.notify)
+        try:
+            self._waker.start()
+        except REDIS_ERRORS as exc:
+            log.warning("cannot subscribe to wake-up channels (%s); polling every second instead", exc)
+            self._waker.broken = True
+        self._mark_all_ready()  # anything may have arrived while unsubscribed
+
+    def _pools_text(self) -> str:
+        return "; ".join(f"{lane.pool.kind}:{lane.pool.concurrency} for {','.join(lane.queues)}"
+                         for lane in self.lanes)
 
     # --- leases and outcomes ------------------------------------------------------------------
 
@@ -336,6 +464,8 @@ class Worker:
 
     def _record(self, leased: T.LeasedJob, outcome: T.Outcome) -> None:
         self.stats.processed += 1
+        lane = self._lane_of(leased.queue)
+        lane.avg_job_s = 0.8 * lane.avg_job_s + 0.2 * outcome.elapsed_s
         if outcome.status == "finished":
             self.stats.finished += 1
             log.debug("%s: job %s (%s) finished", leased.queue, leased.id, leased.func)
@@ -343,8 +473,6 @@ class Worker:
             self.stats.failed += 1
             log.warning("%s: job %s (%s) failed: %s", leased.queue, leased.id, leased.func,
                         outcome.data.decode("utf-8", "replace").splitlines()[0] if outcome.data else "")
-        if not self._outcomes:
-            self._outcomes_since = time.monotonic()
         self._outcomes.setdefault(leased.queue, []).append(outcome)
 
     def _take_outcome_calls(self) -> list[T.Call]:
@@ -357,8 +485,9 @@ class Worker:
         if calls:  # not sent: keep them for the next try
             for queue, outs in self._pending_flush.items():
                 self._outcomes.setdefault(queue, [])[:0] = outs
+        self._pending_flush = {}
 
-    def _check_outcome_results(self, calls: list[T.Call], results: list[Any]) -> None:
+    def _check_outcome_results(self, results: list[Any]) -> None:
         for (queue, outs), codes in zip(self._pending_flush.items(), results):
             with self._held_lock:
                 for outcome, code in zip(outs, codes):
@@ -377,7 +506,7 @@ class Worker:
             except BaseException:
                 self._restore_outcome_calls(calls)
                 raise
-            self._check_outcome_results(calls, results)
+            self._check_outcome_results(results)
 
     def _flush_outcomes_safely(self) -> None:
         try:
@@ -385,16 +514,35 @@ class Worker:
         except REDIS_ERRORS as exc:
             self._back_off(exc)
 
-    def _release(self, jobs: list[T.LeasedJob]) -> None:
+    def _by_queue(self, jobs: list[T.LeasedJob]) -> dict[str, list[tuple[str, int]]]:
         by_queue: dict[str, list[tuple[str, int]]] = {}
         for job in jobs:
             by_queue.setdefault(job.queue, []).append((job.id, job.token))
-        calls = [T.release_call(self.queue_keys[q], leases) for q, leases in by_queue.items()]
+        return by_queue
+
+    def _release(self, jobs: list[T.LeasedJob]) -> None:
+        """Give jobs that did not run (to the end) back to the head of their queues, uncounted."""
+        calls = [T.release_call(self.queue_keys[q], leases) for q, leases in self._by_queue(jobs).items()]
         try:
             self.store.run_many(calls)
         except REDIS_ERRORS as exc:
             log.warning("could not hand back %d job(s) (%s); they return when their lease expires", len(jobs), exc)
             return
+        self._forget(jobs)
+        log.info("handed %d job(s) back to their queue(s)", len(jobs))
+
+    def _expire_now(self, jobs: list[T.LeasedJob]) -> None:
+        """End the leases of jobs whose process died: maintenance then requeues them (attempt counted)
+        or fails them as abandoned past the limit, exactly as for a worker that died."""
+        calls = [T.extend_call(self.queue_keys[q], leases, 0) for q, leases in self._by_queue(jobs).items()]
+        self._forget(jobs)
+        try:
+            self.store.run_many(calls)
+        except REDIS_ERRORS as exc:
+            log.warning("could not expire %d lease(s) now (%s); they expire on their own", len(jobs), exc)
+        self._next_maintenance = 0.0
+
+    def _forget(self, jobs: list[T.LeasedJob]) -> None:
         with self._held_lock:
             for job in jobs:
                 self._held.pop((job.queue, job.id), None)
@@ -410,7 +558,7 @@ class Worker:
         self._backoff_s = min(10.0, max(0.5, self._backoff_s * 2))
         log.warning("Redis call failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, self._backoff_s)
         self._stop.wait(self._backoff_s)
-        self._maybe_ready.update(self.queue_names)
+        self._mark_all_ready()
 
     # --- heartbeat and registration -----------------------------------------------------------
 
@@ -444,62 +592,14 @@ class Worker:
                                     queue, job_id)
 
     def _register(self) -> None:
-        expires = int((time.time() + REGISTRATION_TTL_S) * 1000)
-        info = {
-            "name": self.name,
-            "host": socket.gethostname(),
-            "pid": str(os.getpid()),
-            "queues": json.dumps(self.queue_names),
-            "processed": str(self.stats.processed),
-            "failed": str(self.stats.failed),
-            "current": self._running.queue + "/" + self._running.id if self._running else "",
-            "heartbeat": str(int(time.time() * 1000)),
-        }
-        key = K.worker(self.name)
-        # Two single-key commands on global keys: never combined with a queue's keys.
-        pipe = self.connection.pipeline(transaction=False)
-        pipe.hset(key, mapping=info)
-        pipe.pexpire(key, int(REGISTRATION_TTL_S * 1000))
-        pipe.zadd(K.WORKERS, {self.name: expires})
-        # Workers that died without unregistering would otherwise stay in the set forever.
-        pipe.zremrangebyscore(K.WORKERS, "-inf", f"({int(time.time() * 1000)}")
-        pipe.execute()
-
-    def _unregister(self) -> None:
-        pipe = self.connection.pipeline(transaction=False)
-        pipe.zrem(K.WORKERS, self.name)
-        pipe.delete(K.worker(self.name))
-        pipe.execute()
+        with self._held_lock:
+            current = next(iter(self._held), None)
+        registration.register(self.connection, self.name, self.queue_names, {
+            "processed": self.stats.processed,
+            "failed": self.stats.failed,
+            "current": f"{current[0]}/{current[1]}" if current else "",
+            "pool": self._pools_text(),
+        })
 
 
-@dataclass(frozen=True)
-class WorkerInfo:
-    """What a worker published about itself (see :func:`list_workers`)."""
-
-    name: str
-    host: str
-    pid: int
-    queues: list[str]
-    processed: int
-    failed: int
-    current_job: str | None
-    last_heartbeat_ms: int
-
-
-def list_workers(connection: ConnectionLike = None, limit: int = 1000) -> list[WorkerInfo]:
-    """Workers whose registration is alive, read in bounded pages."""
-    client = connect(connection)
-    now = int(time.time() * 1000)
-    names = client.zrangebyscore(K.WORKERS, now, "+inf", start=0, num=limit)
-    out = []
-    for raw in names:
-        name = raw.decode() if isinstance(raw, bytes) else raw
-        values = client.hmget(K.worker(name), ["host", "pid", "queues", "processed", "failed", "current",
-                                               "heartbeat"])
-        if values[0] is None:
-            continue
-        host, pid, queues, processed, failed, current, heartbeat = (
-            v.decode() if isinstance(v, bytes) else v for v in values)
-        out.append(WorkerInfo(name, host, int(pid or 0), json.loads(queues or "[]"), int(processed or 0),
-                              int(failed or 0), current or None, int(heartbeat or 0)))
-    return out
+__all__ = ["Lane", "Worker", "WorkerInfo", "WorkerStats", "list_workers"]

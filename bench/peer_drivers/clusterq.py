@@ -43,7 +43,9 @@ def latency(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker(params: dict[str, Any], gate: Callable[[], None]) -> dict[str, Any]:
-    w = Worker(params["queues"], connection=params["url"])
+    # One OS process per "worker process", like Celery solo and RQ SimpleWorker: the solo pool runs jobs in
+    # the supervisor itself (the default process pool would fork children of its own).
+    w = Worker(params["queues"], connection=params["url"], pool=params.get("pool", "solo"))
     gate()
     processed = w.work(burst=bool(params.get("burst")), max_jobs=params.get("max_jobs"))
     return {"done_at": time.time(), "processed": processed}

@@ -20,7 +20,6 @@ import time
 import traceback
 import types
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,27 +117,40 @@ def decode_options(raw: bytes, default_timeout_s: float) -> tuple[JobSpec, str |
     return spec, problem
 
 
-@contextmanager
-def time_limit(seconds: float):
+_alarm_limit_s = 0.0
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise JobTimeoutError(f"time limit exceeded: the job ran longer than {_alarm_limit_s:g} s")
+
+
+class time_limit:
     """Raise :class:`JobTimeoutError` in the job if it runs past ``seconds``.
 
     Uses SIGALRM, so it only works in the main thread; elsewhere the limit is not enforced here (the
-    process pools enforce theirs from outside the job).
+    process pools enforce theirs from outside the job). The handler is installed once and left in
+    place: arming and disarming the timer is all a job pays (two system calls).
     """
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise JobTimeoutError(f"time limit exceeded: the job ran longer than {seconds:g} s")
+    __slots__ = ("armed", "seconds")
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.armed = False
+
+    def __enter__(self) -> None:
+        global _alarm_limit_s
+        if self.seconds <= 0 or threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGALRM) is not _on_alarm:
+            signal.signal(signal.SIGALRM, _on_alarm)
+        _alarm_limit_s = self.seconds
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        self.armed = True
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _failure(leased: LeasedJob, spec: JobSpec, reason: str) -> Outcome:
@@ -153,10 +165,14 @@ class Executor:
         self.serializer = serializer
         self.default_timeout_s = default_timeout_s
         self._timeouts: dict[bytes, float] = {}
+        self._default_spec = decode_options(b"", default_timeout_s)[0]
 
     def prepare(self, leased: LeasedJob) -> tuple[JobSpec, Callable[..., Any] | None, Any, Any, str | None]:
         """Everything needed to call the job, or a reason why it cannot be called."""
-        spec, problem = decode_options(leased.options, self.default_timeout_s)
+        if leased.options:
+            spec, problem = decode_options(leased.options, self.default_timeout_s)
+        else:  # most jobs carry no options: skip the JSON decode
+            spec, problem = self._default_spec, None
         if problem:
             return spec, None, None, None, f"malformed job record: {problem}"
         if spec.serializer != self.serializer.name:

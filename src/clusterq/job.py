@@ -80,6 +80,14 @@ class Job:
         self.serializer = resolve_serializer(serializer)
         self._fields: dict[str, bytes] | None = None
 
+    @classmethod
+    def trusted(cls, queue: str, job_id: str, keys: K.QueueKeys, store: Store, serializer: Serializer) -> Job:
+        """A handle built from parts a Queue already validated (enqueue_many makes thousands of these)."""
+        job = cls.__new__(cls)
+        job.queue_name, job.id, job._keys, job._store, job.serializer = queue, job_id, keys, store, serializer
+        job._fields = None
+        return job
+
     def __repr__(self) -> str:
         return f"Job({self.queue_name!r}, {self.id!r})"
 

@@ -167,6 +167,7 @@ class Queue:
             meta=self.serializer.dumps(data.meta) if data.meta else b"",
             ttl_s=math.ceil(ttl) if ttl else 0,
             max_attempts=max_attempts,
+            fresh_id=data.job_id is None,
         )
 
     def _register(self) -> None:
@@ -176,7 +177,7 @@ class Queue:
             self._registered = True
 
     def _job(self, job_id: str) -> Job:
-        return Job(self.name, job_id, self.connection, serializer=self.serializer, store=self.store)
+        return Job.trusted(self.name, job_id, self.keys, self.store, self.serializer)
 
     def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         """Enqueue ``f(*args, **kwargs)``.

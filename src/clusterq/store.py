@@ -51,10 +51,11 @@ class NewJob:
     meta: bytes = b""
     ttl_s: int = 0
     max_attempts: int | None = None
+    fresh_id: bool = False  # generated here (uuid4): the script skips its existence check
 
     def argv(self) -> tuple[Any, ...]:
         return (self.id, self.func, self.payload, self.options, self.meta, self.ttl_s,
-                "" if self.max_attempts is None else self.max_attempts)
+                "" if self.max_attempts is None else self.max_attempts, "1" if self.fresh_id else "0")
 
 
 @dataclass(frozen=True)

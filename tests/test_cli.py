@@ -323,6 +323,22 @@ def test_unsupported_url_is_a_one_line_error_with_exit_code_1(subprocess_env: di
     ]
 
 
+@pytest.mark.parametrize("options,message", [
+    (("-c", "0"), "concurrency must be at least 1, got 0"),
+    (("--dedicated", "same=thread:2"), "queue listed twice in ['same', 'same']"),
+    (("--dedicated", "oops"), "--dedicated 'oops': expected QUEUE[,QUEUE...]=[POOL:]N"),
+], ids=["zero concurrency", "queue in two lanes", "malformed dedicated"])
+def test_worker_with_a_bad_option_value_is_a_one_line_usage_error(
+    url: str, subprocess_env: dict[str, str], options: tuple[str, ...], message: str
+) -> None:
+    result = cli("worker", "--burst", "-u", url, *options, "same", env=subprocess_env)
+
+    assert result.returncode == EXIT_USAGE
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("clusterq: "), result.stderr
+    assert message in errors[0]
+
+
 def test_missing_command_is_a_usage_error(subprocess_env: dict[str, str]) -> None:
     result = cli(env=subprocess_env)
     assert result.returncode == EXIT_USAGE

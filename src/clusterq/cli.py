@@ -75,7 +75,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"clusterq: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    worker = Worker(
+    try:
+        worker = _make_worker(args, queues, lanes)
+    except ValueError as exc:  # a bad option value (-c 0, a queue listed twice): one line, not a traceback
+        if isinstance(exc, ClusterQError):
+            raise
+        print(f"clusterq: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    worker.work(burst=args.burst, max_jobs=args.max_jobs)
+    return EXIT_OK
+
+
+def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[list[str], str, int | None]]) -> Worker:
+    return Worker(
         queues,
         resolve_url(args),
         pool=args.pool,
@@ -89,8 +101,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts or _setting(args, "MAX_ATTEMPTS", 3),
         serializer=args.serializer or _setting(args, "SERIALIZER"),
     )
-    worker.work(burst=args.burst, max_jobs=args.max_jobs)
-    return EXIT_OK
 
 
 def parse_dedicated(spec: str, default_pool: str) -> tuple[list[str], str, int | None]:

@@ -1,6 +1,6 @@
 """Idle-worker cost and enqueue-to-start latency, on a standalone server and on a local cluster.
 
-    python bench/idle_latency.py [--samples 300] [--idle-s 20] [--skip-cluster]
+    python bench/idle_latency.py [--samples 300] [--idle-s 20] [--skip-cluster] [--pool process|solo|...]
 
 For each topology: starts it (clusterq.testing), starts one `clusterq worker` process on 5 queues (on
 the cluster, queues chosen so they land on all 3 primaries), then
@@ -63,9 +63,10 @@ def command_calls(clients: list) -> dict[str, int]:
     return totals
 
 
-def start_worker(url: str, queues: list[str]) -> subprocess.Popen:
+def start_worker(url: str, queues: list[str], pool: str = "process") -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(HERE.parent / "src")]))
-    return subprocess.Popen([sys.executable, "-m", "clusterq.cli", "worker", "-q", "-u", url, *queues], env=env)
+    return subprocess.Popen([sys.executable, "-m", "clusterq.cli", "worker", "-q", "--pool", pool, "-u", url, *queues],
+                            env=env)
 
 
 def wait_idle(queues: list[Queue], settle_s: float = 2.0) -> None:
@@ -105,10 +106,11 @@ def measure_latency(queues: list[Queue], samples: int) -> list[float]:
 
 
 def run_10k(queues: list[Queue], topology: Cluster, url: str) -> str:
+    baseline = sum(q.finished_job_registry.count for q in queues)
     start = time.perf_counter()
     for q in queues:
         q.enqueue_many([q.prepare_data("latency_tasks.noop") for _ in range(10_000 // len(queues))])
-    target = 10_000 + sum(q.finished_job_registry.count for q in queues)
+    target = 10_000 + baseline
     while sum(q.finished_job_registry.count for q in queues) < target:
         if time.perf_counter() - start > 120:
             break
@@ -132,14 +134,14 @@ def run_10k(queues: list[Queue], topology: Cluster, url: str) -> str:
             f"each in its queue's slot: {slots_ok}")
 
 
-def run(kind: str, samples: int, idle_s: float) -> None:
+def run(kind: str, samples: int, idle_s: float, pool: str) -> None:
     topology = Cluster() if kind == "cluster" else Standalone()
     topology.start()
     worker = None
     try:
         url = topology.url
         queues = [Queue(name, url) for name in pick_queues(topology)]
-        worker = start_worker(url, [q.name for q in queues])
+        worker = start_worker(url, [q.name for q in queues], pool)
         queues[0].enqueue("latency_tasks.noop")
         wait_idle(queues)
         clients = primary_clients(topology)
@@ -149,7 +151,8 @@ def run(kind: str, samples: int, idle_s: float) -> None:
         p99 = statistics.quantiles(latencies, n=100)[98] * 1000 if len(latencies) >= 100 else max(latencies) * 1000
         print(f"{kind}: idle worker on {len(queues)} queues: {per_s:.2f} commands/s (all primaries, "
               f"INFO commandstats, script-internal included, over {idle_s:.0f} s): {breakdown}")
-        print(f"{kind}: enqueue-to-start latency over {len(latencies)} jobs: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        print(f"{kind} ({pool} pool): enqueue-to-start latency over {len(latencies)} jobs: p50 {p50:.2f} ms, "
+              f"p99 {p99:.2f} ms")
         if isinstance(topology, Cluster):
             print(f"{kind}: " + run_10k(queues, topology, url))
     finally:
@@ -164,9 +167,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--idle-s", type=float, default=20.0)
     parser.add_argument("--skip-cluster", action="store_true")
+    parser.add_argument("--pool", default="process", help="the worker's pool (default: process)")
     args = parser.parse_args()
     for kind in ("standalone",) + (() if args.skip_cluster else ("cluster",)):
-        run(kind, args.samples, args.idle_s)
+        run(kind, args.samples, args.idle_s, args.pool)
 
 
 if __name__ == "__main__":

@@ -114,3 +114,13 @@ def test_dedicated_pool_specs_are_parsed_and_checked() -> None:
     for bad in ("hot", "=3", "hot=0", "hot=warp:2"):
         with pytest.raises(ValueError):
             parse_dedicated(bad, "process")
+
+
+@pytest.mark.parametrize("kind", POOL_KINDS)
+def test_a_job_timeout_of_minus_one_means_no_limit_in_every_pool(url: str, qname: str, kind: str) -> None:
+    q = Queue(qname, url)
+    unlimited = q.enqueue("jobs.sleep", 1.0, job_timeout=-1)
+    limited = q.enqueue("jobs.sleep", 1.0)  # the worker's default limit below applies
+    _burst(url, q, pool=kind, concurrency=2, default_timeout_s=0.4, max_batch=1)
+    assert unlimited.get_status() == JobStatus.FINISHED and unlimited.return_value() == 1.0
+    assert limited.get_status() == JobStatus.FAILED and "time limit exceeded" in limited.exc_info

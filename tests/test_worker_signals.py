@@ -175,9 +175,7 @@ def test_job_of_a_worker_killed_with_sigkill_is_run_by_another_worker_after_its_
 
 
 
-@pytest.mark.xfail(strict=True, reason="pool.py: a forked child inherits the supervisor's end of its own pipe (and "
-                   "of earlier children's), so it never sees EOF when the supervisor dies and waits forever")
-def test_pool_children_of_a_worker_killed_with_sigkill_exit_after_their_job(
+def test_pool_children_of_a_worker_killed_with_sigkill_exit_with_it(
     url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
     marker, log = tmp_path / "ran", tmp_path / "worker.log"

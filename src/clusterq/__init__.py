@@ -21,6 +21,7 @@ from .exceptions import (
     JobTimeoutError,
     NoSuchJobError,
     SerializationError,
+    ServerError,
     StopRequested,
 )
 from .job import Job, JobStatus
@@ -77,6 +78,7 @@ __all__ = [
     "JobTimeoutError",
     "NoSuchJobError",
     "SerializationError",
+    "ServerError",
     "StopRequested",
     "__version__",
 ]

@@ -53,7 +53,7 @@ from .aio_connection import AsyncClient, AsyncConnectionLike, connect_async, dis
 from .aio_job import AsyncJob
 from .aio_store import AsyncStore, LazyStore
 from .exceptions import NoSuchJobError
-from .queue import _RESERVED, DRAIN_BATCH, ENQUEUE_CHUNK, PAGE_LIMIT, EnqueueData, Queue, parse_duration
+from .queue import _RESERVED, _UNSUPPORTED, DRAIN_BATCH, ENQUEUE_CHUNK, PAGE_LIMIT, EnqueueData, Queue, parse_duration
 from .serializers import Serializer, resolve_serializer
 
 __all__ = [
@@ -97,6 +97,10 @@ def build_new_job(data: EnqueueData, defaults: JobDefaults) -> T.NewJob:
 def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
                           kwargs: dict[str, Any]) -> tuple[EnqueueData, bool]:
     """Separate ``enqueue``'s options (the names :class:`Queue` reserves) from the job's own arguments."""
+    unsupported = [name for name in _UNSUPPORTED if name in kwargs]
+    if unsupported:
+        raise TypeError(f"enqueue option(s) {unsupported} are not supported by clusterq yet; pass job "
+                        "arguments with those names through kwargs={...}")
     options = {name: kwargs.pop(name) for name in _RESERVED if name in kwargs}
     if "timeout" in options:
         options.setdefault("job_timeout", options.pop("timeout"))

@@ -59,14 +59,19 @@ class ServerError(ClusterQError):
     """The server refused or failed a command (out of memory, ACL denial, read-only replica...)."""
 
 
-def explain_server_error(exc: BaseException, doing: str) -> ServerError:
-    """A :class:`ServerError` whose message says what we were doing and what the server meant."""
+def explain_server_error(exc: BaseException, doing: str) -> ClusterQError:
+    """A :class:`ServerError` whose message says what we were doing and what the server meant (or a
+    :class:`ConnectionFailed` when the server could not be reached at all)."""
     text = str(exc)
-    if text.startswith("OOM"):
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)) or type(exc).__name__ in (
+            "ConnectionError", "TimeoutError", "ClusterDownError", "MasterNotFoundError"):
+        return ConnectionFailed(f"{doing} failed: the server could not be reached: {type(exc).__name__}: {text}")
+    kind = type(exc).__name__
+    if kind == "OutOfMemoryError" or text.startswith("OOM"):
         hint = "the server reached maxmemory (with the noeviction policy it refuses writes rather than drop data)"
-    elif text.startswith("NOPERM"):
+    elif kind == "NoPermissionError" or text.startswith("NOPERM"):
         hint = "the Redis user lacks a permission clusterq needs (keys cq:*, channels cq:*, EVALSHA/EVAL)"
-    elif text.startswith("READONLY"):
+    elif kind == "ReadOnlyError" or text.startswith("READONLY"):
         hint = "the connection reached a read-only replica (a failover in progress?)"
     else:
         hint = f"{type(exc).__name__}"

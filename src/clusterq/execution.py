@@ -13,6 +13,7 @@ import fnmatch
 import functools
 import inspect
 import json
+import math
 import signal
 import sys
 import threading
@@ -153,8 +154,9 @@ class time_limit:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def _failure(leased: LeasedJob, spec: JobSpec, reason: str) -> Outcome:
-    return Outcome(leased.id, leased.token, "failed", reason.encode("utf-8", "replace"), spec.failure_keep_ms)
+def _failure(leased: LeasedJob, spec: JobSpec, reason: str, elapsed_s: float = 0.0) -> Outcome:
+    return Outcome(leased.id, leased.token, "failed", reason.encode("utf-8", "replace"), spec.failure_keep_ms,
+                   elapsed_s)
 
 
 class Executor:
@@ -198,10 +200,11 @@ class Executor:
         return spec, func, args, kwargs, None
 
     def timeout_of(self, leased: LeasedJob) -> float:
-        """The job's time limit in seconds (cached per distinct options value: most jobs share one)."""
+        """The job's time limit in seconds, ``inf`` for none (cached per distinct options value)."""
         timeout = self._timeouts.get(leased.options)
         if timeout is None:
             timeout = decode_options(leased.options, self.default_timeout_s)[0].timeout_s
+            timeout = timeout if timeout > 0 else math.inf  # job_timeout=-1: no limit (as in RQ)
             if len(self._timeouts) < 1024:
                 self._timeouts[leased.options] = timeout
         return timeout
@@ -223,9 +226,9 @@ class Executor:
                 if inspect.isawaitable(value):
                     value = asyncio.run(_awaited(value))
         except JobTimeoutError as exc:
-            return _failure(leased, spec, f"JobTimeoutError: {exc}")
+            return _failure(leased, spec, f"JobTimeoutError: {exc}", time.perf_counter() - started)
         except Exception as exc:
-            return _failure(leased, spec, describe_exception(exc, leased.func))
+            return _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started)
         return self._finish(leased, spec, value, time.perf_counter() - started)
 
     async def execute_async(self, leased: LeasedJob, loop: asyncio.AbstractEventLoop) -> Outcome:
@@ -236,16 +239,18 @@ class Executor:
         if problem is not None or func is None:
             return _failure(leased, spec, problem or "cannot run job")
         try:
+            limit = spec.timeout_s if spec.timeout_s > 0 else None  # job_timeout=-1: no limit
             if inspect.iscoroutinefunction(func):
-                value = await asyncio.wait_for(func(*args, **kwargs), spec.timeout_s)
+                value = await asyncio.wait_for(func(*args, **kwargs), limit)
             else:
                 call = functools.partial(func, *args, **kwargs)
-                value = await asyncio.wait_for(loop.run_in_executor(None, call), spec.timeout_s)
+                value = await asyncio.wait_for(loop.run_in_executor(None, call), limit)
                 if inspect.isawaitable(value):
-                    value = await asyncio.wait_for(value, spec.timeout_s)
+                    value = await asyncio.wait_for(value, limit)
         except asyncio.TimeoutError:
+            how = "was cancelled" if inspect.iscoroutinefunction(func) else "was abandoned (its thread runs on)"
             return _failure(leased, spec, f"JobTimeoutError: time limit exceeded: the job ran longer than "
-                                          f"{spec.timeout_s:g} s and was cancelled")
+                                          f"{spec.timeout_s:g} s and {how}", time.perf_counter() - started)
         except Exception as exc:
             return _failure(leased, spec, describe_exception(exc, leased.func))
         return self._finish(leased, spec, value, time.perf_counter() - started)

@@ -30,6 +30,7 @@ import os
 import queue as queue_mod
 import resource
 import signal
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -190,13 +191,26 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child_main(conn: Connection, executor: Executor, max_jobs: int | None, max_memory_mb: float | None) -> None:
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child when the supervisor dies: otherwise a supervisor killed with -9
+    leaves its children waiting forever (each also holds copies of the supervisor's pipe ends)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _child_main(conn: Connection, executor: Executor, max_jobs: int | None, max_memory_mb: float | None,
+                parent_end: Connection | None = None) -> None:
     """A pool child: run batches of jobs sent by the supervisor, answer one outcome per job.
 
     Each outcome is sent as soon as its job ends, so a child killed in the middle of a batch has
     reported every job it finished. After ``max_jobs`` jobs or past ``max_memory_mb`` it says so and
     exits between batches (recycling).
     """
+    _die_with_parent()
+    if parent_end is not None:
+        parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     done = 0
@@ -249,7 +263,7 @@ class ProcessPool(Pool):
     def _spawn(self) -> _Child:
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
-            target=_child_main, args=(child, self.executor, self.max_jobs_per_child, self.max_memory_mb),
+            target=_child_main, args=(child, self.executor, self.max_jobs_per_child, self.max_memory_mb, parent),
             name="clusterq-child", daemon=True)
         process.start()
         child.close()
@@ -334,7 +348,7 @@ class ProcessPool(Pool):
 
     def _deadline(self, child: _Child) -> float:
         assert self.executor is not None
-        timeout = self.executor.timeout_of(child.batch[0])
+        timeout = self.executor.timeout_of(child.batch[0])  # inf for "no limit"
         return child.current_since + timeout + self.hard_grace_s
 
     def enforce_limits(self) -> list[Finished]:
@@ -365,10 +379,10 @@ class ProcessPool(Pool):
                 wait_for_ready([c.conn for c in self._children if c.batch], timeout=0.5)
                 finished.extend(self.collect())
                 finished.extend(self.enforce_limits())
-        self._done[:0] = finished
+        finished.extend(self.collect())  # outcomes already in the pipes are not handed back to rerun
         for child in self._children:
             if child.batch:
-                self._done.extend(Finished(job, handback=True) for job in child.batch)
+                finished.extend(Finished(job, handback=True) for job in child.batch)
                 child.batch.clear()
             with contextlib.suppress(Exception):
                 child.conn.send(None)
@@ -381,8 +395,7 @@ class ProcessPool(Pool):
                 child.process.join(timeout=5)
             with contextlib.suppress(Exception):
                 child.conn.close()
-        done, self._done = self._done, []
-        return done
+        return finished
 
 
 class ForkPool(ProcessPool):
@@ -446,30 +459,38 @@ class ThreadPool(Pool):
         return slot
 
     def _run(self, slot: _Slot) -> None:
-        assert self.executor is not None and self.notifier is not None
         while True:
             batch = slot.inbox.get()
             if batch is None:
                 return
             for job in batch:
-                if self.draining:
-                    with self._lock:
-                        self._done.append(Finished(job, handback=True))
-                        slot.batch.popleft()
-                    self.notifier.notify()
-                    continue
                 try:
-                    outcome = self.executor.execute(job)
-                except JobTimeoutError as exc:  # sent asynchronously by enforce_limits
-                    outcome = self.executor.failure(job, f"JobTimeoutError: {exc}")
-                with self._lock:
-                    if job.id in slot.timed_out:
-                        slot.timed_out.discard(job.id)  # its failure was already recorded
-                    else:
-                        self._done.append(Finished(job, outcome))
-                    slot.batch.popleft()
-                    slot.current_since = time.monotonic()
-                self.notifier.notify()
+                    self._run_one(slot, job)
+                except JobTimeoutError:
+                    # The limit's exception landed after the job had ended (a race inherent to raising
+                    # in another thread): its failure is recorded already; settle its slot and go on.
+                    with self._lock:
+                        if slot.batch and slot.batch[0] is job:
+                            slot.batch.popleft()
+                        slot.timed_out.discard(job.id)
+
+    def _run_one(self, slot: _Slot, job: LeasedJob) -> None:
+        assert self.executor is not None and self.notifier is not None
+        if self.draining:
+            outcome = None
+        else:
+            try:
+                outcome = self.executor.execute(job)
+            except JobTimeoutError as exc:  # sent asynchronously by enforce_limits
+                outcome = self.executor.failure(job, f"JobTimeoutError: {exc}")
+        with self._lock:
+            if job.id in slot.timed_out:
+                slot.timed_out.discard(job.id)  # its failure was already recorded
+            else:
+                self._done.append(Finished(job, outcome, handback=outcome is None))
+            slot.batch.popleft()
+            slot.current_since = time.monotonic()
+        self.notifier.notify()
 
     def free(self) -> int:
         with self._lock:

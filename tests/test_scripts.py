@@ -136,6 +136,16 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield T.drain_call(qk, 2)
     yield T.drain_call(qk, 2)
     yield T.purge_registry_call(qk, qk.canceled, 10)
+    yield T.schedule_call(qk, [T.NewJob(f"s{i}", "jobs.add", b"[[1,2],{}]", ttl_s=60 if i == 0 else 0)
+                               for i in range(3)], at_ms=1)  # due at once
+    yield T.schedule_call(qk, [T.NewJob("s0", "jobs.add"), T.NewJob("s3", "jobs.add", fresh_id=True)],
+                          delay_ms=3_600_000, at_front=True)  # s0 exists: untouched
+    yield T.schedule_call(qk, [T.NewJob("s4", "jobs.add")], at_ms=2, at_front=True)
+    yield T.cancel_call(qk, "s1", 60_000)  # a scheduled job leaves the scheduled set
+    yield T.delete_call(qk, "s2")
+    yield T.promote_call(qk, 1)  # s0 only: s1/s2 were removed
+    yield T.promote_call(qk, 10)  # s4 to the front; s3 is not due
+    yield T.promote_call(qk, 10)  # nothing due
 
 
 @pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)

@@ -194,6 +194,10 @@ class Job:
         return self.get_status() == JobStatus.CANCELED
 
     @property
+    def is_scheduled(self) -> bool:
+        return self.get_status() == JobStatus.SCHEDULED
+
+    @property
     def func_name(self) -> str:
         return (self._field("f") or b"").decode("utf-8", "replace")
 

@@ -78,6 +78,11 @@ class QueueKeys:
         return f"{self.base}:canceled"
 
     @cached_property
+    def scheduled(self) -> str:
+        """Sorted set of scheduled (delayed) job ids, scored by the time they are due to run (ms)."""
+        return f"{self.base}:scheduled"
+
+    @cached_property
     def stats(self) -> str:
         """Hash of O(1) counters: tombstones left in ``pending`` by cancel/delete, totals."""
         return f"{self.base}:stats"
@@ -96,7 +101,8 @@ class QueueKeys:
         return self.job_prefix + job_id
 
     def registry(self, name: str) -> str:
-        """Key of a registry by its public name (``started``, ``finished``, ``failed``, ``canceled``)."""
+        """Key of a registry by its public name (``started``, ``finished``, ``failed``, ``canceled``,
+        ``scheduled``)."""
         try:
             return _REGISTRY_KEYS[name](self)
         except KeyError:
@@ -108,6 +114,7 @@ _REGISTRY_KEYS = {
     "finished": lambda k: k.finished,
     "failed": lambda k: k.failed,
     "canceled": lambda k: k.canceled,
+    "scheduled": lambda k: k.scheduled,
 }
 
 # Global keys: each is one key on its own; never used together with a queue's keys.

@@ -7,6 +7,7 @@ import math
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from . import keys as K
@@ -187,6 +188,33 @@ class Queue:
         arguments whose names collide with those. Enqueueing an id that already has a job does nothing
         and returns that job, so retrying a timed-out enqueue cannot create a duplicate.
         """
+        data, at_front = self._enqueue_data(f, args, kwargs)
+        return self.enqueue_many([data], at_front=at_front)[0]
+
+    def enqueue_at(self, scheduled_time: datetime, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
+        """Schedule ``f(*args, **kwargs)`` to run at ``scheduled_time``; the options of :meth:`enqueue`.
+
+        A naive datetime is local time (as ``datetime.timestamp()`` reads it). The run-at time is
+        computed on this machine's clock; workers promote the job once the server's clock reaches it.
+        A time in the past runs the job at once (at the next promotion). ``ttl`` counts from the run-at
+        time.
+        """
+        data, at_front = self._enqueue_data(f, args, kwargs)
+        at_ms = int(scheduled_time.timestamp() * 1000)
+        return self._schedule([data], at_front, at_ms=at_ms)[0]
+
+    def enqueue_in(self, time_delta: timedelta | float | int, f: Callable[..., Any] | str, *args: Any,
+                   **kwargs: Any) -> Job:
+        """Schedule ``f(*args, **kwargs)`` to run after ``time_delta`` (a timedelta or seconds), measured
+        on the server's clock; the options of :meth:`enqueue`."""
+        seconds = time_delta.total_seconds() if isinstance(time_delta, timedelta) else parse_duration(
+            time_delta, "time_delta")
+        data, at_front = self._enqueue_data(f, args, kwargs)
+        return self._schedule([data], at_front, delay_ms=max(0, int((seconds or 0.0) * 1000)))[0]
+
+    def _enqueue_data(self, f: Callable[..., Any] | str, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> tuple[EnqueueData, bool]:
+        """Split ``enqueue``-style arguments into the job's description and ``at_front``."""
         unsupported = [name for name in _UNSUPPORTED if name in kwargs]
         if unsupported:
             raise TypeError(f"enqueue option(s) {unsupported} are not supported by clusterq yet; pass job "
@@ -201,8 +229,20 @@ class Queue:
             if args or kwargs:
                 raise TypeError("pass the job's arguments either directly or as args=/kwargs=, not both")
             args, kwargs = tuple(call_args or ()), dict(call_kwargs or {})
-        data = EnqueueData(f, args, kwargs, **options)
-        return self.enqueue_many([data], at_front=at_front)[0]
+        return EnqueueData(f, args, kwargs, **options), at_front
+
+    def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
+                  delay_ms: int | None = None) -> list[Job]:
+        """Create scheduled jobs (status ``scheduled``, in :attr:`scheduled_job_registry`)."""
+        new = [self._new_job(data) for data in jobs]
+        calls = [T.schedule_call(self.keys, new[i : i + ENQUEUE_CHUNK], at_ms=at_ms, delay_ms=delay_ms,
+                                 at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
+        try:
+            self._register()
+            self.store.run_many(calls)
+        except REDIS_ERRORS as exc:
+            raise explain_server_error(exc, f"schedule a job in queue {self.name!r}") from exc
+        return [self._job(job.id) for job in new]
 
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, at_front: bool = False, **options: Any) -> Job:
@@ -301,6 +341,11 @@ class Queue:
     def canceled_job_registry(self) -> Registry:
         return Registry(self, "canceled")
 
+    @property
+    def scheduled_job_registry(self) -> Registry:
+        """Jobs waiting for their run-at time (:meth:`enqueue_at`, :meth:`enqueue_in`), earliest first."""
+        return Registry(self, "scheduled")
+
     # --- removing -----------------------------------------------------------------------------
 
     def empty(self) -> int:
@@ -319,7 +364,7 @@ class Queue:
         for RQ compatibility and behaves the same, since job records live in the queue's slot.
         """
         self.empty()
-        for name in ("finished", "failed", "canceled", "started"):
+        for name in ("scheduled", "finished", "failed", "canceled", "started"):
             self.registry(name).clear()
         self.connection.delete(self.keys.stats)
         self.connection.srem(K.QUEUES, self.name)

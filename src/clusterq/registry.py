@@ -1,8 +1,9 @@
-"""Per-queue registries of jobs by state: started (leased), finished, failed, canceled.
+"""Per-queue registries of jobs by state: started (leased), finished, failed, canceled, scheduled.
 
 Each is a sorted set in the queue's slot. For finished, failed and canceled the score is the time the
 job's record expires, so counts and listings skip expired entries without writing anything (reads never
-write); workers trim expired entries in bounded batches. For started the score is the lease deadline.
+write); workers trim expired entries in bounded batches. For started the score is the lease deadline;
+for scheduled it is the time the job is due to run (workers promote due jobs to the queue).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ PAGE_LIMIT = 10_000
 
 
 class Registry:
-    """Jobs of one queue in one state. ``name``: ``started``, ``finished``, ``failed`` or ``canceled``."""
+    """Jobs of one queue in one state. ``name``: ``started``, ``finished``, ``failed``, ``canceled``
+    or ``scheduled``."""
 
     def __init__(self, queue: Queue, name: str) -> None:
         self.queue = queue
@@ -33,8 +35,9 @@ class Registry:
         return f"Registry({self.queue.name!r}, {self.name!r})"
 
     def _live_from(self) -> str:
-        # started: every entry counts (an expired lease is still a started job until recovered)
-        return "-inf" if self.name == "started" else str(int(time.time() * 1000))
+        # started: every entry counts (an expired lease is still a started job until recovered);
+        # scheduled: every entry counts (a due job is still scheduled until a worker promotes it)
+        return "-inf" if self.name in ("started", "scheduled") else str(int(time.time() * 1000))
 
     @property
     def count(self) -> int:
@@ -49,7 +52,8 @@ class Registry:
         return self._client.zscore(self.key, job_id) is not None
 
     def get_job_ids(self, offset: int = 0, length: int = 100) -> list[str]:
-        """A page of ids, oldest first (by expiry, or by lease deadline for ``started``)."""
+        """A page of ids, oldest first (by expiry; by lease deadline for ``started``; by run-at time for
+        ``scheduled``)."""
         if length < 0 or length > PAGE_LIMIT:
             raise ValueError(f"length must be between 0 and {PAGE_LIMIT}; page through larger registries")
         if length == 0:
@@ -70,6 +74,8 @@ class Registry:
 
     def cleanup(self) -> int:
         """Drop entries whose record expired (bounded batches). Workers do this for you."""
+        if self.name == "scheduled":
+            return 0  # scores are run-at times, not expiries: due jobs are promoted, never trimmed
         removed = 0
         while True:
             n = int(self.queue.store.run(T.trim_call(self.key, PURGE_BATCH)))

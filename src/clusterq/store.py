@@ -102,6 +102,31 @@ def enqueue_call(qk: K.QueueKeys, jobs: Sequence[NewJob], at_front: bool = False
     return Call(S.ENQUEUE, (qk.pending, qk.job_prefix, qk.wake_channel), tuple(args))
 
 
+def schedule_call(qk: K.QueueKeys, jobs: Sequence[NewJob], *, at_ms: int | None = None,
+                  delay_ms: int | None = None, at_front: bool = False) -> Call:
+    """Schedule ``jobs`` at ``at_ms`` (ms since the epoch, client clock) or ``delay_ms`` after the server's
+    time (exactly one of the two)."""
+    if (at_ms is None) == (delay_ms is None):
+        raise ValueError("give exactly one of at_ms and delay_ms")
+    args: list[Any] = ["at", at_ms] if at_ms is not None else ["in", delay_ms]
+    args.append("1" if at_front else "0")
+    for job in jobs:
+        args.extend(job.argv())
+    return Call(S.SCHEDULE, (qk.scheduled, qk.job_prefix), tuple(args))
+
+
+def promote_call(qk: K.QueueKeys, batch: int) -> Call:
+    return Call(S.PROMOTE, (qk.scheduled, qk.pending, qk.job_prefix, qk.wake_channel), (batch,))
+
+
+def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
+    """Split a promote reply into (jobs promoted, seconds until the next scheduled job is due or None).
+
+    The delay is measured on the server's clock, so the worker's clock does not matter."""
+    promoted, next_at, now = (int(v) for v in reply)
+    return promoted, (None if next_at < 0 else max(0.0, (next_at - now) / 1000))
+
+
 def lease_call(qk: K.QueueKeys, count: int, lease_ms: int, worker: str, failure_keep_ms: int) -> Call:
     return Call(S.LEASE, (qk.pending, qk.active, qk.job_prefix, qk.stats, qk.failed),
                 (lease_ms, count, worker, failure_keep_ms))
@@ -148,11 +173,12 @@ def trim_call(registry_key: str, batch: int) -> Call:
 
 
 def cancel_call(qk: K.QueueKeys, job_id: str, keep_ms: int) -> Call:
-    return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats), (job_id, keep_ms))
+    return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats, qk.scheduled), (job_id, keep_ms))
 
 
 def delete_call(qk: K.QueueKeys, job_id: str) -> Call:
-    return Call(S.DELETE, (qk.job_prefix, qk.active, qk.finished, qk.failed, qk.canceled, qk.stats), (job_id,))
+    return Call(S.DELETE, (qk.job_prefix, qk.active, qk.finished, qk.failed, qk.canceled, qk.stats,
+                           qk.scheduled), (job_id,))
 
 
 def requeue_call(qk: K.QueueKeys, job_id: str, at_front: bool = False) -> Call:

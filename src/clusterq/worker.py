@@ -1,9 +1,9 @@
 """The worker (supervisor): leases jobs from its queues in priority order, hands them to an execution
 pool, and records their outcomes.
 
-One loop, named steps: ``_maintain`` (recover expired leases, trim registries; bounded batches),
-``_absorb`` (take what the pools finished), ``_fetch`` (lease a batch for each free pool slot,
-piggybacking the outcomes buffered so far in the same round trip), and ``_wait`` (sleep until a job
+One loop, named steps: ``_maintain`` (recover expired leases, promote due scheduled jobs, trim
+registries; bounded batches), ``_absorb`` (take what the pools finished), ``_fetch`` (lease a batch for
+each free pool slot, piggybacking the outcomes buffered so far in the same round trip), and ``_wait`` (sleep until a job
 finishes, a queue is signalled, a time limit falls due or maintenance is due). A heartbeat thread
 extends the leases of the jobs the worker holds and keeps its registration alive.
 
@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_S = 15.0
 DEFAULT_MAX_ATTEMPTS = 3
+PROMOTE_BATCH = 100
+SCHEDULED_POLL_S = 1.0
+"""While any job is scheduled, maintenance (which promotes due jobs) runs at least this often, so a job
+scheduled meanwhile for an earlier time starts within about this long of its time."""
 
 
 @dataclass
@@ -353,11 +357,12 @@ class Worker:
         if now < self._next_maintenance:
             return
         self._next_maintenance = now + self.maintenance_interval_s
-        calls = [T.requeue_expired_call(k, 100, self.max_attempts, self.failure_keep_ms)
-                 for k in self.queue_keys.values()]
+        keys = list(self.queue_keys.values())
+        calls = [T.requeue_expired_call(k, 100, self.max_attempts, self.failure_keep_ms) for k in keys]
+        calls.extend(T.promote_call(k, PROMOTE_BATCH) for k in keys)  # due delayed jobs -> pending
         if now >= self._next_trim:
             self._next_trim = now + self.trim_interval_s
-            for k in self.queue_keys.values():
+            for k in keys:
                 calls.extend(T.trim_call(key, 1000) for key in (k.finished, k.failed, k.canceled))
         try:
             results = self.store.run_many(calls, raise_on_error=False)
@@ -374,6 +379,16 @@ class Worker:
                 log.warning("queue %r: %d job(s) whose lease expired were requeued", name, requeued)
             if failed:
                 log.warning("queue %r: %d job(s) failed as abandoned (attempt limit reached)", name, failed)
+        for name, result in zip(self.queue_names, results[len(keys):]):
+            if isinstance(result, Exception):
+                log.warning("promoting scheduled jobs of queue %r failed: %s", name, result)
+                self._next_maintenance = min(self._next_maintenance, now + SCHEDULED_POLL_S)
+                continue
+            promoted, due_in_s = T.parse_promote(result)
+            if promoted:
+                self._lane_of(name).ready.add(name)
+            if due_in_s is not None:  # the waits end at _next_maintenance: wake for the next due job
+                self._next_maintenance = min(self._next_maintenance, now + min(SCHEDULED_POLL_S, due_in_s))
 
     def _lane_of(self, queue: str) -> Lane:
         return next(lane for lane in self.lanes if queue in lane.queues)

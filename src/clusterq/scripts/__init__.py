@@ -36,8 +36,10 @@ SET_FIELDS = _load("set_fields")
 TRIM = _load("trim")
 DRAIN = _load("drain")
 PURGE_REGISTRY = _load("purge_registry")
+SCHEDULE = _load("schedule")
+PROMOTE = _load("promote")
 
 ALL: tuple[Script, ...] = (
     ENQUEUE, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, CANCEL, DELETE, REQUEUE, SET_FIELDS,
-    TRIM, DRAIN, PURGE_REGISTRY,
+    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE,
 )

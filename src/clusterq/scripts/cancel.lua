@@ -3,12 +3,13 @@
 
 A queued job stays in the pending list as a tombstone (removing it from a long list would cost O(N));
 the lease script drops it and releases the tombstone. A started job loses its lease: the worker running
-it can no longer record an outcome.
+it can no longer record an outcome. A scheduled job leaves the scheduled set, so it is never promoted.
 
 KEYS[1] job key prefix
 KEYS[2] canceled sorted set (score = expiry, ms)
 KEYS[3] active sorted set
 KEYS[4] stats hash
+KEYS[5] scheduled sorted set
 ARGV[1] job id
 ARGV[2] how long to keep the canceled record (ms; "-1" = forever, "0" = delete it now)
 Returns: 1 canceled, 0 no such job, -1 already finished, failed or canceled (status unchanged)
@@ -23,6 +24,7 @@ if status == "queued" then
   redis.call("HSET", key, "tb", "1")
 end
 redis.call("ZREM", KEYS[3], ARGV[1])
+if status == "scheduled" then redis.call("ZREM", KEYS[5], ARGV[1]) end
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local keep = tonumber(ARGV[2])

@@ -9,11 +9,13 @@ KEYS[3] finished sorted set
 KEYS[4] failed sorted set
 KEYS[5] canceled sorted set
 KEYS[6] stats hash
+KEYS[7] scheduled sorted set
 ARGV[1] job id
 Returns: 1 deleted, 0 no such job
 ]]
 local key = KEYS[1] .. ARGV[1]
 local status = redis.call("HGET", key, "s")
 for i = 2, 5 do redis.call("ZREM", KEYS[i], ARGV[1]) end
+redis.call("ZREM", KEYS[7], ARGV[1])
 if status == "queued" then redis.call("HINCRBY", KEYS[6], "tomb", 1) end
 return redis.call("DEL", key)

@@ -53,7 +53,7 @@ from .aio_connection import AsyncClient, AsyncConnectionLike, connect_async, dis
 from .aio_job import AsyncJob
 from .aio_store import AsyncStore, LazyStore
 from .exceptions import NoSuchJobError
-from .queue import _RESERVED, _UNSUPPORTED, DRAIN_BATCH, ENQUEUE_CHUNK, PAGE_LIMIT, EnqueueData, Queue, parse_duration
+from .queue import DRAIN_BATCH, ENQUEUE_CHUNK, PAGE_LIMIT, EnqueueData, Queue, parse_duration, split_enqueue_options
 from .serializers import Serializer, resolve_serializer
 
 __all__ = [
@@ -92,25 +92,6 @@ def build_new_job(data: EnqueueData, defaults: JobDefaults) -> T.NewJob:
     becomes an import.)
     """
     return Queue._new_job(defaults, data)  # type: ignore[arg-type]
-
-
-def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
-                          kwargs: dict[str, Any]) -> tuple[EnqueueData, bool]:
-    """Separate ``enqueue``'s options (the names :class:`Queue` reserves) from the job's own arguments."""
-    unsupported = [name for name in _UNSUPPORTED if name in kwargs]
-    if unsupported:
-        raise TypeError(f"enqueue option(s) {unsupported} are not supported by clusterq yet; pass job "
-                        "arguments with those names through kwargs={...}")
-    options = {name: kwargs.pop(name) for name in _RESERVED if name in kwargs}
-    if "timeout" in options:
-        options.setdefault("job_timeout", options.pop("timeout"))
-    at_front = bool(options.pop("at_front", False))
-    call_args, call_kwargs = options.pop("args", None), options.pop("kwargs", None)
-    if call_args is not None or call_kwargs is not None:
-        if args or kwargs:
-            raise TypeError("pass the job's arguments either directly or as args=/kwargs=, not both")
-        args, kwargs = tuple(call_args or ()), dict(call_kwargs or {})
-    return EnqueueData(f, args, kwargs, **options), at_front
 
 
 # --- queues -----------------------------------------------------------------------------------------

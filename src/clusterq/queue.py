@@ -78,6 +78,27 @@ class EnqueueData:
     max_attempts: int | None = None
 
 
+def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
+                          kwargs: dict[str, Any]) -> tuple[EnqueueData, bool]:
+    """Split ``enqueue``-style arguments into the job's description and ``at_front`` (shared by the sync
+    and asyncio queues)."""
+    unsupported = [name for name in _UNSUPPORTED if name in kwargs]
+    if unsupported:
+        raise TypeError(f"enqueue option(s) {unsupported} are not supported by clusterq yet; pass job "
+                        "arguments with those names through kwargs={...}")
+    options = {name: kwargs.pop(name) for name in _RESERVED if name in kwargs}
+    if "timeout" in options:
+        options.setdefault("job_timeout", options.pop("timeout"))
+    at_front = bool(options.pop("at_front", False))
+    call_args = options.pop("args", None)
+    call_kwargs = options.pop("kwargs", None)
+    if call_args is not None or call_kwargs is not None:
+        if args or kwargs:
+            raise TypeError("pass the job's arguments either directly or as args=/kwargs=, not both")
+        args, kwargs = tuple(call_args or ()), dict(call_kwargs or {})
+    return EnqueueData(f, args, kwargs, **options), at_front
+
+
 class Queue:
     """A named queue on a Redis deployment.
 
@@ -188,7 +209,7 @@ class Queue:
         arguments whose names collide with those. Enqueueing an id that already has a job does nothing
         and returns that job, so retrying a timed-out enqueue cannot create a duplicate.
         """
-        data, at_front = self._enqueue_data(f, args, kwargs)
+        data, at_front = split_enqueue_options(f, args, kwargs)
         return self.enqueue_many([data], at_front=at_front)[0]
 
     def enqueue_at(self, scheduled_time: datetime, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
@@ -199,7 +220,7 @@ class Queue:
         A time in the past runs the job at once (at the next promotion). ``ttl`` counts from the run-at
         time.
         """
-        data, at_front = self._enqueue_data(f, args, kwargs)
+        data, at_front = split_enqueue_options(f, args, kwargs)
         at_ms = int(scheduled_time.timestamp() * 1000)
         return self._schedule([data], at_front, at_ms=at_ms)[0]
 
@@ -209,27 +230,8 @@ class Queue:
         on the server's clock; the options of :meth:`enqueue`."""
         seconds = time_delta.total_seconds() if isinstance(time_delta, timedelta) else parse_duration(
             time_delta, "time_delta")
-        data, at_front = self._enqueue_data(f, args, kwargs)
+        data, at_front = split_enqueue_options(f, args, kwargs)
         return self._schedule([data], at_front, delay_ms=max(0, int((seconds or 0.0) * 1000)))[0]
-
-    def _enqueue_data(self, f: Callable[..., Any] | str, args: tuple[Any, ...],
-                      kwargs: dict[str, Any]) -> tuple[EnqueueData, bool]:
-        """Split ``enqueue``-style arguments into the job's description and ``at_front``."""
-        unsupported = [name for name in _UNSUPPORTED if name in kwargs]
-        if unsupported:
-            raise TypeError(f"enqueue option(s) {unsupported} are not supported by clusterq yet; pass job "
-                            "arguments with those names through kwargs={...}")
-        options = {name: kwargs.pop(name) for name in _RESERVED if name in kwargs}
-        if "timeout" in options:
-            options.setdefault("job_timeout", options.pop("timeout"))
-        at_front = bool(options.pop("at_front", False))
-        call_args = options.pop("args", None)
-        call_kwargs = options.pop("kwargs", None)
-        if call_args is not None or call_kwargs is not None:
-            if args or kwargs:
-                raise TypeError("pass the job's arguments either directly or as args=/kwargs=, not both")
-            args, kwargs = tuple(call_args or ()), dict(call_kwargs or {})
-        return EnqueueData(f, args, kwargs, **options), at_front
 
     def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
                   delay_ms: int | None = None) -> list[Job]:

@@ -185,3 +185,18 @@ def test_a_scheduled_job_survives_a_worker_restart(url: str, qname: str, tmp_pat
         wait_for(lambda: job.get_status() == JobStatus.FINISHED, "the job to run under the second worker")
     assert lines(out) == ["after restart"]
     assert Job.fetch(job.handle, url).return_value() == "after restart"
+
+
+def test_an_idle_worker_learns_of_a_new_earliest_scheduled_job_at_once(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    # Maintenance and the fallback poll are 300 s apart: only the schedule's wake-up can get this job
+    # promoted before the deadline below.
+    worker = _worker(q, maintenance_interval_s=300, idle_poll_s=300)
+    with running(worker):
+        wait_for(lambda: worker._waker is not None and worker.stats.processed == 0 and q.count == 0, "idle")
+        time.sleep(0.5)  # the worker's first maintenance has passed: it knows of nothing scheduled
+        job = q.enqueue_in(1.0, jobs.add, 20, 22)
+        deadline = time.monotonic() + 20.0
+        while job.get_status() != JobStatus.FINISHED and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert job.get_status() == JobStatus.FINISHED and job.return_value() == 42

@@ -112,7 +112,7 @@ def schedule_call(qk: K.QueueKeys, jobs: Sequence[NewJob], *, at_ms: int | None 
     args.append("1" if at_front else "0")
     for job in jobs:
         args.extend(job.argv())
-    return Call(S.SCHEDULE, (qk.scheduled, qk.job_prefix), tuple(args))
+    return Call(S.SCHEDULE, (qk.scheduled, qk.job_prefix, qk.wake_channel), tuple(args))
 
 
 def promote_call(qk: K.QueueKeys, batch: int) -> Call:

@@ -45,6 +45,7 @@ class Waker:
         self._threads: list[threading.Thread] = []
         self._closed = False
         self.broken = False
+        self.schedule_changed = False
 
     def _groups(self) -> dict[Any, list[str]]:
         """Channels grouped by the client (node) that serves them."""
@@ -90,6 +91,8 @@ class Waker:
                 if isinstance(channel, bytes):
                     channel = channel.decode("utf-8", "surrogateescape")
                 queue = self._channels.get(channel)
+                if message.get("data") in (b"s", "s"):
+                    self.schedule_changed = True  # an earlier scheduled job: maintenance should look now
                 if queue is not None:
                     with self._lock:
                         self._ready.add(queue)

@@ -240,10 +240,7 @@ class Worker:
         Buffered outcomes ride along with the first lease call. Returns how many jobs were leased, or
         None if Redis could not be reached (after backing off).
         """
-        if self._waker is not None:  # queues signalled while busy: a higher one must be tried again now
-            signalled = self._waker.take()
-            for lane in self.lanes:
-                lane.ready.update(signalled.intersection(lane.queues))
+        self._take_signals()  # queues signalled while busy: a higher one must be tried again now
         flush = self._take_outcome_calls()
         total = 0
         try:
@@ -316,10 +313,18 @@ class Worker:
         except (OSError, ValueError):
             time.sleep(min(0.05, max(0.0, timeout_s)))  # a pipe closed under us: the pool will notice
         self._notifier.drain()
-        if self._waker is not None:
-            signalled = self._waker.take()
-            for lane in self.lanes:
-                lane.ready.update(signalled.intersection(lane.queues))
+        self._take_signals()
+
+    def _take_signals(self) -> None:
+        """Mark signalled queues ready; an earlier scheduled job makes maintenance (promotion) due now."""
+        if self._waker is None:
+            return
+        signalled = self._waker.take()
+        for lane in self.lanes:
+            lane.ready.update(signalled.intersection(lane.queues))
+        if self._waker.schedule_changed:
+            self._waker.schedule_changed = False
+            self._next_maintenance = 0.0
 
     def _pool_wait_s(self) -> float:
         now = time.monotonic()

@@ -9,6 +9,8 @@ A job with a ttl expires ttl seconds after its run-at time, not after it was sch
 
 KEYS[1] scheduled sorted set (score = run-at time, ms)
 KEYS[2] job key prefix; job hashes are KEYS[2]..id and share its hash tag
+KEYS[3] wake channel: published with "s" when these jobs become the earliest scheduled, so idle workers
+        (which sleep until the next due time they know of) learn of the earlier one at once
 ARGV[1] "at" (ARGV[2] is an absolute time) or "in" (ARGV[2] is a delay from the server's time)
 ARGV[2] milliseconds
 ARGV[3] "1" to push at the front of the queue when the job is promoted, else "0"
@@ -44,5 +46,9 @@ for i = 4, #ARGV, 8 do
     out[#out + 1] = 1
   end
 end
-if #zadd > 0 then redis.call("ZADD", KEYS[1], unpack(zadd)) end
+if #zadd > 0 then
+  redis.call("ZADD", KEYS[1], unpack(zadd))
+  local first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
+  if tonumber(first[2]) >= run_at then redis.call("SPUBLISH", KEYS[3], "s") end
+end
 return out

@@ -9,7 +9,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from clusterq import ConnectionFailed, InvalidURL, Queue, connect, parse_url, topology_of
-from clusterq.testing import Standalone
+from clusterq.testing import Standalone, allocate_port
 
 
 def _closed_port() -> int:
@@ -120,7 +120,9 @@ def test_a_wrong_password_is_reported_as_an_authentication_failure(clusterq_topo
 
 
 def test_a_cluster_with_uncovered_slots_is_refused_with_the_reason() -> None:
-    lonely = Standalone(extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"))
+    # An explicit cluster bus port: the default (port + 10000) is refused when the free port drawn is > 55535.
+    lonely = Standalone(extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                    "--cluster-port", str(allocate_port())))
     lonely.start()
     try:
         with pytest.raises(ConnectionFailed) as info:

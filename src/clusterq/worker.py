@@ -32,7 +32,7 @@ from typing import Any
 from . import keys as K
 from . import registration
 from . import store as T
-from .connection import REDIS_ERRORS, ConnectionLike, connect, describe
+from .connection import REDIS_ERRORS, ConnectionLike, connect, describe, topology_of
 from .exceptions import ConnectionFailed, StopRequested
 from .execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
 from .job import DEFAULT_FAILURE_TTL_S
@@ -159,6 +159,7 @@ class Worker:
         self._next_poll = 0.0
         self._backoff_s = 0.0
         self._previous_handlers: dict[int, Any] = {}
+        self._sentinel_primary: Any = None
 
     @staticmethod
     def _pool(pool: str | Pool, concurrency: int | None, options: dict[str, Any]) -> Pool:
@@ -357,10 +358,30 @@ class Worker:
         for lane in self.lanes:
             lane.ready.update(lane.queues)
 
+    def _follow_sentinel_primary(self) -> None:
+        """Ask the sentinels where the primary is; after a failover, drop connections to the old one.
+
+        redis-py asks only when it reconnects, so without this a worker keeps writing to a demoted primary
+        that still accepts writes (which Redis then throws away) until it refuses or drops the connection.
+        """
+        pool = self.connection.connection_pool if topology_of(self.connection) == "sentinel" else None
+        if pool is None:
+            return
+        try:
+            address = pool.get_master_address()  # also disconnects idle connections when it moved
+        except REDIS_ERRORS as exc:
+            log.warning("cannot ask the sentinels for the primary: %s", exc)
+            return
+        if self._sentinel_primary is not None and address != self._sentinel_primary:
+            log.warning("the Sentinel primary moved from %s to %s; reconnecting", self._sentinel_primary, address)
+            self._start_waker()  # its subscription is on the old primary
+        self._sentinel_primary = address
+
     def _maybe_maintain(self) -> None:
         now = time.monotonic()
         if now < self._next_maintenance:
             return
+        self._follow_sentinel_primary()
         self._next_maintenance = now + self.maintenance_interval_s
         keys = list(self.queue_keys.values())
         calls = [T.requeue_expired_call(k, 100, self.max_attempts, self.failure_keep_ms) for k in keys]

@@ -34,6 +34,7 @@ from .connection import (
     ParsedURL,
     _client_kwargs,
     _remapper,
+    describe,
     parse_url,
 )
 from .exceptions import ConnectionFailed
@@ -124,20 +125,8 @@ async def _open_cluster(hosts: list[tuple[str, int]], kwargs: dict[str, Any], re
 
 
 def describe_async(client: AsyncClient) -> str:
-    """Name an asyncio client's topology and hosts, for messages."""
-    if isinstance(client, AsyncRedisCluster):
-        nodes = ",".join(sorted(n.name for n in client.get_primaries()))
-        return f"Redis Cluster ({nodes})"
-    pool = client.connection_pool
-    if isinstance(pool, AsyncSentinelPool):
-        sentinels = ",".join(f"{s.connection_pool.connection_kwargs.get('host')}:"
-                             f"{s.connection_pool.connection_kwargs.get('port')}"
-                             for s in pool.sentinel_manager.sentinels)
-        return f"Sentinel service {pool.service_name!r} via {sentinels}"
-    kw = pool.connection_kwargs
-    if kw.get("path"):
-        return f"standalone server at unix:{kw['path']}"
-    return f"standalone server at {kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}"
+    """Name an asyncio client's topology and hosts, for messages (the same text as for sync clients)."""
+    return describe(client)
 
 
 async def verify_async(client: AsyncClient, where: str | None = None) -> None:

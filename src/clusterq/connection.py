@@ -25,6 +25,8 @@ from typing import Any, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.sentinel import Sentinel, SentinelConnectionPool
@@ -234,13 +236,13 @@ def _check_cluster(client: RedisCluster, where: str) -> None:
         )
 
 
-def describe(client: Client) -> str:
-    """Name a client's topology and hosts, for messages and ``clusterq info``."""
-    if isinstance(client, RedisCluster):
+def describe(client: Any) -> str:
+    """Name a client's topology and hosts, for messages and ``clusterq info`` (sync or asyncio client)."""
+    if isinstance(client, (RedisCluster, AsyncRedisCluster)):
         nodes = ",".join(sorted(n.name for n in client.get_primaries()))
         return f"Redis Cluster ({nodes})"
     pool = client.connection_pool
-    if isinstance(pool, SentinelConnectionPool):
+    if isinstance(pool, (SentinelConnectionPool, AsyncSentinelConnectionPool)):
         sentinels = ",".join(f"{s.connection_pool.connection_kwargs.get('host')}:"
                              f"{s.connection_pool.connection_kwargs.get('port')}"
                              for s in pool.sentinel_manager.sentinels)

@@ -1,0 +1,152 @@
+"""The ``thread`` pool: N threads in the worker's process (no isolation; a stuck thread cannot be killed)."""
+
+from __future__ import annotations
+
+import ctypes
+import queue as queue_mod
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exceptions import JobTimeoutError
+from .execution import Executor
+from .pool_base import Finished, Notifier, Pool
+from .store import LeasedJob
+
+
+def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
+
+
+@dataclass
+class _Slot:
+    thread: threading.Thread
+    inbox: queue_mod.SimpleQueue[list[LeasedJob] | None]
+    batch: deque[LeasedJob] = field(default_factory=deque)
+    current_since: float = 0.0
+    timed_out: set[str] = field(default_factory=set)
+
+
+class ThreadPool(Pool):
+    """N threads. Light and fast for I/O-bound jobs; no isolation, and a stuck thread cannot be killed."""
+
+    kind = "thread"
+
+    def __init__(self, concurrency: int = 4, **kwargs: Any) -> None:
+        super().__init__(concurrency, **kwargs)
+        self._slots: list[_Slot] = []
+        self._lock = threading.Lock()
+        self._done: list[Finished] = []
+
+    def start(self, executor: Executor, notifier: Notifier) -> None:
+        super().start(executor, notifier)
+        self._slots = [self._new_slot() for _ in range(self.concurrency)]
+
+    def _new_slot(self) -> _Slot:
+        inbox: queue_mod.SimpleQueue[list[LeasedJob] | None] = queue_mod.SimpleQueue()
+        slot = _Slot(threading.Thread(target=lambda: None), inbox)
+        slot.thread = threading.Thread(target=self._run, args=(slot,), name="clusterq-job", daemon=True)
+        slot.thread.start()
+        return slot
+
+    def _run(self, slot: _Slot) -> None:
+        while True:
+            batch = slot.inbox.get()
+            if batch is None:
+                return
+            for job in batch:
+                try:
+                    self._run_one(slot, job)
+                except JobTimeoutError:
+                    # The limit's exception landed after the job had ended (a race inherent to raising
+                    # in another thread): its failure is recorded already; settle its slot and go on.
+                    with self._lock:
+                        if slot.batch and slot.batch[0] is job:
+                            slot.batch.popleft()
+                        slot.timed_out.discard(job.id)
+
+    def _run_one(self, slot: _Slot, job: LeasedJob) -> None:
+        assert self.executor is not None and self.notifier is not None
+        if self.draining:
+            outcome = None
+        else:
+            try:
+                outcome = self.executor.execute(job)
+            except JobTimeoutError as exc:  # sent asynchronously by enforce_limits
+                outcome = self.executor.failure(job, f"JobTimeoutError: {exc}")
+        with self._lock:
+            if job.id in slot.timed_out:
+                slot.timed_out.discard(job.id)  # its failure was already recorded
+            else:
+                self._done.append(Finished(job, outcome, handback=outcome is None))
+            slot.batch.popleft()
+            slot.current_since = time.monotonic()
+        self.notifier.notify()
+
+    def free(self) -> int:
+        with self._lock:
+            return sum(1 for s in self._slots if not s.batch)
+
+    def busy(self) -> int:
+        with self._lock:
+            return sum(len(s.batch) for s in self._slots) + len(self._done)
+
+    def submit(self, jobs: list[LeasedJob]) -> None:
+        with self._lock:
+            idle = [s for s in self._slots if not s.batch]
+        size = -(-len(jobs) // len(idle))
+        for slot, start in zip(idle, range(0, len(jobs), size)):
+            chunk = jobs[start : start + size]
+            with self._lock:
+                slot.batch.extend(chunk)
+                slot.current_since = time.monotonic()
+            slot.inbox.put(chunk)
+
+    def collect(self) -> list[Finished]:
+        with self._lock:
+            done, self._done = self._done, []
+        return done
+
+    def next_deadline(self) -> float | None:
+        assert self.executor is not None
+        with self._lock:
+            deadlines = [s.current_since + self.executor.timeout_of(s.batch[0])
+                         for s in self._slots if s.batch and s.batch[0].id not in s.timed_out]
+        return min(deadlines) if deadlines else None
+
+    def enforce_limits(self) -> list[Finished]:
+        assert self.executor is not None
+        now = time.monotonic()
+        with self._lock:
+            for slot in self._slots:
+                if not slot.batch or slot.batch[0].id in slot.timed_out:
+                    continue
+                head = slot.batch[0]
+                limit = self.executor.timeout_of(head)
+                if now >= slot.current_since + limit and slot.thread.ident is not None:
+                    slot.timed_out.add(head.id)
+                    _raise_in_thread(slot.thread.ident, JobTimeoutError)
+                    reason = (f"JobTimeoutError: time limit exceeded: the job ran longer than {limit:g} s "
+                              "(thread pool: the exception was raised in its thread; a thread blocked in C code "
+                              "keeps running until that call returns)")
+                    self._done.append(Finished(head, self.executor.failure(head, reason)))
+            done, self._done = self._done, []
+        return done
+
+    def close(self, now: bool) -> list[Finished]:
+        for slot in self._slots:
+            slot.inbox.put(None)
+        if not now:
+            while any(s.thread.is_alive() for s in self._slots) and not self.abort:
+                for slot in self._slots:
+                    slot.thread.join(timeout=0.2)
+            if not self.abort:
+                return self.collect()
+        with self._lock:
+            for slot in self._slots:
+                self._done.extend(Finished(j, handback=True) for j in slot.batch if j.id not in slot.timed_out)
+                slot.batch.clear()
+            done, self._done = self._done, []
+        return done  # the threads are daemons: they die with the process

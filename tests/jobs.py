@@ -100,3 +100,14 @@ async def async_sleep(seconds):
 
     await asyncio.sleep(seconds)
     return seconds
+
+
+def fail_until(path, runs):
+    """Fails until it has been run ``runs`` times (counted in a file), then returns the run count."""
+    with open(path, "a") as fh:
+        fh.write("run\n")
+    with open(path) as fh:
+        count = len(fh.read().splitlines())
+    if count < runs:
+        raise RuntimeError(f"run {count} fails")
+    return count

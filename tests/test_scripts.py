@@ -136,6 +136,11 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield T.drain_call(qk, 2)
     yield T.drain_call(qk, 2)
     yield T.purge_registry_call(qk, qk.canceled, 10)
+    yield T.enqueue_call(qk, [T.NewJob("r1", "jobs.add")])
+    yield T.lease_call(qk, 1, 60_000, "w1", 60_000)
+    yield T.complete_call(qk, [T.Outcome("r1", 1, "failed", b"boom", 60_000, 0.0, "2;0")])  # retry now
+    yield T.lease_call(qk, 1, 60_000, "w1", 60_000)
+    yield T.complete_call(qk, [T.Outcome("r1", 2, "failed", b"boom", 60_000, 0.0, "2;50")])  # retry later
     yield T.schedule_call(qk, [T.NewJob(f"s{i}", "jobs.add", b"[[1,2],{}]", ttl_s=60 if i == 0 else 0)
                                for i in range(3)], at_ms=1)  # due at once
     yield T.schedule_call(qk, [T.NewJob("s0", "jobs.add"), T.NewJob("s3", "jobs.add", fresh_id=True)],

@@ -29,6 +29,7 @@ from .keys import key_slot, queue_slot
 from .pool import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
 from .queue import EnqueueData, Queue
 from .registry import Registry
+from .retry import Retry
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .worker import Worker, WorkerInfo, list_workers
 
@@ -43,6 +44,7 @@ __all__ = [
     "JobStatus",
     "Queue",
     "Registry",
+    "Retry",
     # consuming
     "AsyncioPool",
     "ForkPool",

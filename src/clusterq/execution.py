@@ -85,6 +85,14 @@ class JobSpec:
     result_keep_ms: int
     failure_keep_ms: int
     serializer: str
+    retry: str = ""  # "max;ms,ms,..." when the job was enqueued with a Retry
+
+
+def _encode_retry(value: Any) -> str:
+    if not value:
+        return ""
+    max_retries, delays = value
+    return f"{int(max_retries)};{','.join(str(int(ms)) for ms in delays)}"
 
 
 def _keep_ms(seconds: Any, default_s: float) -> int:
@@ -111,6 +119,7 @@ def decode_options(raw: bytes, default_timeout_s: float) -> tuple[JobSpec, str |
             result_keep_ms=_keep_ms(options.get("result_ttl"), DEFAULT_RESULT_TTL_S),
             failure_keep_ms=_keep_ms(options.get("failure_ttl"), DEFAULT_FAILURE_TTL_S),
             serializer=str(options.get("ser", "json")),
+            retry=_encode_retry(options.get("retry")),
         )
     except (TypeError, ValueError) as exc:
         problem = f"job options are malformed ({exc})"
@@ -154,9 +163,10 @@ class time_limit:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def _failure(leased: LeasedJob, spec: JobSpec, reason: str, elapsed_s: float = 0.0) -> Outcome:
+def _failure(leased: LeasedJob, spec: JobSpec, reason: str, elapsed_s: float = 0.0, retry: str = "") -> Outcome:
+    """A failed outcome; with ``retry`` set, complete.lua runs the job again if it has retries left."""
     return Outcome(leased.id, leased.token, "failed", reason.encode("utf-8", "replace"), spec.failure_keep_ms,
-                   elapsed_s)
+                   elapsed_s, retry)
 
 
 class Executor:
@@ -226,9 +236,10 @@ class Executor:
                 if inspect.isawaitable(value):
                     value = asyncio.run(_awaited(value))
         except JobTimeoutError as exc:
-            return _failure(leased, spec, f"JobTimeoutError: {exc}", time.perf_counter() - started)
+            return _failure(leased, spec, f"JobTimeoutError: {exc}", time.perf_counter() - started, spec.retry)
         except Exception as exc:
-            return _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started)
+            return _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
+                            spec.retry)
         return self._finish(leased, spec, value, time.perf_counter() - started)
 
     async def execute_async(self, leased: LeasedJob, loop: asyncio.AbstractEventLoop) -> Outcome:
@@ -250,9 +261,11 @@ class Executor:
         except asyncio.TimeoutError:
             how = "was cancelled" if inspect.iscoroutinefunction(func) else "was abandoned (its thread runs on)"
             return _failure(leased, spec, f"JobTimeoutError: time limit exceeded: the job ran longer than "
-                                          f"{spec.timeout_s:g} s and {how}", time.perf_counter() - started)
+                                          f"{spec.timeout_s:g} s and {how}", time.perf_counter() - started,
+                            spec.retry)
         except Exception as exc:
-            return _failure(leased, spec, describe_exception(exc, leased.func))
+            return _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
+                            spec.retry)
         return self._finish(leased, spec, value, time.perf_counter() - started)
 
     def _finish(self, leased: LeasedJob, spec: JobSpec, value: Any, elapsed_s: float) -> Outcome:

@@ -16,6 +16,7 @@ from .connection import REDIS_ERRORS, Client, ConnectionLike, connect
 from .exceptions import InvalidJobId, explain_server_error
 from .job import Job
 from .registry import Registry
+from .retry import Retry
 from .serializers import Serializer, resolve_serializer
 from .utils import function_path
 
@@ -26,12 +27,12 @@ DRAIN_BATCH = 1000
 PAGE_LIMIT = 10_000
 
 # RQ options clusterq does not implement yet: refused, rather than silently passed to the job function.
-_UNSUPPORTED = ("depends_on", "retry", "on_success", "on_failure", "on_stopped", "unique", "pipeline", "repeat",
+_UNSUPPORTED = ("depends_on", "on_success", "on_failure", "on_stopped", "unique", "pipeline", "repeat",
                 "group_id")
 
 _RESERVED = (
     "job_id", "job_timeout", "timeout", "result_ttl", "ttl", "failure_ttl", "description", "meta",
-    "at_front", "max_attempts", "args", "kwargs",
+    "at_front", "max_attempts", "retry", "args", "kwargs",
 )
 
 
@@ -76,6 +77,7 @@ class EnqueueData:
     description: str | None = None
     meta: dict[str, Any] | None = None
     max_attempts: int | None = None
+    retry: Retry | None = None
 
 
 def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
@@ -173,6 +175,10 @@ class Queue:
                 options[name] = seconds
         if data.description:
             options["description"] = str(data.description)
+        if data.retry is not None:
+            if not isinstance(data.retry, Retry):
+                raise TypeError(f"retry must be a clusterq.Retry, got {type(data.retry).__name__}")
+            options["retry"] = data.retry.encode()
         if self.serializer.name != "json":
             options["ser"] = self.serializer.name
         ttl = parse_duration(data.ttl, "ttl")

@@ -80,9 +80,10 @@ class Outcome:
     data: bytes
     keep_ms: int  # -1 forever, 0 delete at once
     elapsed_s: float = 0.0  # how long the job ran (not stored; sizes the worker's batches)
+    retry: str = ""  # for a failure that may be retried: "max;ms,ms,..." (complete.lua decides)
 
     def argv(self) -> tuple[Any, ...]:
-        return (self.id, self.token, self.status, self.data, self.keep_ms)
+        return (self.id, self.token, self.status, self.data, self.keep_ms, self.retry)
 
 
 def _text(value: Any) -> str:
@@ -146,7 +147,8 @@ def complete_call(qk: K.QueueKeys, outcomes: Iterable[Outcome]) -> Call:
     args: list[Any] = []
     for outcome in outcomes:
         args.extend(outcome.argv())
-    return Call(S.COMPLETE, (qk.active, qk.finished, qk.failed, qk.job_prefix), tuple(args))
+    return Call(S.COMPLETE, (qk.active, qk.finished, qk.failed, qk.job_prefix, qk.scheduled, qk.pending,
+                             qk.wake_channel), tuple(args))
 
 
 def extend_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]], lease_ms: int) -> Call:

@@ -22,9 +22,10 @@ local failed = 0
 for _, id in ipairs(ids) do
   redis.call("ZREM", KEYS[1], id)
   local key = KEYS[4] .. id
-  local job = redis.call("HMGET", key, "n", "ma", "w")
+  local job = redis.call("HMGET", key, "n", "ma", "w", "rt")
   if job[1] then
-    local attempts = tonumber(job[1]) or 0
+    -- Leases taken for Retry runs do not count against the lost-lease limit: only abandoned ones do.
+    local attempts = (tonumber(job[1]) or 0) - (tonumber(job[4]) or 0)
     local limit = tonumber(job[2]) or tonumber(ARGV[2])
     if attempts >= limit then
       redis.call("HSET", key, "s", "failed", "te", now, "e",

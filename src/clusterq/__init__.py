@@ -9,10 +9,12 @@
 
 from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
 from .connection import connect, describe, parse_url, topology_of
+from .control import is_suspended, resume, suspend
 from .exceptions import (
     ClusterQError,
     ConnectionFailed,
     DeserializationError,
+    DuplicateJob,
     FunctionNotFound,
     InvalidJobId,
     InvalidJobOperation,
@@ -55,6 +57,10 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "list_workers",
+    # controlling
+    "is_suspended",
+    "resume",
+    "suspend",
     # connecting
     "connect",
     "connect_async",
@@ -72,6 +78,7 @@ __all__ = [
     "ClusterQError",
     "ConnectionFailed",
     "DeserializationError",
+    "DuplicateJob",
     "FunctionNotFound",
     "InvalidJobId",
     "InvalidJobOperation",

@@ -53,7 +53,17 @@ from .aio_connection import AsyncClient, AsyncConnectionLike, connect_async, dis
 from .aio_job import AsyncJob
 from .aio_store import AsyncStore, LazyStore
 from .exceptions import NoSuchJobError
-from .queue import DRAIN_BATCH, ENQUEUE_CHUNK, PAGE_LIMIT, EnqueueData, Queue, parse_duration, split_enqueue_options
+from .queue import (
+    DRAIN_BATCH,
+    ENQUEUE_CHUNK,
+    PAGE_LIMIT,
+    EnqueueData,
+    Queue,
+    _refuse_debounce,
+    check_duplicates,
+    parse_duration,
+    split_enqueue_options,
+)
 from .serializers import Serializer, resolve_serializer
 
 __all__ = [
@@ -181,6 +191,7 @@ class AsyncQueue:
 
     async def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[AsyncJob]:
         """Enqueue many jobs: chunks of ``ENQUEUE_CHUNK`` per script call, all in one pipeline."""
+        _refuse_debounce(jobs)
         new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
         store = await self._lazy.get()
         if not self._registered:  # the global set of known queues: once per queue object, never in a script
@@ -192,8 +203,12 @@ class AsyncQueue:
         ]
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
-        await store.run_many(calls)
-        return [self._job(job.id) for job in new]
+        results = await store.run_many(calls)
+        if at_front:
+            results.reverse()
+        jobs_out = [self._job(job.id) for job in new]
+        check_duplicates(self.name, new, [code for reply in results for code in reply], jobs_out)
+        return jobs_out
 
     # --- reading ------------------------------------------------------------------------------
 

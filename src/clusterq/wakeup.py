@@ -23,7 +23,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from .connection import Client
-from .keys import QueueKeys
+from .keys import CONTROL_CHANNEL, QueueKeys
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,14 @@ READ_TIMEOUT_S = 1.0
 class Waker:
     """Subscribes to the wake channels of some queues and tells which of them were signalled."""
 
-    def __init__(self, client: Client, queues: list[str], notify: Callable[[], None] | None = None) -> None:
+    def __init__(self, client: Client, queues: list[str], notify: Callable[[], None] | None = None,
+                 control: bool = False) -> None:
         self._client = client
         self._notify = notify
-        self._channels = {QueueKeys(q).wake_channel: q for q in queues}
+        self._channels: dict[str, str | None] = {QueueKeys(q).wake_channel: q for q in queues}
+        if control:  # the global suspend flag's channel: sets control_changed
+            self._channels[CONTROL_CHANNEL] = None
+        self.control_changed = False
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._ready: set[str] = set()
@@ -91,6 +95,11 @@ class Waker:
                 if isinstance(channel, bytes):
                     channel = channel.decode("utf-8", "surrogateescape")
                 queue = self._channels.get(channel)
+                if channel == CONTROL_CHANNEL:
+                    self.control_changed = True
+                    self._event.set()
+                    if self._notify is not None:
+                        self._notify()
                 if message.get("data") in (b"s", "s"):
                     self.schedule_changed = True  # an earlier scheduled job: maintenance should look now
                 if queue is not None:

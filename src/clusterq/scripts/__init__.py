@@ -38,8 +38,11 @@ DRAIN = _load("drain")
 PURGE_REGISTRY = _load("purge_registry")
 SCHEDULE = _load("schedule")
 PROMOTE = _load("promote")
+CONFIGURE = _load("configure")
+DEBOUNCE = _load("debounce")
 
 ALL: tuple[Script, ...] = (
     ENQUEUE, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, CANCEL, DELETE, REQUEUE, SET_FIELDS,
-    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE,
+    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, CONFIGURE,
+    DEBOUNCE,
 )

@@ -10,6 +10,7 @@ KEYS[2] canceled sorted set (score = expiry, ms)
 KEYS[3] active sorted set
 KEYS[4] stats hash
 KEYS[5] scheduled sorted set
+KEYS[6] prio sorted set (a queued job with a priority is removed from it: O(log N), no tombstone)
 ARGV[1] job id
 ARGV[2] how long to keep the canceled record (ms; "-1" = forever, "0" = delete it now)
 Returns: 1 canceled, 0 no such job, -1 already finished, failed or canceled (status unchanged)
@@ -18,7 +19,7 @@ local key = KEYS[1] .. ARGV[1]
 local status = redis.call("HGET", key, "s")
 if not status then return 0 end
 if status == "finished" or status == "failed" or status == "canceled" then return -1 end
-if status == "queued" then
+if status == "queued" and redis.call("ZREM", KEYS[6], ARGV[1]) == 0 then
   -- The id stays in the pending list as a tombstone; "tb" marks that it is still there.
   redis.call("HINCRBY", KEYS[4], "tomb", 1)
   redis.call("HSET", key, "tb", "1")

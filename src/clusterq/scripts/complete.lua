@@ -11,6 +11,8 @@ KEYS[4] job key prefix
 KEYS[5] scheduled sorted set (a retry with a delay waits here)
 KEYS[6] pending list (a retry without a delay goes back here)
 KEYS[7] wake channel
+KEYS[8] prio sorted set (a retry of a job with a priority goes back to its level)
+KEYS[9] stats hash (field "pseq": the priority sequence)
 ARGV[1..] six values per job: id, token, status ("finished" | "failed"), data (result or error text),
           keep (ms; "-1" = forever, "0" = delete the record now), retry ("" or "max;ms,ms,...": a failed
           job whose retry count "rt" is below max is scheduled again after the rt-th interval instead)
@@ -44,7 +46,14 @@ for i = 1, #ARGV, 6 do
         if first[1] == id then redis.call("SPUBLISH", KEYS[7], "s") end
       else
         redis.call("HSET", key, "s", "queued", "e", ARGV[i + 3], "rt", retries[1])
-        if redis.call("RPUSH", KEYS[6], id) == 1 then redis.call("SPUBLISH", KEYS[7], "1") end
+        local level = tonumber(redis.call("HGET", key, "pr"))
+        if level then
+          local seq = redis.call("HINCRBY", KEYS[9], "pseq", 1)
+          redis.call("ZADD", KEYS[8], level * 1099511627776 + 549755813888 + seq, id)
+          if redis.call("ZCARD", KEYS[8]) == 1 then redis.call("SPUBLISH", KEYS[7], "1") end
+        elseif redis.call("RPUSH", KEYS[6], id) == 1 then
+          redis.call("SPUBLISH", KEYS[7], "1")
+        end
       end
     else
       local status = ARGV[i + 2]

@@ -2,13 +2,16 @@
 --[[ requeue_expired: recover jobs whose lease ran out (their worker died, hung or lost Redis).
 
 Bounded: handles at most ARGV[1] jobs per call. A job whose attempts reached its limit is failed as
-abandoned, with that reason; the others go back to the head of the queue, attempt counted.
+abandoned, with that reason; the others go back to the head of the queue (of their priority level),
+attempt counted.
 
 KEYS[1] active sorted set
 KEYS[2] pending list
 KEYS[3] failed sorted set
 KEYS[4] job key prefix
 KEYS[5] wake channel
+KEYS[6] prio sorted set
+KEYS[7] stats hash (field "pseq": the priority sequence)
 ARGV[1] batch size
 ARGV[2] default maximum attempts (a job's own "ma" field wins)
 ARGV[3] how long to keep a failed record (ms)
@@ -18,11 +21,12 @@ local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ids = redis.call("ZRANGE", KEYS[1], "-inf", now, "BYSCORE", "LIMIT", 0, tonumber(ARGV[1]))
 local requeued = {}
+local prio = {}  -- {id, level}
 local failed = 0
 for _, id in ipairs(ids) do
   redis.call("ZREM", KEYS[1], id)
   local key = KEYS[4] .. id
-  local job = redis.call("HMGET", key, "n", "ma", "w", "rt")
+  local job = redis.call("HMGET", key, "n", "ma", "w", "rt", "pr")
   if job[1] then
     -- Leases taken for Retry runs do not count against the lost-lease limit: only abandoned ones do.
     local attempts = (tonumber(job[1]) or 0) - (tonumber(job[4]) or 0)
@@ -38,7 +42,7 @@ for _, id in ipairs(ids) do
     else
       redis.call("HSET", key, "s", "queued")
       redis.call("HDEL", key, "ts", "w")
-      requeued[#requeued + 1] = id
+      if job[5] then prio[#prio + 1] = {id, tonumber(job[5])} else requeued[#requeued + 1] = id end
     end
   end
 end
@@ -46,4 +50,14 @@ if #requeued > 0 then
   local length = redis.call("LPUSH", KEYS[2], unpack(requeued))
   if length == #requeued then redis.call("SPUBLISH", KEYS[5], "1") end
 end
-return {#requeued, failed}
+if #prio > 0 then
+  local top = redis.call("HINCRBY", KEYS[7], "pseq", #prio)
+  local zadd = {}
+  for k, entry in ipairs(prio) do
+    zadd[#zadd + 1] = entry[2] * 1099511627776 + 549755813888 + k - 1 - top
+    zadd[#zadd + 1] = entry[1]
+  end
+  redis.call("ZADD", KEYS[6], unpack(zadd))
+  if redis.call("ZCARD", KEYS[6]) == #prio then redis.call("SPUBLISH", KEYS[5], "1") end
+end
+return {#requeued + #prio, failed}

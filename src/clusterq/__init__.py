@@ -41,6 +41,7 @@ from .periodic_jobs import (
 from .pool import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
 from .queue import EnqueueData, Queue
 from .registry import Registry
+from .results import Result, ResultType
 from .retry import Retry
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .worker import Worker, WorkerInfo, list_workers
@@ -56,6 +57,8 @@ __all__ = [
     "JobStatus",
     "Queue",
     "Registry",
+    "Result",
+    "ResultType",
     "Retry",
     # consuming
     "AsyncioPool",

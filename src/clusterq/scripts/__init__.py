@@ -39,8 +39,9 @@ PURGE_REGISTRY = _load("purge_registry")
 SCHEDULE = _load("schedule")
 PROMOTE = _load("promote")
 CRON_TICK = _load("cron_tick")
+RESULTS = _load("results")
 
 ALL: tuple[Script, ...] = (
     ENQUEUE, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, CANCEL, DELETE, REQUEUE, SET_FIELDS,
-    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, CRON_TICK,
+    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, RESULTS, CRON_TICK,
 )

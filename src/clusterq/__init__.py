@@ -10,6 +10,7 @@
 from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
 from .connection import connect, describe, parse_url, topology_of
 from .control import is_suspended, resume, suspend
+from .cron import CronError, CronExpr, Interval
 from .exceptions import (
     ClusterQError,
     ConnectionFailed,
@@ -28,9 +29,21 @@ from .exceptions import (
 )
 from .job import Job, JobStatus
 from .keys import key_slot, queue_slot
+from .periodic_jobs import (
+    CronScheduler,
+    Periodic,
+    PeriodicError,
+    PeriodicInfo,
+    PeriodicRun,
+    list_periodic,
+    load_periodic,
+    periodic,
+    remove_periodic,
+)
 from .pool import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
 from .queue import EnqueueData, Queue
 from .registry import Registry
+from .results import Result, ResultType
 from .retry import Retry
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .worker import Worker, WorkerInfo, list_workers
@@ -46,6 +59,8 @@ __all__ = [
     "JobStatus",
     "Queue",
     "Registry",
+    "Result",
+    "ResultType",
     "Retry",
     # consuming
     "AsyncioPool",
@@ -61,6 +76,17 @@ __all__ = [
     "is_suspended",
     "resume",
     "suspend",
+    # periodic jobs
+    "CronExpr",
+    "CronScheduler",
+    "Interval",
+    "Periodic",
+    "PeriodicInfo",
+    "PeriodicRun",
+    "list_periodic",
+    "load_periodic",
+    "periodic",
+    "remove_periodic",
     # connecting
     "connect",
     "connect_async",
@@ -77,6 +103,7 @@ __all__ = [
     # errors
     "ClusterQError",
     "ConnectionFailed",
+    "CronError",
     "DeserializationError",
     "DuplicateJob",
     "FunctionNotFound",
@@ -86,6 +113,7 @@ __all__ = [
     "InvalidURL",
     "JobTimeoutError",
     "NoSuchJobError",
+    "PeriodicError",
     "SerializationError",
     "ServerError",
     "StopRequested",

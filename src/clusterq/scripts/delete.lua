@@ -10,7 +10,8 @@ KEYS[4] failed sorted set
 KEYS[5] canceled sorted set
 KEYS[6] stats hash
 KEYS[7] scheduled sorted set
-KEYS[8] prio sorted set (a queued job with a priority leaves it: no tombstone)
+KEYS[8] history key prefix (the job's earlier results go with it)
+KEYS[9] prio sorted set (a queued job with a priority leaves it: no tombstone)
 ARGV[1] job id
 Returns: 1 deleted, 0 no such job
 ]]
@@ -18,7 +19,9 @@ local key = KEYS[1] .. ARGV[1]
 local status = redis.call("HGET", key, "s")
 for i = 2, 5 do redis.call("ZREM", KEYS[i], ARGV[1]) end
 redis.call("ZREM", KEYS[7], ARGV[1])
-if status == "queued" and redis.call("ZREM", KEYS[8], ARGV[1]) == 0 then
+if status == "queued" and redis.call("ZREM", KEYS[9], ARGV[1]) == 0 then
   redis.call("HINCRBY", KEYS[6], "tomb", 1)
 end
-return redis.call("DEL", key)
+local deleted = redis.call("EXISTS", key)
+redis.call("DEL", key, KEYS[8] .. ARGV[1])
+return deleted

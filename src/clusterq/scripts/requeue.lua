@@ -8,7 +8,8 @@ KEYS[4] canceled sorted set
 KEYS[5] finished sorted set
 KEYS[6] wake channel
 KEYS[7] stats hash (the tombstone count; "pseq", the priority sequence)
-KEYS[8] prio sorted set (a job with a priority goes back to its level, scored as enqueue.lua does)
+KEYS[8] history key prefix (kept as long as the record: made permanent with it)
+KEYS[9] prio sorted set (a job with a priority goes back to its level, scored as enqueue.lua does)
 ARGV[1] job id
 ARGV[2] "1" to push at the front, else "0"
 Returns: 1 requeued, 0 no such job, -1 the job is queued or running (nothing changed)
@@ -22,8 +23,10 @@ redis.call("ZREM", KEYS[3], id)
 redis.call("ZREM", KEYS[4], id)
 redis.call("ZREM", KEYS[5], id)
 redis.call("HSET", key, "s", "queued")
-redis.call("HDEL", key, "e", "r", "ts", "te", "w")
+-- The latest result (hk, ht, r or e) stays: the next outcome moves it to the job's history.
+redis.call("HDEL", key, "ts", "te", "w")
 redis.call("PERSIST", key)
+redis.call("PERSIST", KEYS[8] .. id)
 if redis.call("HDEL", key, "tb") == 1 then
   -- Canceled while queued and its id is still in the list: that entry becomes live again.
   redis.call("HINCRBY", KEYS[7], "tomb", -1)
@@ -33,8 +36,8 @@ end
 local level = tonumber(redis.call("HGET", key, "pr"))
 if level then
   local seq = redis.call("HINCRBY", KEYS[7], "pseq", 1)
-  redis.call("ZADD", KEYS[8], level * 1099511627776 + 549755813888 + (ARGV[2] == "1" and -seq or seq), id)
-  if redis.call("ZCARD", KEYS[8]) == 1 then redis.call("SPUBLISH", KEYS[6], "1") end
+  redis.call("ZADD", KEYS[9], level * 1099511627776 + 549755813888 + (ARGV[2] == "1" and -seq or seq), id)
+  if redis.call("ZCARD", KEYS[9]) == 1 then redis.call("SPUBLISH", KEYS[6], "1") end
   return 1
 end
 local length

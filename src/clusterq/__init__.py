@@ -10,6 +10,7 @@
 from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
 from .callbacks import Callback
 from .connection import connect, describe, parse_url, topology_of
+from .cron import CronError, CronExpr, Interval
 from .exceptions import (
     ClusterQError,
     ConnectionFailed,
@@ -27,6 +28,17 @@ from .exceptions import (
 )
 from .job import Job, JobStatus
 from .keys import key_slot, queue_slot
+from .periodic_jobs import (
+    CronScheduler,
+    Periodic,
+    PeriodicError,
+    PeriodicInfo,
+    PeriodicRun,
+    list_periodic,
+    load_periodic,
+    periodic,
+    remove_periodic,
+)
 from .pool import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
 from .queue import EnqueueData, Queue
 from .registry import Registry
@@ -60,6 +72,17 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "list_workers",
+    # periodic jobs
+    "CronExpr",
+    "CronScheduler",
+    "Interval",
+    "Periodic",
+    "PeriodicInfo",
+    "PeriodicRun",
+    "list_periodic",
+    "load_periodic",
+    "periodic",
+    "remove_periodic",
     # connecting
     "connect",
     "connect_async",
@@ -76,6 +99,7 @@ __all__ = [
     # errors
     "ClusterQError",
     "ConnectionFailed",
+    "CronError",
     "DeserializationError",
     "FunctionNotFound",
     "InvalidJobId",
@@ -84,6 +108,7 @@ __all__ = [
     "InvalidURL",
     "JobTimeoutError",
     "NoSuchJobError",
+    "PeriodicError",
     "SerializationError",
     "ServerError",
     "StopRequested",

@@ -7,17 +7,23 @@ per server (per node on a cluster), never a multi-slot command.
 
 Scripts are run by SHA. A server that answers NOSCRIPT (a new or promoted node, a flushed script cache)
 is sent the source once with EVAL, which also caches it there.
+
+While a queue's slot migrates to another cluster node, Redis refuses every script on it with TRYAGAIN
+(each declares the queue's job-key prefix, which is never a key, so the keys are never "all present"
+on one side). :meth:`Store.run` retries those with a short back-off until the slot has moved
+(:data:`SLOT_MIGRATION_WAIT_S` at most), so a migration pauses the queue instead of failing its calls.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, ClusterError, MovedError, NoScriptError, TryAgainError
 
 from . import keys as K
 from . import scripts as S
@@ -26,6 +32,15 @@ from .connection import REDIS_ERRORS, Client
 # Errors a node gives when the call belongs elsewhere now or the node is gone: retry via the cluster client.
 _RETRY_THROUGH_CLUSTER = (MovedError, AskError, TryAgainError, ClusterDownError, NoScriptError,
                           redis.ConnectionError, redis.TimeoutError, OSError)
+
+SLOT_MIGRATION_WAIT_S = 30.0
+"""How long a call keeps retrying while its slot is being migrated (TRYAGAIN) before it raises."""
+
+
+def slot_is_moving(exc: BaseException) -> bool:
+    """TRYAGAIN, or redis-py giving up after bouncing between ASK, TRYAGAIN and MOVED (a slot in migration)."""
+    return isinstance(exc, TryAgainError) or (isinstance(exc, ClusterError) and "TTL exhausted" in str(exc))
+
 
 # Job hash fields read back into a Job. Short names keep a pending job small in Redis.
 JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma")
@@ -206,13 +221,34 @@ def purge_registry_call(qk: K.QueueKeys, registry_key: str, batch: int) -> Call:
 class Store:
     """Runs transitions on a synchronous redis-py client (standalone, Sentinel master or cluster)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, *, slot_migration_wait_s: float = SLOT_MIGRATION_WAIT_S) -> None:
         self.client = client
+        self.slot_migration_wait_s = slot_migration_wait_s
 
     # --- running scripts ------------------------------------------------------------------------
 
     def run(self, call: Call) -> Any:
-        """Run one transition; on NOSCRIPT send the source (which caches it on that server)."""
+        """Run one transition; on NOSCRIPT send the source (which caches it on that server).
+
+        On a cluster, a call refused because its slot is being migrated is retried with a back-off
+        (10 ms doubling to 200 ms) for up to ``slot_migration_wait_s``.
+        """
+        deadline: float | None = None
+        delay_s = 0.01
+        while True:
+            try:
+                return self._run_once(call)
+            except (TryAgainError, ClusterError) as exc:
+                if not slot_is_moving(exc):
+                    raise
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + self.slot_migration_wait_s
+                if now >= deadline:
+                    raise
+                time.sleep(min(delay_s, deadline - now))
+                delay_s = min(delay_s * 2, 0.2)
+
+    def _run_once(self, call: Call) -> Any:
         n = len(call.keys)
         try:
             return self.client.evalsha(call.script.sha, n, *call.keys, *call.args)

@@ -229,6 +229,7 @@ class Producer:
     acked: list[str] = field(default_factory=list)
     ack_times: dict[str, float] = field(default_factory=dict)
     errors: int = 0
+    error_kinds: Counter[str] = field(default_factory=Counter)
     abandoned: list[str] = field(default_factory=list)
 
     def enqueue(self, index: int, retry_for_s: float = 30.0) -> bool:
@@ -237,8 +238,9 @@ class Producer:
         while True:
             try:
                 self.queue.enqueue("fault_jobs.mark", str(self.records_path), job_id, self.sleep_s, job_id=job_id)
-            except Exception:
+            except Exception as exc:
                 self.errors += 1
+                self.error_kinds[f"{type(exc).__name__}: {str(exc)[:100]}"] += 1
                 if time.monotonic() > deadline:
                     self.abandoned.append(job_id)
                     return False

@@ -251,13 +251,16 @@ def test_an_enqueue_retried_with_the_same_job_id_creates_one_job(clusterq_url: s
 
 
 def run_under_load(queue: Queue, url: str, tmp_path: Path, fault, total: int = 300, producers: int = 1,
-                   pause_s: float = 0.01) -> tuple[Producer, Path, tuple[float, float]]:
+                   pause_s: float = 0.01, workers: int = 1, worker_options: dict | None = None,
+                   finally_=None) -> tuple[Producer, Path, tuple[float, float]]:
     """Produce ``total`` jobs (``producers`` threads, one enqueue at a time, a failed enqueue retried with
-    the same id) with a worker running, and call ``fault()`` once a third of them is acknowledged.
+    the same id) with ``workers`` workers running, and call ``fault()`` once a third of them is
+    acknowledged. ``finally_(queue, records)`` runs once everything settled, with the workers still up.
     Returns (the producers merged, the record file, the fault's start and end)."""
     records = tmp_path / "records"
     team = [Producer(queue, records, f"f{n}-", sleep_s=0.005) for n in range(producers)]
     window: list[float] = []
+    options = {"pool": "process", "concurrency": 2, **FAST_LEASES, **(worker_options or {})}
 
     def produce(producer: Producer) -> None:
         for i in range(total // producers):
@@ -267,7 +270,9 @@ def run_under_load(queue: Queue, url: str, tmp_path: Path, fault, total: int = 3
     def acked() -> int:
         return sum(len(p.acked) for p in team)
 
-    with worker_process(url, queue.name, tmp_path / "worker.log", pool="process", concurrency=2, **FAST_LEASES):
+    with contextlib.ExitStack() as stack:
+        procs = [stack.enter_context(worker_process(url, queue.name, tmp_path / f"worker{n}.log", **options))
+                 for n in range(workers)]
         threads = [threading.Thread(target=produce, args=(p,), daemon=True) for p in team]
         for thread in threads:
             thread.start()
@@ -283,8 +288,13 @@ def run_under_load(queue: Queue, url: str, tmp_path: Path, fault, total: int = 3
             merged.acked += p.acked
             merged.ack_times.update(p.ack_times)
             merged.errors += p.errors
+            merged.error_kinds.update(p.error_kinds)
             merged.abandoned += p.abandoned
         wait_for(lambda: settled(queue, merged.acked, records), "every job to settle", timeout_s=90)
+        if finally_ is not None:
+            finally_(queue, records)
+        for proc in procs:
+            assert proc.poll() is None, "a worker died"
     return merged, records, (window[0], window[1])
 
 
@@ -295,6 +305,7 @@ def failover_verdict(name: str, queue: Queue, producer: Producer, records: Path,
     verdict.recovery_s = max(x for x in (stall, enqueue_stall, 0.0) if x is not None)
     verdict.notes = {"failover_s": round(window[1] - window[0], 2), "processing_stall_s": stall,
                      "enqueue_stall_s": enqueue_stall, "enqueue_errors_retried": producer.errors,
+                     "enqueue_error_kinds": dict(producer.error_kinds),
                      "enqueues_abandoned": len(producer.abandoned),
                      "lost_in_failover_window": verdict.lost_in_failover_window}
     report(verdict)
@@ -386,3 +397,56 @@ def test_cluster_primary_failover_of_a_busy_queue_slot(cluster: Cluster, tmp_pat
     if how == "cluster-failover":  # a coordinated failover loses no acknowledged write
         assert verdict.lost == 0, verdict.summary()
 
+
+
+# --- 7. a busy queue's slot migrated to another node and back -------------------------------------
+
+
+def worker_logs(tmp_path: Path) -> str:
+    return "\n".join(path.read_text(errors="replace") for path in sorted(tmp_path.glob("worker*.log")))
+
+
+@REPEAT
+def test_a_busy_queues_slot_migrates_to_another_node_and_back(cluster: Cluster, tmp_path: Path, run: int) -> None:
+    cluster.wait_converged()
+    queue = fresh_queue(cluster.url, "migrate")
+    moves: list[str] = []
+
+    def fault() -> None:
+        home = cluster.node_for_slot(queue.slot)
+        away = next(node for node in cluster.primaries() if node.port != home.port)
+        # Small batches with a pause stretch the migration the way a slot holding many keys would, so
+        # producers and workers meet ASK, TRYAGAIN and then MOVED.
+        for target in (away, home):
+            cluster.migrate_slot(queue.slot, target, batch=10, between_batches=lambda: time.sleep(0.01))
+            moves.append(f"{queue.slot}->{target.name}")
+            time.sleep(0.5)
+
+    def a_late_job_wakes_an_idle_worker(queue: Queue, records: Path) -> None:
+        # The workers poll only every 10 minutes: this job starts only if their wake-up subscription
+        # followed the slot to its new owner.
+        late = Producer(queue, records, "late-")
+        assert late.enqueue(0)
+        wait_for(lambda: "late-0" in {r.job_id for r in read_records(records)}, "the late job to be woken up")
+
+    try:
+        producer, records, window = run_under_load(
+            queue, cluster.url, tmp_path, fault, total=600, producers=2, pause_s=0.005, workers=2,
+            worker_options={"idle_poll_s": 600.0}, finally_=a_late_job_wakes_an_idle_worker)
+    finally:
+        keep_server_logs(cluster.processes, tmp_path)
+    verdict = check("Cluster slot migration under load (there and back)", queue, producer.acked, records)
+    stall = longest_gap([r.at for r in read_records(records)], window[0])
+    enqueue_stall = longest_gap(list(producer.ack_times.values()), window[0])
+    verdict.recovery_s = max(x for x in (stall, enqueue_stall, 0.0) if x is not None)
+    logs = worker_logs(tmp_path)
+    verdict.notes = {"moves": moves, "migration_s": round(window[1] - window[0], 2), "processing_stall_s": stall,
+                     "enqueue_stall_s": enqueue_stall, "enqueue_errors_retried": producer.errors,
+                     "enqueue_error_kinds": dict(producer.error_kinds),
+                     "worker_redis_errors": logs.count("Redis call failed")}
+    report(verdict)
+    assert "CROSSSLOT" not in logs
+    assert not producer.error_kinds, verdict.summary()  # enqueue waited out TRYAGAIN instead of failing
+    assert not producer.abandoned, verdict.summary()
+    assert verdict.lost == 0 and verdict.failed == 0, verdict.summary()
+    assert not verdict.unexplained_duplicates and not verdict.not_terminal, verdict.summary()

@@ -288,6 +288,65 @@ class Store:
                 results[index] = self._run_or_error(calls[index])
         return results
 
+    def run_and_wait(self, calls: Sequence[Call], marker_key: str, replicas: int,
+                     timeout_ms: int) -> tuple[list[Any], int]:
+        """Run ``calls`` (all in one slot), then ``WAIT`` for ``replicas`` replicas; return (results, how
+        many replicas acknowledged).
+
+        WAIT counts the replicas that reached the last write *of its own connection*, so the calls and the
+        WAIT go in one pipeline, on one connection to the slot's primary (on a cluster, straight to the
+        node that owns the slot). A script that writes nothing (an enqueue of ids that already exist, as
+        when the caller retries) would leave WAIT nothing to wait for, while the first attempt's write may
+        not have reached a replica yet; so the pipeline also bumps a counter on ``marker_key`` (in the
+        same slot), whose offset is at or after every earlier write to that primary.
+        """
+        pending = list(range(len(calls)))
+        results: list[Any] = [None] * len(calls)
+        with_source = False
+        deadline: float | None = None
+        delay_s = 0.01
+        while True:
+            client = self._client_for(marker_key)
+            pipe = client.pipeline(transaction=False)
+            for index in pending:
+                call = calls[index]
+                script = call.script.source if with_source else call.script.sha
+                pipe.execute_command("EVAL" if with_source else "EVALSHA", script, len(call.keys), *call.keys,
+                                     *call.args)
+            pipe.execute_command("HINCRBY", marker_key, "qd", 1)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            replies = pipe.execute(raise_on_error=False)
+            failed = []
+            for index, reply in zip(pending, replies):
+                results[index] = reply
+                if isinstance(reply, BaseException):
+                    failed.append(index)
+            errors = [results[i] for i in failed] + [r for r in replies[-2:] if isinstance(r, BaseException)]
+            if not errors:
+                return results, int(replies[-1])
+            if all(isinstance(e, NoScriptError) for e in errors) and not with_source:
+                pending, with_source = failed, True  # the server lost its script cache: send the source
+                continue
+            moving = isinstance(self.client, RedisCluster) and all(
+                isinstance(e, (MovedError, AskError, TryAgainError, NoScriptError)) for e in errors)
+            now = time.monotonic()
+            deadline = deadline if deadline is not None else now + self.slot_migration_wait_s
+            if not moving or now >= deadline:
+                raise next((e for e in errors if not isinstance(e, NoScriptError)), errors[0])
+            if any(isinstance(e, MovedError) for e in errors):
+                self.client.nodes_manager.initialize()  # type: ignore[union-attr]  # the slot moved: re-read the map
+            else:
+                time.sleep(min(delay_s, deadline - now))  # mid-migration (ASK, TRYAGAIN): wait for it to end
+                delay_s = min(delay_s * 2, 0.2)
+            pending = failed  # only what did not run; the marker and WAIT are sent every time
+
+    def _client_for(self, key: str) -> redis.Redis:
+        """The client whose connections reach the primary holding ``key``."""
+        if not isinstance(self.client, RedisCluster):
+            return self.client
+        node = self.client.get_node_from_key(key)
+        return node.redis_connection or self.client.get_redis_connection(node)
+
     def _run_many_cluster(self, calls: Sequence[Call]) -> list[Any]:
         """One plain pipeline per primary, straight to the node that owns each call's slot.
 

@@ -111,3 +111,25 @@ def fail_until(path, runs):
     if count < runs:
         raise RuntimeError(f"run {count} fails")
     return count
+
+
+def eat_memory(chunk_mb=16, give_up_mb=4096):
+    """Allocates without bound (a poison job). Stops at ``give_up_mb`` so a missing cap fails the test
+    instead of taking the machine down."""
+    chunks = []
+    while len(chunks) * chunk_mb < give_up_mb:
+        chunks.append(bytearray(chunk_mb * 2**20))
+    return f"survived {len(chunks) * chunk_mb} MiB"
+
+
+def spin_forever():
+    """An infinite loop in Python code (the soft time limit interrupts it)."""
+    n = 0
+    while True:
+        n += 1
+
+
+def segfault():
+    import ctypes
+
+    ctypes.string_at(0)

@@ -133,3 +133,11 @@ def segfault():
     import ctypes
 
     ctypes.string_at(0)
+
+
+def spin_forever_deaf():
+    """An infinite loop that blocks SIGALRM, so only the hard limit (a kill from outside) stops it."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    spin_forever()

@@ -538,3 +538,50 @@ def test_redis_restarted_with_aof_under_load_workers_and_producers_reconnect_by_
     assert not producer.abandoned, verdict.summary()
     assert verdict.lost == 0 and verdict.failed == 0, verdict.summary()  # appendfsync always: nothing dropped
     assert not verdict.unexplained_duplicates and not verdict.not_terminal, verdict.summary()
+
+
+# --- 9. poison jobs among normal ones -----------------------------------------------------------------
+
+# (function, arguments, enqueue options, how its failure reason must start)
+POISONS = {
+    "os._exit": ("jobs.crash", (), {}, "abandoned"),
+    "segfault": ("jobs.segfault", (), {}, "abandoned"),
+    "infinite loop": ("jobs.spin_forever", (), {"job_timeout": 1}, "JobTimeoutError"),
+    "infinite loop deaf to SIGALRM": ("jobs.spin_forever_deaf", (), {"job_timeout": 1}, "JobTimeoutError"),
+    "unbounded memory": ("jobs.eat_memory", (), {}, "MemoryError"),
+}
+
+
+@REPEAT
+def test_poison_jobs_fail_after_their_attempts_and_the_other_jobs_run(
+    standalone: Standalone, tmp_path: Path, run: int
+) -> None:
+    url = standalone.url
+    queue = fresh_queue(url, "poison")
+    records, log = tmp_path / "records", tmp_path / "worker.log"
+    producer = Producer(queue, records, "n", sleep_s=0.01)
+    poison: dict[str, str] = {}
+    for i in range(200):
+        assert producer.enqueue(i)
+        if i % 40 == 20:  # each kind of poison five times, spread among the normal jobs
+            for kind, (func, args, options, _) in POISONS.items():
+                job_id = f"poison-{kind.replace(' ', '-')}-{i}"
+                poison[queue.enqueue(func, *args, job_id=job_id, **options).id] = kind
+    with worker_process(url, queue.name, log, pool="process", concurrency=2, memory_limit_mb=256,
+                        **FAST_LEASES) as proc:
+        wait_for(lambda: settled(queue, [*producer.acked, *poison], records), "every job to settle", timeout_s=180)
+        assert proc.poll() is None  # the supervisor survived every poison
+
+    verdict = check("poison jobs (exit, segfault, infinite loops, unbounded memory)", queue,
+                    [*producer.acked, *poison], records)
+    reasons = {}
+    for job_id, kind in poison.items():
+        job = queue.fetch_job(job_id)
+        assert job is not None
+        reasons[job_id] = (job.exc_info or "").splitlines()[0] if job.exc_info else ""
+        expected = POISONS[kind][3]
+        assert reasons[job_id].startswith(expected), f"{kind}: {reasons[job_id]!r}"
+    verdict.notes = {"poison_jobs": len(poison), "reasons": sorted({r[:70] for r in reasons.values()})}
+    report(verdict)
+    assert verdict.lost == 0 and verdict.failed == len(poison), verdict.summary()
+    assert not verdict.unexplained_duplicates and not verdict.not_terminal, verdict.summary()

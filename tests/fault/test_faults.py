@@ -258,8 +258,8 @@ def test_an_enqueue_retried_with_the_same_job_id_creates_one_job(clusterq_url: s
 
 def run_under_load(queue: Queue, url: str, tmp_path: Path, fault, total: int = 300, producers: int = 1,
                    pause_s: float = 0.01, workers: int = 1, worker_options: dict | None = None,
-                   finally_=None, separate_producers: bool = False,
-                   queue_options: dict | None = None) -> tuple[Producer, Path, tuple[float, float]]:
+                   finally_=None, separate_producers: bool = False, queue_options: dict | None = None,
+                   job_sleep_s: float = 0.005) -> tuple[Producer, Path, tuple[float, float]]:
     """Produce ``total`` jobs (``producers`` threads, or processes with ``separate_producers``; one enqueue
     at a time, a failed enqueue retried with the same id) with ``workers`` workers running, and call
     ``fault()`` once a third of them is acknowledged. ``queue_options`` go to the producer processes'
@@ -283,7 +283,7 @@ def run_under_load(queue: Queue, url: str, tmp_path: Path, fault, total: int = 3
             def join() -> Producer:
                 return team.join()
         else:
-            threads_team = [Producer(queue, records, f"f{n}-", sleep_s=0.005) for n in range(producers)]
+            threads_team = [Producer(queue, records, f"f{n}-", sleep_s=job_sleep_s) for n in range(producers)]
 
             def produce(producer: Producer) -> None:
                 for i in range(total // producers):
@@ -432,7 +432,7 @@ def test_cluster_primary_failover_of_a_busy_queue_slot(cluster: Cluster, tmp_pat
         cluster.wait_converged(60)
 
     try:
-        producer, records, window = run_under_load(queue, cluster.url, tmp_path, fault)
+        producer, records, window = run_under_load(queue, cluster.url, tmp_path, fault, separate_producers=True)
     finally:
         keep_server_logs(cluster.processes, tmp_path)
     verdict = failover_verdict(f"Cluster {how}", queue, producer, records, window)
@@ -529,7 +529,9 @@ def test_redis_restarted_with_aof_under_load_workers_and_producers_reconnect_by_
         server.restart()
 
     try:
-        producer, records, window = run_under_load(queue, aof_standalone.url, tmp_path, fault, workers=2)
+        # Jobs of 50 ms: the workers hold leased batches when the server goes away.
+        producer, records, window = run_under_load(queue, aof_standalone.url, tmp_path, fault, workers=2,
+                                                   job_sleep_s=0.05)
     finally:
         keep_server_logs(aof_standalone.processes, tmp_path)
     requeued = [job_id for job_id in producer.acked if (job := queue.fetch_job(job_id)) and job.attempts > 1]

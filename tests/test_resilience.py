@@ -92,3 +92,43 @@ def test_a_queue_keeps_working_while_its_cluster_slot_migrates(clusterq_cluster,
         worker.request_stop()
         thread.join(timeout=15)
     assert not thread.is_alive()
+
+
+def test_asyncio_enqueues_wait_out_a_slot_migration_too(clusterq_cluster, qname: str) -> None:
+    import asyncio
+
+    from clusterq import AsyncQueue
+
+    cluster = clusterq_cluster
+    q = Queue(qname, cluster.url)
+    q.enqueue_many([q.prepare_data("jobs.add", (0, 0)) for _ in range(300)])  # keys to migrate
+    home = cluster.node_for_slot(q.slot)
+    away = next(node for node in cluster.primaries() if node.port != home.port)
+    migrated = threading.Event()
+    errors: list[BaseException] = []
+
+    async def produce() -> int:
+        aq = AsyncQueue(qname, cluster.url)
+        done = 0
+        try:
+            while not migrated.is_set():
+                try:
+                    await aq.enqueue("jobs.add", 1, 1)
+                    done += 1
+                except Exception as exc:  # the point of the test: there must be none
+                    errors.append(exc)
+        finally:
+            await aq.aclose()
+        return done
+
+    result: list[int] = []
+    producer = threading.Thread(target=lambda: result.append(asyncio.run(produce())))
+    producer.start()
+    try:
+        for target in (away, home):
+            cluster.migrate_slot(q.slot, target, batch=10, between_batches=lambda: time.sleep(0.005))
+    finally:
+        migrated.set()
+        producer.join(60)
+    assert not errors, errors[:3]
+    assert result and q.count == 300 + result[0]

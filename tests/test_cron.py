@@ -263,6 +263,24 @@ def test_two_cron_processes_enqueue_each_tick_exactly_once(url: str, qname: str,
     assert sorted(recorded) == sorted(ids)
 
 
+def test_when_one_of_two_cron_processes_is_killed_the_other_takes_every_tick(
+    url: str, qname: str, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    q = Queue(qname, url)
+    env = {**subprocess_env, "CQ_CRON_QUEUE": qname, "CLUSTERQ_URL": url}
+    logs = [tmp_path / "cron-a.log", tmp_path / "cron-b.log"]
+    with process(["cron", "cron_config"], env, logs[0]) as a, process(["cron", "cron_config"], env, logs[1]) as b:
+        wait_for(lambda: len(cron_ids(q)) >= 3, "three ticks")
+        a.kill()  # SIGKILL: no chance to clean up
+        a.wait()
+        seen = len(cron_ids(q))
+        wait_for(lambda: len(cron_ids(q)) >= seen + 3, "three more ticks after the kill")
+        stop(b, logs[1])
+    ids = cron_ids(q)
+    found = [tick_of(i) for i in ids]
+    assert found == list(range(found[0], found[0] + 1000 * len(found), 1000)), f"duplicate or gap: {ids}"
+
+
 def test_three_schedulers_in_threads_take_each_tick_once(url: str, qname: str) -> None:
     import threading
 

@@ -24,6 +24,7 @@ from .exceptions import (
     InvalidURL,
     JobTimeoutError,
     NoSuchJobError,
+    ReplicationTimeout,
     SerializationError,
     ServerError,
     StopRequested,
@@ -45,7 +46,7 @@ from .pool import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
 from .queue import EnqueueData, Queue
 from .registry import Registry
 from .results import Result, ResultType
-from .retry import Retry
+from .retry import Backoff, Repeat, Retry, RetryJob
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .worker import Worker, WorkerInfo, list_workers
 
@@ -55,15 +56,18 @@ __all__ = [
     # producing
     "AsyncJob",
     "AsyncQueue",
+    "Backoff",
     "Callback",
     "EnqueueData",
     "Job",
     "JobStatus",
     "Queue",
     "Registry",
+    "Repeat",
     "Result",
     "ResultType",
     "Retry",
+    "RetryJob",
     # consuming
     "AsyncioPool",
     "ForkPool",
@@ -116,6 +120,7 @@ __all__ = [
     "JobTimeoutError",
     "NoSuchJobError",
     "PeriodicError",
+    "ReplicationTimeout",
     "SerializationError",
     "ServerError",
     "StopRequested",

@@ -14,10 +14,10 @@ from . import keys as K
 from . import store as T
 from .callbacks import Callback, encode_callbacks
 from .connection import REDIS_ERRORS, Client, ConnectionLike, connect
-from .exceptions import DuplicateJob, InvalidJobId, explain_server_error
+from .exceptions import DuplicateJob, InvalidJobId, ReplicationTimeout, explain_server_error
 from .job import Job
 from .registry import Registry
-from .retry import Retry
+from .retry import Repeat, Retry
 from .serializers import Serializer, resolve_serializer
 from .utils import function_path
 
@@ -28,11 +28,11 @@ DRAIN_BATCH = 1000
 PAGE_LIMIT = 10_000
 
 # RQ options clusterq does not implement yet: refused, rather than silently passed to the job function.
-_UNSUPPORTED = ("depends_on", "pipeline", "repeat", "group_id")
+_UNSUPPORTED = ("depends_on", "pipeline", "group_id")
 
 _RESERVED = (
     "job_id", "job_timeout", "timeout", "result_ttl", "ttl", "failure_ttl", "description", "meta",
-    "at_front", "max_attempts", "retry", "result_history", "on_success", "on_failure", "on_stopped",
+    "at_front", "max_attempts", "retry", "repeat", "result_history", "on_success", "on_failure", "on_stopped",
     "args", "kwargs", "priority", "unique", "concurrency_key", "debounce",
 )
 
@@ -98,6 +98,7 @@ class EnqueueData:
     unique: bool = False
     concurrency_key: str | None = None
     debounce: tuple[str, float] | None = None
+    repeat: Repeat | None = None
     result_history: int | None = None
     on_success: Callback | Callable[..., Any] | str | None = None
     on_failure: Callback | Callable[..., Any] | str | None = None
@@ -162,6 +163,9 @@ class Queue:
     ``connection`` is a URL (``redis://``, ``redis+sentinel://``, ``redis+cluster://``...), a redis-py
     client, or None for ``$CLUSTERQ_URL``. All of a queue's keys share one hash tag, so on a cluster the
     whole queue lives in one slot; different queues spread over the nodes.
+
+    ``wait_replicas=N`` makes enqueue durable: it returns only once N replicas have the jobs (Redis
+    ``WAIT``, at most ``wait_timeout_s``), and raises :class:`~clusterq.ReplicationTimeout` otherwise.
     """
 
     def __init__(
@@ -175,7 +179,13 @@ class Queue:
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
         result_history: int | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_s: float = 1.0,
     ) -> None:
+        if not isinstance(wait_replicas, int) or isinstance(wait_replicas, bool) or wait_replicas < 0:
+            raise ValueError(f"wait_replicas must be an int >= 0, got {wait_replicas!r}")
+        if not isinstance(wait_timeout_s, (int, float)) or isinstance(wait_timeout_s, bool) or wait_timeout_s <= 0:
+            raise ValueError(f"wait_timeout_s must be a positive number of seconds, got {wait_timeout_s!r}")
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
         self.connection: Client = connect(connection)
@@ -186,6 +196,8 @@ class Queue:
         self.failure_ttl = parse_duration(failure_ttl, "failure_ttl")
         self.max_attempts = max_attempts
         self.result_history = validate_result_history(result_history)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_s = float(wait_timeout_s)
         self._registered = False
 
     def __repr__(self) -> str:
@@ -236,6 +248,10 @@ class Queue:
             if not isinstance(data.retry, Retry):
                 raise TypeError(f"retry must be a clusterq.Retry, got {type(data.retry).__name__}")
             options["retry"] = data.retry.encode()
+        if data.repeat is not None:
+            if not isinstance(data.repeat, Repeat):
+                raise TypeError(f"repeat must be a clusterq.Repeat, got {type(data.repeat).__name__}")
+            options["repeat"] = data.repeat.encode()
         history = validate_result_history(data.result_history)
         history = self.result_history if history is None else history
         if history is not None and history != T.RESULT_HISTORY:
@@ -339,12 +355,29 @@ class Queue:
                                  at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
         try:
             self._register()
-            results = self.store.run_many(calls)
+            results = self._write(calls, new)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"schedule a job in queue {self.name!r}") from exc
         jobs_out = [self._job(job.id) for job in new]
         check_duplicates(self.name, new, [code for reply in results for code in reply[1:]], jobs_out)
         return jobs_out
+
+    def _write(self, calls: list[T.Call], new: Sequence[T.NewJob]) -> list[Any]:
+        """Run the calls that create ``new``; with ``wait_replicas``, also wait for the replicas. Returns
+        the calls' replies."""
+        if not self.wait_replicas:
+            return self.store.run_many(calls)
+        results, acknowledged = self.store.run_and_wait(calls, self.keys.stats, self.wait_replicas,
+                                                  max(1, int(self.wait_timeout_s * 1000)))
+        if acknowledged < self.wait_replicas:
+            ids = [job.id for job in new]
+            raise ReplicationTimeout(
+                f"queue {self.name!r}: {len(ids)} job(s) ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''}) "
+                f"were written to the primary, but only {acknowledged} of {self.wait_replicas} replica(s) "
+                f"acknowledged them within {self.wait_timeout_s:g} s; they will run unless the primary fails "
+                "before a replica has them, so they may or may not survive a failover (retrying with the same "
+                "job_id is safe)", job_ids=ids, acknowledged=acknowledged, wanted=self.wait_replicas)
+        return results
 
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, at_front: bool = False, **options: Any) -> Job:
@@ -369,7 +402,7 @@ class Queue:
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
         try:
-            results = self.store.run_many(calls)
+            results = self._write(calls, new)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
         if at_front:

@@ -347,6 +347,26 @@ def test_a_restarted_scheduler_runs_the_latest_missed_tick_once(url: str, qname:
     assert cron_ids(q)[-1] == job.job_id(int((t0 + timedelta(seconds=31)).timestamp() * 1000))
 
 
+def test_a_periodic_jobs_arguments_and_options_apply_to_every_run(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    job = Periodic("jobs.echo", every=1, queue=qname, name="opts", args=(1, "a"), kwargs={"k": [2]},
+                   job_timeout=7, result_ttl=600, description="nightly", meta={"who": "cron"}, max_attempts=2)
+    scheduler = CronScheduler(url, [job], install_signal_handlers=False)
+    t0 = _now_floor_s(60)
+    for step in range(3):
+        scheduler.run_once(now=t0 + timedelta(seconds=step, milliseconds=1))
+    runs = [q.fetch_job(i) for i in cron_ids(q)]
+    assert len(runs) == 2
+    for run in runs:
+        assert run is not None and run.func_name == "jobs.echo"
+        assert (run.args, run.kwargs) == ([1, "a"], {"k": [2]})
+        assert (run.timeout, run.result_ttl, run.description, run.meta) == (7, 600, "nightly", {"who": "cron"})
+    with pytest.raises(PeriodicError, match=r"unknown option\(s\) \['job_timout'\]"):
+        Periodic("jobs.echo", every=1, job_timout=7)
+    with pytest.raises(PeriodicError, match=r"periodic job 'bad': JSON cannot carry"):
+        CronScheduler(url, [Periodic("jobs.echo", every=1, args=(object(),), name="bad")])
+
+
 def test_older_ticks_and_ticks_after_the_servers_clock_are_refused(url: str, qname: str) -> None:
     q = Queue(qname, url)
     job = Periodic("jobs.noop", every=1, queue=qname, name="guarded")

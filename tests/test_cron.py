@@ -4,6 +4,7 @@ exactly once with two schedulers running, cron expressions, coalesced missed tic
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -458,6 +459,25 @@ def test_a_worker_with_cron_runs_its_periodic_jobs_and_stops_on_sigterm(
     infos = list_periodic(url)
     assert [i.name for i in infos] == ["decorated-beat"]
     assert len(infos[0].runs) >= 3 and infos[0].runs[-1].status == "finished"
+
+
+@pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)
+def test_clusterq_cron_without_a_module_runs_the_settings_modules_periodic_jobs(
+    clusterq_topology: Topology, qname: str, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    clusterq_topology.flush()
+    (tmp_path / "cqsettings.py").write_text(
+        "from clusterq import Periodic\n"
+        f"URL = {clusterq_topology.url!r}\n"
+        f"PERIODIC = [Periodic('jobs.noop', every=1, queue={qname!r}, name='from-settings')]\n")
+    env = {k: v for k, v in subprocess_env.items() if k != "CLUSTERQ_URL"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    q = Queue(qname, clusterq_topology.url)
+    log = tmp_path / "cron.log"
+    with process(["cron", "--settings", "cqsettings"], env, log) as proc:
+        wait_for(lambda: len(cron_ids(q)) >= 2, "two ticks")
+        stop(proc, log)
+    assert all(i.startswith("cron:from-settings:") for i in cron_ids(q))
 
 
 def test_a_bad_periodic_module_is_a_one_line_error(url: str, subprocess_env: dict[str, str]) -> None:

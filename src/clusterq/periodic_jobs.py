@@ -330,7 +330,8 @@ class CronScheduler:
         job = entry.job
         expected = entry.next_ms
         entry.mode = "fire"
-        entry.next_ms = job.schedule.next_after(tick)
+        # Another scheduler may already have taken later ticks (our clock is behind): skip past them.
+        entry.next_ms = job.schedule.next_after(max(tick, last))
         when = to_datetime(tick).isoformat()
         if code == 1:
             self.enqueued += 1

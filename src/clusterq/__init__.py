@@ -9,6 +9,7 @@
 
 from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
 from .connection import connect, describe, parse_url, topology_of
+from .context import get_current_job, set_progress
 from .exceptions import (
     ClusterQError,
     ConnectionFailed,
@@ -18,13 +19,14 @@ from .exceptions import (
     InvalidJobOperation,
     InvalidQueueName,
     InvalidURL,
+    JobStopped,
     JobTimeoutError,
     NoSuchJobError,
     SerializationError,
     ServerError,
     StopRequested,
 )
-from .job import Job, JobStatus
+from .job import Job, JobStatus, Progress, send_stop_job_command
 from .keys import key_slot, queue_slot
 from .pool import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
 from .queue import EnqueueData, Queue
@@ -45,6 +47,11 @@ __all__ = [
     "Queue",
     "Registry",
     "Retry",
+    # inside a job, and controlling one
+    "Progress",
+    "get_current_job",
+    "send_stop_job_command",
+    "set_progress",
     # consuming
     "AsyncioPool",
     "ForkPool",
@@ -77,6 +84,7 @@ __all__ = [
     "InvalidJobOperation",
     "InvalidQueueName",
     "InvalidURL",
+    "JobStopped",
     "JobTimeoutError",
     "NoSuchJobError",
     "SerializationError",

@@ -55,6 +55,14 @@ class StopRequested(BaseException):
     """
 
 
+class JobStopped(BaseException):
+    """Raised inside a job that was stopped with ``job.stop()`` (thread and solo pools; the process pools
+    kill the job's process and the asyncio pool cancels its task instead).
+
+    A BaseException so that a job's own ``except Exception`` cannot swallow it.
+    """
+
+
 class ServerError(ClusterQError):
     """The server refused or failed a command (out of memory, ACL denial, read-only replica...)."""
 

@@ -9,6 +9,7 @@ undecodable payload, wrong arguments, a result the serializer cannot carry, time
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import fnmatch
 import functools
 import inspect
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .context import JobConnection, enter_job, leave_job
 from .exceptions import DeserializationError, FunctionNotFound, JobTimeoutError, SerializationError
 from .job import DEFAULT_FAILURE_TTL_S, DEFAULT_RESULT_TTL_S
 from .serializers import Serializer
@@ -170,12 +172,19 @@ def _failure(leased: LeasedJob, spec: JobSpec, reason: str, elapsed_s: float = 0
 
 
 class Executor:
-    """Turns leased jobs into outcomes, in the calling thread."""
+    """Turns leased jobs into outcomes, in the calling thread.
 
-    def __init__(self, resolver: FunctionResolver, serializer: Serializer, default_timeout_s: float) -> None:
+    ``connection`` is how a running job reaches Redis (for ``get_current_job()``); ``time_limits=False``
+    runs jobs without arming SIGALRM (a queue's synchronous mode, inside the user's own process).
+    """
+
+    def __init__(self, resolver: FunctionResolver, serializer: Serializer, default_timeout_s: float, *,
+                 connection: JobConnection | None = None, time_limits: bool = True) -> None:
         self.resolver = resolver
         self.serializer = serializer
         self.default_timeout_s = default_timeout_s
+        self.connection = connection
+        self.time_limits = time_limits
         self._timeouts: dict[bytes, float] = {}
         self._default_spec = decode_options(b"", default_timeout_s)[0]
 
@@ -223,6 +232,12 @@ class Executor:
         """A failed outcome with ``reason``, kept as long as the job's failure_ttl says."""
         return _failure(leased, decode_options(leased.options, self.default_timeout_s)[0], reason)
 
+    def stopped(self, leased: LeasedJob, reason: str) -> Outcome:
+        """The outcome of a job stopped by ``job.stop()``: status ``stopped``, never retried."""
+        spec = decode_options(leased.options, self.default_timeout_s)[0]
+        return Outcome(leased.id, leased.token, "stopped", f"JobStopped: {reason}".encode("utf-8", "replace"),
+                       spec.failure_keep_ms)
+
     def execute(self, leased: LeasedJob) -> Outcome:
         """Run the job in this thread (time limit by SIGALRM in the main thread); never raises but
         :class:`StopRequested`. An ``async def`` job runs to completion on a fresh event loop."""
@@ -230,8 +245,9 @@ class Executor:
         spec, func, args, kwargs, problem = self.prepare(leased)
         if problem is not None or func is None:
             return _failure(leased, spec, problem or "cannot run job")
+        token = enter_job(leased, self.connection, self.serializer)
         try:
-            with time_limit(spec.timeout_s):
+            with time_limit(spec.timeout_s if self.time_limits else 0):
                 value = func(*args, **kwargs)
                 if inspect.isawaitable(value):
                     value = asyncio.run(_awaited(value))
@@ -240,6 +256,8 @@ class Executor:
         except Exception as exc:
             return _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
                             spec.retry)
+        finally:
+            leave_job(token)
         return self._finish(leased, spec, value, time.perf_counter() - started)
 
     async def execute_async(self, leased: LeasedJob, loop: asyncio.AbstractEventLoop) -> Outcome:
@@ -249,12 +267,14 @@ class Executor:
         spec, func, args, kwargs, problem = self.prepare(leased)
         if problem is not None or func is None:
             return _failure(leased, spec, problem or "cannot run job")
+        enter_job(leased, self.connection, self.serializer)  # this task's own context: nothing to reset
         try:
             limit = spec.timeout_s if spec.timeout_s > 0 else None  # job_timeout=-1: no limit
             if inspect.iscoroutinefunction(func):
                 value = await asyncio.wait_for(func(*args, **kwargs), limit)
             else:
-                call = functools.partial(func, *args, **kwargs)
+                # run_in_executor does not carry the context to the thread: hand it over explicitly.
+                call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
                 value = await asyncio.wait_for(loop.run_in_executor(None, call), limit)
                 if inspect.isawaitable(value):
                     value = await asyncio.wait_for(value, limit)

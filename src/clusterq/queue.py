@@ -14,6 +14,8 @@ from . import keys as K
 from . import store as T
 from .connection import REDIS_ERRORS, Client, ConnectionLike, connect
 from .exceptions import InvalidJobId, explain_server_error
+from .execution import Executor
+from .inline import inline_executor, run_inline
 from .job import Job
 from .registry import Registry
 from .retry import Retry
@@ -107,6 +109,9 @@ class Queue:
     ``connection`` is a URL (``redis://``, ``redis+sentinel://``, ``redis+cluster://``...), a redis-py
     client, or None for ``$CLUSTERQ_URL``. All of a queue's keys share one hash tag, so on a cluster the
     whole queue lives in one slot; different queues spread over the nodes.
+
+    ``is_async=False`` (for tests) makes ``enqueue`` run each job at once in the calling thread and
+    record its outcome as a worker would (see :mod:`clusterq.inline`).
     """
 
     def __init__(
@@ -119,10 +124,13 @@ class Queue:
         result_ttl: float | int | str | None = None,
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
+        is_async: bool = True,
     ) -> None:
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
         self.connection: Client = connect(connection)
+        self.is_async = is_async
+        self._inline: Executor | None = None
         self.store = T.Store(self.connection)
         self.serializer = resolve_serializer(serializer)
         self.default_timeout = parse_duration(default_timeout, "default_timeout")
@@ -277,7 +285,11 @@ class Queue:
             self.store.run_many(calls)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
-        return [self._job(job.id) for job in new]
+        enqueued = [self._job(job.id) for job in new]
+        if not self.is_async:
+            self._inline = self._inline or inline_executor(self)
+            run_inline(self, self._inline, enqueued)
+        return enqueued
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -38,8 +38,10 @@ DRAIN = _load("drain")
 PURGE_REGISTRY = _load("purge_registry")
 SCHEDULE = _load("schedule")
 PROMOTE = _load("promote")
+STOP = _load("stop")
+TAKE = _load("take")
 
 ALL: tuple[Script, ...] = (
     ENQUEUE, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, CANCEL, DELETE, REQUEUE, SET_FIELDS,
-    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE,
+    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, STOP, TAKE,
 )

@@ -1,5 +1,5 @@
 #!lua
---[[ requeue: put a failed, canceled or finished job back on its queue to run again.
+--[[ requeue: put a failed, stopped, canceled or finished job back on its queue to run again.
 
 KEYS[1] pending list
 KEYS[2] job key prefix
@@ -16,12 +16,12 @@ local id = ARGV[1]
 local key = KEYS[2] .. id
 local status = redis.call("HGET", key, "s")
 if not status then return 0 end
-if status ~= "failed" and status ~= "canceled" and status ~= "finished" then return -1 end
+if status ~= "failed" and status ~= "canceled" and status ~= "finished" and status ~= "stopped" then return -1 end
 redis.call("ZREM", KEYS[3], id)
 redis.call("ZREM", KEYS[4], id)
 redis.call("ZREM", KEYS[5], id)
 redis.call("HSET", key, "s", "queued")
-redis.call("HDEL", key, "e", "r", "ts", "te", "w")
+redis.call("HDEL", key, "e", "r", "ts", "te", "w", "sp", "pg")
 redis.call("PERSIST", key)
 if redis.call("HDEL", key, "tb") == 1 then
   -- Canceled while queued and its id is still in the list: that entry becomes live again.

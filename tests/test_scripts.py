@@ -24,7 +24,8 @@ pytestmark = pytest.mark.compat  # also run against the second server engine
 @pytest.mark.parametrize("script", S.ALL, ids=lambda s: s.name)
 def test_every_script_has_a_header_naming_keys_argv_and_returns(script: S.Script) -> None:
     text = script.source.decode()
-    assert text.startswith("#!lua\n"), "scripts use the shebang so the server enforces single-slot access"
+    assert text.startswith(("#!lua\n", "#!lua flags=no-writes\n")), (
+        "scripts use the shebang so the server enforces single-slot access")
     header = text[: text.index("]]")]
     assert f"{script.name}:" in header
     assert "KEYS[1]" in header and "Returns:" in header
@@ -141,6 +142,19 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield T.complete_call(qk, [T.Outcome("r1", 1, "failed", b"boom", 60_000, 0.0, "2;0")])  # retry now
     yield T.lease_call(qk, 1, 60_000, "w1", 60_000)
     yield T.complete_call(qk, [T.Outcome("r1", 2, "failed", b"boom", 60_000, 0.0, "2;50")])  # retry later
+    yield T.results_call(qk, "r1")
+    client.zadd(qk.scheduled, {"r1": 0})
+    yield T.promote_call(qk, 10)
+    yield T.set_fields_call(qk, "r1", {"hw": "1"})  # someone waits for its result
+    yield T.lease_call(qk, 1, 60_000, "w1", 60_000)
+    yield T.complete_call(qk, [T.Outcome("r1", 3, "finished", b"7", 60_000, 0.0, "1;b:10:2:100:0.5", 3)])
+    client.zadd(qk.scheduled, {"r1": 0})
+    yield T.promote_call(qk, 10)
+    yield T.lease_call(qk, 1, 1, "w1", 60_000)
+    time.sleep(0.01)
+    yield T.requeue_expired_call(qk, 100, 1, 60_000)  # abandoned after results: history kept
+    yield T.requeue_call(qk, "r1")
+    yield T.delete_call(qk, "r1")
     yield T.schedule_call(qk, [T.NewJob(f"s{i}", "jobs.add", b"[[1,2],{}]", ttl_s=60 if i == 0 else 0)
                                for i in range(3)], at_ms=1)  # due at once
     yield T.schedule_call(qk, [T.NewJob("s0", "jobs.add"), T.NewJob("s3", "jobs.add", fresh_id=True)],
@@ -178,7 +192,7 @@ def test_scripts_touch_only_declared_keys_all_in_the_queues_slot(clusterq_topolo
             store.run(call)
             seen_scripts.add(call.script.name)
             declared = {k.encode() for k in call.keys}
-            prefixes = [k.encode() for k in call.keys if k.endswith(":j:")]
+            prefixes = [k.encode() for k in call.keys if k.endswith((":j:", ":h:"))]
             commands = monitor.take()
             assert commands, f"{call.script.name} ran no command?"
             for command in commands:

@@ -22,6 +22,7 @@ from clusterq import (
     NoSuchJobError,
     ProcessPool,
     Queue,
+    ResultType,
     Retry,
     Worker,
     send_stop_job_command,
@@ -88,6 +89,8 @@ def test_a_stopped_job_ends_stopped_with_its_reason_and_is_never_retried(url: st
     assert q.scheduled_job_registry.count == 0 and q.count == 0, "a stopped job is not retried"
     assert q.started_job_registry.count == 0
     assert worker.stats.stopped == 1 and after.return_value() == 42
+    latest = job.latest_result()
+    assert latest is not None and latest.type == ResultType.STOPPED and latest.exc_string == job.exc_info
     assert Job.fetch(job.handle, url).progress is not None, "what it reported before it stopped stays"
 
 
@@ -145,7 +148,7 @@ def test_a_stopped_job_can_be_requeued_and_then_runs_to_the_end(url: str, qname:
         job.stop()
         wait_for(lambda: job.get_status() == JobStatus.STOPPED, "the job to be stopped")
     assert q.failed_job_registry.requeue(job.id) == 1
-    assert job.get_status() == JobStatus.QUEUED and job.exc_info is None and job.progress is None
+    assert job.get_status() == JobStatus.QUEUED and job.progress is None, "the progress was the last run's"
     path.unlink()
     with running(Worker([q], url, pool="thread", concurrency=1, install_signal_handlers=False)):
         wait_started(path)  # the requeued job runs again (it would run for 120 s)
@@ -153,6 +156,9 @@ def test_a_stopped_job_can_be_requeued_and_then_runs_to_the_end(url: str, qname:
         job.stop("again")
         wait_for(lambda: job.get_status() == JobStatus.STOPPED, "the second stop")
     assert job.attempts == 2 and job.exc_info == "JobStopped: again"
+    results = job.results()
+    assert [r.type for r in results] == [ResultType.STOPPED, ResultType.STOPPED]
+    assert [r.exc_string for r in results] == ["JobStopped: again", "JobStopped: stop requested"]
 
 
 def test_clusterq_stop_stops_a_job_by_its_handle(url: str, qname: str, tmp_path: Path,

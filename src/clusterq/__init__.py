@@ -31,6 +31,7 @@ from .keys import key_slot, queue_slot
 from .pool import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
 from .queue import EnqueueData, Queue
 from .registry import Registry
+from .results import Result, ResultType
 from .retry import Retry
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .worker import Worker, WorkerInfo, list_workers
@@ -46,6 +47,8 @@ __all__ = [
     "JobStatus",
     "Queue",
     "Registry",
+    "Result",
+    "ResultType",
     "Retry",
     # inside a job, and controlling one
     "Progress",

@@ -54,7 +54,16 @@ from .aio_connection import AsyncClient, AsyncConnectionLike, connect_async, dis
 from .aio_job import AsyncJob
 from .aio_store import AsyncStore, LazyStore
 from .exceptions import NoSuchJobError
-from .queue import DRAIN_BATCH, ENQUEUE_CHUNK, PAGE_LIMIT, EnqueueData, Queue, parse_duration, split_enqueue_options
+from .queue import (
+    DRAIN_BATCH,
+    ENQUEUE_CHUNK,
+    PAGE_LIMIT,
+    EnqueueData,
+    Queue,
+    parse_duration,
+    split_enqueue_options,
+    validate_result_history,
+)
 from .serializers import Serializer, resolve_serializer
 
 __all__ = [
@@ -82,12 +91,13 @@ class JobDefaults:
     result_ttl: float | None = None
     failure_ttl: float | None = None
     max_attempts: int | None = None
+    result_history: int | None = None
 
 
 def build_new_job(data: EnqueueData, defaults: JobDefaults) -> T.NewJob:
     """The record the enqueue script stores for ``data``, by exactly the rules of :class:`Queue`.
 
-    ``Queue._new_job`` reads nothing from its queue but the five attributes of :class:`JobDefaults`,
+    ``Queue._new_job`` reads nothing from its queue but the attributes of :class:`JobDefaults`,
     so it runs here with ``defaults`` standing in for the queue: one implementation of ids, option
     parsing and validation for both APIs. (Once queue.py offers this as a module-level function, this
     becomes an import.)
@@ -115,6 +125,7 @@ class AsyncQueue:
         result_ttl: float | int | str | None = None,
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
+        result_history: int | None = None,
     ) -> None:
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
@@ -125,6 +136,7 @@ class AsyncQueue:
             result_ttl=parse_duration(result_ttl, "result_ttl"),
             failure_ttl=parse_duration(failure_ttl, "failure_ttl"),
             max_attempts=max_attempts,
+            result_history=validate_result_history(result_history),
         )
         self._lazy = LazyStore(connection)
         self._registered = False

@@ -38,10 +38,11 @@ DRAIN = _load("drain")
 PURGE_REGISTRY = _load("purge_registry")
 SCHEDULE = _load("schedule")
 PROMOTE = _load("promote")
+RESULTS = _load("results")
 STOP = _load("stop")
 TAKE = _load("take")
 
 ALL: tuple[Script, ...] = (
     ENQUEUE, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, CANCEL, DELETE, REQUEUE, SET_FIELDS,
-    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, STOP, TAKE,
+    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, RESULTS, STOP, TAKE,
 )

@@ -178,3 +178,29 @@ def test_clusterq_stop_stops_a_job_by_its_handle(url: str, qname: str, tmp_path:
     again = subprocess.run([sys.executable, "-m", "clusterq.cli", "stop", "-u", url, job.handle],
                            env=subprocess_env, capture_output=True, text=True, timeout=DEADLINE_S)
     assert again.returncode == 1 and "not running" in again.stderr and "Traceback" not in again.stderr
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_a_job_stopped_while_it_waits_in_a_batch_never_runs(url: str, qname: str, kind: str,
+                                                            tmp_path: Path) -> None:
+    q = Queue(qname, url)
+    path = tmp_path / "started"
+    marker = tmp_path / "ran"
+    worker = Worker([q], url, pool=kind, concurrency=1, max_batch=10, batch_target_s=1.0,
+                    install_signal_handlers=False)
+    with running(worker):
+        # Quick jobs first: the worker learns that jobs are short and leases them several at a time.
+        quick = q.enqueue_many([q.prepare_data("jobs.noop") for _ in range(12)])
+        wait_for(lambda: all(j.get_status() == JobStatus.FINISHED for j in quick), "the quick jobs")
+        func = control_jobs.progress_then_wait
+        first, second = q.enqueue_many([q.prepare_data(func, (str(path), 120)),
+                                        q.prepare_data("jobs.record", (str(marker), "second ran"))])
+        wait_started(path)
+        assert second.get_status() == JobStatus.STARTED, "leased in the same batch, waiting behind the first"
+        second.stop("not this one")
+        first.stop("nor this one")
+        wait_for(lambda: first.get_status() == JobStatus.STOPPED and second.get_status() == JobStatus.STOPPED,
+                 "both jobs to be stopped")
+    assert not marker.exists(), "the waiting job never ran"
+    assert second.exc_info == "JobStopped: not this one" and first.exc_info == "JobStopped: nor this one"
+    assert q.count == 0 and q.started_job_registry.count == 0

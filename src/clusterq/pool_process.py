@@ -173,7 +173,7 @@ class ProcessPool(Pool):
                     child.done += 1
                 elif message[0] == "retire":
                     # Anything sent after its last batch never started: back to the queue, uncounted.
-                    self._done.extend(Finished(job, handback=True) for job in child.batch)
+                    self._done.extend(self._unstarted(child))
                     child.batch.clear()
                     self._replace(child)
                     return
@@ -191,13 +191,24 @@ class ProcessPool(Pool):
                 return True
         return False
 
+    def _unstarted(self, child: _Child) -> list[Finished]:
+        """Records for the jobs of a batch that never started: back to the queue, uncounted, except those
+        whose stop was requested, which end stopped (handed back, they would run elsewhere)."""
+        assert self.executor is not None
+        out = []
+        for job in child.batch:
+            reason = self._stopping.pop(_key(job), None)
+            out.append(Finished(job, self.executor.stopped(job, reason)) if reason is not None
+                       else Finished(job, handback=True))
+        return out
+
     def _kill_for_stop(self, child: _Child) -> None:
         """Kill the child running a stopped job and replace it; the rest of its batch goes back."""
         assert self.executor is not None
         head = child.batch.popleft()
         reason = self._stopping.pop(_key(head))
         self._done.append(Finished(head, self.executor.stopped(head, reason)))
-        self._done.extend(Finished(job, handback=True) for job in child.batch)
+        self._done.extend(self._unstarted(child))
         child.batch.clear()
         self._replace(child)
 
@@ -207,7 +218,7 @@ class ProcessPool(Pool):
             head = child.batch.popleft()
             how = f"exit code {code}" if code is None or code >= 0 else f"signal {signal.Signals(-code).name}"
             self._done.append(Finished(head, crashed=f"the worker's child process died ({how}) while running it"))
-            self._done.extend(Finished(job, handback=True) for job in child.batch)
+            self._done.extend(self._unstarted(child))
             child.batch.clear()
         self._replace(child)
 
@@ -235,7 +246,7 @@ class ProcessPool(Pool):
                 reason = (f"JobTimeoutError: time limit exceeded: the job ran longer than {limit:g} s and did not "
                           f"stop when told to; its process was killed {self.hard_grace_s:g} s later")
                 self._done.append(Finished(head, self.executor.failure(head, reason)))
-                self._done.extend(Finished(job, handback=True) for job in child.batch)
+                self._done.extend(self._unstarted(child))
                 child.batch.clear()
                 self._replace(child)
         done, self._done = self._done, []
@@ -251,7 +262,7 @@ class ProcessPool(Pool):
         finished.extend(self.collect())  # outcomes already in the pipes are not handed back to rerun
         for child in self._children:
             if child.batch:
-                finished.extend(Finished(job, handback=True) for job in child.batch)
+                finished.extend(self._unstarted(child))
                 child.batch.clear()
             with contextlib.suppress(Exception):
                 child.conn.send(None)

@@ -171,6 +171,7 @@ class ThreadPool(Pool):
         return False
 
     def close(self, now: bool) -> list[Finished]:
+        assert self.executor is not None
         for slot in self._slots:
             slot.inbox.put(None)
         if not now:
@@ -181,7 +182,12 @@ class ThreadPool(Pool):
                 return self.collect()
         with self._lock:
             for slot in self._slots:
-                self._done.extend(Finished(j, handback=True) for j in slot.batch if j.id not in slot.timed_out)
+                for job in slot.batch:
+                    if job.id in slot.timed_out:
+                        continue
+                    reason = self._skip.pop((job.queue, job.id), None)  # stopped before it started
+                    self._done.append(Finished(job, self.executor.stopped(job, reason)) if reason is not None
+                                      else Finished(job, handback=True))
                 slot.batch.clear()
             done, self._done = self._done, []
         return done  # the threads are daemons: they die with the process

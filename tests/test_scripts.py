@@ -174,6 +174,17 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield T.stop_call(qk, "nope", "no")  # no such job
     yield T.complete_call(qk, [T.Outcome("t1", 1, "stopped", b"JobStopped: enough", 60_000)])
     yield T.requeue_call(qk, "t1")  # a stopped job can be requeued: its tombstone comes alive again
+    tick = lambda name, at, mode, job: T.cron_tick_call(qk, name, at, mode, 3, job)  # noqa: E731
+    yield tick("p", 1000, "resume", T.NewJob("cron:p:1", "jobs.add"))  # first seen: recorded only
+    yield tick("p", 2000, "fire", T.NewJob("cron:p:2", "jobs.add", b"[[1,2],{}]", '{"timeout":5}', b'{"m":1}', 60,
+                                           2))
+    yield tick("p", 2000, "fire", T.NewJob("cron:p:2", "jobs.add"))  # already taken
+    yield tick("p", 1500, "fire", T.NewJob("cron:p:1.5", "jobs.add"))  # older: refused
+    yield tick("p", 4_000_000_000_000, "fire", T.NewJob("cron:p:far", "jobs.add"))  # after the server's clock
+    yield tick("p", 3000, "skip", T.NewJob("cron:p:3", "jobs.add"))  # recorded, not run
+    yield tick("p", 4000, "resume", T.NewJob("s0", "jobs.add"))  # the id already has a record
+    for at in range(5000, 10000, 1000):  # the recent-runs list stays capped
+        yield tick("p", at, "fire", T.NewJob(f"cron:p:{at}", "jobs.add"))
 
 
 @pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)

@@ -204,3 +204,16 @@ def test_a_job_stopped_while_it_waits_in_a_batch_never_runs(url: str, qname: str
     assert not marker.exists(), "the waiting job never ran"
     assert second.exc_info == "JobStopped: not this one" and first.exc_info == "JobStopped: nor this one"
     assert q.count == 0 and q.started_job_registry.count == 0
+
+
+@pytest.mark.parametrize("kind", POOL_KINDS)
+def test_a_stopped_jobs_on_stopped_callback_runs(url: str, qname: str, kind: str, tmp_path: Path) -> None:
+    q = Queue(qname, url)
+    path = tmp_path / "started"
+    job = _long_job(q, kind, path, on_stopped="jobs.cb_stopped")  # it records into the job's first argument
+    with running(Worker([q], url, pool=kind, concurrency=1, install_signal_handlers=False)):
+        wait_started(path)
+        job.stop()
+        wait_for(lambda: job.get_status() == JobStatus.STOPPED, "the job to be stopped")
+    assert path.read_text().splitlines() == ["started", f"on_stopped {job.id}"]
+    assert job.callback_error is None

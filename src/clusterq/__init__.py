@@ -8,8 +8,10 @@
 """
 
 from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
+from .callbacks import Callback
 from .connection import connect, describe, parse_url, topology_of
 from .context import get_current_job, set_progress
+from .cron import CronError, CronExpr, Interval
 from .exceptions import (
     ClusterQError,
     ConnectionFailed,
@@ -28,6 +30,17 @@ from .exceptions import (
 )
 from .job import Job, JobStatus, Progress, send_stop_job_command
 from .keys import key_slot, queue_slot
+from .periodic_jobs import (
+    CronScheduler,
+    Periodic,
+    PeriodicError,
+    PeriodicInfo,
+    PeriodicRun,
+    list_periodic,
+    load_periodic,
+    periodic,
+    remove_periodic,
+)
 from .pool import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
 from .queue import EnqueueData, Queue
 from .registry import Registry
@@ -42,6 +55,7 @@ __all__ = [
     # producing
     "AsyncJob",
     "AsyncQueue",
+    "Callback",
     "EnqueueData",
     "Job",
     "JobStatus",
@@ -65,6 +79,17 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "list_workers",
+    # periodic jobs
+    "CronExpr",
+    "CronScheduler",
+    "Interval",
+    "Periodic",
+    "PeriodicInfo",
+    "PeriodicRun",
+    "list_periodic",
+    "load_periodic",
+    "periodic",
+    "remove_periodic",
     # connecting
     "connect",
     "connect_async",
@@ -81,6 +106,7 @@ __all__ = [
     # errors
     "ClusterQError",
     "ConnectionFailed",
+    "CronError",
     "DeserializationError",
     "FunctionNotFound",
     "InvalidJobId",
@@ -90,6 +116,7 @@ __all__ = [
     "JobStopped",
     "JobTimeoutError",
     "NoSuchJobError",
+    "PeriodicError",
     "SerializationError",
     "ServerError",
     "StopRequested",

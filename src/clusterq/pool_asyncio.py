@@ -59,7 +59,8 @@ class AsyncioPool(Pool):
                 reason = self._stopping.pop((job.queue, job.id), None)
             if reason is None:
                 raise  # cancelled by close(now=True): handed back there
-            outcome = self.executor.stopped(job, reason)
+            # Off the loop: the on_stopped callback runs in executor.stopped().
+            outcome = await self._loop.run_in_executor(None, self.executor.stopped, job, reason)
         with self._lock:
             self._stopping.pop((job.queue, job.id), None)
             self._running.pop((job.queue, job.id), None)

@@ -156,19 +156,31 @@ class ThreadPool(Pool):
         thread blocked in C code, e.g. ``time.sleep``, stops when that call returns) and is recorded as
         stopped now; a job waiting in a batch is recorded as stopped when its turn comes, without running."""
         assert self.executor is not None
+        interrupted = None
         with self._lock:
+            found = False
             for slot in self._slots:
                 for index, job in enumerate(slot.batch):
                     if (job.queue, job.id) != (queue, job_id):
                         continue
+                    found = True
                     if index > 0:
                         self._skip[(queue, job_id)] = reason
                     elif job.id not in slot.timed_out and slot.thread.ident is not None:
-                        slot.timed_out.add(job.id)
+                        slot.timed_out.add(job.id)  # whatever the thread reports for it now is dropped
                         raise_in_thread(slot.thread.ident, JobStopped)
-                        self._done.append(Finished(job, self.executor.stopped(job, reason)))
-                    return True
-        return False
+                        interrupted = job
+                    break
+                if found:
+                    break
+        if interrupted is not None:
+            # Outside the lock: the on_stopped callback runs in executor.stopped().
+            outcome = self.executor.stopped(interrupted, reason)
+            with self._lock:
+                self._done.append(Finished(interrupted, outcome))
+            assert self.notifier is not None
+            self.notifier.notify()
+        return found
 
     def close(self, now: bool) -> list[Finished]:
         assert self.executor is not None

@@ -133,6 +133,12 @@ def promote_call(qk: K.QueueKeys, batch: int) -> Call:
     return Call(S.PROMOTE, (qk.scheduled, qk.pending, qk.job_prefix, qk.wake_channel), (batch,))
 
 
+def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_runs: int, job: NewJob) -> Call:
+    """Offer one tick of periodic job ``name``; ``mode`` is "fire", "resume" or "skip" (cron_tick.lua)."""
+    return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel),
+                (name, tick_ms, mode, keep_runs, *job.argv()[:7]))
+
+
 def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
     """Split a promote reply into (jobs promoted, seconds until the next scheduled job is due or None).
 

@@ -141,3 +141,24 @@ async def cb_async_success(job, connection, result):
 
 def fail_with(path, message="boom"):
     raise ValueError(message)
+
+
+def retry_until(path, runs, delay=0):
+    """Asks to run again (RetryJob) until it has been run ``runs`` times, then returns the run count."""
+    from clusterq import RetryJob
+
+    with open(path, "a") as fh:
+        fh.write("run\n")
+    with open(path) as fh:
+        count = len(fh.read().splitlines())
+    if count < runs:
+        raise RetryJob(f"not yet ({count})", delay=delay)
+    return count
+
+
+def count_runs(path):
+    """Records a run and returns how many runs the file holds."""
+    with open(path, "a") as fh:
+        fh.write("run\n")
+    with open(path) as fh:
+        return len(fh.read().splitlines())

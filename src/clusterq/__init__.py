@@ -45,7 +45,7 @@ from .pool import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
 from .queue import EnqueueData, Queue
 from .registry import Registry
 from .results import Result, ResultType
-from .retry import Retry
+from .retry import Backoff, Repeat, Retry, RetryJob
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .worker import Worker, WorkerInfo, list_workers
 
@@ -55,15 +55,18 @@ __all__ = [
     # producing
     "AsyncJob",
     "AsyncQueue",
+    "Backoff",
     "Callback",
     "EnqueueData",
     "Job",
     "JobStatus",
     "Queue",
     "Registry",
+    "Repeat",
     "Result",
     "ResultType",
     "Retry",
+    "RetryJob",
     # inside a job, and controlling one
     "Progress",
     "get_current_job",

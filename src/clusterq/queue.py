@@ -19,7 +19,7 @@ from .execution import Executor
 from .inline import inline_executor, run_inline
 from .job import Job
 from .registry import Registry
-from .retry import Retry
+from .retry import Repeat, Retry
 from .serializers import Serializer, resolve_serializer
 from .utils import function_path
 
@@ -30,11 +30,11 @@ DRAIN_BATCH = 1000
 PAGE_LIMIT = 10_000
 
 # RQ options clusterq does not implement yet: refused, rather than silently passed to the job function.
-_UNSUPPORTED = ("depends_on", "unique", "pipeline", "repeat", "group_id")
+_UNSUPPORTED = ("depends_on", "unique", "pipeline", "group_id")
 
 _RESERVED = (
     "job_id", "job_timeout", "timeout", "result_ttl", "ttl", "failure_ttl", "description", "meta",
-    "at_front", "max_attempts", "retry", "result_history", "on_success", "on_failure", "on_stopped",
+    "at_front", "max_attempts", "retry", "repeat", "result_history", "on_success", "on_failure", "on_stopped",
     "args", "kwargs",
 )
 
@@ -90,6 +90,7 @@ class EnqueueData:
     meta: dict[str, Any] | None = None
     max_attempts: int | None = None
     retry: Retry | None = None
+    repeat: Repeat | None = None
     result_history: int | None = None
     on_success: Callback | Callable[..., Any] | str | None = None
     on_failure: Callback | Callable[..., Any] | str | None = None
@@ -203,6 +204,10 @@ class Queue:
             if not isinstance(data.retry, Retry):
                 raise TypeError(f"retry must be a clusterq.Retry, got {type(data.retry).__name__}")
             options["retry"] = data.retry.encode()
+        if data.repeat is not None:
+            if not isinstance(data.repeat, Repeat):
+                raise TypeError(f"repeat must be a clusterq.Repeat, got {type(data.repeat).__name__}")
+            options["repeat"] = data.repeat.encode()
         history = validate_result_history(data.result_history)
         history = self.result_history if history is None else history
         if history is not None and history != T.RESULT_HISTORY:

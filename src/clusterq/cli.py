@@ -100,6 +100,7 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         lanes=lanes,
         max_jobs_per_child=args.max_jobs_per_child,
         max_memory_mb=args.max_memory_per_child,
+        memory_limit_mb=args.memory_limit_per_child,
         name=args.name,
         allow=args.allow or _setting(args, "ALLOW"),
         lease_s=args.lease_s or _setting(args, "LEASE_S", 15.0),
@@ -331,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-jobs-per-child", type=int, help="recycle a process child after this many jobs")
     p.add_argument("--max-memory-per-child", type=float, metavar="MB",
                    help="recycle a process child whose memory passes this many MiB")
+    p.add_argument("--memory-limit-per-child", type=float, metavar="MB",
+                   help="hard cap: a job whose process grows by more than this many MiB fails with MemoryError")
     p.add_argument("--dedicated", action="append", metavar="QUEUES=[POOL:]N",
                    help="serve these queues with their own pool, e.g. hot=process:8 (repeatable)")
     p.add_argument("--with-cron", metavar="MODULE",

@@ -153,6 +153,7 @@ def make_pool(kind: str, concurrency: int | None = None, **options: Any) -> Pool
     if kind in ("thread", "asyncio", "solo"):
         options.pop("max_jobs_per_child", None)
         options.pop("max_memory_mb", None)
+        options.pop("memory_limit_mb", None)
     if concurrency is None:
         concurrency = {"process": os.cpu_count() or 2, "fork": os.cpu_count() or 2, "thread": 8,
                        "asyncio": 100, "solo": 1}[kind]

@@ -38,8 +38,28 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _limit_memory(limit_mb: float | None) -> None:
+    """Let this child's address space grow by at most ``limit_mb`` from its size now (``RLIMIT_AS``).
+
+    An allocation past it fails inside the job with ``MemoryError``: a job that eats memory without bound
+    fails on its own instead of taking the machine (and every other job) down with it.
+    """
+    if limit_mb is None:
+        return
+    try:
+        with open("/proc/self/statm") as fh:
+            size = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return  # not Linux: no cap
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = size + int(limit_mb * 2**20)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+
+
 def _child_main(conn: Connection, executor: Executor, max_jobs: int | None, max_memory_mb: float | None,
-                parent_end: Connection | None = None) -> None:
+                parent_end: Connection | None = None, memory_limit_mb: float | None = None) -> None:
     """A pool child: run batches of jobs sent by the supervisor, answer one outcome per job.
 
     Each outcome is sent as soon as its job ends, so a child killed in the middle of a batch has
@@ -51,6 +71,7 @@ def _child_main(conn: Connection, executor: Executor, max_jobs: int | None, max_
         parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _limit_memory(memory_limit_mb)
     done = 0
     while True:
         try:
@@ -89,10 +110,13 @@ class ProcessPool(Pool):
     kind = "process"
 
     def __init__(self, concurrency: int = 2, *, max_jobs_per_child: int | None = None,
-                 max_memory_mb: float | None = None, **kwargs: Any) -> None:
+                 max_memory_mb: float | None = None, memory_limit_mb: float | None = None, **kwargs: Any) -> None:
         super().__init__(concurrency, **kwargs)
+        if memory_limit_mb is not None and memory_limit_mb <= 0:
+            raise ValueError(f"memory_limit_mb must be positive, got {memory_limit_mb!r}")
         self.max_jobs_per_child = max_jobs_per_child
         self.max_memory_mb = max_memory_mb
+        self.memory_limit_mb = memory_limit_mb
         self._ctx = multiprocessing.get_context("fork")
         self._children: list[_Child] = []
         self._done: list[Finished] = []
@@ -106,7 +130,8 @@ class ProcessPool(Pool):
     def _spawn(self) -> _Child:
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
-            target=_child_main, args=(child, self.executor, self.max_jobs_per_child, self.max_memory_mb, parent),
+            target=_child_main,
+            args=(child, self.executor, self.max_jobs_per_child, self.max_memory_mb, parent, self.memory_limit_mb),
             name="clusterq-child", daemon=True)
         process.start()
         child.close()

@@ -87,6 +87,9 @@ class Worker:
     child per job), ``"thread"``, ``"asyncio"``, ``"solo"`` (jobs in this thread) or a :class:`Pool`.
     ``lanes`` adds dedicated pools for some queues: ``[(["hot"], "process", 8), (["io"], ThreadPool(32))]``.
 
+    ``max_memory_mb`` recycles a pool child that has grown past it (between batches); ``memory_limit_mb``
+    is a hard cap on a child's growth: an allocation past it fails in the job with ``MemoryError``.
+
     ``lease_s`` is how long a leased job stays reserved without a heartbeat: a dead worker's jobs come
     back after at most about ``lease_s + maintenance_interval_s``; ``max_attempts`` bounds how often a
     job whose worker died is retried before it fails as abandoned.
@@ -102,6 +105,7 @@ class Worker:
         lanes: Sequence[tuple[Any, ...]] = (),
         max_jobs_per_child: int | None = None,
         max_memory_mb: float | None = None,
+        memory_limit_mb: float | None = None,
         name: str | None = None,
         serializer: Serializer | str | None = None,
         allow: Sequence[str] | None = None,
@@ -120,7 +124,8 @@ class Worker:
         self.connection = (first.connection if isinstance(first, Queue) and connection is None
                            else connect(connection))
         self.store = T.Store(self.connection)
-        pool_options = {"max_jobs_per_child": max_jobs_per_child, "max_memory_mb": max_memory_mb}
+        pool_options = {"max_jobs_per_child": max_jobs_per_child, "max_memory_mb": max_memory_mb,
+                        "memory_limit_mb": memory_limit_mb}
         self.lanes = [Lane(_queue_names(queues), self._pool(pool, concurrency, pool_options), batch_target_s)]
         for spec in lanes:
             lane_queues, lane_pool, *rest = spec

@@ -10,6 +10,7 @@
 from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
 from .callbacks import Callback
 from .connection import connect, describe, parse_url, topology_of
+from .context import get_current_job, set_progress
 from .control import is_suspended, resume, suspend
 from .cron import CronError, CronExpr, Interval
 from .exceptions import (
@@ -22,6 +23,7 @@ from .exceptions import (
     InvalidJobOperation,
     InvalidQueueName,
     InvalidURL,
+    JobStopped,
     JobTimeoutError,
     NoSuchJobError,
     ReplicationTimeout,
@@ -29,7 +31,7 @@ from .exceptions import (
     ServerError,
     StopRequested,
 )
-from .job import Job, JobStatus
+from .job import Job, JobStatus, Progress, send_stop_job_command
 from .keys import key_slot, queue_slot
 from .periodic_jobs import (
     CronScheduler,
@@ -68,6 +70,11 @@ __all__ = [
     "ResultType",
     "Retry",
     "RetryJob",
+    # inside a job, and controlling one
+    "Progress",
+    "get_current_job",
+    "send_stop_job_command",
+    "set_progress",
     # consuming
     "AsyncioPool",
     "ForkPool",
@@ -117,6 +124,7 @@ __all__ = [
     "InvalidJobOperation",
     "InvalidQueueName",
     "InvalidURL",
+    "JobStopped",
     "JobTimeoutError",
     "NoSuchJobError",
     "PeriodicError",

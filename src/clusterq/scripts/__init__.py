@@ -40,10 +40,12 @@ SCHEDULE = _load("schedule")
 PROMOTE = _load("promote")
 CRON_TICK = _load("cron_tick")
 RESULTS = _load("results")
+STOP = _load("stop")
+TAKE = _load("take")
 CONFIGURE = _load("configure")
 DEBOUNCE = _load("debounce")
 
 ALL: tuple[Script, ...] = (
     ENQUEUE, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, CANCEL, DELETE, REQUEUE, SET_FIELDS,
-    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, RESULTS, CRON_TICK, CONFIGURE, DEBOUNCE,
+    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, RESULTS, CRON_TICK, STOP, TAKE, CONFIGURE, DEBOUNCE,
 )

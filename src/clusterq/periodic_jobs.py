@@ -337,8 +337,8 @@ class CronScheduler:
         if code == 1:
             self.enqueued += 1
             if last >= 0 and job.schedule.next_after(last) < tick:
-                log.warning("periodic job %s: ticks after %s were not taken (no scheduler reached Redis); ran the latest, %s, "
-                            "once", job.name, to_datetime(last).isoformat(), when)
+                log.warning("periodic job %s: ticks after %s were not taken (no scheduler reached Redis); "
+                            "ran the latest, %s, once", job.name, to_datetime(last).isoformat(), when)
             elif expected and tick > expected:
                 log.warning("periodic job %s: this scheduler fell behind; ran the latest tick %s once",
                             job.name, when)

@@ -14,6 +14,7 @@ from clusterq import Queue, Worker
 from clusterq import keys as K
 from clusterq import scripts as S
 from clusterq import store as T
+from clusterq.outbox import child_dependent, ended_entry, group_dependent, make_handle, registration_entry
 from clusterq.testing import Topology
 
 pytestmark = pytest.mark.compat  # also run against the second server engine
@@ -151,6 +152,57 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield T.promote_call(qk, 1)  # s0 only: s1/s2 were removed
     yield T.promote_call(qk, 10)  # s4 to the front; s3 is not due
     yield T.promote_call(qk, 10)  # nothing due
+    yield from _exercise_dependencies(qk)
+
+
+def _exercise_dependencies(qk: K.QueueKeys):
+    """Dependencies and groups: defer, register, resolve, the outbox, and the scripts that write to it."""
+    p1, p2 = make_handle(qk.name, "p1"), make_handle(qk.name, "p2")
+    yield T.drain_call(qk, 1000)  # start from an empty queue
+    yield T.enqueue_call(qk, [T.NewJob("p1", "jobs.add"), T.NewJob("p2", "jobs.add")])
+    yield T.defer_call(qk, T.NewJob("c1", "jobs.add", b"[[1,2],{}]", '{"failure_ttl":60}', b"{}", 60, 2),
+                       [(p1, False), ("other/x", True)], at_front=True)
+    yield T.defer_call(qk, T.NewJob("c2", "jobs.add", options='{"failure_ttl":60}'), [(p2, False)])
+    yield T.defer_call(qk, T.NewJob("c2", "jobs.add"), [(p2, False)])  # exists: untouched
+    yield T.register_call(qk, child_dependent(qk.name, "c1"), ["p1", "gone"])
+    yield T.register_call(qk, child_dependent(qk.name, "c2"), ["p2"])
+    yield T.register_call(qk, group_dependent(qk.name, "g1"), ["p1"])
+    yield T.outbox_due_call(qk, 0, 10)
+    yield T.outbox_due_call(qk, 3_600_000, 10)  # nothing that old
+    yield T.resolve_call(qk, "c1", "other/x", "failed", 60_000)  # allowed to fail: counted
+    yield T.lease_call(qk, 2, 60_000, "w1", 60_000)
+    yield T.complete_call(qk, [T.Outcome("p1", 1, "finished", b"3", 60_000),
+                               T.Outcome("p2", 1, "failed", b"boom", 0)])  # both write an ended intent
+    yield T.resolve_call(qk, "c1", p1, "finished", 60_000)  # the last parent: released to the front
+    yield T.resolve_call(qk, "c1", p1, "finished", 60_000)  # a replay: nothing
+    yield T.resolve_call(qk, "c2", p2, "failed", 60_000)  # had to finish: canceled
+    yield T.ack_call(qk, ended_entry("finished", "p1"), "p1", [child_dependent(qk.name, "c1")])  # one left
+    yield T.ack_call(qk, registration_entry(p1, "c1"))
+    yield T.group_open_call(qk, "g1", 60_000)
+    yield T.group_open_call(qk, "g1", 60_000)  # exists
+    yield T.group_done_call(qk, "g1", p1, "finished")
+    yield T.group_done_call(qk, "g1", p1, "finished")  # a replay: nothing
+    yield T.defer_call(qk, T.NewJob("cb1", "jobs.add"), [])  # the group's callback, released by the group
+    yield T.group_close_call(qk, "g1", 1, "cb1")  # every member already ended: fires now
+    yield T.group_close_call(qk, "g1", 1, "")  # already closed
+    yield T.group_open_call(qk, "g2", 60_000)
+    yield T.defer_call(qk, T.NewJob("cb2", "jobs.add"), [])
+    yield T.group_close_call(qk, "g2", 1, "cb2")
+    yield T.group_done_call(qk, "g2", p2, "failed")  # fires
+    yield T.group_done_call(qk, "nope", p2, "failed")  # no such group
+    # cancel, delete and requeue_expired of jobs with dependents write ended intents
+    yield T.enqueue_call(qk, [T.NewJob(f"p{i}", "jobs.add", max_attempts=1) for i in (3, 4, 5)])
+    yield T.defer_call(qk, T.NewJob("c4", "jobs.add"), [(make_handle(qk.name, "p4"), False)])
+    yield T.register_call(qk, child_dependent(qk.name, "c4"), ["p3", "p4", "p5"])
+    yield T.cancel_call(qk, "p3", 60_000, "ok")
+    yield T.delete_call(qk, "p4", "purge")
+    yield T.resolve_call(qk, "c4", make_handle(qk.name, "p4"), "purge", 60_000)  # deleted
+    yield T.defer_call(qk, T.NewJob("c5", "jobs.add"), [(make_handle(qk.name, "p5"), False)])
+    yield T.register_call(qk, child_dependent(qk.name, "c5"), ["p5"])
+    yield T.cancel_call(qk, "c5", 0, "canceled")  # a deferred job leaves the deferred set
+    yield T.lease_call(qk, 1, 1, "w1", 60_000)
+    time.sleep(0.01)
+    yield T.requeue_expired_call(qk, 100, 3, 60_000)  # p5 abandoned: its dependents are told
 
 
 @pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)
@@ -169,7 +221,7 @@ def test_scripts_touch_only_declared_keys_all_in_the_queues_slot(clusterq_topolo
             store.run(call)
             seen_scripts.add(call.script.name)
             declared = {k.encode() for k in call.keys}
-            prefixes = [k.encode() for k in call.keys if k.endswith(":j:")]
+            prefixes = [k.encode() for k in call.keys if k.endswith((":j:", ":dep:"))]
             commands = monitor.take()
             assert commands, f"{call.script.name} ran no command?"
             for command in commands:

@@ -9,6 +9,7 @@
 
 from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
 from .connection import connect, describe, parse_url, topology_of
+from .dependency import Dependency
 from .exceptions import (
     ClusterQError,
     ConnectionFailed,
@@ -39,6 +40,7 @@ __all__ = [
     # producing
     "AsyncJob",
     "AsyncQueue",
+    "Dependency",
     "EnqueueData",
     "Job",
     "JobStatus",

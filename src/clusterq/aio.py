@@ -181,6 +181,9 @@ class AsyncQueue:
 
     async def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[AsyncJob]:
         """Enqueue many jobs: chunks of ``ENQUEUE_CHUNK`` per script call, all in one pipeline."""
+        if any(data.depends_on is not None for data in jobs):
+            raise TypeError("AsyncQueue does not take depends_on yet; enqueue jobs with dependencies through "
+                            "clusterq.Queue")
         new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
         store = await self._lazy.get()
         if not self._registered:  # the global set of known queues: once per queue object, never in a script

@@ -13,8 +13,10 @@ from typing import Any
 from . import keys as K
 from . import store as T
 from .connection import REDIS_ERRORS, Client, ConnectionLike, connect
+from .dependency import DependsOn, parse_depends_on
 from .exceptions import InvalidJobId, explain_server_error
-from .job import Job
+from .job import DEFAULT_FAILURE_TTL_S, Job
+from .outbox import Forwarder, registration_entry
 from .registry import Registry
 from .retry import Retry
 from .serializers import Serializer, resolve_serializer
@@ -27,12 +29,11 @@ DRAIN_BATCH = 1000
 PAGE_LIMIT = 10_000
 
 # RQ options clusterq does not implement yet: refused, rather than silently passed to the job function.
-_UNSUPPORTED = ("depends_on", "on_success", "on_failure", "on_stopped", "unique", "pipeline", "repeat",
-                "group_id")
+_UNSUPPORTED = ("on_success", "on_failure", "on_stopped", "unique", "pipeline", "repeat", "group_id")
 
 _RESERVED = (
     "job_id", "job_timeout", "timeout", "result_ttl", "ttl", "failure_ttl", "description", "meta",
-    "at_front", "max_attempts", "retry", "args", "kwargs",
+    "at_front", "max_attempts", "retry", "depends_on", "args", "kwargs",
 )
 
 
@@ -78,6 +79,7 @@ class EnqueueData:
     meta: dict[str, Any] | None = None
     max_attempts: int | None = None
     retry: Retry | None = None
+    depends_on: DependsOn | None = None
 
 
 def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
@@ -99,6 +101,11 @@ def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
             raise TypeError("pass the job's arguments either directly or as args=/kwargs=, not both")
         args, kwargs = tuple(call_args or ()), dict(call_kwargs or {})
     return EnqueueData(f, args, kwargs, **options), at_front
+
+
+def _refuse_depends_on(jobs: Sequence[EnqueueData], where: str) -> None:
+    if any(data.depends_on is not None for data in jobs):
+        raise TypeError(f"{where} does not take depends_on; enqueue the job with depends_on= instead")
 
 
 class Queue:
@@ -227,6 +234,7 @@ class Queue:
         time.
         """
         data, at_front = split_enqueue_options(f, args, kwargs)
+        _refuse_depends_on([data], "enqueue_at")
         at_ms = int(scheduled_time.timestamp() * 1000)
         return self._schedule([data], at_front, at_ms=at_ms)[0]
 
@@ -237,6 +245,7 @@ class Queue:
         seconds = time_delta.total_seconds() if isinstance(time_delta, timedelta) else parse_duration(
             time_delta, "time_delta")
         data, at_front = split_enqueue_options(f, args, kwargs)
+        _refuse_depends_on([data], "enqueue_in")
         return self._schedule([data], at_front, delay_ms=max(0, int((seconds or 0.0) * 1000)))[0]
 
     def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
@@ -261,23 +270,41 @@ class Queue:
         return self.enqueue_many([data], at_front=at_front)[0]
 
     def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[Job]:
-        """Enqueue many jobs: chunks of :data:`ENQUEUE_CHUNK` per script call, all in one pipeline."""
+        """Enqueue many jobs: chunks of :data:`ENQUEUE_CHUNK` per script call, all in one pipeline.
+
+        A job with ``depends_on`` is created deferred (one script call each) and registered with its
+        parents before this returns (see :class:`~clusterq.Dependency`)."""
         new = [self._new_job(data) for data in jobs]
+        deferred = [(job, parse_depends_on(data.depends_on, self.name))
+                    for job, data in zip(new, jobs) if data.depends_on is not None]
+        deferred = [(job, spec) for job, spec in deferred if spec[0]]  # depends_on=[]: nothing to wait for
+        waiting = {job.id for job, _ in deferred}
+        ready = [job for job in new if job.id not in waiting]
         try:
             self._register()
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
         calls = [
-            T.enqueue_call(self.keys, new[i : i + ENQUEUE_CHUNK], at_front)
-            for i in range(0, len(new), ENQUEUE_CHUNK)
+            T.enqueue_call(self.keys, ready[i : i + ENQUEUE_CHUNK], at_front)
+            for i in range(0, len(ready), ENQUEUE_CHUNK)
         ]
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
+        calls.extend(T.defer_call(self.keys, job, parents, at_front or front) for job, (parents, front) in deferred)
         try:
-            self.store.run_many(calls)
+            results = self.store.run_many(calls)
+            # Register each new child with its parents now; if this process dies first, a worker serving
+            # this queue replays the registrations from the outbox.
+            self._forwarder().forward(
+                (self.name, registration_entry(handle, job.id))
+                for (job, (parents, _)), created in zip(deferred, results[len(calls) - len(deferred):])
+                if int(created) for handle, _ in parents)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
         return [self._job(job.id) for job in new]
+
+    def _forwarder(self) -> Forwarder:
+        return Forwarder(self.store, DEFAULT_FAILURE_TTL_S * 1000)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -350,6 +377,11 @@ class Queue:
         return Registry(self, "canceled")
 
     @property
+    def deferred_job_registry(self) -> Registry:
+        """Jobs waiting for their dependencies (``depends_on``), oldest first."""
+        return Registry(self, "deferred")
+
+    @property
     def scheduled_job_registry(self) -> Registry:
         """Jobs waiting for their run-at time (:meth:`enqueue_at`, :meth:`enqueue_in`), earliest first."""
         return Registry(self, "scheduled")
@@ -372,7 +404,7 @@ class Queue:
         for RQ compatibility and behaves the same, since job records live in the queue's slot.
         """
         self.empty()
-        for name in ("scheduled", "finished", "failed", "canceled", "started"):
+        for name in ("scheduled", "deferred", "finished", "failed", "canceled", "started"):
             self.registry(name).clear()
         self.connection.delete(self.keys.stats)
         self.connection.srem(K.QUEUES, self.name)

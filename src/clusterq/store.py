@@ -148,7 +148,7 @@ def complete_call(qk: K.QueueKeys, outcomes: Iterable[Outcome]) -> Call:
     for outcome in outcomes:
         args.extend(outcome.argv())
     return Call(S.COMPLETE, (qk.active, qk.finished, qk.failed, qk.job_prefix, qk.scheduled, qk.pending,
-                             qk.wake_channel), tuple(args))
+                             qk.wake_channel, qk.outbox), tuple(args))
 
 
 def extend_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]], lease_ms: int) -> Call:
@@ -166,7 +166,7 @@ def release_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]]) -> Call:
 
 
 def requeue_expired_call(qk: K.QueueKeys, batch: int, max_attempts: int, failure_keep_ms: int) -> Call:
-    return Call(S.REQUEUE_EXPIRED, (qk.active, qk.pending, qk.failed, qk.job_prefix, qk.wake_channel),
+    return Call(S.REQUEUE_EXPIRED, (qk.active, qk.pending, qk.failed, qk.job_prefix, qk.wake_channel, qk.outbox),
                 (batch, max_attempts, failure_keep_ms))
 
 
@@ -174,13 +174,16 @@ def trim_call(registry_key: str, batch: int) -> Call:
     return Call(S.TRIM, (registry_key,), (batch,))
 
 
-def cancel_call(qk: K.QueueKeys, job_id: str, keep_ms: int) -> Call:
-    return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats, qk.scheduled), (job_id, keep_ms))
+def cancel_call(qk: K.QueueKeys, job_id: str, keep_ms: int, dependents: str = "canceled") -> Call:
+    """``dependents``: what the job's dependents are told, ``canceled`` or ``ok`` (enqueue_dependents)."""
+    return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats, qk.scheduled, qk.deferred, qk.outbox),
+                (job_id, keep_ms, dependents))
 
 
-def delete_call(qk: K.QueueKeys, job_id: str) -> Call:
+def delete_call(qk: K.QueueKeys, job_id: str, dependents: str = "deleted") -> Call:
+    """``dependents``: what the job's dependents are told, ``deleted`` or ``purge`` (delete_dependents)."""
     return Call(S.DELETE, (qk.job_prefix, qk.active, qk.finished, qk.failed, qk.canceled, qk.stats,
-                           qk.scheduled), (job_id,))
+                           qk.scheduled, qk.deferred, qk.outbox), (job_id, dependents))
 
 
 def requeue_call(qk: K.QueueKeys, job_id: str, at_front: bool = False) -> Call:
@@ -201,6 +204,49 @@ def drain_call(qk: K.QueueKeys, batch: int) -> Call:
 
 def purge_registry_call(qk: K.QueueKeys, registry_key: str, batch: int) -> Call:
     return Call(S.PURGE_REGISTRY, (registry_key, qk.job_prefix), (batch,))
+
+
+def defer_call(qk: K.QueueKeys, job: NewJob, parents: Sequence[tuple[str, bool]], at_front: bool = False) -> Call:
+    """Create ``job`` deferred until its ``parents`` (``(handle, allow_failure)``) end."""
+    args: list[Any] = ["1" if at_front else "0", *job.argv()]
+    for handle, allow_failure in parents:
+        args.extend((handle, "a" if allow_failure else "w"))
+    return Call(S.DEFER, (qk.deferred, qk.job_prefix, qk.outbox), tuple(args))
+
+
+def register_call(qk: K.QueueKeys, dependent: str, parent_ids: Sequence[str]) -> Call:
+    """Add ``dependent`` (an outbox dependent entry, see :mod:`clusterq.outbox`) to jobs of ``qk``."""
+    return Call(S.REGISTER, (qk.job_prefix, qk.dependents_prefix), (dependent, *parent_ids))
+
+
+def resolve_call(qk: K.QueueKeys, child_id: str, parent_handle: str, ended: str, failure_keep_ms: int) -> Call:
+    return Call(S.RESOLVE, (qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel, qk.canceled, qk.outbox),
+                (child_id, parent_handle, ended, failure_keep_ms))
+
+
+def ack_call(qk: K.QueueKeys, entry: str, dependents_of: str | None = None, applied: Sequence[str] = ()) -> Call:
+    keys = (qk.outbox,) if dependents_of is None else (qk.outbox, qk.dependents(dependents_of))
+    return Call(S.ACK, keys, (entry, *applied))
+
+
+def outbox_due_call(qk: K.QueueKeys, min_age_ms: int, limit: int) -> Call:
+    return Call(S.OUTBOX_DUE, (qk.outbox,), (min_age_ms, limit))
+
+
+def group_open_call(qk: K.QueueKeys, group_id: str, keep_ms: int) -> Call:
+    return Call(S.GROUP_OPEN, (qk.group(group_id),), (keep_ms,))
+
+
+def _group_keys(qk: K.QueueKeys, group_id: str) -> tuple[str, ...]:
+    return (qk.group(group_id), qk.group_seen(group_id), qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel)
+
+
+def group_close_call(qk: K.QueueKeys, group_id: str, size: int, callback_id: str | None) -> Call:
+    return Call(S.GROUP_CLOSE, _group_keys(qk, group_id), (size, callback_id or ""))
+
+
+def group_done_call(qk: K.QueueKeys, group_id: str, member_handle: str, ended: str) -> Call:
+    return Call(S.GROUP_DONE, _group_keys(qk, group_id), (member_handle, ended))
 
 
 class Store:

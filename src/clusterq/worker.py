@@ -36,6 +36,7 @@ from .connection import REDIS_ERRORS, ConnectionLike, connect, describe, topolog
 from .exceptions import ConnectionFailed, StopRequested
 from .execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
 from .job import DEFAULT_FAILURE_TTL_S
+from .outbox import Forwarder, ended_entry
 from .pool import Finished, Notifier, Pool, SoloPool, make_pool
 from .queue import Queue
 from .registration import REGISTRATION_TTL_S, WorkerInfo, list_workers
@@ -142,6 +143,8 @@ class Worker:
         self.install_signal_handlers = install_signal_handlers
         self.failure_keep_ms = DEFAULT_FAILURE_TTL_S * 1000
         self.stats = WorkerStats()
+        self.forwarder = Forwarder(self.store, self.failure_keep_ms)
+        self._to_forward: list[tuple[str, str]] = []  # outbox intents our completions wrote
 
         self._stop = threading.Event()  # finish the running jobs, then leave
         self._stop_now = False  # a second signal: leave at once, hand the running jobs back
@@ -275,6 +278,7 @@ class Worker:
                     self._absorb(lane.pool.collect())
             if flush:
                 self._check_outcome_results(self.store.run_many(flush))
+            self._forward()
         except REDIS_ERRORS as exc:
             self._restore_outcome_calls(flush)
             self._back_off(exc)
@@ -395,6 +399,7 @@ class Worker:
         except REDIS_ERRORS as exc:
             log.warning("maintenance skipped: %s", exc)
             return
+        abandoned: list[str] = []  # their dependents are told now, not after the replay grace
         for name, result in zip(self.queue_names, results):
             if isinstance(result, Exception):
                 log.warning("maintenance of queue %r failed: %s", name, result)
@@ -405,6 +410,7 @@ class Worker:
                 log.warning("queue %r: %d job(s) whose lease expired were requeued", name, requeued)
             if failed:
                 log.warning("queue %r: %d job(s) failed as abandoned (attempt limit reached)", name, failed)
+                abandoned.append(name)
         for name, result in zip(self.queue_names, results[len(keys):]):
             if isinstance(result, Exception):
                 log.warning("promoting scheduled jobs of queue %r failed: %s", name, result)
@@ -415,6 +421,21 @@ class Worker:
                 self._lane_of(name).ready.add(name)
             if due_in_s is not None:  # the waits end at _next_maintenance: wake for the next due job
                 self._next_maintenance = min(self._next_maintenance, now + min(SCHEDULED_POLL_S, due_in_s))
+        self._replay_outbox(abandoned)
+
+    def _replay_outbox(self, abandoned: list[str]) -> None:
+        """Forward outbox intents left behind by a process that died (or lost Redis) between writing and
+        applying them: bounded batches, and only intents older than the grace, which are not being
+        forwarded right now by whoever wrote them."""
+        try:
+            if abandoned:
+                self.forwarder.replay(abandoned, min_age_s=0.0)
+            _, next_s = self.forwarder.replay(self.queue_names)
+        except REDIS_ERRORS as exc:
+            log.warning("replaying outbox intents failed: %s", exc)
+            return
+        if next_s is not None:
+            self._next_maintenance = min(self._next_maintenance, time.monotonic() + next_s)
 
     def _lane_of(self, queue: str) -> Lane:
         return next(lane for lane in self.lanes if queue in lane.queues)
@@ -533,6 +554,8 @@ class Worker:
             with self._held_lock:
                 for outcome, code in zip(outs, codes):
                     self._held.pop((queue, outcome.id), None)
+                    if int(code) == 2:  # it has dependents: its completion wrote an outbox intent
+                        self._to_forward.append((queue, ended_entry(outcome.status, outcome.id)))
                     if not int(code):
                         self.stats.lost += 1
                         log.warning("%s: job %s: its lease was lost (expired, canceled or deleted) before "
@@ -548,6 +571,17 @@ class Worker:
                 self._restore_outcome_calls(calls)
                 raise
             self._check_outcome_results(results)
+        self._forward()
+
+    def _forward(self) -> None:
+        """Tell the dependents of jobs that just ended (children and groups, in any queue). Whatever is
+        not forwarded now stays in the outbox, and maintenance replays it."""
+        if self._to_forward:
+            entries, self._to_forward = self._to_forward, []
+            try:
+                self.forwarder.forward(entries)
+            except REDIS_ERRORS as exc:
+                log.warning("could not tell the dependents of %d job(s) now (%s); maintenance will", len(entries), exc)
 
     def _flush_outcomes_safely(self) -> None:
         try:

@@ -11,10 +11,12 @@ KEYS[4] job key prefix
 KEYS[5] scheduled sorted set (a retry with a delay waits here)
 KEYS[6] pending list (a retry without a delay goes back here)
 KEYS[7] wake channel
+KEYS[8] outbox sorted set (a job with dependents that ends writes "e<TAB>status<TAB>id" here)
 ARGV[1..] six values per job: id, token, status ("finished" | "failed"), data (result or error text),
           keep (ms; "-1" = forever, "0" = delete the record now), retry ("" or "max;ms,ms,...": a failed
           job whose retry count "rt" is below max is scheduled again after the rt-th interval instead)
-Returns: array with one entry per job: 1 recorded (or retried), 0 lease lost (outcome dropped)
+Returns: array with one entry per job: 1 recorded (or retried), 2 recorded and its dependents are to be
+         told (an outbox entry was written), 0 lease lost (outcome dropped)
 ]]
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -50,6 +52,8 @@ for i = 1, #ARGV, 6 do
       local status = ARGV[i + 2]
       local keep = tonumber(ARGV[i + 4])
       local registry = status == "finished" and KEYS[2] or KEYS[3]
+      local notify = redis.call("HGET", key, "dd")
+      if notify then redis.call("ZADD", KEYS[8], now, "e\t" .. status .. "\t" .. id) end
       if keep == 0 then
         redis.call("DEL", key)
       else
@@ -61,8 +65,9 @@ for i = 1, #ARGV, 6 do
           redis.call("ZADD", registry, "+inf", id)
         end
       end
+      out[#out + 1] = notify and 2 or 1
     end
-    out[#out + 1] = 1
+    if retries then out[#out + 1] = 1 end
   else
     out[#out + 1] = 0
   end

@@ -9,6 +9,7 @@ KEYS[2] pending list
 KEYS[3] failed sorted set
 KEYS[4] job key prefix
 KEYS[5] wake channel
+KEYS[6] outbox sorted set (an abandoned job with dependents writes "e<TAB>failed<TAB>id" here)
 ARGV[1] batch size
 ARGV[2] default maximum attempts (a job's own "ma" field wins)
 ARGV[3] how long to keep a failed record (ms)
@@ -34,6 +35,7 @@ for _, id in ipairs(ids) do
         ") is reached")
       redis.call("PEXPIRE", key, ARGV[3])
       redis.call("ZADD", KEYS[3], now + tonumber(ARGV[3]), id)
+      if redis.call("HGET", key, "dd") then redis.call("ZADD", KEYS[6], now, "e\tfailed\t" .. id) end
       failed = failed + 1
     else
       redis.call("HSET", key, "s", "queued")

@@ -266,7 +266,7 @@ def test_depends_on_refuses_what_is_not_a_job_and_enqueue_in_refuses_it(url: str
         q.enqueue(jobs.add, 1, 2, depends_on=[42])
     with pytest.raises(ValueError, match="at least one job"):
         Dependency(jobs=[])
-    with pytest.raises(TypeError, match="enqueue_in does not take depends_on"):
+    with pytest.raises(TypeError, match="depends_on is not supported by enqueue_in"):
         q.enqueue_in(10, jobs.add, 1, 2, depends_on="x")
     assert q.count == 0 and q.deferred_job_registry.count == 0
 

@@ -54,7 +54,16 @@ from .aio_connection import AsyncClient, AsyncConnectionLike, connect_async, dis
 from .aio_job import AsyncJob
 from .aio_store import AsyncStore, LazyStore
 from .exceptions import NoSuchJobError
-from .queue import DRAIN_BATCH, ENQUEUE_CHUNK, PAGE_LIMIT, EnqueueData, Queue, parse_duration, split_enqueue_options
+from .queue import (
+    DRAIN_BATCH,
+    ENQUEUE_CHUNK,
+    PAGE_LIMIT,
+    EnqueueData,
+    Queue,
+    parse_duration,
+    refuse_depends_on,
+    split_enqueue_options,
+)
 from .serializers import Serializer, resolve_serializer
 
 __all__ = [
@@ -191,6 +200,7 @@ class AsyncQueue:
 
     async def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
                         delay_ms: int | None = None) -> list[AsyncJob]:
+        refuse_depends_on(jobs, "enqueue_at/enqueue_in")
         new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
         store = await self._lazy.get()
         await self._register(store)
@@ -213,9 +223,7 @@ class AsyncQueue:
 
     async def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[AsyncJob]:
         """Enqueue many jobs: chunks of ``ENQUEUE_CHUNK`` per script call, all in one pipeline."""
-        if any(data.depends_on is not None for data in jobs):
-            raise TypeError("AsyncQueue does not take depends_on yet; enqueue jobs with dependencies through "
-                            "clusterq.Queue")
+        refuse_depends_on(jobs, "AsyncQueue yet")
         new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
         store = await self._lazy.get()
         await self._register(store)

@@ -103,9 +103,10 @@ def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
     return EnqueueData(f, args, kwargs, **options), at_front
 
 
-def _refuse_depends_on(jobs: Sequence[EnqueueData], where: str) -> None:
+def refuse_depends_on(jobs: Sequence[EnqueueData], where: str) -> None:
+    """Raise TypeError if any of ``jobs`` has ``depends_on`` (for the calls that cannot defer a job)."""
     if any(data.depends_on is not None for data in jobs):
-        raise TypeError(f"{where} does not take depends_on; enqueue the job with depends_on= instead")
+        raise TypeError(f"depends_on is not supported by {where}; enqueue the job with Queue.enqueue instead")
 
 
 class Queue:
@@ -234,7 +235,7 @@ class Queue:
         time.
         """
         data, at_front = split_enqueue_options(f, args, kwargs)
-        _refuse_depends_on([data], "enqueue_at")
+        refuse_depends_on([data], "enqueue_at")
         at_ms = int(scheduled_time.timestamp() * 1000)
         return self._schedule([data], at_front, at_ms=at_ms)[0]
 
@@ -245,7 +246,7 @@ class Queue:
         seconds = time_delta.total_seconds() if isinstance(time_delta, timedelta) else parse_duration(
             time_delta, "time_delta")
         data, at_front = split_enqueue_options(f, args, kwargs)
-        _refuse_depends_on([data], "enqueue_in")
+        refuse_depends_on([data], "enqueue_in")
         return self._schedule([data], at_front, delay_ms=max(0, int((seconds or 0.0) * 1000)))[0]
 
     def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,

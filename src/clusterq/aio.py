@@ -63,6 +63,7 @@ from .queue import (
     parse_duration,
     refuse_depends_on,
     split_enqueue_options,
+    validate_result_history,
 )
 from .serializers import Serializer, resolve_serializer
 
@@ -91,12 +92,13 @@ class JobDefaults:
     result_ttl: float | None = None
     failure_ttl: float | None = None
     max_attempts: int | None = None
+    result_history: int | None = None
 
 
 def build_new_job(data: EnqueueData, defaults: JobDefaults) -> T.NewJob:
     """The record the enqueue script stores for ``data``, by exactly the rules of :class:`Queue`.
 
-    ``Queue._new_job`` reads nothing from its queue but the five attributes of :class:`JobDefaults`,
+    ``Queue._new_job`` reads nothing from its queue but the attributes of :class:`JobDefaults`,
     so it runs here with ``defaults`` standing in for the queue: one implementation of ids, option
     parsing and validation for both APIs. (Once queue.py offers this as a module-level function, this
     becomes an import.)
@@ -124,6 +126,7 @@ class AsyncQueue:
         result_ttl: float | int | str | None = None,
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
+        result_history: int | None = None,
     ) -> None:
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
@@ -134,6 +137,7 @@ class AsyncQueue:
             result_ttl=parse_duration(result_ttl, "result_ttl"),
             failure_ttl=parse_duration(failure_ttl, "failure_ttl"),
             max_attempts=max_attempts,
+            result_history=validate_result_history(result_history),
         )
         self._lazy = LazyStore(connection)
         self._registered = False

@@ -38,6 +38,8 @@ DRAIN = _load("drain")
 PURGE_REGISTRY = _load("purge_registry")
 SCHEDULE = _load("schedule")
 PROMOTE = _load("promote")
+CRON_TICK = _load("cron_tick")
+RESULTS = _load("results")
 DEFER = _load("defer")
 REGISTER = _load("register")
 RESOLVE = _load("resolve")
@@ -49,6 +51,6 @@ GROUP_DONE = _load("group_done")
 
 ALL: tuple[Script, ...] = (
     ENQUEUE, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, CANCEL, DELETE, REQUEUE, SET_FIELDS,
-    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, DEFER, REGISTER, RESOLVE, ACK, OUTBOX_DUE, GROUP_OPEN,
-    GROUP_CLOSE, GROUP_DONE,
+    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, RESULTS, CRON_TICK, DEFER, REGISTER, RESOLVE, ACK,
+    OUTBOX_DUE, GROUP_OPEN, GROUP_CLOSE, GROUP_DONE,
 )

@@ -12,8 +12,9 @@ KEYS[2] canceled sorted set (score = expiry, ms)
 KEYS[3] active sorted set
 KEYS[4] stats hash
 KEYS[5] scheduled sorted set
-KEYS[6] deferred sorted set
-KEYS[7] outbox sorted set
+KEYS[6] history key prefix (kept as long as the record)
+KEYS[7] deferred sorted set
+KEYS[8] outbox sorted set
 ARGV[1] job id
 ARGV[2] how long to keep the canceled record (ms; "-1" = forever, "0" = delete it now)
 ARGV[3] what dependents are told: "canceled", or "ok" to release them as if it had finished
@@ -30,19 +31,20 @@ if status == "queued" then
 end
 redis.call("ZREM", KEYS[3], ARGV[1])
 if status == "scheduled" then redis.call("ZREM", KEYS[5], ARGV[1]) end
-if status == "deferred" then redis.call("ZREM", KEYS[6], ARGV[1]) end
+if status == "deferred" then redis.call("ZREM", KEYS[7], ARGV[1]) end
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local notify = redis.call("HGET", key, "dd")
-if notify then redis.call("ZADD", KEYS[7], now, "e\t" .. ARGV[3] .. "\t" .. ARGV[1]) end
+if notify then redis.call("ZADD", KEYS[8], now, "e\t" .. ARGV[3] .. "\t" .. ARGV[1]) end
 local keep = tonumber(ARGV[2])
 if keep == 0 then
-  redis.call("DEL", key)  -- failure_ttl=0: keep no record (a queued id's tombstone is released by lease)
+  redis.call("DEL", key, KEYS[6] .. ARGV[1])  -- failure_ttl=0: keep no record (a queued id's tombstone is released by lease)
   return notify and 2 or 1
 end
 redis.call("HSET", key, "s", "canceled", "te", now)
 if keep > 0 then
   redis.call("PEXPIRE", key, keep)
+  redis.call("PEXPIRE", KEYS[6] .. ARGV[1], keep)  -- no-op when the job has no history
   redis.call("ZADD", KEYS[2], now + keep, ARGV[1])
 else
   redis.call("PERSIST", key)

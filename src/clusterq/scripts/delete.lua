@@ -12,8 +12,9 @@ KEYS[4] failed sorted set
 KEYS[5] canceled sorted set
 KEYS[6] stats hash
 KEYS[7] scheduled sorted set
-KEYS[8] deferred sorted set
-KEYS[9] outbox sorted set
+KEYS[8] history key prefix (the job's earlier results go with it)
+KEYS[9] deferred sorted set
+KEYS[10] outbox sorted set
 ARGV[1] job id
 ARGV[2] what dependents are told: "deleted" or "purge"
 Returns: 1 deleted, 2 deleted and its dependents are to be told (outbox entry written), 0 no such job
@@ -22,14 +23,15 @@ local key = KEYS[1] .. ARGV[1]
 local status = redis.call("HGET", key, "s")
 for i = 2, 5 do redis.call("ZREM", KEYS[i], ARGV[1]) end
 redis.call("ZREM", KEYS[7], ARGV[1])
-redis.call("ZREM", KEYS[8], ARGV[1])
+redis.call("ZREM", KEYS[9], ARGV[1])
 local notify = status and redis.call("HGET", key, "dd")
 if notify then
   local t = redis.call("TIME")
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call("ZADD", KEYS[9], now, "e\t" .. ARGV[2] .. "\t" .. ARGV[1])
+  redis.call("ZADD", KEYS[10], now, "e\t" .. ARGV[2] .. "\t" .. ARGV[1])
 end
 if status == "queued" then redis.call("HINCRBY", KEYS[6], "tomb", 1) end
-redis.call("DEL", key)
+local deleted = redis.call("EXISTS", key)
+redis.call("DEL", key, KEYS[8] .. ARGV[1])
 if notify then return 2 end
-return status and 1 or 0
+return deleted

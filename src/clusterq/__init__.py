@@ -10,6 +10,7 @@
 from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
 from .callbacks import Callback
 from .connection import connect, describe, parse_url, topology_of
+from .context import get_current_job, set_progress
 from .cron import CronError, CronExpr, Interval
 from .dependency import Dependency
 from .exceptions import (
@@ -21,13 +22,15 @@ from .exceptions import (
     InvalidJobOperation,
     InvalidQueueName,
     InvalidURL,
+    JobStopped,
     JobTimeoutError,
     NoSuchJobError,
+    ReplicationTimeout,
     SerializationError,
     ServerError,
     StopRequested,
 )
-from .job import Job, JobStatus
+from .job import Job, JobStatus, Progress, send_stop_job_command
 from .keys import key_slot, queue_slot
 from .periodic_jobs import (
     CronScheduler,
@@ -44,7 +47,7 @@ from .pool import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
 from .queue import EnqueueData, Queue
 from .registry import Registry
 from .results import Result, ResultType
-from .retry import Retry
+from .retry import Backoff, Repeat, Retry, RetryJob
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .worker import Worker, WorkerInfo, list_workers
 
@@ -54,6 +57,7 @@ __all__ = [
     # producing
     "AsyncJob",
     "AsyncQueue",
+    "Backoff",
     "Callback",
     "Dependency",
     "EnqueueData",
@@ -61,9 +65,16 @@ __all__ = [
     "JobStatus",
     "Queue",
     "Registry",
+    "Repeat",
     "Result",
     "ResultType",
     "Retry",
+    "RetryJob",
+    # inside a job, and controlling one
+    "Progress",
+    "get_current_job",
+    "send_stop_job_command",
+    "set_progress",
     # consuming
     "AsyncioPool",
     "ForkPool",
@@ -108,9 +119,11 @@ __all__ = [
     "InvalidJobOperation",
     "InvalidQueueName",
     "InvalidURL",
+    "JobStopped",
     "JobTimeoutError",
     "NoSuchJobError",
     "PeriodicError",
+    "ReplicationTimeout",
     "SerializationError",
     "ServerError",
     "StopRequested",

@@ -15,11 +15,13 @@ from . import store as T
 from .callbacks import Callback, encode_callbacks
 from .connection import REDIS_ERRORS, Client, ConnectionLike, connect
 from .dependency import DependsOn, parse_depends_on
-from .exceptions import InvalidJobId, explain_server_error
+from .exceptions import InvalidJobId, ReplicationTimeout, explain_server_error
+from .execution import Executor
+from .inline import inline_executor, run_inline
 from .job import DEFAULT_FAILURE_TTL_S, Job
 from .outbox import Forwarder, registration_entry
 from .registry import Registry
-from .retry import Retry
+from .retry import Repeat, Retry
 from .serializers import Serializer, resolve_serializer
 from .utils import function_path
 
@@ -30,11 +32,11 @@ DRAIN_BATCH = 1000
 PAGE_LIMIT = 10_000
 
 # RQ options clusterq does not implement yet: refused, rather than silently passed to the job function.
-_UNSUPPORTED = ("unique", "pipeline", "repeat", "group_id")
+_UNSUPPORTED = ("unique", "pipeline", "group_id")
 
 _RESERVED = (
     "job_id", "job_timeout", "timeout", "result_ttl", "ttl", "failure_ttl", "description", "meta",
-    "at_front", "max_attempts", "retry", "result_history", "on_success", "on_failure", "on_stopped",
+    "at_front", "max_attempts", "retry", "repeat", "result_history", "on_success", "on_failure", "on_stopped",
     "depends_on", "args", "kwargs",
 )
 
@@ -90,6 +92,7 @@ class EnqueueData:
     meta: dict[str, Any] | None = None
     max_attempts: int | None = None
     retry: Retry | None = None
+    repeat: Repeat | None = None
     depends_on: DependsOn | None = None
     result_history: int | None = None
     on_success: Callback | Callable[..., Any] | str | None = None
@@ -130,6 +133,12 @@ class Queue:
     ``connection`` is a URL (``redis://``, ``redis+sentinel://``, ``redis+cluster://``...), a redis-py
     client, or None for ``$CLUSTERQ_URL``. All of a queue's keys share one hash tag, so on a cluster the
     whole queue lives in one slot; different queues spread over the nodes.
+
+    ``is_async=False`` (for tests) makes ``enqueue`` run each job at once in the calling thread and
+    record its outcome as a worker would (see :mod:`clusterq.inline`).
+
+    ``wait_replicas=N`` makes enqueue durable: it returns only once N replicas have the jobs (Redis
+    ``WAIT``, at most ``wait_timeout_s``), and raises :class:`~clusterq.ReplicationTimeout` otherwise.
     """
 
     def __init__(
@@ -143,10 +152,19 @@ class Queue:
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
         result_history: int | None = None,
+        is_async: bool = True,
+        wait_replicas: int = 0,
+        wait_timeout_s: float = 1.0,
     ) -> None:
+        if not isinstance(wait_replicas, int) or isinstance(wait_replicas, bool) or wait_replicas < 0:
+            raise ValueError(f"wait_replicas must be an int >= 0, got {wait_replicas!r}")
+        if not isinstance(wait_timeout_s, (int, float)) or isinstance(wait_timeout_s, bool) or wait_timeout_s <= 0:
+            raise ValueError(f"wait_timeout_s must be a positive number of seconds, got {wait_timeout_s!r}")
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
         self.connection: Client = connect(connection)
+        self.is_async = is_async
+        self._inline: Executor | None = None
         self.store = T.Store(self.connection)
         self.serializer = resolve_serializer(serializer)
         self.default_timeout = parse_duration(default_timeout, "default_timeout")
@@ -154,6 +172,8 @@ class Queue:
         self.failure_ttl = parse_duration(failure_ttl, "failure_ttl")
         self.max_attempts = max_attempts
         self.result_history = validate_result_history(result_history)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_s = float(wait_timeout_s)
         self._registered = False
 
     def __repr__(self) -> str:
@@ -204,6 +224,10 @@ class Queue:
             if not isinstance(data.retry, Retry):
                 raise TypeError(f"retry must be a clusterq.Retry, got {type(data.retry).__name__}")
             options["retry"] = data.retry.encode()
+        if data.repeat is not None:
+            if not isinstance(data.repeat, Repeat):
+                raise TypeError(f"repeat must be a clusterq.Repeat, got {type(data.repeat).__name__}")
+            options["repeat"] = data.repeat.encode()
         history = validate_result_history(data.result_history)
         history = self.result_history if history is None else history
         if history is not None and history != T.RESULT_HISTORY:
@@ -281,10 +305,27 @@ class Queue:
                                  at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
         try:
             self._register()
-            self.store.run_many(calls)
+            self._write(calls, new)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"schedule a job in queue {self.name!r}") from exc
         return [self._job(job.id) for job in new]
+
+    def _write(self, calls: list[T.Call], new: Sequence[T.NewJob]) -> list[Any]:
+        """Run the calls that create ``new`` and return their results; with ``wait_replicas``, also wait
+        for the replicas."""
+        if not self.wait_replicas:
+            return self.store.run_many(calls)
+        results, acknowledged = self.store.run_and_wait(calls, self.keys.stats, self.wait_replicas,
+                                                  max(1, int(self.wait_timeout_s * 1000)))
+        if acknowledged < self.wait_replicas:
+            ids = [job.id for job in new]
+            raise ReplicationTimeout(
+                f"queue {self.name!r}: {len(ids)} job(s) ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''}) "
+                f"were written to the primary, but only {acknowledged} of {self.wait_replicas} replica(s) "
+                f"acknowledged them within {self.wait_timeout_s:g} s; they will run unless the primary fails "
+                "before a replica has them, so they may or may not survive a failover (retrying with the same "
+                "job_id is safe)", job_ids=ids, acknowledged=acknowledged, wanted=self.wait_replicas)
+        return results
 
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, at_front: bool = False, **options: Any) -> Job:
@@ -299,6 +340,10 @@ class Queue:
 
         A job with ``depends_on`` is created deferred (one script call each) and registered with its
         parents before this returns (see :class:`~clusterq.Dependency`)."""
+        return self._enqueue(jobs, at_front)[0]
+
+    def _enqueue(self, jobs: Sequence[EnqueueData], at_front: bool) -> tuple[list[Job], list[bool]]:
+        """:meth:`enqueue_many`, also saying which jobs were created (False: the id existed)."""
         new = [self._new_job(data) for data in jobs]
         deferred = [(job, parse_depends_on(data.depends_on, self.name))
                     for job, data in zip(new, jobs) if data.depends_on is not None]
@@ -317,7 +362,7 @@ class Queue:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
         calls.extend(T.defer_call(self.keys, job, parents, at_front or front) for job, (parents, front) in deferred)
         try:
-            results = self.store.run_many(calls)
+            results = self._write(calls, new)
             # Register each new child with its parents now; if this process dies first, a worker serving
             # this queue replays the registrations from the outbox.
             self._forwarder().forward(
@@ -326,7 +371,28 @@ class Queue:
                 if int(created) for handle, _ in parents)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
-        return [self._job(job.id) for job in new]
+        enqueued = [self._job(job.id) for job in new]
+        if not self.is_async:
+            self._inline = self._inline or inline_executor(self)
+            run_inline(self, self._inline, enqueued)
+        return enqueued, self._created(new, ready, results[: len(calls) - len(deferred)], at_front,
+                                       results[len(calls) - len(deferred):])
+
+    @staticmethod
+    def _created(new: Sequence[T.NewJob], ready: Sequence[T.NewJob], chunks: Sequence[Any], at_front: bool,
+                 deferred: Sequence[Any]) -> list[bool]:
+        """Per job of ``new``: was it created (False: a job with its id existed)? ``chunks`` are the
+        enqueue calls' replies (in call order, reversed for ``at_front``), ``deferred`` the defer calls'."""
+        created: dict[str, bool] = {}
+        replies = list(reversed(chunks)) if at_front else list(chunks)
+        for index, codes in enumerate(replies):
+            for job, code in zip(ready[index * ENQUEUE_CHUNK : (index + 1) * ENQUEUE_CHUNK], codes):
+                created[job.id] = bool(int(code))
+        ready_ids = {job.id for job in ready}
+        waiting = [job for job in new if job.id not in ready_ids]
+        for job, code in zip(waiting, deferred):
+            created[job.id] = bool(int(code))
+        return [created.get(job.id, False) for job in new]
 
     def _forwarder(self) -> Forwarder:
         return Forwarder(self.store, DEFAULT_FAILURE_TTL_S * 1000)

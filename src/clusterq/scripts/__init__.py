@@ -40,6 +40,9 @@ SCHEDULE = _load("schedule")
 PROMOTE = _load("promote")
 CRON_TICK = _load("cron_tick")
 RESULTS = _load("results")
+STOP = _load("stop")
+TAKE = _load("take")
+
 DEFER = _load("defer")
 REGISTER = _load("register")
 RESOLVE = _load("resolve")
@@ -51,6 +54,6 @@ GROUP_DONE = _load("group_done")
 
 ALL: tuple[Script, ...] = (
     ENQUEUE, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, CANCEL, DELETE, REQUEUE, SET_FIELDS,
-    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, RESULTS, CRON_TICK, DEFER, REGISTER, RESOLVE, ACK,
+    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, RESULTS, CRON_TICK, STOP, TAKE, DEFER, REGISTER, RESOLVE, ACK,
     OUTBOX_DUE, GROUP_OPEN, GROUP_CLOSE, GROUP_DONE,
 )

@@ -31,6 +31,7 @@ from .queue import EnqueueData, Queue
 from .registry import Registry
 from .retry import Retry
 from .serializers import JSONSerializer, PickleSerializer, Serializer
+from .signing import Signer
 from .worker import Worker, WorkerInfo, list_workers
 
 __version__ = "0.1.0"
@@ -68,6 +69,8 @@ __all__ = [
     "JSONSerializer",
     "PickleSerializer",
     "Serializer",
+    # security
+    "Signer",
     # errors
     "ClusterQError",
     "ConnectionFailed",

@@ -55,6 +55,7 @@ from .aio_store import AsyncStore, LazyStore
 from .exceptions import NoSuchJobError
 from .queue import DRAIN_BATCH, ENQUEUE_CHUNK, PAGE_LIMIT, EnqueueData, Queue, parse_duration, split_enqueue_options
 from .serializers import Serializer, resolve_serializer
+from .signing import Signer, SigningKey, make_signer
 
 __all__ = [
     "AsyncClient",
@@ -81,12 +82,14 @@ class JobDefaults:
     result_ttl: float | None = None
     failure_ttl: float | None = None
     max_attempts: int | None = None
+    name: str = ""  # the queue's name, which a job's signature covers
+    signer: Signer | None = None
 
 
 def build_new_job(data: EnqueueData, defaults: JobDefaults) -> T.NewJob:
     """The record the enqueue script stores for ``data``, by exactly the rules of :class:`Queue`.
 
-    ``Queue._new_job`` reads nothing from its queue but the five attributes of :class:`JobDefaults`,
+    ``Queue._new_job`` reads nothing from its queue but the attributes of :class:`JobDefaults`,
     so it runs here with ``defaults`` standing in for the queue: one implementation of ids, option
     parsing and validation for both APIs. (Once queue.py offers this as a module-level function, this
     becomes an import.)
@@ -114,6 +117,7 @@ class AsyncQueue:
         result_ttl: float | int | str | None = None,
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
+        signing_key: SigningKey | Signer | None = None,
     ) -> None:
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
@@ -124,6 +128,8 @@ class AsyncQueue:
             result_ttl=parse_duration(result_ttl, "result_ttl"),
             failure_ttl=parse_duration(failure_ttl, "failure_ttl"),
             max_attempts=max_attempts,
+            name=self.name,
+            signer=make_signer(signing_key),
         )
         self._lazy = LazyStore(connection)
         self._registered = False

@@ -27,6 +27,7 @@ from .connection import DEFAULT_URL, URL_ENV, connect, describe
 from .exceptions import ClusterQError
 from .pool import POOL_KINDS
 from .queue import Queue
+from .signing import KEY_ENV, read_key_file
 from .worker import Worker, list_workers
 
 # Named exit codes (Dramatiq's habit): scripts and supervisors can tell failures apart.
@@ -58,6 +59,23 @@ def _setting(args: argparse.Namespace, name: str, default: Any = None) -> Any:
 def resolve_url(args: argparse.Namespace) -> str:
     return (getattr(args, "url", None) or os.environ.get(URL_ENV) or _setting(args, "URL")
             or _setting(args, "REDIS_URL") or DEFAULT_URL)
+
+
+def signing_keys(args: argparse.Namespace) -> list[bytes] | None:
+    """Keys from ``--signing-key-file`` (repeatable: the first signs, all verify), else ``$CLUSTERQ_SIGNING_KEY``."""
+    files = getattr(args, "signing_key_file", None) or []
+    try:
+        keys = [read_key_file(path) for path in files]
+    except (OSError, ValueError) as exc:
+        raise ClusterQError(f"cannot read the signing key: {exc}") from None
+    if not keys and os.environ.get(KEY_ENV):
+        keys = [os.environ[KEY_ENV].encode()]
+    return keys or None
+
+
+def _add_signing(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--signing-key-file", action="append", metavar="PATH",
+                        help=f"HMAC key for job signatures (default: ${KEY_ENV}); repeat to accept old keys")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +118,7 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         lease_s=args.lease_s or _setting(args, "LEASE_S", 15.0),
         max_attempts=args.max_attempts or _setting(args, "MAX_ATTEMPTS", 3),
         serializer=args.serializer or _setting(args, "SERIALIZER"),
+        signing_key=signing_keys(args),
     )
 
 
@@ -159,7 +178,8 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"arguments must be JSON values (quote strings as '\"text\"'): {exc}", file=sys.stderr)
         return EXIT_USAGE
-    job = Queue(args.queue, resolve_url(args)).enqueue(args.function, *call_args, job_id=args.job_id)
+    queue = Queue(args.queue, resolve_url(args), signing_key=signing_keys(args))
+    job = queue.enqueue(args.function, *call_args, job_id=args.job_id)
     print(job.handle)
     return EXIT_OK
 
@@ -233,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recycle a process child whose memory passes this many MiB")
     p.add_argument("--dedicated", action="append", metavar="QUEUES=[POOL:]N",
                    help="serve these queues with their own pool, e.g. hot=process:8 (repeatable)")
+    _add_signing(p)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("info", help="queues, their counts, and workers")
@@ -246,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("function", help="dotted path, e.g. myapp.tasks.send")
     p.add_argument("args", nargs="*", help="JSON arguments")
     p.add_argument("--job-id")
+    _add_signing(p)
     p.set_defaults(func=cmd_enqueue)
 
     p = sub.add_parser("empty", help="remove every waiting job of a queue")

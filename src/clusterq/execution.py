@@ -27,6 +27,7 @@ from typing import Any
 from .exceptions import DeserializationError, FunctionNotFound, JobTimeoutError, SerializationError
 from .job import DEFAULT_FAILURE_TTL_S, DEFAULT_RESULT_TTL_S
 from .serializers import Serializer
+from .signing import Signer
 from .store import LeasedJob, Outcome
 from .utils import import_attribute
 
@@ -172,15 +173,23 @@ def _failure(leased: LeasedJob, spec: JobSpec, reason: str, elapsed_s: float = 0
 class Executor:
     """Turns leased jobs into outcomes, in the calling thread."""
 
-    def __init__(self, resolver: FunctionResolver, serializer: Serializer, default_timeout_s: float) -> None:
+    def __init__(self, resolver: FunctionResolver, serializer: Serializer, default_timeout_s: float,
+                 signer: Signer | None = None) -> None:
         self.resolver = resolver
         self.serializer = serializer
         self.default_timeout_s = default_timeout_s
+        self.signer = signer
         self._timeouts: dict[bytes, float] = {}
         self._default_spec = decode_options(b"", default_timeout_s)[0]
 
     def prepare(self, leased: LeasedJob) -> tuple[JobSpec, Callable[..., Any] | None, Any, Any, str | None]:
         """Everything needed to call the job, or a reason why it cannot be called."""
+        if self.signer is not None:
+            # Before anything of the job is looked at: an unsigned job imports nothing and decodes nothing.
+            refused = self.signer.problem(leased.queue, leased.id, leased.func, leased.payload, leased.options,
+                                          leased.signature)
+            if refused:  # its options are not trusted either: default time limit and failure TTL
+                return self._default_spec, None, None, None, refused
         if leased.options:
             spec, problem = decode_options(leased.options, self.default_timeout_s)
         else:  # most jobs carry no options: skip the JSON decode

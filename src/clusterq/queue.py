@@ -18,6 +18,7 @@ from .job import Job
 from .registry import Registry
 from .retry import Retry
 from .serializers import Serializer, resolve_serializer
+from .signing import Signer, SigningKey, make_signer
 from .utils import function_path
 
 ENQUEUE_CHUNK = 500
@@ -107,6 +108,9 @@ class Queue:
     ``connection`` is a URL (``redis://``, ``redis+sentinel://``, ``redis+cluster://``...), a redis-py
     client, or None for ``$CLUSTERQ_URL``. All of a queue's keys share one hash tag, so on a cluster the
     whole queue lives in one slot; different queues spread over the nodes.
+
+    ``signing_key`` (bytes or str, or a list whose first key signs) makes every job this queue writes
+    carry an HMAC that workers given the key check before running it (see :mod:`clusterq.signing`).
     """
 
     def __init__(
@@ -119,9 +123,11 @@ class Queue:
         result_ttl: float | int | str | None = None,
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
+        signing_key: SigningKey | Signer | None = None,
     ) -> None:
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
+        self.signer = make_signer(signing_key)
         self.connection: Client = connect(connection)
         self.store = T.Store(self.connection)
         self.serializer = resolve_serializer(serializer)
@@ -187,15 +193,18 @@ class Queue:
         max_attempts = data.max_attempts if data.max_attempts is not None else self.max_attempts
         if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
             raise ValueError(f"max_attempts must be a positive int, got {max_attempts!r}")
+        func = function_path(data.func)
+        options_json = json.dumps(options, separators=(",", ":")) if options else ""
         return T.NewJob(
             id=job_id,
-            func=function_path(data.func),
+            func=func,
             payload=payload,
-            options=json.dumps(options, separators=(",", ":")) if options else "",
+            options=options_json,
             meta=self.serializer.dumps(data.meta) if data.meta else b"",
             ttl_s=math.ceil(ttl) if ttl else 0,
             max_attempts=max_attempts,
             fresh_id=data.job_id is None,
+            signature=self.signer.sign(self.name, job_id, func, payload, options_json) if self.signer else "",
         )
 
     def _register(self) -> None:

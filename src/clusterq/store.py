@@ -52,10 +52,12 @@ class NewJob:
     ttl_s: int = 0
     max_attempts: int | None = None
     fresh_id: bool = False  # generated here (uuid4): the script skips its existence check
+    signature: str = ""  # HMAC of queue, id, func, payload, options (signing.py); "" when not signing
 
     def argv(self) -> tuple[Any, ...]:
         return (self.id, self.func, self.payload, self.options, self.meta, self.ttl_s,
-                "" if self.max_attempts is None else self.max_attempts, "1" if self.fresh_id else "0")
+                "" if self.max_attempts is None else self.max_attempts, "1" if self.fresh_id else "0",
+                self.signature)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class LeasedJob:
     func: str
     payload: bytes
     options: bytes
+    signature: bytes = b""  # field "sg": checked by a worker that has a signing key
 
 
 @dataclass(frozen=True)
@@ -137,8 +140,8 @@ def parse_lease(queue: str, reply: Sequence[Any]) -> tuple[int, list[LeasedJob]]
     """Split a lease reply into (jobs still pending, leased jobs)."""
     jobs = [
         LeasedJob(queue, _text(reply[i]), int(reply[i + 1]), _text(reply[i + 2]), _raw(reply[i + 3]),
-                  _raw(reply[i + 4]))
-        for i in range(1, len(reply), 5)
+                  _raw(reply[i + 4]), _raw(reply[i + 5]))
+        for i in range(1, len(reply), 6)
     ]
     return int(reply[0]), jobs
 

@@ -40,6 +40,7 @@ from .pool import Finished, Notifier, Pool, SoloPool, make_pool
 from .queue import Queue
 from .registration import REGISTRATION_TTL_S, WorkerInfo, list_workers
 from .serializers import Serializer, resolve_serializer
+from .signing import Signer, SigningKey, make_signer
 from .wakeup import Waker
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,10 @@ class Worker:
     ``lease_s`` is how long a leased job stays reserved without a heartbeat: a dead worker's jobs come
     back after at most about ``lease_s + maintenance_interval_s``; ``max_attempts`` bounds how often a
     job whose worker died is retried before it fails as abandoned.
+
+    ``signing_key`` (bytes or str, or several: any of them verifies) makes the worker run only jobs
+    signed with it (:mod:`clusterq.signing`); others fail with a ``SignatureError`` reason without
+    their function being imported or their arguments decoded.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class Worker:
         name: str | None = None,
         serializer: Serializer | str | None = None,
         allow: Sequence[str] | None = None,
+        signing_key: SigningKey | Signer | None = None,
         lease_s: float = DEFAULT_LEASE_S,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         default_timeout_s: float = DEFAULT_JOB_TIMEOUT_S,
@@ -131,7 +137,8 @@ class Worker:
         self.queue_keys = {n: K.QueueKeys(n) for n in names}
         self.name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self.serializer = resolve_serializer(serializer)
-        self.executor = Executor(FunctionResolver(allow), self.serializer, default_timeout_s)
+        self.executor = Executor(FunctionResolver(allow), self.serializer, default_timeout_s,
+                                 make_signer(signing_key))
         self.lease_ms = int(lease_s * 1000)
         self.max_attempts = max_attempts
         self.max_batch = max_batch

@@ -23,8 +23,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .connection import DEFAULT_URL, URL_ENV, connect, describe
+from .connection import DEFAULT_URL, REDIS_ERRORS, URL_ENV, connect, describe
 from .exceptions import ClusterQError
+from .health import memory_of_primaries, server_warnings
 from .pool import POOL_KINDS
 from .queue import Queue
 from .signing import KEY_ENV, read_key_file
@@ -143,7 +144,14 @@ def _queue_row(queue: Queue) -> tuple[str, int, int, int, int, int]:
 def render_info(url: str) -> str:
     client = connect(url)
     queues = Queue.all(client)
-    lines = [describe(client), ""]  # never the URL itself: it may hold a password
+    lines = [describe(client)]  # never the URL itself: it may hold a password
+    try:
+        nodes = memory_of_primaries(client)
+    except REDIS_ERRORS:  # INFO refused: server_warnings says so below
+        nodes = []
+    lines += [f"  {node.describe()}" for node in nodes]
+    lines += [f"WARNING: {warning}" for warning in server_warnings(client)]
+    lines.append("")
     header = ("queue", "queued", "started", "finished", "failed", "canceled")
     rows = [_queue_row(q) for q in queues]
     width = max([len(header[0])] + [len(r[0]) for r in rows])

@@ -102,6 +102,26 @@ def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
     return EnqueueData(f, args, kwargs, **options), at_front
 
 
+def _raise_first_error(results: Sequence[Any], doing: str, skip: int = 0) -> None:
+    """Raise the first failed call's error, saying how many jobs the other calls created.
+
+    Each call is one script (at most ENQUEUE_CHUNK jobs) and a script runs whole or not at all (a full
+    server refuses it before it starts), so no job is ever half-written; but of several calls, some may
+    have gone through. Ids the caller chose can simply be enqueued again: existing ones are skipped.
+    ``skip``: leading reply values that are not per-job codes (schedule's run-at time).
+    """
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if not errors:
+        return
+    error = explain_server_error(errors[0], doing)
+    done = [r for r in results if not isinstance(r, BaseException)]
+    if done:
+        created = sum(int(code) for reply in done for code in reply[skip:])
+        error.args = (f"{error.args[0]} ({len(done)} of {len(results)} script calls went through whole and "
+                      f"created {created} job(s); no job is half-written)",)
+    raise error from errors[0]
+
+
 class Queue:
     """A named queue on a Redis deployment.
 
@@ -256,9 +276,10 @@ class Queue:
                                  at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
         try:
             self._register()
-            self.store.run_many(calls)
+            results = self.store.run_many(calls, raise_on_error=False)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"schedule a job in queue {self.name!r}") from exc
+        _raise_first_error(results, f"schedule a job in queue {self.name!r}", skip=1)
         return [self._job(job.id) for job in new]
 
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
@@ -283,9 +304,10 @@ class Queue:
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
         try:
-            self.store.run_many(calls)
+            results = self.store.run_many(calls, raise_on_error=False)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
+        _raise_first_error(results, f"enqueue to queue {self.name!r}")
         return [self._job(job.id) for job in new]
 
     # --- reading ------------------------------------------------------------------------------

@@ -29,12 +29,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import OutOfMemoryError
+
 from . import keys as K
 from . import registration
 from . import store as T
 from .connection import REDIS_ERRORS, ConnectionLike, connect, describe, topology_of
 from .exceptions import ConnectionFailed, StopRequested
 from .execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
+from .health import server_warnings
 from .job import DEFAULT_FAILURE_TTL_S
 from .pool import Finished, Notifier, Pool, SoloPool, make_pool
 from .queue import Queue
@@ -438,6 +441,8 @@ class Worker:
                 lane.pool.close(now=True)
             raise ConnectionFailed(f"worker {self.name} cannot register on {describe(self.connection)}: "
                                    f"{type(exc).__name__}: {exc}") from None
+        for warning in server_warnings(self.connection):
+            log.warning("%s", warning)
         self._start_waker()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="clusterq-heartbeat", daemon=True)
         self._heartbeat.start()
@@ -604,7 +609,11 @@ class Worker:
 
     def _back_off(self, exc: BaseException) -> None:
         self._backoff_s = min(10.0, max(0.5, self._backoff_s * 2))
-        log.warning("Redis call failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, self._backoff_s)
+        if isinstance(exc, OutOfMemoryError):  # say what it means: nothing is lost, nothing new starts
+            log.warning("Redis is at maxmemory (noeviction): no new job is leased and outcomes wait in this "
+                        "worker until memory is freed; retrying in %.1f s (%s)", self._backoff_s, exc)
+        else:
+            log.warning("Redis call failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, self._backoff_s)
         self._stop.wait(self._backoff_s)
         self._mark_all_ready()
 

@@ -499,3 +499,31 @@ def test_a_web_app_shares_one_client_and_its_handles_outlive_a_restart(url: str,
     assert asyncio.run(serve([(job_status, a["job"])])) == [
         {"status": "finished", "result": {"args": ["a@example.com"], "kwargs": {}}}
     ]
+
+
+# --- delayed jobs ------------------------------------------------------------------------------------
+
+def test_enqueue_at_and_enqueue_in_from_asyncio_schedule_jobs_the_worker_promotes(url: str, qname: str) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    async def schedule() -> tuple[str, str, str]:
+        async with AsyncQueue(qname, url) as q:
+            past = await q.enqueue_at(datetime.now(timezone.utc) - timedelta(seconds=5), jobs.add, 1, 2,
+                                      description="past")
+            soon = await q.enqueue_in(0, "jobs.add", 3, b=4, job_id="soon-job")
+            later = await q.enqueue_in(timedelta(hours=1), jobs.add, 5, 6)
+            for job in (past, soon, later):
+                assert await job.get_status() == JobStatus.SCHEDULED
+            assert soon.id == "soon-job" and past.description == "past"
+            assert await q.count() == 0, "scheduled jobs do not wait in the queue yet"
+            with pytest.raises(TypeError, match="not supported"):
+                await q.enqueue_in(1, jobs.add, 1, 2, depends_on="x")
+            return past.handle, soon.handle, later.handle
+
+    past, soon, later = asyncio.run(schedule())
+    q = Queue(qname, url)
+    assert q.scheduled_job_registry.count == 3
+    assert set(q.scheduled_job_registry.get_job_ids()) == {h.rpartition("/")[2] for h in (past, soon, later)}
+    assert _work(url, qname) == 2, "the due jobs run; the one an hour away waits"
+    assert Job.fetch(past, url).return_value() == 3 and Job.fetch(soon, url).return_value() == 7
+    assert Job.fetch(later, url).get_status() == JobStatus.SCHEDULED

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -178,6 +179,37 @@ class AsyncQueue:
         data, at_front = split_enqueue_options(f, args, kwargs)
         return (await self.enqueue_many([data], at_front=at_front))[0]
 
+    async def enqueue_at(self, scheduled_time: datetime, f: Callable[..., Any] | str, *args: Any,
+                         **kwargs: Any) -> AsyncJob:
+        """Schedule ``f(*args, **kwargs)`` to run at ``scheduled_time``, as :meth:`Queue.enqueue_at` does
+        (a naive datetime is local time; a time in the past runs the job at the next promotion)."""
+        data, at_front = split_enqueue_options(f, args, kwargs)
+        return (await self._schedule([data], at_front, at_ms=int(scheduled_time.timestamp() * 1000)))[0]
+
+    async def enqueue_in(self, time_delta: timedelta | float | int, f: Callable[..., Any] | str, *args: Any,
+                         **kwargs: Any) -> AsyncJob:
+        """Schedule ``f(*args, **kwargs)`` to run after ``time_delta`` (a timedelta or seconds), measured on
+        the server's clock, as :meth:`Queue.enqueue_in` does."""
+        seconds = time_delta.total_seconds() if isinstance(time_delta, timedelta) else parse_duration(
+            time_delta, "time_delta")
+        data, at_front = split_enqueue_options(f, args, kwargs)
+        return (await self._schedule([data], at_front, delay_ms=max(0, int((seconds or 0.0) * 1000))))[0]
+
+    async def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
+                        delay_ms: int | None = None) -> list[AsyncJob]:
+        new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
+        store = await self._lazy.get()
+        await self._register(store)
+        calls = [T.schedule_call(self.keys, new[i : i + ENQUEUE_CHUNK], at_ms=at_ms, delay_ms=delay_ms,
+                                 at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
+        await store.run_many(calls)
+        return [self._job(job.id) for job in new]
+
+    async def _register(self, store: AsyncStore) -> None:
+        if not self._registered:  # the global set of known queues: once per queue object, never in a script
+            await store.client.sadd(K.QUEUES, self.name)
+            self._registered = True
+
     async def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                            kwargs: dict[str, Any] | None = None, at_front: bool = False,
                            **options: Any) -> AsyncJob:
@@ -189,9 +221,7 @@ class AsyncQueue:
         """Enqueue many jobs: chunks of ``ENQUEUE_CHUNK`` per script call, all in one pipeline."""
         new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
         store = await self._lazy.get()
-        if not self._registered:  # the global set of known queues: once per queue object, never in a script
-            await store.client.sadd(K.QUEUES, self.name)
-            self._registered = True
+        await self._register(store)
         calls = [
             T.enqueue_call(self.keys, new[i : i + ENQUEUE_CHUNK], at_front)
             for i in range(0, len(new), ENQUEUE_CHUNK)

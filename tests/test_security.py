@@ -57,11 +57,11 @@ def test_signed_jobs_from_every_enqueue_path_run_on_a_worker_with_the_key(url: s
     at = queue.enqueue_at(datetime.now(timezone.utc) - timedelta(seconds=5), "jobs.add", 5, 5)
     later = queue.enqueue_in(0, "jobs.echo", x=1)
 
-    async def from_asyncio() -> str:
+    async def from_asyncio() -> tuple[str, str]:
         async with AsyncQueue(qname, url, signing_key=KEY) as aq:
-            return (await aq.enqueue("jobs.add", 40, 2)).id
+            return (await aq.enqueue("jobs.add", 40, 2)).id, (await aq.enqueue_in(0, "jobs.add", 1, 1)).id
 
-    async_id = asyncio.run(from_asyncio())
+    async_id, async_scheduled_id = asyncio.run(from_asyncio())
     assert queue.connection.hget(queue.keys.job(one.id), "sg").startswith(b"v1:")
 
     worker = burst(url, qname, signing_key=KEY)
@@ -72,6 +72,7 @@ def test_signed_jobs_from_every_enqueue_path_run_on_a_worker_with_the_key(url: s
     assert at.return_value() == 10
     assert later.return_value() == {"args": [], "kwargs": {"x": 1}}
     assert Job.fetch(async_id, url, queue=qname).return_value() == 42
+    assert Job.fetch(async_scheduled_id, url, queue=qname).return_value() == 2
 
 
 def test_a_retried_or_requeued_signed_job_keeps_a_valid_signature(url: str, qname: str) -> None:

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.compat  # also run against the second server engine
 def test_every_script_has_a_header_naming_keys_argv_and_returns(script: S.Script) -> None:
     text = script.source.decode()
     shebang = text.split("\n", 1)[0]
-    assert shebang in ("#!lua", "#!lua flags=allow-oom"), \
+    assert shebang in ("#!lua", "#!lua flags=no-writes", "#!lua flags=allow-oom"), \
         "scripts use the shebang so the server enforces single-slot access (and no flag may lift that)"
     if "allow-oom" in shebang:
         assert "flags=allow-oom):" in text, "say in the header why the script may run on a full server"
@@ -145,6 +145,19 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield T.complete_call(qk, [T.Outcome("r1", 1, "failed", b"boom", 60_000, 0.0, "2;0")])  # retry now
     yield T.lease_call(qk, 1, 60_000, "w1", 60_000)
     yield T.complete_call(qk, [T.Outcome("r1", 2, "failed", b"boom", 60_000, 0.0, "2;50")])  # retry later
+    yield T.results_call(qk, "r1")
+    client.zadd(qk.scheduled, {"r1": 0})
+    yield T.promote_call(qk, 10)
+    yield T.set_fields_call(qk, "r1", {"hw": "1"})  # someone waits for its result
+    yield T.lease_call(qk, 1, 60_000, "w1", 60_000)
+    yield T.complete_call(qk, [T.Outcome("r1", 3, "finished", b"7", 60_000, 0.0, "1;b:10:2:100:0.5", 3)])
+    client.zadd(qk.scheduled, {"r1": 0})
+    yield T.promote_call(qk, 10)
+    yield T.lease_call(qk, 1, 1, "w1", 60_000)
+    time.sleep(0.01)
+    yield T.requeue_expired_call(qk, 100, 1, 60_000)  # abandoned after results: history kept
+    yield T.requeue_call(qk, "r1")
+    yield T.delete_call(qk, "r1")
     yield T.schedule_call(qk, [T.NewJob(f"s{i}", "jobs.add", b"[[1,2],{}]", ttl_s=60 if i == 0 else 0)
                                for i in range(3)], at_ms=1)  # due at once
     yield T.schedule_call(qk, [T.NewJob("s0", "jobs.add"), T.NewJob("s3", "jobs.add", fresh_id=True)],
@@ -155,6 +168,17 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield T.promote_call(qk, 1)  # s0 only: s1/s2 were removed
     yield T.promote_call(qk, 10)  # s4 to the front; s3 is not due
     yield T.promote_call(qk, 10)  # nothing due
+    tick = lambda name, at, mode, job: T.cron_tick_call(qk, name, at, mode, 3, job)  # noqa: E731
+    yield tick("p", 1000, "resume", T.NewJob("cron:p:1", "jobs.add"))  # first seen: recorded only
+    yield tick("p", 2000, "fire", T.NewJob("cron:p:2", "jobs.add", b"[[1,2],{}]", '{"timeout":5}', b'{"m":1}', 60,
+                                           2))
+    yield tick("p", 2000, "fire", T.NewJob("cron:p:2", "jobs.add"))  # already taken
+    yield tick("p", 1500, "fire", T.NewJob("cron:p:1.5", "jobs.add"))  # older: refused
+    yield tick("p", 4_000_000_000_000, "fire", T.NewJob("cron:p:far", "jobs.add"))  # after the server's clock
+    yield tick("p", 3000, "skip", T.NewJob("cron:p:3", "jobs.add"))  # recorded, not run
+    yield tick("p", 4000, "resume", T.NewJob("s0", "jobs.add"))  # the id already has a record
+    for at in range(5000, 10000, 1000):  # the recent-runs list stays capped
+        yield tick("p", at, "fire", T.NewJob(f"cron:p:{at}", "jobs.add"))
 
 
 @pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)
@@ -173,7 +197,7 @@ def test_scripts_touch_only_declared_keys_all_in_the_queues_slot(clusterq_topolo
             store.run(call)
             seen_scripts.add(call.script.name)
             declared = {k.encode() for k in call.keys}
-            prefixes = [k.encode() for k in call.keys if k.endswith(":j:")]
+            prefixes = [k.encode() for k in call.keys if k.endswith((":j:", ":h:"))]
             commands = monitor.take()
             assert commands, f"{call.script.name} ran no command?"
             for command in commands:

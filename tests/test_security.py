@@ -18,6 +18,7 @@ import pytest
 
 from clusterq import Job, JobStatus, Queue, Retry, Worker
 from clusterq.aio import AsyncQueue
+from clusterq.periodic_jobs import CronScheduler, Periodic
 from clusterq.signing import Signer
 
 KEY = b"k" * 32
@@ -73,6 +74,20 @@ def test_signed_jobs_from_every_enqueue_path_run_on_a_worker_with_the_key(url: s
     assert later.return_value() == {"args": [], "kwargs": {"x": 1}}
     assert Job.fetch(async_id, url, queue=qname).return_value() == 42
     assert Job.fetch(async_scheduled_id, url, queue=qname).return_value() == 2
+
+
+def test_periodic_jobs_are_signed_by_a_scheduler_with_the_key(url: str, qname: str) -> None:
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
+    for key, works in ((KEY, True), (None, False)):
+        job = Periodic("jobs.add", every=60, queue=qname, args=(1, 2), name=f"signed-{works}")
+        scheduler = CronScheduler(url, [job], install_signal_handlers=False, signing_key=key)
+        scheduler.run_once(now=start)  # first seen: records the tick without running it
+        scheduler.run_once(now=start + timedelta(seconds=61))
+    burst(url, qname, signing_key=KEY)
+    registry = Queue(qname, url).finished_job_registry
+    failed = Queue(qname, url).failed_job_registry
+    assert registry.count == 1 and failed.count == 1
+    assert REFUSED in (failed.get_jobs()[0].exc_info or "")
 
 
 def test_a_retried_or_requeued_signed_job_keeps_a_valid_signature(url: str, qname: str) -> None:

@@ -9,6 +9,7 @@
 
 from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
 from .connection import connect, describe, parse_url, topology_of
+from .cron import CronError, CronExpr, Interval
 from .exceptions import (
     ClusterQError,
     ConnectionFailed,
@@ -26,9 +27,21 @@ from .exceptions import (
 )
 from .job import Job, JobStatus
 from .keys import key_slot, queue_slot
+from .periodic_jobs import (
+    CronScheduler,
+    Periodic,
+    PeriodicError,
+    PeriodicInfo,
+    PeriodicRun,
+    list_periodic,
+    load_periodic,
+    periodic,
+    remove_periodic,
+)
 from .pool import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
 from .queue import EnqueueData, Queue
 from .registry import Registry
+from .results import Result, ResultType
 from .retry import Retry
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .signing import Signer
@@ -45,6 +58,8 @@ __all__ = [
     "JobStatus",
     "Queue",
     "Registry",
+    "Result",
+    "ResultType",
     "Retry",
     # consuming
     "AsyncioPool",
@@ -56,6 +71,17 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "list_workers",
+    # periodic jobs
+    "CronExpr",
+    "CronScheduler",
+    "Interval",
+    "Periodic",
+    "PeriodicInfo",
+    "PeriodicRun",
+    "list_periodic",
+    "load_periodic",
+    "periodic",
+    "remove_periodic",
     # connecting
     "connect",
     "connect_async",
@@ -74,6 +100,7 @@ __all__ = [
     # errors
     "ClusterQError",
     "ConnectionFailed",
+    "CronError",
     "DeserializationError",
     "FunctionNotFound",
     "InvalidJobId",
@@ -82,6 +109,7 @@ __all__ = [
     "InvalidURL",
     "JobTimeoutError",
     "NoSuchJobError",
+    "PeriodicError",
     "SerializationError",
     "ServerError",
     "StopRequested",

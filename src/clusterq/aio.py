@@ -54,7 +54,16 @@ from .aio_connection import AsyncClient, AsyncConnectionLike, connect_async, dis
 from .aio_job import AsyncJob
 from .aio_store import AsyncStore, LazyStore
 from .exceptions import NoSuchJobError
-from .queue import DRAIN_BATCH, ENQUEUE_CHUNK, PAGE_LIMIT, EnqueueData, Queue, parse_duration, split_enqueue_options
+from .queue import (
+    DRAIN_BATCH,
+    ENQUEUE_CHUNK,
+    PAGE_LIMIT,
+    EnqueueData,
+    Queue,
+    parse_duration,
+    split_enqueue_options,
+    validate_result_history,
+)
 from .serializers import Serializer, resolve_serializer
 from .signing import Signer, SigningKey, make_signer
 
@@ -85,6 +94,7 @@ class JobDefaults:
     max_attempts: int | None = None
     name: str = ""  # the queue's name, which a job's signature covers
     signer: Signer | None = None
+    result_history: int | None = None
 
 
 def build_new_job(data: EnqueueData, defaults: JobDefaults) -> T.NewJob:
@@ -119,6 +129,7 @@ class AsyncQueue:
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
         signing_key: SigningKey | Signer | None = None,
+        result_history: int | None = None,
     ) -> None:
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
@@ -131,6 +142,7 @@ class AsyncQueue:
             max_attempts=max_attempts,
             name=self.name,
             signer=make_signer(signing_key),
+            result_history=validate_result_history(result_history),
         )
         self._lazy = LazyStore(connection)
         self._registered = False

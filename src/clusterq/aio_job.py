@@ -15,6 +15,7 @@ from .aio_connection import AsyncConnectionLike
 from .aio_store import LazyStore
 from .exceptions import InvalidJobOperation, NoSuchJobError
 from .job import DEFAULT_FAILURE_TTL_S, Job, JobStatus, make_handle, parse_handle
+from .results import AsyncResultWaiter, Result, parse_latest, parse_results
 from .serializers import Serializer, resolve_serializer
 
 if TYPE_CHECKING:
@@ -142,6 +143,48 @@ class AsyncJob:
     def exc_info(self) -> str | None:
         """The failure's reason and traceback, once the job failed."""
         return self._loaded().exc_info
+
+    @property
+    def retries(self) -> int:
+        return self._loaded().retries
+
+    @property
+    def repeats(self) -> int:
+        return self._loaded().repeats
+
+    @property
+    def callback_error(self) -> str | None:
+        return self._loaded().callback_error
+
+    # --- results ------------------------------------------------------------------------------
+
+    async def results(self) -> list[Result]:
+        """Every result the job keeps, newest first (see ``Job.results``)."""
+        reply = await (await self._lazy.get()).run(T.results_call(self._keys, self.id))
+        return parse_results(self.id, reply, self.serializer)
+
+    async def _latest(self) -> Result | None:
+        store = await self._lazy.get()
+        values = await store.client.hmget(self._keys.job(self.id), T.LATEST_FIELDS)
+        return parse_latest(self.id, values, self.serializer)
+
+    async def latest_result(self, timeout: float = 0) -> Result | None:
+        """The job's latest result, or None; with ``timeout`` (seconds) wait that long for a first one,
+        without polling (see ``Job.latest_result``)."""
+        latest = await self._latest()
+        if latest is not None or not timeout or timeout <= 0:
+            return latest
+        store = await self._lazy.get()
+        waiter = await AsyncResultWaiter.open(store.client, self._keys)
+        try:
+            if not await store.run(T.set_fields_call(self._keys, self.id, {"hw": "1"})):
+                raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
+            latest = await self._latest()
+            if latest is None and await waiter.wait(self.id, timeout):
+                latest = await self._latest()
+        finally:
+            await waiter.aclose()
+        return latest
 
     @property
     def func_name(self) -> str:

@@ -1,6 +1,7 @@
 """The ``clusterq`` command: a thin layer over the public API (it never talks to Redis itself).
 
-    clusterq worker [-u URL] [--burst] QUEUE [QUEUE ...]
+    clusterq worker [-u URL] [--burst] [--with-cron MODULE] QUEUE [QUEUE ...]
+    clusterq cron [-u URL] MODULE | --list | --remove NAME
     clusterq info [-u URL] [--interval S]
     clusterq enqueue [-u URL] QUEUE FUNCTION [JSON_ARG ...]
     clusterq empty|requeue [-u URL] QUEUE
@@ -26,6 +27,7 @@ from typing import Any
 from .connection import DEFAULT_URL, REDIS_ERRORS, URL_ENV, connect, describe
 from .exceptions import ClusterQError
 from .health import memory_of_primaries, server_warnings
+from .periodic_jobs import CronScheduler, Periodic, PeriodicInfo, list_periodic, load_periodic, remove_periodic
 from .pool import POOL_KINDS
 from .queue import Queue
 from .signing import KEY_ENV, read_key_file
@@ -106,6 +108,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[list[str], str, int | None]]) -> Worker:
+    periodic = _periodic_jobs(args, args.with_cron) if args.with_cron else ()
     return Worker(
         queues,
         resolve_url(args),
@@ -120,7 +123,59 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         max_attempts=args.max_attempts or _setting(args, "MAX_ATTEMPTS", 3),
         serializer=args.serializer or _setting(args, "SERIALIZER"),
         signing_key=signing_keys(args),
+        periodic=periodic,
     )
+
+
+def _periodic_jobs(args: argparse.Namespace, module: str | None) -> list[Periodic]:
+    """The periodic jobs of ``module``, else of the settings module (its ``PERIODIC``)."""
+    if module:
+        return load_periodic(module)
+    settings = _settings(args)
+    if settings is None or not hasattr(settings, "PERIODIC"):
+        raise ValueError("name the module declaring the periodic jobs (clusterq cron myapp.periodic), "
+                         "or give a settings module with a PERIODIC list")
+    return load_periodic(settings.__name__)
+
+
+def render_periodic(infos: list[PeriodicInfo]) -> list[str]:
+    if not infos:
+        return ["(no periodic jobs declared yet)"]
+    lines = []
+    for info in infos:
+        nxt = info.next_run.strftime("%Y-%m-%d %H:%M:%S") if info.next_run else "?"
+        late = "  LATE: its latest tick was not taken (is a scheduler running?)" if info.late else ""
+        lines.append(f"  {info.name}  [{info.queue}]  {info.schedule}  -> {info.func}  next {nxt} UTC{late}")
+        if info.runs:
+            lines.append("    recent: " + ", ".join(
+                f"{run.tick.strftime('%m-%d %H:%M:%S')} {run.status or 'expired'}" for run in info.runs))
+    return lines
+
+
+def cmd_cron(args: argparse.Namespace) -> int:
+    url = resolve_url(args)
+    if args.remove:
+        found = remove_periodic(url, args.remove)
+        print(f"removed periodic job {args.remove!r}" if found else f"no periodic job named {args.remove!r}")
+        return EXIT_OK if found else EXIT_ERROR
+    if args.list:
+        infos = list_periodic(url, runs=args.runs)
+        print(f"{len(infos)} periodic job(s)")
+        print("\n".join(render_periodic(infos)))
+        return EXIT_OK
+    sys.path.insert(0, os.getcwd())  # like the worker: modules are found from where it starts
+    try:
+        jobs = _periodic_jobs(args, args.module)
+    except ValueError as exc:
+        if isinstance(exc, ClusterQError):
+            raise
+        print(f"clusterq: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not jobs:
+        print(f"clusterq: {args.module or 'the settings module'} declares no periodic jobs", file=sys.stderr)
+        return EXIT_USAGE
+    CronScheduler(url, jobs, signing_key=signing_keys(args)).run()
+    return EXIT_OK
 
 
 def parse_dedicated(spec: str, default_pool: str) -> tuple[list[str], str, int | None]:
@@ -166,6 +221,9 @@ def render_info(url: str) -> str:
         current = f", running {w.current_job}" if w.current_job else ""
         lines.append(f"  {w.name}  pid {w.pid}  queues {','.join(w.queues)}  processed {w.processed}"
                      f"  failed {w.failed}{current}")
+    periodic = list_periodic(client, runs=5)
+    if periodic:
+        lines += ["", f"{len(periodic)} periodic job(s)", *render_periodic(periodic)]
     return "\n".join(lines)
 
 
@@ -262,7 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dedicated", action="append", metavar="QUEUES=[POOL:]N",
                    help="serve these queues with their own pool, e.g. hot=process:8 (repeatable)")
     _add_signing(p)
+    p.add_argument("--with-cron", metavar="MODULE",
+                   help="also run the periodic jobs declared in this module (its PERIODIC list and @periodic "
+                        "functions); any number of workers may do so")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("cron", help="enqueue periodic jobs on their schedules (or list them)")
+    _add_common(p)
+    p.add_argument("module", nargs="?", help="module declaring the periodic jobs (default: the settings module)")
+    p.add_argument("-l", "--list", action="store_true", help="list periodic jobs, next runs and recent runs")
+    p.add_argument("--runs", type=int, default=10, help="recent runs shown per job with --list (10)")
+    p.add_argument("--remove", metavar="NAME", help="forget a periodic job no longer declared")
+    _add_signing(p)
+    p.set_defaults(func=cmd_cron)
 
     p = sub.add_parser("info", help="queues, their counts, and workers")
     _add_common(p)

@@ -28,7 +28,7 @@ from .exceptions import DeserializationError, FunctionNotFound, JobTimeoutError,
 from .job import DEFAULT_FAILURE_TTL_S, DEFAULT_RESULT_TTL_S
 from .serializers import Serializer
 from .signing import Signer
-from .store import LeasedJob, Outcome
+from .store import RESULT_HISTORY, LeasedJob, Outcome
 from .utils import import_attribute
 
 DEFAULT_JOB_TIMEOUT_S = 180.0
@@ -87,6 +87,7 @@ class JobSpec:
     failure_keep_ms: int
     serializer: str
     retry: str = ""  # "max;ms,ms,..." when the job was enqueued with a Retry
+    history: int = RESULT_HISTORY  # results the job keeps, the latest included
 
 
 def _encode_retry(value: Any) -> str:
@@ -121,6 +122,7 @@ def decode_options(raw: bytes, default_timeout_s: float) -> tuple[JobSpec, str |
             failure_keep_ms=_keep_ms(options.get("failure_ttl"), DEFAULT_FAILURE_TTL_S),
             serializer=str(options.get("ser", "json")),
             retry=_encode_retry(options.get("retry")),
+            history=int(options.get("hist") or RESULT_HISTORY),
         )
     except (TypeError, ValueError) as exc:
         problem = f"job options are malformed ({exc})"
@@ -167,7 +169,7 @@ class time_limit:
 def _failure(leased: LeasedJob, spec: JobSpec, reason: str, elapsed_s: float = 0.0, retry: str = "") -> Outcome:
     """A failed outcome; with ``retry`` set, complete.lua runs the job again if it has retries left."""
     return Outcome(leased.id, leased.token, "failed", reason.encode("utf-8", "replace"), spec.failure_keep_ms,
-                   elapsed_s, retry)
+                   elapsed_s, retry, spec.history)
 
 
 class Executor:
@@ -282,7 +284,8 @@ class Executor:
             data = self.serializer.dumps(value)
         except SerializationError as exc:
             return _failure(leased, spec, f"SerializationError: the job's return value cannot be stored: {exc}")
-        return Outcome(leased.id, leased.token, "finished", data, spec.result_keep_ms, elapsed_s)
+        return Outcome(leased.id, leased.token, "finished", data, spec.result_keep_ms, elapsed_s,
+                       history=spec.history)
 
 
 async def _awaited(value: Any) -> Any:

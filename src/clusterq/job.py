@@ -16,6 +16,7 @@ from . import keys as K
 from . import store as T
 from .connection import ConnectionLike, connect
 from .exceptions import InvalidJobOperation, NoSuchJobError
+from .results import Result, ResultWaiter, parse_latest, parse_results
 from .serializers import Serializer, resolve_serializer
 
 if TYPE_CHECKING:
@@ -273,6 +274,56 @@ class Job:
         """The failure's reason and traceback, once the job failed."""
         raw = self._field("e")
         return raw.decode("utf-8", "replace") if raw is not None else None
+
+    @property
+    def retries(self) -> int:
+        """How many times the job was run again after a failure (``Retry``, ``RetryJob``)."""
+        return int(self._field("rt") or 0)
+
+    @property
+    def repeats(self) -> int:
+        """How many times the job was run again after a success (``Repeat``)."""
+        return int(self._field("yr") or 0)
+
+    @property
+    def callback_error(self) -> str | None:
+        """Why the last callback that failed (raised or ran past its timeout) failed, if one did."""
+        raw = self._field("kc")
+        return raw.decode("utf-8", "replace") if raw is not None else None
+
+    # --- results ------------------------------------------------------------------------------
+
+    def results(self) -> list[Result]:
+        """Every result the job keeps, newest first: the latest and up to ``result_history - 1`` earlier
+        ones (retried attempts, earlier repeats, runs before a requeue). Empty before the first result."""
+        reply = self._store.run(T.results_call(self._keys, self.id))
+        return parse_results(self.id, reply, self.serializer)
+
+    def _latest(self) -> Result | None:
+        return parse_latest(self.id, self._store.read_latest(self._keys, self.id), self.serializer)
+
+    def latest_result(self, timeout: float = 0) -> Result | None:
+        """The job's latest result, or None if it has none yet.
+
+        With ``timeout`` (seconds), a job without a result yet is waited for, up to that long, without
+        polling: the worker that records the result publishes the job's id to waiters. Raises
+        :class:`NoSuchJobError` when waiting for a job that does not exist.
+        """
+        latest = self._latest()
+        if latest is not None or not timeout or timeout <= 0:
+            return latest
+        # Subscribe, then mark the record as waited for, then look: a result recorded after the look
+        # is published to a subscription that already exists, so it cannot be missed.
+        waiter = ResultWaiter(self._store.client, self._keys)
+        try:
+            if not self._store.run(T.set_fields_call(self._keys, self.id, {"hw": "1"})):
+                raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
+            latest = self._latest()
+            if latest is None and waiter.wait(self.id, timeout):
+                latest = self._latest()
+        finally:
+            waiter.close()
+        return latest
 
     # --- meta ---------------------------------------------------------------------------------
 

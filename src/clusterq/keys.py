@@ -93,6 +93,32 @@ class QueueKeys:
         return f"{self.base}:wake"
 
     @cached_property
+    def cron(self) -> str:
+        """Hash: periodic job name -> its last tick taken (ms); written only by ``cron_tick.lua``."""
+        return f"{self.base}:cron"
+
+    def cron_runs(self, name: str) -> str:
+        """List of a periodic job's recent runs (``"<tick ms> <job id>"``, newest first, capped)."""
+        return f"{self.base}:cron:r:{escape_name(name)}"
+
+    @cached_property
+    def results_channel(self) -> str:
+        """Sharded pub/sub channel carrying the id of a job that got a result, published only when
+        someone waits for that job (``Job.latest_result(timeout=)``)."""
+        return f"{self.base}:done"
+
+    @cached_property
+    def history_prefix(self) -> str:
+        """Prefix of the per-job result histories (capped lists); scripts append the job id to it.
+
+        ``h:`` is not a prefix of any other key of the queue (``j:`` for records, fixed names otherwise),
+        so a history key cannot be another job's record or history whatever the ids contain."""
+        return f"{self.base}:h:"
+
+    def history(self, job_id: str) -> str:
+        return self.history_prefix + job_id
+
+    @cached_property
     def job_prefix(self) -> str:
         """Prefix of job hashes; scripts append the job id to it (the id never holds the tag)."""
         return f"{self.base}:j:"
@@ -122,6 +148,8 @@ QUEUES = f"{PREFIX}:queues"
 """Set of known queue names (read with SSCAN)."""
 WORKERS = f"{PREFIX}:workers"
 """Sorted set of worker names scored by their registration's expiry (ms)."""
+PERIODIC = f"{PREFIX}:periodic"
+"""Hash: periodic job name -> its declaration (JSON), written when a scheduler starts, read by listings."""
 
 
 def worker(name: str) -> str:

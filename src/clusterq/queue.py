@@ -33,7 +33,7 @@ _UNSUPPORTED = ("depends_on", "on_success", "on_failure", "on_stopped", "unique"
 
 _RESERVED = (
     "job_id", "job_timeout", "timeout", "result_ttl", "ttl", "failure_ttl", "description", "meta",
-    "at_front", "max_attempts", "retry", "args", "kwargs",
+    "at_front", "max_attempts", "retry", "result_history", "args", "kwargs",
 )
 
 
@@ -63,6 +63,15 @@ def validate_job_id(job_id: object) -> str:
     return job_id
 
 
+def validate_result_history(value: object) -> int | None:
+    """``result_history``: how many results a job keeps (the latest included), 1 to 1000."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= T.MAX_RESULT_HISTORY:
+        raise ValueError(f"result_history must be an int from 1 to {T.MAX_RESULT_HISTORY}, got {value!r}")
+    return value
+
+
 @dataclass
 class EnqueueData:
     """One job to enqueue with :meth:`Queue.enqueue_many` (see :meth:`Queue.prepare_data`)."""
@@ -79,6 +88,7 @@ class EnqueueData:
     meta: dict[str, Any] | None = None
     max_attempts: int | None = None
     retry: Retry | None = None
+    result_history: int | None = None
 
 
 def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
@@ -144,6 +154,7 @@ class Queue:
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
         signing_key: SigningKey | Signer | None = None,
+        result_history: int | None = None,
     ) -> None:
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
@@ -155,6 +166,7 @@ class Queue:
         self.result_ttl = parse_duration(result_ttl, "result_ttl")
         self.failure_ttl = parse_duration(failure_ttl, "failure_ttl")
         self.max_attempts = max_attempts
+        self.result_history = validate_result_history(result_history)
         self._registered = False
 
     def __repr__(self) -> str:
@@ -205,6 +217,10 @@ class Queue:
             if not isinstance(data.retry, Retry):
                 raise TypeError(f"retry must be a clusterq.Retry, got {type(data.retry).__name__}")
             options["retry"] = data.retry.encode()
+        history = validate_result_history(data.result_history)
+        history = self.result_history if history is None else history
+        if history is not None and history != T.RESULT_HISTORY:
+            options["hist"] = history
         if self.serializer.name != "json":
             options["ser"] = self.serializer.name
         ttl = parse_duration(data.ttl, "ttl")

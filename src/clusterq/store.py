@@ -28,7 +28,15 @@ _RETRY_THROUGH_CLUSTER = (MovedError, AskError, TryAgainError, ClusterDownError,
                           redis.ConnectionError, redis.TimeoutError, OSError)
 
 # Job hash fields read back into a Job. Short names keep a pending job small in Redis.
-JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma")
+JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc")
+
+LATEST_FIELDS = ("hk", "ht", "r", "e")
+"""The job's latest result: kind, time (ms), return value or error."""
+
+RESULT_HISTORY = 10
+"""Results kept per job by default (the latest included): earlier ones are dropped, oldest first."""
+MAX_RESULT_HISTORY = 1000
+"""The most a job may keep; also bounds how many entries a read of the history asks for."""
 
 
 @dataclass(frozen=True)
@@ -79,14 +87,18 @@ class Outcome:
 
     id: str
     token: int
-    status: str  # "finished" | "failed"
+    status: str  # "finished" | "failed" | "stopped"
     data: bytes
     keep_ms: int  # -1 forever, 0 delete at once
     elapsed_s: float = 0.0  # how long the job ran (not stored; sizes the worker's batches)
-    retry: str = ""  # for a failure that may be retried: "max;ms,ms,..." (complete.lua decides)
+    # Run the job again? For a failure its Retry, for a success its Repeat: "max;ms,ms,..." or
+    # "max;b:base_ms:factor:cap_ms:multiplier" (complete.lua decides against the job's counters).
+    plan: str = ""
+    history: int = RESULT_HISTORY  # results the job keeps, the latest included
+    note: str = ""  # why a callback failed, recorded with the outcome ("kc")
 
     def argv(self) -> tuple[Any, ...]:
-        return (self.id, self.token, self.status, self.data, self.keep_ms, self.retry)
+        return (self.id, self.token, self.status, self.data, self.keep_ms, self.plan, self.history, self.note)
 
 
 def _text(value: Any) -> str:
@@ -123,6 +135,12 @@ def promote_call(qk: K.QueueKeys, batch: int) -> Call:
     return Call(S.PROMOTE, (qk.scheduled, qk.pending, qk.job_prefix, qk.wake_channel), (batch,))
 
 
+def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_runs: int, job: NewJob) -> Call:
+    """Offer one tick of periodic job ``name``; ``mode`` is "fire", "resume" or "skip" (cron_tick.lua)."""
+    return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel),
+                (name, tick_ms, mode, keep_runs, *job.argv()[:7], job.signature))
+
+
 def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
     """Split a promote reply into (jobs promoted, seconds until the next scheduled job is due or None).
 
@@ -151,7 +169,7 @@ def complete_call(qk: K.QueueKeys, outcomes: Iterable[Outcome]) -> Call:
     for outcome in outcomes:
         args.extend(outcome.argv())
     return Call(S.COMPLETE, (qk.active, qk.finished, qk.failed, qk.job_prefix, qk.scheduled, qk.pending,
-                             qk.wake_channel), tuple(args))
+                             qk.wake_channel, qk.history_prefix, qk.results_channel), tuple(args))
 
 
 def extend_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]], lease_ms: int) -> Call:
@@ -169,7 +187,8 @@ def release_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]]) -> Call:
 
 
 def requeue_expired_call(qk: K.QueueKeys, batch: int, max_attempts: int, failure_keep_ms: int) -> Call:
-    return Call(S.REQUEUE_EXPIRED, (qk.active, qk.pending, qk.failed, qk.job_prefix, qk.wake_channel),
+    return Call(S.REQUEUE_EXPIRED, (qk.active, qk.pending, qk.failed, qk.job_prefix, qk.wake_channel,
+                                    qk.history_prefix, qk.results_channel),
                 (batch, max_attempts, failure_keep_ms))
 
 
@@ -178,17 +197,18 @@ def trim_call(registry_key: str, batch: int) -> Call:
 
 
 def cancel_call(qk: K.QueueKeys, job_id: str, keep_ms: int) -> Call:
-    return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats, qk.scheduled), (job_id, keep_ms))
+    return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats, qk.scheduled, qk.history_prefix),
+                (job_id, keep_ms))
 
 
 def delete_call(qk: K.QueueKeys, job_id: str) -> Call:
     return Call(S.DELETE, (qk.job_prefix, qk.active, qk.finished, qk.failed, qk.canceled, qk.stats,
-                           qk.scheduled), (job_id,))
+                           qk.scheduled, qk.history_prefix), (job_id,))
 
 
 def requeue_call(qk: K.QueueKeys, job_id: str, at_front: bool = False) -> Call:
     return Call(S.REQUEUE, (qk.pending, qk.job_prefix, qk.failed, qk.canceled, qk.finished, qk.wake_channel,
-                            qk.stats), (job_id, "1" if at_front else "0"))
+                            qk.stats, qk.history_prefix), (job_id, "1" if at_front else "0"))
 
 
 def set_fields_call(qk: K.QueueKeys, job_id: str, fields: dict[str, Any]) -> Call:
@@ -199,11 +219,16 @@ def set_fields_call(qk: K.QueueKeys, job_id: str, fields: dict[str, Any]) -> Cal
 
 
 def drain_call(qk: K.QueueKeys, batch: int) -> Call:
-    return Call(S.DRAIN, (qk.pending, qk.job_prefix, qk.stats), (batch,))
+    return Call(S.DRAIN, (qk.pending, qk.job_prefix, qk.stats, qk.history_prefix), (batch,))
 
 
 def purge_registry_call(qk: K.QueueKeys, registry_key: str, batch: int) -> Call:
-    return Call(S.PURGE_REGISTRY, (registry_key, qk.job_prefix), (batch,))
+    return Call(S.PURGE_REGISTRY, (registry_key, qk.job_prefix, qk.history_prefix), (batch,))
+
+
+def results_call(qk: K.QueueKeys, job_id: str, limit: int = MAX_RESULT_HISTORY) -> Call:
+    """Read (only) a job's latest result and up to ``limit`` earlier ones, atomically."""
+    return Call(S.RESULTS, (qk.job_prefix, qk.history_prefix), (job_id, limit))
 
 
 class Store:
@@ -303,6 +328,10 @@ class Store:
         # _raw: a client made with decode_responses=True hands back str; records are read as bytes.
         fields = {name: _raw(value) for name, value in zip(JOB_FIELDS, values) if value is not None}
         return fields or None
+
+    def read_latest(self, qk: K.QueueKeys, job_id: str) -> list[Any]:
+        """The record's latest-result fields ``hk ht r e`` (all None when there is none). One HMGET."""
+        return list(self.client.hmget(qk.job(job_id), LATEST_FIELDS))
 
     def count(self, qk: K.QueueKeys) -> int:
         """Jobs waiting in the queue: the list length less canceled/deleted ids still in it. O(1)."""

@@ -39,6 +39,7 @@ from .exceptions import ConnectionFailed, StopRequested
 from .execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
 from .health import server_warnings
 from .job import DEFAULT_FAILURE_TTL_S
+from .periodic_jobs import CronScheduler, Periodic
 from .pool import Finished, Notifier, Pool, SoloPool, make_pool
 from .queue import Queue
 from .registration import REGISTRATION_TTL_S, WorkerInfo, list_workers
@@ -120,6 +121,7 @@ class Worker:
         maintenance_interval_s: float = 10.0,
         trim_interval_s: float = 300.0,
         install_signal_handlers: bool = True,
+        periodic: Sequence[Periodic] = (),
     ) -> None:
         first = queues[0] if isinstance(queues, (list, tuple)) and queues else queues
         self.connection = (first.connection if isinstance(first, Queue) and connection is None
@@ -170,6 +172,10 @@ class Worker:
         self._backoff_s = 0.0
         self._previous_handlers: dict[int, Any] = {}
         self._sentinel_primary: Any = None
+        # Periodic jobs (``--with-cron``): a scheduler thread beside the loop, started after the pools fork.
+        # With a signing key the worker signs the periodic jobs it enqueues, so that it (and its peers) run them.
+        self._cron = CronScheduler(self.connection, periodic, install_signal_handlers=False,
+                                   signing_key=self.executor.signer) if periodic else None
 
     @staticmethod
     def _pool(pool: str | Pool, concurrency: int | None, options: dict[str, Any]) -> Pool:
@@ -194,6 +200,10 @@ class Worker:
         exits; a second one stops them and hands them back to their queues.
         """
         self._setup()
+        cron_thread = None
+        if self._cron is not None:
+            cron_thread = threading.Thread(target=self._cron.run, name="clusterq-cron", daemon=True)
+            cron_thread.start()
         log.info("worker %s serving %s on %s (%s)", self.name, ", ".join(self.queue_names),
                  describe(self.connection), self._pools_text())
         try:
@@ -201,6 +211,9 @@ class Worker:
         except StopRequested:
             self._absorb(self.pool.collect())
         finally:
+            if cron_thread is not None:
+                self._cron.stop()  # type: ignore[union-attr]
+                cron_thread.join(timeout=10)
             self._teardown()
         log.info("worker %s stopped: %d processed (%d finished, %d failed)", self.name,
                  self.stats.processed, self.stats.finished, self.stats.failed)
@@ -209,6 +222,8 @@ class Worker:
     def request_stop(self) -> None:
         """Let running jobs finish, then leave (like a first SIGTERM)."""
         self._stop.set()
+        if self._cron is not None:
+            self._cron.stop()
         for lane in self.lanes:
             lane.pool.draining = True
         self._notifier.notify()

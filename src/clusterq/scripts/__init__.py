@@ -38,8 +38,10 @@ DRAIN = _load("drain")
 PURGE_REGISTRY = _load("purge_registry")
 SCHEDULE = _load("schedule")
 PROMOTE = _load("promote")
+CRON_TICK = _load("cron_tick")
+RESULTS = _load("results")
 
 ALL: tuple[Script, ...] = (
     ENQUEUE, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, CANCEL, DELETE, REQUEUE, SET_FIELDS,
-    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE,
+    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, RESULTS, CRON_TICK,
 )

@@ -11,6 +11,7 @@ KEYS[2] canceled sorted set (score = expiry, ms)
 KEYS[3] active sorted set
 KEYS[4] stats hash
 KEYS[5] scheduled sorted set
+KEYS[6] history key prefix (kept as long as the record)
 ARGV[1] job id
 ARGV[2] how long to keep the canceled record (ms; "-1" = forever, "0" = delete it now)
 Returns: 1 canceled, 0 no such job, -1 already finished, failed or canceled (status unchanged)
@@ -30,12 +31,13 @@ local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local keep = tonumber(ARGV[2])
 if keep == 0 then
-  redis.call("DEL", key)  -- failure_ttl=0: keep no record (a queued id's tombstone is released by lease)
+  redis.call("DEL", key, KEYS[6] .. ARGV[1])  -- failure_ttl=0: keep no record (a queued id's tombstone is released by lease)
   return 1
 end
 redis.call("HSET", key, "s", "canceled", "te", now)
 if keep > 0 then
   redis.call("PEXPIRE", key, keep)
+  redis.call("PEXPIRE", KEYS[6] .. ARGV[1], keep)  -- no-op when the job has no history
   redis.call("ZADD", KEYS[2], now + keep, ARGV[1])
 else
   redis.call("PERSIST", key)

@@ -4,64 +4,117 @@
 Fencing: an outcome is recorded only if the job is still leased with the token the worker presents.
 A worker whose lease expired and was taken over cannot overwrite the new attempt.
 
+The record holds the job's latest result (kind "hk": s successful, f failed, t stopped, r retried; time
+"ht"; and "r" or "e"). When a job gets a second result (retried, repeated, requeued), the previous one
+is pushed onto the job's history list ("<kind><ms>:<data>", capped; "hl" holds the cap once the list
+exists); a job that runs once never writes the list. When someone waits for the job's result ("hw" set
+by Job.latest_result), its id is published on the results channel; otherwise nothing is published.
+
 KEYS[1] active sorted set
 KEYS[2] finished sorted set (score = expiry, ms; +inf = kept forever)
 KEYS[3] failed sorted set (same scoring)
 KEYS[4] job key prefix
-KEYS[5] scheduled sorted set (a retry with a delay waits here)
-KEYS[6] pending list (a retry without a delay goes back here)
+KEYS[5] scheduled sorted set (a retry or repeat with a delay waits here)
+KEYS[6] pending list (a retry or repeat without a delay goes back here)
 KEYS[7] wake channel
-ARGV[1..] six values per job: id, token, status ("finished" | "failed"), data (result or error text),
-          keep (ms; "-1" = forever, "0" = delete the record now), retry ("" or "max;ms,ms,...": a failed
-          job whose retry count "rt" is below max is scheduled again after the rt-th interval instead)
-Returns: array with one entry per job: 1 recorded (or retried), 0 lease lost (outcome dropped)
+KEYS[8] history key prefix (the job's capped list of earlier results)
+KEYS[9] results channel
+ARGV[1..] eight values per job: id, token, status ("finished" | "failed" | "stopped"), data (result or
+          error text), keep (ms; "-1" = forever, "0" = delete the record now), plan ("" or "max;..."),
+          history size (results kept, latest included), callback note ("" or why a callback failed).
+          plan, for a failed job: Retry; for a finished job: Repeat. "max;ms,ms,..." runs the job again
+          after the k-th interval (the last repeats) while its counter ("rt" retries, "yr" repeats) is
+          below max; "max;b:base_ms:factor:cap_ms:multiplier" waits min(cap, base * factor^k) * multiplier.
+Returns: array with one entry per job: 1 recorded (or run again), 0 lease lost (outcome dropped)
 ]]
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {}
-for i = 1, #ARGV, 6 do
-  local id = ARGV[i]
-  local key = KEYS[4] .. id
-  local retry = ARGV[i + 5]
-  local retries = nil
-  if retry ~= "" and ARGV[i + 2] == "failed" then
-    local max, delays = string.match(retry, "^(%d+);(.*)$")
-    local done = tonumber(redis.call("HGET", key, "rt")) or 0
-    if max and done < tonumber(max) then
-      local list = {}
-      for ms in string.gmatch(delays, "%d+") do list[#list + 1] = tonumber(ms) end
-      retries = {done + 1, list[done + 1] or list[#list] or 0}
-    end
+
+-- Delay (ms) before the next run under `plan` after `done` earlier ones, or nil when none is left.
+local function next_delay(plan, done)
+  local max, rest = string.match(plan, "^(%d+);(.*)$")
+  if not max or done >= tonumber(max) then return nil end
+  local base, factor, cap, mult = string.match(rest, "^b:(%d+):([%d.]+):(%d+):([%d.]+)$")
+  if base then
+    local delay = tonumber(base) * tonumber(factor) ^ done
+    if delay > tonumber(cap) then delay = tonumber(cap) end
+    return math.floor(delay * tonumber(mult))
   end
-  if redis.call("HGET", key, "n") == ARGV[i + 1] and redis.call("ZREM", KEYS[1], id) == 1 then
-    if retries then
-      -- Retry: the failure is kept as the last error; the job waits its interval, then runs again.
+  local list = {}
+  for ms in string.gmatch(rest, "%d+") do list[#list + 1] = tonumber(ms) end
+  return list[done + 1] or list[#list] or 0
+end
+
+local KINDS = {finished = "s", failed = "f", stopped = "t"}
+local out = {}
+for i = 1, #ARGV, 8 do
+  local id, status, data, plan = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 5]
+  local key = KEYS[4] .. id
+  local job = redis.call("HMGET", key, "n", "hk", "hl", "hw", "rt", "yr")
+  if job[1] == ARGV[i + 1] and redis.call("ZREM", KEYS[1], id) == 1 then
+    local counter, delay = nil, nil
+    if plan ~= "" and status == "failed" then
+      counter, delay = "rt", next_delay(plan, tonumber(job[5]) or 0)
+    elseif plan ~= "" and status == "finished" then
+      counter, delay = "yr", next_delay(plan, tonumber(job[6]) or 0)
+    end
+    local hist = KEYS[8] .. id
+    local has_hist = job[3]
+    if job[2] then
+      -- A second result: the previous one goes to the history list, and its data field is cleared.
+      local cap = tonumber(ARGV[i + 6]) or 10
+      if cap > 1 then
+        local prev = redis.call("HMGET", key, "ht", "r", "e")
+        local previous = prev[3]
+        if job[2] == "s" then previous = prev[2] end
+        redis.call("LPUSH", hist, job[2] .. (prev[1] or "0") .. ":" .. (previous or ""))
+        redis.call("LTRIM", hist, 0, cap - 2)
+        has_hist = cap
+      end
+      redis.call("HDEL", key, status == "finished" and "e" or "r")
+    end
+    local kind = (delay and status == "failed") and "r" or KINDS[status] or "f"
+    -- One HSET per job on the common path: every field this outcome writes is gathered here.
+    local fields = {status == "finished" and "r" or "e", data, "hk", kind, "ht", now}
+    if has_hist and not job[3] then fields[#fields + 1] = "hl"; fields[#fields + 1] = has_hist end
+    if ARGV[i + 7] ~= "" then fields[#fields + 1] = "kc"; fields[#fields + 1] = ARGV[i + 7] end
+    if job[4] then redis.call("HDEL", key, "hw") end
+    if delay then
+      -- Retry or Repeat: the job waits its interval, then runs again.
       redis.call("HDEL", key, "ts", "w")
-      if retries[2] > 0 then
-        redis.call("HSET", key, "s", "scheduled", "e", ARGV[i + 3], "rt", retries[1])
-        redis.call("ZADD", KEYS[5], now + retries[2], id)
+      redis.call("HINCRBY", key, counter, 1)
+      fields[#fields + 1] = "s"
+      fields[#fields + 1] = delay > 0 and "scheduled" or "queued"
+      redis.call("HSET", key, unpack(fields))
+      if delay > 0 then
+        redis.call("ZADD", KEYS[5], now + delay, id)
         local first = redis.call("ZRANGE", KEYS[5], 0, 0)
         if first[1] == id then redis.call("SPUBLISH", KEYS[7], "s") end
-      else
-        redis.call("HSET", key, "s", "queued", "e", ARGV[i + 3], "rt", retries[1])
-        if redis.call("RPUSH", KEYS[6], id) == 1 then redis.call("SPUBLISH", KEYS[7], "1") end
+      elseif redis.call("RPUSH", KEYS[6], id) == 1 then
+        redis.call("SPUBLISH", KEYS[7], "1")
       end
     else
-      local status = ARGV[i + 2]
       local keep = tonumber(ARGV[i + 4])
       local registry = status == "finished" and KEYS[2] or KEYS[3]
       if keep == 0 then
-        redis.call("DEL", key)
+        redis.call("DEL", key, hist)
       else
-        redis.call("HSET", key, "s", status, "te", now, status == "finished" and "r" or "e", ARGV[i + 3])
+        fields[#fields + 1] = "s"
+        fields[#fields + 1] = status
+        fields[#fields + 1] = "te"
+        fields[#fields + 1] = now
+        redis.call("HSET", key, unpack(fields))
         if keep > 0 then
           redis.call("PEXPIRE", key, keep)
+          if has_hist then redis.call("PEXPIRE", hist, keep) end
           redis.call("ZADD", registry, now + keep, id)
         else
           redis.call("ZADD", registry, "+inf", id)
         end
       end
     end
+    -- After the record is written, so a waiter woken by this reads the new result.
+    if job[4] then redis.call("SPUBLISH", KEYS[9], id) end
     out[#out + 1] = 1
   else
     out[#out + 1] = 0

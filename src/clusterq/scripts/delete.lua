@@ -11,6 +11,7 @@ KEYS[4] failed sorted set
 KEYS[5] canceled sorted set
 KEYS[6] stats hash
 KEYS[7] scheduled sorted set
+KEYS[8] history key prefix (the job's earlier results go with it)
 ARGV[1] job id
 Returns: 1 deleted, 0 no such job
 ]]
@@ -19,4 +20,6 @@ local status = redis.call("HGET", key, "s")
 for i = 2, 5 do redis.call("ZREM", KEYS[i], ARGV[1]) end
 redis.call("ZREM", KEYS[7], ARGV[1])
 if status == "queued" then redis.call("HINCRBY", KEYS[6], "tomb", 1) end
-return redis.call("DEL", key)
+local deleted = redis.call("EXISTS", key)
+redis.call("DEL", key, KEYS[8] .. ARGV[1])
+return deleted

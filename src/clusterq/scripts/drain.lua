@@ -8,6 +8,7 @@ Runs on a server at maxmemory (flags=allow-oom): it frees memory (Queue.empty, c
 KEYS[1] pending list
 KEYS[2] job key prefix
 KEYS[3] stats hash
+KEYS[4] history key prefix (a requeued or repeating job may have earlier results)
 ARGV[1] batch size
 Returns: number of ids removed from the list
 ]]
@@ -17,7 +18,10 @@ if not ids then
   return 0
 end
 local keys = {}
-for i, id in ipairs(ids) do keys[i] = KEYS[2] .. id end
+for _, id in ipairs(ids) do
+  keys[#keys + 1] = KEYS[2] .. id
+  keys[#keys + 1] = KEYS[4] .. id
+end
 redis.call("DEL", unpack(keys))
 if redis.call("LLEN", KEYS[1]) == 0 then redis.call("HDEL", KEYS[3], "tomb") end
 return #ids

@@ -8,6 +8,7 @@ KEYS[4] canceled sorted set
 KEYS[5] finished sorted set
 KEYS[6] wake channel
 KEYS[7] stats hash (the tombstone count)
+KEYS[8] history key prefix (kept as long as the record: made permanent with it)
 ARGV[1] job id
 ARGV[2] "1" to push at the front, else "0"
 Returns: 1 requeued, 0 no such job, -1 the job is queued or running (nothing changed)
@@ -21,8 +22,10 @@ redis.call("ZREM", KEYS[3], id)
 redis.call("ZREM", KEYS[4], id)
 redis.call("ZREM", KEYS[5], id)
 redis.call("HSET", key, "s", "queued")
-redis.call("HDEL", key, "e", "r", "ts", "te", "w")
+-- The latest result (hk, ht, r or e) stays: the next outcome moves it to the job's history.
+redis.call("HDEL", key, "ts", "te", "w")
 redis.call("PERSIST", key)
+redis.call("PERSIST", KEYS[8] .. id)
 if redis.call("HDEL", key, "tb") == 1 then
   -- Canceled while queued and its id is still in the list: that entry becomes live again.
   redis.call("HINCRBY", KEYS[7], "tomb", -1)

@@ -10,6 +10,8 @@ KEYS[2] pending list
 KEYS[3] failed sorted set
 KEYS[4] job key prefix
 KEYS[5] wake channel
+KEYS[6] history key prefix (an abandoned job's previous result moves to its history)
+KEYS[7] results channel (published when someone waits for the abandoned job's result)
 ARGV[1] batch size
 ARGV[2] default maximum attempts (a job's own "ma" field wins)
 ARGV[3] how long to keep a failed record (ms)
@@ -23,16 +25,35 @@ local failed = 0
 for _, id in ipairs(ids) do
   redis.call("ZREM", KEYS[1], id)
   local key = KEYS[4] .. id
-  local job = redis.call("HMGET", key, "n", "ma", "w", "rt")
+  local job = redis.call("HMGET", key, "n", "ma", "w", "rt", "yr", "hk", "hl", "hw")
   if job[1] then
-    -- Leases taken for Retry runs do not count against the lost-lease limit: only abandoned ones do.
-    local attempts = (tonumber(job[1]) or 0) - (tonumber(job[4]) or 0)
+    -- Leases taken for Retry and Repeat runs do not count against the lost-lease limit: only abandoned ones do.
+    local attempts = (tonumber(job[1]) or 0) - (tonumber(job[4]) or 0) - (tonumber(job[5]) or 0)
     local limit = tonumber(job[2]) or tonumber(ARGV[2])
     if attempts >= limit then
+      local hist = KEYS[6] .. id
+      if job[6] then
+        -- It ran before (Retry, Repeat, requeue): that result goes to the history, as complete does.
+        local prev = redis.call("HMGET", key, "ht", "r", "e")
+        local previous = prev[3]
+        if job[6] == "s" then previous = prev[2] end
+        local cap = tonumber(job[7]) or 10  -- 10: the default history size (clusterq.job.RESULT_HISTORY)
+        if cap > 1 then
+          redis.call("LPUSH", hist, job[6] .. (prev[1] or "0") .. ":" .. (previous or ""))
+          redis.call("LTRIM", hist, 0, cap - 2)
+          redis.call("HSET", key, "hl", cap)
+        end
+        redis.call("HDEL", key, "r")
+      end
       redis.call("HSET", key, "s", "failed", "te", now, "e",
         "abandoned: the lease expired " .. attempts .. " time(s) (last worker: " .. (job[3] or "?") ..
         "); the worker died, hung or lost its connection, and the attempt limit (" .. limit ..
-        ") is reached")
+        ") is reached", "hk", "f", "ht", now)
+      redis.call("PEXPIRE", hist, ARGV[3])  -- no-op when the job has no history
+      if job[8] then
+        redis.call("HDEL", key, "hw")
+        redis.call("SPUBLISH", KEYS[7], id)
+      end
       redis.call("PEXPIRE", key, ARGV[3])
       redis.call("ZADD", KEYS[3], now + tonumber(ARGV[3]), id)
       failed = failed + 1

@@ -1,0 +1,53 @@
+#!lua
+--[[ cron_tick: enqueue one tick of a periodic job, exactly once whatever the number of schedulers.
+
+The queue's cron hash holds, per periodic job, the last tick taken. A tick is taken only if it is newer
+than that one, so every scheduler can offer every tick and only the first offer of each runs; an older
+or equal tick (a slower scheduler, a replayed call) changes nothing. A tick later than the server's
+clock is refused ("early"), so a scheduler whose clock runs ahead cannot run a job before its time.
+The job is created as enqueue.lua creates it, with an id derived from (name, tick): an id that already
+has a record is not created again (a second guard). Each run is pushed on the job's capped list of
+recent runs.
+
+KEYS[1] cron hash (field = periodic job name, value = last tick taken, ms)
+KEYS[2] recent runs list of this periodic job ("<tick ms> <job id>", newest first)
+KEYS[3] pending list
+KEYS[4] job key prefix; job hashes are KEYS[4]..id and share its hash tag
+KEYS[5] wake channel (sharded pub/sub, same hash tag)
+ARGV[1] periodic job name
+ARGV[2] tick (ms since the epoch)
+ARGV[3] "fire": run the tick if it is new; "resume": the same, but a job seen for the first time only
+        records the tick (a new declaration does not run for a tick that passed before it existed);
+        "skip": record the tick without running it (missed ticks are not caught up)
+ARGV[4] number of recent runs kept
+ARGV[5..11] the job, as in enqueue.lua: id, function path, payload ("" = none), options JSON ("" = none),
+        meta ("" = none), ttl in seconds ("0" = none), maximum attempts ("" = the worker's default)
+ARGV[12] the job's signature ("" = unsigned; stored as "sg", see signing.py)
+Returns: {code, server time (ms), last tick taken before this call (ms, -1 = none)}; code 1 enqueued,
+         0 tick already taken (or its job id already existed), 2 recorded without running, 3 early
+]]
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tick = tonumber(ARGV[2])
+local last = tonumber(redis.call("HGET", KEYS[1], ARGV[1]) or "-1")
+if tick > now then return {3, now, last} end
+if tick <= last then return {0, now, last} end
+redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] == "skip" or (ARGV[3] == "resume" and last < 0) then return {2, now, last} end
+local id = ARGV[5]
+local key = KEYS[4] .. id
+if redis.call("EXISTS", key) == 1 then return {0, now, last} end
+local fields = {"s", "queued", "f", ARGV[6], "c", now}
+if ARGV[7] ~= "" then fields[#fields + 1] = "p"; fields[#fields + 1] = ARGV[7] end
+if ARGV[8] ~= "" then fields[#fields + 1] = "o"; fields[#fields + 1] = ARGV[8] end
+if ARGV[9] ~= "" then fields[#fields + 1] = "m"; fields[#fields + 1] = ARGV[9] end
+local ttl = tonumber(ARGV[10])
+if ttl and ttl > 0 then fields[#fields + 1] = "x"; fields[#fields + 1] = "1" end
+if ARGV[11] ~= "" then fields[#fields + 1] = "ma"; fields[#fields + 1] = ARGV[11] end
+if ARGV[12] ~= "" then fields[#fields + 1] = "sg"; fields[#fields + 1] = ARGV[12] end
+redis.call("HSET", key, unpack(fields))
+if ttl and ttl > 0 then redis.call("EXPIRE", key, ttl) end
+if redis.call("RPUSH", KEYS[3], id) == 1 then redis.call("SPUBLISH", KEYS[5], "1") end
+redis.call("LPUSH", KEYS[2], ARGV[2] .. " " .. id)
+redis.call("LTRIM", KEYS[2], 0, tonumber(ARGV[4]) - 1)
+return {1, now, last}

@@ -1,0 +1,406 @@
+"""Periodic jobs: the cron parser (no server), and on every topology the scheduler: each tick enqueued
+exactly once with two schedulers running, cron expressions, coalesced missed ticks, the listing, and
+``clusterq worker --with-cron``."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from clusterq import (
+    CronError,
+    CronExpr,
+    CronScheduler,
+    Interval,
+    JobStatus,
+    Periodic,
+    PeriodicError,
+    Queue,
+    Worker,
+    list_periodic,
+    remove_periodic,
+)
+from clusterq import keys as K
+from clusterq.cli import EXIT_OK
+from clusterq.periodic_jobs import unique
+
+DEADLINE_S = 60.0
+T_ = TypeVar("T_")
+NY = "America/New_York"
+
+
+def ms(text: str, tz: timezone = timezone.utc) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=tz).timestamp() * 1000)
+
+
+def iso(tick: int) -> str:
+    return datetime.fromtimestamp(tick / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M")
+
+
+def ticks(schedule: CronExpr | Interval, start: str, count: int) -> list[str]:
+    out, at = [], ms(start)
+    for _ in range(count):
+        at = schedule.next_after(at)
+        out.append(iso(at))
+    return out
+
+
+# --- the parser ------------------------------------------------------------------------------------
+
+def test_lists_ranges_steps_and_names_expand_as_in_vixie_cron() -> None:
+    expr = CronExpr("0,30 9-17/4 * jan,Jul mon-FRI")
+    assert expr.minutes == {0, 30} and expr.hours == {9, 13, 17}
+    assert expr.months == {1, 7} and expr.weekdays == {1, 2, 3, 4, 5}
+    assert CronExpr("5/20 * * * *").minutes == {5, 25, 45}  # from 5 to the end, every 20
+    assert CronExpr("*/15 * * * *").minutes == {0, 15, 30, 45}
+    assert CronExpr("10-40/10 * * * *").minutes == {10, 20, 30, 40}
+    assert CronExpr("0 0 * * 5-7").weekdays == {5, 6, 0}  # 7 is Sunday
+    assert CronExpr("0 0 * * 0").weekdays == CronExpr("0 0 * * 7").weekdays == {0}
+
+
+def test_macros_mean_their_five_field_expressions() -> None:
+    start = "2026-03-15T10:07:00"
+    assert ticks(CronExpr("@hourly"), start, 2) == ["2026-03-15T11:00", "2026-03-15T12:00"]
+    assert ticks(CronExpr("@daily"), start, 1) == ticks(CronExpr("@midnight"), start, 1) == ["2026-03-16T00:00"]
+    assert ticks(CronExpr("@weekly"), start, 2) == ["2026-03-22T00:00", "2026-03-29T00:00"]  # Sundays
+    assert ticks(CronExpr("@monthly"), start, 1) == ["2026-04-01T00:00"]
+    assert ticks(CronExpr("@yearly"), start, 1) == ticks(CronExpr("@annually"), start, 1) == ["2027-01-01T00:00"]
+
+
+def test_day_of_month_and_day_of_week_match_either_when_both_are_restricted() -> None:
+    # 2026-06-01 is a Monday. Both restricted: the 13th OR any Friday.
+    assert ticks(CronExpr("0 0 13 * FRI"), "2026-06-01T00:00:00", 4) == [
+        "2026-06-05T00:00", "2026-06-12T00:00", "2026-06-13T00:00", "2026-06-19T00:00"]
+    # One starts with "*": both must match (Vixie's rule, even for "*/2").
+    assert ticks(CronExpr("0 0 */2 * FRI"), "2026-06-01T00:00:00", 2) == ["2026-06-05T00:00", "2026-06-19T00:00"]
+    assert ticks(CronExpr("0 0 * * FRI"), "2026-06-01T00:00:00", 2) == ["2026-06-05T00:00", "2026-06-12T00:00"]
+
+
+def test_month_ends_and_leap_days() -> None:
+    assert ticks(CronExpr("0 12 31 * *"), "2026-01-31T13:00:00", 3) == [
+        "2026-03-31T12:00", "2026-05-31T12:00", "2026-07-31T12:00"]  # months without a 31st are skipped
+    assert ticks(CronExpr("0 0 29 2 *"), "2025-01-01T00:00:00", 2) == ["2028-02-29T00:00", "2032-02-29T00:00"]
+    assert ticks(CronExpr("59 23 L * *".replace("L", "28-31")), "2026-02-27T00:00:00", 2) == [
+        "2026-02-28T23:59", "2026-03-28T23:59"]
+    assert ticks(CronExpr("0 0 1 1 *"), "2026-12-31T23:59:00", 1) == ["2027-01-01T00:00"]
+
+
+@pytest.mark.parametrize("expression, problem", [
+    ("* * * *", "has 4 field(s)"),
+    ("* * * * * *", "has 6 field(s)"),
+    ("60 * * * *", "minute field: '60': 60 is outside 0-59"),
+    ("* 24 * * *", "hour field"),
+    ("* * 0 * *", "day of month field"),
+    ("* * * 13 *", "month field"),
+    ("* * * * 8", "day of week field"),
+    ("*/0 * * * *", "the step must be a positive number"),
+    ("5-1 * * * *", "a range must go upwards"),
+    ("* * * FOO *", "'FOO' is not a number or a name"),
+    ("FRI-MON * * * *", "minute field"),
+    ("1,,2 * * * *", "minute field"),
+    ("@reboot", "unknown cron macro"),
+    ("0 0 30 2 *", "never matches"),
+])
+def test_a_bad_expression_is_refused_naming_the_field_and_part(expression: str, problem: str) -> None:
+    with pytest.raises(CronError, match=problem.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")):
+        CronExpr(expression)
+
+
+@pytest.mark.parametrize("expression", [
+    "* * * * *", "*/7 * * * *", "0 */5 * * *", "15 3 * * 1-5", "0 0 13 * 5", "30 4 1,15 * *",
+    "0 12 * 2 *", "*/20 22-23 * * 0,6", "0 0 29-31 * *", "45 * * 1,4,7,10 3",
+])
+def test_next_and_last_agree_with_a_minute_by_minute_scan(expression: str) -> None:
+    expr = CronExpr(expression)
+    rng = random.Random(expression)
+    start = ms("2026-01-27T00:00:00")
+    matching = []
+    for minute in range(0, 60 * 24 * 40):  # 40 days, minute by minute
+        t = datetime.fromtimestamp(start / 1000 + minute * 60, timezone.utc)
+        dom, dow = t.day in expr.days, (t.isoweekday() % 7) in expr.weekdays
+        restricted = not expression.split()[2].startswith("*") and not expression.split()[4].startswith("*")
+        day = (dom or dow) if restricted else (dom and dow)
+        if t.minute in expr.minutes and t.hour in expr.hours and t.month in expr.months and day:
+            matching.append(start + minute * 60_000)
+    assert matching
+    for _ in range(200):
+        at = start + rng.randrange(0, 60 * 24 * 30 * 60_000)
+        later = [m for m in matching if m > at]
+        earlier = [m for m in matching if m <= at]
+        if later:  # else the next tick is beyond the scanned window
+            assert expr.next_after(at) == later[0]
+        if earlier:
+            assert expr.last_at_or_before(at) == earlier[-1]
+    for m in matching[:50]:
+        assert expr.last_at_or_before(m) == m and expr.next_after(m) > m
+
+
+def test_a_time_zone_follows_daylight_saving_changes() -> None:
+    # New York: 2026-03-08 02:00 EST jumps to 03:00 EDT; 2026-11-01 02:00 EDT falls back to 01:00 EST.
+    daily = CronExpr("30 2 * * *", tz=NY)
+    assert ticks(daily, "2026-03-07T12:00:00", 3) == [
+        "2026-03-08T07:30",  # 02:30 does not exist that day: it fires at 03:30 EDT
+        "2026-03-09T06:30", "2026-03-10T06:30"]
+    every_30 = CronExpr("*/30 * * * *", tz=NY)
+    assert ticks(every_30, "2026-03-08T06:00:00", 4) == [
+        "2026-03-08T06:30", "2026-03-08T07:00", "2026-03-08T07:30", "2026-03-08T08:00"]
+    # The repeated hour: "*" hours fire in both, a fixed hour once.
+    assert ticks(every_30, "2026-11-01T04:45:00", 5) == [
+        "2026-11-01T05:00", "2026-11-01T05:30", "2026-11-01T06:00", "2026-11-01T06:30", "2026-11-01T07:00"]
+    assert ticks(CronExpr("30 1 * * *", tz=NY), "2026-10-31T12:00:00", 2) == ["2026-11-01T05:30", "2026-11-02T06:30"]
+    for at in ("2026-03-08T07:10:00", "2026-11-01T06:10:00", "2026-11-01T05:40:00"):
+        tick = every_30.last_at_or_before(ms(at))
+        assert tick <= ms(at) < every_30.next_after(tick)
+    with pytest.raises(CronError, match="unknown time zone"):
+        CronExpr("* * * * *", tz="Mars/Olympus")
+
+
+def test_intervals_count_from_the_epoch() -> None:
+    hourly = Interval.of(timedelta(hours=1))
+    assert ticks(hourly, "2026-03-15T10:07:00", 2) == ["2026-03-15T11:00", "2026-03-15T12:00"]
+    assert hourly.last_at_or_before(ms("2026-03-15T11:00:00")) == ms("2026-03-15T11:00:00")
+    assert Interval.of(90).describe() == "every 90s" and Interval.of(7200).describe() == "every 2h"
+    for bad in (0, 0.5, -3, "60", True):
+        with pytest.raises(CronError):
+            Interval.of(bad)  # type: ignore[arg-type]
+
+
+def test_periodic_declarations_are_checked_when_made() -> None:
+    job = Periodic("jobs.add", every=60, args=(1, 2), queue="q")
+    assert job.name == "jobs.add" and job.schedule == Interval(60_000)
+    assert job.job_id(ms("2026-03-15T11:00:00")) == "cron:jobs.add:2026-03-15T11:00:00Z"
+    assert job.job_id(ms("2026-03-15T11:00:00") + 250) == "cron:jobs.add:2026-03-15T11:00:00.250Z"
+    with pytest.raises(PeriodicError, match="exactly one of cron"):
+        Periodic("jobs.add")
+    with pytest.raises(PeriodicError, match="exactly one of cron"):
+        Periodic("jobs.add", cron="* * * * *", every=60)
+    with pytest.raises(PeriodicError, match="minute field"):
+        Periodic("jobs.add", cron="61 * * * *")
+    with pytest.raises(PeriodicError, match="tz applies to cron"):
+        Periodic("jobs.add", every=60, tz=NY)
+    with pytest.raises(PeriodicError, match=r"two different periodic jobs are named 'jobs\.add'"):
+        unique([job, Periodic("jobs.add", every=30, queue="q")])
+    assert unique([job, Periodic("jobs.add", every=60, args=(1, 2), queue="q")]) == [job]
+
+
+# --- on every topology -----------------------------------------------------------------------------
+
+def wait_for(check: Callable[[], T_], what: str) -> T_:
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def cron_ids(q: Queue) -> list[str]:
+    return [i for i in q.get_job_ids(0, 10_000) if i.startswith("cron:")]
+
+
+def tick_of(job_id: str) -> int:
+    stamp = job_id.rsplit(":", 3)[-3:]
+    return int(datetime.strptime(":".join(stamp), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+               * 1000)
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "clusterq.cli", *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def stop(proc: subprocess.Popen[bytes], log: Path) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"did not stop on SIGTERM:\n{log.read_text()}") from None
+    assert code == EXIT_OK, f"exit {code}:\n{log.read_text()}"
+    assert "Traceback" not in log.read_text()
+
+
+def test_two_cron_processes_enqueue_each_tick_exactly_once(url: str, qname: str, subprocess_env: dict[str, str],
+                                                            tmp_path: Path) -> None:
+    q = Queue(qname, url)
+    env = {**subprocess_env, "CQ_CRON_QUEUE": qname, "CLUSTERQ_URL": url}
+    logs = [tmp_path / "cron-a.log", tmp_path / "cron-b.log"]
+    with process(["cron", "cron_config"], env, logs[0]) as a, process(["cron", "cron_config"], env, logs[1]) as b:
+        wait_for(lambda: len(cron_ids(q)) >= 6, "six ticks")
+        stop(a, logs[0])
+        stop(b, logs[1])
+    ids = cron_ids(q)
+    assert len(ids) == len(set(ids)), f"a tick was enqueued twice: {ids}"
+    found = [tick_of(i) for i in ids]
+    assert found == list(range(found[0], found[0] + 1000 * len(found), 1000)), f"a tick is missing: {ids}"
+    assert all(i.startswith("cron:every-second:") for i in ids)
+    # Both schedulers offered ticks: each log names the ticks it took; together, every tick once.
+    taken = [line for log in logs for line in log.read_text().splitlines() if "enqueued as" in line]
+    assert len(taken) == len(ids)
+    runs = K.QueueKeys(qname).cron_runs("every-second")
+    recorded = [r.decode().split(" ", 1)[1] for r in q.connection.lrange(runs, 0, -1)]
+    assert sorted(recorded) == sorted(ids)
+
+
+def test_three_schedulers_in_threads_take_each_tick_once(url: str, qname: str) -> None:
+    import threading
+
+    q = Queue(qname, url)
+    job = Periodic("jobs.noop", every=1, queue=qname, name="threads")
+    schedulers = [CronScheduler(url, [job], install_signal_handlers=False) for _ in range(3)]
+    threads = [threading.Thread(target=s.run, daemon=True) for s in schedulers]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(cron_ids(q)) >= 4, "four ticks")
+    finally:
+        for s in schedulers:
+            s.stop()
+        for thread in threads:
+            thread.join(DEADLINE_S)
+    ids = cron_ids(q)
+    found = [tick_of(i) for i in ids]
+    assert found == list(range(found[0], found[0] + 1000 * len(found), 1000))
+    assert sum(s.enqueued for s in schedulers) == len(ids)
+
+
+def _now_floor_s(back_s: int) -> datetime:
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    return now - timedelta(seconds=back_s)
+
+
+def test_a_cron_expression_job_fires_at_its_minute_and_a_worker_runs_it(url: str, qname: str, tmp_path: Path) -> None:
+    q = Queue(qname, url)
+    out = tmp_path / "ran"
+    job = Periodic("jobs.record", cron="*/2 * * * *", queue=qname, args=(str(out), "cron"), name="even-minutes")
+    scheduler = CronScheduler(url, [job], install_signal_handlers=False)
+    start = _now_floor_s(3600).replace(minute=1, second=30)  # an hour ago, at hh:01:30
+    scheduler.run_once(now=start)  # first seen: records the tick hh:00 without running it
+    assert cron_ids(q) == []
+    assert scheduler.run_once(now=start + timedelta(seconds=20)) == pytest.approx(10.0)  # until hh:02
+    assert cron_ids(q) == []
+    scheduler.run_once(now=start + timedelta(seconds=31))  # hh:02:01
+    tick = start.replace(minute=2, second=0)
+    assert cron_ids(q) == [job.job_id(int(tick.timestamp() * 1000))]
+    Worker([q], url, pool="solo", install_signal_handlers=False).work(burst=True)
+    assert out.read_text().splitlines() == ["cron"]
+    ran = q.fetch_job(job.job_id(int(tick.timestamp() * 1000)))
+    assert ran is not None and ran.get_status() == JobStatus.FINISHED
+
+
+def test_a_restarted_scheduler_runs_the_latest_missed_tick_once(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    job = Periodic("jobs.noop", every=1, queue=qname, name="coalesce")
+    t0 = _now_floor_s(120)
+    CronScheduler(url, [job], install_signal_handlers=False).run_once(now=t0)
+    # "All schedulers down" for 10 ticks; a new scheduler starts 10.5 s later.
+    later = CronScheduler(url, [job], install_signal_handlers=False)
+    later.run_once(now=t0 + timedelta(seconds=10, milliseconds=500))
+    assert cron_ids(q) == [job.job_id(int((t0 + timedelta(seconds=10)).timestamp() * 1000))]
+    later.run_once(now=t0 + timedelta(seconds=11, milliseconds=100))
+    assert len(cron_ids(q)) == 2
+    # catch_up=False: the missed tick is recorded, not run; the next one runs.
+    skip = Periodic("jobs.noop", every=1, queue=qname, name="coalesce", catch_up=False)
+    quiet = CronScheduler(url, [skip], install_signal_handlers=False)
+    quiet.run_once(now=t0 + timedelta(seconds=30, milliseconds=500))
+    assert len(cron_ids(q)) == 2
+    quiet.run_once(now=t0 + timedelta(seconds=31, milliseconds=1))
+    assert cron_ids(q)[-1] == job.job_id(int((t0 + timedelta(seconds=31)).timestamp() * 1000))
+
+
+def test_older_ticks_and_ticks_after_the_servers_clock_are_refused(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    job = Periodic("jobs.noop", every=1, queue=qname, name="guarded")
+    t0 = _now_floor_s(120)
+    ahead, behind = (CronScheduler(url, [job], install_signal_handlers=False) for _ in range(2))
+    ahead.run_once(now=t0)
+    ahead.run_once(now=t0 + timedelta(seconds=5))
+    assert len(cron_ids(q)) == 1
+    behind.run_once(now=t0 + timedelta(seconds=3))  # a slower scheduler offers an older tick: refused
+    assert len(cron_ids(q)) == 1
+    future = CronScheduler(url, [job], install_signal_handlers=False)
+    wait_s = future.run_once(now=datetime.now(timezone.utc) + timedelta(hours=1))  # a clock an hour fast
+    assert len(cron_ids(q)) == 1 and wait_s == 0  # not run; offered again once the server gets there
+    assert ahead.enqueued == 1 and behind.enqueued == 0 and future.enqueued == 0
+
+
+def test_the_listing_shows_schedule_next_run_and_recent_runs_with_statuses(
+    url: str, qname: str, subprocess_env: dict[str, str]
+) -> None:
+    q = Queue(qname, url)
+    fails = Periodic("jobs.fail", cron="0 * * * *", queue=qname, name="hourly-fail")
+    adds = Periodic("jobs.add", every=60, queue=qname, args=(1, 2), name="minutely-add", result_ttl=600)
+    scheduler = CronScheduler(url, [fails, adds], install_signal_handlers=False, keep_runs=3)
+    t0 = _now_floor_s(4 * 3600).replace(minute=59, second=30)
+    for step in range(0, 6):
+        scheduler.run_once(now=t0 + timedelta(minutes=step))  # 5 minutely ticks; one hourly tick
+    Worker([q], url, pool="solo", install_signal_handlers=False).work(burst=True)
+    infos = {info.name: info for info in list_periodic(url)}
+    assert set(infos) == {"hourly-fail", "minutely-add"}
+    add, fail = infos["minutely-add"], infos["hourly-fail"]
+    assert (add.queue, add.func, add.schedule) == (qname, "jobs.add", "every 1m")
+    assert fail.schedule == "cron 0 * * * *"
+    now = datetime.now(timezone.utc)
+    assert add.next_run is not None and now < add.next_run <= now + timedelta(minutes=1)
+    assert fail.next_run is not None and fail.next_run.minute == 0 and fail.next_run > now
+    assert len(add.runs) == 3  # capped at keep_runs, newest first
+    assert [r.tick for r in add.runs] == sorted((r.tick for r in add.runs), reverse=True)
+    assert add.last_tick == add.runs[0].tick and add.runs[0].tick == t0 + timedelta(minutes=4, seconds=30)
+    assert {r.status for r in add.runs} == {"finished"} and [r.status for r in fail.runs] == ["failed"]
+    assert add.late and fail.late  # no scheduler took their latest ticks (hours ago)
+    env = {**subprocess_env, "CLUSTERQ_URL": url}
+    listing = subprocess.run([sys.executable, "-m", "clusterq.cli", "cron", "--list"], env=env,
+                             capture_output=True, text=True, timeout=DEADLINE_S)
+    assert listing.returncode == EXIT_OK, listing.stderr
+    assert "2 periodic job(s)" in listing.stdout and "minutely-add" in listing.stdout
+    assert "finished" in listing.stdout and "LATE" in listing.stdout
+    info = subprocess.run([sys.executable, "-m", "clusterq.cli", "info"], env=env, capture_output=True, text=True,
+                          timeout=DEADLINE_S)
+    assert "2 periodic job(s)" in info.stdout and "hourly-fail" in info.stdout
+    assert remove_periodic(url, "hourly-fail") and not remove_periodic(url, "hourly-fail")
+    assert [i.name for i in list_periodic(url)] == ["minutely-add"]
+
+
+def test_a_worker_with_cron_runs_its_periodic_jobs_and_stops_on_sigterm(
+    url: str, qname: str, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "beats"
+    env = {**subprocess_env, "CQ_CRON_QUEUE": qname, "CQ_CRON_OUT": str(out), "CLUSTERQ_URL": url}
+    log = tmp_path / "worker.log"
+    with process(["worker", "--with-cron", "cron_decorated", "-P", "thread", "-c", "2", qname], env, log) as proc:
+        wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 3, "three periodic runs")
+        stop(proc, log)
+    assert set(out.read_text().splitlines()) == {"beat"}
+    infos = list_periodic(url)
+    assert [i.name for i in infos] == ["decorated-beat"]
+    assert len(infos[0].runs) >= 3 and infos[0].runs[-1].status == "finished"
+
+
+def test_a_bad_periodic_module_is_a_one_line_error(url: str, subprocess_env: dict[str, str]) -> None:
+    env = {**subprocess_env, "CLUSTERQ_URL": url}
+    result = subprocess.run([sys.executable, "-m", "clusterq.cli", "cron", "no_such_module_here"], env=env,
+                            capture_output=True, text=True, timeout=DEADLINE_S)
+    assert result.returncode != EXIT_OK and "Traceback" not in result.stderr
+    assert "cannot import periodic jobs module 'no_such_module_here'" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "clusterq.cli", "cron"], env=env,
+                            capture_output=True, text=True, timeout=DEADLINE_S)
+    assert result.returncode != EXIT_OK and "name the module declaring the periodic jobs" in result.stderr

@@ -111,3 +111,33 @@ def fail_until(path, runs):
     if count < runs:
         raise RuntimeError(f"run {count} fails")
     return count
+
+
+# --- callbacks (signatures as in RQ); each records what it saw in the file named by the job's first argument
+
+def cb_success(job, connection, result):
+    record(job.args[0], f"on_success {job.id} {result} ping={connection.ping()}")
+
+
+def cb_failure(job, connection, exc_type, exc_value, traceback):
+    record(job.args[0], f"on_failure {job.id} {exc_type.__name__} {exc_value} tb={traceback is not None}")
+
+
+def cb_stopped(job, connection):
+    record(job.args[0], f"on_stopped {job.id}")
+
+
+def cb_raises(job, connection, *args):
+    raise RuntimeError("the callback broke")
+
+
+def cb_sleeps(job, connection, *args):
+    time.sleep(30)
+
+
+async def cb_async_success(job, connection, result):
+    record(job.args[0], f"async on_success {result}")
+
+
+def fail_with(path, message="boom"):
+    raise ValueError(message)

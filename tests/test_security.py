@@ -165,6 +165,18 @@ def test_a_signed_job_changed_in_redis_is_refused(url: str, qname: str, tamper: 
     assert other.return_value() == 7
 
 
+def test_a_callback_added_to_a_signed_job_in_redis_never_runs(url: str, qname: str, tmp_path: Path) -> None:
+    marker = tmp_path / "callback-ran"
+    queue = Queue(qname, url, signing_key=KEY)
+    victim = queue.enqueue("jobs.fail", str(marker))
+    queue.connection.hset(victim.key, "o", b'{"cb":{"f":["jobs.cb_failure",5]}}')
+
+    burst(url, qname, signing_key=KEY)
+
+    assert not marker.exists()
+    assert "SignatureError" in (victim.exc_info or "")
+
+
 def test_a_signed_record_copied_to_another_queue_or_id_is_refused(url: str, qname: str) -> None:
     source = Queue(qname, url, signing_key=KEY)
     original = source.enqueue("jobs.add", 1, 2)

@@ -8,6 +8,7 @@
 """
 
 from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
+from .callbacks import Callback
 from .connection import connect, describe, parse_url, topology_of
 from .cron import CronError, CronExpr, Interval
 from .exceptions import (
@@ -53,6 +54,7 @@ __all__ = [
     # producing
     "AsyncJob",
     "AsyncQueue",
+    "Callback",
     "EnqueueData",
     "Job",
     "JobStatus",

@@ -9,10 +9,12 @@ undecodable payload, wrong arguments, a result the serializer cannot carry, time
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
 import functools
 import inspect
 import json
+import logging
 import math
 import signal
 import sys
@@ -24,12 +26,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .callbacks import callback_name, decode_callbacks
 from .exceptions import DeserializationError, FunctionNotFound, JobTimeoutError, SerializationError
-from .job import DEFAULT_FAILURE_TTL_S, DEFAULT_RESULT_TTL_S
+from .job import DEFAULT_FAILURE_TTL_S, DEFAULT_RESULT_TTL_S, Job
 from .serializers import Serializer
 from .signing import Signer
 from .store import RESULT_HISTORY, LeasedJob, Outcome
 from .utils import import_attribute
+
+log = logging.getLogger(__name__)
 
 DEFAULT_JOB_TIMEOUT_S = 180.0
 """A job's time limit when neither the job nor its queue sets one (RQ's default)."""
@@ -88,6 +93,7 @@ class JobSpec:
     serializer: str
     retry: str = ""  # "max;ms,ms,..." when the job was enqueued with a Retry
     history: int = RESULT_HISTORY  # results the job keeps, the latest included
+    callbacks: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)  # code -> (path, limit)
 
 
 def _encode_retry(value: Any) -> str:
@@ -123,6 +129,7 @@ def decode_options(raw: bytes, default_timeout_s: float) -> tuple[JobSpec, str |
             serializer=str(options.get("ser", "json")),
             retry=_encode_retry(options.get("retry")),
             history=int(options.get("hist") or RESULT_HISTORY),
+            callbacks=decode_callbacks(options.get("cb")),
         )
     except (TypeError, ValueError) as exc:
         problem = f"job options are malformed ({exc})"
@@ -172,15 +179,55 @@ def _failure(leased: LeasedJob, spec: JobSpec, reason: str, elapsed_s: float = 0
                    elapsed_s, retry, spec.history)
 
 
+MAX_NOTE_CHARS = 4000
+"""How much of a callback's failure (reason and traceback) is recorded on the job."""
+
+
+def call_with_limit(func: Callable[..., Any], args: tuple[Any, ...], timeout_s: float) -> None:
+    """Call ``func(*args)`` (an ``async def`` too) and raise :class:`JobTimeoutError` past ``timeout_s``.
+
+    In the main thread the limit is SIGALRM, which interrupts the call; elsewhere the call runs in a
+    thread of its own that is abandoned at the limit (a thread cannot be killed).
+    """
+    def call() -> None:
+        value = func(*args)
+        if inspect.isawaitable(value):
+            asyncio.run(_awaited(value))
+
+    if threading.current_thread() is threading.main_thread():
+        with time_limit(timeout_s):
+            call()
+        return
+    box: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="clusterq-callback", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise JobTimeoutError(f"time limit exceeded: ran longer than {timeout_s:g} s")
+    if "error" in box:
+        raise box["error"]
+
+
 class Executor:
-    """Turns leased jobs into outcomes, in the calling thread."""
+    """Turns leased jobs into outcomes, in the calling thread.
+
+    ``connection`` is what callbacks receive (and their ``Job`` handle uses); the worker sets it.
+    """
 
     def __init__(self, resolver: FunctionResolver, serializer: Serializer, default_timeout_s: float,
-                 signer: Signer | None = None) -> None:
+                 connection: Any = None, signer: Signer | None = None) -> None:
+        self.connection = connection
+        self.signer = signer
         self.resolver = resolver
         self.serializer = serializer
         self.default_timeout_s = default_timeout_s
-        self.signer = signer
         self._timeouts: dict[bytes, float] = {}
         self._default_spec = decode_options(b"", default_timeout_s)[0]
 
@@ -224,8 +271,10 @@ class Executor:
         """The job's time limit in seconds, ``inf`` for none (cached per distinct options value)."""
         timeout = self._timeouts.get(leased.options)
         if timeout is None:
-            timeout = decode_options(leased.options, self.default_timeout_s)[0].timeout_s
-            timeout = timeout if timeout > 0 else math.inf  # job_timeout=-1: no limit (as in RQ)
+            spec = decode_options(leased.options, self.default_timeout_s)[0]
+            timeout = spec.timeout_s if spec.timeout_s > 0 else math.inf  # job_timeout=-1: no limit (as in RQ)
+            # A callback runs after the job, in the same slot, within its own limit: the hard limit allows it.
+            timeout += max((limit for _, limit in spec.callbacks.values()), default=0.0)
             if len(self._timeouts) < 1024:
                 self._timeouts[leased.options] = timeout
         return timeout
@@ -247,11 +296,14 @@ class Executor:
                 if inspect.isawaitable(value):
                     value = asyncio.run(_awaited(value))
         except JobTimeoutError as exc:
-            return _failure(leased, spec, f"JobTimeoutError: {exc}", time.perf_counter() - started, spec.retry)
+            outcome = _failure(leased, spec, f"JobTimeoutError: {exc}", time.perf_counter() - started, spec.retry)
+            return self._callback(leased, spec, outcome, "f", type(exc), exc, exc.__traceback__)
         except Exception as exc:
-            return _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
-                            spec.retry)
-        return self._finish(leased, spec, value, time.perf_counter() - started)
+            outcome = _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
+                               spec.retry)
+            return self._callback(leased, spec, outcome, "f", type(exc), exc, exc.__traceback__)
+        return self._after_success(leased, spec, self._finish(leased, spec, value, time.perf_counter() - started),
+                                   value)
 
     async def execute_async(self, leased: LeasedJob, loop: asyncio.AbstractEventLoop) -> Outcome:
         """Run the job on ``loop``: ``async def`` jobs as coroutines, cancelled at their time limit;
@@ -269,15 +321,63 @@ class Executor:
                 value = await asyncio.wait_for(loop.run_in_executor(None, call), limit)
                 if inspect.isawaitable(value):
                     value = await asyncio.wait_for(value, limit)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError as exc:
             how = "was cancelled" if inspect.iscoroutinefunction(func) else "was abandoned (its thread runs on)"
-            return _failure(leased, spec, f"JobTimeoutError: time limit exceeded: the job ran longer than "
-                                          f"{spec.timeout_s:g} s and {how}", time.perf_counter() - started,
-                            spec.retry)
+            outcome = _failure(leased, spec, f"JobTimeoutError: time limit exceeded: the job ran longer than "
+                                             f"{spec.timeout_s:g} s and {how}", time.perf_counter() - started,
+                               spec.retry)
+            error: BaseException = JobTimeoutError(str(exc) or "time limit exceeded")
         except Exception as exc:
-            return _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
-                            spec.retry)
-        return self._finish(leased, spec, value, time.perf_counter() - started)
+            outcome = _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
+                               spec.retry)
+            error = exc
+        else:
+            outcome = self._finish(leased, spec, value, time.perf_counter() - started)
+            if not spec.callbacks:
+                return outcome
+            return await loop.run_in_executor(None, self._after_success, leased, spec, outcome, value)
+        if "f" not in spec.callbacks:
+            return outcome
+        return await loop.run_in_executor(None, self._callback, leased, spec, outcome, "f", type(error), error,
+                                          error.__traceback__)
+
+    # --- callbacks ------------------------------------------------------------------------------
+
+    def _after_success(self, leased: LeasedJob, spec: JobSpec, outcome: Outcome, value: Any) -> Outcome:
+        if outcome.status != "finished":
+            return outcome  # the result could not be stored: the job failed after all
+        return self._callback(leased, spec, outcome, "s", value)
+
+    def _callback(self, leased: LeasedJob, spec: JobSpec, outcome: Outcome, code: str, *args: Any) -> Outcome:
+        """Run the job's callback ``code`` ("s", "f", "t") with ``(job, connection, *args)``; its failure
+        is logged and noted on the outcome, never changes it."""
+        entry = spec.callbacks.get(code)
+        if entry is None:
+            return outcome
+        path, limit_s = entry
+        name = callback_name(code)
+        try:
+            func = self.resolver.resolve(path)
+            job = Job(leased.queue, leased.id, self.connection, serializer=self.serializer)
+            call_with_limit(func, (job, self.connection, *args), limit_s)
+            return outcome
+        except JobTimeoutError:
+            note = f"{name} {path}: time limit exceeded: the callback ran longer than {limit_s:g} s"
+        except Exception as exc:
+            note = f"{name} {path} failed: {describe_exception(exc, path)}"
+        log.warning("%s: job %s: %s (the job's outcome stands)", leased.queue, leased.id, note.splitlines()[0])
+        return dataclasses.replace(outcome, note=note[:MAX_NOTE_CHARS])
+
+    def stopped(self, leased: LeasedJob, reason: str) -> Outcome:
+        """The outcome of a job stopped on request (status ``stopped``), after its ``on_stopped`` callback,
+        which runs here, in the calling thread, within its own limit."""
+        spec = decode_options(leased.options, self.default_timeout_s)[0]
+        outcome = Outcome(leased.id, leased.token, "stopped", reason.encode("utf-8", "replace"),
+                          spec.failure_keep_ms, history=spec.history)
+        if self.signer is not None and self.signer.problem(leased.queue, leased.id, leased.func, leased.payload,
+                                                           leased.options, leased.signature):
+            return outcome  # its on_stopped path comes from a record no key holder wrote: never import it
+        return self._callback(leased, spec, outcome, "t")
 
     def _finish(self, leased: LeasedJob, spec: JobSpec, value: Any, elapsed_s: float) -> Outcome:
         try:

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import keys as K
 from . import store as T
+from .callbacks import Callback, encode_callbacks
 from .connection import REDIS_ERRORS, Client, ConnectionLike, connect
 from .exceptions import InvalidJobId, explain_server_error
 from .job import Job
@@ -28,12 +29,12 @@ DRAIN_BATCH = 1000
 PAGE_LIMIT = 10_000
 
 # RQ options clusterq does not implement yet: refused, rather than silently passed to the job function.
-_UNSUPPORTED = ("depends_on", "on_success", "on_failure", "on_stopped", "unique", "pipeline", "repeat",
-                "group_id")
+_UNSUPPORTED = ("depends_on", "unique", "pipeline", "repeat", "group_id")
 
 _RESERVED = (
     "job_id", "job_timeout", "timeout", "result_ttl", "ttl", "failure_ttl", "description", "meta",
-    "at_front", "max_attempts", "retry", "result_history", "args", "kwargs",
+    "at_front", "max_attempts", "retry", "result_history", "on_success", "on_failure", "on_stopped",
+    "args", "kwargs",
 )
 
 
@@ -89,6 +90,9 @@ class EnqueueData:
     max_attempts: int | None = None
     retry: Retry | None = None
     result_history: int | None = None
+    on_success: Callback | Callable[..., Any] | str | None = None
+    on_failure: Callback | Callable[..., Any] | str | None = None
+    on_stopped: Callback | Callable[..., Any] | str | None = None
 
 
 def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
@@ -221,6 +225,9 @@ class Queue:
         history = self.result_history if history is None else history
         if history is not None and history != T.RESULT_HISTORY:
             options["hist"] = history
+        callbacks = encode_callbacks(data.on_success, data.on_failure, data.on_stopped)
+        if callbacks:
+            options["cb"] = callbacks
         if self.serializer.name != "json":
             options["ser"] = self.serializer.name
         ttl = parse_duration(data.ttl, "ttl")

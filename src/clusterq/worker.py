@@ -142,7 +142,7 @@ class Worker:
         self.queue_keys = {n: K.QueueKeys(n) for n in names}
         self.name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self.serializer = resolve_serializer(serializer)
-        self.executor = Executor(FunctionResolver(allow), self.serializer, default_timeout_s,
+        self.executor = Executor(FunctionResolver(allow), self.serializer, default_timeout_s, self.connection,
                                  make_signer(signing_key))
         self.lease_ms = int(lease_s * 1000)
         self.max_attempts = max_attempts

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import redis
 
 from clusterq import (
     CronError,
@@ -33,6 +34,7 @@ from clusterq import (
 from clusterq import keys as K
 from clusterq.cli import EXIT_OK
 from clusterq.periodic_jobs import unique
+from clusterq.testing import Topology
 
 DEADLINE_S = 60.0
 T_ = TypeVar("T_")
@@ -261,6 +263,24 @@ def test_two_cron_processes_enqueue_each_tick_exactly_once(url: str, qname: str,
     assert sorted(recorded) == sorted(ids)
 
 
+def test_when_one_of_two_cron_processes_is_killed_the_other_takes_every_tick(
+    url: str, qname: str, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    q = Queue(qname, url)
+    env = {**subprocess_env, "CQ_CRON_QUEUE": qname, "CLUSTERQ_URL": url}
+    logs = [tmp_path / "cron-a.log", tmp_path / "cron-b.log"]
+    with process(["cron", "cron_config"], env, logs[0]) as a, process(["cron", "cron_config"], env, logs[1]) as b:
+        wait_for(lambda: len(cron_ids(q)) >= 3, "three ticks")
+        a.kill()  # SIGKILL: no chance to clean up
+        a.wait()
+        seen = len(cron_ids(q))
+        wait_for(lambda: len(cron_ids(q)) >= seen + 3, "three more ticks after the kill")
+        stop(b, logs[1])
+    ids = cron_ids(q)
+    found = [tick_of(i) for i in ids]
+    assert found == list(range(found[0], found[0] + 1000 * len(found), 1000)), f"duplicate or gap: {ids}"
+
+
 def test_three_schedulers_in_threads_take_each_tick_once(url: str, qname: str) -> None:
     import threading
 
@@ -343,6 +363,30 @@ def test_older_ticks_and_ticks_after_the_servers_clock_are_refused(url: str, qna
     assert ahead.enqueued == 1 and behind.enqueued == 0 and future.enqueued == 0
 
 
+@pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)
+def test_an_idle_scheduler_sends_nothing_between_ticks(clusterq_topology: Topology, qname: str) -> None:
+    import threading
+
+    clusterq_topology.flush()
+    url = clusterq_topology.url
+    job = Periodic("jobs.noop", cron="0 0 1 1 *", queue=qname, name="yearly")
+    scheduler = CronScheduler(url, [job], install_signal_handlers=False)
+    observer = redis.Redis.from_url(url)
+    thread = threading.Thread(target=scheduler.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: observer.hget(K.QueueKeys(qname).cron, "yearly"), "the scheduler to settle its first tick")
+        time.sleep(0.2)  # let its start-up calls finish
+        before = int(observer.info("stats")["total_commands_processed"])
+        time.sleep(2.0)
+        after = int(observer.info("stats")["total_commands_processed"])
+    finally:
+        scheduler.stop()
+        thread.join(DEADLINE_S)
+        observer.close()
+    assert after - before == 1, "only our own INFO: the scheduler sleeps until its next tick"
+
+
 def test_the_listing_shows_schedule_next_run_and_recent_runs_with_statuses(
     url: str, qname: str, subprocess_env: dict[str, str]
 ) -> None:
@@ -354,14 +398,15 @@ def test_the_listing_shows_schedule_next_run_and_recent_runs_with_statuses(
     for step in range(0, 6):
         scheduler.run_once(now=t0 + timedelta(minutes=step))  # 5 minutely ticks; one hourly tick
     Worker([q], url, pool="solo", install_signal_handlers=False).work(burst=True)
+    before = datetime.now(timezone.utc)
     infos = {info.name: info for info in list_periodic(url)}
+    after = datetime.now(timezone.utc)
     assert set(infos) == {"hourly-fail", "minutely-add"}
     add, fail = infos["minutely-add"], infos["hourly-fail"]
     assert (add.queue, add.func, add.schedule) == (qname, "jobs.add", "every 1m")
     assert fail.schedule == "cron 0 * * * *"
-    now = datetime.now(timezone.utc)
-    assert add.next_run is not None and now < add.next_run <= now + timedelta(minutes=1)
-    assert fail.next_run is not None and fail.next_run.minute == 0 and fail.next_run > now
+    assert add.next_run is not None and before < add.next_run <= after + timedelta(minutes=1)
+    assert fail.next_run is not None and fail.next_run.minute == 0 and fail.next_run > before
     assert len(add.runs) == 3  # capped at keep_runs, newest first
     assert [r.tick for r in add.runs] == sorted((r.tick for r in add.runs), reverse=True)
     assert add.last_tick == add.runs[0].tick and add.runs[0].tick == t0 + timedelta(minutes=4, seconds=30)

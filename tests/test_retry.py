@@ -8,13 +8,24 @@ import time
 
 import pytest
 
-from clusterq import JobStatus, Queue, Retry, Worker
+from clusterq import Backoff, JobStatus, Queue, ResultType, Retry, RetryJob, Worker, connect
+from clusterq import store as T
+from clusterq.retry import RETRY_JOB_MAX, draw, plan_template
 
 
 def _burst(url: str, q: Queue) -> Worker:
     worker = Worker([q], url, pool="solo", install_signal_handlers=False, maintenance_interval_s=0.2)
     worker.work(burst=True)
     return worker
+
+
+def _burst_until_settled(url: str, q: Queue, job) -> None:
+    """Burst workers leave while a job waits in the scheduled set: run them until it has ended."""
+    deadline = time.monotonic() + 30
+    _burst(url, q)
+    while job.get_status() in (JobStatus.SCHEDULED, JobStatus.QUEUED) and time.monotonic() < deadline:
+        time.sleep(0.03)
+        _burst(url, q)
 
 
 def test_a_job_that_fails_then_succeeds_is_retried_until_it_finishes(url: str, qname: str, tmp_path) -> None:
@@ -67,3 +78,70 @@ def test_bad_retry_values_are_refused(url: str, qname: str) -> None:
         Retry(max=2, interval=[-1])
     with pytest.raises(TypeError, match="Retry"):
         Queue(qname, url).enqueue("jobs.noop", retry=3)
+
+
+# --- exponential backoff, RetryJob, every attempt recorded ------------------------------------------
+
+def test_every_retried_attempt_is_recorded_with_its_error(url: str, qname: str, tmp_path) -> None:
+    q = Queue(qname, url)
+    job = q.enqueue("jobs.fail_until", str(tmp_path / "runs"), 3,
+                    retry=Retry(max=3, interval=Backoff(base=0.01, factor=2, maximum=0.02)))
+    _burst_until_settled(url, q, job)
+    results = job.results()
+    assert [r.type for r in results] == [ResultType.SUCCESSFUL, ResultType.RETRIED, ResultType.RETRIED]
+    assert "run 2 fails" in (results[1].exc_string or "") and "run 1 fails" in (results[2].exc_string or "")
+    assert job.get_status() == JobStatus.FINISHED and (job.attempts, job.retries) == (3, 2)
+
+
+def test_backoff_delays_grow_to_their_maximum_scaled_by_the_jitter_drawn(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    client = connect(url)
+    for done, multiplier, expected_ms in ((0, "1", 1000), (2, "1", 4000), (2, "0.5", 2000), (9, "1", 60_000)):
+        job = q.enqueue("jobs.noop")
+        client.hset(job.key, "rt", done)
+        _, leased = T.parse_lease(qname, q.store.run(T.lease_call(q.keys, 1, 60_000, "w", 60_000)))
+        plan = f"20;b:1000:2:60000:{multiplier}"
+        outcome = T.Outcome(job.id, leased[0].token, "failed", b"boom", 60_000, 0.0, plan)
+        assert q.store.run(T.complete_call(q.keys, [outcome])) == [1]
+        recorded_at = int(client.hget(job.key, "ht"))
+        assert client.zscore(q.keys.scheduled, job.id) == recorded_at + expected_ms
+        assert job.get_status() == JobStatus.SCHEDULED and job.retries == done + 1
+
+
+def test_the_jitter_is_drawn_between_half_and_all_of_the_delay() -> None:
+    template = plan_template(Retry(max=4, interval=Backoff(base=2, factor=3, maximum=60)).encode())
+    assert template == "4;b:2000:3:60000:{j}"
+    multipliers = {float(draw(template).rsplit(":", 1)[1]) for _ in range(200)}
+    assert all(0.5 <= m <= 1.0 for m in multipliers) and len(multipliers) > 1
+    assert plan_template(Retry(max=2, interval=Backoff(jitter=False)).encode()).endswith(":1")
+    with pytest.raises(ValueError):
+        Backoff(base=0)
+
+
+def test_a_job_can_ask_to_run_again_by_raising_retryjob(url: str, qname: str, tmp_path) -> None:
+    q = Queue(qname, url)
+    job = q.enqueue("jobs.retry_until", str(tmp_path / "runs"), 3)
+    _burst(url, q)
+    assert job.get_status() == JobStatus.FINISHED and job.return_value() == 3
+    assert job.retries == 2 and [r.type for r in job.results()][1:] == [ResultType.RETRIED] * 2
+    assert "RetryJob: not yet (2)" in (job.results()[1].exc_string or "")
+
+
+def test_retryjob_without_a_retry_is_bounded_and_then_fails(url: str, qname: str, tmp_path) -> None:
+    q = Queue(qname, url)
+    runs = tmp_path / "runs"
+    job = q.enqueue("jobs.retry_until", str(runs), 99)
+    _burst(url, q)
+    assert len(runs.read_text().splitlines()) == 1 + RETRY_JOB_MAX
+    assert job.get_status() == JobStatus.FAILED and "RetryJob: not yet (4)" in job.exc_info
+    assert job.id in q.failed_job_registry
+
+
+def test_retryjob_uses_the_retries_of_the_jobs_retry(url: str, qname: str, tmp_path) -> None:
+    q = Queue(qname, url)
+    runs = tmp_path / "runs"
+    job = q.enqueue("jobs.retry_until", str(runs), 99, retry=Retry(max=1))
+    _burst(url, q)
+    assert len(runs.read_text().splitlines()) == 2 and job.get_status() == JobStatus.FAILED
+    with pytest.raises(ValueError):
+        RetryJob(delay=-1)

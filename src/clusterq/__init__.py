@@ -10,6 +10,7 @@
 from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
 from .callbacks import Callback
 from .connection import connect, describe, parse_url, topology_of
+from .context import get_current_job, set_progress
 from .cron import CronError, CronExpr, Interval
 from .exceptions import (
     ClusterQError,
@@ -20,13 +21,15 @@ from .exceptions import (
     InvalidJobOperation,
     InvalidQueueName,
     InvalidURL,
+    JobStopped,
     JobTimeoutError,
     NoSuchJobError,
+    ReplicationTimeout,
     SerializationError,
     ServerError,
     StopRequested,
 )
-from .job import Job, JobStatus
+from .job import Job, JobStatus, Progress, send_stop_job_command
 from .keys import key_slot, queue_slot
 from .periodic_jobs import (
     CronScheduler,
@@ -43,7 +46,7 @@ from .pool import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
 from .queue import EnqueueData, Queue
 from .registry import Registry
 from .results import Result, ResultType
-from .retry import Retry
+from .retry import Backoff, Repeat, Retry, RetryJob
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .signing import Signer
 from .worker import Worker, WorkerInfo, list_workers
@@ -54,15 +57,23 @@ __all__ = [
     # producing
     "AsyncJob",
     "AsyncQueue",
+    "Backoff",
     "Callback",
     "EnqueueData",
     "Job",
     "JobStatus",
     "Queue",
     "Registry",
+    "Repeat",
     "Result",
     "ResultType",
     "Retry",
+    "RetryJob",
+    # inside a job, and controlling one
+    "Progress",
+    "get_current_job",
+    "send_stop_job_command",
+    "set_progress",
     # consuming
     "AsyncioPool",
     "ForkPool",
@@ -109,9 +120,11 @@ __all__ = [
     "InvalidJobOperation",
     "InvalidQueueName",
     "InvalidURL",
+    "JobStopped",
     "JobTimeoutError",
     "NoSuchJobError",
     "PeriodicError",
+    "ReplicationTimeout",
     "SerializationError",
     "ServerError",
     "StopRequested",

@@ -9,6 +9,7 @@ undecodable payload, wrong arguments, a result the serializer cannot carry, time
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import fnmatch
 import functools
@@ -27,8 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .callbacks import callback_name, decode_callbacks
+from .context import JobConnection, enter_job, leave_job
 from .exceptions import DeserializationError, FunctionNotFound, JobTimeoutError, SerializationError
 from .job import DEFAULT_FAILURE_TTL_S, DEFAULT_RESULT_TTL_S, Job
+from .retry import RetryJob, draw, plan_template, retry_job_plan
 from .serializers import Serializer
 from .signing import Signer
 from .store import RESULT_HISTORY, LeasedJob, Outcome
@@ -91,16 +94,10 @@ class JobSpec:
     result_keep_ms: int
     failure_keep_ms: int
     serializer: str
-    retry: str = ""  # "max;ms,ms,..." when the job was enqueued with a Retry
+    retry: str = ""  # the Retry's plan template ("max;ms,ms,..."; see clusterq.retry), or ""
+    repeat: str = ""  # the Repeat's plan, or ""
     history: int = RESULT_HISTORY  # results the job keeps, the latest included
     callbacks: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)  # code -> (path, limit)
-
-
-def _encode_retry(value: Any) -> str:
-    if not value:
-        return ""
-    max_retries, delays = value
-    return f"{int(max_retries)};{','.join(str(int(ms)) for ms in delays)}"
 
 
 def _keep_ms(seconds: Any, default_s: float) -> int:
@@ -127,7 +124,8 @@ def decode_options(raw: bytes, default_timeout_s: float) -> tuple[JobSpec, str |
             result_keep_ms=_keep_ms(options.get("result_ttl"), DEFAULT_RESULT_TTL_S),
             failure_keep_ms=_keep_ms(options.get("failure_ttl"), DEFAULT_FAILURE_TTL_S),
             serializer=str(options.get("ser", "json")),
-            retry=_encode_retry(options.get("retry")),
+            retry=plan_template(options.get("retry")),
+            repeat=plan_template(options.get("repeat")),
             history=int(options.get("hist") or RESULT_HISTORY),
             callbacks=decode_callbacks(options.get("cb")),
         )
@@ -174,7 +172,7 @@ class time_limit:
 
 
 def _failure(leased: LeasedJob, spec: JobSpec, reason: str, elapsed_s: float = 0.0, retry: str = "") -> Outcome:
-    """A failed outcome; with ``retry`` set, complete.lua runs the job again if it has retries left."""
+    """A failed outcome; with a ``retry`` plan, complete.lua runs the job again if it has retries left."""
     return Outcome(leased.id, leased.token, "failed", reason.encode("utf-8", "replace"), spec.failure_keep_ms,
                    elapsed_s, retry, spec.history)
 
@@ -219,15 +217,23 @@ class Executor:
     """Turns leased jobs into outcomes, in the calling thread.
 
     ``connection`` is what callbacks receive (and their ``Job`` handle uses); the worker sets it.
+    ``job_connection`` is how a running job reaches Redis (``get_current_job()``: in a forked child, a
+    client of its own). ``time_limits=False`` runs jobs without arming SIGALRM (a queue's synchronous
+    mode, inside the user's own process).
     """
 
     def __init__(self, resolver: FunctionResolver, serializer: Serializer, default_timeout_s: float,
-                 connection: Any = None, signer: Signer | None = None) -> None:
+                 connection: Any = None, *, job_connection: JobConnection | None = None,
+                 time_limits: bool = True, signer: Signer | None = None) -> None:
         self.connection = connection
+        self.job_connection = job_connection
+        self.time_limits = time_limits
         self.signer = signer
         self.resolver = resolver
         self.serializer = serializer
         self.default_timeout_s = default_timeout_s
+        self.connection = connection
+        self.time_limits = time_limits
         self._timeouts: dict[bytes, float] = {}
         self._default_spec = decode_options(b"", default_timeout_s)[0]
 
@@ -290,18 +296,25 @@ class Executor:
         spec, func, args, kwargs, problem = self.prepare(leased)
         if problem is not None or func is None:
             return _failure(leased, spec, problem or "cannot run job")
+        token = enter_job(leased, self.job_connection, self.serializer)
         try:
-            with time_limit(spec.timeout_s):
+            with time_limit(spec.timeout_s if self.time_limits else 0):
                 value = func(*args, **kwargs)
                 if inspect.isawaitable(value):
                     value = asyncio.run(_awaited(value))
         except JobTimeoutError as exc:
-            outcome = _failure(leased, spec, f"JobTimeoutError: {exc}", time.perf_counter() - started, spec.retry)
+            outcome = _failure(leased, spec, f"JobTimeoutError: {exc}", time.perf_counter() - started,
+                               draw(spec.retry))
             return self._callback(leased, spec, outcome, "f", type(exc), exc, exc.__traceback__)
+        except RetryJob as exc:
+            return _failure(leased, spec, f"RetryJob: {exc}", time.perf_counter() - started,
+                            retry_job_plan(spec.retry, exc))
         except Exception as exc:
             outcome = _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
-                               spec.retry)
+                               draw(spec.retry))
             return self._callback(leased, spec, outcome, "f", type(exc), exc, exc.__traceback__)
+        finally:
+            leave_job(token)
         return self._after_success(leased, spec, self._finish(leased, spec, value, time.perf_counter() - started),
                                    value)
 
@@ -312,12 +325,14 @@ class Executor:
         spec, func, args, kwargs, problem = self.prepare(leased)
         if problem is not None or func is None:
             return _failure(leased, spec, problem or "cannot run job")
+        enter_job(leased, self.job_connection, self.serializer)  # this task's own context: nothing to reset
         try:
             limit = spec.timeout_s if spec.timeout_s > 0 else None  # job_timeout=-1: no limit
             if inspect.iscoroutinefunction(func):
                 value = await asyncio.wait_for(func(*args, **kwargs), limit)
             else:
-                call = functools.partial(func, *args, **kwargs)
+                # run_in_executor does not carry the context to the thread: hand it over explicitly.
+                call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
                 value = await asyncio.wait_for(loop.run_in_executor(None, call), limit)
                 if inspect.isawaitable(value):
                     value = await asyncio.wait_for(value, limit)
@@ -325,11 +340,14 @@ class Executor:
             how = "was cancelled" if inspect.iscoroutinefunction(func) else "was abandoned (its thread runs on)"
             outcome = _failure(leased, spec, f"JobTimeoutError: time limit exceeded: the job ran longer than "
                                              f"{spec.timeout_s:g} s and {how}", time.perf_counter() - started,
-                               spec.retry)
+                               draw(spec.retry))
             error: BaseException = JobTimeoutError(str(exc) or "time limit exceeded")
+        except RetryJob as exc:
+            return _failure(leased, spec, f"RetryJob: {exc}", time.perf_counter() - started,
+                            retry_job_plan(spec.retry, exc))
         except Exception as exc:
             outcome = _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
-                               spec.retry)
+                               draw(spec.retry))
             error = exc
         else:
             outcome = self._finish(leased, spec, value, time.perf_counter() - started)
@@ -372,7 +390,7 @@ class Executor:
         """The outcome of a job stopped on request (status ``stopped``), after its ``on_stopped`` callback,
         which runs here, in the calling thread, within its own limit."""
         spec = decode_options(leased.options, self.default_timeout_s)[0]
-        outcome = Outcome(leased.id, leased.token, "stopped", reason.encode("utf-8", "replace"),
+        outcome = Outcome(leased.id, leased.token, "stopped", f"JobStopped: {reason}".encode("utf-8", "replace"),
                           spec.failure_keep_ms, history=spec.history)
         if self.signer is not None and self.signer.problem(leased.queue, leased.id, leased.func, leased.payload,
                                                            leased.options, leased.signature):
@@ -384,8 +402,8 @@ class Executor:
             data = self.serializer.dumps(value)
         except SerializationError as exc:
             return _failure(leased, spec, f"SerializationError: the job's return value cannot be stored: {exc}")
-        return Outcome(leased.id, leased.token, "finished", data, spec.result_keep_ms, elapsed_s,
-                       history=spec.history)
+        return Outcome(leased.id, leased.token, "finished", data, spec.result_keep_ms, elapsed_s, spec.repeat,
+                       spec.history)
 
 
 async def _awaited(value: Any) -> Any:

@@ -14,10 +14,12 @@ from . import keys as K
 from . import store as T
 from .callbacks import Callback, encode_callbacks
 from .connection import REDIS_ERRORS, Client, ConnectionLike, connect
-from .exceptions import InvalidJobId, explain_server_error
+from .exceptions import InvalidJobId, ReplicationTimeout, explain_server_error
+from .execution import Executor
+from .inline import inline_executor, run_inline
 from .job import Job
 from .registry import Registry
-from .retry import Retry
+from .retry import Repeat, Retry
 from .serializers import Serializer, resolve_serializer
 from .signing import Signer, SigningKey, make_signer
 from .utils import function_path
@@ -29,11 +31,11 @@ DRAIN_BATCH = 1000
 PAGE_LIMIT = 10_000
 
 # RQ options clusterq does not implement yet: refused, rather than silently passed to the job function.
-_UNSUPPORTED = ("depends_on", "unique", "pipeline", "repeat", "group_id")
+_UNSUPPORTED = ("depends_on", "unique", "pipeline", "group_id")
 
 _RESERVED = (
     "job_id", "job_timeout", "timeout", "result_ttl", "ttl", "failure_ttl", "description", "meta",
-    "at_front", "max_attempts", "retry", "result_history", "on_success", "on_failure", "on_stopped",
+    "at_front", "max_attempts", "retry", "repeat", "result_history", "on_success", "on_failure", "on_stopped",
     "args", "kwargs",
 )
 
@@ -89,6 +91,7 @@ class EnqueueData:
     meta: dict[str, Any] | None = None
     max_attempts: int | None = None
     retry: Retry | None = None
+    repeat: Repeat | None = None
     result_history: int | None = None
     on_success: Callback | Callable[..., Any] | str | None = None
     on_failure: Callback | Callable[..., Any] | str | None = None
@@ -145,6 +148,12 @@ class Queue:
 
     ``signing_key`` (bytes or str, or a list whose first key signs) makes every job this queue writes
     carry an HMAC that workers given the key check before running it (see :mod:`clusterq.signing`).
+
+    ``is_async=False`` (for tests) makes ``enqueue`` run each job at once in the calling thread and
+    record its outcome as a worker would (see :mod:`clusterq.inline`).
+
+    ``wait_replicas=N`` makes enqueue durable: it returns only once N replicas have the jobs (Redis
+    ``WAIT``, at most ``wait_timeout_s``), and raises :class:`~clusterq.ReplicationTimeout` otherwise.
     """
 
     def __init__(
@@ -159,11 +168,20 @@ class Queue:
         max_attempts: int | None = None,
         signing_key: SigningKey | Signer | None = None,
         result_history: int | None = None,
+        is_async: bool = True,
+        wait_replicas: int = 0,
+        wait_timeout_s: float = 1.0,
     ) -> None:
+        if not isinstance(wait_replicas, int) or isinstance(wait_replicas, bool) or wait_replicas < 0:
+            raise ValueError(f"wait_replicas must be an int >= 0, got {wait_replicas!r}")
+        if not isinstance(wait_timeout_s, (int, float)) or isinstance(wait_timeout_s, bool) or wait_timeout_s <= 0:
+            raise ValueError(f"wait_timeout_s must be a positive number of seconds, got {wait_timeout_s!r}")
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
         self.signer = make_signer(signing_key)
         self.connection: Client = connect(connection)
+        self.is_async = is_async
+        self._inline: Executor | None = None
         self.store = T.Store(self.connection)
         self.serializer = resolve_serializer(serializer)
         self.default_timeout = parse_duration(default_timeout, "default_timeout")
@@ -171,6 +189,8 @@ class Queue:
         self.failure_ttl = parse_duration(failure_ttl, "failure_ttl")
         self.max_attempts = max_attempts
         self.result_history = validate_result_history(result_history)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_s = float(wait_timeout_s)
         self._registered = False
 
     def __repr__(self) -> str:
@@ -221,6 +241,10 @@ class Queue:
             if not isinstance(data.retry, Retry):
                 raise TypeError(f"retry must be a clusterq.Retry, got {type(data.retry).__name__}")
             options["retry"] = data.retry.encode()
+        if data.repeat is not None:
+            if not isinstance(data.repeat, Repeat):
+                raise TypeError(f"repeat must be a clusterq.Repeat, got {type(data.repeat).__name__}")
+            options["repeat"] = data.repeat.encode()
         history = validate_result_history(data.result_history)
         history = self.result_history if history is None else history
         if history is not None and history != T.RESULT_HISTORY:
@@ -299,11 +323,26 @@ class Queue:
                                  at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
         try:
             self._register()
-            results = self.store.run_many(calls, raise_on_error=False)
+            self._write(calls, new, f"schedule a job in queue {self.name!r}", skip=1)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"schedule a job in queue {self.name!r}") from exc
-        _raise_first_error(results, f"schedule a job in queue {self.name!r}", skip=1)
         return [self._job(job.id) for job in new]
+
+    def _write(self, calls: list[T.Call], new: Sequence[T.NewJob], doing: str, skip: int = 0) -> None:
+        """Run the calls that create ``new``; with ``wait_replicas``, also wait for the replicas."""
+        if not self.wait_replicas:
+            _raise_first_error(self.store.run_many(calls, raise_on_error=False), doing, skip)
+            return
+        _, acknowledged = self.store.run_and_wait(calls, self.keys.stats, self.wait_replicas,
+                                                  max(1, int(self.wait_timeout_s * 1000)))
+        if acknowledged < self.wait_replicas:
+            ids = [job.id for job in new]
+            raise ReplicationTimeout(
+                f"queue {self.name!r}: {len(ids)} job(s) ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''}) "
+                f"were written to the primary, but only {acknowledged} of {self.wait_replicas} replica(s) "
+                f"acknowledged them within {self.wait_timeout_s:g} s; they will run unless the primary fails "
+                "before a replica has them, so they may or may not survive a failover (retrying with the same "
+                "job_id is safe)", job_ids=ids, acknowledged=acknowledged, wanted=self.wait_replicas)
 
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, at_front: bool = False, **options: Any) -> Job:
@@ -327,11 +366,14 @@ class Queue:
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
         try:
-            results = self.store.run_many(calls, raise_on_error=False)
+            self._write(calls, new, f"enqueue to queue {self.name!r}")
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
-        _raise_first_error(results, f"enqueue to queue {self.name!r}")
-        return [self._job(job.id) for job in new]
+        enqueued = [self._job(job.id) for job in new]
+        if not self.is_async:
+            self._inline = self._inline or inline_executor(self)
+            run_inline(self, self._inline, enqueued)
+        return enqueued
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -30,8 +30,9 @@ _RETRY_THROUGH_CLUSTER = (MovedError, AskError, TryAgainError, ClusterDownError,
 # Job hash fields read back into a Job. Short names keep a pending job small in Redis.
 JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc")
 
-LATEST_FIELDS = ("hk", "ht", "r", "e")
-"""The job's latest result: kind, time (ms), return value or error."""
+LATEST_FIELDS = ("hk", "ht", "r", "e", "s", "te")
+"""The job's latest result: kind and time (ms) while it waits to run again, return value or error, and
+for an ended job its status and end time (which give the kind and time then)."""
 
 RESULT_HISTORY = 10
 """Results kept per job by default (the latest included): earlier ones are dropped, oldest first."""
@@ -327,7 +328,7 @@ class Store:
         return fields or None
 
     def read_latest(self, qk: K.QueueKeys, job_id: str) -> list[Any]:
-        """The record's latest-result fields ``hk ht r e`` (all None when there is none). One HMGET."""
+        """The record's latest-result fields (:data:`LATEST_FIELDS`). One HMGET."""
         return list(self.client.hmget(qk.job(job_id), LATEST_FIELDS))
 
     def count(self, qk: K.QueueKeys) -> int:

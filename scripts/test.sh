@@ -17,6 +17,15 @@ main=$(.venv/bin/python -c 'from clusterq.testing import find_server; print(find
 echo "server engines found: ${engines} (full suite on ${main})"
 
 .venv/bin/pytest --clusterq-engine="${main}" "$@"
+
+# The fault-injection suite (tests/fault): workers, children and servers killed, paused, failed over and
+# resharded under load; one run per scenario here (a few minutes). For the full measurement:
+#   CLUSTERQ_FAULT_RUNS=3 pytest -m fault tests/fault -p no:randomly -q && (cd tests/fault && python report.py)
+echo "fault-injection suite on ${main}"
+export CLUSTERQ_FAULT_REPORT="${CLUSTERQ_FAULT_REPORT:-$(mktemp -t clusterq-fault-report.XXXXXX)}"
+: > "${CLUSTERQ_FAULT_REPORT}"
+CLUSTERQ_FAULT_RUNS=1 CLUSTERQ_ENGINE="${main}" .venv/bin/pytest -m fault tests/fault -p no:randomly -q
+(cd tests/fault && ../../.venv/bin/python report.py)
 for other in ${engines}; do
   if [ "${other}" != "${main}" ]; then
     echo "compatibility subset on ${other}"

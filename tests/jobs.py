@@ -113,6 +113,36 @@ def fail_until(path, runs):
     return count
 
 
+def eat_memory(chunk_mb=16, give_up_mb=4096):
+    """Allocates without bound (a poison job). Stops at ``give_up_mb`` so a missing cap fails the test
+    instead of taking the machine down."""
+    chunks = []
+    while len(chunks) * chunk_mb < give_up_mb:
+        chunks.append(bytearray(chunk_mb * 2**20))
+    return f"survived {len(chunks) * chunk_mb} MiB"
+
+
+def spin_forever():
+    """An infinite loop in Python code (the soft time limit interrupts it)."""
+    n = 0
+    while True:
+        n += 1
+
+
+def segfault():
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+def spin_forever_deaf():
+    """An infinite loop that blocks SIGALRM, so only the hard limit (a kill from outside) stops it."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    spin_forever()
+
+
 # --- callbacks (signatures as in RQ); each records what it saw in the file named by the job's first argument
 
 def cb_success(job, connection, result):

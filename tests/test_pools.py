@@ -124,3 +124,20 @@ def test_a_job_timeout_of_minus_one_means_no_limit_in_every_pool(url: str, qname
     _burst(url, q, pool=kind, concurrency=2, default_timeout_s=0.4, max_batch=1)
     assert unlimited.get_status() == JobStatus.FINISHED and unlimited.return_value() == 1.0
     assert limited.get_status() == JobStatus.FAILED and "time limit exceeded" in limited.exc_info
+
+
+@pytest.mark.parametrize("kind", ["process", "fork"])
+def test_a_job_past_the_memory_limit_fails_with_memory_error_and_the_others_run(url: str, qname: str,
+                                                                                   kind: str) -> None:
+    q = Queue(qname, url)
+    hog = q.enqueue("jobs.eat_memory")
+    others = [q.enqueue("jobs.add", i, 1) for i in range(6)]
+    worker = _burst(url, q, pool=kind, concurrency=2, memory_limit_mb=256)
+    assert worker.stats.processed == 7
+    assert hog.get_status() == JobStatus.FAILED and "MemoryError" in (hog.exc_info or ""), hog.exc_info
+    assert [j.return_value() for j in others] == [i + 1 for i in range(6)]
+
+
+def test_a_memory_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="memory_limit_mb"):
+        ProcessPool(2, memory_limit_mb=0)

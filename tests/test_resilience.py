@@ -52,3 +52,83 @@ def test_a_worker_keeps_running_while_its_server_is_down_and_resumes_after(priva
         worker.request_stop()
         thread.join(timeout=15)
     assert not thread.is_alive()
+
+
+def test_a_queue_keeps_working_while_its_cluster_slot_migrates(clusterq_cluster, qname: str) -> None:
+    """Enqueues during a slot migration wait out TRYAGAIN instead of failing; the idle worker's wake-up
+    subscription follows the slot to its new owner (it polls only every 10 minutes here)."""
+    cluster = clusterq_cluster
+    q = Queue(qname, cluster.url)
+    home = cluster.node_for_slot(q.slot)
+    away = next(node for node in cluster.primaries() if node.port != home.port)
+    worker = Worker([q], cluster.url, pool="solo", install_signal_handlers=False, idle_poll_s=600.0)
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    enqueued: list[str] = []
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        for i in range(200):
+            try:
+                enqueued.append(q.enqueue("jobs.add", i, 1).id)
+            except Exception as exc:  # the point of the test: there must be none
+                errors.append(exc)
+
+    try:
+        q.enqueue_many([Queue.prepare_data(q, "jobs.add", (0, 0)) for _ in range(300)])  # keys to migrate
+        producer = threading.Thread(target=produce)
+        producer.start()
+        try:
+            for target in (away, home):
+                cluster.migrate_slot(q.slot, target, batch=10, between_batches=lambda: time.sleep(0.005))
+        finally:
+            producer.join(60)
+        assert not errors, errors[:3]
+        assert _wait_for(lambda: q.count == 0 and worker.stats.processed >= 500)
+        late = q.enqueue("jobs.add", 20, 22)
+        assert _wait_for(lambda: late.get_status() == JobStatus.FINISHED), "the wake-up did not follow the slot"
+        assert late.return_value() == 42
+    finally:
+        worker.request_stop()
+        thread.join(timeout=15)
+    assert not thread.is_alive()
+
+
+def test_asyncio_enqueues_wait_out_a_slot_migration_too(clusterq_cluster, qname: str) -> None:
+    import asyncio
+
+    from clusterq import AsyncQueue
+
+    cluster = clusterq_cluster
+    q = Queue(qname, cluster.url)
+    q.enqueue_many([q.prepare_data("jobs.add", (0, 0)) for _ in range(300)])  # keys to migrate
+    home = cluster.node_for_slot(q.slot)
+    away = next(node for node in cluster.primaries() if node.port != home.port)
+    migrated = threading.Event()
+    errors: list[BaseException] = []
+
+    async def produce() -> int:
+        aq = AsyncQueue(qname, cluster.url)
+        done = 0
+        try:
+            while not migrated.is_set():
+                try:
+                    await aq.enqueue("jobs.add", 1, 1)
+                    done += 1
+                except Exception as exc:  # the point of the test: there must be none
+                    errors.append(exc)
+        finally:
+            await aq.aclose()
+        return done
+
+    result: list[int] = []
+    producer = threading.Thread(target=lambda: result.append(asyncio.run(produce())))
+    producer.start()
+    try:
+        for target in (away, home):
+            cluster.migrate_slot(q.slot, target, batch=10, between_batches=lambda: time.sleep(0.005))
+    finally:
+        migrated.set()
+        producer.join(60)
+    assert not errors, errors[:3]
+    assert result and q.count == 300 + result[0]

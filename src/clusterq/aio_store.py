@@ -17,11 +17,12 @@ So an enqueue from asyncio writes exactly the records a synchronous enqueue writ
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import ClusterError, NoScriptError, TryAgainError
 
 from . import keys as K
 from .aio_connection import (
@@ -33,7 +34,7 @@ from .aio_connection import (
     disconnect_async,
     is_async_client,
 )
-from .store import JOB_FIELDS, Call
+from .store import JOB_FIELDS, SLOT_MIGRATION_WAIT_S, Call, slot_is_moving
 
 
 class AsyncStore:
@@ -45,7 +46,27 @@ class AsyncStore:
     # --- running scripts ------------------------------------------------------------------------
 
     async def run(self, call: Call) -> Any:
-        """Run one transition; on NOSCRIPT send the source (which caches it on that server)."""
+        """Run one transition; on NOSCRIPT send the source (which caches it on that server).
+
+        A call refused because its cluster slot is being migrated (TRYAGAIN) is retried with a back-off
+        for up to :data:`~clusterq.store.SLOT_MIGRATION_WAIT_S`, as the synchronous store does.
+        """
+        deadline: float | None = None
+        delay_s = 0.01
+        while True:
+            try:
+                return await self._run_once(call)
+            except (TryAgainError, ClusterError) as exc:
+                if not slot_is_moving(exc):
+                    raise
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + SLOT_MIGRATION_WAIT_S
+                if now >= deadline:
+                    raise
+                await asyncio.sleep(min(delay_s, deadline - now))
+                delay_s = min(delay_s * 2, 0.2)
+
+    async def _run_once(self, call: Call) -> Any:
         n = len(call.keys)
         try:
             return await self.client.evalsha(call.script.sha, n, *call.keys, *call.args)
@@ -83,7 +104,7 @@ class AsyncStore:
                 raise
             return [await self._run_or_error(call) for call in calls]
         for index, result in enumerate(results):
-            if isinstance(result, NoScriptError):
+            if isinstance(result, NoScriptError) or (isinstance(result, BaseException) and slot_is_moving(result)):
                 results[index] = await self._run_or_error(calls[index])
         return results
 

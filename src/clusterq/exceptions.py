@@ -55,6 +55,27 @@ class StopRequested(BaseException):
     """
 
 
+class JobStopped(BaseException):
+    """Raised inside a job that was stopped with ``job.stop()`` (thread and solo pools; the process pools
+    kill the job's process and the asyncio pool cancels its task instead).
+
+    A BaseException so that a job's own ``except Exception`` cannot swallow it.
+    """
+
+
+class ReplicationTimeout(ClusterQError):
+    """A durable enqueue (``Queue(..., wait_replicas=N)``) wrote its jobs to the primary, but fewer than N
+    replicas acknowledged them within the timeout. The jobs exist and will run unless the primary fails
+    before they reach a replica: they may or may not survive a failover. Retrying with the same
+    ``job_id`` is safe (it creates nothing twice and waits again)."""
+
+    def __init__(self, message: str, *, job_ids: list[str], acknowledged: int, wanted: int) -> None:
+        super().__init__(message)
+        self.job_ids = job_ids
+        self.acknowledged = acknowledged
+        self.wanted = wanted
+
+
 class ServerError(ClusterQError):
     """The server refused or failed a command (out of memory, ACL denial, read-only replica...)."""
 

@@ -38,8 +38,28 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _limit_memory(limit_mb: float | None) -> None:
+    """Let this child's address space grow by at most ``limit_mb`` from its size now (``RLIMIT_AS``).
+
+    An allocation past it fails inside the job with ``MemoryError``: a job that eats memory without bound
+    fails on its own instead of taking the machine (and every other job) down with it.
+    """
+    if limit_mb is None:
+        return
+    try:
+        with open("/proc/self/statm") as fh:
+            size = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return  # not Linux: no cap
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = size + int(limit_mb * 2**20)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+
+
 def _child_main(conn: Connection, executor: Executor, max_jobs: int | None, max_memory_mb: float | None,
-                parent_end: Connection | None = None) -> None:
+                parent_end: Connection | None = None, memory_limit_mb: float | None = None) -> None:
     """A pool child: run batches of jobs sent by the supervisor, answer one outcome per job.
 
     Each outcome is sent as soon as its job ends, so a child killed in the middle of a batch has
@@ -51,6 +71,7 @@ def _child_main(conn: Connection, executor: Executor, max_jobs: int | None, max_
         parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _limit_memory(memory_limit_mb)
     done = 0
     while True:
         try:
@@ -70,6 +91,10 @@ def _child_main(conn: Connection, executor: Executor, max_jobs: int | None, max_
             return
 
 
+def _key(job: LeasedJob) -> tuple[str, str]:
+    return (job.queue, job.id)
+
+
 @dataclass
 class _Child:
     process: Any
@@ -85,13 +110,17 @@ class ProcessPool(Pool):
     kind = "process"
 
     def __init__(self, concurrency: int = 2, *, max_jobs_per_child: int | None = None,
-                 max_memory_mb: float | None = None, **kwargs: Any) -> None:
+                 max_memory_mb: float | None = None, memory_limit_mb: float | None = None, **kwargs: Any) -> None:
         super().__init__(concurrency, **kwargs)
+        if memory_limit_mb is not None and memory_limit_mb <= 0:
+            raise ValueError(f"memory_limit_mb must be positive, got {memory_limit_mb!r}")
         self.max_jobs_per_child = max_jobs_per_child
         self.max_memory_mb = max_memory_mb
+        self.memory_limit_mb = memory_limit_mb
         self._ctx = multiprocessing.get_context("fork")
         self._children: list[_Child] = []
         self._done: list[Finished] = []
+        self._stopping: dict[tuple[str, str], str] = {}  # job.stop() requests: (queue, id) -> reason
         self.replaced = 0  # children started to replace one that died, was killed or retired
 
     def start(self, executor: Executor, notifier: Notifier) -> None:
@@ -101,7 +130,8 @@ class ProcessPool(Pool):
     def _spawn(self) -> _Child:
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
-            target=_child_main, args=(child, self.executor, self.max_jobs_per_child, self.max_memory_mb, parent),
+            target=_child_main,
+            args=(child, self.executor, self.max_jobs_per_child, self.max_memory_mb, parent, self.memory_limit_mb),
             name="clusterq-child", daemon=True)
         process.start()
         child.close()
@@ -149,6 +179,10 @@ class ProcessPool(Pool):
     def collect(self) -> list[Finished]:
         for child in list(self._children):
             self._read(child)
+        if self._stopping:  # forget requests for jobs that left otherwise (crashed, timed out, handed back)
+            held = {_key(job) for child in self._children for job in child.batch}
+            for key in [key for key in self._stopping if key not in held]:
+                del self._stopping[key]
         done, self._done = self._done, []
         return done
 
@@ -158,17 +192,50 @@ class ProcessPool(Pool):
                 message = child.conn.recv()
                 if len(message) == 3 and isinstance(message[2], Outcome):
                     job = child.batch.popleft()
+                    self._stopping.pop((job.queue, job.id), None)  # it ended first: its outcome stands
                     self._done.append(Finished(job, message[2]))
                     child.current_since = time.monotonic()
                     child.done += 1
                 elif message[0] == "retire":
                     # Anything sent after its last batch never started: back to the queue, uncounted.
-                    self._done.extend(Finished(job, handback=True) for job in child.batch)
+                    self._done.extend(self._unstarted(child))
                     child.batch.clear()
                     self._replace(child)
                     return
         except (EOFError, OSError):
             self._child_died(child)
+            return
+        if self._stopping and child.batch and _key(child.batch[0]) in self._stopping:
+            self._kill_for_stop(child)  # the next job of its batch was stopped before it ran
+
+    def stop(self, queue: str, job_id: str, reason: str) -> bool:
+        for child in list(self._children):
+            if any(_key(job) == (queue, job_id) for job in child.batch):
+                self._stopping[(queue, job_id)] = reason
+                self._read(child)  # outcomes already sent; stops the job if it is (now) the head
+                return True
+        return False
+
+    def _unstarted(self, child: _Child) -> list[Finished]:
+        """Records for the jobs of a batch that never started: back to the queue, uncounted, except those
+        whose stop was requested, which end stopped (handed back, they would run elsewhere)."""
+        assert self.executor is not None
+        out = []
+        for job in child.batch:
+            reason = self._stopping.pop(_key(job), None)
+            out.append(Finished(job, self.executor.stopped(job, reason)) if reason is not None
+                       else Finished(job, handback=True))
+        return out
+
+    def _kill_for_stop(self, child: _Child) -> None:
+        """Kill the child running a stopped job and replace it; the rest of its batch goes back."""
+        assert self.executor is not None
+        head = child.batch.popleft()
+        reason = self._stopping.pop(_key(head))
+        self._done.append(Finished(head, self.executor.stopped(head, reason)))
+        self._done.extend(self._unstarted(child))
+        child.batch.clear()
+        self._replace(child)
 
     def _child_died(self, child: _Child) -> None:
         code = child.process.exitcode if not child.process.is_alive() else None
@@ -176,7 +243,7 @@ class ProcessPool(Pool):
             head = child.batch.popleft()
             how = f"exit code {code}" if code is None or code >= 0 else f"signal {signal.Signals(-code).name}"
             self._done.append(Finished(head, crashed=f"the worker's child process died ({how}) while running it"))
-            self._done.extend(Finished(job, handback=True) for job in child.batch)
+            self._done.extend(self._unstarted(child))
             child.batch.clear()
         self._replace(child)
 
@@ -204,7 +271,7 @@ class ProcessPool(Pool):
                 reason = (f"JobTimeoutError: time limit exceeded: the job ran longer than {limit:g} s and did not "
                           f"stop when told to; its process was killed {self.hard_grace_s:g} s later")
                 self._done.append(Finished(head, self.executor.failure(head, reason)))
-                self._done.extend(Finished(job, handback=True) for job in child.batch)
+                self._done.extend(self._unstarted(child))
                 child.batch.clear()
                 self._replace(child)
         done, self._done = self._done, []
@@ -220,7 +287,7 @@ class ProcessPool(Pool):
         finished.extend(self.collect())  # outcomes already in the pipes are not handed back to rerun
         for child in self._children:
             if child.batch:
-                finished.extend(Finished(job, handback=True) for job in child.batch)
+                finished.extend(self._unstarted(child))
                 child.batch.clear()
             with contextlib.suppress(Exception):
                 child.conn.send(None)

@@ -14,7 +14,9 @@ from . import keys as K
 from . import store as T
 from .callbacks import Callback, encode_callbacks
 from .connection import REDIS_ERRORS, Client, ConnectionLike, connect
-from .exceptions import InvalidJobId, explain_server_error
+from .exceptions import InvalidJobId, ReplicationTimeout, explain_server_error
+from .execution import Executor
+from .inline import inline_executor, run_inline
 from .job import Job
 from .registry import Registry
 from .retry import Repeat, Retry
@@ -122,6 +124,12 @@ class Queue:
     ``connection`` is a URL (``redis://``, ``redis+sentinel://``, ``redis+cluster://``...), a redis-py
     client, or None for ``$CLUSTERQ_URL``. All of a queue's keys share one hash tag, so on a cluster the
     whole queue lives in one slot; different queues spread over the nodes.
+
+    ``is_async=False`` (for tests) makes ``enqueue`` run each job at once in the calling thread and
+    record its outcome as a worker would (see :mod:`clusterq.inline`).
+
+    ``wait_replicas=N`` makes enqueue durable: it returns only once N replicas have the jobs (Redis
+    ``WAIT``, at most ``wait_timeout_s``), and raises :class:`~clusterq.ReplicationTimeout` otherwise.
     """
 
     def __init__(
@@ -135,10 +143,19 @@ class Queue:
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
         result_history: int | None = None,
+        is_async: bool = True,
+        wait_replicas: int = 0,
+        wait_timeout_s: float = 1.0,
     ) -> None:
+        if not isinstance(wait_replicas, int) or isinstance(wait_replicas, bool) or wait_replicas < 0:
+            raise ValueError(f"wait_replicas must be an int >= 0, got {wait_replicas!r}")
+        if not isinstance(wait_timeout_s, (int, float)) or isinstance(wait_timeout_s, bool) or wait_timeout_s <= 0:
+            raise ValueError(f"wait_timeout_s must be a positive number of seconds, got {wait_timeout_s!r}")
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
         self.connection: Client = connect(connection)
+        self.is_async = is_async
+        self._inline: Executor | None = None
         self.store = T.Store(self.connection)
         self.serializer = resolve_serializer(serializer)
         self.default_timeout = parse_duration(default_timeout, "default_timeout")
@@ -146,6 +163,8 @@ class Queue:
         self.failure_ttl = parse_duration(failure_ttl, "failure_ttl")
         self.max_attempts = max_attempts
         self.result_history = validate_result_history(result_history)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_s = float(wait_timeout_s)
         self._registered = False
 
     def __repr__(self) -> str:
@@ -275,10 +294,26 @@ class Queue:
                                  at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
         try:
             self._register()
-            self.store.run_many(calls)
+            self._write(calls, new)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"schedule a job in queue {self.name!r}") from exc
         return [self._job(job.id) for job in new]
+
+    def _write(self, calls: list[T.Call], new: Sequence[T.NewJob]) -> None:
+        """Run the calls that create ``new``; with ``wait_replicas``, also wait for the replicas."""
+        if not self.wait_replicas:
+            self.store.run_many(calls)
+            return
+        _, acknowledged = self.store.run_and_wait(calls, self.keys.stats, self.wait_replicas,
+                                                  max(1, int(self.wait_timeout_s * 1000)))
+        if acknowledged < self.wait_replicas:
+            ids = [job.id for job in new]
+            raise ReplicationTimeout(
+                f"queue {self.name!r}: {len(ids)} job(s) ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''}) "
+                f"were written to the primary, but only {acknowledged} of {self.wait_replicas} replica(s) "
+                f"acknowledged them within {self.wait_timeout_s:g} s; they will run unless the primary fails "
+                "before a replica has them, so they may or may not survive a failover (retrying with the same "
+                "job_id is safe)", job_ids=ids, acknowledged=acknowledged, wanted=self.wait_replicas)
 
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, at_front: bool = False, **options: Any) -> Job:
@@ -302,10 +337,14 @@ class Queue:
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
         try:
-            self.store.run_many(calls)
+            self._write(calls, new)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
-        return [self._job(job.id) for job in new]
+        enqueued = [self._job(job.id) for job in new]
+        if not self.is_async:
+            self._inline = self._inline or inline_executor(self)
+            run_inline(self, self._inline, enqueued)
+        return enqueued
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -7,17 +7,23 @@ per server (per node on a cluster), never a multi-slot command.
 
 Scripts are run by SHA. A server that answers NOSCRIPT (a new or promoted node, a flushed script cache)
 is sent the source once with EVAL, which also caches it there.
+
+While a queue's slot migrates to another cluster node, Redis refuses every script on it with TRYAGAIN
+(each declares the queue's job-key prefix, which is never a key, so the keys are never "all present"
+on one side). :meth:`Store.run` retries those with a short back-off until the slot has moved
+(:data:`SLOT_MIGRATION_WAIT_S` at most), so a migration pauses the queue instead of failing its calls.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, ClusterError, MovedError, NoScriptError, TryAgainError
 
 from . import keys as K
 from . import scripts as S
@@ -27,8 +33,18 @@ from .connection import REDIS_ERRORS, Client
 _RETRY_THROUGH_CLUSTER = (MovedError, AskError, TryAgainError, ClusterDownError, NoScriptError,
                           redis.ConnectionError, redis.TimeoutError, OSError)
 
+SLOT_MIGRATION_WAIT_S = 30.0
+"""How long a call keeps retrying while its slot is being migrated (TRYAGAIN) before it raises."""
+
+
+def slot_is_moving(exc: BaseException) -> bool:
+    """TRYAGAIN, or redis-py giving up after bouncing between ASK, TRYAGAIN and MOVED (a slot in migration)."""
+    return isinstance(exc, TryAgainError) or (isinstance(exc, ClusterError) and "TTL exhausted" in str(exc))
+
+
 # Job hash fields read back into a Job. Short names keep a pending job small in Redis.
-JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc")
+JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc",
+              "pg", "sp")
 
 LATEST_FIELDS = ("hk", "ht", "r", "e", "s", "te")
 """The job's latest result: kind and time (ms) while it waits to run again, return value or error, and
@@ -209,6 +225,18 @@ def requeue_call(qk: K.QueueKeys, job_id: str, at_front: bool = False) -> Call:
                             qk.stats, qk.history_prefix), (job_id, "1" if at_front else "0"))
 
 
+def stop_call(qk: K.QueueKeys, job_id: str, reason: str) -> Call:
+    return Call(S.STOP, (qk.job_prefix, qk.active, qk.wake_channel), (job_id, reason))
+
+
+def take_call(qk: K.QueueKeys, job_id: str, lease_ms: int, worker: str) -> Call:
+    return Call(S.TAKE, (qk.job_prefix, qk.active, qk.stats), (job_id, lease_ms, worker))
+
+
+def parse_take(queue: str, job_id: str, reply: Sequence[Any]) -> LeasedJob:
+    return LeasedJob(queue, job_id, int(reply[0]), _text(reply[1]), _raw(reply[2]), _raw(reply[3]))
+
+
 def set_fields_call(qk: K.QueueKeys, job_id: str, fields: dict[str, Any]) -> Call:
     args: list[Any] = []
     for name, value in fields.items():
@@ -232,13 +260,34 @@ def results_call(qk: K.QueueKeys, job_id: str, limit: int = MAX_RESULT_HISTORY) 
 class Store:
     """Runs transitions on a synchronous redis-py client (standalone, Sentinel master or cluster)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, *, slot_migration_wait_s: float = SLOT_MIGRATION_WAIT_S) -> None:
         self.client = client
+        self.slot_migration_wait_s = slot_migration_wait_s
 
     # --- running scripts ------------------------------------------------------------------------
 
     def run(self, call: Call) -> Any:
-        """Run one transition; on NOSCRIPT send the source (which caches it on that server)."""
+        """Run one transition; on NOSCRIPT send the source (which caches it on that server).
+
+        On a cluster, a call refused because its slot is being migrated is retried with a back-off
+        (10 ms doubling to 200 ms) for up to ``slot_migration_wait_s``.
+        """
+        deadline: float | None = None
+        delay_s = 0.01
+        while True:
+            try:
+                return self._run_once(call)
+            except (TryAgainError, ClusterError) as exc:
+                if not slot_is_moving(exc):
+                    raise
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + self.slot_migration_wait_s
+                if now >= deadline:
+                    raise
+                time.sleep(min(delay_s, deadline - now))
+                delay_s = min(delay_s * 2, 0.2)
+
+    def _run_once(self, call: Call) -> Any:
         n = len(call.keys)
         try:
             return self.client.evalsha(call.script.sha, n, *call.keys, *call.args)
@@ -277,6 +326,65 @@ class Store:
             if isinstance(result, NoScriptError):
                 results[index] = self._run_or_error(calls[index])
         return results
+
+    def run_and_wait(self, calls: Sequence[Call], marker_key: str, replicas: int,
+                     timeout_ms: int) -> tuple[list[Any], int]:
+        """Run ``calls`` (all in one slot), then ``WAIT`` for ``replicas`` replicas; return (results, how
+        many replicas acknowledged).
+
+        WAIT counts the replicas that reached the last write *of its own connection*, so the calls and the
+        WAIT go in one pipeline, on one connection to the slot's primary (on a cluster, straight to the
+        node that owns the slot). A script that writes nothing (an enqueue of ids that already exist, as
+        when the caller retries) would leave WAIT nothing to wait for, while the first attempt's write may
+        not have reached a replica yet; so the pipeline also bumps a counter on ``marker_key`` (in the
+        same slot), whose offset is at or after every earlier write to that primary.
+        """
+        pending = list(range(len(calls)))
+        results: list[Any] = [None] * len(calls)
+        with_source = False
+        deadline: float | None = None
+        delay_s = 0.01
+        while True:
+            client = self._client_for(marker_key)
+            pipe = client.pipeline(transaction=False)
+            for index in pending:
+                call = calls[index]
+                script = call.script.source if with_source else call.script.sha
+                pipe.execute_command("EVAL" if with_source else "EVALSHA", script, len(call.keys), *call.keys,
+                                     *call.args)
+            pipe.execute_command("HINCRBY", marker_key, "qd", 1)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            replies = pipe.execute(raise_on_error=False)
+            failed = []
+            for index, reply in zip(pending, replies):
+                results[index] = reply
+                if isinstance(reply, BaseException):
+                    failed.append(index)
+            errors = [results[i] for i in failed] + [r for r in replies[-2:] if isinstance(r, BaseException)]
+            if not errors:
+                return results, int(replies[-1])
+            if all(isinstance(e, NoScriptError) for e in errors) and not with_source:
+                pending, with_source = failed, True  # the server lost its script cache: send the source
+                continue
+            moving = isinstance(self.client, RedisCluster) and all(
+                isinstance(e, (MovedError, AskError, TryAgainError, NoScriptError)) for e in errors)
+            now = time.monotonic()
+            deadline = deadline if deadline is not None else now + self.slot_migration_wait_s
+            if not moving or now >= deadline:
+                raise next((e for e in errors if not isinstance(e, NoScriptError)), errors[0])
+            if any(isinstance(e, MovedError) for e in errors):
+                self.client.nodes_manager.initialize()  # type: ignore[union-attr]  # the slot moved: re-read the map
+            else:
+                time.sleep(min(delay_s, deadline - now))  # mid-migration (ASK, TRYAGAIN): wait for it to end
+                delay_s = min(delay_s * 2, 0.2)
+            pending = failed  # only what did not run; the marker and WAIT are sent every time
+
+    def _client_for(self, key: str) -> redis.Redis:
+        """The client whose connections reach the primary holding ``key``."""
+        if not isinstance(self.client, RedisCluster):
+            return self.client
+        node = self.client.get_node_from_key(key)
+        return node.redis_connection or self.client.get_redis_connection(node)
 
     def _run_many_cluster(self, calls: Sequence[Call]) -> list[Any]:
         """One plain pipeline per primary, straight to the node that owns each call's slot.

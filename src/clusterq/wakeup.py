@@ -9,10 +9,20 @@ So there is one subscriber connection per node and one small reader thread per c
 any node wakes the worker at once (a single reader polling the nodes in turn would add up to its
 timeout per node to the wake-up delay). The worker still polls every few seconds as a fallback, so a
 lost message (failover, reconnect) only delays work, never strands it.
+
+The same channel carries stop requests (``x`` followed by the job id and reason, from stop.lua): the
+worker running that job hears it at once. A lost one is caught by the heartbeat (extend.lua reports a
+requested stop).
+
+When a cluster slot moves to another node, its old owner ends the subscriptions of the slot's channels
+with an ``sunsubscribe`` it sends by itself. A reader that gets one marks the waker broken, so the
+worker subscribes again, on the new owner (a stale slot map, answered with ``MOVED``, is refreshed
+first).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import defaultdict
@@ -21,6 +31,7 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import MovedError
 
 from .connection import Client
 from .keys import QueueKeys
@@ -34,9 +45,11 @@ READ_TIMEOUT_S = 1.0
 class Waker:
     """Subscribes to the wake channels of some queues and tells which of them were signalled."""
 
-    def __init__(self, client: Client, queues: list[str], notify: Callable[[], None] | None = None) -> None:
+    def __init__(self, client: Client, queues: list[str], notify: Callable[[], None] | None = None,
+                 on_stop: Callable[[str, str, str], None] | None = None) -> None:
         self._client = client
         self._notify = notify
+        self._on_stop = on_stop
         self._channels = {QueueKeys(q).wake_channel: q for q in queues}
         self._event = threading.Event()
         self._lock = threading.Lock()
@@ -63,8 +76,24 @@ class Waker:
 
     def start(self) -> None:
         """Subscribe on every node (synchronously, so no signal after this returns can be missed)."""
+        for attempt in range(3):
+            try:
+                self._subscribe_all()
+                break
+            except MovedError:
+                self._close_pubsubs()
+                if attempt == 2 or not isinstance(self._client, RedisCluster):
+                    raise
+                # A slot moved and our slot map is stale: read the cluster's map again, then retry.
+                self._client.nodes_manager.initialize()
+        for thread in self._threads:
+            thread.start()
+
+    def _subscribe_all(self) -> None:
         for node_client, channels in self._groups().items():
-            pubsub = node_client.pubsub(ignore_subscribe_messages=True)
+            # Subscription messages are not ignored: a server-sent sunsubscribe means a slot moved.
+            pubsub = node_client.pubsub(ignore_subscribe_messages=False)
+            self._pubsubs.append(pubsub)
             for channel in channels:  # one per call: on a cluster one SSUBSCRIBE may not span slots
                 pubsub.ssubscribe(channel)
             # Read the confirmations now, so a failure to subscribe surfaces here, not later.
@@ -75,11 +104,17 @@ class Waker:
                     raise redis.TimeoutError("no SSUBSCRIBE confirmation within 5 s")
                 if reply[0] in (b"ssubscribe", "ssubscribe"):
                     confirmed += 1
-            self._pubsubs.append(pubsub)
             thread = threading.Thread(target=self._read, args=(pubsub,), name="clusterq-waker", daemon=True)
             self._threads.append(thread)
-        for thread in self._threads:
-            thread.start()
+
+    def _close_pubsubs(self) -> None:
+        for pubsub in self._pubsubs:
+            try:
+                pubsub.close()
+            except Exception:
+                pass
+        self._pubsubs.clear()
+        self._threads.clear()
 
     def _read(self, pubsub: Any) -> None:
         try:
@@ -87,11 +122,21 @@ class Waker:
                 message = pubsub.get_message(timeout=READ_TIMEOUT_S)
                 if message is None:
                     continue
+                kind = message.get("type")
+                if kind in (b"sunsubscribe", "sunsubscribe"):
+                    raise redis.ConnectionError(f"the server ended the subscription to {message.get('channel')!r} "
+                                                "(its slot moved to another node)")
+                if kind not in (b"smessage", "smessage", b"message", "message"):
+                    continue
                 channel = message.get("channel")
                 if isinstance(channel, bytes):
                     channel = channel.decode("utf-8", "surrogateescape")
                 queue = self._channels.get(channel)
-                if message.get("data") in (b"s", "s"):
+                data = message.get("data")
+                if (isinstance(data, bytes) and data[:1] == b"x") or (isinstance(data, str) and data[:1] == "x"):
+                    self._stop_requested(queue, data[1:])
+                    continue
+                if data in (b"s", "s"):
                     self.schedule_changed = True  # an earlier scheduled job: maintenance should look now
                 if queue is not None:
                     with self._lock:
@@ -107,6 +152,17 @@ class Waker:
                 self._event.set()
                 if self._notify is not None:
                     self._notify()
+
+    def _stop_requested(self, queue: str | None, payload: bytes | str) -> None:
+        """``x["<job id>", "<reason>"]`` (stop.lua): a job of this queue is to be stopped."""
+        if queue is None or self._on_stop is None:
+            return
+        try:
+            job_id, reason = json.loads(payload)
+        except (ValueError, TypeError):
+            log.warning("ignoring a malformed stop message on queue %r: %r", queue, payload[:100])
+            return
+        self._on_stop(queue, str(job_id), str(reason))
 
     def wait(self, timeout_s: float) -> set[str]:
         """Block until a queue is signalled or ``timeout_s`` passes; return (and forget) the signalled."""
@@ -126,12 +182,8 @@ class Waker:
     def close(self) -> None:
         self._closed = True
         self._event.set()
-        for pubsub in self._pubsubs:
-            try:
-                pubsub.close()
-            except Exception:
-                pass
-        for thread in self._threads:
-            thread.join(timeout=READ_TIMEOUT_S + 1)
-        self._pubsubs.clear()
-        self._threads.clear()
+        threads = list(self._threads)
+        self._close_pubsubs()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(timeout=READ_TIMEOUT_S + 1)

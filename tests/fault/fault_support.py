@@ -229,6 +229,7 @@ class Producer:
     acked: list[str] = field(default_factory=list)
     ack_times: dict[str, float] = field(default_factory=dict)
     errors: int = 0
+    error_kinds: Counter[str] = field(default_factory=Counter)
     abandoned: list[str] = field(default_factory=list)
 
     def enqueue(self, index: int, retry_for_s: float = 30.0) -> bool:
@@ -237,8 +238,9 @@ class Producer:
         while True:
             try:
                 self.queue.enqueue("fault_jobs.mark", str(self.records_path), job_id, self.sleep_s, job_id=job_id)
-            except Exception:
+            except Exception as exc:
                 self.errors += 1
+                self.error_kinds[f"{type(exc).__name__}: {str(exc)[:100]}"] += 1
                 if time.monotonic() > deadline:
                     self.abandoned.append(job_id)
                     return False
@@ -247,3 +249,57 @@ class Producer:
             self.acked.append(job_id)
             self.ack_times[job_id] = time.time()
             return True
+
+
+
+@dataclass
+class ProducerProcesses:
+    """Producers running as processes of their own (``fault_producer.py``); :meth:`join` collects what
+    they acknowledged into one :class:`Producer`."""
+
+    merged: Producer
+    procs: list[tuple[subprocess.Popen[bytes], Path]]
+
+    def join(self, timeout_s: float = 180.0) -> Producer:
+        deadline = time.monotonic() + timeout_s
+        for proc, out in self.procs:
+            try:
+                proc.wait(max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"a producer process is stuck (pid {proc.pid})") from None
+            assert proc.returncode == 0, f"a producer process failed with code {proc.returncode}"
+            for line in out.read_text().splitlines():
+                kind, _, rest = line.partition(" ")
+                if kind == "ack":
+                    job_id, at = rest.split()
+                    self.merged.acked.append(job_id)
+                    self.merged.ack_times[job_id] = float(at)
+                elif kind == "summary":
+                    summary = json.loads(rest)
+                    self.merged.errors += summary["errors"]
+                    self.merged.error_kinds.update(summary["error_kinds"])
+                    self.merged.abandoned += summary["abandoned"]
+        return self.merged
+
+
+@contextmanager
+def producer_processes(url: str, queue: Queue, records_path: Path, count: int, processes: int, pause_s: float,
+                       out_dir: Path, options: dict[str, Any] | None = None) -> Iterator[ProducerProcesses]:
+    """Start ``processes`` producer processes of ``count`` jobs each (ids ``p<n>-<i>``); killed at the end
+    of the block if still running."""
+    procs = []
+    for n in range(processes):
+        out = out_dir / f"producer{n}.acks"
+        command = [sys.executable, str(HERE / "fault_producer.py"), url, queue.name, f"p{n}-", str(count),
+                   str(pause_s), str(records_path), str(out), json.dumps(options or {})]
+        with (out_dir / f"producer{n}.log").open("ab") as log:
+            procs.append((subprocess.Popen(command, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
+                                           cwd=out_dir), out))
+    team = ProducerProcesses(Producer(queue, records_path, "p"), procs)
+    try:
+        yield team
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)

@@ -8,6 +8,7 @@ SET-CONFIG-EPOCH, MEET, REPLICATE — and polling for convergence is both portab
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -331,6 +332,62 @@ class Cluster(Topology):
             return True
         role = old.admin.execute_command("ROLE")
         return role[0] == "slave" and int(role[2]) == new.port
+
+    def migrate_slot(
+        self,
+        slot: int,
+        target: ServerProcess,
+        *,
+        batch: int = 100,
+        migrate_timeout_ms: int = 5000,
+        between_batches: Callable[[], None] | None = None,
+        timeout: float = 30.0,
+    ) -> ServerProcess:
+        """Move ``slot`` and its keys to primary ``target``, as ``redis-cli --cluster reshard`` does;
+        return the node that served it before.
+
+        ``SETSLOT IMPORTING`` on the target, ``MIGRATING`` on the source, then ``MIGRATE ... KEYS`` in
+        batches of ``batch`` keys (clients meanwhile get ``ASK`` and, for multi-key commands, ``TRYAGAIN``),
+        then ``SETSLOT NODE`` on the target, the source and every other primary (from then on ``MOVED``).
+        ``between_batches()`` is called after each batch, so a test can act mid-migration. Returns once
+        every running node agrees on the new owner.
+        """
+        source = self.node_for_slot(slot)
+        if source.port == target.port:
+            return source
+        source_id = source.admin.execute_command("CLUSTER MYID")
+        target_id = target.admin.execute_command("CLUSTER MYID")
+        target.admin.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+        source.admin.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+        raw = source.client(decode_responses=False, socket_timeout=migrate_timeout_ms / 1000 + 5)
+        try:
+            while True:
+                keys = raw.execute_command("CLUSTER GETKEYSINSLOT", slot, batch)
+                if not keys:
+                    break
+                raw.execute_command("MIGRATE", HOST, target.port, "", 0, migrate_timeout_ms, "KEYS", *keys)
+                if between_batches is not None:
+                    between_batches()
+        finally:
+            raw.close()
+        # The target first: once the source gives the slot up it redirects there, and the target must
+        # already serve it.
+        target.admin.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+        source.admin.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+        for node in self.primaries():
+            if node.port not in (source.port, target.port):
+                node.admin.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+
+        def agreed() -> bool:
+            for node in self.nodes:
+                if node.is_responsive() and not any(
+                    start <= slot <= end and port == target.port for start, end, port, _ in self.slot_map(node)
+                ):
+                    return False
+            return True
+
+        wait_until(agreed, timeout, f"every node to agree that {target.name} serves slot {slot}", details=self._logs)
+        return source
 
     def stop(self) -> None:
         super().stop()

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 --[[ cancel: mark a job canceled so that no worker runs it (again).
 
 A queued job stays in the pending list as a tombstone (removing it from a long list would cost O(N));
@@ -7,6 +7,7 @@ it can no longer record an outcome. A scheduled job leaves the scheduled set, so
 deferred one leaves the deferred set. A job with dependents writes an outbox intent telling them how it
 ended: "canceled" (they are canceled in turn, unless they allow failure) or "ok" (enqueue_dependents).
 
+Runs on a server at maxmemory (flags=allow-oom): it adds little and lets an operator stop jobs on a full server (keep time 0 frees the record).
 KEYS[1] job key prefix
 KEYS[2] canceled sorted set (score = expiry, ms)
 KEYS[3] active sorted set

@@ -1,9 +1,10 @@
-#!lua
+#!lua flags=allow-oom
 --[[ requeue_expired: recover jobs whose lease ran out (their worker died, hung or lost Redis).
 
 Bounded: handles at most ARGV[1] jobs per call. A job whose attempts reached its limit is failed as
 abandoned, with that reason; the others go back to the head of the queue, attempt counted.
 
+Runs on a server at maxmemory (flags=allow-oom): it moves ids back without growing anything, so a dead worker's jobs are not stuck.
 KEYS[1] active sorted set
 KEYS[2] pending list
 KEYS[3] failed sorted set
@@ -43,12 +44,12 @@ for _, id in ipairs(ids) do
           redis.call("LTRIM", hist, 0, cap - 2)
           redis.call("HSET", key, "hl", cap)
         end
-        redis.call("HDEL", key, "r")
+        redis.call("HDEL", key, "r", "hk", "ht")  -- ended: the status and end time tell the latest result
       end
       redis.call("HSET", key, "s", "failed", "te", now, "e",
         "abandoned: the lease expired " .. attempts .. " time(s) (last worker: " .. (job[3] or "?") ..
         "); the worker died, hung or lost its connection, and the attempt limit (" .. limit ..
-        ") is reached", "hk", "f", "ht", now)
+        ") is reached")
       redis.call("PEXPIRE", hist, ARGV[3])  -- no-op when the job has no history
       if job[8] then
         redis.call("HDEL", key, "hw")

@@ -264,7 +264,8 @@ def results_call(qk: K.QueueKeys, job_id: str, limit: int = MAX_RESULT_HISTORY) 
 
 def defer_call(qk: K.QueueKeys, job: NewJob, parents: Sequence[tuple[str, bool]], at_front: bool = False) -> Call:
     """Create ``job`` deferred until its ``parents`` (``(handle, allow_failure)``) end."""
-    args: list[Any] = ["1" if at_front else "0", *job.argv()]
+    described = job.argv()
+    args: list[Any] = ["1" if at_front else "0", len(described), *described]
     for handle, allow_failure in parents:
         args.extend((handle, "a" if allow_failure else "w"))
     return Call(S.DEFER, (qk.deferred, qk.job_prefix, qk.outbox), tuple(args))

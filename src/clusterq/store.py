@@ -46,8 +46,9 @@ def slot_is_moving(exc: BaseException) -> bool:
 JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc",
               "pg", "sp")
 
-LATEST_FIELDS = ("hk", "ht", "r", "e")
-"""The job's latest result: kind, time (ms), return value or error."""
+LATEST_FIELDS = ("hk", "ht", "r", "e", "s", "te")
+"""The job's latest result: kind and time (ms) while it waits to run again, return value or error, and
+for an ended job its status and end time (which give the kind and time then)."""
 
 RESULT_HISTORY = 10
 """Results kept per job by default (the latest included): earlier ones are dropped, oldest first."""
@@ -435,7 +436,7 @@ class Store:
         return fields or None
 
     def read_latest(self, qk: K.QueueKeys, job_id: str) -> list[Any]:
-        """The record's latest-result fields ``hk ht r e`` (all None when there is none). One HMGET."""
+        """The record's latest-result fields (:data:`LATEST_FIELDS`). One HMGET."""
         return list(self.client.hmget(qk.job(job_id), LATEST_FIELDS))
 
     def count(self, qk: K.QueueKeys) -> int:

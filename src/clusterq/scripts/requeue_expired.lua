@@ -42,12 +42,12 @@ for _, id in ipairs(ids) do
           redis.call("LTRIM", hist, 0, cap - 2)
           redis.call("HSET", key, "hl", cap)
         end
-        redis.call("HDEL", key, "r")
+        redis.call("HDEL", key, "r", "hk", "ht")  -- ended: the status and end time tell the latest result
       end
       redis.call("HSET", key, "s", "failed", "te", now, "e",
         "abandoned: the lease expired " .. attempts .. " time(s) (last worker: " .. (job[3] or "?") ..
         "); the worker died, hung or lost its connection, and the attempt limit (" .. limit ..
-        ") is reached", "hk", "f", "ht", now)
+        ") is reached")
       redis.call("PEXPIRE", hist, ARGV[3])  -- no-op when the job has no history
       if job[8] then
         redis.call("HDEL", key, "hw")

@@ -24,8 +24,11 @@ pytestmark = pytest.mark.compat  # also run against the second server engine
 @pytest.mark.parametrize("script", S.ALL, ids=lambda s: s.name)
 def test_every_script_has_a_header_naming_keys_argv_and_returns(script: S.Script) -> None:
     text = script.source.decode()
-    assert text.startswith(("#!lua\n", "#!lua flags=no-writes\n")), (
-        "scripts use the shebang so the server enforces single-slot access")
+    shebang = text.split("\n", 1)[0]
+    assert shebang in ("#!lua", "#!lua flags=no-writes", "#!lua flags=allow-oom"), \
+        "scripts use the shebang so the server enforces single-slot access (and no flag may lift that)"
+    if "allow-oom" in shebang:
+        assert "flags=allow-oom):" in text, "say in the header why the script may run on a full server"
     header = text[: text.index("]]")]
     assert f"{script.name}:" in header
     assert "KEYS[1]" in header and "Returns:" in header
@@ -106,7 +109,7 @@ def _keys_of(client: redis.Redis, command: list[bytes]) -> list[bytes]:
 def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis):
     """Run every transition through its interesting paths; yield (call, result) one by one."""
     new = [T.NewJob(f"j{i}", "jobs.add", b"[[1,2],{}]", '{"timeout":5}', b'{"m":1}', 60 if i == 0 else 0,
-                    2 if i == 1 else None) for i in range(6)]
+                    2 if i == 1 else None, signature="v1:00" if i == 2 else "") for i in range(6)]
     yield T.enqueue_call(qk, new[:3])
     yield T.enqueue_call(qk, new[3:], at_front=True)
     yield T.enqueue_call(qk, new[:1])  # existing id: untouched
@@ -159,7 +162,7 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
                                for i in range(3)], at_ms=1)  # due at once
     yield T.schedule_call(qk, [T.NewJob("s0", "jobs.add"), T.NewJob("s3", "jobs.add", fresh_id=True)],
                           delay_ms=3_600_000, at_front=True)  # s0 exists: untouched
-    yield T.schedule_call(qk, [T.NewJob("s4", "jobs.add")], at_ms=2, at_front=True)
+    yield T.schedule_call(qk, [T.NewJob("s4", "jobs.add", signature="v1:00")], at_ms=2, at_front=True)
     yield T.cancel_call(qk, "s1", 60_000)  # a scheduled job leaves the scheduled set
     yield T.delete_call(qk, "s2")
     yield T.promote_call(qk, 1)  # s0 only: s1/s2 were removed

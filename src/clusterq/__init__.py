@@ -48,6 +48,7 @@ from .registry import Registry
 from .results import Result, ResultType
 from .retry import Backoff, Repeat, Retry, RetryJob
 from .serializers import JSONSerializer, PickleSerializer, Serializer
+from .signing import Signer
 from .worker import Worker, WorkerInfo, list_workers
 
 __version__ = "0.1.0"
@@ -107,6 +108,8 @@ __all__ = [
     "JSONSerializer",
     "PickleSerializer",
     "Serializer",
+    # security
+    "Signer",
     # errors
     "ClusterQError",
     "ConnectionFailed",

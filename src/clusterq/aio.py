@@ -65,6 +65,7 @@ from .queue import (
     validate_result_history,
 )
 from .serializers import Serializer, resolve_serializer
+from .signing import Signer, SigningKey, make_signer
 
 __all__ = [
     "AsyncClient",
@@ -91,6 +92,8 @@ class JobDefaults:
     result_ttl: float | None = None
     failure_ttl: float | None = None
     max_attempts: int | None = None
+    name: str = ""  # the queue's name, which a job's signature covers
+    signer: Signer | None = None
     result_history: int | None = None
 
 
@@ -125,6 +128,7 @@ class AsyncQueue:
         result_ttl: float | int | str | None = None,
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
+        signing_key: SigningKey | Signer | None = None,
         result_history: int | None = None,
     ) -> None:
         self.name = K.validate_queue_name(name)
@@ -136,6 +140,8 @@ class AsyncQueue:
             result_ttl=parse_duration(result_ttl, "result_ttl"),
             failure_ttl=parse_duration(failure_ttl, "failure_ttl"),
             max_attempts=max_attempts,
+            name=self.name,
+            signer=make_signer(signing_key),
             result_history=validate_result_history(result_history),
         )
         self._lazy = LazyStore(connection)

@@ -21,6 +21,7 @@ from .job import Job
 from .registry import Registry
 from .retry import Repeat, Retry
 from .serializers import Serializer, resolve_serializer
+from .signing import Signer, SigningKey, make_signer
 from .utils import function_path
 
 ENQUEUE_CHUNK = 500
@@ -118,12 +119,35 @@ def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
     return EnqueueData(f, args, kwargs, **options), at_front
 
 
+def _raise_first_error(results: Sequence[Any], doing: str, skip: int = 0) -> None:
+    """Raise the first failed call's error, saying how many jobs the other calls created.
+
+    Each call is one script (at most ENQUEUE_CHUNK jobs) and a script runs whole or not at all (a full
+    server refuses it before it starts), so no job is ever half-written; but of several calls, some may
+    have gone through. Ids the caller chose can simply be enqueued again: existing ones are skipped.
+    ``skip``: leading reply values that are not per-job codes (schedule's run-at time).
+    """
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if not errors:
+        return
+    error = explain_server_error(errors[0], doing)
+    done = [r for r in results if not isinstance(r, BaseException)]
+    if done:
+        created = sum(int(code) for reply in done for code in reply[skip:])
+        error.args = (f"{error.args[0]} ({len(done)} of {len(results)} script calls went through whole and "
+                      f"created {created} job(s); no job is half-written)",)
+    raise error from errors[0]
+
+
 class Queue:
     """A named queue on a Redis deployment.
 
     ``connection`` is a URL (``redis://``, ``redis+sentinel://``, ``redis+cluster://``...), a redis-py
     client, or None for ``$CLUSTERQ_URL``. All of a queue's keys share one hash tag, so on a cluster the
     whole queue lives in one slot; different queues spread over the nodes.
+
+    ``signing_key`` (bytes or str, or a list whose first key signs) makes every job this queue writes
+    carry an HMAC that workers given the key check before running it (see :mod:`clusterq.signing`).
 
     ``is_async=False`` (for tests) makes ``enqueue`` run each job at once in the calling thread and
     record its outcome as a worker would (see :mod:`clusterq.inline`).
@@ -142,6 +166,7 @@ class Queue:
         result_ttl: float | int | str | None = None,
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
+        signing_key: SigningKey | Signer | None = None,
         result_history: int | None = None,
         is_async: bool = True,
         wait_replicas: int = 0,
@@ -153,6 +178,7 @@ class Queue:
             raise ValueError(f"wait_timeout_s must be a positive number of seconds, got {wait_timeout_s!r}")
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
+        self.signer = make_signer(signing_key)
         self.connection: Client = connect(connection)
         self.is_async = is_async
         self._inline: Executor | None = None
@@ -234,15 +260,18 @@ class Queue:
         max_attempts = data.max_attempts if data.max_attempts is not None else self.max_attempts
         if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
             raise ValueError(f"max_attempts must be a positive int, got {max_attempts!r}")
+        func = function_path(data.func)
+        options_json = json.dumps(options, separators=(",", ":")) if options else ""
         return T.NewJob(
             id=job_id,
-            func=function_path(data.func),
+            func=func,
             payload=payload,
-            options=json.dumps(options, separators=(",", ":")) if options else "",
+            options=options_json,
             meta=self.serializer.dumps(data.meta) if data.meta else b"",
             ttl_s=math.ceil(ttl) if ttl else 0,
             max_attempts=max_attempts,
             fresh_id=data.job_id is None,
+            signature=self.signer.sign(self.name, job_id, func, payload, options_json) if self.signer else "",
         )
 
     def _register(self) -> None:
@@ -294,15 +323,15 @@ class Queue:
                                  at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
         try:
             self._register()
-            self._write(calls, new)
+            self._write(calls, new, f"schedule a job in queue {self.name!r}", skip=1)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"schedule a job in queue {self.name!r}") from exc
         return [self._job(job.id) for job in new]
 
-    def _write(self, calls: list[T.Call], new: Sequence[T.NewJob]) -> None:
+    def _write(self, calls: list[T.Call], new: Sequence[T.NewJob], doing: str, skip: int = 0) -> None:
         """Run the calls that create ``new``; with ``wait_replicas``, also wait for the replicas."""
         if not self.wait_replicas:
-            self.store.run_many(calls)
+            _raise_first_error(self.store.run_many(calls, raise_on_error=False), doing, skip)
             return
         _, acknowledged = self.store.run_and_wait(calls, self.keys.stats, self.wait_replicas,
                                                   max(1, int(self.wait_timeout_s * 1000)))
@@ -337,7 +366,7 @@ class Queue:
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
         try:
-            self._write(calls, new)
+            self._write(calls, new, f"enqueue to queue {self.name!r}")
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
         enqueued = [self._job(job.id) for job in new]

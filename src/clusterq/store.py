@@ -77,10 +77,12 @@ class NewJob:
     ttl_s: int = 0
     max_attempts: int | None = None
     fresh_id: bool = False  # generated here (uuid4): the script skips its existence check
+    signature: str = ""  # HMAC of queue, id, func, payload, options (signing.py); "" when not signing
 
     def argv(self) -> tuple[Any, ...]:
         return (self.id, self.func, self.payload, self.options, self.meta, self.ttl_s,
-                "" if self.max_attempts is None else self.max_attempts, "1" if self.fresh_id else "0")
+                "" if self.max_attempts is None else self.max_attempts, "1" if self.fresh_id else "0",
+                self.signature)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class LeasedJob:
     func: str
     payload: bytes
     options: bytes
+    signature: bytes = b""  # field "sg": checked by a worker that has a signing key
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ def promote_call(qk: K.QueueKeys, batch: int) -> Call:
 def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_runs: int, job: NewJob) -> Call:
     """Offer one tick of periodic job ``name``; ``mode`` is "fire", "resume" or "skip" (cron_tick.lua)."""
     return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel),
-                (name, tick_ms, mode, keep_runs, *job.argv()[:7]))
+                (name, tick_ms, mode, keep_runs, *job.argv()[:7], job.signature))
 
 
 def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
@@ -172,8 +175,8 @@ def parse_lease(queue: str, reply: Sequence[Any]) -> tuple[int, list[LeasedJob]]
     """Split a lease reply into (jobs still pending, leased jobs)."""
     jobs = [
         LeasedJob(queue, _text(reply[i]), int(reply[i + 1]), _text(reply[i + 2]), _raw(reply[i + 3]),
-                  _raw(reply[i + 4]))
-        for i in range(1, len(reply), 5)
+                  _raw(reply[i + 4]), _raw(reply[i + 5]))
+        for i in range(1, len(reply), 6)
     ]
     return int(reply[0]), jobs
 

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import OutOfMemoryError
+
 from . import keys as K
 from . import registration
 from . import store as T
@@ -36,12 +38,14 @@ from .connection import REDIS_ERRORS, ConnectionLike, connect, describe, topolog
 from .context import JobConnection
 from .exceptions import ConnectionFailed, StopRequested
 from .execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
+from .health import server_warnings
 from .job import DEFAULT_FAILURE_TTL_S
 from .periodic_jobs import CronScheduler, Periodic
 from .pool import Finished, Notifier, Pool, SoloPool, make_pool
 from .queue import Queue
 from .registration import REGISTRATION_TTL_S, WorkerInfo, list_workers
 from .serializers import Serializer, resolve_serializer
+from .signing import Signer, SigningKey, make_signer
 from .wakeup import Waker
 
 log = logging.getLogger(__name__)
@@ -93,6 +97,10 @@ class Worker:
     ``lease_s`` is how long a leased job stays reserved without a heartbeat: a dead worker's jobs come
     back after at most about ``lease_s + maintenance_interval_s``; ``max_attempts`` bounds how often a
     job whose worker died is retried before it fails as abandoned.
+
+    ``signing_key`` (bytes or str, or several: any of them verifies) makes the worker run only jobs
+    signed with it (:mod:`clusterq.signing`); others fail with a ``SignatureError`` reason without
+    their function being imported or their arguments decoded.
     """
 
     def __init__(
@@ -109,6 +117,7 @@ class Worker:
         name: str | None = None,
         serializer: Serializer | str | None = None,
         allow: Sequence[str] | None = None,
+        signing_key: SigningKey | Signer | None = None,
         lease_s: float = DEFAULT_LEASE_S,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         default_timeout_s: float = DEFAULT_JOB_TIMEOUT_S,
@@ -145,7 +154,8 @@ class Worker:
         job_connection = JobConnection(connection if connection is not None or not isinstance(first, Queue)
                                        else self.connection, self.connection)
         self.executor = Executor(FunctionResolver(allow), self.serializer, default_timeout_s, self.connection,
-                                 job_connection=job_connection)
+                                 job_connection=job_connection,
+                                 signer=make_signer(signing_key))
         self.lease_ms = int(lease_s * 1000)
         self.max_attempts = max_attempts
         self.max_batch = max_batch
@@ -176,7 +186,9 @@ class Worker:
         self._previous_handlers: dict[int, Any] = {}
         self._sentinel_primary: Any = None
         # Periodic jobs (``--with-cron``): a scheduler thread beside the loop, started after the pools fork.
-        self._cron = CronScheduler(self.connection, periodic, install_signal_handlers=False) if periodic else None
+        # With a signing key the worker signs the periodic jobs it enqueues, so that it (and its peers) run them.
+        self._cron = CronScheduler(self.connection, periodic, install_signal_handlers=False,
+                                   signing_key=self.executor.signer) if periodic else None
 
     @staticmethod
     def _pool(pool: str | Pool, concurrency: int | None, options: dict[str, Any]) -> Pool:
@@ -484,6 +496,8 @@ class Worker:
                 lane.pool.close(now=True)
             raise ConnectionFailed(f"worker {self.name} cannot register on {describe(self.connection)}: "
                                    f"{type(exc).__name__}: {exc}") from None
+        for warning in server_warnings(self.connection):
+            log.warning("%s", warning)
         self._start_waker()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="clusterq-heartbeat", daemon=True)
         self._heartbeat.start()
@@ -657,7 +671,11 @@ class Worker:
 
     def _back_off(self, exc: BaseException) -> None:
         self._backoff_s = min(10.0, max(0.5, self._backoff_s * 2))
-        log.warning("Redis call failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, self._backoff_s)
+        if isinstance(exc, OutOfMemoryError):  # say what it means: nothing is lost, nothing new starts
+            log.warning("Redis is at maxmemory (noeviction): no new job is leased and outcomes wait in this "
+                        "worker until memory is freed; retrying in %.1f s (%s)", self._backoff_s, exc)
+        else:
+            log.warning("Redis call failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, self._backoff_s)
         self._stop.wait(self._backoff_s)
         self._mark_all_ready()
 

@@ -1,10 +1,11 @@
-#!lua
+#!lua flags=allow-oom
 --[[ cancel: mark a job canceled so that no worker runs it (again).
 
 A queued job stays in the pending list as a tombstone (removing it from a long list would cost O(N));
 the lease script drops it and releases the tombstone. A started job loses its lease: the worker running
 it can no longer record an outcome. A scheduled job leaves the scheduled set, so it is never promoted.
 
+Runs on a server at maxmemory (flags=allow-oom): it adds little and lets an operator stop jobs on a full server (keep time 0 frees the record).
 KEYS[1] job key prefix
 KEYS[2] canceled sorted set (score = expiry, ms)
 KEYS[3] active sorted set

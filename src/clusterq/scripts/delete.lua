@@ -1,8 +1,9 @@
-#!lua
+#!lua flags=allow-oom
 --[[ delete: remove a job's record and its entries in every registry of its queue.
 
 A queued job leaves a tombstone in the pending list (see cancel.lua); a started job loses its lease.
 
+Runs on a server at maxmemory (flags=allow-oom): it frees memory: deleting jobs is how an operator gets a full server going again.
 KEYS[1] job key prefix
 KEYS[2] active sorted set
 KEYS[3] finished sorted set

@@ -1,9 +1,10 @@
-#!lua
+#!lua flags=allow-oom
 --[[ requeue_expired: recover jobs whose lease ran out (their worker died, hung or lost Redis).
 
 Bounded: handles at most ARGV[1] jobs per call. A job whose attempts reached its limit is failed as
 abandoned, with that reason; the others go back to the head of the queue, attempt counted.
 
+Runs on a server at maxmemory (flags=allow-oom): it moves ids back without growing anything, so a dead worker's jobs are not stuck.
 KEYS[1] active sorted set
 KEYS[2] pending list
 KEYS[3] failed sorted set

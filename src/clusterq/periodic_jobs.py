@@ -34,6 +34,7 @@ from .cron import CronError, CronExpr, Interval, Schedule, to_datetime
 from .exceptions import ClusterQError
 from .queue import EnqueueData, Queue
 from .serializers import Serializer
+from .signing import Signer, SigningKey, make_signer
 from .utils import function_path
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,8 @@ class CronScheduler:
     """
 
     def __init__(self, connection: ConnectionLike, jobs: Iterable[Periodic], *,
-                 keep_runs: int = DEFAULT_KEEP_RUNS, install_signal_handlers: bool = True) -> None:
+                 keep_runs: int = DEFAULT_KEEP_RUNS, install_signal_handlers: bool = True,
+                 signing_key: SigningKey | Signer | None = None) -> None:
         self.connection = connect(connection)
         self.store = T.Store(self.connection)
         self.jobs = unique(jobs)
@@ -215,11 +217,12 @@ class CronScheduler:
         self.keep_runs = keep_runs
         self.install_signal_handlers = install_signal_handlers
         queues: dict[tuple[str, str], Queue] = {}
+        signer = make_signer(signing_key)  # its jobs are signed like a Queue's (see signing.py)
         self._entries = []
         for job in self.jobs:
             key = (job.queue, str(job.serializer))
             if key not in queues:
-                queues[key] = Queue(job.queue, self.connection, serializer=job.serializer)
+                queues[key] = Queue(job.queue, self.connection, serializer=job.serializer, signing_key=signer)
             entry = _Entry(job, queues[key], "resume" if job.catch_up else "skip")
             try:  # arguments the serializer refuses, bad option values: here, not at the first tick
                 self._new_job(entry, 0)

@@ -13,6 +13,7 @@ from .connection import connect, describe, parse_url, topology_of
 from .context import get_current_job, set_progress
 from .control import is_suspended, resume, suspend
 from .cron import CronError, CronExpr, Interval
+from .dependency import Dependency
 from .exceptions import (
     ClusterQError,
     ConnectionFailed,
@@ -50,6 +51,7 @@ from .registry import Registry
 from .results import Result, ResultType
 from .retry import Backoff, Repeat, Retry, RetryJob
 from .serializers import JSONSerializer, PickleSerializer, Serializer
+from .signing import Signer
 from .worker import Worker, WorkerInfo, list_workers
 
 __version__ = "0.1.0"
@@ -60,6 +62,7 @@ __all__ = [
     "AsyncQueue",
     "Backoff",
     "Callback",
+    "Dependency",
     "EnqueueData",
     "Job",
     "JobStatus",
@@ -113,6 +116,8 @@ __all__ = [
     "JSONSerializer",
     "PickleSerializer",
     "Serializer",
+    # security
+    "Signer",
     # errors
     "ClusterQError",
     "ConnectionFailed",

@@ -527,3 +527,45 @@ def test_enqueue_at_and_enqueue_in_from_asyncio_schedule_jobs_the_worker_promote
     assert _work(url, qname) == 2, "the due jobs run; the one an hour away waits"
     assert Job.fetch(past, url).return_value() == 3 and Job.fetch(soon, url).return_value() == 7
     assert Job.fetch(later, url).get_status() == JobStatus.SCHEDULED
+
+
+# --- controlling a running job -------------------------------------------------------------------------
+
+def test_an_async_job_reads_progress_and_stops_a_running_job(url: str, qname: str, tmp_path) -> None:
+    import threading
+    import time
+
+    path = tmp_path / "started"
+    q = Queue(qname, url)
+    job = q.enqueue("control_jobs.progress_then_wait", str(path), 120)
+    queued = q.enqueue("jobs.noop")  # behind it: one thread, so it waits
+    worker = Worker([q], url, pool="thread", concurrency=1, install_signal_handlers=False)
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not (path.exists() and "started" in path.read_text()):
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.02)
+
+        async def control() -> None:
+            async with AsyncQueue(qname, url) as aq:
+                running = await aq.fetch_job(job.id)
+                assert running is not None and running.progress is not None
+                assert (running.progress.value, running.progress.message) == (42, "halfway")
+                waiting = await aq.fetch_job(queued.id)
+                assert waiting is not None and waiting.progress is None
+                with pytest.raises(InvalidJobOperation, match="not running"):
+                    await waiting.stop()
+                await running.stop("from asyncio")
+                with pytest.raises(NoSuchJobError):
+                    await AsyncJob._bound(qname, "no-such-job", aq._lazy, aq.serializer).stop()
+
+        asyncio.run(control())
+        while job.get_status() != JobStatus.STOPPED or queued.get_status() != JobStatus.FINISHED:
+            assert time.monotonic() < deadline, "the job was not stopped, or the thread did not go on"
+            time.sleep(0.02)
+    finally:
+        worker.request_stop()
+        thread.join(60)
+    assert job.exc_info == "JobStopped: from asyncio"

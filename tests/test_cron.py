@@ -4,6 +4,7 @@ exactly once with two schedulers running, cron expressions, coalesced missed tic
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -347,6 +348,26 @@ def test_a_restarted_scheduler_runs_the_latest_missed_tick_once(url: str, qname:
     assert cron_ids(q)[-1] == job.job_id(int((t0 + timedelta(seconds=31)).timestamp() * 1000))
 
 
+def test_a_periodic_jobs_arguments_and_options_apply_to_every_run(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    job = Periodic("jobs.echo", every=1, queue=qname, name="opts", args=(1, "a"), kwargs={"k": [2]},
+                   job_timeout=7, result_ttl=600, description="nightly", meta={"who": "cron"}, max_attempts=2)
+    scheduler = CronScheduler(url, [job], install_signal_handlers=False)
+    t0 = _now_floor_s(60)
+    for step in range(3):
+        scheduler.run_once(now=t0 + timedelta(seconds=step, milliseconds=1))
+    runs = [q.fetch_job(i) for i in cron_ids(q)]
+    assert len(runs) == 2
+    for run in runs:
+        assert run is not None and run.func_name == "jobs.echo"
+        assert (run.args, run.kwargs) == ([1, "a"], {"k": [2]})
+        assert (run.timeout, run.result_ttl, run.description, run.meta) == (7, 600, "nightly", {"who": "cron"})
+    with pytest.raises(PeriodicError, match=r"unknown option\(s\) \['job_timout'\]"):
+        Periodic("jobs.echo", every=1, job_timout=7)
+    with pytest.raises(PeriodicError, match=r"periodic job 'bad': JSON cannot carry"):
+        CronScheduler(url, [Periodic("jobs.echo", every=1, args=(object(),), name="bad")])
+
+
 def test_older_ticks_and_ticks_after_the_servers_clock_are_refused(url: str, qname: str) -> None:
     q = Queue(qname, url)
     job = Periodic("jobs.noop", every=1, queue=qname, name="guarded")
@@ -438,6 +459,25 @@ def test_a_worker_with_cron_runs_its_periodic_jobs_and_stops_on_sigterm(
     infos = list_periodic(url)
     assert [i.name for i in infos] == ["decorated-beat"]
     assert len(infos[0].runs) >= 3 and infos[0].runs[-1].status == "finished"
+
+
+@pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)
+def test_clusterq_cron_without_a_module_runs_the_settings_modules_periodic_jobs(
+    clusterq_topology: Topology, qname: str, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    clusterq_topology.flush()
+    (tmp_path / "cqsettings.py").write_text(
+        "from clusterq import Periodic\n"
+        f"URL = {clusterq_topology.url!r}\n"
+        f"PERIODIC = [Periodic('jobs.noop', every=1, queue={qname!r}, name='from-settings')]\n")
+    env = {k: v for k, v in subprocess_env.items() if k != "CLUSTERQ_URL"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    q = Queue(qname, clusterq_topology.url)
+    log = tmp_path / "cron.log"
+    with process(["cron", "--settings", "cqsettings"], env, log) as proc:
+        wait_for(lambda: len(cron_ids(q)) >= 2, "two ticks")
+        stop(proc, log)
+    assert all(i.startswith("cron:from-settings:") for i in cron_ids(q))
 
 
 def test_a_bad_periodic_module_is_a_one_line_error(url: str, subprocess_env: dict[str, str]) -> None:

@@ -165,6 +165,15 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield T.promote_call(qk, 1)  # s0 only: s1/s2 were removed
     yield T.promote_call(qk, 10)  # s4 to the front; s3 is not due
     yield T.promote_call(qk, 10)  # nothing due
+    yield T.enqueue_call(qk, [T.NewJob("t1", "jobs.add", ttl_s=60), T.NewJob("t2", "jobs.add")])
+    yield T.take_call(qk, "t1", 60_000, "sync")  # leased out of turn: its id stays as a tombstone
+    yield T.take_call(qk, "t1", 60_000, "sync")  # no longer queued: nothing
+    yield T.stop_call(qk, "t1", "enough")  # running: requested and published
+    yield T.extend_call(qk, [("t1", 1)], 60_000)  # the heartbeat reports the requested stop
+    yield T.stop_call(qk, "t2", "no")  # queued: refused
+    yield T.stop_call(qk, "nope", "no")  # no such job
+    yield T.complete_call(qk, [T.Outcome("t1", 1, "stopped", b"JobStopped: enough", 60_000)])
+    yield T.requeue_call(qk, "t1")  # a stopped job can be requeued: its tombstone comes alive again
     tick = lambda name, at, mode, job: T.cron_tick_call(qk, name, at, mode, 3, job)  # noqa: E731
     yield tick("p", 1000, "resume", T.NewJob("cron:p:1", "jobs.add"))  # first seen: recorded only
     yield tick("p", 2000, "fire", T.NewJob("cron:p:2", "jobs.add", b"[[1,2],{}]", '{"timeout":5}', b'{"m":1}', 60,

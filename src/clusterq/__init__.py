@@ -10,6 +10,7 @@
 from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
 from .callbacks import Callback
 from .connection import connect, describe, parse_url, topology_of
+from .context import get_current_job, set_progress
 from .cron import CronError, CronExpr, Interval
 from .exceptions import (
     ClusterQError,
@@ -20,6 +21,7 @@ from .exceptions import (
     InvalidJobOperation,
     InvalidQueueName,
     InvalidURL,
+    JobStopped,
     JobTimeoutError,
     NoSuchJobError,
     ReplicationTimeout,
@@ -27,7 +29,7 @@ from .exceptions import (
     ServerError,
     StopRequested,
 )
-from .job import Job, JobStatus
+from .job import Job, JobStatus, Progress, send_stop_job_command
 from .keys import key_slot, queue_slot
 from .periodic_jobs import (
     CronScheduler,
@@ -66,6 +68,11 @@ __all__ = [
     "ResultType",
     "Retry",
     "RetryJob",
+    # inside a job, and controlling one
+    "Progress",
+    "get_current_job",
+    "send_stop_job_command",
+    "set_progress",
     # consuming
     "AsyncioPool",
     "ForkPool",
@@ -110,6 +117,7 @@ __all__ = [
     "InvalidJobOperation",
     "InvalidQueueName",
     "InvalidURL",
+    "JobStopped",
     "JobTimeoutError",
     "NoSuchJobError",
     "PeriodicError",

@@ -14,7 +14,7 @@ from . import store as T
 from .aio_connection import AsyncConnectionLike
 from .aio_store import LazyStore
 from .exceptions import InvalidJobOperation, NoSuchJobError
-from .job import DEFAULT_FAILURE_TTL_S, Job, JobStatus, make_handle, parse_handle
+from .job import DEFAULT_FAILURE_TTL_S, Job, JobStatus, Progress, make_handle, parse_handle
 from .results import AsyncResultWaiter, Result, parse_latest, parse_results
 from .serializers import Serializer, resolve_serializer
 
@@ -239,6 +239,11 @@ class AsyncJob:
     def ended_at(self) -> datetime | None:
         return self._loaded().ended_at
 
+    @property
+    def progress(self) -> Progress | None:
+        """The progress the job last reported (``set_progress``), as of the last read."""
+        return self._loaded().progress
+
     # --- changing -----------------------------------------------------------------------------
 
     async def cancel(self) -> None:
@@ -260,6 +265,19 @@ class AsyncJob:
         if code == -1:
             status = await self.get_status()
             raise InvalidJobOperation(f"job {self.id!r} is already {status.value if status else 'gone'}")
+
+    async def stop(self, reason: str | None = None) -> None:
+        """Stop the job while it runs, as :meth:`Job.stop` does. Raises :class:`InvalidJobOperation` if
+        it is not running."""
+        store = await self._lazy.get()
+        code = await store.run(T.stop_call(self._keys, self.id, reason or "stop requested"))
+        self._record = None
+        if code == 0:
+            raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
+        if code == -1:
+            status = await self.get_status()
+            raise InvalidJobOperation(f"job {self.id!r} is not running (it is {status.value if status else 'gone'}); "
+                                      "only a started job can be stopped (cancel() a queued or scheduled one)")
 
     async def delete(self) -> None:
         """Delete the job's record and its registry entries. Deleting a missing job is not an error."""

@@ -5,6 +5,7 @@
     clusterq info [-u URL] [--interval S]
     clusterq enqueue [-u URL] QUEUE FUNCTION [JSON_ARG ...]
     clusterq empty|requeue [-u URL] QUEUE
+    clusterq stop [-u URL] [--reason TEXT] HANDLE
     clusterq dev [--sentinel | --cluster]
     clusterq demo [--cluster] [--jobs N]
 
@@ -26,6 +27,7 @@ from typing import Any
 
 from .connection import DEFAULT_URL, URL_ENV, connect, describe
 from .exceptions import ClusterQError
+from .job import Job, Progress
 from .periodic_jobs import CronScheduler, Periodic, PeriodicInfo, list_periodic, load_periodic, remove_periodic
 from .pool import POOL_KINDS
 from .queue import Queue
@@ -172,6 +174,36 @@ def parse_dedicated(spec: str, default_pool: str) -> tuple[list[str], str, int |
     return [q for q in queues.split(",") if q], kind or default_pool, int(number)
 
 
+RUNNING_SHOWN = 10
+"""``clusterq info`` lists at most this many running jobs per queue (the first by lease deadline), and
+``RUNNING_TOTAL`` in all: the cost of a look stays fixed however many jobs run."""
+RUNNING_TOTAL = 50
+
+
+def _progress_text(progress: Progress | None) -> str:
+    if progress is None:
+        return ""
+    value = progress.value
+    text = f"{value:.0%}" if isinstance(value, float) and 0.0 <= value <= 1.0 else str(value)
+    return f"{text} {progress.message}" if progress.message else text
+
+
+def _running_lines(queues: list[Queue]) -> list[str]:
+    lines: list[str] = []
+    for queue in queues:
+        if len(lines) >= RUNNING_TOTAL:
+            lines.append(f"  ... (first {RUNNING_TOTAL} shown)")
+            break
+        for job in queue.started_job_registry.get_jobs(0, min(RUNNING_SHOWN, RUNNING_TOTAL - len(lines))):
+            try:
+                job.refresh()
+            except ClusterQError:
+                continue  # ended meanwhile
+            shown = _progress_text(job.progress)
+            lines.append(f"  {job.handle}  {job.func_name}" + (f"  progress {shown}" if shown else ""))
+    return lines
+
+
 def _queue_row(queue: Queue) -> tuple[str, int, int, int, int, int]:
     return (queue.name, queue.count, queue.started_job_registry.count, queue.finished_job_registry.count,
             queue.failed_job_registry.count, queue.canceled_job_registry.count)
@@ -189,6 +221,9 @@ def render_info(url: str) -> str:
         lines.append(f"{row[0]:<{width}}  " + "  ".join(f"{v:>9}" for v in row[1:]))
     if not rows:
         lines.append("(no queues yet)")
+    running = _running_lines([q for q, row in zip(queues, rows) if row[2]])
+    if running:
+        lines += ["", f"running jobs (at most {RUNNING_SHOWN} per queue)", *running]
     workers = list_workers(client)
     lines += ["", f"{len(workers)} worker(s)"]
     for w in workers:
@@ -241,6 +276,13 @@ def cmd_requeue(args: argparse.Namespace) -> int:
         if done == 0:
             break
     print(f"requeued {total} failed job(s) of {args.queue!r}")
+    return EXIT_OK
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    job = Job.fetch(args.handle, resolve_url(args))
+    job.stop(args.reason)
+    print(f"stop requested for {job.handle}")
     return EXIT_OK
 
 
@@ -329,6 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("queue")
     p.set_defaults(func=cmd_requeue)
+
+    p = sub.add_parser("stop", help="stop a running job now (it ends 'stopped', not retried)")
+    _add_common(p)
+    p.add_argument("handle", help="the job's handle (queue/id), as printed by enqueue")
+    p.add_argument("--reason", help="why (kept in the job's exc_info)")
+    p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("dev", help="start a local server, Sentinel group or cluster until Ctrl-C")
     group = p.add_mutually_exclusive_group()

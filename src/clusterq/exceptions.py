@@ -55,6 +55,14 @@ class StopRequested(BaseException):
     """
 
 
+class JobStopped(BaseException):
+    """Raised inside a job that was stopped with ``job.stop()`` (thread and solo pools; the process pools
+    kill the job's process and the asyncio pool cancels its task instead).
+
+    A BaseException so that a job's own ``except Exception`` cannot swallow it.
+    """
+
+
 class ReplicationTimeout(ClusterQError):
     """A durable enqueue (``Queue(..., wait_replicas=N)``) wrote its jobs to the primary, but fewer than N
     replicas acknowledged them within the timeout. The jobs exist and will run unless the primary fails

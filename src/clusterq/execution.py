@@ -9,6 +9,7 @@ undecodable payload, wrong arguments, a result the serializer cannot carry, time
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import fnmatch
 import functools
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .callbacks import callback_name, decode_callbacks
+from .context import JobConnection, enter_job, leave_job
 from .exceptions import DeserializationError, FunctionNotFound, JobTimeoutError, SerializationError
 from .job import DEFAULT_FAILURE_TTL_S, DEFAULT_RESULT_TTL_S, Job
 from .retry import RetryJob, draw, plan_template, retry_job_plan
@@ -214,14 +216,22 @@ class Executor:
     """Turns leased jobs into outcomes, in the calling thread.
 
     ``connection`` is what callbacks receive (and their ``Job`` handle uses); the worker sets it.
+    ``job_connection`` is how a running job reaches Redis (``get_current_job()``: in a forked child, a
+    client of its own). ``time_limits=False`` runs jobs without arming SIGALRM (a queue's synchronous
+    mode, inside the user's own process).
     """
 
     def __init__(self, resolver: FunctionResolver, serializer: Serializer, default_timeout_s: float,
-                 connection: Any = None) -> None:
+                 connection: Any = None, *, job_connection: JobConnection | None = None,
+                 time_limits: bool = True) -> None:
         self.connection = connection
+        self.job_connection = job_connection
+        self.time_limits = time_limits
         self.resolver = resolver
         self.serializer = serializer
         self.default_timeout_s = default_timeout_s
+        self.connection = connection
+        self.time_limits = time_limits
         self._timeouts: dict[bytes, float] = {}
         self._default_spec = decode_options(b"", default_timeout_s)[0]
 
@@ -278,8 +288,9 @@ class Executor:
         spec, func, args, kwargs, problem = self.prepare(leased)
         if problem is not None or func is None:
             return _failure(leased, spec, problem or "cannot run job")
+        token = enter_job(leased, self.job_connection, self.serializer)
         try:
-            with time_limit(spec.timeout_s):
+            with time_limit(spec.timeout_s if self.time_limits else 0):
                 value = func(*args, **kwargs)
                 if inspect.isawaitable(value):
                     value = asyncio.run(_awaited(value))
@@ -294,6 +305,8 @@ class Executor:
             outcome = _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
                                draw(spec.retry))
             return self._callback(leased, spec, outcome, "f", type(exc), exc, exc.__traceback__)
+        finally:
+            leave_job(token)
         return self._after_success(leased, spec, self._finish(leased, spec, value, time.perf_counter() - started),
                                    value)
 
@@ -304,12 +317,14 @@ class Executor:
         spec, func, args, kwargs, problem = self.prepare(leased)
         if problem is not None or func is None:
             return _failure(leased, spec, problem or "cannot run job")
+        enter_job(leased, self.job_connection, self.serializer)  # this task's own context: nothing to reset
         try:
             limit = spec.timeout_s if spec.timeout_s > 0 else None  # job_timeout=-1: no limit
             if inspect.iscoroutinefunction(func):
                 value = await asyncio.wait_for(func(*args, **kwargs), limit)
             else:
-                call = functools.partial(func, *args, **kwargs)
+                # run_in_executor does not carry the context to the thread: hand it over explicitly.
+                call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
                 value = await asyncio.wait_for(loop.run_in_executor(None, call), limit)
                 if inspect.isawaitable(value):
                     value = await asyncio.wait_for(value, limit)
@@ -367,7 +382,7 @@ class Executor:
         """The outcome of a job stopped on request (status ``stopped``), after its ``on_stopped`` callback,
         which runs here, in the calling thread, within its own limit."""
         spec = decode_options(leased.options, self.default_timeout_s)[0]
-        outcome = Outcome(leased.id, leased.token, "stopped", reason.encode("utf-8", "replace"),
+        outcome = Outcome(leased.id, leased.token, "stopped", f"JobStopped: {reason}".encode("utf-8", "replace"),
                           spec.failure_keep_ms, history=spec.history)
         return self._callback(leased, spec, outcome, "t")
 

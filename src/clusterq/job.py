@@ -7,6 +7,7 @@ A job's record is one hash in its queue's slot. A :class:`Job` reads it lazily a
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from .connection import ConnectionLike, connect
 from .exceptions import InvalidJobOperation, NoSuchJobError
 from .results import Result, ResultWaiter, parse_latest, parse_results
 from .serializers import Serializer, resolve_serializer
+from .utils import now_ms
 
 if TYPE_CHECKING:
     from .store import Store
@@ -48,6 +50,26 @@ def _ms_to_datetime(value: bytes | None) -> datetime | None:
     if value is None:
         return None
     return datetime.fromtimestamp(int(float(value)) / 1000, tz=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a running job last reported with ``set_progress``."""
+
+    value: Any
+    message: str | None
+    updated_at: datetime | None
+
+
+def decode_progress(raw: bytes | None) -> Progress | None:
+    """The progress stored in a job's ``pg`` field (JSON written by :meth:`Job.set_progress`)."""
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        return Progress(data.get("v"), data.get("m"), _ms_to_datetime(str(data.get("t", 0)).encode()))
+    except (ValueError, AttributeError, TypeError):
+        return None
 
 
 def make_handle(queue: str, job_id: str) -> str:
@@ -199,6 +221,10 @@ class Job:
         return self.get_status() == JobStatus.SCHEDULED
 
     @property
+    def is_stopped(self) -> bool:
+        return self.get_status() == JobStatus.STOPPED
+
+    @property
     def func_name(self) -> str:
         return (self._field("f") or b"").decode("utf-8", "replace")
 
@@ -325,6 +351,30 @@ class Job:
             waiter.close()
         return latest
 
+    # --- progress ---------------------------------------------------------------------------------
+
+    @property
+    def progress(self) -> Progress | None:
+        """The job's last reported progress (from the last read: ``refresh()`` to see a newer one)."""
+        return decode_progress(self._field("pg"))
+
+    def set_progress(self, value: Any, message: str | None = None) -> None:
+        """Store the job's progress: any JSON value (a fraction, a count...) and an optional message.
+
+        Called from inside the job (``get_current_job().set_progress(...)`` or ``clusterq.set_progress``);
+        one small write. Raises :class:`NoSuchJobError` if the job is gone.
+        """
+        if message is not None and not isinstance(message, str):
+            raise TypeError(f"progress message must be a str, got {type(message).__name__}")
+        try:
+            data = json.dumps({"v": value, "m": message, "t": now_ms()}, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"progress value must be JSON data (a number, a string...): {exc}") from None
+        if not self._store.run(T.set_fields_call(self._keys, self.id, {"pg": data})):
+            raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
+        if self._fields is not None:
+            self._fields["pg"] = data.encode()
+
     # --- meta ---------------------------------------------------------------------------------
 
     @property
@@ -367,6 +417,22 @@ class Job:
             raise InvalidJobOperation(f"job {self.id!r} is already {status.value if status else 'gone'}")
         self._fields = None
 
+    def stop(self, reason: str | None = None) -> None:
+        """Stop the job while it runs: its worker interrupts it at once and it ends ``stopped`` (in the
+        failed registry, with ``reason`` in ``exc_info``), without being retried.
+
+        Raises :class:`InvalidJobOperation` if the job is not running (cancel a queued job instead).
+        """
+        reason = reason or "stop requested"
+        code = self._store.run(T.stop_call(self._keys, self.id, reason))
+        if code == 0:
+            raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
+        if code == -1:
+            status = self.get_status()
+            raise InvalidJobOperation(f"job {self.id!r} is not running (it is {status.value if status else 'gone'}); "
+                                      "only a started job can be stopped (cancel() a queued or scheduled one)")
+        self._fields = None
+
     def delete(self) -> None:
         """Delete the job's record and its registry entries. Deleting a missing job is not an error."""
         self._store.run(T.delete_call(self._keys, self.id))
@@ -381,3 +447,9 @@ class Job:
             raise InvalidJobOperation(f"job {self.id!r} is queued or running; only ended jobs can be requeued")
         self._fields = None
         return self
+
+
+def send_stop_job_command(connection: ConnectionLike, handle: str, reason: str | None = None) -> None:
+    """RQ's name for ``Job.fetch(handle, connection).stop()``: stop a running job by its handle."""
+    queue, job_id = parse_handle(handle)
+    Job(queue, job_id, connection).stop(reason)

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, TypeVar
 
@@ -33,7 +33,6 @@ from .connection import REDIS_ERRORS, ConnectionLike, connect
 from .cron import CronError, CronExpr, Interval, Schedule, to_datetime
 from .exceptions import ClusterQError
 from .queue import EnqueueData, Queue
-from .retry import Retry
 from .serializers import Serializer
 from .utils import function_path
 
@@ -61,11 +60,11 @@ class Periodic:
     """A job enqueued on a schedule: ``cron="*/5 * * * *"`` (with optional ``tz``) or ``every=60``.
 
     ``name`` (default: the function's dotted path) identifies the periodic job across schedulers and
-    restarts; it must be unique. ``args``/``kwargs`` are passed to every run; the other options are
-    those of :meth:`Queue.enqueue` (``job_timeout``, ``result_ttl``, ``ttl``, ``failure_ttl``,
-    ``description``, ``meta``, ``max_attempts``, ``retry``). A ``ttl`` shorter than the period drops a
-    run that no worker started in time. ``catch_up=False``: a restarted scheduler does not run the latest
-    tick missed while no scheduler ran.
+    restarts; it must be unique. ``args``/``kwargs`` are passed to every run; the other keywords are the
+    job options of :meth:`Queue.enqueue` (``job_timeout``, ``result_ttl``, ``ttl``, ``failure_ttl``,
+    ``description``, ``meta``, ``max_attempts``, ``retry``, ...), checked when declared and applied to
+    every run. A ``ttl`` shorter than the period drops a run that no worker started in time.
+    ``catch_up=False``: a restarted scheduler does not run the latest tick missed while no scheduler ran.
     """
 
     def __init__(
@@ -81,14 +80,7 @@ class Periodic:
         name: str | None = None,
         catch_up: bool = True,
         serializer: Serializer | str | None = None,
-        job_timeout: float | int | str | None = None,
-        result_ttl: float | int | str | None = None,
-        ttl: float | int | str | None = None,
-        failure_ttl: float | int | str | None = None,
-        description: str | None = None,
-        meta: dict[str, Any] | None = None,
-        max_attempts: int | None = None,
-        retry: Retry | None = None,
+        **job_options: Any,
     ) -> None:
         if (cron is None) == (every is None):
             raise PeriodicError("give a periodic job exactly one of cron=... and every=...")
@@ -112,13 +104,13 @@ class Periodic:
         self.kwargs = dict(kwargs or {})
         self.catch_up = bool(catch_up)
         self.serializer = serializer
-        self.options: dict[str, Any] = {
-            key: value for key, value in (
-                ("job_timeout", job_timeout), ("result_ttl", result_ttl), ("ttl", ttl),
-                ("failure_ttl", failure_ttl), ("description", description), ("meta", meta),
-                ("max_attempts", max_attempts), ("retry", retry),
-            ) if value is not None
-        }
+        if "timeout" in job_options:
+            job_options.setdefault("job_timeout", job_options.pop("timeout"))
+        unknown = sorted(set(job_options) - _JOB_OPTIONS)
+        if unknown:
+            raise PeriodicError(f"periodic job {self.name!r}: unknown option(s) {unknown}; the job options are "
+                                f"{sorted(_JOB_OPTIONS)}")
+        self.options: dict[str, Any] = {k: v for k, v in job_options.items() if v is not None}
 
     def __repr__(self) -> str:
         return f"Periodic({self.name!r}, {self.schedule.describe()!r}, queue={self.queue!r})"
@@ -140,6 +132,9 @@ class Periodic:
             spec["every_ms"] = self.schedule.every_ms  # type: ignore[attr-defined]
         return spec
 
+
+# Every EnqueueData field but the call itself and the id (which the tick decides) is a job option.
+_JOB_OPTIONS = frozenset(f.name for f in fields(EnqueueData)) - {"func", "args", "kwargs", "job_id"}
 
 _REGISTERED: list[Periodic] = []
 
@@ -225,7 +220,10 @@ class CronScheduler:
             if key not in queues:
                 queues[key] = Queue(job.queue, self.connection, serializer=job.serializer)
             entry = _Entry(job, queues[key], "resume" if job.catch_up else "skip")
-            self._new_job(entry, 0)  # arguments the serializer refuses fail here, not at the first tick
+            try:  # arguments the serializer refuses, bad option values: here, not at the first tick
+                self._new_job(entry, 0)
+            except (ClusterQError, ValueError, TypeError) as exc:
+                raise PeriodicError(f"periodic job {job.name!r}: {exc}") from exc
             self._entries.append(entry)
         self._offset_ms: dict[str, int] = {}  # queue -> server clock minus ours, from the last reply
         self._stop = threading.Event()
@@ -332,7 +330,8 @@ class CronScheduler:
         job = entry.job
         expected = entry.next_ms
         entry.mode = "fire"
-        entry.next_ms = job.schedule.next_after(tick)
+        # Another scheduler may already have taken later ticks (our clock is behind): skip past them.
+        entry.next_ms = job.schedule.next_after(max(tick, last))
         when = to_datetime(tick).isoformat()
         if code == 1:
             self.enqueued += 1

@@ -23,15 +23,16 @@ recorded as failed either way; a thread that stays stuck keeps its slot busy unt
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
-from .exceptions import StopRequested
+from .exceptions import JobStopped, StopRequested
 from .pool_asyncio import AsyncioPool
 from .pool_base import DEFAULT_HARD_GRACE_S, POOL_KINDS, Finished, Notifier, Pool
 from .pool_process import ForkPool, ProcessPool
-from .pool_thread import ThreadPool
-from .store import LeasedJob
+from .pool_thread import ThreadPool, raise_in_thread, withdraw_async_exception
+from .store import LeasedJob, Outcome
 
 # --- solo ------------------------------------------------------------------------------------------
 
@@ -44,6 +45,12 @@ class SoloPool(Pool):
         super().__init__(1, **kwargs)
         self._done: list[Finished] = []
         self.current: LeasedJob | None = None
+        # job.stop() arrives on another thread (the waker): these are shared with it, under _lock.
+        self._lock = threading.Lock()
+        self._batch: list[LeasedJob] = []
+        self._skip: dict[tuple[str, str], str] = {}
+        self._interrupt: str | None = None  # the reason sent (as JobStopped) to the running job
+        self._thread_id = 0
 
     def free(self) -> int:
         return 1
@@ -53,19 +60,80 @@ class SoloPool(Pool):
 
     def submit(self, jobs: list[LeasedJob]) -> None:
         assert self.executor is not None
-        for index, job in enumerate(jobs):
-            if self.draining:
-                self._done.extend(Finished(j, handback=True) for j in jobs[index:])
-                return
-            self.current = job
+        self._thread_id = threading.get_ident()
+        with self._lock:
+            self._batch = list(jobs)
+        try:
+            for index, job in enumerate(jobs):
+                if self.draining:
+                    self._done.extend(Finished(j, handback=True) for j in jobs[index:])
+                    return
+                try:
+                    outcome = self._run_one(job)
+                except StopRequested:
+                    self._done.extend(Finished(j, handback=True) for j in jobs[index:])
+                    raise
+                self._done.append(Finished(job, outcome))
+        finally:
+            with self._lock:
+                self._batch = []
+                self._skip.clear()
+
+    def _run_one(self, job: LeasedJob) -> Outcome:
+        assert self.executor is not None
+        with self._lock:
+            skipped = self._skip.pop((job.queue, job.id), None)
+            if skipped is None:
+                self.current = job
+        if skipped is not None:
+            return self.executor.stopped(job, skipped)
+        outcome: Outcome | None = None
+        reason: str | None = None
+        # JobStopped is raised asynchronously: it may land anywhere up to the moment _settle withdraws it.
+        try:
             try:
                 outcome = self.executor.execute(job)
-            except StopRequested:
-                self._done.extend(Finished(j, handback=True) for j in jobs[index:])
-                raise
+            except JobStopped:
+                pass
             finally:
-                self.current = None
-            self._done.append(Finished(job, outcome))
+                reason = self._settle()
+        except JobStopped:
+            reason = self._settle() or reason
+        if reason is not None or outcome is None:
+            return self.executor.stopped(job, reason or "stop requested")
+        return outcome
+
+    def _settle(self) -> str | None:
+        """Clear ``current``; return the stop reason if the job was sent JobStopped, withdrawing the
+        exception if it has not landed yet (if it lands in here, before the withdrawal, go again)."""
+        found: str | None = None
+        while True:
+            try:
+                with self._lock:
+                    self.current = None
+                    if self._interrupt is not None:
+                        found = self._interrupt
+                        withdraw_async_exception(self._thread_id)
+                        self._interrupt = None
+                return found
+            except JobStopped:
+                continue
+
+    def stop(self, queue: str, job_id: str, reason: str) -> bool:
+        """Thread-safe. The running job gets :class:`JobStopped` raised in it (at its next Python
+        bytecode: a blocking C call, e.g. ``time.sleep``, finishes first); a job later in the batch is
+        recorded as stopped without running."""
+        with self._lock:
+            current = self.current
+            if current is not None and (current.queue, current.id) == (queue, job_id):
+                if self._interrupt is None:
+                    self._interrupt = reason
+                    raise_in_thread(self._thread_id, JobStopped)
+                return True
+            if any((j.queue, j.id) == (queue, job_id) for j in self._batch):
+                self._skip[(queue, job_id)] = reason
+                return True
+        return False
 
     def collect(self) -> list[Finished]:
         done, self._done = self._done, []

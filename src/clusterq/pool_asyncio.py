@@ -29,6 +29,7 @@ class AsyncioPool(Pool):
         self._lock = threading.Lock()
         self._running: dict[tuple[str, str], tuple[LeasedJob, Any]] = {}
         self._done: list[Finished] = []
+        self._stopping: dict[tuple[str, str], str] = {}  # job.stop() requests: (queue, id) -> reason
 
     def start(self, executor: Executor, notifier: Notifier) -> None:
         super().start(executor, notifier)
@@ -51,11 +52,32 @@ class AsyncioPool(Pool):
 
     async def _run(self, job: LeasedJob) -> None:
         assert self.executor is not None and self.notifier is not None
-        outcome = await self.executor.execute_async(job, self._loop)
+        try:
+            outcome = await self.executor.execute_async(job, self._loop)
+        except asyncio.CancelledError:
+            with self._lock:
+                reason = self._stopping.pop((job.queue, job.id), None)
+            if reason is None:
+                raise  # cancelled by close(now=True): handed back there
+            # Off the loop: the on_stopped callback runs in executor.stopped().
+            outcome = await self._loop.run_in_executor(None, self.executor.stopped, job, reason)
         with self._lock:
+            self._stopping.pop((job.queue, job.id), None)
             self._running.pop((job.queue, job.id), None)
             self._done.append(Finished(job, outcome))
         self.notifier.notify()
+
+    def stop(self, queue: str, job_id: str, reason: str) -> bool:
+        """Cancel the job's task (it stops at its next ``await``). A plain function running in the loop's
+        thread pool is abandoned, not stopped: its thread runs on, its outcome is ``stopped``."""
+        with self._lock:
+            entry = self._running.get((queue, job_id))
+            if entry is None or entry[1] is None:
+                return False
+            self._stopping[(queue, job_id)] = reason
+            future = entry[1]
+        future.cancel()  # thread-safe: cancels the task on the loop
+        return True
 
     def collect(self) -> list[Finished]:
         with self._lock:

@@ -100,6 +100,12 @@ class Pool(ABC):
         """Stop jobs past their hard limit; returns their records."""
         return []
 
+    def stop(self, queue: str, job_id: str, reason: str) -> bool:
+        """Stop a job of this pool (``job.stop()``): running, it is interrupted; waiting in a batch, it
+        never starts. Either way it is reported (by :meth:`collect`) with a ``stopped`` outcome. Returns
+        False if the pool does not hold the job (it ended meanwhile)."""
+        return False
+
     @abstractmethod
     def close(self, now: bool) -> list[Finished]:
         """Stop the pool. ``now=False`` waits for running jobs; ``now=True`` stops them and hands

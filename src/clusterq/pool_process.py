@@ -91,6 +91,10 @@ def _child_main(conn: Connection, executor: Executor, max_jobs: int | None, max_
             return
 
 
+def _key(job: LeasedJob) -> tuple[str, str]:
+    return (job.queue, job.id)
+
+
 @dataclass
 class _Child:
     process: Any
@@ -116,6 +120,7 @@ class ProcessPool(Pool):
         self._ctx = multiprocessing.get_context("fork")
         self._children: list[_Child] = []
         self._done: list[Finished] = []
+        self._stopping: dict[tuple[str, str], str] = {}  # job.stop() requests: (queue, id) -> reason
         self.replaced = 0  # children started to replace one that died, was killed or retired
 
     def start(self, executor: Executor, notifier: Notifier) -> None:
@@ -174,6 +179,10 @@ class ProcessPool(Pool):
     def collect(self) -> list[Finished]:
         for child in list(self._children):
             self._read(child)
+        if self._stopping:  # forget requests for jobs that left otherwise (crashed, timed out, handed back)
+            held = {_key(job) for child in self._children for job in child.batch}
+            for key in [key for key in self._stopping if key not in held]:
+                del self._stopping[key]
         done, self._done = self._done, []
         return done
 
@@ -183,17 +192,50 @@ class ProcessPool(Pool):
                 message = child.conn.recv()
                 if len(message) == 3 and isinstance(message[2], Outcome):
                     job = child.batch.popleft()
+                    self._stopping.pop((job.queue, job.id), None)  # it ended first: its outcome stands
                     self._done.append(Finished(job, message[2]))
                     child.current_since = time.monotonic()
                     child.done += 1
                 elif message[0] == "retire":
                     # Anything sent after its last batch never started: back to the queue, uncounted.
-                    self._done.extend(Finished(job, handback=True) for job in child.batch)
+                    self._done.extend(self._unstarted(child))
                     child.batch.clear()
                     self._replace(child)
                     return
         except (EOFError, OSError):
             self._child_died(child)
+            return
+        if self._stopping and child.batch and _key(child.batch[0]) in self._stopping:
+            self._kill_for_stop(child)  # the next job of its batch was stopped before it ran
+
+    def stop(self, queue: str, job_id: str, reason: str) -> bool:
+        for child in list(self._children):
+            if any(_key(job) == (queue, job_id) for job in child.batch):
+                self._stopping[(queue, job_id)] = reason
+                self._read(child)  # outcomes already sent; stops the job if it is (now) the head
+                return True
+        return False
+
+    def _unstarted(self, child: _Child) -> list[Finished]:
+        """Records for the jobs of a batch that never started: back to the queue, uncounted, except those
+        whose stop was requested, which end stopped (handed back, they would run elsewhere)."""
+        assert self.executor is not None
+        out = []
+        for job in child.batch:
+            reason = self._stopping.pop(_key(job), None)
+            out.append(Finished(job, self.executor.stopped(job, reason)) if reason is not None
+                       else Finished(job, handback=True))
+        return out
+
+    def _kill_for_stop(self, child: _Child) -> None:
+        """Kill the child running a stopped job and replace it; the rest of its batch goes back."""
+        assert self.executor is not None
+        head = child.batch.popleft()
+        reason = self._stopping.pop(_key(head))
+        self._done.append(Finished(head, self.executor.stopped(head, reason)))
+        self._done.extend(self._unstarted(child))
+        child.batch.clear()
+        self._replace(child)
 
     def _child_died(self, child: _Child) -> None:
         code = child.process.exitcode if not child.process.is_alive() else None
@@ -201,7 +243,7 @@ class ProcessPool(Pool):
             head = child.batch.popleft()
             how = f"exit code {code}" if code is None or code >= 0 else f"signal {signal.Signals(-code).name}"
             self._done.append(Finished(head, crashed=f"the worker's child process died ({how}) while running it"))
-            self._done.extend(Finished(job, handback=True) for job in child.batch)
+            self._done.extend(self._unstarted(child))
             child.batch.clear()
         self._replace(child)
 
@@ -229,7 +271,7 @@ class ProcessPool(Pool):
                 reason = (f"JobTimeoutError: time limit exceeded: the job ran longer than {limit:g} s and did not "
                           f"stop when told to; its process was killed {self.hard_grace_s:g} s later")
                 self._done.append(Finished(head, self.executor.failure(head, reason)))
-                self._done.extend(Finished(job, handback=True) for job in child.batch)
+                self._done.extend(self._unstarted(child))
                 child.batch.clear()
                 self._replace(child)
         done, self._done = self._done, []
@@ -245,7 +287,7 @@ class ProcessPool(Pool):
         finished.extend(self.collect())  # outcomes already in the pipes are not handed back to rerun
         for child in self._children:
             if child.batch:
-                finished.extend(Finished(job, handback=True) for job in child.batch)
+                finished.extend(self._unstarted(child))
                 child.batch.clear()
             with contextlib.suppress(Exception):
                 child.conn.send(None)

@@ -10,14 +10,18 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .exceptions import JobTimeoutError
+from .exceptions import JobStopped, JobTimeoutError
 from .execution import Executor
 from .pool_base import Finished, Notifier, Pool
-from .store import LeasedJob
+from .store import LeasedJob, Outcome
 
 
-def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
+def raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
+
+
+def withdraw_async_exception(thread_id: int) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
 
 
 @dataclass
@@ -26,7 +30,7 @@ class _Slot:
     inbox: queue_mod.SimpleQueue[list[LeasedJob] | None]
     batch: deque[LeasedJob] = field(default_factory=deque)
     current_since: float = 0.0
-    timed_out: set[str] = field(default_factory=set)
+    timed_out: set[str] = field(default_factory=set)  # ids whose outcome (timeout, stop) is recorded already
 
 
 class ThreadPool(Pool):
@@ -39,6 +43,7 @@ class ThreadPool(Pool):
         self._slots: list[_Slot] = []
         self._lock = threading.Lock()
         self._done: list[Finished] = []
+        self._skip: dict[tuple[str, str], str] = {}  # stopped before they started: (queue, id) -> reason
 
     def start(self, executor: Executor, notifier: Notifier) -> None:
         super().start(executor, notifier)
@@ -59,26 +64,37 @@ class ThreadPool(Pool):
             for job in batch:
                 try:
                     self._run_one(slot, job)
-                except JobTimeoutError:
+                except (JobTimeoutError, JobStopped):
                     # The limit's exception landed after the job had ended (a race inherent to raising
                     # in another thread): its failure is recorded already; settle its slot and go on.
                     with self._lock:
                         if slot.batch and slot.batch[0] is job:
                             slot.batch.popleft()
                         slot.timed_out.discard(job.id)
+                    assert self.notifier is not None
+                    self.notifier.notify()
 
     def _run_one(self, slot: _Slot, job: LeasedJob) -> None:
         assert self.executor is not None and self.notifier is not None
-        if self.draining:
+        with self._lock:
+            skipped = self._skip.pop((job.queue, job.id), None)
+        if skipped is not None:
+            outcome: Outcome | None = self.executor.stopped(job, skipped)
+        elif self.draining:
             outcome = None
         else:
             try:
                 outcome = self.executor.execute(job)
             except JobTimeoutError as exc:  # sent asynchronously by enforce_limits
                 outcome = self.executor.failure(job, f"JobTimeoutError: {exc}")
+            except JobStopped:  # sent asynchronously by stop(), which recorded the outcome
+                outcome = None
         with self._lock:
             if job.id in slot.timed_out:
-                slot.timed_out.discard(job.id)  # its failure was already recorded
+                slot.timed_out.discard(job.id)  # its failure (or stop) was already recorded
+                # The exception sent to this thread may not have landed yet: withdraw it, or it would
+                # land between jobs, outside any handler, and kill the thread.
+                withdraw_async_exception(threading.get_ident())
             else:
                 self._done.append(Finished(job, outcome, handback=outcome is None))
             slot.batch.popleft()
@@ -127,7 +143,7 @@ class ThreadPool(Pool):
                 limit = self.executor.timeout_of(head)
                 if now >= slot.current_since + limit and slot.thread.ident is not None:
                     slot.timed_out.add(head.id)
-                    _raise_in_thread(slot.thread.ident, JobTimeoutError)
+                    raise_in_thread(slot.thread.ident, JobTimeoutError)
                     reason = (f"JobTimeoutError: time limit exceeded: the job ran longer than {limit:g} s "
                               "(thread pool: the exception was raised in its thread; a thread blocked in C code "
                               "keeps running until that call returns)")
@@ -135,7 +151,39 @@ class ThreadPool(Pool):
             done, self._done = self._done, []
         return done
 
+    def stop(self, queue: str, job_id: str, reason: str) -> bool:
+        """A running job gets :class:`JobStopped` raised in its thread (at its next Python bytecode: a
+        thread blocked in C code, e.g. ``time.sleep``, stops when that call returns) and is recorded as
+        stopped now; a job waiting in a batch is recorded as stopped when its turn comes, without running."""
+        assert self.executor is not None
+        interrupted = None
+        with self._lock:
+            found = False
+            for slot in self._slots:
+                for index, job in enumerate(slot.batch):
+                    if (job.queue, job.id) != (queue, job_id):
+                        continue
+                    found = True
+                    if index > 0:
+                        self._skip[(queue, job_id)] = reason
+                    elif job.id not in slot.timed_out and slot.thread.ident is not None:
+                        slot.timed_out.add(job.id)  # whatever the thread reports for it now is dropped
+                        raise_in_thread(slot.thread.ident, JobStopped)
+                        interrupted = job
+                    break
+                if found:
+                    break
+        if interrupted is not None:
+            # Outside the lock: the on_stopped callback runs in executor.stopped().
+            outcome = self.executor.stopped(interrupted, reason)
+            with self._lock:
+                self._done.append(Finished(interrupted, outcome))
+            assert self.notifier is not None
+            self.notifier.notify()
+        return found
+
     def close(self, now: bool) -> list[Finished]:
+        assert self.executor is not None
         for slot in self._slots:
             slot.inbox.put(None)
         if not now:
@@ -146,7 +194,12 @@ class ThreadPool(Pool):
                 return self.collect()
         with self._lock:
             for slot in self._slots:
-                self._done.extend(Finished(j, handback=True) for j in slot.batch if j.id not in slot.timed_out)
+                for job in slot.batch:
+                    if job.id in slot.timed_out:
+                        continue
+                    reason = self._skip.pop((job.queue, job.id), None)  # stopped before it started
+                    self._done.append(Finished(job, self.executor.stopped(job, reason)) if reason is not None
+                                      else Finished(job, handback=True))
                 slot.batch.clear()
             done, self._done = self._done, []
         return done  # the threads are daemons: they die with the process

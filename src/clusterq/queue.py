@@ -15,6 +15,8 @@ from . import store as T
 from .callbacks import Callback, encode_callbacks
 from .connection import REDIS_ERRORS, Client, ConnectionLike, connect
 from .exceptions import InvalidJobId, ReplicationTimeout, explain_server_error
+from .execution import Executor
+from .inline import inline_executor, run_inline
 from .job import Job
 from .registry import Registry
 from .retry import Repeat, Retry
@@ -123,6 +125,9 @@ class Queue:
     client, or None for ``$CLUSTERQ_URL``. All of a queue's keys share one hash tag, so on a cluster the
     whole queue lives in one slot; different queues spread over the nodes.
 
+    ``is_async=False`` (for tests) makes ``enqueue`` run each job at once in the calling thread and
+    record its outcome as a worker would (see :mod:`clusterq.inline`).
+
     ``wait_replicas=N`` makes enqueue durable: it returns only once N replicas have the jobs (Redis
     ``WAIT``, at most ``wait_timeout_s``), and raises :class:`~clusterq.ReplicationTimeout` otherwise.
     """
@@ -138,6 +143,7 @@ class Queue:
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
         result_history: int | None = None,
+        is_async: bool = True,
         wait_replicas: int = 0,
         wait_timeout_s: float = 1.0,
     ) -> None:
@@ -148,6 +154,8 @@ class Queue:
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
         self.connection: Client = connect(connection)
+        self.is_async = is_async
+        self._inline: Executor | None = None
         self.store = T.Store(self.connection)
         self.serializer = resolve_serializer(serializer)
         self.default_timeout = parse_duration(default_timeout, "default_timeout")
@@ -332,7 +340,11 @@ class Queue:
             self._write(calls, new)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
-        return [self._job(job.id) for job in new]
+        enqueued = [self._job(job.id) for job in new]
+        if not self.is_async:
+            self._inline = self._inline or inline_executor(self)
+            run_inline(self, self._inline, enqueued)
+        return enqueued
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -43,7 +43,8 @@ def slot_is_moving(exc: BaseException) -> bool:
 
 
 # Job hash fields read back into a Job. Short names keep a pending job small in Redis.
-JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc")
+JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc",
+              "pg", "sp")
 
 LATEST_FIELDS = ("hk", "ht", "r", "e")
 """The job's latest result: kind, time (ms), return value or error."""
@@ -221,6 +222,18 @@ def delete_call(qk: K.QueueKeys, job_id: str) -> Call:
 def requeue_call(qk: K.QueueKeys, job_id: str, at_front: bool = False) -> Call:
     return Call(S.REQUEUE, (qk.pending, qk.job_prefix, qk.failed, qk.canceled, qk.finished, qk.wake_channel,
                             qk.stats, qk.history_prefix), (job_id, "1" if at_front else "0"))
+
+
+def stop_call(qk: K.QueueKeys, job_id: str, reason: str) -> Call:
+    return Call(S.STOP, (qk.job_prefix, qk.active, qk.wake_channel), (job_id, reason))
+
+
+def take_call(qk: K.QueueKeys, job_id: str, lease_ms: int, worker: str) -> Call:
+    return Call(S.TAKE, (qk.job_prefix, qk.active, qk.stats), (job_id, lease_ms, worker))
+
+
+def parse_take(queue: str, job_id: str, reply: Sequence[Any]) -> LeasedJob:
+    return LeasedJob(queue, job_id, int(reply[0]), _text(reply[1]), _raw(reply[2]), _raw(reply[3]))
 
 
 def set_fields_call(qk: K.QueueKeys, job_id: str, fields: dict[str, Any]) -> Call:

@@ -10,6 +10,10 @@ any node wakes the worker at once (a single reader polling the nodes in turn wou
 timeout per node to the wake-up delay). The worker still polls every few seconds as a fallback, so a
 lost message (failover, reconnect) only delays work, never strands it.
 
+The same channel carries stop requests (``x`` followed by the job id and reason, from stop.lua): the
+worker running that job hears it at once. A lost one is caught by the heartbeat (extend.lua reports a
+requested stop).
+
 When a cluster slot moves to another node, its old owner ends the subscriptions of the slot's channels
 with an ``sunsubscribe`` it sends by itself. A reader that gets one marks the waker broken, so the
 worker subscribes again, on the new owner (a stale slot map, answered with ``MOVED``, is refreshed
@@ -18,6 +22,7 @@ first).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import defaultdict
@@ -40,9 +45,11 @@ READ_TIMEOUT_S = 1.0
 class Waker:
     """Subscribes to the wake channels of some queues and tells which of them were signalled."""
 
-    def __init__(self, client: Client, queues: list[str], notify: Callable[[], None] | None = None) -> None:
+    def __init__(self, client: Client, queues: list[str], notify: Callable[[], None] | None = None,
+                 on_stop: Callable[[str, str, str], None] | None = None) -> None:
         self._client = client
         self._notify = notify
+        self._on_stop = on_stop
         self._channels = {QueueKeys(q).wake_channel: q for q in queues}
         self._event = threading.Event()
         self._lock = threading.Lock()
@@ -125,7 +132,11 @@ class Waker:
                 if isinstance(channel, bytes):
                     channel = channel.decode("utf-8", "surrogateescape")
                 queue = self._channels.get(channel)
-                if message.get("data") in (b"s", "s"):
+                data = message.get("data")
+                if (isinstance(data, bytes) and data[:1] == b"x") or (isinstance(data, str) and data[:1] == "x"):
+                    self._stop_requested(queue, data[1:])
+                    continue
+                if data in (b"s", "s"):
                     self.schedule_changed = True  # an earlier scheduled job: maintenance should look now
                 if queue is not None:
                     with self._lock:
@@ -141,6 +152,17 @@ class Waker:
                 self._event.set()
                 if self._notify is not None:
                     self._notify()
+
+    def _stop_requested(self, queue: str | None, payload: bytes | str) -> None:
+        """``x["<job id>", "<reason>"]`` (stop.lua): a job of this queue is to be stopped."""
+        if queue is None or self._on_stop is None:
+            return
+        try:
+            job_id, reason = json.loads(payload)
+        except (ValueError, TypeError):
+            log.warning("ignoring a malformed stop message on queue %r: %r", queue, payload[:100])
+            return
+        self._on_stop(queue, str(job_id), str(reason))
 
     def wait(self, timeout_s: float) -> set[str]:
         """Block until a queue is signalled or ``timeout_s`` passes; return (and forget) the signalled."""

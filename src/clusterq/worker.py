@@ -33,6 +33,7 @@ from . import keys as K
 from . import registration
 from . import store as T
 from .connection import REDIS_ERRORS, ConnectionLike, connect, describe, topology_of
+from .context import JobConnection
 from .exceptions import ConnectionFailed, StopRequested
 from .execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
 from .job import DEFAULT_FAILURE_TTL_S
@@ -58,6 +59,7 @@ class WorkerStats:
     processed: int = 0
     finished: int = 0
     failed: int = 0
+    stopped: int = 0  # jobs stopped by job.stop()
     lost: int = 0  # outcomes refused because the lease was lost
     crashed: int = 0  # jobs whose process died under them (left to the lease rules)
 
@@ -138,7 +140,12 @@ class Worker:
         self.queue_keys = {n: K.QueueKeys(n) for n in names}
         self.name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self.serializer = resolve_serializer(serializer)
-        self.executor = Executor(FunctionResolver(allow), self.serializer, default_timeout_s, self.connection)
+        # Jobs reach Redis (get_current_job) through the worker's client, or a client of their own in a
+        # forked child: from the URL when the worker was given one.
+        job_connection = JobConnection(connection if connection is not None or not isinstance(first, Queue)
+                                       else self.connection, self.connection)
+        self.executor = Executor(FunctionResolver(allow), self.serializer, default_timeout_s, self.connection,
+                                 job_connection=job_connection)
         self.lease_ms = int(lease_s * 1000)
         self.max_attempts = max_attempts
         self.max_batch = max_batch
@@ -155,6 +162,7 @@ class Worker:
         self._notifier = Notifier()
         self._held: dict[tuple[str, str], int] = {}  # (queue, id) -> token, for heartbeats and release
         self._held_lock = threading.Lock()
+        self._stop_requests: dict[tuple[str, str], str] = {}  # (queue, id) -> reason, from any thread
         self._outcomes: dict[str, list[T.Outcome]] = {}
         self._pending_flush: dict[str, list[T.Outcome]] = {}
         for lane in self.lanes:
@@ -335,7 +343,10 @@ class Worker:
         self._take_signals()
 
     def _take_signals(self) -> None:
-        """Mark signalled queues ready; an earlier scheduled job makes maintenance (promotion) due now."""
+        """Mark signalled queues ready; an earlier scheduled job makes maintenance (promotion) due now;
+        stop the jobs whose stop was requested."""
+        if self._stop_requests:
+            self._apply_stops()
         if self._waker is None:
             return
         signalled = self._waker.take()
@@ -344,6 +355,30 @@ class Worker:
         if self._waker.schedule_changed:
             self._waker.schedule_changed = False
             self._next_maintenance = 0.0
+
+    # --- stopping jobs (job.stop()) ----------------------------------------------------------------
+
+    def _on_stop_request(self, queue: str, job_id: str, reason: str) -> None:
+        """A stop request heard by the waker or the heartbeat (any thread). The solo pool runs the job in
+        the supervisor's thread, which is busy with it: it is interrupted from here."""
+        with self._held_lock:
+            if (queue, job_id) not in self._held:
+                return  # another worker's job
+            self._stop_requests[(queue, job_id)] = reason
+        for lane in self.lanes:
+            if isinstance(lane.pool, SoloPool) and queue in lane.queues:
+                lane.pool.stop(queue, job_id, reason)
+        self._notifier.notify()
+
+    def _apply_stops(self) -> None:
+        with self._held_lock:
+            requests, self._stop_requests = self._stop_requests, {}
+        for (queue, job_id), reason in requests.items():
+            pool = self._lane_of(queue).pool
+            if pool.stop(queue, job_id, reason):
+                log.info("%s: stopping job %s: %s", queue, job_id, reason)
+        for lane in self.lanes:
+            self._absorb(lane.pool.collect())
 
     def _pool_wait_s(self) -> float:
         now = time.monotonic()
@@ -502,7 +537,8 @@ class Worker:
     def _start_waker(self) -> None:
         if self._waker is not None:
             self._waker.close()
-        self._waker = Waker(self.connection, self.queue_names, notify=self._notifier.notify)
+        self._waker = Waker(self.connection, self.queue_names, notify=self._notifier.notify,
+                            on_stop=self._on_stop_request)
         try:
             self._waker.start()
         except REDIS_ERRORS as exc:
@@ -528,6 +564,12 @@ class Worker:
         if outcome.status == "finished":
             self.stats.finished += 1
             log.debug("%s: job %s (%s) finished", leased.queue, leased.id, leased.func)
+        elif outcome.status == "stopped":
+            # Recorded by complete.lua as status "stopped" in the failed registry, never retried; the
+            # on_stopped callback (if any) hangs off this outcome.
+            self.stats.stopped += 1
+            log.info("%s: job %s (%s) stopped: %s", leased.queue, leased.id, leased.func,
+                     outcome.data.decode("utf-8", "replace"))
         else:
             self.stats.failed += 1
             log.warning("%s: job %s (%s) failed: %s", leased.queue, leased.id, leased.func,
@@ -642,6 +684,7 @@ class Worker:
             return
         calls = [T.extend_call(self.queue_keys[q], leases, self.lease_ms) for q, leases in by_queue.items()]
         results = self.store.run_many(calls)
+        stops: list[tuple[str, str]] = []
         with self._held_lock:
             for (queue, leases), codes in zip(by_queue.items(), results):
                 for (job_id, token), code in zip(leases, codes):
@@ -649,6 +692,11 @@ class Worker:
                     if not int(code) and self._held.get((queue, job_id)) == token:
                         log.warning("%s: lease of job %s was lost (canceled, deleted or taken over)",
                                     queue, job_id)
+                    elif int(code) == 2 and (queue, job_id) not in self._stop_requests:
+                        stops.append((queue, job_id))
+        for queue, job_id in stops:  # a stop whose message this worker missed (a reconnect)
+            fields = self.store.read_job(self.queue_keys[queue], job_id) or {}
+            self._on_stop_request(queue, job_id, fields.get("sp", b"stop requested").decode("utf-8", "replace"))
 
     def _register(self) -> None:
         with self._held_lock:

@@ -40,8 +40,10 @@ SCHEDULE = _load("schedule")
 PROMOTE = _load("promote")
 CRON_TICK = _load("cron_tick")
 RESULTS = _load("results")
+STOP = _load("stop")
+TAKE = _load("take")
 
 ALL: tuple[Script, ...] = (
     ENQUEUE, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, CANCEL, DELETE, REQUEUE, SET_FIELDS,
-    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, RESULTS, CRON_TICK,
+    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, RESULTS, CRON_TICK, STOP, TAKE,
 )

@@ -1,5 +1,5 @@
 #!lua
---[[ requeue: put a failed, canceled or finished job back on its queue to run again.
+--[[ requeue: put a failed, stopped, canceled or finished job back on its queue to run again.
 
 KEYS[1] pending list
 KEYS[2] job key prefix
@@ -17,13 +17,14 @@ local id = ARGV[1]
 local key = KEYS[2] .. id
 local status = redis.call("HGET", key, "s")
 if not status then return 0 end
-if status ~= "failed" and status ~= "canceled" and status ~= "finished" then return -1 end
+if status ~= "failed" and status ~= "canceled" and status ~= "finished" and status ~= "stopped" then return -1 end
 redis.call("ZREM", KEYS[3], id)
 redis.call("ZREM", KEYS[4], id)
 redis.call("ZREM", KEYS[5], id)
 redis.call("HSET", key, "s", "queued")
--- The latest result (hk, ht, r or e) stays: the next outcome moves it to the job's history.
-redis.call("HDEL", key, "ts", "te", "w")
+-- The latest result (hk, ht, r or e) stays: the next outcome moves it to the job's history. A stop
+-- request and the progress belong to the run that ended.
+redis.call("HDEL", key, "ts", "te", "w", "sp", "pg")
 redis.call("PERSIST", key)
 redis.call("PERSIST", KEYS[8] .. id)
 if redis.call("HDEL", key, "tb") == 1 then

@@ -3,11 +3,13 @@ used, waiting in the scheduled set between runs; every run's result is kept."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 
 import pytest
 
-from clusterq import JobStatus, Queue, Repeat, ResultType, Retry, Worker
+from clusterq import AsyncQueue, Job, JobStatus, Queue, Repeat, ResultType, Retry, Worker, connect
 
 
 def _burst(url: str, q: Queue) -> int:
@@ -57,3 +59,20 @@ def test_bad_repeat_values_are_refused(url: str, qname: str) -> None:
         Repeat(times=2, interval=[-1])
     with pytest.raises(TypeError, match="Repeat"):
         Queue(qname, url).enqueue("jobs.noop", repeat=2)
+
+
+def test_the_asyncio_queue_takes_repeat_retry_and_callbacks_too(url: str, qname: str, tmp_path) -> None:
+    out = tmp_path / "out"
+
+    async def enqueue() -> str:
+        async with AsyncQueue(qname, url, result_history=5) as q:
+            job = await q.enqueue("jobs.record", str(out), 1, repeat=Repeat(times=1), retry=Retry(max=1),
+                                  on_success="jobs.cb_success")
+            return job.id
+
+    job_id = asyncio.run(enqueue())
+    assert _burst(url, Queue(qname, url)) == 2
+    job = Job(qname, job_id, url)
+    assert [r.return_value for r in job.results()] == [1, 1] and job.repeats == 1
+    assert out.read_text().splitlines() == ["1", f"on_success {job_id} 1 ping=True"] * 2
+    assert json.loads(connect(url).hget(job.key, "o"))["hist"] == 5

@@ -26,7 +26,9 @@ def test_a_job_run_once_has_one_result_and_no_history_key(url: str, qname: str) 
     assert [(r.type, r.return_value, r.exc_string) for r in results] == [(ResultType.SUCCESSFUL, 5, None)]
     assert results[0] == job.latest_result() and results[0].is_successful
     assert results[0].created_at == job.ended_at
-    assert not connect(url).exists(q.keys.history(job.id)), "a job that ran once must not write a history list"
+    client = connect(url)
+    assert not client.exists(q.keys.history(job.id)), "a job that ran once must not write a history list"
+    assert not client.hexists(job.key, "hk") and not client.hexists(job.key, "ht"), "nor extra fields"
 
 
 def test_retried_attempts_are_recorded_newest_first(url: str, qname: str, tmp_path) -> None:

@@ -12,6 +12,7 @@ from .callbacks import Callback
 from .connection import connect, describe, parse_url, topology_of
 from .context import get_current_job, set_progress
 from .cron import CronError, CronExpr, Interval
+from .dependency import Dependency
 from .exceptions import (
     ClusterQError,
     ConnectionFailed,
@@ -48,6 +49,7 @@ from .registry import Registry
 from .results import Result, ResultType
 from .retry import Backoff, Repeat, Retry, RetryJob
 from .serializers import JSONSerializer, PickleSerializer, Serializer
+from .signing import Signer
 from .worker import Worker, WorkerInfo, list_workers
 
 __version__ = "0.1.0"
@@ -58,6 +60,7 @@ __all__ = [
     "AsyncQueue",
     "Backoff",
     "Callback",
+    "Dependency",
     "EnqueueData",
     "Job",
     "JobStatus",
@@ -107,6 +110,8 @@ __all__ = [
     "JSONSerializer",
     "PickleSerializer",
     "Serializer",
+    # security
+    "Signer",
     # errors
     "ClusterQError",
     "ConnectionFailed",

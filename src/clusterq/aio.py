@@ -61,10 +61,12 @@ from .queue import (
     EnqueueData,
     Queue,
     parse_duration,
+    refuse_depends_on,
     split_enqueue_options,
     validate_result_history,
 )
 from .serializers import Serializer, resolve_serializer
+from .signing import Signer, SigningKey, make_signer
 
 __all__ = [
     "AsyncClient",
@@ -91,6 +93,8 @@ class JobDefaults:
     result_ttl: float | None = None
     failure_ttl: float | None = None
     max_attempts: int | None = None
+    name: str = ""  # the queue's name, which a job's signature covers
+    signer: Signer | None = None
     result_history: int | None = None
 
 
@@ -125,6 +129,7 @@ class AsyncQueue:
         result_ttl: float | int | str | None = None,
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
+        signing_key: SigningKey | Signer | None = None,
         result_history: int | None = None,
     ) -> None:
         self.name = K.validate_queue_name(name)
@@ -136,6 +141,8 @@ class AsyncQueue:
             result_ttl=parse_duration(result_ttl, "result_ttl"),
             failure_ttl=parse_duration(failure_ttl, "failure_ttl"),
             max_attempts=max_attempts,
+            name=self.name,
+            signer=make_signer(signing_key),
             result_history=validate_result_history(result_history),
         )
         self._lazy = LazyStore(connection)
@@ -203,6 +210,7 @@ class AsyncQueue:
 
     async def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
                         delay_ms: int | None = None) -> list[AsyncJob]:
+        refuse_depends_on(jobs, "enqueue_at/enqueue_in")
         new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
         store = await self._lazy.get()
         await self._register(store)
@@ -225,6 +233,7 @@ class AsyncQueue:
 
     async def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[AsyncJob]:
         """Enqueue many jobs: chunks of ``ENQUEUE_CHUNK`` per script call, all in one pipeline."""
+        refuse_depends_on(jobs, "AsyncQueue yet")
         new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
         store = await self._lazy.get()
         await self._register(store)

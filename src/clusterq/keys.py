@@ -83,6 +83,41 @@ class QueueKeys:
         return f"{self.base}:scheduled"
 
     @cached_property
+    def deferred(self) -> str:
+        """Sorted set of deferred job ids (waiting for their dependencies), scored by creation time (ms)."""
+        return f"{self.base}:deferred"
+
+    @cached_property
+    def outbox(self) -> str:
+        """Sorted set of cross-slot intents written by this queue's scripts, scored by when (ms): the
+        forwarder applies each to the other slot, then removes it (design brief: outbox, then apply)."""
+        return f"{self.base}:outbox"
+
+    @cached_property
+    def dependents_prefix(self) -> str:
+        """Prefix of the sets of a job's dependents (children, groups); scripts append the job id."""
+        return f"{self.base}:dep:"
+
+    def dependents(self, job_id: str) -> str:
+        return self.dependents_prefix + job_id
+
+    @cached_property
+    def group_prefix(self) -> str:
+        """Prefix of group records (hashes) that live in this queue's slot; scripts append the group id."""
+        return f"{self.base}:gh:"
+
+    @cached_property
+    def group_seen_prefix(self) -> str:
+        """Prefix of the sets of members a group has counted (replays are ignored); + group id."""
+        return f"{self.base}:gs:"
+
+    def group(self, group_id: str) -> str:
+        return self.group_prefix + group_id
+
+    def group_seen(self, group_id: str) -> str:
+        return self.group_seen_prefix + group_id
+
+    @cached_property
     def stats(self) -> str:
         """Hash of O(1) counters: tombstones left in ``pending`` by cancel/delete, totals."""
         return f"{self.base}:stats"
@@ -128,7 +163,7 @@ class QueueKeys:
 
     def registry(self, name: str) -> str:
         """Key of a registry by its public name (``started``, ``finished``, ``failed``, ``canceled``,
-        ``scheduled``)."""
+        ``scheduled``, ``deferred``)."""
         try:
             return _REGISTRY_KEYS[name](self)
         except KeyError:
@@ -141,6 +176,7 @@ _REGISTRY_KEYS = {
     "failed": lambda k: k.failed,
     "canceled": lambda k: k.canceled,
     "scheduled": lambda k: k.scheduled,
+    "deferred": lambda k: k.deferred,
 }
 
 # Global keys: each is one key on its own; never used together with a queue's keys.

@@ -14,13 +14,16 @@ from . import keys as K
 from . import store as T
 from .callbacks import Callback, encode_callbacks
 from .connection import REDIS_ERRORS, Client, ConnectionLike, connect
+from .dependency import DependsOn, parse_depends_on
 from .exceptions import InvalidJobId, ReplicationTimeout, explain_server_error
 from .execution import Executor
 from .inline import inline_executor, run_inline
-from .job import Job
+from .job import DEFAULT_FAILURE_TTL_S, Job
+from .outbox import Forwarder, registration_entry
 from .registry import Registry
 from .retry import Repeat, Retry
 from .serializers import Serializer, resolve_serializer
+from .signing import Signer, SigningKey, make_signer
 from .utils import function_path
 
 ENQUEUE_CHUNK = 500
@@ -30,12 +33,12 @@ DRAIN_BATCH = 1000
 PAGE_LIMIT = 10_000
 
 # RQ options clusterq does not implement yet: refused, rather than silently passed to the job function.
-_UNSUPPORTED = ("depends_on", "unique", "pipeline", "group_id")
+_UNSUPPORTED = ("unique", "pipeline", "group_id")
 
 _RESERVED = (
     "job_id", "job_timeout", "timeout", "result_ttl", "ttl", "failure_ttl", "description", "meta",
     "at_front", "max_attempts", "retry", "repeat", "result_history", "on_success", "on_failure", "on_stopped",
-    "args", "kwargs",
+    "depends_on", "args", "kwargs",
 )
 
 
@@ -91,6 +94,7 @@ class EnqueueData:
     max_attempts: int | None = None
     retry: Retry | None = None
     repeat: Repeat | None = None
+    depends_on: DependsOn | None = None
     result_history: int | None = None
     on_success: Callback | Callable[..., Any] | str | None = None
     on_failure: Callback | Callable[..., Any] | str | None = None
@@ -118,12 +122,42 @@ def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
     return EnqueueData(f, args, kwargs, **options), at_front
 
 
+def refuse_depends_on(jobs: Sequence[EnqueueData], where: str) -> None:
+    """Raise TypeError if any of ``jobs`` has ``depends_on`` (for the calls that cannot defer a job)."""
+    if any(data.depends_on is not None for data in jobs):
+        raise TypeError(f"depends_on is not supported by {where}; enqueue the job with Queue.enqueue instead")
+
+
+def _raise_first_error(results: Sequence[Any], doing: str, skip: int = 0) -> None:
+    """Raise the first failed call's error, saying how many jobs the other calls created.
+
+    Each call is one script (at most ENQUEUE_CHUNK jobs) and a script runs whole or not at all (a full
+    server refuses it before it starts), so no job is ever half-written; but of several calls, some may
+    have gone through. Ids the caller chose can simply be enqueued again: existing ones are skipped.
+    ``skip``: leading reply values that are not per-job codes (schedule's run-at time).
+    """
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if not errors:
+        return
+    error = explain_server_error(errors[0], doing)
+    done = [r for r in results if not isinstance(r, BaseException)]
+    if done:
+        created = sum(int(code) for reply in done
+                      for code in (reply[skip:] if isinstance(reply, list) else [reply]))
+        error.args = (f"{error.args[0]} ({len(done)} of {len(results)} script calls went through whole and "
+                      f"created {created} job(s); no job is half-written)",)
+    raise error from errors[0]
+
+
 class Queue:
     """A named queue on a Redis deployment.
 
     ``connection`` is a URL (``redis://``, ``redis+sentinel://``, ``redis+cluster://``...), a redis-py
     client, or None for ``$CLUSTERQ_URL``. All of a queue's keys share one hash tag, so on a cluster the
     whole queue lives in one slot; different queues spread over the nodes.
+
+    ``signing_key`` (bytes or str, or a list whose first key signs) makes every job this queue writes
+    carry an HMAC that workers given the key check before running it (see :mod:`clusterq.signing`).
 
     ``is_async=False`` (for tests) makes ``enqueue`` run each job at once in the calling thread and
     record its outcome as a worker would (see :mod:`clusterq.inline`).
@@ -142,6 +176,7 @@ class Queue:
         result_ttl: float | int | str | None = None,
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
+        signing_key: SigningKey | Signer | None = None,
         result_history: int | None = None,
         is_async: bool = True,
         wait_replicas: int = 0,
@@ -153,6 +188,7 @@ class Queue:
             raise ValueError(f"wait_timeout_s must be a positive number of seconds, got {wait_timeout_s!r}")
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
+        self.signer = make_signer(signing_key)
         self.connection: Client = connect(connection)
         self.is_async = is_async
         self._inline: Executor | None = None
@@ -234,15 +270,18 @@ class Queue:
         max_attempts = data.max_attempts if data.max_attempts is not None else self.max_attempts
         if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
             raise ValueError(f"max_attempts must be a positive int, got {max_attempts!r}")
+        func = function_path(data.func)
+        options_json = json.dumps(options, separators=(",", ":")) if options else ""
         return T.NewJob(
             id=job_id,
-            func=function_path(data.func),
+            func=func,
             payload=payload,
-            options=json.dumps(options, separators=(",", ":")) if options else "",
+            options=options_json,
             meta=self.serializer.dumps(data.meta) if data.meta else b"",
             ttl_s=math.ceil(ttl) if ttl else 0,
             max_attempts=max_attempts,
             fresh_id=data.job_id is None,
+            signature=self.signer.sign(self.name, job_id, func, payload, options_json) if self.signer else "",
         )
 
     def _register(self) -> None:
@@ -274,6 +313,7 @@ class Queue:
         time.
         """
         data, at_front = split_enqueue_options(f, args, kwargs)
+        refuse_depends_on([data], "enqueue_at")
         at_ms = int(scheduled_time.timestamp() * 1000)
         return self._schedule([data], at_front, at_ms=at_ms)[0]
 
@@ -284,6 +324,7 @@ class Queue:
         seconds = time_delta.total_seconds() if isinstance(time_delta, timedelta) else parse_duration(
             time_delta, "time_delta")
         data, at_front = split_enqueue_options(f, args, kwargs)
+        refuse_depends_on([data], "enqueue_in")
         return self._schedule([data], at_front, delay_ms=max(0, int((seconds or 0.0) * 1000)))[0]
 
     def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
@@ -294,17 +335,19 @@ class Queue:
                                  at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
         try:
             self._register()
-            self._write(calls, new)
+            self._write(calls, new, f"schedule a job in queue {self.name!r}", skip=1)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"schedule a job in queue {self.name!r}") from exc
         return [self._job(job.id) for job in new]
 
-    def _write(self, calls: list[T.Call], new: Sequence[T.NewJob]) -> None:
-        """Run the calls that create ``new``; with ``wait_replicas``, also wait for the replicas."""
+    def _write(self, calls: list[T.Call], new: Sequence[T.NewJob], doing: str, skip: int = 0) -> list[Any]:
+        """Run the calls that create ``new`` and return their replies; with ``wait_replicas``, also wait
+        for the replicas."""
         if not self.wait_replicas:
-            self.store.run_many(calls)
-            return
-        _, acknowledged = self.store.run_and_wait(calls, self.keys.stats, self.wait_replicas,
+            results = self.store.run_many(calls, raise_on_error=False)
+            _raise_first_error(results, doing, skip)
+            return results
+        results, acknowledged = self.store.run_and_wait(calls, self.keys.stats, self.wait_replicas,
                                                   max(1, int(self.wait_timeout_s * 1000)))
         if acknowledged < self.wait_replicas:
             ids = [job.id for job in new]
@@ -314,6 +357,7 @@ class Queue:
                 f"acknowledged them within {self.wait_timeout_s:g} s; they will run unless the primary fails "
                 "before a replica has them, so they may or may not survive a failover (retrying with the same "
                 "job_id is safe)", job_ids=ids, acknowledged=acknowledged, wanted=self.wait_replicas)
+        return results
 
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, at_front: bool = False, **options: Any) -> Job:
@@ -324,27 +368,66 @@ class Queue:
         return self.enqueue_many([data], at_front=at_front)[0]
 
     def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[Job]:
-        """Enqueue many jobs: chunks of :data:`ENQUEUE_CHUNK` per script call, all in one pipeline."""
+        """Enqueue many jobs: chunks of :data:`ENQUEUE_CHUNK` per script call, all in one pipeline.
+
+        A job with ``depends_on`` is created deferred (one script call each) and registered with its
+        parents before this returns (see :class:`~clusterq.Dependency`)."""
+        return self._enqueue(jobs, at_front)[0]
+
+    def _enqueue(self, jobs: Sequence[EnqueueData], at_front: bool) -> tuple[list[Job], list[bool]]:
+        """:meth:`enqueue_many`, also saying which jobs were created (False: the id existed)."""
         new = [self._new_job(data) for data in jobs]
+        deferred = [(job, parse_depends_on(data.depends_on, self.name))
+                    for job, data in zip(new, jobs) if data.depends_on is not None]
+        deferred = [(job, spec) for job, spec in deferred if spec[0]]  # depends_on=[]: nothing to wait for
+        waiting = {job.id for job, _ in deferred}
+        ready = [job for job in new if job.id not in waiting]
         try:
             self._register()
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
         calls = [
-            T.enqueue_call(self.keys, new[i : i + ENQUEUE_CHUNK], at_front)
-            for i in range(0, len(new), ENQUEUE_CHUNK)
+            T.enqueue_call(self.keys, ready[i : i + ENQUEUE_CHUNK], at_front)
+            for i in range(0, len(ready), ENQUEUE_CHUNK)
         ]
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
+        calls.extend(T.defer_call(self.keys, job, parents, at_front or front) for job, (parents, front) in deferred)
         try:
-            self._write(calls, new)
+            results = self._write(calls, new, f"enqueue to queue {self.name!r}")
+            # Register each new child with its parents now; if this process dies first, a worker serving
+            # this queue replays the registrations from the outbox.
+            self._forwarder().forward(
+                (self.name, registration_entry(handle, job.id))
+                for (job, (parents, _)), created in zip(deferred, results[len(calls) - len(deferred):])
+                if int(created) for handle, _ in parents)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
         enqueued = [self._job(job.id) for job in new]
         if not self.is_async:
             self._inline = self._inline or inline_executor(self)
             run_inline(self, self._inline, enqueued)
-        return enqueued
+        return enqueued, self._created(new, ready, results[: len(calls) - len(deferred)], at_front,
+                                       results[len(calls) - len(deferred):])
+
+    @staticmethod
+    def _created(new: Sequence[T.NewJob], ready: Sequence[T.NewJob], chunks: Sequence[Any], at_front: bool,
+                 deferred: Sequence[Any]) -> list[bool]:
+        """Per job of ``new``: was it created (False: a job with its id existed)? ``chunks`` are the
+        enqueue calls' replies (in call order, reversed for ``at_front``), ``deferred`` the defer calls'."""
+        created: dict[str, bool] = {}
+        replies = list(reversed(chunks)) if at_front else list(chunks)
+        for index, codes in enumerate(replies):
+            for job, code in zip(ready[index * ENQUEUE_CHUNK : (index + 1) * ENQUEUE_CHUNK], codes):
+                created[job.id] = bool(int(code))
+        ready_ids = {job.id for job in ready}
+        waiting = [job for job in new if job.id not in ready_ids]
+        for job, code in zip(waiting, deferred):
+            created[job.id] = bool(int(code))
+        return [created.get(job.id, False) for job in new]
+
+    def _forwarder(self) -> Forwarder:
+        return Forwarder(self.store, DEFAULT_FAILURE_TTL_S * 1000)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -417,6 +500,11 @@ class Queue:
         return Registry(self, "canceled")
 
     @property
+    def deferred_job_registry(self) -> Registry:
+        """Jobs waiting for their dependencies (``depends_on``), oldest first."""
+        return Registry(self, "deferred")
+
+    @property
     def scheduled_job_registry(self) -> Registry:
         """Jobs waiting for their run-at time (:meth:`enqueue_at`, :meth:`enqueue_in`), earliest first."""
         return Registry(self, "scheduled")
@@ -439,7 +527,7 @@ class Queue:
         for RQ compatibility and behaves the same, since job records live in the queue's slot.
         """
         self.empty()
-        for name in ("scheduled", "finished", "failed", "canceled", "started"):
+        for name in ("scheduled", "deferred", "finished", "failed", "canceled", "started"):
             self.registry(name).clear()
         self.connection.delete(self.keys.stats)
         self.connection.srem(K.QUEUES, self.name)

@@ -1,9 +1,11 @@
 """A job's results: the latest one and a bounded history of earlier ones (RQ's ``Result``), and waiting
 for a result without polling.
 
-The job's record holds its latest result; when the job gets another one (a retry, a repeat, a requeue)
-the previous one moves to the job's history list, capped at the job's ``result_history`` size. Both are
-read together by the ``results`` script, so a result recorded meanwhile is never seen twice or missed.
+The job's record holds its latest result (for an ended job, its status and end time tell its type and
+time; a job waiting to run again keeps them in ``hk`` and ``ht``); when the job gets another one (a
+retry, a repeat, a requeue) the previous one moves to the job's history list, capped at the job's
+``result_history`` size. Both are read together by the ``results`` script, so a result recorded
+meanwhile is never seen twice or missed.
 
 Waiting (``latest_result(timeout=)``): subscribe to the queue's results channel (sharded pub/sub, in the
 queue's slot), then mark the record as waited for, then look; only then wait for the job's id on the
@@ -39,6 +41,8 @@ class ResultType(Enum):
 
 
 _KINDS = {"s": ResultType.SUCCESSFUL, "f": ResultType.FAILED, "t": ResultType.STOPPED, "r": ResultType.RETRIED}
+# An ended job's latest result is told by its status (and its end time).
+_ENDED = {b"finished": b"s", b"failed": b"f", b"stopped": b"t"}
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,10 @@ def _make(job_id: str, kind: bytes, ms: bytes, data: bytes | None, serializer: S
 
 
 def parse_latest(job_id: str, values: Sequence[Any], serializer: Serializer) -> Result | None:
-    """The latest result from the record's ``hk ht r e`` fields, or None if the job has none yet."""
-    kind, ms, value, error = (_bytes(v) for v in values[:4])
+    """The latest result from the record's ``hk ht r e s te`` fields, or None if the job has none yet."""
+    kind, ms, value, error, status, ended = (_bytes(v) for v in values[:6])
+    if not kind:
+        kind, ms = _ENDED.get(status or b""), ended
     if not kind:
         return None
     return _make(job_id, kind, ms or b"0", value if kind == b"s" else error, serializer)
@@ -101,7 +107,7 @@ def parse_results(job_id: str, reply: Sequence[Any], serializer: Serializer) -> 
     latest = parse_latest(job_id, reply, serializer)
     if latest is None:
         return []
-    history = (parse_entry(job_id, entry, serializer) for entry in reply[4:])
+    history = (parse_entry(job_id, entry, serializer) for entry in reply[6:])
     return [latest, *(r for r in history if r is not None)]
 
 

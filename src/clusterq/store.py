@@ -46,8 +46,9 @@ def slot_is_moving(exc: BaseException) -> bool:
 JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc",
               "pg", "sp")
 
-LATEST_FIELDS = ("hk", "ht", "r", "e")
-"""The job's latest result: kind, time (ms), return value or error."""
+LATEST_FIELDS = ("hk", "ht", "r", "e", "s", "te")
+"""The job's latest result: kind and time (ms) while it waits to run again, return value or error, and
+for an ended job its status and end time (which give the kind and time then)."""
 
 RESULT_HISTORY = 10
 """Results kept per job by default (the latest included): earlier ones are dropped, oldest first."""
@@ -76,10 +77,12 @@ class NewJob:
     ttl_s: int = 0
     max_attempts: int | None = None
     fresh_id: bool = False  # generated here (uuid4): the script skips its existence check
+    signature: str = ""  # HMAC of queue, id, func, payload, options (signing.py); "" when not signing
 
     def argv(self) -> tuple[Any, ...]:
         return (self.id, self.func, self.payload, self.options, self.meta, self.ttl_s,
-                "" if self.max_attempts is None else self.max_attempts, "1" if self.fresh_id else "0")
+                "" if self.max_attempts is None else self.max_attempts, "1" if self.fresh_id else "0",
+                self.signature)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class LeasedJob:
     func: str
     payload: bytes
     options: bytes
+    signature: bytes = b""  # field "sg": checked by a worker that has a signing key
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,7 @@ def promote_call(qk: K.QueueKeys, batch: int) -> Call:
 def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_runs: int, job: NewJob) -> Call:
     """Offer one tick of periodic job ``name``; ``mode`` is "fire", "resume" or "skip" (cron_tick.lua)."""
     return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel),
-                (name, tick_ms, mode, keep_runs, *job.argv()[:7]))
+                (name, tick_ms, mode, keep_runs, *job.argv()[:7], job.signature))
 
 
 def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
@@ -171,8 +175,8 @@ def parse_lease(queue: str, reply: Sequence[Any]) -> tuple[int, list[LeasedJob]]
     """Split a lease reply into (jobs still pending, leased jobs)."""
     jobs = [
         LeasedJob(queue, _text(reply[i]), int(reply[i + 1]), _text(reply[i + 2]), _raw(reply[i + 3]),
-                  _raw(reply[i + 4]))
-        for i in range(1, len(reply), 5)
+                  _raw(reply[i + 4]), _raw(reply[i + 5]))
+        for i in range(1, len(reply), 6)
     ]
     return int(reply[0]), jobs
 
@@ -182,7 +186,7 @@ def complete_call(qk: K.QueueKeys, outcomes: Iterable[Outcome]) -> Call:
     for outcome in outcomes:
         args.extend(outcome.argv())
     return Call(S.COMPLETE, (qk.active, qk.finished, qk.failed, qk.job_prefix, qk.scheduled, qk.pending,
-                             qk.wake_channel, qk.history_prefix, qk.results_channel), tuple(args))
+                             qk.wake_channel, qk.history_prefix, qk.results_channel, qk.outbox), tuple(args))
 
 
 def extend_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]], lease_ms: int) -> Call:
@@ -201,7 +205,7 @@ def release_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]]) -> Call:
 
 def requeue_expired_call(qk: K.QueueKeys, batch: int, max_attempts: int, failure_keep_ms: int) -> Call:
     return Call(S.REQUEUE_EXPIRED, (qk.active, qk.pending, qk.failed, qk.job_prefix, qk.wake_channel,
-                                    qk.history_prefix, qk.results_channel),
+                                    qk.history_prefix, qk.results_channel, qk.outbox),
                 (batch, max_attempts, failure_keep_ms))
 
 
@@ -209,14 +213,16 @@ def trim_call(registry_key: str, batch: int) -> Call:
     return Call(S.TRIM, (registry_key,), (batch,))
 
 
-def cancel_call(qk: K.QueueKeys, job_id: str, keep_ms: int) -> Call:
-    return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats, qk.scheduled, qk.history_prefix),
-                (job_id, keep_ms))
+def cancel_call(qk: K.QueueKeys, job_id: str, keep_ms: int, dependents: str = "canceled") -> Call:
+    """``dependents``: what the job's dependents are told, ``canceled`` or ``ok`` (enqueue_dependents)."""
+    return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats, qk.scheduled, qk.history_prefix,
+                           qk.deferred, qk.outbox), (job_id, keep_ms, dependents))
 
 
-def delete_call(qk: K.QueueKeys, job_id: str) -> Call:
+def delete_call(qk: K.QueueKeys, job_id: str, dependents: str = "deleted") -> Call:
+    """``dependents``: what the job's dependents are told, ``deleted`` or ``purge`` (delete_dependents)."""
     return Call(S.DELETE, (qk.job_prefix, qk.active, qk.finished, qk.failed, qk.canceled, qk.stats,
-                           qk.scheduled, qk.history_prefix), (job_id,))
+                           qk.scheduled, qk.history_prefix, qk.deferred, qk.outbox), (job_id, dependents))
 
 
 def requeue_call(qk: K.QueueKeys, job_id: str, at_front: bool = False) -> Call:
@@ -254,6 +260,50 @@ def purge_registry_call(qk: K.QueueKeys, registry_key: str, batch: int) -> Call:
 def results_call(qk: K.QueueKeys, job_id: str, limit: int = MAX_RESULT_HISTORY) -> Call:
     """Read (only) a job's latest result and up to ``limit`` earlier ones, atomically."""
     return Call(S.RESULTS, (qk.job_prefix, qk.history_prefix), (job_id, limit))
+
+
+def defer_call(qk: K.QueueKeys, job: NewJob, parents: Sequence[tuple[str, bool]], at_front: bool = False) -> Call:
+    """Create ``job`` deferred until its ``parents`` (``(handle, allow_failure)``) end."""
+    described = job.argv()
+    args: list[Any] = ["1" if at_front else "0", len(described), *described]
+    for handle, allow_failure in parents:
+        args.extend((handle, "a" if allow_failure else "w"))
+    return Call(S.DEFER, (qk.deferred, qk.job_prefix, qk.outbox), tuple(args))
+
+
+def register_call(qk: K.QueueKeys, dependent: str, parent_ids: Sequence[str]) -> Call:
+    """Add ``dependent`` (an outbox dependent entry, see :mod:`clusterq.outbox`) to jobs of ``qk``."""
+    return Call(S.REGISTER, (qk.job_prefix, qk.dependents_prefix), (dependent, *parent_ids))
+
+
+def resolve_call(qk: K.QueueKeys, child_id: str, parent_handle: str, ended: str, failure_keep_ms: int) -> Call:
+    return Call(S.RESOLVE, (qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel, qk.canceled, qk.outbox),
+                (child_id, parent_handle, ended, failure_keep_ms))
+
+
+def ack_call(qk: K.QueueKeys, entry: str, dependents_of: str | None = None, applied: Sequence[str] = ()) -> Call:
+    keys = (qk.outbox,) if dependents_of is None else (qk.outbox, qk.dependents(dependents_of))
+    return Call(S.ACK, keys, (entry, *applied))
+
+
+def outbox_due_call(qk: K.QueueKeys, min_age_ms: int, limit: int) -> Call:
+    return Call(S.OUTBOX_DUE, (qk.outbox,), (min_age_ms, limit))
+
+
+def group_open_call(qk: K.QueueKeys, group_id: str, keep_ms: int) -> Call:
+    return Call(S.GROUP_OPEN, (qk.group(group_id),), (keep_ms,))
+
+
+def _group_keys(qk: K.QueueKeys, group_id: str) -> tuple[str, ...]:
+    return (qk.group(group_id), qk.group_seen(group_id), qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel)
+
+
+def group_close_call(qk: K.QueueKeys, group_id: str, size: int, callback_id: str | None) -> Call:
+    return Call(S.GROUP_CLOSE, _group_keys(qk, group_id), (size, callback_id or ""))
+
+
+def group_done_call(qk: K.QueueKeys, group_id: str, member_handle: str, ended: str) -> Call:
+    return Call(S.GROUP_DONE, _group_keys(qk, group_id), (member_handle, ended))
 
 
 class Store:
@@ -435,7 +485,7 @@ class Store:
         return fields or None
 
     def read_latest(self, qk: K.QueueKeys, job_id: str) -> list[Any]:
-        """The record's latest-result fields ``hk ht r e`` (all None when there is none). One HMGET."""
+        """The record's latest-result fields (:data:`LATEST_FIELDS`). One HMGET."""
         return list(self.client.hmget(qk.job(job_id), LATEST_FIELDS))
 
     def count(self, qk: K.QueueKeys) -> int:

@@ -4,10 +4,11 @@
 Fencing: an outcome is recorded only if the job is still leased with the token the worker presents.
 A worker whose lease expired and was taken over cannot overwrite the new attempt.
 
-The record holds the job's latest result (kind "hk": s successful, f failed, t stopped, r retried; time
-"ht"; and "r" or "e"). When a job gets a second result (retried, repeated, requeued), the previous one
-is pushed onto the job's history list ("<kind><ms>:<data>", capped; "hl" holds the cap once the list
-exists); a job that runs once never writes the list. When someone waits for the job's result ("hw" set
+The record holds the job's latest result: "r" or "e", and for an ended job its status and "te" say the
+rest. A job that runs again (retried, repeated, requeued) keeps its latest result's kind and time in
+"hk" (s successful, f failed, t stopped, r retried) and "ht"; when it gets its next result the previous
+one is pushed onto the job's history list ("<kind><ms>:<data>", capped; "hl" holds the cap once the list
+exists). A job that runs once writes neither. When someone waits for the job's result ("hw" set
 by Job.latest_result), its id is published on the results channel; otherwise nothing is published.
 
 KEYS[1] active sorted set
@@ -19,13 +20,15 @@ KEYS[6] pending list (a retry or repeat without a delay goes back here)
 KEYS[7] wake channel
 KEYS[8] history key prefix (the job's capped list of earlier results)
 KEYS[9] results channel
+KEYS[10] outbox sorted set (a job with dependents that ends writes "e<TAB>status<TAB>id" here)
 ARGV[1..] eight values per job: id, token, status ("finished" | "failed" | "stopped"), data (result or
           error text), keep (ms; "-1" = forever, "0" = delete the record now), plan ("" or "max;..."),
           history size (results kept, latest included), callback note ("" or why a callback failed).
           plan, for a failed job: Retry; for a finished job: Repeat. "max;ms,ms,..." runs the job again
           after the k-th interval (the last repeats) while its counter ("rt" retries, "yr" repeats) is
           below max; "max;b:base_ms:factor:cap_ms:multiplier" waits min(cap, base * factor^k) * multiplier.
-Returns: array with one entry per job: 1 recorded (or run again), 0 lease lost (outcome dropped)
+Returns: array with one entry per job: 1 recorded (or run again), 2 recorded and its dependents are to be
+         told (an outbox entry was written), 0 lease lost (outcome dropped)
 ]]
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -45,23 +48,22 @@ local function next_delay(plan, done)
   return list[done + 1] or list[#list] or 0
 end
 
-local KINDS = {finished = "s", failed = "f", stopped = "t"}
 local out = {}
 for i = 1, #ARGV, 8 do
   local id, status, data, plan = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 5]
   local key = KEYS[4] .. id
-  local job = redis.call("HMGET", key, "n", "hk", "hl", "hw", "rt", "yr")
+  local job = redis.call("HMGET", key, "n", "hk", "hw", "hl", "dd")
   if job[1] == ARGV[i + 1] and redis.call("ZREM", KEYS[1], id) == 1 then
     local counter, delay = nil, nil
-    if plan ~= "" and status == "failed" then
-      counter, delay = "rt", next_delay(plan, tonumber(job[5]) or 0)
-    elseif plan ~= "" and status == "finished" then
-      counter, delay = "yr", next_delay(plan, tonumber(job[6]) or 0)
+    if plan ~= "" and (status == "failed" or status == "finished") then
+      counter = status == "failed" and "rt" or "yr"
+      delay = next_delay(plan, tonumber(redis.call("HGET", key, counter)) or 0)
     end
+    local field = status == "finished" and "r" or "e"
     local hist = KEYS[8] .. id
-    local has_hist = job[3]
+    local has_hist = job[4]
     if job[2] then
-      -- A second result: the previous one goes to the history list, and its data field is cleared.
+      -- A second result: the previous one (kind hk, time ht) goes to the history list.
       local cap = tonumber(ARGV[i + 6]) or 10
       if cap > 1 then
         local prev = redis.call("HMGET", key, "ht", "r", "e")
@@ -69,23 +71,19 @@ for i = 1, #ARGV, 8 do
         if job[2] == "s" then previous = prev[2] end
         redis.call("LPUSH", hist, job[2] .. (prev[1] or "0") .. ":" .. (previous or ""))
         redis.call("LTRIM", hist, 0, cap - 2)
-        has_hist = cap
+        if not has_hist then redis.call("HSET", key, "hl", cap) end
+        has_hist = true
       end
-      redis.call("HDEL", key, status == "finished" and "e" or "r")
+      redis.call("HDEL", key, "hk", "ht", field == "r" and "e" or "r")
     end
-    local kind = (delay and status == "failed") and "r" or KINDS[status] or "f"
-    -- One HSET per job on the common path: every field this outcome writes is gathered here.
-    local fields = {status == "finished" and "r" or "e", data, "hk", kind, "ht", now}
-    if has_hist and not job[3] then fields[#fields + 1] = "hl"; fields[#fields + 1] = has_hist end
-    if ARGV[i + 7] ~= "" then fields[#fields + 1] = "kc"; fields[#fields + 1] = ARGV[i + 7] end
-    if job[4] then redis.call("HDEL", key, "hw") end
+    if ARGV[i + 7] ~= "" then redis.call("HSET", key, "kc", ARGV[i + 7]) end
     if delay then
-      -- Retry or Repeat: the job waits its interval, then runs again.
+      -- Retry or Repeat: the job waits its interval, then runs again. Its status no longer tells what
+      -- this run's result was, so the kind and time are written (hk, ht).
       redis.call("HDEL", key, "ts", "w")
       redis.call("HINCRBY", key, counter, 1)
-      fields[#fields + 1] = "s"
-      fields[#fields + 1] = delay > 0 and "scheduled" or "queued"
-      redis.call("HSET", key, unpack(fields))
+      redis.call("HSET", key, field, data, "hk", status == "failed" and "r" or "s", "ht", now,
+        "s", delay > 0 and "scheduled" or "queued")
       if delay > 0 then
         redis.call("ZADD", KEYS[5], now + delay, id)
         local first = redis.call("ZRANGE", KEYS[5], 0, 0)
@@ -94,16 +92,14 @@ for i = 1, #ARGV, 8 do
         redis.call("SPUBLISH", KEYS[7], "1")
       end
     else
+      -- An ended job's latest result is its status and end time: nothing more to write.
       local keep = tonumber(ARGV[i + 4])
       local registry = status == "finished" and KEYS[2] or KEYS[3]
+      if job[5] then redis.call("ZADD", KEYS[10], now, "e\t" .. status .. "\t" .. id) end
       if keep == 0 then
         redis.call("DEL", key, hist)
       else
-        fields[#fields + 1] = "s"
-        fields[#fields + 1] = status
-        fields[#fields + 1] = "te"
-        fields[#fields + 1] = now
-        redis.call("HSET", key, unpack(fields))
+        redis.call("HSET", key, field, data, "s", status, "te", now)
         if keep > 0 then
           redis.call("PEXPIRE", key, keep)
           if has_hist then redis.call("PEXPIRE", hist, keep) end
@@ -113,9 +109,12 @@ for i = 1, #ARGV, 8 do
         end
       end
     end
-    -- After the record is written, so a waiter woken by this reads the new result.
-    if job[4] then redis.call("SPUBLISH", KEYS[9], id) end
-    out[#out + 1] = 1
+    if job[3] then
+      -- Someone waits for this job's result; published after the record is written.
+      redis.call("HDEL", key, "hw")
+      redis.call("SPUBLISH", KEYS[9], id)
+    end
+    out[#out + 1] = (job[5] and not delay) and 2 or 1
   else
     out[#out + 1] = 0
   end

@@ -1,9 +1,10 @@
-#!lua
+#!lua flags=allow-oom
 --[[ drain: remove a bounded batch of jobs from the head of the queue, deleting their records.
 
 Used by Queue.empty() and Queue.delete(), which call it until it returns 0: each call is bounded, so
 emptying a queue of a million jobs never blocks the server.
 
+Runs on a server at maxmemory (flags=allow-oom): it frees memory (Queue.empty, clusterq empty).
 KEYS[1] pending list
 KEYS[2] job key prefix
 KEYS[3] stats hash

@@ -17,8 +17,8 @@ ARGV[1] lease length (ms); the deadline is the server's time plus this
 ARGV[2] maximum number of jobs to lease
 ARGV[3] worker name
 ARGV[4] how long to keep a failed record (ms)
-Returns: {remaining pending length, then five values per leased job: id, token, function, payload, options}
-         payload and options are "" when absent
+Returns: {remaining pending length, then six values per leased job: id, token, function, payload, options,
+         signature}; payload, options and signature are "" when absent
 ]]
 local wanted = tonumber(ARGV[2])
 local ids = redis.call("LPOP", KEYS[1], wanted)
@@ -37,7 +37,7 @@ while true do
   scanned = scanned + #ids
   for _, id in ipairs(ids) do
     local key = KEYS[3] .. id
-    local job = redis.pcall("HMGET", key, "s", "f", "p", "o", "n", "x")
+    local job = redis.pcall("HMGET", key, "s", "f", "p", "o", "n", "x", "sg")
     if job.err then
       -- Not a hash (edited by hand): replace it with a failed record that says what was found.
       local kind = redis.call("TYPE", key).ok
@@ -56,6 +56,7 @@ while true do
       out[#out + 1] = job[2] or ""
       out[#out + 1] = job[3] or ""
       out[#out + 1] = job[4] or ""
+      out[#out + 1] = job[7] or ""
       got = got + 1
     elseif job[1] == false then
       tomb_released = tomb_released + 1  -- gone: deleted while queued, or its ttl ran out

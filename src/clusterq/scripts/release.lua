@@ -1,9 +1,10 @@
-#!lua
+#!lua flags=allow-oom
 --[[ release: give leased jobs back to the head of their queue without counting the attempt.
 
 Used when a worker stops: jobs it had prefetched but not started, and (on a second stop signal) the job
 it was running. Order is kept: the first id given ends up first in the queue.
 
+Runs on a server at maxmemory (flags=allow-oom): it moves ids back without growing anything, so a stopping worker hands its jobs back.
 KEYS[1] pending list
 KEYS[2] active sorted set
 KEYS[3] job key prefix

@@ -15,15 +15,21 @@ Returns: 1 requeued, 0 no such job, -1 the job is queued or running (nothing cha
 ]]
 local id = ARGV[1]
 local key = KEYS[2] .. id
-local status = redis.call("HGET", key, "s")
+local record = redis.call("HMGET", key, "s", "hk", "te")
+local status = record[1]
 if not status then return 0 end
 if status ~= "failed" and status ~= "canceled" and status ~= "finished" and status ~= "stopped" then return -1 end
 redis.call("ZREM", KEYS[3], id)
 redis.call("ZREM", KEYS[4], id)
 redis.call("ZREM", KEYS[5], id)
 redis.call("HSET", key, "s", "queued")
--- The latest result (hk, ht, r or e) stays: the next outcome moves it to the job's history. A stop
--- request and the progress belong to the run that ended.
+-- The latest result stays: its kind and time, told by the status until now, are written down (hk, ht),
+-- and the next outcome moves it to the job's history. A stop request and the progress belong to the run
+-- that ended.
+local KINDS = {finished = "s", failed = "f", stopped = "t"}
+if not record[2] and KINDS[status] and record[3] then
+  redis.call("HSET", key, "hk", KINDS[status], "ht", record[3])
+end
 redis.call("HDEL", key, "ts", "te", "w", "sp", "pg")
 redis.call("PERSIST", key)
 redis.call("PERSIST", KEYS[8] .. id)

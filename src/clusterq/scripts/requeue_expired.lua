@@ -1,9 +1,10 @@
-#!lua
+#!lua flags=allow-oom
 --[[ requeue_expired: recover jobs whose lease ran out (their worker died, hung or lost Redis).
 
 Bounded: handles at most ARGV[1] jobs per call. A job whose attempts reached its limit is failed as
 abandoned, with that reason; the others go back to the head of the queue, attempt counted.
 
+Runs on a server at maxmemory (flags=allow-oom): it moves ids back without growing anything, so a dead worker's jobs are not stuck.
 KEYS[1] active sorted set
 KEYS[2] pending list
 KEYS[3] failed sorted set
@@ -11,6 +12,7 @@ KEYS[4] job key prefix
 KEYS[5] wake channel
 KEYS[6] history key prefix (an abandoned job's previous result moves to its history)
 KEYS[7] results channel (published when someone waits for the abandoned job's result)
+KEYS[8] outbox sorted set (an abandoned job with dependents writes "e<TAB>failed<TAB>id" here)
 ARGV[1] batch size
 ARGV[2] default maximum attempts (a job's own "ma" field wins)
 ARGV[3] how long to keep a failed record (ms)
@@ -42,12 +44,12 @@ for _, id in ipairs(ids) do
           redis.call("LTRIM", hist, 0, cap - 2)
           redis.call("HSET", key, "hl", cap)
         end
-        redis.call("HDEL", key, "r")
+        redis.call("HDEL", key, "r", "hk", "ht")  -- ended: the status and end time tell the latest result
       end
       redis.call("HSET", key, "s", "failed", "te", now, "e",
         "abandoned: the lease expired " .. attempts .. " time(s) (last worker: " .. (job[3] or "?") ..
         "); the worker died, hung or lost its connection, and the attempt limit (" .. limit ..
-        ") is reached", "hk", "f", "ht", now)
+        ") is reached")
       redis.call("PEXPIRE", hist, ARGV[3])  -- no-op when the job has no history
       if job[8] then
         redis.call("HDEL", key, "hw")
@@ -55,6 +57,7 @@ for _, id in ipairs(ids) do
       end
       redis.call("PEXPIRE", key, ARGV[3])
       redis.call("ZADD", KEYS[3], now + tonumber(ARGV[3]), id)
+      if redis.call("HGET", key, "dd") then redis.call("ZADD", KEYS[8], now, "e\tfailed\t" .. id) end
       failed = failed + 1
     else
       redis.call("HSET", key, "s", "queued")

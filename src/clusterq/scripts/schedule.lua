@@ -14,9 +14,9 @@ KEYS[3] wake channel: published with "s" when these jobs become the earliest sch
 ARGV[1] "at" (ARGV[2] is an absolute time) or "in" (ARGV[2] is a delay from the server's time)
 ARGV[2] milliseconds
 ARGV[3] "1" to push at the front of the queue when the job is promoted, else "0"
-ARGV[4..] eight values per job, as in enqueue.lua: id, function path, payload, options JSON, meta, ttl in
+ARGV[4..] nine values per job, as in enqueue.lua: id, function path, payload, options JSON, meta, ttl in
           seconds ("0" = none), maximum attempts ("" = the worker's default), "1" if the id was generated
-          by the client (the existence check is skipped)
+          by the client (the existence check is skipped), signature ("" = unsigned)
 Returns: {run-at time (ms), then one entry per job: 1 created, 0 a job with that id already existed}
 ]]
 local t = redis.call("TIME")
@@ -25,7 +25,7 @@ local run_at = tonumber(ARGV[2])
 if ARGV[1] == "in" then run_at = now + run_at end
 local out = {run_at}
 local zadd = {}
-for i = 4, #ARGV, 8 do
+for i = 4, #ARGV, 9 do
   local id = ARGV[i]
   local key = KEYS[2] .. id
   if ARGV[i + 7] ~= "1" and redis.call("EXISTS", key) == 1 then
@@ -38,6 +38,7 @@ for i = 4, #ARGV, 8 do
     local ttl = tonumber(ARGV[i + 5])
     if ttl and ttl > 0 then fields[#fields + 1] = "x"; fields[#fields + 1] = "1" end
     if ARGV[i + 6] ~= "" then fields[#fields + 1] = "ma"; fields[#fields + 1] = ARGV[i + 6] end
+    if ARGV[i + 8] ~= "" then fields[#fields + 1] = "sg"; fields[#fields + 1] = ARGV[i + 8] end
     if ARGV[3] == "1" then fields[#fields + 1] = "af"; fields[#fields + 1] = "1" end
     redis.call("HSET", key, unpack(fields))
     if ttl and ttl > 0 then redis.call("PEXPIREAT", key, math.max(run_at, now) + ttl * 1000) end

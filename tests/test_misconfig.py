@@ -25,6 +25,8 @@ from clusterq.cli import render_info
 from clusterq.testing import Topology
 from clusterq.testing.servers import ServerProcess
 
+pytestmark = pytest.mark.compat  # ACLs and maxmemory are the engine's: also run on Valkey
+
 PAYLOAD = "x" * 20_000
 
 

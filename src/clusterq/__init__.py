@@ -11,11 +11,14 @@ from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
 from .callbacks import Callback
 from .connection import connect, describe, parse_url, topology_of
 from .context import get_current_job, set_progress
+from .control import is_suspended, resume, suspend
 from .cron import CronError, CronExpr, Interval
+from .dependency import Dependency
 from .exceptions import (
     ClusterQError,
     ConnectionFailed,
     DeserializationError,
+    DuplicateJob,
     FunctionNotFound,
     InvalidJobId,
     InvalidJobOperation,
@@ -60,6 +63,7 @@ __all__ = [
     "AsyncQueue",
     "Backoff",
     "Callback",
+    "Dependency",
     "EnqueueData",
     "Job",
     "JobStatus",
@@ -85,6 +89,10 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "list_workers",
+    # controlling
+    "is_suspended",
+    "resume",
+    "suspend",
     # periodic jobs
     "CronExpr",
     "CronScheduler",
@@ -119,6 +127,7 @@ __all__ = [
     "ConnectionFailed",
     "CronError",
     "DeserializationError",
+    "DuplicateJob",
     "FunctionNotFound",
     "InvalidJobId",
     "InvalidJobOperation",

@@ -44,6 +44,17 @@ def test_delay_takes_job_id_and_at_front_and_passes_everything_else_to_the_funct
     assert (front.return_value(), first.return_value()) == (2, 1)
 
 
+def test_the_decorators_callbacks_run_and_delay_refuses_depends_on(url: str, qname: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    record = job(qname, connection=url, on_success="jobs.cb_success")(control_jobs.record_order)
+    done = record.delay(str(out), "ran")
+    with pytest.raises(TypeError, match="depends_on"):
+        record.delay(str(out), "never", depends_on=done)
+    assert _work(Queue(qname, url)) == 1
+    lines = out.read_text().splitlines()
+    assert lines == ["ran", f"on_success {done.id} ran ping=True"], "the job, then its on_success callback"
+
+
 def test_decorating_needs_no_server_and_bad_options_are_refused_at_once(qname: str) -> None:
     unreachable = job(qname, connection="redis://127.0.0.1:1/0")(control_jobs.plain_add)
     assert unreachable(1, 2) == 3

@@ -12,10 +12,11 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from .callbacks import Callback
 from .connection import ConnectionLike
 from .job import Job
 from .queue import EnqueueData, Queue
-from .retry import Retry
+from .retry import Repeat, Retry
 
 R = TypeVar("R", covariant=True)
 
@@ -49,6 +50,11 @@ class job:  # lower case: RQ's name for the decorator
         retry: Retry | None = None,
         at_front: bool = False,
         max_attempts: int | None = None,
+        repeat: Repeat | None = None,
+        result_history: int | None = None,
+        on_success: Callback | Callable[..., Any] | str | None = None,
+        on_failure: Callback | Callable[..., Any] | str | None = None,
+        on_stopped: Callback | Callable[..., Any] | str | None = None,
         **unsupported: Any,
     ) -> None:
         if unsupported:
@@ -61,6 +67,8 @@ class job:  # lower case: RQ's name for the decorator
         self.options: dict[str, Any] = {
             "job_timeout": timeout, "result_ttl": result_ttl, "ttl": ttl, "failure_ttl": failure_ttl,
             "description": description, "meta": meta, "retry": retry, "max_attempts": max_attempts,
+            "repeat": repeat, "result_history": result_history, "on_success": on_success,
+            "on_failure": on_failure, "on_stopped": on_stopped,
         }
         self._opened: Queue | None = queue if isinstance(queue, Queue) else None
         self._lock = threading.Lock()
@@ -74,6 +82,8 @@ class job:  # lower case: RQ's name for the decorator
 
     def __call__(self, f: Callable[..., R]) -> DelayedFunction[R]:
         def delay(*args: Any, **kwargs: Any) -> Job:
+            if "depends_on" in kwargs:  # RQ's delay takes it for itself: never pass it to the function
+                raise TypeError("delay(depends_on=...) is not supported by clusterq yet")
             job_id = kwargs.pop("job_id", None)
             at_front = bool(kwargs.pop("at_front", self.at_front))
             data = EnqueueData(f, args, kwargs, job_id=job_id, **self.options)

@@ -44,15 +44,17 @@ def test_delay_takes_job_id_and_at_front_and_passes_everything_else_to_the_funct
     assert (front.return_value(), first.return_value()) == (2, 1)
 
 
-def test_the_decorators_callbacks_run_and_delay_refuses_depends_on(url: str, qname: str, tmp_path: Path) -> None:
+def test_the_decorators_callbacks_run_and_delay_takes_depends_on(url: str, qname: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
     record = job(qname, connection=url, on_success="jobs.cb_success")(control_jobs.record_order)
-    done = record.delay(str(out), "ran")
-    with pytest.raises(TypeError, match="depends_on"):
-        record.delay(str(out), "never", depends_on=done)
-    assert _work(Queue(qname, url)) == 1
-    lines = out.read_text().splitlines()
-    assert lines == ["ran", f"on_success {done.id} ran ping=True"], "the job, then its on_success callback"
+    first = record.delay(str(out), "first")
+    second = record.delay(str(out), "second", depends_on=first, at_front=True)
+    assert second.get_status() == JobStatus.DEFERRED, "depends_on is the enqueue's, not the function's"
+    _work(Queue(qname, url))
+    assert out.read_text().splitlines() == ["first", f"on_success {first.id} first ping=True",
+                                            "second", f"on_success {second.id} second ping=True"]
+    with pytest.raises(TypeError, match="queue_class"):
+        job(qname, queue_class=Queue)
 
 
 def test_decorating_needs_no_server_and_bad_options_are_refused_at_once(qname: str) -> None:
@@ -60,8 +62,6 @@ def test_decorating_needs_no_server_and_bad_options_are_refused_at_once(qname: s
     assert unreachable(1, 2) == 3
     with pytest.raises(ConnectionFailed):
         unreachable.delay(1, 2)
-    with pytest.raises(TypeError, match="depends_on"):
-        job(qname, depends_on="x")
     with pytest.raises(TypeError, match="queue name"):
         job(42)  # type: ignore[arg-type]
     assert hasattr(control_jobs.decorated_add, "delay"), "decorated at import time, with no server"

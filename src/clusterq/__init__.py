@@ -32,6 +32,7 @@ from .exceptions import (
     ServerError,
     StopRequested,
 )
+from .health import NodeMemory, memory_of_primaries, server_warnings
 from .job import Job, JobStatus, Progress, send_stop_job_command
 from .keys import key_slot, queue_slot
 from .periodic_jobs import (
@@ -116,8 +117,11 @@ __all__ = [
     "JSONSerializer",
     "PickleSerializer",
     "Serializer",
-    # security
+    # security and server checks
+    "NodeMemory",
     "Signer",
+    "memory_of_primaries",
+    "server_warnings",
     # errors
     "ClusterQError",
     "ConnectionFailed",

@@ -14,6 +14,7 @@ from clusterq import Queue, Worker
 from clusterq import keys as K
 from clusterq import scripts as S
 from clusterq import store as T
+from clusterq.outbox import child_dependent, ended_entry, group_dependent, make_handle, registration_entry
 from clusterq.testing import Topology
 
 pytestmark = pytest.mark.compat  # also run against the second server engine
@@ -24,8 +25,11 @@ pytestmark = pytest.mark.compat  # also run against the second server engine
 @pytest.mark.parametrize("script", S.ALL, ids=lambda s: s.name)
 def test_every_script_has_a_header_naming_keys_argv_and_returns(script: S.Script) -> None:
     text = script.source.decode()
-    assert text.startswith(("#!lua\n", "#!lua flags=no-writes\n")), (
-        "scripts use the shebang so the server enforces single-slot access")
+    shebang = text.split("\n", 1)[0]
+    assert shebang in ("#!lua", "#!lua flags=no-writes", "#!lua flags=allow-oom"), \
+        "scripts use the shebang so the server enforces single-slot access (and no flag may lift that)"
+    if "allow-oom" in shebang:
+        assert "flags=allow-oom):" in text, "say in the header why the script may run on a full server"
     header = text[: text.index("]]")]
     assert f"{script.name}:" in header
     assert "KEYS[1]" in header and "Returns:" in header
@@ -106,7 +110,7 @@ def _keys_of(client: redis.Redis, command: list[bytes]) -> list[bytes]:
 def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis):
     """Run every transition through its interesting paths; yield (call, result) one by one."""
     new = [T.NewJob(f"j{i}", "jobs.add", b"[[1,2],{}]", '{"timeout":5}', b'{"m":1}', 60 if i == 0 else 0,
-                    2 if i == 1 else None) for i in range(6)]
+                    2 if i == 1 else None, signature="v1:00" if i == 2 else "") for i in range(6)]
     yield T.enqueue_call(qk, new[:3])
     yield T.enqueue_call(qk, new[3:], at_front=True)
     yield T.enqueue_call(qk, new[:1])  # existing id: untouched
@@ -159,7 +163,7 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
                                for i in range(3)], at_ms=1)  # due at once
     yield T.schedule_call(qk, [T.NewJob("s0", "jobs.add"), T.NewJob("s3", "jobs.add", fresh_id=True)],
                           delay_ms=3_600_000, at_front=True)  # s0 exists: untouched
-    yield T.schedule_call(qk, [T.NewJob("s4", "jobs.add")], at_ms=2, at_front=True)
+    yield T.schedule_call(qk, [T.NewJob("s4", "jobs.add", signature="v1:00")], at_ms=2, at_front=True)
     yield T.cancel_call(qk, "s1", 60_000)  # a scheduled job leaves the scheduled set
     yield T.delete_call(qk, "s2")
     yield T.promote_call(qk, 1)  # s0 only: s1/s2 were removed
@@ -174,6 +178,35 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield T.stop_call(qk, "nope", "no")  # no such job
     yield T.complete_call(qk, [T.Outcome("t1", 1, "stopped", b"JobStopped: enough", 60_000)])
     yield T.requeue_call(qk, "t1")  # a stopped job can be requeued: its tombstone comes alive again
+    yield T.enqueue_call(qk, [T.NewJob("tp", "jobs.add", priority=3)])
+    yield T.take_call(qk, "tp", 60_000, "sync")  # a job with a priority leaves the prio set
+    # priorities: the prio set, at every place that pushes
+    yield T.enqueue_call(qk, [T.NewJob(f"p{i}", "jobs.add", priority=1 + i % 3) for i in range(4)])
+    yield T.enqueue_call(qk, [T.NewJob("p9", "jobs.add", priority=2)], at_front=True)
+    yield T.enqueue_call(qk, [T.NewJob("p0", "jobs.add", unique=True)])  # a duplicate: -1
+    yield T.cancel_call(qk, "p3", 60_000)  # a queued job with a priority leaves the set
+    yield T.delete_call(qk, "p2")
+    yield T.lease_call(qk, 2, 60_000, "w1", 60_000)  # the list is empty: p0, then p9 (front of level 2)
+    yield T.release_call(qk, [("p0", 1)])
+    yield T.lease_call(qk, 1, 1, "w1", 60_000)
+    time.sleep(0.01)
+    yield T.requeue_expired_call(qk, 100, 3, 60_000)
+    yield T.complete_call(qk, [T.Outcome("p9", 1, "failed", b"boom", 60_000, 0.0, "2;0")])  # retry in prio
+    yield T.requeue_call(qk, "p3")
+    yield T.schedule_call(qk, [T.NewJob("ps", "jobs.add", priority=4)], at_ms=1, at_front=True)
+    yield T.promote_call(qk, 10)
+    yield T.drain_call(qk, 100)
+    yield T.drain_call(qk, 100)  # the prio set
+    # controls: suspend, rate limit
+    yield T.configure_call(qk, {"sus": "1"})
+    yield T.lease_call(qk, 1, 60_000, "w1", 60_000)  # suspended
+    yield T.configure_call(qk, {"sus": "", "rn": 1, "rp": 60_000})
+    yield T.enqueue_call(qk, [T.NewJob(f"rl{i}", "jobs.add") for i in range(2)])
+    yield T.lease_call(qk, 2, 60_000, "w1", 60_000)  # one, the window is spent
+    yield T.lease_call(qk, 2, 60_000, "w1", 60_000)  # none: wait
+    # debounce
+    yield T.debounce_call(qk, "k{1}", T.NewJob("db1", "jobs.add", b"[[1],{}]"), 60_000, 120_000)
+    yield T.debounce_call(qk, "k{1}", T.NewJob("db2", "jobs.add", b"[[2],{}]"), 60_000, 120_000)
     tick = lambda name, at, mode, job: T.cron_tick_call(qk, name, at, mode, 3, job)  # noqa: E731
     yield tick("p", 1000, "resume", T.NewJob("cron:p:1", "jobs.add"))  # first seen: recorded only
     yield tick("p", 2000, "fire", T.NewJob("cron:p:2", "jobs.add", b"[[1,2],{}]", '{"timeout":5}', b'{"m":1}', 60,
@@ -185,6 +218,57 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield tick("p", 4000, "resume", T.NewJob("s0", "jobs.add"))  # the id already has a record
     for at in range(5000, 10000, 1000):  # the recent-runs list stays capped
         yield tick("p", at, "fire", T.NewJob(f"cron:p:{at}", "jobs.add"))
+    yield from _exercise_dependencies(qk)
+
+
+def _exercise_dependencies(qk: K.QueueKeys):
+    """Dependencies and groups: defer, register, resolve, the outbox, and the scripts that write to it."""
+    p1, p2 = make_handle(qk.name, "p1"), make_handle(qk.name, "p2")
+    yield T.drain_call(qk, 1000)  # start from an empty queue
+    yield T.enqueue_call(qk, [T.NewJob("p1", "jobs.add"), T.NewJob("p2", "jobs.add")])
+    yield T.defer_call(qk, T.NewJob("c1", "jobs.add", b"[[1,2],{}]", '{"failure_ttl":60}', b"{}", 60, 2),
+                       [(p1, False), ("other/x", True)], at_front=True)
+    yield T.defer_call(qk, T.NewJob("c2", "jobs.add", options='{"failure_ttl":60}'), [(p2, False)])
+    yield T.defer_call(qk, T.NewJob("c2", "jobs.add"), [(p2, False)])  # exists: untouched
+    yield T.register_call(qk, child_dependent(qk.name, "c1"), ["p1", "gone"])
+    yield T.register_call(qk, child_dependent(qk.name, "c2"), ["p2"])
+    yield T.register_call(qk, group_dependent(qk.name, "g1"), ["p1"])
+    yield T.outbox_due_call(qk, 0, 10)
+    yield T.outbox_due_call(qk, 3_600_000, 10)  # nothing that old
+    yield T.resolve_call(qk, "c1", "other/x", "failed", 60_000)  # allowed to fail: counted
+    yield T.lease_call(qk, 2, 60_000, "w1", 60_000)
+    yield T.complete_call(qk, [T.Outcome("p1", 1, "finished", b"3", 60_000),
+                               T.Outcome("p2", 1, "failed", b"boom", 0)])  # both write an ended intent
+    yield T.resolve_call(qk, "c1", p1, "finished", 60_000)  # the last parent: released to the front
+    yield T.resolve_call(qk, "c1", p1, "finished", 60_000)  # a replay: nothing
+    yield T.resolve_call(qk, "c2", p2, "failed", 60_000)  # had to finish: canceled
+    yield T.ack_call(qk, ended_entry("finished", "p1"), "p1", [child_dependent(qk.name, "c1")])  # one left
+    yield T.ack_call(qk, registration_entry(p1, "c1"))
+    yield T.group_open_call(qk, "g1", 60_000)
+    yield T.group_open_call(qk, "g1", 60_000)  # exists
+    yield T.group_done_call(qk, "g1", p1, "finished")
+    yield T.group_done_call(qk, "g1", p1, "finished")  # a replay: nothing
+    yield T.defer_call(qk, T.NewJob("cb1", "jobs.add"), [])  # the group's callback, released by the group
+    yield T.group_close_call(qk, "g1", 1, "cb1")  # every member already ended: fires now
+    yield T.group_close_call(qk, "g1", 1, "")  # already closed
+    yield T.group_open_call(qk, "g2", 60_000)
+    yield T.defer_call(qk, T.NewJob("cb2", "jobs.add"), [])
+    yield T.group_close_call(qk, "g2", 1, "cb2")
+    yield T.group_done_call(qk, "g2", p2, "failed")  # fires
+    yield T.group_done_call(qk, "nope", p2, "failed")  # no such group
+    # cancel, delete and requeue_expired of jobs with dependents write ended intents
+    yield T.enqueue_call(qk, [T.NewJob(f"p{i}", "jobs.add", max_attempts=1) for i in (3, 4, 5)])
+    yield T.defer_call(qk, T.NewJob("c4", "jobs.add"), [(make_handle(qk.name, "p4"), False)])
+    yield T.register_call(qk, child_dependent(qk.name, "c4"), ["p3", "p4", "p5"])
+    yield T.cancel_call(qk, "p3", 60_000, "ok")
+    yield T.delete_call(qk, "p4", "purge")
+    yield T.resolve_call(qk, "c4", make_handle(qk.name, "p4"), "purge", 60_000)  # deleted
+    yield T.defer_call(qk, T.NewJob("c5", "jobs.add"), [(make_handle(qk.name, "p5"), False)])
+    yield T.register_call(qk, child_dependent(qk.name, "c5"), ["p5"])
+    yield T.cancel_call(qk, "c5", 0, "canceled")  # a deferred job leaves the deferred set
+    yield T.lease_call(qk, 1, 1, "w1", 60_000)
+    time.sleep(0.01)
+    yield T.requeue_expired_call(qk, 100, 3, 60_000)  # p5 abandoned: its dependents are told
 
 
 @pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)
@@ -203,7 +287,7 @@ def test_scripts_touch_only_declared_keys_all_in_the_queues_slot(clusterq_topolo
             store.run(call)
             seen_scripts.add(call.script.name)
             declared = {k.encode() for k in call.keys}
-            prefixes = [k.encode() for k in call.keys if k.endswith((":j:", ":h:"))]
+            prefixes = [k.encode() for k in call.keys if k.endswith((":j:", ":h:", ":dep:"))]
             commands = monitor.take()
             assert commands, f"{call.script.name} ran no command?"
             for command in commands:

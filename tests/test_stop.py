@@ -114,7 +114,7 @@ def test_a_lost_stop_message_is_caught_by_the_heartbeat(url: str, qname: str, tm
     q = Queue(qname, url)
     path = tmp_path / "started"
     job = _long_job(q, "thread", path)
-    worker = Worker([q], url, pool="thread", concurrency=1, lease_s=0.6, install_signal_handlers=False)
+    worker = Worker([q], url, pool="thread", concurrency=1, lease_s=1.5, install_signal_handlers=False)
     with running(worker):
         wait_started(path)
         # What stop.lua writes, without its message: only the heartbeat can tell the worker.

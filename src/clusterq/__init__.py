@@ -11,11 +11,14 @@ from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
 from .callbacks import Callback
 from .connection import connect, describe, parse_url, topology_of
 from .context import get_current_job, set_progress
+from .control import is_suspended, resume, suspend
 from .cron import CronError, CronExpr, Interval
+from .dependency import Dependency
 from .exceptions import (
     ClusterQError,
     ConnectionFailed,
     DeserializationError,
+    DuplicateJob,
     FunctionNotFound,
     InvalidJobId,
     InvalidJobOperation,
@@ -29,6 +32,7 @@ from .exceptions import (
     ServerError,
     StopRequested,
 )
+from .health import NodeMemory, memory_of_primaries, server_warnings
 from .job import Job, JobStatus, Progress, send_stop_job_command
 from .keys import key_slot, queue_slot
 from .periodic_jobs import (
@@ -48,6 +52,7 @@ from .registry import Registry
 from .results import Result, ResultType
 from .retry import Backoff, Repeat, Retry, RetryJob
 from .serializers import JSONSerializer, PickleSerializer, Serializer
+from .signing import Signer
 from .worker import Worker, WorkerInfo, list_workers
 
 __version__ = "0.1.0"
@@ -58,6 +63,7 @@ __all__ = [
     "AsyncQueue",
     "Backoff",
     "Callback",
+    "Dependency",
     "EnqueueData",
     "Job",
     "JobStatus",
@@ -83,6 +89,10 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "list_workers",
+    # controlling
+    "is_suspended",
+    "resume",
+    "suspend",
     # periodic jobs
     "CronExpr",
     "CronScheduler",
@@ -107,11 +117,17 @@ __all__ = [
     "JSONSerializer",
     "PickleSerializer",
     "Serializer",
+    # security and server checks
+    "NodeMemory",
+    "Signer",
+    "memory_of_primaries",
+    "server_warnings",
     # errors
     "ClusterQError",
     "ConnectionFailed",
     "CronError",
     "DeserializationError",
+    "DuplicateJob",
     "FunctionNotFound",
     "InvalidJobId",
     "InvalidJobOperation",

@@ -60,11 +60,15 @@ from .queue import (
     PAGE_LIMIT,
     EnqueueData,
     Queue,
+    _refuse_debounce,
+    check_duplicates,
     parse_duration,
+    refuse_depends_on,
     split_enqueue_options,
     validate_result_history,
 )
 from .serializers import Serializer, resolve_serializer
+from .signing import Signer, SigningKey, make_signer
 
 __all__ = [
     "AsyncClient",
@@ -91,6 +95,8 @@ class JobDefaults:
     result_ttl: float | None = None
     failure_ttl: float | None = None
     max_attempts: int | None = None
+    name: str = ""  # the queue's name, which a job's signature covers
+    signer: Signer | None = None
     result_history: int | None = None
 
 
@@ -125,6 +131,7 @@ class AsyncQueue:
         result_ttl: float | int | str | None = None,
         failure_ttl: float | int | str | None = None,
         max_attempts: int | None = None,
+        signing_key: SigningKey | Signer | None = None,
         result_history: int | None = None,
     ) -> None:
         self.name = K.validate_queue_name(name)
@@ -136,6 +143,8 @@ class AsyncQueue:
             result_ttl=parse_duration(result_ttl, "result_ttl"),
             failure_ttl=parse_duration(failure_ttl, "failure_ttl"),
             max_attempts=max_attempts,
+            name=self.name,
+            signer=make_signer(signing_key),
             result_history=validate_result_history(result_history),
         )
         self._lazy = LazyStore(connection)
@@ -203,13 +212,17 @@ class AsyncQueue:
 
     async def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
                         delay_ms: int | None = None) -> list[AsyncJob]:
+        _refuse_debounce(jobs)
+        refuse_depends_on(jobs, "enqueue_at/enqueue_in")
         new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
         store = await self._lazy.get()
         await self._register(store)
         calls = [T.schedule_call(self.keys, new[i : i + ENQUEUE_CHUNK], at_ms=at_ms, delay_ms=delay_ms,
                                  at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
-        await store.run_many(calls)
-        return [self._job(job.id) for job in new]
+        results = await store.run_many(calls)
+        jobs_out = [self._job(job.id) for job in new]
+        check_duplicates(self.name, new, [code for reply in results for code in reply[1:]], jobs_out)
+        return jobs_out
 
     async def _register(self, store: AsyncStore) -> None:
         if not self._registered:  # the global set of known queues: once per queue object, never in a script
@@ -225,6 +238,8 @@ class AsyncQueue:
 
     async def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[AsyncJob]:
         """Enqueue many jobs: chunks of ``ENQUEUE_CHUNK`` per script call, all in one pipeline."""
+        _refuse_debounce(jobs)
+        refuse_depends_on(jobs, "AsyncQueue yet")
         new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
         store = await self._lazy.get()
         await self._register(store)
@@ -234,8 +249,12 @@ class AsyncQueue:
         ]
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
-        await store.run_many(calls)
-        return [self._job(job.id) for job in new]
+        results = await store.run_many(calls)
+        if at_front:
+            results.reverse()
+        jobs_out = [self._job(job.id) for job in new]
+        check_duplicates(self.name, new, [code for reply in results for code in reply], jobs_out)
+        return jobs_out
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from .connection import (
     ParsedURL,
     _client_kwargs,
     _remapper,
+    _sentinel_credentials,
     describe,
     parse_url,
 )
@@ -79,6 +80,19 @@ def _failure(exc: BaseException, where: str) -> str:
     return f"cannot use {where}: {type(exc).__name__}: {exc}"
 
 
+async def _is_cluster_node(client: redis.asyncio.Redis) -> bool:
+    """As :func:`clusterq.connection._is_cluster_node`: INFO, else CLUSTER INFO for users without INFO."""
+    try:
+        return bool((await client.info("cluster")).get("cluster_enabled"))
+    except redis.exceptions.NoPermissionError:
+        pass
+    try:
+        await client.execute_command("CLUSTER", "INFO")
+    except redis.ResponseError:
+        return False
+    return True
+
+
 async def _open(parsed: ParsedURL, overrides: dict[str, Any]) -> AsyncClient:
     remap = overrides.pop("address_remap", None) or parsed.remap or None
     kwargs = _client_kwargs(parsed, overrides)
@@ -88,7 +102,7 @@ async def _open(parsed: ParsedURL, overrides: dict[str, Any]) -> AsyncClient:
         sentinel_kwargs: dict[str, Any] = {
             k: kwargs[k] for k in ("socket_timeout", "socket_connect_timeout", "ssl", "username") if k in kwargs
         }
-        sentinel_kwargs["password"] = parsed.options.get("sentinel_password", parsed.password)
+        sentinel_kwargs.update(_sentinel_credentials(parsed))
         sentinel = AsyncSentinel(parsed.hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)
         return sentinel.master_for(cast(str, parsed.service), db=parsed.db, **kwargs)  # parse_url requires it
     if parsed.path:
@@ -96,7 +110,7 @@ async def _open(parsed: ParsedURL, overrides: dict[str, Any]) -> AsyncClient:
     host, port = parsed.hosts[0]
     client = redis.asyncio.Redis(host=host, port=port, db=parsed.db, **kwargs)
     try:
-        cluster_enabled = (await client.info("cluster")).get("cluster_enabled")
+        cluster_enabled = await _is_cluster_node(client)
     except BaseException:
         await client.aclose()
         raise

@@ -5,6 +5,7 @@
     clusterq info [-u URL] [--interval S]
     clusterq enqueue [-u URL] QUEUE FUNCTION [JSON_ARG ...]
     clusterq empty|requeue [-u URL] QUEUE
+    clusterq suspend|resume [-u URL] [-q QUEUE ...]
     clusterq stop [-u URL] [--reason TEXT] HANDLE
     clusterq dev [--sentinel | --cluster]
     clusterq demo [--cluster] [--jobs N]
@@ -25,12 +26,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .connection import DEFAULT_URL, URL_ENV, connect, describe
+from .connection import DEFAULT_URL, REDIS_ERRORS, URL_ENV, connect, describe
+from .control import resume, suspend
 from .exceptions import ClusterQError
+from .health import memory_of_primaries, server_warnings
 from .job import Job, Progress
 from .periodic_jobs import CronScheduler, Periodic, PeriodicInfo, list_periodic, load_periodic, remove_periodic
 from .pool import POOL_KINDS
 from .queue import Queue
+from .signing import KEY_ENV, read_key_file
 from .worker import Worker, list_workers
 
 # Named exit codes (Dramatiq's habit): scripts and supervisors can tell failures apart.
@@ -62,6 +66,23 @@ def _setting(args: argparse.Namespace, name: str, default: Any = None) -> Any:
 def resolve_url(args: argparse.Namespace) -> str:
     return (getattr(args, "url", None) or os.environ.get(URL_ENV) or _setting(args, "URL")
             or _setting(args, "REDIS_URL") or DEFAULT_URL)
+
+
+def signing_keys(args: argparse.Namespace) -> list[bytes] | None:
+    """Keys from ``--signing-key-file`` (repeatable: the first signs, all verify), else ``$CLUSTERQ_SIGNING_KEY``."""
+    files = getattr(args, "signing_key_file", None) or []
+    try:
+        keys = [read_key_file(path) for path in files]
+    except (OSError, ValueError) as exc:
+        raise ClusterQError(f"cannot read the signing key: {exc}") from None
+    if not keys and os.environ.get(KEY_ENV):
+        keys = [os.environ[KEY_ENV].encode()]
+    return keys or None
+
+
+def _add_signing(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--signing-key-file", action="append", metavar="PATH",
+                        help=f"HMAC key for job signatures (default: ${KEY_ENV}); repeat to accept old keys")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -106,6 +127,7 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         lease_s=args.lease_s or _setting(args, "LEASE_S", 15.0),
         max_attempts=args.max_attempts or _setting(args, "MAX_ATTEMPTS", 3),
         serializer=args.serializer or _setting(args, "SERIALIZER"),
+        signing_key=signing_keys(args),
         periodic=periodic,
     )
 
@@ -157,7 +179,7 @@ def cmd_cron(args: argparse.Namespace) -> int:
     if not jobs:
         print(f"clusterq: {args.module or 'the settings module'} declares no periodic jobs", file=sys.stderr)
         return EXIT_USAGE
-    CronScheduler(url, jobs).run()
+    CronScheduler(url, jobs, signing_key=signing_keys(args)).run()
     return EXIT_OK
 
 
@@ -212,7 +234,14 @@ def _queue_row(queue: Queue) -> tuple[str, int, int, int, int, int]:
 def render_info(url: str) -> str:
     client = connect(url)
     queues = Queue.all(client)
-    lines = [describe(client), ""]  # never the URL itself: it may hold a password
+    lines = [describe(client)]  # never the URL itself: it may hold a password
+    try:
+        nodes = memory_of_primaries(client)
+    except REDIS_ERRORS:  # INFO refused: server_warnings says so below
+        nodes = []
+    lines += [f"  {node.describe()}" for node in nodes]
+    lines += [f"WARNING: {warning}" for warning in server_warnings(client)]
+    lines.append("")
     header = ("queue", "queued", "started", "finished", "failed", "canceled")
     rows = [_queue_row(q) for q in queues]
     width = max([len(header[0])] + [len(r[0]) for r in rows])
@@ -253,7 +282,8 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"arguments must be JSON values (quote strings as '\"text\"'): {exc}", file=sys.stderr)
         return EXIT_USAGE
-    job = Queue(args.queue, resolve_url(args)).enqueue(args.function, *call_args, job_id=args.job_id)
+    queue = Queue(args.queue, resolve_url(args), signing_key=signing_keys(args))
+    job = queue.enqueue(args.function, *call_args, job_id=args.job_id)
     print(job.handle)
     return EXIT_OK
 
@@ -276,6 +306,30 @@ def cmd_requeue(args: argparse.Namespace) -> int:
         if done == 0:
             break
     print(f"requeued {total} failed job(s) of {args.queue!r}")
+    return EXIT_OK
+
+
+def cmd_suspend(args: argparse.Namespace) -> int:
+    url = resolve_url(args)
+    if not args.queue:
+        suspend(url)
+        print("all queues suspended: workers start no job until 'clusterq resume'")
+        return EXIT_OK
+    for name in args.queue:
+        Queue(name, url).suspend()
+    print(f"suspended {', '.join(repr(n) for n in args.queue)}")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    url = resolve_url(args)
+    if not args.queue:
+        resume(url)
+        print("all queues resumed (queues suspended one by one stay suspended)")
+        return EXIT_OK
+    for name in args.queue:
+        Queue(name, url).resume()
+    print(f"resumed {', '.join(repr(n) for n in args.queue)}")
     return EXIT_OK
 
 
@@ -336,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hard cap: a job whose process grows by more than this many MiB fails with MemoryError")
     p.add_argument("--dedicated", action="append", metavar="QUEUES=[POOL:]N",
                    help="serve these queues with their own pool, e.g. hot=process:8 (repeatable)")
+    _add_signing(p)
     p.add_argument("--with-cron", metavar="MODULE",
                    help="also run the periodic jobs declared in this module (its PERIODIC list and @periodic "
                         "functions); any number of workers may do so")
@@ -347,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-l", "--list", action="store_true", help="list periodic jobs, next runs and recent runs")
     p.add_argument("--runs", type=int, default=10, help="recent runs shown per job with --list (10)")
     p.add_argument("--remove", metavar="NAME", help="forget a periodic job no longer declared")
+    _add_signing(p)
     p.set_defaults(func=cmd_cron)
 
     p = sub.add_parser("info", help="queues, their counts, and workers")
@@ -360,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("function", help="dotted path, e.g. myapp.tasks.send")
     p.add_argument("args", nargs="*", help="JSON arguments")
     p.add_argument("--job-id")
+    _add_signing(p)
     p.set_defaults(func=cmd_enqueue)
 
     p = sub.add_parser("empty", help="remove every waiting job of a queue")
@@ -371,6 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("queue")
     p.set_defaults(func=cmd_requeue)
+
+    for name, func, text in (("suspend", cmd_suspend, "stop workers from starting jobs (all queues, or -q)"),
+                             ("resume", cmd_resume, "let workers start jobs again (all queues, or -q)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("-u", "--url", help=f"Redis URL (default: ${URL_ENV} or {DEFAULT_URL})")
+        p.add_argument("--settings", help=f"settings module by dotted path (or ${SETTINGS_ENV})")
+        p.add_argument("-q", "--queue", action="append", help="only this queue (repeatable)")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("stop", help="stop a running job now (it ends 'stopped', not retried)")
     _add_common(p)

@@ -8,8 +8,9 @@
     rediss+sentinel://, rediss+cluster://      the same over TLS
 
 Query options: ``socket_timeout``, ``socket_connect_timeout`` (seconds), ``ssl_cert_reqs``,
-``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``sentinel_password``, ``remap`` (cluster behind
-NAT: ``remap=announced_host:port>reachable_host:port;...``).
+``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``sentinel_username``, ``sentinel_password``
+(the sentinels' own user; default: the URL's; blank: none), ``remap`` (cluster behind NAT:
+``remap=announced_host:port>reachable_host:port;...``).
 
 Every failure to connect is reported as one :class:`~clusterq.exceptions.ConnectionFailed` naming the
 topology and the hosts, never a bare redis-py traceback.
@@ -56,6 +57,7 @@ _SCHEMES = {
 }
 _FLOAT_OPTIONS = ("socket_timeout", "socket_connect_timeout")
 _SSL_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+_SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
 
 
 @dataclass
@@ -111,7 +113,10 @@ def parse_url(url: str) -> ParsedURL:
     if scheme not in _SCHEMES:
         raise InvalidURL(f"unsupported URL scheme {parts.scheme!r} in {url!r}; expected one of {sorted(_SCHEMES)}")
     topology, tls = _SCHEMES[scheme]
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    # Blank values are dropped, except the sentinel credentials, where blank means "none" (sentinels
+    # that require no login while the data nodes do).
+    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()
+             if v[-1] or k in _SENTINEL_OPTIONS}
     parsed = ParsedURL(
         topology="standalone" if topology == "unix" else topology,
         tls=tls,
@@ -146,7 +151,7 @@ def parse_url(url: str) -> ParsedURL:
     for name in _FLOAT_OPTIONS:
         if name in query:
             parsed.options[name] = float(query.pop(name))
-    for name in (*_SSL_OPTIONS, "sentinel_password"):
+    for name in (*_SSL_OPTIONS, *_SENTINEL_OPTIONS):
         if name in query:
             parsed.options[name] = query.pop(name)
     if "ssl_check_hostname" in parsed.options:
@@ -173,11 +178,19 @@ def _client_kwargs(parsed: ParsedURL, overrides: Mapping[str, Any]) -> dict[str,
         "socket_connect_timeout": 5.0,
         "decode_responses": False,
     }
-    kwargs.update({k: v for k, v in parsed.options.items() if k != "sentinel_password"})
+    kwargs.update({k: v for k, v in parsed.options.items() if k not in _SENTINEL_OPTIONS})
     if parsed.tls:
         kwargs["ssl"] = True
     kwargs.update(overrides)
     return kwargs
+
+
+def _sentinel_credentials(parsed: ParsedURL) -> dict[str, Any]:
+    """Sentinels have their own users: ``sentinel_username``/``sentinel_password`` when given, else the
+    data nodes' credentials."""
+    username = parsed.options.get("sentinel_username", parsed.username)
+    password = parsed.options.get("sentinel_password", parsed.password)
+    return {"username": username or None, "password": password or None}
 
 
 def _open(parsed: ParsedURL, overrides: dict[str, Any]) -> Client:
@@ -189,7 +202,7 @@ def _open(parsed: ParsedURL, overrides: dict[str, Any]) -> Client:
         sentinel_kwargs = {
             k: kwargs[k] for k in ("socket_timeout", "socket_connect_timeout", "ssl", "username") if k in kwargs
         }
-        sentinel_kwargs["password"] = parsed.options.get("sentinel_password", parsed.password)
+        sentinel_kwargs.update(_sentinel_credentials(parsed))
         sentinel = Sentinel(parsed.hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)
         return sentinel.master_for(parsed.service, db=parsed.db, **kwargs)
     if parsed.path:
@@ -221,8 +234,15 @@ def _open_cluster(hosts: list[tuple[str, int]], kwargs: dict[str, Any], remap: A
 
 def _is_cluster_node(client: redis.Redis) -> bool:
     """True if a plain ``redis://`` URL reached a node of a cluster (so it must be opened as one)."""
-    info = client.info("cluster")
-    return bool(info.get("cluster_enabled"))
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except redis.exceptions.NoPermissionError:
+        pass  # INFO is a @dangerous command in Redis 7: a least-privilege user may not have it
+    try:
+        client.execute_command("CLUSTER", "INFO")
+    except redis.ResponseError:  # "cluster support disabled" (or no permission for that either)
+        return False
+    return True
 
 
 def _check_cluster(client: RedisCluster, where: str) -> None:

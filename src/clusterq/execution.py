@@ -33,6 +33,7 @@ from .exceptions import DeserializationError, FunctionNotFound, JobTimeoutError,
 from .job import DEFAULT_FAILURE_TTL_S, DEFAULT_RESULT_TTL_S, Job
 from .retry import RetryJob, draw, plan_template, retry_job_plan
 from .serializers import Serializer
+from .signing import Signer
 from .store import RESULT_HISTORY, LeasedJob, Outcome
 from .utils import import_attribute
 
@@ -223,10 +224,11 @@ class Executor:
 
     def __init__(self, resolver: FunctionResolver, serializer: Serializer, default_timeout_s: float,
                  connection: Any = None, *, job_connection: JobConnection | None = None,
-                 time_limits: bool = True) -> None:
+                 time_limits: bool = True, signer: Signer | None = None) -> None:
         self.connection = connection
         self.job_connection = job_connection
         self.time_limits = time_limits
+        self.signer = signer
         self.resolver = resolver
         self.serializer = serializer
         self.default_timeout_s = default_timeout_s
@@ -237,6 +239,12 @@ class Executor:
 
     def prepare(self, leased: LeasedJob) -> tuple[JobSpec, Callable[..., Any] | None, Any, Any, str | None]:
         """Everything needed to call the job, or a reason why it cannot be called."""
+        if self.signer is not None:
+            # Before anything of the job is looked at: an unsigned job imports nothing and decodes nothing.
+            refused = self.signer.problem(leased.queue, leased.id, leased.func, leased.payload, leased.options,
+                                          leased.signature)
+            if refused:  # its options are not trusted either: default time limit and failure TTL
+                return self._default_spec, None, None, None, refused
         if leased.options:
             spec, problem = decode_options(leased.options, self.default_timeout_s)
         else:  # most jobs carry no options: skip the JSON decode
@@ -384,6 +392,9 @@ class Executor:
         spec = decode_options(leased.options, self.default_timeout_s)[0]
         outcome = Outcome(leased.id, leased.token, "stopped", f"JobStopped: {reason}".encode("utf-8", "replace"),
                           spec.failure_keep_ms, history=spec.history)
+        if self.signer is not None and self.signer.problem(leased.queue, leased.id, leased.func, leased.payload,
+                                                           leased.options, leased.signature):
+            return outcome  # its on_stopped path comes from a record no key holder wrote: never import it
         return self._callback(leased, spec, outcome, "t")
 
     def _finish(self, leased: LeasedJob, spec: JobSpec, value: Any, elapsed_s: float) -> Outcome:

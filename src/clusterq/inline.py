@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from . import store as T
 from .context import JobConnection
 from .execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
-from .job import Job
+from .job import DEFAULT_FAILURE_TTL_S, Job
+from .outbox import Forwarder, ended_entry
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -42,4 +43,7 @@ def run_inline(queue: Queue, executor: Executor, jobs: Sequence[Job]) -> None:
             continue
         leased = T.parse_take(queue.name, job.id, reply)
         outcome = executor.execute(leased)
-        queue.store.run(T.complete_call(queue.keys, [outcome]))
+        if int(queue.store.run(T.complete_call(queue.keys, [outcome]))[0]) == 2:
+            # It has dependents: tell them now (their jobs then wait for a worker, or for a replay).
+            Forwarder(queue.store, DEFAULT_FAILURE_TTL_S * 1000).forward(
+                [(queue.name, ended_entry(outcome.status, job.id))])

@@ -17,6 +17,7 @@ from . import keys as K
 from . import store as T
 from .connection import ConnectionLike, connect
 from .exceptions import InvalidJobOperation, NoSuchJobError
+from .outbox import Forwarder, ended_entry
 from .results import Result, ResultWaiter, parse_latest, parse_results
 from .serializers import Serializer, resolve_serializer
 from .utils import now_ms
@@ -221,6 +222,11 @@ class Job:
         return self.get_status() == JobStatus.SCHEDULED
 
     @property
+    def is_deferred(self) -> bool:
+        """Waiting for the jobs it depends on (``depends_on``)."""
+        return self.get_status() == JobStatus.DEFERRED
+
+    @property
     def is_stopped(self) -> bool:
         return self.get_status() == JobStatus.STOPPED
 
@@ -399,17 +405,23 @@ class Job:
 
     # --- changing -----------------------------------------------------------------------------
 
-    def cancel(self) -> None:
+    def cancel(self, enqueue_dependents: bool = False) -> None:
         """Stop the job from running (again). A running job's outcome will no longer be recorded.
 
-        Raises :class:`InvalidJobOperation` if it already finished, failed or was canceled.
+        Jobs that depend on it are canceled in turn (unless their dependency allows failure); with
+        ``enqueue_dependents=True`` they count this job as finished instead, and run once their other
+        dependencies are met. Raises :class:`InvalidJobOperation` if it already finished, failed or was
+        canceled.
         """
         try:
             keep_s = self.failure_ttl
         except NoSuchJobError:
             keep_s = None  # the script will report the job missing
         keep_s = DEFAULT_FAILURE_TTL_S if keep_s is None else keep_s
-        code = self._store.run(T.cancel_call(self._keys, self.id, int(keep_s * 1000)))
+        told = "ok" if enqueue_dependents else "canceled"
+        code = self._store.run(T.cancel_call(self._keys, self.id, int(keep_s * 1000), told))
+        if code == 2:
+            self._tell_dependents(told)
         if code == 0:
             raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
         if code == -1:
@@ -433,10 +445,21 @@ class Job:
                                       "only a started job can be stopped (cancel() a queued or scheduled one)")
         self._fields = None
 
-    def delete(self) -> None:
-        """Delete the job's record and its registry entries. Deleting a missing job is not an error."""
-        self._store.run(T.delete_call(self._keys, self.id))
+    def delete(self, delete_dependents: bool = False) -> None:
+        """Delete the job's record and its registry entries. Deleting a missing job is not an error.
+
+        Jobs still waiting for it are canceled (unless their dependency allows failure), or deleted too
+        with ``delete_dependents=True``.
+        """
+        told = "purge" if delete_dependents else "deleted"
+        if self._store.run(T.delete_call(self._keys, self.id, told)) == 2:
+            self._tell_dependents(told)
         self._fields = None
+
+    def _tell_dependents(self, ended: str) -> None:
+        # The script wrote the intent to this queue's outbox: apply it now. Should this process die
+        # first, a worker of this queue replays it.
+        Forwarder(self._store, DEFAULT_FAILURE_TTL_S * 1000).forward([(self.queue_name, ended_entry(ended, self.id))])
 
     def requeue(self, at_front: bool = False) -> Job:
         """Put a failed, canceled or finished job back on its queue."""

@@ -83,9 +83,76 @@ class QueueKeys:
         return f"{self.base}:scheduled"
 
     @cached_property
+    def deferred(self) -> str:
+        """Sorted set of deferred job ids (waiting for their dependencies), scored by creation time (ms)."""
+        return f"{self.base}:deferred"
+
+    @cached_property
+    def outbox(self) -> str:
+        """Sorted set of cross-slot intents written by this queue's scripts, scored by when (ms): the
+        forwarder applies each to the other slot, then removes it (design brief: outbox, then apply)."""
+        return f"{self.base}:outbox"
+
+    @cached_property
+    def dependents_prefix(self) -> str:
+        """Prefix of the sets of a job's dependents (children, groups); scripts append the job id."""
+        return f"{self.base}:dep:"
+
+    def dependents(self, job_id: str) -> str:
+        return self.dependents_prefix + job_id
+
+    @cached_property
+    def group_prefix(self) -> str:
+        """Prefix of group records (hashes) that live in this queue's slot; scripts append the group id."""
+        return f"{self.base}:gh:"
+
+    @cached_property
+    def group_seen_prefix(self) -> str:
+        """Prefix of the sets of members a group has counted (replays are ignored); + group id."""
+        return f"{self.base}:gs:"
+
+    def group(self, group_id: str) -> str:
+        return self.group_prefix + group_id
+
+    def group_seen(self, group_id: str) -> str:
+        return self.group_seen_prefix + group_id
+
+    @cached_property
     def stats(self) -> str:
         """Hash of O(1) counters: tombstones left in ``pending`` by cancel/delete, totals."""
         return f"{self.base}:stats"
+
+    @cached_property
+    def prio(self) -> str:
+        """Sorted set of waiting jobs that have a priority (1..9), scored by level then arrival order.
+        Jobs without a priority wait in ``pending`` and run before these."""
+        return f"{self.base}:prio"
+
+    @cached_property
+    def control(self) -> str:
+        """Hash of the queue's controls: suspended flag, rate limit and its window counter, concurrency
+        limits per key (read by every lease: one small hash)."""
+        return f"{self.base}:ctl"
+
+    @cached_property
+    def limit_running_prefix(self) -> str:
+        """Prefix of the sets of running job ids per concurrency key; scripts append the key."""
+        return f"{self.base}:lr:"
+
+    @cached_property
+    def limit_waiting_prefix(self) -> str:
+        """Prefix of the lists of jobs set aside because their concurrency key was at its limit."""
+        return f"{self.base}:lw:"
+
+    @cached_property
+    def limit_keys(self) -> str:
+        """Sorted set of concurrency keys that have jobs set aside (scored by when first set aside), so
+        maintenance can find them in bounded batches."""
+        return f"{self.base}:lk"
+
+    def debounce(self, key: str) -> str:
+        """The id of the job currently collecting enqueues for debounce key ``key``."""
+        return f"{self.base}:db:{key}"
 
     @cached_property
     def wake_channel(self) -> str:
@@ -128,7 +195,7 @@ class QueueKeys:
 
     def registry(self, name: str) -> str:
         """Key of a registry by its public name (``started``, ``finished``, ``failed``, ``canceled``,
-        ``scheduled``)."""
+        ``scheduled``, ``deferred``)."""
         try:
             return _REGISTRY_KEYS[name](self)
         except KeyError:
@@ -141,6 +208,7 @@ _REGISTRY_KEYS = {
     "failed": lambda k: k.failed,
     "canceled": lambda k: k.canceled,
     "scheduled": lambda k: k.scheduled,
+    "deferred": lambda k: k.deferred,
 }
 
 # Global keys: each is one key on its own; never used together with a queue's keys.
@@ -148,6 +216,12 @@ QUEUES = f"{PREFIX}:queues"
 """Set of known queue names (read with SSCAN)."""
 WORKERS = f"{PREFIX}:workers"
 """Sorted set of worker names scored by their registration's expiry (ms)."""
+# The global suspend flag and its channel share a hash tag no escaped queue name can equal ("%" is
+# always escaped as "%25" in queue names), so they sit in one slot of their own.
+SUSPENDED = f"{PREFIX}:{{%g}}:suspended"
+"""Present while every queue is suspended (:func:`clusterq.suspend`); read by workers on a signal."""
+CONTROL_CHANNEL = f"{PREFIX}:{{%g}}:ctl"
+"""Sharded pub/sub channel published when the global suspend flag changes."""
 PERIODIC = f"{PREFIX}:periodic"
 """Hash: periodic job name -> its declaration (JSON), written when a scheduler starts, read by listings."""
 

@@ -1,9 +1,11 @@
-"""Per-queue registries of jobs by state: started (leased), finished, failed, canceled, scheduled.
+"""Per-queue registries of jobs by state: started (leased), finished, failed, canceled, scheduled,
+deferred.
 
 Each is a sorted set in the queue's slot. For finished, failed and canceled the score is the time the
 job's record expires, so counts and listings skip expired entries without writing anything (reads never
 write); workers trim expired entries in bounded batches. For started the score is the lease deadline;
-for scheduled it is the time the job is due to run (workers promote due jobs to the queue).
+for scheduled it is the time the job is due to run (workers promote due jobs to the queue); for
+deferred (jobs waiting for their dependencies) it is when the job was created.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ PAGE_LIMIT = 10_000
 
 class Registry:
     """Jobs of one queue in one state. ``name``: ``started``, ``finished``, ``failed``, ``canceled``
-    or ``scheduled``."""
+    ``scheduled`` or ``deferred``."""
 
     def __init__(self, queue: Queue, name: str) -> None:
         self.queue = queue
@@ -37,7 +39,8 @@ class Registry:
     def _live_from(self) -> str:
         # started: every entry counts (an expired lease is still a started job until recovered);
         # scheduled: every entry counts (a due job is still scheduled until a worker promotes it)
-        return "-inf" if self.name in ("started", "scheduled") else str(int(time.time() * 1000))
+        # deferred: scored by creation time, and every entry counts
+        return "-inf" if self.name in ("started", "scheduled", "deferred") else str(int(time.time() * 1000))
 
     @property
     def count(self) -> int:
@@ -74,7 +77,7 @@ class Registry:
 
     def cleanup(self) -> int:
         """Drop entries whose record expired (bounded batches). Workers do this for you."""
-        if self.name == "scheduled":
+        if self.name in ("scheduled", "deferred"):
             return 0  # scores are run-at times, not expiries: due jobs are promoted, never trimmed
         removed = 0
         while True:

@@ -77,10 +77,16 @@ class NewJob:
     ttl_s: int = 0
     max_attempts: int | None = None
     fresh_id: bool = False  # generated here (uuid4): the script skips its existence check
+    signature: str = ""  # HMAC of queue, id, func, payload, options (signing.py); "" when not signing
+    unique: bool = False  # an existing waiting or running job with this id is reported (-1), not skipped
+    priority: int = 0  # 0: none (the pending list, runs first); 1..9: the prio set, lower first
+    concurrency_key: str = ""  # at most the key's limit of such jobs run at once in the queue
 
     def argv(self) -> tuple[Any, ...]:
+        flag = "1" if self.fresh_id else ("u" if self.unique else "0")
         return (self.id, self.func, self.payload, self.options, self.meta, self.ttl_s,
-                "" if self.max_attempts is None else self.max_attempts, "1" if self.fresh_id else "0")
+                "" if self.max_attempts is None else self.max_attempts, flag, self.signature, self.priority,
+                self.concurrency_key)
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,7 @@ class LeasedJob:
     func: str
     payload: bytes
     options: bytes
+    signature: bytes = b""  # field "sg": checked by a worker that has a signing key
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,7 @@ def enqueue_call(qk: K.QueueKeys, jobs: Sequence[NewJob], at_front: bool = False
     args: list[Any] = ["1" if at_front else "0"]
     for job in jobs:
         args.extend(job.argv())
-    return Call(S.ENQUEUE, (qk.pending, qk.job_prefix, qk.wake_channel), tuple(args))
+    return Call(S.ENQUEUE, (qk.pending, qk.job_prefix, qk.wake_channel, qk.prio, qk.stats), tuple(args))
 
 
 def schedule_call(qk: K.QueueKeys, jobs: Sequence[NewJob], *, at_ms: int | None = None,
@@ -146,13 +153,14 @@ def schedule_call(qk: K.QueueKeys, jobs: Sequence[NewJob], *, at_ms: int | None 
 
 
 def promote_call(qk: K.QueueKeys, batch: int) -> Call:
-    return Call(S.PROMOTE, (qk.scheduled, qk.pending, qk.job_prefix, qk.wake_channel), (batch,))
+    return Call(S.PROMOTE, (qk.scheduled, qk.pending, qk.job_prefix, qk.wake_channel, qk.prio, qk.stats),
+                (batch,))
 
 
 def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_runs: int, job: NewJob) -> Call:
     """Offer one tick of periodic job ``name``; ``mode`` is "fire", "resume" or "skip" (cron_tick.lua)."""
     return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel),
-                (name, tick_ms, mode, keep_runs, *job.argv()[:7]))
+                (name, tick_ms, mode, keep_runs, *job.argv()[:7], job.signature))
 
 
 def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
@@ -164,18 +172,34 @@ def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
 
 
 def lease_call(qk: K.QueueKeys, count: int, lease_ms: int, worker: str, failure_keep_ms: int) -> Call:
-    return Call(S.LEASE, (qk.pending, qk.active, qk.job_prefix, qk.stats, qk.failed),
+    return Call(S.LEASE, (qk.pending, qk.active, qk.job_prefix, qk.stats, qk.failed, qk.prio, qk.control),
                 (lease_ms, count, worker, failure_keep_ms))
+
+
+@dataclass(frozen=True)
+class LeaseReply:
+    """What a lease call answered: the jobs, whether more wait, and whether the queue held them back."""
+
+    remaining: int  # 0 when nothing more waits
+    jobs: list[LeasedJob]
+    suspended: bool = False
+    wait_s: float = 0.0  # > 0: the queue's rate limit is spent for this long
+
+
+def parse_lease_reply(queue: str, reply: Sequence[Any]) -> LeaseReply:
+    wait_ms = int(reply[1])
+    jobs = [
+        LeasedJob(queue, _text(reply[i]), int(reply[i + 1]), _text(reply[i + 2]), _raw(reply[i + 3]),
+                  _raw(reply[i + 4]), _raw(reply[i + 5]))
+        for i in range(2, len(reply), 6)
+    ]
+    return LeaseReply(int(reply[0]), jobs, suspended=wait_ms < 0, wait_s=max(0, wait_ms) / 1000)
 
 
 def parse_lease(queue: str, reply: Sequence[Any]) -> tuple[int, list[LeasedJob]]:
     """Split a lease reply into (jobs still pending, leased jobs)."""
-    jobs = [
-        LeasedJob(queue, _text(reply[i]), int(reply[i + 1]), _text(reply[i + 2]), _raw(reply[i + 3]),
-                  _raw(reply[i + 4]))
-        for i in range(1, len(reply), 5)
-    ]
-    return int(reply[0]), jobs
+    parsed = parse_lease_reply(queue, reply)
+    return parsed.remaining, parsed.jobs
 
 
 def complete_call(qk: K.QueueKeys, outcomes: Iterable[Outcome]) -> Call:
@@ -183,7 +207,8 @@ def complete_call(qk: K.QueueKeys, outcomes: Iterable[Outcome]) -> Call:
     for outcome in outcomes:
         args.extend(outcome.argv())
     return Call(S.COMPLETE, (qk.active, qk.finished, qk.failed, qk.job_prefix, qk.scheduled, qk.pending,
-                             qk.wake_channel, qk.history_prefix, qk.results_channel), tuple(args))
+                             qk.wake_channel, qk.history_prefix, qk.results_channel, qk.outbox, qk.prio,
+                             qk.stats), tuple(args))
 
 
 def extend_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]], lease_ms: int) -> Call:
@@ -197,12 +222,13 @@ def release_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]]) -> Call:
     args: list[Any] = []
     for job_id, token in leases:
         args.extend((job_id, token))
-    return Call(S.RELEASE, (qk.pending, qk.active, qk.job_prefix, qk.wake_channel), tuple(args))
+    return Call(S.RELEASE, (qk.pending, qk.active, qk.job_prefix, qk.wake_channel, qk.prio, qk.stats),
+                tuple(args))
 
 
 def requeue_expired_call(qk: K.QueueKeys, batch: int, max_attempts: int, failure_keep_ms: int) -> Call:
     return Call(S.REQUEUE_EXPIRED, (qk.active, qk.pending, qk.failed, qk.job_prefix, qk.wake_channel,
-                                    qk.history_prefix, qk.results_channel),
+                                    qk.history_prefix, qk.results_channel, qk.outbox, qk.prio, qk.stats),
                 (batch, max_attempts, failure_keep_ms))
 
 
@@ -210,19 +236,21 @@ def trim_call(registry_key: str, batch: int) -> Call:
     return Call(S.TRIM, (registry_key,), (batch,))
 
 
-def cancel_call(qk: K.QueueKeys, job_id: str, keep_ms: int) -> Call:
-    return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats, qk.scheduled, qk.history_prefix),
-                (job_id, keep_ms))
+def cancel_call(qk: K.QueueKeys, job_id: str, keep_ms: int, dependents: str = "canceled") -> Call:
+    """``dependents``: what the job's dependents are told, ``canceled`` or ``ok`` (enqueue_dependents)."""
+    return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats, qk.scheduled, qk.history_prefix,
+                           qk.deferred, qk.outbox, qk.prio), (job_id, keep_ms, dependents))
 
 
-def delete_call(qk: K.QueueKeys, job_id: str) -> Call:
+def delete_call(qk: K.QueueKeys, job_id: str, dependents: str = "deleted") -> Call:
+    """``dependents``: what the job's dependents are told, ``deleted`` or ``purge`` (delete_dependents)."""
     return Call(S.DELETE, (qk.job_prefix, qk.active, qk.finished, qk.failed, qk.canceled, qk.stats,
-                           qk.scheduled, qk.history_prefix), (job_id,))
+                           qk.scheduled, qk.history_prefix, qk.deferred, qk.outbox, qk.prio), (job_id, dependents))
 
 
 def requeue_call(qk: K.QueueKeys, job_id: str, at_front: bool = False) -> Call:
     return Call(S.REQUEUE, (qk.pending, qk.job_prefix, qk.failed, qk.canceled, qk.finished, qk.wake_channel,
-                            qk.stats, qk.history_prefix), (job_id, "1" if at_front else "0"))
+                            qk.stats, qk.history_prefix, qk.prio), (job_id, "1" if at_front else "0"))
 
 
 def stop_call(qk: K.QueueKeys, job_id: str, reason: str) -> Call:
@@ -230,7 +258,7 @@ def stop_call(qk: K.QueueKeys, job_id: str, reason: str) -> Call:
 
 
 def take_call(qk: K.QueueKeys, job_id: str, lease_ms: int, worker: str) -> Call:
-    return Call(S.TAKE, (qk.job_prefix, qk.active, qk.stats), (job_id, lease_ms, worker))
+    return Call(S.TAKE, (qk.job_prefix, qk.active, qk.stats, qk.prio), (job_id, lease_ms, worker))
 
 
 def parse_take(queue: str, job_id: str, reply: Sequence[Any]) -> LeasedJob:
@@ -245,7 +273,20 @@ def set_fields_call(qk: K.QueueKeys, job_id: str, fields: dict[str, Any]) -> Cal
 
 
 def drain_call(qk: K.QueueKeys, batch: int) -> Call:
-    return Call(S.DRAIN, (qk.pending, qk.job_prefix, qk.stats, qk.history_prefix), (batch,))
+    return Call(S.DRAIN, (qk.pending, qk.job_prefix, qk.stats, qk.history_prefix, qk.prio), (batch,))
+
+
+def debounce_call(qk: K.QueueKeys, key: str, job: NewJob, window_ms: int, pointer_ttl_ms: int) -> Call:
+    return Call(S.DEBOUNCE, (qk.scheduled, qk.job_prefix, qk.wake_channel, qk.debounce(key)),
+                (window_ms, pointer_ttl_ms, *job.argv()))
+
+
+def configure_call(qk: K.QueueKeys, fields: dict[str, Any]) -> Call:
+    """Set (or, with value "", clear) fields of the queue's control hash and wake its workers."""
+    args: list[Any] = []
+    for name, value in fields.items():
+        args.extend((name, value))
+    return Call(S.CONFIGURE, (qk.control, qk.wake_channel), tuple(args))
 
 
 def purge_registry_call(qk: K.QueueKeys, registry_key: str, batch: int) -> Call:
@@ -255,6 +296,50 @@ def purge_registry_call(qk: K.QueueKeys, registry_key: str, batch: int) -> Call:
 def results_call(qk: K.QueueKeys, job_id: str, limit: int = MAX_RESULT_HISTORY) -> Call:
     """Read (only) a job's latest result and up to ``limit`` earlier ones, atomically."""
     return Call(S.RESULTS, (qk.job_prefix, qk.history_prefix), (job_id, limit))
+
+
+def defer_call(qk: K.QueueKeys, job: NewJob, parents: Sequence[tuple[str, bool]], at_front: bool = False) -> Call:
+    """Create ``job`` deferred until its ``parents`` (``(handle, allow_failure)``) end."""
+    described = job.argv()
+    args: list[Any] = ["1" if at_front else "0", len(described), *described]
+    for handle, allow_failure in parents:
+        args.extend((handle, "a" if allow_failure else "w"))
+    return Call(S.DEFER, (qk.deferred, qk.job_prefix, qk.outbox), tuple(args))
+
+
+def register_call(qk: K.QueueKeys, dependent: str, parent_ids: Sequence[str]) -> Call:
+    """Add ``dependent`` (an outbox dependent entry, see :mod:`clusterq.outbox`) to jobs of ``qk``."""
+    return Call(S.REGISTER, (qk.job_prefix, qk.dependents_prefix), (dependent, *parent_ids))
+
+
+def resolve_call(qk: K.QueueKeys, child_id: str, parent_handle: str, ended: str, failure_keep_ms: int) -> Call:
+    return Call(S.RESOLVE, (qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel, qk.canceled, qk.outbox),
+                (child_id, parent_handle, ended, failure_keep_ms))
+
+
+def ack_call(qk: K.QueueKeys, entry: str, dependents_of: str | None = None, applied: Sequence[str] = ()) -> Call:
+    keys = (qk.outbox,) if dependents_of is None else (qk.outbox, qk.dependents(dependents_of))
+    return Call(S.ACK, keys, (entry, *applied))
+
+
+def outbox_due_call(qk: K.QueueKeys, min_age_ms: int, limit: int) -> Call:
+    return Call(S.OUTBOX_DUE, (qk.outbox,), (min_age_ms, limit))
+
+
+def group_open_call(qk: K.QueueKeys, group_id: str, keep_ms: int) -> Call:
+    return Call(S.GROUP_OPEN, (qk.group(group_id),), (keep_ms,))
+
+
+def _group_keys(qk: K.QueueKeys, group_id: str) -> tuple[str, ...]:
+    return (qk.group(group_id), qk.group_seen(group_id), qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel)
+
+
+def group_close_call(qk: K.QueueKeys, group_id: str, size: int, callback_id: str | None) -> Call:
+    return Call(S.GROUP_CLOSE, _group_keys(qk, group_id), (size, callback_id or ""))
+
+
+def group_done_call(qk: K.QueueKeys, group_id: str, member_handle: str, ended: str) -> Call:
+    return Call(S.GROUP_DONE, _group_keys(qk, group_id), (member_handle, ended))
 
 
 class Store:
@@ -440,9 +525,16 @@ class Store:
         return list(self.client.hmget(qk.job(job_id), LATEST_FIELDS))
 
     def count(self, qk: K.QueueKeys) -> int:
-        """Jobs waiting in the queue: the list length less canceled/deleted ids still in it. O(1)."""
+        """Jobs waiting in the queue: the list length and the prio set's size, plus jobs set aside by a
+        concurrency limit, less canceled/deleted ids still in the list. O(1), one round trip."""
         pipe = self.client.pipeline(transaction=False)
         pipe.llen(qk.pending)
-        pipe.hget(qk.stats, "tomb")
-        length, tomb = pipe.execute()
-        return max(0, int(length) - int(tomb or 0))
+        pipe.zcard(qk.prio)
+        pipe.hmget(qk.stats, ("tomb", "lwait"))
+        length, prio, (tomb, aside) = pipe.execute()
+        return max(0, int(length) + int(prio) + int(aside or 0) - int(tomb or 0))
+
+    def control(self, qk: K.QueueKeys) -> dict[str, str]:
+        """The queue's control hash (suspend flag, limits). Bounded: one field per configured limit."""
+        raw = self.client.hgetall(qk.control)
+        return {_text(k): _text(v) for k, v in raw.items()}

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import OutOfMemoryError
+
 from . import keys as K
 from . import registration
 from . import store as T
@@ -36,12 +38,15 @@ from .connection import REDIS_ERRORS, ConnectionLike, connect, describe, topolog
 from .context import JobConnection
 from .exceptions import ConnectionFailed, StopRequested
 from .execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
+from .health import server_warnings
 from .job import DEFAULT_FAILURE_TTL_S
+from .outbox import Forwarder, ended_entry
 from .periodic_jobs import CronScheduler, Periodic
 from .pool import Finished, Notifier, Pool, SoloPool, make_pool
 from .queue import Queue
 from .registration import REGISTRATION_TTL_S, WorkerInfo, list_workers
 from .serializers import Serializer, resolve_serializer
+from .signing import Signer, SigningKey, make_signer
 from .wakeup import Waker
 
 log = logging.getLogger(__name__)
@@ -93,6 +98,10 @@ class Worker:
     ``lease_s`` is how long a leased job stays reserved without a heartbeat: a dead worker's jobs come
     back after at most about ``lease_s + maintenance_interval_s``; ``max_attempts`` bounds how often a
     job whose worker died is retried before it fails as abandoned.
+
+    ``signing_key`` (bytes or str, or several: any of them verifies) makes the worker run only jobs
+    signed with it (:mod:`clusterq.signing`); others fail with a ``SignatureError`` reason without
+    their function being imported or their arguments decoded.
     """
 
     def __init__(
@@ -109,6 +118,7 @@ class Worker:
         name: str | None = None,
         serializer: Serializer | str | None = None,
         allow: Sequence[str] | None = None,
+        signing_key: SigningKey | Signer | None = None,
         lease_s: float = DEFAULT_LEASE_S,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         default_timeout_s: float = DEFAULT_JOB_TIMEOUT_S,
@@ -145,7 +155,8 @@ class Worker:
         job_connection = JobConnection(connection if connection is not None or not isinstance(first, Queue)
                                        else self.connection, self.connection)
         self.executor = Executor(FunctionResolver(allow), self.serializer, default_timeout_s, self.connection,
-                                 job_connection=job_connection)
+                                 job_connection=job_connection,
+                                 signer=make_signer(signing_key))
         self.lease_ms = int(lease_s * 1000)
         self.max_attempts = max_attempts
         self.max_batch = max_batch
@@ -156,6 +167,8 @@ class Worker:
         self.install_signal_handlers = install_signal_handlers
         self.failure_keep_ms = DEFAULT_FAILURE_TTL_S * 1000
         self.stats = WorkerStats()
+        self.forwarder = Forwarder(self.store, self.failure_keep_ms)
+        self._to_forward: list[tuple[str, str]] = []  # outbox intents our completions wrote
 
         self._stop = threading.Event()  # finish the running jobs, then leave
         self._stop_now = False  # a second signal: leave at once, hand the running jobs back
@@ -175,8 +188,12 @@ class Worker:
         self._backoff_s = 0.0
         self._previous_handlers: dict[int, Any] = {}
         self._sentinel_primary: Any = None
+        self._held_back: dict[str, float] = {}  # rate-limited queue -> when (monotonic) to lease again
+        self._suspended = False  # the global flag (clusterq.suspend), read on a signal and at each poll
         # Periodic jobs (``--with-cron``): a scheduler thread beside the loop, started after the pools fork.
-        self._cron = CronScheduler(self.connection, periodic, install_signal_handlers=False) if periodic else None
+        # With a signing key the worker signs the periodic jobs it enqueues, so that it (and its peers) run them.
+        self._cron = CronScheduler(self.connection, periodic, install_signal_handlers=False,
+                                   signing_key=self.executor.signer) if periodic else None
 
     @staticmethod
     def _pool(pool: str | Pool, concurrency: int | None, options: dict[str, Any]) -> Pool:
@@ -235,6 +252,7 @@ class Worker:
         rechecked = False
         while not self._stop.is_set() and not self._stop_now:
             self._maybe_maintain()
+            self._end_holds()
             for lane in self.lanes:
                 self._absorb(lane.pool.collect() + lane.pool.enforce_limits())
             busy = sum(lane.pool.busy() for lane in self.lanes)
@@ -249,7 +267,7 @@ class Worker:
                 continue
             if busy:
                 self._wait(self._pool_wait_s())
-            elif any(lane.ready for lane in self.lanes):
+            elif not self._suspended and any(lane.ready for lane in self.lanes):
                 continue  # a lease stopped early (tombstones): more may be waiting
             elif burst:
                 if rechecked:
@@ -271,7 +289,7 @@ class Worker:
         flush = self._take_outcome_calls()
         total = 0
         try:
-            for lane in self.lanes:
+            for lane in (self.lanes if not self._suspended else ()):
                 free = lane.pool.free()
                 if not free:
                     continue
@@ -290,8 +308,14 @@ class Worker:
                     if flush:
                         self._check_outcome_results(results[:-1])
                         flush = []
-                    remaining, leased = T.parse_lease(name, results[-1])
-                    if len(leased) < wanted and remaining == 0:
+                    reply = T.parse_lease_reply(name, results[-1])
+                    leased = reply.jobs
+                    if reply.suspended:
+                        lane.ready.discard(name)  # resume() publishes on the wake channel
+                    elif reply.wait_s > 0:
+                        lane.ready.discard(name)  # this queue only: the others go on
+                        self._held_back[name] = time.monotonic() + reply.wait_s
+                    elif len(leased) < wanted and reply.remaining == 0:
                         lane.ready.discard(name)
                     self._hold(leased)
                     jobs.extend(leased)
@@ -301,6 +325,7 @@ class Worker:
                     self._absorb(lane.pool.collect())
             if flush:
                 self._check_outcome_results(self.store.run_many(flush))
+            self._forward()
         except REDIS_ERRORS as exc:
             self._restore_outcome_calls(flush)
             self._back_off(exc)
@@ -352,6 +377,10 @@ class Worker:
         signalled = self._waker.take()
         for lane in self.lanes:
             lane.ready.update(signalled.intersection(lane.queues))
+        if self._waker.control_changed:
+            self._waker.control_changed = False
+            self._read_suspended()
+            self._mark_all_ready()
         if self._waker.schedule_changed:
             self._waker.schedule_changed = False
             self._next_maintenance = 0.0
@@ -389,7 +418,28 @@ class Worker:
                 deadlines.append(deadline)
         if self._outcomes:
             deadlines.append(now + self.batch_target_s)  # results become visible soon even while busy
+        deadlines.extend(self._held_back.values())
         return max(0.0, min(deadlines) - now)
+
+    def _end_holds(self) -> None:
+        """Rate-limited queues whose wait is over are tried again."""
+        if self._held_back:
+            now = time.monotonic()
+            for name, until in list(self._held_back.items()):
+                if until <= now:
+                    del self._held_back[name]
+                    self._lane_of(name).ready.add(name)
+
+    def _read_suspended(self) -> None:
+        """Read the global suspend flag (a single key of its own)."""
+        try:
+            suspended = bool(self.connection.exists(K.SUSPENDED))
+        except REDIS_ERRORS as exc:
+            log.warning("cannot read the global suspend flag: %s", exc)
+            return
+        if suspended != self._suspended:
+            log.info("all queues are %s", "suspended: leasing nothing until resumed" if suspended else "resumed")
+        self._suspended = suspended
 
     def _idle_wait(self) -> None:
         """Every queue is empty and nothing runs: flush, then sleep until a queue is signalled or the
@@ -401,10 +451,11 @@ class Worker:
                 self._stop.wait(1.0)
                 self._mark_all_ready()
                 return
-        self._wait(min(self._next_poll, self._next_maintenance) - time.monotonic())
+        self._wait(min(self._next_poll, self._next_maintenance, *self._held_back.values()) - time.monotonic())
         if time.monotonic() >= self._next_poll:
             # Fallback poll: a wake-up can be lost across a reconnect or failover; this bounds the delay.
             self._next_poll = time.monotonic() + self.idle_poll_s
+            self._read_suspended()
             self._mark_all_ready()
 
     def _mark_all_ready(self) -> None:
@@ -448,6 +499,7 @@ class Worker:
         except REDIS_ERRORS as exc:
             log.warning("maintenance skipped: %s", exc)
             return
+        abandoned: list[str] = []  # their dependents are told now, not after the replay grace
         for name, result in zip(self.queue_names, results):
             if isinstance(result, Exception):
                 log.warning("maintenance of queue %r failed: %s", name, result)
@@ -458,6 +510,7 @@ class Worker:
                 log.warning("queue %r: %d job(s) whose lease expired were requeued", name, requeued)
             if failed:
                 log.warning("queue %r: %d job(s) failed as abandoned (attempt limit reached)", name, failed)
+                abandoned.append(name)
         for name, result in zip(self.queue_names, results[len(keys):]):
             if isinstance(result, Exception):
                 log.warning("promoting scheduled jobs of queue %r failed: %s", name, result)
@@ -468,6 +521,21 @@ class Worker:
                 self._lane_of(name).ready.add(name)
             if due_in_s is not None:  # the waits end at _next_maintenance: wake for the next due job
                 self._next_maintenance = min(self._next_maintenance, now + min(SCHEDULED_POLL_S, due_in_s))
+        self._replay_outbox(abandoned)
+
+    def _replay_outbox(self, abandoned: list[str]) -> None:
+        """Forward outbox intents left behind by a process that died (or lost Redis) between writing and
+        applying them: bounded batches, and only intents older than the grace, which are not being
+        forwarded right now by whoever wrote them."""
+        try:
+            if abandoned:
+                self.forwarder.replay(abandoned, min_age_s=0.0)
+            _, next_s = self.forwarder.replay(self.queue_names)
+        except REDIS_ERRORS as exc:
+            log.warning("replaying outbox intents failed: %s", exc)
+            return
+        if next_s is not None:
+            self._next_maintenance = min(self._next_maintenance, time.monotonic() + next_s)
 
     def _lane_of(self, queue: str) -> Lane:
         return next(lane for lane in self.lanes if queue in lane.queues)
@@ -484,6 +552,8 @@ class Worker:
                 lane.pool.close(now=True)
             raise ConnectionFailed(f"worker {self.name} cannot register on {describe(self.connection)}: "
                                    f"{type(exc).__name__}: {exc}") from None
+        for warning in server_warnings(self.connection):
+            log.warning("%s", warning)
         self._start_waker()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="clusterq-heartbeat", daemon=True)
         self._heartbeat.start()
@@ -538,12 +608,13 @@ class Worker:
         if self._waker is not None:
             self._waker.close()
         self._waker = Waker(self.connection, self.queue_names, notify=self._notifier.notify,
-                            on_stop=self._on_stop_request)
+                            on_stop=self._on_stop_request, control=True)
         try:
             self._waker.start()
         except REDIS_ERRORS as exc:
             log.warning("cannot subscribe to wake-up channels (%s); polling every second instead", exc)
             self._waker.broken = True
+        self._read_suspended()  # after subscribing, so a change from now on is heard
         self._mark_all_ready()  # anything may have arrived while unsubscribed
 
     def _pools_text(self) -> str:
@@ -593,6 +664,8 @@ class Worker:
             with self._held_lock:
                 for outcome, code in zip(outs, codes):
                     self._held.pop((queue, outcome.id), None)
+                    if int(code) == 2:  # it has dependents: its completion wrote an outbox intent
+                        self._to_forward.append((queue, ended_entry(outcome.status, outcome.id)))
                     if not int(code):
                         self.stats.lost += 1
                         log.warning("%s: job %s: its lease was lost (expired, canceled or deleted) before "
@@ -608,6 +681,17 @@ class Worker:
                 self._restore_outcome_calls(calls)
                 raise
             self._check_outcome_results(results)
+        self._forward()
+
+    def _forward(self) -> None:
+        """Tell the dependents of jobs that just ended (children and groups, in any queue). Whatever is
+        not forwarded now stays in the outbox, and maintenance replays it."""
+        if self._to_forward:
+            entries, self._to_forward = self._to_forward, []
+            try:
+                self.forwarder.forward(entries)
+            except REDIS_ERRORS as exc:
+                log.warning("could not tell the dependents of %d job(s) now (%s); maintenance will", len(entries), exc)
 
     def _flush_outcomes_safely(self) -> None:
         try:
@@ -657,7 +741,11 @@ class Worker:
 
     def _back_off(self, exc: BaseException) -> None:
         self._backoff_s = min(10.0, max(0.5, self._backoff_s * 2))
-        log.warning("Redis call failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, self._backoff_s)
+        if isinstance(exc, OutOfMemoryError):  # say what it means: nothing is lost, nothing new starts
+            log.warning("Redis is at maxmemory (noeviction): no new job is leased and outcomes wait in this "
+                        "worker until memory is freed; retrying in %.1f s (%s)", self._backoff_s, exc)
+        else:
+            log.warning("Redis call failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, self._backoff_s)
         self._stop.wait(self._backoff_s)
         self._mark_all_ready()
 

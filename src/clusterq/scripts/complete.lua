@@ -20,13 +20,17 @@ KEYS[6] pending list (a retry or repeat without a delay goes back here)
 KEYS[7] wake channel
 KEYS[8] history key prefix (the job's capped list of earlier results)
 KEYS[9] results channel
+KEYS[10] outbox sorted set (a job with dependents that ends writes "e<TAB>status<TAB>id" here)
+KEYS[11] prio sorted set (a retry or repeat of a job with a priority goes back to its level)
+KEYS[12] stats hash (field "pseq": the priority sequence)
 ARGV[1..] eight values per job: id, token, status ("finished" | "failed" | "stopped"), data (result or
           error text), keep (ms; "-1" = forever, "0" = delete the record now), plan ("" or "max;..."),
           history size (results kept, latest included), callback note ("" or why a callback failed).
           plan, for a failed job: Retry; for a finished job: Repeat. "max;ms,ms,..." runs the job again
           after the k-th interval (the last repeats) while its counter ("rt" retries, "yr" repeats) is
           below max; "max;b:base_ms:factor:cap_ms:multiplier" waits min(cap, base * factor^k) * multiplier.
-Returns: array with one entry per job: 1 recorded (or run again), 0 lease lost (outcome dropped)
+Returns: array with one entry per job: 1 recorded (or run again), 2 recorded and its dependents are to be
+         told (an outbox entry was written), 0 lease lost (outcome dropped)
 ]]
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -50,7 +54,7 @@ local out = {}
 for i = 1, #ARGV, 8 do
   local id, status, data, plan = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 5]
   local key = KEYS[4] .. id
-  local job = redis.call("HMGET", key, "n", "hk", "hw", "hl")
+  local job = redis.call("HMGET", key, "n", "hk", "hw", "hl", "dd")
   if job[1] == ARGV[i + 1] and redis.call("ZREM", KEYS[1], id) == 1 then
     local counter, delay = nil, nil
     if plan ~= "" and (status == "failed" or status == "finished") then
@@ -86,13 +90,21 @@ for i = 1, #ARGV, 8 do
         redis.call("ZADD", KEYS[5], now + delay, id)
         local first = redis.call("ZRANGE", KEYS[5], 0, 0)
         if first[1] == id then redis.call("SPUBLISH", KEYS[7], "s") end
-      elseif redis.call("RPUSH", KEYS[6], id) == 1 then
-        redis.call("SPUBLISH", KEYS[7], "1")
+      else
+        local level = tonumber(redis.call("HGET", key, "pr"))
+        if level then
+          local seq = redis.call("HINCRBY", KEYS[12], "pseq", 1)
+          redis.call("ZADD", KEYS[11], level * 1099511627776 + 549755813888 + seq, id)
+          if redis.call("ZCARD", KEYS[11]) == 1 then redis.call("SPUBLISH", KEYS[7], "1") end
+        elseif redis.call("RPUSH", KEYS[6], id) == 1 then
+          redis.call("SPUBLISH", KEYS[7], "1")
+        end
       end
     else
       -- An ended job's latest result is its status and end time: nothing more to write.
       local keep = tonumber(ARGV[i + 4])
       local registry = status == "finished" and KEYS[2] or KEYS[3]
+      if job[5] then redis.call("ZADD", KEYS[10], now, "e\t" .. status .. "\t" .. id) end
       if keep == 0 then
         redis.call("DEL", key, hist)
       else
@@ -111,7 +123,7 @@ for i = 1, #ARGV, 8 do
       redis.call("HDEL", key, "hw")
       redis.call("SPUBLISH", KEYS[9], id)
     end
-    out[#out + 1] = 1
+    out[#out + 1] = (job[5] and not delay) and 2 or 1
   else
     out[#out + 1] = 0
   end

@@ -22,6 +22,7 @@ ARGV[3] "fire": run the tick if it is new; "resume": the same, but a job seen fo
 ARGV[4] number of recent runs kept
 ARGV[5..11] the job, as in enqueue.lua: id, function path, payload ("" = none), options JSON ("" = none),
         meta ("" = none), ttl in seconds ("0" = none), maximum attempts ("" = the worker's default)
+ARGV[12] the job's signature ("" = unsigned; stored as "sg", see signing.py)
 Returns: {code, server time (ms), last tick taken before this call (ms, -1 = none)}; code 1 enqueued,
          0 tick already taken (or its job id already existed), 2 recorded without running, 3 early
 ]]
@@ -43,6 +44,7 @@ if ARGV[9] ~= "" then fields[#fields + 1] = "m"; fields[#fields + 1] = ARGV[9] e
 local ttl = tonumber(ARGV[10])
 if ttl and ttl > 0 then fields[#fields + 1] = "x"; fields[#fields + 1] = "1" end
 if ARGV[11] ~= "" then fields[#fields + 1] = "ma"; fields[#fields + 1] = ARGV[11] end
+if ARGV[12] ~= "" then fields[#fields + 1] = "sg"; fields[#fields + 1] = ARGV[12] end
 redis.call("HSET", key, unpack(fields))
 if ttl and ttl > 0 then redis.call("EXPIRE", key, ttl) end
 if redis.call("RPUSH", KEYS[3], id) == 1 then redis.call("SPUBLISH", KEYS[5], "1") end

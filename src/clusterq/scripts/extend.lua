@@ -1,6 +1,7 @@
-#!lua
+#!lua flags=allow-oom
 --[[ extend: push back the lease deadline of jobs a worker still holds (its heartbeat, batched).
 
+Runs on a server at maxmemory (flags=allow-oom): it only moves scores, and keeps the leases of running jobs while a full server refuses their outcomes.
 KEYS[1] active sorted set
 KEYS[2] job key prefix
 ARGV[1] lease length (ms); the new deadline is the server's time plus this

@@ -1,8 +1,9 @@
-#!lua
+#!lua flags=allow-oom
 --[[ purge_registry: remove a bounded batch of entries from a registry, deleting their job records.
 
 Used by Queue.delete() and Registry.clear(), which call it until it returns 0.
 
+Runs on a server at maxmemory (flags=allow-oom): it frees memory (Registry.clear, Queue.delete).
 KEYS[1] registry sorted set
 KEYS[2] job key prefix
 KEYS[3] history key prefix (the jobs' earlier results go with them)

@@ -1,6 +1,7 @@
-#!lua
+#!lua flags=allow-oom
 --[[ trim: drop registry entries whose record has expired (score = expiry time), a bounded batch.
 
+Runs on a server at maxmemory (flags=allow-oom): it frees memory.
 KEYS[1] registry sorted set
 ARGV[1] batch size
 Returns: number of entries removed

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .sentinel import SentinelGroup
     from .servers import ServerProcess, running_processes
     from .standalone import Standalone
+    from .tls import TLSFiles, make_tls_files, tls_unsupported_reason
     from .topology import Topology
 
 _LAZY: dict[str, str] = {
@@ -33,6 +34,9 @@ _LAZY: dict[str, str] = {
     "ServerProcess": ".servers",
     "Topology": ".topology",
     "TopologyError": ".common",
+    "TLSFiles": ".tls",
+    "make_tls_files": ".tls",
+    "tls_unsupported_reason": ".tls",
     "allocate_port": ".common",
     "running_processes": ".servers",
 }
@@ -46,12 +50,15 @@ __all__ = [
     "ServerNotFound",
     "ServerProcess",
     "Standalone",
+    "TLSFiles",
     "Topology",
     "TopologyError",
     "allocate_port",
     "available_servers",
     "find_server",
+    "make_tls_files",
     "running_processes",
+    "tls_unsupported_reason",
 ]
 
 

@@ -18,6 +18,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from .binaries import ServerBinary
 from .common import DEFAULT_STARTUP_TIMEOUT, HOST, TopologyError, wait_until
 from .servers import ServerProcess, start_all
+from .tls import TLSFiles
 from .topology import Topology, base_data_config, flush_primary
 
 SLOTS = 16384
@@ -108,9 +109,11 @@ class Cluster(Topology):
         replicas_per_primary: int = 1,
         *,
         node_timeout_ms: int = 2000,
+        tls: TLSFiles | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
     ) -> None:
         super().__init__(binary, startup_timeout=startup_timeout)
+        self.tls = tls
         if primaries < 1 or replicas_per_primary < 0:
             raise ValueError("a cluster needs at least one primary and a non-negative replica count")
         self.primary_count = primaries
@@ -127,11 +130,15 @@ class Cluster(Topology):
             "cluster-config-file nodes.conf",
             f"cluster-node-timeout {self.node_timeout_ms}",
             f"cluster-announce-ip {HOST}",
+            # With TLS the cluster bus and replication use it too, and nodes tell TLS clients the TLS
+            # ports (CLUSTER SLOTS), while the harness keeps using the plain ports.
+            *([*self.tls.server_config(), "tls-cluster yes", "tls-replication yes"] if self.tls else []),
         ]
 
     def _start(self) -> None:
         total = self.primary_count * (1 + self.replicas_per_primary)
-        self.nodes = [self._new_process(f"node-{i}", self._node_config(), cluster=True) for i in range(total)]
+        self.nodes = [self._new_process(f"node-{i}", self._node_config(), cluster=True, tls=self.tls is not None)
+                      for i in range(total)]
         start_all(self.nodes, self.startup_timeout)
         primaries = self.nodes[: self.primary_count]
         for node, (first, last) in zip(primaries, split_slots(self.primary_count)):
@@ -290,6 +297,15 @@ class Cluster(Topology):
         self._require_started()
         hosts = ",".join(node.address for node in self.nodes[: self.primary_count])
         return f"redis+cluster://{hosts}"
+
+    @property
+    def tls_url(self) -> str:
+        """``rediss+cluster://`` to the TLS ports, trusting the test CA and presenting the test certificate."""
+        self._require_started()
+        if self.tls is None:
+            raise TopologyError("this Cluster was started without tls=")
+        hosts = ",".join(f"{HOST}:{node.tls_port}" for node in self.nodes[: self.primary_count])
+        return f"rediss+cluster://{hosts}?{self.tls.url_options()}"
 
     def client(self, **kwargs: Any) -> RedisCluster:
         """A redis-py RedisCluster client (keyword arguments go to RedisCluster)."""

@@ -160,6 +160,7 @@ class ServerProcess:
         *,
         sentinel: bool = False,
         cluster: bool = False,
+        tls: bool = False,
         extra_args: Sequence[str] = (),
     ) -> None:
         self.binary = binary
@@ -171,6 +172,7 @@ class ServerProcess:
         self.extra_args = list(extra_args)
         self.port = allocate_port()
         self.cluster_port: int | None = allocate_port() if cluster else None
+        self.tls_port: int | None = allocate_port() if tls else None  # beside the plain port the harness uses
         self._popen: subprocess.Popen[bytes] | None = None
         self.paused = False
         self._admin: redis.Redis | None = None
@@ -255,6 +257,8 @@ class ServerProcess:
             base += ['save ""', "appendonly no"]
         if self.cluster_port is not None:
             base.append(f"cluster-port {self.cluster_port}")
+        if self.tls_port is not None:
+            base.append(f"tls-port {self.tls_port}")
         return "\n".join(base + self.config_lines) + "\n"
 
     def write_config(self) -> None:
@@ -315,6 +319,8 @@ class ServerProcess:
         self.port = allocate_port()
         if self.cluster_port is not None:
             self.cluster_port = allocate_port()
+        if self.tls_port is not None:
+            self.tls_port = allocate_port()
         self._reset_admin()
         self.write_config()
 

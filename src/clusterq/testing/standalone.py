@@ -10,6 +10,7 @@ import redis
 from .binaries import ServerBinary
 from .common import DEFAULT_STARTUP_TIMEOUT, HOST, TopologyError
 from .servers import ServerProcess
+from .tls import TLSFiles
 from .topology import Topology, base_data_config
 
 
@@ -17,7 +18,8 @@ class Standalone(Topology):
     """One server on a free loopback port.
 
     ``extra_args`` are appended to the command line (``("--maxmemory", "10mb")``) and override the
-    harness's config file, so a test can try non-default settings.
+    harness's config file, so a test can try non-default settings. With ``tls`` (see
+    :mod:`clusterq.testing.tls`) the server also listens on a TLS port: :attr:`tls_url`.
     """
 
     kind = "standalone"
@@ -27,14 +29,17 @@ class Standalone(Topology):
         binary: ServerBinary | None = None,
         extra_args: Sequence[str] = (),
         *,
+        tls: TLSFiles | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
     ) -> None:
         super().__init__(binary, startup_timeout=startup_timeout)
         self.extra_args = tuple(extra_args)
+        self.tls = tls
         self._server: ServerProcess | None = None
 
     def _start(self) -> None:
-        self._server = self._new_process("node-0", base_data_config(), extra_args=self.extra_args)
+        config = base_data_config() + (self.tls.server_config() if self.tls else [])
+        self._server = self._new_process("node-0", config, extra_args=self.extra_args, tls=self.tls is not None)
         self._server.start(self.startup_timeout)
 
     @property
@@ -51,6 +56,13 @@ class Standalone(Topology):
     @property
     def url(self) -> str:
         return f"redis://{HOST}:{self.server.port}/0"
+
+    @property
+    def tls_url(self) -> str:
+        """``rediss://`` to the TLS port, trusting the test CA and presenting the test certificate."""
+        if self.tls is None or self.server.tls_port is None:
+            raise TopologyError("this Standalone was started without tls=")
+        return f"rediss://{HOST}:{self.server.tls_port}/0?{self.tls.url_options()}"
 
     def flush(self) -> None:
         self.server.admin.flushall()

@@ -12,12 +12,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from .binaries import ServerBinary, find_server
 from .common import DEFAULT_STARTUP_TIMEOUT, TopologyError
 from .servers import ServerProcess, make_temp_dir, remove_temp_dir, stop_all
 
 TopologyT = TypeVar("TopologyT", bound="Topology")
+
+LEAST_PRIVILEGE_RULES: tuple[str, ...] = ("~cq:*", "&cq:*", "+@all", "-@dangerous", "+info")
+"""ACL rules of a user that can do everything clusterq does and nothing more: only keys and channels
+starting with ``cq:``; no ``@dangerous`` command (``KEYS``, ``FLUSHALL``, ``FLUSHDB``, ``CONFIG``,
+``DEBUG``, ``SHUTDOWN``, ``MONITOR``...) except ``INFO``, which clusterq reads the eviction policy with."""
+
+SENTINEL_CLIENT_RULES: tuple[str, ...] = ("-@all", "+sentinel|masters")
+"""ACL rules, on the sentinels, of a user that may only ask where the primary is (what redis-py asks).
+On servers that have ``CLIENT SETINFO`` (Redis 7.2+, Valkey), :meth:`Topology.create_user` adds
+``+client|setinfo``, which redis-py sends on every new connection."""
 
 
 class Topology(ABC):
@@ -93,6 +104,34 @@ class Topology(ABC):
         if not self.started:
             raise TopologyError(f"{type(self).__name__} is not started; call start() first")
 
+    def create_user(self, username: str, password: str, rules: Sequence[str] = LEAST_PRIVILEGE_RULES,
+                    sentinel_rules: Sequence[str] | None = SENTINEL_CLIENT_RULES) -> str:
+        """Create (or reset) an ACL user on every data node, and on every sentinel with
+        ``sentinel_rules`` (sentinels have their own users; None: leave the sentinels alone); return
+        this topology's URL logged in as it.
+
+        Users live in the servers' memory only: a node restarted by a test forgets them, and
+        :meth:`drop_user` removes them. ``FLUSHALL`` between tests leaves them in place.
+        """
+        self._require_started()
+        for node in self._processes:
+            node_rules = sentinel_rules if node.sentinel else rules
+            if node_rules is None:
+                continue
+            if node.sentinel and self._has_client_setinfo():
+                node_rules = [*node_rules, "+client|setinfo"]
+            node.admin.execute_command("ACL", "SETUSER", username, "reset", "on", f">{password}", *node_rules)
+        return url_with_credentials(self.url, username, password)
+
+    def _has_client_setinfo(self) -> bool:
+        return self.binary.engine == "valkey" or tuple(self.binary.version) >= (7, 2)
+
+    def drop_user(self, username: str) -> None:
+        """Delete an ACL user from every server that is running."""
+        for node in self._processes:
+            if node.is_responsive():
+                node.admin.execute_command("ACL", "DELUSER", username)
+
     @abstractmethod
     def _start(self) -> None:
         """Create and start the servers, then wait until the topology is usable."""
@@ -109,6 +148,12 @@ class Topology(ABC):
     @abstractmethod
     def client(self, **kwargs: Any) -> Any:
         """A redis-py client of the kind this topology needs (Redis, Sentinel master, RedisCluster)."""
+
+
+def url_with_credentials(url: str, username: str, password: str) -> str:
+    """``url`` with ``username:password@`` after the scheme (both percent-encoded)."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{quote(username, safe='')}:{quote(password, safe='')}@{rest}"
 
 
 def base_data_config() -> list[str]:

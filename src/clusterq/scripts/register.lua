@@ -1,0 +1,31 @@
+#!lua
+--[[ register: add a dependent (a deferred child, or a group) to jobs of this queue, unless they ended.
+
+Runs in the parents' slot. A parent that has not ended keeps the dependent in its dependents set
+(flag "dd" on its record), and the script that later ends it writes an outbox intent naming it. A parent
+that already ended is reported, and the caller applies its outcome to the dependent itself (the apply is
+idempotent, so doing it twice is harmless).
+
+KEYS[1] job key prefix
+KEYS[2] dependents set prefix (the set of job <id> is KEYS[2]..id)
+ARGV[1] the dependent: "j<TAB>child handle" or "g<TAB>group handle"
+ARGV[2..] parent job ids
+Returns: one value per parent: "" registered (it will report when it ends), or how it ended:
+         "finished", "failed", "canceled", "stopped", or "deleted" (no record: deleted or expired)
+]]
+local out = {}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local key = KEYS[1] .. id
+  local status = redis.call("HGET", key, "s")
+  if not status then
+    out[#out + 1] = "deleted"
+  elseif status == "finished" or status == "failed" or status == "canceled" or status == "stopped" then
+    out[#out + 1] = status
+  else
+    redis.call("ZADD", KEYS[2] .. id, 0, ARGV[1])
+    redis.call("HSET", key, "dd", "1")
+    out[#out + 1] = ""
+  end
+end
+return out

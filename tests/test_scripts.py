@@ -218,6 +218,10 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield tick("p", 4000, "resume", T.NewJob("s0", "jobs.add"))  # the id already has a record
     for at in range(5000, 10000, 1000):  # the recent-runs list stays capped
         yield tick("p", at, "fire", T.NewJob(f"cron:p:{at}", "jobs.add"))
+    yield T.cron_tick_call(qk, "p", 10_000, "fire", 3, T.NewJob("cron:p:10000", "jobs.add"),
+                           overlap=False)  # the previous run is still queued: skipped
+    client.hset(qk.job("cron:p:9000"), "s", "finished")  # the previous run ended: the next one runs
+    yield T.cron_tick_call(qk, "p", 11_000, "fire", 3, T.NewJob("cron:p:11000", "jobs.add"), overlap=False)
     yield from _exercise_dependencies(qk)
 
 

@@ -157,10 +157,12 @@ def promote_call(qk: K.QueueKeys, batch: int) -> Call:
                 (batch,))
 
 
-def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_runs: int, job: NewJob) -> Call:
-    """Offer one tick of periodic job ``name``; ``mode`` is "fire", "resume" or "skip" (cron_tick.lua)."""
+def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_runs: int, job: NewJob,
+                   overlap: bool = True) -> Call:
+    """Offer one tick of periodic job ``name``; ``mode`` is "fire", "resume" or "skip"; ``overlap=False``
+    skips the tick while the previous run has not ended (cron_tick.lua)."""
     return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel),
-                (name, tick_ms, mode, keep_runs, *job.argv()[:7], job.signature))
+                (name, tick_ms, mode, keep_runs, *job.argv()[:7], job.signature, "1" if overlap else "0"))
 
 
 def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:

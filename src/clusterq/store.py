@@ -233,7 +233,7 @@ def release_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]]) -> Call:
 def requeue_expired_call(qk: K.QueueKeys, batch: int, max_attempts: int, failure_keep_ms: int) -> Call:
     return Call(S.REQUEUE_EXPIRED, (qk.active, qk.pending, qk.failed, qk.job_prefix, qk.wake_channel,
                                     qk.history_prefix, qk.results_channel, qk.outbox, qk.prio, qk.stats,
-                                    *qk.limit_keys_all),
+                                    *qk.limit_keys_all, qk.control),
                 (batch, max_attempts, failure_keep_ms))
 
 
@@ -320,7 +320,8 @@ def register_call(qk: K.QueueKeys, dependent: str, parent_ids: Sequence[str]) ->
 
 
 def resolve_call(qk: K.QueueKeys, child_id: str, parent_handle: str, ended: str, failure_keep_ms: int) -> Call:
-    return Call(S.RESOLVE, (qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel, qk.canceled, qk.outbox),
+    return Call(S.RESOLVE, (qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel, qk.canceled, qk.outbox,
+                            qk.prio, qk.stats),
                 (child_id, parent_handle, ended, failure_keep_ms))
 
 

@@ -14,6 +14,8 @@ KEYS[3] pending list
 KEYS[4] wake channel
 KEYS[5] canceled sorted set (score = expiry, ms)
 KEYS[6] outbox sorted set
+KEYS[7] prio sorted set (a released job with a priority joins its level, scored as enqueue.lua does)
+KEYS[8] stats hash (field "pseq": the priority sequence)
 ARGV[1] child job id
 ARGV[2] parent handle
 ARGV[3] how the parent ended: "finished", "ok" (counts as finished: cancel with enqueue_dependents),
@@ -68,8 +70,16 @@ end
 if redis.call("HINCRBY", key, "dn", -1) > 0 then return 1 end
 redis.call("ZREM", KEYS[2], id)
 redis.call("HSET", key, "s", "queued")
+local released = redis.call("HMGET", key, "df", "pr")
+if released[2] then
+  local seq = redis.call("HINCRBY", KEYS[8], "pseq", 1)
+  redis.call("ZADD", KEYS[7], tonumber(released[2]) * 1099511627776 + 549755813888 +
+    (released[1] == "1" and -seq or seq), id)
+  if redis.call("ZCARD", KEYS[7]) == 1 then redis.call("SPUBLISH", KEYS[4], "1") end
+  return 2
+end
 local length
-if redis.call("HGET", key, "df") == "1" then
+if released[1] == "1" then
   length = redis.call("LPUSH", KEYS[3], id)
 else
   length = redis.call("RPUSH", KEYS[3], id)

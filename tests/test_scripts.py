@@ -222,6 +222,7 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
                            overlap=False)  # the previous run is still queued: skipped
     client.hset(qk.job("cron:p:9000"), "s", "finished")  # the previous run ended: the next one runs
     yield T.cron_tick_call(qk, "p", 11_000, "fire", 3, T.NewJob("cron:p:11000", "jobs.add"), overlap=False)
+    yield tick("p", 12_000, "fire", T.NewJob("cron:p:12000", "jobs.add", priority=2, concurrency_key="k"))
     yield from _exercise_dependencies(qk)
 
 

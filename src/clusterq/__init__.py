@@ -30,6 +30,7 @@ from .exceptions import (
     ServerError,
     StopRequested,
 )
+from .group import Group, GroupStatus, enqueue_group
 from .job import Job, JobStatus, Progress, send_stop_job_command
 from .keys import key_slot, queue_slot
 from .periodic_jobs import (
@@ -61,7 +62,10 @@ __all__ = [
     "Backoff",
     "Callback",
     "Dependency",
+    "enqueue_group",
     "EnqueueData",
+    "Group",
+    "GroupStatus",
     "Job",
     "JobStatus",
     "Queue",

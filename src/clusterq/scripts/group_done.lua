@@ -24,7 +24,7 @@ if not size or done < size then return 1 end
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call("HSET", KEYS[1], "te", now)
-local keep = redis.call("HGET", KEYS[1], "k") or "604800000"
+local keep = redis.call("HGET", KEYS[1], "kp") or "604800000"
 redis.call("PEXPIRE", KEYS[1], keep)
 redis.call("PEXPIRE", KEYS[2], keep)
 local cb = redis.call("HGET", KEYS[1], "cb")

@@ -43,8 +43,9 @@ DEFAULT_KEEP_RUNS = 20
 """Recent runs remembered per periodic job (a capped list in its queue's slot)."""
 MAX_SLEEP_S = 60.0
 """A scheduler re-reads its clock at least this often, so a clock step (NTP) delays a tick by no more."""
-RETRY_S = 1.0
-"""After a failed Redis call the tick stays due and is offered again this much later (doubling to 30 s)."""
+RETRY_S = 0.25
+"""After a failed Redis call the tick stays due and is offered again this much later (doubling to 30 s):
+soon at first, so a short failover or reconnect loses no tick of a job that runs every second."""
 LATE_GRACE_MS = 5000
 MAX_NAME_BYTES = 200  # the job id is "cron:<name>:<tick>", and ids are limited to 256 bytes
 
@@ -316,7 +317,7 @@ class CronScheduler:
             if isinstance(result, BaseException):
                 entry.failures += 1
                 delay_s = min(30.0, RETRY_S * 2 ** (entry.failures - 1))
-                log.warning("periodic job %s: cannot offer tick %s (%s: %s); trying again in %.0f s",
+                log.warning("periodic job %s: cannot offer tick %s (%s: %s); trying again in %.2g s",
                             entry.job.name, to_datetime(tick).isoformat(), type(result).__name__, result, delay_s)
                 entry.next_ms = int((received + delay_s) * 1000) + self._offset_ms.get(entry.job.queue, 0)
                 continue
@@ -339,8 +340,8 @@ class CronScheduler:
         if code == 1:
             self.enqueued += 1
             if last >= 0 and job.schedule.next_after(last) < tick:
-                log.warning("periodic job %s: ticks after %s were missed (no scheduler ran); ran the latest, %s, "
-                            "once", job.name, to_datetime(last).isoformat(), when)
+                log.warning("periodic job %s: ticks after %s were not taken (no scheduler reached Redis); "
+                            "ran the latest, %s, once", job.name, to_datetime(last).isoformat(), when)
             elif expected and tick > expected:
                 log.warning("periodic job %s: this scheduler fell behind; ran the latest tick %s once",
                             job.name, when)

@@ -192,3 +192,13 @@ def count_runs(path):
         fh.write("run\n")
     with open(path) as fh:
         return len(fh.read().splitlines())
+
+
+def wait_for_file(path, timeout_s=60):
+    """Return once ``path`` exists: the test decides when the job ends."""
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
+    return "released"

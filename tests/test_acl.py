@@ -20,6 +20,8 @@ from clusterq import Job, JobStatus, Queue, ServerError, Worker
 from clusterq.testing import ServerProcess, Topology
 from clusterq.testing.topology import LEAST_PRIVILEGE_RULES, url_with_credentials
 
+pytestmark = pytest.mark.compat  # ACLs and maxmemory are the engine's: also run on Valkey
+
 PASSWORD = "s3cret:/@pw"  # characters that must survive percent-encoding in the URL
 DEADLINE_S = 60
 

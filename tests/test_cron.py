@@ -368,6 +368,22 @@ def test_a_periodic_jobs_arguments_and_options_apply_to_every_run(url: str, qnam
         CronScheduler(url, [Periodic("jobs.echo", every=1, args=(object(),), name="bad")])
 
 
+def test_without_overlap_a_tick_is_skipped_while_the_previous_run_has_not_ended(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    job = Periodic("jobs.noop", every=1, queue=qname, name="no-overlap", overlap=False)
+    scheduler = CronScheduler(url, [job], install_signal_handlers=False)
+    t0 = _now_floor_s(60)
+    at = [int((t0 + timedelta(seconds=s)).timestamp() * 1000) for s in range(4)]
+    scheduler.run_once(now=t0)  # first seen
+    scheduler.run_once(now=t0 + timedelta(seconds=1))
+    scheduler.run_once(now=t0 + timedelta(seconds=2))  # the run of tick 1 is still queued: skipped
+    assert cron_ids(q) == [job.job_id(at[1])]
+    Worker([q], url, pool="solo", install_signal_handlers=False).work(burst=True)
+    scheduler.run_once(now=t0 + timedelta(seconds=3))  # it finished: tick 3 runs
+    assert [r.job_id for r in list_periodic(url)[0].runs] == [job.job_id(at[3]), job.job_id(at[1])]
+    assert scheduler.enqueued == 2
+
+
 def test_older_ticks_and_ticks_after_the_servers_clock_are_refused(url: str, qname: str) -> None:
     q = Queue(qname, url)
     job = Periodic("jobs.noop", every=1, queue=qname, name="guarded")

@@ -44,13 +44,24 @@ def test_delay_takes_job_id_and_at_front_and_passes_everything_else_to_the_funct
     assert (front.return_value(), first.return_value()) == (2, 1)
 
 
+def test_the_decorators_callbacks_run_and_delay_takes_depends_on(url: str, qname: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    record = job(qname, connection=url, on_success="jobs.cb_success")(control_jobs.record_order)
+    first = record.delay(str(out), "first")
+    second = record.delay(str(out), "second", depends_on=first, at_front=True)
+    assert second.get_status() == JobStatus.DEFERRED, "depends_on is the enqueue's, not the function's"
+    _work(Queue(qname, url))
+    assert out.read_text().splitlines() == ["first", f"on_success {first.id} first ping=True",
+                                            "second", f"on_success {second.id} second ping=True"]
+    with pytest.raises(TypeError, match="queue_class"):
+        job(qname, queue_class=Queue)
+
+
 def test_decorating_needs_no_server_and_bad_options_are_refused_at_once(qname: str) -> None:
     unreachable = job(qname, connection="redis://127.0.0.1:1/0")(control_jobs.plain_add)
     assert unreachable(1, 2) == 3
     with pytest.raises(ConnectionFailed):
         unreachable.delay(1, 2)
-    with pytest.raises(TypeError, match="depends_on"):
-        job(qname, depends_on="x")
     with pytest.raises(TypeError, match="queue name"):
         job(42)  # type: ignore[arg-type]
     assert hasattr(control_jobs.decorated_add, "delay"), "decorated at import time, with no server"

@@ -8,8 +8,11 @@ client, never clusterq) and put them back before they end.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +24,8 @@ from clusterq import store as T
 from clusterq.cli import render_info
 from clusterq.testing import Topology
 from clusterq.testing.servers import ServerProcess
+
+pytestmark = pytest.mark.compat  # ACLs and maxmemory are the engine's: also run on Valkey
 
 PAYLOAD = "x" * 20_000
 
@@ -51,6 +56,14 @@ def configured(node: ServerProcess, **settings: Any) -> Iterator[None]:
     finally:
         for name, value in before.items():
             node.admin.config_set(name, value)
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.02)
 
 
 def burst(url: str, queue: str) -> Worker:
@@ -177,3 +190,35 @@ def test_on_a_full_server_leases_are_kept_and_jobs_can_be_deleted_but_nothing_ne
         assert queue.count == before, "the released job is back"
         queue.empty()
         assert queue.count == 0 and not held.exists()
+
+
+def test_a_job_finishing_while_the_server_is_full_keeps_its_lease_and_is_recorded_once_memory_is_freed(
+    url: str, qname: str, clusterq_topology: Topology, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = tmp_path / "release"
+    queue = Queue(qname, url)
+    job = queue.enqueue("jobs.wait_for_file", str(release))
+    # A one-second lease: the full server lasts several leases, so only heartbeats that still work on a
+    # full server (extend.lua has allow-oom) keep the job from being taken back and run again.
+    worker = Worker(qname, url, pool="thread", concurrency=1, lease_s=1.0, maintenance_interval_s=0.2,
+                    install_signal_handlers=False)
+    thread = threading.Thread(target=worker.work, daemon=True)
+    with caplog.at_level(logging.WARNING, "clusterq.worker"):
+        thread.start()
+        try:
+            wait_for(lambda: job.get_status() == JobStatus.STARTED, "the job to start")
+            with full(clusterq_topology, queue):
+                release.touch()  # the job ends now; its outcome meets a full server
+                wait_for(lambda: any("Redis is at maxmemory" in r.getMessage() for r in caplog.records),
+                         "the worker to say the server is full")
+                deadline = queue.connection.zscore(queue.keys.active, job.id)
+                wait_for(lambda: (queue.connection.zscore(queue.keys.active, job.id) or 0) > deadline + 2000,
+                         "heartbeats to extend the lease by two more lease lengths on the full server")
+                assert job.get_status() == JobStatus.STARTED, "nothing recorded, nothing lost"
+            wait_for(lambda: job.get_status() == JobStatus.FINISHED, "the outcome to be recorded")
+        finally:
+            worker.request_stop()
+            thread.join(30)
+    assert job.return_value() == "released"
+    assert job.attempts == 1, "its lease held: the job did not run twice"
+    assert worker.stats.lost == 0

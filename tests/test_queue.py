@@ -275,7 +275,7 @@ def test_requeueing_a_job_canceled_while_queued_runs_it_once(url: str, qname: st
 
 def test_rq_options_clusterq_lacks_are_refused_not_passed_to_the_job(url: str, qname: str) -> None:
     q = Queue(qname, url)
-    for option in ("pipeline", "unique", "group_id"):
+    for option in ("pipeline", "group_id"):
         with pytest.raises(TypeError, match="not supported"):
             q.enqueue("jobs.echo", **{option: 1})
     job = q.enqueue("jobs.echo", kwargs={"retry": 1})

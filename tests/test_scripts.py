@@ -178,6 +178,35 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield T.stop_call(qk, "nope", "no")  # no such job
     yield T.complete_call(qk, [T.Outcome("t1", 1, "stopped", b"JobStopped: enough", 60_000)])
     yield T.requeue_call(qk, "t1")  # a stopped job can be requeued: its tombstone comes alive again
+    yield T.enqueue_call(qk, [T.NewJob("tp", "jobs.add", priority=3)])
+    yield T.take_call(qk, "tp", 60_000, "sync")  # a job with a priority leaves the prio set
+    # priorities: the prio set, at every place that pushes
+    yield T.enqueue_call(qk, [T.NewJob(f"p{i}", "jobs.add", priority=1 + i % 3) for i in range(4)])
+    yield T.enqueue_call(qk, [T.NewJob("p9", "jobs.add", priority=2)], at_front=True)
+    yield T.enqueue_call(qk, [T.NewJob("p0", "jobs.add", unique=True)])  # a duplicate: -1
+    yield T.cancel_call(qk, "p3", 60_000)  # a queued job with a priority leaves the set
+    yield T.delete_call(qk, "p2")
+    yield T.lease_call(qk, 2, 60_000, "w1", 60_000)  # the list is empty: p0, then p9 (front of level 2)
+    yield T.release_call(qk, [("p0", 1)])
+    yield T.lease_call(qk, 1, 1, "w1", 60_000)
+    time.sleep(0.01)
+    yield T.requeue_expired_call(qk, 100, 3, 60_000)
+    yield T.complete_call(qk, [T.Outcome("p9", 1, "failed", b"boom", 60_000, 0.0, "2;0")])  # retry in prio
+    yield T.requeue_call(qk, "p3")
+    yield T.schedule_call(qk, [T.NewJob("ps", "jobs.add", priority=4)], at_ms=1, at_front=True)
+    yield T.promote_call(qk, 10)
+    yield T.drain_call(qk, 100)
+    yield T.drain_call(qk, 100)  # the prio set
+    # controls: suspend, rate limit
+    yield T.configure_call(qk, {"sus": "1"})
+    yield T.lease_call(qk, 1, 60_000, "w1", 60_000)  # suspended
+    yield T.configure_call(qk, {"sus": "", "rn": 1, "rp": 60_000})
+    yield T.enqueue_call(qk, [T.NewJob(f"rl{i}", "jobs.add") for i in range(2)])
+    yield T.lease_call(qk, 2, 60_000, "w1", 60_000)  # one, the window is spent
+    yield T.lease_call(qk, 2, 60_000, "w1", 60_000)  # none: wait
+    # debounce
+    yield T.debounce_call(qk, "k{1}", T.NewJob("db1", "jobs.add", b"[[1],{}]"), 60_000, 120_000)
+    yield T.debounce_call(qk, "k{1}", T.NewJob("db2", "jobs.add", b"[[2],{}]"), 60_000, 120_000)
     tick = lambda name, at, mode, job: T.cron_tick_call(qk, name, at, mode, 3, job)  # noqa: E731
     yield tick("p", 1000, "resume", T.NewJob("cron:p:1", "jobs.add"))  # first seen: recorded only
     yield tick("p", 2000, "fire", T.NewJob("cron:p:2", "jobs.add", b"[[1,2],{}]", '{"timeout":5}', b'{"m":1}', 60,
@@ -189,6 +218,10 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield tick("p", 4000, "resume", T.NewJob("s0", "jobs.add"))  # the id already has a record
     for at in range(5000, 10000, 1000):  # the recent-runs list stays capped
         yield tick("p", at, "fire", T.NewJob(f"cron:p:{at}", "jobs.add"))
+    yield T.cron_tick_call(qk, "p", 10_000, "fire", 3, T.NewJob("cron:p:10000", "jobs.add"),
+                           overlap=False)  # the previous run is still queued: skipped
+    client.hset(qk.job("cron:p:9000"), "s", "finished")  # the previous run ended: the next one runs
+    yield T.cron_tick_call(qk, "p", 11_000, "fire", 3, T.NewJob("cron:p:11000", "jobs.add"), overlap=False)
     yield from _exercise_dependencies(qk)
 
 

@@ -11,12 +11,14 @@ from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
 from .callbacks import Callback
 from .connection import connect, describe, parse_url, topology_of
 from .context import get_current_job, set_progress
+from .control import is_suspended, resume, suspend
 from .cron import CronError, CronExpr, Interval
 from .dependency import Dependency
 from .exceptions import (
     ClusterQError,
     ConnectionFailed,
     DeserializationError,
+    DuplicateJob,
     FunctionNotFound,
     InvalidJobId,
     InvalidJobOperation,
@@ -31,6 +33,7 @@ from .exceptions import (
     StopRequested,
 )
 from .group import Group, GroupStatus, enqueue_group
+from .health import NodeMemory, memory_of_primaries, server_warnings
 from .job import Job, JobStatus, Progress, send_stop_job_command
 from .keys import key_slot, queue_slot
 from .periodic_jobs import (
@@ -90,6 +93,10 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "list_workers",
+    # controlling
+    "is_suspended",
+    "resume",
+    "suspend",
     # periodic jobs
     "CronExpr",
     "CronScheduler",
@@ -114,13 +121,17 @@ __all__ = [
     "JSONSerializer",
     "PickleSerializer",
     "Serializer",
-    # security
+    # security and server checks
+    "NodeMemory",
     "Signer",
+    "memory_of_primaries",
+    "server_warnings",
     # errors
     "ClusterQError",
     "ConnectionFailed",
     "CronError",
     "DeserializationError",
+    "DuplicateJob",
     "FunctionNotFound",
     "InvalidJobId",
     "InvalidJobOperation",

@@ -60,6 +60,8 @@ from .queue import (
     PAGE_LIMIT,
     EnqueueData,
     Queue,
+    _refuse_debounce,
+    check_duplicates,
     parse_duration,
     refuse_depends_on,
     split_enqueue_options,
@@ -210,14 +212,17 @@ class AsyncQueue:
 
     async def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
                         delay_ms: int | None = None) -> list[AsyncJob]:
+        _refuse_debounce(jobs)
         refuse_depends_on(jobs, "enqueue_at/enqueue_in")
         new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
         store = await self._lazy.get()
         await self._register(store)
         calls = [T.schedule_call(self.keys, new[i : i + ENQUEUE_CHUNK], at_ms=at_ms, delay_ms=delay_ms,
                                  at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
-        await store.run_many(calls)
-        return [self._job(job.id) for job in new]
+        results = await store.run_many(calls)
+        jobs_out = [self._job(job.id) for job in new]
+        check_duplicates(self.name, new, [code for reply in results for code in reply[1:]], jobs_out)
+        return jobs_out
 
     async def _register(self, store: AsyncStore) -> None:
         if not self._registered:  # the global set of known queues: once per queue object, never in a script
@@ -233,6 +238,7 @@ class AsyncQueue:
 
     async def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[AsyncJob]:
         """Enqueue many jobs: chunks of ``ENQUEUE_CHUNK`` per script call, all in one pipeline."""
+        _refuse_debounce(jobs)
         refuse_depends_on(jobs, "AsyncQueue yet")
         new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
         store = await self._lazy.get()
@@ -243,8 +249,12 @@ class AsyncQueue:
         ]
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
-        await store.run_many(calls)
-        return [self._job(job.id) for job in new]
+        results = await store.run_many(calls)
+        if at_front:
+            results.reverse()
+        jobs_out = [self._job(job.id) for job in new]
+        check_duplicates(self.name, new, [code for reply in results for code in reply], jobs_out)
+        return jobs_out
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -134,9 +134,10 @@ class AsyncStore:
         """Jobs waiting in the queue: the list length less canceled/deleted ids still in it. O(1)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.llen(qk.pending)
-        pipe.hget(qk.stats, "tomb")
-        length, tomb = await pipe.execute()
-        return max(0, int(length) - int(tomb or 0))
+        pipe.zcard(qk.prio)
+        pipe.hmget(qk.stats, ("tomb", "lwait"))
+        length, prio, (tomb, aside) = await pipe.execute()
+        return max(0, int(length) + int(prio) + int(aside or 0) - int(tomb or 0))
 
     async def job_ids(self, qk: K.QueueKeys, offset: int, length: int) -> list[str]:
         """A page of the waiting ids, in order. ``length`` is the caller's bounded page size."""

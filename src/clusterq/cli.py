@@ -5,6 +5,7 @@
     clusterq info [-u URL] [--interval S]
     clusterq enqueue [-u URL] QUEUE FUNCTION [JSON_ARG ...]
     clusterq empty|requeue [-u URL] QUEUE
+    clusterq suspend|resume [-u URL] [-q QUEUE ...]
     clusterq stop [-u URL] [--reason TEXT] HANDLE
     clusterq dev [--sentinel | --cluster]
     clusterq demo [--cluster] [--jobs N]
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .connection import DEFAULT_URL, REDIS_ERRORS, URL_ENV, connect, describe
+from .control import resume, suspend
 from .exceptions import ClusterQError
 from .health import memory_of_primaries, server_warnings
 from .job import Job, Progress
@@ -307,6 +309,30 @@ def cmd_requeue(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_suspend(args: argparse.Namespace) -> int:
+    url = resolve_url(args)
+    if not args.queue:
+        suspend(url)
+        print("all queues suspended: workers start no job until 'clusterq resume'")
+        return EXIT_OK
+    for name in args.queue:
+        Queue(name, url).suspend()
+    print(f"suspended {', '.join(repr(n) for n in args.queue)}")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    url = resolve_url(args)
+    if not args.queue:
+        resume(url)
+        print("all queues resumed (queues suspended one by one stay suspended)")
+        return EXIT_OK
+    for name in args.queue:
+        Queue(name, url).resume()
+    print(f"resumed {', '.join(repr(n) for n in args.queue)}")
+    return EXIT_OK
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     job = Job.fetch(args.handle, resolve_url(args))
     job.stop(args.reason)
@@ -402,6 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("queue")
     p.set_defaults(func=cmd_requeue)
+
+    for name, func, text in (("suspend", cmd_suspend, "stop workers from starting jobs (all queues, or -q)"),
+                             ("resume", cmd_resume, "let workers start jobs again (all queues, or -q)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("-u", "--url", help=f"Redis URL (default: ${URL_ENV} or {DEFAULT_URL})")
+        p.add_argument("--settings", help=f"settings module by dotted path (or ${SETTINGS_ENV})")
+        p.add_argument("-q", "--queue", action="append", help="only this queue (repeatable)")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("stop", help="stop a running job now (it ends 'stopped', not retried)")
     _add_common(p)

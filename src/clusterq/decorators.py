@@ -12,10 +12,12 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from .callbacks import Callback
 from .connection import ConnectionLike
+from .dependency import DependsOn
 from .job import Job
 from .queue import EnqueueData, Queue
-from .retry import Retry
+from .retry import Repeat, Retry
 
 R = TypeVar("R", covariant=True)
 
@@ -32,8 +34,8 @@ class job:  # lower case: RQ's name for the decorator
     """``@job(queue, connection=None, timeout=None, ...)``: add ``.delay(*args, **kwargs)`` to a function.
 
     ``queue`` is a queue name or a :class:`Queue` (then ``connection`` is not needed). The options are
-    those of :meth:`Queue.enqueue` and apply to every call; ``delay`` passes its own ``job_id=`` and
-    ``at_front=`` to the enqueue and every other argument to the function, as RQ's does.
+    those of :meth:`Queue.enqueue` and apply to every call; ``delay`` passes its own ``job_id=``,
+    ``at_front=`` and ``depends_on=`` to the enqueue and every other argument to the function, as RQ's does.
     """
 
     def __init__(
@@ -49,6 +51,12 @@ class job:  # lower case: RQ's name for the decorator
         retry: Retry | None = None,
         at_front: bool = False,
         max_attempts: int | None = None,
+        repeat: Repeat | None = None,
+        result_history: int | None = None,
+        on_success: Callback | Callable[..., Any] | str | None = None,
+        on_failure: Callback | Callable[..., Any] | str | None = None,
+        on_stopped: Callback | Callable[..., Any] | str | None = None,
+        depends_on: DependsOn | None = None,
         **unsupported: Any,
     ) -> None:
         if unsupported:
@@ -58,9 +66,12 @@ class job:  # lower case: RQ's name for the decorator
         self.queue = queue
         self.connection = connection
         self.at_front = at_front
+        self.depends_on = depends_on
         self.options: dict[str, Any] = {
             "job_timeout": timeout, "result_ttl": result_ttl, "ttl": ttl, "failure_ttl": failure_ttl,
             "description": description, "meta": meta, "retry": retry, "max_attempts": max_attempts,
+            "repeat": repeat, "result_history": result_history, "on_success": on_success,
+            "on_failure": on_failure, "on_stopped": on_stopped,
         }
         self._opened: Queue | None = queue if isinstance(queue, Queue) else None
         self._lock = threading.Lock()
@@ -76,7 +87,8 @@ class job:  # lower case: RQ's name for the decorator
         def delay(*args: Any, **kwargs: Any) -> Job:
             job_id = kwargs.pop("job_id", None)
             at_front = bool(kwargs.pop("at_front", self.at_front))
-            data = EnqueueData(f, args, kwargs, job_id=job_id, **self.options)
+            depends_on = kwargs.pop("depends_on", None) or self.depends_on
+            data = EnqueueData(f, args, kwargs, job_id=job_id, depends_on=depends_on, **self.options)
             return self._queue().enqueue_many([data], at_front=at_front)[0]
 
         delay.__doc__ = f"Enqueue a call of {getattr(f, '__qualname__', f)!r} on queue {self.queue!r}."

@@ -40,6 +40,19 @@ class InvalidJobOperation(ClusterQError):
     """The job is not in a state that allows the operation (e.g. requeue of a running job)."""
 
 
+class DuplicateJob(ClusterQError):
+    """``unique=True`` and a job with that id is still scheduled, queued, started or deferred.
+
+    ``job_ids`` are the refused ids. From ``enqueue_many``, every other item was enqueued and ``jobs``
+    holds one job per item, in order (for a refused item, a handle of the existing job).
+    """
+
+    def __init__(self, message: str, job_ids: list[str], jobs: list[object] | None = None) -> None:
+        super().__init__(message)
+        self.job_ids = job_ids
+        self.jobs = jobs or []
+
+
 class FunctionNotFound(ClusterQError):
     """A job's dotted function path could not be imported or is not allowed on this worker."""
 

@@ -123,6 +123,38 @@ class QueueKeys:
         return f"{self.base}:stats"
 
     @cached_property
+    def prio(self) -> str:
+        """Sorted set of waiting jobs that have a priority (1..9), scored by level then arrival order.
+        Jobs without a priority wait in ``pending`` and run before these."""
+        return f"{self.base}:prio"
+
+    @cached_property
+    def control(self) -> str:
+        """Hash of the queue's controls: suspended flag, rate limit and its window counter, concurrency
+        limits per key (read by every lease: one small hash)."""
+        return f"{self.base}:ctl"
+
+    @cached_property
+    def limit_running_prefix(self) -> str:
+        """Prefix of the sets of running job ids per concurrency key; scripts append the key."""
+        return f"{self.base}:lr:"
+
+    @cached_property
+    def limit_waiting_prefix(self) -> str:
+        """Prefix of the lists of jobs set aside because their concurrency key was at its limit."""
+        return f"{self.base}:lw:"
+
+    @cached_property
+    def limit_keys(self) -> str:
+        """Sorted set of concurrency keys that have jobs set aside (scored by when first set aside), so
+        maintenance can find them in bounded batches."""
+        return f"{self.base}:lk"
+
+    def debounce(self, key: str) -> str:
+        """The id of the job currently collecting enqueues for debounce key ``key``."""
+        return f"{self.base}:db:{key}"
+
+    @cached_property
     def wake_channel(self) -> str:
         """Sharded pub/sub channel published when ``pending`` goes from empty to non-empty."""
         return f"{self.base}:wake"
@@ -184,6 +216,12 @@ QUEUES = f"{PREFIX}:queues"
 """Set of known queue names (read with SSCAN)."""
 WORKERS = f"{PREFIX}:workers"
 """Sorted set of worker names scored by their registration's expiry (ms)."""
+# The global suspend flag and its channel share a hash tag no escaped queue name can equal ("%" is
+# always escaped as "%25" in queue names), so they sit in one slot of their own.
+SUSPENDED = f"{PREFIX}:{{%g}}:suspended"
+"""Present while every queue is suspended (:func:`clusterq.suspend`); read by workers on a signal."""
+CONTROL_CHANNEL = f"{PREFIX}:{{%g}}:ctl"
+"""Sharded pub/sub channel published when the global suspend flag changes."""
 PERIODIC = f"{PREFIX}:periodic"
 """Hash: periodic job name -> its declaration (JSON), written when a scheduler starts, read by listings."""
 

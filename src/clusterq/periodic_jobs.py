@@ -67,6 +67,8 @@ class Periodic:
     ``description``, ``meta``, ``max_attempts``, ``retry``, ...), checked when declared and applied to
     every run. A ``ttl`` shorter than the period drops a run that no worker started in time.
     ``catch_up=False``: a restarted scheduler does not run the latest tick missed while no scheduler ran.
+    ``overlap=False``: a tick whose previous run has not ended (still queued, running, or waiting for a
+    retry) is skipped, so a slow job never runs twice at once.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Periodic:
         kwargs: dict[str, Any] | None = None,
         name: str | None = None,
         catch_up: bool = True,
+        overlap: bool = True,
         serializer: Serializer | str | None = None,
         **job_options: Any,
     ) -> None:
@@ -105,6 +108,7 @@ class Periodic:
         self.args = tuple(args)
         self.kwargs = dict(kwargs or {})
         self.catch_up = bool(catch_up)
+        self.overlap = bool(overlap)
         self.serializer = serializer
         if "timeout" in job_options:
             job_options.setdefault("job_timeout", job_options.pop("timeout"))
@@ -306,7 +310,7 @@ class CronScheduler:
 
     def _offer(self, due: list[tuple[_Entry, int]], measure: bool) -> None:
         calls = [T.cron_tick_call(entry.queue.keys, entry.job.name, tick, entry.mode, self.keep_runs,
-                                  self._new_job(entry, tick)) for entry, tick in due]
+                                  self._new_job(entry, tick), entry.job.overlap) for entry, tick in due]
         sent = time.time()
         try:
             results = self.store.run_many(calls, raise_on_error=False)
@@ -346,6 +350,9 @@ class CronScheduler:
                 log.warning("periodic job %s: this scheduler fell behind; ran the latest tick %s once",
                             job.name, when)
             log.info("periodic job %s: tick %s enqueued as %s in %s", job.name, when, job.job_id(tick), job.queue)
+        elif code == 4:
+            log.info("periodic job %s: tick %s skipped: its previous run has not ended (overlap=False)",
+                     job.name, when)
         elif code == 2:
             log.info("periodic job %s: starting from tick %s (%s)", job.name, when,
                      "first seen" if last < 0 else "missed ticks not caught up")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import uuid
@@ -15,7 +16,7 @@ from . import store as T
 from .callbacks import Callback, encode_callbacks
 from .connection import REDIS_ERRORS, Client, ConnectionLike, connect
 from .dependency import DependsOn, parse_depends_on
-from .exceptions import InvalidJobId, ReplicationTimeout, explain_server_error
+from .exceptions import DuplicateJob, InvalidJobId, ReplicationTimeout, explain_server_error
 from .execution import Executor
 from .inline import inline_executor, run_inline
 from .job import DEFAULT_FAILURE_TTL_S, Job
@@ -33,13 +34,19 @@ DRAIN_BATCH = 1000
 PAGE_LIMIT = 10_000
 
 # RQ options clusterq does not implement yet: refused, rather than silently passed to the job function.
-_UNSUPPORTED = ("unique", "pipeline", "group_id")
+_UNSUPPORTED = ("pipeline", "group_id")
 
 _RESERVED = (
     "job_id", "job_timeout", "timeout", "result_ttl", "ttl", "failure_ttl", "description", "meta",
     "at_front", "max_attempts", "retry", "repeat", "result_history", "on_success", "on_failure", "on_stopped",
-    "depends_on", "args", "kwargs",
+    "depends_on", "args", "kwargs", "priority", "unique", "concurrency_key", "debounce",
 )
+
+MAX_PRIORITY = 9
+"""Priorities are 1 (first) to 9 (last); a job without one runs before all of them, as in BullMQ."""
+DEBOUNCE_POINTER_TTL_S = 86_400
+"""A debounce key remembers its job this long after the window opened: a job still not started by then
+(no worker for a day) is no longer updated, and the next enqueue opens a new window."""
 
 
 def parse_duration(value: float | int | str | None, what: str) -> float | None:
@@ -93,6 +100,10 @@ class EnqueueData:
     meta: dict[str, Any] | None = None
     max_attempts: int | None = None
     retry: Retry | None = None
+    priority: int | None = None
+    unique: bool = False
+    concurrency_key: str | None = None
+    debounce: tuple[str, float] | None = None
     repeat: Repeat | None = None
     depends_on: DependsOn | None = None
     result_history: int | None = None
@@ -120,6 +131,37 @@ def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
             raise TypeError("pass the job's arguments either directly or as args=/kwargs=, not both")
         args, kwargs = tuple(call_args or ()), dict(call_kwargs or {})
     return EnqueueData(f, args, kwargs, **options), at_front
+
+
+def _check_debounce(data: EnqueueData) -> tuple[str, float]:
+    spec = data.debounce
+    if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and spec[0]):
+        raise ValueError(f"debounce must be (key, window_s) with a non-empty str key, got {spec!r}")
+    key, window = spec
+    window_s = parse_duration(window, "debounce window")
+    if window_s is None or window_s <= 0:
+        raise ValueError(f"the debounce window must be positive, got {window!r}")
+    if len(key.encode("utf-8", "surrogatepass")) > K.MAX_JOB_ID_BYTES:
+        raise ValueError(f"the debounce key is longer than {K.MAX_JOB_ID_BYTES} bytes")
+    if data.job_id is not None or data.unique:
+        raise ValueError("debounce chooses the job itself: do not pass job_id or unique with it")
+    return key, window_s
+
+
+def _refuse_debounce(jobs: Sequence[EnqueueData]) -> None:
+    if any(data.debounce is not None for data in jobs):
+        raise TypeError("debounce= works with Queue.enqueue only (not enqueue_many, enqueue_at/in or "
+                        "AsyncQueue)")
+
+
+def check_duplicates(queue: str, new: Sequence[T.NewJob], codes: Sequence[Any], jobs: list[Any]) -> None:
+    """Raise :class:`DuplicateJob` for the unique jobs the script refused (code -1)."""
+    refused = [job.id for job, code in zip(new, codes) if int(code) < 0]
+    if refused:
+        shown = ", ".join(repr(i) for i in refused[:5]) + (" ..." if len(refused) > 5 else "")
+        raise DuplicateJob(f"queue {queue!r} already has a waiting or running job with id {shown} "
+                           f"(unique=True); {len(new) - len(refused)} other job(s) of the call were enqueued",
+                           refused, jobs)
 
 
 def refuse_depends_on(jobs: Sequence[EnqueueData], where: str) -> None:
@@ -270,6 +312,15 @@ class Queue:
         max_attempts = data.max_attempts if data.max_attempts is not None else self.max_attempts
         if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
             raise ValueError(f"max_attempts must be a positive int, got {max_attempts!r}")
+        priority = data.priority or 0
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
+            raise ValueError(f"priority must be an int from 1 (runs first) to {MAX_PRIORITY}, or 0/None for "
+                             f"none; got {data.priority!r}")
+        concurrency_key = data.concurrency_key or ""
+        if not isinstance(concurrency_key, str) or len(concurrency_key.encode("utf-8", "surrogatepass")) > 256:
+            raise ValueError(f"concurrency_key must be a str of at most 256 bytes, got {data.concurrency_key!r}")
+        if data.unique and data.job_id is None:
+            raise ValueError("unique=True needs a job_id: uniqueness is by id")
         func = function_path(data.func)
         options_json = json.dumps(options, separators=(",", ":")) if options else ""
         return T.NewJob(
@@ -282,6 +333,9 @@ class Queue:
             max_attempts=max_attempts,
             fresh_id=data.job_id is None,
             signature=self.signer.sign(self.name, job_id, func, payload, options_json) if self.signer else "",
+            unique=bool(data.unique),
+            priority=priority,
+            concurrency_key=concurrency_key,
         )
 
     def _register(self) -> None:
@@ -302,7 +356,28 @@ class Queue:
         and returns that job, so retrying a timed-out enqueue cannot create a duplicate.
         """
         data, at_front = split_enqueue_options(f, args, kwargs)
+        if data.debounce is not None:
+            return self._debounce(data)
         return self.enqueue_many([data], at_front=at_front)[0]
+
+    def _debounce(self, data: EnqueueData) -> Job:
+        """One job per window for ``data.debounce = (key, window_s)``: the first call schedules it at the
+        end of the window, later calls in the window replace its arguments (the latest wins)."""
+        key, window_s = _check_debounce(data)
+        job = self._new_job(data)
+        try:
+            self._register()
+            for _ in range(5):
+                call = T.debounce_call(self.keys, key, job, int(window_s * 1000), DEBOUNCE_POINTER_TTL_S * 1000)
+                code, raw_id = self.store.run(call)
+                job_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+                if int(code) != 2:
+                    break
+                # A signing queue signs the job's id too: sign the update for the id the key points at.
+                job = self._new_job(dataclasses.replace(data, job_id=job_id))
+        except REDIS_ERRORS as exc:
+            raise explain_server_error(exc, f"enqueue (debounced) to queue {self.name!r}") from exc
+        return self._job(job_id)
 
     def enqueue_at(self, scheduled_time: datetime, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         """Schedule ``f(*args, **kwargs)`` to run at ``scheduled_time``; the options of :meth:`enqueue`.
@@ -330,15 +405,18 @@ class Queue:
     def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
                   delay_ms: int | None = None) -> list[Job]:
         """Create scheduled jobs (status ``scheduled``, in :attr:`scheduled_job_registry`)."""
+        _refuse_debounce(jobs)
         new = [self._new_job(data) for data in jobs]
         calls = [T.schedule_call(self.keys, new[i : i + ENQUEUE_CHUNK], at_ms=at_ms, delay_ms=delay_ms,
                                  at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
         try:
             self._register()
-            self._write(calls, new, f"schedule a job in queue {self.name!r}", skip=1)
+            results = self._write(calls, new, f"schedule a job in queue {self.name!r}", skip=1)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"schedule a job in queue {self.name!r}") from exc
-        return [self._job(job.id) for job in new]
+        jobs_out = [self._job(job.id) for job in new]
+        check_duplicates(self.name, new, [code for reply in results for code in reply[1:]], jobs_out)
+        return jobs_out
 
     def _write(self, calls: list[T.Call], new: Sequence[T.NewJob], doing: str, skip: int = 0) -> list[Any]:
         """Run the calls that create ``new`` and return their replies; with ``wait_replicas``, also wait
@@ -376,6 +454,7 @@ class Queue:
 
     def _enqueue(self, jobs: Sequence[EnqueueData], at_front: bool) -> tuple[list[Job], list[bool]]:
         """:meth:`enqueue_many`, also saying which jobs were created (False: the id existed)."""
+        _refuse_debounce(jobs)
         new = [self._new_job(data) for data in jobs]
         deferred = [(job, parse_depends_on(data.depends_on, self.name))
                     for job, data in zip(new, jobs) if data.depends_on is not None]
@@ -404,6 +483,9 @@ class Queue:
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
         enqueued = [self._job(job.id) for job in new]
+        chunks = results[: len(calls) - len(deferred)]
+        codes = [code for reply in (reversed(chunks) if at_front else chunks) for code in reply]
+        check_duplicates(self.name, ready, codes, enqueued)
         if not self.is_async:
             self._inline = self._inline or inline_executor(self)
             run_inline(self, self._inline, enqueued)
@@ -419,7 +501,7 @@ class Queue:
         replies = list(reversed(chunks)) if at_front else list(chunks)
         for index, codes in enumerate(replies):
             for job, code in zip(ready[index * ENQUEUE_CHUNK : (index + 1) * ENQUEUE_CHUNK], codes):
-                created[job.id] = bool(int(code))
+                created[job.id] = int(code) > 0  # -1: a duplicate refused (unique)
         ready_ids = {job.id for job in ready}
         waiting = [job for job in new if job.id not in ready_ids]
         for job, code in zip(waiting, deferred):
@@ -532,6 +614,71 @@ class Queue:
         self.connection.delete(self.keys.stats)
         self.connection.srem(K.QUEUES, self.name)
         self._registered = False
+
+    # --- control: suspend, limits ----------------------------------------------------------------
+
+    def _configure(self, fields: dict[str, Any], doing: str) -> None:
+        try:
+            self.store.run(T.configure_call(self.keys, fields))
+        except REDIS_ERRORS as exc:
+            raise explain_server_error(exc, f"{doing} queue {self.name!r}") from exc
+
+    def suspend(self) -> None:
+        """Stop workers from starting this queue's jobs; they stay queued, running ones finish."""
+        self._configure({"sus": "1"}, "suspend")
+
+    def resume(self) -> None:
+        """Let workers take this queue's jobs again (they are woken at once)."""
+        self._configure({"sus": ""}, "resume")
+
+    @property
+    def is_suspended(self) -> bool:
+        """True while :meth:`suspend` holds (the global :func:`clusterq.suspend` is separate)."""
+        return "sus" in self.store.control(self.keys)
+
+    def set_rate_limit(self, max_jobs: int, per_s: float) -> None:
+        """Start at most ``max_jobs`` of this queue's jobs per ``per_s`` seconds, across all workers.
+
+        Counted in fixed windows that open at the first job started after the previous window ended, so
+        at most ``max_jobs`` start in any window (and at most twice that across a window boundary).
+        """
+        if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1:
+            raise ValueError(f"max_jobs must be a positive int, got {max_jobs!r}")
+        period_s = parse_duration(per_s, "per_s")
+        if period_s is None or period_s < 0.001:
+            raise ValueError(f"per_s must be at least 0.001 seconds, got {per_s!r}")
+        self._configure({"rn": max_jobs, "rp": int(period_s * 1000), "rw": "", "rc": ""}, "set the rate limit of")
+
+    def remove_rate_limit(self) -> None:
+        self._configure({"rn": "", "rp": "", "rw": "", "rc": ""}, "remove the rate limit of")
+
+    @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        """``(max_jobs, per_s)``, or None."""
+        control = self.store.control(self.keys)
+        if "rn" not in control:
+            return None
+        return int(control["rn"]), int(control.get("rp", "1000")) / 1000
+
+    def set_concurrency_limit(self, key: str | None, limit: int | None) -> None:
+        """At most ``limit`` jobs enqueued with ``concurrency_key=key`` run at once in this queue, across
+        all workers; ``key=None`` sets the default for every key without its own limit. ``limit=None``
+        removes the limit. The limit is per queue: the same key in another queue is counted apart."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ValueError(f"key must be a non-empty str or None (the default), got {key!r}")
+        field_name = "cd" if key is None else f"c:{key}"
+        self._configure({field_name: "" if limit is None else limit}, "set a concurrency limit of")
+
+    @property
+    def concurrency_limits(self) -> dict[str | None, int]:
+        """The limits set with :meth:`set_concurrency_limit` (the default under ``None``)."""
+        control = self.store.control(self.keys)
+        limits: dict[str | None, int] = {k[2:]: int(v) for k, v in control.items() if k.startswith("c:")}
+        if "cd" in control:
+            limits[None] = int(control["cd"])
+        return limits
 
     # --- all queues ---------------------------------------------------------------------------
 

@@ -78,11 +78,15 @@ class NewJob:
     max_attempts: int | None = None
     fresh_id: bool = False  # generated here (uuid4): the script skips its existence check
     signature: str = ""  # HMAC of queue, id, func, payload, options (signing.py); "" when not signing
+    unique: bool = False  # an existing waiting or running job with this id is reported (-1), not skipped
+    priority: int = 0  # 0: none (the pending list, runs first); 1..9: the prio set, lower first
+    concurrency_key: str = ""  # at most the key's limit of such jobs run at once in the queue
 
     def argv(self) -> tuple[Any, ...]:
+        flag = "1" if self.fresh_id else ("u" if self.unique else "0")
         return (self.id, self.func, self.payload, self.options, self.meta, self.ttl_s,
-                "" if self.max_attempts is None else self.max_attempts, "1" if self.fresh_id else "0",
-                self.signature)
+                "" if self.max_attempts is None else self.max_attempts, flag, self.signature, self.priority,
+                self.concurrency_key)
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,7 @@ def enqueue_call(qk: K.QueueKeys, jobs: Sequence[NewJob], at_front: bool = False
     args: list[Any] = ["1" if at_front else "0"]
     for job in jobs:
         args.extend(job.argv())
-    return Call(S.ENQUEUE, (qk.pending, qk.job_prefix, qk.wake_channel), tuple(args))
+    return Call(S.ENQUEUE, (qk.pending, qk.job_prefix, qk.wake_channel, qk.prio, qk.stats), tuple(args))
 
 
 def schedule_call(qk: K.QueueKeys, jobs: Sequence[NewJob], *, at_ms: int | None = None,
@@ -149,13 +153,16 @@ def schedule_call(qk: K.QueueKeys, jobs: Sequence[NewJob], *, at_ms: int | None 
 
 
 def promote_call(qk: K.QueueKeys, batch: int) -> Call:
-    return Call(S.PROMOTE, (qk.scheduled, qk.pending, qk.job_prefix, qk.wake_channel), (batch,))
+    return Call(S.PROMOTE, (qk.scheduled, qk.pending, qk.job_prefix, qk.wake_channel, qk.prio, qk.stats),
+                (batch,))
 
 
-def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_runs: int, job: NewJob) -> Call:
-    """Offer one tick of periodic job ``name``; ``mode`` is "fire", "resume" or "skip" (cron_tick.lua)."""
+def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_runs: int, job: NewJob,
+                   overlap: bool = True) -> Call:
+    """Offer one tick of periodic job ``name``; ``mode`` is "fire", "resume" or "skip"; ``overlap=False``
+    skips the tick while the previous run has not ended (cron_tick.lua)."""
     return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel),
-                (name, tick_ms, mode, keep_runs, *job.argv()[:7], job.signature))
+                (name, tick_ms, mode, keep_runs, *job.argv()[:7], job.signature, "1" if overlap else "0"))
 
 
 def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
@@ -167,18 +174,34 @@ def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
 
 
 def lease_call(qk: K.QueueKeys, count: int, lease_ms: int, worker: str, failure_keep_ms: int) -> Call:
-    return Call(S.LEASE, (qk.pending, qk.active, qk.job_prefix, qk.stats, qk.failed),
+    return Call(S.LEASE, (qk.pending, qk.active, qk.job_prefix, qk.stats, qk.failed, qk.prio, qk.control),
                 (lease_ms, count, worker, failure_keep_ms))
+
+
+@dataclass(frozen=True)
+class LeaseReply:
+    """What a lease call answered: the jobs, whether more wait, and whether the queue held them back."""
+
+    remaining: int  # 0 when nothing more waits
+    jobs: list[LeasedJob]
+    suspended: bool = False
+    wait_s: float = 0.0  # > 0: the queue's rate limit is spent for this long
+
+
+def parse_lease_reply(queue: str, reply: Sequence[Any]) -> LeaseReply:
+    wait_ms = int(reply[1])
+    jobs = [
+        LeasedJob(queue, _text(reply[i]), int(reply[i + 1]), _text(reply[i + 2]), _raw(reply[i + 3]),
+                  _raw(reply[i + 4]), _raw(reply[i + 5]))
+        for i in range(2, len(reply), 6)
+    ]
+    return LeaseReply(int(reply[0]), jobs, suspended=wait_ms < 0, wait_s=max(0, wait_ms) / 1000)
 
 
 def parse_lease(queue: str, reply: Sequence[Any]) -> tuple[int, list[LeasedJob]]:
     """Split a lease reply into (jobs still pending, leased jobs)."""
-    jobs = [
-        LeasedJob(queue, _text(reply[i]), int(reply[i + 1]), _text(reply[i + 2]), _raw(reply[i + 3]),
-                  _raw(reply[i + 4]), _raw(reply[i + 5]))
-        for i in range(1, len(reply), 6)
-    ]
-    return int(reply[0]), jobs
+    parsed = parse_lease_reply(queue, reply)
+    return parsed.remaining, parsed.jobs
 
 
 def complete_call(qk: K.QueueKeys, outcomes: Iterable[Outcome]) -> Call:
@@ -186,7 +209,8 @@ def complete_call(qk: K.QueueKeys, outcomes: Iterable[Outcome]) -> Call:
     for outcome in outcomes:
         args.extend(outcome.argv())
     return Call(S.COMPLETE, (qk.active, qk.finished, qk.failed, qk.job_prefix, qk.scheduled, qk.pending,
-                             qk.wake_channel, qk.history_prefix, qk.results_channel, qk.outbox), tuple(args))
+                             qk.wake_channel, qk.history_prefix, qk.results_channel, qk.outbox, qk.prio,
+                             qk.stats), tuple(args))
 
 
 def extend_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]], lease_ms: int) -> Call:
@@ -200,12 +224,13 @@ def release_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]]) -> Call:
     args: list[Any] = []
     for job_id, token in leases:
         args.extend((job_id, token))
-    return Call(S.RELEASE, (qk.pending, qk.active, qk.job_prefix, qk.wake_channel), tuple(args))
+    return Call(S.RELEASE, (qk.pending, qk.active, qk.job_prefix, qk.wake_channel, qk.prio, qk.stats),
+                tuple(args))
 
 
 def requeue_expired_call(qk: K.QueueKeys, batch: int, max_attempts: int, failure_keep_ms: int) -> Call:
     return Call(S.REQUEUE_EXPIRED, (qk.active, qk.pending, qk.failed, qk.job_prefix, qk.wake_channel,
-                                    qk.history_prefix, qk.results_channel, qk.outbox),
+                                    qk.history_prefix, qk.results_channel, qk.outbox, qk.prio, qk.stats),
                 (batch, max_attempts, failure_keep_ms))
 
 
@@ -216,18 +241,18 @@ def trim_call(registry_key: str, batch: int) -> Call:
 def cancel_call(qk: K.QueueKeys, job_id: str, keep_ms: int, dependents: str = "canceled") -> Call:
     """``dependents``: what the job's dependents are told, ``canceled`` or ``ok`` (enqueue_dependents)."""
     return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats, qk.scheduled, qk.history_prefix,
-                           qk.deferred, qk.outbox), (job_id, keep_ms, dependents))
+                           qk.deferred, qk.outbox, qk.prio), (job_id, keep_ms, dependents))
 
 
 def delete_call(qk: K.QueueKeys, job_id: str, dependents: str = "deleted") -> Call:
     """``dependents``: what the job's dependents are told, ``deleted`` or ``purge`` (delete_dependents)."""
     return Call(S.DELETE, (qk.job_prefix, qk.active, qk.finished, qk.failed, qk.canceled, qk.stats,
-                           qk.scheduled, qk.history_prefix, qk.deferred, qk.outbox), (job_id, dependents))
+                           qk.scheduled, qk.history_prefix, qk.deferred, qk.outbox, qk.prio), (job_id, dependents))
 
 
 def requeue_call(qk: K.QueueKeys, job_id: str, at_front: bool = False) -> Call:
     return Call(S.REQUEUE, (qk.pending, qk.job_prefix, qk.failed, qk.canceled, qk.finished, qk.wake_channel,
-                            qk.stats, qk.history_prefix), (job_id, "1" if at_front else "0"))
+                            qk.stats, qk.history_prefix, qk.prio), (job_id, "1" if at_front else "0"))
 
 
 def stop_call(qk: K.QueueKeys, job_id: str, reason: str) -> Call:
@@ -235,7 +260,7 @@ def stop_call(qk: K.QueueKeys, job_id: str, reason: str) -> Call:
 
 
 def take_call(qk: K.QueueKeys, job_id: str, lease_ms: int, worker: str) -> Call:
-    return Call(S.TAKE, (qk.job_prefix, qk.active, qk.stats), (job_id, lease_ms, worker))
+    return Call(S.TAKE, (qk.job_prefix, qk.active, qk.stats, qk.prio), (job_id, lease_ms, worker))
 
 
 def parse_take(queue: str, job_id: str, reply: Sequence[Any]) -> LeasedJob:
@@ -250,7 +275,20 @@ def set_fields_call(qk: K.QueueKeys, job_id: str, fields: dict[str, Any]) -> Cal
 
 
 def drain_call(qk: K.QueueKeys, batch: int) -> Call:
-    return Call(S.DRAIN, (qk.pending, qk.job_prefix, qk.stats, qk.history_prefix), (batch,))
+    return Call(S.DRAIN, (qk.pending, qk.job_prefix, qk.stats, qk.history_prefix, qk.prio), (batch,))
+
+
+def debounce_call(qk: K.QueueKeys, key: str, job: NewJob, window_ms: int, pointer_ttl_ms: int) -> Call:
+    return Call(S.DEBOUNCE, (qk.scheduled, qk.job_prefix, qk.wake_channel, qk.debounce(key)),
+                (window_ms, pointer_ttl_ms, *job.argv()))
+
+
+def configure_call(qk: K.QueueKeys, fields: dict[str, Any]) -> Call:
+    """Set (or, with value "", clear) fields of the queue's control hash and wake its workers."""
+    args: list[Any] = []
+    for name, value in fields.items():
+        args.extend((name, value))
+    return Call(S.CONFIGURE, (qk.control, qk.wake_channel), tuple(args))
 
 
 def purge_registry_call(qk: K.QueueKeys, registry_key: str, batch: int) -> Call:
@@ -490,9 +528,16 @@ class Store:
         return list(self.client.hmget(qk.job(job_id), LATEST_FIELDS))
 
     def count(self, qk: K.QueueKeys) -> int:
-        """Jobs waiting in the queue: the list length less canceled/deleted ids still in it. O(1)."""
+        """Jobs waiting in the queue: the list length and the prio set's size, plus jobs set aside by a
+        concurrency limit, less canceled/deleted ids still in the list. O(1), one round trip."""
         pipe = self.client.pipeline(transaction=False)
         pipe.llen(qk.pending)
-        pipe.hget(qk.stats, "tomb")
-        length, tomb = pipe.execute()
-        return max(0, int(length) - int(tomb or 0))
+        pipe.zcard(qk.prio)
+        pipe.hmget(qk.stats, ("tomb", "lwait"))
+        length, prio, (tomb, aside) = pipe.execute()
+        return max(0, int(length) + int(prio) + int(aside or 0) - int(tomb or 0))
+
+    def control(self, qk: K.QueueKeys) -> dict[str, str]:
+        """The queue's control hash (suspend flag, limits). Bounded: one field per configured limit."""
+        raw = self.client.hgetall(qk.control)
+        return {_text(k): _text(v) for k, v in raw.items()}

@@ -34,7 +34,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import MovedError
 
 from .connection import Client
-from .keys import QueueKeys
+from .keys import CONTROL_CHANNEL, QueueKeys
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,14 @@ class Waker:
     """Subscribes to the wake channels of some queues and tells which of them were signalled."""
 
     def __init__(self, client: Client, queues: list[str], notify: Callable[[], None] | None = None,
-                 on_stop: Callable[[str, str, str], None] | None = None) -> None:
+                 on_stop: Callable[[str, str, str], None] | None = None, control: bool = False) -> None:
         self._client = client
         self._notify = notify
         self._on_stop = on_stop
-        self._channels = {QueueKeys(q).wake_channel: q for q in queues}
+        self._channels: dict[str, str | None] = {QueueKeys(q).wake_channel: q for q in queues}
+        if control:  # the global suspend flag's channel: sets control_changed
+            self._channels[CONTROL_CHANNEL] = None
+        self.control_changed = False
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._ready: set[str] = set()
@@ -132,6 +135,11 @@ class Waker:
                 if isinstance(channel, bytes):
                     channel = channel.decode("utf-8", "surrogateescape")
                 queue = self._channels.get(channel)
+                if channel == CONTROL_CHANNEL:
+                    self.control_changed = True
+                    self._event.set()
+                    if self._notify is not None:
+                        self._notify()
                 data = message.get("data")
                 if (isinstance(data, bytes) and data[:1] == b"x") or (isinstance(data, str) and data[:1] == "x"):
                     self._stop_requested(queue, data[1:])

@@ -188,6 +188,8 @@ class Worker:
         self._backoff_s = 0.0
         self._previous_handlers: dict[int, Any] = {}
         self._sentinel_primary: Any = None
+        self._held_back: dict[str, float] = {}  # rate-limited queue -> when (monotonic) to lease again
+        self._suspended = False  # the global flag (clusterq.suspend), read on a signal and at each poll
         # Periodic jobs (``--with-cron``): a scheduler thread beside the loop, started after the pools fork.
         # With a signing key the worker signs the periodic jobs it enqueues, so that it (and its peers) run them.
         self._cron = CronScheduler(self.connection, periodic, install_signal_handlers=False,
@@ -250,6 +252,7 @@ class Worker:
         rechecked = False
         while not self._stop.is_set() and not self._stop_now:
             self._maybe_maintain()
+            self._end_holds()
             for lane in self.lanes:
                 self._absorb(lane.pool.collect() + lane.pool.enforce_limits())
             busy = sum(lane.pool.busy() for lane in self.lanes)
@@ -264,7 +267,7 @@ class Worker:
                 continue
             if busy:
                 self._wait(self._pool_wait_s())
-            elif any(lane.ready for lane in self.lanes):
+            elif not self._suspended and any(lane.ready for lane in self.lanes):
                 continue  # a lease stopped early (tombstones): more may be waiting
             elif burst:
                 if rechecked:
@@ -286,7 +289,7 @@ class Worker:
         flush = self._take_outcome_calls()
         total = 0
         try:
-            for lane in self.lanes:
+            for lane in (self.lanes if not self._suspended else ()):
                 free = lane.pool.free()
                 if not free:
                     continue
@@ -305,8 +308,14 @@ class Worker:
                     if flush:
                         self._check_outcome_results(results[:-1])
                         flush = []
-                    remaining, leased = T.parse_lease(name, results[-1])
-                    if len(leased) < wanted and remaining == 0:
+                    reply = T.parse_lease_reply(name, results[-1])
+                    leased = reply.jobs
+                    if reply.suspended:
+                        lane.ready.discard(name)  # resume() publishes on the wake channel
+                    elif reply.wait_s > 0:
+                        lane.ready.discard(name)  # this queue only: the others go on
+                        self._held_back[name] = time.monotonic() + reply.wait_s
+                    elif len(leased) < wanted and reply.remaining == 0:
                         lane.ready.discard(name)
                     self._hold(leased)
                     jobs.extend(leased)
@@ -368,6 +377,10 @@ class Worker:
         signalled = self._waker.take()
         for lane in self.lanes:
             lane.ready.update(signalled.intersection(lane.queues))
+        if self._waker.control_changed:
+            self._waker.control_changed = False
+            self._read_suspended()
+            self._mark_all_ready()
         if self._waker.schedule_changed:
             self._waker.schedule_changed = False
             self._next_maintenance = 0.0
@@ -405,7 +418,28 @@ class Worker:
                 deadlines.append(deadline)
         if self._outcomes:
             deadlines.append(now + self.batch_target_s)  # results become visible soon even while busy
+        deadlines.extend(self._held_back.values())
         return max(0.0, min(deadlines) - now)
+
+    def _end_holds(self) -> None:
+        """Rate-limited queues whose wait is over are tried again."""
+        if self._held_back:
+            now = time.monotonic()
+            for name, until in list(self._held_back.items()):
+                if until <= now:
+                    del self._held_back[name]
+                    self._lane_of(name).ready.add(name)
+
+    def _read_suspended(self) -> None:
+        """Read the global suspend flag (a single key of its own)."""
+        try:
+            suspended = bool(self.connection.exists(K.SUSPENDED))
+        except REDIS_ERRORS as exc:
+            log.warning("cannot read the global suspend flag: %s", exc)
+            return
+        if suspended != self._suspended:
+            log.info("all queues are %s", "suspended: leasing nothing until resumed" if suspended else "resumed")
+        self._suspended = suspended
 
     def _idle_wait(self) -> None:
         """Every queue is empty and nothing runs: flush, then sleep until a queue is signalled or the
@@ -417,10 +451,11 @@ class Worker:
                 self._stop.wait(1.0)
                 self._mark_all_ready()
                 return
-        self._wait(min(self._next_poll, self._next_maintenance) - time.monotonic())
+        self._wait(min(self._next_poll, self._next_maintenance, *self._held_back.values()) - time.monotonic())
         if time.monotonic() >= self._next_poll:
             # Fallback poll: a wake-up can be lost across a reconnect or failover; this bounds the delay.
             self._next_poll = time.monotonic() + self.idle_poll_s
+            self._read_suspended()
             self._mark_all_ready()
 
     def _mark_all_ready(self) -> None:
@@ -573,12 +608,13 @@ class Worker:
         if self._waker is not None:
             self._waker.close()
         self._waker = Waker(self.connection, self.queue_names, notify=self._notifier.notify,
-                            on_stop=self._on_stop_request)
+                            on_stop=self._on_stop_request, control=True)
         try:
             self._waker.start()
         except REDIS_ERRORS as exc:
             log.warning("cannot subscribe to wake-up channels (%s); polling every second instead", exc)
             self._waker.broken = True
+        self._read_suspended()  # after subscribing, so a change from now on is heard
         self._mark_all_ready()  # anything may have arrived while unsubscribed
 
     def _pools_text(self) -> str:

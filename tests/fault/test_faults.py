@@ -40,7 +40,7 @@ from clusterq import JobStatus, Queue, Worker
 from clusterq.testing import Cluster, SentinelGroup, Standalone
 from clusterq.testing.common import HOST
 
-pytestmark = [pytest.mark.fault, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(480)]  # generous: a loaded 2-core machine
 
 REPEAT = pytest.mark.parametrize("run", range(RUNS))
 FAST_LEASES = {"lease_s": 2.0, "maintenance_interval_s": 0.5, "idle_poll_s": 1.0}

@@ -42,6 +42,8 @@ CRON_TICK = _load("cron_tick")
 RESULTS = _load("results")
 STOP = _load("stop")
 TAKE = _load("take")
+CONFIGURE = _load("configure")
+DEBOUNCE = _load("debounce")
 
 DEFER = _load("defer")
 REGISTER = _load("register")
@@ -55,5 +57,5 @@ GROUP_DONE = _load("group_done")
 ALL: tuple[Script, ...] = (
     ENQUEUE, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, CANCEL, DELETE, REQUEUE, SET_FIELDS,
     TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, RESULTS, CRON_TICK, STOP, TAKE, DEFER, REGISTER, RESOLVE, ACK,
-    OUTBOX_DUE, GROUP_OPEN, GROUP_CLOSE, GROUP_DONE,
+    OUTBOX_DUE, GROUP_OPEN, GROUP_CLOSE, GROUP_DONE, CONFIGURE, DEBOUNCE,
 )

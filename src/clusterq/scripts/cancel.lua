@@ -16,6 +16,7 @@ KEYS[5] scheduled sorted set
 KEYS[6] history key prefix (kept as long as the record)
 KEYS[7] deferred sorted set
 KEYS[8] outbox sorted set
+KEYS[9] prio sorted set (a queued job with a priority is removed from it: O(log N), no tombstone)
 ARGV[1] job id
 ARGV[2] how long to keep the canceled record (ms; "-1" = forever, "0" = delete it now)
 ARGV[3] what dependents are told: "canceled", or "ok" to release them as if it had finished
@@ -25,7 +26,7 @@ local key = KEYS[1] .. ARGV[1]
 local status = redis.call("HGET", key, "s")
 if not status then return 0 end
 if status == "finished" or status == "failed" or status == "canceled" then return -1 end
-if status == "queued" then
+if status == "queued" and redis.call("ZREM", KEYS[9], ARGV[1]) == 0 then
   -- The id stays in the pending list as a tombstone; "tb" marks that it is still there.
   redis.call("HINCRBY", KEYS[4], "tomb", 1)
   redis.call("HSET", key, "tb", "1")

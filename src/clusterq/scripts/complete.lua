@@ -21,6 +21,8 @@ KEYS[7] wake channel
 KEYS[8] history key prefix (the job's capped list of earlier results)
 KEYS[9] results channel
 KEYS[10] outbox sorted set (a job with dependents that ends writes "e<TAB>status<TAB>id" here)
+KEYS[11] prio sorted set (a retry or repeat of a job with a priority goes back to its level)
+KEYS[12] stats hash (field "pseq": the priority sequence)
 ARGV[1..] eight values per job: id, token, status ("finished" | "failed" | "stopped"), data (result or
           error text), keep (ms; "-1" = forever, "0" = delete the record now), plan ("" or "max;..."),
           history size (results kept, latest included), callback note ("" or why a callback failed).
@@ -88,8 +90,15 @@ for i = 1, #ARGV, 8 do
         redis.call("ZADD", KEYS[5], now + delay, id)
         local first = redis.call("ZRANGE", KEYS[5], 0, 0)
         if first[1] == id then redis.call("SPUBLISH", KEYS[7], "s") end
-      elseif redis.call("RPUSH", KEYS[6], id) == 1 then
-        redis.call("SPUBLISH", KEYS[7], "1")
+      else
+        local level = tonumber(redis.call("HGET", key, "pr"))
+        if level then
+          local seq = redis.call("HINCRBY", KEYS[12], "pseq", 1)
+          redis.call("ZADD", KEYS[11], level * 1099511627776 + 549755813888 + seq, id)
+          if redis.call("ZCARD", KEYS[11]) == 1 then redis.call("SPUBLISH", KEYS[7], "1") end
+        elseif redis.call("RPUSH", KEYS[6], id) == 1 then
+          redis.call("SPUBLISH", KEYS[7], "1")
+        end
       end
     else
       -- An ended job's latest result is its status and end time: nothing more to write.

@@ -23,8 +23,11 @@ ARGV[4] number of recent runs kept
 ARGV[5..11] the job, as in enqueue.lua: id, function path, payload ("" = none), options JSON ("" = none),
         meta ("" = none), ttl in seconds ("0" = none), maximum attempts ("" = the worker's default)
 ARGV[12] the job's signature ("" = unsigned; stored as "sg", see signing.py)
+ARGV[13] "0": do not run while the previous run has not ended (queued, started, scheduled for a retry or
+        deferred): the tick is recorded, not run; "1": runs may overlap
 Returns: {code, server time (ms), last tick taken before this call (ms, -1 = none)}; code 1 enqueued,
-         0 tick already taken (or its job id already existed), 2 recorded without running, 3 early
+         0 tick already taken (or its job id already existed), 2 recorded without running, 3 early,
+         4 recorded without running because the previous run has not ended
 ]]
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -34,6 +37,16 @@ if tick > now then return {3, now, last} end
 if tick <= last then return {0, now, last} end
 redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] == "skip" or (ARGV[3] == "resume" and last < 0) then return {2, now, last} end
+if ARGV[13] == "0" then
+  local previous = redis.call("LINDEX", KEYS[2], 0)
+  if previous then
+    local previous_id = string.sub(previous, string.find(previous, " ", 1, true) + 1)
+    local status = redis.call("HGET", KEYS[4] .. previous_id, "s")
+    if status == "queued" or status == "started" or status == "scheduled" or status == "deferred" then
+      return {4, now, last}
+    end
+  end
+end
 local id = ARGV[5]
 local key = KEYS[4] .. id
 if redis.call("EXISTS", key) == 1 then return {0, now, last} end

@@ -16,6 +16,7 @@ KEYS[7] scheduled sorted set
 KEYS[8] history key prefix (the job's earlier results go with it)
 KEYS[9] deferred sorted set
 KEYS[10] outbox sorted set
+KEYS[11] prio sorted set (a queued job with a priority leaves it: no tombstone)
 ARGV[1] job id
 ARGV[2] what dependents are told: "deleted" or "purge"
 Returns: 1 deleted, 2 deleted and its dependents are to be told (outbox entry written), 0 no such job
@@ -31,7 +32,9 @@ if notify then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call("ZADD", KEYS[10], now, "e\t" .. ARGV[2] .. "\t" .. ARGV[1])
 end
-if status == "queued" then redis.call("HINCRBY", KEYS[6], "tomb", 1) end
+if status == "queued" and redis.call("ZREM", KEYS[11], ARGV[1]) == 0 then
+  redis.call("HINCRBY", KEYS[6], "tomb", 1)
+end
 local deleted = redis.call("EXISTS", key)
 redis.call("DEL", key, KEYS[8] .. ARGV[1])
 if notify then return 2 end

@@ -9,13 +9,17 @@ KEYS[1] pending list
 KEYS[2] job key prefix
 KEYS[3] stats hash
 KEYS[4] history key prefix (a requeued or repeating job may have earlier results)
+KEYS[5] prio sorted set (drained once the list is empty)
 ARGV[1] batch size
-Returns: number of ids removed from the list
+Returns: number of ids removed
 ]]
 local ids = redis.call("LPOP", KEYS[1], tonumber(ARGV[1]))
 if not ids then
   redis.call("HDEL", KEYS[3], "tomb")
-  return 0
+  local popped = redis.call("ZPOPMIN", KEYS[5], tonumber(ARGV[1]))
+  if #popped == 0 then return 0 end
+  ids = {}
+  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
 end
 local keys = {}
 for _, id in ipairs(ids) do

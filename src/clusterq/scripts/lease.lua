@@ -3,33 +3,70 @@
 
 Each leased job gets status "started", its attempt counter n incremented (n is the lease's fencing
 token: completion must present it) and an entry in the active set scored by the lease deadline.
+Jobs without a priority (the pending list) come first, then the prio set, lowest level first.
 Ids whose job is gone (deleted, expired by ttl) or no longer queued (canceled) are dropped and their
 tombstone count released. At most 1,000 ids are looked at per call, so a run of tombstones cannot make
-one call unbounded; the returned length tells the worker whether more is waiting. A job key that is not a hash (edited by hand) is replaced by a failed job
-record that says so, so the problem is visible instead of silently lost.
+one call unbounded; the returned length tells the worker whether more is waiting. A job key that is not
+a hash (edited by hand) is replaced by a failed record that says so, so the problem is visible instead
+of silently lost.
+
+The queue's control hash is read once per call: a suspended queue leases nothing; a rate limit (at most
+"rn" jobs per "rp" ms, counted in a fixed window that starts at the first lease after the previous one
+ended: "rw" start, "rc" count) caps the batch, and when it is spent the reply says how long to wait.
 
 KEYS[1] pending list
 KEYS[2] active sorted set (score = lease deadline, ms)
 KEYS[3] job key prefix
 KEYS[4] stats hash (field "tomb" = ids in pending that no longer count)
 KEYS[5] failed sorted set (score = expiry, ms)
+KEYS[6] prio sorted set
+KEYS[7] control hash (fields "sus", "rn", "rp", "rw", "rc")
 ARGV[1] lease length (ms); the deadline is the server's time plus this
 ARGV[2] maximum number of jobs to lease
 ARGV[3] worker name
 ARGV[4] how long to keep a failed record (ms)
-Returns: {remaining pending length, then six values per leased job: id, token, function, payload, options,
-         signature}; payload, options and signature are "" when absent
+Returns: {remaining (0 when the pending list and the prio set are both empty), wait (0; -1 the queue is
+         suspended; > 0 the rate limit is spent for that many ms), then six values per leased job: id,
+         token, function, payload, options, signature}; payload, options and signature are "" when absent
 ]]
 local wanted = tonumber(ARGV[2])
-local ids = redis.call("LPOP", KEYS[1], wanted)
-if not ids then return {0} end  -- the idle poll: one command, no clock read
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ctl = redis.call("HMGET", KEYS[7], "sus", "rn", "rp", "rw", "rc")
+if ctl[1] then return {1, -1} end
+local now = nil
+local rate_n = tonumber(ctl[2])
+local window_start, window_count
+if rate_n then
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local period = tonumber(ctl[3]) or 1000
+  window_start, window_count = tonumber(ctl[4]) or 0, tonumber(ctl[5]) or 0
+  if now >= window_start + period then window_start, window_count = now, 0 end
+  if window_count >= rate_n then return {1, window_start + period - now} end
+  wanted = math.min(wanted, rate_n - window_count)
+end
+
+-- Pops from the pending list, else from the prio set; says which (only list entries count as tombstones).
+local function pop(n)
+  local ids = redis.call("LPOP", KEYS[1], n)
+  if ids then return ids, false end
+  local popped = redis.call("ZPOPMIN", KEYS[6], n)
+  if #popped == 0 then return nil, false end
+  ids = {}
+  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+  return ids, true
+end
+
+local ids, from_prio = pop(wanted)
+if not ids then return {0, 0} end  -- the idle poll: no clock read, no write
+if not now then
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local deadline = now + tonumber(ARGV[1])
 local worker = ARGV[3]
 local KNOWN = {queued = true, started = true, finished = true, failed = true, canceled = true,
                stopped = true, scheduled = true, deferred = true}
-local out = {0}
+local out = {0, 0}
 local got = 0
 local tomb_released = 0
 local scanned = 0
@@ -59,7 +96,8 @@ while true do
       out[#out + 1] = job[7] or ""
       got = got + 1
     elseif job[1] == false then
-      tomb_released = tomb_released + 1  -- gone: deleted while queued, or its ttl ran out
+      -- gone: deleted while queued, or its ttl ran out (a prio entry is never a counted tombstone)
+      if not from_prio then tomb_released = tomb_released + 1 end
     elseif redis.call("HDEL", key, "tb") == 1 then
       tomb_released = tomb_released + 1  -- the tombstone a cancel left behind
     elseif not KNOWN[job[1]] then
@@ -70,12 +108,14 @@ while true do
     end
   end
   if got >= wanted or scanned >= 1000 then break end
-  ids = redis.call("LPOP", KEYS[1], wanted - got)
+  ids, from_prio = pop(wanted - got)
   if not ids then break end
 end
 if tomb_released > 0 then
   local tomb = tonumber(redis.call("HGET", KEYS[4], "tomb")) or 0
   if tomb > 0 then redis.call("HINCRBY", KEYS[4], "tomb", -math.min(tomb, tomb_released)) end
 end
+if rate_n and got > 0 then redis.call("HSET", KEYS[7], "rw", window_start, "rc", window_count + got) end
 out[1] = redis.call("LLEN", KEYS[1])
+if out[1] == 0 then out[1] = redis.call("ZCARD", KEYS[6]) end
 return out

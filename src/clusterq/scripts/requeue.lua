@@ -7,8 +7,9 @@ KEYS[3] failed sorted set
 KEYS[4] canceled sorted set
 KEYS[5] finished sorted set
 KEYS[6] wake channel
-KEYS[7] stats hash (the tombstone count)
+KEYS[7] stats hash (the tombstone count; "pseq", the priority sequence)
 KEYS[8] history key prefix (kept as long as the record: made permanent with it)
+KEYS[9] prio sorted set (a job with a priority goes back to its level, scored as enqueue.lua does)
 ARGV[1] job id
 ARGV[2] "1" to push at the front, else "0"
 Returns: 1 requeued, 0 no such job, -1 the job is queued or running (nothing changed)
@@ -37,6 +38,13 @@ if redis.call("HDEL", key, "tb") == 1 then
   -- Canceled while queued and its id is still in the list: that entry becomes live again.
   redis.call("HINCRBY", KEYS[7], "tomb", -1)
   redis.call("SPUBLISH", KEYS[6], "1")
+  return 1
+end
+local level = tonumber(redis.call("HGET", key, "pr"))
+if level then
+  local seq = redis.call("HINCRBY", KEYS[7], "pseq", 1)
+  redis.call("ZADD", KEYS[9], level * 1099511627776 + 549755813888 + (ARGV[2] == "1" and -seq or seq), id)
+  if redis.call("ZCARD", KEYS[9]) == 1 then redis.call("SPUBLISH", KEYS[6], "1") end
   return 1
 end
 local length

@@ -3,10 +3,12 @@
 
 Its id stays in the pending list as a tombstone ("tb", counted in stats "tomb"), exactly as a cancel
 leaves it: removing it from a long list would cost O(N); the lease script drops it when it gets there.
+A job with a priority simply leaves the prio set (O(log N), no tombstone).
 
 KEYS[1] job key prefix
 KEYS[2] active sorted set (score = lease deadline, ms)
 KEYS[3] stats hash (field "tomb")
+KEYS[4] prio sorted set
 ARGV[1] job id
 ARGV[2] lease length (ms)
 ARGV[3] worker name
@@ -19,8 +21,12 @@ if job[1] ~= "queued" or job[7] then return {} end
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local token = (tonumber(job[5]) or 0) + 1
-redis.call("HINCRBY", KEYS[3], "tomb", 1)
-redis.call("HSET", key, "s", "started", "n", token, "ts", now, "w", ARGV[3], "tb", "1")
+if redis.call("ZREM", KEYS[4], ARGV[1]) == 1 then
+  redis.call("HSET", key, "s", "started", "n", token, "ts", now, "w", ARGV[3])
+else
+  redis.call("HINCRBY", KEYS[3], "tomb", 1)
+  redis.call("HSET", key, "s", "started", "n", token, "ts", now, "w", ARGV[3], "tb", "1")
+end
 if job[6] then redis.call("PERSIST", key) end
 redis.call("ZADD", KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
 return {token, job[2] or "", job[3] or "", job[4] or ""}

@@ -26,7 +26,9 @@ starting with ``cq:``; no ``@dangerous`` command (``KEYS``, ``FLUSHALL``, ``FLUS
 ``DEBUG``, ``SHUTDOWN``, ``MONITOR``...) except ``INFO``, which clusterq reads the eviction policy with."""
 
 SENTINEL_CLIENT_RULES: tuple[str, ...] = ("-@all", "+sentinel|masters")
-"""ACL rules, on the sentinels, of a user that may only ask where the primary is (what redis-py asks)."""
+"""ACL rules, on the sentinels, of a user that may only ask where the primary is (what redis-py asks).
+On servers that have ``CLIENT SETINFO`` (Redis 7.2+, Valkey), :meth:`Topology.create_user` adds
+``+client|setinfo``, which redis-py sends on every new connection."""
 
 
 class Topology(ABC):
@@ -116,8 +118,13 @@ class Topology(ABC):
             node_rules = sentinel_rules if node.sentinel else rules
             if node_rules is None:
                 continue
+            if node.sentinel and self._has_client_setinfo():
+                node_rules = [*node_rules, "+client|setinfo"]
             node.admin.execute_command("ACL", "SETUSER", username, "reset", "on", f">{password}", *node_rules)
         return url_with_credentials(self.url, username, password)
+
+    def _has_client_setinfo(self) -> bool:
+        return self.binary.engine == "valkey" or tuple(self.binary.version) >= (7, 2)
 
     def drop_user(self, username: str) -> None:
         """Delete an ACL user from every server that is running."""

@@ -18,7 +18,7 @@ import pytest
 from redis.cluster import RedisCluster
 
 import jobs
-from clusterq import Dependency, Job, JobStatus, Queue, Worker
+from clusterq import Dependency, DuplicateJob, Job, JobStatus, Queue, Worker
 from clusterq import keys as K
 from clusterq import store as T
 from clusterq.outbox import DEPENDENTS_BATCH, FAULT_ENV, Forwarder, ended_entry, registration_entry
@@ -385,3 +385,18 @@ def test_an_abandoned_parent_cancels_its_child(url: str, qname: str) -> None:
         wait_for(lambda: child.get_status() == JobStatus.CANCELED, "the child to be canceled")
     assert parent.get_status() == JobStatus.FAILED and "abandoned" in (parent.exc_info or "")
     assert parent.handle in (child.exc_info or "")
+
+
+def test_a_released_child_with_a_priority_joins_its_level_and_unique_children_are_refused_twice(
+        url: str, qname: str) -> None:
+    parents_q, children_q = queues_on_different_nodes(url, qname, 2)
+    parent = parents_q.enqueue(jobs.add, 1, 1)
+    child = children_q.enqueue(jobs.add, 1, 2, depends_on=parent, priority=1, job_id="c", unique=True)
+    with pytest.raises(DuplicateJob):
+        children_q.enqueue(jobs.add, 1, 2, depends_on=parent, job_id="c", unique=True)
+    _worker([parents_q]).work(burst=True)
+    assert child.get_status() == JobStatus.QUEUED
+    assert children_q.connection.zscore(children_q.keys.prio, child.id) is not None
+    assert children_q.count == 1
+    _worker([children_q]).work(burst=True)
+    assert child.return_value() == 3

@@ -315,7 +315,8 @@ def register_call(qk: K.QueueKeys, dependent: str, parent_ids: Sequence[str]) ->
 
 
 def resolve_call(qk: K.QueueKeys, child_id: str, parent_handle: str, ended: str, failure_keep_ms: int) -> Call:
-    return Call(S.RESOLVE, (qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel, qk.canceled, qk.outbox),
+    return Call(S.RESOLVE, (qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel, qk.canceled, qk.outbox,
+                            qk.prio, qk.stats),
                 (child_id, parent_handle, ended, failure_keep_ms))
 
 
@@ -334,7 +335,8 @@ def group_open_call(qk: K.QueueKeys, group_id: str, keep_ms: int, added: int = 0
 
 
 def _group_keys(qk: K.QueueKeys, group_id: str) -> tuple[str, ...]:
-    return (qk.group(group_id), qk.group_seen(group_id), qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel)
+    return (qk.group(group_id), qk.group_seen(group_id), qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel,
+            qk.prio, qk.stats)
 
 
 def group_close_call(qk: K.QueueKeys, group_id: str, callback_id: str | None) -> Call:

@@ -12,6 +12,8 @@ KEYS[3] job key prefix
 KEYS[4] deferred sorted set
 KEYS[5] pending list
 KEYS[6] wake channel
+KEYS[7] prio sorted set (a callback with a priority joins it)
+KEYS[8] stats hash (field "pseq")
 ARGV[1] callback job id ("" = none)
 Returns: 1 closed, 2 closed and done (callback released), 0 no such group, -1 already closed
 ]]
@@ -26,9 +28,17 @@ redis.call("HSET", KEYS[1], "te", now)
 local keep = redis.call("HGET", KEYS[1], "kp") or "604800000"
 redis.call("PEXPIRE", KEYS[1], keep)
 redis.call("PEXPIRE", KEYS[2], keep)
-if ARGV[1] ~= "" and redis.call("HGET", KEYS[3] .. ARGV[1], "s") == "deferred" then
-  redis.call("ZREM", KEYS[4], ARGV[1])
-  redis.call("HSET", KEYS[3] .. ARGV[1], "s", "queued")
-  if redis.call("RPUSH", KEYS[5], ARGV[1]) == 1 then redis.call("SPUBLISH", KEYS[6], "1") end
+local cb = ARGV[1] ~= "" and ARGV[1]
+if cb and redis.call("HGET", KEYS[3] .. cb, "s") == "deferred" then
+  redis.call("ZREM", KEYS[4], cb)
+  redis.call("HSET", KEYS[3] .. cb, "s", "queued")
+  local level = tonumber(redis.call("HGET", KEYS[3] .. cb, "pr")) or 0
+  if level > 0 then
+    local top = redis.call("HINCRBY", KEYS[8], "pseq", 1)
+    redis.call("ZADD", KEYS[7], level * 1099511627776 + 549755813888 + top, cb)
+    if redis.call("ZCARD", KEYS[7]) == 1 then redis.call("SPUBLISH", KEYS[6], "1") end
+  elseif redis.call("RPUSH", KEYS[5], cb) == 1 then
+    redis.call("SPUBLISH", KEYS[6], "1")
+  end
 end
 return 2

@@ -368,6 +368,26 @@ def test_a_periodic_jobs_arguments_and_options_apply_to_every_run(url: str, qnam
         CronScheduler(url, [Periodic("jobs.echo", every=1, args=(object(),), name="bad")])
 
 
+def test_a_periodic_job_with_a_priority_waits_in_its_level_and_runs(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    job = Periodic("jobs.add", every=1, queue=qname, name="prio", args=(2, 3), priority=1,
+                   concurrency_key="nightly")
+    scheduler = CronScheduler(url, [job], install_signal_handlers=False)
+    t0 = _now_floor_s(60)
+    scheduler.run_once(now=t0)
+    scheduler.run_once(now=t0 + timedelta(seconds=1))
+    run_id = job.job_id(int((t0 + timedelta(seconds=1)).timestamp() * 1000))
+    keys = K.QueueKeys(qname)
+    assert cron_ids(q) == [] and q.connection.zscore(keys.prio, run_id) is not None  # the prio set
+    assert q.connection.hmget(keys.job(run_id), ["pr", "lk"]) == [b"1", b"nightly"]
+    Worker([q], url, pool="solo", install_signal_handlers=False).work(burst=True)
+    ran = q.fetch_job(run_id)
+    assert ran is not None and ran.get_status() == JobStatus.FINISHED and ran.return_value() == 5
+    for option, value in (("unique", True), ("depends_on", "x"), ("debounce", ("k", 5)), ("job_id", "x")):
+        with pytest.raises(PeriodicError, match=f"{option}= does not apply to periodic jobs"):
+            Periodic("jobs.noop", every=1, **{option: value})
+
+
 def test_without_overlap_a_tick_is_skipped_while_the_previous_run_has_not_ended(url: str, qname: str) -> None:
     q = Queue(qname, url)
     job = Periodic("jobs.noop", every=1, queue=qname, name="no-overlap", overlap=False)

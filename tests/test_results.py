@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from clusterq import AsyncQueue, Job, JobStatus, NoSuchJobError, Queue, Result, ResultType, Retry, Worker, connect
+from clusterq import store as T
 
 
 def _burst(url: str, q: Queue) -> int:
@@ -153,3 +154,18 @@ def _delayed_burst(url: str, qname: str, key: str) -> None:
     while not connect(url).hexists(key, "hw") and time.monotonic() < deadline:
         time.sleep(0.01)
     _burst(url, Queue(qname, url))
+
+
+def test_an_attempt_lost_with_its_worker_is_recorded_as_retried(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    job = q.enqueue("jobs.add", 1, 1)
+    q.store.run(T.lease_call(q.keys, 1, 1, "gone-worker", 60_000))  # a 1 ms lease: as if the worker died
+    time.sleep(0.01)
+    assert q.store.run(T.requeue_expired_call(q.keys, 10, 3, 60_000)) == [1, 0]
+    lost = job.latest_result()
+    assert lost is not None and lost.type is ResultType.RETRIED and "lease expired (worker: gone-worker" in (
+        lost.exc_string or "")
+    assert job.get_status() == JobStatus.QUEUED
+    _burst(url, q)
+    assert [(r.type, r.return_value) for r in job.results()] == [(ResultType.SUCCESSFUL, 2), (ResultType.RETRIED, None)]
+    assert job.return_value() == 2 and job.exc_info is None  # return_value() reads the record again

@@ -11,6 +11,8 @@ import asyncio
 import pickle
 import subprocess
 import sys
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -88,6 +90,28 @@ def test_periodic_jobs_are_signed_by_a_scheduler_with_the_key(url: str, qname: s
     failed = Queue(qname, url).failed_job_registry
     assert registry.count == 1 and failed.count == 1
     assert REFUSED in (failed.get_jobs()[0].exc_info or "")
+
+
+def test_dependent_unique_and_debounced_jobs_are_signed_too(url: str, qname: str) -> None:
+    queue = Queue(qname, url, signing_key=KEY)
+    parent = queue.enqueue("jobs.add", 1, 1)
+    child = queue.enqueue("jobs.add", 2, 2, depends_on=parent)
+    unique = queue.enqueue("jobs.add", 3, 3, job_id="only-one", unique=True)
+    debounced = queue.enqueue("jobs.add", 4, 4, debounce=("key", 0.05))
+    worker = Worker(qname, url, pool="thread", concurrency=2, install_signal_handlers=False, signing_key=KEY)
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        jobs = (parent, child, unique, debounced)
+        while not all(job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED) for job in jobs):
+            assert time.monotonic() < deadline, [job.get_status() for job in jobs]
+            time.sleep(0.05)
+    finally:
+        worker.request_stop()
+        thread.join(30)
+    assert [job.return_value() for job in jobs] == [2, 4, 6, 8], [job.exc_info for job in jobs]
+    assert worker.stats.failed == 0
 
 
 def test_a_retried_or_requeued_signed_job_keeps_a_valid_signature(url: str, qname: str) -> None:

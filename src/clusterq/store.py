@@ -322,7 +322,8 @@ def register_call(qk: K.QueueKeys, dependent: str, parent_ids: Sequence[str]) ->
 
 
 def resolve_call(qk: K.QueueKeys, child_id: str, parent_handle: str, ended: str, failure_keep_ms: int) -> Call:
-    return Call(S.RESOLVE, (qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel, qk.canceled, qk.outbox),
+    return Call(S.RESOLVE, (qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel, qk.canceled, qk.outbox,
+                            qk.prio, qk.stats),
                 (child_id, parent_handle, ended, failure_keep_ms))
 
 
@@ -335,16 +336,18 @@ def outbox_due_call(qk: K.QueueKeys, min_age_ms: int, limit: int) -> Call:
     return Call(S.OUTBOX_DUE, (qk.outbox,), (min_age_ms, limit))
 
 
-def group_open_call(qk: K.QueueKeys, group_id: str, keep_ms: int) -> Call:
-    return Call(S.GROUP_OPEN, (qk.group(group_id),), (keep_ms,))
+def group_open_call(qk: K.QueueKeys, group_id: str, keep_ms: int, added: int = 0) -> Call:
+    """Create a group (``added`` 0), or add ``added`` to its member count."""
+    return Call(S.GROUP_OPEN, (qk.group(group_id),), (keep_ms, added))
 
 
 def _group_keys(qk: K.QueueKeys, group_id: str) -> tuple[str, ...]:
-    return (qk.group(group_id), qk.group_seen(group_id), qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel)
+    return (qk.group(group_id), qk.group_seen(group_id), qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel,
+            qk.prio, qk.stats)
 
 
-def group_close_call(qk: K.QueueKeys, group_id: str, size: int, callback_id: str | None) -> Call:
-    return Call(S.GROUP_CLOSE, _group_keys(qk, group_id), (size, callback_id or ""))
+def group_close_call(qk: K.QueueKeys, group_id: str, callback_id: str | None) -> Call:
+    return Call(S.GROUP_CLOSE, _group_keys(qk, group_id), (callback_id or "",))
 
 
 def group_done_call(qk: K.QueueKeys, group_id: str, member_handle: str, ended: str) -> Call:

@@ -178,7 +178,7 @@ def test_the_example_runner_fails_on_a_failing_block_and_checks_output(url: str,
 RQ_NAMES = [
     # top level and classes
     "Queue", "Job", "Worker", "SimpleWorker", "SpawnWorker", "Retry", "Repeat", "Callback", "Dependency",
-    "get_current_job", "cancel_job", "requeue_job", "send_stop_job_command", "@job",
+    "get_current_job", "cancel_job", "requeue_job", "send_stop_job_command", "@job", "Result", "Group",
     # registries
     "StartedJobRegistry", "FinishedJobRegistry", "FailedJobRegistry", "CanceledJobRegistry",
     "ScheduledJobRegistry", "DeferredJobRegistry",
@@ -186,7 +186,7 @@ RQ_NAMES = [
     "NoSuchJobError", "InvalidJobOperation", "DeserializationError", "JobTimeoutException",
     # command line
     "rq worker", "rq worker-pool", "rq info", "rq enqueue", "rq empty", "rq requeue", "rq suspend",
-    "rq resume",
+    "rq resume", "rq cron",
 ]
 
 

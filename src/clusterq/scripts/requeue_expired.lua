@@ -18,11 +18,46 @@ KEYS[7] results channel (published when someone waits for a recovered job's resu
 KEYS[8] outbox sorted set (an abandoned job with dependents writes "e<TAB>failed<TAB>id" here)
 KEYS[9] prio sorted set
 KEYS[10] stats hash (field "pseq": the priority sequence)
+KEYS[11] running sets prefix (concurrency key -> ids holding its slots)
+KEYS[12] waiting lists prefix (concurrency key -> ids set aside by the lease)
+KEYS[13] sorted set of concurrency keys with jobs set aside
 ARGV[1] batch size
 ARGV[2] default maximum attempts (a job's own "ma" field wins)
 ARGV[3] how long to keep a failed record (ms)
 Returns: {number requeued, number failed as abandoned}
 ]]
+-- Concurrency limits: a job that held a slot of its key gives it up; the first job of that key set aside
+-- by the lease goes back to the head of the queue (of its level), so the freed slot is used. Ids canceled
+-- or deleted while set aside are dropped on the way (their tombstone un-counted), at most 10 per call.
+local function free_slot(ck, id, c)
+  redis.call("SREM", c.running .. ck, id)
+  local waiting = c.waiting .. ck
+  for _ = 1, 10 do
+    local next_id = redis.call("LPOP", waiting)
+    if not next_id then break end
+    redis.call("HINCRBY", c.stats, "lwait", -1)
+    local key = c.jobs .. next_id
+    local j = redis.call("HMGET", key, "s", "pr", "tb")
+    if j[1] == "queued" then
+      if j[2] then
+        local seq = redis.call("HINCRBY", c.stats, "pseq", 1)
+        redis.call("ZADD", c.prio, tonumber(j[2]) * 1099511627776 + 549755813888 - seq, next_id)
+        if redis.call("ZCARD", c.prio) == 1 then redis.call("SPUBLISH", c.wake, "1") end
+      elseif redis.call("LPUSH", c.pending, next_id) == 1 then
+        redis.call("SPUBLISH", c.wake, "1")
+      end
+      break
+    end
+    if j[3] then redis.call("HDEL", key, "tb") end
+    if j[3] or not j[1] then
+      local tomb = tonumber(redis.call("HGET", c.stats, "tomb")) or 0
+      if tomb > 0 then redis.call("HINCRBY", c.stats, "tomb", -1) end
+    end
+  end
+  if redis.call("EXISTS", waiting) == 0 then redis.call("ZREM", c.keys, ck) end
+end
+local C = {running = KEYS[11], waiting = KEYS[12], keys = KEYS[13], stats = KEYS[10], jobs = KEYS[4],
+           prio = KEYS[9], pending = KEYS[2], wake = KEYS[5]}
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ids = redis.call("ZRANGE", KEYS[1], "-inf", now, "BYSCORE", "LIMIT", 0, tonumber(ARGV[1]))
@@ -47,8 +82,9 @@ end
 for _, id in ipairs(ids) do
   redis.call("ZREM", KEYS[1], id)
   local key = KEYS[4] .. id
-  local job = redis.call("HMGET", key, "n", "ma", "w", "rt", "yr", "hk", "hl", "hw", "pr")
+  local job = redis.call("HMGET", key, "n", "ma", "w", "rt", "yr", "hk", "hl", "hw", "pr", "lk")
   if job[1] then
+    if job[10] then free_slot(job[10], id, C) end
     -- Leases taken for Retry and Repeat runs do not count against the lost-lease limit: only abandoned ones do.
     local attempts = (tonumber(job[1]) or 0) - (tonumber(job[4]) or 0) - (tonumber(job[5]) or 0)
     local limit = tonumber(job[2]) or tonumber(ARGV[2])

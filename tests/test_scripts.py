@@ -236,6 +236,7 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
                            overlap=False)  # the previous run is still queued: skipped
     client.hset(qk.job("cron:p:9000"), "s", "finished")  # the previous run ended: the next one runs
     yield T.cron_tick_call(qk, "p", 11_000, "fire", 3, T.NewJob("cron:p:11000", "jobs.add"), overlap=False)
+    yield tick("p", 12_000, "fire", T.NewJob("cron:p:12000", "jobs.add", priority=2, concurrency_key="k"))
     yield from _exercise_dependencies(qk)
 
 
@@ -264,14 +265,17 @@ def _exercise_dependencies(qk: K.QueueKeys):
     yield T.ack_call(qk, registration_entry(p1, "c1"))
     yield T.group_open_call(qk, "g1", 60_000)
     yield T.group_open_call(qk, "g1", 60_000)  # exists
+    yield T.group_open_call(qk, "g1", 0, added=1)
+    yield T.group_open_call(qk, "nope", 0, added=1)  # no such group
     yield T.group_done_call(qk, "g1", p1, "finished")
     yield T.group_done_call(qk, "g1", p1, "finished")  # a replay: nothing
     yield T.defer_call(qk, T.NewJob("cb1", "jobs.add"), [])  # the group's callback, released by the group
-    yield T.group_close_call(qk, "g1", 1, "cb1")  # every member already ended: fires now
-    yield T.group_close_call(qk, "g1", 1, "")  # already closed
+    yield T.group_close_call(qk, "g1", "cb1")  # every member already ended: fires now
+    yield T.group_close_call(qk, "g1", "")  # already closed
     yield T.group_open_call(qk, "g2", 60_000)
     yield T.defer_call(qk, T.NewJob("cb2", "jobs.add"), [])
-    yield T.group_close_call(qk, "g2", 1, "cb2")
+    yield T.group_open_call(qk, "g2", 0, added=1)
+    yield T.group_close_call(qk, "g2", "cb2")
     yield T.group_done_call(qk, "g2", p2, "failed")  # fires
     yield T.group_done_call(qk, "nope", p2, "failed")  # no such group
     # cancel, delete and requeue_expired of jobs with dependents write ended intents

@@ -161,8 +161,10 @@ def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_run
                    overlap: bool = True) -> Call:
     """Offer one tick of periodic job ``name``; ``mode`` is "fire", "resume" or "skip"; ``overlap=False``
     skips the tick while the previous run has not ended (cron_tick.lua)."""
-    return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel),
-                (name, tick_ms, mode, keep_runs, *job.argv()[:7], job.signature, "1" if overlap else "0"))
+    return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel,
+                              qk.prio, qk.stats),
+                (name, tick_ms, mode, keep_runs, *job.argv()[:7], job.signature, "1" if overlap else "0",
+                 job.priority, job.concurrency_key))
 
 
 def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
@@ -334,16 +336,18 @@ def outbox_due_call(qk: K.QueueKeys, min_age_ms: int, limit: int) -> Call:
     return Call(S.OUTBOX_DUE, (qk.outbox,), (min_age_ms, limit))
 
 
-def group_open_call(qk: K.QueueKeys, group_id: str, keep_ms: int) -> Call:
-    return Call(S.GROUP_OPEN, (qk.group(group_id),), (keep_ms,))
+def group_open_call(qk: K.QueueKeys, group_id: str, keep_ms: int, added: int = 0) -> Call:
+    """Create a group (``added`` 0), or add ``added`` to its member count."""
+    return Call(S.GROUP_OPEN, (qk.group(group_id),), (keep_ms, added))
 
 
 def _group_keys(qk: K.QueueKeys, group_id: str) -> tuple[str, ...]:
-    return (qk.group(group_id), qk.group_seen(group_id), qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel)
+    return (qk.group(group_id), qk.group_seen(group_id), qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel,
+            qk.prio, qk.stats)
 
 
-def group_close_call(qk: K.QueueKeys, group_id: str, size: int, callback_id: str | None) -> Call:
-    return Call(S.GROUP_CLOSE, _group_keys(qk, group_id), (size, callback_id or ""))
+def group_close_call(qk: K.QueueKeys, group_id: str, callback_id: str | None) -> Call:
+    return Call(S.GROUP_CLOSE, _group_keys(qk, group_id), (callback_id or "",))
 
 
 def group_done_call(qk: K.QueueKeys, group_id: str, member_handle: str, ended: str) -> Call:

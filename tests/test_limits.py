@@ -191,3 +191,24 @@ def test_concurrency_limit_input_is_checked(url: str, qname: str) -> None:
             q.set_concurrency_limit(key, limit)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="concurrency_key"):
         q.enqueue("jobs.noop", concurrency_key=5)
+
+
+def test_raising_or_removing_a_limit_lets_the_jobs_set_aside_go_at_the_next_maintenance(url: str,
+                                                                                      qname: str) -> None:
+    q = Queue(qname, url)
+    q.set_concurrency_limit("k", 1)
+    jobs = [q.enqueue("jobs.add", i, 0, concurrency_key="k") for i in range(6)]
+
+    def lease(n: int) -> list[str]:
+        reply = q.store.run(T.lease_call(q.keys, n, 60_000, "w", 60_000))
+        return [j.id for j in T.parse_lease_reply(q.name, reply).jobs]
+
+    assert lease(6) == [jobs[0].id]  # one runs (and keeps running), five wait aside
+    q.set_concurrency_limit("k", 3)
+    assert lease(6) == []  # nothing is in the queue itself: the five wait aside
+    q.store.run(T.requeue_expired_call(q.keys, 100, 3, 60_000))  # maintenance: two free slots
+    assert lease(6) == [jobs[1].id, jobs[2].id]
+    q.set_concurrency_limit("k", None)
+    q.store.run(T.requeue_expired_call(q.keys, 100, 3, 60_000))  # no limit now: all of them go back
+    assert lease(6) == [jobs[3].id, jobs[4].id, jobs[5].id]
+    assert q.count == 0

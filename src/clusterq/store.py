@@ -235,7 +235,7 @@ def release_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]]) -> Call:
 def requeue_expired_call(qk: K.QueueKeys, batch: int, max_attempts: int, failure_keep_ms: int) -> Call:
     return Call(S.REQUEUE_EXPIRED, (qk.active, qk.pending, qk.failed, qk.job_prefix, qk.wake_channel,
                                     qk.history_prefix, qk.results_channel, qk.outbox, qk.prio, qk.stats,
-                                    *qk.limit_keys_all),
+                                    *qk.limit_keys_all, qk.control),
                 (batch, max_attempts, failure_keep_ms))
 
 

@@ -21,6 +21,7 @@ KEYS[10] stats hash (field "pseq": the priority sequence)
 KEYS[11] running sets prefix (concurrency key -> ids holding its slots)
 KEYS[12] waiting lists prefix (concurrency key -> ids set aside by the lease)
 KEYS[13] sorted set of concurrency keys with jobs set aside
+KEYS[14] control hash (concurrency limits "c:<key>", default "cd")
 ARGV[1] batch size
 ARGV[2] default maximum attempts (a job's own "ma" field wins)
 ARGV[3] how long to keep a failed record (ms)
@@ -128,5 +129,59 @@ if #prio > 0 then
   end
   redis.call("ZADD", KEYS[9], unpack(zadd))
   if redis.call("ZCARD", KEYS[9]) == #prio then redis.call("SPUBLISH", KEYS[5], "1") end
+end
+-- Concurrency keys with jobs set aside, one per call in turn: drop slots whose job no longer runs and
+-- move back as many waiting jobs as there are free slots (all of them, 100 at most, once the key has no
+-- limit), so a raised or removed limit, or a slot lost on a path that did not free it, unblocks the key.
+local aside = redis.call("ZRANGE", KEYS[13], 0, 0)
+if aside[1] then
+  local ck = aside[1]
+  local running = KEYS[11] .. ck
+  local limit = tonumber(redis.call("HGET", KEYS[14], "c:" .. ck)) or tonumber(redis.call("HGET", KEYS[14], "cd"))
+  for _, member in ipairs(redis.call("SRANDMEMBER", running, 1000)) do
+    if redis.call("HGET", KEYS[4] .. member, "s") ~= "started" then redis.call("SREM", running, member) end
+  end
+  local free = limit and (limit - redis.call("SCARD", running)) or 100
+  -- Taken from the head of the key's waiting list, in order, and put back at the head of the queue in
+  -- that same order (jobs with a priority at the head of their level).
+  local back, back_prio = {}, {}
+  local waiting = KEYS[12] .. ck
+  local looked = 0
+  while #back + #back_prio < math.min(free, 100) and looked < 200 do
+    local next_id = redis.call("LPOP", waiting)
+    if not next_id then break end
+    looked = looked + 1
+    redis.call("HINCRBY", KEYS[10], "lwait", -1)
+    local j = redis.call("HMGET", KEYS[4] .. next_id, "s", "pr", "tb")
+    if j[1] == "queued" then
+      if j[2] then back_prio[#back_prio + 1] = {next_id, tonumber(j[2])} else back[#back + 1] = next_id end
+    else
+      if j[3] then redis.call("HDEL", KEYS[4] .. next_id, "tb") end
+      if j[3] or not j[1] then
+        local tomb = tonumber(redis.call("HGET", KEYS[10], "tomb")) or 0
+        if tomb > 0 then redis.call("HINCRBY", KEYS[10], "tomb", -1) end
+      end
+    end
+  end
+  if #back > 0 then
+    local reversed = {}
+    for i = #back, 1, -1 do reversed[#reversed + 1] = back[i] end
+    if redis.call("LPUSH", KEYS[2], unpack(reversed)) == #back then redis.call("SPUBLISH", KEYS[5], "1") end
+  end
+  if #back_prio > 0 then
+    local top = redis.call("HINCRBY", KEYS[10], "pseq", #back_prio)
+    local zadd = {}
+    for k, entry in ipairs(back_prio) do
+      zadd[#zadd + 1] = entry[2] * 1099511627776 + 549755813888 + k - 1 - top
+      zadd[#zadd + 1] = entry[1]
+    end
+    redis.call("ZADD", KEYS[9], unpack(zadd))
+    if redis.call("ZCARD", KEYS[9]) == #back_prio then redis.call("SPUBLISH", KEYS[5], "1") end
+  end
+  if redis.call("EXISTS", waiting) == 1 then
+    redis.call("ZADD", KEYS[13], "XX", now, ck)
+  else
+    redis.call("ZREM", KEYS[13], ck)
+  end
 end
 return {#requeued + #prio, failed}

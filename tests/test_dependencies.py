@@ -400,3 +400,28 @@ def test_a_released_child_with_a_priority_joins_its_level_and_unique_children_ar
     assert children_q.count == 1
     _worker([children_q]).work(burst=True)
     assert child.return_value() == 3
+
+
+def test_the_asyncio_queue_enqueues_children_that_wait_for_their_parents(url: str, qname: str) -> None:
+    import asyncio
+
+    from clusterq import AsyncQueue
+
+    parents_q, children_q = queues_on_different_nodes(url, qname, 2)
+    done = parents_q.enqueue(jobs.add, 1, 1)
+    _worker([parents_q]).work(burst=True)
+    waiting = parents_q.enqueue(jobs.add, 2, 2)
+
+    async def enqueue() -> tuple[str, str]:
+        async with AsyncQueue(children_q.name, url) as q:
+            after_done = await q.enqueue(jobs.add, 1, 2, depends_on=done.handle)
+            after_waiting = await q.enqueue(jobs.add, 3, 4, depends_on=Dependency([waiting]))
+            assert await after_done.get_status() == JobStatus.QUEUED  # its parent had already finished
+            assert await after_waiting.get_status() == JobStatus.DEFERRED
+            return after_done.handle, after_waiting.handle
+
+    first, second = asyncio.run(enqueue())
+    assert children_q.connection.zcard(children_q.keys.outbox) == 0  # registrations done, not left to replay
+    _worker([parents_q]).work(burst=True)
+    _worker([children_q]).work(burst=True)
+    assert Job.fetch(first, url).return_value() == 3 and Job.fetch(second, url).return_value() == 7

@@ -3,6 +3,7 @@ all of them ended (finished or not), wait(), status counts, replays counted once
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,8 @@ import pytest
 import jobs
 from clusterq import Group, InvalidJobOperation, JobStatus, NoSuchJobError, Queue, Worker, enqueue_group
 from clusterq import store as T
-from clusterq.outbox import Forwarder, ended_entry
-from test_dependencies import lines, queues_on_different_nodes, running, wait_for
+from clusterq.outbox import FAULT_ENV, Forwarder, ended_entry
+from test_dependencies import exit_code, lines, queues_on_different_nodes, running, wait_for, worker_process
 
 pytestmark = pytest.mark.compat  # also run against the second server engine
 
@@ -106,3 +107,30 @@ def test_enqueue_group_is_a_closed_group_homed_in_that_queue(url: str, qname: st
                             on_done=q.prepare_data(jobs.record, (str(out), "done")))
     _worker([q]).work(burst=True)
     assert group.status().done and lines(out)[-1] == "done"
+
+
+@pytest.mark.parametrize("point", ["after_outbox", "after_apply"])
+def test_a_worker_killed_while_telling_the_group_leaves_the_callback_to_run_exactly_once(
+        url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str], point: str) -> None:
+    home, members_q = queues_on_different_nodes(url, qname, 2)
+    out = tmp_path / "ran"
+    group = Group.create(home)
+    group.enqueue_many(members_q, [members_q.prepare_data(jobs.record, (str(out), f"m{i}")) for i in range(3)])
+    callback = group.close(on_done=home.prepare_data(jobs.record, (str(out), "callback")))
+    assert callback is not None
+    log = tmp_path / "first.log"
+    # A short lease: members it still holds when it dies come back soon.
+    with worker_process(url, {**subprocess_env, FAULT_ENV: point}, log, "--lease-s", "1", members_q.name) as proc:
+        assert exit_code(proc, log) == 137, log.read_text()
+    assert members_q.connection.zcard(members_q.keys.outbox) >= 1, "the intents survive the crash"
+    log = tmp_path / "second.log"
+    with worker_process(url, subprocess_env, log, members_q.name, home.name) as proc:
+        wait_for(lambda: callback.get_status() == JobStatus.FINISHED, "the callback to run")
+        wait_for(lambda: members_q.connection.zcard(members_q.keys.outbox) == 0, "the intents to be removed")
+        proc.send_signal(signal.SIGTERM)
+        assert exit_code(proc, log) == 0, log.read_text()
+    status = group.status()
+    assert (status.size, status.ended, status.failed, status.done) == (3, 3, 0, True)
+    # A member the dead worker was still holding runs again (at-least-once); the callback runs once, last.
+    ran = lines(out)
+    assert set(ran) == {"callback", "m0", "m1", "m2"} and ran.count("callback") == 1 and ran[-1] == "callback"

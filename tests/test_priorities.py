@@ -138,3 +138,15 @@ def test_a_dependent_job_with_a_priority_is_released_into_its_level(url: str, qn
         thread.join(30)
     assert child.return_value() == 4
     assert int(q.connection.hget(q.keys.stats, "pseq")) == 1  # released through its level of the prio set
+
+
+def test_listing_shows_the_waiting_jobs_in_the_order_they_will_run(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    p2 = q.enqueue("jobs.noop", priority=2)
+    p1 = q.enqueue("jobs.noop", priority=1)
+    plain = [q.enqueue("jobs.noop") for _ in range(3)]
+    order = [j.id for j in plain] + [p1.id, p2.id]
+    assert q.get_job_ids() == order
+    assert q.get_job_ids(2, 2) == order[2:4]
+    assert q.get_job_ids(4, 10) == order[4:]
+    assert list(q.iter_job_ids(page=2)) == order

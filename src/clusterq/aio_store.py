@@ -142,6 +142,9 @@ class AsyncStore:
     async def job_ids(self, qk: K.QueueKeys, offset: int, length: int) -> list[str]:
         """A page of the waiting ids, in order. ``length`` is the caller's bounded page size."""
         raw = await self.client.lrange(qk.pending, offset, offset + length - 1)
+        if len(raw) < length:  # past the list: go on in the prio set, in the order the jobs will run
+            start = max(0, offset - int(await self.client.llen(qk.pending)))
+            raw += await self.client.zrange(qk.prio, start, start + length - len(raw) - 1)
         return [r.decode() if isinstance(r, bytes) else r for r in raw]
 
 

@@ -530,12 +530,17 @@ class Queue:
         return self.count == 0
 
     def get_job_ids(self, offset: int = 0, length: int = 100) -> list[str]:
-        """A page of the ids waiting in the queue, in order (ids canceled meanwhile may still show)."""
+        """A page of the ids waiting in the queue, in the order they will run: jobs without a priority,
+        then those with one, by level (ids canceled meanwhile may still show; jobs set aside by a
+        concurrency limit do not)."""
         if length < 0 or length > PAGE_LIMIT:
             raise ValueError(f"length must be between 0 and {PAGE_LIMIT}; page through longer queues")
         if length == 0:
             return []
         raw = self.connection.lrange(self.keys.pending, offset, offset + length - 1)
+        if len(raw) < length:  # past the list: go on in the prio set
+            start = max(0, offset - int(self.connection.llen(self.keys.pending)))
+            raw += self.connection.zrange(self.keys.prio, start, start + length - len(raw) - 1)
         return [r.decode() if isinstance(r, bytes) else r for r in raw]
 
     @property

@@ -378,7 +378,8 @@ def test_a_periodic_job_with_a_priority_waits_in_its_level_and_runs(url: str, qn
     scheduler.run_once(now=t0 + timedelta(seconds=1))
     run_id = job.job_id(int((t0 + timedelta(seconds=1)).timestamp() * 1000))
     keys = K.QueueKeys(qname)
-    assert cron_ids(q) == [] and q.connection.zscore(keys.prio, run_id) is not None  # the prio set
+    assert q.connection.llen(keys.pending) == 0 and q.connection.zscore(keys.prio, run_id) is not None  # the prio set
+    assert cron_ids(q) == [run_id]  # listed after the jobs without a priority
     assert q.connection.hmget(keys.job(run_id), ["pr", "lk"]) == [b"1", b"nightly"]
     Worker([q], url, pool="solo", install_signal_handlers=False).work(burst=True)
     ran = q.fetch_job(run_id)

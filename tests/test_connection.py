@@ -138,3 +138,22 @@ def test_a_client_that_is_not_a_redis_client_is_refused() -> None:
     with pytest.raises(TypeError, match="URL or a redis-py client"):
         connect(42)  # type: ignore[arg-type]
     assert issubclass(ConnectionFailed, Exception) and not issubclass(ConnectionFailed, redis.RedisError)
+
+
+@pytest.mark.parametrize("clusterq_topology", ["sentinel"], indirect=True)
+def test_sentinels_that_do_not_know_the_service_are_reported_briefly(clusterq_topology) -> None:
+    hosts = ",".join(f"{h}:{p}" for h, p in clusterq_topology.sentinel_addresses)
+    with pytest.raises(ConnectionFailed) as info:
+        connect(f"redis+sentinel://{hosts}/no-such-service")
+    message = str(info.value)
+    assert "no-such-service" in message and "none knows a primary" in message
+    assert "<redis." not in message and len(message) < 400, message
+
+
+def test_unreachable_sentinels_are_listed_by_address_not_by_client_repr() -> None:
+    ports = [_closed_port(), _closed_port()]
+    with pytest.raises(ConnectionFailed) as info:
+        connect(f"redis+sentinel://127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}/svc", socket_connect_timeout=1)
+    message = str(info.value)
+    assert all(f"127.0.0.1:{p} " in message for p in ports), message
+    assert "<redis." not in message and len(message) < 400, message

@@ -368,6 +368,51 @@ def test_a_periodic_jobs_arguments_and_options_apply_to_every_run(url: str, qnam
         CronScheduler(url, [Periodic("jobs.echo", every=1, args=(object(),), name="bad")])
 
 
+def test_a_periodic_job_with_a_priority_waits_in_its_level_and_runs(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    job = Periodic("jobs.add", every=1, queue=qname, name="prio", args=(2, 3), priority=1,
+                   concurrency_key="nightly")
+    scheduler = CronScheduler(url, [job], install_signal_handlers=False)
+    t0 = _now_floor_s(60)
+    scheduler.run_once(now=t0)
+    scheduler.run_once(now=t0 + timedelta(seconds=1))
+    run_id = job.job_id(int((t0 + timedelta(seconds=1)).timestamp() * 1000))
+    keys = K.QueueKeys(qname)
+    assert cron_ids(q) == [] and q.connection.zscore(keys.prio, run_id) is not None  # the prio set
+    assert q.connection.hmget(keys.job(run_id), ["pr", "lk"]) == [b"1", b"nightly"]
+    Worker([q], url, pool="solo", install_signal_handlers=False).work(burst=True)
+    ran = q.fetch_job(run_id)
+    assert ran is not None and ran.get_status() == JobStatus.FINISHED and ran.return_value() == 5
+    for option, value in (("unique", True), ("depends_on", "x"), ("debounce", ("k", 5)), ("job_id", "x")):
+        with pytest.raises(PeriodicError, match=f"{option}= does not apply to periodic jobs"):
+            Periodic("jobs.noop", every=1, **{option: value})
+
+
+@pytest.mark.parametrize("priority", [0, 3])
+def test_cron_tick_creates_the_same_record_as_enqueue(url: str, qname: str, priority: int) -> None:
+    """cron_tick.lua repeats enqueue.lua's record layout; this catches the two drifting apart."""
+    from dataclasses import replace
+
+    from clusterq import Retry
+    from clusterq import store as T
+    from clusterq.queue import EnqueueData
+
+    q = Queue(qname, url)
+    data = EnqueueData("jobs.echo", (1, "x"), {"k": 2}, job_id="via-enqueue", job_timeout=9, result_ttl=60,
+                       ttl=300, failure_ttl=70, description="d", meta={"m": 1}, max_attempts=4,
+                       retry=Retry(max=2, interval=[1, 2]), priority=priority, concurrency_key="ck")
+    new = replace(q._new_job(data), signature="sig")  # as a signing queue would set it
+    q.store.run(T.enqueue_call(q.keys, [new]))
+    q.store.run(T.cron_tick_call(q.keys, "same", 1000, "fire", 5, replace(new, id="via-cron")))
+    records = [q.connection.hgetall(q.keys.job(i)) for i in ("via-enqueue", "via-cron")]
+    for record in records:
+        record.pop(b"c")  # creation time
+    assert records[0] == records[1] and records[0]
+    assert [q.connection.ttl(q.keys.job(i)) > 0 for i in ("via-enqueue", "via-cron")] == [True, True]
+    waiting = q.connection.zrange(q.keys.prio, 0, -1) if priority else q.connection.lrange(q.keys.pending, 0, -1)
+    assert waiting == [b"via-enqueue", b"via-cron"]
+
+
 def test_without_overlap_a_tick_is_skipped_while_the_previous_run_has_not_ended(url: str, qname: str) -> None:
     q = Queue(qname, url)
     job = Periodic("jobs.noop", every=1, queue=qname, name="no-overlap", overlap=False)

@@ -18,10 +18,10 @@ import pytest
 from redis.cluster import RedisCluster
 
 import jobs
-from clusterq import Dependency, Job, JobStatus, Queue, Worker
+from clusterq import Dependency, DuplicateJob, Job, JobStatus, Queue, Worker
 from clusterq import keys as K
 from clusterq import store as T
-from clusterq.outbox import FAULT_ENV, Forwarder, ended_entry, registration_entry
+from clusterq.outbox import DEPENDENTS_BATCH, FAULT_ENV, Forwarder, ended_entry, registration_entry
 
 pytestmark = pytest.mark.compat  # also run against the second server engine
 
@@ -359,3 +359,69 @@ def test_a_producer_killed_before_registering_a_child_leaves_the_registration_to
         proc.send_signal(signal.SIGTERM)
         assert exit_code(proc, log) == 0, log.read_text()
     assert lines(out) == ["parent", "child"]
+
+
+def test_a_parent_with_more_children_than_one_batch_releases_all_of_them_once(url: str, qname: str) -> None:
+    parents_q, children_q = queues_on_different_nodes(url, qname, 2)
+    parent = parents_q.enqueue(jobs.add, 1, 1)
+    count = DEPENDENTS_BATCH * 2 + 7
+    children = children_q.enqueue_many([children_q.prepare_data(jobs.add, (i, 0), depends_on=parent)
+                                        for i in range(count)])
+    assert children_q.deferred_job_registry.count == count
+    _worker([parents_q]).work(burst=True)
+    assert children_q.count == count and children_q.deferred_job_registry.count == 0
+    _worker([children_q]).work(burst=True)
+    assert sorted(c.return_value() for c in children) == list(range(count))
+    assert parents_q.connection.zcard(parents_q.keys.outbox) == 0
+    assert parents_q.connection.exists(parents_q.keys.dependents(parent.id)) == 0
+
+
+def test_an_abandoned_parent_cancels_its_child(url: str, qname: str) -> None:
+    parents_q, children_q = queues_on_different_nodes(url, qname, 2)
+    parent = parents_q.enqueue(jobs.crash, max_attempts=1)
+    child = children_q.enqueue(jobs.add, 1, 2, depends_on=parent)
+    worker = Worker([parents_q], parents_q.connection, pool="process", concurrency=1, install_signal_handlers=False)
+    with running(worker):
+        wait_for(lambda: child.get_status() == JobStatus.CANCELED, "the child to be canceled")
+    assert parent.get_status() == JobStatus.FAILED and "abandoned" in (parent.exc_info or "")
+    assert parent.handle in (child.exc_info or "")
+
+
+def test_a_released_child_with_a_priority_joins_its_level_and_unique_children_are_refused_twice(
+        url: str, qname: str) -> None:
+    parents_q, children_q = queues_on_different_nodes(url, qname, 2)
+    parent = parents_q.enqueue(jobs.add, 1, 1)
+    child = children_q.enqueue(jobs.add, 1, 2, depends_on=parent, priority=1, job_id="c", unique=True)
+    with pytest.raises(DuplicateJob):
+        children_q.enqueue(jobs.add, 1, 2, depends_on=parent, job_id="c", unique=True)
+    _worker([parents_q]).work(burst=True)
+    assert child.get_status() == JobStatus.QUEUED
+    assert children_q.connection.zscore(children_q.keys.prio, child.id) is not None
+    assert children_q.count == 1
+    _worker([children_q]).work(burst=True)
+    assert child.return_value() == 3
+
+
+def test_the_asyncio_queue_enqueues_children_that_wait_for_their_parents(url: str, qname: str) -> None:
+    import asyncio
+
+    from clusterq import AsyncQueue
+
+    parents_q, children_q = queues_on_different_nodes(url, qname, 2)
+    done = parents_q.enqueue(jobs.add, 1, 1)
+    _worker([parents_q]).work(burst=True)
+    waiting = parents_q.enqueue(jobs.add, 2, 2)
+
+    async def enqueue() -> tuple[str, str]:
+        async with AsyncQueue(children_q.name, url) as q:
+            after_done = await q.enqueue(jobs.add, 1, 2, depends_on=done.handle)
+            after_waiting = await q.enqueue(jobs.add, 3, 4, depends_on=Dependency([waiting]))
+            assert await after_done.get_status() == JobStatus.QUEUED  # its parent had already finished
+            assert await after_waiting.get_status() == JobStatus.DEFERRED
+            return after_done.handle, after_waiting.handle
+
+    first, second = asyncio.run(enqueue())
+    assert children_q.connection.zcard(children_q.keys.outbox) == 0  # registrations done, not left to replay
+    _worker([parents_q]).work(burst=True)
+    _worker([children_q]).work(burst=True)
+    assert Job.fetch(first, url).return_value() == 3 and Job.fetch(second, url).return_value() == 7

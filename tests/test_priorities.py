@@ -5,6 +5,7 @@ deleting see the prioritized jobs too."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -116,3 +117,24 @@ def test_retries_requeues_and_scheduled_jobs_keep_their_level(url: str, qname: s
     _burst(q)
     assert failed.get_status() == JobStatus.FAILED  # it ran (and failed) again
     assert _ran(out) == ["none", "p1-due", "p2"]
+
+
+def test_a_dependent_job_with_a_priority_is_released_into_its_level(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    parent = q.enqueue("jobs.add", 1, 1)
+    child = q.enqueue("jobs.add", 2, 2, priority=3, depends_on=parent)
+    assert child.get_status() == JobStatus.DEFERRED
+    assert q.connection.hget(q.keys.stats, "pseq") is None  # nothing has entered the prio set yet
+    worker = Worker([q], url, pool="thread", concurrency=1, install_signal_handlers=False)
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while child.get_status() != JobStatus.FINISHED:
+            assert time.monotonic() < deadline, child.get_status()
+            time.sleep(0.02)
+    finally:
+        worker.request_stop()
+        thread.join(30)
+    assert child.return_value() == 4
+    assert int(q.connection.hget(q.keys.stats, "pseq")) == 1  # released through its level of the prio set

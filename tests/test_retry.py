@@ -90,7 +90,8 @@ def test_every_retried_attempt_is_recorded_with_its_error(url: str, qname: str, 
     results = job.results()
     assert [r.type for r in results] == [ResultType.SUCCESSFUL, ResultType.RETRIED, ResultType.RETRIED]
     assert "run 2 fails" in (results[1].exc_string or "") and "run 1 fails" in (results[2].exc_string or "")
-    assert job.get_status() == JobStatus.FINISHED and (job.attempts, job.retries) == (3, 2)
+    assert job.get_status() == JobStatus.FINISHED and (job.attempts, job.retries, job.retries_left) == (3, 2, 1)
+    assert q.enqueue("jobs.noop").retries_left is None
 
 
 def test_backoff_delays_grow_to_their_maximum_scaled_by_the_jitter_drawn(url: str, qname: str) -> None:

@@ -204,7 +204,21 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield T.enqueue_call(qk, [T.NewJob(f"rl{i}", "jobs.add") for i in range(2)])
     yield T.lease_call(qk, 2, 60_000, "w1", 60_000)  # one, the window is spent
     yield T.lease_call(qk, 2, 60_000, "w1", 60_000)  # none: wait
-    # debounce
+    # concurrency limits: set aside, then moved back by each way a lease ends
+    yield T.configure_call(qk, {"rn": "", "rp": "", "cd": 1, "c:k{2}": 1})
+    yield T.enqueue_call(qk, [T.NewJob(f"c{i}", "jobs.add", concurrency_key="k{2}") for i in range(6)])
+    yield T.lease_call(qk, 3, 60_000, "w1", 60_000)  # c0 runs, c1 and c2 wait aside
+    yield T.complete_call(qk, [T.Outcome("c0", 1, "finished", b"3", 60_000)])  # c1 back to the head
+    yield T.lease_call(qk, 1, 60_000, "w1", 60_000)  # c1
+    yield T.release_call(qk, [("c1", 1)])  # c2 back, then c1
+    yield T.lease_call(qk, 1, 1, "w1", 60_000)  # c2, lease expires at once
+    time.sleep(0.01)
+    yield T.requeue_expired_call(qk, 100, 3, 60_000)
+    yield T.lease_call(qk, 1, 60_000, "w1", 60_000)
+    yield T.lease_call(qk, 5, 60_000, "w1", 60_000)  # the rest wait aside
+    yield T.cancel_call(qk, "c2", 60_000)  # running: its slot moves the next one back
+    yield T.lease_call(qk, 1, 60_000, "w1", 60_000)
+    yield T.delete_call(qk, "c1")
     yield T.debounce_call(qk, "k{1}", T.NewJob("db1", "jobs.add", b"[[1],{}]"), 60_000, 120_000)
     yield T.debounce_call(qk, "k{1}", T.NewJob("db2", "jobs.add", b"[[2],{}]"), 60_000, 120_000)
     tick = lambda name, at, mode, job: T.cron_tick_call(qk, name, at, mode, 3, job)  # noqa: E731
@@ -222,6 +236,7 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
                            overlap=False)  # the previous run is still queued: skipped
     client.hset(qk.job("cron:p:9000"), "s", "finished")  # the previous run ended: the next one runs
     yield T.cron_tick_call(qk, "p", 11_000, "fire", 3, T.NewJob("cron:p:11000", "jobs.add"), overlap=False)
+    yield tick("p", 12_000, "fire", T.NewJob("cron:p:12000", "jobs.add", priority=2, concurrency_key="k"))
     yield from _exercise_dependencies(qk)
 
 
@@ -250,14 +265,17 @@ def _exercise_dependencies(qk: K.QueueKeys):
     yield T.ack_call(qk, registration_entry(p1, "c1"))
     yield T.group_open_call(qk, "g1", 60_000)
     yield T.group_open_call(qk, "g1", 60_000)  # exists
+    yield T.group_open_call(qk, "g1", 0, added=1)
+    yield T.group_open_call(qk, "nope", 0, added=1)  # no such group
     yield T.group_done_call(qk, "g1", p1, "finished")
     yield T.group_done_call(qk, "g1", p1, "finished")  # a replay: nothing
     yield T.defer_call(qk, T.NewJob("cb1", "jobs.add"), [])  # the group's callback, released by the group
-    yield T.group_close_call(qk, "g1", 1, "cb1")  # every member already ended: fires now
-    yield T.group_close_call(qk, "g1", 1, "")  # already closed
+    yield T.group_close_call(qk, "g1", "cb1")  # every member already ended: fires now
+    yield T.group_close_call(qk, "g1", "")  # already closed
     yield T.group_open_call(qk, "g2", 60_000)
     yield T.defer_call(qk, T.NewJob("cb2", "jobs.add"), [])
-    yield T.group_close_call(qk, "g2", 1, "cb2")
+    yield T.group_open_call(qk, "g2", 0, added=1)
+    yield T.group_close_call(qk, "g2", "cb2")
     yield T.group_done_call(qk, "g2", p2, "failed")  # fires
     yield T.group_done_call(qk, "nope", p2, "failed")  # no such group
     # cancel, delete and requeue_expired of jobs with dependents write ended intents
@@ -291,7 +309,7 @@ def test_scripts_touch_only_declared_keys_all_in_the_queues_slot(clusterq_topolo
             store.run(call)
             seen_scripts.add(call.script.name)
             declared = {k.encode() for k in call.keys}
-            prefixes = [k.encode() for k in call.keys if k.endswith((":j:", ":h:", ":dep:"))]
+            prefixes = [k.encode() for k in call.keys if k.endswith((":j:", ":h:", ":dep:", ":lr:", ":lw:"))]
             commands = monitor.take()
             assert commands, f"{call.script.name} ran no command?"
             for command in commands:

@@ -125,3 +125,17 @@ def test_debounce_input_is_checked(url: str, qname: str) -> None:
         q.enqueue("jobs.noop", debounce=("k", 1), job_id="x")
     with pytest.raises(TypeError, match="debounce"):
         q.enqueue_many([q.prepare_data("jobs.noop", debounce=("k", 1))])
+
+
+def test_a_signed_debounced_job_updated_by_later_calls_still_verifies(url: str, qname: str,
+                                                                     tmp_path: Path) -> None:
+    key = b"k" * 32
+    q = Queue(qname, url, signing_key=key)
+    out = tmp_path / "runs"
+    jobs = [q.enqueue("jobs.record", str(out), i, debounce=("signed", 0.05)) for i in range(5)]
+    assert len({j.id for j in jobs}) == 1
+    time.sleep(0.1)
+    worker = Worker([q], url, pool="solo", install_signal_handlers=False, signing_key=key)
+    assert worker.work(burst=True) == 1
+    assert worker.stats.failed == 0, jobs[0].exc_info
+    assert out.read_text().split() == ["4"]

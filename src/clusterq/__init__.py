@@ -32,6 +32,7 @@ from .exceptions import (
     ServerError,
     StopRequested,
 )
+from .group import Group, GroupStatus, enqueue_group
 from .health import NodeMemory, memory_of_primaries, server_warnings
 from .job import Job, JobStatus, Progress, send_stop_job_command
 from .keys import key_slot, queue_slot
@@ -64,7 +65,10 @@ __all__ = [
     "Backoff",
     "Callback",
     "Dependency",
+    "enqueue_group",
     "EnqueueData",
+    "Group",
+    "GroupStatus",
     "Job",
     "JobStatus",
     "Queue",

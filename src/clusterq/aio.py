@@ -53,7 +53,10 @@ from . import store as T
 from .aio_connection import AsyncClient, AsyncConnectionLike, connect_async, disconnect_async
 from .aio_job import AsyncJob
 from .aio_store import AsyncStore, LazyStore
+from .dependency import parse_depends_on
 from .exceptions import NoSuchJobError
+from .job import DEFAULT_FAILURE_TTL_S
+from .outbox import child_dependent, registration_entry, split_handle
 from .queue import (
     DRAIN_BATCH,
     ENQUEUE_CHUNK,
@@ -239,22 +242,56 @@ class AsyncQueue:
     async def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[AsyncJob]:
         """Enqueue many jobs: chunks of ``ENQUEUE_CHUNK`` per script call, all in one pipeline."""
         _refuse_debounce(jobs)
-        refuse_depends_on(jobs, "AsyncQueue yet")
         new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
+        deferred = [(job, parse_depends_on(data.depends_on, self.name))
+                    for job, data in zip(new, jobs) if data.depends_on is not None]
+        deferred = [(job, spec) for job, spec in deferred if spec[0]]  # depends_on=[]: nothing to wait for
+        waiting = {job.id for job, _ in deferred}
+        ready = [job for job in new if job.id not in waiting]
         store = await self._lazy.get()
         await self._register(store)
         calls = [
-            T.enqueue_call(self.keys, new[i : i + ENQUEUE_CHUNK], at_front)
-            for i in range(0, len(new), ENQUEUE_CHUNK)
+            T.enqueue_call(self.keys, ready[i : i + ENQUEUE_CHUNK], at_front)
+            for i in range(0, len(ready), ENQUEUE_CHUNK)
         ]
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
-        results = await store.run_many(calls)
+        defer_calls = [T.defer_call(self.keys, job, parents, at_front or front) for job, (parents, front) in deferred]
+        results = await store.run_many(calls + defer_calls)
+        deferred_codes = results[len(calls):]
+        results = results[: len(calls)]
         if at_front:
             results.reverse()
+        await self._register_children(store, [(job, parents) for (job, (parents, _)), code
+                                              in zip(deferred, deferred_codes) if int(code) == 1])
         jobs_out = [self._job(job.id) for job in new]
-        check_duplicates(self.name, new, [code for reply in results for code in reply], jobs_out)
+        check_duplicates(self.name, [*ready, *(job for job, _ in deferred)],
+                         [*(code for reply in results for code in reply), *deferred_codes], jobs_out)
         return jobs_out
+
+    @staticmethod
+    def _text(value: Any) -> str:
+        return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+    async def _register_children(self, store: AsyncStore, children: list[tuple[T.NewJob, list[tuple[str, bool]]]]
+                                 ) -> None:
+        """Register new deferred children with their parents (the forwarder's registration step, see
+        :mod:`clusterq.outbox`). A parent that already ended is applied to the child here. Whatever fails
+        or is interrupted stays in this queue's outbox, and the workers of this queue replay it."""
+        pairs = [(job.id, handle) for job, parents in children for handle, _ in parents]
+        if not pairs:
+            return
+        targets = [split_handle(handle) for _, handle in pairs]
+        registered = await store.run_many(
+            [T.register_call(K.QueueKeys(queue), child_dependent(self.name, child), [parent_id])
+             for (child, _), (queue, parent_id) in zip(pairs, targets)], raise_on_error=False)
+        applies = [T.resolve_call(self.keys, child, handle, self._text(reply[0]), DEFAULT_FAILURE_TTL_S * 1000)
+                   for (child, handle), reply in zip(pairs, registered)
+                   if not isinstance(reply, BaseException) and self._text(reply[0])]
+        applied = await store.run_many(applies, raise_on_error=False) if applies else []
+        if any(isinstance(r, BaseException) for r in [*registered, *applied]):
+            return  # left for a replay: the acks below would hide them
+        await store.run_many([T.ack_call(self.keys, registration_entry(handle, child)) for child, handle in pairs])
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from .connection import (
     _sentinel_credentials,
     describe,
     parse_url,
+    short_error,
 )
 from .exceptions import ConnectionFailed
 
@@ -76,7 +77,7 @@ def _failure(exc: BaseException, where: str) -> str:
     if isinstance(exc, redis.ResponseError):
         return f"{where} refused the connection check: {exc}"
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError, asyncio.TimeoutError)):
-        return f"cannot reach {where}: {exc}"
+        return f"cannot reach {where}: {short_error(exc)}"
     return f"cannot use {where}: {type(exc).__name__}: {exc}"
 
 

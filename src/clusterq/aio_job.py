@@ -149,6 +149,10 @@ class AsyncJob:
         return self._loaded().retries
 
     @property
+    def retries_left(self) -> int | None:
+        return self._loaded().retries_left
+
+    @property
     def repeats(self) -> int:
         return self._loaded().repeats
 

@@ -19,6 +19,7 @@ topology and the hosts, never a bare redis-py traceback.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -298,9 +299,23 @@ def verify(client: Client, where: str | None = None) -> None:
             raise ConnectionFailed(f"authentication failed for {where}: {exc}") from None
         raise ConnectionFailed(f"{where} refused the connection check: {exc}") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise ConnectionFailed(f"cannot reach {where}: {exc}") from None
+        raise ConnectionFailed(f"cannot reach {where}: {short_error(exc)}") from None
     except REDIS_ERRORS as exc:
         raise ConnectionFailed(f"cannot use {where}: {type(exc).__name__}: {exc}") from None
+
+
+def short_error(exc: BaseException) -> str:
+    """The error's text, with redis-py's Sentinel report (the repr of every sentinel client, thousands of
+    characters) cut down to each sentinel's address and what went wrong there."""
+    text = str(exc)
+    if type(exc).__name__ != "MasterNotFoundError":  # the sync and asyncio clients each have their own class
+        return text
+    head, _, details = text.partition(" : ")
+    failures = re.findall(r"host=([^,]+),port=(\d+).*?\)>\)>\)> - ([A-Za-z_:]+)", details)
+    if not failures:
+        return f"{head} (the Sentinels answered, but none knows a primary for that service)"
+    listed = "; ".join(f"{host}:{port} {error}" for host, port, error in failures)
+    return f"{head}: no Sentinel answered ({listed})"
 
 
 _cache: dict[tuple[int, str], Client] = {}
@@ -346,5 +361,5 @@ def _explain(exc: BaseException, where: str) -> str:
     if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in str(exc) or "NOAUTH" in str(exc):
         return f"authentication failed for {where}: {exc}"
     if "MasterNotFound" in type(exc).__name__ or isinstance(exc, redis.sentinel.MasterNotFoundError):
-        return f"no Sentinel at {where} knows a primary for that service: {exc}"
-    return f"cannot reach {where}: {exc}"
+        return f"no Sentinel at {where} knows a primary for that service: {short_error(exc)}"
+    return f"cannot reach {where}: {short_error(exc)}"

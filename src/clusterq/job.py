@@ -313,6 +313,17 @@ class Job:
         return int(self._field("rt") or 0)
 
     @property
+    def retries_left(self) -> int | None:
+        """Retries its ``Retry`` still allows (RQ's name), or None for a job enqueued without one."""
+        retry = self._options().get("retry")
+        if not isinstance(retry, list) or not retry:
+            return None
+        try:
+            return max(0, int(retry[0]) - self.retries)
+        except (TypeError, ValueError):
+            return None
+
+    @property
     def repeats(self) -> int:
         """How many times the job was run again after a success (``Repeat``)."""
         return int(self._field("yr") or 0)

@@ -150,6 +150,11 @@ class QueueKeys:
         maintenance can find them in bounded batches."""
         return f"{self.base}:lk"
 
+    @cached_property
+    def limit_keys_all(self) -> tuple[str, str, str]:
+        """The three concurrency-limit keys every script that ends a lease passes, in this order."""
+        return (self.limit_running_prefix, self.limit_waiting_prefix, self.limit_keys)
+
     def debounce(self, key: str) -> str:
         """The id of the job currently collecting enqueues for debounce key ``key``."""
         return f"{self.base}:db:{key}"

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, TypeVar
 
@@ -112,6 +112,10 @@ class Periodic:
         self.serializer = serializer
         if "timeout" in job_options:
             job_options.setdefault("job_timeout", job_options.pop("timeout"))
+        for option in job_options:
+            if option in _NOT_PERIODIC:
+                raise PeriodicError(f"periodic job {self.name!r}: {option}= does not apply to periodic jobs "
+                                    f"({_NOT_PERIODIC[option]})")
         unknown = sorted(set(job_options) - _JOB_OPTIONS)
         if unknown:
             raise PeriodicError(f"periodic job {self.name!r}: unknown option(s) {unknown}; the job options are "
@@ -139,8 +143,18 @@ class Periodic:
         return spec
 
 
-# Every EnqueueData field but the call itself and the id (which the tick decides) is a job option.
-_JOB_OPTIONS = frozenset(f.name for f in fields(EnqueueData)) - {"func", "args", "kwargs", "job_id"}
+# The job options cron_tick.lua applies (it creates the job itself, as enqueue.lua would). A new enqueue
+# option is refused here until cron_tick.lua handles it, rather than silently dropped.
+_JOB_OPTIONS = frozenset({
+    "job_timeout", "result_ttl", "ttl", "failure_ttl", "description", "meta", "max_attempts", "retry",
+    "result_history", "on_success", "on_failure", "on_stopped", "repeat", "priority", "concurrency_key",
+})
+_NOT_PERIODIC = {
+    "job_id": "each run's id is cron:<name>:<tick>",
+    "unique": "each tick runs once already; see overlap=False",
+    "debounce": "a periodic job runs on its schedule",
+    "depends_on": "a periodic job cannot wait for another job",
+}
 
 _REGISTERED: list[Periodic] = []
 

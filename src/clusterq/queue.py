@@ -479,18 +479,18 @@ class Queue:
             self._forwarder().forward(
                 (self.name, registration_entry(handle, job.id))
                 for (job, (parents, _)), created in zip(deferred, results[len(calls) - len(deferred):])
-                if int(created) for handle, _ in parents)
+                if int(created) == 1 for handle, _ in parents)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
         enqueued = [self._job(job.id) for job in new]
         chunks = results[: len(calls) - len(deferred)]
         codes = [code for reply in (reversed(chunks) if at_front else chunks) for code in reply]
-        check_duplicates(self.name, ready, codes, enqueued)
+        deferred_codes = list(results[len(calls) - len(deferred):])
+        check_duplicates(self.name, [*ready, *(job for job, _ in deferred)], [*codes, *deferred_codes], enqueued)
         if not self.is_async:
             self._inline = self._inline or inline_executor(self)
             run_inline(self, self._inline, enqueued)
-        return enqueued, self._created(new, ready, results[: len(calls) - len(deferred)], at_front,
-                                       results[len(calls) - len(deferred):])
+        return enqueued, self._created(new, ready, chunks, at_front, deferred_codes)
 
     @staticmethod
     def _created(new: Sequence[T.NewJob], ready: Sequence[T.NewJob], chunks: Sequence[Any], at_front: bool,
@@ -505,7 +505,7 @@ class Queue:
         ready_ids = {job.id for job in ready}
         waiting = [job for job in new if job.id not in ready_ids]
         for job, code in zip(waiting, deferred):
-            created[job.id] = bool(int(code))
+            created[job.id] = int(code) == 1
         return [created.get(job.id, False) for job in new]
 
     def _forwarder(self) -> Forwarder:

@@ -161,8 +161,10 @@ def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_run
                    overlap: bool = True) -> Call:
     """Offer one tick of periodic job ``name``; ``mode`` is "fire", "resume" or "skip"; ``overlap=False``
     skips the tick while the previous run has not ended (cron_tick.lua)."""
-    return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel),
-                (name, tick_ms, mode, keep_runs, *job.argv()[:7], job.signature, "1" if overlap else "0"))
+    return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel,
+                              qk.prio, qk.stats),
+                (name, tick_ms, mode, keep_runs, *job.argv()[:7], job.signature, "1" if overlap else "0",
+                 job.priority, job.concurrency_key))
 
 
 def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
@@ -174,7 +176,8 @@ def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
 
 
 def lease_call(qk: K.QueueKeys, count: int, lease_ms: int, worker: str, failure_keep_ms: int) -> Call:
-    return Call(S.LEASE, (qk.pending, qk.active, qk.job_prefix, qk.stats, qk.failed, qk.prio, qk.control),
+    return Call(S.LEASE, (qk.pending, qk.active, qk.job_prefix, qk.stats, qk.failed, qk.prio, qk.control,
+                          qk.limit_running_prefix, qk.limit_waiting_prefix, qk.limit_keys),
                 (lease_ms, count, worker, failure_keep_ms))
 
 
@@ -210,7 +213,7 @@ def complete_call(qk: K.QueueKeys, outcomes: Iterable[Outcome]) -> Call:
         args.extend(outcome.argv())
     return Call(S.COMPLETE, (qk.active, qk.finished, qk.failed, qk.job_prefix, qk.scheduled, qk.pending,
                              qk.wake_channel, qk.history_prefix, qk.results_channel, qk.outbox, qk.prio,
-                             qk.stats), tuple(args))
+                             qk.stats, *qk.limit_keys_all), tuple(args))
 
 
 def extend_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]], lease_ms: int) -> Call:
@@ -224,13 +227,15 @@ def release_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]]) -> Call:
     args: list[Any] = []
     for job_id, token in leases:
         args.extend((job_id, token))
-    return Call(S.RELEASE, (qk.pending, qk.active, qk.job_prefix, qk.wake_channel, qk.prio, qk.stats),
+    return Call(S.RELEASE, (qk.pending, qk.active, qk.job_prefix, qk.wake_channel, qk.prio, qk.stats,
+                            *qk.limit_keys_all),
                 tuple(args))
 
 
 def requeue_expired_call(qk: K.QueueKeys, batch: int, max_attempts: int, failure_keep_ms: int) -> Call:
     return Call(S.REQUEUE_EXPIRED, (qk.active, qk.pending, qk.failed, qk.job_prefix, qk.wake_channel,
-                                    qk.history_prefix, qk.results_channel, qk.outbox, qk.prio, qk.stats),
+                                    qk.history_prefix, qk.results_channel, qk.outbox, qk.prio, qk.stats,
+                                    *qk.limit_keys_all, qk.control),
                 (batch, max_attempts, failure_keep_ms))
 
 
@@ -241,13 +246,15 @@ def trim_call(registry_key: str, batch: int) -> Call:
 def cancel_call(qk: K.QueueKeys, job_id: str, keep_ms: int, dependents: str = "canceled") -> Call:
     """``dependents``: what the job's dependents are told, ``canceled`` or ``ok`` (enqueue_dependents)."""
     return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats, qk.scheduled, qk.history_prefix,
-                           qk.deferred, qk.outbox, qk.prio), (job_id, keep_ms, dependents))
+                           qk.deferred, qk.outbox, qk.prio, qk.pending, qk.wake_channel, *qk.limit_keys_all),
+                (job_id, keep_ms, dependents))
 
 
 def delete_call(qk: K.QueueKeys, job_id: str, dependents: str = "deleted") -> Call:
     """``dependents``: what the job's dependents are told, ``deleted`` or ``purge`` (delete_dependents)."""
     return Call(S.DELETE, (qk.job_prefix, qk.active, qk.finished, qk.failed, qk.canceled, qk.stats,
-                           qk.scheduled, qk.history_prefix, qk.deferred, qk.outbox, qk.prio), (job_id, dependents))
+                           qk.scheduled, qk.history_prefix, qk.deferred, qk.outbox, qk.prio, qk.pending,
+                           qk.wake_channel, *qk.limit_keys_all), (job_id, dependents))
 
 
 def requeue_call(qk: K.QueueKeys, job_id: str, at_front: bool = False) -> Call:
@@ -315,7 +322,8 @@ def register_call(qk: K.QueueKeys, dependent: str, parent_ids: Sequence[str]) ->
 
 
 def resolve_call(qk: K.QueueKeys, child_id: str, parent_handle: str, ended: str, failure_keep_ms: int) -> Call:
-    return Call(S.RESOLVE, (qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel, qk.canceled, qk.outbox),
+    return Call(S.RESOLVE, (qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel, qk.canceled, qk.outbox,
+                            qk.prio, qk.stats),
                 (child_id, parent_handle, ended, failure_keep_ms))
 
 
@@ -328,16 +336,18 @@ def outbox_due_call(qk: K.QueueKeys, min_age_ms: int, limit: int) -> Call:
     return Call(S.OUTBOX_DUE, (qk.outbox,), (min_age_ms, limit))
 
 
-def group_open_call(qk: K.QueueKeys, group_id: str, keep_ms: int) -> Call:
-    return Call(S.GROUP_OPEN, (qk.group(group_id),), (keep_ms,))
+def group_open_call(qk: K.QueueKeys, group_id: str, keep_ms: int, added: int = 0) -> Call:
+    """Create a group (``added`` 0), or add ``added`` to its member count."""
+    return Call(S.GROUP_OPEN, (qk.group(group_id),), (keep_ms, added))
 
 
 def _group_keys(qk: K.QueueKeys, group_id: str) -> tuple[str, ...]:
-    return (qk.group(group_id), qk.group_seen(group_id), qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel)
+    return (qk.group(group_id), qk.group_seen(group_id), qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel,
+            qk.prio, qk.stats)
 
 
-def group_close_call(qk: K.QueueKeys, group_id: str, size: int, callback_id: str | None) -> Call:
-    return Call(S.GROUP_CLOSE, _group_keys(qk, group_id), (size, callback_id or ""))
+def group_close_call(qk: K.QueueKeys, group_id: str, callback_id: str | None) -> Call:
+    return Call(S.GROUP_CLOSE, _group_keys(qk, group_id), (callback_id or "",))
 
 
 def group_done_call(qk: K.QueueKeys, group_id: str, member_handle: str, ended: str) -> Call:

@@ -5,7 +5,7 @@ The queue's cron hash holds, per periodic job, the last tick taken. A tick is ta
 than that one, so every scheduler can offer every tick and only the first offer of each runs; an older
 or equal tick (a slower scheduler, a replayed call) changes nothing. A tick later than the server's
 clock is refused ("early"), so a scheduler whose clock runs ahead cannot run a job before its time.
-The job is created as enqueue.lua creates it, with an id derived from (name, tick): an id that already
+The job is created as enqueue.lua creates it (a change to one must go to the other), with an id derived from (name, tick): an id that already
 has a record is not created again (a second guard). Each run is pushed on the job's capped list of
 recent runs.
 
@@ -14,6 +14,8 @@ KEYS[2] recent runs list of this periodic job ("<tick ms> <job id>", newest firs
 KEYS[3] pending list
 KEYS[4] job key prefix; job hashes are KEYS[4]..id and share its hash tag
 KEYS[5] wake channel (sharded pub/sub, same hash tag)
+KEYS[6] prio sorted set (jobs with a priority, as in enqueue.lua)
+KEYS[7] stats hash (field "pseq": the priority sequence)
 ARGV[1] periodic job name
 ARGV[2] tick (ms since the epoch)
 ARGV[3] "fire": run the tick if it is new; "resume": the same, but a job seen for the first time only
@@ -25,6 +27,8 @@ ARGV[5..11] the job, as in enqueue.lua: id, function path, payload ("" = none), 
 ARGV[12] the job's signature ("" = unsigned; stored as "sg", see signing.py)
 ARGV[13] "0": do not run while the previous run has not ended (queued, started, scheduled for a retry or
         deferred): the tick is recorded, not run; "1": runs may overlap
+ARGV[14] priority ("0" = none, else 1..9, lower runs first)
+ARGV[15] concurrency key ("" = none)
 Returns: {code, server time (ms), last tick taken before this call (ms, -1 = none)}; code 1 enqueued,
          0 tick already taken (or its job id already existed), 2 recorded without running, 3 early,
          4 recorded without running because the previous run has not ended
@@ -58,9 +62,19 @@ local ttl = tonumber(ARGV[10])
 if ttl and ttl > 0 then fields[#fields + 1] = "x"; fields[#fields + 1] = "1" end
 if ARGV[11] ~= "" then fields[#fields + 1] = "ma"; fields[#fields + 1] = ARGV[11] end
 if ARGV[12] ~= "" then fields[#fields + 1] = "sg"; fields[#fields + 1] = ARGV[12] end
+local level = tonumber(ARGV[14]) or 0
+if level > 0 then fields[#fields + 1] = "pr"; fields[#fields + 1] = level end
+if ARGV[15] ~= "" then fields[#fields + 1] = "lk"; fields[#fields + 1] = ARGV[15] end
 redis.call("HSET", key, unpack(fields))
 if ttl and ttl > 0 then redis.call("EXPIRE", key, ttl) end
-if redis.call("RPUSH", KEYS[3], id) == 1 then redis.call("SPUBLISH", KEYS[5], "1") end
+if level > 0 then
+  -- Scored as enqueue.lua scores a job pushed at the back of its level.
+  local seq = redis.call("HINCRBY", KEYS[7], "pseq", 1)
+  redis.call("ZADD", KEYS[6], level * 1099511627776 + 549755813888 + seq, id)
+  if redis.call("ZCARD", KEYS[6]) == 1 then redis.call("SPUBLISH", KEYS[5], "1") end
+elseif redis.call("RPUSH", KEYS[3], id) == 1 then
+  redis.call("SPUBLISH", KEYS[5], "1")
+end
 redis.call("LPUSH", KEYS[2], ARGV[2] .. " " .. id)
 redis.call("LTRIM", KEYS[2], 0, tonumber(ARGV[4]) - 1)
 return {1, now, last}

@@ -11,6 +11,8 @@ KEYS[3] job key prefix
 KEYS[4] deferred sorted set
 KEYS[5] pending list
 KEYS[6] wake channel
+KEYS[7] prio sorted set (a callback with a priority joins it)
+KEYS[8] stats hash (field "pseq")
 ARGV[1] member handle
 ARGV[2] how the member ended ("finished", "ok", "failed", "canceled", "stopped", "deleted", "purge")
 Returns: 0 already counted (or no such group), 1 counted, 2 counted and the group is done
@@ -24,13 +26,20 @@ if not size or done < size then return 1 end
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call("HSET", KEYS[1], "te", now)
-local keep = redis.call("HGET", KEYS[1], "k") or "604800000"
+local keep = redis.call("HGET", KEYS[1], "kp") or "604800000"
 redis.call("PEXPIRE", KEYS[1], keep)
 redis.call("PEXPIRE", KEYS[2], keep)
 local cb = redis.call("HGET", KEYS[1], "cb")
 if cb and redis.call("HGET", KEYS[3] .. cb, "s") == "deferred" then
   redis.call("ZREM", KEYS[4], cb)
   redis.call("HSET", KEYS[3] .. cb, "s", "queued")
-  if redis.call("RPUSH", KEYS[5], cb) == 1 then redis.call("SPUBLISH", KEYS[6], "1") end
+  local level = tonumber(redis.call("HGET", KEYS[3] .. cb, "pr")) or 0
+  if level > 0 then
+    local top = redis.call("HINCRBY", KEYS[8], "pseq", 1)
+    redis.call("ZADD", KEYS[7], level * 1099511627776 + 549755813888 + top, cb)
+    if redis.call("ZCARD", KEYS[7]) == 1 then redis.call("SPUBLISH", KEYS[6], "1") end
+  elseif redis.call("RPUSH", KEYS[5], cb) == 1 then
+    redis.call("SPUBLISH", KEYS[6], "1")
+  end
 end
 return 2

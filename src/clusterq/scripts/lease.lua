@@ -13,6 +13,11 @@ of silently lost.
 The queue's control hash is read once per call: a suspended queue leases nothing; a rate limit (at most
 "rn" jobs per "rp" ms, counted in a fixed window that starts at the first lease after the previous one
 ended: "rw" start, "rc" count) caps the batch, and when it is spent the reply says how long to wait.
+A job with a concurrency key ("lk") whose limit ("c:<key>", else "cd") is reached is not leased: it is
+set aside in the key's waiting list (stats "lwait" counts them) until a running one gives up its slot
+(complete, release, requeue_expired, cancel, delete move one back). Before setting a job aside, the
+key's running set is checked once per call and ids no longer started are dropped from it (bounded by
+the limit), so a slot a lost path forgot cannot block the key for ever.
 
 KEYS[1] pending list
 KEYS[2] active sorted set (score = lease deadline, ms)
@@ -20,7 +25,10 @@ KEYS[3] job key prefix
 KEYS[4] stats hash (field "tomb" = ids in pending that no longer count)
 KEYS[5] failed sorted set (score = expiry, ms)
 KEYS[6] prio sorted set
-KEYS[7] control hash (fields "sus", "rn", "rp", "rw", "rc")
+KEYS[7] control hash (fields "sus", "rn", "rp", "rw", "rc", "cd", "c:<key>")
+KEYS[8] running sets prefix (concurrency key -> ids holding its slots)
+KEYS[9] waiting lists prefix (concurrency key -> ids set aside)
+KEYS[10] sorted set of concurrency keys with jobs set aside
 ARGV[1] lease length (ms); the deadline is the server's time plus this
 ARGV[2] maximum number of jobs to lease
 ARGV[3] worker name
@@ -30,7 +38,7 @@ Returns: {remaining (0 when the pending list and the prio set are both empty), w
          token, function, payload, options, signature}; payload, options and signature are "" when absent
 ]]
 local wanted = tonumber(ARGV[2])
-local ctl = redis.call("HMGET", KEYS[7], "sus", "rn", "rp", "rw", "rc")
+local ctl = redis.call("HMGET", KEYS[7], "sus", "rn", "rp", "rw", "rc", "cd")
 if ctl[1] then return {1, -1} end
 local now = nil
 local rate_n = tonumber(ctl[2])
@@ -66,6 +74,35 @@ local deadline = now + tonumber(ARGV[1])
 local worker = ARGV[3]
 local KNOWN = {queued = true, started = true, finished = true, failed = true, canceled = true,
                stopped = true, scheduled = true, deferred = true}
+local default_limit = tonumber(ctl[6])
+local limits = {}  -- concurrency key -> limit or false, read once per call
+local checked = {}
+
+-- May job `id` with concurrency key `ck` start now? Takes the slot if so; else sets the job aside.
+local function take_slot(ck, id)
+  local limit = limits[ck]
+  if limit == nil then
+    limit = tonumber(redis.call("HGET", KEYS[7], "c:" .. ck)) or default_limit or false
+    limits[ck] = limit
+  end
+  if not limit then return true end
+  local running = KEYS[8] .. ck
+  if redis.call("SCARD", running) >= limit and not checked[ck] then
+    checked[ck] = true
+    for _, member in ipairs(redis.call("SMEMBERS", running)) do
+      if redis.call("HGET", KEYS[3] .. member, "s") ~= "started" then redis.call("SREM", running, member) end
+    end
+  end
+  if redis.call("SCARD", running) >= limit then
+    redis.call("RPUSH", KEYS[9] .. ck, id)
+    redis.call("HINCRBY", KEYS[4], "lwait", 1)
+    redis.call("ZADD", KEYS[10], "NX", now, ck)
+    return false
+  end
+  redis.call("SADD", running, id)
+  return true
+end
+
 local out = {0, 0}
 local got = 0
 local tomb_released = 0
@@ -74,7 +111,7 @@ while true do
   scanned = scanned + #ids
   for _, id in ipairs(ids) do
     local key = KEYS[3] .. id
-    local job = redis.pcall("HMGET", key, "s", "f", "p", "o", "n", "x", "sg")
+    local job = redis.pcall("HMGET", key, "s", "f", "p", "o", "n", "x", "sg", "lk")
     if job.err then
       -- Not a hash (edited by hand): replace it with a failed record that says what was found.
       local kind = redis.call("TYPE", key).ok
@@ -83,6 +120,8 @@ while true do
         "e", "malformed job record: key " .. key .. " held a " .. kind .. ", not a hash; the job was dropped")
       redis.call("PEXPIRE", key, ARGV[4])
       redis.call("ZADD", KEYS[5], now + tonumber(ARGV[4]), id)
+    elseif job[1] == "queued" and job[8] and not take_slot(job[8], id) then
+      -- set aside: its key is at its concurrency limit
     elseif job[1] == "queued" then
       local token = (tonumber(job[5]) or 0) + 1
       redis.call("HSET", key, "s", "started", "n", token, "ts", now, "w", worker)

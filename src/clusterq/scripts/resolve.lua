@@ -5,8 +5,9 @@ Idempotent: the child remembers each parent it counted (field "d:<parent handle>
 how the parent ended), so an outbox intent applied twice (a forwarder that died before removing it,
 two forwarders at once) counts once. A parent that had to finish ("w") but failed, was canceled or
 deleted cancels the child, with a reason naming the parent; "a" (allow_failure) counts it as done.
-Released children join the queue (the front if "df"); ended children with dependents of their own write
-an outbox intent so the effect cascades.
+Released children join the queue as enqueue would put them: the pending list, or the prio sorted set
+when they have a priority ("pr"), at the front (of their level) if "df". Ended children with dependents
+of their own write an outbox intent so the effect cascades.
 
 KEYS[1] job key prefix
 KEYS[2] deferred sorted set
@@ -14,6 +15,8 @@ KEYS[3] pending list
 KEYS[4] wake channel
 KEYS[5] canceled sorted set (score = expiry, ms)
 KEYS[6] outbox sorted set
+KEYS[7] prio sorted set
+KEYS[8] stats hash (field "pseq": the priority sequence)
 ARGV[1] child job id
 ARGV[2] parent handle
 ARGV[3] how the parent ended: "finished", "ok" (counts as finished: cancel with enqueue_dependents),
@@ -68,11 +71,17 @@ end
 if redis.call("HINCRBY", key, "dn", -1) > 0 then return 1 end
 redis.call("ZREM", KEYS[2], id)
 redis.call("HSET", key, "s", "queued")
-local length
-if redis.call("HGET", key, "df") == "1" then
-  length = redis.call("LPUSH", KEYS[3], id)
-else
-  length = redis.call("RPUSH", KEYS[3], id)
+local job = redis.call("HMGET", key, "pr", "df")
+local level = tonumber(job[1]) or 0
+if level > 0 then
+  -- As enqueue.lua scores it: level * 2^40 + 2^39 +/- sequence (FIFO within a level).
+  local top = redis.call("HINCRBY", KEYS[8], "pseq", 1)
+  local offset = job[2] == "1" and -top or top
+  redis.call("ZADD", KEYS[7], level * 1099511627776 + 549755813888 + offset, id)
+  if redis.call("ZCARD", KEYS[7]) == 1 then redis.call("SPUBLISH", KEYS[4], "1") end
+  return 2
 end
+local length
+if job[2] == "1" then length = redis.call("LPUSH", KEYS[3], id) else length = redis.call("RPUSH", KEYS[3], id) end
 if length == 1 then redis.call("SPUBLISH", KEYS[4], "1") end
 return 2

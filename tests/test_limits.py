@@ -212,3 +212,15 @@ def test_raising_or_removing_a_limit_lets_the_jobs_set_aside_go_at_the_next_main
     q.store.run(T.requeue_expired_call(q.keys, 100, 3, 60_000))  # no limit now: all of them go back
     assert lease(6) == [jobs[3].id, jobs[4].id, jobs[5].id]
     assert q.count == 0
+
+
+def test_emptying_a_queue_removes_the_jobs_set_aside_too(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    q.set_concurrency_limit("k", 1)
+    jobs = [q.enqueue("jobs.add", i, 0, concurrency_key=k) for i in range(3) for k in ("k", "other")]
+    q.set_concurrency_limit("other", 1)
+    leased = T.parse_lease_reply(q.name, q.store.run(T.lease_call(q.keys, 6, 60_000, "w", 60_000))).jobs
+    assert len(leased) == 2 and q.count == 4  # one of each key runs, two of each wait aside
+    assert q.empty() == 4
+    assert q.count == 0
+    assert sum(j.exists() for j in jobs) == 2  # only the running ones keep their records

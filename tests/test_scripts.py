@@ -197,6 +197,7 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield T.promote_call(qk, 10)
     yield T.drain_call(qk, 100)
     yield T.drain_call(qk, 100)  # the prio set
+    yield T.drain_call(qk, 100)  # nothing left
     # controls: suspend, rate limit
     yield T.configure_call(qk, {"sus": "1"})
     yield T.lease_call(qk, 1, 60_000, "w1", 60_000)  # suspended
@@ -219,6 +220,10 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield T.cancel_call(qk, "c2", 60_000)  # running: its slot moves the next one back
     yield T.lease_call(qk, 1, 60_000, "w1", 60_000)
     yield T.delete_call(qk, "c1")
+    yield T.enqueue_call(qk, [T.NewJob(f"c{i}", "jobs.add", concurrency_key="k{2}") for i in range(6, 9)])
+    yield T.lease_call(qk, 3, 60_000, "w1", 60_000)  # set aside: the key is full
+    for _ in range(3):
+        yield T.drain_call(qk, 100)  # the list, then the jobs set aside
     yield T.debounce_call(qk, "k{1}", T.NewJob("db1", "jobs.add", b"[[1],{}]"), 60_000, 120_000)
     yield T.debounce_call(qk, "k{1}", T.NewJob("db2", "jobs.add", b"[[2],{}]"), 60_000, 120_000)
     tick = lambda name, at, mode, job: T.cron_tick_call(qk, name, at, mode, 3, job)  # noqa: E731

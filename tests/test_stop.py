@@ -4,10 +4,12 @@ the reason, never retries it, and keeps serving; a lost stop message is caught b
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -217,3 +219,57 @@ def test_a_stopped_jobs_on_stopped_callback_runs(url: str, qname: str, kind: str
         wait_for(lambda: job.get_status() == JobStatus.STOPPED, "the job to be stopped")
     assert path.read_text().splitlines() == ["started", f"on_stopped {job.id}"]
     assert job.callback_error is None
+
+
+@pytest.mark.parametrize("kind", POOL_KINDS)
+def test_stops_racing_job_completions_lose_nothing_and_never_crash_the_worker(url: str, qname: str, kind: str,
+                                                                               tmp_path: Path) -> None:
+    """Stop requests land just before, during and just after short jobs end, and while a job imports its
+    module (each job's function is in a module of its own, imported when it starts): every job ends
+    finished or stopped, once, and the worker, and later imports, live on."""
+    token = uuid.uuid4().hex[:8]
+    for i in range(60):
+        (tmp_path / f"race_{token}_{i}.py").write_text(
+            f"import time\n\n\ndef run():\n    time.sleep({0.002 * (i % 7)})\n    return {i}\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        q = Queue(qname, url)
+        jobs = q.enqueue_many([q.prepare_data(f"race_{token}_{i}.run") for i in range(60)])
+        worker = Worker([q], url, pool=kind, concurrency=2, install_signal_handlers=False)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                worker.work(burst=True)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        stopped = set()
+        deadline = time.monotonic() + DEADLINE_S
+        while thread.is_alive():
+            assert time.monotonic() < deadline, "the burst worker did not finish"
+            for job in q.started_job_registry.get_jobs(0, 10):
+                try:
+                    job.stop("racing")
+                    stopped.add(job.id)
+                except (InvalidJobOperation, NoSuchJobError):
+                    pass  # it ended first
+        thread.join(DEADLINE_S)
+        assert not errors, f"the worker crashed: {errors[0]!r}"
+        statuses = [j.get_status() for j in jobs]
+        assert set(statuses) <= {JobStatus.FINISHED, JobStatus.STOPPED}
+        assert {j.id for j, s in zip(jobs, statuses) if s == JobStatus.STOPPED} <= stopped
+        assert worker.stats.processed == len(jobs) and q.count == 0 and q.started_job_registry.count == 0
+        # No import lock was left behind by an interrupted import: importing in another thread completes.
+        probe = tmp_path / f"probe_{token}.py"
+        probe.write_text("VALUE = 1\n")
+        importer = threading.Thread(target=importlib.import_module, args=(f"probe_{token}",), daemon=True)
+        importer.start()
+        importer.join(DEADLINE_S)
+        assert not importer.is_alive(), "an import hangs: an interrupted import leaked its lock"
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [n for n in sys.modules if n.startswith((f"race_{token}", f"probe_{token}"))]:
+            del sys.modules[name]

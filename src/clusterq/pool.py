@@ -22,8 +22,10 @@ recorded as failed either way; a thread that stays stuck keeps its slot busy unt
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,8 +33,13 @@ from .exceptions import JobStopped, StopRequested
 from .pool_asyncio import AsyncioPool
 from .pool_base import DEFAULT_HARD_GRACE_S, POOL_KINDS, Finished, Notifier, Pool
 from .pool_process import ForkPool, ProcessPool
-from .pool_thread import ThreadPool, raise_in_thread, withdraw_async_exception
+from .pool_thread import ThreadPool, interrupt_thread, withdraw_async_exception
 from .store import LeasedJob, Outcome
+
+log = logging.getLogger(__name__)
+
+UNSENT_STOP_RETRY_S = 2.0
+"""How long ``SoloPool.stop`` keeps trying to interrupt a job that is inside an import."""
 
 # --- solo ------------------------------------------------------------------------------------------
 
@@ -125,15 +132,28 @@ class SoloPool(Pool):
         recorded as stopped without running."""
         with self._lock:
             current = self.current
-            if current is not None and (current.queue, current.id) == (queue, job_id):
-                if self._interrupt is None:
-                    self._interrupt = reason
-                    raise_in_thread(self._thread_id, JobStopped)
+            if current is None or (current.queue, current.id) != (queue, job_id):
+                if any((j.queue, j.id) == (queue, job_id) for j in self._batch):
+                    self._skip[(queue, job_id)] = reason
+                    return True
+                return False
+            if self._interrupt is not None:
+                return True  # already told
+            self._interrupt = reason  # from now on its outcome is "stopped", whenever it ends
+            if interrupt_thread(self._thread_id, JobStopped):
                 return True
-            if any((j.queue, j.id) == (queue, job_id) for j in self._batch):
-                self._skip[(queue, job_id)] = reason
-                return True
-        return False
+        # The job is inside an import: try again for a while, outside the lock so that it can end meanwhile.
+        deadline = time.monotonic() + UNSENT_STOP_RETRY_S
+        while time.monotonic() < deadline:
+            time.sleep(0.002)
+            with self._lock:
+                if self.current is not current or self._interrupt is None:
+                    return True  # it ended (and was recorded stopped)
+                if interrupt_thread(self._thread_id, JobStopped):
+                    return True
+        log.warning("%s: job %s stayed inside an import for %g s: it runs on, and is recorded stopped when it "
+                    "ends", queue, job_id, UNSENT_STOP_RETRY_S)
+        return True
 
     def collect(self) -> list[Finished]:
         done, self._done = self._done, []

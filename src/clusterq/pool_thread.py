@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import _imp
 import ctypes
 import queue as queue_mod
+import sys
 import threading
 import time
 from collections import deque
@@ -24,6 +26,42 @@ def withdraw_async_exception(thread_id: int) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
 
 
+def _importing(thread_id: int) -> bool:
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def interrupt_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
+    """Raise ``exc_type`` in a thread, unless the thread is inside the import machinery; returns whether
+    it was sent (if not, try again later).
+
+    An exception landing in importlib between a lock's acquire and its ``try`` leaks that lock, and every
+    later import in the process hangs (seen: a job stopped while its first call imported its module).
+    Holding the global import lock while we look keeps the thread from entering the lock-taking part of
+    an import meanwhile; a thread seen outside importlib meets the exception at its next function entry,
+    before any import lock is taken. If it got into importlib while we looked, the exception is taken back.
+    """
+    _imp.acquire_lock()
+    try:
+        if _importing(thread_id):
+            return False
+        raise_in_thread(thread_id, exc_type)
+        if _importing(thread_id):
+            withdraw_async_exception(thread_id)
+            return False
+        return True
+    finally:
+        _imp.release_lock()
+
+
+UNSENT_RETRY_S = 0.005
+"""How soon to try again to interrupt a thread that was inside an import."""
+
+
 @dataclass
 class _Slot:
     thread: threading.Thread
@@ -31,6 +69,9 @@ class _Slot:
     batch: deque[LeasedJob] = field(default_factory=deque)
     current_since: float = 0.0
     timed_out: set[str] = field(default_factory=set)  # ids whose outcome (timeout, stop) is recorded already
+    # The job the thread is running now: only it may be sent an exception (a job still waiting in the
+    # inbox is not running yet; an exception sent then would land in the thread's loop and kill it).
+    running: LeasedJob | None = None
 
 
 class ThreadPool(Pool):
@@ -44,6 +85,7 @@ class ThreadPool(Pool):
         self._lock = threading.Lock()
         self._done: list[Finished] = []
         self._skip: dict[tuple[str, str], str] = {}  # stopped before they started: (queue, id) -> reason
+        self._unsent_stops: dict[int, LeasedJob] = {}  # id(slot) -> stopped job whose JobStopped waits to be sent
 
     def start(self, executor: Executor, notifier: Notifier) -> None:
         super().start(executor, notifier)
@@ -68,6 +110,7 @@ class ThreadPool(Pool):
                     # The limit's exception landed after the job had ended (a race inherent to raising
                     # in another thread): its failure is recorded already; settle its slot and go on.
                     with self._lock:
+                        slot.running = None
                         if slot.batch and slot.batch[0] is job:
                             slot.batch.popleft()
                         slot.timed_out.discard(job.id)
@@ -78,6 +121,8 @@ class ThreadPool(Pool):
         assert self.executor is not None and self.notifier is not None
         with self._lock:
             skipped = self._skip.pop((job.queue, job.id), None)
+            if skipped is None and not self.draining:
+                slot.running = job
         if skipped is not None:
             outcome: Outcome | None = self.executor.stopped(job, skipped)
         elif self.draining:
@@ -90,6 +135,7 @@ class ThreadPool(Pool):
             except JobStopped:  # sent asynchronously by stop(), which recorded the outcome
                 outcome = None
         with self._lock:
+            slot.running = None
             if job.id in slot.timed_out:
                 slot.timed_out.discard(job.id)  # its failure (or stop) was already recorded
                 # The exception sent to this thread may not have landed yet: withdraw it, or it would
@@ -130,6 +176,8 @@ class ThreadPool(Pool):
         with self._lock:
             deadlines = [s.current_since + self.executor.timeout_of(s.batch[0])
                          for s in self._slots if s.batch and s.batch[0].id not in s.timed_out]
+            if self._unsent_stops:
+                deadlines.append(time.monotonic() + UNSENT_RETRY_S)
         return min(deadlines) if deadlines else None
 
     def enforce_limits(self) -> list[Finished]:
@@ -137,13 +185,20 @@ class ThreadPool(Pool):
         now = time.monotonic()
         with self._lock:
             for slot in self._slots:
+                unsent = self._unsent_stops.get(id(slot))
+                if unsent is not None:
+                    if slot.running is not unsent or slot.thread.ident is None:
+                        del self._unsent_stops[id(slot)]  # it ended meanwhile
+                    elif interrupt_thread(slot.thread.ident, JobStopped):
+                        del self._unsent_stops[id(slot)]
                 if not slot.batch or slot.batch[0].id in slot.timed_out:
                     continue
                 head = slot.batch[0]
                 limit = self.executor.timeout_of(head)
-                if now >= slot.current_since + limit and slot.thread.ident is not None:
+                if now >= slot.current_since + limit and slot.thread.ident is not None and slot.running is head:
+                    if not interrupt_thread(slot.thread.ident, JobTimeoutError):
+                        continue  # inside an import: next time
                     slot.timed_out.add(head.id)
-                    raise_in_thread(slot.thread.ident, JobTimeoutError)
                     reason = (f"JobTimeoutError: time limit exceeded: the job ran longer than {limit:g} s "
                               "(thread pool: the exception was raised in its thread; a thread blocked in C code "
                               "keeps running until that call returns)")
@@ -164,11 +219,12 @@ class ThreadPool(Pool):
                     if (job.queue, job.id) != (queue, job_id):
                         continue
                     found = True
-                    if index > 0:
-                        self._skip[(queue, job_id)] = reason
+                    if index > 0 or slot.running is not job:
+                        self._skip[(queue, job_id)] = reason  # not started: stopped when its turn comes
                     elif job.id not in slot.timed_out and slot.thread.ident is not None:
                         slot.timed_out.add(job.id)  # whatever the thread reports for it now is dropped
-                        raise_in_thread(slot.thread.ident, JobStopped)
+                        if not interrupt_thread(slot.thread.ident, JobStopped):
+                            self._unsent_stops[id(slot)] = job  # inside an import: enforce_limits retries
                         interrupted = job
                     break
                 if found:

@@ -282,7 +282,8 @@ def set_fields_call(qk: K.QueueKeys, job_id: str, fields: dict[str, Any]) -> Cal
 
 
 def drain_call(qk: K.QueueKeys, batch: int) -> Call:
-    return Call(S.DRAIN, (qk.pending, qk.job_prefix, qk.stats, qk.history_prefix, qk.prio), (batch,))
+    return Call(S.DRAIN, (qk.pending, qk.job_prefix, qk.stats, qk.history_prefix, qk.prio,
+                          qk.limit_waiting_prefix, qk.limit_keys), (batch,))
 
 
 def debounce_call(qk: K.QueueKeys, key: str, job: NewJob, window_ms: int, pointer_ttl_ms: int) -> Call:

@@ -425,3 +425,17 @@ def test_the_asyncio_queue_enqueues_children_that_wait_for_their_parents(url: st
     _worker([parents_q]).work(burst=True)
     _worker([children_q]).work(burst=True)
     assert Job.fetch(first, url).return_value() == 3 and Job.fetch(second, url).return_value() == 7
+
+
+def test_a_child_lists_its_dependencies_and_says_when_they_are_met(url: str, qname: str) -> None:
+    parents_q, children_q = queues_on_different_nodes(url, qname, 2)
+    first, second = parents_q.enqueue(jobs.add, 1, 1), children_q.enqueue(jobs.add, 2, 2)
+    child = children_q.enqueue(jobs.add, 1, 2, depends_on=[first, second.id])
+    assert child.dependency_handles == sorted([first.handle, second.handle])
+    assert sorted(child.dependency_ids) == sorted([first.id, second.id])
+    assert not child.dependencies_are_met()
+    _worker([parents_q]).work(burst=True)
+    assert not child.dependencies_are_met()
+    _worker([children_q]).work(burst=True)  # the second parent, then the child
+    assert child.dependencies_are_met() and child.is_finished
+    assert first.dependency_handles == [] and first.dependencies_are_met()

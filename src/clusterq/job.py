@@ -227,6 +227,27 @@ class Job:
         return self.get_status() == JobStatus.DEFERRED
 
     @property
+    def dependency_handles(self) -> list[str]:
+        """Handles of the jobs this one was enqueued to wait for (``depends_on``), sorted; read from its
+        record (one field per parent, scanned in pages)."""
+        handles = []
+        for name, _ in self._store.client.hscan_iter(self.key, match="d:*", count=1000):
+            text = name.decode("utf-8", "surrogateescape") if isinstance(name, bytes) else name
+            handles.append(text[2:])
+        return sorted(handles)
+
+    @property
+    def dependency_ids(self) -> list[str]:
+        """Ids of the jobs this one waits for (RQ's name); they may be in other queues: see
+        :attr:`dependency_handles`."""
+        return [handle.partition("/")[2] for handle in self.dependency_handles]
+
+    def dependencies_are_met(self) -> bool:
+        """True once every job this one depends on has finished (or ended, for a dependency with
+        ``allow_failure``); True for a job without dependencies. One read."""
+        return int(self._store.client.hget(self.key, "dn") or 0) <= 0
+
+    @property
     def is_stopped(self) -> bool:
         return self.get_status() == JobStatus.STOPPED
 

@@ -149,8 +149,17 @@ class Forwarder:
         """Forward the intents of ``queues`` at least ``min_age_s`` old (one bounded batch per queue).
 
         Returns (entries removed, seconds until the oldest remaining intent is old enough, or None)."""
-        calls = [T.outbox_due_call(K.QueueKeys(q), int(min_age_s * 1000), REPLAY_BATCH) for q in queues]
-        results = self.store.run_many(calls, raise_on_error=False)
+        results = self.store.run_many(self.due_calls(queues, min_age_s), raise_on_error=False)
+        return self.forward_due(queues, results, min_age_s)
+
+    @staticmethod
+    def due_calls(queues: Sequence[str], min_age_s: float = REPLAY_GRACE_S) -> list[T.Call]:
+        """The reads :meth:`forward_due` needs, one per queue (a worker sends them with its maintenance)."""
+        return [T.outbox_due_call(K.QueueKeys(q), int(min_age_s * 1000), REPLAY_BATCH) for q in queues]
+
+    def forward_due(self, queues: Sequence[str], results: Sequence[Any],
+                    min_age_s: float = REPLAY_GRACE_S) -> tuple[int, float | None]:
+        """Forward what the :meth:`due_calls` of ``queues`` returned; see :meth:`replay`."""
         entries: list[tuple[str, str]] = []
         next_s: float | None = None
         for queue, result in zip(queues, results):

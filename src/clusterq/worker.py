@@ -490,6 +490,7 @@ class Worker:
         keys = list(self.queue_keys.values())
         calls = [T.requeue_expired_call(k, 100, self.max_attempts, self.failure_keep_ms) for k in keys]
         calls.extend(T.promote_call(k, PROMOTE_BATCH) for k in keys)  # due delayed jobs -> pending
+        calls.extend(self.forwarder.due_calls(self.queue_names))  # outbox intents left behind
         if now >= self._next_trim:
             self._next_trim = now + self.trim_interval_s
             for k in keys:
@@ -521,16 +522,16 @@ class Worker:
                 self._lane_of(name).ready.add(name)
             if due_in_s is not None:  # the waits end at _next_maintenance: wake for the next due job
                 self._next_maintenance = min(self._next_maintenance, now + min(SCHEDULED_POLL_S, due_in_s))
-        self._replay_outbox(abandoned)
+        self._replay_outbox(abandoned, results[2 * len(keys) : 3 * len(keys)])
 
-    def _replay_outbox(self, abandoned: list[str]) -> None:
+    def _replay_outbox(self, abandoned: list[str], due: list[Any]) -> None:
         """Forward outbox intents left behind by a process that died (or lost Redis) between writing and
         applying them: bounded batches, and only intents older than the grace, which are not being
         forwarded right now by whoever wrote them."""
         try:
             if abandoned:
                 self.forwarder.replay(abandoned, min_age_s=0.0)
-            _, next_s = self.forwarder.replay(self.queue_names)
+            _, next_s = self.forwarder.forward_due(self.queue_names, due)
         except REDIS_ERRORS as exc:
             log.warning("replaying outbox intents failed: %s", exc)
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -363,3 +364,13 @@ def test_a_flushed_script_cache_on_every_node_fails_nothing(url: str, clusterq_t
     assert all(j.return_value() == 4 for j in jobs)
     assert sum(q.finished_job_registry.count for q in queues) == 4 * 51
     assert sum(q.failed_job_registry.count for q in queues) == 0
+
+
+def test_includes_are_expanded_and_every_library_part_is_used() -> None:
+    used = set()
+    for script in S.ALL:
+        assert S.INCLUDE not in script.source, f"{script.name}: an include line was not expanded"
+        raw = (Path(S.__file__).parent / f"{script.name}.lua").read_bytes()
+        used.update(line[len(S.INCLUDE):].strip().decode() for line in raw.splitlines() if line.startswith(S.INCLUDE))
+    library = {p.stem for p in (Path(S.__file__).parent / "lib").glob("*.lua")}
+    assert used == library

@@ -18,8 +18,26 @@ class Script:
     sha: str
 
 
+INCLUDE = b"--!include "
+"""A line ``--!include NAME`` is replaced by ``lib/NAME.lua``: Redis scripts cannot load code, and a helper
+that several transitions need (freeing a concurrency slot) must not be copied into each of them."""
+
+
+def _expand(source: bytes, name: str) -> bytes:
+    lines = []
+    for line in source.split(b"\n"):
+        if line.startswith(INCLUDE):
+            part = line[len(INCLUDE):].strip().decode()
+            path = resources.files(__package__).joinpath("lib", f"{part}.lua")
+            if not path.is_file():
+                raise FileNotFoundError(f"{name}.lua includes {part!r}, but scripts/lib/{part}.lua does not exist")
+            line = path.read_bytes().rstrip(b"\n")
+        lines.append(line)
+    return b"\n".join(lines)
+
+
 def _load(name: str) -> Script:
-    source = resources.files(__package__).joinpath(f"{name}.lua").read_bytes()
+    source = _expand(resources.files(__package__).joinpath(f"{name}.lua").read_bytes(), name)
     return Script(name=name, source=source, sha=hashlib.sha1(source).hexdigest())
 
 

@@ -27,36 +27,7 @@ ARGV[2] default maximum attempts (a job's own "ma" field wins)
 ARGV[3] how long to keep a failed record (ms)
 Returns: {number requeued, number failed as abandoned}
 ]]
--- Concurrency limits: a job that held a slot of its key gives it up; the first job of that key set aside
--- by the lease goes back to the head of the queue (of its level), so the freed slot is used. Ids canceled
--- or deleted while set aside are dropped on the way (their tombstone un-counted), at most 10 per call.
-local function free_slot(ck, id, c)
-  redis.call("SREM", c.running .. ck, id)
-  local waiting = c.waiting .. ck
-  for _ = 1, 10 do
-    local next_id = redis.call("LPOP", waiting)
-    if not next_id then break end
-    redis.call("HINCRBY", c.stats, "lwait", -1)
-    local key = c.jobs .. next_id
-    local j = redis.call("HMGET", key, "s", "pr", "tb")
-    if j[1] == "queued" then
-      if j[2] then
-        local seq = redis.call("HINCRBY", c.stats, "pseq", 1)
-        redis.call("ZADD", c.prio, tonumber(j[2]) * 1099511627776 + 549755813888 - seq, next_id)
-        if redis.call("ZCARD", c.prio) == 1 then redis.call("SPUBLISH", c.wake, "1") end
-      elseif redis.call("LPUSH", c.pending, next_id) == 1 then
-        redis.call("SPUBLISH", c.wake, "1")
-      end
-      break
-    end
-    if j[3] then redis.call("HDEL", key, "tb") end
-    if j[3] or not j[1] then
-      local tomb = tonumber(redis.call("HGET", c.stats, "tomb")) or 0
-      if tomb > 0 then redis.call("HINCRBY", c.stats, "tomb", -1) end
-    end
-  end
-  if redis.call("EXISTS", waiting) == 0 then redis.call("ZREM", c.keys, ck) end
-end
+--!include free_slot
 local C = {running = KEYS[11], waiting = KEYS[12], keys = KEYS[13], stats = KEYS[10], jobs = KEYS[4],
            prio = KEYS[9], pending = KEYS[2], wake = KEYS[5]}
 local t = redis.call("TIME")

@@ -163,7 +163,7 @@ def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_run
     skips the tick while the previous run has not ended (cron_tick.lua)."""
     return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel,
                               qk.prio, qk.stats),
-                (name, tick_ms, mode, keep_runs, *job.argv()[:7], job.signature, "1" if overlap else "0",
+                (name, tick_ms, mode, keep_runs, *job.argv()[:7], "1" if overlap else "0", job.signature,
                  job.priority, job.concurrency_key))
 
 

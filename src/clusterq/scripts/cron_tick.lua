@@ -24,15 +24,16 @@ ARGV[3] "fire": run the tick if it is new; "resume": the same, but a job seen fo
 ARGV[4] number of recent runs kept
 ARGV[5..11] the job, as in enqueue.lua: id, function path, payload ("" = none), options JSON ("" = none),
         meta ("" = none), ttl in seconds ("0" = none), maximum attempts ("" = the worker's default)
-ARGV[12] the job's signature ("" = unsigned; stored as "sg", see signing.py)
-ARGV[13] "0": do not run while the previous run has not ended (queued, started, scheduled for a retry or
-        deferred): the tick is recorded, not run; "1": runs may overlap
+ARGV[12] "0": do not run while the previous run has not ended (queued, started, scheduled for a retry or
+        deferred): the tick is recorded, not run; "1": runs may overlap (in the slot of enqueue's id flag)
+ARGV[13] the job's signature ("" = unsigned; stored as "sg", see signing.py)
 ARGV[14] priority ("0" = none, else 1..9, lower runs first)
 ARGV[15] concurrency key ("" = none)
 Returns: {code, server time (ms), last tick taken before this call (ms, -1 = none)}; code 1 enqueued,
          0 tick already taken (or its job id already existed), 2 recorded without running, 3 early,
          4 recorded without running because the previous run has not ended
 ]]
+--!include job_record
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tick = tonumber(ARGV[2])
@@ -41,7 +42,7 @@ if tick > now then return {3, now, last} end
 if tick <= last then return {0, now, last} end
 redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] == "skip" or (ARGV[3] == "resume" and last < 0) then return {2, now, last} end
-if ARGV[13] == "0" then
+if ARGV[12] == "0" then
   local previous = redis.call("LINDEX", KEYS[2], 0)
   if previous then
     local previous_id = string.sub(previous, string.find(previous, " ", 1, true) + 1)
@@ -54,19 +55,10 @@ end
 local id = ARGV[5]
 local key = KEYS[4] .. id
 if redis.call("EXISTS", key) == 1 then return {0, now, last} end
-local fields = {"s", "queued", "f", ARGV[6], "c", now}
-if ARGV[7] ~= "" then fields[#fields + 1] = "p"; fields[#fields + 1] = ARGV[7] end
-if ARGV[8] ~= "" then fields[#fields + 1] = "o"; fields[#fields + 1] = ARGV[8] end
-if ARGV[9] ~= "" then fields[#fields + 1] = "m"; fields[#fields + 1] = ARGV[9] end
-local ttl = tonumber(ARGV[10])
-if ttl and ttl > 0 then fields[#fields + 1] = "x"; fields[#fields + 1] = "1" end
-if ARGV[11] ~= "" then fields[#fields + 1] = "ma"; fields[#fields + 1] = ARGV[11] end
-if ARGV[12] ~= "" then fields[#fields + 1] = "sg"; fields[#fields + 1] = ARGV[12] end
+local fields, ttl = job_record("queued", now, ARGV, 5)
 local level = tonumber(ARGV[14]) or 0
-if level > 0 then fields[#fields + 1] = "pr"; fields[#fields + 1] = level end
-if ARGV[15] ~= "" then fields[#fields + 1] = "lk"; fields[#fields + 1] = ARGV[15] end
 redis.call("HSET", key, unpack(fields))
-if ttl and ttl > 0 then redis.call("EXPIRE", key, ttl) end
+if ttl then redis.call("EXPIRE", key, ttl) end
 if level > 0 then
   -- Scored as enqueue.lua scores a job pushed at the back of its level.
   local seq = redis.call("HINCRBY", KEYS[7], "pseq", 1)

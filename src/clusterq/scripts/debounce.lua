@@ -17,6 +17,7 @@ ARGV[3..13] the job, eleven values as in enqueue.lua (its id is used only when a
 Returns: {1 new job created | 0 an existing job was updated | 2 nothing done: the job is signed and the
          pointer names another id (sign for that id and call again), the job's id}
 ]]
+--!include job_record
 local current = redis.call("GET", KEYS[4])
 if current then
   local key = KEYS[2] .. current
@@ -35,18 +36,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local run_at = now + tonumber(ARGV[1])
 local id = ARGV[3]
 local key = KEYS[2] .. id
-local fields = {"s", "scheduled", "f", ARGV[4], "c", now}
-if ARGV[5] ~= "" then fields[#fields + 1] = "p"; fields[#fields + 1] = ARGV[5] end
-if ARGV[6] ~= "" then fields[#fields + 1] = "o"; fields[#fields + 1] = ARGV[6] end
-if ARGV[7] ~= "" then fields[#fields + 1] = "m"; fields[#fields + 1] = ARGV[7] end
-local ttl = tonumber(ARGV[8])
-if ttl and ttl > 0 then fields[#fields + 1] = "x"; fields[#fields + 1] = "1" end
-if ARGV[9] ~= "" then fields[#fields + 1] = "ma"; fields[#fields + 1] = ARGV[9] end
-if ARGV[11] ~= "" then fields[#fields + 1] = "sg"; fields[#fields + 1] = ARGV[11] end
-if (tonumber(ARGV[12]) or 0) > 0 then fields[#fields + 1] = "pr"; fields[#fields + 1] = ARGV[12] end
-if ARGV[13] ~= "" then fields[#fields + 1] = "lk"; fields[#fields + 1] = ARGV[13] end
+local fields, ttl = job_record("scheduled", now, ARGV, 3)
 redis.call("HSET", key, unpack(fields))
-if ttl and ttl > 0 then redis.call("PEXPIREAT", key, run_at + ttl * 1000) end
+if ttl then redis.call("PEXPIREAT", key, run_at + ttl * 1000) end
 redis.call("ZADD", KEYS[1], run_at, id)
 redis.call("SET", KEYS[4], id, "PX", tonumber(ARGV[2]))
 local first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")

@@ -20,6 +20,7 @@ ARGV[3+N..] two values per parent: parent handle, "w" (must finish) or "a" (may 
 Returns: 1 created, 0 a job with that id already existed (nothing changed), -1 (unique only) a job with
          that id is scheduled, queued, started or deferred
 ]]
+--!include job_record
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[2])
@@ -34,23 +35,16 @@ if j[8] ~= "1" and redis.call("EXISTS", key) == 1 then
   if type(status) == "string" and live[status] then return -1 end
   return 0
 end
-local fields = {"s", "deferred", "f", j[2], "c", now, "dn", (#ARGV - first + 1) / 2}
-if j[3] ~= "" then fields[#fields + 1] = "p"; fields[#fields + 1] = j[3] end
-if j[4] ~= "" then fields[#fields + 1] = "o"; fields[#fields + 1] = j[4] end
-if j[5] ~= "" then fields[#fields + 1] = "m"; fields[#fields + 1] = j[5] end
-local ttl = tonumber(j[6])
-if ttl and ttl > 0 then fields[#fields + 1] = "x"; fields[#fields + 1] = "1" end
-if j[7] ~= "" then fields[#fields + 1] = "ma"; fields[#fields + 1] = j[7] end
-if j[9] and j[9] ~= "" then fields[#fields + 1] = "sg"; fields[#fields + 1] = j[9] end
-if (tonumber(j[10]) or 0) > 0 then fields[#fields + 1] = "pr"; fields[#fields + 1] = j[10] end
-if j[11] and j[11] ~= "" then fields[#fields + 1] = "lk"; fields[#fields + 1] = j[11] end
+local fields, ttl = job_record("deferred", now, j, 1)
+fields[#fields + 1] = "dn"
+fields[#fields + 1] = (#ARGV - first + 1) / 2
 if ARGV[1] == "1" then fields[#fields + 1] = "df"; fields[#fields + 1] = "1" end
 for i = first, #ARGV, 2 do
   fields[#fields + 1] = "d:" .. ARGV[i]
   fields[#fields + 1] = ARGV[i + 1]
 end
 redis.call("HSET", key, unpack(fields))
-if ttl and ttl > 0 then redis.call("EXPIRE", key, ttl) end
+if ttl then redis.call("EXPIRE", key, ttl) end
 redis.call("ZADD", KEYS[1], now, id)
 for i = first, #ARGV, 2 do
   redis.call("ZADD", KEYS[3], now, "r\t" .. ARGV[i] .. "\t" .. id)

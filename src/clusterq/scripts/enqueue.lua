@@ -23,6 +23,7 @@ ARGV[2..] eleven values per job: id, function path, payload ("" = no arguments),
 Returns: array with one entry per job: 1 created, 0 a job with that id already existed, -1 (unique
          only) a job with that id is scheduled, queued, started or deferred
 ]]
+--!include job_record
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local at_front = ARGV[1] == "1"
@@ -39,19 +40,10 @@ for i = 2, #ARGV, 11 do
     local status = flag == "u" and redis.pcall("HGET", key, "s")
     if type(status) == "string" and LIVE[status] then created[#created + 1] = -1 else created[#created + 1] = 0 end
   else
-    local fields = {"s", "queued", "f", ARGV[i + 1], "c", now}
-    if ARGV[i + 2] ~= "" then fields[#fields + 1] = "p"; fields[#fields + 1] = ARGV[i + 2] end
-    if ARGV[i + 3] ~= "" then fields[#fields + 1] = "o"; fields[#fields + 1] = ARGV[i + 3] end
-    if ARGV[i + 4] ~= "" then fields[#fields + 1] = "m"; fields[#fields + 1] = ARGV[i + 4] end
-    local ttl = tonumber(ARGV[i + 5])
-    if ttl and ttl > 0 then fields[#fields + 1] = "x"; fields[#fields + 1] = "1" end
-    if ARGV[i + 6] ~= "" then fields[#fields + 1] = "ma"; fields[#fields + 1] = ARGV[i + 6] end
-    if ARGV[i + 8] ~= "" then fields[#fields + 1] = "sg"; fields[#fields + 1] = ARGV[i + 8] end
+    local fields, ttl = job_record("queued", now, ARGV, i)
     local level = tonumber(ARGV[i + 9]) or 0
-    if level > 0 then fields[#fields + 1] = "pr"; fields[#fields + 1] = level end
-    if ARGV[i + 10] ~= "" then fields[#fields + 1] = "lk"; fields[#fields + 1] = ARGV[i + 10] end
     redis.call("HSET", key, unpack(fields))
-    if ttl and ttl > 0 then redis.call("EXPIRE", key, ttl) end
+    if ttl then redis.call("EXPIRE", key, ttl) end
     created[#created + 1] = 1
     if level > 0 then
       prio_ids[#prio_ids + 1] = id

@@ -21,6 +21,7 @@ ARGV[4..] eleven values per job, as in enqueue.lua: id, function path, payload, 
 Returns: {run-at time (ms), then one entry per job: 1 created, 0 a job with that id already existed,
           -1 (unique only) a job with that id is scheduled, queued, started or deferred}
 ]]
+--!include job_record
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local run_at = tonumber(ARGV[2])
@@ -36,19 +37,10 @@ for i = 4, #ARGV, 11 do
     local status = flag == "u" and redis.pcall("HGET", key, "s")
     if type(status) == "string" and LIVE[status] then out[#out + 1] = -1 else out[#out + 1] = 0 end
   else
-    local fields = {"s", "scheduled", "f", ARGV[i + 1], "c", now}
-    if ARGV[i + 2] ~= "" then fields[#fields + 1] = "p"; fields[#fields + 1] = ARGV[i + 2] end
-    if ARGV[i + 3] ~= "" then fields[#fields + 1] = "o"; fields[#fields + 1] = ARGV[i + 3] end
-    if ARGV[i + 4] ~= "" then fields[#fields + 1] = "m"; fields[#fields + 1] = ARGV[i + 4] end
-    local ttl = tonumber(ARGV[i + 5])
-    if ttl and ttl > 0 then fields[#fields + 1] = "x"; fields[#fields + 1] = "1" end
-    if ARGV[i + 6] ~= "" then fields[#fields + 1] = "ma"; fields[#fields + 1] = ARGV[i + 6] end
-    if ARGV[i + 8] ~= "" then fields[#fields + 1] = "sg"; fields[#fields + 1] = ARGV[i + 8] end
-    if (tonumber(ARGV[i + 9]) or 0) > 0 then fields[#fields + 1] = "pr"; fields[#fields + 1] = ARGV[i + 9] end
-    if ARGV[i + 10] ~= "" then fields[#fields + 1] = "lk"; fields[#fields + 1] = ARGV[i + 10] end
+    local fields, ttl = job_record("scheduled", now, ARGV, i)
     if ARGV[3] == "1" then fields[#fields + 1] = "af"; fields[#fields + 1] = "1" end
     redis.call("HSET", key, unpack(fields))
-    if ttl and ttl > 0 then redis.call("PEXPIREAT", key, math.max(run_at, now) + ttl * 1000) end
+    if ttl then redis.call("PEXPIREAT", key, math.max(run_at, now) + ttl * 1000) end
     zadd[#zadd + 1] = run_at
     zadd[#zadd + 1] = id
     out[#out + 1] = 1

@@ -180,8 +180,10 @@ def test_on_a_full_server_leases_are_kept_and_jobs_can_be_deleted_but_nothing_ne
             queue.store.run(T.complete_call(queue.keys, [T.Outcome(held.id, token, "finished", PAYLOAD.encode(),
                                                                    60_000)]))
         assert queue.count == before and held.get_status() == JobStatus.STARTED
-        # allowed (flags=allow-oom): heartbeats, hand-backs and whatever frees memory
+        # allowed (flags=allow-oom): heartbeats, hand-backs, stop requests and whatever frees memory
         assert queue.store.run(T.extend_call(queue.keys, [(held.id, token)], 60_000)) == [1]
+        held.stop("the server is full")
+        assert queue.connection.hget(queue.keys.job(held.id), "sp") == b"the server is full"
         victim = queue.get_jobs(0, 1)[0]
         victim.delete()
         assert not victim.exists() and queue.count == before - 1

@@ -1,10 +1,11 @@
-#!lua
+#!lua flags=allow-oom
 --[[ stop: ask the worker running a job to stop it now.
 
 The reason is stored on the job ("sp"), which the worker's heartbeat also reports, and published on the
 queue's wake channel, which the worker serving the queue already listens to: it interrupts the job at
 once and records it as stopped (never retried). Only a job that is started and still leased can be
-stopped; a queued or scheduled one is canceled instead.
+stopped; a queued or scheduled one is canceled instead. Allowed when the server is at maxmemory
+(flags=allow-oom): stopping a runaway job is one way out of a full server, and the write is one small field.
 
 KEYS[1] job key prefix
 KEYS[2] active sorted set

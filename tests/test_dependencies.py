@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -22,6 +21,7 @@ from clusterq import Dependency, DuplicateJob, Job, JobStatus, Queue, Worker
 from clusterq import keys as K
 from clusterq import store as T
 from clusterq.outbox import DEPENDENTS_BATCH, FAULT_ENV, Forwarder, ended_entry, registration_entry
+from worker_thread import running
 
 pytestmark = pytest.mark.compat  # also run against the second server engine
 
@@ -32,27 +32,6 @@ def _worker(queues: list[Queue], **options: object) -> Worker:
     options.setdefault("pool", "thread")
     options.setdefault("concurrency", 4)
     return Worker(queues, queues[0].connection, install_signal_handlers=False, **options)  # type: ignore[arg-type]
-
-
-@contextmanager
-def running(worker: Worker) -> Iterator[Worker]:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.work()
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name=f"worker-{worker.name}", daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        thread.join(DEADLINE_S)
-    assert not thread.is_alive(), "the worker did not stop after request_stop()"
-    assert not errors, f"the worker crashed: {errors[0]!r}"
 
 
 def wait_for(predicate, what: str) -> None:  # type: ignore[no-untyped-def]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 import jobs
 from clusterq import Job, JobStatus, Queue, Worker
 from clusterq import store as T
+from worker_thread import running
 
 pytestmark = pytest.mark.compat  # also run against the second server engine
 
@@ -25,27 +24,6 @@ def _worker(q: Queue, **options: object) -> Worker:
     options.setdefault("pool", "thread")
     options.setdefault("concurrency", 4)
     return Worker([q], q.connection, install_signal_handlers=False, **options)  # type: ignore[arg-type]
-
-
-@contextmanager
-def running(worker: Worker) -> Iterator[Worker]:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.work()
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name=f"worker-{worker.name}", daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        thread.join(DEADLINE_S)
-    assert not thread.is_alive(), "the worker did not stop after request_stop()"
-    assert not errors, f"the worker crashed: {errors[0]!r}"
 
 
 def wait_for(predicate, what: str) -> None:  # type: ignore[no-untyped-def]

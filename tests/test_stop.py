@@ -10,8 +10,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,29 +29,9 @@ from clusterq import (
 )
 from clusterq import store as T
 from clusterq.pool import POOL_KINDS
+from worker_thread import running
 
 DEADLINE_S = 60.0  # only bounds a failing test; never asserts speed
-
-
-@contextmanager
-def running(worker: Worker) -> Iterator[Worker]:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.work()
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name=f"worker-{worker.name}", daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        thread.join(DEADLINE_S)
-    assert not thread.is_alive(), "the worker did not stop after request_stop()"
-    assert not errors, f"the worker crashed: {errors[0]!r}"
 
 
 def wait_for(predicate, what: str) -> None:

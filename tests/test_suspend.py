@@ -4,10 +4,8 @@ set far beyond the test's deadlines, so only the wake-up message can make them n
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import TypeVar
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 import clusterq
 from clusterq import JobStatus, Queue, Worker
 from clusterq.cli import main as cli_main
+from worker_thread import running
 
 pytestmark = pytest.mark.compat
 
@@ -32,27 +31,6 @@ def wait_for(check: Callable[[], T_], what: str, timeout_s: float = DEADLINE_S) 
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up after {timeout_s:g} s waiting for {what}")
         time.sleep(0.02)
-
-
-@contextmanager
-def running(worker: Worker) -> Iterator[Worker]:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.work()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        thread.join(DEADLINE_S)
-    assert not thread.is_alive(), "the worker did not stop after request_stop()"
-    assert not errors, f"the worker crashed: {errors[0]!r}"
 
 
 def _idle_worker(queues: list[Queue]) -> Worker:

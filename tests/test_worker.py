@@ -10,11 +10,9 @@ deadlines; assertions are on outcomes, never on how long something took.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +22,7 @@ import clusterq
 from clusterq import Job, JobStatus, Queue, Worker, connect
 from clusterq import keys as K
 from clusterq import store as T
+from worker_thread import running
 
 T_ = TypeVar("T_")
 DEADLINE_S = 15.0
@@ -49,28 +48,6 @@ def burst(url: str, queues: Any, **options: Any) -> Worker:
     worker = Worker(queues, url, **options)
     worker.work(burst=True)
     return worker
-
-
-@contextmanager
-def running(worker: Worker) -> Iterator[Worker]:
-    """Run ``worker.work()`` in a background thread for the duration of the block, then stop it."""
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.work()
-        except BaseException as exc:  # reported to the test below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name=f"worker-{worker.name}", daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        thread.join(DEADLINE_S)
-    assert not thread.is_alive(), "the worker did not stop after request_stop()"
-    assert not errors, f"the worker crashed: {errors[0]!r}"
 
 
 def background_worker(url: str, queues: Any, **options: Any) -> Worker:

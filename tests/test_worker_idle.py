@@ -7,14 +7,13 @@ only a wake-up message can make them notice a job.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import clusterq
 from clusterq import Job, JobStatus, Queue, Worker
+from worker_thread import running
 
 T_ = TypeVar("T_")
 DEADLINE_S = 10.0
@@ -30,27 +29,6 @@ def wait_for(check: Callable[[], T_], what: str, timeout_s: float = DEADLINE_S) 
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up after {timeout_s:g} s waiting for {what}")
         time.sleep(0.01)
-
-
-@contextmanager
-def running(worker: Worker) -> Iterator[Worker]:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.work()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        thread.join(15)
-    assert not thread.is_alive(), "the worker did not stop after request_stop()"
-    assert not errors, f"the worker crashed: {errors[0]!r}"
 
 
 def slot_port(topology: Any, name: str) -> int:

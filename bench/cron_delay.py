@@ -14,7 +14,7 @@ import threading
 import time
 
 from clusterq import CronScheduler, Periodic, Queue, testing
-from clusterq import keys as K
+from clusterq.state import keys as K
 
 
 def measure(topology: testing.Topology, seconds: float, schedulers: int) -> str:

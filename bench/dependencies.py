@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from clusterq import Group, Queue, Worker, testing
-from clusterq import keys as K
+from clusterq.state import keys as K
 
 
 def script_calls(topology: testing.Topology) -> int:

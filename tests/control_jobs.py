@@ -8,7 +8,7 @@ import os
 import time
 
 from clusterq import get_current_job, set_progress
-from clusterq.decorators import job
+from clusterq.api.decorators import job
 
 
 def _describe() -> dict:

@@ -35,8 +35,8 @@ from clusterq import (
     Worker,
     queue_slot,
 )
-from clusterq import store as T
-from clusterq.aio import AsyncJob, AsyncQueue, AsyncStore, connect_async, disconnect_async
+from clusterq.api.aio_queue import AsyncJob, AsyncQueue, AsyncStore, connect_async, disconnect_async
+from clusterq.state import store as T
 from clusterq.testing import Topology
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import jobs
 from clusterq import Callback, FunctionNotFound, JobStatus, Queue, ResultType, Worker
-from clusterq import store as T
+from clusterq.state import store as T
 
 
 def _burst(url: str, q: Queue, pool: str = "solo") -> int:

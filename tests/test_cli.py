@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from clusterq import Job, JobStatus, Queue, Worker
-from clusterq.cli import EXIT_CONNECTION, EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from clusterq.cli.main import EXIT_CONNECTION, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
 DEADLINE_S = 60.0
 

@@ -32,9 +32,9 @@ from clusterq import (
     list_periodic,
     remove_periodic,
 )
-from clusterq import keys as K
-from clusterq.cli import EXIT_OK
-from clusterq.periodic_jobs import unique
+from clusterq.cli.main import EXIT_OK
+from clusterq.scheduling.periodic import unique
+from clusterq.state import keys as K
 from clusterq.testing import Topology
 
 DEADLINE_S = 60.0
@@ -395,8 +395,8 @@ def test_cron_tick_creates_the_same_record_as_enqueue(url: str, qname: str, prio
     from dataclasses import replace
 
     from clusterq import Retry
-    from clusterq import store as T
-    from clusterq.queue import EnqueueData
+    from clusterq.api.queue import EnqueueData
+    from clusterq.state import store as T
 
     q = Queue(qname, url)
     data = EnqueueData("jobs.echo", (1, "x"), {"k": 2}, job_id="via-enqueue", job_timeout=9, result_ttl=60,

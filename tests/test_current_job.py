@@ -8,7 +8,7 @@ import pytest
 
 import control_jobs
 from clusterq import JobStatus, Queue, Worker, connect, get_current_job, set_progress
-from clusterq.pool import POOL_KINDS
+from clusterq.worker.pools.factory import POOL_KINDS
 
 
 def _burst(connection, queue: Queue, kind: str, concurrency: int = 2) -> Worker:

@@ -10,7 +10,7 @@ import pytest
 
 import control_jobs
 from clusterq import ConnectionFailed, Job, JobStatus, Queue, Retry, Worker
-from clusterq.decorators import job
+from clusterq.api.decorators import job
 
 
 def _work(q: Queue) -> int:

@@ -18,9 +18,9 @@ from redis.cluster import RedisCluster
 
 import jobs
 from clusterq import Dependency, DuplicateJob, Job, JobStatus, Queue, Worker
-from clusterq import keys as K
-from clusterq import store as T
-from clusterq.outbox import DEPENDENTS_BATCH, FAULT_ENV, Forwarder, ended_entry, registration_entry
+from clusterq.state import keys as K
+from clusterq.state import store as T
+from clusterq.state.outbox import DEPENDENTS_BATCH, FAULT_ENV, Forwarder, ended_entry, registration_entry
 from worker_thread import running
 
 pytestmark = pytest.mark.compat  # also run against the second server engine

@@ -10,8 +10,8 @@ import pytest
 
 import jobs
 from clusterq import Group, InvalidJobOperation, JobStatus, NoSuchJobError, Queue, Worker, enqueue_group
-from clusterq import store as T
-from clusterq.outbox import FAULT_ENV, Forwarder, ended_entry
+from clusterq.state import store as T
+from clusterq.state.outbox import FAULT_ENV, Forwarder, ended_entry
 from test_dependencies import exit_code, lines, queues_on_different_nodes, running, wait_for, worker_process
 
 pytestmark = pytest.mark.compat  # also run against the second server engine

@@ -8,8 +8,8 @@ import string
 
 import pytest
 
-from clusterq import keys as K
 from clusterq.exceptions import InvalidQueueName
+from clusterq.state import keys as K
 
 HOSTILE_NAMES = [
     "{", "}", "}{", "{}", "{{}}", "a{b}c", "{a}", "}a{", "%", "%7B", "%7D", "%25", "{%7B}",

@@ -15,7 +15,7 @@ from typing import TypeVar
 import pytest
 
 from clusterq import JobStatus, Queue, Worker
-from clusterq import store as T
+from clusterq.state import store as T
 from worker_thread import running
 
 pytestmark = pytest.mark.compat

@@ -19,9 +19,9 @@ import pytest
 import redis
 
 from clusterq import JobStatus, Queue, ServerError, Worker
-from clusterq import queue as queue_module
-from clusterq import store as T
-from clusterq.cli import render_info
+from clusterq.api import queue as queue_module
+from clusterq.cli.main import render_info
+from clusterq.state import store as T
 from clusterq.testing import Topology
 from clusterq.testing.servers import ServerProcess
 

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from clusterq import JobStatus, ProcessPool, Queue, ThreadPool, Worker
-from clusterq.cli import parse_dedicated
-from clusterq.pool import POOL_KINDS
+from clusterq.cli.main import parse_dedicated
+from clusterq.worker.pools.factory import POOL_KINDS
 
 
 def _burst(url: str, queues, **options) -> Worker:

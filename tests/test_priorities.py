@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from clusterq import JobStatus, Queue, Retry, Worker
-from clusterq import store as T
+from clusterq.state import store as T
 
 pytestmark = pytest.mark.compat
 

@@ -11,7 +11,7 @@ import pytest
 
 import control_jobs
 from clusterq import Job, JobStatus, NoSuchJobError, Queue, Worker
-from clusterq.cli import RUNNING_SHOWN
+from clusterq.cli.main import RUNNING_SHOWN
 from test_stop import DEADLINE_S, running, wait_for, wait_started
 
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from clusterq import AsyncQueue, Job, JobStatus, NoSuchJobError, Queue, Result, ResultType, Retry, Worker, connect
-from clusterq import store as T
+from clusterq.state import store as T
 
 
 def _burst(url: str, q: Queue) -> int:

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from clusterq import Backoff, JobStatus, Queue, ResultType, Retry, RetryJob, Worker, connect
-from clusterq import store as T
-from clusterq.retry import RETRY_JOB_MAX, draw, plan_template
+from clusterq.api.retry import RETRY_JOB_MAX, draw, plan_template
+from clusterq.state import store as T
 
 
 def _burst(url: str, q: Queue) -> Worker:

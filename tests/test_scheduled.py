@@ -12,7 +12,7 @@ import pytest
 
 import jobs
 from clusterq import Job, JobStatus, Queue, Worker
-from clusterq import store as T
+from clusterq.state import store as T
 from worker_thread import running
 
 pytestmark = pytest.mark.compat  # also run against the second server engine

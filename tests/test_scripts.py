@@ -12,10 +12,10 @@ import pytest
 import redis
 
 from clusterq import Queue, Worker
-from clusterq import keys as K
-from clusterq import scripts as S
-from clusterq import store as T
-from clusterq.outbox import child_dependent, ended_entry, group_dependent, make_handle, registration_entry
+from clusterq.state import keys as K
+from clusterq.state import scripts as S
+from clusterq.state import store as T
+from clusterq.state.outbox import child_dependent, ended_entry, group_dependent, make_handle, registration_entry
 from clusterq.testing import Topology
 
 pytestmark = pytest.mark.compat  # also run against the second server engine

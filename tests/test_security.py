@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from clusterq import Job, JobStatus, Queue, Retry, Worker
-from clusterq.aio import AsyncQueue
-from clusterq.periodic_jobs import CronScheduler, Periodic
+from clusterq.api.aio_queue import AsyncQueue
+from clusterq.scheduling.periodic import CronScheduler, Periodic
 from clusterq.signing import Signer
 
 KEY = b"k" * 32

@@ -27,8 +27,8 @@ from clusterq import (
     Worker,
     send_stop_job_command,
 )
-from clusterq import store as T
-from clusterq.pool import POOL_KINDS
+from clusterq.state import store as T
+from clusterq.worker.pools.factory import POOL_KINDS
 from worker_thread import running
 
 DEADLINE_S = 60.0  # only bounds a failing test; never asserts speed

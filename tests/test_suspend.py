@@ -12,7 +12,7 @@ import pytest
 
 import clusterq
 from clusterq import JobStatus, Queue, Worker
-from clusterq.cli import main as cli_main
+from clusterq.cli.main import main as cli_main
 from worker_thread import running
 
 pytestmark = pytest.mark.compat

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from clusterq import ConnectionFailed, Queue, Worker, connect
-from clusterq.cli import render_info
+from clusterq.cli.main import render_info
 from clusterq.testing import Cluster, Standalone, Topology
 from clusterq.testing.plugin import get_server_binary
 from clusterq.testing.tls import TLSFiles, make_tls_files, tls_unsupported_reason

@@ -20,8 +20,8 @@ import pytest
 
 import clusterq
 from clusterq import Job, JobStatus, Queue, Worker, connect
-from clusterq import keys as K
-from clusterq import store as T
+from clusterq.state import keys as K
+from clusterq.state import store as T
 from worker_thread import running
 
 T_ = TypeVar("T_")

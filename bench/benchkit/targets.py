@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusterq.keys import queue_slot
+from clusterq.state.keys import queue_slot
 from clusterq.testing import Cluster, Standalone
 
 from .proxy import CountingProxy

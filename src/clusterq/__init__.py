@@ -7,14 +7,20 @@
     $ clusterq worker -u redis+cluster://10.0.0.1:6379 emails default
 """
 
-from .aio import AsyncJob, AsyncQueue, connect_async, disconnect_async
-from .callbacks import Callback
-from .connection import connect, describe, parse_url, topology_of
-from .context import get_current_job, set_progress
-from .control import is_suspended, resume, suspend
-from .cron import CronError, CronExpr, Interval
-from .dependency import Dependency
-from .exceptions import (
+from clusterq.api.aio_queue import AsyncJob, AsyncQueue, connect_async, disconnect_async
+from clusterq.api.callbacks import Callback
+from clusterq.api.context import get_current_job, set_progress
+from clusterq.api.control import is_suspended, resume, suspend
+from clusterq.api.dependency import Dependency
+from clusterq.api.group import Group, GroupStatus, enqueue_group
+from clusterq.api.job import Job, JobStatus, Progress, send_stop_job_command
+from clusterq.api.queue import EnqueueData, Queue
+from clusterq.api.registry import Registry
+from clusterq.api.results import Result, ResultType
+from clusterq.api.retry import Backoff, Repeat, Retry, RetryJob
+from clusterq.connection.server_checks import NodeMemory, memory_of_primaries, server_warnings
+from clusterq.connection.sync import connect, describe, parse_url, topology_of
+from clusterq.exceptions import (
     ClusterQError,
     ConnectionFailed,
     DeserializationError,
@@ -32,11 +38,8 @@ from .exceptions import (
     ServerError,
     StopRequested,
 )
-from .group import Group, GroupStatus, enqueue_group
-from .health import NodeMemory, memory_of_primaries, server_warnings
-from .job import Job, JobStatus, Progress, send_stop_job_command
-from .keys import key_slot, queue_slot
-from .periodic_jobs import (
+from clusterq.scheduling.cron import CronError, CronExpr, Interval
+from clusterq.scheduling.periodic import (
     CronScheduler,
     Periodic,
     PeriodicError,
@@ -47,14 +50,11 @@ from .periodic_jobs import (
     periodic,
     remove_periodic,
 )
-from .pool import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
-from .queue import EnqueueData, Queue
-from .registry import Registry
-from .results import Result, ResultType
-from .retry import Backoff, Repeat, Retry, RetryJob
-from .serializers import JSONSerializer, PickleSerializer, Serializer
-from .signing import Signer
-from .worker import Worker, WorkerInfo, list_workers
+from clusterq.serializers import JSONSerializer, PickleSerializer, Serializer
+from clusterq.signing import Signer
+from clusterq.state.keys import key_slot, queue_slot
+from clusterq.worker.pools.factory import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
+from clusterq.worker.worker import Worker, WorkerInfo, list_workers
 
 __version__ = "0.1.0"
 

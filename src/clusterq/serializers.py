@@ -12,8 +12,8 @@ import pickle
 import warnings
 from typing import Any, Protocol, runtime_checkable
 
-from .exceptions import DeserializationError, SerializationError
-from .utils import import_attribute
+from clusterq.exceptions import DeserializationError, SerializationError
+from clusterq.utils import import_attribute
 
 
 @runtime_checkable

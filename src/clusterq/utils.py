@@ -6,7 +6,7 @@ import importlib
 import time
 from typing import Any
 
-from .exceptions import FunctionNotFound
+from clusterq.exceptions import FunctionNotFound
 
 
 def import_attribute(path: str) -> Any:

@@ -15,16 +15,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .binaries import ENGINES, ServerBinary, ServerNotFound, available_servers, find_server
+from clusterq.testing.binaries import ENGINES, ServerBinary, ServerNotFound, available_servers, find_server
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
-    from .common import PortClash, TopologyError, allocate_port
-    from .sentinel import SentinelGroup
-    from .servers import ServerProcess, running_processes
-    from .standalone import Standalone
-    from .tls import TLSFiles, make_tls_files, tls_unsupported_reason
-    from .topology import Topology
+    from clusterq.testing.cluster import Cluster
+    from clusterq.testing.common import PortClash, TopologyError, allocate_port
+    from clusterq.testing.sentinel import SentinelGroup
+    from clusterq.testing.servers import ServerProcess, running_processes
+    from clusterq.testing.standalone import Standalone
+    from clusterq.testing.tls import TLSFiles, make_tls_files, tls_unsupported_reason
+    from clusterq.testing.topology import Topology
 
 _LAZY: dict[str, str] = {
     "Cluster": ".cluster",

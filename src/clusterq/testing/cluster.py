@@ -15,11 +15,11 @@ from typing import Any
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-from .binaries import ServerBinary
-from .common import DEFAULT_STARTUP_TIMEOUT, HOST, TopologyError, wait_until
-from .servers import ServerProcess, start_all
-from .tls import TLSFiles
-from .topology import Topology, base_data_config, flush_primary
+from clusterq.testing.binaries import ServerBinary
+from clusterq.testing.common import DEFAULT_STARTUP_TIMEOUT, HOST, TopologyError, wait_until
+from clusterq.testing.servers import ServerProcess, start_all
+from clusterq.testing.tls import TLSFiles
+from clusterq.testing.topology import Topology, base_data_config, flush_primary
 
 SLOTS = 16384
 

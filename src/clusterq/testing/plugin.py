@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from .binaries import ENGINES, ServerBinary, ServerNotFound, find_server
+from clusterq.testing.binaries import ENGINES, ServerBinary, ServerNotFound, find_server
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
-    from .sentinel import SentinelGroup
-    from .standalone import Standalone
-    from .topology import Topology
+    from clusterq.testing.cluster import Cluster
+    from clusterq.testing.sentinel import SentinelGroup
+    from clusterq.testing.standalone import Standalone
+    from clusterq.testing.topology import Topology
 
 TOPOLOGIES: tuple[str, ...] = ("standalone", "sentinel", "cluster")
 

@@ -16,10 +16,10 @@ from typing import Any
 import redis
 from redis.sentinel import Sentinel
 
-from .binaries import ServerBinary
-from .common import DEFAULT_STARTUP_TIMEOUT, HOST, TopologyError, wait_until
-from .servers import ServerProcess, start_all
-from .topology import Topology, base_data_config, flush_primary
+from clusterq.testing.binaries import ServerBinary
+from clusterq.testing.common import DEFAULT_STARTUP_TIMEOUT, HOST, TopologyError, wait_until
+from clusterq.testing.servers import ServerProcess, start_all
+from clusterq.testing.topology import Topology, base_data_config, flush_primary
 
 SENTINEL_COUNT = 3
 QUORUM = 2

@@ -25,8 +25,16 @@ from typing import Any
 
 import redis
 
-from .binaries import ServerBinary
-from .common import DEFAULT_STARTUP_TIMEOUT, HOST, PortClash, TopologyError, admin_client, allocate_port, wait_until
+from clusterq.testing.binaries import ServerBinary
+from clusterq.testing.common import (
+    DEFAULT_STARTUP_TIMEOUT,
+    HOST,
+    PortClash,
+    TopologyError,
+    admin_client,
+    allocate_port,
+    wait_until,
+)
 
 STOP_GRACE_SECONDS = 3.0
 _LOG_NAME = "server.log"

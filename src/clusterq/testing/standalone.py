@@ -7,11 +7,11 @@ from typing import Any
 
 import redis
 
-from .binaries import ServerBinary
-from .common import DEFAULT_STARTUP_TIMEOUT, HOST, TopologyError
-from .servers import ServerProcess
-from .tls import TLSFiles
-from .topology import Topology, base_data_config
+from clusterq.testing.binaries import ServerBinary
+from clusterq.testing.common import DEFAULT_STARTUP_TIMEOUT, HOST, TopologyError
+from clusterq.testing.servers import ServerProcess
+from clusterq.testing.tls import TLSFiles
+from clusterq.testing.topology import Topology, base_data_config
 
 
 class Standalone(Topology):

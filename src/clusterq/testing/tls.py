@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from .binaries import ServerBinary
-from .common import HOST, allocate_port
+from clusterq.testing.binaries import ServerBinary
+from clusterq.testing.common import HOST, allocate_port
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from .binaries import ServerBinary, find_server
-from .common import DEFAULT_STARTUP_TIMEOUT, TopologyError
-from .servers import ServerProcess, make_temp_dir, remove_temp_dir, stop_all
+from clusterq.testing.binaries import ServerBinary, find_server
+from clusterq.testing.common import DEFAULT_STARTUP_TIMEOUT, TopologyError
+from clusterq.testing.servers import ServerProcess, make_temp_dir, remove_temp_dir, stop_all
 
 TopologyT = TypeVar("TopologyT", bound="Topology")
 

@@ -1,0 +1,5 @@
+"""``python -m clusterq``: the command line."""
+
+from clusterq.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""Running a job again: ``Retry`` after a failure (RQ's ``Retry(max=, interval=)``, plus exponential
+``Backoff`` with jitter), ``RetryJob`` raised by the job itself, and ``Repeat`` after a success (RQ's
+``Repeat(times=, interval=)``).
+
+Whether a job runs again is decided by ``complete.lua`` when the outcome is recorded, from the job's
+counters (``rt`` retries, ``yr`` repeats) and the plan the worker sends with the outcome; the job then
+waits its interval in the queue's scheduled set (or goes straight back to the queue), so it survives
+worker restarts like any delayed job.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clusterq.exceptions import ClusterQError
+
+RETRY_JOB_MAX = 3
+"""How many times a job without a ``Retry`` may run again by raising :class:`RetryJob` (unless the
+exception says ``max=``)."""
+
+
+def _intervals_ms(interval: float | Sequence[float], what: str) -> list[int]:
+    values = [float(interval)] if isinstance(interval, (int, float)) else [float(i) for i in interval]
+    if any(v < 0 for v in values):
+        raise ValueError(f"{what} intervals must not be negative, got {interval!r}")
+    return [int(v * 1000) for v in values] or [0]
+
+
+def _positive_int(value: Any, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{what} must be a positive int, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff: the k-th retry (k = 0, 1, ...) waits ``min(maximum, base * factor ** k)``
+    seconds; with ``jitter``, a random part of it between half and all of it, drawn when the failure is
+    recorded, so jobs that failed together do not all come back together."""
+
+    base: float = 1.0
+    factor: float = 2.0
+    maximum: float = 3600.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.base > 0 or not self.factor >= 1 or not self.maximum >= self.base:
+            raise ValueError(f"Backoff needs base > 0, factor >= 1 and maximum >= base, got {self!r}")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry a job that raised (or ran past its time limit) up to ``max`` more times.
+
+    ``interval`` is seconds before each retry: one number for all, a list (the last value repeats), or
+    a :class:`Backoff`. Retries count over the job's whole life (a repeated job shares them between runs).
+    """
+
+    max: int
+    interval: float | Sequence[float] | Backoff = 0
+
+    def __post_init__(self) -> None:
+        _positive_int(self.max, "Retry(max=...)")
+        if not isinstance(self.interval, Backoff):
+            _intervals_ms(self.interval, "Retry")
+
+    def intervals_s(self) -> list[float]:
+        if isinstance(self.interval, Backoff):
+            return [self.interval.base]
+        return [ms / 1000 for ms in _intervals_ms(self.interval, "Retry")]
+
+    def encode(self) -> list[object]:
+        """The form stored in the job's options: ``[max, [ms, ...]]`` or ``[max, {"b": [base_ms, factor,
+        maximum_ms, jitter]}]``."""
+        if isinstance(self.interval, Backoff):
+            b = self.interval
+            return [self.max, {"b": [int(b.base * 1000), b.factor, int(b.maximum * 1000), 1 if b.jitter else 0]}]
+        return [self.max, _intervals_ms(self.interval, "Retry")]
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Run a job that succeeded again, ``times`` more times, waiting ``interval`` seconds before each
+    run (one number, or a list whose last value repeats). A failed run is not repeated (unless a
+    ``Retry`` runs it again and it then succeeds)."""
+
+    times: int
+    interval: float | Sequence[float] = 0
+
+    def __post_init__(self) -> None:
+        _positive_int(self.times, "Repeat(times=...)")
+        _intervals_ms(self.interval, "Repeat")
+
+    def encode(self) -> list[object]:
+        """The form stored in the job's options: ``[times, [ms, ...]]``."""
+        return [self.times, _intervals_ms(self.interval, "Repeat")]
+
+
+class RetryJob(ClusterQError):
+    """Raise inside a job to have it run again after ``delay`` seconds.
+
+    It counts as a retry: with a ``Retry`` on the job it uses one of its ``max`` retries (``delay=None``
+    then waits the ``Retry``'s interval); without one the job may ask ``max`` times (default
+    :data:`RETRY_JOB_MAX`). Once they are spent the job fails with this exception's text.
+    """
+
+    def __init__(self, reason: str = "", *, delay: float | None = None, max: int | None = None) -> None:
+        if delay is not None and (isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0):
+            raise ValueError(f"RetryJob(delay=...) must be a number of seconds >= 0, got {delay!r}")
+        if max is not None:
+            _positive_int(max, "RetryJob(max=...)")
+        super().__init__(reason or "the job asked to run again")
+        self.delay = delay
+        self.max = max
+
+
+# --- the plans complete.lua reads ("max;ms,ms,..." or "max;b:base_ms:factor:cap_ms:multiplier") ----------
+
+def plan_template(value: Any) -> str:
+    """A job's stored ``retry`` or ``repeat`` option as a plan; ``{j}`` stands for the jitter multiplier,
+    drawn when a failure is recorded (:func:`draw`)."""
+    if not value:
+        return ""
+    count, how = value
+    if isinstance(how, dict):
+        base_ms, factor, cap_ms, jitter = how["b"]
+        return f"{int(count)};b:{int(base_ms)}:{float(factor):g}:{int(cap_ms)}:{'{j}' if jitter else '1'}"
+    return f"{int(count)};{','.join(str(int(ms)) for ms in how)}"
+
+
+def draw(template: str) -> str:
+    """The plan to send with an outcome: the template with a fresh jitter multiplier in [0.5, 1]."""
+    if "{j}" not in template:
+        return template
+    return template.replace("{j}", f"{random.uniform(0.5, 1.0):.4f}")
+
+
+def retry_job_plan(template: str, exc: RetryJob) -> str:
+    """The plan for a job that raised :class:`RetryJob`: its ``Retry``'s count (else the exception's
+    ``max``, else :data:`RETRY_JOB_MAX`) and the delay the exception asked for (else the Retry's)."""
+    count = template.partition(";")[0] if template else str(exc.max or RETRY_JOB_MAX)
+    if exc.delay is None and template:
+        return draw(template)
+    return f"{count};{int((exc.delay or 0) * 1000)}"

@@ -1,0 +1,491 @@
+"""The ``clusterq`` command: a thin layer over the public API (it never talks to Redis itself).
+
+    clusterq worker [-u URL] [--burst] [--with-cron MODULE] QUEUE [QUEUE ...]
+    clusterq cron [-u URL] MODULE | --list | --remove NAME
+    clusterq info [-u URL] [--interval S]
+    clusterq enqueue [-u URL] QUEUE FUNCTION [JSON_ARG ...]
+    clusterq empty|requeue [-u URL] QUEUE
+    clusterq suspend|resume [-u URL] [-q QUEUE ...]
+    clusterq stop [-u URL] [--reason TEXT] HANDLE
+    clusterq dev [--sentinel | --cluster]
+    clusterq demo [--cluster] [--jobs N]
+
+The URL comes from ``--url``, else ``$CLUSTERQ_URL``, else a settings module's ``URL`` (``--settings``
+or ``$CLUSTERQ_SETTINGS``), else ``redis://127.0.0.1:6379/0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from clusterq.api.control import resume, suspend
+from clusterq.api.job import Job, Progress
+from clusterq.api.queue import Queue
+from clusterq.connection.server_checks import memory_of_primaries, server_warnings
+from clusterq.connection.sync import DEFAULT_URL, REDIS_ERRORS, URL_ENV, connect, describe
+from clusterq.exceptions import ClusterQError
+from clusterq.scheduling.periodic import (
+    CronScheduler,
+    Periodic,
+    PeriodicInfo,
+    list_periodic,
+    load_periodic,
+    remove_periodic,
+)
+from clusterq.signing import KEY_ENV, read_key_file
+from clusterq.worker.pools.factory import POOL_KINDS
+from clusterq.worker.worker import Worker, list_workers
+
+# Named exit codes (Dramatiq's habit): scripts and supervisors can tell failures apart.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CONNECTION = 3
+
+SETTINGS_ENV = "CLUSTERQ_SETTINGS"
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    path = getattr(args, "settings", None) or os.environ.get(SETTINGS_ENV)
+    if not path:
+        return None
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(path)
+    except Exception as exc:  # a one-line error, like every other mistake in the command line
+        raise ClusterQError(f"cannot import settings module {path!r}: {type(exc).__name__}: {exc}") from None
+
+
+def _setting(args: argparse.Namespace, name: str, default: Any = None) -> Any:
+    settings = _settings(args)
+    return getattr(settings, name, default) if settings is not None else default
+
+
+def resolve_url(args: argparse.Namespace) -> str:
+    return (getattr(args, "url", None) or os.environ.get(URL_ENV) or _setting(args, "URL")
+            or _setting(args, "REDIS_URL") or DEFAULT_URL)
+
+
+def signing_keys(args: argparse.Namespace) -> list[bytes] | None:
+    """Keys from ``--signing-key-file`` (repeatable: the first signs, all verify), else ``$CLUSTERQ_SIGNING_KEY``."""
+    files = getattr(args, "signing_key_file", None) or []
+    try:
+        keys = [read_key_file(path) for path in files]
+    except (OSError, ValueError) as exc:
+        raise ClusterQError(f"cannot read the signing key: {exc}") from None
+    if not keys and os.environ.get(KEY_ENV):
+        keys = [os.environ[KEY_ENV].encode()]
+    return keys or None
+
+
+def _add_signing(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--signing-key-file", action="append", metavar="PATH",
+                        help=f"HMAC key for job signatures (default: ${KEY_ENV}); repeat to accept old keys")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-u", "--url", help=f"Redis URL (default: ${URL_ENV} or {DEFAULT_URL})")
+    parser.add_argument("--settings", help=f"settings module by dotted path (or ${SETTINGS_ENV})")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every job")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    queues = args.queues or _setting(args, "QUEUES") or ["default"]
+    sys.path.insert(0, os.getcwd())  # like rq: job modules are found from where the worker starts
+    try:
+        lanes = [parse_dedicated(spec, args.pool) for spec in args.dedicated or ()]
+    except ValueError as exc:
+        print(f"clusterq: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        worker = _make_worker(args, queues, lanes)
+    except ValueError as exc:  # a bad option value (-c 0, a queue listed twice): one line, not a traceback
+        if isinstance(exc, ClusterQError):
+            raise
+        print(f"clusterq: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    worker.work(burst=args.burst, max_jobs=args.max_jobs)
+    return EXIT_OK
+
+
+def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[list[str], str, int | None]]) -> Worker:
+    periodic = _periodic_jobs(args, args.with_cron) if args.with_cron else ()
+    return Worker(
+        queues,
+        resolve_url(args),
+        pool=args.pool,
+        concurrency=args.concurrency,
+        lanes=lanes,
+        max_jobs_per_child=args.max_jobs_per_child,
+        max_memory_mb=args.max_memory_per_child,
+        memory_limit_mb=args.memory_limit_per_child,
+        name=args.name,
+        allow=args.allow or _setting(args, "ALLOW"),
+        lease_s=args.lease_s or _setting(args, "LEASE_S", 15.0),
+        max_attempts=args.max_attempts or _setting(args, "MAX_ATTEMPTS", 3),
+        serializer=args.serializer or _setting(args, "SERIALIZER"),
+        signing_key=signing_keys(args),
+        periodic=periodic,
+    )
+
+
+def _periodic_jobs(args: argparse.Namespace, module: str | None) -> list[Periodic]:
+    """The periodic jobs of ``module``, else of the settings module (its ``PERIODIC``)."""
+    if module:
+        return load_periodic(module)
+    settings = _settings(args)
+    if settings is None or not hasattr(settings, "PERIODIC"):
+        raise ValueError("name the module declaring the periodic jobs (clusterq cron myapp.periodic), "
+                         "or give a settings module with a PERIODIC list")
+    return load_periodic(settings.__name__)
+
+
+def render_periodic(infos: list[PeriodicInfo]) -> list[str]:
+    if not infos:
+        return ["(no periodic jobs declared yet)"]
+    lines = []
+    for info in infos:
+        nxt = info.next_run.strftime("%Y-%m-%d %H:%M:%S") if info.next_run else "?"
+        late = "  LATE: its latest tick was not taken (is a scheduler running?)" if info.late else ""
+        lines.append(f"  {info.name}  [{info.queue}]  {info.schedule}  -> {info.func}  next {nxt} UTC{late}")
+        if info.runs:
+            lines.append("    recent: " + ", ".join(
+                f"{run.tick.strftime('%m-%d %H:%M:%S')} {run.status or 'expired'}" for run in info.runs))
+    return lines
+
+
+def cmd_cron(args: argparse.Namespace) -> int:
+    url = resolve_url(args)
+    if args.remove:
+        found = remove_periodic(url, args.remove)
+        print(f"removed periodic job {args.remove!r}" if found else f"no periodic job named {args.remove!r}")
+        return EXIT_OK if found else EXIT_ERROR
+    if args.list:
+        infos = list_periodic(url, runs=args.runs)
+        print(f"{len(infos)} periodic job(s)")
+        print("\n".join(render_periodic(infos)))
+        return EXIT_OK
+    sys.path.insert(0, os.getcwd())  # like the worker: modules are found from where it starts
+    try:
+        jobs = _periodic_jobs(args, args.module)
+    except ValueError as exc:
+        if isinstance(exc, ClusterQError):
+            raise
+        print(f"clusterq: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not jobs:
+        print(f"clusterq: {args.module or 'the settings module'} declares no periodic jobs", file=sys.stderr)
+        return EXIT_USAGE
+    CronScheduler(url, jobs, signing_key=signing_keys(args)).run()
+    return EXIT_OK
+
+
+def parse_dedicated(spec: str, default_pool: str) -> tuple[list[str], str, int | None]:
+    """``hot=8``, ``hot,urgent=process:8``, ``io=thread:32`` -> (queues, pool kind, concurrency)."""
+    queues, sep, pool = spec.partition("=")
+    if not sep or not queues:
+        raise ValueError(f"--dedicated {spec!r}: expected QUEUE[,QUEUE...]=[POOL:]N, e.g. hot=process:8")
+    kind, _, number = pool.rpartition(":")
+    if not number.isdigit() or int(number) < 1:
+        raise ValueError(f"--dedicated {spec!r}: the concurrency must be a positive number")
+    if kind and kind not in POOL_KINDS:
+        raise ValueError(f"--dedicated {spec!r}: unknown pool {kind!r} (one of {', '.join(POOL_KINDS)})")
+    return [q for q in queues.split(",") if q], kind or default_pool, int(number)
+
+
+RUNNING_SHOWN = 10
+"""``clusterq info`` lists at most this many running jobs per queue (the first by lease deadline), and
+``RUNNING_TOTAL`` in all: the cost of a look stays fixed however many jobs run."""
+RUNNING_TOTAL = 50
+
+
+def _progress_text(progress: Progress | None) -> str:
+    if progress is None:
+        return ""
+    value = progress.value
+    text = f"{value:.0%}" if isinstance(value, float) and 0.0 <= value <= 1.0 else str(value)
+    return f"{text} {progress.message}" if progress.message else text
+
+
+def _running_lines(queues: list[Queue]) -> list[str]:
+    lines: list[str] = []
+    for queue in queues:
+        if len(lines) >= RUNNING_TOTAL:
+            lines.append(f"  ... (first {RUNNING_TOTAL} shown)")
+            break
+        for job in queue.started_job_registry.get_jobs(0, min(RUNNING_SHOWN, RUNNING_TOTAL - len(lines))):
+            try:
+                job.refresh()
+            except ClusterQError:
+                continue  # ended meanwhile
+            shown = _progress_text(job.progress)
+            lines.append(f"  {job.handle}  {job.func_name}" + (f"  progress {shown}" if shown else ""))
+    return lines
+
+
+def _queue_row(queue: Queue) -> tuple[str, int, int, int, int, int]:
+    return (queue.name, queue.count, queue.started_job_registry.count, queue.finished_job_registry.count,
+            queue.failed_job_registry.count, queue.canceled_job_registry.count)
+
+
+def render_info(url: str) -> str:
+    client = connect(url)
+    queues = Queue.all(client)
+    lines = [describe(client)]  # never the URL itself: it may hold a password
+    try:
+        nodes = memory_of_primaries(client)
+    except REDIS_ERRORS:  # INFO refused: server_warnings says so below
+        nodes = []
+    lines += [f"  {node.describe()}" for node in nodes]
+    lines += [f"WARNING: {warning}" for warning in server_warnings(client)]
+    lines.append("")
+    header = ("queue", "queued", "started", "finished", "failed", "canceled")
+    rows = [_queue_row(q) for q in queues]
+    width = max([len(header[0])] + [len(r[0]) for r in rows])
+    lines.append(f"{header[0]:<{width}}  " + "  ".join(f"{h:>9}" for h in header[1:]))
+    for row in rows:
+        lines.append(f"{row[0]:<{width}}  " + "  ".join(f"{v:>9}" for v in row[1:]))
+    if not rows:
+        lines.append("(no queues yet)")
+    running = _running_lines([q for q, row in zip(queues, rows) if row[2]])
+    if running:
+        lines += ["", f"running jobs (at most {RUNNING_SHOWN} per queue)", *running]
+    workers = list_workers(client)
+    lines += ["", f"{len(workers)} worker(s)"]
+    for w in workers:
+        current = f", running {w.current_job}" if w.current_job else ""
+        lines.append(f"  {w.name}  pid {w.pid}  queues {','.join(w.queues)}  processed {w.processed}"
+                     f"  failed {w.failed}{current}")
+    periodic = list_periodic(client, runs=5)
+    if periodic:
+        lines += ["", f"{len(periodic)} periodic job(s)", *render_periodic(periodic)]
+    return "\n".join(lines)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    url = resolve_url(args)
+    while True:
+        text = render_info(url)
+        if not args.interval:
+            print(text)
+            return EXIT_OK
+        print("\x1b[2J\x1b[H" + text, flush=True)
+        time.sleep(args.interval)
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    try:
+        call_args = [json.loads(a) for a in args.args]
+    except ValueError as exc:
+        print(f"arguments must be JSON values (quote strings as '\"text\"'): {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    queue = Queue(args.queue, resolve_url(args), signing_key=signing_keys(args))
+    job = queue.enqueue(args.function, *call_args, job_id=args.job_id)
+    print(job.handle)
+    return EXIT_OK
+
+
+def cmd_empty(args: argparse.Namespace) -> int:
+    removed = Queue(args.queue, resolve_url(args)).empty()
+    print(f"removed {removed} job(s) from {args.queue!r}")
+    return EXIT_OK
+
+
+def cmd_requeue(args: argparse.Namespace) -> int:
+    registry = Queue(args.queue, resolve_url(args)).failed_job_registry
+    total = 0
+    while True:
+        ids = registry.get_job_ids(0, 1000)
+        if not ids:
+            break
+        done = registry.requeue(*ids)
+        total += done
+        if done == 0:
+            break
+    print(f"requeued {total} failed job(s) of {args.queue!r}")
+    return EXIT_OK
+
+
+def cmd_suspend(args: argparse.Namespace) -> int:
+    url = resolve_url(args)
+    if not args.queue:
+        suspend(url)
+        print("all queues suspended: workers start no job until 'clusterq resume'")
+        return EXIT_OK
+    for name in args.queue:
+        Queue(name, url).suspend()
+    print(f"suspended {', '.join(repr(n) for n in args.queue)}")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    url = resolve_url(args)
+    if not args.queue:
+        resume(url)
+        print("all queues resumed (queues suspended one by one stay suspended)")
+        return EXIT_OK
+    for name in args.queue:
+        Queue(name, url).resume()
+    print(f"resumed {', '.join(repr(n) for n in args.queue)}")
+    return EXIT_OK
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    job = Job.fetch(args.handle, resolve_url(args))
+    job.stop(args.reason)
+    print(f"stop requested for {job.handle}")
+    return EXIT_OK
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from clusterq import testing  # the server harness: only loaded by the commands that start servers
+
+    kind = "cluster" if args.cluster else "sentinel" if args.sentinel else "standalone"
+    topology = {"standalone": testing.Standalone, "sentinel": testing.SentinelGroup,
+                "cluster": testing.Cluster}[kind]()
+    topology.start()
+    try:
+        print(f"{kind} ready ({topology.binary}):\n\n    export {URL_ENV}='{topology.url}'\n\nCtrl-C stops it.",
+              flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopping")
+    finally:
+        topology.stop()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from clusterq.cli.demo import run_demo  # imports the test harness: only for this command
+
+    return run_demo(cluster=args.cluster, jobs=args.jobs, url=args.url)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clusterq", description="Background jobs on Redis and Valkey.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("worker", help="process jobs from queues, in the order given")
+    _add_common(p)
+    p.add_argument("queues", nargs="*", help="queue names, highest priority first (default: 'default')")
+    p.add_argument("-b", "--burst", action="store_true", help="stop when every queue is empty")
+    p.add_argument("-n", "--name", help="worker name (default: host.pid.random)")
+    p.add_argument("--max-jobs", type=int, help="stop after this many jobs")
+    p.add_argument("--allow", action="append", help="only run functions matching this pattern (repeatable)")
+    p.add_argument("--lease-s", type=float, help="seconds a job stays leased without a heartbeat (15)")
+    p.add_argument("--max-attempts", type=int, help="leases before a job whose worker died fails (3)")
+    p.add_argument("--serializer", help="json (default), pickle, or a dotted path")
+    p.add_argument("-P", "--pool", choices=POOL_KINDS, default="process",
+                   help="where jobs run: process (default: long-lived children), fork (a child per job), "
+                        "thread, asyncio, solo (in the worker process)")
+    p.add_argument("-c", "--concurrency", type=int, help="children/threads/tasks (default: CPUs; threads 8)")
+    p.add_argument("--max-jobs-per-child", type=int, help="recycle a process child after this many jobs")
+    p.add_argument("--max-memory-per-child", type=float, metavar="MB",
+                   help="recycle a process child whose memory passes this many MiB")
+    p.add_argument("--memory-limit-per-child", type=float, metavar="MB",
+                   help="hard cap: a job whose process grows by more than this many MiB fails with MemoryError")
+    p.add_argument("--dedicated", action="append", metavar="QUEUES=[POOL:]N",
+                   help="serve these queues with their own pool, e.g. hot=process:8 (repeatable)")
+    _add_signing(p)
+    p.add_argument("--with-cron", metavar="MODULE",
+                   help="also run the periodic jobs declared in this module (its PERIODIC list and @periodic "
+                        "functions); any number of workers may do so")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("cron", help="enqueue periodic jobs on their schedules (or list them)")
+    _add_common(p)
+    p.add_argument("module", nargs="?", help="module declaring the periodic jobs (default: the settings module)")
+    p.add_argument("-l", "--list", action="store_true", help="list periodic jobs, next runs and recent runs")
+    p.add_argument("--runs", type=int, default=10, help="recent runs shown per job with --list (10)")
+    p.add_argument("--remove", metavar="NAME", help="forget a periodic job no longer declared")
+    _add_signing(p)
+    p.set_defaults(func=cmd_cron)
+
+    p = sub.add_parser("info", help="queues, their counts, and workers")
+    _add_common(p)
+    p.add_argument("-i", "--interval", type=float, default=0, help="refresh every N seconds")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("enqueue", help="enqueue one job from the shell")
+    _add_common(p)
+    p.add_argument("queue")
+    p.add_argument("function", help="dotted path, e.g. myapp.tasks.send")
+    p.add_argument("args", nargs="*", help="JSON arguments")
+    p.add_argument("--job-id")
+    _add_signing(p)
+    p.set_defaults(func=cmd_enqueue)
+
+    p = sub.add_parser("empty", help="remove every waiting job of a queue")
+    _add_common(p)
+    p.add_argument("queue")
+    p.set_defaults(func=cmd_empty)
+
+    p = sub.add_parser("requeue", help="requeue every failed job of a queue")
+    _add_common(p)
+    p.add_argument("queue")
+    p.set_defaults(func=cmd_requeue)
+
+    for name, func, text in (("suspend", cmd_suspend, "stop workers from starting jobs (all queues, or -q)"),
+                             ("resume", cmd_resume, "let workers start jobs again (all queues, or -q)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("-u", "--url", help=f"Redis URL (default: ${URL_ENV} or {DEFAULT_URL})")
+        p.add_argument("--settings", help=f"settings module by dotted path (or ${SETTINGS_ENV})")
+        p.add_argument("-q", "--queue", action="append", help="only this queue (repeatable)")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("stop", help="stop a running job now (it ends 'stopped', not retried)")
+    _add_common(p)
+    p.add_argument("handle", help="the job's handle (queue/id), as printed by enqueue")
+    p.add_argument("--reason", help="why (kept in the job's exc_info)")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("dev", help="start a local server, Sentinel group or cluster until Ctrl-C")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--sentinel", action="store_true", help="primary, replica and three sentinels")
+    group.add_argument("--cluster", action="store_true", help="three primaries with a replica each")
+    p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("demo", help="start a local server, enqueue sample jobs, process them, report")
+    p.add_argument("--cluster", action="store_true", help="on a local 6-node cluster")
+    p.add_argument("--jobs", type=int, default=5000, help="number of sample jobs (default 5000)")
+    p.add_argument("-u", "--url", help="use this server instead of starting one")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.INFO
+    if getattr(args, "verbose", False):
+        level = logging.DEBUG
+    elif getattr(args, "quiet", False):
+        level = logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("clusterq.testing").setLevel(max(level, logging.WARNING))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args)
+    try:
+        return int(args.func(args))
+    except ClusterQError as exc:
+        print(f"clusterq: {exc}", file=sys.stderr)
+        return EXIT_CONNECTION if type(exc).__name__ == "ConnectionFailed" else EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

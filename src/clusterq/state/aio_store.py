@@ -1,0 +1,192 @@
+"""The state store for asyncio: runs the very :class:`~clusterq.state.store.Call` objects the synchronous
+:class:`~clusterq.state.store.Store` runs, built by the same call builders (``enqueue_call``, ``cancel_call``...).
+
+So an enqueue from asyncio writes exactly the records a synchronous enqueue writes, and a sync
+:class:`~clusterq.worker.Worker` runs the job. Only the I/O differs:
+
+- Scripts run by SHA; a server that answers NOSCRIPT (a new or promoted node, a flushed script cache) is
+  sent the source once with EVAL, which caches it there.
+- Several calls go in one pipeline. On a cluster that is redis.asyncio's own cluster pipeline: it splits
+  the calls per node and sends the nodes' batches concurrently (one round trip in all), routes EVALSHA
+  by its keys, and follows MOVED/ASK. Unlike the synchronous ``ClusterPipeline``, which asks the server
+  ``COMMAND GETKEYS`` for every EVALSHA (hence the sync store's own per-node routing), it adds no
+  round trip: measured with ``INFO commandstats`` on redis-py 8.1, 100 EVALSHA over 3 primaries cost
+  0 ``COMMAND GETKEYS`` (sync: 100). ``tests/test_aio.py`` keeps that measurement as a test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any, cast
+
+import redis
+from redis.exceptions import ClusterError, NoScriptError, TryAgainError
+
+from clusterq.connection.aio import (
+    ASYNC_REDIS_ERRORS,
+    AsyncClient,
+    AsyncConnectionLike,
+    check_connection_like,
+    connect_async,
+    disconnect_async,
+    is_async_client,
+)
+from clusterq.state import keys as K
+from clusterq.state.store import JOB_FIELDS, SLOT_MIGRATION_WAIT_S, Call, slot_is_moving
+
+
+class AsyncStore:
+    """Runs transitions on a ``redis.asyncio`` client (standalone, Sentinel master or cluster)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+
+    # --- running scripts ------------------------------------------------------------------------
+
+    async def run(self, call: Call) -> Any:
+        """Run one transition; on NOSCRIPT send the source (which caches it on that server).
+
+        A call refused because its cluster slot is being migrated (TRYAGAIN) is retried with a back-off
+        for up to :data:`~clusterq.state.store.SLOT_MIGRATION_WAIT_S`, as the synchronous store does.
+        """
+        deadline: float | None = None
+        delay_s = 0.01
+        while True:
+            try:
+                return await self._run_once(call)
+            except (TryAgainError, ClusterError) as exc:
+                if not slot_is_moving(exc):
+                    raise
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + SLOT_MIGRATION_WAIT_S
+                if now >= deadline:
+                    raise
+                await asyncio.sleep(min(delay_s, deadline - now))
+                delay_s = min(delay_s * 2, 0.2)
+
+    async def _run_once(self, call: Call) -> Any:
+        n = len(call.keys)
+        try:
+            return await self.client.evalsha(call.script.sha, n, *call.keys, *call.args)
+        except NoScriptError:
+            return await self.client.eval(call.script.source, n, *call.keys, *call.args)  # type: ignore[arg-type]
+
+    async def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True) -> list[Any]:
+        """Run several transitions in one pipeline (per node on a cluster); results in the order of ``calls``.
+
+        With ``raise_on_error=False`` a failed call's slot holds its exception instead of raising, so
+        the caller can tell which transitions happened.
+        """
+        if not calls:
+            return []
+        if len(calls) == 1:
+            results: list[Any] = [await self._run_or_error(calls[0])]
+        else:
+            results = await self._pipeline(calls, raise_on_error)
+        if raise_on_error:
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        return results
+
+    async def _pipeline(self, calls: Sequence[Call], raise_on_error: bool) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
+        try:
+            results = list(await pipe.execute(raise_on_error=False))
+        except ASYNC_REDIS_ERRORS:
+            # A server stayed unreachable through the client's own retries. Which calls ran is unknown:
+            # to tell the caller, try each on its own (each retried by the client).
+            if raise_on_error:
+                raise
+            return [await self._run_or_error(call) for call in calls]
+        for index, result in enumerate(results):
+            if isinstance(result, NoScriptError) or (isinstance(result, BaseException) and slot_is_moving(result)):
+                results[index] = await self._run_or_error(calls[index])
+        return results
+
+    async def _run_or_error(self, call: Call) -> Any:
+        try:
+            return await self.run(call)
+        except ASYNC_REDIS_ERRORS as exc:
+            return exc
+
+    # --- reads (never write) ----------------------------------------------------------------------
+
+    async def read_job(self, qk: K.QueueKeys, job_id: str) -> dict[str, bytes] | None:
+        """The job's fields (only those set), or None if it has no record. Bounded: a fixed field list."""
+        key = qk.job(job_id)
+        try:
+            values = await self.client.hmget(key, JOB_FIELDS)
+        except redis.ResponseError as exc:
+            if "WRONGTYPE" not in str(exc):
+                raise
+            kind = await self.client.type(key)
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+            return {"s": b"failed", "f": b"", "e": f"malformed job record: {key} holds a {kind}".encode()}
+        fields = {name: value for name, value in zip(JOB_FIELDS, values) if value is not None}
+        return cast("dict[str, bytes]", fields) or None  # decode_responses=False: values are bytes
+
+    async def count(self, qk: K.QueueKeys) -> int:
+        """Jobs waiting in the queue: the list length less canceled/deleted ids still in it. O(1)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.llen(qk.pending)
+        pipe.zcard(qk.prio)
+        pipe.hmget(qk.stats, ("tomb", "lwait"))
+        length, prio, (tomb, aside) = await pipe.execute()
+        return max(0, int(length) + int(prio) + int(aside or 0) - int(tomb or 0))
+
+    async def job_ids(self, qk: K.QueueKeys, offset: int, length: int) -> list[str]:
+        """A page of the waiting ids, in order. ``length`` is the caller's bounded page size."""
+        raw = await self.client.lrange(qk.pending, offset, offset + length - 1)
+        if len(raw) < length:  # past the list: go on in the prio set, in the order the jobs will run
+            start = max(0, offset - int(await self.client.llen(qk.pending)))
+            raw += await self.client.zrange(qk.prio, start, start + length - len(raw) - 1)
+        return [r.decode() if isinstance(r, bytes) else r for r in raw]
+
+
+class LazyStore:
+    """The store an :class:`~clusterq.aio.AsyncQueue` or :class:`~clusterq.aio_job.AsyncJob` talks through.
+
+    A client it was given is used as is and never closed here: the application owns it. A URL (or None)
+    is opened on first use, in the running event loop, and closed by :meth:`aclose`; used later from
+    another event loop (a second ``asyncio.run``, a reloaded server), it opens a fresh client there,
+    because asyncio connections cannot cross loops.
+    """
+
+    def __init__(self, connection: AsyncConnectionLike) -> None:
+        check_connection_like(connection)
+        self._url: str | None = None
+        self._store: AsyncStore | None = None
+        self._owned = not is_async_client(connection)
+        if self._owned:
+            self._url = cast("str | None", connection)
+        else:
+            self._store = AsyncStore(cast("AsyncClient", connection))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def get(self) -> AsyncStore:
+        """The store, opening its client now if this is the first use in the running event loop."""
+        if not self._owned:
+            assert self._store is not None
+            return self._store
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._lock, self._store = loop, asyncio.Lock(), None
+        assert self._lock is not None
+        async with self._lock:  # concurrent first uses open one client, not one each
+            if self._store is None:
+                self._store = AsyncStore(await connect_async(self._url))
+        return self._store
+
+    async def aclose(self) -> None:
+        """Close the client opened from a URL; a client that was given stays open."""
+        if not self._owned or self._store is None:
+            return
+        store, self._store = self._store, None
+        if self._loop is asyncio.get_running_loop():  # a client of a finished loop cannot be closed from here
+            await disconnect_async(store.client)

@@ -1,0 +1,275 @@
+"""Every Redis key and channel name clusterq uses is built here, and nowhere else.
+
+All keys of one queue share the hash tag ``{<escaped queue name>}`` so that every atomic transition of
+that queue (a script, a pipeline, a blocking wait) touches a single cluster slot. The queue name is
+escaped before it goes inside the braces, so a ``{`` or ``}`` in a user's name cannot end the tag early
+or start a new one: the slot of a queue's keys is always the slot of its escaped name.
+
+Global, rarely written keys (the set of known queues, worker registrations) are single keys of their
+own; no script ever combines them with a queue's keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from clusterq.exceptions import InvalidQueueName
+
+PREFIX = "cq"
+MAX_QUEUE_NAME_BYTES = 1024
+MAX_JOB_ID_BYTES = 256
+
+# Percent-escaping of exactly the characters that matter to the hash tag (and of the escape itself):
+# the escaped name contains neither brace, so the first "}" after the opening "{" is ours.
+_ESCAPES = {"%": "%25", "{": "%7B", "}": "%7D"}
+
+
+def escape_name(name: str) -> str:
+    """Escape a user-supplied name so it can sit inside a hash tag without changing the tag."""
+    return "".join(_ESCAPES.get(ch, ch) for ch in name)
+
+
+def validate_queue_name(name: object) -> str:
+    """Return ``name`` if it is a usable queue name, else raise :class:`InvalidQueueName`."""
+    if not isinstance(name, str):
+        raise InvalidQueueName(f"queue name must be a str, got {type(name).__name__}")
+    if not name:
+        raise InvalidQueueName("queue name must not be empty")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_QUEUE_NAME_BYTES:
+        raise InvalidQueueName(f"queue name is {size} bytes long; the limit is {MAX_QUEUE_NAME_BYTES} bytes")
+    return name
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """The keys of one queue. Every attribute shares the queue's hash tag, hence one slot."""
+
+    name: str
+
+    @cached_property
+    def base(self) -> str:
+        return f"{PREFIX}:{{{escape_name(self.name)}}}"
+
+    @cached_property
+    def pending(self) -> str:
+        """List of job ids waiting to run, consumed from the left."""
+        return f"{self.base}:pending"
+
+    @cached_property
+    def active(self) -> str:
+        """Sorted set of leased job ids, scored by lease deadline (ms)."""
+        return f"{self.base}:active"
+
+    @cached_property
+    def finished(self) -> str:
+        """Sorted set of finished job ids, scored by the time their record expires (ms)."""
+        return f"{self.base}:finished"
+
+    @cached_property
+    def failed(self) -> str:
+        """Sorted set of failed job ids, scored by the time their record expires (ms)."""
+        return f"{self.base}:failed"
+
+    @cached_property
+    def canceled(self) -> str:
+        """Sorted set of canceled job ids, scored by the time they were canceled (ms)."""
+        return f"{self.base}:canceled"
+
+    @cached_property
+    def scheduled(self) -> str:
+        """Sorted set of scheduled (delayed) job ids, scored by the time they are due to run (ms)."""
+        return f"{self.base}:scheduled"
+
+    @cached_property
+    def deferred(self) -> str:
+        """Sorted set of deferred job ids (waiting for their dependencies), scored by creation time (ms)."""
+        return f"{self.base}:deferred"
+
+    @cached_property
+    def outbox(self) -> str:
+        """Sorted set of cross-slot intents written by this queue's scripts, scored by when (ms): the
+        forwarder applies each to the other slot, then removes it (design brief: outbox, then apply)."""
+        return f"{self.base}:outbox"
+
+    @cached_property
+    def dependents_prefix(self) -> str:
+        """Prefix of the sets of a job's dependents (children, groups); scripts append the job id."""
+        return f"{self.base}:dep:"
+
+    def dependents(self, job_id: str) -> str:
+        return self.dependents_prefix + job_id
+
+    @cached_property
+    def group_prefix(self) -> str:
+        """Prefix of group records (hashes) that live in this queue's slot; scripts append the group id."""
+        return f"{self.base}:gh:"
+
+    @cached_property
+    def group_seen_prefix(self) -> str:
+        """Prefix of the sets of members a group has counted (replays are ignored); + group id."""
+        return f"{self.base}:gs:"
+
+    def group(self, group_id: str) -> str:
+        return self.group_prefix + group_id
+
+    def group_seen(self, group_id: str) -> str:
+        return self.group_seen_prefix + group_id
+
+    @cached_property
+    def stats(self) -> str:
+        """Hash of O(1) counters: tombstones left in ``pending`` by cancel/delete, totals."""
+        return f"{self.base}:stats"
+
+    @cached_property
+    def prio(self) -> str:
+        """Sorted set of waiting jobs that have a priority (1..9), scored by level then arrival order.
+        Jobs without a priority wait in ``pending`` and run before these."""
+        return f"{self.base}:prio"
+
+    @cached_property
+    def control(self) -> str:
+        """Hash of the queue's controls: suspended flag, rate limit and its window counter, concurrency
+        limits per key (read by every lease: one small hash)."""
+        return f"{self.base}:ctl"
+
+    @cached_property
+    def limit_running_prefix(self) -> str:
+        """Prefix of the sets of running job ids per concurrency key; scripts append the key."""
+        return f"{self.base}:lr:"
+
+    @cached_property
+    def limit_waiting_prefix(self) -> str:
+        """Prefix of the lists of jobs set aside because their concurrency key was at its limit."""
+        return f"{self.base}:lw:"
+
+    @cached_property
+    def limit_keys(self) -> str:
+        """Sorted set of concurrency keys that have jobs set aside (scored by when first set aside), so
+        maintenance can find them in bounded batches."""
+        return f"{self.base}:lk"
+
+    @cached_property
+    def limit_keys_all(self) -> tuple[str, str, str]:
+        """The three concurrency-limit keys every script that ends a lease passes, in this order."""
+        return (self.limit_running_prefix, self.limit_waiting_prefix, self.limit_keys)
+
+    def debounce(self, key: str) -> str:
+        """The id of the job currently collecting enqueues for debounce key ``key``."""
+        return f"{self.base}:db:{key}"
+
+    @cached_property
+    def wake_channel(self) -> str:
+        """Sharded pub/sub channel published when ``pending`` goes from empty to non-empty."""
+        return f"{self.base}:wake"
+
+    @cached_property
+    def cron(self) -> str:
+        """Hash: periodic job name -> its last tick taken (ms); written only by ``cron_tick.lua``."""
+        return f"{self.base}:cron"
+
+    def cron_runs(self, name: str) -> str:
+        """List of a periodic job's recent runs (``"<tick ms> <job id>"``, newest first, capped)."""
+        return f"{self.base}:cron:r:{escape_name(name)}"
+
+    @cached_property
+    def results_channel(self) -> str:
+        """Sharded pub/sub channel carrying the id of a job that got a result, published only when
+        someone waits for that job (``Job.latest_result(timeout=)``)."""
+        return f"{self.base}:done"
+
+    @cached_property
+    def history_prefix(self) -> str:
+        """Prefix of the per-job result histories (capped lists); scripts append the job id to it.
+
+        ``h:`` is not a prefix of any other key of the queue (``j:`` for records, fixed names otherwise),
+        so a history key cannot be another job's record or history whatever the ids contain."""
+        return f"{self.base}:h:"
+
+    def history(self, job_id: str) -> str:
+        return self.history_prefix + job_id
+
+    @cached_property
+    def job_prefix(self) -> str:
+        """Prefix of job hashes; scripts append the job id to it (the id never holds the tag)."""
+        return f"{self.base}:j:"
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+    def registry(self, name: str) -> str:
+        """Key of a registry by its public name (``started``, ``finished``, ``failed``, ``canceled``,
+        ``scheduled``, ``deferred``)."""
+        try:
+            return _REGISTRY_KEYS[name](self)
+        except KeyError:
+            raise ValueError(f"unknown registry {name!r}; expected one of {sorted(_REGISTRY_KEYS)}") from None
+
+
+_REGISTRY_KEYS = {
+    "started": lambda k: k.active,
+    "finished": lambda k: k.finished,
+    "failed": lambda k: k.failed,
+    "canceled": lambda k: k.canceled,
+    "scheduled": lambda k: k.scheduled,
+    "deferred": lambda k: k.deferred,
+}
+
+# Global keys: each is one key on its own; never used together with a queue's keys.
+QUEUES = f"{PREFIX}:queues"
+"""Set of known queue names (read with SSCAN)."""
+WORKERS = f"{PREFIX}:workers"
+"""Sorted set of worker names scored by their registration's expiry (ms)."""
+# The global suspend flag and its channel share a hash tag no escaped queue name can equal ("%" is
+# always escaped as "%25" in queue names), so they sit in one slot of their own.
+SUSPENDED = f"{PREFIX}:{{%g}}:suspended"
+"""Present while every queue is suspended (:func:`clusterq.suspend`); read by workers on a signal."""
+CONTROL_CHANNEL = f"{PREFIX}:{{%g}}:ctl"
+"""Sharded pub/sub channel published when the global suspend flag changes."""
+PERIODIC = f"{PREFIX}:periodic"
+"""Hash: periodic job name -> its declaration (JSON), written when a scheduler starts, read by listings."""
+
+
+def worker(name: str) -> str:
+    """Hash describing one worker (host, pid, queues, current jobs)."""
+    return f"{PREFIX}:w:{escape_name(name)}"
+
+
+# --- slot math ------------------------------------------------------------------------------------
+
+def _crc16_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+        table.append(crc & 0xFFFF)
+    return table
+
+
+_CRC16 = _crc16_table()
+
+
+def crc16(data: bytes) -> int:
+    """CRC16-CCITT (XMODEM), the checksum Redis Cluster uses for slots."""
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[((crc >> 8) ^ byte) & 0xFF]
+    return crc
+
+
+def key_slot(key: str | bytes) -> int:
+    """The cluster slot of ``key``, honouring hash tags exactly as Redis does."""
+    raw = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
+    start = raw.find(b"{")
+    if start != -1:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1 : end]
+    return crc16(raw) % 16384
+
+
+def queue_slot(name: str) -> int:
+    """The slot every key of queue ``name`` lives in."""
+    return key_slot(QueueKeys(name).base)

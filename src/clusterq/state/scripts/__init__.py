@@ -1,0 +1,79 @@
+"""The Lua scripts, one per atomic transition. Loaded once from the ``.lua`` files beside this module.
+
+Each script is run by SHA; a server that does not know it (a new node, a promoted replica, a flushed
+script cache) answers NOSCRIPT and the caller re-sends the source (see :mod:`clusterq.state.store`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    source: bytes
+    sha: str
+
+
+INCLUDE = b"--!include "
+"""A line ``--!include NAME`` is replaced by ``lib/NAME.lua``: Redis scripts cannot load code, and a helper
+that several transitions need (freeing a concurrency slot) must not be copied into each of them."""
+
+
+def _expand(source: bytes, name: str) -> bytes:
+    lines = []
+    for line in source.split(b"\n"):
+        if line.startswith(INCLUDE):
+            part = line[len(INCLUDE):].strip().decode()
+            path = resources.files(__package__).joinpath("lib", f"{part}.lua")
+            if not path.is_file():
+                raise FileNotFoundError(f"{name}.lua includes {part!r}, but scripts/lib/{part}.lua does not exist")
+            line = path.read_bytes().rstrip(b"\n")
+        lines.append(line)
+    return b"\n".join(lines)
+
+
+def _load(name: str) -> Script:
+    source = _expand(resources.files(__package__).joinpath(f"{name}.lua").read_bytes(), name)
+    return Script(name=name, source=source, sha=hashlib.sha1(source).hexdigest())
+
+
+ENQUEUE = _load("enqueue")
+LEASE = _load("lease")
+COMPLETE = _load("complete")
+EXTEND = _load("extend")
+RELEASE = _load("release")
+REQUEUE_EXPIRED = _load("requeue_expired")
+CANCEL = _load("cancel")
+DELETE = _load("delete")
+REQUEUE = _load("requeue")
+SET_FIELDS = _load("set_fields")
+TRIM = _load("trim")
+DRAIN = _load("drain")
+PURGE_REGISTRY = _load("purge_registry")
+SCHEDULE = _load("schedule")
+PROMOTE = _load("promote")
+CRON_TICK = _load("cron_tick")
+RESULTS = _load("results")
+STOP = _load("stop")
+TAKE = _load("take")
+CONFIGURE = _load("configure")
+DEBOUNCE = _load("debounce")
+
+DEFER = _load("defer")
+REGISTER = _load("register")
+RESOLVE = _load("resolve")
+ACK = _load("ack")
+OUTBOX_DUE = _load("outbox_due")
+GROUP_OPEN = _load("group_open")
+GROUP_CLOSE = _load("group_close")
+GROUP_DONE = _load("group_done")
+
+ALL: tuple[Script, ...] = (
+    ENQUEUE, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, CANCEL, DELETE, REQUEUE, SET_FIELDS,
+    TRIM, DRAIN, PURGE_REGISTRY, SCHEDULE, PROMOTE, RESULTS, CRON_TICK, STOP, TAKE, DEFER, REGISTER, RESOLVE, ACK,
+    OUTBOX_DUE, GROUP_OPEN, GROUP_CLOSE, GROUP_DONE, CONFIGURE, DEBOUNCE,
+)

@@ -1,0 +1,553 @@
+"""The state store: every change of clusterq state, spoken as transitions (enqueue, lease, complete...).
+
+Queue, Job and Worker code call these methods and never issue Redis commands for state changes
+themselves. Each transition is one Lua script on one queue's keys (one slot). Transitions on several
+queues can be sent together (:meth:`Store.run_many`): redis-py pipelines them, which costs one round trip
+per server (per node on a cluster), never a multi-slot command.
+
+Scripts are run by SHA. A server that answers NOSCRIPT (a new or promoted node, a flushed script cache)
+is sent the source once with EVAL, which also caches it there.
+
+While a queue's slot migrates to another cluster node, Redis refuses every script on it with TRYAGAIN
+(each declares the queue's job-key prefix, which is never a key, so the keys are never "all present"
+on one side). :meth:`Store.run` retries those with a short back-off until the slot has moved
+(:data:`SLOT_MIGRATION_WAIT_S` at most), so a migration pauses the queue instead of failing its calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import AskError, ClusterDownError, ClusterError, MovedError, NoScriptError, TryAgainError
+
+from clusterq.connection.sync import REDIS_ERRORS, Client
+from clusterq.state import keys as K
+from clusterq.state import scripts as S
+
+# Errors a node gives when the call belongs elsewhere now or the node is gone: retry via the cluster client.
+_RETRY_THROUGH_CLUSTER = (MovedError, AskError, TryAgainError, ClusterDownError, NoScriptError,
+                          redis.ConnectionError, redis.TimeoutError, OSError)
+
+SLOT_MIGRATION_WAIT_S = 30.0
+"""How long a call keeps retrying while its slot is being migrated (TRYAGAIN) before it raises."""
+
+
+def slot_is_moving(exc: BaseException) -> bool:
+    """TRYAGAIN, or redis-py giving up after bouncing between ASK, TRYAGAIN and MOVED (a slot in migration)."""
+    return isinstance(exc, TryAgainError) or (isinstance(exc, ClusterError) and "TTL exhausted" in str(exc))
+
+
+# Job hash fields read back into a Job. Short names keep a pending job small in Redis.
+JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc",
+              "pg", "sp")
+
+LATEST_FIELDS = ("hk", "ht", "r", "e", "s", "te")
+"""The job's latest result: kind and time (ms) while it waits to run again, return value or error, and
+for an ended job its status and end time (which give the kind and time then)."""
+
+RESULT_HISTORY = 10
+"""Results kept per job by default (the latest included): earlier ones are dropped, oldest first."""
+MAX_RESULT_HISTORY = 1000
+"""The most a job may keep; also bounds how many entries a read of the history asks for."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One script invocation: everything needed to run it, and nothing about how."""
+
+    script: S.Script
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job as the enqueue script stores it. Empty bytes/strings mean "absent" (not stored)."""
+
+    id: str
+    func: str
+    payload: bytes = b""
+    options: str = ""
+    meta: bytes = b""
+    ttl_s: int = 0
+    max_attempts: int | None = None
+    fresh_id: bool = False  # generated here (uuid4): the script skips its existence check
+    signature: str = ""  # HMAC of queue, id, func, payload, options (signing.py); "" when not signing
+    unique: bool = False  # an existing waiting or running job with this id is reported (-1), not skipped
+    priority: int = 0  # 0: none (the pending list, runs first); 1..9: the prio set, lower first
+    concurrency_key: str = ""  # at most the key's limit of such jobs run at once in the queue
+
+    def argv(self) -> tuple[Any, ...]:
+        flag = "1" if self.fresh_id else ("u" if self.unique else "0")
+        return (self.id, self.func, self.payload, self.options, self.meta, self.ttl_s,
+                "" if self.max_attempts is None else self.max_attempts, flag, self.signature, self.priority,
+                self.concurrency_key)
+
+
+@dataclass(frozen=True)
+class LeasedJob:
+    """A job leased to a worker: what it needs to run it and to report its outcome."""
+
+    queue: str
+    id: str
+    token: int
+    func: str
+    payload: bytes
+    options: bytes
+    signature: bytes = b""  # field "sg": checked by a worker that has a signing key
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of running a leased job, as the complete script records it."""
+
+    id: str
+    token: int
+    status: str  # "finished" | "failed" | "stopped"
+    data: bytes
+    keep_ms: int  # -1 forever, 0 delete at once
+    elapsed_s: float = 0.0  # how long the job ran (not stored; sizes the worker's batches)
+    # Run the job again? For a failure its Retry, for a success its Repeat: "max;ms,ms,..." or
+    # "max;b:base_ms:factor:cap_ms:multiplier" (complete.lua decides against the job's counters).
+    plan: str = ""
+    history: int = RESULT_HISTORY  # results the job keeps, the latest included
+    note: str = ""  # why a callback failed, recorded with the outcome ("kc")
+
+    def argv(self) -> tuple[Any, ...]:
+        return (self.id, self.token, self.status, self.data, self.keep_ms, self.plan, self.history, self.note)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+def _raw(value: Any) -> bytes:
+    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+
+
+# --- call builders: pure functions, shared by the sync and async stores ------------------------------
+
+def enqueue_call(qk: K.QueueKeys, jobs: Sequence[NewJob], at_front: bool = False) -> Call:
+    args: list[Any] = ["1" if at_front else "0"]
+    for job in jobs:
+        args.extend(job.argv())
+    return Call(S.ENQUEUE, (qk.pending, qk.job_prefix, qk.wake_channel, qk.prio, qk.stats), tuple(args))
+
+
+def schedule_call(qk: K.QueueKeys, jobs: Sequence[NewJob], *, at_ms: int | None = None,
+                  delay_ms: int | None = None, at_front: bool = False) -> Call:
+    """Schedule ``jobs`` at ``at_ms`` (ms since the epoch, client clock) or ``delay_ms`` after the server's
+    time (exactly one of the two)."""
+    if (at_ms is None) == (delay_ms is None):
+        raise ValueError("give exactly one of at_ms and delay_ms")
+    args: list[Any] = ["at", at_ms] if at_ms is not None else ["in", delay_ms]
+    args.append("1" if at_front else "0")
+    for job in jobs:
+        args.extend(job.argv())
+    return Call(S.SCHEDULE, (qk.scheduled, qk.job_prefix, qk.wake_channel), tuple(args))
+
+
+def promote_call(qk: K.QueueKeys, batch: int) -> Call:
+    return Call(S.PROMOTE, (qk.scheduled, qk.pending, qk.job_prefix, qk.wake_channel, qk.prio, qk.stats),
+                (batch,))
+
+
+def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_runs: int, job: NewJob,
+                   overlap: bool = True) -> Call:
+    """Offer one tick of periodic job ``name``; ``mode`` is "fire", "resume" or "skip"; ``overlap=False``
+    skips the tick while the previous run has not ended (cron_tick.lua)."""
+    return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel,
+                              qk.prio, qk.stats),
+                (name, tick_ms, mode, keep_runs, *job.argv()[:7], "1" if overlap else "0", job.signature,
+                 job.priority, job.concurrency_key))
+
+
+def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
+    """Split a promote reply into (jobs promoted, seconds until the next scheduled job is due or None).
+
+    The delay is measured on the server's clock, so the worker's clock does not matter."""
+    promoted, next_at, now = (int(v) for v in reply)
+    return promoted, (None if next_at < 0 else max(0.0, (next_at - now) / 1000))
+
+
+def lease_call(qk: K.QueueKeys, count: int, lease_ms: int, worker: str, failure_keep_ms: int) -> Call:
+    return Call(S.LEASE, (qk.pending, qk.active, qk.job_prefix, qk.stats, qk.failed, qk.prio, qk.control,
+                          qk.limit_running_prefix, qk.limit_waiting_prefix, qk.limit_keys),
+                (lease_ms, count, worker, failure_keep_ms))
+
+
+@dataclass(frozen=True)
+class LeaseReply:
+    """What a lease call answered: the jobs, whether more wait, and whether the queue held them back."""
+
+    remaining: int  # 0 when nothing more waits
+    jobs: list[LeasedJob]
+    suspended: bool = False
+    wait_s: float = 0.0  # > 0: the queue's rate limit is spent for this long
+
+
+def parse_lease_reply(queue: str, reply: Sequence[Any]) -> LeaseReply:
+    wait_ms = int(reply[1])
+    jobs = [
+        LeasedJob(queue, _text(reply[i]), int(reply[i + 1]), _text(reply[i + 2]), _raw(reply[i + 3]),
+                  _raw(reply[i + 4]), _raw(reply[i + 5]))
+        for i in range(2, len(reply), 6)
+    ]
+    return LeaseReply(int(reply[0]), jobs, suspended=wait_ms < 0, wait_s=max(0, wait_ms) / 1000)
+
+
+def parse_lease(queue: str, reply: Sequence[Any]) -> tuple[int, list[LeasedJob]]:
+    """Split a lease reply into (jobs still pending, leased jobs)."""
+    parsed = parse_lease_reply(queue, reply)
+    return parsed.remaining, parsed.jobs
+
+
+def complete_call(qk: K.QueueKeys, outcomes: Iterable[Outcome]) -> Call:
+    args: list[Any] = []
+    for outcome in outcomes:
+        args.extend(outcome.argv())
+    return Call(S.COMPLETE, (qk.active, qk.finished, qk.failed, qk.job_prefix, qk.scheduled, qk.pending,
+                             qk.wake_channel, qk.history_prefix, qk.results_channel, qk.outbox, qk.prio,
+                             qk.stats, *qk.limit_keys_all), tuple(args))
+
+
+def extend_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]], lease_ms: int) -> Call:
+    args: list[Any] = [lease_ms]
+    for job_id, token in leases:
+        args.extend((job_id, token))
+    return Call(S.EXTEND, (qk.active, qk.job_prefix), tuple(args))
+
+
+def release_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]]) -> Call:
+    args: list[Any] = []
+    for job_id, token in leases:
+        args.extend((job_id, token))
+    return Call(S.RELEASE, (qk.pending, qk.active, qk.job_prefix, qk.wake_channel, qk.prio, qk.stats,
+                            *qk.limit_keys_all),
+                tuple(args))
+
+
+def requeue_expired_call(qk: K.QueueKeys, batch: int, max_attempts: int, failure_keep_ms: int) -> Call:
+    return Call(S.REQUEUE_EXPIRED, (qk.active, qk.pending, qk.failed, qk.job_prefix, qk.wake_channel,
+                                    qk.history_prefix, qk.results_channel, qk.outbox, qk.prio, qk.stats,
+                                    *qk.limit_keys_all, qk.control),
+                (batch, max_attempts, failure_keep_ms))
+
+
+def trim_call(registry_key: str, batch: int) -> Call:
+    return Call(S.TRIM, (registry_key,), (batch,))
+
+
+def cancel_call(qk: K.QueueKeys, job_id: str, keep_ms: int, dependents: str = "canceled") -> Call:
+    """``dependents``: what the job's dependents are told, ``canceled`` or ``ok`` (enqueue_dependents)."""
+    return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats, qk.scheduled, qk.history_prefix,
+                           qk.deferred, qk.outbox, qk.prio, qk.pending, qk.wake_channel, *qk.limit_keys_all),
+                (job_id, keep_ms, dependents))
+
+
+def delete_call(qk: K.QueueKeys, job_id: str, dependents: str = "deleted") -> Call:
+    """``dependents``: what the job's dependents are told, ``deleted`` or ``purge`` (delete_dependents)."""
+    return Call(S.DELETE, (qk.job_prefix, qk.active, qk.finished, qk.failed, qk.canceled, qk.stats,
+                           qk.scheduled, qk.history_prefix, qk.deferred, qk.outbox, qk.prio, qk.pending,
+                           qk.wake_channel, *qk.limit_keys_all), (job_id, dependents))
+
+
+def requeue_call(qk: K.QueueKeys, job_id: str, at_front: bool = False) -> Call:
+    return Call(S.REQUEUE, (qk.pending, qk.job_prefix, qk.failed, qk.canceled, qk.finished, qk.wake_channel,
+                            qk.stats, qk.history_prefix, qk.prio), (job_id, "1" if at_front else "0"))
+
+
+def stop_call(qk: K.QueueKeys, job_id: str, reason: str) -> Call:
+    return Call(S.STOP, (qk.job_prefix, qk.active, qk.wake_channel), (job_id, reason))
+
+
+def take_call(qk: K.QueueKeys, job_id: str, lease_ms: int, worker: str) -> Call:
+    return Call(S.TAKE, (qk.job_prefix, qk.active, qk.stats, qk.prio), (job_id, lease_ms, worker))
+
+
+def parse_take(queue: str, job_id: str, reply: Sequence[Any]) -> LeasedJob:
+    return LeasedJob(queue, job_id, int(reply[0]), _text(reply[1]), _raw(reply[2]), _raw(reply[3]))
+
+
+def set_fields_call(qk: K.QueueKeys, job_id: str, fields: dict[str, Any]) -> Call:
+    args: list[Any] = []
+    for name, value in fields.items():
+        args.extend((name, value))
+    return Call(S.SET_FIELDS, (qk.job(job_id),), tuple(args))
+
+
+def drain_call(qk: K.QueueKeys, batch: int) -> Call:
+    return Call(S.DRAIN, (qk.pending, qk.job_prefix, qk.stats, qk.history_prefix, qk.prio,
+                          qk.limit_waiting_prefix, qk.limit_keys), (batch,))
+
+
+def debounce_call(qk: K.QueueKeys, key: str, job: NewJob, window_ms: int, pointer_ttl_ms: int) -> Call:
+    return Call(S.DEBOUNCE, (qk.scheduled, qk.job_prefix, qk.wake_channel, qk.debounce(key)),
+                (window_ms, pointer_ttl_ms, *job.argv()))
+
+
+def configure_call(qk: K.QueueKeys, fields: dict[str, Any]) -> Call:
+    """Set (or, with value "", clear) fields of the queue's control hash and wake its workers."""
+    args: list[Any] = []
+    for name, value in fields.items():
+        args.extend((name, value))
+    return Call(S.CONFIGURE, (qk.control, qk.wake_channel), tuple(args))
+
+
+def purge_registry_call(qk: K.QueueKeys, registry_key: str, batch: int) -> Call:
+    return Call(S.PURGE_REGISTRY, (registry_key, qk.job_prefix, qk.history_prefix), (batch,))
+
+
+def results_call(qk: K.QueueKeys, job_id: str, limit: int = MAX_RESULT_HISTORY) -> Call:
+    """Read (only) a job's latest result and up to ``limit`` earlier ones, atomically."""
+    return Call(S.RESULTS, (qk.job_prefix, qk.history_prefix), (job_id, limit))
+
+
+def defer_call(qk: K.QueueKeys, job: NewJob, parents: Sequence[tuple[str, bool]], at_front: bool = False) -> Call:
+    """Create ``job`` deferred until its ``parents`` (``(handle, allow_failure)``) end."""
+    described = job.argv()
+    args: list[Any] = ["1" if at_front else "0", len(described), *described]
+    for handle, allow_failure in parents:
+        args.extend((handle, "a" if allow_failure else "w"))
+    return Call(S.DEFER, (qk.deferred, qk.job_prefix, qk.outbox), tuple(args))
+
+
+def register_call(qk: K.QueueKeys, dependent: str, parent_ids: Sequence[str]) -> Call:
+    """Add ``dependent`` (an outbox dependent entry, see :mod:`clusterq.state.outbox`) to jobs of ``qk``."""
+    return Call(S.REGISTER, (qk.job_prefix, qk.dependents_prefix), (dependent, *parent_ids))
+
+
+def resolve_call(qk: K.QueueKeys, child_id: str, parent_handle: str, ended: str, failure_keep_ms: int) -> Call:
+    return Call(S.RESOLVE, (qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel, qk.canceled, qk.outbox,
+                            qk.prio, qk.stats),
+                (child_id, parent_handle, ended, failure_keep_ms))
+
+
+def ack_call(qk: K.QueueKeys, entry: str, dependents_of: str | None = None, applied: Sequence[str] = ()) -> Call:
+    keys = (qk.outbox,) if dependents_of is None else (qk.outbox, qk.dependents(dependents_of))
+    return Call(S.ACK, keys, (entry, *applied))
+
+
+def outbox_due_call(qk: K.QueueKeys, min_age_ms: int, limit: int) -> Call:
+    return Call(S.OUTBOX_DUE, (qk.outbox,), (min_age_ms, limit))
+
+
+def group_open_call(qk: K.QueueKeys, group_id: str, keep_ms: int, added: int = 0) -> Call:
+    """Create a group (``added`` 0), or add ``added`` to its member count."""
+    return Call(S.GROUP_OPEN, (qk.group(group_id),), (keep_ms, added))
+
+
+def _group_keys(qk: K.QueueKeys, group_id: str) -> tuple[str, ...]:
+    return (qk.group(group_id), qk.group_seen(group_id), qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel,
+            qk.prio, qk.stats)
+
+
+def group_close_call(qk: K.QueueKeys, group_id: str, callback_id: str | None) -> Call:
+    return Call(S.GROUP_CLOSE, _group_keys(qk, group_id), (callback_id or "",))
+
+
+def group_done_call(qk: K.QueueKeys, group_id: str, member_handle: str, ended: str) -> Call:
+    return Call(S.GROUP_DONE, _group_keys(qk, group_id), (member_handle, ended))
+
+
+class Store:
+    """Runs transitions on a synchronous redis-py client (standalone, Sentinel master or cluster)."""
+
+    def __init__(self, client: Client, *, slot_migration_wait_s: float = SLOT_MIGRATION_WAIT_S) -> None:
+        self.client = client
+        self.slot_migration_wait_s = slot_migration_wait_s
+
+    # --- running scripts ------------------------------------------------------------------------
+
+    def run(self, call: Call) -> Any:
+        """Run one transition; on NOSCRIPT send the source (which caches it on that server).
+
+        On a cluster, a call refused because its slot is being migrated is retried with a back-off
+        (10 ms doubling to 200 ms) for up to ``slot_migration_wait_s``.
+        """
+        deadline: float | None = None
+        delay_s = 0.01
+        while True:
+            try:
+                return self._run_once(call)
+            except (TryAgainError, ClusterError) as exc:
+                if not slot_is_moving(exc):
+                    raise
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + self.slot_migration_wait_s
+                if now >= deadline:
+                    raise
+                time.sleep(min(delay_s, deadline - now))
+                delay_s = min(delay_s * 2, 0.2)
+
+    def _run_once(self, call: Call) -> Any:
+        n = len(call.keys)
+        try:
+            return self.client.evalsha(call.script.sha, n, *call.keys, *call.args)
+        except NoScriptError:
+            return self.client.eval(call.script.source, n, *call.keys, *call.args)
+
+    def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True) -> list[Any]:
+        """Run several transitions in one pipeline per server; results in the order of ``calls``.
+
+        With ``raise_on_error=False`` a failed call's slot holds its exception instead of raising, so
+        the caller can tell which transitions happened.
+        """
+        if not calls:
+            return []
+        if len(calls) == 1:
+            try:
+                results: list[Any] = [self.run(calls[0])]
+            except REDIS_ERRORS as exc:
+                results = [exc]
+        elif isinstance(self.client, RedisCluster):
+            results = self._run_many_cluster(calls)
+        else:
+            results = self._pipeline(self.client, calls)
+        if raise_on_error:
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        return results
+
+    def _pipeline(self, client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
+        results = pipe.execute(raise_on_error=False)
+        for index, result in enumerate(results):
+            if isinstance(result, NoScriptError):
+                results[index] = self._run_or_error(calls[index])
+        return results
+
+    def run_and_wait(self, calls: Sequence[Call], marker_key: str, replicas: int,
+                     timeout_ms: int) -> tuple[list[Any], int]:
+        """Run ``calls`` (all in one slot), then ``WAIT`` for ``replicas`` replicas; return (results, how
+        many replicas acknowledged).
+
+        WAIT counts the replicas that reached the last write *of its own connection*, so the calls and the
+        WAIT go in one pipeline, on one connection to the slot's primary (on a cluster, straight to the
+        node that owns the slot). A script that writes nothing (an enqueue of ids that already exist, as
+        when the caller retries) would leave WAIT nothing to wait for, while the first attempt's write may
+        not have reached a replica yet; so the pipeline also bumps a counter on ``marker_key`` (in the
+        same slot), whose offset is at or after every earlier write to that primary.
+        """
+        pending = list(range(len(calls)))
+        results: list[Any] = [None] * len(calls)
+        with_source = False
+        deadline: float | None = None
+        delay_s = 0.01
+        while True:
+            client = self._client_for(marker_key)
+            pipe = client.pipeline(transaction=False)
+            for index in pending:
+                call = calls[index]
+                script = call.script.source if with_source else call.script.sha
+                pipe.execute_command("EVAL" if with_source else "EVALSHA", script, len(call.keys), *call.keys,
+                                     *call.args)
+            pipe.execute_command("HINCRBY", marker_key, "qd", 1)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            replies = pipe.execute(raise_on_error=False)
+            failed = []
+            for index, reply in zip(pending, replies):
+                results[index] = reply
+                if isinstance(reply, BaseException):
+                    failed.append(index)
+            errors = [results[i] for i in failed] + [r for r in replies[-2:] if isinstance(r, BaseException)]
+            if not errors:
+                return results, int(replies[-1])
+            if all(isinstance(e, NoScriptError) for e in errors) and not with_source:
+                pending, with_source = failed, True  # the server lost its script cache: send the source
+                continue
+            moving = isinstance(self.client, RedisCluster) and all(
+                isinstance(e, (MovedError, AskError, TryAgainError, NoScriptError)) for e in errors)
+            now = time.monotonic()
+            deadline = deadline if deadline is not None else now + self.slot_migration_wait_s
+            if not moving or now >= deadline:
+                raise next((e for e in errors if not isinstance(e, NoScriptError)), errors[0])
+            if any(isinstance(e, MovedError) for e in errors):
+                self.client.nodes_manager.initialize()  # type: ignore[union-attr]  # the slot moved: re-read the map
+            else:
+                time.sleep(min(delay_s, deadline - now))  # mid-migration (ASK, TRYAGAIN): wait for it to end
+                delay_s = min(delay_s * 2, 0.2)
+            pending = failed  # only what did not run; the marker and WAIT are sent every time
+
+    def _client_for(self, key: str) -> redis.Redis:
+        """The client whose connections reach the primary holding ``key``."""
+        if not isinstance(self.client, RedisCluster):
+            return self.client
+        node = self.client.get_node_from_key(key)
+        return node.redis_connection or self.client.get_redis_connection(node)
+
+    def _run_many_cluster(self, calls: Sequence[Call]) -> list[Any]:
+        """One plain pipeline per primary, straight to the node that owns each call's slot.
+
+        redis-py's ClusterPipeline asks the server ``COMMAND GETKEYS`` for every EVALSHA it routes (one
+        extra round trip per call), so we route by our own keys instead. Anything the node refuses or
+        cannot answer (MOVED/ASK during resharding, a failover, NOSCRIPT) is retried through the cluster
+        client, which follows redirections and refreshes its slot map.
+        """
+        cluster: RedisCluster = self.client  # type: ignore[assignment]
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for index, call in enumerate(calls):
+            node = cluster.get_node_from_key(call.keys[0])
+            by_node.setdefault(node.name, (node, []))[1].append(index)
+        results: list[Any] = [None] * len(calls)
+        for node, indexes in by_node.values():
+            client = node.redis_connection or cluster.get_redis_connection(node)
+            try:
+                node_results = self._pipeline(client, [calls[i] for i in indexes])
+            except REDIS_ERRORS as exc:
+                node_results = [exc] * len(indexes)
+            for index, result in zip(indexes, node_results):
+                results[index] = result
+        for index, result in enumerate(results):
+            if isinstance(result, _RETRY_THROUGH_CLUSTER):
+                results[index] = self._run_or_error(calls[index])
+        return results
+
+    def _run_or_error(self, call: Call) -> Any:
+        try:
+            return self.run(call)
+        except REDIS_ERRORS as exc:
+            return exc
+
+    # --- reads (never write) ----------------------------------------------------------------------
+
+    def read_job(self, qk: K.QueueKeys, job_id: str) -> dict[str, bytes] | None:
+        """The job's fields (only those set), or None if it has no record. Bounded: a fixed field list."""
+        key = qk.job(job_id)
+        try:
+            values = self.client.hmget(key, JOB_FIELDS)
+        except redis.ResponseError as exc:
+            if "WRONGTYPE" in str(exc):
+                kind = _text(self.client.type(key))
+                return {"s": b"failed", "f": b"", "e": f"malformed job record: {key} holds a {kind}".encode()}
+            raise
+        # _raw: a client made with decode_responses=True hands back str; records are read as bytes.
+        fields = {name: _raw(value) for name, value in zip(JOB_FIELDS, values) if value is not None}
+        return fields or None
+
+    def read_latest(self, qk: K.QueueKeys, job_id: str) -> list[Any]:
+        """The record's latest-result fields (:data:`LATEST_FIELDS`). One HMGET."""
+        return list(self.client.hmget(qk.job(job_id), LATEST_FIELDS))
+
+    def count(self, qk: K.QueueKeys) -> int:
+        """Jobs waiting in the queue: the list length and the prio set's size, plus jobs set aside by a
+        concurrency limit, less canceled/deleted ids still in the list. O(1), one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.llen(qk.pending)
+        pipe.zcard(qk.prio)
+        pipe.hmget(qk.stats, ("tomb", "lwait"))
+        length, prio, (tomb, aside) = pipe.execute()
+        return max(0, int(length) + int(prio) + int(aside or 0) - int(tomb or 0))
+
+    def control(self, qk: K.QueueKeys) -> dict[str, str]:
+        """The queue's control hash (suspend flag, limits). Bounded: one field per configured limit."""
+        raw = self.client.hgetall(qk.control)
+        return {_text(k): _text(v) for k, v in raw.items()}

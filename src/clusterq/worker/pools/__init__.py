@@ -1,0 +1,1 @@
+"""Execution pools: process (default), fork, thread, asyncio and solo."""

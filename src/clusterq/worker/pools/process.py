@@ -1,0 +1,326 @@
+"""The ``process`` pool (long-lived forked children) and the ``fork`` pool (a child per job)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import resource
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_for_ready
+from typing import Any
+
+from clusterq.api.execution import Executor
+from clusterq.state.store import LeasedJob, Outcome
+from clusterq.worker.pools.base import Finished, Notifier, Pool
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child when the supervisor dies: otherwise a supervisor killed with -9
+    leaves its children waiting forever (each also holds copies of the supervisor's pipe ends)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _limit_memory(limit_mb: float | None) -> None:
+    """Let this child's address space grow by at most ``limit_mb`` from its size now (``RLIMIT_AS``).
+
+    An allocation past it fails inside the job with ``MemoryError``: a job that eats memory without bound
+    fails on its own instead of taking the machine (and every other job) down with it.
+    """
+    if limit_mb is None:
+        return
+    try:
+        with open("/proc/self/statm") as fh:
+            size = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return  # not Linux: no cap
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = size + int(limit_mb * 2**20)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+
+
+def _child_main(conn: Connection, executor: Executor, max_jobs: int | None, max_memory_mb: float | None,
+                parent_end: Connection | None = None, memory_limit_mb: float | None = None) -> None:
+    """A pool child: run batches of jobs sent by the supervisor, answer one outcome per job.
+
+    Each outcome is sent as soon as its job ends, so a child killed in the middle of a batch has
+    reported every job it finished. After ``max_jobs`` jobs or past ``max_memory_mb`` it says so and
+    exits between batches (recycling).
+    """
+    _die_with_parent()
+    if parent_end is not None:
+        parent_end.close()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which decides
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _limit_memory(memory_limit_mb)
+    done = 0
+    while True:
+        try:
+            batch = conn.recv()
+        except (EOFError, OSError):
+            return
+        if batch is None:
+            return
+        for job in batch:
+            outcome = executor.execute(job)
+            done += 1
+            conn.send((job.queue, job.id, outcome))
+        retire = (max_jobs is not None and done >= max_jobs) or (
+            max_memory_mb is not None and _rss_mb() > max_memory_mb)
+        conn.send(("retire" if retire else "idle", done, _rss_mb()))
+        if retire:
+            return
+
+
+def _key(job: LeasedJob) -> tuple[str, str]:
+    return (job.queue, job.id)
+
+
+@dataclass
+class _Child:
+    process: Any
+    conn: Connection
+    batch: deque[LeasedJob] = field(default_factory=deque)
+    current_since: float = 0.0  # when the job at the head of ``batch`` started (as far as we know)
+    done: int = 0
+
+
+class ProcessPool(Pool):
+    """N long-lived child processes, forked from the supervisor (so jobs' modules imported once)."""
+
+    kind = "process"
+
+    def __init__(self, concurrency: int = 2, *, max_jobs_per_child: int | None = None,
+                 max_memory_mb: float | None = None, memory_limit_mb: float | None = None, **kwargs: Any) -> None:
+        super().__init__(concurrency, **kwargs)
+        if memory_limit_mb is not None and memory_limit_mb <= 0:
+            raise ValueError(f"memory_limit_mb must be positive, got {memory_limit_mb!r}")
+        self.max_jobs_per_child = max_jobs_per_child
+        self.max_memory_mb = max_memory_mb
+        self.memory_limit_mb = memory_limit_mb
+        self._ctx = multiprocessing.get_context("fork")
+        self._children: list[_Child] = []
+        self._done: list[Finished] = []
+        self._stopping: dict[tuple[str, str], str] = {}  # job.stop() requests: (queue, id) -> reason
+        self.replaced = 0  # children started to replace one that died, was killed or retired
+
+    def start(self, executor: Executor, notifier: Notifier) -> None:
+        super().start(executor, notifier)
+        self._children = [self._spawn() for _ in range(self.concurrency)]
+
+    def _spawn(self) -> _Child:
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(
+            target=_child_main,
+            args=(child, self.executor, self.max_jobs_per_child, self.max_memory_mb, parent, self.memory_limit_mb),
+            name="clusterq-child", daemon=True)
+        process.start()
+        child.close()
+        return _Child(process, parent)
+
+    def _replace(self, child: _Child) -> None:
+        with contextlib.suppress(Exception):
+            child.conn.close()
+        if child.process.is_alive():
+            child.process.kill()
+        child.process.join(timeout=5)
+        index = self._children.index(child)
+        self._children[index] = self._spawn()
+        self.replaced += 1
+
+    def _idle(self) -> list[_Child]:
+        # A child that reached max_jobs_per_child is about to retire: it must not be sent more work.
+        limit = self.max_jobs_per_child
+        return [c for c in self._children if not c.batch and (limit is None or c.done < limit)]
+
+    def free(self) -> int:
+        return len(self._idle())
+
+    def busy(self) -> int:
+        return sum(len(c.batch) for c in self._children) + len(self._done)
+
+    def submit(self, jobs: list[LeasedJob]) -> None:
+        idle = self._idle()
+        if not idle:
+            raise RuntimeError("submit() with no free slot")
+        size = -(-len(jobs) // len(idle))  # ceil: spread the batch over the idle children
+        for child, start in zip(idle, range(0, len(jobs), size)):
+            chunk = jobs[start : start + size]
+            child.batch.extend(chunk)
+            child.current_since = time.monotonic()
+            try:
+                child.conn.send(chunk)
+            except (OSError, ValueError):
+                self._child_died(child)
+
+    def fds(self) -> list[Any]:
+        limit = self.max_jobs_per_child
+        return [c.conn for c in self._children if c.batch or (limit is not None and c.done >= limit)]
+
+    def collect(self) -> list[Finished]:
+        for child in list(self._children):
+            self._read(child)
+        if self._stopping:  # forget requests for jobs that left otherwise (crashed, timed out, handed back)
+            held = {_key(job) for child in self._children for job in child.batch}
+            for key in [key for key in self._stopping if key not in held]:
+                del self._stopping[key]
+        done, self._done = self._done, []
+        return done
+
+    def _read(self, child: _Child) -> None:
+        try:
+            while child.conn.poll():
+                message = child.conn.recv()
+                if len(message) == 3 and isinstance(message[2], Outcome):
+                    job = child.batch.popleft()
+                    self._stopping.pop((job.queue, job.id), None)  # it ended first: its outcome stands
+                    self._done.append(Finished(job, message[2]))
+                    child.current_since = time.monotonic()
+                    child.done += 1
+                elif message[0] == "retire":
+                    # Anything sent after its last batch never started: back to the queue, uncounted.
+                    self._done.extend(self._unstarted(child))
+                    child.batch.clear()
+                    self._replace(child)
+                    return
+        except (EOFError, OSError):
+            self._child_died(child)
+            return
+        if self._stopping and child.batch and _key(child.batch[0]) in self._stopping:
+            self._kill_for_stop(child)  # the next job of its batch was stopped before it ran
+
+    def stop(self, queue: str, job_id: str, reason: str) -> bool:
+        for child in list(self._children):
+            if any(_key(job) == (queue, job_id) for job in child.batch):
+                self._stopping[(queue, job_id)] = reason
+                self._read(child)  # outcomes already sent; stops the job if it is (now) the head
+                return True
+        return False
+
+    def _unstarted(self, child: _Child) -> list[Finished]:
+        """Records for the jobs of a batch that never started: back to the queue, uncounted, except those
+        whose stop was requested, which end stopped (handed back, they would run elsewhere)."""
+        assert self.executor is not None
+        out = []
+        for job in child.batch:
+            reason = self._stopping.pop(_key(job), None)
+            out.append(Finished(job, self.executor.stopped(job, reason)) if reason is not None
+                       else Finished(job, handback=True))
+        return out
+
+    def _kill_for_stop(self, child: _Child) -> None:
+        """Kill the child running a stopped job and replace it; the rest of its batch goes back."""
+        assert self.executor is not None
+        head = child.batch.popleft()
+        reason = self._stopping.pop(_key(head))
+        self._done.append(Finished(head, self.executor.stopped(head, reason)))
+        self._done.extend(self._unstarted(child))
+        child.batch.clear()
+        self._replace(child)
+
+    def _child_died(self, child: _Child) -> None:
+        code = child.process.exitcode if not child.process.is_alive() else None
+        if child.batch:
+            head = child.batch.popleft()
+            how = f"exit code {code}" if code is None or code >= 0 else f"signal {signal.Signals(-code).name}"
+            self._done.append(Finished(head, crashed=f"the worker's child process died ({how}) while running it"))
+            self._done.extend(self._unstarted(child))
+            child.batch.clear()
+        self._replace(child)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [self._deadline(c) for c in self._children if c.batch]
+        return min(deadlines) if deadlines else None
+
+    def _deadline(self, child: _Child) -> float:
+        assert self.executor is not None
+        timeout = self.executor.timeout_of(child.batch[0])  # inf for "no limit"
+        return child.current_since + timeout + self.hard_grace_s
+
+    def enforce_limits(self) -> list[Finished]:
+        now = time.monotonic()
+        for child in list(self._children):
+            if not child.batch:
+                continue
+            self._read(child)  # it may have just finished
+            if child.batch and not child.process.is_alive():
+                self._child_died(child)
+            elif child.batch and now >= self._deadline(child):
+                head = child.batch.popleft()
+                assert self.executor is not None
+                limit = self.executor.timeout_of(head)
+                reason = (f"JobTimeoutError: time limit exceeded: the job ran longer than {limit:g} s and did not "
+                          f"stop when told to; its process was killed {self.hard_grace_s:g} s later")
+                self._done.append(Finished(head, self.executor.failure(head, reason)))
+                self._done.extend(self._unstarted(child))
+                child.batch.clear()
+                self._replace(child)
+        done, self._done = self._done, []
+        return done
+
+    def close(self, now: bool) -> list[Finished]:
+        finished: list[Finished] = []
+        if not now:
+            while any(c.batch for c in self._children) and not self.abort:
+                wait_for_ready([c.conn for c in self._children if c.batch], timeout=0.5)
+                finished.extend(self.collect())
+                finished.extend(self.enforce_limits())
+        finished.extend(self.collect())  # outcomes already in the pipes are not handed back to rerun
+        for child in self._children:
+            if child.batch:
+                finished.extend(self._unstarted(child))
+                child.batch.clear()
+            with contextlib.suppress(Exception):
+                child.conn.send(None)
+            if now or self.abort:
+                child.process.kill()
+        for child in self._children:
+            child.process.join(timeout=5)
+            if child.process.is_alive():
+                child.process.kill()
+                child.process.join(timeout=5)
+            with contextlib.suppress(Exception):
+                child.conn.close()
+        return finished
+
+
+class ForkPool(ProcessPool):
+    """A fresh child per job: nothing a job does to its process outlives it (RQ's isolation)."""
+
+    kind = "fork"
+    batches = False
+
+    def __init__(self, concurrency: int = 1, **kwargs: Any) -> None:
+        kwargs.pop("max_jobs_per_child", None)
+        super().__init__(concurrency, max_jobs_per_child=1, **kwargs)
+
+    def submit(self, jobs: list[LeasedJob]) -> None:
+        idle = self._idle()
+        for child, job in zip(idle, jobs):  # one job per child: the child retires after it
+            child.batch.append(job)
+            child.current_since = time.monotonic()
+            try:
+                child.conn.send([job])
+            except (OSError, ValueError):
+                self._child_died(child)
+        if len(jobs) > len(idle):
+            raise RuntimeError("submit() with more jobs than free slots")

@@ -1,0 +1,75 @@
+"""Worker registrations: what a running worker publishes about itself, and how to list them.
+
+Two global keys, each written with single-key commands (never in a script with a queue's keys): a
+sorted set of worker names scored by when their registration expires, and one hash per worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from clusterq.connection.sync import Client, ConnectionLike, connect
+from clusterq.state import keys as K
+
+REGISTRATION_TTL_S = 60.0
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What a worker published about itself (see :func:`list_workers`)."""
+
+    name: str
+    host: str
+    pid: int
+    queues: list[str]
+    processed: int
+    failed: int
+    current_job: str | None
+    last_heartbeat_ms: int
+    pool: str = ""
+
+
+def register(client: Client, name: str, queues: list[str], details: dict[str, Any]) -> None:
+    """Publish (or refresh) a worker's registration for :data:`REGISTRATION_TTL_S`."""
+    now_ms = int(time.time() * 1000)
+    info = {"name": name, "host": socket.gethostname(), "pid": str(os.getpid()), "queues": json.dumps(queues),
+            "heartbeat": str(now_ms), **{k: str(v) for k, v in details.items()}}
+    key = K.worker(name)
+    pipe = client.pipeline(transaction=False)
+    pipe.hset(key, mapping=info)
+    pipe.pexpire(key, int(REGISTRATION_TTL_S * 1000))
+    pipe.zadd(K.WORKERS, {name: now_ms + int(REGISTRATION_TTL_S * 1000)})
+    # Workers that died without unregistering would otherwise stay in the set forever.
+    pipe.zremrangebyscore(K.WORKERS, "-inf", f"({now_ms}")
+    pipe.execute()
+
+
+def unregister(client: Client, name: str) -> None:
+    pipe = client.pipeline(transaction=False)
+    pipe.zrem(K.WORKERS, name)
+    pipe.delete(K.worker(name))
+    pipe.execute()
+
+
+def list_workers(connection: ConnectionLike = None, limit: int = 1000) -> list[WorkerInfo]:
+    """Workers whose registration is alive, read in bounded pages."""
+    client = connect(connection)
+    now = int(time.time() * 1000)
+    names = client.zrangebyscore(K.WORKERS, now, "+inf", start=0, num=limit)
+    out = []
+    fields = ["host", "pid", "queues", "processed", "failed", "current", "heartbeat", "pool"]
+    for raw in names:
+        name = raw.decode() if isinstance(raw, bytes) else raw
+        values = client.hmget(K.worker(name), fields)
+        if values[0] is None:
+            continue
+        host, pid, queues, processed, failed, current, heartbeat, pool = (
+            v.decode() if isinstance(v, bytes) else v for v in values)
+        out.append(WorkerInfo(name, host, int(pid or 0), json.loads(queues or "[]"), int(processed or 0),
+                              int(failed or 0), current or None, int(heartbeat or 0), pool or ""))
+    return out

@@ -125,6 +125,10 @@ def resolve_serializer(serializer: Serializer | str | None) -> Serializer:
         return DEFAULT_SERIALIZER
     if type(serializer) in (JSONSerializer, PickleSerializer):  # isinstance on a Protocol costs ~20 µs
         return serializer  # type: ignore[return-value]
+    if serializer is JSONSerializer:  # the class, as RQ takes it (Queue(serializer=JSONSerializer))
+        return DEFAULT_SERIALIZER
+    if isinstance(serializer, type):
+        serializer = serializer()
     if serializer == "json":
         return DEFAULT_SERIALIZER
     if serializer == "pickle":

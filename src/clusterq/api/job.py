@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from clusterq.api.results import Result, ResultWaiter, parse_latest, parse_results
+from clusterq.api.rq_compat import queue_of_job
 from clusterq.connection.sync import ConnectionLike, connect
 from clusterq.exceptions import InvalidJobOperation, NoSuchJobError
 from clusterq.serializers import Serializer, resolve_serializer
@@ -134,8 +135,13 @@ class Job:
     ) -> Job:
         """Load a job from its handle (``job.handle``), or from its id and ``queue``.
 
-        Raises :class:`NoSuchJobError` if there is no such job.
+        An id alone (no ``/``, no ``queue``), as RQ's ``Job.fetch(id, connection)`` takes it, is looked up
+        through the known queues: one EXISTS per queue, never a scan of jobs (see
+        :mod:`clusterq.api.rq_compat`). Raises :class:`NoSuchJobError` if there is no such job.
         """
+        if queue is None and "/" not in handle_or_id:
+            client = connect(connection)
+            return cls.fetch(handle_or_id, client, queue=queue_of_job(client, handle_or_id), serializer=serializer)
         if queue is None:
             queue, job_id = parse_handle(handle_or_id)
         else:
@@ -143,6 +149,40 @@ class Job:
         job = cls(queue, job_id, connection, serializer=serializer)
         job.refresh()
         return job
+
+    @classmethod
+    def fetch_many(
+        cls,
+        job_ids: list[str],
+        connection: ConnectionLike = None,
+        *,
+        queue: str | None = None,
+        serializer: Serializer | str | None = None,
+    ) -> list[Job | None]:
+        """RQ's ``Job.fetch_many``: one :meth:`fetch` per handle or id, None where there is no such job."""
+        client = connect(connection)
+        jobs: list[Job | None] = []
+        for job_id in job_ids:
+            try:
+                jobs.append(cls.fetch(job_id, client, queue=queue, serializer=serializer))
+            except NoSuchJobError:
+                jobs.append(None)
+        return jobs
+
+    @classmethod
+    def key_for(cls, handle_or_id: str, queue: str | None = None) -> str:
+        """The Redis key of a job's record. A job's key depends on its queue (its slot): pass a handle, or
+        an id with ``queue``."""
+        if queue is None:
+            if "/" not in handle_or_id:
+                raise TypeError(f"Job.key_for({handle_or_id!r}) needs the job's queue: a clusterq job's key "
+                                "is in its queue's slot; pass queue='name' or a handle ('queue/id')")
+            queue, handle_or_id = parse_handle(handle_or_id)
+        return K.QueueKeys(K.validate_queue_name(queue)).job(handle_or_id)
+
+    def get_id(self) -> str:
+        """RQ 1.x's accessor for :attr:`id`."""
+        return self.id
 
     @property
     def handle(self) -> str:
@@ -306,6 +346,11 @@ class Job:
         return _ms_to_datetime(self._field("c"))
 
     @property
+    def created_at(self) -> datetime | None:
+        """When the job's record was created (RQ's name; the same time as :attr:`enqueued_at`)."""
+        return _ms_to_datetime(self._field("c"))
+
+    @property
     def started_at(self) -> datetime | None:
         return _ms_to_datetime(self._field("ts"))
 
@@ -335,14 +380,31 @@ class Job:
 
     @property
     def retries_left(self) -> int | None:
-        """Retries its ``Retry`` still allows (RQ's name), or None for a job enqueued without one."""
+        """Retries its ``Retry`` still allows (RQ's name), or None for a job enqueued without one (and
+        without ``retries_left`` set)."""
+        capped = self._field("rx")
+        cap = None if capped is None else max(0, int(capped) - self.retries)
         retry = self._options().get("retry")
         if not isinstance(retry, list) or not retry:
-            return None
+            return cap
         try:
-            return max(0, int(retry[0]) - self.retries)
+            left = max(0, int(retry[0]) - self.retries)
         except (TypeError, ValueError):
-            return None
+            return cap
+        return left if cap is None else min(left, cap)
+
+    @retries_left.setter
+    def retries_left(self, value: int) -> None:
+        """Allow at most ``value`` more retries (``0``: a failure now is final), written at once (no
+        ``save()``), from inside the job or anywhere else. It can only lower what the ``Retry`` allows."""
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"retries_left must be an int >= 0, got {value!r}")
+        self.refresh()  # the retries done so far, as of now
+        cap = str(self.retries + value)
+        if not self._store.run(T.set_fields_call(self._keys, self.id, {"rx": cap})):
+            raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
+        assert self._fields is not None
+        self._fields["rx"] = cap.encode()
 
     @property
     def repeats(self) -> int:

@@ -112,6 +112,25 @@ class EnqueueData:
     on_stopped: Callback | Callable[..., Any] | str | None = None
 
 
+_DATA_FIELDS = frozenset(f.name for f in dataclasses.fields(EnqueueData))
+
+
+def make_enqueue_data(func: Callable[..., Any] | str, args: Sequence[Any] | None,
+                      kwargs: dict[str, Any] | None, options: dict[str, Any]) -> EnqueueData:
+    """An :class:`EnqueueData` from ``prepare_data``/``enqueue_call`` options, refusing an unknown option
+    by name (rather than with ``EnqueueData.__init__``'s error)."""
+    options = dict(options)
+    if "timeout" in options:
+        options.setdefault("job_timeout", options.pop("timeout"))
+    if "at_front" in options:
+        raise TypeError("prepare_data has no per-job at_front: pass at_front=True to enqueue_many")
+    unknown = sorted(set(options) - _DATA_FIELDS)
+    if unknown:
+        known = sorted(_DATA_FIELDS - {"func", "args", "kwargs"})
+        raise TypeError(f"unknown enqueue option(s) {unknown}; the options are {known} (and timeout)")
+    return EnqueueData(func, tuple(args or ()), dict(kwargs or {}), **options)
+
+
 def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
                           kwargs: dict[str, Any]) -> tuple[EnqueueData, bool]:
     """Split ``enqueue``-style arguments into the job's description and ``at_front`` (shared by the sync
@@ -223,7 +242,12 @@ class Queue:
         is_async: bool = True,
         wait_replicas: int = 0,
         wait_timeout_s: float = 1.0,
+        job_class: None = None,
     ) -> None:
+        if job_class is not None:
+            raise TypeError("Queue(job_class=...) is not supported: clusterq has one Job class. Move what a "
+                            "Job subclass did into callbacks (on_success/on_failure/on_stopped), meta, or "
+                            "a helper that takes the Job (see docs/migrating-from-rq.md, custom classes)")
         if not isinstance(wait_replicas, int) or isinstance(wait_replicas, bool) or wait_replicas < 0:
             raise ValueError(f"wait_replicas must be an int >= 0, got {wait_replicas!r}")
         if not isinstance(wait_timeout_s, (int, float)) or isinstance(wait_timeout_s, bool) or wait_timeout_s <= 0:
@@ -256,8 +280,12 @@ class Queue:
 
     @property
     def key(self) -> str:
-        """The common prefix (and hash tag) of this queue's keys."""
-        return self.keys.base
+        """Refused: RQ's ``q.key`` is the list of waiting ids, so ``conn.llen(q.key)`` counts a queue. A
+        clusterq queue is several keys (a list, a priority set, tombstones of canceled ids), and no single
+        key gives the count: ``q.count`` does. ``q.keys.base`` is the prefix all its keys share."""
+        raise AttributeError(f"Queue.key does not exist in clusterq: no single Redis key holds queue "
+                             f"{self.name!r}. Use q.count for the waiting jobs, q.get_job_ids() to list them, "
+                             f"q.keys.base ({self.keys.base!r}) for the prefix of its keys")
 
     @property
     def slot(self) -> int:
@@ -265,12 +293,13 @@ class Queue:
 
     # --- enqueue ------------------------------------------------------------------------------
 
-    def prepare_data(self, func: Callable[..., Any] | str, args: Sequence[Any] = (),
+    @staticmethod
+    def prepare_data(func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, **options: Any) -> EnqueueData:
-        """Describe a job for :meth:`enqueue_many` (RQ's ``Queue.prepare_data``)."""
-        if "timeout" in options:
-            options.setdefault("job_timeout", options.pop("timeout"))
-        return EnqueueData(func, tuple(args), dict(kwargs or {}), **options)
+        """Describe a job for :meth:`enqueue_many` (RQ's ``Queue.prepare_data``); callable on the class,
+        as RQ's docs do, or on a queue. Takes the options of :class:`EnqueueData`; ``timeout`` means
+        ``job_timeout``. Raises TypeError naming an unknown option."""
+        return make_enqueue_data(func, args, kwargs, options)
 
     def _new_job(self, data: EnqueueData) -> T.NewJob:
         job_id = validate_job_id(data.job_id) if data.job_id is not None else uuid.uuid4().hex
@@ -440,10 +469,7 @@ class Queue:
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, at_front: bool = False, **options: Any) -> Job:
         """RQ's older spelling of :meth:`enqueue`."""
-        if "timeout" in options:
-            options.setdefault("job_timeout", options.pop("timeout"))
-        data = EnqueueData(func, tuple(args or ()), dict(kwargs or {}), **options)
-        return self.enqueue_many([data], at_front=at_front)[0]
+        return self.enqueue_many([make_enqueue_data(func, args, kwargs, options)], at_front=at_front)[0]
 
     def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[Job]:
         """Enqueue many jobs: chunks of :data:`ENQUEUE_CHUNK` per script call, all in one pipeline.

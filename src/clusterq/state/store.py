@@ -44,7 +44,7 @@ def slot_is_moving(exc: BaseException) -> bool:
 
 # Job hash fields read back into a Job. Short names keep a pending job small in Redis.
 JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc",
-              "pg", "sp")
+              "pg", "sp", "rx")
 
 LATEST_FIELDS = ("hk", "ht", "r", "e", "s", "te")
 """The job's latest result: kind and time (ms) while it waits to run again, return value or error, and
@@ -246,7 +246,8 @@ def trim_call(registry_key: str, batch: int) -> Call:
 def cancel_call(qk: K.QueueKeys, job_id: str, keep_ms: int, dependents: str = "canceled") -> Call:
     """``dependents``: what the job's dependents are told, ``canceled`` or ``ok`` (enqueue_dependents)."""
     return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats, qk.scheduled, qk.history_prefix,
-                           qk.deferred, qk.outbox, qk.prio, qk.pending, qk.wake_channel, *qk.limit_keys_all),
+                           qk.deferred, qk.outbox, qk.prio, qk.pending, qk.wake_channel, *qk.limit_keys_all,
+                           qk.results_channel),
                 (job_id, keep_ms, dependents))
 
 
@@ -324,7 +325,7 @@ def register_call(qk: K.QueueKeys, dependent: str, parent_ids: Sequence[str]) ->
 
 def resolve_call(qk: K.QueueKeys, child_id: str, parent_handle: str, ended: str, failure_keep_ms: int) -> Call:
     return Call(S.RESOLVE, (qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel, qk.canceled, qk.outbox,
-                            qk.prio, qk.stats),
+                            qk.prio, qk.stats, qk.results_channel),
                 (child_id, parent_handle, ended, failure_keep_ms))
 
 

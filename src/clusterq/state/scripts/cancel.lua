@@ -22,6 +22,7 @@ KEYS[11] wake channel
 KEYS[12] running sets prefix (concurrency key -> ids holding its slots)
 KEYS[13] waiting lists prefix (concurrency key -> ids set aside by the lease)
 KEYS[14] sorted set of concurrency keys with jobs set aside
+KEYS[15] results channel (published when someone waits for the job's result: latest_result wakes up)
 ARGV[1] job id
 ARGV[2] how long to keep the canceled record (ms; "-1" = forever, "0" = delete it now)
 ARGV[3] what dependents are told: "canceled", or "ok" to release them as if it had finished
@@ -50,12 +51,17 @@ local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local notify = redis.call("HGET", key, "dd")
 if notify then redis.call("ZADD", KEYS[8], now, "e\t" .. ARGV[3] .. "\t" .. ARGV[1]) end
+-- A canceled job gets no result: wake whoever waits for one (published after the record changes below;
+-- scripts are atomic, so the waiter reads the new state either way).
+local waited = redis.call("HGET", key, "hw")
+if waited then redis.call("SPUBLISH", KEYS[15], ARGV[1]) end
 local keep = tonumber(ARGV[2])
 if keep == 0 then
   redis.call("DEL", key, KEYS[6] .. ARGV[1])  -- failure_ttl=0: keep no record (a queued id's tombstone is released by lease)
   return notify and 2 or 1
 end
 redis.call("HSET", key, "s", "canceled", "te", now)
+if waited then redis.call("HDEL", key, "hw") end
 if keep > 0 then
   redis.call("PEXPIRE", key, keep)
   redis.call("PEXPIRE", KEYS[6] .. ARGV[1], keep)  -- no-op when the job has no history

@@ -10,6 +10,8 @@ rest. A job that runs again (retried, repeated, requeued) keeps its latest resul
 one is pushed onto the job's history list ("<kind><ms>:<data>", capped; "hl" holds the cap once the list
 exists). A job that runs once writes neither. When someone waits for the job's result ("hw" set
 by Job.latest_result), its id is published on the results channel; otherwise nothing is published.
+A failed job whose record has "rx" (``job.retries_left = n`` wrote it: the retries allowed in all) is not
+retried once its "rt" reached it, whatever its plan says.
 
 KEYS[1] active sorted set
 KEYS[2] finished sorted set (score = expiry, ms; +inf = kept forever)
@@ -66,7 +68,12 @@ for i = 1, #ARGV, 8 do
     local counter, delay = nil, nil
     if plan ~= "" and (status == "failed" or status == "finished") then
       counter = status == "failed" and "rt" or "yr"
-      delay = next_delay(plan, tonumber(redis.call("HGET", key, counter)) or 0)
+      local done = tonumber(redis.call("HGET", key, counter)) or 0
+      delay = next_delay(plan, done)
+      if delay and status == "failed" then
+        local cap = tonumber(redis.call("HGET", key, "rx"))
+        if cap and done >= cap then delay = nil end
+      end
     end
     local field = status == "finished" and "r" or "e"
     local hist = KEYS[8] .. id

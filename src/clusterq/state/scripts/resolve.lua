@@ -17,6 +17,7 @@ KEYS[5] canceled sorted set (score = expiry, ms)
 KEYS[6] outbox sorted set
 KEYS[7] prio sorted set
 KEYS[8] stats hash (field "pseq": the priority sequence)
+KEYS[9] results channel (a canceled or deleted child someone waits for is published: it gets no result)
 ARGV[1] child job id
 ARGV[2] parent handle
 ARGV[3] how the parent ended: "finished", "ok" (counts as finished: cancel with enqueue_dependents),
@@ -36,10 +37,12 @@ redis.call("HSET", key, field, code)
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local has_dependents = redis.call("HGET", key, "dd")
+local waited = redis.call("HGET", key, "hw")
 if code == "purge" then
   redis.call("ZREM", KEYS[2], id)
   redis.call("DEL", key)
   if has_dependents then redis.call("ZADD", KEYS[6], now, "e\tdeleted\t" .. id) end
+  if waited then redis.call("SPUBLISH", KEYS[9], id) end
   return 4
 end
 if not (code == "finished" or code == "ok" or mode == "a") then
@@ -53,6 +56,11 @@ if not (code == "finished" or code == "ok" or mode == "a") then
   end
   redis.call("ZREM", KEYS[2], id)
   if has_dependents then redis.call("ZADD", KEYS[6], now, "e\tcanceled\t" .. id) end
+  if waited then
+    -- published before the record changes below, but scripts are atomic: the waiter reads the new state
+    redis.call("HDEL", key, "hw")
+    redis.call("SPUBLISH", KEYS[9], id)
+  end
   if keep == 0 then
     redis.call("DEL", key)
     return 3

@@ -552,6 +552,16 @@ class Queue:
     def __len__(self) -> int:
         return self.count
 
+    @property
+    def retried_count(self) -> int:
+        """Failed attempts that were run again (``Retry``, ``RetryJob``) since the queue was created: the
+        failed registry counts only final failures. O(1)."""
+        return int(self.connection.hget(self.keys.stats, "retried") or 0)
+
+    def exists(self) -> bool:
+        """True once a job was enqueued to this queue (and until :meth:`delete`): it is a known queue."""
+        return bool(self.connection.sismember(K.QUEUES, self.name))
+
     def is_empty(self) -> bool:
         return self.count == 0
 

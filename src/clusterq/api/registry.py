@@ -50,6 +50,17 @@ class Registry:
     def __len__(self) -> int:
         return self.count
 
+    def overdue_count(self) -> int:
+        """Entries whose score has passed: for ``started``, jobs whose lease expired without a heartbeat
+        (their worker is gone; the next lease recovery puts them back); for ``scheduled``, jobs due now.
+        O(log N), no write."""
+        return int(self._client.zcount(self.key, "-inf", str(int(time.time() * 1000))))
+
+    def score_time(self, job_id: str) -> float | None:
+        """The entry's score as Unix seconds (lease deadline, run-at time or expiry), or None."""
+        score = self._client.zscore(self.key, job_id)
+        return None if score is None or score == float("inf") else float(score) / 1000
+
     def __contains__(self, item: object) -> bool:
         job_id = item.id if isinstance(item, Job) else item
         return self._client.zscore(self.key, job_id) is not None

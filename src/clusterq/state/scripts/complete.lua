@@ -24,7 +24,7 @@ KEYS[8] history key prefix (the job's capped list of earlier results)
 KEYS[9] results channel
 KEYS[10] outbox sorted set (a job with dependents that ends writes "e<TAB>status<TAB>id" here)
 KEYS[11] prio sorted set (a retry or repeat of a job with a priority goes back to its level)
-KEYS[12] stats hash (field "pseq": the priority sequence)
+KEYS[12] stats hash (field "pseq": the priority sequence; "retried": failed attempts run again)
 KEYS[13] running sets prefix (concurrency key -> ids holding its slots)
 KEYS[14] waiting lists prefix (concurrency key -> ids set aside by the lease)
 KEYS[15] sorted set of concurrency keys with jobs set aside
@@ -98,6 +98,7 @@ for i = 1, #ARGV, 8 do
       -- this run's result was, so the kind and time are written (hk, ht).
       redis.call("HDEL", key, "ts", "w")
       redis.call("HINCRBY", key, counter, 1)
+      if status == "failed" then redis.call("HINCRBY", KEYS[12], "retried", 1) end  -- clusterq info's count
       redis.call("HSET", key, field, data, "hk", status == "failed" and "r" or "s", "ht", now,
         "s", delay > 0 and "scheduled" or "queued")
       if delay > 0 then

@@ -17,10 +17,12 @@ from clusterq import (
     NoSuchJobError,
     Queue,
     Retry,
+    ServerError,
     Worker,
     connect,
     parse_url,
 )
+from clusterq.exceptions import explain_server_error
 from clusterq.registry import (
     CanceledJobRegistry,
     DeferredJobRegistry,
@@ -138,6 +140,12 @@ def test_queue_key_is_refused_rather_than_silently_wrong(url: str, qname: str) -
 def test_job_class_is_refused_saying_what_replaces_it(url: str) -> None:
     with pytest.raises(TypeError, match="callbacks"):
         Queue("default", url, job_class=Job)  # type: ignore[arg-type]
+
+
+def test_a_moved_reply_says_to_connect_as_a_cluster() -> None:
+    # what a plain client on a cluster node gets when the node check could not run (INFO not allowed)
+    error = explain_server_error(redis.exceptions.MovedError("6868 127.0.0.1:48653"), "enqueue to queue 'q'")
+    assert isinstance(error, ServerError) and "redis+cluster://host:port" in str(error)
 
 
 def test_a_url_without_a_host_means_localhost_as_in_redis_py() -> None:

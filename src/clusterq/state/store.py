@@ -121,6 +121,16 @@ def _flag(on: bool) -> str:
     return "1" if on else "0"
 
 
+def split_results(results: Sequence[Any], *groups: Sequence[Call]) -> list[list[Any]]:
+    """Cut the results of calls sent together (``[*group1, *group2, ...]``) back into one list per group."""
+    out: list[list[Any]] = []
+    start = 0
+    for group in groups:
+        out.append(list(results[start : start + len(group)]))
+        start += len(group)
+    return out
+
+
 # --- call builders: pure functions, shared by the sync and async stores ------------------------------
 # Each builds its call from the names in clusterq.state.transitions (keys from QueueKeys by name).
 

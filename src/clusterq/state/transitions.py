@@ -315,6 +315,10 @@ class Transition:
             values.extend(item)
         return Call(self.script, tuple(named), tuple(values))
 
+    def arg(self, call: Call, name: str) -> Any:
+        """The value of fixed argument ``name`` in ``call`` (a call of this transition)."""
+        return call.args[self.args.index(name)]
+
     def code(self, reply: Any) -> Any:
         """The reply of a script that answers one code, as a member of :attr:`codes`."""
         assert self.codes is not None, f"{self.name} answers no code"
@@ -435,6 +439,11 @@ def parse_take(queue: str, job_id: str, reply: Sequence[Any]) -> LeasedJob | Non
     if not reply:
         return None
     return LeasedJob(queue, job_id, int(reply[0]), text(reply[1]), raw(reply[2]), raw(reply[3]))
+
+
+def parse_register(reply: Sequence[Any]) -> list[str]:
+    """Per parent: "" registered, or how it had already ended."""
+    return [text(value) for value in reply]
 
 
 def parse_debounce(reply: Sequence[Any]) -> DebounceReply:

@@ -13,6 +13,7 @@ own key, a group's hash, a debounce pointer) is passed to :meth:`Transition.call
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -277,6 +278,16 @@ class Call:
     args: tuple[Any, ...]
 
 
+_ARG_SETS: dict[tuple[str, ...], frozenset[str]] = {}
+
+
+@functools.lru_cache(maxsize=4096)
+def _queue_keys(names: tuple[str, ...], qk: K.QueueKeys) -> tuple[str, ...] | None:
+    """``qk``'s keys of those names, or None when one is not a plain QueueKeys key (it must be given)."""
+    values = tuple(getattr(qk, name, None) for name in names)
+    return values if all(isinstance(v, str) for v in values) else None
+
+
 @dataclass(frozen=True)
 class Transition:
     """One script's contract: KEYS and ARGV by name, the repeating group, and its return codes."""
@@ -296,7 +307,25 @@ class Transition:
              keys: Mapping[str, str] | None = None, **args: Any) -> Call:
         """Build a call: each key named in :attr:`keys` is ``keys[name]`` or else ``qk.<name>``; each fixed
         argument is the keyword of its name; ``groups`` holds one sequence of :attr:`group` values per item."""
-        given = keys or {}
+        named = _queue_keys(self.keys, qk) if keys is None and qk is not None else None
+        if named is None:
+            named = self._keys(qk, keys or {})
+        if args.keys() != self._arg_set:
+            raise TypeError(f"{self.name} takes arguments {self.args}, got {tuple(args)}")
+        values: list[Any] = [args[name] for name in self.args]
+        fixed = len(values)
+        for item in groups:
+            values.extend(item)
+        width = len(self.group)
+        if len(values) != fixed and (not width or (len(values) - fixed) % width):
+            raise TypeError(f"{self.name}: each group is {width} values {self.group}")
+        return Call(self.script, named, tuple(values))
+
+    @property
+    def _arg_set(self) -> frozenset[str]:
+        return _ARG_SETS.get(self.args) or _ARG_SETS.setdefault(self.args, frozenset(self.args))
+
+    def _keys(self, qk: K.QueueKeys | None, given: Mapping[str, str]) -> tuple[str, ...]:
         named: list[str] = []
         for name in self.keys:
             value = given[name] if name in given else getattr(qk, name, None)
@@ -305,15 +334,7 @@ class Transition:
             named.append(value)
         if len(named) < len(self.keys) - self.optional_keys:
             raise TypeError(f"{self.name}: no value for key {self.keys[len(named)]!r}")
-        if args.keys() != set(self.args):
-            raise TypeError(f"{self.name} takes arguments {self.args}, got {tuple(args)}")
-        values: list[Any] = [args[name] for name in self.args]
-        width = len(self.group)
-        for item in groups:
-            if len(item) != width:
-                raise TypeError(f"{self.name}: a group is {width} values {self.group}, got {len(item)}")
-            values.extend(item)
-        return Call(self.script, tuple(named), tuple(values))
+        return tuple(named)
 
     def arg(self, call: Call, name: str) -> Any:
         """The value of fixed argument ``name`` in ``call`` (a call of this transition)."""
@@ -385,18 +406,29 @@ ALL: tuple[Transition, ...] = (
 
 
 # --- reply parsers ------------------------------------------------------------------------------------
+# Codes are looked up in a dict (an IntEnum call costs about ten times more, and complete's reply has a
+# code per job).
+
+def _members(codes: type[IntEnum]) -> dict[int, Any]:
+    return {member.value: member for member in codes}
+
+
+_CREATED = _members(Created)
+_COMPLETE = _members(CompleteCode)
+_EXTEND = _members(ExtendCode)
+
 
 def parse_created(reply: Sequence[Any]) -> list[Created]:
     """enqueue: one code per job."""
-    return [Created(int(code)) for code in reply]
+    return [_CREATED[int(code)] for code in reply]
 
 
 def parse_schedule(reply: Sequence[Any]) -> ScheduleReply:
-    return ScheduleReply(int(reply[0]), [Created(int(code)) for code in reply[1:]])
+    return ScheduleReply(int(reply[0]), [_CREATED[int(code)] for code in reply[1:]])
 
 
 def parse_defer(reply: Any) -> Created:
-    return Created(int(reply))
+    return _CREATED[int(reply)]
 
 
 def parse_promote_reply(reply: Sequence[Any]) -> PromoteReply:
@@ -422,11 +454,11 @@ def parse_lease_reply(queue: str, reply: Sequence[Any]) -> LeaseReply:
 
 
 def parse_complete(reply: Sequence[Any]) -> list[CompleteCode]:
-    return [CompleteCode(int(code)) for code in reply]
+    return [_COMPLETE[int(code)] for code in reply]
 
 
 def parse_extend(reply: Sequence[Any]) -> list[ExtendCode]:
-    return [ExtendCode(int(code)) for code in reply]
+    return [_EXTEND[int(code)] for code in reply]
 
 
 def parse_recover(reply: Sequence[Any]) -> RecoverReply:

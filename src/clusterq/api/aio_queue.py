@@ -70,6 +70,7 @@ from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.signing import Signer, SigningKey, make_signer
 from clusterq.state import keys as K
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.aio_store import AsyncStore, LazyStore
 from clusterq.state.outbox import child_dependent, registration_entry, split_handle
 
@@ -224,7 +225,8 @@ class AsyncQueue:
                                  at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
         results = await store.run_many(calls)
         jobs_out = [self._job(job.id) for job in new]
-        check_duplicates(self.name, new, [code for reply in results for code in reply[1:]], jobs_out)
+        check_duplicates(self.name, new, [code for reply in results for code in TR.parse_schedule(reply).codes],
+                         jobs_out)
         return jobs_out
 
     async def _register(self, store: AsyncStore) -> None:
@@ -257,16 +259,16 @@ class AsyncQueue:
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
         defer_calls = [T.defer_call(self.keys, job, parents, at_front or front) for job, (parents, front) in deferred]
-        results = await store.run_many(calls + defer_calls)
-        deferred_codes = results[len(calls):]
-        results = results[: len(calls)]
+        enqueue_replies, defer_replies = T.split_results(await store.run_many(calls + defer_calls), calls, defer_calls)
+        deferred_codes = [TR.parse_defer(reply) for reply in defer_replies]
+        chunks = [TR.parse_created(reply) for reply in enqueue_replies]
         if at_front:
-            results.reverse()
+            chunks.reverse()
         await self._register_children(store, [(job, parents) for (job, (parents, _)), code
-                                              in zip(deferred, deferred_codes) if int(code) == 1])
+                                              in zip(deferred, deferred_codes) if code is TR.Created.CREATED])
         jobs_out = [self._job(job.id) for job in new]
         check_duplicates(self.name, [*ready, *(job for job, _ in deferred)],
-                         [*(code for reply in results for code in reply), *deferred_codes], jobs_out)
+                         [*(code for reply in chunks for code in reply), *deferred_codes], jobs_out)
         return jobs_out
 
     @staticmethod
@@ -285,9 +287,10 @@ class AsyncQueue:
         registered = await store.run_many(
             [T.register_call(K.QueueKeys(queue), child_dependent(self.name, child), [parent_id])
              for (child, _), (queue, parent_id) in zip(pairs, targets)], raise_on_error=False)
-        applies = [T.resolve_call(self.keys, child, handle, self._text(reply[0]), DEFAULT_FAILURE_TTL_S * 1000)
-                   for (child, handle), reply in zip(pairs, registered)
-                   if not isinstance(reply, BaseException) and self._text(reply[0])]
+        ended = [(child, handle, "" if isinstance(reply, BaseException) else TR.parse_register(reply)[0])
+                 for (child, handle), reply in zip(pairs, registered)]  # one parent per call
+        applies = [T.resolve_call(self.keys, child, handle, how, DEFAULT_FAILURE_TTL_S * 1000)
+                   for child, handle, how in ended if how]
         applied = await store.run_many(applies, raise_on_error=False) if applies else []
         if any(isinstance(r, BaseException) for r in [*registered, *applied]):
             return  # left for a replay: the acks below would hide them
@@ -325,7 +328,7 @@ class AsyncQueue:
         store = await self._lazy.get()
         removed = 0
         while True:
-            n = int(await store.run(T.drain_call(self.keys, DRAIN_BATCH)))
+            n = TR.parse_count(await store.run(T.drain_call(self.keys, DRAIN_BATCH)))
             removed += n
             if not n:
                 return removed

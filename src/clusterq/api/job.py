@@ -20,6 +20,7 @@ from clusterq.exceptions import InvalidJobOperation, NoSuchJobError
 from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.state import keys as K
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.outbox import Forwarder, ended_entry
 from clusterq.utils import now_ms
 
@@ -442,7 +443,8 @@ class Job:
         # is published to a subscription that already exists, so it cannot be missed.
         waiter = ResultWaiter(self._store.client, self._keys)
         try:
-            if not self._store.run(T.set_fields_call(self._keys, self.id, {"hw": "1"})):
+            code = TR.SET_FIELDS.code(self._store.run(T.set_fields_call(self._keys, self.id, {"hw": "1"})))
+            if code is TR.SetFieldsCode.NO_SUCH_JOB:
                 raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
             latest = self._latest()
             if latest is None and waiter.wait(self.id, timeout):
@@ -470,7 +472,8 @@ class Job:
             data = json.dumps({"v": value, "m": message, "t": now_ms()}, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"progress value must be JSON data (a number, a string...): {exc}") from None
-        if not self._store.run(T.set_fields_call(self._keys, self.id, {"pg": data})):
+        code = TR.SET_FIELDS.code(self._store.run(T.set_fields_call(self._keys, self.id, {"pg": data})))
+        if code is TR.SetFieldsCode.NO_SUCH_JOB:
             raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
         if self._fields is not None:
             self._fields["pg"] = data.encode()
@@ -494,7 +497,8 @@ class Job:
     def save_meta(self) -> None:
         """Write :attr:`meta` to Redis (only that field). Raises NoSuchJobError if the job is gone."""
         data = self.serializer.dumps(self.meta)
-        if not self._store.run(T.set_fields_call(self._keys, self.id, {"m": data})):
+        code = TR.SET_FIELDS.code(self._store.run(T.set_fields_call(self._keys, self.id, {"m": data})))
+        if code is TR.SetFieldsCode.NO_SUCH_JOB:
             raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
 
     # --- changing -----------------------------------------------------------------------------
@@ -513,12 +517,12 @@ class Job:
             keep_s = None  # the script will report the job missing
         keep_s = DEFAULT_FAILURE_TTL_S if keep_s is None else keep_s
         told = "ok" if enqueue_dependents else "canceled"
-        code = self._store.run(T.cancel_call(self._keys, self.id, int(keep_s * 1000), told))
-        if code == 2:
+        code = TR.CANCEL.code(self._store.run(T.cancel_call(self._keys, self.id, int(keep_s * 1000), told)))
+        if code is TR.CancelCode.NOTIFY:
             self._tell_dependents(told)
-        if code == 0:
+        if code is TR.CancelCode.NO_SUCH_JOB:
             raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
-        if code == -1:
+        if code is TR.CancelCode.ALREADY_ENDED:
             status = self.get_status()
             raise InvalidJobOperation(f"job {self.id!r} is already {status.value if status else 'gone'}")
         self._fields = None
@@ -530,10 +534,10 @@ class Job:
         Raises :class:`InvalidJobOperation` if the job is not running (cancel a queued job instead).
         """
         reason = reason or "stop requested"
-        code = self._store.run(T.stop_call(self._keys, self.id, reason))
-        if code == 0:
+        code = TR.STOP.code(self._store.run(T.stop_call(self._keys, self.id, reason)))
+        if code is TR.StopCode.NO_SUCH_JOB:
             raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
-        if code == -1:
+        if code is TR.StopCode.NOT_RUNNING:
             status = self.get_status()
             raise InvalidJobOperation(f"job {self.id!r} is not running (it is {status.value if status else 'gone'}); "
                                       "only a started job can be stopped (cancel() a queued or scheduled one)")
@@ -546,7 +550,7 @@ class Job:
         with ``delete_dependents=True``.
         """
         told = "purge" if delete_dependents else "deleted"
-        if self._store.run(T.delete_call(self._keys, self.id, told)) == 2:
+        if TR.DELETE.code(self._store.run(T.delete_call(self._keys, self.id, told))) is TR.DeleteCode.NOTIFY:
             self._tell_dependents(told)
         self._fields = None
 
@@ -557,10 +561,10 @@ class Job:
 
     def requeue(self, at_front: bool = False) -> Job:
         """Put a failed, canceled or finished job back on its queue."""
-        code = self._store.run(T.requeue_call(self._keys, self.id, at_front))
-        if code == 0:
+        code = TR.REQUEUE.code(self._store.run(T.requeue_call(self._keys, self.id, at_front)))
+        if code is TR.RequeueCode.NO_SUCH_JOB:
             raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
-        if code == -1:
+        if code is TR.RequeueCode.NOT_ENDED:
             raise InvalidJobOperation(f"job {self.id!r} is queued or running; only ended jobs can be requeued")
         self._fields = None
         return self

@@ -24,6 +24,7 @@ from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.signing import Signer, SigningKey, make_signer
 from clusterq.state import keys as K
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.outbox import Forwarder, registration_entry
 from clusterq.utils import function_path
 
@@ -173,9 +174,9 @@ def _refuse_debounce(jobs: Sequence[EnqueueData]) -> None:
                         "AsyncQueue)")
 
 
-def check_duplicates(queue: str, new: Sequence[T.NewJob], codes: Sequence[Any], jobs: list[Any]) -> None:
-    """Raise :class:`DuplicateJob` for the unique jobs the script refused (code -1)."""
-    refused = [job.id for job, code in zip(new, codes) if int(code) < 0]
+def check_duplicates(queue: str, new: Sequence[T.NewJob], codes: Sequence[TR.Created], jobs: list[Any]) -> None:
+    """Raise :class:`DuplicateJob` for the unique jobs the script refused (``Created.DUPLICATE``)."""
+    refused = [job.id for job, code in zip(new, codes) if code is TR.Created.DUPLICATE]
     if refused:
         shown = ", ".join(repr(i) for i in refused[:5]) + (" ..." if len(refused) > 5 else "")
         raise DuplicateJob(f"queue {queue!r} already has a waiting or running job with id {shown} "
@@ -189,13 +190,20 @@ def refuse_depends_on(jobs: Sequence[EnqueueData], where: str) -> None:
         raise TypeError(f"depends_on is not supported by {where}; enqueue the job with Queue.enqueue instead")
 
 
+def _job_codes(reply: Any, *, schedule: bool = False) -> list[TR.Created]:
+    """The per-job codes of an enqueue, schedule or defer (one job, a bare code) reply."""
+    if not isinstance(reply, list):
+        return [TR.parse_defer(reply)]
+    return TR.parse_schedule(reply).codes if schedule else TR.parse_created(reply)
+
+
 def _raise_first_error(results: Sequence[Any], doing: str, skip: int = 0) -> None:
     """Raise the first failed call's error, saying how many jobs the other calls created.
 
     Each call is one script (at most ENQUEUE_CHUNK jobs) and a script runs whole or not at all (a full
     server refuses it before it starts), so no job is ever half-written; but of several calls, some may
     have gone through. Ids the caller chose can simply be enqueued again: existing ones are skipped.
-    ``skip``: leading reply values that are not per-job codes (schedule's run-at time).
+    ``skip``: 1 for schedule replies (their run-at time comes first), 0 for enqueue and defer replies.
     """
     errors = [r for r in results if isinstance(r, BaseException)]
     if not errors:
@@ -203,8 +211,7 @@ def _raise_first_error(results: Sequence[Any], doing: str, skip: int = 0) -> Non
     error = explain_server_error(errors[0], doing)
     done = [r for r in results if not isinstance(r, BaseException)]
     if done:
-        created = sum(int(code) for reply in done
-                      for code in (reply[skip:] if isinstance(reply, list) else [reply]))
+        created = sum(code is TR.Created.CREATED for reply in done for code in _job_codes(reply, schedule=bool(skip)))
         error.args = (f"{error.args[0]} ({len(done)} of {len(results)} script calls went through whole and "
                       f"created {created} job(s); no job is half-written)",)
     raise error from errors[0]
@@ -398,9 +405,9 @@ class Queue:
             self._register()
             for _ in range(5):
                 call = T.debounce_call(self.keys, key, job, int(window_s * 1000), DEBOUNCE_POINTER_TTL_S * 1000)
-                code, raw_id = self.store.run(call)
-                job_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
-                if int(code) != 2:
+                reply = TR.parse_debounce(self.store.run(call))
+                job_id = reply.job_id
+                if reply.code is not TR.DebounceCode.OTHER_ID:
                     break
                 # A signing queue signs the job's id too: sign the update for the id the key points at.
                 job = self._new_job(dataclasses.replace(data, job_id=job_id))
@@ -444,7 +451,8 @@ class Queue:
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"schedule a job in queue {self.name!r}") from exc
         jobs_out = [self._job(job.id) for job in new]
-        check_duplicates(self.name, new, [code for reply in results for code in reply[1:]], jobs_out)
+        check_duplicates(self.name, new, [code for reply in results for code in TR.parse_schedule(reply).codes],
+                         jobs_out)
         return jobs_out
 
     def _write(self, calls: list[T.Call], new: Sequence[T.NewJob], doing: str, skip: int = 0) -> list[Any]:
@@ -497,21 +505,22 @@ class Queue:
         ]
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
-        calls.extend(T.defer_call(self.keys, job, parents, at_front or front) for job, (parents, front) in deferred)
+        defer_calls = [T.defer_call(self.keys, job, parents, at_front or front) for job, (parents, front) in deferred]
         try:
-            results = self._write(calls, new, f"enqueue to queue {self.name!r}")
+            results = self._write([*calls, *defer_calls], new, f"enqueue to queue {self.name!r}")
+            enqueue_replies, defer_replies = T.split_results(results, calls, defer_calls)
+            deferred_codes = [TR.parse_defer(reply) for reply in defer_replies]
             # Register each new child with its parents now; if this process dies first, a worker serving
             # this queue replays the registrations from the outbox.
             self._forwarder().forward(
                 (self.name, registration_entry(handle, job.id))
-                for (job, (parents, _)), created in zip(deferred, results[len(calls) - len(deferred):])
-                if int(created) == 1 for handle, _ in parents)
+                for (job, (parents, _)), created in zip(deferred, deferred_codes)
+                if created is TR.Created.CREATED for handle, _ in parents)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
         enqueued = [self._job(job.id) for job in new]
-        chunks = results[: len(calls) - len(deferred)]
+        chunks = [TR.parse_created(reply) for reply in enqueue_replies]
         codes = [code for reply in (reversed(chunks) if at_front else chunks) for code in reply]
-        deferred_codes = list(results[len(calls) - len(deferred):])
         check_duplicates(self.name, [*ready, *(job for job, _ in deferred)], [*codes, *deferred_codes], enqueued)
         if not self.is_async:
             self._inline = self._inline or inline_executor(self)
@@ -519,19 +528,19 @@ class Queue:
         return enqueued, self._created(new, ready, chunks, at_front, deferred_codes)
 
     @staticmethod
-    def _created(new: Sequence[T.NewJob], ready: Sequence[T.NewJob], chunks: Sequence[Any], at_front: bool,
-                 deferred: Sequence[Any]) -> list[bool]:
+    def _created(new: Sequence[T.NewJob], ready: Sequence[T.NewJob], chunks: Sequence[list[TR.Created]],
+                 at_front: bool, deferred: Sequence[TR.Created]) -> list[bool]:
         """Per job of ``new``: was it created (False: a job with its id existed)? ``chunks`` are the
         enqueue calls' replies (in call order, reversed for ``at_front``), ``deferred`` the defer calls'."""
         created: dict[str, bool] = {}
         replies = list(reversed(chunks)) if at_front else list(chunks)
         for index, codes in enumerate(replies):
             for job, code in zip(ready[index * ENQUEUE_CHUNK : (index + 1) * ENQUEUE_CHUNK], codes):
-                created[job.id] = int(code) > 0  # -1: a duplicate refused (unique)
+                created[job.id] = code is TR.Created.CREATED  # not EXISTED, nor a DUPLICATE refused (unique)
         ready_ids = {job.id for job in ready}
         waiting = [job for job in new if job.id not in ready_ids]
         for job, code in zip(waiting, deferred):
-            created[job.id] = int(code) == 1
+            created[job.id] = code is TR.Created.CREATED
         return [created.get(job.id, False) for job in new]
 
     def _forwarder(self) -> Forwarder:
@@ -638,8 +647,8 @@ class Queue:
         """Remove every waiting job (and its record), in bounded batches. Returns how many ids."""
         removed = 0
         while True:
-            n = self.store.run(T.drain_call(self.keys, DRAIN_BATCH))
-            removed += int(n)
+            n = TR.parse_count(self.store.run(T.drain_call(self.keys, DRAIN_BATCH)))
+            removed += n
             if not n:
                 return removed
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from clusterq.api.job import Job
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 
 if TYPE_CHECKING:
     from clusterq.api.queue import Queue
@@ -82,7 +83,8 @@ class Registry:
         """Put jobs of this registry back on the queue; returns how many were requeued."""
         done = 0
         for job_id in job_ids:
-            if self.queue.store.run(T.requeue_call(self.queue.keys, job_id, at_front)) == 1:
+            code = TR.REQUEUE.code(self.queue.store.run(T.requeue_call(self.queue.keys, job_id, at_front)))
+            if code is TR.RequeueCode.REQUEUED:
                 done += 1
         return done
 
@@ -92,7 +94,7 @@ class Registry:
             return 0  # scores are run-at times, not expiries: due jobs are promoted, never trimmed
         removed = 0
         while True:
-            n = int(self.queue.store.run(T.trim_call(self.key, PURGE_BATCH)))
+            n = TR.parse_count(self.queue.store.run(T.trim_call(self.key, PURGE_BATCH)))
             removed += n
             if n < PURGE_BATCH:
                 return removed
@@ -101,7 +103,7 @@ class Registry:
         """Remove every entry and delete the job records, in bounded batches. Returns how many."""
         removed = 0
         while True:
-            n = int(self.queue.store.run(T.purge_registry_call(self.queue.keys, self.key, PURGE_BATCH)))
+            n = TR.parse_count(self.queue.store.run(T.purge_registry_call(self.queue.keys, self.key, PURGE_BATCH)))
             removed += n
             if n == 0:
                 return removed

@@ -29,7 +29,7 @@ for i = 1, n do j[i] = ARGV[2 + i] end
 local first = 3 + n
 local id = j[1]
 local key = KEYS[2] .. id
-if j[8] ~= "1" and redis.call("EXISTS", key) == 1 then
+if redis.call("EXISTS", key) == 1 then  -- a fresh id too: redis-py may resend the call
   local status = j[8] == "u" and redis.pcall("HGET", key, "s")
   local live = {queued = true, scheduled = true, started = true, deferred = true}
   if type(status) == "string" and live[status] then return -1 end

@@ -28,7 +28,7 @@ class Serializer(Protocol):
     def loads(self, data: bytes) -> Any: ...
 
 
-MAX_DEPTH = 500
+MAX_DEPTH = 200
 """How deeply JSON arguments, results and meta may nest: deeper would hit Python's recursion limit in
 the encoder (or the worker's decoder) and fail with a RecursionError instead of a clear message."""
 
@@ -39,8 +39,8 @@ def _describe_path(path: str) -> str:
 
 def _find_unserializable(value: Any, path: str = "", depth: int = 0) -> str | None:
     """Return a description of the first value JSON cannot carry, for a precise error message."""
-    if depth > MAX_DEPTH:
-        return f"values nested more than {MAX_DEPTH} levels deep{_describe_path(path[:80])}"
+    if depth >= MAX_DEPTH and isinstance(value, (list, tuple, dict)):
+        return f"values nested more than {MAX_DEPTH} levels deep{_describe_path(path[:80] + '...')}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"the float {value!r}{_describe_path(path)} (JSON has no NaN or Infinity)"
     if value is None or isinstance(value, (str, bool, int, float)):
@@ -62,14 +62,20 @@ def _find_unserializable(value: Any, path: str = "", depth: int = 0) -> str | No
     return f"a value of type {type(value).__name__}{_describe_path(path)}"
 
 
-def _has_non_str_key(value: Any, depth: int = 0) -> bool:
-    """True if a dict key is not a str, or the value nests deeper than :data:`MAX_DEPTH`."""
-    if depth > MAX_DEPTH:
-        return True
-    if isinstance(value, dict):
-        return any(not isinstance(k, str) or _has_non_str_key(v, depth + 1) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_has_non_str_key(item, depth + 1) for item in value)
+def _has_non_str_key(value: Any) -> bool:
+    """True if a dict key is not a str, or the value nests deeper than :data:`MAX_DEPTH` (walked with a
+    stack of its own: a recursive walk would itself overflow on the values it is meant to refuse)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth >= MAX_DEPTH or not all(isinstance(k, str) for k in item):
+                return True
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, (list, tuple)):
+            if depth >= MAX_DEPTH:
+                return True
+            stack.extend((v, depth + 1) for v in item)
     return False
 
 

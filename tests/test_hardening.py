@@ -326,3 +326,14 @@ def test_enqueues_resent_by_redis_py_during_a_server_stall_push_each_id_once() -
         ids = admin.lrange(queue.keys.pending, 0, -1)
         assert len(ids) == len(set(ids)), f"ids pushed twice: {len(ids) - len(set(ids))} ({outcomes})"
         assert len(ids) >= 1 + outcomes.count("acknowledged")
+
+
+# --- documentation: a negative job_timeout means "no limit" in every pool (the guide says so) ----------
+
+@pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)
+@pytest.mark.parametrize("pool", ["thread", "process", "asyncio"])
+def test_a_negative_job_timeout_means_no_limit_in_every_pool(pool: str, url: str, qname: str) -> None:
+    queue = Queue(qname, url)
+    unlimited = queue.enqueue("jobs.sleep", 0.5, job_timeout=-1)
+    burst(url, qname, pool=pool, concurrency=1, default_timeout_s=0.2)  # the job outlives the default
+    assert unlimited.get_status() == JobStatus.FINISHED, unlimited.exc_info

@@ -12,6 +12,7 @@ problem: :func:`clusterq.api.execution.decode_options` turns it into a failed jo
 from __future__ import annotations
 
 import math
+import numbers
 from datetime import date, datetime, time, timedelta
 
 from clusterq.exceptions import InvalidJobId
@@ -28,6 +29,12 @@ MAX_ATTEMPTS = 1_000_000
 wants a loop, not a retry budget."""
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, cut short: an error message must not quote a 400-digit int whole."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def text(value: object, what: str, *, max_bytes: int | None = None, error: type[ValueError] = ValueError) -> str:
@@ -56,25 +63,23 @@ def seconds(value: object, what: str, *, negative: bool = False, positive: bool 
         raise ValueError(f"{what} must be a number of seconds, got {value!r}")
     if isinstance(value, timedelta):
         number = value.total_seconds()
-    elif isinstance(value, (int, float)):
+    elif isinstance(value, numbers.Real):  # int, float, and numpy's numbers
         try:
             number = float(value)
         except OverflowError:  # an int too large for a float
             number = math.inf
-    elif isinstance(value, str):
-        stripped = value.strip().lower()
+    else:  # a string, or anything whose str() is one (Decimal)
+        stripped = str(value).strip().lower()
         try:
             if stripped and stripped[-1] in _UNITS:
                 number = float(stripped[:-1]) * _UNITS[stripped[-1]]
             else:
                 number = float(stripped)
         except ValueError:
-            raise ValueError(f"{what} must be seconds or a string like '15m', '2h'; got {value!r}") from None
-    else:
-        raise ValueError(f"{what} must be a number of seconds (or a string like '15m'), got {type(value).__name__}")
+            raise ValueError(f"{what} must be seconds or a string like '15m', '2h'; got {_shown(value)}") from None
     if not math.isfinite(number) or abs(number) > MAX_DURATION_S:
         raise ValueError(f"{what} must be a finite number of seconds of at most {MAX_DURATION_S} (100 years), "
-                         f"got {value!r}")
+                         f"got {_shown(value)}")
     if positive and number <= 0:
         raise ValueError(f"{what} must be positive, got {value!r}")
     if number < 0 and not negative:
@@ -85,7 +90,7 @@ def seconds(value: object, what: str, *, negative: bool = False, positive: bool 
 def whole(value: object, what: str, low: int, high: int) -> int:
     """``value`` if it is an int (not a bool) from ``low`` to ``high``."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{what} must be an int from {low} to {high}, got {value!r}")
+        raise ValueError(f"{what} must be an int from {low} to {high}, got {_shown(value)}")
     return value
 
 

@@ -164,8 +164,13 @@ def test_the_debounce_window_queue_defaults_enqueue_many_and_the_job_decorator_c
         AsyncQueue(qname, url, max_attempts=True)
     with pytest.raises(ValueError, match="failure_ttl"):
         queue.enqueue_many([queue.prepare_data("jobs.add", (1, 2), failure_ttl="1e999")])
+    with pytest.raises(ValueError, match="job_timeout"):
+        AsyncQueue(qname, url).prepare_data("jobs.add", (1, 2), timeout=math.nan)
+    assert AsyncQueue(qname, url).prepare_data("jobs.add", (1, 2), timeout=5).job_timeout == 5
     with pytest.raises(ValueError, match="ttl"):
         job(qname, url, ttl=math.nan)
+    with pytest.raises(ValueError, match="description"):
+        job(qname, url, description="\ud800")
     decorated = job(qname, url)(jobs.add)
     with pytest.raises(InvalidJobId, match="not valid text"):
         decorated.delay(1, 2, job_id="\udc80")

@@ -185,6 +185,9 @@ class AsyncQueue:
     def prepare_data(self, func: Callable[..., Any] | str, args: Sequence[Any] = (),
                      kwargs: dict[str, Any] | None = None, **options: Any) -> EnqueueData:
         """Describe a job for :meth:`enqueue_many` (RQ's ``Queue.prepare_data``)."""
+        O.check(**options)  # a bad option fails here, where it is written, not at enqueue_many
+        if "timeout" in options:
+            options.setdefault("job_timeout", options.pop("timeout"))
         return EnqueueData(func, tuple(args), dict(kwargs or {}), **options)
 
     async def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> AsyncJob:

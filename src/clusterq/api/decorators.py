@@ -66,12 +66,8 @@ class job:  # lower case: RQ's name for the decorator
             raise TypeError(f"@job needs a queue name or a Queue, got {type(queue).__name__}")
         # Checked here, at import time, by the rules every enqueue uses (clusterq.api.options), so a bad
         # option fails where it is written rather than at the first delay().
-        O.seconds(timeout, "timeout", negative=True)
-        O.seconds(result_ttl, "result_ttl", negative=True)
-        O.seconds(failure_ttl, "failure_ttl", negative=True)
-        O.seconds(ttl, "ttl", positive=True)
-        O.max_attempts(max_attempts)
-        O.result_history(result_history)
+        O.check(job_timeout=timeout, result_ttl=result_ttl, failure_ttl=failure_ttl, ttl=ttl,
+                max_attempts=max_attempts, result_history=result_history, description=description)
         self.queue = queue
         self.connection = connection
         self.at_front = at_front

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from clusterq.exceptions import InvalidJobId
 from clusterq.state import keys as K
@@ -158,3 +159,26 @@ def interval_ms(values: object, what: str) -> list[int]:
         number = seconds(item, f"{what} interval")
         out.append(int((number or 0.0) * 1000))
     return out or [0]
+
+
+_RULES: dict[str, Any] = {
+    "job_id": job_id,
+    "job_timeout": lambda v: seconds(v, "job_timeout", negative=True),
+    "result_ttl": lambda v: seconds(v, "result_ttl", negative=True),
+    "failure_ttl": lambda v: seconds(v, "failure_ttl", negative=True),
+    "ttl": lambda v: seconds(v, "ttl", positive=True),
+    "max_attempts": max_attempts,
+    "result_history": result_history,
+    "description": lambda v: text(str(v), "description"),
+    "concurrency_key": lambda v: text(v, "concurrency_key", max_bytes=256),
+}
+
+
+def check(**options: Any) -> None:
+    """Check the enqueue options given by name, by the rules enqueue applies (names this module has no
+    rule for are left to the enqueue itself): for ``prepare_data`` and ``@job``, so a bad option fails
+    where it is written rather than at the later enqueue."""
+    for name, value in options.items():
+        rule = _RULES.get("job_timeout" if name == "timeout" else name)
+        if rule is not None and value is not None:
+            rule(value)

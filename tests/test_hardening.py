@@ -216,7 +216,7 @@ FORGED_OPTIONS = [
 
 
 @pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)
-@pytest.mark.parametrize("pool", ["solo", "thread", "process", "asyncio"])
+@pytest.mark.parametrize("pool", ["solo", "thread", "process", "fork", "asyncio"])
 def test_a_record_whose_options_cannot_be_decoded_fails_that_job_with_a_reason_on_every_pool(
         pool: str, url: str, qname: str) -> None:
     queue = Queue(qname, url)

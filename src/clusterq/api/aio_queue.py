@@ -44,10 +44,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
+from clusterq.api import options as O
 from clusterq.api.aio_job import AsyncJob
 from clusterq.api.dependency import parse_depends_on
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S
@@ -146,7 +147,7 @@ class AsyncQueue:
             default_timeout=parse_duration(default_timeout, "default_timeout"),
             result_ttl=parse_duration(result_ttl, "result_ttl"),
             failure_ttl=parse_duration(failure_ttl, "failure_ttl"),
-            max_attempts=max_attempts,
+            max_attempts=O.max_attempts(max_attempts),
             name=self.name,
             signer=make_signer(signing_key),
             result_history=validate_result_history(result_history),
@@ -185,6 +186,9 @@ class AsyncQueue:
     def prepare_data(self, func: Callable[..., Any] | str, args: Sequence[Any] = (),
                      kwargs: dict[str, Any] | None = None, **options: Any) -> EnqueueData:
         """Describe a job for :meth:`enqueue_many` (RQ's ``Queue.prepare_data``)."""
+        O.check(**options)  # a bad option fails here, where it is written, not at enqueue_many
+        if "timeout" in options:
+            options.setdefault("job_timeout", options.pop("timeout"))
         return EnqueueData(func, tuple(args), dict(kwargs or {}), **options)
 
     async def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> AsyncJob:
@@ -198,21 +202,21 @@ class AsyncQueue:
         data, at_front = split_enqueue_options(f, args, kwargs)
         return (await self.enqueue_many([data], at_front=at_front))[0]
 
-    async def enqueue_at(self, scheduled_time: datetime, f: Callable[..., Any] | str, *args: Any,
+    async def enqueue_at(self, scheduled_time: datetime | date | str, f: Callable[..., Any] | str, *args: Any,
                          **kwargs: Any) -> AsyncJob:
         """Schedule ``f(*args, **kwargs)`` to run at ``scheduled_time``, as :meth:`Queue.enqueue_at` does
         (a naive datetime is local time; a time in the past runs the job at the next promotion)."""
         data, at_front = split_enqueue_options(f, args, kwargs)
-        return (await self._schedule([data], at_front, at_ms=int(scheduled_time.timestamp() * 1000)))[0]
+        at_ms = O.run_at_ms(scheduled_time)
+        return (await self._schedule([data], at_front, at_ms=at_ms))[0]
 
     async def enqueue_in(self, time_delta: timedelta | float | int, f: Callable[..., Any] | str, *args: Any,
                          **kwargs: Any) -> AsyncJob:
         """Schedule ``f(*args, **kwargs)`` to run after ``time_delta`` (a timedelta or seconds), measured on
         the server's clock, as :meth:`Queue.enqueue_in` does."""
-        seconds = time_delta.total_seconds() if isinstance(time_delta, timedelta) else parse_duration(
-            time_delta, "time_delta")
+        delay_ms = O.delay_ms(time_delta)
         data, at_front = split_enqueue_options(f, args, kwargs)
-        return (await self._schedule([data], at_front, delay_ms=max(0, int((seconds or 0.0) * 1000))))[0]
+        return (await self._schedule([data], at_front, delay_ms=delay_ms))[0]
 
     async def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
                         delay_ms: int | None = None) -> list[AsyncJob]:

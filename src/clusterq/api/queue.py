@@ -8,9 +8,10 @@ import math
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from clusterq.api import options as O
 from clusterq.api.callbacks import Callback, encode_callbacks
 from clusterq.api.dependency import DependsOn, parse_depends_on
 from clusterq.api.execution import Executor
@@ -19,7 +20,7 @@ from clusterq.api.job import DEFAULT_FAILURE_TTL_S, Job
 from clusterq.api.registry import Registry
 from clusterq.api.retry import Repeat, Retry
 from clusterq.connection.sync import REDIS_ERRORS, Client, ConnectionLike, connect
-from clusterq.exceptions import DuplicateJob, InvalidJobId, ReplicationTimeout, explain_server_error
+from clusterq.exceptions import DuplicateJob, ReplicationTimeout, explain_server_error
 from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.signing import Signer, SigningKey, make_signer
 from clusterq.state import keys as K
@@ -51,38 +52,13 @@ DEBOUNCE_POINTER_TTL_S = 86_400
 
 
 def parse_duration(value: float | int | str | None, what: str) -> float | None:
-    """Seconds from a number or an RQ-style string (``"90"``, ``"15m"``, ``"2h"``, ``"1d"``)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a number of seconds, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{what} must be seconds or a string like '15m', '2h'; got {value!r}") from None
+    """Seconds from a number or an RQ-style string (``"90"``, ``"15m"``, ``"2h"``, ``"1d"``); finite and
+    bounded (see :func:`clusterq.api.options.seconds`), negative allowed (it means "no limit"/"forever")."""
+    return O.seconds(value, what, negative=True)
 
 
-def validate_job_id(job_id: object) -> str:
-    if not isinstance(job_id, str) or not job_id:
-        raise InvalidJobId(f"job_id must be a non-empty str, got {job_id!r}")
-    if len(job_id.encode("utf-8", "surrogatepass")) > K.MAX_JOB_ID_BYTES:
-        raise InvalidJobId(f"job_id is longer than {K.MAX_JOB_ID_BYTES} bytes")
-    return job_id
-
-
-def validate_result_history(value: object) -> int | None:
-    """``result_history``: how many results a job keeps (the latest included), 1 to 1000."""
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= T.MAX_RESULT_HISTORY:
-        raise ValueError(f"result_history must be an int from 1 to {T.MAX_RESULT_HISTORY}, got {value!r}")
-    return value
+validate_job_id = O.job_id
+validate_result_history = O.result_history
 
 
 @dataclass
@@ -129,6 +105,7 @@ def make_enqueue_data(func: Callable[..., Any] | str, args: Sequence[Any] | None
     if unknown:
         known = sorted(_DATA_FIELDS - {"func", "args", "kwargs"})
         raise TypeError(f"unknown enqueue option(s) {unknown}; the options are {known} (and timeout)")
+    O.check(**options)  # a bad option fails here, where it is written, not at enqueue_many
     return EnqueueData(func, tuple(args or ()), dict(kwargs or {}), **options)
 
 
@@ -158,11 +135,9 @@ def _check_debounce(data: EnqueueData) -> tuple[str, float]:
     if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and spec[0]):
         raise ValueError(f"debounce must be (key, window_s) with a non-empty str key, got {spec!r}")
     key, window = spec
-    window_s = parse_duration(window, "debounce window")
-    if window_s is None or window_s <= 0:
-        raise ValueError(f"the debounce window must be positive, got {window!r}")
-    if len(key.encode("utf-8", "surrogatepass")) > K.MAX_JOB_ID_BYTES:
-        raise ValueError(f"the debounce key is longer than {K.MAX_JOB_ID_BYTES} bytes")
+    window_s = O.seconds(window, "the debounce window", positive=True)
+    assert window_s is not None  # a tuple's second item is never None here: seconds() refused it
+    O.text(key, "the debounce key", max_bytes=K.MAX_JOB_ID_BYTES)
     if data.job_id is not None or data.unique:
         raise ValueError("debounce chooses the job itself: do not pass job_id or unique with it")
     return key, window_s
@@ -270,7 +245,7 @@ class Queue:
         self.default_timeout = parse_duration(default_timeout, "default_timeout")
         self.result_ttl = parse_duration(result_ttl, "result_ttl")
         self.failure_ttl = parse_duration(failure_ttl, "failure_ttl")
-        self.max_attempts = max_attempts
+        self.max_attempts = O.max_attempts(max_attempts)
         self.result_history = validate_result_history(result_history)
         self.wait_replicas = wait_replicas
         self.wait_timeout_s = float(wait_timeout_s)
@@ -324,7 +299,7 @@ class Queue:
             if seconds is not None:
                 options[name] = seconds
         if data.description:
-            options["description"] = str(data.description)
+            options["description"] = O.text(str(data.description), "description")
         if data.retry is not None:
             if not isinstance(data.retry, Retry):
                 raise TypeError(f"retry must be a clusterq.Retry, got {type(data.retry).__name__}")
@@ -342,22 +317,16 @@ class Queue:
             options["cb"] = callbacks
         if self.serializer.name != "json":
             options["ser"] = self.serializer.name
-        ttl = parse_duration(data.ttl, "ttl")
-        if ttl is not None and ttl <= 0:
-            raise ValueError(f"ttl must be positive, got {data.ttl!r}")
-        max_attempts = data.max_attempts if data.max_attempts is not None else self.max_attempts
-        if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
-            raise ValueError(f"max_attempts must be a positive int, got {max_attempts!r}")
+        ttl = O.seconds(data.ttl, "ttl", positive=True)
+        max_attempts = O.max_attempts(data.max_attempts if data.max_attempts is not None else self.max_attempts)
         priority = data.priority or 0
         if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
             raise ValueError(f"priority must be an int from 1 (runs first) to {MAX_PRIORITY}, or 0/None for "
                              f"none; got {data.priority!r}")
-        concurrency_key = data.concurrency_key or ""
-        if not isinstance(concurrency_key, str) or len(concurrency_key.encode("utf-8", "surrogatepass")) > 256:
-            raise ValueError(f"concurrency_key must be a str of at most 256 bytes, got {data.concurrency_key!r}")
+        concurrency_key = O.text(data.concurrency_key or "", "concurrency_key", max_bytes=256)
         if data.unique and data.job_id is None:
             raise ValueError("unique=True needs a job_id: uniqueness is by id")
-        func = function_path(data.func)
+        func = O.function_path(function_path(data.func))
         options_json = json.dumps(options, separators=(",", ":")) if options else ""
         return T.NewJob(
             id=job_id,
@@ -415,28 +384,28 @@ class Queue:
             raise explain_server_error(exc, f"enqueue (debounced) to queue {self.name!r}") from exc
         return self._job(job_id)
 
-    def enqueue_at(self, scheduled_time: datetime, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
+    def enqueue_at(self, scheduled_time: datetime | date | str, f: Callable[..., Any] | str, *args: Any,
+                   **kwargs: Any) -> Job:
         """Schedule ``f(*args, **kwargs)`` to run at ``scheduled_time``; the options of :meth:`enqueue`.
 
-        A naive datetime is local time (as ``datetime.timestamp()`` reads it). The run-at time is
+        ``scheduled_time`` is a datetime, a date (its local midnight) or an ISO 8601 string. A naive
+        datetime is local time (as ``datetime.timestamp()`` reads it). The run-at time is
         computed on this machine's clock; workers promote the job once the server's clock reaches it.
         A time in the past runs the job at once (at the next promotion). ``ttl`` counts from the run-at
         time.
         """
         data, at_front = split_enqueue_options(f, args, kwargs)
         refuse_depends_on([data], "enqueue_at")
-        at_ms = int(scheduled_time.timestamp() * 1000)
-        return self._schedule([data], at_front, at_ms=at_ms)[0]
+        return self._schedule([data], at_front, at_ms=O.run_at_ms(scheduled_time))[0]
 
     def enqueue_in(self, time_delta: timedelta | float | int, f: Callable[..., Any] | str, *args: Any,
                    **kwargs: Any) -> Job:
         """Schedule ``f(*args, **kwargs)`` to run after ``time_delta`` (a timedelta or seconds), measured
         on the server's clock; the options of :meth:`enqueue`."""
-        seconds = time_delta.total_seconds() if isinstance(time_delta, timedelta) else parse_duration(
-            time_delta, "time_delta")
+        delay_ms = O.delay_ms(time_delta)
         data, at_front = split_enqueue_options(f, args, kwargs)
         refuse_depends_on([data], "enqueue_in")
-        return self._schedule([data], at_front, delay_ms=max(0, int((seconds or 0.0) * 1000)))[0]
+        return self._schedule([data], at_front, delay_ms=delay_ms)[0]
 
     def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
                   delay_ms: int | None = None) -> list[Job]:

@@ -74,7 +74,7 @@ class NewJob:
     meta: bytes = b""
     ttl_s: int = 0
     max_attempts: int | None = None
-    fresh_id: bool = False  # generated here (uuid4): the script skips its existence check
+    fresh_id: bool = False  # generated here (uuid4); the scripts check it exists all the same (a resent call)
     signature: str = ""  # HMAC of queue, id, func, payload, options (signing.py); "" when not signing
     unique: bool = False  # an existing waiting or running job with this id is reported (-1), not skipped
     priority: int = 0  # 0: none (the pending list, runs first); 1..9: the prio set, lower first

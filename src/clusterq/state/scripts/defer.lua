@@ -20,7 +20,7 @@ ARGV[6] options: options JSON
 ARGV[7] meta: meta
 ARGV[8] ttl_s: ttl in seconds
 ARGV[9] max_attempts: maximum attempts
-ARGV[10] flag: flag ("1" fresh id, "u" unique, "0")
+ARGV[10] flag: flag ("1" fresh id, checked all the same; "u" unique, "0")
 ARGV[11] signature: signature ("" = unsigned)
 ARGV[12] priority: priority ("0" = none; used when the job is released)
 ARGV[13] concurrency_key: concurrency key ("" = none)
@@ -51,7 +51,7 @@ local CODE = {CREATED = 1, EXISTED = 0, DUPLICATE = -1}
 local now = now_ms()
 local first = 3 + job_width
 local key = job_prefix .. id
-if flag ~= "1" and redis.call("EXISTS", key) == 1 then
+if redis.call("EXISTS", key) == 1 then  -- a fresh id too: redis-py may resend the call
   local status = flag == "u" and redis.pcall("HGET", key, "s")
   local live = {queued = true, scheduled = true, started = true, deferred = true}
   if type(status) == "string" and live[status] then return CODE.DUPLICATE end

@@ -38,7 +38,7 @@ for i = 4, #ARGV, 11 do
   local id = ARGV[i]
   local key = job_prefix .. id
   local flag = ARGV[i + 7]
-  if flag ~= "1" and redis.call("EXISTS", key) == 1 then
+  if redis.call("EXISTS", key) == 1 then  -- a fresh id too: redis-py may resend the call
     local status = flag == "u" and redis.pcall("HGET", key, "s")
     if type(status) == "string" and LIVE[status] then out[#out + 1] = CODE.DUPLICATE
     else out[#out + 1] = CODE.EXISTED end

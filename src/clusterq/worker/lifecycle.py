@@ -1,0 +1,225 @@
+"""A worker's life around its loop: start-up and shutdown, process signals, job stop requests, wake-ups,
+and the heartbeat thread (lease extension and registration).
+
+:class:`Lifecycle` is a base of :class:`clusterq.worker.worker.Worker`; it uses the attributes the
+worker's constructor sets (declared below for the type checker).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from clusterq.connection.server_checks import server_warnings
+from clusterq.connection.sync import REDIS_ERRORS, describe
+from clusterq.exceptions import ConnectionFailed, StopRequested
+from clusterq.state import keys as K
+from clusterq.worker import registration
+from clusterq.worker.pools.factory import Finished, Notifier, Pool, SoloPool
+from clusterq.worker.registration import REGISTRATION_TTL_S
+from clusterq.worker.wakeup import Waker
+
+if TYPE_CHECKING:
+    from clusterq.worker.fetch import Fetched
+    from clusterq.worker.leases import Leases
+    from clusterq.worker.maintenance import Maintenance
+    from clusterq.worker.outcomes import Outcomes
+    from clusterq.worker.worker import Lane, WorkerStats
+
+log = logging.getLogger(__name__)
+
+
+class Lifecycle:
+    # Set by Worker.__init__.
+    connection: Any
+    name: str
+    queue_names: list[str]
+    lanes: list[Lane]
+    stats: WorkerStats
+    executor: Any
+    leases: Leases
+    outcomes: Outcomes
+    maintenance: Maintenance
+    install_signal_handlers: bool
+    _stop: threading.Event
+    _stop_now: bool
+    _notifier: Notifier
+    _stop_requests: dict[tuple[str, str], str]
+    _waker: Waker | None
+    _heartbeat: threading.Thread | None
+    _previous_handlers: dict[int, Any]
+    _suspended: bool
+
+    # Provided by Worker.
+    pool: Pool
+
+    def _absorb(self, finished: list[Finished]) -> None: ...
+    def _flush_outcomes(self, everything: bool = False) -> Fetched: ...
+    def _mark_all_ready(self) -> None: ...
+    def _lane_of(self, queue: str) -> Lane: ...
+    def _pools_text(self) -> str: ...
+    def request_stop(self) -> None: ...
+
+    # --- setup and teardown -------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        for lane in self.lanes:  # fork the pools' children before this process starts threads
+            lane.pool.start(self.executor, self._notifier)
+        try:
+            self._register()
+        except REDIS_ERRORS as exc:
+            for lane in self.lanes:
+                lane.pool.close(now=True)
+            raise ConnectionFailed(f"worker {self.name} cannot register on {describe(self.connection)}: "
+                                   f"{type(exc).__name__}: {exc}") from None
+        for warning in server_warnings(self.connection):
+            log.warning("%s", warning)
+        self._start_waker()
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="clusterq-heartbeat", daemon=True)
+        self._heartbeat.start()
+        in_main = threading.current_thread() is threading.main_thread()
+        if self.install_signal_handlers and in_main:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+        if not in_main and any(isinstance(lane.pool, SoloPool) for lane in self.lanes):
+            log.warning("worker %s runs its solo pool outside the main thread: job time limits (SIGALRM) are "
+                        "not enforced there; use the process pool for hard limits", self.name)
+
+    def _teardown(self) -> None:
+        self._stop.set()
+        for lane in self.lanes:
+            try:
+                self._absorb(lane.pool.close(now=self._stop_now))
+            except REDIS_ERRORS as exc:
+                log.warning("could not record the last outcomes (%s); their leases will expire", exc)
+        try:
+            self.leases.release_all(keep=self.outcomes.buffered_ids())
+            self._flush_outcomes(everything=True)
+        except REDIS_ERRORS as exc:
+            log.warning("could not hand back jobs on exit (%s); their leases will expire and they will rerun", exc)
+        if self.outcomes:
+            log.warning("could not record %d outcome(s) on exit; their leases will expire and they will rerun",
+                        len(self.outcomes))
+        if self._waker is not None:
+            self._waker.close()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+        try:
+            registration.unregister(self.connection, self.name)
+        except REDIS_ERRORS:
+            pass
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+        self._notifier.close()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if not self._stop.is_set():
+            log.info("%s received: finishing the running jobs, then stopping (send again to stop now)",
+                     signal.Signals(signum).name)
+            self.request_stop()
+            return
+        self._stop_now = True
+        for lane in self.lanes:
+            lane.pool.abort = True  # a graceful close in progress stops waiting for its jobs
+        self._notifier.notify()
+        solo = self.pool if isinstance(self.pool, SoloPool) else None
+        if solo is not None and solo.current is not None:
+            raise StopRequested(f"stopped by {signal.Signals(signum).name}")
+
+    # --- wake-ups -----------------------------------------------------------------------------
+
+    def _start_waker(self) -> None:
+        if self._waker is not None:
+            self._waker.close()
+        self._waker = Waker(self.connection, self.queue_names, notify=self._notifier.notify,
+                            on_stop=self._on_stop_request, control=True)
+        try:
+            self._waker.start()
+        except REDIS_ERRORS as exc:
+            log.warning("cannot subscribe to wake-up channels (%s); polling every second instead", exc)
+            self._waker.broken = True
+        self._read_suspended()  # after subscribing, so a change from now on is heard
+        self._mark_all_ready()  # anything may have arrived while unsubscribed
+
+    def _take_signals(self) -> None:
+        """Mark signalled queues ready; an earlier scheduled job makes maintenance (promotion) due now;
+        stop the jobs whose stop was requested."""
+        if self._stop_requests:
+            self._apply_stops()
+        if self._waker is None:
+            return
+        signalled = self._waker.take()
+        for lane in self.lanes:
+            lane.ready.update(signalled.intersection(lane.queues))
+        if self._waker.control_changed:
+            self._waker.control_changed = False
+            self._read_suspended()
+            self._mark_all_ready()
+        if self._waker.schedule_changed:
+            self._waker.schedule_changed = False
+            self.maintenance.next_due = 0.0
+
+    def _read_suspended(self) -> None:
+        """Read the global suspend flag (a single key of its own)."""
+        try:
+            suspended = bool(self.connection.exists(K.SUSPENDED))
+        except REDIS_ERRORS as exc:
+            log.warning("cannot read the global suspend flag: %s", exc)
+            return
+        if suspended != self._suspended:
+            log.info("all queues are %s", "suspended: leasing nothing until resumed" if suspended else "resumed")
+        self._suspended = suspended
+
+    # --- stopping jobs (job.stop()) -----------------------------------------------------------
+
+    def _on_stop_request(self, queue: str, job_id: str, reason: str) -> None:
+        """A stop request heard by the waker or the heartbeat (any thread). The solo pool runs the job in
+        the supervisor's thread, which is busy with it: it is interrupted from here."""
+        with self.leases.lock:
+            if (queue, job_id) not in self.leases:
+                return  # another worker's job
+            self._stop_requests[(queue, job_id)] = reason
+        for lane in self.lanes:
+            if isinstance(lane.pool, SoloPool) and queue in lane.queues:
+                lane.pool.stop(queue, job_id, reason)
+        self._notifier.notify()
+
+    def _apply_stops(self) -> None:
+        with self.leases.lock:
+            requests, self._stop_requests = self._stop_requests, {}
+        for (queue, job_id), reason in requests.items():
+            pool = self._lane_of(queue).pool
+            if pool.stop(queue, job_id, reason):
+                log.info("%s: stopping job %s: %s", queue, job_id, reason)
+        for lane in self.lanes:
+            self._absorb(lane.pool.collect())
+
+    # --- heartbeat and registration -----------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        interval_s = self.leases.lease_ms / 3000
+        next_registration = time.monotonic() + REGISTRATION_TTL_S / 4
+        while not self._stop.wait(interval_s):
+            try:
+                self.leases.extend(self._on_stop_request, lambda q, i: (q, i) in self._stop_requests)
+                if time.monotonic() >= next_registration:
+                    self._register()
+                    next_registration = time.monotonic() + REGISTRATION_TTL_S / 4
+            except REDIS_ERRORS as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    def _register(self) -> None:
+        current = self.leases.first()
+        registration.register(self.connection, self.name, self.queue_names, {
+            "processed": self.stats.processed,
+            "failed": self.stats.failed,
+            "current": f"{current[0]}/{current[1]}" if current else "",
+            "pool": self._pools_text(),
+        })
+
+
+__all__ = ["Lifecycle"]

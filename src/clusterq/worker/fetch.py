@@ -36,6 +36,10 @@ class SetAside:
     def __init__(self) -> None:
         self._until: dict[str, float] = {}  # queue -> when (monotonic) to try it again
         self._backoff_s: dict[str, float] = {}
+        self._failed_now: set[str] = set()  # failed in the current round: a success in it does not clear that
+
+    def begin_round(self) -> None:
+        self._failed_now.clear()
 
     def __contains__(self, queue: str) -> bool:
         return queue in self._backoff_s
@@ -43,11 +47,14 @@ class SetAside:
     def fail(self, queue: str, what: str, exc: BaseException) -> None:
         backoff_s = min(SET_ASIDE_MAX_S, max(SET_ASIDE_MIN_S, self._backoff_s.get(queue, 0.0) * 2))
         self._backoff_s[queue] = backoff_s
+        self._failed_now.add(queue)
         self._until[queue] = time.monotonic() + backoff_s
         log.error("queue %r set aside: %s failed (%s: %s); its other work waits, the worker's other queues go "
                   "on; retrying it in %.1f s", queue, what, type(exc).__name__, exc, backoff_s)
 
     def ok(self, queue: str) -> None:
+        if queue in self._failed_now:  # e.g. its lease went through but its outcomes could not be recorded
+            return
         if self._backoff_s.pop(queue, None) is not None:
             self._until.pop(queue, None)
             log.warning("queue %r works again", queue)
@@ -100,6 +107,7 @@ class Fetcher:
         order; ``run`` hands a lane's jobs to its pool. The buffered outcomes ride along with the first
         lease call, or are sent on their own if no queue is leased from."""
         done = Fetched()
+        self.set_aside.begin_round()
         batch = self.outcomes.take(exclude=self.set_aside.waiting())
         for lane in lanes:
             free = lane.pool.free()
@@ -118,8 +126,10 @@ class Fetcher:
                                     self.failure_keep_ms)
                 results = run_each(self.store, [*batch.calls, call])
                 if batch:
-                    self.settle(batch, results[:-1], done)
+                    settled = self.settle(batch, results[:-1], done)
                     batch = Batch(self.outcomes, {})  # sent
+                    for other in lanes:  # a queue whose outcomes cannot be recorded leases nothing more
+                        other.ready.difference_update(settled.failed)
                 jobs.extend(self._leased(lane, name, wanted, results[-1], done))
             if jobs:
                 done.leased += len(jobs)
@@ -154,6 +164,7 @@ class Fetcher:
     def flush(self, everything: bool = False) -> Fetched:
         """Send the buffered outcomes now (nothing to lease); ``everything``: those of set-aside queues too."""
         done = Fetched()
+        self.set_aside.begin_round()
         batch = self.outcomes.take(exclude=frozenset() if everything else self.set_aside.waiting())
         if batch:
             self.settle(batch, run_each(self.store, batch.calls), done)

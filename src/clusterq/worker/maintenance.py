@@ -68,14 +68,19 @@ class Maintenance:
         """Run no later than ``at`` (monotonic)."""
         self.next_due = min(self.next_due, at)
 
-    def run(self, now: float) -> Round:
+    def run(self, now: float, skip: set[str] | frozenset[str] = frozenset()) -> Round:
+        """One round for every queue but those in ``skip`` (set aside: a call to an unreachable Cluster node
+        costs seconds of redis-py's retries, and their back-off says when to try them again)."""
         done = Round(primary_moved=self.follow_sentinel_primary())
         self.next_due = now + self.interval_s
-        keys = list(self.queue_keys.values())
+        names = [name for name in self.queue_names if name not in skip]
+        if not names:
+            return done
+        keys = [self.queue_keys[name] for name in names]
         n = len(keys)
         calls = [T.requeue_expired_call(k, RECOVER_BATCH, self.max_attempts, self.failure_keep_ms) for k in keys]
         calls.extend(T.promote_call(k, PROMOTE_BATCH) for k in keys)  # due delayed jobs -> pending
-        calls.extend(self.forwarder.due_calls(self.queue_names))  # outbox intents left behind
+        calls.extend(self.forwarder.due_calls(names))  # outbox intents left behind
         if now >= self.next_trim:
             self.next_trim = now + self.trim_interval_s
             for k in keys:
@@ -84,14 +89,14 @@ class Maintenance:
         if all(isinstance(result, BaseException) for result in results):
             log.warning("maintenance skipped: %s", results[0])
             return done
-        abandoned = self._recovered(results[:n], done)
-        self._promoted(results[n : 2 * n], done, now)
-        self._replay_outbox(abandoned, results[2 * n : 3 * n])
+        abandoned = self._recovered(names, results[:n], done)
+        self._promoted(names, results[n : 2 * n], done, now)
+        self._replay_outbox(names, abandoned, results[2 * n : 3 * n])
         return done
 
-    def _recovered(self, results: list[Any], done: Round) -> list[str]:
+    def _recovered(self, names: list[str], results: list[Any], done: Round) -> list[str]:
         abandoned: list[str] = []  # their dependents are told now, not after the replay grace
-        for name, result in zip(self.queue_names, results):
+        for name, result in zip(names, results):
             if isinstance(result, BaseException):
                 log.warning("maintenance of queue %r failed: %s", name, result)
                 continue
@@ -104,8 +109,8 @@ class Maintenance:
                 abandoned.append(name)
         return abandoned
 
-    def _promoted(self, results: list[Any], done: Round, now: float) -> None:
-        for name, result in zip(self.queue_names, results):
+    def _promoted(self, names: list[str], results: list[Any], done: Round, now: float) -> None:
+        for name, result in zip(names, results):
             if isinstance(result, BaseException):
                 log.warning("promoting scheduled jobs of queue %r failed: %s", name, result)
                 self.soon(now + SCHEDULED_POLL_S)
@@ -116,14 +121,14 @@ class Maintenance:
             if due_in_s is not None:  # the waits end at next_due: wake for the next due job
                 self.soon(now + min(SCHEDULED_POLL_S, due_in_s))
 
-    def _replay_outbox(self, abandoned: list[str], due: list[Any]) -> None:
+    def _replay_outbox(self, names: list[str], abandoned: list[str], due: list[Any]) -> None:
         """Forward outbox intents left behind by a process that died (or lost Redis) between writing and
         applying them: bounded batches, and only intents older than the grace, which are not being
         forwarded right now by whoever wrote them."""
         try:
             if abandoned:
                 self.forwarder.replay(abandoned, min_age_s=0.0)
-            _, next_s = self.forwarder.forward_due(self.queue_names, due)
+            _, next_s = self.forwarder.forward_due(names, due)
         except REDIS_ERRORS as exc:
             log.warning("replaying outbox intents failed: %s", exc)
             return

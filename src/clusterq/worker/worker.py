@@ -292,7 +292,7 @@ class Worker(lifecycle.Lifecycle):
         now = time.monotonic()
         if not self.maintenance.due(now):
             return
-        done = self.maintenance.run(now)
+        done = self.maintenance.run(now, skip=self.set_aside.waiting())
         if done.primary_moved:
             self._start_waker()  # its subscription is on the old primary
         for name in done.ready:

@@ -110,3 +110,25 @@ def test_a_dead_cluster_primary_does_not_stop_the_queues_on_the_healthy_primarie
         jobs = [q.enqueue("jobs.add", i, 1) for i in range(20) for q in healthy]
         ran = lambda: sum(job.get_status() == JobStatus.FINISHED for job in jobs)  # noqa: E731
         assert _wait_for(lambda: ran() == len(jobs), 60), f"{ran()} of {len(jobs)} jobs ran on the healthy primaries"
+
+
+def test_a_worker_follows_its_queue_to_the_replica_that_took_over_from_a_dead_primary(tmp_path) -> None:
+    # The worker does not wait out redis-py's retries on a dead node (it sets the queue aside instead): it
+    # must still find the queue again once a replica has taken the slot over.
+    with Cluster(primaries=3, replicas_per_primary=1) as cluster:
+        q = Queue(f"iso-{uuid.uuid4().hex[:8]}", cluster.url)
+        primary = cluster.node_for_slot(q.slot)
+        worker = Worker([q], cluster.url, pool="solo", install_signal_handlers=False, idle_poll_s=0.5,
+                        maintenance_interval_s=0.5)
+        with running(worker, join_s=60):
+            assert _wait_for(lambda: q.enqueue("jobs.add", 1, 1).get_status() == JobStatus.FINISHED)
+            primary.kill()
+            assert _wait_for(lambda: cluster.node_for_slot(q.slot).port != primary.port, 60)
+            jobs = []
+
+            def enqueued() -> bool:
+                jobs.append(Queue(q.name, cluster.url).enqueue("jobs.add", len(jobs), 1))
+                return True
+
+            assert _wait_for(enqueued, 60)
+            assert _wait_for(lambda: _all_finished(jobs), 60), "the worker must follow the failover"

@@ -43,6 +43,9 @@ class Round:
     """Queues that received jobs (requeued or promoted): worth a lease now."""
     primary_moved: bool = False
     """The Sentinel primary moved: subscriptions on the old one must be made again."""
+    failed: dict[str, BaseException] = field(default_factory=dict)
+    """Queues whose recovery failed while other calls went through (a dead node, a broken key): the worker
+    sets them aside."""
 
 
 class Maintenance:
@@ -98,7 +101,7 @@ class Maintenance:
         abandoned: list[str] = []  # their dependents are told now, not after the replay grace
         for name, result in zip(names, results):
             if isinstance(result, BaseException):
-                log.warning("maintenance of queue %r failed: %s", name, result)
+                done.failed[name] = result
                 continue
             requeued, failed = int(result[0]), int(result[1])
             if requeued:

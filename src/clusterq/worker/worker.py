@@ -141,7 +141,7 @@ class Worker(lifecycle.Lifecycle):
         first = queues[0] if isinstance(queues, (list, tuple)) and queues else queues
         self.connection = (first.connection if isinstance(first, Queue) and connection is None
                            else connect(connection))
-        self.store = T.Store(self.connection)
+        self.store = T.Store(self.connection, fail_fast=True)  # a dead node's queue is set aside, not waited for
         pool_options = {"max_jobs_per_child": max_jobs_per_child, "max_memory_mb": max_memory_mb,
                         "memory_limit_mb": memory_limit_mb}
         self.lanes = [Lane(_queue_names(queues), self._pool(pool, concurrency, pool_options), s.batch_target_s)]
@@ -297,6 +297,9 @@ class Worker(lifecycle.Lifecycle):
             self._start_waker()  # its subscription is on the old primary
         for name in done.ready:
             self._lane_of(name).ready.add(name)
+        for name, exc in done.failed.items():
+            self.set_aside.fail(name, "maintenance (recovering expired leases)", exc)
+            self._lane_of(name).ready.discard(name)
 
     _maybe_maintain = _maintain  # the name tests and older callers use
 

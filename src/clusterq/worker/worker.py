@@ -33,7 +33,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import (
+    BusyLoadingError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 
 from clusterq.api.context import JobConnection
 from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
@@ -84,6 +90,13 @@ def _queue_names(queues: Sequence[str | Queue] | str | Queue) -> list[str]:
     if isinstance(queues, (str, Queue)):
         queues = [queues]
     return [q.name if isinstance(q, Queue) else K.validate_queue_name(q) for q in queues]
+
+
+def _queue_specific(exc: BaseException) -> bool:
+    """An error about one queue's keys (WRONGTYPE, a script error), not about the server as a whole (out of
+    reach, out of memory, read-only, loading): that queue is set aside, the others need no back-off."""
+    return isinstance(exc, ResponseError) and not isinstance(exc, (OutOfMemoryError, ReadOnlyError,
+                                                                    BusyLoadingError, NoPermissionError))
 
 
 class Worker(lifecycle.Lifecycle):
@@ -321,8 +334,8 @@ class Worker(lifecycle.Lifecycle):
         """Count, forward and back off after a round of calls."""
         self.stats.lost += done.lost
         self._forward()
-        if done.errors and not done.succeeded:  # nothing went through: Redis is out of reach
-            self._back_off(done.errors[0])
+        if done.errors and not done.succeeded and not all(map(_queue_specific, done.errors)):
+            self._back_off(done.errors[0])  # nothing went through: Redis is out of reach (or full)
             return leased or None
         self._backoff_s = 0.0
         return leased
@@ -379,7 +392,7 @@ class Worker(lifecycle.Lifecycle):
 
     def _flush_outcomes_safely(self) -> None:
         done = self._flush_outcomes()
-        if done.errors and not done.succeeded:
+        if done.errors and not done.succeeded and not all(map(_queue_specific, done.errors)):
             self._back_off(done.errors[0])
 
     def _forward(self) -> None:

@@ -44,6 +44,9 @@ class SetAside:
     def __contains__(self, queue: str) -> bool:
         return queue in self._backoff_s
 
+    def __bool__(self) -> bool:
+        return bool(self._backoff_s)
+
     def fail(self, queue: str, what: str, exc: BaseException) -> None:
         backoff_s = min(SET_ASIDE_MAX_S, max(SET_ASIDE_MIN_S, self._backoff_s.get(queue, 0.0) * 2))
         self._backoff_s[queue] = backoff_s

@@ -1,5 +1,5 @@
-"""A worker's life around its loop: start-up and shutdown, process signals, job stop requests, wake-ups,
-and the heartbeat thread (lease extension and registration).
+"""A worker's life around its loop: start-up and shutdown, process signals, wake-ups and waiting, job stop
+requests, and the heartbeat thread (lease extension and registration).
 
 :class:`Lifecycle` is a base of :class:`clusterq.worker.worker.Worker`; it uses the attributes the
 worker's constructor sets (declared below for the type checker).
@@ -8,6 +8,7 @@ worker's constructor sets (declared below for the type checker).
 from __future__ import annotations
 
 import logging
+import select
 import signal
 import threading
 import time
@@ -23,7 +24,7 @@ from clusterq.worker.registration import REGISTRATION_TTL_S
 from clusterq.worker.wakeup import Waker
 
 if TYPE_CHECKING:
-    from clusterq.worker.fetch import Fetched
+    from clusterq.worker.fetch import Fetched, Fetcher, SetAside
     from clusterq.worker.leases import Leases
     from clusterq.worker.maintenance import Maintenance
     from clusterq.worker.outcomes import Outcomes
@@ -52,13 +53,18 @@ class Lifecycle:
     _heartbeat: threading.Thread | None
     _previous_handlers: dict[int, Any]
     _suspended: bool
+    _next_poll: float
+    batch_target_s: float
+    idle_poll_s: float
+    fetcher: Fetcher
+    set_aside: SetAside
 
     # Provided by Worker.
     pool: Pool
 
     def _absorb(self, finished: list[Finished]) -> None: ...
     def _flush_outcomes(self, everything: bool = False) -> Fetched: ...
-    def _mark_all_ready(self) -> None: ...
+    def _flush_outcomes_safely(self) -> None: ...
     def _lane_of(self, queue: str) -> Lane: ...
     def _pools_text(self) -> str: ...
     def request_stop(self) -> None: ...
@@ -153,6 +159,8 @@ class Lifecycle:
         if self._waker is None:
             return
         signalled = self._waker.take()
+        if signalled and self.set_aside:
+            signalled -= self.set_aside.waiting()  # a set-aside queue waits out its back-off
         for lane in self.lanes:
             lane.ready.update(signalled.intersection(lane.queues))
         if self._waker.control_changed:
@@ -173,6 +181,71 @@ class Lifecycle:
         if suspended != self._suspended:
             log.info("all queues are %s", "suspended: leasing nothing until resumed" if suspended else "resumed")
         self._suspended = suspended
+
+    # --- waiting -------------------------------------------------------------------------------
+
+    def _wait(self, timeout_s: float) -> None:
+        """Sleep until a pool reports, a queue is signalled, or ``timeout_s`` passes."""
+        fds: list[Any] = [self._notifier]
+        for lane in self.lanes:
+            fds.extend(lane.pool.fds())
+        try:
+            select.select(fds, [], [], max(0.0, timeout_s))
+        except (OSError, ValueError):
+            time.sleep(min(0.05, max(0.0, timeout_s)))  # a pipe closed under us: the pool will notice
+        self._notifier.drain()
+        self._take_signals()
+
+    def _pool_wait_s(self) -> float:
+        now = time.monotonic()
+        deadlines = [self.maintenance.next_due, *self._holds()]
+        for lane in self.lanes:
+            deadline = lane.pool.next_deadline()
+            if deadline is not None:
+                deadlines.append(deadline)
+        if self.outcomes:
+            deadlines.append(now + self.batch_target_s)  # results become visible soon even while busy
+        return max(0.0, min(deadlines) - now)
+
+    def _holds(self) -> list[float]:
+        """When rate-limited and set-aside queues are to be tried again."""
+        return [*self.fetcher.held_back.values(), *self.set_aside.deadlines()]
+
+    def _end_holds(self) -> None:
+        """Rate-limited queues whose wait is over, and set-aside queues whose back-off is over, are tried
+        again."""
+        held_back = self.fetcher.held_back
+        if held_back:
+            now = time.monotonic()
+            for name, until in list(held_back.items()):
+                if until <= now:
+                    del held_back[name]
+                    self._lane_of(name).ready.add(name)
+        for name in self.set_aside.take_due():
+            self._lane_of(name).ready.add(name)
+
+    def _idle_wait(self) -> None:
+        """Every queue is empty and nothing runs: flush, then sleep until a queue is signalled or the
+        fallback poll (or maintenance) is due."""
+        self._flush_outcomes_safely()
+        if self._waker is None or self._waker.broken:
+            self._start_waker()
+            if self._waker is None or self._waker.broken:
+                self._stop.wait(1.0)
+                self._mark_all_ready()
+                return
+        self._wait(min(self._next_poll, self.maintenance.next_due, *self._holds()) - time.monotonic())
+        if time.monotonic() >= self._next_poll:
+            # Fallback poll: a wake-up can be lost across a reconnect or failover; this bounds the delay.
+            self._next_poll = time.monotonic() + self.idle_poll_s
+            self._read_suspended()
+            self._mark_all_ready()
+
+    def _mark_all_ready(self) -> None:
+        """Every queue is worth a lease call, except those set aside whose back-off is not over."""
+        waiting = self.set_aside.waiting()
+        for lane in self.lanes:
+            lane.ready.update(q for q in lane.queues if q not in waiting)
 
     # --- stopping jobs (job.stop()) -----------------------------------------------------------
 

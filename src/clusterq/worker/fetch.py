@@ -93,8 +93,9 @@ class Fetcher:
     """Leases for the lanes and sends the buffered outcomes; see the module's docstring."""
 
     def __init__(self, store: T.Store, queue_keys: dict[str, K.QueueKeys], leases: Leases, outcomes: Outcomes,
-                 set_aside: SetAside, *, worker_name: str, failure_keep_ms: int) -> None:
+                 set_aside: SetAside, lanes: list[Lane], *, worker_name: str, failure_keep_ms: int) -> None:
         self.store = store
+        self.lanes = lanes
         self.queue_keys = queue_keys
         self.leases = leases
         self.outcomes = outcomes
@@ -129,10 +130,8 @@ class Fetcher:
                                     self.failure_keep_ms)
                 results = run_each(self.store, [*batch.calls, call])
                 if batch:
-                    settled = self.settle(batch, results[:-1], done)
+                    self.settle(batch, results[:-1], done)
                     batch = Batch(self.outcomes, {})  # sent
-                    for other in lanes:  # a queue whose outcomes cannot be recorded leases nothing more
-                        other.ready.difference_update(settled.failed)
                 jobs.extend(self._leased(lane, name, wanted, results[-1], done))
             if jobs:
                 done.leased += len(jobs)
@@ -185,6 +184,8 @@ class Fetcher:
             if queue in settled.failed:
                 self.set_aside.fail(queue, "recording outcomes", settled.failed[queue])
                 done.errors.append(settled.failed[queue])
+                for lane in self.lanes:  # a queue whose outcomes cannot be recorded leases nothing more
+                    lane.ready.discard(queue)
             else:
                 self.set_aside.ok(queue)
         return settled

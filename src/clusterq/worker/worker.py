@@ -194,7 +194,7 @@ class Worker(lifecycle.Lifecycle):
         self.outcomes = Outcomes(self.queue_keys)
         self.set_aside = SetAside()
         self.fetcher = Fetcher(self.store, self.queue_keys, self.leases, self.outcomes, self.set_aside,
-                               worker_name=self.name, failure_keep_ms=self.failure_keep_ms)
+                               self.lanes, worker_name=self.name, failure_keep_ms=self.failure_keep_ms)
         self.maintenance = Maintenance(self.connection, self.store, self.forwarder, self.queue_keys,
                                        max_attempts=s.max_attempts, failure_keep_ms=self.failure_keep_ms,
                                        interval_s=s.maintenance_interval_s, trim_interval_s=s.trim_interval_s)

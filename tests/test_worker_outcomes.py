@@ -68,3 +68,14 @@ def test_a_set_aside_queue_keeps_its_outcomes_buffered_while_the_others_are_take
     outcomes.add("b", _outcome("2"))
     batch = outcomes.take(exclude={"a"})
     assert batch.queues == ["b"] and outcomes.buffered_ids() == {("a", "1")}
+
+
+def test_a_batch_is_sent_once_settled_batches_are_empty_and_unsent_does_nothing_after() -> None:
+    outcomes = _buffer("a")
+    outcomes.add("a", _outcome("1"))
+    batch = outcomes.take()
+    assert batch
+    batch.settle([[1]])
+    assert not batch, "a settled batch must not ride with a second round trip"
+    batch.unsent()
+    assert not outcomes

@@ -113,6 +113,14 @@ class Fetcher:
         done = Fetched()
         self.set_aside.begin_round()
         batch = self.outcomes.take(exclude=self.set_aside.waiting())
+        try:
+            self._lease_for(lanes, budget, batch_size, run, batch, done)
+        finally:
+            batch.unsent()  # an error no reply stands for (not a Redis one): the outcomes stay buffered
+        return done
+
+    def _lease_for(self, lanes: list[Lane], budget: int | None, batch_size: Callable[[Lane], int],
+                   run: Callable[[Lane, list[T.LeasedJob]], None], batch: Batch, done: Fetched) -> None:
         for lane in lanes:
             free = lane.pool.free()
             if not free:
@@ -128,17 +136,16 @@ class Fetcher:
                 wanted = room - len(jobs)
                 call = T.lease_call(self.queue_keys[name], wanted, self.lease_ms, self.worker_name,
                                     self.failure_keep_ms)
-                results = run_each(self.store, [*batch.calls, call])
-                if batch:
+                riding = batch.calls if batch else []  # the outcomes go with the first lease call only
+                results = run_each(self.store, [*riding, call])
+                if riding:
                     self.settle(batch, results[:-1], done)
-                    batch = Batch(self.outcomes, {})  # sent
                 jobs.extend(self._leased(lane, name, wanted, results[-1], done))
             if jobs:
                 done.leased += len(jobs)
                 run(lane, jobs)  # the solo pool runs them right here
         if batch:
             self.settle(batch, run_each(self.store, batch.calls), done)
-        return done
 
     @property
     def lease_ms(self) -> int:

@@ -47,7 +47,8 @@ class Batch:
         self._open = True
 
     def __bool__(self) -> bool:
-        return bool(self.calls)
+        """Outcomes to send: not yet settled (a batch rides with one round trip only)."""
+        return self._open and bool(self.calls)
 
     def __len__(self) -> int:
         return len(self.calls)

@@ -60,14 +60,27 @@ class Lifecycle:
     set_aside: SetAside
 
     # Provided by Worker.
-    pool: Pool
+    @property
+    def pool(self) -> Pool:
+        raise NotImplementedError
 
-    def _absorb(self, finished: list[Finished]) -> None: ...
-    def _flush_outcomes(self, everything: bool = False) -> Fetched: ...
-    def _flush_outcomes_safely(self) -> None: ...
-    def _lane_of(self, queue: str) -> Lane: ...
-    def _pools_text(self) -> str: ...
-    def request_stop(self) -> None: ...
+    def _absorb(self, finished: list[Finished]) -> None:
+        raise NotImplementedError
+
+    def _flush_outcomes(self, everything: bool = False) -> Fetched:
+        raise NotImplementedError
+
+    def _flush_outcomes_safely(self) -> None:
+        raise NotImplementedError
+
+    def _lane_of(self, queue: str) -> Lane:
+        raise NotImplementedError
+
+    def _pools_text(self) -> str:
+        raise NotImplementedError
+
+    def request_stop(self) -> None:
+        raise NotImplementedError
 
     # --- setup and teardown -------------------------------------------------------------------
 

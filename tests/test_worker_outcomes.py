@@ -1,7 +1,10 @@
 """The worker's outcome buffer (clusterq.worker.outcomes): buffered, taken as one batch per send, settled
-queue by queue. Pure: no server, the replies are written out as a server gives them."""
+queue by queue; and the set-aside queues' own back-off (clusterq.worker.fetch.SetAside). Pure: no server,
+the replies are written out as a server gives them."""
 
 from __future__ import annotations
+
+import time
 
 import redis
 
@@ -79,3 +82,24 @@ def test_a_batch_is_sent_once_settled_batches_are_empty_and_unsent_does_nothing_
     assert not batch, "a settled batch must not ride with a second round trip"
     batch.unsent()
     assert not outcomes
+
+
+def test_a_set_aside_queue_backs_off_on_its_own_and_a_success_in_the_round_it_failed_does_not_clear_it(
+        caplog) -> None:
+    from clusterq.worker.fetch import SET_ASIDE_MAX_S, SetAside
+
+    aside = SetAside()
+    error = redis.ConnectionError("Connection refused")
+    aside.begin_round()
+    aside.fail("a", "leasing", error)
+    assert "a" in aside and aside.waiting() == {"a"} and not aside.take_due()
+    aside.ok("a")  # its lease went through in the round its outcomes failed: still set aside
+    assert "a" in aside
+    for _ in range(10):
+        aside.fail("a", "leasing", error)
+    assert max(aside.deadlines()) - time.monotonic() <= SET_ASIDE_MAX_S
+    aside.begin_round()
+    aside.ok("a")
+    assert "a" not in aside and not aside.waiting() and not aside.deadlines()
+    assert any("queue 'a' set aside: leasing failed (ConnectionError: Connection refused)" in r.getMessage()
+               for r in caplog.records)

@@ -40,6 +40,9 @@ from clusterq.state.transitions import parse_take as parse_take
 _RETRY_THROUGH_CLUSTER = (MovedError, AskError, TryAgainError, ClusterDownError, NoScriptError,
                           redis.ConnectionError, redis.TimeoutError, OSError)
 
+# Errors that say a node cannot be reached at all (as opposed to: the call belongs elsewhere now).
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, OSError)
+
 SLOT_MIGRATION_WAIT_S = 30.0
 """How long a call keeps retrying while its slot is being migrated (TRYAGAIN) before it raises."""
 
@@ -294,9 +297,15 @@ def group_done_call(qk: K.QueueKeys, group_id: str, member_handle: str, ended: s
 class Store:
     """Runs transitions on a synchronous redis-py client (standalone, Sentinel master or cluster)."""
 
-    def __init__(self, client: Client, *, slot_migration_wait_s: float = SLOT_MIGRATION_WAIT_S) -> None:
+    def __init__(self, client: Client, *, slot_migration_wait_s: float = SLOT_MIGRATION_WAIT_S,
+                 fail_fast: bool = False) -> None:
         self.client = client
         self.slot_migration_wait_s = slot_migration_wait_s
+        # fail_fast (a worker's store): in run_many, a call to a Cluster node that cannot be reached fails at
+        # once unless a refreshed slot map sends it to another node, instead of waiting out redis-py's
+        # retries (seconds of back-off): the caller sets that queue aside and goes on with the others.
+        self.fail_fast = fail_fast
+        self._next_refresh = 0.0
 
     # --- running scripts ------------------------------------------------------------------------
 
@@ -336,7 +345,7 @@ class Store:
         """
         if not calls:
             return []
-        if len(calls) == 1:
+        if len(calls) == 1 and not (self.fail_fast and isinstance(self.client, RedisCluster)):
             try:
                 results: list[Any] = [self.run(calls[0])]
             except REDIS_ERRORS as exc:
@@ -434,18 +443,50 @@ class Store:
             node = cluster.get_node_from_key(call.keys[0])
             by_node.setdefault(node.name, (node, []))[1].append(index)
         results: list[Any] = [None] * len(calls)
+        unreachable: list[list[int]] = []  # per node whose whole pipeline failed to connect
         for node, indexes in by_node.values():
             client = node.redis_connection or cluster.get_redis_connection(node)
             try:
                 node_results = self._pipeline(client, [calls[i] for i in indexes])
             except REDIS_ERRORS as exc:
                 node_results = [exc] * len(indexes)
+                if isinstance(exc, _UNREACHABLE):
+                    unreachable.append(indexes)
             for index, result in zip(indexes, node_results):
                 results[index] = result
+        # A node that cannot be reached: redis-py's retries through the cluster client (reconnecting and
+        # refreshing the slot map, with back-off) take seconds. Try one of its calls that way; if the slot
+        # has not moved to a live node (a failover), the node's other calls get the same error at once
+        # instead of seconds each, so the calls to the live nodes are not held up.
+        handled: set[int] = set()
+        for indexes in unreachable:
+            handled.update(indexes)
+            if self.fail_fast:
+                self._reroute(calls, indexes, results)
+                continue
+            first = results[indexes[0]] = self._run_or_error(calls[indexes[0]])
+            for index in indexes[1:]:
+                results[index] = first if isinstance(first, _UNREACHABLE) else self._run_or_error(calls[index])
         for index, result in enumerate(results):
-            if isinstance(result, _RETRY_THROUGH_CLUSTER):
+            if index not in handled and isinstance(result, _RETRY_THROUGH_CLUSTER):
                 results[index] = self._run_or_error(calls[index])
         return results
+
+    def _reroute(self, calls: Sequence[Call], indexes: list[int], results: list[Any]) -> None:
+        """Calls to a node that cannot be reached: refresh the slot map (at most once a second) and run
+        those whose slot is now served elsewhere (a replica took over); the others keep their error."""
+        cluster: RedisCluster = self.client  # type: ignore[assignment]
+        dead = cluster.get_node_from_key(calls[indexes[0]].keys[0]).name
+        now = time.monotonic()
+        if now >= self._next_refresh:
+            self._next_refresh = now + 1.0
+            try:
+                cluster.nodes_manager.initialize(disconnect_startup_nodes_pools=False, last_failed_node_name=dead)
+            except REDIS_ERRORS:
+                return
+        for index in indexes:
+            if cluster.get_node_from_key(calls[index].keys[0]).name != dead:
+                results[index] = self._run_or_error(calls[index])
 
     def _run_or_error(self, call: Call) -> Any:
         try:

@@ -91,6 +91,8 @@ def status(job: Job) -> JobStatus | None:
     pytest.param("process", signal.SIGTERM, id="process-SIGTERM"),
     pytest.param("solo", signal.SIGTERM, id="solo-SIGTERM"),
     pytest.param("process", signal.SIGINT, id="process-SIGINT"),  # Ctrl-C: the same path in the supervisor
+    pytest.param("process", signal.SIGHUP, id="process-SIGHUP"),  # a closed terminal: a stop, not a kill
+    pytest.param("solo", signal.SIGHUP, id="solo-SIGHUP"),
 ])
 def test_first_stop_signal_lets_the_running_job_finish_then_the_worker_exits_0(
     url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str], pool: str, signum: signal.Signals
@@ -114,6 +116,47 @@ def test_first_stop_signal_lets_the_running_job_finish_then_the_worker_exits_0(
     assert queue.count == 1 and queue.started_job_registry.count == 0
     assert not [w for w in clusterq.list_workers(url) if w.pid == proc.pid]
     assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize("pool", ["process", "fork"])
+def test_sigterm_to_the_whole_process_group_lets_the_childs_job_finish_then_the_worker_exits_0(
+    url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str], pool: str
+) -> None:
+    """supervisord's stopasgroup, Kubernetes without a preStop hook, Ctrl-C in a terminal: the children get
+    the signal too. The supervisor decides; the job is neither killed nor left ``started``."""
+    marker, log = tmp_path / "ran", tmp_path / "worker.log"
+    queue = Queue(qname, url)
+    job = queue.enqueue("jobs.record_then_sleep", str(marker), "started", 1.5)
+
+    with worker_process(url, subprocess_env, log, qname, pool=pool) as proc:
+        wait_for(lambda: lines(marker), "the job to start")
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert exit_code(proc, log) == 0, log.read_text()
+
+    assert status(job) == JobStatus.FINISHED, log.read_text()
+    assert job.return_value() == "started"
+    assert queue.started_job_registry.count == 0
+
+
+@pytest.mark.parametrize("pool", ["process", "fork"])
+def test_a_second_sigterm_to_the_whole_process_group_hands_the_childs_job_back_at_once(
+    url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str], pool: str
+) -> None:
+    marker, log = tmp_path / "ran", tmp_path / "worker.log"
+    queue = Queue(qname, url)
+    job = queue.enqueue("jobs.record_then_sleep", str(marker), "started", 120)
+
+    with worker_process(url, subprocess_env, log, qname, pool=pool) as proc:
+        wait_for(lambda: lines(marker), "the job to start")
+        os.killpg(proc.pid, signal.SIGTERM)
+        wait_for(lambda: "SIGTERM received" in log.read_text(), "the worker to acknowledge the first SIGTERM")
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert exit_code(proc, log) == 0, log.read_text()
+
+    job.refresh()
+    assert job.get_status() == JobStatus.QUEUED, log.read_text()
+    assert job.attempts == 0 and queue.get_job_ids() == [job.id]
+    assert queue.started_job_registry.count == 0
 
 
 @POOLS

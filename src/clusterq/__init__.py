@@ -37,6 +37,7 @@ from clusterq.exceptions import (
     SerializationError,
     ServerError,
     StopRequested,
+    WorkerNameInUse,
 )
 from clusterq.scheduling.cron import CronError, CronExpr, Interval
 from clusterq.scheduling.periodic import (
@@ -138,6 +139,7 @@ __all__ = [
     "InvalidQueueName",
     "InvalidURL",
     "JobStopped",
+    "WorkerNameInUse",
     "JobTimeoutError",
     "NoSuchJobError",
     "PeriodicError",

@@ -304,16 +304,15 @@ class Executor:
         self.connection = connection
         self.time_limits = time_limits
         self._timeouts: dict[bytes, float] = {}
+        self._verdicts: dict[tuple[str, str, int], str | None] = {}  # (queue, id, lease token) -> refusal
         self._default_spec = decode_options(b"", default_timeout_s)[0]
 
     def prepare(self, leased: LeasedJob) -> tuple[JobSpec, Callable[..., Any] | None, Any, Any, str | None]:
         """Everything needed to call the job, or a reason why it cannot be called."""
-        if self.signer is not None:
-            # Before anything of the job is looked at: an unsigned job imports nothing and decodes nothing.
-            refused = self.signer.problem(leased.queue, leased.id, leased.func, leased.payload, leased.options,
-                                          leased.signature)
-            if refused:  # its options are not trusted either: default time limit and failure TTL
-                return self._default_spec, None, None, None, refused
+        # Before anything of the job is looked at: an unsigned job imports nothing and decodes nothing.
+        refused = self.refusal(leased)
+        if refused:  # its options are not trusted either: default time limit and failure TTL
+            return self._default_spec, None, None, None, refused
         if leased.options:
             spec, problem = decode_options(leased.options, self.default_timeout_s)
         else:  # most jobs carry no options: skip the JSON decode
@@ -342,21 +341,46 @@ class Executor:
             return spec, None, None, None, f"DeserializationError: cannot decode the job's arguments: {exc}"
         return spec, func, args, kwargs, None
 
+    def refusal(self, leased: LeasedJob) -> str | None:
+        """Why this worker must not trust anything of the record (its signature does not check out), or None.
+
+        Every reader of a record's fields goes through here first (the supervisor reading a time limit, a
+        failure or stop outcome built outside the job's process), so a forged record costs one failed job
+        with the defaults, whatever its options say. The verdict is cached per lease (the supervisor asks
+        for a running job's deadline on every turn of its loop)."""
+        if self.signer is None:
+            return None
+        lease = (leased.queue, leased.id, leased.token)
+        if lease in self._verdicts:
+            return self._verdicts[lease]
+        verdict = self.signer.problem(leased.queue, leased.id, leased.func, leased.payload, leased.options,
+                                      leased.signature)
+        if len(self._verdicts) >= 1024:
+            self._verdicts.clear()
+        self._verdicts[lease] = verdict
+        return verdict
+
+    def trusted_options(self, leased: LeasedJob) -> bytes:
+        """The record's options if its signature checks out (or the worker checks none), else none: the
+        defaults apply."""
+        return b"" if self.refusal(leased) else leased.options
+
     def timeout_of(self, leased: LeasedJob) -> float:
         """The job's time limit in seconds, ``inf`` for none (cached per distinct options value)."""
-        timeout = self._timeouts.get(leased.options)
+        options = self.trusted_options(leased)
+        timeout = self._timeouts.get(options)
         if timeout is None:
-            spec = decode_options(leased.options, self.default_timeout_s)[0]
+            spec = decode_options(options, self.default_timeout_s)[0]
             timeout = spec.timeout_s if spec.timeout_s > 0 else math.inf  # job_timeout=-1: no limit (as in RQ)
             # A callback runs after the job, in the same slot, within its own limit: the hard limit allows it.
             timeout += max((limit for _, limit in spec.callbacks.values()), default=0.0)
             if len(self._timeouts) < 1024:
-                self._timeouts[leased.options] = timeout
+                self._timeouts[options] = timeout
         return timeout
 
     def failure(self, leased: LeasedJob, reason: str) -> Outcome:
         """A failed outcome with ``reason``, kept as long as the job's failure_ttl says."""
-        return _failure(leased, decode_options(leased.options, self.default_timeout_s)[0], reason)
+        return _failure(leased, decode_options(self.trusted_options(leased), self.default_timeout_s)[0], reason)
 
     def execute(self, leased: LeasedJob) -> Outcome:
         """Run the job in this thread (time limit by SIGALRM in the main thread); never raises but
@@ -458,11 +482,10 @@ class Executor:
     def stopped(self, leased: LeasedJob, reason: str) -> Outcome:
         """The outcome of a job stopped on request (status ``stopped``), after its ``on_stopped`` callback,
         which runs here, in the calling thread, within its own limit."""
-        spec = decode_options(leased.options, self.default_timeout_s)[0]
+        spec = decode_options(self.trusted_options(leased), self.default_timeout_s)[0]
         outcome = Outcome(leased.id, leased.token, "stopped", f"JobStopped: {reason}".encode("utf-8", "replace"),
                           spec.failure_keep_ms, history=spec.history)
-        if self.signer is not None and self.signer.problem(leased.queue, leased.id, leased.func, leased.payload,
-                                                           leased.options, leased.signature):
+        if self.refusal(leased):
             return outcome  # its on_stopped path comes from a record no key holder wrote: never import it
         return self._callback(leased, spec, outcome, "t")
 

@@ -220,6 +220,12 @@ class PromoteReply:
 class RecoverReply:
     requeued: int
     abandoned: int  # failed as abandoned (attempt limit reached)
+    next_in_ms: int = -1  # until the earliest lease left expires, on the server's clock (-1: none held)
+
+    @property
+    def due_in_s(self) -> float | None:
+        """Seconds until the earliest lease still held expires (None: no job is leased)."""
+        return None if self.next_in_ms < 0 else self.next_in_ms / 1000
 
 
 @dataclass(frozen=True)
@@ -464,7 +470,7 @@ def parse_extend(reply: Sequence[Any]) -> list[ExtendCode]:
 
 def parse_recover(reply: Sequence[Any]) -> RecoverReply:
     """requeue_expired."""
-    return RecoverReply(int(reply[0]), int(reply[1]))
+    return RecoverReply(int(reply[0]), int(reply[1]), int(reply[2]) if len(reply) > 2 else -1)
 
 
 def parse_take(queue: str, job_id: str, reply: Sequence[Any]) -> LeasedJob | None:

@@ -45,7 +45,7 @@ from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionReso
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S
 from clusterq.api.queue import Queue
 from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect, describe
-from clusterq.exceptions import StopRequested
+from clusterq.exceptions import ConnectionFailed, StopRequested
 from clusterq.scheduling.periodic import CronScheduler, Periodic
 from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.signing import Signer, SigningKey, make_signer
@@ -109,9 +109,9 @@ class Worker(lifecycle.Lifecycle):
     is a hard cap on a child's growth: an allocation past it fails in the job with ``MemoryError``.
 
     ``lease_s`` is how long a leased job stays reserved without a heartbeat: a dead worker's jobs come
-    back after at most about ``lease_s + maintenance_interval_s``; ``max_attempts`` bounds how often a
-    job whose worker died is retried before it fails as abandoned. These timings and limits can also be
-    given together as ``settings=WorkerSettings(...)``.
+    back about ``lease_s`` after it died (recovery falls due when the earliest lease ends);
+    ``max_attempts`` bounds how often a job whose worker died is retried before it fails as abandoned.
+    These timings and limits can also be given together as ``settings=WorkerSettings(...)``.
 
     ``signing_key`` (bytes or str, or several: any of them verifies) makes the worker run only jobs
     signed with it (:mod:`clusterq.signing`); others fail with a ``SignatureError`` reason without
@@ -169,6 +169,7 @@ class Worker(lifecycle.Lifecycle):
         self.queue_names = names
         self.queue_keys = {n: K.QueueKeys(n) for n in names}
         self.name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        self._instance = uuid.uuid4().hex  # holds the name while this worker runs (a second one is refused)
         self.serializer = resolve_serializer(serializer)
         # Jobs reach Redis (get_current_job) through the worker's client, or a client of their own in a
         # forked child: from the URL when the worker was given one.
@@ -304,7 +305,10 @@ class Worker(lifecycle.Lifecycle):
         now = time.monotonic()
         if not self.maintenance.due(now):
             return
-        done = self.maintenance.run(now, skip=self.set_aside.waiting())
+        try:
+            done = self.maintenance.run(now, skip=self.set_aside.waiting())
+        except NoPermissionError as exc:
+            raise self._refused(exc) from None
         if done.primary_moved:
             self._start_waker()  # its subscription is on the old primary
         for name in done.ready:
@@ -332,6 +336,9 @@ class Worker(lifecycle.Lifecycle):
     def _after(self, done: Fetched, leased: int) -> int | None:
         """Count, forward and back off after a round of calls."""
         self.stats.lost += done.lost
+        refused = next((e for e in done.errors if isinstance(e, NoPermissionError)), None)
+        if refused is not None:
+            raise self._refused(refused)
         self._forward()
         if done.errors and not done.succeeded and not all(map(_queue_specific, done.errors)):
             self._back_off(done.errors[0])  # nothing went through: Redis is out of reach (or full)
@@ -349,6 +356,12 @@ class Worker(lifecycle.Lifecycle):
         for item in finished:
             if item.outcome is not None:
                 self._record(item.job, item.outcome)
+            elif item.crashed and (item.handback or self._stop.is_set()):
+                # Its process was stopped from outside, or died while the worker stops (a signal to the
+                # whole process group): nobody else would hand it back before its lease expires.
+                handback.append(item.job)
+                log.warning("%s: job %s (%s): %s; handed back to its queue now (attempt not counted)",
+                            item.job.queue, item.job.id, item.job.func, item.crashed)
             elif item.handback:
                 handback.append(item.job)
             else:
@@ -403,6 +416,14 @@ class Worker(lifecycle.Lifecycle):
                 self.forwarder.forward(entries)
             except REDIS_ERRORS as exc:
                 log.warning("could not tell the dependents of %d job(s) now (%s); maintenance will", len(entries), exc)
+
+    def _refused(self, exc: BaseException) -> ConnectionFailed:
+        """The Redis user lacks a permission (an ACL without @scripting, or without clusterq's keys): waiting
+        fixes nothing, so the worker stops (the CLI exits 3) with a message naming what is missing."""
+        return ConnectionFailed(
+            f"worker {self.name} cannot work on {describe(self.connection)}: the Redis user lacks a permission "
+            f"clusterq needs ({exc}); a worker's user needs the scripting commands (EVALSHA, EVAL: @scripting), "
+            "keys cq:* and channels cq:* (ACL rules: ~cq:* &cq:* +@all -@dangerous +info)")
 
     def _back_off(self, exc: BaseException) -> None:
         self._backoff_s = min(10.0, max(0.5, self._backoff_s * 2))

@@ -25,7 +25,9 @@ KEYS[14] control: control hash (concurrency limits "c:<key>", default "cd")
 ARGV[1] batch: batch size
 ARGV[2] max_attempts: default maximum attempts (a job's own "ma" field wins)
 ARGV[3] failure_keep_ms: how long to keep a failed record (ms)
-Returns: {number requeued, number failed as abandoned}
+Returns: {number requeued, number failed as abandoned, ms until the earliest lease left in the active set
+  expires (-1: none; 0: some are expired already, past this batch)}: the worker's next recovery falls due
+  then, so a dead worker's jobs come back about when their lease ends, not a maintenance interval later.
 ]]
 local active = KEYS[1]
 local pending = KEYS[2]
@@ -173,4 +175,8 @@ if aside[1] then
     redis.call("ZREM", limit_keys, ck)
   end
 end
-return {#requeued + #prio_jobs, abandoned}
+-- The earliest lease still held: one O(log N) read of the set scored by deadline.
+local earliest = redis.call("ZRANGE", active, 0, 0, "WITHSCORES")
+local next_in_ms = -1
+if earliest[2] then next_in_ms = math.max(0, tonumber(earliest[2]) - now) end
+return {#requeued + #prio_jobs, abandoned, next_in_ms}

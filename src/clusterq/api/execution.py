@@ -31,7 +31,7 @@ from clusterq.api.callbacks import callback_name, decode_callbacks
 from clusterq.api.context import JobConnection, enter_job, leave_job
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S, DEFAULT_RESULT_TTL_S, Job
 from clusterq.api.options import MAX_DURATION_S
-from clusterq.api.retry import RetryJob, draw, plan_template, retry_job_plan
+from clusterq.api.retry import MAX_RETRY_ON, RetryJob, draw, plan_template, retries_on, retry_job_plan
 from clusterq.exceptions import DeserializationError, FunctionNotFound, JobTimeoutError, SerializationError
 from clusterq.serializers import Serializer
 from clusterq.signing import Signer
@@ -143,6 +143,7 @@ class JobSpec:
     repeat: str = ""  # the Repeat's plan, or ""
     history: int = RESULT_HISTORY  # results the job keeps, the latest included
     callbacks: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)  # code -> (path, limit)
+    retry_on: tuple[str, ...] = ()  # Retry(on=...): the exception classes retried ("module.QualName"), () all
 
 
 def _bounded(value: Any, what: str) -> float:
@@ -189,11 +190,26 @@ def decode_options(raw: bytes, default_timeout_s: float) -> tuple[JobSpec, str |
             repeat=plan_template(options.get("repeat")),
             history=_history(options.get("hist")),
             callbacks=decode_callbacks(options.get("cb")),
+            retry_on=_retry_on(options.get("ron")),
         )
     except Exception as exc:  # whatever the record holds, one job fails, not the worker
         problem = f"job options are malformed ({type(exc).__name__}: {exc})"
         spec = JobSpec(default_timeout_s, DEFAULT_RESULT_TTL_S * 1000, DEFAULT_FAILURE_TTL_S * 1000, "json")
     return spec, problem
+
+
+def _retry_on(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if (not isinstance(value, list) or not 1 <= len(value) <= MAX_RETRY_ON
+            or not all(isinstance(name, str) and 0 < len(name) <= 500 for name in value)):
+        raise ValueError(f"ron is {value!r}, not a list of 1 to {MAX_RETRY_ON} exception class names")
+    return tuple(value)
+
+
+ExceptionHandler = Callable[..., Any]
+"""RQ's exception handler: ``handler(job, exc_type, exc_value, traceback)``; returning ``False`` stops the
+chain (``None`` or anything else goes on to the next handler)."""
 
 
 def _history(value: Any) -> int:
@@ -293,7 +309,9 @@ class Executor:
 
     def __init__(self, resolver: FunctionResolver, serializer: Serializer, default_timeout_s: float,
                  connection: Any = None, *, job_connection: JobConnection | None = None,
-                 time_limits: bool = True, signer: Signer | None = None) -> None:
+                 time_limits: bool = True, signer: Signer | None = None,
+                 exception_handlers: Sequence[ExceptionHandler] = ()) -> None:
+        self.exception_handlers = tuple(exception_handlers)
         self.connection = connection
         self.job_connection = job_connection
         self.time_limits = time_limits
@@ -397,15 +415,15 @@ class Executor:
                     value = asyncio.run(_awaited(value))
         except JobTimeoutError as exc:
             outcome = _failure(leased, spec, f"JobTimeoutError: {exc}", time.perf_counter() - started,
-                               draw(spec.retry))
-            return self._callback(leased, spec, outcome, "f", type(exc), exc, exc.__traceback__)
+                               self._plan(spec, exc))
+            return self._after_failure(leased, spec, outcome, exc)
         except RetryJob as exc:
             return _failure(leased, spec, f"RetryJob: {exc}", time.perf_counter() - started,
                             retry_job_plan(spec.retry, exc))
         except Exception as exc:
             outcome = _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
-                               draw(spec.retry))
-            return self._callback(leased, spec, outcome, "f", type(exc), exc, exc.__traceback__)
+                               self._plan(spec, exc))
+            return self._after_failure(leased, spec, outcome, exc)
         finally:
             leave_job(token)
         return self._after_success(leased, spec, self._finish(leased, spec, value, time.perf_counter() - started),
@@ -431,26 +449,57 @@ class Executor:
                     value = await asyncio.wait_for(value, limit)
         except asyncio.TimeoutError as exc:
             how = "was cancelled" if inspect.iscoroutinefunction(func) else "was abandoned (its thread runs on)"
+            error: BaseException = JobTimeoutError(str(exc) or "time limit exceeded")
             outcome = _failure(leased, spec, f"JobTimeoutError: time limit exceeded: the job ran longer than "
                                              f"{spec.timeout_s:g} s and {how}", time.perf_counter() - started,
-                               draw(spec.retry))
-            error: BaseException = JobTimeoutError(str(exc) or "time limit exceeded")
+                               self._plan(spec, error))
         except RetryJob as exc:
             return _failure(leased, spec, f"RetryJob: {exc}", time.perf_counter() - started,
                             retry_job_plan(spec.retry, exc))
         except Exception as exc:
             outcome = _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
-                               draw(spec.retry))
+                               self._plan(spec, exc))
             error = exc
         else:
             outcome = self._finish(leased, spec, value, time.perf_counter() - started)
             if not spec.callbacks:
                 return outcome
             return await loop.run_in_executor(None, self._after_success, leased, spec, outcome, value)
-        if "f" not in spec.callbacks:
+        if "f" not in spec.callbacks and not self.exception_handlers:
             return outcome
-        return await loop.run_in_executor(None, self._callback, leased, spec, outcome, "f", type(error), error,
-                                          error.__traceback__)
+        return await loop.run_in_executor(None, self._after_failure, leased, spec, outcome, error)
+
+    # --- after a failure: the plan, the on_failure callback, the exception handlers -------------------
+
+    @staticmethod
+    def _plan(spec: JobSpec, exc: BaseException) -> str:
+        """The retry plan sent with a failure: none for :class:`NoRetry` or an exception ``Retry(on=...)``
+        does not name."""
+        return draw(spec.retry) if spec.retry and retries_on(spec.retry_on, exc) else ""
+
+    def _after_failure(self, leased: LeasedJob, spec: JobSpec, outcome: Outcome, exc: BaseException) -> Outcome:
+        """RQ's order: the job's ``on_failure`` callback, then the worker's exception handlers."""
+        outcome = self._callback(leased, spec, outcome, "f", type(exc), exc, exc.__traceback__)
+        return self._handle_exception(leased, outcome, exc)
+
+    def _handle_exception(self, leased: LeasedJob, outcome: Outcome, exc: BaseException) -> Outcome:
+        """Walk the worker's exception handlers (RQ's chain), here, in the process that ran the job. A
+        handler returning ``False`` stops the chain; one that raises is noted on the job and the chain goes
+        on. A handler's verdict on retrying is ``job.retries_left = 0`` (written before the outcome is)."""
+        if not self.exception_handlers:
+            return outcome
+        job = Job(leased.queue, leased.id, self.connection, serializer=self.serializer)
+        for handler in self.exception_handlers:
+            try:
+                if handler(job, type(exc), exc, exc.__traceback__) is False:
+                    break
+            except Exception as err:
+                name = getattr(handler, "__qualname__", repr(handler))
+                note = f"exception handler {name} failed: {describe_exception(err, name)}"
+                log.warning("%s: job %s: %s (the job's outcome stands)", leased.queue, leased.id,
+                            note.splitlines()[0])
+                outcome = dataclasses.replace(outcome, note=note[:MAX_NOTE_CHARS])
+        return outcome
 
     # --- callbacks ------------------------------------------------------------------------------
 

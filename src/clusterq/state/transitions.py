@@ -39,12 +39,14 @@ class Created(IntEnum):
 class CompleteCode(IntEnum):
     """Per outcome, from complete."""
 
-    #: recorded (or the job was scheduled to run again)
+    #: recorded
     RECORDED = 1
     #: recorded, and the job's dependents are to be told (an outbox intent was written)
     NOTIFY = 2
     #: the lease was lost (taken over, canceled, deleted): the outcome was dropped
     LEASE_LOST = 0
+    #: recorded, and the job runs again (its Retry or Repeat plan had a run left)
+    AGAIN = 3
 
 
 class ExtendCode(IntEnum):

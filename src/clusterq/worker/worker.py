@@ -41,7 +41,7 @@ from redis.exceptions import (
 )
 
 from clusterq.api.context import JobConnection
-from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
+from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, ExceptionHandler, Executor, FunctionResolver
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S
 from clusterq.api.queue import Queue
 from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect, describe
@@ -83,6 +83,17 @@ class Lane:
     pool: Pool
     avg_job_s: float = 0.05
     ready: set[str] = field(default_factory=set)
+
+
+def _handlers(handlers: ExceptionHandler | Sequence[ExceptionHandler] | None) -> list[ExceptionHandler]:
+    if handlers is None:
+        return []
+    listed = list(handlers) if isinstance(handlers, (list, tuple)) else [handlers]
+    refused = [h for h in listed if not callable(h)]
+    if refused:
+        raise TypeError(f"exception_handlers must be callables handler(job, exc_type, exc_value, traceback), "
+                        f"got {refused[0]!r}")
+    return listed
 
 
 def _queue_names(queues: Sequence[str | Queue] | str | Queue) -> list[str]:
@@ -144,6 +155,8 @@ class Worker(lifecycle.Lifecycle):
         install_signal_handlers: bool = True,
         periodic: Sequence[Periodic] = (),
         settings: WorkerSettings | None = None,
+        exception_handlers: ExceptionHandler | Sequence[ExceptionHandler] | None = None,
+        disable_default_exception_handler: bool = False,
     ) -> None:
         self.settings = s = WorkerSettings.merge(settings, {
             "lease_s": lease_s, "max_attempts": max_attempts, "default_timeout_s": default_timeout_s,
@@ -177,7 +190,11 @@ class Worker(lifecycle.Lifecycle):
                                        else self.connection, self.connection)
         self.executor = Executor(FunctionResolver(allow), self.serializer, s.default_timeout_s, self.connection,
                                  job_connection=job_connection,
-                                 signer=make_signer(signing_key))
+                                 signer=make_signer(signing_key),
+                                 exception_handlers=_handlers(exception_handlers))
+        # RQ's default exception handler reports the failure; here it is the worker's log line for it (the
+        # job is kept in the failed registry either way: clusterq never drops a failed job).
+        self.outcomes_logged = not disable_default_exception_handler
         self.lease_ms = s.lease_ms
         self.max_attempts = s.max_attempts
         self.max_batch = s.max_batch
@@ -194,6 +211,7 @@ class Worker(lifecycle.Lifecycle):
         self.leases = Leases(self.store, self.queue_keys, self.lease_ms)
         self.outcomes = Outcomes(self.queue_keys)
         self.set_aside = SetAside()
+        self.outcomes.logged = self.outcomes_logged
         self.fetcher = Fetcher(self.store, self.queue_keys, self.leases, self.outcomes, self.set_aside,
                                self.lanes, worker_name=self.name, failure_keep_ms=self.failure_keep_ms)
         self.maintenance = Maintenance(self.connection, self.store, self.forwarder, self.queue_keys,
@@ -233,12 +251,18 @@ class Worker(lifecycle.Lifecycle):
 
     # --- public -------------------------------------------------------------------------------
 
-    def work(self, burst: bool = False, max_jobs: int | None = None) -> int:
-        """Process jobs until stopped (SIGTERM/SIGINT), or with ``burst`` until every queue is empty.
+    def work(self, burst: bool = False, max_jobs: int | None = None, *, with_scheduler: bool = True,
+             logging_level: str | int | None = None) -> int:
+        """Process jobs until stopped (SIGTERM, SIGINT, SIGHUP), or with ``burst`` until every queue is empty.
 
-        Returns the number of jobs processed. A first SIGTERM or SIGINT lets running jobs finish and
-        exits; a second one stops them and hands them back to their queues.
+        Returns the number of jobs processed. A first SIGTERM, SIGINT or SIGHUP lets running jobs finish
+        and exits; a second one stops them and hands them back to their queues. SIGUSR1 replaces the
+        process pools' children (each once its batch is done): jobs then run freshly deployed code.
+
+        ``with_scheduler`` and ``logging_level`` are RQ's: every clusterq worker promotes scheduled jobs
+        (so ``with_scheduler`` changes nothing, ``False`` included), and logging is the application's.
         """
+        del with_scheduler, logging_level  # accepted for RQ code; see the docstring
         self._setup()
         cron_thread = None
         if self._cron is not None:
@@ -390,8 +414,9 @@ class Worker(lifecycle.Lifecycle):
                      outcome.data.decode("utf-8", "replace"))
         else:
             self.stats.failed += 1
-            log.warning("%s: job %s (%s) failed: %s", leased.queue, leased.id, leased.func,
-                        outcome.data.decode("utf-8", "replace").splitlines()[0] if outcome.data else "")
+            if self.outcomes_logged and not outcome.plan:  # with a plan, said once its recording tells
+                log.warning("%s: job %s (%s) failed: %s", leased.queue, leased.id, leased.func,
+                            outcome.data.decode("utf-8", "replace").splitlines()[0] if outcome.data else "")
         self.outcomes.add(leased.queue, outcome)
 
     def _flush_outcomes(self, everything: bool = False) -> Fetched:

@@ -35,8 +35,9 @@ ARGV[1..] outcomes (8 per job): id, token, status, data, keep_ms, plan, history,
           plan, for a failed job: Retry; for a finished job: Repeat. "max;ms,ms,..." runs the job again
           after the k-th interval (the last repeats) while its counter ("rt" retries, "yr" repeats) is
           below max; "max;b:base_ms:factor:cap_ms:multiplier" waits min(cap, base * factor^k) * multiplier.
-Returns: array with one entry per job: RECORDED (or run again), NOTIFY (recorded, and its dependents are
-         to be told: an outbox entry was written), LEASE_LOST (outcome dropped)
+Returns: array with one entry per job: RECORDED, AGAIN (recorded, and the job runs again under its plan),
+         NOTIFY (recorded, and its dependents are to be told: an outbox entry was written), LEASE_LOST
+         (outcome dropped)
 ]]
 local active = KEYS[1]
 local finished = KEYS[2]
@@ -53,7 +54,7 @@ local stats = KEYS[12]
 local limit_running_prefix = KEYS[13]
 local limit_waiting_prefix = KEYS[14]
 local limit_keys = KEYS[15]
-local CODE = {RECORDED = 1, NOTIFY = 2, LEASE_LOST = 0}
+local CODE = {RECORDED = 1, NOTIFY = 2, LEASE_LOST = 0, AGAIN = 3}
 --!include free_slot
 --!include push_job
 --!include now_ms
@@ -150,7 +151,11 @@ for i = 1, #ARGV, 8 do
       redis.call("HDEL", key, "hw")
       redis.call("SPUBLISH", results_channel, id)
     end
-    out[#out + 1] = (job[5] and not delay) and CODE.NOTIFY or CODE.RECORDED
+    if delay then
+      out[#out + 1] = CODE.AGAIN
+    else
+      out[#out + 1] = job[5] and CODE.NOTIFY or CODE.RECORDED
+    end
   else
     out[#out + 1] = CODE.LEASE_LOST
   end

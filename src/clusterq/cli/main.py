@@ -506,7 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("queues", nargs="*", help="queue names, highest priority first (default: 'default')")
     p.add_argument("-b", "--burst", action="store_true", help="stop when every queue is empty")
-    p.add_argument("-n", "--name", help="worker name (default: host.pid.random)")
+    p.add_argument("-n", "--name", help="worker name, unique among running workers "
+                   "(exit 4 if one runs under it; default: host.pid.random)")
     p.add_argument("--max-jobs", type=int, help="stop after this many jobs")
     p.add_argument("--allow", action="append", help="only run functions matching this pattern (repeatable)")
     p.add_argument("--lease-s", type=float, help="seconds a job stays leased without a heartbeat; a dead worker's jobs "

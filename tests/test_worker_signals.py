@@ -159,6 +159,36 @@ def test_a_second_sigterm_to_the_whole_process_group_hands_the_childs_job_back_a
     assert queue.started_job_registry.count == 0
 
 
+@pytest.mark.parametrize("pool", ["process", "fork"])
+def test_sigusr1_makes_the_pool_run_code_deployed_after_the_worker_started(
+    url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str], pool: str
+) -> None:
+    module = tmp_path / "deployed_code.py"  # the worker runs in tmp_path and imports from there
+    module.write_text("def version():\n    return 'v1'\n")
+    queue = Queue(qname, url)
+    log = tmp_path / "worker.log"
+
+    with worker_process(url, subprocess_env, log, qname, pool=pool) as proc:
+        first = queue.enqueue("deployed_code.version")
+        wait_for(lambda: status(first) == JobStatus.FINISHED, "the first job")
+        module.write_text("def version():\n    return 'v2, deployed'\n")  # another size: no stale .pyc
+        if pool == "process":  # its child imported v1 and keeps it
+            stale = queue.enqueue("deployed_code.version")
+            wait_for(lambda: status(stale) == JobStatus.FINISHED, "a job before the reload")
+            assert stale.return_value() == "v1"
+        proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "reloading" in log.read_text(), "the worker to reload")
+        second = queue.enqueue("deployed_code.version")
+        wait_for(lambda: status(second) == JobStatus.FINISHED, "the job after the reload")
+        assert proc.poll() is None, "SIGUSR1 does not stop the worker"
+        proc.send_signal(signal.SIGTERM)
+        assert exit_code(proc, log) == 0, log.read_text()
+
+    assert first.return_value() == "v1"
+    assert second.return_value() == "v2, deployed"
+    assert "Traceback" not in log.read_text()
+
+
 @POOLS
 def test_second_sigterm_stops_at_once_and_hands_the_running_job_back(
     url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str], pool: str

@@ -34,9 +34,11 @@ class WorkerSettings:
     """About how much work (by the queue's average job time) a lease call takes per free slot."""
     idle_poll_s: float = 30.0
     """While idle, look at every queue at least this often (a wake-up can be lost across a reconnect)."""
-    maintenance_interval_s: float = 5.0
+    maintenance_interval_s: float = 8.0
     """The longest wait between maintenance rounds (recovery of expired leases, promotion of due scheduled
-    jobs); a round falls due sooner when the earliest lease held ends or a scheduled job is due."""
+    jobs); a round falls due sooner when the earliest lease held ends or a scheduled job is due. Keep it no
+    longer than ``lease_s``: a lease taken just after a round is then seen by the next round before it
+    ends, and a dead worker's jobs come back about ``lease_s`` after it died."""
     trim_interval_s: float = 300.0
     """How often the finished, failed and canceled registries are trimmed."""
     install_signal_handlers: bool = True

@@ -150,7 +150,7 @@ class Worker(lifecycle.Lifecycle):
         max_batch: int = 100,
         batch_target_s: float = 0.05,
         idle_poll_s: float = 30.0,
-        maintenance_interval_s: float = 5.0,
+        maintenance_interval_s: float = 8.0,
         trim_interval_s: float = 300.0,
         install_signal_handlers: bool = True,
         periodic: Sequence[Periodic] = (),

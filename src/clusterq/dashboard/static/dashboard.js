@@ -1,0 +1,50 @@
+// clusterq dashboard: live counts (server-sent events, polling as fallback) and confirmation prompts.
+// Loaded as a file under a nonce-based Content-Security-Policy: no inline script, no eval, no innerHTML.
+(function () {
+  "use strict";
+  var root = document.body.getAttribute("data-root") || "";
+
+  function apply(data) {
+    if (!data || !data.queues) { return; }
+    var cells = document.querySelectorAll("[data-s]");
+    for (var i = 0; i < cells.length; i++) {
+      var el = cells[i];
+      var counts = data.queues[el.getAttribute("data-q")];
+      if (counts && el.getAttribute("data-s") in counts) {
+        el.textContent = String(counts[el.getAttribute("data-s")]);
+      }
+    }
+    var workers = document.querySelector("[data-live-workers]");
+    if (workers && typeof data.workers === "number") { workers.textContent = String(data.workers); }
+  }
+
+  function poll() {
+    setInterval(function () {
+      fetch(root + "/api/counts", {credentials: "same-origin", headers: {"Accept": "application/json"}})
+        .then(function (r) { return r.ok ? r.json() : null; }).then(apply).catch(function () {});
+    }, 2000);
+  }
+
+  function live() {
+    if (!document.querySelector("[data-live]")) { return; }
+    if (!window.EventSource) { poll(); return; }
+    var source = new EventSource(root + "/events");
+    var got = false;
+    source.onmessage = function (e) { got = true; try { apply(JSON.parse(e.data)); } catch (err) { /* skip */ } };
+    source.onerror = function () {
+      // a proxy that buffers or refuses event streams: fall back to polling the same snapshot
+      if (!got || source.readyState === EventSource.CLOSED) { source.close(); poll(); }
+    };
+  }
+
+  function confirmations() {
+    var forms = document.querySelectorAll("form[data-confirm]");
+    for (var i = 0; i < forms.length; i++) {
+      forms[i].addEventListener("submit", function (e) {
+        if (!window.confirm(this.getAttribute("data-confirm"))) { e.preventDefault(); }
+      });
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { live(); confirmations(); });
+})();

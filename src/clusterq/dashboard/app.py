@@ -220,7 +220,7 @@ def endpoint(settings: Settings, min_role: str | None, handler: Handler, *, post
                                        "reload the page and try again")
             if min_role is not None and ctx.principal is None:
                 if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
-                    return _security_headers(RedirectResponse(ctx.url("/login", next=request.url.path), 303), ctx)
+                    return _security_headers(RedirectResponse(ctx.url("/login", next=_here(request)), 303), ctx)
                 raise Refused(401, "log in first", {"WWW-Authenticate": 'Basic realm="clusterq"'})
             if min_role is not None and ctx.principal is not None and not ctx.principal.can(min_role):
                 raise Refused(403, f"your role ({ctx.principal.role}) may not do this")
@@ -237,6 +237,11 @@ def endpoint(settings: Settings, min_role: str | None, handler: Handler, *, post
         return _security_headers(response, ctx)
 
     return run
+
+
+def _here(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
 
 
 def _int(value: str | None, default: int, low: int = 1, high: int = 10**9) -> int:

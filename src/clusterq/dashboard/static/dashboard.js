@@ -4,8 +4,33 @@
   "use strict";
   var root = document.body.getAttribute("data-root") || "";
 
+  var refreshing = false;
+
+  // A queue the page does not list yet (created since it loaded): fetch the page again and swap in its
+  // queue table, parsed as an inert document (nothing in it runs), instead of reloading the page.
+  function refreshTable(data) {
+    var table = document.getElementById("queues");
+    if (!table || refreshing) { return; }
+    var shown = {};
+    var rows = table.querySelectorAll("[data-s=waiting]");
+    for (var i = 0; i < rows.length; i++) { shown[rows[i].getAttribute("data-q")] = true; }
+    var missing = Object.keys(data.queues).some(function (name) { return !shown[name]; });
+    if (!missing) { return; }
+    refreshing = true;
+    fetch(window.location.href, {credentials: "same-origin"})
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (html === null) { return; }
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("queues");
+        if (fresh) { table.replaceWith(document.importNode(fresh, true)); }
+      })
+      .catch(function () {})
+      .then(function () { refreshing = false; });
+  }
+
   function apply(data) {
     if (!data || !data.queues) { return; }
+    refreshTable(data);
     var cells = document.querySelectorAll("[data-s]");
     for (var i = 0; i < cells.length; i++) {
       var el = cells[i];

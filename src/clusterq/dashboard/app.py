@@ -58,6 +58,7 @@ class Settings:
         self.env = Environment(loader=FileSystemLoader(os.path.join(HERE, "templates")),
                                autoescape=select_autoescape(default=True, default_for_string=True))
         self.env.filters["t"] = D.fmt_time
+        self.env.filters["show"] = D.fmt_value
         self.env.filters["handle"] = lambda s: make_handle(s.queue, s.id)
         self.env.globals["STATES"] = D.STATES
 

@@ -302,5 +302,14 @@ def fmt_time(value: Any) -> str:
     return str(value)
 
 
+def fmt_value(value: Any) -> str:
+    """A field of the job page: times as UTC, nothing for None, anything else as text."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return fmt_time(value)
+    return str(value)
+
+
 def as_json(value: Any) -> str:
     return json.dumps(value, default=str)

@@ -10,7 +10,7 @@
     clusterq stop [-u URL] [--reason TEXT] HANDLE
     clusterq dev [--sentinel | --cluster]
     clusterq demo [--cluster] [--jobs N]
-    clusterq dashboard [-u URL] [--host H] [--port P] [--auth-file PATH] [--read-only] [--insecure]
+    clusterq dashboard [-u URL] [--host H] [--port P] [--root-path P] [--auth-file PATH] [--read-only] [--insecure]
 
 The URL comes from ``--url``, else ``$CLUSTERQ_URL``, else a settings module's ``URL`` (``--settings``
 or ``$CLUSTERQ_SETTINGS``), else ``redis://127.0.0.1:6379/0``; without ``--url`` the server used is
@@ -599,6 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--root-path", default="", metavar="PREFIX",
+                   help="the path prefix a proxy serves the dashboard under (it strips it)")
+    p.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                   help="another origin whose forms may post (a proxy that rewrites Host); repeatable")
     p.add_argument("--auth-file", metavar="PATH", help="JSON file with users, tokens and the cookie secret_key")
     p.add_argument("--read-only", action="store_true", help="no actions for anyone")
     p.add_argument("--redact-args", action="store_true", help="never show job arguments, results or meta")
@@ -626,7 +630,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     try:
         auth = AuthConfig.from_file(args.auth_file) if args.auth_file else AuthConfig()
         serve(resolve_url(args), host=args.host, port=args.port, auth=auth, read_only=args.read_only,
-              redact_args=args.redact_args, insecure=args.insecure)
+              redact_args=args.redact_args, insecure=args.insecure, root_path=args.root_path,
+              allowed_origins=args.allowed_origin)
     except (OSError, ValueError, TypeError) as exc:
         print(f"clusterq: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -7,6 +7,7 @@ loopback unless ``insecure`` is given on purpose (a trusted network, a proxy doi
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 
 from clusterq.dashboard.app import create_app
 from clusterq.dashboard.auth import AuthConfig
@@ -28,10 +29,13 @@ def check_bind(host: str, auth: AuthConfig, insecure: bool) -> None:
 
 
 def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080, auth: AuthConfig | None = None,
-          read_only: bool = False, redact_args: bool = False, insecure: bool = False) -> None:
+          read_only: bool = False, redact_args: bool = False, insecure: bool = False, root_path: str = "",
+          allowed_origins: Sequence[str] = ()) -> None:
     import uvicorn  # the dashboard extra; imported here so `clusterq --help` works without it
 
     auth = auth or AuthConfig()
     check_bind(host, auth, insecure)
-    app = create_app(url, auth=auth, read_only=read_only, redact_args=redact_args, insecure=insecure)
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, timeout_graceful_shutdown=2)
+    app = create_app(url, auth=auth, read_only=read_only, redact_args=redact_args, insecure=insecure,
+                     allowed_origins=allowed_origins)
+    uvicorn.run(app, host=host, port=port, root_path=root_path.rstrip("/"), log_level="info", proxy_headers=False,
+                timeout_graceful_shutdown=2)

@@ -3,11 +3,13 @@ dashboard on uvicorn on loopback, a real worker and real servers in each topolog
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -215,3 +217,107 @@ def _qs(**params: str) -> str:
     from urllib.parse import urlencode
 
     return urlencode(params)
+
+
+# --- single sign-on against a real OpenID provider on loopback -----------------------------------------
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[str]:
+    """oidc-provider-mock (Authlib's server parts on Flask) on a free loopback port: its issuer URL."""
+    import oidc_provider_mock
+
+    with oidc_provider_mock.run_server_in_thread() as server:
+        issuer = f"http://127.0.0.1:{server.server_port}"
+        for sub, claims in {
+            "ada": {"email": "ada@example.com", "email_verified": True},
+            "vera": {"email": "vera@corp.example", "email_verified": True},
+            "mallory": {"email": "ada@example.com", "email_verified": False},
+            "gus": {"email": "gus@elsewhere.example", "email_verified": True, "groups": ["ops"]},
+        }.items():
+            assert httpx.put(f"{issuer}/users/{sub}", json=claims, timeout=10).status_code == 204
+        yield issuer
+
+
+def sso_app(url: str, issuer: str) -> Any:
+    from clusterq.dashboard.oidc import OIDCConfig
+
+    oidc = OIDCConfig(issuer, "clusterq-dashboard", "its-secret", emails={"ada@example.com": "admin"},
+                      domains={"corp.example": "viewer"}, groups={"ops": "operator"})
+    return create_app(url, auth=AuthConfig(oidc=oidc))
+
+
+def sign_on(page: Page, base: str, sub: str, path: str = "/") -> Any:
+    """Open ``path``, follow the login to the provider, authorize as ``sub``; returns the callback's response."""
+    page.goto(base + path)
+    page.click("#sso")
+    page.fill("input[name=sub]", sub)
+    with page.expect_response(lambda r: "/auth/callback" in r.url) as callback:
+        page.click("button[type=submit]:not([name])")
+    page.wait_for_load_state("load")
+    return callback.value
+
+
+def test_single_sign_on_admits_by_exact_claims_and_gives_each_its_role(standalone_url: str, qname: str,
+                                                                     page: Page, provider: str) -> None:
+    q = Queue(qname, standalone_url)
+    job = q.enqueue("jobs.fail")
+    with running(worker(q, standalone_url)):
+        wait_for(lambda: job.get_status() == JobStatus.FAILED, "the job to fail")
+    with serving(sso_app(standalone_url, provider)) as base:
+        authorize = {}
+        page.on("request", lambda r: authorize.setdefault("url", r.url) if "/oauth2/authorize" in r.url else None)
+        sign_on(page, base, "ada", "/job?" + _qs(h=job.handle))
+        assert "code_challenge_method=S256" in authorize["url"] and "nonce=" in authorize["url"]
+        assert page.locator("#traceback").count() == 1, "back on the page asked for"
+        assert "ada@example.com" in page.inner_text(".who") and "admin" in page.inner_text(".who")
+        assert page.locator("button[data-action=requeue]").count() == 1
+
+        viewer = page.context.browser.new_context()
+        vpage = viewer.new_page()
+        sign_on(vpage, base, "vera", "/job?" + _qs(h=job.handle))
+        assert "viewer" in vpage.inner_text(".who") and vpage.locator("button[data-action]").count() == 0
+        csrf = vpage.get_attribute("meta[name=csrf-token]", "content")
+        reply = vpage.request.post(base + "/action/requeue", form={"csrf": csrf or "", "job": job.handle},
+                                   headers={"Origin": base})
+        assert reply.status == 403 and job.get_status() == JobStatus.FAILED
+        viewer.close()
+
+        for sub, status in (("mallory", 403), ("gus", 200)):  # unverified email; admitted by group
+            other = page.context.browser.new_context()
+            opage = other.new_page()
+            sign_on(opage, base, sub)
+            assert ("Not admitted" in opage.inner_text("h1")) == (status == 403), sub
+            other.close()
+
+
+def authorized_elsewhere(page: Page, base: str, sub: str) -> str:
+    """Start a sign-on in the browser (its pending cookie is set), authorize ``sub`` at the provider with
+    another client, and return the callback URL the provider would send the browser to."""
+    page.goto(base + "/")
+    with page.expect_request(lambda r: "/oauth2/authorize" in r.url) as authorize:
+        page.click("#sso")
+    reply = httpx.post(authorize.value.url, data={"sub": sub}, follow_redirects=False, timeout=10)
+    assert reply.status_code in (302, 303), reply.text[:300]
+    return str(reply.headers["location"])
+
+
+def test_a_tampered_state_and_a_replayed_code_are_refused(standalone_url: str, page: Page, provider: str) -> None:
+    with serving(sso_app(standalone_url, provider)) as base:
+        callback = authorized_elsewhere(page, base, "ada")
+        refused = page.goto(re.sub(r"state=[^&]+", "state=forged", callback))
+        assert refused is not None and refused.status == 400
+        assert "state does not match" in page.inner_text("p.message")
+        page.goto(base + "/")
+        assert "/login" in page.url, "a refused sign-on logs nobody in"
+
+        callback = authorized_elsewhere(page, base, "ada")
+        pending = [c for c in page.context.cookies() if c["name"] == "cq_sso"]
+        first = page.goto(callback)
+        assert first is not None and first.ok and "admin" in page.inner_text(".who")
+        page.context.clear_cookies()
+        page.context.add_cookies(pending)  # an attacker holding the code and this browser's pending cookie
+        replay = page.goto(callback)
+        assert replay is not None and replay.status == 400
+        assert "refused the code" in page.inner_text("p.message")
+        page.goto(base + "/")
+        assert "/login" in page.url

@@ -36,11 +36,13 @@ from clusterq.dashboard import actions as A
 from clusterq.dashboard import data as D
 from clusterq.dashboard.auth import SESSION_TTL_S, AuthConfig, Principal
 from clusterq.dashboard.live import Ticker
+from clusterq.dashboard.oidc import OIDCClient, SSOError
 from clusterq.exceptions import ClusterQError
 
 log = logging.getLogger("clusterq.dashboard")
 HERE = os.path.dirname(os.path.abspath(__file__))
 SESSION_COOKIE = "cq_session"
+SSO_COOKIE = "cq_sso"
 FLASH_COOKIE = "cq_flash"
 
 
@@ -129,6 +131,8 @@ def _principal(request: Request, settings: Settings, session: dict[str, Any]) ->
         if found is None:
             raise Refused(401, "wrong user name or password", {"WWW-Authenticate": 'Basic realm="clusterq"'})
         return found
+    if session.get("sso") and auth.oidc is not None and session.get("r") in ("viewer", "operator", "admin"):
+        return Principal(str(session.get("u")), str(session["r"]), "session")
     user = next((u for u in auth.users if session.get("u") and u.name == session.get("u")), None)
     return Principal(user.name, user.role, "session") if user else None
 
@@ -385,6 +389,47 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
         await threaded(A.record)(client, who, name, target, done, True, message)
         return _redirect(ctx, "/queue", message, name=queue_name, state="failed")
 
+    sso = OIDCClient(settings.auth.oidc) if settings.auth.oidc is not None else None
+
+    async def sso_login(request: Request, ctx: Ctx) -> Response:
+        if sso is None:
+            raise Refused(404, "single sign-on is not configured")
+        redirect_uri = settings.auth.oidc.redirect_uri or (
+            f"{request.url.scheme}://{request.headers.get('host', '')}{ctx.root}/auth/callback")
+        url, pending = await sso.start(redirect_uri)
+        pending["next"] = request.query_params.get("next", "")
+        response = RedirectResponse(url, 303)
+        response.set_cookie(SSO_COOKIE, settings.auth.sign(pending), max_age=600, path=ctx.root or "/",
+                            httponly=True, samesite="lax", secure=request.url.scheme == "https")
+        return response
+
+    async def sso_callback(request: Request, ctx: Ctx) -> Response:
+        # A GET from the provider's redirect, so no CSRF token: state (bound to this browser's cookie),
+        # nonce (bound into the signed ID token) and PKCE protect it instead; see the user guide.
+        if sso is None:
+            raise Refused(404, "single sign-on is not configured")
+        pending = settings.auth.unsign(request.cookies.get(SSO_COOKIE))
+        try:
+            claims = await sso.finish(dict(request.query_params), pending)
+        except SSOError as exc:
+            response = render(ctx, "message.html", 400, title="Sign-on refused", text=str(exc))
+            response.delete_cookie(SSO_COOKIE, path=ctx.root or "/")
+            return response
+        admitted = settings.auth.oidc.admit(claims)
+        if admitted is None:
+            response = render(ctx, "message.html", 403, title="Not admitted",
+                              text="your account is not admitted to this dashboard (a verified email, domain or "
+                                   "group it accepts is needed)")
+            response.delete_cookie(SSO_COOKIE, path=ctx.root or "/")
+            return response
+        ctx.session, ctx.new_session = settings.auth.new_session(*admitted), True
+        ctx.session["sso"] = 1
+        target = str((pending or {}).get("next", ""))
+        path = target if target.startswith("/") and not target.startswith("//") else "/"
+        response = RedirectResponse(ctx.url(path.removeprefix(ctx.root) or "/"), 303)
+        response.delete_cookie(SSO_COOKIE, path=ctx.root or "/")  # one use: a replayed callback finds nothing
+        return response
+
     def page(path: str, handler: Handler, role: str | None = "viewer", methods: tuple[str, ...] = ("GET",)) -> Route:
         return Route(path, endpoint(settings, role, handler, post="POST" in methods), methods=list(methods))
 
@@ -394,6 +439,7 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
         page("/api/counts", counts), page("/events", events),
         page("/login", login_form, role=None), page("/login", login, role=None, methods=("POST",)),
         page("/logout", logout, role=None, methods=("POST",)),
+        page("/auth/login", sso_login, role=None), page("/auth/callback", sso_callback, role=None),
         page("/action/{name}", action, methods=("POST",)),
         Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
     ]

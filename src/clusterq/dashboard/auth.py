@@ -88,6 +88,8 @@ class AuthConfig:
     users: list[User] = field(default_factory=list)
     tokens: list[Token] = field(default_factory=list)
     secret_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    oidc: Any = None
+    """An :class:`clusterq.dashboard.oidc.OIDCConfig` for single sign-on, or None."""
 
     def __post_init__(self) -> None:
         for who in [*self.users, *self.tokens]:
@@ -100,12 +102,13 @@ class AuthConfig:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.users or self.tokens)
+        return bool(self.users or self.tokens or self.oidc)
 
     @classmethod
     def from_file(cls, path: str) -> AuthConfig:
         """Read a JSON file: ``{"users": [{"name", "password_hash", "role"}], "tokens": [{"name",
-        "token_sha256", "role"}], "secret_key": "..."}``."""
+        "token_sha256", "role"}], "secret_key": "...", "oidc": {"issuer", "client_id", "client_secret",
+        "emails", "domains", "groups"}}``."""
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
         if not isinstance(data, dict):
@@ -116,6 +119,10 @@ class AuthConfig:
         }
         if data.get("secret_key"):
             kwargs["secret_key"] = str(data["secret_key"]).encode()
+        if data.get("oidc"):
+            from clusterq.dashboard.oidc import OIDCConfig  # Authlib: needed only with single sign-on
+
+            kwargs["oidc"] = OIDCConfig(**data["oidc"])
         return cls(**kwargs)
 
     def check_password(self, name: str, password: str) -> Principal | None:

@@ -114,6 +114,7 @@ class QueuePage:
     concurrency_limits: dict[str | None, int]
     slot: int
     has_next: bool
+    primary: str = "?"
 
 
 def queue_page(client: Client, name: str, state: str, page: int) -> QueuePage:
@@ -136,8 +137,18 @@ def queue_page(client: Client, name: str, state: str, page: int) -> QueuePage:
             pipe.zscore(registry.key, job_id)
         for job_id, score in zip(ids, pipe.execute() if ids else []):
             scores[job_id] = None if score is None or score == float("inf") else float(score) / 1000
+    single = None if isinstance(client, RedisCluster) else _single_primary(client)
     return QueuePage(name, state, page, queue_counts(queue), summarize(queue, ids), scores, queue.is_suspended,
-                     queue.rate_limit, queue.concurrency_limits, queue.slot, has_next)
+                     queue.rate_limit, queue.concurrency_limits, queue.slot, has_next,
+                     primary_of(client, queue.slot, single))
+
+
+def _single_primary(client: Client) -> str | None:
+    try:
+        memory = memory_of_primaries(client)
+    except REDIS_ERRORS:
+        return None
+    return memory[0].node if memory else None
 
 
 def shown(value: Any, redact: bool = False) -> str:

@@ -6,23 +6,32 @@
 
   var refreshing = false;
 
-  // A queue the page does not list yet (created since it loaded): fetch the page again and swap in its
-  // queue table, parsed as an inert document (nothing in it runs), instead of reloading the page.
-  function refreshTable(data) {
+  // A queue the page does not list yet (created since it loaded), or workers that came or went: fetch
+  // the page again and swap in its tables, parsed as an inert document (nothing in it runs), instead of
+  // reloading the page.
+  function stale(data) {
     var table = document.getElementById("queues");
-    if (!table || refreshing) { return; }
+    if (!table) { return false; }
     var shown = {};
-    var rows = table.querySelectorAll("[data-s=waiting]");
-    for (var i = 0; i < rows.length; i++) { shown[rows[i].getAttribute("data-q")] = true; }
-    var missing = Object.keys(data.queues).some(function (name) { return !shown[name]; });
-    if (!missing) { return; }
+    var cells = table.querySelectorAll("[data-s=waiting]");
+    for (var i = 0; i < cells.length; i++) { shown[cells[i].getAttribute("data-q")] = true; }
+    var workers = document.querySelectorAll("#workers [data-worker]").length;
+    return Object.keys(data.queues).some(function (name) { return !shown[name]; }) ||
+      (typeof data.workers === "number" && data.workers !== workers);
+  }
+
+  function refreshTables(data) {
+    if (refreshing || !stale(data)) { return; }
     refreshing = true;
     fetch(window.location.href, {credentials: "same-origin"})
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (html) {
         if (html === null) { return; }
-        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("queues");
-        if (fresh) { table.replaceWith(document.importNode(fresh, true)); }
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        ["queues", "workers", "workers-count"].forEach(function (id) {
+          var mine = document.getElementById(id), theirs = fresh.getElementById(id);
+          if (mine && theirs) { mine.replaceWith(document.importNode(theirs, true)); }
+        });
       })
       .catch(function () {})
       .then(function () { refreshing = false; });
@@ -30,7 +39,7 @@
 
   function apply(data) {
     if (!data || !data.queues) { return; }
-    refreshTable(data);
+    refreshTables(data);
     var cells = document.querySelectorAll("[data-s]");
     for (var i = 0; i < cells.length; i++) {
       var el = cells[i];
@@ -39,8 +48,6 @@
         el.textContent = String(counts[el.getAttribute("data-s")]);
       }
     }
-    var workers = document.querySelector("[data-live-workers]");
-    if (workers && typeof data.workers === "number") { workers.textContent = String(data.workers); }
   }
 
   function poll() {

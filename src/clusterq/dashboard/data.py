@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pprint
+import reprlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +30,14 @@ MAX_QUEUES = 500
 SCAN_BUDGET = 2000
 MAX_SHOWN_CHARS = 20_000
 """Arguments, results, meta and tracebacks longer than this are cut on the page (a 10 MB argument)."""
+
+PRETTY_BELOW = 4000
+_BOUNDED = reprlib.Repr()
+"""A repr that stops early: a 10 MB argument costs the page a few milliseconds, not a full repr."""
+_BOUNDED.maxstring = _BOUNDED.maxother = MAX_SHOWN_CHARS + 100
+_BOUNDED.maxlist = _BOUNDED.maxtuple = _BOUNDED.maxdict = _BOUNDED.maxset = 500
+_BOUNDED.maxlevel = 8
+_BOUNDED.maxlong = 400
 
 STATES = ("waiting", "scheduled", "active", "deferred", "failed", "finished", "canceled")
 """The dashboard's names for a queue's lists; ``active`` is the started registry, ``waiting`` the queue."""
@@ -156,11 +165,13 @@ def shown(value: Any, redact: bool = False) -> str:
     if redact:
         return "(redacted)"
     try:
-        text = value if isinstance(value, str) else pprint.pformat(value, width=100, compact=True)
+        text = value if isinstance(value, str) else _BOUNDED.repr(value)
+        if not isinstance(value, str) and len(text) < PRETTY_BELOW and "..." not in text:  # small and whole
+            text = pprint.pformat(value, width=100, compact=True)
     except Exception as exc:  # a repr that raises
         text = f"(cannot show: {type(exc).__name__})"
     if len(text) > MAX_SHOWN_CHARS:
-        text = text[:MAX_SHOWN_CHARS] + f"\n... ({len(text) - MAX_SHOWN_CHARS} more characters not shown)"
+        text = text[:MAX_SHOWN_CHARS] + "\n... (cut here: the rest is not shown)"
     return text
 
 

@@ -53,13 +53,12 @@ class Ticker:
                     listener.get_nowait()
                 listener.put_nowait(text)
             await asyncio.sleep(self.interval_s)
-        self._task = None
 
     async def stream(self) -> AsyncIterator[str]:
         """Server-sent events: one ``data:`` line per tick, a comment now and then to keep proxies open."""
         listener: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
         self._listeners.add(listener)
-        if self._task is None:
+        if self._task is None or self._task.done():  # the last listener left and the loop ended
             self._task = asyncio.create_task(self._run())
         try:
             yield "retry: 2000\n\n"

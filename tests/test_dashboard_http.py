@@ -102,6 +102,11 @@ def test_emptying_needs_the_queue_name_typed_and_the_audit_log_stays_bounded(
     for _ in range(AUDIT_KEEP + 5):
         http.post("/action/resume", data={"queue": qname, "csrf": token})
     assert q.connection.llen(K.AUDIT) == AUDIT_KEEP
+    waiting = q.enqueue("jobs.noop")
+    refused = http.post("/action/stop", data={"job": waiting.handle, "csrf": token})
+    assert refused.status_code == 400 and "not running" in refused.text
+    entry = audit_log(q.connection)[0]
+    assert (entry["action"], entry["target"], entry["ok"]) == ("stop", waiting.handle, False)
 
 
 def test_bad_input_gives_clear_pages_not_tracebacks(http: httpx.Client, standalone_url: str, qname: str) -> None:

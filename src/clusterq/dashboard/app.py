@@ -351,6 +351,16 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
         return RedirectResponse(ctx.url("/login" if settings.auth.enabled else "/"), 303)
 
     async def action(request: Request, ctx: Ctx) -> Response:
+        try:
+            return await act(request, ctx)
+        except (ClusterQError, ValueError) as exc:  # refused by the API: shown as 400, and audited too
+            form = await read_form(request)
+            target = form.get("job") or form.get("queue") or "*"
+            who = ctx.principal.name if ctx.principal else "?"
+            await threaded(A.record)(client, who, request.path_params["name"], target, 0, False, str(exc))
+            raise
+
+    async def act(request: Request, ctx: Ctx) -> Response:
         name = request.path_params["name"]
         if name not in A.ACTION_ROLES:
             raise Refused(404, f"no action {name!r}")

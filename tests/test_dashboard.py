@@ -114,15 +114,17 @@ def test_requeue_all_failed_of_a_function_counts_then_requeues_exactly_those(url
 
 def test_suspend_keeps_a_new_job_waiting_resume_runs_it_and_stop_ends_a_running_job(
         url: str, qname: str, page: Page, tmp_path: Path) -> None:
-    q = Queue(qname, url)
-    with serving(create_app(url)) as base, running(worker(q, url, lease_s=5)):
+    q, other = Queue(qname, url), Queue(qname + "-other", url)
+    served = Worker([q, other], url, pool="thread", concurrency=1, lease_s=5, install_signal_handlers=False)
+    with serving(create_app(url)) as base, running(served):
         page.goto(base + "/queue?" + _qs(name=qname))
         page.click("button[data-action=suspend]")
         page.wait_for_selector(".badge.warn")
         assert q.is_suspended
         job = q.enqueue("jobs.noop")
-        marker = q.enqueue("jobs.noop")  # two jobs, then read both: the worker had the chance to take one
-        wait_for(lambda: marker.get_status() is not None, "the enqueue")
+        # The worker serves q first; once it has run a job of the other queue, it had q's job in reach
+        after = other.enqueue("jobs.noop")
+        wait_for(lambda: after.get_status() == JobStatus.FINISHED, "the other queue's job to run")
         assert job.get_status() == JobStatus.QUEUED
         page.click("button[data-action=resume]")
         wait_for(lambda: job.get_status() == JobStatus.FINISHED, "the job to run after resume")

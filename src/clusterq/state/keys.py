@@ -232,6 +232,8 @@ CONTROL_CHANNEL = f"{PREFIX}:{{%g}}:ctl"
 """Sharded pub/sub channel published when the global suspend flag changes."""
 PERIODIC = f"{PREFIX}:periodic"
 """Hash: periodic job name -> its declaration (JSON), written when a scheduler starts, read by listings."""
+AUDIT = f"{PREFIX}:audit"
+"""List of the dashboard's audit records (JSON, newest first), trimmed to a fixed length on every write."""
 
 
 def worker(name: str) -> str:

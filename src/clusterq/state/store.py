@@ -43,7 +43,7 @@ def slot_is_moving(exc: BaseException) -> bool:
 
 
 # Job hash fields read back into a Job. Short names keep a pending job small in Redis.
-JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc",
+JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc", "hd",
               "pg", "sp")
 
 LATEST_FIELDS = ("hk", "ht", "r", "e", "s", "te")
@@ -81,12 +81,13 @@ class NewJob:
     unique: bool = False  # an existing waiting or running job with this id is reported (-1), not skipped
     priority: int = 0  # 0: none (the pending list, runs first); 1..9: the prio set, lower first
     concurrency_key: str = ""  # at most the key's limit of such jobs run at once in the queue
+    headers: str = ""  # JSON object of str -> str set by before-enqueue hooks ("hd"); "" when none
 
     def argv(self) -> tuple[Any, ...]:
         flag = "1" if self.fresh_id else ("u" if self.unique else "0")
         return (self.id, self.func, self.payload, self.options, self.meta, self.ttl_s,
                 "" if self.max_attempts is None else self.max_attempts, flag, self.signature, self.priority,
-                self.concurrency_key)
+                self.concurrency_key, self.headers)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class LeasedJob:
     payload: bytes
     options: bytes
     signature: bytes = b""  # field "sg": checked by a worker that has a signing key
+    headers: bytes = b""  # field "hd": the JSON headers map hooks added at enqueue, b"" when none
+    retries: int = 0  # field "rt": failed runs retried so far (tells a hook whether a failure is final)
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_run
     return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel,
                               qk.prio, qk.stats),
                 (name, tick_ms, mode, keep_runs, *job.argv()[:7], "1" if overlap else "0", job.signature,
-                 job.priority, job.concurrency_key))
+                 job.priority, job.concurrency_key, job.headers))
 
 
 def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
@@ -195,8 +198,8 @@ def parse_lease_reply(queue: str, reply: Sequence[Any]) -> LeaseReply:
     wait_ms = int(reply[1])
     jobs = [
         LeasedJob(queue, _text(reply[i]), int(reply[i + 1]), _text(reply[i + 2]), _raw(reply[i + 3]),
-                  _raw(reply[i + 4]), _raw(reply[i + 5]))
-        for i in range(2, len(reply), 6)
+                  _raw(reply[i + 4]), _raw(reply[i + 5]), _raw(reply[i + 6]), int(reply[i + 7]))
+        for i in range(2, len(reply), 8)
     ]
     return LeaseReply(int(reply[0]), jobs, suspended=wait_ms < 0, wait_s=max(0, wait_ms) / 1000)
 
@@ -271,7 +274,8 @@ def take_call(qk: K.QueueKeys, job_id: str, lease_ms: int, worker: str) -> Call:
 
 
 def parse_take(queue: str, job_id: str, reply: Sequence[Any]) -> LeasedJob:
-    return LeasedJob(queue, job_id, int(reply[0]), _text(reply[1]), _raw(reply[2]), _raw(reply[3]))
+    return LeasedJob(queue, job_id, int(reply[0]), _text(reply[1]), _raw(reply[2]), _raw(reply[3]),
+                     headers=_raw(reply[4]), retries=int(reply[5]))
 
 
 def set_fields_call(qk: K.QueueKeys, job_id: str, fields: dict[str, Any]) -> Call:

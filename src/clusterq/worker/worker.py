@@ -33,6 +33,7 @@ from redis.exceptions import OutOfMemoryError
 
 from clusterq.api.context import JobConnection
 from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
+from clusterq.api.hooks import HookSet
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S
 from clusterq.api.queue import Queue
 from clusterq.connection.server_checks import server_warnings
@@ -102,6 +103,10 @@ class Worker:
     ``signing_key`` (bytes or str, or several: any of them verifies) makes the worker run only jobs
     signed with it (:mod:`clusterq.signing`); others fail with a ``SignatureError`` reason without
     their function being imported or their arguments decoded.
+
+    ``hooks`` (:mod:`clusterq.api.hooks`) run around every job this worker runs, in the process that runs
+    it, and at worker start and stop, pool child start and exit, and abandonment; after the process-wide
+    ones (``clusterq.hooks.register``, the ``clusterq.hooks`` entry points).
     """
 
     def __init__(
@@ -129,6 +134,7 @@ class Worker:
         trim_interval_s: float = 300.0,
         install_signal_handlers: bool = True,
         periodic: Sequence[Periodic] = (),
+        hooks: Sequence[Any] = (),
     ) -> None:
         first = queues[0] if isinstance(queues, (list, tuple)) and queues else queues
         self.connection = (first.connection if isinstance(first, Queue) and connection is None
@@ -156,7 +162,8 @@ class Worker:
                                        else self.connection, self.connection)
         self.executor = Executor(FunctionResolver(allow), self.serializer, default_timeout_s, self.connection,
                                  job_connection=job_connection,
-                                 signer=make_signer(signing_key))
+                                 signer=make_signer(signing_key), hooks=HookSet(hooks))
+        self.hooks = self.executor.hooks
         self.lease_ms = int(lease_s * 1000)
         self.max_attempts = max_attempts
         self.max_batch = max_batch
@@ -506,6 +513,7 @@ class Worker:
                 log.warning("maintenance of queue %r failed: %s", name, result)
                 continue
             requeued, failed = int(result[0]), int(result[1])
+            self.hooks.abandoned(name, result[2:])  # the ids failed as abandoned
             if requeued:
                 self._lane_of(name).ready.add(name)
                 log.warning("queue %r: %d job(s) whose lease expired were requeued", name, requeued)
@@ -544,6 +552,7 @@ class Worker:
     # --- setup and teardown -------------------------------------------------------------------
 
     def _setup(self) -> None:
+        self.hooks.call("on_worker_start", self)  # before the pools fork: what it opens, children inherit
         for lane in self.lanes:  # fork the pools' children before this process starts threads
             lane.pool.start(self.executor, self._notifier)
         try:
@@ -590,6 +599,7 @@ class Worker:
             signal.signal(signum, handler)
         self._previous_handlers.clear()
         self._notifier.close()
+        self.hooks.call("on_worker_stop", self, reverse=True)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if not self._stop.is_set():

@@ -29,6 +29,7 @@ ARGV[12] "0": do not run while the previous run has not ended (queued, started, 
 ARGV[13] the job's signature ("" = unsigned; stored as "sg", see signing.py)
 ARGV[14] priority ("0" = none, else 1..9, lower runs first)
 ARGV[15] concurrency key ("" = none)
+ARGV[16] headers JSON ("" = none; stored as "hd")
 Returns: {code, server time (ms), last tick taken before this call (ms, -1 = none)}; code 1 enqueued,
          0 tick already taken (or its job id already existed), 2 recorded without running, 3 early,
          4 recorded without running because the previous run has not ended

@@ -13,7 +13,7 @@ KEYS[3] wake channel: published with "s" when the new job is the earliest schedu
 KEYS[4] debounce pointer: the id of the job collecting this key's enqueues
 ARGV[1] window (ms)
 ARGV[2] how long the pointer lives (ms)
-ARGV[3..13] the job, eleven values as in enqueue.lua (its id is used only when a new window starts)
+ARGV[3..14] the job, twelve values as in enqueue.lua (its id is used only when a new window starts)
 Returns: {1 new job created | 0 an existing job was updated | 2 nothing done: the job is signed and the
          pointer names another id (sign for that id and call again), the job's id}
 ]]
@@ -25,7 +25,7 @@ if current then
   if status == "scheduled" or status == "queued" then
     if ARGV[11] ~= "" and current ~= ARGV[3] then return {2, current} end  -- a signature covers the id
     redis.call("HSET", key, "f", ARGV[4])
-    for _, pair in ipairs({{"p", ARGV[5]}, {"o", ARGV[6]}, {"m", ARGV[7]}, {"sg", ARGV[11]}}) do
+    for _, pair in ipairs({{"p", ARGV[5]}, {"o", ARGV[6]}, {"m", ARGV[7]}, {"sg", ARGV[11]}, {"hd", ARGV[14]}}) do
       if pair[2] == "" then redis.call("HDEL", key, pair[1]) else redis.call("HSET", key, pair[1], pair[2]) end
     end
     return {0, current}

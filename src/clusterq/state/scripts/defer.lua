@@ -12,7 +12,7 @@ KEYS[1] deferred sorted set (score = creation time, ms)
 KEYS[2] job key prefix
 KEYS[3] outbox sorted set
 ARGV[1] "1" to join the front of the queue when released, else "0"
-ARGV[2] how many values describe the job (N, 11 today), so the parents are found whatever N is
+ARGV[2] how many values describe the job (N, 12 today), so the parents are found whatever N is
 ARGV[3..2+N] the job, as in enqueue: id, function path, payload, options JSON, meta, ttl in seconds,
            maximum attempts, flag ("1" fresh id, "u" unique, "0"), signature ("" = unsigned),
            priority ("0" = none; used when the job is released), concurrency key ("" = none)

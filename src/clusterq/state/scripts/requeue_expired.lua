@@ -25,7 +25,7 @@ KEYS[14] control hash (concurrency limits "c:<key>", default "cd")
 ARGV[1] batch size
 ARGV[2] default maximum attempts (a job's own "ma" field wins)
 ARGV[3] how long to keep a failed record (ms)
-Returns: {number requeued, number failed as abandoned}
+Returns: {number requeued, number failed as abandoned, then the ids failed as abandoned (for hooks)}
 ]]
 --!include free_slot
 local C = {running = KEYS[11], waiting = KEYS[12], keys = KEYS[13], stats = KEYS[10], jobs = KEYS[4],
@@ -35,7 +35,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ids = redis.call("ZRANGE", KEYS[1], "-inf", now, "BYSCORE", "LIMIT", 0, tonumber(ARGV[1]))
 local requeued = {}
 local prio = {}  -- {id, level}
-local failed = 0
+local failed = {}  -- ids failed as abandoned
 
 -- The job's previous result (kept as hk/ht and r or e) goes to its history, as complete.lua does.
 local function push_previous(key, hist, kind, cap_field)
@@ -72,7 +72,7 @@ for _, id in ipairs(ids) do
       redis.call("PEXPIRE", key, ARGV[3])
       redis.call("ZADD", KEYS[3], now + tonumber(ARGV[3]), id)
       if redis.call("HGET", key, "dd") then redis.call("ZADD", KEYS[8], now, "e\tfailed\t" .. id) end
-      failed = failed + 1
+      failed[#failed + 1] = id
     else
       -- The lost attempt is recorded as a retried result: the job runs again.
       redis.call("HSET", key, "s", "queued", "hk", "r", "ht", now, "e",
@@ -155,4 +155,4 @@ if aside[1] then
     redis.call("ZREM", KEYS[13], ck)
   end
 end
-return {#requeued + #prio, failed}
+return {#requeued + #prio, #failed, unpack(failed)}

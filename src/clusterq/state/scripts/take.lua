@@ -12,11 +12,12 @@ KEYS[4] prio sorted set
 ARGV[1] job id
 ARGV[2] lease length (ms)
 ARGV[3] worker name
-Returns: {token, function, payload, options} (payload and options "" when absent), or {} if the job is
+Returns: {token, function, payload, options, headers, retries done} (payload, options and headers ""
+         when absent), or {} if the job is
          not queued (gone, or already taken by a worker)
 ]]
 local key = KEYS[1] .. ARGV[1]
-local job = redis.call("HMGET", key, "s", "f", "p", "o", "n", "x", "tb")
+local job = redis.call("HMGET", key, "s", "f", "p", "o", "n", "x", "tb", "hd", "rt")
 if job[1] ~= "queued" or job[7] then return {} end
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -29,4 +30,4 @@ else
 end
 if job[6] then redis.call("PERSIST", key) end
 redis.call("ZADD", KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
-return {token, job[2] or "", job[3] or "", job[4] or ""}
+return {token, job[2] or "", job[3] or "", job[4] or "", job[8] or "", job[9] or 0}

@@ -72,6 +72,14 @@ def _child_main(conn: Connection, executor: Executor, max_jobs: int | None, max_
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _limit_memory(memory_limit_mb)
+    executor.hooks.call("on_child_start")
+    try:
+        _serve(conn, executor, max_jobs, max_memory_mb)
+    finally:  # the child leaves with os._exit (no atexit): a hook flushes here
+        executor.hooks.call("on_child_exit", reverse=True)
+
+
+def _serve(conn: Connection, executor: Executor, max_jobs: int | None, max_memory_mb: float | None) -> None:
     done = 0
     while True:
         try:

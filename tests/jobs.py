@@ -202,3 +202,16 @@ def wait_for_file(path, timeout_s=60):
             raise TimeoutError(f"{path} never appeared")
         time.sleep(0.02)
     return "released"
+
+
+def current_headers():
+    """The running job's headers, as get_current_job() gives them."""
+    from clusterq import get_current_job
+
+    return get_current_job().headers
+
+
+async def async_current_headers():
+    from clusterq import get_current_job
+
+    return get_current_job().headers

@@ -73,30 +73,32 @@ def _child_main(conn: Connection, executor: Executor, max_jobs: int | None, max_
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _limit_memory(memory_limit_mb)
     executor.hooks.call("on_child_start")
-    try:
-        _serve(conn, executor, max_jobs, max_memory_mb)
-    finally:  # the child leaves with os._exit (no atexit): a hook flushes here
-        executor.hooks.call("on_child_exit", reverse=True)
+    done, retire = _serve(conn, executor, max_jobs, max_memory_mb)
+    # Before the last word: once told "retire" the supervisor kills the child, and a child leaves with
+    # os._exit (no atexit), so this is where a hook flushes what it buffers.
+    executor.hooks.call("on_child_exit", reverse=True)
+    if retire:
+        conn.send(("retire", done, _rss_mb()))
 
 
-def _serve(conn: Connection, executor: Executor, max_jobs: int | None, max_memory_mb: float | None) -> None:
+def _serve(conn: Connection, executor: Executor, max_jobs: int | None,
+           max_memory_mb: float | None) -> tuple[int, bool]:
+    """Run batches until told to stop (False) or until it is time to retire (True); returns the count."""
     done = 0
     while True:
         try:
             batch = conn.recv()
         except (EOFError, OSError):
-            return
+            return done, False
         if batch is None:
-            return
+            return done, False
         for job in batch:
             outcome = executor.execute(job)
             done += 1
             conn.send((job.queue, job.id, outcome))
-        retire = (max_jobs is not None and done >= max_jobs) or (
-            max_memory_mb is not None and _rss_mb() > max_memory_mb)
-        conn.send(("retire" if retire else "idle", done, _rss_mb()))
-        if retire:
-            return
+        if (max_jobs is not None and done >= max_jobs) or (max_memory_mb is not None and _rss_mb() > max_memory_mb):
+            return done, True
+        conn.send(("idle", done, _rss_mb()))
 
 
 def _key(job: LeasedJob) -> tuple[str, str]:

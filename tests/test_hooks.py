@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterq import AsyncQueue, Job, JobStatus, Queue, Retry, Worker
+from clusterq import AsyncQueue, Job, JobStatus, ProcessPool, Queue, Retry, Worker
 from clusterq.hooks import discover
 from clusterq.state import store as T
 from clusterq.worker.pools.factory import POOL_KINDS
@@ -215,3 +215,23 @@ def test_a_hook_counts_each_outcome_once_per_job(url: str, qname: str, tmp_path:
            install_signal_handlers=False).work(burst=True)
     counts = Counter(e["id"] for e in _of(read(path), "after_perform"))
     assert counts == Counter({j.id: 1 for j in jobs})
+
+
+@pytest.mark.parametrize(("kind", "func"), [("process", "jobs.spin_forever"), ("fork", "jobs.spin_forever"),
+                                            ("process", "jobs.spin_forever_deaf"), ("thread", "jobs.spin_forever"),
+                                            ("solo", "jobs.spin_forever")])
+def test_a_job_past_its_time_limit_is_reported_once(url: str, qname: str, tmp_path: Path, kind: str,
+                                                    func: str) -> None:
+    """Soft limit (the job's own process tells), hard limit (the supervisor tells, its child killed), and
+    the thread pool (both could: only the supervisor does)."""
+    path = str(tmp_path / "events")
+    rec = Recorder(path)
+    q = Queue(qname, url)
+    job = q.enqueue(func, job_timeout=0.5)
+    pool = {"process": ProcessPool(1, hard_grace_s=0.5)}.get(kind, kind)
+    Worker(q, url, pool=pool, hooks=[rec], install_signal_handlers=False).work(burst=True)
+    assert job.get_status() == JobStatus.FAILED and "time limit exceeded" in job.exc_info
+    events = read(path)
+    [final] = _of(events, "on_failure", job.id)
+    assert "time limit exceeded" in final["reason"]
+    assert not _of(events, "on_retry", job.id)

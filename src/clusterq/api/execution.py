@@ -231,6 +231,9 @@ class Executor:
         self.time_limits = time_limits
         self.signer = signer
         self.hooks = hooks
+        # Runs whose outcome a pool recorded from outside (the thread pool's hard limit): when their thread
+        # ends the run anyway, its outcome is dropped, and so are its failure hooks (one report per run).
+        self.taken_over: set[tuple[str, str, int]] = set()
         self.resolver = resolver
         self.serializer = serializer
         self.default_timeout_s = default_timeout_s
@@ -287,11 +290,12 @@ class Executor:
                 self._timeouts[leased.options] = timeout
         return timeout
 
-    def failure(self, leased: LeasedJob, reason: str) -> Outcome:
-        """A failed outcome with ``reason`` (a job stopped at its hard limit from outside), kept as long as
-        the job's failure_ttl says; it is final, and the failure hooks hear of it here."""
+    def failure(self, leased: LeasedJob, reason: str, *, outside: bool = False) -> Outcome:
+        """A failed outcome with ``reason``, kept as long as the job's failure_ttl says; it is final, and
+        the failure hooks hear of it here. ``outside``: the pool stopped the job at its hard limit and
+        records this outcome (the job's own thread, if it goes on, stays silent: :attr:`taken_over`)."""
         outcome = _failure(leased, decode_options(leased.options, self.default_timeout_s)[0], reason)
-        if self.hooks.perform:
+        if self.hooks.perform and (outside or run_key(leased) not in self.taken_over):
             self.hooks.failed(self.hooks.info(leased), None, reason, "")
         return outcome
 
@@ -326,7 +330,7 @@ class Executor:
         finally:
             leave_job(token)
         outcome = self._outcome(leased, spec, value, error, time.perf_counter() - started)
-        if hooks is not None and outcome.status == "failed":
+        if hooks is not None and outcome.status == "failed" and run_key(leased) not in self.taken_over:
             hooks.failed(job, error, outcome.data.decode("utf-8", "replace"), outcome.plan)
         return outcome
 
@@ -442,6 +446,11 @@ class Executor:
             return _failure(leased, spec, f"SerializationError: the job's return value cannot be stored: {exc}")
         return Outcome(leased.id, leased.token, "finished", data, spec.result_keep_ms, elapsed_s, spec.repeat,
                        spec.history)
+
+
+def run_key(leased: LeasedJob) -> tuple[str, str, int]:
+    """One run of one job: its queue, id and lease token."""
+    return (leased.queue, leased.id, leased.token)
 
 
 async def _awaited(value: Any) -> Any:

@@ -280,7 +280,7 @@ class ProcessPool(Pool):
                 limit = self.executor.timeout_of(head)
                 reason = (f"JobTimeoutError: time limit exceeded: the job ran longer than {limit:g} s and did not "
                           f"stop when told to; its process was killed {self.hard_grace_s:g} s later")
-                self._done.append(Finished(head, self.executor.failure(head, reason)))
+                self._done.append(Finished(head, self.executor.failure(head, reason, outside=True)))
                 self._done.extend(self._unstarted(child))
                 child.batch.clear()
                 self._replace(child)

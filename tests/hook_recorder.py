@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from clusterq.hooks import EnqueueInfo, Hook, JobInfo
+from clusterq.hooks import EnqueueInfo, Hook, JobInfo, report
 
 
 class Recorder(Hook):
@@ -70,6 +70,19 @@ class Recorder(Hook):
 
     def on_child_exit(self) -> None:
         self.write("on_child_exit")
+
+
+class Counting(Recorder):
+    """Counts where jobs run and reports to the worker, as a metrics hook would."""
+
+    def after_perform(self, job: JobInfo, result: Any, error: BaseException | None) -> None:
+        report(["ran", job.id, os.getpid()])
+
+    def on_child_exit(self) -> None:
+        report(["bye", None, os.getpid()])
+
+    def on_report(self, data: Any) -> None:
+        self.write("on_report", data=data)
 
 
 class Raising(Hook):

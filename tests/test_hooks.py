@@ -18,7 +18,7 @@ from clusterq import AsyncQueue, Job, JobStatus, ProcessPool, Queue, Retry, Work
 from clusterq.hooks import discover
 from clusterq.state import store as T
 from clusterq.worker.pools.factory import POOL_KINDS
-from hook_recorder import ENTRY_POINT_PATH_ENV, Raising, Recorder, Refusing, read
+from hook_recorder import ENTRY_POINT_PATH_ENV, Counting, Raising, Recorder, Refusing, read
 
 MODES = (*POOL_KINDS, "inline")
 FORKED = ("process", "fork")
@@ -205,16 +205,27 @@ def test_headers_are_covered_by_the_signature(url: str, qname: str, tmp_path: Pa
     assert forged.get_status() == JobStatus.FAILED and forged.exc_info.startswith("SignatureError")
 
 
-def test_a_hook_counts_each_outcome_once_per_job(url: str, qname: str, tmp_path: Path) -> None:
-    """What a metrics hook relies on: one after_perform per run, whatever the pool recycles."""
+@pytest.mark.parametrize("kind", POOL_KINDS)
+def test_reports_from_wherever_jobs_run_reach_the_worker_once_each(url: str, qname: str, tmp_path: Path,
+                                                                   kind: str) -> None:
+    """What a metrics hook relies on: counted where the job runs, added up in the worker, exactly once per
+    run even when the pool recycles its child after every job."""
     path = str(tmp_path / "events")
-    rec = Recorder(path)
     q = Queue(qname, url)
     jobs = [q.enqueue("jobs.add", i, 1) for i in range(10)]
-    Worker(q, url, pool="process", concurrency=2, max_jobs_per_child=1, hooks=[rec],
-           install_signal_handlers=False).work(burst=True)
-    counts = Counter(e["id"] for e in _of(read(path), "after_perform"))
-    assert counts == Counter({j.id: 1 for j in jobs})
+    options = {"max_jobs_per_child": 1} if kind == "process" else {}
+    Worker(q, url, pool=kind, concurrency=2, hooks=[Counting(path)], install_signal_handlers=False,
+           **options).work(burst=True)
+    reports = _of(read(path), "on_report")
+    assert all(e["pid"] == os.getpid() for e in reports), "on_report runs in the worker process"
+    ran = Counter(e["data"][1] for e in reports if e["data"][0] == "ran")
+    assert ran == Counter({j.id: 1 for j in jobs})
+    where = {e["data"][2] for e in reports if e["data"][0] == "ran"}
+    goodbyes = {e["data"][2] for e in reports if e["data"][0] == "bye"}
+    if kind in FORKED:
+        assert os.getpid() not in where and where <= goodbyes, "each child reported before it left"
+    else:
+        assert where == {os.getpid()} and not goodbyes
 
 
 @pytest.mark.parametrize(("kind", "func"), [("process", "jobs.spin_forever"), ("fork", "jobs.spin_forever"),

@@ -12,8 +12,10 @@ from clusterq.api.hooks import (
     encode_headers,
     load_hook,
     register,
+    report,
     unregister,
 )
 
 __all__ = ["ENTRY_POINT_GROUP", "EnqueueInfo", "Hook", "HookSet", "JobInfo", "decode_headers", "discover",
-           "encode_headers", "load_hook", "register", "unregister"]
+           "encode_headers", "load_hook", "register", "report",
+           "unregister"]

@@ -25,6 +25,8 @@ Where each method runs:
 ``on_child_start()``        a forked pool child (``process`` and ``fork`` pools), when it starts and before
 ``on_child_exit()``         it exits normally (retired, or the pool closes): flush buffers here, since a
                             child leaves with ``os._exit`` and ``atexit`` handlers never run.
+``on_report(data)``         the worker process, with what :func:`report` sent from wherever a job ran
+                            (a forked child's reports travel over its pipe to the supervisor).
 ==========================  =============================================================================
 
 Before-hooks run in registration order, after-hooks (``after_perform``, the exit of ``around_perform``,
@@ -50,7 +52,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -140,6 +142,11 @@ class Hook:
     def on_child_exit(self) -> None:
         """A forked pool child is about to exit normally: flush what it buffers."""
 
+    def on_report(self, data: Any) -> None:
+        """In the worker process: ``data`` sent by :func:`report` wherever a job ran (a forked child's
+        reports arrive over its pipe, in the supervisor's loop; a thread pool's in the job's thread, so
+        keep this thread-safe)."""
+
 
 METHODS = tuple(name for name in vars(Hook) if not name.startswith("_"))
 
@@ -165,6 +172,27 @@ def load_hook(spec: str | Any) -> Any:
         raise ValueError(f"hook {spec!r} is a {type(obj).__name__} with none of the hook methods "
                          f"({', '.join(METHODS)})")
     return obj
+
+
+_report_sink: Callable[[Any], None] | None = None
+
+
+def report(data: Any) -> None:
+    """Send ``data`` (picklable) to the worker's ``on_report`` hooks: from a forked pool child over the
+    child's pipe to the supervisor, from a thread, asyncio or solo pool directly. This is how a metrics
+    hook counts in the children and keeps one registry in the worker (no multiprocess directory). Outside
+    a worker it does nothing."""
+    sink = _report_sink
+    if sink is not None:
+        sink(data)
+
+
+def set_report_sink(sink: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+    """Where :func:`report` sends in this process (the worker and its pool children set it); returns the
+    previous one. One worker per process: a second worker started in the same process takes it over."""
+    global _report_sink
+    previous, _report_sink = _report_sink, sink
+    return previous
 
 
 _registered: list[Any] = []
@@ -333,4 +361,4 @@ EMPTY = HookSet(defaults=False)
 
 
 __all__ = ["ENTRY_POINT_GROUP", "EnqueueInfo", "Hook", "HookSet", "JobInfo", "decode_headers",
-           "discover", "encode_headers", "load_hook", "register", "unregister"]
+           "discover", "encode_headers", "load_hook", "register", "report", "set_report_sink", "unregister"]

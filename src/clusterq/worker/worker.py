@@ -33,7 +33,7 @@ from redis.exceptions import OutOfMemoryError
 
 from clusterq.api.context import JobConnection
 from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
-from clusterq.api.hooks import HookSet
+from clusterq.api.hooks import HookSet, set_report_sink
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S
 from clusterq.api.queue import Queue
 from clusterq.connection.server_checks import server_warnings
@@ -553,6 +553,7 @@ class Worker:
 
     def _setup(self) -> None:
         self.hooks.call("on_worker_start", self)  # before the pools fork: what it opens, children inherit
+        self._report_sink = set_report_sink(lambda data: self.hooks.call("on_report", data))
         for lane in self.lanes:  # fork the pools' children before this process starts threads
             lane.pool.start(self.executor, self._notifier)
         try:
@@ -600,6 +601,7 @@ class Worker:
         self._previous_handlers.clear()
         self._notifier.close()
         self.hooks.call("on_worker_stop", self, reverse=True)
+        set_report_sink(self._report_sink)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if not self._stop.is_set():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from clusterq import AsyncQueue, Job, JobStatus, ProcessPool, Queue, Retry, Worker
+from clusterq.cli.main import EXIT_OK, EXIT_USAGE
 from clusterq.hooks import discover
 from clusterq.state import store as T
 from clusterq.worker.pools.factory import POOL_KINDS
@@ -246,3 +248,20 @@ def test_a_job_past_its_time_limit_is_reported_once(url: str, qname: str, tmp_pa
     [final] = _of(events, "on_failure", job.id)
     assert "time limit exceeded" in final["reason"]
     assert not _of(events, "on_retry", job.id)
+
+
+def test_the_worker_command_takes_hooks_and_refuses_one_it_cannot_load(url: str, qname: str, tmp_path: Path,
+                                                                       subprocess_env: dict[str, str]) -> None:
+    path = str(tmp_path / "events")
+    env = {**subprocess_env, ENTRY_POINT_PATH_ENV: path}
+    job = Queue(qname, url).enqueue("jobs.add", 1, 2)
+    cli = [sys.executable, "-m", "clusterq.cli", "worker", "--burst", "-P", "solo", "-u", url]
+    done = subprocess.run([*cli, "--hook", "hook_recorder:from_entry_point", qname], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == EXIT_OK, done.stderr
+    assert job.return_value() == 3
+    assert [e["id"] for e in _of(read(path), "before_perform")] == [job.id]
+    bad = subprocess.run([*cli, "--hook", "hook_recorder:nothing_here", qname], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == EXIT_USAGE
+    assert "cannot load hook 'hook_recorder:nothing_here'" in bad.stderr

@@ -43,7 +43,8 @@ def _as_bytes(value: bytes | str | bytearray | memoryview) -> bytes:
 
 def _message(queue: str, job_id: str, func: str, payload: bytes, options: bytes | str,
              headers: bytes | str = b"") -> bytes:
-    parts = (_DOMAIN, _as_bytes(queue), _as_bytes(job_id), _as_bytes(func), _as_bytes(payload), _as_bytes(options))
+    parts: tuple[bytes, ...] = (_DOMAIN, _as_bytes(queue), _as_bytes(job_id), _as_bytes(func), _as_bytes(payload),
+                                 _as_bytes(options))
     if headers:  # a job without headers signs as before headers existed: old signatures stay valid
         parts = (*parts, _as_bytes(headers))
     # Length prefixes: no two different field tuples give the same message.

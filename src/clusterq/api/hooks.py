@@ -315,7 +315,8 @@ class HookSet:
              *, trusted: bool = True) -> JobInfo:
         """``trusted=False`` (a job whose signature failed): its headers are not passed on."""
         return JobInfo(leased.queue, leased.id, leased.func, decode_headers(leased.headers) if trusted else {},
-                       leased.token, leased.retries, args, kwargs)
+                       leased.token, leased.retries, None if args is None else list(args),  # copies: a hook
+                       None if kwargs is None else dict(kwargs))  # cannot change what the job is called with
 
     def enter(self, job: JobInfo) -> list[Any]:
         """``before_perform`` then ``around_perform`` (entered); returns what :meth:`leave` exits."""

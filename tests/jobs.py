@@ -215,3 +215,23 @@ async def async_current_headers():
     from clusterq import get_current_job
 
     return get_current_job().headers
+
+
+class Jobs:
+    """Job functions on a class: clusterq writes their path as ``jobs:Jobs.add``."""
+
+    @staticmethod
+    def add(a, b):
+        return a + b
+
+    @classmethod
+    def name(cls):
+        return cls.__name__
+
+
+SETTINGS = {"target": "https://example.invalid/legit"}
+
+
+def notify():
+    """Reads module state a forged path could rewrite through ``notify.__globals__``."""
+    return SETTINGS["target"]

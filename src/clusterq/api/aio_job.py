@@ -16,6 +16,7 @@ from clusterq.exceptions import InvalidJobOperation, NoSuchJobError
 from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.state import keys as K
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.aio_store import LazyStore
 
 if TYPE_CHECKING:
@@ -181,7 +182,8 @@ class AsyncJob:
         store = await self._lazy.get()
         waiter = await AsyncResultWaiter.open(store.client, self._keys)
         try:
-            if not await store.run(T.set_fields_call(self._keys, self.id, {"hw": "1"})):
+            code = TR.SET_FIELDS.code(await store.run(T.set_fields_call(self._keys, self.id, {"hw": "1"})))
+            if code is TR.SetFieldsCode.NO_SUCH_JOB:
                 raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
             latest = await self._latest()
             if latest is None and await waiter.wait(self.id, timeout):
@@ -267,11 +269,11 @@ class AsyncJob:
                 pass  # the script will report the job missing
         keep_s = (self._record.failure_ttl if self._record else None) or DEFAULT_FAILURE_TTL_S
         store = await self._lazy.get()
-        code = await store.run(T.cancel_call(self._keys, self.id, int(keep_s * 1000)))
+        code = TR.CANCEL.code(await store.run(T.cancel_call(self._keys, self.id, int(keep_s * 1000))))
         self._record = None
-        if code == 0:
+        if code is TR.CancelCode.NO_SUCH_JOB:
             raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
-        if code == -1:
+        if code is TR.CancelCode.ALREADY_ENDED:
             status = await self.get_status()
             raise InvalidJobOperation(f"job {self.id!r} is already {status.value if status else 'gone'}")
 
@@ -279,11 +281,11 @@ class AsyncJob:
         """Stop the job while it runs, as :meth:`Job.stop` does. Raises :class:`InvalidJobOperation` if
         it is not running."""
         store = await self._lazy.get()
-        code = await store.run(T.stop_call(self._keys, self.id, reason or "stop requested"))
+        code = TR.STOP.code(await store.run(T.stop_call(self._keys, self.id, reason or "stop requested")))
         self._record = None
-        if code == 0:
+        if code is TR.StopCode.NO_SUCH_JOB:
             raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
-        if code == -1:
+        if code is TR.StopCode.NOT_RUNNING:
             status = await self.get_status()
             raise InvalidJobOperation(f"job {self.id!r} is not running (it is {status.value if status else 'gone'}); "
                                       "only a started job can be stopped (cancel() a queued or scheduled one)")

@@ -44,10 +44,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
+from clusterq.api import options as O
 from clusterq.api.aio_job import AsyncJob
 from clusterq.api.dependency import parse_depends_on
 from clusterq.api.hooks import EMPTY, HookSet
@@ -71,6 +72,7 @@ from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.signing import Signer, SigningKey, make_signer
 from clusterq.state import keys as K
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.aio_store import AsyncStore, LazyStore
 from clusterq.state.outbox import child_dependent, registration_entry, split_handle
 
@@ -148,7 +150,7 @@ class AsyncQueue:
             default_timeout=parse_duration(default_timeout, "default_timeout"),
             result_ttl=parse_duration(result_ttl, "result_ttl"),
             failure_ttl=parse_duration(failure_ttl, "failure_ttl"),
-            max_attempts=max_attempts,
+            max_attempts=O.max_attempts(max_attempts),
             name=self.name,
             signer=make_signer(signing_key),
             result_history=validate_result_history(result_history),
@@ -188,6 +190,9 @@ class AsyncQueue:
     def prepare_data(self, func: Callable[..., Any] | str, args: Sequence[Any] = (),
                      kwargs: dict[str, Any] | None = None, **options: Any) -> EnqueueData:
         """Describe a job for :meth:`enqueue_many` (RQ's ``Queue.prepare_data``)."""
+        O.check(**options)  # a bad option fails here, where it is written, not at enqueue_many
+        if "timeout" in options:
+            options.setdefault("job_timeout", options.pop("timeout"))
         return EnqueueData(func, tuple(args), dict(kwargs or {}), **options)
 
     async def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> AsyncJob:
@@ -201,21 +206,21 @@ class AsyncQueue:
         data, at_front = split_enqueue_options(f, args, kwargs)
         return (await self.enqueue_many([data], at_front=at_front))[0]
 
-    async def enqueue_at(self, scheduled_time: datetime, f: Callable[..., Any] | str, *args: Any,
+    async def enqueue_at(self, scheduled_time: datetime | date | str, f: Callable[..., Any] | str, *args: Any,
                          **kwargs: Any) -> AsyncJob:
         """Schedule ``f(*args, **kwargs)`` to run at ``scheduled_time``, as :meth:`Queue.enqueue_at` does
         (a naive datetime is local time; a time in the past runs the job at the next promotion)."""
         data, at_front = split_enqueue_options(f, args, kwargs)
-        return (await self._schedule([data], at_front, at_ms=int(scheduled_time.timestamp() * 1000)))[0]
+        at_ms = O.run_at_ms(scheduled_time)
+        return (await self._schedule([data], at_front, at_ms=at_ms))[0]
 
     async def enqueue_in(self, time_delta: timedelta | float | int, f: Callable[..., Any] | str, *args: Any,
                          **kwargs: Any) -> AsyncJob:
         """Schedule ``f(*args, **kwargs)`` to run after ``time_delta`` (a timedelta or seconds), measured on
         the server's clock, as :meth:`Queue.enqueue_in` does."""
-        seconds = time_delta.total_seconds() if isinstance(time_delta, timedelta) else parse_duration(
-            time_delta, "time_delta")
+        delay_ms = O.delay_ms(time_delta)
         data, at_front = split_enqueue_options(f, args, kwargs)
-        return (await self._schedule([data], at_front, delay_ms=max(0, int((seconds or 0.0) * 1000))))[0]
+        return (await self._schedule([data], at_front, delay_ms=delay_ms))[0]
 
     async def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
                         delay_ms: int | None = None) -> list[AsyncJob]:
@@ -228,7 +233,8 @@ class AsyncQueue:
                                  at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
         results = await store.run_many(calls)
         jobs_out = [self._job(job.id) for job in new]
-        check_duplicates(self.name, new, [code for reply in results for code in reply[1:]], jobs_out)
+        check_duplicates(self.name, new, [code for reply in results for code in TR.parse_schedule(reply).codes],
+                         jobs_out)
         return jobs_out
 
     async def _register(self, store: AsyncStore) -> None:
@@ -261,16 +267,16 @@ class AsyncQueue:
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
         defer_calls = [T.defer_call(self.keys, job, parents, at_front or front) for job, (parents, front) in deferred]
-        results = await store.run_many(calls + defer_calls)
-        deferred_codes = results[len(calls):]
-        results = results[: len(calls)]
+        enqueue_replies, defer_replies = T.split_results(await store.run_many(calls + defer_calls), calls, defer_calls)
+        deferred_codes = [TR.parse_defer(reply) for reply in defer_replies]
+        chunks = [TR.parse_created(reply) for reply in enqueue_replies]
         if at_front:
-            results.reverse()
+            chunks.reverse()
         await self._register_children(store, [(job, parents) for (job, (parents, _)), code
-                                              in zip(deferred, deferred_codes) if int(code) == 1])
+                                              in zip(deferred, deferred_codes) if code is TR.Created.CREATED])
         jobs_out = [self._job(job.id) for job in new]
         check_duplicates(self.name, [*ready, *(job for job, _ in deferred)],
-                         [*(code for reply in results for code in reply), *deferred_codes], jobs_out)
+                         [*(code for reply in chunks for code in reply), *deferred_codes], jobs_out)
         return jobs_out
 
     @staticmethod
@@ -289,9 +295,10 @@ class AsyncQueue:
         registered = await store.run_many(
             [T.register_call(K.QueueKeys(queue), child_dependent(self.name, child), [parent_id])
              for (child, _), (queue, parent_id) in zip(pairs, targets)], raise_on_error=False)
-        applies = [T.resolve_call(self.keys, child, handle, self._text(reply[0]), DEFAULT_FAILURE_TTL_S * 1000)
-                   for (child, handle), reply in zip(pairs, registered)
-                   if not isinstance(reply, BaseException) and self._text(reply[0])]
+        ended = [(child, handle, "" if isinstance(reply, BaseException) else TR.parse_register(reply)[0])
+                 for (child, handle), reply in zip(pairs, registered)]  # one parent per call
+        applies = [T.resolve_call(self.keys, child, handle, how, DEFAULT_FAILURE_TTL_S * 1000)
+                   for child, handle, how in ended if how]
         applied = await store.run_many(applies, raise_on_error=False) if applies else []
         if any(isinstance(r, BaseException) for r in [*registered, *applied]):
             return  # left for a replay: the acks below would hide them
@@ -329,7 +336,7 @@ class AsyncQueue:
         store = await self._lazy.get()
         removed = 0
         while True:
-            n = int(await store.run(T.drain_call(self.keys, DRAIN_BATCH)))
+            n = TR.parse_count(await store.run(T.drain_call(self.keys, DRAIN_BATCH)))
             removed += n
             if not n:
                 return removed

@@ -31,11 +31,12 @@ from clusterq.api.callbacks import callback_name, decode_callbacks
 from clusterq.api.context import JobConnection, enter_job, leave_job
 from clusterq.api.hooks import EMPTY, HookSet
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S, DEFAULT_RESULT_TTL_S, Job
+from clusterq.api.options import MAX_DURATION_S
 from clusterq.api.retry import RetryJob, draw, plan_template, retry_job_plan
 from clusterq.exceptions import DeserializationError, FunctionNotFound, JobTimeoutError, SerializationError
 from clusterq.serializers import Serializer
 from clusterq.signing import Signer
-from clusterq.state.store import RESULT_HISTORY, LeasedJob, Outcome
+from clusterq.state.store import MAX_RESULT_HISTORY, RESULT_HISTORY, LeasedJob, Outcome
 from clusterq.utils import import_attribute
 
 log = logging.getLogger(__name__)
@@ -49,19 +50,34 @@ class FunctionResolver:
 
     ``allow`` holds patterns (``fnmatch`` style, e.g. ``"myapp.tasks.*"``); when given, a path that
     matches none is refused before anything is imported, so a payload cannot make the worker import an
-    arbitrary module.
+    arbitrary module. A pattern and a path match alike whether they write ``module:Class.method`` (the
+    form clusterq generates for methods) or ``module.Class.method``.
+
+    Whatever the allowlist, a path reaches only what a job may be: a module-level function, or a
+    function (static method, class method) of a module-level class. No part of it may start with an
+    underscore (``notify.__globals__``, ``Jobs.__class__``, ``_private``), and nothing on the way may be
+    an instance or another module, so a path cannot walk from an allowed function to whatever it holds.
     """
 
     def __init__(self, allow: Sequence[str] | None = None) -> None:
         self.allow = tuple(allow) if allow else None
+        self._patterns = tuple(p.replace(":", ".") for p in self.allow) if self.allow else None
         self._cache: dict[str, Callable[..., Any]] = {}
+
+    def _allowed(self, path: str) -> bool:
+        dotted = path.replace(":", ".")
+        return self._patterns is None or any(fnmatch.fnmatchcase(dotted, p) for p in self._patterns)
 
     def resolve(self, path: str) -> Callable[..., Any]:
         func = self._cache.get(path)
         if func is not None:
             return func
-        if self.allow is not None and not any(fnmatch.fnmatchcase(path, p) for p in self.allow):
-            raise FunctionNotFound(f"function {path!r} is not in this worker's allowlist {list(self.allow)}")
+        if not self._allowed(path):
+            raise FunctionNotFound(f"function {path!r} is not in this worker's allowlist {list(self.allow or ())}")
+        private = [part for part in path.replace(":", ".").split(".") if part.startswith("_")]
+        if private:
+            raise FunctionNotFound(f"function {path!r} names {private[0]!r}: a job's path never has a part "
+                                   "starting with an underscore")
         func = import_attribute(path)
         if self.allow is not None and _passes_through_a_module(path):
             # "pkg.tasks:os.system" matches "pkg.tasks*" yet reaches os.system through a module that
@@ -70,21 +86,50 @@ class FunctionResolver:
                                    f"{list(self.allow)} only allows functions of the modules it names")
         if not callable(func):
             raise FunctionNotFound(f"{path!r} is a {type(func).__name__}, not a function")
+        refused = _not_a_job_function(path, func)
+        if refused:
+            raise FunctionNotFound(f"{path!r} {refused}")
         self._cache[path] = func
         return func
 
 
+def _split(path: str) -> tuple[str, list[str]]:
+    module_name, sep, attr_path = path.partition(":")
+    if not sep:
+        module_name, _, attr_path = path.rpartition(".")
+    return module_name, attr_path.split(".")
+
+
 def _passes_through_a_module(path: str) -> bool:
     """True if ``module:attr.attr...`` walks through a module object on its way (``mod:os.system``)."""
-    module_name, sep, attr_path = path.partition(":")
-    if not sep or "." not in attr_path:
+    module_name, parts = _split(path)
+    if len(parts) < 2:
         return False
     obj: Any = sys.modules.get(module_name)
-    for part in attr_path.split(".")[:-1]:
+    for part in parts[:-1]:
         obj = getattr(obj, part, None)
         if obj is None or isinstance(obj, types.ModuleType):
             return True
     return False
+
+
+def _not_a_job_function(path: str, func: Any) -> str | None:
+    """Why ``func`` (found at ``path``) is not a job function, or None: only functions of a module, or
+    of a class of a module, are (not a bound method of an instance, not a class, not a callable object)."""
+    module_name, parts = _split(path)
+    owner: Any = sys.modules.get(module_name)
+    for part in parts[:-1]:
+        owner = getattr(owner, part, None)
+        if not isinstance(owner, type):
+            return f"reaches {part!r}, a {type(owner).__name__}: only functions of a module or of its classes run"
+    if isinstance(func, types.FunctionType):
+        return None
+    if isinstance(func, types.BuiltinFunctionType) and (func.__self__ is None
+                                                         or isinstance(func.__self__, (types.ModuleType, type))):
+        return None  # a C function of a module (math.sqrt), not a method bound to some object ({}.get)
+    if isinstance(func, types.MethodType) and isinstance(func.__self__, type):
+        return None  # a classmethod, reached through its class
+    return f"is a {type(func).__name__}, not a function: only functions of a module or of its classes run"
 
 
 @dataclass(frozen=True)
@@ -101,13 +146,29 @@ class JobSpec:
     callbacks: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)  # code -> (path, limit)
 
 
-def _keep_ms(seconds: Any, default_s: float) -> int:
-    value = default_s if seconds is None else float(seconds)
+def _bounded(value: Any, what: str) -> float:
+    """A stored number of seconds, as enqueue checks it (:func:`clusterq.api.options.seconds`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{what} is {value!r}, not a number")
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > MAX_DURATION_S:
+        raise ValueError(f"{what} is {value!r}, not a finite number of at most {MAX_DURATION_S} s")
+    return number
+
+
+def _keep_ms(seconds: Any, default_s: float, what: str) -> int:
+    value = default_s if seconds is None else _bounded(seconds, what)
     return -1 if value < 0 else int(value * 1000)
 
 
 def decode_options(raw: bytes, default_timeout_s: float) -> tuple[JobSpec, str | None]:
-    """Decode a job's options; on garbage fall back to defaults and return a problem description."""
+    """Decode a job's options; on garbage fall back to defaults and return a problem description.
+
+    Never raises: a record written by an older version or forged (``result_ttl`` of 1e999, a NaN time
+    limit, a retry plan of the wrong shape) gives the defaults and a problem, which fails that one job
+    with the problem as its reason. The worker and its pools (the supervisor reads time limits here)
+    rely on this.
+    """
     problem = None
     options: dict[str, Any] = {}
     if raw:
@@ -117,23 +178,31 @@ def decode_options(raw: bytes, default_timeout_s: float) -> tuple[JobSpec, str |
                 options = decoded
             else:
                 problem = f"job options are a {type(decoded).__name__}, not an object"
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             problem = f"job options are not valid JSON ({exc})"
     try:
         spec = JobSpec(
-            timeout_s=float(options.get("timeout") or default_timeout_s),
-            result_keep_ms=_keep_ms(options.get("result_ttl"), DEFAULT_RESULT_TTL_S),
-            failure_keep_ms=_keep_ms(options.get("failure_ttl"), DEFAULT_FAILURE_TTL_S),
+            timeout_s=_bounded(options["timeout"], "timeout") if options.get("timeout") else default_timeout_s,
+            result_keep_ms=_keep_ms(options.get("result_ttl"), DEFAULT_RESULT_TTL_S, "result_ttl"),
+            failure_keep_ms=_keep_ms(options.get("failure_ttl"), DEFAULT_FAILURE_TTL_S, "failure_ttl"),
             serializer=str(options.get("ser", "json")),
             retry=plan_template(options.get("retry")),
             repeat=plan_template(options.get("repeat")),
-            history=int(options.get("hist") or RESULT_HISTORY),
+            history=_history(options.get("hist")),
             callbacks=decode_callbacks(options.get("cb")),
         )
-    except (TypeError, ValueError) as exc:
-        problem = f"job options are malformed ({exc})"
+    except Exception as exc:  # whatever the record holds, one job fails, not the worker
+        problem = f"job options are malformed ({type(exc).__name__}: {exc})"
         spec = JobSpec(default_timeout_s, DEFAULT_RESULT_TTL_S * 1000, DEFAULT_FAILURE_TTL_S * 1000, "json")
     return spec, problem
+
+
+def _history(value: Any) -> int:
+    if value is None or value == 0:
+        return RESULT_HISTORY
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RESULT_HISTORY:
+        raise ValueError(f"hist is {value!r}, not an int from 1 to {MAX_RESULT_HISTORY}")
+    return value
 
 
 _alarm_limit_s = 0.0

@@ -22,6 +22,7 @@ from clusterq.api.queue import ENQUEUE_CHUNK, EnqueueData, Queue, split_enqueue_
 from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike
 from clusterq.exceptions import InvalidJobOperation, NoSuchJobError, explain_server_error
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.outbox import group_dependent, make_handle, split_handle
 
 DEFAULT_GROUP_KEEP_S = 7 * 24 * 3600
@@ -70,10 +71,11 @@ class Group:
         its record stays readable after all members ended."""
         group = cls(group_id or uuid.uuid4().hex, queue, connection)
         try:
-            created = group.queue.store.run(T.group_open_call(group._keys, group.id, int(keep_s * 1000)))
+            created = TR.GROUP_OPEN.code(
+                group.queue.store.run(T.group_open_call(group._keys, group.id, int(keep_s * 1000))))
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"create a group in queue {group.queue.name!r}") from exc
-        if not int(created):
+        if created is not TR.GroupOpenCode.CREATED:
             raise InvalidJobOperation(f"a group {group.id!r} already exists in queue {group.queue.name!r}")
         return group
 
@@ -106,15 +108,15 @@ class Group:
         dependent = group_dependent(self.queue.name, self.id)
         calls = [T.register_call(queue.keys, dependent, ids[i : i + ENQUEUE_CHUNK])
                  for i in range(0, len(ids), ENQUEUE_CHUNK)]
-        calls.append(T.group_open_call(self._keys, self.id, 0, added=len(ids)))  # the group's count, last
+        count = T.group_open_call(self._keys, self.id, 0, added=len(ids))  # the group's count, last
         try:
-            results = queue.store.run_many(calls)
+            registered, _ = T.split_results(queue.store.run_many([*calls, count]), calls, [count])
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"add members to group {self.id!r}") from exc
         # Members that ended before they were registered (a fast worker) are told here instead.
         chunks = [ids[i : i + ENQUEUE_CHUNK] for i in range(0, len(ids), ENQUEUE_CHUNK)]
-        ended = [(job_id, _text(code)) for chunk, codes in zip(chunks, results) for job_id, code in zip(chunk, codes)
-                 if _text(code)]
+        ended = [(job_id, how) for chunk, reply in zip(chunks, registered)
+                 for job_id, how in zip(chunk, TR.parse_register(reply)) if how]
         if ended:
             queue.store.run_many([T.group_done_call(self._keys, self.id, make_handle(queue.name, job_id), how)
                                   for job_id, how in ended])
@@ -127,7 +129,7 @@ class Group:
         (a function, its dotted path, or ``queue.prepare_data(...)`` for arguments and options) is
         enqueued in the group's home queue then, whether members finished or failed; read the counts with
         :meth:`status` from it. Returns the callback job (``deferred`` until then)."""
-        calls = []
+        calls: list[T.Call] = []
         callback = None
         if on_done is not None:
             data = on_done if isinstance(on_done, EnqueueData) else self.queue.prepare_data(on_done)
@@ -135,15 +137,15 @@ class Group:
                 raise TypeError("a group callback waits for the group; it takes no depends_on")
             callback = self.queue._new_job(data)
             calls.append(T.defer_call(self._keys, callback, []))
-        calls.append(T.group_close_call(self._keys, self.id, callback.id if callback else None))
+        close = T.group_close_call(self._keys, self.id, callback.id if callback else None)
         try:
-            results = self.queue.store.run_many(calls)
+            _, (reply,) = T.split_results(self.queue.store.run_many([*calls, close]), calls, [close])
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"close group {self.id!r}") from exc
-        code = int(results[-1])
-        if code == 0:
+        code = TR.GROUP_CLOSE.code(reply)
+        if code is TR.GroupCloseCode.NO_SUCH_GROUP:
             raise NoSuchJobError(f"no group {self.id!r} in queue {self.queue.name!r}")
-        if code == -1:
+        if code is TR.GroupCloseCode.ALREADY_CLOSED:
             raise InvalidJobOperation(f"group {self.id!r} is already closed")
         return self.queue._job(callback.id) if callback else None
 

@@ -247,7 +247,7 @@ def decode_headers(raw: bytes | str | None) -> dict[str, str]:
         return {}
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # forged or corrupt: as decode_options, never raise
         return {}
     if not isinstance(value, dict):
         return {}

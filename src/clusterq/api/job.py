@@ -15,11 +15,13 @@ from urllib.parse import quote, unquote
 
 from clusterq.api.hooks import decode_headers
 from clusterq.api.results import Result, ResultWaiter, parse_latest, parse_results
+from clusterq.api.rq_compat import queue_of_job
 from clusterq.connection.sync import ConnectionLike, connect
 from clusterq.exceptions import InvalidJobOperation, NoSuchJobError
 from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.state import keys as K
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.outbox import Forwarder, ended_entry
 from clusterq.utils import now_ms
 
@@ -135,8 +137,13 @@ class Job:
     ) -> Job:
         """Load a job from its handle (``job.handle``), or from its id and ``queue``.
 
-        Raises :class:`NoSuchJobError` if there is no such job.
+        An id alone (no ``/``, no ``queue``), as RQ's ``Job.fetch(id, connection)`` takes it, is looked up
+        through the known queues: one EXISTS per queue, never a scan of jobs (see
+        :mod:`clusterq.api.rq_compat`). Raises :class:`NoSuchJobError` if there is no such job.
         """
+        if queue is None and "/" not in handle_or_id:
+            client = connect(connection)
+            return cls.fetch(handle_or_id, client, queue=queue_of_job(client, handle_or_id), serializer=serializer)
         if queue is None:
             queue, job_id = parse_handle(handle_or_id)
         else:
@@ -144,6 +151,40 @@ class Job:
         job = cls(queue, job_id, connection, serializer=serializer)
         job.refresh()
         return job
+
+    @classmethod
+    def fetch_many(
+        cls,
+        job_ids: list[str],
+        connection: ConnectionLike = None,
+        *,
+        queue: str | None = None,
+        serializer: Serializer | str | None = None,
+    ) -> list[Job | None]:
+        """RQ's ``Job.fetch_many``: one :meth:`fetch` per handle or id, None where there is no such job."""
+        client = connect(connection)
+        jobs: list[Job | None] = []
+        for job_id in job_ids:
+            try:
+                jobs.append(cls.fetch(job_id, client, queue=queue, serializer=serializer))
+            except NoSuchJobError:
+                jobs.append(None)
+        return jobs
+
+    @classmethod
+    def key_for(cls, handle_or_id: str, queue: str | None = None) -> str:
+        """The Redis key of a job's record. A job's key depends on its queue (its slot): pass a handle, or
+        an id with ``queue``."""
+        if queue is None:
+            if "/" not in handle_or_id:
+                raise TypeError(f"Job.key_for({handle_or_id!r}) needs the job's queue: a clusterq job's key "
+                                "is in its queue's slot; pass queue='name' or a handle ('queue/id')")
+            queue, handle_or_id = parse_handle(handle_or_id)
+        return K.QueueKeys(K.validate_queue_name(queue)).job(handle_or_id)
+
+    def get_id(self) -> str:
+        """RQ 1.x's accessor for :attr:`id`."""
+        return self.id
 
     @property
     def handle(self) -> str:
@@ -307,6 +348,11 @@ class Job:
         return _ms_to_datetime(self._field("c"))
 
     @property
+    def created_at(self) -> datetime | None:
+        """When the job's record was created (RQ's name; the same time as :attr:`enqueued_at`)."""
+        return _ms_to_datetime(self._field("c"))
+
+    @property
     def started_at(self) -> datetime | None:
         return _ms_to_datetime(self._field("ts"))
 
@@ -336,14 +382,31 @@ class Job:
 
     @property
     def retries_left(self) -> int | None:
-        """Retries its ``Retry`` still allows (RQ's name), or None for a job enqueued without one."""
+        """Retries its ``Retry`` still allows (RQ's name), or None for a job enqueued without one (and
+        without ``retries_left`` set)."""
+        capped = self._field("rx")
+        cap = None if capped is None else max(0, int(capped) - self.retries)
         retry = self._options().get("retry")
         if not isinstance(retry, list) or not retry:
-            return None
+            return cap
         try:
-            return max(0, int(retry[0]) - self.retries)
+            left = max(0, int(retry[0]) - self.retries)
         except (TypeError, ValueError):
-            return None
+            return cap
+        return left if cap is None else min(left, cap)
+
+    @retries_left.setter
+    def retries_left(self, value: int) -> None:
+        """Allow at most ``value`` more retries (``0``: a failure now is final), written at once (no
+        ``save()``), from inside the job or anywhere else. It can only lower what the ``Retry`` allows."""
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"retries_left must be an int >= 0, got {value!r}")
+        self.refresh()  # the retries done so far, as of now
+        cap = str(self.retries + value)
+        if not self._store.run(T.set_fields_call(self._keys, self.id, {"rx": cap})):
+            raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
+        assert self._fields is not None
+        self._fields["rx"] = cap.encode()
 
     @property
     def repeats(self) -> int:
@@ -381,7 +444,8 @@ class Job:
         # is published to a subscription that already exists, so it cannot be missed.
         waiter = ResultWaiter(self._store.client, self._keys)
         try:
-            if not self._store.run(T.set_fields_call(self._keys, self.id, {"hw": "1"})):
+            code = TR.SET_FIELDS.code(self._store.run(T.set_fields_call(self._keys, self.id, {"hw": "1"})))
+            if code is TR.SetFieldsCode.NO_SUCH_JOB:
                 raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
             latest = self._latest()
             if latest is None and waiter.wait(self.id, timeout):
@@ -409,7 +473,8 @@ class Job:
             data = json.dumps({"v": value, "m": message, "t": now_ms()}, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"progress value must be JSON data (a number, a string...): {exc}") from None
-        if not self._store.run(T.set_fields_call(self._keys, self.id, {"pg": data})):
+        code = TR.SET_FIELDS.code(self._store.run(T.set_fields_call(self._keys, self.id, {"pg": data})))
+        if code is TR.SetFieldsCode.NO_SUCH_JOB:
             raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
         if self._fields is not None:
             self._fields["pg"] = data.encode()
@@ -441,7 +506,8 @@ class Job:
     def save_meta(self) -> None:
         """Write :attr:`meta` to Redis (only that field). Raises NoSuchJobError if the job is gone."""
         data = self.serializer.dumps(self.meta)
-        if not self._store.run(T.set_fields_call(self._keys, self.id, {"m": data})):
+        code = TR.SET_FIELDS.code(self._store.run(T.set_fields_call(self._keys, self.id, {"m": data})))
+        if code is TR.SetFieldsCode.NO_SUCH_JOB:
             raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
 
     # --- changing -----------------------------------------------------------------------------
@@ -460,12 +526,12 @@ class Job:
             keep_s = None  # the script will report the job missing
         keep_s = DEFAULT_FAILURE_TTL_S if keep_s is None else keep_s
         told = "ok" if enqueue_dependents else "canceled"
-        code = self._store.run(T.cancel_call(self._keys, self.id, int(keep_s * 1000), told))
-        if code == 2:
+        code = TR.CANCEL.code(self._store.run(T.cancel_call(self._keys, self.id, int(keep_s * 1000), told)))
+        if code is TR.CancelCode.NOTIFY:
             self._tell_dependents(told)
-        if code == 0:
+        if code is TR.CancelCode.NO_SUCH_JOB:
             raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
-        if code == -1:
+        if code is TR.CancelCode.ALREADY_ENDED:
             status = self.get_status()
             raise InvalidJobOperation(f"job {self.id!r} is already {status.value if status else 'gone'}")
         self._fields = None
@@ -477,10 +543,10 @@ class Job:
         Raises :class:`InvalidJobOperation` if the job is not running (cancel a queued job instead).
         """
         reason = reason or "stop requested"
-        code = self._store.run(T.stop_call(self._keys, self.id, reason))
-        if code == 0:
+        code = TR.STOP.code(self._store.run(T.stop_call(self._keys, self.id, reason)))
+        if code is TR.StopCode.NO_SUCH_JOB:
             raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
-        if code == -1:
+        if code is TR.StopCode.NOT_RUNNING:
             status = self.get_status()
             raise InvalidJobOperation(f"job {self.id!r} is not running (it is {status.value if status else 'gone'}); "
                                       "only a started job can be stopped (cancel() a queued or scheduled one)")
@@ -493,7 +559,7 @@ class Job:
         with ``delete_dependents=True``.
         """
         told = "purge" if delete_dependents else "deleted"
-        if self._store.run(T.delete_call(self._keys, self.id, told)) == 2:
+        if TR.DELETE.code(self._store.run(T.delete_call(self._keys, self.id, told))) is TR.DeleteCode.NOTIFY:
             self._tell_dependents(told)
         self._fields = None
 
@@ -504,10 +570,10 @@ class Job:
 
     def requeue(self, at_front: bool = False) -> Job:
         """Put a failed, canceled or finished job back on its queue."""
-        code = self._store.run(T.requeue_call(self._keys, self.id, at_front))
-        if code == 0:
+        code = TR.REQUEUE.code(self._store.run(T.requeue_call(self._keys, self.id, at_front)))
+        if code is TR.RequeueCode.NO_SUCH_JOB:
             raise NoSuchJobError(f"no job {self.id!r} in queue {self.queue_name!r}")
-        if code == -1:
+        if code is TR.RequeueCode.NOT_ENDED:
             raise InvalidJobOperation(f"job {self.id!r} is queued or running; only ended jobs can be requeued")
         self._fields = None
         return self

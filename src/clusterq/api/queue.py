@@ -8,9 +8,10 @@ import math
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from clusterq.api import options as O
 from clusterq.api.callbacks import Callback, encode_callbacks
 from clusterq.api.dependency import DependsOn, parse_depends_on
 from clusterq.api.execution import Executor
@@ -20,11 +21,12 @@ from clusterq.api.job import DEFAULT_FAILURE_TTL_S, Job
 from clusterq.api.registry import Registry
 from clusterq.api.retry import Repeat, Retry
 from clusterq.connection.sync import REDIS_ERRORS, Client, ConnectionLike, connect
-from clusterq.exceptions import DuplicateJob, InvalidJobId, ReplicationTimeout, explain_server_error
+from clusterq.exceptions import DuplicateJob, ReplicationTimeout, explain_server_error
 from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.signing import Signer, SigningKey, make_signer
 from clusterq.state import keys as K
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.outbox import Forwarder, registration_entry
 from clusterq.utils import function_path
 
@@ -51,38 +53,13 @@ DEBOUNCE_POINTER_TTL_S = 86_400
 
 
 def parse_duration(value: float | int | str | None, what: str) -> float | None:
-    """Seconds from a number or an RQ-style string (``"90"``, ``"15m"``, ``"2h"``, ``"1d"``)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a number of seconds, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{what} must be seconds or a string like '15m', '2h'; got {value!r}") from None
+    """Seconds from a number or an RQ-style string (``"90"``, ``"15m"``, ``"2h"``, ``"1d"``); finite and
+    bounded (see :func:`clusterq.api.options.seconds`), negative allowed (it means "no limit"/"forever")."""
+    return O.seconds(value, what, negative=True)
 
 
-def validate_job_id(job_id: object) -> str:
-    if not isinstance(job_id, str) or not job_id:
-        raise InvalidJobId(f"job_id must be a non-empty str, got {job_id!r}")
-    if len(job_id.encode("utf-8", "surrogatepass")) > K.MAX_JOB_ID_BYTES:
-        raise InvalidJobId(f"job_id is longer than {K.MAX_JOB_ID_BYTES} bytes")
-    return job_id
-
-
-def validate_result_history(value: object) -> int | None:
-    """``result_history``: how many results a job keeps (the latest included), 1 to 1000."""
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= T.MAX_RESULT_HISTORY:
-        raise ValueError(f"result_history must be an int from 1 to {T.MAX_RESULT_HISTORY}, got {value!r}")
-    return value
+validate_job_id = O.job_id
+validate_result_history = O.result_history
 
 
 @dataclass
@@ -113,6 +90,26 @@ class EnqueueData:
     on_stopped: Callback | Callable[..., Any] | str | None = None
 
 
+_DATA_FIELDS = frozenset(f.name for f in dataclasses.fields(EnqueueData))
+
+
+def make_enqueue_data(func: Callable[..., Any] | str, args: Sequence[Any] | None,
+                      kwargs: dict[str, Any] | None, options: dict[str, Any]) -> EnqueueData:
+    """An :class:`EnqueueData` from ``prepare_data``/``enqueue_call`` options, refusing an unknown option
+    by name (rather than with ``EnqueueData.__init__``'s error)."""
+    options = dict(options)
+    if "timeout" in options:
+        options.setdefault("job_timeout", options.pop("timeout"))
+    if "at_front" in options:
+        raise TypeError("prepare_data has no per-job at_front: pass at_front=True to enqueue_many")
+    unknown = sorted(set(options) - _DATA_FIELDS)
+    if unknown:
+        known = sorted(_DATA_FIELDS - {"func", "args", "kwargs"})
+        raise TypeError(f"unknown enqueue option(s) {unknown}; the options are {known} (and timeout)")
+    O.check(**options)  # a bad option fails here, where it is written, not at enqueue_many
+    return EnqueueData(func, tuple(args or ()), dict(kwargs or {}), **options)
+
+
 def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
                           kwargs: dict[str, Any]) -> tuple[EnqueueData, bool]:
     """Split ``enqueue``-style arguments into the job's description and ``at_front`` (shared by the sync
@@ -139,11 +136,9 @@ def _check_debounce(data: EnqueueData) -> tuple[str, float]:
     if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and spec[0]):
         raise ValueError(f"debounce must be (key, window_s) with a non-empty str key, got {spec!r}")
     key, window = spec
-    window_s = parse_duration(window, "debounce window")
-    if window_s is None or window_s <= 0:
-        raise ValueError(f"the debounce window must be positive, got {window!r}")
-    if len(key.encode("utf-8", "surrogatepass")) > K.MAX_JOB_ID_BYTES:
-        raise ValueError(f"the debounce key is longer than {K.MAX_JOB_ID_BYTES} bytes")
+    window_s = O.seconds(window, "the debounce window", positive=True)
+    assert window_s is not None  # a tuple's second item is never None here: seconds() refused it
+    O.text(key, "the debounce key", max_bytes=K.MAX_JOB_ID_BYTES)
     if data.job_id is not None or data.unique:
         raise ValueError("debounce chooses the job itself: do not pass job_id or unique with it")
     return key, window_s
@@ -155,9 +150,9 @@ def _refuse_debounce(jobs: Sequence[EnqueueData]) -> None:
                         "AsyncQueue)")
 
 
-def check_duplicates(queue: str, new: Sequence[T.NewJob], codes: Sequence[Any], jobs: list[Any]) -> None:
-    """Raise :class:`DuplicateJob` for the unique jobs the script refused (code -1)."""
-    refused = [job.id for job, code in zip(new, codes) if int(code) < 0]
+def check_duplicates(queue: str, new: Sequence[T.NewJob], codes: Sequence[TR.Created], jobs: list[Any]) -> None:
+    """Raise :class:`DuplicateJob` for the unique jobs the script refused (``Created.DUPLICATE``)."""
+    refused = [job.id for job, code in zip(new, codes) if code is TR.Created.DUPLICATE]
     if refused:
         shown = ", ".join(repr(i) for i in refused[:5]) + (" ..." if len(refused) > 5 else "")
         raise DuplicateJob(f"queue {queue!r} already has a waiting or running job with id {shown} "
@@ -171,13 +166,20 @@ def refuse_depends_on(jobs: Sequence[EnqueueData], where: str) -> None:
         raise TypeError(f"depends_on is not supported by {where}; enqueue the job with Queue.enqueue instead")
 
 
+def _job_codes(reply: Any, *, schedule: bool = False) -> list[TR.Created]:
+    """The per-job codes of an enqueue, schedule or defer (one job, a bare code) reply."""
+    if not isinstance(reply, list):
+        return [TR.parse_defer(reply)]
+    return TR.parse_schedule(reply).codes if schedule else TR.parse_created(reply)
+
+
 def _raise_first_error(results: Sequence[Any], doing: str, skip: int = 0) -> None:
     """Raise the first failed call's error, saying how many jobs the other calls created.
 
     Each call is one script (at most ENQUEUE_CHUNK jobs) and a script runs whole or not at all (a full
     server refuses it before it starts), so no job is ever half-written; but of several calls, some may
     have gone through. Ids the caller chose can simply be enqueued again: existing ones are skipped.
-    ``skip``: leading reply values that are not per-job codes (schedule's run-at time).
+    ``skip``: 1 for schedule replies (their run-at time comes first), 0 for enqueue and defer replies.
     """
     errors = [r for r in results if isinstance(r, BaseException)]
     if not errors:
@@ -185,8 +187,7 @@ def _raise_first_error(results: Sequence[Any], doing: str, skip: int = 0) -> Non
     error = explain_server_error(errors[0], doing)
     done = [r for r in results if not isinstance(r, BaseException)]
     if done:
-        created = sum(int(code) for reply in done
-                      for code in (reply[skip:] if isinstance(reply, list) else [reply]))
+        created = sum(code is TR.Created.CREATED for reply in done for code in _job_codes(reply, schedule=bool(skip)))
         error.args = (f"{error.args[0]} ({len(done)} of {len(results)} script calls went through whole and "
                       f"created {created} job(s); no job is half-written)",)
     raise error from errors[0]
@@ -228,7 +229,12 @@ class Queue:
         wait_replicas: int = 0,
         wait_timeout_s: float = 1.0,
         hooks: Sequence[Any] = (),
+        job_class: None = None,
     ) -> None:
+        if job_class is not None:
+            raise TypeError("Queue(job_class=...) is not supported: clusterq has one Job class. Move what a "
+                            "Job subclass did into callbacks (on_success/on_failure/on_stopped), meta, or "
+                            "a helper that takes the Job (see docs/migrating-from-rq.md, custom classes)")
         if not isinstance(wait_replicas, int) or isinstance(wait_replicas, bool) or wait_replicas < 0:
             raise ValueError(f"wait_replicas must be an int >= 0, got {wait_replicas!r}")
         if not isinstance(wait_timeout_s, (int, float)) or isinstance(wait_timeout_s, bool) or wait_timeout_s <= 0:
@@ -245,7 +251,7 @@ class Queue:
         self.default_timeout = parse_duration(default_timeout, "default_timeout")
         self.result_ttl = parse_duration(result_ttl, "result_ttl")
         self.failure_ttl = parse_duration(failure_ttl, "failure_ttl")
-        self.max_attempts = max_attempts
+        self.max_attempts = O.max_attempts(max_attempts)
         self.result_history = validate_result_history(result_history)
         self.wait_replicas = wait_replicas
         self.wait_timeout_s = float(wait_timeout_s)
@@ -262,8 +268,12 @@ class Queue:
 
     @property
     def key(self) -> str:
-        """The common prefix (and hash tag) of this queue's keys."""
-        return self.keys.base
+        """Refused: RQ's ``q.key`` is the list of waiting ids, so ``conn.llen(q.key)`` counts a queue. A
+        clusterq queue is several keys (a list, a priority set, tombstones of canceled ids), and no single
+        key gives the count: ``q.count`` does. ``q.keys.base`` is the prefix all its keys share."""
+        raise AttributeError(f"Queue.key does not exist in clusterq: no single Redis key holds queue "
+                             f"{self.name!r}. Use q.count for the waiting jobs, q.get_job_ids() to list them, "
+                             f"q.keys.base ({self.keys.base!r}) for the prefix of its keys")
 
     @property
     def slot(self) -> int:
@@ -271,12 +281,13 @@ class Queue:
 
     # --- enqueue ------------------------------------------------------------------------------
 
-    def prepare_data(self, func: Callable[..., Any] | str, args: Sequence[Any] = (),
+    @staticmethod
+    def prepare_data(func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, **options: Any) -> EnqueueData:
-        """Describe a job for :meth:`enqueue_many` (RQ's ``Queue.prepare_data``)."""
-        if "timeout" in options:
-            options.setdefault("job_timeout", options.pop("timeout"))
-        return EnqueueData(func, tuple(args), dict(kwargs or {}), **options)
+        """Describe a job for :meth:`enqueue_many` (RQ's ``Queue.prepare_data``); callable on the class,
+        as RQ's docs do, or on a queue. Takes the options of :class:`EnqueueData`; ``timeout`` means
+        ``job_timeout``. Raises TypeError naming an unknown option."""
+        return make_enqueue_data(func, args, kwargs, options)
 
     def _new_job(self, data: EnqueueData) -> T.NewJob:
         job_id = validate_job_id(data.job_id) if data.job_id is not None else uuid.uuid4().hex
@@ -294,7 +305,7 @@ class Queue:
             if seconds is not None:
                 options[name] = seconds
         if data.description:
-            options["description"] = str(data.description)
+            options["description"] = O.text(str(data.description), "description")
         if data.retry is not None:
             if not isinstance(data.retry, Retry):
                 raise TypeError(f"retry must be a clusterq.Retry, got {type(data.retry).__name__}")
@@ -312,22 +323,16 @@ class Queue:
             options["cb"] = callbacks
         if self.serializer.name != "json":
             options["ser"] = self.serializer.name
-        ttl = parse_duration(data.ttl, "ttl")
-        if ttl is not None and ttl <= 0:
-            raise ValueError(f"ttl must be positive, got {data.ttl!r}")
-        max_attempts = data.max_attempts if data.max_attempts is not None else self.max_attempts
-        if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
-            raise ValueError(f"max_attempts must be a positive int, got {max_attempts!r}")
+        ttl = O.seconds(data.ttl, "ttl", positive=True)
+        max_attempts = O.max_attempts(data.max_attempts if data.max_attempts is not None else self.max_attempts)
         priority = data.priority or 0
         if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
             raise ValueError(f"priority must be an int from 1 (runs first) to {MAX_PRIORITY}, or 0/None for "
                              f"none; got {data.priority!r}")
-        concurrency_key = data.concurrency_key or ""
-        if not isinstance(concurrency_key, str) or len(concurrency_key.encode("utf-8", "surrogatepass")) > 256:
-            raise ValueError(f"concurrency_key must be a str of at most 256 bytes, got {data.concurrency_key!r}")
+        concurrency_key = O.text(data.concurrency_key or "", "concurrency_key", max_bytes=256)
         if data.unique and data.job_id is None:
             raise ValueError("unique=True needs a job_id: uniqueness is by id")
-        func = function_path(data.func)
+        func = O.function_path(function_path(data.func))
         options_json = json.dumps(options, separators=(",", ":")) if options else ""
         # Last, once the job is valid: a hook sees only jobs that will be written, and may refuse them.
         headers = (self.hooks.before_enqueue(self.name, job_id, func, data.args, data.kwargs)
@@ -379,9 +384,9 @@ class Queue:
             self._register()
             for _ in range(5):
                 call = T.debounce_call(self.keys, key, job, int(window_s * 1000), DEBOUNCE_POINTER_TTL_S * 1000)
-                code, raw_id = self.store.run(call)
-                job_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
-                if int(code) != 2:
+                reply = TR.parse_debounce(self.store.run(call))
+                job_id = reply.job_id
+                if reply.code is not TR.DebounceCode.OTHER_ID:
                     break
                 # A signing queue signs the job's id too: sign the update for the id the key points at.
                 job = self._new_job(dataclasses.replace(data, job_id=job_id))
@@ -389,28 +394,28 @@ class Queue:
             raise explain_server_error(exc, f"enqueue (debounced) to queue {self.name!r}") from exc
         return self._job(job_id)
 
-    def enqueue_at(self, scheduled_time: datetime, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
+    def enqueue_at(self, scheduled_time: datetime | date | str, f: Callable[..., Any] | str, *args: Any,
+                   **kwargs: Any) -> Job:
         """Schedule ``f(*args, **kwargs)`` to run at ``scheduled_time``; the options of :meth:`enqueue`.
 
-        A naive datetime is local time (as ``datetime.timestamp()`` reads it). The run-at time is
+        ``scheduled_time`` is a datetime, a date (its local midnight) or an ISO 8601 string. A naive
+        datetime is local time (as ``datetime.timestamp()`` reads it). The run-at time is
         computed on this machine's clock; workers promote the job once the server's clock reaches it.
         A time in the past runs the job at once (at the next promotion). ``ttl`` counts from the run-at
         time.
         """
         data, at_front = split_enqueue_options(f, args, kwargs)
         refuse_depends_on([data], "enqueue_at")
-        at_ms = int(scheduled_time.timestamp() * 1000)
-        return self._schedule([data], at_front, at_ms=at_ms)[0]
+        return self._schedule([data], at_front, at_ms=O.run_at_ms(scheduled_time))[0]
 
     def enqueue_in(self, time_delta: timedelta | float | int, f: Callable[..., Any] | str, *args: Any,
                    **kwargs: Any) -> Job:
         """Schedule ``f(*args, **kwargs)`` to run after ``time_delta`` (a timedelta or seconds), measured
         on the server's clock; the options of :meth:`enqueue`."""
-        seconds = time_delta.total_seconds() if isinstance(time_delta, timedelta) else parse_duration(
-            time_delta, "time_delta")
+        delay_ms = O.delay_ms(time_delta)
         data, at_front = split_enqueue_options(f, args, kwargs)
         refuse_depends_on([data], "enqueue_in")
-        return self._schedule([data], at_front, delay_ms=max(0, int((seconds or 0.0) * 1000)))[0]
+        return self._schedule([data], at_front, delay_ms=delay_ms)[0]
 
     def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
                   delay_ms: int | None = None) -> list[Job]:
@@ -425,7 +430,8 @@ class Queue:
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"schedule a job in queue {self.name!r}") from exc
         jobs_out = [self._job(job.id) for job in new]
-        check_duplicates(self.name, new, [code for reply in results for code in reply[1:]], jobs_out)
+        check_duplicates(self.name, new, [code for reply in results for code in TR.parse_schedule(reply).codes],
+                         jobs_out)
         return jobs_out
 
     def _write(self, calls: list[T.Call], new: Sequence[T.NewJob], doing: str, skip: int = 0) -> list[Any]:
@@ -450,10 +456,7 @@ class Queue:
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, at_front: bool = False, **options: Any) -> Job:
         """RQ's older spelling of :meth:`enqueue`."""
-        if "timeout" in options:
-            options.setdefault("job_timeout", options.pop("timeout"))
-        data = EnqueueData(func, tuple(args or ()), dict(kwargs or {}), **options)
-        return self.enqueue_many([data], at_front=at_front)[0]
+        return self.enqueue_many([make_enqueue_data(func, args, kwargs, options)], at_front=at_front)[0]
 
     def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[Job]:
         """Enqueue many jobs: chunks of :data:`ENQUEUE_CHUNK` per script call, all in one pipeline.
@@ -481,21 +484,22 @@ class Queue:
         ]
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
-        calls.extend(T.defer_call(self.keys, job, parents, at_front or front) for job, (parents, front) in deferred)
+        defer_calls = [T.defer_call(self.keys, job, parents, at_front or front) for job, (parents, front) in deferred]
         try:
-            results = self._write(calls, new, f"enqueue to queue {self.name!r}")
+            results = self._write([*calls, *defer_calls], new, f"enqueue to queue {self.name!r}")
+            enqueue_replies, defer_replies = T.split_results(results, calls, defer_calls)
+            deferred_codes = [TR.parse_defer(reply) for reply in defer_replies]
             # Register each new child with its parents now; if this process dies first, a worker serving
             # this queue replays the registrations from the outbox.
             self._forwarder().forward(
                 (self.name, registration_entry(handle, job.id))
-                for (job, (parents, _)), created in zip(deferred, results[len(calls) - len(deferred):])
-                if int(created) == 1 for handle, _ in parents)
+                for (job, (parents, _)), created in zip(deferred, deferred_codes)
+                if created is TR.Created.CREATED for handle, _ in parents)
         except REDIS_ERRORS as exc:
             raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
         enqueued = [self._job(job.id) for job in new]
-        chunks = results[: len(calls) - len(deferred)]
+        chunks = [TR.parse_created(reply) for reply in enqueue_replies]
         codes = [code for reply in (reversed(chunks) if at_front else chunks) for code in reply]
-        deferred_codes = list(results[len(calls) - len(deferred):])
         check_duplicates(self.name, [*ready, *(job for job, _ in deferred)], [*codes, *deferred_codes], enqueued)
         if not self.is_async:
             self._inline = self._inline or inline_executor(self)
@@ -503,19 +507,19 @@ class Queue:
         return enqueued, self._created(new, ready, chunks, at_front, deferred_codes)
 
     @staticmethod
-    def _created(new: Sequence[T.NewJob], ready: Sequence[T.NewJob], chunks: Sequence[Any], at_front: bool,
-                 deferred: Sequence[Any]) -> list[bool]:
+    def _created(new: Sequence[T.NewJob], ready: Sequence[T.NewJob], chunks: Sequence[list[TR.Created]],
+                 at_front: bool, deferred: Sequence[TR.Created]) -> list[bool]:
         """Per job of ``new``: was it created (False: a job with its id existed)? ``chunks`` are the
         enqueue calls' replies (in call order, reversed for ``at_front``), ``deferred`` the defer calls'."""
         created: dict[str, bool] = {}
         replies = list(reversed(chunks)) if at_front else list(chunks)
         for index, codes in enumerate(replies):
             for job, code in zip(ready[index * ENQUEUE_CHUNK : (index + 1) * ENQUEUE_CHUNK], codes):
-                created[job.id] = int(code) > 0  # -1: a duplicate refused (unique)
+                created[job.id] = code is TR.Created.CREATED  # not EXISTED, nor a DUPLICATE refused (unique)
         ready_ids = {job.id for job in ready}
         waiting = [job for job in new if job.id not in ready_ids]
         for job, code in zip(waiting, deferred):
-            created[job.id] = int(code) == 1
+            created[job.id] = code is TR.Created.CREATED
         return [created.get(job.id, False) for job in new]
 
     def _forwarder(self) -> Forwarder:
@@ -535,6 +539,16 @@ class Queue:
 
     def __len__(self) -> int:
         return self.count
+
+    @property
+    def retried_count(self) -> int:
+        """Failed attempts that were run again (``Retry``, ``RetryJob``) since the queue was created: the
+        failed registry counts only final failures. O(1)."""
+        return int(self.connection.hget(self.keys.stats, "retried") or 0)
+
+    def exists(self) -> bool:
+        """True once a job was enqueued to this queue (and until :meth:`delete`): it is a known queue."""
+        return bool(self.connection.sismember(K.QUEUES, self.name))
 
     def is_empty(self) -> bool:
         return self.count == 0
@@ -612,8 +626,8 @@ class Queue:
         """Remove every waiting job (and its record), in bounded batches. Returns how many ids."""
         removed = 0
         while True:
-            n = self.store.run(T.drain_call(self.keys, DRAIN_BATCH))
-            removed += int(n)
+            n = TR.parse_count(self.store.run(T.drain_call(self.keys, DRAIN_BATCH)))
+            removed += n
             if not n:
                 return removed
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from clusterq.api.job import Job
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 
 if TYPE_CHECKING:
     from clusterq.api.queue import Queue
@@ -50,6 +51,17 @@ class Registry:
     def __len__(self) -> int:
         return self.count
 
+    def overdue_count(self) -> int:
+        """Entries whose score has passed: for ``started``, jobs whose lease expired without a heartbeat
+        (their worker is gone; the next lease recovery puts them back); for ``scheduled``, jobs due now.
+        O(log N), no write."""
+        return int(self._client.zcount(self.key, "-inf", str(int(time.time() * 1000))))
+
+    def score_time(self, job_id: str) -> float | None:
+        """The entry's score as Unix seconds (lease deadline, run-at time or expiry), or None."""
+        score = self._client.zscore(self.key, job_id)
+        return None if score is None or score == float("inf") else float(score) / 1000
+
     def __contains__(self, item: object) -> bool:
         job_id = item.id if isinstance(item, Job) else item
         return self._client.zscore(self.key, job_id) is not None
@@ -71,7 +83,8 @@ class Registry:
         """Put jobs of this registry back on the queue; returns how many were requeued."""
         done = 0
         for job_id in job_ids:
-            if self.queue.store.run(T.requeue_call(self.queue.keys, job_id, at_front)) == 1:
+            code = TR.REQUEUE.code(self.queue.store.run(T.requeue_call(self.queue.keys, job_id, at_front)))
+            if code is TR.RequeueCode.REQUEUED:
                 done += 1
         return done
 
@@ -81,7 +94,7 @@ class Registry:
             return 0  # scores are run-at times, not expiries: due jobs are promoted, never trimmed
         removed = 0
         while True:
-            n = int(self.queue.store.run(T.trim_call(self.key, PURGE_BATCH)))
+            n = TR.parse_count(self.queue.store.run(T.trim_call(self.key, PURGE_BATCH)))
             removed += n
             if n < PURGE_BATCH:
                 return removed
@@ -90,7 +103,7 @@ class Registry:
         """Remove every entry and delete the job records, in bounded batches. Returns how many."""
         removed = 0
         while True:
-            n = int(self.queue.store.run(T.purge_registry_call(self.queue.keys, self.key, PURGE_BATCH)))
+            n = TR.parse_count(self.queue.store.run(T.purge_registry_call(self.queue.keys, self.key, PURGE_BATCH)))
             removed += n
             if n == 0:
                 return removed

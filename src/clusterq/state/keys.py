@@ -36,7 +36,10 @@ def validate_queue_name(name: object) -> str:
         raise InvalidQueueName(f"queue name must be a str, got {type(name).__name__}")
     if not name:
         raise InvalidQueueName("queue name must not be empty")
-    size = len(name.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # a lone surrogate: no key could be sent for it
+        raise InvalidQueueName(f"queue name is not valid text: {exc.reason} at position {exc.start}") from None
     if size > MAX_QUEUE_NAME_BYTES:
         raise InvalidQueueName(f"queue name is {size} bytes long; the limit is {MAX_QUEUE_NAME_BYTES} bytes")
     return name

@@ -44,6 +44,7 @@ from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.signing import Signer, SigningKey, make_signer
 from clusterq.state import keys as K
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.outbox import Forwarder, ended_entry
 from clusterq.worker import registration
 from clusterq.worker.pools.factory import Finished, Notifier, Pool, SoloPool, make_pool
@@ -311,11 +312,11 @@ class Worker:
                     wanted = room - len(jobs)
                     call = T.lease_call(self.queue_keys[name], wanted, self.lease_ms, self.name,
                                         self.failure_keep_ms)
-                    results = self.store.run_many([*flush, call])
+                    flushed, (lease_reply,) = T.split_results(self.store.run_many([*flush, call]), flush, [call])
                     if flush:
-                        self._check_outcome_results(results[:-1])
+                        self._check_outcome_results(flushed)
                         flush = []
-                    reply = T.parse_lease_reply(name, results[-1])
+                    reply = T.parse_lease_reply(name, lease_reply)
                     leased = reply.jobs
                     if reply.suspended:
                         lane.ready.discard(name)  # resume() publishes on the wake channel
@@ -495,32 +496,35 @@ class Worker:
         self._follow_sentinel_primary()
         self._next_maintenance = now + self.maintenance_interval_s
         keys = list(self.queue_keys.values())
-        calls = [T.requeue_expired_call(k, 100, self.max_attempts, self.failure_keep_ms) for k in keys]
-        calls.extend(T.promote_call(k, PROMOTE_BATCH) for k in keys)  # due delayed jobs -> pending
-        calls.extend(self.forwarder.due_calls(self.queue_names))  # outbox intents left behind
+        recover = [T.requeue_expired_call(k, 100, self.max_attempts, self.failure_keep_ms) for k in keys]
+        promote = [T.promote_call(k, PROMOTE_BATCH) for k in keys]  # due delayed jobs -> pending
+        due = self.forwarder.due_calls(self.queue_names)  # outbox intents left behind
+        trims: list[T.Call] = []
         if now >= self._next_trim:
             self._next_trim = now + self.trim_interval_s
             for k in keys:
-                calls.extend(T.trim_call(key, 1000) for key in (k.finished, k.failed, k.canceled))
+                trims.extend(T.trim_call(key, 1000) for key in (k.finished, k.failed, k.canceled))
         try:
-            results = self.store.run_many(calls, raise_on_error=False)
+            results = self.store.run_many([*recover, *promote, *due, *trims], raise_on_error=False)
         except REDIS_ERRORS as exc:
             log.warning("maintenance skipped: %s", exc)
             return
+        recovered, promoted_replies, due_replies, _ = T.split_results(results, recover, promote, due, trims)
         abandoned: list[str] = []  # their dependents are told now, not after the replay grace
-        for name, result in zip(self.queue_names, results):
+        for name, result in zip(self.queue_names, recovered):
             if isinstance(result, Exception):
                 log.warning("maintenance of queue %r failed: %s", name, result)
                 continue
-            requeued, failed = int(result[0]), int(result[1])
-            self.hooks.abandoned(name, result[2:])  # the ids failed as abandoned
+            recovery = TR.parse_recover(result)
+            requeued, failed = recovery.requeued, recovery.abandoned
+            self.hooks.abandoned(name, recovery.abandoned_ids)  # their on_abandoned hooks
             if requeued:
                 self._lane_of(name).ready.add(name)
                 log.warning("queue %r: %d job(s) whose lease expired were requeued", name, requeued)
             if failed:
                 log.warning("queue %r: %d job(s) failed as abandoned (attempt limit reached)", name, failed)
                 abandoned.append(name)
-        for name, result in zip(self.queue_names, results[len(keys):]):
+        for name, result in zip(self.queue_names, promoted_replies):
             if isinstance(result, Exception):
                 log.warning("promoting scheduled jobs of queue %r failed: %s", name, result)
                 self._next_maintenance = min(self._next_maintenance, now + SCHEDULED_POLL_S)
@@ -530,7 +534,7 @@ class Worker:
                 self._lane_of(name).ready.add(name)
             if due_in_s is not None:  # the waits end at _next_maintenance: wake for the next due job
                 self._next_maintenance = min(self._next_maintenance, now + min(SCHEDULED_POLL_S, due_in_s))
-        self._replay_outbox(abandoned, results[2 * len(keys) : 3 * len(keys)])
+        self._replay_outbox(abandoned, due_replies)
 
     def _replay_outbox(self, abandoned: list[str], due: list[Any]) -> None:
         """Forward outbox intents left behind by a process that died (or lost Redis) between writing and
@@ -675,11 +679,11 @@ class Worker:
     def _check_outcome_results(self, results: list[Any]) -> None:
         for (queue, outs), codes in zip(self._pending_flush.items(), results):
             with self._held_lock:
-                for outcome, code in zip(outs, codes):
+                for outcome, code in zip(outs, TR.parse_complete(codes)):
                     self._held.pop((queue, outcome.id), None)
-                    if int(code) == 2:  # it has dependents: its completion wrote an outbox intent
+                    if code is TR.CompleteCode.NOTIFY:  # it has dependents: its completion wrote an outbox intent
                         self._to_forward.append((queue, ended_entry(outcome.status, outcome.id)))
-                    if not int(code):
+                    if code is TR.CompleteCode.LEASE_LOST:
                         self.stats.lost += 1
                         log.warning("%s: job %s: its lease was lost (expired, canceled or deleted) before "
                                     "its outcome was recorded; outcome dropped", queue, outcome.id)
@@ -788,12 +792,12 @@ class Worker:
         stops: list[tuple[str, str]] = []
         with self._held_lock:
             for (queue, leases), codes in zip(by_queue.items(), results):
-                for (job_id, token), code in zip(leases, codes):
+                for (job_id, token), code in zip(leases, TR.parse_extend(codes)):
                     # A job completed while the heartbeat was in flight is no longer held: not a loss.
-                    if not int(code) and self._held.get((queue, job_id)) == token:
+                    if code is TR.ExtendCode.LEASE_LOST and self._held.get((queue, job_id)) == token:
                         log.warning("%s: lease of job %s was lost (canceled, deleted or taken over)",
                                     queue, job_id)
-                    elif int(code) == 2 and (queue, job_id) not in self._stop_requests:
+                    elif code is TR.ExtendCode.STOP_REQUESTED and (queue, job_id) not in self._stop_requests:
                         stops.append((queue, job_id))
         for queue, job_id in stops:  # a stop whose message this worker missed (a reconnect)
             fields = self.store.read_job(self.queue_keys[queue], job_id) or {}

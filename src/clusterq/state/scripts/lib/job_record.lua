@@ -1,9 +1,10 @@
 --[[ job_record(status, now, a, i): the fields of a new job record, the one layout shared by every script
 that creates jobs (enqueue, schedule, cron_tick, defer, debounce). Included with an include line.
 
-a[i] is the job's id, followed by the twelve values every creating call sends (see enqueue.lua's header):
-function path, payload, options JSON, meta, ttl (s), maximum attempts, id flag, signature, priority level,
-concurrency key, headers JSON (hooks' str -> str map, stored as "hd", covered by the signature). "" (or nil) means absent; ttl and priority "0" mean none.
+a[i] is the job's id, followed by the eleven values every creating call sends after it (twelve in all,
+see enqueue.lua's header): function path, payload, options JSON, meta, ttl (s), maximum attempts, id
+flag, signature, priority level, concurrency key, headers JSON (the hooks' str -> str map, stored as
+"hd", covered by the signature). "" (or nil) means absent; ttl and priority "0" mean none.
 Returns: the HSET argument list (callers may append fields of their own), and the ttl in seconds or nil.
 ]]
 local function job_record(status, now, a, i)

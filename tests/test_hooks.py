@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from clusterq import AsyncQueue, Job, JobStatus, ProcessPool, Queue, Retry, Worker
+from clusterq.api.queue import EnqueueData
 from clusterq.cli.main import EXIT_OK, EXIT_USAGE
 from clusterq.hooks import discover
+from clusterq.signing import Signer
 from clusterq.state import store as T
 from clusterq.worker.pools.factory import POOL_KINDS
 from hook_recorder import ENTRY_POINT_PATH_ENV, Counting, Raising, Recorder, Refusing, read
@@ -72,6 +74,25 @@ def test_headers_set_before_enqueue_reach_the_perform_hooks_and_the_job(url: str
         assert sorted(e["pid"] for e in exits) == sorted(e["pid"] for e in starts), "every child says goodbye"
     else:
         assert not _of(events, "on_child_start"), "no forked child in this mode"
+
+
+def test_every_script_that_creates_a_job_stores_its_headers_under_its_signature(url: str, qname: str,
+                                                                              tmp_path: Path) -> None:
+    # enqueue, schedule, defer, debounce and cron_tick each take the job's values as a group; headers is
+    # the last of them, so a script reading the group at the old width would drop or misplace it.
+    signer = Signer(b"k")
+    q = Queue(qname, url, hooks=[Recorder(str(tmp_path / "events"))], signing_key=signer)
+    parent = q.enqueue("jobs.add", 1, 2)
+    jobs = {"enqueue": parent, "schedule": q.enqueue_in(60, "jobs.add", 1, 2),
+            "defer": q.enqueue("jobs.add", 1, 2, depends_on=parent),
+            "debounce": q.enqueue("jobs.add", 1, 2, debounce=("k", 60))}
+    new = q._new_job(EnqueueData("jobs.add", (1, 2), job_id="via-cron"))
+    q.store.run(T.cron_tick_call(q.keys, "tick", 1000, "fire", 5, new))
+    jobs["cron_tick"] = Job.fetch("via-cron", url, queue=q.name)
+    for script, job in jobs.items():
+        assert job.headers == {"traceparent": f"00-{job.id}-01"}, script
+        f, p, o, sg, hd = q.connection.hmget(job.key, ["f", "p", "o", "sg", "hd"])
+        assert signer.problem(q.name, job.id, f.decode(), p or b"", o or b"", sg, hd) is None, script
 
 
 def test_a_job_enqueued_without_hooks_has_no_headers_stored(url: str, qname: str) -> None:

@@ -209,6 +209,11 @@ class AsyncJob:
         return self._loaded().description
 
     @property
+    def headers(self) -> dict[str, str]:
+        """The headers the ``before_enqueue`` hooks gave the job, {} for none (read-only)."""
+        return self._loaded().headers
+
+    @property
     def meta(self) -> dict[str, Any]:
         return self._loaded().meta
 

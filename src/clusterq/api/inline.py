@@ -31,7 +31,8 @@ while the caller runs it."""
 
 def inline_executor(queue: Queue) -> Executor:
     return Executor(FunctionResolver(None), queue.serializer, DEFAULT_JOB_TIMEOUT_S, queue.connection,
-                    job_connection=JobConnection(queue.connection, queue.connection), time_limits=False)
+                    job_connection=JobConnection(queue.connection, queue.connection), time_limits=False,
+                    hooks=queue.hooks)
 
 
 def run_inline(queue: Queue, executor: Executor, jobs: Sequence[Job]) -> None:

@@ -13,6 +13,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
+from clusterq.api.hooks import decode_headers
 from clusterq.api.results import Result, ResultWaiter, parse_latest, parse_results
 from clusterq.api.rq_compat import queue_of_job
 from clusterq.connection.sync import ConnectionLike, connect
@@ -479,6 +480,14 @@ class Job:
             self._fields["pg"] = data.encode()
 
     # --- meta ---------------------------------------------------------------------------------
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers the ``before_enqueue`` hooks gave the job (:mod:`clusterq.api.hooks`), {} for none.
+        Read-only (a copy): they are covered by the job's signature."""
+        if not hasattr(self, "_headers"):
+            self._headers = decode_headers(self._field("hd"))
+        return dict(self._headers)
 
     @property
     def meta(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from clusterq.api import options as O
 from clusterq.api.callbacks import Callback, encode_callbacks
 from clusterq.api.dependency import DependsOn, parse_depends_on
 from clusterq.api.execution import Executor
+from clusterq.api.hooks import HookSet
 from clusterq.api.inline import inline_executor, run_inline
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S, Job
 from clusterq.api.registry import Registry
@@ -205,6 +206,9 @@ class Queue:
     ``is_async=False`` (for tests) makes ``enqueue`` run each job at once in the calling thread and
     record its outcome as a worker would (see :mod:`clusterq.inline`).
 
+    ``hooks`` are :mod:`clusterq.api.hooks` objects: their ``before_enqueue`` runs for each job this
+    queue writes (and, in synchronous mode, the perform hooks around it), after the process-wide ones.
+
     ``wait_replicas=N`` makes enqueue durable: it returns only once N replicas have the jobs (Redis
     ``WAIT``, at most ``wait_timeout_s``), and raises :class:`~clusterq.ReplicationTimeout` otherwise.
     """
@@ -224,6 +228,7 @@ class Queue:
         is_async: bool = True,
         wait_replicas: int = 0,
         wait_timeout_s: float = 1.0,
+        hooks: Sequence[Any] = (),
         job_class: None = None,
     ) -> None:
         if job_class is not None:
@@ -237,6 +242,7 @@ class Queue:
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
         self.signer = make_signer(signing_key)
+        self.hooks = HookSet(hooks)  # with the process-wide ones (clusterq.hooks.register, entry points)
         self.connection: Client = connect(connection)
         self.is_async = is_async
         self._inline: Executor | None = None
@@ -328,6 +334,9 @@ class Queue:
             raise ValueError("unique=True needs a job_id: uniqueness is by id")
         func = O.function_path(function_path(data.func))
         options_json = json.dumps(options, separators=(",", ":")) if options else ""
+        # Last, once the job is valid: a hook sees only jobs that will be written, and may refuse them.
+        headers = (self.hooks.before_enqueue(self.name, job_id, func, data.args, data.kwargs)
+                   if self.hooks.enqueue else "")
         return T.NewJob(
             id=job_id,
             func=func,
@@ -337,10 +346,11 @@ class Queue:
             ttl_s=math.ceil(ttl) if ttl else 0,
             max_attempts=max_attempts,
             fresh_id=data.job_id is None,
-            signature=self.signer.sign(self.name, job_id, func, payload, options_json) if self.signer else "",
+            signature=self.signer.sign(self.name, job_id, func, payload, options_json, headers) if self.signer else "",
             unique=bool(data.unique),
             priority=priority,
             concurrency_key=concurrency_key,
+            headers=headers,
         )
 
     def _register(self) -> None:

@@ -158,6 +158,7 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         serializer=args.serializer or _setting(args, "SERIALIZER"),
         signing_key=signing_keys(args),
         periodic=periodic,
+        hooks=[*(args.hook or ()), *_setting(args, "HOOKS", ())],
     )
 
 
@@ -509,6 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--name", help="worker name (default: host.pid.random)")
     p.add_argument("--max-jobs", type=int, help="stop after this many jobs")
     p.add_argument("--allow", action="append", help="only run functions matching this pattern (repeatable)")
+    p.add_argument("--hook", action="append", metavar="MODULE:OBJ",
+                   help="a hook (object, class or factory) run around every job (repeatable; see clusterq.hooks)")
     p.add_argument("--lease-s", type=float, help="seconds a job stays leased without a heartbeat (15)")
     p.add_argument("--max-attempts", type=int, help="leases before a job whose worker died fails (3)")
     p.add_argument("--serializer", help="json (default), pickle, or a dotted path")

@@ -54,7 +54,7 @@ def slot_is_moving(exc: BaseException) -> bool:
 
 # Job hash fields read back into a Job. Short names keep a pending job small in Redis.
 JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc",
-              "pg", "sp", "rx")
+              "pg", "sp", "rx", "hd")
 
 LATEST_FIELDS = ("hk", "ht", "r", "e", "s", "te")
 """The job's latest result: kind and time (ms) while it waits to run again, return value or error, and
@@ -78,17 +78,18 @@ class NewJob:
     ttl_s: int = 0
     max_attempts: int | None = None
     fresh_id: bool = False  # generated here (uuid4); the scripts check it exists all the same (a resent call)
-    signature: str = ""  # HMAC of queue, id, func, payload, options (signing.py); "" when not signing
+    signature: str = ""  # HMAC of queue, id, func, payload, options, headers (signing.py); "" when not signing
     unique: bool = False  # an existing waiting or running job with this id is reported (-1), not skipped
     priority: int = 0  # 0: none (the pending list, runs first); 1..9: the prio set, lower first
     concurrency_key: str = ""  # at most the key's limit of such jobs run at once in the queue
+    headers: str = ""  # JSON object of str -> str set by before-enqueue hooks ("hd"); "" when none
 
     def argv(self) -> tuple[Any, ...]:
         """The job's values in the order of :data:`~clusterq.state.transitions.JOB_FIELDS`."""
         flag = "1" if self.fresh_id else ("u" if self.unique else "0")
         return (self.id, self.func, self.payload, self.options, self.meta, self.ttl_s,
                 "" if self.max_attempts is None else self.max_attempts, flag, self.signature, self.priority,
-                self.concurrency_key)
+                self.concurrency_key, self.headers)
 
     def named(self) -> dict[str, Any]:
         """The job's values by name (:data:`~clusterq.state.transitions.JOB_FIELDS`)."""

@@ -186,6 +186,8 @@ class LeasedJob:
     payload: bytes
     options: bytes
     signature: bytes = b""  # field "sg": checked by a worker that has a signing key
+    headers: bytes = b""  # field "hd": the JSON headers map hooks added at enqueue, b"" when none
+    retries: int = 0  # field "rt": failed runs retried so far (tells a hook whether a failure is final)
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ class PromoteReply:
 class RecoverReply:
     requeued: int
     abandoned: int  # failed as abandoned (attempt limit reached)
+    abandoned_ids: list[str]  # those jobs' ids (the worker's on_abandoned hooks)
 
 
 @dataclass(frozen=True)
@@ -259,8 +262,13 @@ def raw(value: Any) -> bytes:
 # --- the descriptions ---------------------------------------------------------------------------------
 
 JOB_FIELDS = ("id", "func", "payload", "options", "meta", "ttl_s", "max_attempts", "flag", "signature",
-              "priority", "concurrency_key")
+              "priority", "concurrency_key", "headers")
 """The values that describe a new job, in the order every creating script reads them (lib/job_record.lua)."""
+
+LEASED_FIELDS = ("id", "token", "func", "payload", "options", "signature", "headers", "retries")
+"""What lease answers per leased job, in order (lease.lua's Returns); each is a :class:`LeasedJob` field."""
+TAKEN_FIELDS = ("token", "func", "payload", "options", "headers", "retries")
+"""What take answers for the job it took, in order (take.lua's Returns); each is a :class:`LeasedJob` field."""
 
 OUTCOME_FIELDS = ("id", "token", "status", "data", "keep_ms", "plan", "history", "note")
 LEASE_FIELDS = ("id", "token")
@@ -298,6 +306,7 @@ class Transition:
     group: tuple[str, ...] = ()  # one group of ARGV per item, after the fixed ARGV
     codes: type[IntEnum] | None = None
     optional_keys: int = 0  # how many trailing keys a call may leave out
+    reply: tuple[str, ...] = ()  # the named values of the reply (of each item, when it repeats), in order
 
     @property
     def name(self) -> str:
@@ -356,7 +365,8 @@ CRON_TICK = Transition(S.CRON_TICK, ("cron", "cron_runs", "pending", "job_prefix
                        ("name", "tick_ms", "mode", "keep_runs", *JOB_FIELDS[:7], "overlap", *JOB_FIELDS[8:]),
                        codes=CronTickCode)
 LEASE = Transition(S.LEASE, ("pending", "active", "job_prefix", "stats", "failed", "prio", "control",
-                             *LIMIT_KEYS), ("lease_ms", "count", "worker", "failure_keep_ms"))
+                             *LIMIT_KEYS), ("lease_ms", "count", "worker", "failure_keep_ms"),
+                   reply=LEASED_FIELDS)
 COMPLETE = Transition(S.COMPLETE, ("active", "finished", "failed", "job_prefix", "scheduled", "pending",
                                    "wake_channel", "history_prefix", "results_channel", "outbox", "prio", "stats",
                                    *LIMIT_KEYS), (), OUTCOME_FIELDS, CompleteCode)
@@ -377,7 +387,8 @@ DELETE = Transition(S.DELETE, ("job_prefix", "active", "finished", "failed", "ca
 REQUEUE = Transition(S.REQUEUE, ("pending", "job_prefix", "failed", "canceled", "finished", "wake_channel", "stats",
                                  "history_prefix", "prio"), ("job_id", "at_front"), codes=RequeueCode)
 STOP = Transition(S.STOP, ("job_prefix", "active", "wake_channel"), ("job_id", "reason"), codes=StopCode)
-TAKE = Transition(S.TAKE, ("job_prefix", "active", "stats", "prio"), ("job_id", "lease_ms", "worker"))
+TAKE = Transition(S.TAKE, ("job_prefix", "active", "stats", "prio"), ("job_id", "lease_ms", "worker"),
+                  reply=TAKEN_FIELDS)
 SET_FIELDS = Transition(S.SET_FIELDS, ("job",), (), FIELD_PAIR, SetFieldsCode)
 DRAIN = Transition(S.DRAIN, ("pending", "job_prefix", "stats", "history_prefix", "prio", "limit_waiting_prefix",
                              "limit_keys"), ("batch",))
@@ -441,14 +452,16 @@ def parse_cron_tick(reply: Sequence[Any]) -> CronTickReply:
     return CronTickReply(CronTickCode(int(reply[0])), int(reply[1]), int(reply[2]))
 
 
-_LEASED_WIDTH = 6  # id, token, function, payload, options, signature (lease.lua's Returns)
+_LEASED_WIDTH = len(LEASED_FIELDS)
 
 
 def parse_lease_reply(queue: str, reply: Sequence[Any]) -> LeaseReply:
+    """remaining, wait, then :data:`LEASED_FIELDS` per job (read in that order: tests/test_contract.py
+    checks each lands in the LeasedJob field of its name)."""
     wait_ms = int(reply[1])
     jobs = [
         LeasedJob(queue, text(reply[i]), int(reply[i + 1]), text(reply[i + 2]), raw(reply[i + 3]),
-                  raw(reply[i + 4]), raw(reply[i + 5]))
+                  raw(reply[i + 4]), raw(reply[i + 5]), raw(reply[i + 6]), int(reply[i + 7]))
         for i in range(2, len(reply), _LEASED_WIDTH)
     ]
     return LeaseReply(int(reply[0]), jobs, suspended=wait_ms < 0, wait_s=max(0, wait_ms) / 1000)
@@ -463,15 +476,16 @@ def parse_extend(reply: Sequence[Any]) -> list[ExtendCode]:
 
 
 def parse_recover(reply: Sequence[Any]) -> RecoverReply:
-    """requeue_expired."""
-    return RecoverReply(int(reply[0]), int(reply[1]))
+    """requeue_expired: counts, then the abandoned jobs' ids."""
+    return RecoverReply(int(reply[0]), int(reply[1]), [text(value) for value in reply[2:]])
 
 
 def parse_take(queue: str, job_id: str, reply: Sequence[Any]) -> LeasedJob | None:
-    """The job taken, or None when it was not queued (gone, or already taken)."""
+    """The job taken (:data:`TAKEN_FIELDS`), or None when it was not queued (gone, or already taken)."""
     if not reply:
         return None
-    return LeasedJob(queue, job_id, int(reply[0]), text(reply[1]), raw(reply[2]), raw(reply[3]))
+    return LeasedJob(queue, job_id, int(reply[0]), text(reply[1]), raw(reply[2]), raw(reply[3]),
+                     headers=raw(reply[4]), retries=int(reply[5]))
 
 
 def parse_register(reply: Sequence[Any]) -> list[str]:

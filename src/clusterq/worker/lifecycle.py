@@ -14,6 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from clusterq.api.hooks import HookSet, set_report_sink
 from clusterq.connection.server_checks import server_warnings
 from clusterq.connection.sync import REDIS_ERRORS, describe
 from clusterq.exceptions import ConnectionFailed, StopRequested
@@ -41,6 +42,8 @@ class Lifecycle:
     lanes: list[Lane]
     stats: WorkerStats
     executor: Any
+    hooks: HookSet
+    _report_sink: Any
     leases: Leases
     outcomes: Outcomes
     maintenance: Maintenance
@@ -85,6 +88,8 @@ class Lifecycle:
     # --- setup and teardown -------------------------------------------------------------------
 
     def _setup(self) -> None:
+        self.hooks.call("on_worker_start", self)  # before the pools fork: what it opens, children inherit
+        self._report_sink = set_report_sink(lambda data: self.hooks.call("on_report", data))
         for lane in self.lanes:  # fork the pools' children before this process starts threads
             lane.pool.start(self.executor, self._notifier)
         try:
@@ -134,6 +139,8 @@ class Lifecycle:
             signal.signal(signum, handler)
         self._previous_handlers.clear()
         self._notifier.close()
+        self.hooks.call("on_worker_stop", self, reverse=True)
+        set_report_sink(self._report_sink)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if not self._stop.is_set():

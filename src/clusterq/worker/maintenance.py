@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,8 @@ class Round:
 
 class Maintenance:
     def __init__(self, connection: Any, store: T.Store, forwarder: Forwarder, queue_keys: dict[str, K.QueueKeys],
-                 *, max_attempts: int, failure_keep_ms: int, interval_s: float, trim_interval_s: float) -> None:
+                 *, max_attempts: int, failure_keep_ms: int, interval_s: float, trim_interval_s: float,
+                 on_abandoned: Callable[[str, list[str]], None] = lambda queue, ids: None) -> None:
         self.connection = connection
         self.store = store
         self.forwarder = forwarder
@@ -61,6 +63,7 @@ class Maintenance:
         self.failure_keep_ms = failure_keep_ms
         self.interval_s = interval_s
         self.trim_interval_s = trim_interval_s
+        self.on_abandoned = on_abandoned  # the on_abandoned hooks: (queue, ids)
         self.next_due = 0.0  # monotonic; 0 means now
         self.next_trim = time.monotonic() + trim_interval_s
         self._sentinel_primary: Any = None
@@ -107,6 +110,8 @@ class Maintenance:
                 continue
             recovery = TR.parse_recover(result)
             requeued, failed = recovery.requeued, recovery.abandoned
+            if recovery.abandoned_ids:
+                self.on_abandoned(name, recovery.abandoned_ids)
             if requeued:
                 done.ready.add(name)
                 log.warning("queue %r: %d job(s) whose lease expired were requeued", name, requeued)

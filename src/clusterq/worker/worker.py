@@ -42,6 +42,7 @@ from redis.exceptions import (
 
 from clusterq.api.context import JobConnection
 from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
+from clusterq.api.hooks import HookSet
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S
 from clusterq.api.queue import Queue
 from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect, describe
@@ -116,6 +117,10 @@ class Worker(lifecycle.Lifecycle):
     ``signing_key`` (bytes or str, or several: any of them verifies) makes the worker run only jobs
     signed with it (:mod:`clusterq.signing`); others fail with a ``SignatureError`` reason without
     their function being imported or their arguments decoded.
+
+    ``hooks`` (:mod:`clusterq.api.hooks`) run around every job this worker runs, in the process that runs
+    it, and at worker start and stop, pool child start and exit, and abandonment; after the process-wide
+    ones (``clusterq.hooks.register``, the ``clusterq.hooks`` entry points).
     """
 
     def __init__(
@@ -144,6 +149,7 @@ class Worker(lifecycle.Lifecycle):
         install_signal_handlers: bool = True,
         periodic: Sequence[Periodic] = (),
         settings: WorkerSettings | None = None,
+        hooks: Sequence[Any] = (),
     ) -> None:
         self.settings = s = WorkerSettings.merge(settings, {
             "lease_s": lease_s, "max_attempts": max_attempts, "default_timeout_s": default_timeout_s,
@@ -176,7 +182,8 @@ class Worker(lifecycle.Lifecycle):
                                        else self.connection, self.connection)
         self.executor = Executor(FunctionResolver(allow), self.serializer, s.default_timeout_s, self.connection,
                                  job_connection=job_connection,
-                                 signer=make_signer(signing_key))
+                                 signer=make_signer(signing_key), hooks=HookSet(hooks))
+        self.hooks = self.executor.hooks
         self.lease_ms = s.lease_ms
         self.max_attempts = s.max_attempts
         self.max_batch = s.max_batch
@@ -197,7 +204,8 @@ class Worker(lifecycle.Lifecycle):
                                self.lanes, worker_name=self.name, failure_keep_ms=self.failure_keep_ms)
         self.maintenance = Maintenance(self.connection, self.store, self.forwarder, self.queue_keys,
                                        max_attempts=s.max_attempts, failure_keep_ms=self.failure_keep_ms,
-                                       interval_s=s.maintenance_interval_s, trim_interval_s=s.trim_interval_s)
+                                       interval_s=s.maintenance_interval_s, trim_interval_s=s.trim_interval_s,
+                                       on_abandoned=self.hooks.abandoned)
 
         self._stop = threading.Event()  # finish the running jobs, then leave
         self._stop_now = False  # a second signal: leave at once, hand the running jobs back

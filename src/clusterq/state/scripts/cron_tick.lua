@@ -22,7 +22,7 @@ ARGV[3] mode: "fire": run the tick if it is new; "resume": the same, but a job s
         records the tick (a new declaration does not run for a tick that passed before it existed);
         "skip": record the tick without running it (missed ticks are not caught up)
 ARGV[4] keep_runs: number of recent runs kept
-ARGV[5] id: the job's id; ARGV[5..15] are the job as in enqueue.lua, with the overlap flag in the slot of
+ARGV[5] id: the job's id; ARGV[5..16] are the job as in enqueue.lua, with the overlap flag in the slot of
         enqueue's id flag
 ARGV[6] func: function path
 ARGV[7] payload: payload ("" = none)
@@ -35,6 +35,7 @@ ARGV[12] overlap: "0": do not run while the previous run has not ended (queued, 
 ARGV[13] signature: the job's signature ("" = unsigned; stored as "sg", see signing.py)
 ARGV[14] priority: priority ("0" = none, else 1..9, lower runs first)
 ARGV[15] concurrency_key: concurrency key ("" = none)
+ARGV[16] headers: headers JSON ("" = none; stored as "hd", see api/hooks.py)
 Returns: {code, server time (ms), last tick taken before this call (ms, -1 = none)}; code ENQUEUED,
          TAKEN (tick already taken, or its job id already existed), RECORDED (recorded without running),
          EARLY, OVERLAP (recorded without running because the previous run has not ended)
@@ -61,6 +62,7 @@ local overlap = ARGV[12]
 local signature = ARGV[13]
 local priority = tonumber(ARGV[14]) or 0
 local concurrency_key = ARGV[15]
+local headers = ARGV[16]
 local CODE = {ENQUEUED = 1, TAKEN = 0, RECORDED = 2, EARLY = 3, OVERLAP = 4}
 --!include job_record
 --!include now_ms

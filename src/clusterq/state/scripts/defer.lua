@@ -12,7 +12,7 @@ KEYS[1] deferred: deferred sorted set (score = creation time, ms)
 KEYS[2] job_prefix: job key prefix
 KEYS[3] outbox: outbox sorted set
 ARGV[1] at_front: "1" to join the front of the queue when released, else "0"
-ARGV[2] job_width: how many values describe the job (N, 11 today), so the parents are found whatever N is
+ARGV[2] job_width: how many values describe the job (N, 12 today), so the parents are found whatever N is
 ARGV[3] id: the job's id; ARGV[3..2+N] are the job, as in enqueue.lua
 ARGV[4] func: function path
 ARGV[5] payload: payload
@@ -24,6 +24,7 @@ ARGV[10] flag: flag ("1" fresh id, checked all the same; "u" unique, "0")
 ARGV[11] signature: signature ("" = unsigned)
 ARGV[12] priority: priority ("0" = none; used when the job is released)
 ARGV[13] concurrency_key: concurrency key ("" = none)
+ARGV[14] headers: headers JSON ("" = none; stored as "hd")
 ARGV[3+N..] parents (2 per parent): parent, mode
           parent handle, and "w" (must finish) or "a" (may fail)
 Returns: CREATED, EXISTED (a job with that id already existed; nothing changed), DUPLICATE (unique only: a
@@ -45,6 +46,7 @@ local flag = ARGV[10]
 local signature = ARGV[11]
 local priority = ARGV[12]
 local concurrency_key = ARGV[13]
+local headers = ARGV[14]
 local CODE = {CREATED = 1, EXISTED = 0, DUPLICATE = -1}
 --!include job_record
 --!include now_ms

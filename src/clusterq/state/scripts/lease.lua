@@ -34,8 +34,9 @@ ARGV[2] count: maximum number of jobs to lease
 ARGV[3] worker: worker name
 ARGV[4] failure_keep_ms: how long to keep a failed record (ms)
 Returns: {remaining (0 when the pending list and the prio set are both empty), wait (0; -1 the queue is
-         suspended; > 0 the rate limit is spent for that many ms), then six values per leased job: id,
-         token, function, payload, options, signature}; payload, options and signature are "" when absent
+         suspended; > 0 the rate limit is spent for that many ms), then the leased jobs}:
+         leased jobs (8 per job): id, token, func, payload, options, signature, headers, retries
+         (payload, options, signature and headers "" when absent; retries: failed runs retried so far, "rt")
 ]]
 local pending = KEYS[1]
 local active = KEYS[2]
@@ -121,7 +122,7 @@ while true do
   scanned = scanned + #ids
   for _, id in ipairs(ids) do
     local key = job_prefix .. id
-    local job = redis.pcall("HMGET", key, "s", "f", "p", "o", "n", "x", "sg", "lk")
+    local job = redis.pcall("HMGET", key, "s", "f", "p", "o", "n", "x", "sg", "lk", "hd", "rt")
     if job.err then
       -- Not a hash (edited by hand): replace it with a failed record that says what was found.
       local kind = redis.call("TYPE", key).ok
@@ -143,6 +144,8 @@ while true do
       out[#out + 1] = job[3] or ""
       out[#out + 1] = job[4] or ""
       out[#out + 1] = job[7] or ""
+      out[#out + 1] = job[9] or ""
+      out[#out + 1] = tonumber(job[10]) or 0  -- a number whatever the record holds: the reply is parsed as one
       got = got + 1
     elseif job[1] == false then
       -- gone: deleted while queued, or its ttl ran out (a prio entry is never a counted tombstone)

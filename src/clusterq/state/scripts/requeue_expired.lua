@@ -25,7 +25,8 @@ KEYS[14] control: control hash (concurrency limits "c:<key>", default "cd")
 ARGV[1] batch: batch size
 ARGV[2] max_attempts: default maximum attempts (a job's own "ma" field wins)
 ARGV[3] failure_keep_ms: how long to keep a failed record (ms)
-Returns: {number requeued, number failed as abandoned}
+Returns: {number requeued, number failed as abandoned, then the ids failed as abandoned (for the worker's
+         on_abandoned hooks)}
 ]]
 local active = KEYS[1]
 local pending = KEYS[2]
@@ -53,7 +54,7 @@ local now = now_ms()
 local ids = redis.call("ZRANGE", active, "-inf", now, "BYSCORE", "LIMIT", 0, batch)
 local requeued = {}
 local prio_jobs = {}  -- {id, level}
-local abandoned = 0
+local abandoned = {}  -- ids failed as abandoned
 
 -- The job's previous result (kept as hk/ht and r or e) goes to its history, as complete.lua does.
 local function push_previous(key, hist, kind, cap_field)
@@ -90,7 +91,7 @@ for _, id in ipairs(ids) do
       redis.call("PEXPIRE", key, failure_keep_ms)
       redis.call("ZADD", failed, now + tonumber(failure_keep_ms), id)
       if redis.call("HGET", key, "dd") then redis.call("ZADD", outbox, now, "e\tfailed\t" .. id) end
-      abandoned = abandoned + 1
+      abandoned[#abandoned + 1] = id
     else
       -- The lost attempt is recorded as a retried result: the job runs again.
       redis.call("HSET", key, "s", "queued", "hk", "r", "ht", now, "e",
@@ -173,4 +174,4 @@ if aside[1] then
     redis.call("ZREM", limit_keys, ck)
   end
 end
-return {#requeued + #prio_jobs, abandoned}
+return {#requeued + #prio_jobs, #abandoned, unpack(abandoned)}

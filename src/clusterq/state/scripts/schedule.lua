@@ -14,7 +14,7 @@ KEYS[3] wake_channel: wake channel: published with "s" when these jobs become th
 ARGV[1] mode: "at" (ms is an absolute time) or "in" (ms is a delay from the server's time)
 ARGV[2] ms: milliseconds
 ARGV[3] at_front: "1" to push at the front of the queue when the job is promoted, else "0"
-ARGV[4..] jobs (11 per job): id, func, payload, options, meta, ttl_s, max_attempts, flag, signature, priority, concurrency_key
+ARGV[4..] jobs (12 per job): id, func, payload, options, meta, ttl_s, max_attempts, flag, signature, priority, concurrency_key, headers
           as in enqueue.lua
 Returns: {run-at time (ms), then one entry per job: CREATED, EXISTED (a job with that id already existed),
           DUPLICATE (unique only: a job with that id is scheduled, queued, started or deferred)}
@@ -34,7 +34,7 @@ if mode == "in" then run_at = now + run_at end
 local LIVE = {queued = true, scheduled = true, started = true, deferred = true}
 local out = {run_at}
 local zadd = {}
-for i = 4, #ARGV, 11 do
+for i = 4, #ARGV, 12 do
   local id = ARGV[i]
   local key = job_prefix .. id
   local flag = ARGV[i + 7]

@@ -12,8 +12,9 @@ KEYS[4] prio: prio sorted set
 ARGV[1] job_id: job id
 ARGV[2] lease_ms: lease length (ms)
 ARGV[3] worker: worker name
-Returns: {token, function, payload, options} (payload and options "" when absent), or {} if the job is
-         not queued (gone, or already taken by a worker)
+Returns: the job taken, or {} if it is not queued (gone, or already taken by a worker):
+         the job (6 values): token, func, payload, options, headers, retries
+         (payload, options and headers "" when absent; retries: failed runs retried so far, "rt")
 ]]
 local job_prefix = KEYS[1]
 local active = KEYS[2]
@@ -24,7 +25,7 @@ local lease_ms = tonumber(ARGV[2])
 local worker = ARGV[3]
 --!include now_ms
 local key = job_prefix .. job_id
-local job = redis.call("HMGET", key, "s", "f", "p", "o", "n", "x", "tb")
+local job = redis.call("HMGET", key, "s", "f", "p", "o", "n", "x", "tb", "hd", "rt")
 if job[1] ~= "queued" or job[7] then return {} end
 local now = now_ms()
 local token = (tonumber(job[5]) or 0) + 1
@@ -36,4 +37,4 @@ else
 end
 if job[6] then redis.call("PERSIST", key) end
 redis.call("ZADD", active, now + lease_ms, job_id)
-return {token, job[2] or "", job[3] or "", job[4] or ""}
+return {token, job[2] or "", job[3] or "", job[4] or "", job[8] or "", tonumber(job[9]) or 0}

@@ -11,6 +11,8 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q -e '.[test]'
 
 .venv/bin/ruff check src tests bench
+# The layering (cli > worker > scheduling > api > state > connection > base, no cycles), from pyproject.toml.
+.venv/bin/lint-imports --no-logo
 
 engines=$(.venv/bin/python -c 'from clusterq.testing import available_servers; print(" ".join(s.engine for s in available_servers()))')
 main=$(.venv/bin/python -c 'from clusterq.testing import find_server; print(find_server().engine)')

@@ -11,13 +11,10 @@ deferred (jobs waiting for their dependencies) it is when the job was created.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from clusterq.api.job import Job
+from clusterq.api.queue_view import QueueView
 from clusterq.state import store as T
-
-if TYPE_CHECKING:
-    from clusterq.api.queue import Queue
 
 PURGE_BATCH = 1000
 PAGE_LIMIT = 10_000
@@ -27,7 +24,7 @@ class Registry:
     """Jobs of one queue in one state. ``name``: ``started``, ``finished``, ``failed``, ``canceled``
     ``scheduled`` or ``deferred``."""
 
-    def __init__(self, queue: Queue, name: str) -> None:
+    def __init__(self, queue: QueueView, name: str) -> None:
         self.queue = queue
         self.name = name
         self.key = queue.keys.registry(name)
@@ -65,7 +62,9 @@ class Registry:
         return [r.decode() if isinstance(r, bytes) else r for r in raw]
 
     def get_jobs(self, offset: int = 0, length: int = 100) -> list[Job]:
-        return [self.queue._job(job_id) for job_id in self.get_job_ids(offset, length)]
+        q = self.queue
+        return [Job.trusted(q.name, job_id, q.keys, q.store, q.serializer)
+                for job_id in self.get_job_ids(offset, length)]
 
     def requeue(self, *job_ids: str, at_front: bool = False) -> int:
         """Put jobs of this registry back on the queue; returns how many were requeued."""

@@ -87,7 +87,8 @@ class JSONSerializer:
             text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
             return self._decoder.decode(text)
         except (UnicodeDecodeError, ValueError) as exc:
-            raise DeserializationError(f"payload is not valid JSON ({exc}): {bytes(data[:80])!r}") from None
+            preview = bytes(data[:80]) if isinstance(data, (bytes, bytearray)) else data[:80]
+            raise DeserializationError(f"payload is not valid JSON ({exc}): {preview!r}") from None
 
 
 class PickleSerializer:
@@ -129,9 +130,10 @@ def resolve_serializer(serializer: Serializer | str | None) -> Serializer:
         return DEFAULT_SERIALIZER
     if serializer == "pickle":
         return PickleSerializer()
+    candidate: object = serializer
     if isinstance(serializer, str):
         obj = import_attribute(serializer)
-        return obj() if isinstance(obj, type) else obj
-    if not isinstance(serializer, Serializer):
-        raise TypeError(f"{serializer!r} is not a serializer (needs name, dumps and loads)")
-    return serializer
+        candidate = obj() if isinstance(obj, type) else obj
+    if not isinstance(candidate, Serializer):
+        raise TypeError(f"{candidate!r} is not a serializer (needs name, dumps and loads)")
+    return candidate

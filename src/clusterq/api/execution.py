@@ -61,16 +61,16 @@ class FunctionResolver:
             return func
         if self.allow is not None and not any(fnmatch.fnmatchcase(path, p) for p in self.allow):
             raise FunctionNotFound(f"function {path!r} is not in this worker's allowlist {list(self.allow)}")
-        func = import_attribute(path)
+        found = import_attribute(path)
         if self.allow is not None and _passes_through_a_module(path):
             # "pkg.tasks:os.system" matches "pkg.tasks*" yet reaches os.system through a module that
             # imported os: the allowlist names where functions are defined, not what they import.
             raise FunctionNotFound(f"function {path!r} reaches into another module; this worker's allowlist "
                                    f"{list(self.allow)} only allows functions of the modules it names")
-        if not callable(func):
-            raise FunctionNotFound(f"{path!r} is a {type(func).__name__}, not a function")
-        self._cache[path] = func
-        return func
+        if not callable(found):
+            raise FunctionNotFound(f"{path!r} is a {type(found).__name__}, not a function")
+        self._cache[path] = found
+        return found
 
 
 def _passes_through_a_module(path: str) -> bool:

@@ -15,6 +15,7 @@ import time
 from clusterq.api.job import Job
 from clusterq.api.queue_view import QueueView
 from clusterq.state import store as T
+from clusterq.utils import decode_all
 
 PURGE_BATCH = 1000
 PAGE_LIMIT = 10_000
@@ -49,6 +50,8 @@ class Registry:
 
     def __contains__(self, item: object) -> bool:
         job_id = item.id if isinstance(item, Job) else item
+        if not isinstance(job_id, str):
+            return False  # a registry holds job ids: nothing else is in it
         return self._client.zscore(self.key, job_id) is not None
 
     def get_job_ids(self, offset: int = 0, length: int = 100) -> list[str]:
@@ -58,8 +61,7 @@ class Registry:
             raise ValueError(f"length must be between 0 and {PAGE_LIMIT}; page through larger registries")
         if length == 0:
             return []
-        raw = self._client.zrangebyscore(self.key, self._live_from(), "+inf", start=offset, num=length)
-        return [r.decode() if isinstance(r, bytes) else r for r in raw]
+        return decode_all(self._client.zrangebyscore(self.key, self._live_from(), "+inf", start=offset, num=length))
 
     def get_jobs(self, offset: int = 0, length: int = 100) -> list[Job]:
         q = self.queue

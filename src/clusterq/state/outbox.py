@@ -29,6 +29,7 @@ from urllib.parse import quote, unquote
 
 from clusterq.connection.sync import REDIS_ERRORS
 from clusterq.state import keys as K
+from clusterq.state import scripts as S
 from clusterq.state import store as T
 
 log = logging.getLogger(__name__)
@@ -205,14 +206,14 @@ class Forwarder:
                     applies.append((intent, dependent, *target))
         results = self.store.run_many([a[3] for a in applies], raise_on_error=False) if applies else []
         cascade: list[_Intent] = []
-        for (intent, dependent, queue, call), result in zip(applies, results):
+        for (intent, applied_dependent, queue, call), result in zip(applies, results):
             if isinstance(result, Exception):
                 log.warning("applying %r of queue %r failed: %s", intent.entry, intent.queue, result)
                 intent.ok = False
                 continue
-            if dependent is not None:
-                applied[id(intent)].append(dependent)
-            if call.script is T.S.RESOLVE and int(result) in (3, 4):  # the child ended: its dependents next
+            if applied_dependent is not None:
+                applied[id(intent)].append(applied_dependent)
+            if call.script is S.RESOLVE and int(result) in (3, 4):  # the child ended: its dependents next
                 child = _parse(queue, ended_entry("canceled" if int(result) == 3 else "deleted", str(call.args[0])))
                 if child is not None:
                     cascade.append(child)

@@ -29,14 +29,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.cluster import RedisCluster
 from redis.exceptions import OutOfMemoryError
+from redis.sentinel import SentinelConnectionPool
 
 from clusterq.api.context import JobConnection
 from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S
 from clusterq.api.queue import Queue
 from clusterq.connection.server_checks import server_warnings
-from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect, describe, topology_of
+from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect, describe
 from clusterq.exceptions import ConnectionFailed, StopRequested
 from clusterq.scheduling.periodic import CronScheduler, Periodic
 from clusterq.serializers import Serializer, resolve_serializer
@@ -468,8 +470,8 @@ class Worker:
         redis-py asks only when it reconnects, so without this a worker keeps writing to a demoted primary
         that still accepts writes (which Redis then throws away) until it refuses or drops the connection.
         """
-        pool = self.connection.connection_pool if topology_of(self.connection) == "sentinel" else None
-        if pool is None:
+        pool = None if isinstance(self.connection, RedisCluster) else self.connection.connection_pool
+        if not isinstance(pool, SentinelConnectionPool):  # only a Sentinel client follows its primary
             return
         try:
             address = pool.get_master_address()  # also disconnects idle connections when it moved

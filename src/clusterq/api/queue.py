@@ -28,7 +28,7 @@ from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
 from clusterq.state.outbox import Forwarder, registration_entry
-from clusterq.utils import function_path
+from clusterq.utils import decode_all, function_path
 
 ENQUEUE_CHUNK = 500
 """Jobs per enqueue script call in ``enqueue_many``: large enough to amortise the call, small enough
@@ -561,11 +561,11 @@ class Queue:
             raise ValueError(f"length must be between 0 and {PAGE_LIMIT}; page through longer queues")
         if length == 0:
             return []
-        raw = self.connection.lrange(self.keys.pending, offset, offset + length - 1)
-        if len(raw) < length:  # past the list: go on in the prio set
+        ids = decode_all(self.connection.lrange(self.keys.pending, offset, offset + length - 1))
+        if len(ids) < length:  # past the list: go on in the prio set
             start = max(0, offset - int(self.connection.llen(self.keys.pending)))
-            raw += self.connection.zrange(self.keys.prio, start, start + length - len(raw) - 1)
-        return [r.decode() if isinstance(r, bytes) else r for r in raw]
+            ids += decode_all(self.connection.zrange(self.keys.prio, start, start + length - len(ids) - 1))
+        return ids
 
     @property
     def job_ids(self) -> list[str]:

@@ -336,7 +336,7 @@ class Store:
         try:
             return self.client.evalsha(call.script.sha, n, *call.keys, *call.args)
         except NoScriptError:
-            return self.client.eval(call.script.source, n, *call.keys, *call.args)
+            return self.client.eval(call.script.source.decode(), n, *call.keys, *call.args)
 
     def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True) -> list[Any]:
         """Run several transitions in one pipeline per server; results in the order of ``calls``.

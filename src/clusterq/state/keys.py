@@ -78,7 +78,7 @@ class QueueKeys:
 
     @cached_property
     def canceled(self) -> str:
-        """Sorted set of canceled job ids, scored by the time they were canceled (ms)."""
+        """Sorted set of canceled job ids, scored by the time their record expires (ms)."""
         return f"{self.base}:canceled"
 
     @cached_property

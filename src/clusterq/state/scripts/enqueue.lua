@@ -23,8 +23,10 @@ ARGV[2..] jobs (11 per job): id, func, payload, options, meta, ttl_s, max_attemp
           "sg"), priority ("0" = none, else 1..9, lower runs first), concurrency key ("" = none)
 Returns: array with one entry per job: CREATED, EXISTED (a job with that id already existed) or
          DUPLICATE (unique only: a job with that id is scheduled, queued, started or deferred)
-Errors (before anything is written): a ttl that is not a number of seconds from 0 to 3153600000 (100
-         years, clusterq.api.options.MAX_DURATION_S): EXPIRE would refuse it after the record was written.
+Errors (before anything is written): a ttl that is not a whole number of seconds from 0 to 3153600000
+         (100 years, clusterq.api.options.MAX_DURATION_S): EXPIRE would refuse it after the record was
+         written (ERR naming the job); the pending list, prio set or stats hash of the wrong type
+         (WRONGTYPE naming the key).
 ]]
 local pending = KEYS[1]
 local job_prefix = KEYS[2]
@@ -36,14 +38,15 @@ local CODE = {CREATED = 1, EXISTED = 0, DUPLICATE = -1}
 --!include job_record
 --!include now_ms
 --!include prio_score
+--!include check_types
+--!include check_int
 local now = now_ms()
 local LIVE = {queued = true, scheduled = true, started = true, deferred = true}
+local bad = check_types("enqueue", {pending, "list", prio, "zset", stats, "hash"})
 for i = 2, #ARGV, 11 do
-  local ttl = tonumber(ARGV[i + 5])
-  if not ttl or ttl < 0 or ttl > 3153600000 then
-    return redis.error_reply("ERR job " .. ARGV[i] .. ": ttl " .. ARGV[i + 5] .. " is not 0 to 3153600000 s")
-  end
+  bad = bad or check_int("enqueue", "job " .. ARGV[i] .. ": ttl_s", ARGV[i + 5], 0, 3153600000)
 end
+if bad then return redis.error_reply(bad) end
 local created = {}
 local new_ids = {}
 local prio_ids = {}

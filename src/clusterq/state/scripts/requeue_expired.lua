@@ -26,6 +26,11 @@ ARGV[1] batch: batch size
 ARGV[2] max_attempts: default maximum attempts (a job's own "ma" field wins)
 ARGV[3] failure_keep_ms: how long to keep a failed record (ms)
 Returns: {number requeued, number failed as abandoned}
+Errors (checked before anything is written): a key of the queue of the wrong type (WRONGTYPE naming the
+         key: this script's keys, and the history list, running set and waiting list of the jobs it
+         recovers); batch, max_attempts or failure_keep_ms not a whole number in range (ERR). A job key
+         that is not a hash is dropped from the active set (the lease fails such a record when it meets it);
+         a history size "hl" that is not a whole number counts as the default, 10.
 ]]
 local active = KEYS[1]
 local pending = KEYS[2]
@@ -44,13 +49,32 @@ local control = KEYS[14]
 local batch = tonumber(ARGV[1])
 local max_attempts = tonumber(ARGV[2])
 local failure_keep_ms = ARGV[3]
+--!include check_types
+--!include check_int
 --!include free_slot
 --!include now_ms
 --!include prio_score
+local MAX_MS = 3153600000000  -- 100 years: clusterq.api.options.MAX_DURATION_S
 local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
            jobs = job_prefix, prio = prio, pending = pending, wake = wake_channel}
+local bad = check_int("requeue_expired", "batch", batch, 1, 100000)
+  or check_int("requeue_expired", "max_attempts", max_attempts, 0, 1000000000)
+  or check_int("requeue_expired", "failure_keep_ms", failure_keep_ms, 1, MAX_MS)
+  or check_types("requeue_expired", {active, "zset", pending, "list", failed, "zset", outbox, "zset", prio, "zset",
+                                     stats, "hash", limit_keys, "zset", control, "hash"})
+if bad then return redis.error_reply(bad) end
 local now = now_ms()
 local ids = redis.call("ZRANGE", active, "-inf", now, "BYSCORE", "LIMIT", 0, batch)
+-- Read the expired jobs' records first (reads only), with the keys recovering them will write.
+local records = {}
+for k, id in ipairs(ids) do
+  local job = redis.pcall("HMGET", job_prefix .. id, "n", "ma", "w", "rt", "yr", "hk", "hl", "hw", "pr", "lk")
+  if job.err then job = {false} end  -- not a hash: dropped from the active set; the lease fails it visibly
+  records[k] = job
+  if job[10] then bad = bad or slot_keys_bad("requeue_expired", job[10], C) end
+  if job[1] and job[6] then bad = bad or check_types("requeue_expired", {history_prefix .. id, "list"}) end
+end
+if bad then return redis.error_reply(bad) end
 local requeued = {}
 local prio_jobs = {}  -- {id, level}
 local abandoned = 0
@@ -60,7 +84,9 @@ local function push_previous(key, hist, kind, cap_field)
   local prev = redis.call("HMGET", key, "ht", "r", "e")
   local previous = prev[3]
   if kind == "s" then previous = prev[2] end
-  local cap = tonumber(cap_field) or 10  -- 10: the default history size (clusterq.state.store.RESULT_HISTORY)
+  -- 10: the default history size (clusterq.state.store.RESULT_HISTORY), also for a malformed "hl"
+  local cap = cap_field and string.find(cap_field, "^%d+$") and tonumber(cap_field) or 10
+  if cap > 1000 then cap = 1000 end
   if cap > 1 then
     redis.call("LPUSH", hist, kind .. (prev[1] or "0") .. ":" .. (previous or ""))
     redis.call("LTRIM", hist, 0, cap - 2)
@@ -69,10 +95,10 @@ local function push_previous(key, hist, kind, cap_field)
   redis.call("HDEL", key, "r", "hk", "ht")
 end
 
-for _, id in ipairs(ids) do
+for k, id in ipairs(ids) do
   redis.call("ZREM", active, id)
   local key = job_prefix .. id
-  local job = redis.call("HMGET", key, "n", "ma", "w", "rt", "yr", "hk", "hl", "hw", "pr", "lk")
+  local job = records[k]
   if job[1] then
     if job[10] then free_slot(job[10], id, C) end
     -- Leases taken for Retry and Repeat runs do not count against the lost-lease limit: only abandoned ones do.

@@ -95,24 +95,40 @@ end
 
 -- Read-only first pass: every key this call may write has the right type and every number is in range,
 -- or nothing is written at all (Redis keeps the writes a script made before an error).
-local bad = check_types("complete", {active, "zset", finished, "zset", failed, "zset", scheduled, "zset",
-  pending, "list", outbox, "zset", prio, "zset", stats, "hash", limit_keys, "zset"})
+-- Only the keys this batch will write are checked (TYPE, once each): a plain success writes the active
+-- set and the finished registry.
+local bad = nil
+local need, needed = {active, "zset"}, {}
+local function want(key, kind)
+  if not needed[key] then
+    needed[key] = true
+    need[#need + 1] = key
+    need[#need + 1] = kind
+  end
+end
 local records = {}
 for i = 1, #ARGV, 8 do
-  if bad then break end
-  local id, token, keep_ms, history = ARGV[i], ARGV[i + 1], ARGV[i + 4], ARGV[i + 6]
-  bad = check_int("complete", "job " .. id .. ": keep_ms", keep_ms, -1, MAX_MS)
+  local id, token, status, keep_ms, plan, history = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4], ARGV[i + 5],
+    ARGV[i + 6]
+  bad = bad or check_int("complete", "job " .. id .. ": keep_ms", keep_ms, -1, MAX_MS)
     or check_int("complete", "job " .. id .. ": history", history, 0, 1000)
   local job = redis.pcall("HMGET", job_prefix .. id, "n", "hk", "hw", "hl", "dd", "lk")
   if job.err then job = false end  -- not a hash: the lease is lost (the lease script fails such a record)
-  if not bad and job and job[1] == token then
-    if job[6] then
-      bad = slot_keys_bad("complete", job[6], C)
+  if job and job[1] == token then
+    want(status == "finished" and finished or failed, "zset")
+    if plan ~= "" or job[6] then  -- run again, or a freed slot moves a waiting job back to the queue
+      want(scheduled, "zset"); want(pending, "list"); want(prio, "zset"); want(stats, "hash")
     end
-    if job[2] and not bad then bad = check_types("complete", {history_prefix .. id, "list"}) end
+    if status == "failed" then want(stats, "hash") end
+    if job[5] then want(outbox, "zset") end
+    if job[6] then
+      want(limit_keys, "zset"); want(limit_running_prefix .. job[6], "set"); want(limit_waiting_prefix .. job[6], "list")
+    end
+    if job[2] then want(history_prefix .. id, "list") end
   end
   records[#records + 1] = job
 end
+bad = bad or check_types("complete", need)
 if bad then return redis.error_reply(bad) end
 
 local out = {}

@@ -44,7 +44,7 @@ Returns: {remaining (0 when the pending list and the prio set are both empty), w
          token, function, payload, options, signature}; payload, options and signature are "" when absent
 Errors (checked before anything is written): a key of the queue of the wrong type (WRONGTYPE naming
          the key: this script's keys, and the running set and waiting list of a concurrency key met in
-         the batch; the batch taken is put back as it was); lease_ms, count or failure_keep_ms not a whole
+         the batch; a batch already taken from the queue is put back as it was); lease_ms, count or failure_keep_ms not a whole
          number in range (ERR). When such a key is met after the call already leased jobs, it stops there
          (the rest is put back) and the next call reports it.
 ]]
@@ -69,12 +69,14 @@ local failure_keep_ms = ARGV[4]
 local MAX_MS = 3153600000000  -- 100 years: clusterq.api.options.MAX_DURATION_S
 local bad = check_int("lease", "lease_ms", lease_ms, 1, MAX_MS) or check_int("lease", "count", count, 1, 100000)
   or check_int("lease", "failure_keep_ms", failure_keep_ms, 1, MAX_MS)
-  or check_types("lease", {pending, "list", active, "zset", stats, "hash", failed, "zset", prio, "zset",
-                           control, "hash", limit_keys, "zset"})
 if bad then return redis.error_reply(bad) end
 failure_keep_ms = tonumber(failure_keep_ms)
 local wanted = count
-local ctl = redis.call("HMGET", control, "sus", "rn", "rp", "rw", "rc", "cd")
+-- The idle poll stays as cheap as it was: the control hash, pending list and prio set are checked by the
+-- commands that read or pop them (each fails alone, before anything is written), and the keys written
+-- later only once there are jobs (see below).
+local ctl = redis.pcall("HMGET", control, "sus", "rn", "rp", "rw", "rc", "cd")
+if ctl.err then return redis.error_reply(check_types("lease", {control, "hash"}) or ctl.err) end
 if ctl[1] then return {1, -1} end
 local now = nil
 local rate_n = tonumber(ctl[2])
@@ -91,9 +93,11 @@ end
 -- Pops from the pending list, else from the prio set; says which (only list entries count as
 -- tombstones), with the prio scores so that put_back can restore the batch exactly.
 local function pop(n)
-  local ids = redis.call("LPOP", pending, n)
+  local ids = redis.pcall("LPOP", pending, n)
+  if ids and ids.err then return nil, false, nil, check_types("lease", {pending, "list"}) or ids.err end
   if ids then return ids, false, nil end
-  local popped = redis.call("ZPOPMIN", prio, n)
+  local popped = redis.pcall("ZPOPMIN", prio, n)
+  if popped.err then return nil, false, nil, check_types("lease", {prio, "zset"}) or popped.err end
   if #popped == 0 then return nil, false, nil end
   ids = {}
   local scores = {}
@@ -120,8 +124,15 @@ local function put_back(ids, from_prio, scores, from)
   end
 end
 
-local ids, from_prio, scores = pop(wanted)
+local ids, from_prio, scores, wrong = pop(wanted)
+if wrong then return redis.error_reply(wrong) end
 if not ids then return {0, 0} end  -- the idle poll: no clock read, no write
+-- Jobs to lease: the keys written from here on are checked once, and the batch put back if one is broken.
+wrong = check_types("lease", {active, "zset", stats, "hash", failed, "zset", prio, "zset"})
+if wrong then
+  put_back(ids, from_prio, scores, 1)
+  return redis.error_reply(wrong)
+end
 if not now then now = now_ms() end
 local deadline = now + lease_ms
 local KNOWN = {queued = true, started = true, finished = true, failed = true, canceled = true,

@@ -12,6 +12,7 @@ The state is corrupted with raw commands on the queue's keys (``clusterq.state.k
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ import pytest
 import redis
 
 from clusterq import JobStatus, Queue, Worker
+from clusterq.api.options import MAX_DURATION_S
 from clusterq.exceptions import ClusterQError
+from clusterq.state import scripts as S
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
 
@@ -230,3 +233,12 @@ def test_a_scheduled_record_without_status_is_promoted_and_failed_visibly(url: s
     assert promoted == 1 and queue.count == 1  # moved on, to be failed by the lease
     lease(queue)
     _failed_with(queue, job.id, "no status field")
+
+
+def test_the_scripts_bounds_agree_with_the_longest_duration_an_option_takes() -> None:
+    # 100 years in seconds (ttl) or milliseconds (keep and lease times); 2^52 ms bounds absolute times;
+    # 10^9 bounds counts (attempts, runs kept, members added)
+    allowed = {MAX_DURATION_S, MAX_DURATION_S * 1000, 2**52, 10**9}
+    for path in Path(S.__file__).parent.rglob("*.lua"):
+        for literal in re.findall(r"\b\d{10,}\b", path.read_text()):
+            assert int(literal) in allowed, f"{path.name}: bound {literal} is not 100 years (s or ms), 2^52 or 10^9"

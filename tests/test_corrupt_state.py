@@ -130,6 +130,20 @@ def test_a_wrong_type_pending_list_refuses_enqueue_without_writing_the_record(ur
     assert not queue.connection.exists(queue.keys.job("orphan")), "no queued record outside the queue"
 
 
+def test_maintenance_recovers_the_other_expired_leases_when_one_job_key_is_not_a_hash(url: str, qname: str) -> None:
+    queue = Queue(qname, url)
+    jobs = [queue.enqueue("jobs.noop") for _ in range(3)]
+    leased = lease(queue)
+    queue.store.run(T.extend_call(queue.keys, [(j.id, j.token) for j in leased], 0))  # the leases end now
+    queue.connection.delete(jobs[1].key)
+    queue.connection.set(jobs[1].key, "overwritten")
+    recovered = TR.parse_recover(queue.store.run(T.requeue_expired_call(queue.keys, 100, 3, 60_000)))
+    assert (recovered.requeued, recovered.abandoned) == (2, 0)
+    assert [jobs[0].get_status(), jobs[2].get_status()] == [JobStatus.QUEUED] * 2
+    assert queue.started_job_registry.count == 0
+    assert burst(url, qname).stats.finished == 2
+
+
 @pytest.mark.parametrize("registry", ["failed", "canceled"])
 def test_maintenance_and_cancel_refuse_a_wrong_type_registry_without_touching_the_job(
     url: str, qname: str, registry: str

@@ -10,7 +10,7 @@ Returns: array with one entry per job: EXTENDED, STOP_REQUESTED (extended, but a
          worker stops the job, the fallback for a lost stop message), LEASE_LOST (taken over, canceled or
          deleted; also a job key that is not a hash)
 Errors (checked before anything is written): the active set of the wrong type (WRONGTYPE naming it); a
-         lease_ms that is not a whole number from 1 ms to 100 years (ERR).
+         lease_ms that is not a whole number from 0 (end the leases now) to 100 years of ms (ERR).
 ]]
 local active = KEYS[1]
 local job_prefix = KEYS[2]
@@ -19,7 +19,7 @@ local CODE = {EXTENDED = 1, STOP_REQUESTED = 2, LEASE_LOST = 0}
 --!include now_ms
 --!include check_types
 --!include check_int
-local bad = check_int("extend", "lease_ms", lease_ms, 1, 3153600000000) or check_types("extend", {active, "zset"})
+local bad = check_int("extend", "lease_ms", lease_ms, 0, 3153600000000) or check_types("extend", {active, "zset"})
 if bad then return redis.error_reply(bad) end
 local deadline = now_ms() + lease_ms
 local out = {}

@@ -67,7 +67,7 @@ local failure_keep_ms = ARGV[4]
 --!include check_int
 --!include fail_record
 local MAX_MS = 3153600000000  -- 100 years: clusterq.api.options.MAX_DURATION_S
-local bad = check_int("lease", "lease_ms", lease_ms, 1, MAX_MS) or check_int("lease", "count", count, 1, 100000)
+local bad = check_int("lease", "lease_ms", lease_ms, 0, MAX_MS) or check_int("lease", "count", count, 1, 100000)
   or check_int("lease", "failure_keep_ms", failure_keep_ms, 1, MAX_MS)
 if bad then return redis.error_reply(bad) end
 failure_keep_ms = tonumber(failure_keep_ms)
@@ -165,7 +165,7 @@ local function take_slot(ck, id)
   if redis.call("SCARD", running) >= limit and not checked[ck] then
     checked[ck] = true
     for _, member in ipairs(redis.call("SMEMBERS", running)) do
-      if redis.call("HGET", job_prefix .. member, "s") ~= "started" then redis.call("SREM", running, member) end
+      if redis.pcall("HGET", job_prefix .. member, "s") ~= "started" then redis.call("SREM", running, member) end
     end
   end
   if redis.call("SCARD", running) >= limit then

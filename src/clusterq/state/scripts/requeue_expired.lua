@@ -58,7 +58,7 @@ local MAX_MS = 3153600000000  -- 100 years: clusterq.api.options.MAX_DURATION_S
 local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
            jobs = job_prefix, prio = prio, pending = pending, wake = wake_channel}
 local bad = check_int("requeue_expired", "batch", batch, 1, 100000)
-  or check_int("requeue_expired", "max_attempts", max_attempts, 0, 1000000000)
+  or check_int("requeue_expired", "max_attempts", max_attempts, 0, 4503599627370496)
   or check_int("requeue_expired", "failure_keep_ms", failure_keep_ms, 1, MAX_MS)
   or check_types("requeue_expired", {active, "zset", pending, "list", failed, "zset", outbox, "zset", prio, "zset",
                                      stats, "hash", limit_keys, "zset", control, "hash"})
@@ -74,6 +74,9 @@ for k, id in ipairs(ids) do
   if job[10] then bad = bad or slot_keys_bad("requeue_expired", job[10], C) end
   if job[1] and job[6] then bad = bad or check_types("requeue_expired", {history_prefix .. id, "list"}) end
 end
+-- The concurrency key this call looks at last (below): its running set and waiting list too.
+local first_aside = redis.call("ZRANGE", limit_keys, 0, 0)[1]
+if first_aside then bad = bad or slot_keys_bad("requeue_expired", first_aside, C) end
 if bad then return redis.error_reply(bad) end
 local requeued = {}
 local prio_jobs = {}  -- {id, level}
@@ -154,7 +157,7 @@ if aside[1] then
   local running = limit_running_prefix .. ck
   local limit = tonumber(redis.call("HGET", control, "c:" .. ck)) or tonumber(redis.call("HGET", control, "cd"))
   for _, member in ipairs(redis.call("SRANDMEMBER", running, 1000)) do
-    if redis.call("HGET", job_prefix .. member, "s") ~= "started" then redis.call("SREM", running, member) end
+    if redis.pcall("HGET", job_prefix .. member, "s") ~= "started" then redis.call("SREM", running, member) end
   end
   local free = limit and (limit - redis.call("SCARD", running)) or 100
   -- Taken from the head of the key's waiting list, in order, and put back at the head of the queue in
@@ -167,7 +170,8 @@ if aside[1] then
     if not next_id then break end
     looked = looked + 1
     redis.call("HINCRBY", stats, "lwait", -1)
-    local j = redis.call("HMGET", job_prefix .. next_id, "s", "pr", "tb")
+    local j = redis.pcall("HMGET", job_prefix .. next_id, "s", "pr", "tb")
+    if j.err then j = {"queued", false, false} end  -- not a hash: back to the queue, where the lease fails it
     if j[1] == "queued" then
       if j[2] then back_prio[#back_prio + 1] = {next_id, tonumber(j[2])} else back[#back + 1] = next_id end
     else

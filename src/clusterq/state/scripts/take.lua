@@ -29,7 +29,7 @@ local worker = ARGV[3]
 --!include check_types
 --!include check_int
 local key = job_prefix .. job_id
-local bad = check_int("take", "lease_ms", lease_ms, 1, 3153600000000)
+local bad = check_int("take", "lease_ms", lease_ms, 0, 3153600000000)
   or check_types("take", {key, "hash", active, "zset", stats, "hash", prio, "zset"})
 if bad then return redis.error_reply(bad) end
 local job = redis.call("HMGET", key, "s", "f", "p", "o", "n", "x", "tb")

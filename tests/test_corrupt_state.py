@@ -27,6 +27,8 @@ from clusterq.state import scripts as S
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
 
+pytestmark = pytest.mark.compat  # the scripts run on the engine: also on the second server engine
+
 LEASE_MS = 60_000
 
 

@@ -146,6 +146,17 @@ def test_maintenance_recovers_the_other_expired_leases_when_one_job_key_is_not_a
     assert burst(url, qname).stats.finished == 2
 
 
+def test_counters_edited_by_hand_start_again_instead_of_stopping_a_script_half_way(url: str, qname: str) -> None:
+    queue = Queue(qname, url)
+    queue.connection.hset(queue.keys.stats, mapping={"pseq": "x", "tomb": "1.5"})
+    first = queue.enqueue("jobs.add", 1, 2, priority=1)  # bumps "pseq"
+    second = queue.enqueue("jobs.add", 2, 2)
+    second.cancel()  # bumps "tomb"
+    assert burst(url, qname).stats.finished == 1
+    assert first.latest_result().return_value == 3 and second.get_status() == JobStatus.CANCELED
+    assert queue.count == 0
+
+
 @pytest.mark.parametrize("registry", ["failed", "canceled"])
 def test_maintenance_and_cancel_refuse_a_wrong_type_registry_without_touching_the_job(
     url: str, qname: str, registry: str

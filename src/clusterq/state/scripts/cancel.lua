@@ -51,6 +51,7 @@ local job_id = ARGV[1]
 local keep_ms = tonumber(ARGV[2])
 local dependents = ARGV[3]
 local CODE = {CANCELED = 1, NOTIFY = 2, NO_SUCH_JOB = 0, ALREADY_ENDED = -1}
+--!include bump
 --!include check_types
 --!include check_int
 --!include free_slot
@@ -69,7 +70,7 @@ if not status then return CODE.NO_SUCH_JOB end
 if status == "finished" or status == "failed" or status == "canceled" then return CODE.ALREADY_ENDED end
 if status == "queued" and redis.call("ZREM", prio, job_id) == 0 then
   -- The id stays in the pending list as a tombstone; "tb" marks that it is still there.
-  redis.call("HINCRBY", stats, "tomb", 1)
+  bump(stats, "tomb", 1)
   redis.call("HSET", key, "tb", "1")
 end
 if redis.call("ZREM", active, job_id) == 1 then

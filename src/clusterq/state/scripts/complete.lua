@@ -61,6 +61,7 @@ local limit_running_prefix = KEYS[13]
 local limit_waiting_prefix = KEYS[14]
 local limit_keys = KEYS[15]
 local CODE = {RECORDED = 1, NOTIFY = 2, LEASE_LOST = 0}
+--!include bump
 --!include check_types
 --!include check_int
 --!include free_slot
@@ -174,7 +175,7 @@ for i = 1, #ARGV, 8 do
       -- this run's result was, so the kind and time are written (hk, ht).
       redis.call("HDEL", key, "ts", "w")
       redis.call("HINCRBY", key, counter, 1)
-      if status == "failed" then redis.call("HINCRBY", stats, "retried", 1) end  -- clusterq info's count
+      if status == "failed" then bump(stats, "retried", 1) end  -- clusterq info's count
       redis.call("HSET", key, field, data, "hk", status == "failed" and "r" or "s", "ht", now,
         "s", delay > 0 and "scheduled" or "queued")
       if delay > 0 then

@@ -48,6 +48,7 @@ local limit_keys = KEYS[16]
 local job_id = ARGV[1]
 local dependents = ARGV[2]
 local CODE = {DELETED = 1, NOTIFY = 2, NO_SUCH_JOB = 0}
+--!include bump
 --!include check_types
 --!include free_slot
 --!include now_ms
@@ -69,7 +70,7 @@ for _, registry in ipairs({finished, failed, canceled, scheduled, deferred}) do 
 local notify = status and record[3]
 if notify then redis.call("ZADD", outbox, now_ms(), "e\t" .. dependents .. "\t" .. job_id) end
 if status == "queued" and redis.call("ZREM", prio, job_id) == 0 then
-  redis.call("HINCRBY", stats, "tomb", 1)
+  bump(stats, "tomb", 1)
 end
 local existed = redis.call("EXISTS", key) == 1
 redis.call("DEL", key, history_prefix .. job_id)

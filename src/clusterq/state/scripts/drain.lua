@@ -26,6 +26,7 @@ local prio = KEYS[5]
 local limit_waiting_prefix = KEYS[6]
 local limit_keys = KEYS[7]
 local batch = tonumber(ARGV[1])
+--!include bump
 --!include check_types
 --!include check_int
 local bad = check_int("drain", "batch", batch, 1, 100000)
@@ -46,7 +47,7 @@ if not ids then
     ids = redis.call("LPOP", limit_waiting_prefix .. ck, batch) or {}
     if redis.call("EXISTS", limit_waiting_prefix .. ck) == 0 then redis.call("ZREM", limit_keys, ck) end
     local aside = tonumber(redis.call("HGET", stats, "lwait")) or 0
-    if aside > 0 then redis.call("HINCRBY", stats, "lwait", -math.min(aside, #ids)) end
+    if aside > 0 then bump(stats, "lwait", -math.min(aside, #ids)) end
   end
   if #ids == 0 then return 0 end
 end

@@ -36,6 +36,7 @@ local prio = KEYS[4]
 local stats = KEYS[5]
 local at_front = ARGV[1] == "1"
 local CODE = {CREATED = 1, EXISTED = 0, DUPLICATE = -1}
+--!include bump
 --!include job_record
 --!include now_ms
 --!include prio_score
@@ -102,7 +103,7 @@ for _, i in ipairs(new_at) do
 end
 if #prio_ids > 0 then
   local n = #prio_ids
-  local top = redis.call("HINCRBY", stats, "pseq", n)
+  local top = bump(stats, "pseq", n)
   local zadd = {}
   for k = 1, n do
     zadd[#zadd + 1] = prio_score(prio_levels[k], at_front and (k - 1 - top) or (top - n + k))

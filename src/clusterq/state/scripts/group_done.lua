@@ -30,6 +30,7 @@ local stats = KEYS[8]
 local member = ARGV[1]
 local ended = ARGV[2]
 local CODE = {ALREADY_COUNTED = 0, COUNTED = 1, DONE = 2}
+--!include bump
 --!include now_ms
 --!include push_job
 --!include check_types
@@ -38,8 +39,8 @@ local bad = check_types("group_done", {group, "hash", group_seen, "set", deferre
 if bad then return redis.error_reply(bad) end
 if redis.call("EXISTS", group) == 0 then return CODE.ALREADY_COUNTED end
 if redis.call("SADD", group_seen, member) == 0 then return CODE.ALREADY_COUNTED end
-local done = redis.call("HINCRBY", group, "d", 1)
-if ended ~= "finished" and ended ~= "ok" then redis.call("HINCRBY", group, "x", 1) end
+local done = bump(group, "d", 1)
+if ended ~= "finished" and ended ~= "ok" then bump(group, "x", 1) end
 local size = tonumber(redis.call("HGET", group, "t"))
 if not size or done < size then return CODE.COUNTED end
 redis.call("HSET", group, "te", now_ms())

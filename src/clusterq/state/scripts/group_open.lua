@@ -14,6 +14,7 @@ local group = KEYS[1]
 local keep_ms = ARGV[1]
 local added = tonumber(ARGV[2])
 local CODE = {CREATED = 1, EXISTED = 0, NO_SUCH_GROUP = -1}
+--!include bump
 --!include now_ms
 --!include check_types
 --!include check_int
@@ -23,7 +24,7 @@ if bad then return redis.error_reply(bad) end
 local exists = redis.call("EXISTS", group)
 if added > 0 then
   if exists == 0 then return CODE.NO_SUCH_GROUP end
-  redis.call("HINCRBY", group, "k", added)
+  bump(group, "k", added)
   return CODE.EXISTED
 end
 if exists == 1 then return CODE.EXISTED end

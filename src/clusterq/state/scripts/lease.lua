@@ -62,6 +62,7 @@ local lease_ms = tonumber(ARGV[1])
 local count = tonumber(ARGV[2])
 local worker = ARGV[3]
 local failure_keep_ms = ARGV[4]
+--!include bump
 --!include now_ms
 --!include check_types
 --!include check_int
@@ -170,7 +171,7 @@ local function take_slot(ck, id)
   end
   if redis.call("SCARD", running) >= limit then
     redis.call("RPUSH", limit_waiting_prefix .. ck, id)
-    redis.call("HINCRBY", stats, "lwait", 1)
+    bump(stats, "lwait", 1)
     redis.call("ZADD", limit_keys, "NX", now, ck)
     return false
   end
@@ -247,7 +248,7 @@ while true do
 end
 if tomb_released > 0 then
   local tomb = tonumber(redis.call("HGET", stats, "tomb")) or 0
-  if tomb > 0 then redis.call("HINCRBY", stats, "tomb", -math.min(tomb, tomb_released)) end
+  if tomb > 0 then bump(stats, "tomb", -math.min(tomb, tomb_released)) end
 end
 if rate_n and got > 0 then redis.call("HSET", control, "rw", window_start, "rc", window_count + got) end
 out[1] = redis.call("LLEN", pending)

@@ -29,6 +29,7 @@ local wake_channel = KEYS[4]
 local prio = KEYS[5]
 local stats = KEYS[6]
 local batch = tonumber(ARGV[1])
+--!include bump
 --!include now_ms
 --!include prio_score
 --!include check_types
@@ -70,7 +71,7 @@ if #front > 0 then
 end
 if #back + #front > 0 and length == #back + #front then redis.call("SPUBLISH", wake_channel, "1") end
 if #prio_jobs > 0 then
-  local top = redis.call("HINCRBY", stats, "pseq", #prio_jobs)
+  local top = bump(stats, "pseq", #prio_jobs)
   local zadd = {}
   for k, entry in ipairs(prio_jobs) do
     zadd[#zadd + 1] = prio_score(entry[2], entry[3] and (k - 1 - top) or (top - #prio_jobs + k))

@@ -29,6 +29,7 @@ local stats = KEYS[6]
 local limit_running_prefix = KEYS[7]
 local limit_waiting_prefix = KEYS[8]
 local limit_keys = KEYS[9]
+--!include bump
 --!include check_types
 --!include free_slot
 --!include prio_score
@@ -61,7 +62,7 @@ if #released > 0 then
   if length == #released then redis.call("SPUBLISH", wake_channel, "1") end
 end
 if #prio_jobs > 0 then
-  local top = redis.call("HINCRBY", stats, "pseq", #prio_jobs)
+  local top = bump(stats, "pseq", #prio_jobs)
   local zadd = {}
   for k, entry in ipairs(prio_jobs) do
     zadd[#zadd + 1] = prio_score(entry[2], k - 1 - top)

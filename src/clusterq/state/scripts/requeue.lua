@@ -28,6 +28,7 @@ local prio = KEYS[9]
 local job_id = ARGV[1]
 local at_front = ARGV[2] == "1"
 local CODE = {REQUEUED = 1, NO_SUCH_JOB = 0, NOT_ENDED = -1}
+--!include bump
 --!include push_job
 --!include check_types
 local id = job_id
@@ -57,7 +58,7 @@ redis.call("PERSIST", key)
 redis.call("PERSIST", history_prefix .. id)
 if redis.call("HDEL", key, "tb") == 1 then
   -- Canceled while queued and its id is still in the list: that entry becomes live again.
-  redis.call("HINCRBY", stats, "tomb", -1)
+  bump(stats, "tomb", -1)
   redis.call("SPUBLISH", wake_channel, "1")
   return CODE.REQUEUED
 end

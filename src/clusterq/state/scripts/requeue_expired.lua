@@ -49,6 +49,7 @@ local control = KEYS[14]
 local batch = tonumber(ARGV[1])
 local max_attempts = tonumber(ARGV[2])
 local failure_keep_ms = ARGV[3]
+--!include bump
 --!include check_types
 --!include check_int
 --!include free_slot
@@ -139,7 +140,7 @@ if #requeued > 0 then
   if length == #requeued then redis.call("SPUBLISH", wake_channel, "1") end
 end
 if #prio_jobs > 0 then
-  local top = redis.call("HINCRBY", stats, "pseq", #prio_jobs)
+  local top = bump(stats, "pseq", #prio_jobs)
   local zadd = {}
   for k, entry in ipairs(prio_jobs) do
     zadd[#zadd + 1] = prio_score(entry[2], k - 1 - top)
@@ -169,7 +170,7 @@ if aside[1] then
     local next_id = redis.call("LPOP", waiting)
     if not next_id then break end
     looked = looked + 1
-    redis.call("HINCRBY", stats, "lwait", -1)
+    bump(stats, "lwait", -1)
     local j = redis.pcall("HMGET", job_prefix .. next_id, "s", "pr", "tb")
     if j.err then j = {"queued", false, false} end  -- not a hash: back to the queue, where the lease fails it
     if j[1] == "queued" then
@@ -178,7 +179,7 @@ if aside[1] then
       if j[3] then redis.call("HDEL", job_prefix .. next_id, "tb") end
       if j[3] or not j[1] then
         local tomb = tonumber(redis.call("HGET", stats, "tomb")) or 0
-        if tomb > 0 then redis.call("HINCRBY", stats, "tomb", -1) end
+        if tomb > 0 then bump(stats, "tomb", -1) end
       end
     end
   end
@@ -188,7 +189,7 @@ if aside[1] then
     if redis.call("LPUSH", pending, unpack(reversed)) == #back then redis.call("SPUBLISH", wake_channel, "1") end
   end
   if #back_prio > 0 then
-    local top = redis.call("HINCRBY", stats, "pseq", #back_prio)
+    local top = bump(stats, "pseq", #back_prio)
     local zadd = {}
     for k, entry in ipairs(back_prio) do
       zadd[#zadd + 1] = prio_score(entry[2], k - 1 - top)

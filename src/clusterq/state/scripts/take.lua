@@ -25,6 +25,7 @@ local prio = KEYS[4]
 local job_id = ARGV[1]
 local lease_ms = tonumber(ARGV[2])
 local worker = ARGV[3]
+--!include bump
 --!include now_ms
 --!include check_types
 --!include check_int
@@ -40,7 +41,7 @@ local token = (tonumber(job[5]) or 0) + 1
 if redis.call("ZREM", prio, job_id) == 1 then
   redis.call("HSET", key, "s", "started", "n", token, "ts", now, "w", worker)
 else
-  redis.call("HINCRBY", stats, "tomb", 1)
+  bump(stats, "tomb", 1)
   redis.call("HSET", key, "s", "started", "n", token, "ts", now, "w", worker, "tb", "1")
 end
 if job[6] then redis.call("PERSIST", key) end

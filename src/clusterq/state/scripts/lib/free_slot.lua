@@ -7,6 +7,7 @@ prio (prioritized sorted set), pending (pending list), wake (wake channel): a su
 share the queue's hash tag. The caller checks the types of the key's running set and waiting list
 (slot_keys_bad) before its first write.
 ]]
+--!include bump
 --!include push_job
 --!include check_types
 -- Concurrency limits: a job that held a slot of its key gives it up; the first job of that key set aside
@@ -18,7 +19,7 @@ local function free_slot(ck, id, c)
   for _ = 1, 10 do
     local next_id = redis.call("LPOP", waiting)
     if not next_id then break end
-    redis.call("HINCRBY", c.stats, "lwait", -1)
+    bump(c.stats, "lwait", -1)
     local key = c.jobs .. next_id
     local j = redis.pcall("HMGET", key, "s", "pr", "tb")
     if j.err then j = {"queued", nil, nil} end  -- not a hash: back to the queue, where the lease fails it visibly
@@ -29,7 +30,7 @@ local function free_slot(ck, id, c)
     if j[3] then redis.call("HDEL", key, "tb") end
     if j[3] or not j[1] then
       local tomb = tonumber(redis.call("HGET", c.stats, "tomb")) or 0
-      if tomb > 0 then redis.call("HINCRBY", c.stats, "tomb", -1) end
+      if tomb > 0 then bump(c.stats, "tomb", -1) end
     end
   end
   if redis.call("EXISTS", waiting) == 0 then redis.call("ZREM", c.keys, ck) end

@@ -157,6 +157,13 @@ def test_counters_edited_by_hand_start_again_instead_of_stopping_a_script_half_w
     assert queue.count == 0
 
 
+def test_a_job_key_that_is_not_a_hash_can_be_deleted(url: str, qname: str) -> None:
+    queue = Queue(qname, url)
+    queue.connection.set(queue.keys.job("broken"), "overwritten")
+    assert queue.store.run(T.delete_call(queue.keys, "broken")) == TR.DeleteCode.DELETED
+    assert not queue.connection.exists(queue.keys.job("broken"))
+
+
 @pytest.mark.parametrize("registry", ["failed", "canceled"])
 def test_maintenance_and_cancel_refuse_a_wrong_type_registry_without_touching_the_job(
     url: str, qname: str, registry: str

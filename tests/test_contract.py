@@ -250,3 +250,11 @@ def test_the_architecture_table_lists_each_scripts_keys_and_codes(transition: TR
     assert keys == ", ".join(transition.keys), "the KEYS column names the described keys, in order"
     for member in transition.codes or ():
         assert member.name in returns, f"the Returns column names {member.name}"
+
+
+def test_the_history_expiry_in_lua_is_the_documented_retention() -> None:
+    part = (SCRIPTS / "lib" / "count_minute.lua").read_text()
+    assert f'"EXPIRE", key, {K.HISTORY_RETENTION_S})' in part
+    assert K.QueueKeys("q").counts(5).startswith(K.QueueKeys("q").base + ":")
+    call = T.enqueue_call(K.QueueKeys("q"), [T.NewJob("a", "m.f")])
+    assert K.key_slot(call.keys[TR.ENQUEUE.keys.index("counts")]) == K.queue_slot("q")

@@ -17,6 +17,10 @@ from functools import cached_property
 from clusterq.exceptions import InvalidQueueName
 
 PREFIX = "cq"
+HISTORY_STEP_S = 60
+"""The width of one bucket of a queue's history (:meth:`QueueKeys.counts`)."""
+HISTORY_RETENTION_S = 7 * 24 * 3600
+"""How long a bucket of a queue's history is kept (lib/count_minute.lua sets this expiry)."""
 MAX_QUEUE_NAME_BYTES = 1024
 MAX_JOB_ID_BYTES = 256
 
@@ -161,6 +165,13 @@ class QueueKeys:
     def debounce(self, key: str) -> str:
         """The id of the job currently collecting enqueues for debounce key ``key``."""
         return f"{self.base}:db:{key}"
+
+    def counts(self, minute: int) -> str:
+        """Hash of the queue's counts in one minute (``minute``: seconds since the epoch // 60, on the
+        caller's clock): fields ``enqueued``, ``finished``, ``failed``, ``retried``. Written by enqueue,
+        complete and requeue_expired (one HINCRBY per kind per call); expires
+        :data:`HISTORY_RETENTION_S` after its first count; read by the dashboard's charts."""
+        return f"{self.base}:m:{minute}"
 
     @cached_property
     def wake_channel(self) -> str:

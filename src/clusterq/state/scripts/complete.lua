@@ -28,6 +28,7 @@ KEYS[12] stats: stats hash (field "pseq": the priority sequence; "retried": fail
 KEYS[13] limit_running_prefix: running sets prefix (concurrency key -> ids holding its slots)
 KEYS[14] limit_waiting_prefix: waiting lists prefix (concurrency key -> ids set aside by the lease)
 KEYS[15] limit_keys: sorted set of concurrency keys with jobs set aside
+KEYS[16] counts: this minute's counts hash ("finished", "failed" (stopped too), "retried"; lib/count_minute.lua)
 ARGV[1..] outcomes (8 per job): id, token, status, data, keep_ms, plan, history, note
           status "finished" | "failed" | "stopped", data the result or error text, keep (ms; "-1" =
           forever, "0" = delete the record now), plan ("" or "max;..."), history size (results kept,
@@ -53,10 +54,12 @@ local stats = KEYS[12]
 local limit_running_prefix = KEYS[13]
 local limit_waiting_prefix = KEYS[14]
 local limit_keys = KEYS[15]
+local counts = KEYS[16]
 local CODE = {RECORDED = 1, NOTIFY = 2, LEASE_LOST = 0}
 --!include free_slot
 --!include push_job
 --!include now_ms
+--!include count_minute
 local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
            jobs = job_prefix, prio = prio, pending = pending, wake = wake_channel}
 local now = now_ms()
@@ -77,6 +80,7 @@ local function next_delay(plan, done)
 end
 
 local out = {}
+local tally = {finished = 0, failed = 0, retried = 0}  -- this call's counts, written once at the end
 for i = 1, #ARGV, 8 do
   local id, token, status, data, keep_ms, plan, history, note =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
@@ -150,9 +154,12 @@ for i = 1, #ARGV, 8 do
       redis.call("HDEL", key, "hw")
       redis.call("SPUBLISH", results_channel, id)
     end
+    local kind = status == "finished" and "finished" or (delay and "retried" or "failed")
+    tally[kind] = tally[kind] + 1
     out[#out + 1] = (job[5] and not delay) and CODE.NOTIFY or CODE.RECORDED
   else
     out[#out + 1] = CODE.LEASE_LOST
   end
 end
+for kind, n in pairs(tally) do count_minute(counts, kind, n) end
 return out

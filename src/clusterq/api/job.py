@@ -283,6 +283,17 @@ class Job:
         :attr:`dependency_handles`."""
         return [handle.partition("/")[2] for handle in self.dependency_handles]
 
+    def dependents(self, limit: int = 100) -> tuple[list[str], list[str]]:
+        """``(jobs, groups)``: handles of the jobs waiting for this one (``depends_on``) and of the groups it
+        is a member of, the first ``limit`` entries in all (one bounded read of its dependents set)."""
+        jobs: list[str] = []
+        groups: list[str] = []
+        for raw in self._store.client.zrange(self._keys.dependents(self.id), 0, max(0, limit - 1)):
+            text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+            kind, _, handle = text.partition("\t")
+            (groups if kind == "g" else jobs).append(handle)
+        return jobs, groups
+
     def dependencies_are_met(self) -> bool:
         """True once every job this one depends on has finished (or ended, for a dependency with
         ``allow_failure``); True for a job without dependencies. One read."""

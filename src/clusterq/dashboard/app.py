@@ -33,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 from clusterq.api.job import make_handle
 from clusterq.connection.sync import REDIS_ERRORS, Client, ConnectionLike, connect, short_error
 from clusterq.dashboard import actions as A
+from clusterq.dashboard import charts as C
 from clusterq.dashboard import data as D
 from clusterq.dashboard.auth import SESSION_TTL_S, AuthConfig, Principal
 from clusterq.dashboard.live import Ticker
@@ -63,6 +64,10 @@ class Settings:
         self.env.filters["show"] = D.fmt_value
         self.env.filters["handle"] = lambda s: make_handle(s.queue, s.id)
         self.env.globals["STATES"] = D.STATES
+        self.env.globals["WINDOWS"] = tuple(D.HISTORY_WINDOWS)
+        self.env.globals["throughput_chart"] = C.throughput_chart
+        self.env.globals["failure_chart"] = C.failure_chart
+        self.env.filters["age"] = D.fmt_age
 
 
 class Refused(Exception):
@@ -256,6 +261,11 @@ def _int(value: str | None, default: int, low: int = 1, high: int = 10**9) -> in
         return default
 
 
+def _window(request: Request) -> str:
+    window = request.query_params.get("window", "hour")
+    return window if window in D.HISTORY_WINDOWS else "hour"
+
+
 def _redirect(ctx: Ctx, path: str, flash: str | None = None, **params: Any) -> Response:
     response = RedirectResponse(ctx.url(path, **params), 303)
     if flash is not None:
@@ -285,13 +295,14 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
         return call
 
     async def overview(request: Request, ctx: Ctx) -> Response:
-        return render(ctx, "overview.html", view=await threaded(D.overview)(client))
+        window = _window(request)
+        return render(ctx, "overview.html", view=await threaded(D.overview)(client, window))
 
     async def queue(request: Request, ctx: Ctx) -> Response:
         name = request.query_params.get("name", "")
         state = request.query_params.get("state", "waiting")
         page = _int(request.query_params.get("page"), 1, high=100_000)
-        view = await threaded(D.queue_page)(client, name, state, page)
+        view = await threaded(D.queue_page)(client, name, state, page, _window(request))
         return render(ctx, "queue.html", view=view)
 
     async def job(request: Request, ctx: Ctx) -> Response:
@@ -382,6 +393,9 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
         if name in ("suspend", "resume"):
             outcome = await threaded(lambda: audited(A.queue_action(client, name, queue_name), queue_name or "*"))()
             return _redirect(ctx, "/queue" if queue_name else "/", outcome.message, name=queue_name or None)
+        if name == "limits":
+            outcome = await threaded(lambda: audited(A.set_limits(client, queue_name, form), queue_name))()
+            return _redirect(ctx, "/queue", outcome.message, name=queue_name)
         if name == "empty":
             state = str(form.get("state", "waiting"))
             if str(form.get("confirm", "")) != queue_name:

@@ -1,0 +1,57 @@
+"""A queue's per-minute history on every topology: counted by the scripts (enqueue, complete,
+requeue_expired) in the queue's own slot, one hash per minute with the retention as its expiry, and read
+back through clusterq.api.history in bounded buckets."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from clusterq import Queue, Retry, Worker, connect
+from clusterq.api.history import queue_history
+from clusterq.state import keys as K
+from clusterq.state import store as T
+
+
+def _totals(url: str, names: list[str]) -> dict[str, int]:
+    buckets = queue_history(url, names, 3600)
+    return {kind: sum(getattr(b, kind) for b in buckets) for kind in ("enqueued", "finished", "failed", "retried")}
+
+
+def test_the_scripts_count_enqueued_finished_failed_and_retried_jobs_per_minute(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    q.enqueue_many([q.prepare_data("jobs.add", (i, 1)) for i in range(3)])
+    q.enqueue("jobs.fail", "once", retry=Retry(max=1))
+    q.enqueue("jobs.add", 1, 2, priority=3)
+    Worker([q], url, pool="thread", install_signal_handlers=False).work(burst=True)
+    assert _totals(url, [qname]) == {"enqueued": 5, "finished": 4, "failed": 1, "retried": 1}
+    assert _totals(url, [qname + "-other"]) == {"enqueued": 0, "finished": 0, "failed": 0, "retried": 0}
+
+    client = connect(url)
+    minute = int(time.time()) // K.HISTORY_STEP_S
+    keys = [K.QueueKeys(qname).counts(m) for m in (minute - 1, minute) if client.exists(K.QueueKeys(qname).counts(m))]
+    assert keys, "this minute's (or the last one's) counts are in Redis"
+    for key in keys:
+        assert K.key_slot(key) == K.queue_slot(qname)
+        assert 0 < client.ttl(key) <= K.HISTORY_RETENTION_S
+
+
+def test_lost_leases_count_as_retried_and_abandoned_ones_as_failed(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    q.enqueue("jobs.add", 1, 2)
+    q.enqueue("jobs.add", 3, 4, max_attempts=1)
+    q.store.run(T.lease_call(q.keys, 2, 1, "w-test", 60_000))  # a 1 ms lease: expired at once
+    time.sleep(0.01)
+    assert q.store.run(T.requeue_expired_call(q.keys, 10, 3, 60_000)) == [1, 1]
+    assert _totals(url, [qname]) == {"enqueued": 2, "finished": 0, "failed": 1, "retried": 1}
+
+
+def test_buckets_are_aligned_and_bounded_by_the_retention(url: str, qname: str) -> None:
+    now = 1_700_000_000.0
+    buckets = queue_history(url, [qname], 86_400, 900, now=now)
+    assert all(b.start % 900 == 0 for b in buckets) and 96 <= len(buckets) <= 97
+    week = queue_history(url, [qname], 10 * 86_400, 3600, now=now)  # asked for more: the retention is read
+    assert len(week) <= K.HISTORY_RETENTION_S // 3600 + 1
+    with pytest.raises(ValueError, match="multiple of 60"):
+        queue_history(url, [qname], 3600, 90)

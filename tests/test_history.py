@@ -29,12 +29,16 @@ def test_the_scripts_count_enqueued_finished_failed_and_retried_jobs_per_minute(
     assert _totals(url, [qname + "-other"]) == {"enqueued": 0, "finished": 0, "failed": 0, "retried": 0}
 
     client = connect(url)
-    minute = int(time.time()) // K.HISTORY_STEP_S
-    keys = [K.QueueKeys(qname).counts(m) for m in (minute - 1, minute) if client.exists(K.QueueKeys(qname).counts(m))]
-    assert keys, "this minute's (or the last one's) counts are in Redis"
+    span = int(time.time()) // K.HISTORY_KEY_S
+    keys = [K.QueueKeys(qname).counts(s) for s in (span - 1, span) if client.exists(K.QueueKeys(qname).counts(s))]
+    assert keys, "this half hour's (or the last one's) counts are in Redis"
+    fields = {}
     for key in keys:
         assert K.key_slot(key) == K.queue_slot(qname)
         assert 0 < client.ttl(key) <= K.HISTORY_RETENTION_S
+        fields.update(client.hgetall(key))
+    server_minute = client.time()[0] // 60
+    assert {f.decode().split(":")[0] for f in fields} <= {str(server_minute - 1), str(server_minute)}
 
 
 def test_lost_leases_count_as_retried_and_abandoned_ones_as_failed(url: str, qname: str) -> None:

@@ -1,10 +1,11 @@
 """A queue's history: how many jobs were enqueued, finished, failed and retried, minute by minute.
 
-The scripts that make those transitions count them in the queue's own slot (``QueueKeys.counts``, one
-small hash per queue per minute, kept :data:`~clusterq.state.keys.HISTORY_RETENTION_S`), so the history
-covers every worker and survives any process. Reading a window costs one HMGET per minute of the window
-and queue, sent in one pipeline (per node in a cluster): bounded by the retention, never by the number of
-jobs.
+The scripts that make those transitions count them in the queue's own slot (``QueueKeys.counts``: one
+small hash per queue per half hour, fields ``<minute>:<kind>``, kept
+:data:`~clusterq.state.keys.HISTORY_RETENTION_S`), so the history covers every worker and survives any
+process. Reading a window costs one HGETALL per half hour of the window and queue (at most 120 fields
+each), sent in one pipeline (per node in a cluster): bounded by the retention, never by the number of
+jobs. The minutes are the server's clock.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from clusterq.connection.sync import ConnectionLike, connect
 from clusterq.state import keys as K
 
 KINDS = ("enqueued", "finished", "failed", "retried")
-"""The counts of a minute, as the scripts name their fields."""
+"""The counts of a minute, as the scripts name them."""
+_KIND_INDEX = {kind: i for i, kind in enumerate(KINDS)}
 MAX_WINDOW_S = K.HISTORY_RETENTION_S
 
 
@@ -42,30 +44,41 @@ class Bucket:
         return self.failed / self.ended if self.ended else None
 
 
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def queue_history(connection: ConnectionLike, queues: Sequence[str], window_s: int, bucket_s: int = 60,
                   now: float | None = None) -> list[Bucket]:
     """The summed counts of ``queues`` over the last ``window_s`` seconds (at most the retention), in
-    buckets of ``bucket_s`` seconds (a multiple of a minute), oldest first. Reads only."""
+    buckets of ``bucket_s`` seconds (a multiple of a minute) aligned on the clock, oldest first. Reads only."""
     step = K.HISTORY_STEP_S
     if bucket_s < step or bucket_s % step:
         raise ValueError(f"bucket_s must be a multiple of {step} s, got {bucket_s}")
     window_s = max(step, min(int(window_s), MAX_WINDOW_S))
     client = connect(connection)
-    last = int(now if now is not None else time.time()) // step
-    minutes = list(range(last - window_s // step + 1, last + 1))
+    now_s = int(now if now is not None else time.time())
+    last = now_s // step
+    first_minute = last - window_s // step + 1
     per = bucket_s // step
-    first = minutes[0] - (minutes[0] % per)  # buckets aligned on the clock, so a page reload keeps them
+    first = first_minute - first_minute % per  # aligned on the clock, so a page reload keeps the buckets
     sums = {start: [0, 0, 0, 0] for start in range(first, last + 1, per)}
+    # The half hour in the key is the writer's clock, the minute in the field the server's: one span more
+    # on each side catches a writer a little ahead or behind; fields outside the window are dropped.
+    spans = range(first_minute * step // K.HISTORY_KEY_S - 1, now_s // K.HISTORY_KEY_S + 2)
     if queues:
         pipe = client.pipeline(transaction=False)
         for name in queues:
             qk = K.QueueKeys(name)
-            for minute in minutes:
-                pipe.hmget(qk.counts(minute), *KINDS)
-        replies = pipe.execute()
-        for i, values in enumerate(replies):
-            total = sums[minutes[i % len(minutes)] - (minutes[i % len(minutes)] % per)]
-            for k, value in enumerate(values):
-                if value is not None:
-                    total[k] += int(value)
+            for span in spans:
+                pipe.hgetall(qk.counts(span))
+        for fields in pipe.execute():
+            for field, value in fields.items():
+                minute_text, _, kind = _text(field).partition(":")
+                index = _KIND_INDEX.get(kind)
+                if index is None or not minute_text.isdigit():
+                    continue
+                minute = int(minute_text)
+                if first_minute <= minute <= last:
+                    sums[minute - minute % per][index] += int(value)
     return [Bucket(float(start * step), *total) for start, total in sorted(sums.items())]

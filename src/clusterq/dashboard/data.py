@@ -49,8 +49,9 @@ REGISTRY_OF = {"scheduled": "scheduled", "active": "started", "deferred": "defer
 
 HISTORY_WINDOWS = {"hour": (3600, 60), "day": (86_400, 900), "week": (7 * 86_400, 3600)}
 """Chart windows: (window, bucket width) in seconds."""
-MAX_HISTORY_READS = 2 * 7 * 1440
-"""At most this many minute keys read for one chart (two queues' week): more queues are left out, and said."""
+MAX_HISTORY_READS = 20 * 7 * 48
+"""At most this many half-hour history hashes read for one chart (twenty queues' week, 120 fields at most
+each): more queues are left out, and the page says so."""
 
 
 @dataclass
@@ -72,7 +73,7 @@ def history(client: Client, names: list[str], window: str) -> History:
     if window not in HISTORY_WINDOWS:
         raise ValueError(f"unknown window {window!r}; expected one of {', '.join(HISTORY_WINDOWS)}")
     window_s, bucket_s = HISTORY_WINDOWS[window]
-    keep = max(1, MAX_HISTORY_READS // (window_s // K.HISTORY_STEP_S))
+    keep = max(1, MAX_HISTORY_READS // (window_s // K.HISTORY_KEY_S + 3))
     shown = names[:keep]
     return History(window, bucket_s, queue_history(client, shown, window_s, bucket_s), len(shown),
                    len(names) - len(shown))

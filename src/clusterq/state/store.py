@@ -138,8 +138,8 @@ def split_results(results: Sequence[Any], *groups: Sequence[Call]) -> list[list[
 # Each builds its call from the names in clusterq.state.transitions (keys from QueueKeys by name).
 
 def _counts(qk: K.QueueKeys) -> dict[str, str]:
-    """The ``counts`` key of a script that counts the queue's history: this minute's, on this clock."""
-    return {"counts": qk.counts(int(time.time()) // K.HISTORY_STEP_S)}
+    """The ``counts`` key of a script that counts the queue's history: this half hour's, on this clock."""
+    return {"counts": qk.counts(int(time.time()) // K.HISTORY_KEY_S)}
 
 
 def enqueue_call(qk: K.QueueKeys, jobs: Sequence[NewJob], at_front: bool = False) -> Call:

@@ -28,7 +28,7 @@ KEYS[12] stats: stats hash (field "pseq": the priority sequence; "retried": fail
 KEYS[13] limit_running_prefix: running sets prefix (concurrency key -> ids holding its slots)
 KEYS[14] limit_waiting_prefix: waiting lists prefix (concurrency key -> ids set aside by the lease)
 KEYS[15] limit_keys: sorted set of concurrency keys with jobs set aside
-KEYS[16] counts: this minute's counts hash ("finished", "failed" (stopped too), "retried"; lib/count_minute.lua)
+KEYS[16] counts: history hash of this half hour (kinds "finished", "failed" (stopped too), "retried"; lib/count_minute.lua)
 ARGV[1..] outcomes (8 per job): id, token, status, data, keep_ms, plan, history, note
           status "finished" | "failed" | "stopped", data the result or error text, keep (ms; "-1" =
           forever, "0" = delete the record now), plan ("" or "max;..."), history size (results kept,
@@ -161,5 +161,5 @@ for i = 1, #ARGV, 8 do
     out[#out + 1] = CODE.LEASE_LOST
   end
 end
-for kind, n in pairs(tally) do count_minute(counts, kind, n) end
+for kind, n in pairs(tally) do count_minute(counts, kind, n, now) end
 return out

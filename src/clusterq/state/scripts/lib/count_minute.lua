@@ -1,12 +1,16 @@
---[[ count_minute(key, kind, n): included by the scripts that count the queue's history (enqueue, complete,
-requeue_expired). Adds n to field kind ("enqueued", "finished", "failed", "retried") of key, the queue's
-hash of this minute's counts (QueueKeys.counts, passed by the caller as a declared key). A script sums its
-jobs in locals and calls this once per kind per call, not per job.
+--[[ count_minute(key, kind, n, now): included by the scripts that count the queue's history (enqueue,
+complete, requeue_expired). Adds n to field "<minute>:<kind>" of key, where minute is now (ms, the
+server's clock) // 60000 and kind one of "enqueued", "finished", "failed", "retried". key is the queue's
+history hash of the current half hour (QueueKeys.counts, passed by the caller as a declared key; the
+half hour is the caller's clock, the minute in the field the server's, so readers go by the field). A
+script sums its jobs in locals and calls this once per kind per call, not per job.
 
-The first count of a kind in the minute (HINCRBY answers n) sets the key's expiry, so a minute costs at
-most one EXPIRE per kind: 604800 s, seven days (clusterq.state.keys.HISTORY_RETENTION_S; a contract test
-holds the two equal).
+A new field (HINCRBY answers n) sets the key's expiry, so a key costs at most one EXPIRE per kind per
+minute: 604800 s, seven days (clusterq.state.keys.HISTORY_RETENTION_S; a contract test holds the two
+equal). At 30 minutes x 4 kinds a key stays a small listpack (at most 120 fields).
 ]]
-local function count_minute(key, kind, n)
-  if n > 0 and redis.call("HINCRBY", key, kind, n) == n then redis.call("EXPIRE", key, 604800) end
+local function count_minute(key, kind, n, now)
+  if n > 0 and redis.call("HINCRBY", key, math.floor(now / 60000) .. ":" .. kind, n) == n then
+    redis.call("EXPIRE", key, 604800)
+  end
 end

@@ -59,3 +59,16 @@ def test_buckets_are_aligned_and_bounded_by_the_retention(url: str, qname: str) 
     assert len(week) <= K.HISTORY_RETENTION_S // 3600 + 1
     with pytest.raises(ValueError, match="multiple of 60"):
         queue_history(url, [qname], 3600, 90)
+
+
+def test_the_charts_are_plain_svg_with_gaps_where_nothing_ended() -> None:
+    from clusterq.api.history import Bucket
+    from clusterq.dashboard.charts import failure_chart, throughput_chart
+
+    buckets = [Bucket(0.0, 5, 4, 1, 0), Bucket(60.0), Bucket(120.0, 2, 1, 1, 1)]
+    rate = str(failure_chart(buckets, 60))
+    assert rate.startswith('<svg class="chart"') and "<script" not in rate
+    assert rate.count("<circle") == 2 and "<polyline" not in rate  # the empty minute breaks the line
+    throughput = str(throughput_chart(buckets, 60))
+    assert throughput.count("<polyline") == 2 and ">5<" in throughput  # the top of the axis: the largest count
+    assert str(throughput_chart([], 60)).startswith("<svg")

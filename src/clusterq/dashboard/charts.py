@@ -41,7 +41,7 @@ def _frame(title: str, top_label: str, first: str, last: str, body: str) -> Mark
 
 
 def _series(buckets: Sequence[Bucket], value: Callable[[Bucket], float | None], top: float, colour: str,
-            name: str) -> str:
+            name: str, dashed: bool = False) -> str:
     """A polyline of ``value`` per bucket, broken where it is None (nothing to show)."""
     plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - BOTTOM - TOP
     n = max(1, len(buckets) - 1)
@@ -64,17 +64,20 @@ def _series(buckets: Sequence[Bucket], value: Callable[[Bucket], float | None], 
             x, y = points[0].split(",")
             lines.append(f'<circle cx="{x}" cy="{y}" r="2" fill="{colour}"/>')
         else:
-            lines.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{" ".join(points)}"/>')
+            dash = ' stroke-dasharray="5 3"' if dashed else ""
+            lines.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6"{dash} '
+                         f'points="{" ".join(points)}"/>')
     return f'<g data-series="{escape(name)}">{"".join(lines)}</g>'
 
 
 def throughput_chart(buckets: Sequence[Bucket], bucket_s: int) -> Markup:
-    """Jobs ended (finished + failed, blue) and enqueued (grey) per bucket."""
+    """Jobs ended (finished + failed, blue) and enqueued (grey, dashed) per bucket."""
     top = max([1, *(b.ended for b in buckets), *(b.enqueued for b in buckets)])
-    body = (_series(buckets, lambda b: float(b.enqueued), top, "#9aa6b8", "enqueued")
+    body = (_series(buckets, lambda b: float(b.enqueued), top, "#8a96a8", "enqueued", dashed=True)
             + _series(buckets, lambda b: float(b.ended), top, "#2f5fd0", "ended"))
     first, last = (_label(buckets[0].start, bucket_s), _label(buckets[-1].start, bucket_s)) if buckets else ("", "")
-    return _frame(f"jobs per {bucket_s // 60} min: ended (blue), enqueued (grey)", f"{top:,}", first, last, body)
+    title = f"jobs per {bucket_s // 60} min: ended (blue), enqueued (grey, dashed)"
+    return _frame(title, f"{top:,}", first, last, body)
 
 
 def failure_chart(buckets: Sequence[Bucket], bucket_s: int) -> Markup:

@@ -328,3 +328,29 @@ def test_limits_are_changed_by_an_admin_only_and_audited(standalone_url: str, qn
     entries = audit_log(q.connection)
     assert [(e["who"], e["action"], e["ok"]) for e in entries[:3]] == [
         ("boss", "limits", True), ("boss", "limits", False), ("boss", "limits", True)]
+
+
+def test_a_role_scoped_to_some_queues_acts_only_on_them(standalone_url: str, qname: str, tmp_path: Any) -> None:
+    mine, other = Queue(qname + "-billing-eu", standalone_url), Queue(qname + "-mail", standalone_url)
+    job = other.enqueue("jobs.fail", "x")
+    mine.enqueue("jobs.noop")
+    auth_file = tmp_path / "auth.json"
+    auth_file.write_text(json.dumps({"users": [{"name": "bill", "password_hash": hash_password("pw"),
+                                                "role": "operator", "queues": [qname + "-billing-*"]}]}))
+    auth = AuthConfig.from_file(str(auth_file))
+    with serving(create_app(standalone_url, auth=auth)) as base, httpx.Client(base_url=base, timeout=30) as c:
+        token = csrf_of(c, "/login")
+        c.post("/login", data={"user": "bill", "password": "pw", "csrf": token})
+        token = csrf_of(c, "/")
+        assert 'data-action="suspend"' in c.get("/queue", params={"name": mine.name}).text
+        assert 'data-action="suspend"' not in c.get("/queue", params={"name": other.name}).text
+        assert 'data-action="suspend"' not in c.get("/").text  # suspend all: every queue, out of scope
+        assert c.post("/action/suspend", data={"queue": mine.name, "csrf": token}).status_code == 303
+        refused = c.post("/action/suspend", data={"queue": other.name, "csrf": token})
+        assert refused.status_code == 403 and "on " + other.name in refused.text
+        assert c.post("/action/suspend", data={"csrf": token}).status_code == 403
+        assert c.post("/action/cancel", data={"job": job.handle, "csrf": token}).status_code == 403
+        assert c.get("/job", params={"h": job.handle}).status_code == 200  # still a viewer there
+    assert mine.is_suspended and not other.is_suspended and job.get_status() == JobStatus.QUEUED
+    with pytest.raises(ValueError, match="queue names or 'prefix"):
+        AuthConfig(users=[User("x", hash_password("pw"), "operator", queues="billing")])  # type: ignore[arg-type]

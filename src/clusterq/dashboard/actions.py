@@ -18,6 +18,7 @@ from clusterq.api.job import Job, parse_handle
 from clusterq.api.queue import Queue
 from clusterq.connection.sync import Client
 from clusterq.dashboard.data import SCAN_BUDGET, find_jobs
+from clusterq.exceptions import ClusterQError
 from clusterq.state import keys as K
 
 AUDIT_KEEP = 1000
@@ -30,6 +31,19 @@ ACTION_ROLES = {
     "resume": "operator", "requeue-failed": "operator", "delete": "admin", "empty": "admin", "limits": "admin",
 }
 """The least role allowed each action."""
+
+
+def target_queue(queue: str | None, job: str | None) -> str | None:
+    """The queue an action acts on: ``queue``, or the queue of the job handle ``job`` (None: every queue,
+    or a handle that names none: then only an unscoped principal may act, and the API refuses it)."""
+    if queue:
+        return queue
+    if job:
+        try:
+            return parse_handle(job)[0]
+        except (ValueError, ClusterQError):
+            return None
+    return None
 
 
 @dataclass(frozen=True)

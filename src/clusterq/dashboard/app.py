@@ -100,9 +100,13 @@ class Ctx:
     def csrf(self) -> str:
         return self.settings.auth.csrf_token(self.session["sid"])
 
-    def can(self, action: str) -> bool:
-        return bool(self.principal and not self.settings.read_only and
-                    self.principal.can(A.ACTION_ROLES.get(action, "admin")))
+    def can(self, action: str, queue: str | None = None, job: str | None = None) -> bool:
+        """Whether to offer (and allow) ``action`` on ``queue``, or on the queue of ``job`` (a handle);
+        neither: on every queue at once (suspend all), which a principal scoped to some queues may not."""
+        if not self.principal or self.settings.read_only:
+            return False
+        role = A.ACTION_ROLES.get(action, "admin")
+        return self.principal.can(role, A.target_queue(queue, job), scoped=True)
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -139,7 +143,7 @@ def _principal(request: Request, settings: Settings, session: dict[str, Any]) ->
     if session.get("sso") and auth.oidc is not None and session.get("r") in ("viewer", "operator", "admin"):
         return Principal(str(session.get("u")), str(session["r"]), "session")
     user = next((u for u in auth.users if session.get("u") and u.name == session.get("u")), None)
-    return Principal(user.name, user.role, "session") if user else None
+    return Principal(user.name, user.role, "session", user.queues) if user else None
 
 
 def _origin_ok(request: Request, settings: Settings) -> bool:
@@ -375,10 +379,12 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
         name = request.path_params["name"]
         if name not in A.ACTION_ROLES:
             raise Refused(404, f"no action {name!r}")
-        if not ctx.can(name):
-            raise Refused(403, "this dashboard is read-only" if settings.read_only else
-                          f"your role ({ctx.principal.role if ctx.principal else 'none'}) may not {name}")
         form = await read_form(request)
+        if not ctx.can(name, str(form.get("queue", "")) or None, str(form.get("job", "")) or None):
+            where = form.get("queue") or form.get("job") or "every queue"
+            raise Refused(403, "this dashboard is read-only" if settings.read_only else
+                          f"your role ({ctx.principal.role if ctx.principal else 'none'}) may not {name} "
+                          f"on {where}")
         who = ctx.principal.name if ctx.principal else "?"
         queue_name = str(form.get("queue", ""))
 

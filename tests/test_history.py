@@ -72,3 +72,32 @@ def test_the_charts_are_plain_svg_with_gaps_where_nothing_ended() -> None:
     throughput = str(throughput_chart(buckets, 60))
     assert throughput.count("<polyline") == 2 and ">5<" in throughput  # the top of the axis: the largest count
     assert str(throughput_chart([], 60)).startswith("<svg")
+
+
+def test_a_jobs_dependents_and_groups_read_the_same_from_both_apis(url: str, qname: str) -> None:
+    import asyncio
+
+    from clusterq import Group
+    from clusterq.api.aio_queue import AsyncJob, connect_async, disconnect_async
+
+    q = Queue(qname, url)
+    parent = q.enqueue("jobs.add", 1, 1)
+    children = [q.enqueue("jobs.add", i, 1, depends_on=parent) for i in range(3)]
+    group = Group.create(q)
+    member = group.enqueue(q, "jobs.add", 2, 2)
+    expected = (sorted(c.handle for c in children), [])
+    jobs, groups = parent.dependents()
+    assert (sorted(jobs), groups) == expected
+    assert member.dependents() == ([], [group.handle])
+    assert len(parent.dependents(limit=2)[0]) == 2
+
+    async def read() -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
+        client = await connect_async(url)
+        try:
+            return (await (await AsyncJob.fetch(parent.handle, client)).dependents(),
+                    await (await AsyncJob.fetch(member.handle, client)).dependents())
+        finally:
+            await disconnect_async(client)
+
+    (a_jobs, a_groups), of_member = asyncio.run(read())
+    assert (sorted(a_jobs), a_groups) == expected and of_member == ([], [group.handle])

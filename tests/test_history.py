@@ -4,18 +4,22 @@ back through clusterq.api.history in bounded buckets."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
 from clusterq import Queue, Retry, Worker, connect
-from clusterq.api.history import queue_history
+from clusterq.api.history import queue_history, queue_history_async
 from clusterq.state import keys as K
 from clusterq.state import store as T
 
 
 def _totals(url: str, names: list[str]) -> dict[str, int]:
-    buckets = queue_history(url, names, 3600)
+    """The last hour's totals, read through both APIs (which must agree)."""
+    now = time.time()
+    buckets = queue_history(url, names, 3600, now=now)
+    assert asyncio.run(queue_history_async(url, names, 3600, now=now)) == buckets, "the asyncio API agrees"
     return {kind: sum(getattr(b, kind) for b in buckets) for kind in ("enqueued", "finished", "failed", "retried")}
 
 
@@ -75,8 +79,6 @@ def test_the_charts_are_plain_svg_with_gaps_where_nothing_ended() -> None:
 
 
 def test_a_jobs_dependents_and_groups_read_the_same_from_both_apis(url: str, qname: str) -> None:
-    import asyncio
-
     from clusterq import Group
     from clusterq.api.aio_queue import AsyncJob, connect_async, disconnect_async
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from clusterq.connection.aio import AsyncConnectionLike, connect_async, disconnect_async
 from clusterq.connection.sync import ConnectionLike, connect
 from clusterq.state import keys as K
 
@@ -48,37 +49,74 @@ def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def queue_history(connection: ConnectionLike, queues: Sequence[str], window_s: int, bucket_s: int = 60,
-                  now: float | None = None) -> list[Bucket]:
-    """The summed counts of ``queues`` over the last ``window_s`` seconds (at most the retention), in
-    buckets of ``bucket_s`` seconds (a multiple of a minute) aligned on the clock, oldest first. Reads only."""
-    step = K.HISTORY_STEP_S
-    if bucket_s < step or bucket_s % step:
-        raise ValueError(f"bucket_s must be a multiple of {step} s, got {bucket_s}")
-    window_s = max(step, min(int(window_s), MAX_WINDOW_S))
-    client = connect(connection)
-    now_s = int(now if now is not None else time.time())
-    last = now_s // step
-    first_minute = last - window_s // step + 1
-    per = bucket_s // step
-    first = first_minute - first_minute % per  # aligned on the clock, so a page reload keeps the buckets
-    sums = {start: [0, 0, 0, 0] for start in range(first, last + 1, per)}
-    # The half hour in the key is the writer's clock, the minute in the field the server's: one span more
-    # on each side catches a writer a little ahead or behind; fields outside the window are dropped.
-    spans = range(first_minute * step // K.HISTORY_KEY_S - 1, now_s // K.HISTORY_KEY_S + 2)
-    if queues:
-        pipe = client.pipeline(transaction=False)
-        for name in queues:
-            qk = K.QueueKeys(name)
-            for span in spans:
-                pipe.hgetall(qk.counts(span))
-        for fields in pipe.execute():
+@dataclass(frozen=True)
+class _Plan:
+    """Which hashes a window reads and how their fields fold into buckets (shared by both APIs)."""
+
+    keys: list[str]
+    first_minute: int
+    last_minute: int
+    per: int  # minutes per bucket
+    first: int  # the first bucket's start, in minutes
+
+    def fold(self, replies: Sequence[dict[object, object]]) -> list[Bucket]:
+        sums = {start: [0, 0, 0, 0] for start in range(self.first, self.last_minute + 1, self.per)}
+        for fields in replies:
             for field, value in fields.items():
                 minute_text, _, kind = _text(field).partition(":")
                 index = _KIND_INDEX.get(kind)
                 if index is None or not minute_text.isdigit():
                     continue
                 minute = int(minute_text)
-                if first_minute <= minute <= last:
-                    sums[minute - minute % per][index] += int(value)
-    return [Bucket(float(start * step), *total) for start, total in sorted(sums.items())]
+                if self.first_minute <= minute <= self.last_minute:
+                    sums[minute - minute % self.per][index] += int(_text(value))
+        step = K.HISTORY_STEP_S
+        return [Bucket(float(start * step), *total) for start, total in sorted(sums.items())]
+
+
+def _plan(queues: Sequence[str], window_s: int, bucket_s: int, now: float | None) -> _Plan:
+    step = K.HISTORY_STEP_S
+    if bucket_s < step or bucket_s % step:
+        raise ValueError(f"bucket_s must be a multiple of {step} s, got {bucket_s}")
+    window_s = max(step, min(int(window_s), MAX_WINDOW_S))
+    now_s = int(now if now is not None else time.time())
+    last = now_s // step
+    first_minute = last - window_s // step + 1
+    per = bucket_s // step
+    # The half hour in the key is the writer's clock, the minute in the field the server's: one span more
+    # on each side catches a writer a little ahead or behind; fields outside the window are dropped.
+    spans = range(first_minute * step // K.HISTORY_KEY_S - 1, now_s // K.HISTORY_KEY_S + 2)
+    keys = [K.QueueKeys(name).counts(span) for name in queues for span in spans]
+    # buckets aligned on the clock, so a page reload keeps them
+    return _Plan(keys, first_minute, last, per, first_minute - first_minute % per)
+
+
+def queue_history(connection: ConnectionLike, queues: Sequence[str], window_s: int, bucket_s: int = 60,
+                  now: float | None = None) -> list[Bucket]:
+    """The summed counts of ``queues`` over the last ``window_s`` seconds (at most the retention), in
+    buckets of ``bucket_s`` seconds (a multiple of a minute) aligned on the clock, oldest first. Reads only."""
+    plan = _plan(queues, window_s, bucket_s, now)
+    if not plan.keys:
+        return plan.fold([])
+    pipe = connect(connection).pipeline(transaction=False)
+    for key in plan.keys:
+        pipe.hgetall(key)
+    return plan.fold(pipe.execute())
+
+
+async def queue_history_async(connection: AsyncConnectionLike, queues: Sequence[str], window_s: int,
+                              bucket_s: int = 60, now: float | None = None) -> list[Bucket]:
+    """:func:`queue_history` for asyncio: ``connection`` an asyncio client (or a URL: a client is opened
+    and closed for this call)."""
+    plan = _plan(queues, window_s, bucket_s, now)
+    if not plan.keys:
+        return plan.fold([])
+    client = await connect_async(connection)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for key in plan.keys:
+            pipe.hgetall(key)
+        return plan.fold(await pipe.execute())
+    finally:
+        if client is not connection:
+            await disconnect_async(client)

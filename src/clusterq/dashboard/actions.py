@@ -122,11 +122,15 @@ def set_limits(client: Client, queue_name: str, form: dict[str, str]) -> Outcome
     queue = Queue(queue_name, client)
     jobs, per_s = form.get("rate_jobs", "").strip(), form.get("rate_per_s", "").strip()
     done = []
+    current = queue.rate_limit
     if jobs or per_s:
-        queue.set_rate_limit(_number(jobs, int, "rate: jobs"), _number(per_s or "1", float, "per seconds"))
+        wanted = (_number(jobs, int, "rate: jobs"), _number(per_s or "1", float, "per seconds"))
+        if current is None or (current[0], current[1]) != wanted:  # unchanged: its window is not restarted
+            queue.set_rate_limit(*wanted)
         done.append(f"rate limit {jobs} per {per_s or '1'} s")
     else:
-        queue.remove_rate_limit()
+        if current is not None:
+            queue.remove_rate_limit()
         done.append("no rate limit")
     key, limit = form.get("concurrency_key", "").strip(), form.get("concurrency", "").strip()
     if key or limit:

@@ -22,7 +22,7 @@ from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
-from clusterq.state.outbox import Forwarder, ended_entry
+from clusterq.state.outbox import Forwarder, ended_entry, split_dependents
 from clusterq.utils import now_ms
 
 if TYPE_CHECKING:
@@ -283,6 +283,11 @@ class Job:
         """Ids of the jobs this one waits for (RQ's name); they may be in other queues: see
         :attr:`dependency_handles`."""
         return [handle.partition("/")[2] for handle in self.dependency_handles]
+
+    def dependents(self, limit: int = 100) -> tuple[list[str], list[str]]:
+        """``(jobs, groups)``: handles of the jobs waiting for this one (``depends_on``) and of the groups it
+        is a member of, the first ``limit`` entries in all (one bounded read of its dependents set)."""
+        return split_dependents(self._store.client.zrange(self._keys.dependents(self.id), 0, max(0, limit - 1)))
 
     def dependencies_are_met(self) -> bool:
         """True once every job this one depends on has finished (or ended, for a dependency with

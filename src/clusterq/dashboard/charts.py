@@ -45,7 +45,8 @@ def _series(buckets: Sequence[Bucket], value: Callable[[Bucket], float | None], 
     """A polyline of ``value`` per bucket, broken where it is None (nothing to show)."""
     plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - BOTTOM - TOP
     n = max(1, len(buckets) - 1)
-    parts, run = [], []
+    parts: list[list[str]] = []
+    run: list[str] = []
     for i, bucket in enumerate(buckets):
         v = value(bucket)
         if v is None:
@@ -61,8 +62,8 @@ def _series(buckets: Sequence[Bucket], value: Callable[[Bucket], float | None], 
     lines = []
     for points in parts:
         if len(points) == 1:
-            x, y = points[0].split(",")
-            lines.append(f'<circle cx="{x}" cy="{y}" r="2" fill="{colour}"/>')
+            cx, cy = points[0].split(",")
+            lines.append(f'<circle cx="{cx}" cy="{cy}" r="2" fill="{colour}"/>')
         else:
             dash = ' stroke-dasharray="5 3"' if dashed else ""
             lines.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6"{dash} '

@@ -204,6 +204,19 @@ def wait_for_file(path, timeout_s=60):
     return "released"
 
 
+def current_headers():
+    """The running job's headers, as get_current_job() gives them."""
+    from clusterq import get_current_job
+
+    return get_current_job().headers
+
+
+async def async_current_headers():
+    from clusterq import get_current_job
+
+    return get_current_job().headers
+
+
 class Jobs:
     """Job functions on a class: clusterq writes their path as ``jobs:Jobs.add``."""
 

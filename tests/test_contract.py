@@ -29,6 +29,7 @@ _KEY_LINE = re.compile(r"^KEYS\[(\d+)\] (\w+):", re.M)
 _ARG_LINE = re.compile(r"^ARGV\[(\d+)\] (\w+):", re.M)
 _GROUP_LINE = re.compile(r"^ARGV\[([\w+]+)\.\.\] \w+ \((\d+) per \w+\): ([\w, ]+)$", re.M)
 _BINDING = re.compile(r"^local (\w+) = .*?\b(KEYS|ARGV)\[(\d+)\]")
+_REPLY_LINE = re.compile(r"^\s+[\w ]+ \((\d+) (?:per \w+|values)\): ([\w, ]+)$", re.M)
 _CODE_TABLE = re.compile(r"^local CODE = \{(.*)\}$", re.M)
 _ARGV_LOOP = re.compile(r"\bfor (\w+) = [^,]+, #ARGV(?:[^,]*), (-?\d+) do\b|\bfor (\w+) = [^,]+, #ARGV do\b")
 
@@ -114,6 +115,13 @@ def problems(transition: TR.Transition, text: str) -> list[str]:
         for offset in re.findall(r"ARGV\[\w+ \+ (\d+)\]", line):
             if int(offset) >= width:
                 found.append(f"ARGV[i + {offset}] is past the described group of {width}: {line.strip()}")
+    replies = _REPLY_LINE.findall(p.header[p.header.index("Returns:") :]) if "Returns:" in p.header else []
+    named = [tuple(n.strip() for n in names.split(",")) for width, names in replies
+             if int(width) == len(names.split(","))]
+    if len(named) != len(replies):
+        found.append("the header's reply line gives a count that is not the number of names it lists")
+    if tuple(named[0] if named else ()) != transition.reply:
+        found.append(f"the header's reply values {named} != described {transition.reply}")
     described = None if transition.codes is None else {m.name: m.value for m in transition.codes}
     if p.codes != described:
         found.append(f"Lua CODE table {p.codes} != described {described}")
@@ -223,9 +231,25 @@ def test_replies_parse_into_named_results() -> None:
     assert TR.parse_cron_tick([3, 10, -1]) == TR.CronTickReply(TR.CronTickCode.EARLY, 10, -1)
     assert TR.parse_promote_reply([2, 1500, 1000]).due_in_s == 0.5
     assert TR.parse_take("q", "j", []) is None
-    lease = TR.parse_lease_reply("q", [3, 0, b"j", 2, b"m.f", b"", b"", b""])
+    lease = TR.parse_lease_reply("q", [3, 0, b"j", 2, b"m.f", b"", b"", b"", b"", 0])
     assert lease.remaining == 3 and lease.jobs[0].id == "j" and lease.jobs[0].token == 2
+    assert TR.parse_recover([1, 2, 1500, b"a", b"b"]) == TR.RecoverReply(1, 2, 1500, ["a", "b"])
     assert TR.CANCEL.code(-1) is TR.CancelCode.ALREADY_ENDED
+
+
+def test_lease_and_take_replies_fill_each_named_field() -> None:
+    values = {"id": "j", "token": 2, "func": "m.f", "payload": b"[1]", "options": b"{}", "signature": b"v1:x",
+              "headers": b'{"a":"b"}', "retries": 3}
+    job = TR.parse_lease_reply("q", [0, 0, *(values[name] for name in TR.LEASED_FIELDS)]).jobs[0]
+    assert {name: getattr(job, name) for name in TR.LEASED_FIELDS} == values
+    taken = TR.parse_take("q", "j", [values[name] for name in TR.TAKEN_FIELDS])
+    assert taken is not None
+    assert {name: getattr(taken, name) for name in TR.TAKEN_FIELDS} == {n: values[n] for n in TR.TAKEN_FIELDS}
+
+
+def test_a_reply_value_missing_from_the_header_is_caught() -> None:
+    found = _mutated(TR.LEASE, "headers, retries\n", "headers\n")
+    assert any("reply line" in p or "reply values" in p for p in found)
 
 
 # --- the docs' transitions table ----------------------------------------------------------------------
@@ -250,3 +274,34 @@ def test_the_architecture_table_lists_each_scripts_keys_and_codes(transition: TR
     assert keys == ", ".join(transition.keys), "the KEYS column names the described keys, in order"
     for member in transition.codes or ():
         assert member.name in returns, f"the Returns column names {member.name}"
+    for name in transition.reply:
+        assert name in returns, f"the Returns column names the reply's {name}"
+
+
+# --- scripts check before they write --------------------------------------------------------------------
+
+READ_ONLY = {"results", "outbox_due"}
+
+
+@pytest.mark.parametrize("transition", [t for t in TR.ALL if t.name not in READ_ONLY], ids=lambda t: t.name)
+def test_every_writing_script_checks_its_keys_before_writing_and_says_so(transition: TR.Transition) -> None:
+    text = _source(transition)
+    assert "--!include check_types" in text, "check the keys' types before the first write (lib/check_types.lua)"
+    assert "\nErrors" in parse(text).header, "the header lists what the script refuses (an Errors: section)"
+
+
+def test_a_wrong_type_refusal_is_read_back_by_name() -> None:
+    lua = (SCRIPTS / "lib" / "check_types.lua").read_text()
+    for piece in ('"WRONGTYPE "', '": key "', '" holds a "', '", not a "', '"; nothing was written"'):
+        assert piece in lua, "transitions.broken_key reads the message check_types.lua writes"
+    message = "WRONGTYPE lease: key cq:{a b}:active holds a string, not a zset; nothing was written"
+    assert TR.broken_key(message) == TR.BrokenKey("lease", "cq:{a b}:active", "string", "zset")
+    assert TR.broken_key("WRONGTYPE Operation against a key holding the wrong kind of value") is None
+
+
+def test_the_history_expiry_in_lua_is_the_documented_retention() -> None:
+    part = (SCRIPTS / "lib" / "count_minute.lua").read_text()
+    assert f'"EXPIRE", key, {K.HISTORY_RETENTION_S})' in part
+    assert K.QueueKeys("q").counts(5).startswith(K.QueueKeys("q").base + ":")
+    call = T.enqueue_call(K.QueueKeys("q"), [T.NewJob("a", "m.f")])
+    assert K.key_slot(call.keys[TR.ENQUEUE.keys.index("counts")]) == K.queue_slot("q")

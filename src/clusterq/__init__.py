@@ -13,6 +13,7 @@ from clusterq.api.context import get_current_job, set_progress
 from clusterq.api.control import is_suspended, resume, suspend
 from clusterq.api.dependency import Dependency
 from clusterq.api.group import Group, GroupStatus, enqueue_group
+from clusterq.api.hooks import EnqueueInfo, Hook, JobInfo
 from clusterq.api.job import Job, JobStatus, Progress, send_stop_job_command
 from clusterq.api.queue import EnqueueData, Queue
 from clusterq.api.registry import Registry
@@ -95,6 +96,10 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "list_workers",
+    # hooks (clusterq.hooks)
+    "EnqueueInfo",
+    "Hook",
+    "JobInfo",
     # controlling
     "is_suspended",
     "resume",

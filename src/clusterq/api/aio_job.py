@@ -18,6 +18,7 @@ from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
 from clusterq.state.aio_store import LazyStore
+from clusterq.state.outbox import split_dependents
 
 if TYPE_CHECKING:
     from clusterq.state.store import Store
@@ -209,6 +210,11 @@ class AsyncJob:
         return self._loaded().description
 
     @property
+    def headers(self) -> dict[str, str]:
+        """The headers the ``before_enqueue`` hooks gave the job, {} for none (read-only)."""
+        return self._loaded().headers
+
+    @property
     def meta(self) -> dict[str, Any]:
         return self._loaded().meta
 
@@ -284,6 +290,12 @@ class AsyncJob:
             status = await self.get_status()
             raise InvalidJobOperation(f"job {self.id!r} is not running (it is {status.value if status else 'gone'}); "
                                       "only a started job can be stopped (cancel() a queued or scheduled one)")
+
+    async def dependents(self, limit: int = 100) -> tuple[list[str], list[str]]:
+        """``(jobs, groups)``: handles of the jobs waiting for this one and of the groups it is a member
+        of, the first ``limit`` entries in all, as :meth:`Job.dependents`."""
+        store = await self._lazy.get()
+        return split_dependents(await store.client.zrange(self._keys.dependents(self.id), 0, max(0, limit - 1)))
 
     async def delete(self) -> None:
         """Delete the job's record and its registry entries. Deleting a missing job is not an error."""

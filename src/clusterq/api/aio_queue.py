@@ -51,6 +51,7 @@ from typing import Any
 from clusterq.api import options as O
 from clusterq.api.aio_job import AsyncJob
 from clusterq.api.dependency import parse_depends_on
+from clusterq.api.hooks import EMPTY, HookSet
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S
 from clusterq.api.queue import (
     DRAIN_BATCH,
@@ -103,6 +104,7 @@ class JobDefaults:
     name: str = ""  # the queue's name, which a job's signature covers
     signer: Signer | None = None
     result_history: int | None = None
+    hooks: HookSet = EMPTY  # before_enqueue runs for each job built
 
 
 def build_new_job(data: EnqueueData, defaults: JobDefaults) -> T.NewJob:
@@ -138,6 +140,7 @@ class AsyncQueue:
         max_attempts: int | None = None,
         signing_key: SigningKey | Signer | None = None,
         result_history: int | None = None,
+        hooks: Sequence[Any] = (),
     ) -> None:
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
@@ -151,6 +154,7 @@ class AsyncQueue:
             name=self.name,
             signer=make_signer(signing_key),
             result_history=validate_result_history(result_history),
+            hooks=HookSet(hooks),
         )
         self._lazy = LazyStore(connection)
         self._registered = False

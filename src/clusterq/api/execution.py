@@ -29,6 +29,7 @@ from typing import Any
 
 from clusterq.api.callbacks import callback_name, decode_callbacks
 from clusterq.api.context import JobConnection, enter_job, leave_job
+from clusterq.api.hooks import EMPTY, HookSet
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S, DEFAULT_RESULT_TTL_S, Job
 from clusterq.api.options import MAX_DURATION_S
 from clusterq.api.retry import MAX_RETRY_ON, RetryJob, draw, plan_template, retries_on, retry_job_plan
@@ -77,14 +78,15 @@ class FunctionResolver:
         if private:
             raise FunctionNotFound(f"function {path!r} names {private[0]!r}: a job's path never has a part "
                                    "starting with an underscore")
-        func = import_attribute(path)
+        found = import_attribute(path)
         if self.allow is not None and _passes_through_a_module(path):
             # "pkg.tasks:os.system" matches "pkg.tasks*" yet reaches os.system through a module that
             # imported os: the allowlist names where functions are defined, not what they import.
             raise FunctionNotFound(f"function {path!r} reaches into another module; this worker's allowlist "
                                    f"{list(self.allow)} only allows functions of the modules it names")
-        if not callable(func):
-            raise FunctionNotFound(f"{path!r} is a {type(func).__name__}, not a function")
+        if not callable(found):
+            raise FunctionNotFound(f"{path!r} is a {type(found).__name__}, not a function")
+        func = found
         refused = _not_a_job_function(path, func)
         if refused:
             raise FunctionNotFound(f"{path!r} {refused}")
@@ -309,13 +311,17 @@ class Executor:
 
     def __init__(self, resolver: FunctionResolver, serializer: Serializer, default_timeout_s: float,
                  connection: Any = None, *, job_connection: JobConnection | None = None,
-                 time_limits: bool = True, signer: Signer | None = None,
+                 time_limits: bool = True, signer: Signer | None = None, hooks: HookSet = EMPTY,
                  exception_handlers: Sequence[ExceptionHandler] = ()) -> None:
         self.exception_handlers = tuple(exception_handlers)
         self.connection = connection
         self.job_connection = job_connection
         self.time_limits = time_limits
         self.signer = signer
+        self.hooks = hooks
+        # Runs whose outcome a pool recorded from outside (the thread pool's hard limit): when their thread
+        # ends the run anyway, its outcome is dropped, and so are its failure hooks (one report per run).
+        self.taken_over: set[tuple[str, str, int]] = set()
         self.resolver = resolver
         self.serializer = serializer
         self.default_timeout_s = default_timeout_s
@@ -372,7 +378,7 @@ class Executor:
         if lease in self._verdicts:
             return self._verdicts[lease]
         verdict = self.signer.problem(leased.queue, leased.id, leased.func, leased.payload, leased.options,
-                                      leased.signature)
+                                      leased.signature, leased.headers)
         if len(self._verdicts) >= 1024:
             self._verdicts.clear()
         self._verdicts[lease] = verdict
@@ -396,9 +402,14 @@ class Executor:
                 self._timeouts[options] = timeout
         return timeout
 
-    def failure(self, leased: LeasedJob, reason: str) -> Outcome:
-        """A failed outcome with ``reason``, kept as long as the job's failure_ttl says."""
-        return _failure(leased, decode_options(self.trusted_options(leased), self.default_timeout_s)[0], reason)
+    def failure(self, leased: LeasedJob, reason: str, *, outside: bool = False) -> Outcome:
+        """A failed outcome with ``reason``, kept as long as the job's failure_ttl says; it is final, and
+        the failure hooks hear of it here. ``outside``: the pool stopped the job at its hard limit and
+        records this outcome (the job's own thread, if it goes on, stays silent: :attr:`taken_over`)."""
+        outcome = _failure(leased, decode_options(self.trusted_options(leased), self.default_timeout_s)[0], reason)
+        if self.hooks.perform and (outside or run_key(leased) not in self.taken_over):
+            self.hooks.failed(self.hooks.info(leased, trusted=not self.refusal(leased)), None, reason, "")
+        return outcome
 
     def execute(self, leased: LeasedJob) -> Outcome:
         """Run the job in this thread (time limit by SIGALRM in the main thread); never raises but
@@ -406,28 +417,58 @@ class Executor:
         started = time.perf_counter()
         spec, func, args, kwargs, problem = self.prepare(leased)
         if problem is not None or func is None:
-            return _failure(leased, spec, problem or "cannot run job")
+            return self._unrunnable(leased, spec, problem or "cannot run job")
+        hooks = self.hooks if self.hooks.perform else None
+        value: Any = None
+        error: Exception | None = None
         token = enter_job(leased, self.job_connection, self.serializer)
         try:
-            with time_limit(spec.timeout_s if self.time_limits else 0):
-                value = func(*args, **kwargs)
-                if inspect.isawaitable(value):
-                    value = asyncio.run(_awaited(value))
-        except JobTimeoutError as exc:
-            outcome = _failure(leased, spec, f"JobTimeoutError: {exc}", time.perf_counter() - started,
-                               self._plan(spec, exc))
-            return self._after_failure(leased, spec, outcome, exc)
-        except RetryJob as exc:
-            return _failure(leased, spec, f"RetryJob: {exc}", time.perf_counter() - started,
-                            retry_job_plan(spec.retry, exc))
-        except Exception as exc:
-            outcome = _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
-                               self._plan(spec, exc))
-            return self._after_failure(leased, spec, outcome, exc)
+            if hooks is not None:
+                job = hooks.info(leased, args, kwargs)
+                entered = hooks.enter(job)
+            try:
+                with time_limit(spec.timeout_s if self.time_limits else 0):
+                    value = func(*args, **kwargs)
+                    if inspect.isawaitable(value):
+                        value = asyncio.run(_awaited(value))
+            except Exception as exc:
+                error = exc
+            except BaseException as exc:  # stopped (StopRequested, JobStopped): the around-hooks end too
+                if hooks is not None:
+                    hooks.leave(job, entered, None, exc)
+                raise
+            if hooks is not None:
+                hooks.leave(job, entered, value, error)
         finally:
             leave_job(token)
-        return self._after_success(leased, spec, self._finish(leased, spec, value, time.perf_counter() - started),
-                                   value)
+        outcome = self._outcome(leased, spec, value, error, time.perf_counter() - started)
+        if hooks is not None and outcome.status == "failed" and run_key(leased) not in self.taken_over:
+            hooks.failed(job, error, outcome.data.decode("utf-8", "replace"), outcome.plan)
+        if _handled(error):  # RQ's order: the on_failure callback (in _outcome), then the exception handlers
+            assert error is not None
+            outcome = self._handle_exception(leased, outcome, error)
+        return outcome
+
+    def _outcome(self, leased: LeasedJob, spec: JobSpec, value: Any, error: Exception | None,
+                 elapsed_s: float) -> Outcome:
+        """What the call's return ``value`` or ``error`` makes of the job (its callback run)."""
+        if error is None:
+            return self._after_success(leased, spec, self._finish(leased, spec, value, elapsed_s), value)
+        if isinstance(error, RetryJob):
+            return _failure(leased, spec, f"RetryJob: {error}", elapsed_s, retry_job_plan(spec.retry, error))
+        reason = (f"JobTimeoutError: {error}" if isinstance(error, JobTimeoutError)
+                  else describe_exception(error, leased.func))
+        outcome = _failure(leased, spec, reason, elapsed_s, self._plan(spec, error))
+        return self._callback(leased, spec, outcome, "f", type(error), error, error.__traceback__)
+
+    def _unrunnable(self, leased: LeasedJob, spec: JobSpec, problem: str) -> Outcome:
+        """A job that cannot be called fails at once, for good; the failure hooks hear of it (without the
+        headers of a job whose signature failed: nothing of it is trusted)."""
+        outcome = _failure(leased, spec, problem)
+        if self.hooks.perform:
+            self.hooks.failed(self.hooks.info(leased, trusted=not problem.startswith("SignatureError")), None,
+                              problem, "")
+        return outcome
 
     async def execute_async(self, leased: LeasedJob, loop: asyncio.AbstractEventLoop) -> Outcome:
         """Run the job on ``loop``: ``async def`` jobs as coroutines, cancelled at their time limit;
@@ -435,8 +476,14 @@ class Executor:
         started = time.perf_counter()
         spec, func, args, kwargs, problem = self.prepare(leased)
         if problem is not None or func is None:
-            return _failure(leased, spec, problem or "cannot run job")
+            return self._unrunnable(leased, spec, problem or "cannot run job")
         enter_job(leased, self.job_connection, self.serializer)  # this task's own context: nothing to reset
+        hooks = self.hooks if self.hooks.perform else None
+        if hooks is not None:  # entered in the task's context, which a plain function's thread gets a copy of
+            job = hooks.info(leased, args, kwargs)
+            entered = hooks.enter(job)
+        value: Any = None
+        error: Exception | None = None
         try:
             limit = spec.timeout_s if spec.timeout_s > 0 else None  # job_timeout=-1: no limit
             if inspect.iscoroutinefunction(func):
@@ -447,40 +494,38 @@ class Executor:
                 value = await asyncio.wait_for(loop.run_in_executor(None, call), limit)
                 if inspect.isawaitable(value):
                     value = await asyncio.wait_for(value, limit)
-        except asyncio.TimeoutError as exc:
+        except asyncio.TimeoutError:
             how = "was cancelled" if inspect.iscoroutinefunction(func) else "was abandoned (its thread runs on)"
-            error: BaseException = JobTimeoutError(str(exc) or "time limit exceeded")
-            outcome = _failure(leased, spec, f"JobTimeoutError: time limit exceeded: the job ran longer than "
-                                             f"{spec.timeout_s:g} s and {how}", time.perf_counter() - started,
-                               self._plan(spec, error))
-        except RetryJob as exc:
-            return _failure(leased, spec, f"RetryJob: {exc}", time.perf_counter() - started,
-                            retry_job_plan(spec.retry, exc))
+            error = JobTimeoutError(f"time limit exceeded: the job ran longer than {spec.timeout_s:g} s and {how}")
         except Exception as exc:
-            outcome = _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
-                               self._plan(spec, exc))
             error = exc
-        else:
-            outcome = self._finish(leased, spec, value, time.perf_counter() - started)
-            if not spec.callbacks:
-                return outcome
-            return await loop.run_in_executor(None, self._after_success, leased, spec, outcome, value)
-        if "f" not in spec.callbacks and not self.exception_handlers:
-            return outcome
-        return await loop.run_in_executor(None, self._after_failure, leased, spec, outcome, error)
+        except BaseException as exc:  # cancelled (job.stop(), close): the around-hooks end too
+            if hooks is not None:
+                hooks.leave(job, entered, None, exc)
+            raise
+        if hooks is not None:
+            hooks.leave(job, entered, value, error)
+        elapsed_s = time.perf_counter() - started
+        if error is None and not spec.callbacks:
+            outcome = self._finish(leased, spec, value, elapsed_s)
+        elif error is not None and "f" not in spec.callbacks:
+            outcome = self._outcome(leased, spec, value, error, elapsed_s)
+        else:  # a callback runs: off the loop
+            outcome = await loop.run_in_executor(None, self._outcome, leased, spec, value, error, elapsed_s)
+        if hooks is not None and outcome.status == "failed":
+            hooks.failed(job, error, outcome.data.decode("utf-8", "replace"), outcome.plan)
+        if self.exception_handlers and _handled(error):
+            assert error is not None
+            outcome = await loop.run_in_executor(None, self._handle_exception, leased, outcome, error)
+        return outcome
 
-    # --- after a failure: the plan, the on_failure callback, the exception handlers -------------------
+    # --- after a failure: the plan and the exception handlers -------------------------------------
 
     @staticmethod
     def _plan(spec: JobSpec, exc: BaseException) -> str:
         """The retry plan sent with a failure: none for :class:`NoRetry` or an exception ``Retry(on=...)``
         does not name."""
         return draw(spec.retry) if spec.retry and retries_on(spec.retry_on, exc) else ""
-
-    def _after_failure(self, leased: LeasedJob, spec: JobSpec, outcome: Outcome, exc: BaseException) -> Outcome:
-        """RQ's order: the job's ``on_failure`` callback, then the worker's exception handlers."""
-        outcome = self._callback(leased, spec, outcome, "f", type(exc), exc, exc.__traceback__)
-        return self._handle_exception(leased, outcome, exc)
 
     def _handle_exception(self, leased: LeasedJob, outcome: Outcome, exc: BaseException) -> Outcome:
         """Walk the worker's exception handlers (RQ's chain), here, in the process that ran the job. A
@@ -545,6 +590,16 @@ class Executor:
             return _failure(leased, spec, f"SerializationError: the job's return value cannot be stored: {exc}")
         return Outcome(leased.id, leased.token, "finished", data, spec.result_keep_ms, elapsed_s, spec.repeat,
                        spec.history)
+
+
+def _handled(error: Exception | None) -> bool:
+    """Whether the worker's exception handlers hear of this error (a RetryJob is a request, not a failure)."""
+    return error is not None and not isinstance(error, RetryJob)
+
+
+def run_key(leased: LeasedJob) -> tuple[str, str, int]:
+    """One run of one job: its queue, id and lease token."""
+    return (leased.queue, leased.id, leased.token)
 
 
 async def _awaited(value: Any) -> Any:

@@ -13,6 +13,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
+from clusterq.api.hooks import decode_headers
 from clusterq.api.results import Result, ResultWaiter, parse_latest, parse_results
 from clusterq.api.rq_compat import queue_of_job
 from clusterq.connection.sync import ConnectionLike, connect
@@ -21,7 +22,7 @@ from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
-from clusterq.state.outbox import Forwarder, ended_entry
+from clusterq.state.outbox import Forwarder, ended_entry, split_dependents
 from clusterq.utils import now_ms
 
 if TYPE_CHECKING:
@@ -283,6 +284,11 @@ class Job:
         :attr:`dependency_handles`."""
         return [handle.partition("/")[2] for handle in self.dependency_handles]
 
+    def dependents(self, limit: int = 100) -> tuple[list[str], list[str]]:
+        """``(jobs, groups)``: handles of the jobs waiting for this one (``depends_on``) and of the groups it
+        is a member of, the first ``limit`` entries in all (one bounded read of its dependents set)."""
+        return split_dependents(self._store.client.zrange(self._keys.dependents(self.id), 0, max(0, limit - 1)))
+
     def dependencies_are_met(self) -> bool:
         """True once every job this one depends on has finished (or ended, for a dependency with
         ``allow_failure``); True for a job without dependencies. One read."""
@@ -479,6 +485,14 @@ class Job:
             self._fields["pg"] = data.encode()
 
     # --- meta ---------------------------------------------------------------------------------
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers the ``before_enqueue`` hooks gave the job (:mod:`clusterq.api.hooks`), {} for none.
+        Read-only (a copy): they are covered by the job's signature."""
+        if not hasattr(self, "_headers"):
+            self._headers = decode_headers(self._field("hd"))
+        return dict(self._headers)
 
     @property
     def meta(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from clusterq.api import options as O
 from clusterq.api.callbacks import Callback, encode_callbacks
 from clusterq.api.dependency import DependsOn, parse_depends_on
 from clusterq.api.execution import Executor
+from clusterq.api.hooks import HookSet
 from clusterq.api.inline import inline_executor, run_inline
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S, Job
 from clusterq.api.registry import Registry
@@ -27,7 +28,7 @@ from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
 from clusterq.state.outbox import Forwarder, registration_entry
-from clusterq.utils import function_path
+from clusterq.utils import decode_all, function_path
 
 ENQUEUE_CHUNK = 500
 """Jobs per enqueue script call in ``enqueue_many``: large enough to amortise the call, small enough
@@ -205,6 +206,9 @@ class Queue:
     ``is_async=False`` (for tests) makes ``enqueue`` run each job at once in the calling thread and
     record its outcome as a worker would (see :mod:`clusterq.inline`).
 
+    ``hooks`` are :mod:`clusterq.api.hooks` objects: their ``before_enqueue`` runs for each job this
+    queue writes (and, in synchronous mode, the perform hooks around it), after the process-wide ones.
+
     ``wait_replicas=N`` makes enqueue durable: it returns only once N replicas have the jobs (Redis
     ``WAIT``, at most ``wait_timeout_s``), and raises :class:`~clusterq.ReplicationTimeout` otherwise.
     """
@@ -224,6 +228,7 @@ class Queue:
         is_async: bool = True,
         wait_replicas: int = 0,
         wait_timeout_s: float = 1.0,
+        hooks: Sequence[Any] = (),
         job_class: None = None,
     ) -> None:
         if job_class is not None:
@@ -237,6 +242,7 @@ class Queue:
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
         self.signer = make_signer(signing_key)
+        self.hooks = HookSet(hooks)  # with the process-wide ones (clusterq.hooks.register, entry points)
         self.connection: Client = connect(connection)
         self.is_async = is_async
         self._inline: Executor | None = None
@@ -330,6 +336,9 @@ class Queue:
             raise ValueError("unique=True needs a job_id: uniqueness is by id")
         func = O.function_path(function_path(data.func))
         options_json = json.dumps(options, separators=(",", ":")) if options else ""
+        # Last, once the job is valid: a hook sees only jobs that will be written, and may refuse them.
+        headers = (self.hooks.before_enqueue(self.name, job_id, func, data.args, data.kwargs)
+                   if self.hooks.enqueue else "")
         return T.NewJob(
             id=job_id,
             func=func,
@@ -339,10 +348,11 @@ class Queue:
             ttl_s=math.ceil(ttl) if ttl else 0,
             max_attempts=max_attempts,
             fresh_id=data.job_id is None,
-            signature=self.signer.sign(self.name, job_id, func, payload, options_json) if self.signer else "",
+            signature=self.signer.sign(self.name, job_id, func, payload, options_json, headers) if self.signer else "",
             unique=bool(data.unique),
             priority=priority,
             concurrency_key=concurrency_key,
+            headers=headers,
         )
 
     def _register(self) -> None:
@@ -553,11 +563,11 @@ class Queue:
             raise ValueError(f"length must be between 0 and {PAGE_LIMIT}; page through longer queues")
         if length == 0:
             return []
-        raw = self.connection.lrange(self.keys.pending, offset, offset + length - 1)
-        if len(raw) < length:  # past the list: go on in the prio set
+        ids = decode_all(self.connection.lrange(self.keys.pending, offset, offset + length - 1))
+        if len(ids) < length:  # past the list: go on in the prio set
             start = max(0, offset - int(self.connection.llen(self.keys.pending)))
-            raw += self.connection.zrange(self.keys.prio, start, start + length - len(raw) - 1)
-        return [r.decode() if isinstance(r, bytes) else r for r in raw]
+            ids += decode_all(self.connection.zrange(self.keys.prio, start, start + length - len(ids) - 1))
+        return ids
 
     @property
     def job_ids(self) -> list[str]:

@@ -11,14 +11,12 @@ deferred (jobs waiting for their dependencies) it is when the job was created.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from clusterq.api.job import Job
+from clusterq.api.queue_view import QueueView
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
-
-if TYPE_CHECKING:
-    from clusterq.api.queue import Queue
+from clusterq.utils import decode_all
 
 PURGE_BATCH = 1000
 PAGE_LIMIT = 10_000
@@ -28,7 +26,7 @@ class Registry:
     """Jobs of one queue in one state. ``name``: ``started``, ``finished``, ``failed``, ``canceled``
     ``scheduled`` or ``deferred``."""
 
-    def __init__(self, queue: Queue, name: str) -> None:
+    def __init__(self, queue: QueueView, name: str) -> None:
         self.queue = queue
         self.name = name
         self.key = queue.keys.registry(name)
@@ -64,6 +62,8 @@ class Registry:
 
     def __contains__(self, item: object) -> bool:
         job_id = item.id if isinstance(item, Job) else item
+        if not isinstance(job_id, str):
+            return False  # a registry holds job ids: nothing else is in it
         return self._client.zscore(self.key, job_id) is not None
 
     def get_job_ids(self, offset: int = 0, length: int = 100) -> list[str]:
@@ -73,11 +73,12 @@ class Registry:
             raise ValueError(f"length must be between 0 and {PAGE_LIMIT}; page through larger registries")
         if length == 0:
             return []
-        raw = self._client.zrangebyscore(self.key, self._live_from(), "+inf", start=offset, num=length)
-        return [r.decode() if isinstance(r, bytes) else r for r in raw]
+        return decode_all(self._client.zrangebyscore(self.key, self._live_from(), "+inf", start=offset, num=length))
 
     def get_jobs(self, offset: int = 0, length: int = 100) -> list[Job]:
-        return [self.queue._job(job_id) for job_id in self.get_job_ids(offset, length)]
+        q = self.queue
+        return [Job.trusted(q.name, job_id, q.keys, q.store, q.serializer)
+                for job_id in self.get_job_ids(offset, length)]
 
     def requeue(self, *job_ids: str, at_front: bool = False) -> int:
         """Put jobs of this registry back on the queue; returns how many were requeued."""

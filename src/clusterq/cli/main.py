@@ -10,6 +10,7 @@
     clusterq stop [-u URL] [--reason TEXT] HANDLE
     clusterq dev [--sentinel | --cluster]
     clusterq demo [--cluster] [--jobs N]
+    clusterq dashboard [-u URL] [--host H] [--port P] [--root-path P] [--auth-file PATH] [--read-only] [--insecure]
 
 The URL comes from ``--url``, else ``$CLUSTERQ_URL``, else a settings module's ``URL`` (``--settings``
 or ``$CLUSTERQ_SETTINGS``), else ``redis://127.0.0.1:6379/0``; without ``--url`` the server used is
@@ -20,6 +21,7 @@ own debug logs (not redis-py's).
 from __future__ import annotations
 
 import argparse
+import getpass
 import importlib
 import json
 import logging
@@ -158,6 +160,7 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         serializer=args.serializer or _setting(args, "SERIALIZER"),
         signing_key=signing_keys(args),
         periodic=periodic,
+        hooks=[*(args.hook or ()), *_setting(args, "HOOKS", ())],
     )
 
 
@@ -510,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(exit 4 if one runs under it; default: host.pid.random)")
     p.add_argument("--max-jobs", type=int, help="stop after this many jobs")
     p.add_argument("--allow", action="append", help="only run functions matching this pattern (repeatable)")
+    p.add_argument("--hook", action="append", metavar="MODULE:OBJ",
+                   help="a hook (object, class or factory) run around every job (repeatable; see clusterq.hooks)")
     p.add_argument("--lease-s", type=float, help="seconds a job stays leased without a heartbeat; a dead worker's jobs "
                    f"run again about this long after it died ({DEFAULT_LEASE_S:g})")
     p.add_argument("--max-attempts", type=int, help="leases before a job whose worker died fails (3)")
@@ -596,7 +601,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=5000, help="number of sample jobs (default 5000)")
     p.add_argument("-u", "--url", help="use this server instead of starting one")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("dashboard", help="serve the web dashboard (pip install 'clusterq[dashboard]')")
+    _add_common(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--root-path", default="", metavar="PREFIX",
+                   help="the path prefix a proxy serves the dashboard under (it strips it)")
+    p.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                   help="another origin whose forms may post (a proxy that rewrites Host); repeatable")
+    p.add_argument("--auth-file", metavar="PATH", help="JSON file with users, tokens and the cookie secret_key")
+    p.add_argument("--read-only", action="store_true", help="no actions for anyone")
+    p.add_argument("--redact-args", action="store_true", help="never show job arguments, results or meta")
+    p.add_argument("--insecure", action="store_true", help="listen beyond loopback without a login")
+    p.add_argument("--hash-password", action="store_true",
+                   help="read a password (stdin or prompt), print its hash for the auth file, and exit")
+    p.set_defaults(func=cmd_dashboard)
     return parser
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    if args.hash_password:
+        password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("password: ")
+        try:
+            from clusterq.dashboard.auth import hash_password  # stdlib only
+        except ImportError as exc:
+            raise ClusterQError(f"the dashboard needs its extra: pip install 'clusterq[dashboard]' ({exc})") from None
+        print(hash_password(password))
+        return EXIT_OK
+    try:  # an optional extra: imported only by this command, so the core stays dependency-light
+        from clusterq.dashboard.auth import AuthConfig
+        from clusterq.dashboard.serve import serve
+    except ImportError as exc:
+        raise ClusterQError(f"the dashboard needs its extra: pip install 'clusterq[dashboard]' ({exc})") from None
+    try:
+        auth = AuthConfig.from_file(args.auth_file) if args.auth_file else AuthConfig()
+        serve(resolve_url(args), host=args.host, port=args.port, auth=auth, read_only=args.read_only,
+              redact_args=args.redact_args, insecure=args.insecure, root_path=args.root_path,
+              allowed_origins=args.allowed_origin)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"clusterq: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 def _configure_logging(args: argparse.Namespace) -> None:

@@ -11,12 +11,20 @@ own; no script ever combines them with a queue's keys.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
 from clusterq.exceptions import InvalidQueueName
 
 PREFIX = "cq"
+HISTORY_STEP_S = 60
+"""The resolution of a queue's history: counts are kept per minute."""
+HISTORY_KEY_S = 1800
+"""The span of one history hash (:meth:`QueueKeys.counts`): 30 minutes x 4 kinds = at most 120 fields, so
+the hash stays a compact listpack, and a week is 336 hashes to read, not 10,080."""
+HISTORY_RETENTION_S = 7 * 24 * 3600
+"""How long a history hash is kept after its last new field (lib/count_minute.lua sets this expiry)."""
 MAX_QUEUE_NAME_BYTES = 1024
 MAX_JOB_ID_BYTES = 256
 
@@ -77,7 +85,7 @@ class QueueKeys:
 
     @cached_property
     def canceled(self) -> str:
-        """Sorted set of canceled job ids, scored by the time they were canceled (ms)."""
+        """Sorted set of canceled job ids, scored by the time their record expires (ms)."""
         return f"{self.base}:canceled"
 
     @cached_property
@@ -162,6 +170,14 @@ class QueueKeys:
         """The id of the job currently collecting enqueues for debounce key ``key``."""
         return f"{self.base}:db:{key}"
 
+    def counts(self, span: int) -> str:
+        """Hash of the queue's per-minute counts in one half hour (``span``: seconds since the epoch //
+        :data:`HISTORY_KEY_S`, on the caller's clock): fields ``<minute>:<kind>`` (minute: the server's
+        ms // 60000; kind ``enqueued``, ``finished``, ``failed`` or ``retried``). Written by enqueue,
+        complete and requeue_expired (one HINCRBY per kind per call); expires :data:`HISTORY_RETENTION_S`
+        after its last new field; read by :func:`clusterq.api.history.queue_history`."""
+        return f"{self.base}:m:{span}"
+
     @cached_property
     def wake_channel(self) -> str:
         """Sharded pub/sub channel published when ``pending`` goes from empty to non-empty."""
@@ -210,7 +226,7 @@ class QueueKeys:
             raise ValueError(f"unknown registry {name!r}; expected one of {sorted(_REGISTRY_KEYS)}") from None
 
 
-_REGISTRY_KEYS = {
+_REGISTRY_KEYS: dict[str, Callable[[QueueKeys], str]] = {
     "started": lambda k: k.active,
     "finished": lambda k: k.finished,
     "failed": lambda k: k.failed,
@@ -232,6 +248,8 @@ CONTROL_CHANNEL = f"{PREFIX}:{{%g}}:ctl"
 """Sharded pub/sub channel published when the global suspend flag changes."""
 PERIODIC = f"{PREFIX}:periodic"
 """Hash: periodic job name -> its declaration (JSON), written when a scheduler starts, read by listings."""
+AUDIT = f"{PREFIX}:audit"
+"""List of the dashboard's audit records (JSON, newest first), trimmed to a fixed length on every write."""
 
 
 def worker(name: str) -> str:

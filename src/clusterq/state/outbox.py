@@ -70,6 +70,16 @@ def group_dependent(queue: str, group_id: str) -> str:
     return f"g\t{make_handle(queue, group_id)}"
 
 
+def split_dependents(entries: Iterable[Any]) -> tuple[list[str], list[str]]:
+    """Entries of a dependents set as ``(job handles, group handles)``."""
+    jobs: list[str] = []
+    groups: list[str] = []
+    for raw in entries:
+        kind, _, handle = _text(raw).partition("\t")
+        (groups if kind == "g" else jobs).append(handle)
+    return jobs, groups
+
+
 def registration_entry(parent_handle: str, child_id: str) -> str:
     return f"r\t{parent_handle}\t{child_id}"
 
@@ -207,13 +217,13 @@ class Forwarder:
                     applies.append((intent, dependent, *target))
         results = self.store.run_many([a[3] for a in applies], raise_on_error=False) if applies else []
         cascade: list[_Intent] = []
-        for (intent, dependent, queue, call), result in zip(applies, results):
+        for (intent, applied_dependent, queue, call), result in zip(applies, results):
             if isinstance(result, Exception):
                 log.warning("applying %r of queue %r failed: %s", intent.entry, intent.queue, result)
                 intent.ok = False
                 continue
-            if dependent is not None:
-                applied[id(intent)].append(dependent)
+            if applied_dependent is not None:
+                applied[id(intent)].append(applied_dependent)
             if call.script is TR.RESOLVE.script:
                 code = TR.RESOLVE.code(result)
                 if code in (TR.ResolveCode.CANCELED, TR.ResolveCode.DELETED):  # the child ended: its dependents next

@@ -54,7 +54,7 @@ def slot_is_moving(exc: BaseException) -> bool:
 
 # Job hash fields read back into a Job. Short names keep a pending job small in Redis.
 JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc",
-              "pg", "sp", "rx")
+              "pg", "sp", "rx", "hd")
 
 LATEST_FIELDS = ("hk", "ht", "r", "e", "s", "te")
 """The job's latest result: kind and time (ms) while it waits to run again, return value or error, and
@@ -78,17 +78,18 @@ class NewJob:
     ttl_s: int = 0
     max_attempts: int | None = None
     fresh_id: bool = False  # generated here (uuid4); the scripts check it exists all the same (a resent call)
-    signature: str = ""  # HMAC of queue, id, func, payload, options (signing.py); "" when not signing
+    signature: str = ""  # HMAC of queue, id, func, payload, options, headers (signing.py); "" when not signing
     unique: bool = False  # an existing waiting or running job with this id is reported (-1), not skipped
     priority: int = 0  # 0: none (the pending list, runs first); 1..9: the prio set, lower first
     concurrency_key: str = ""  # at most the key's limit of such jobs run at once in the queue
+    headers: str = ""  # JSON object of str -> str set by before-enqueue hooks ("hd"); "" when none
 
     def argv(self) -> tuple[Any, ...]:
         """The job's values in the order of :data:`~clusterq.state.transitions.JOB_FIELDS`."""
         flag = "1" if self.fresh_id else ("u" if self.unique else "0")
         return (self.id, self.func, self.payload, self.options, self.meta, self.ttl_s,
                 "" if self.max_attempts is None else self.max_attempts, flag, self.signature, self.priority,
-                self.concurrency_key)
+                self.concurrency_key, self.headers)
 
     def named(self) -> dict[str, Any]:
         """The job's values by name (:data:`~clusterq.state.transitions.JOB_FIELDS`)."""
@@ -137,8 +138,13 @@ def split_results(results: Sequence[Any], *groups: Sequence[Call]) -> list[list[
 # --- call builders: pure functions, shared by the sync and async stores ------------------------------
 # Each builds its call from the names in clusterq.state.transitions (keys from QueueKeys by name).
 
+def _counts(qk: K.QueueKeys) -> dict[str, str]:
+    """The ``counts`` key of a script that counts the queue's history: this half hour's, on this clock."""
+    return {"counts": qk.counts(int(time.time()) // K.HISTORY_KEY_S)}
+
+
 def enqueue_call(qk: K.QueueKeys, jobs: Sequence[NewJob], at_front: bool = False) -> Call:
-    return TR.ENQUEUE.call(qk, (job.argv() for job in jobs), at_front=_flag(at_front))
+    return TR.ENQUEUE.call(qk, (job.argv() for job in jobs), keys=_counts(qk), at_front=_flag(at_front))
 
 
 def schedule_call(qk: K.QueueKeys, jobs: Sequence[NewJob], *, at_ms: int | None = None,
@@ -184,7 +190,7 @@ def parse_lease(queue: str, reply: Sequence[Any]) -> tuple[int, list[LeasedJob]]
 
 
 def complete_call(qk: K.QueueKeys, outcomes: Iterable[Outcome]) -> Call:
-    return TR.COMPLETE.call(qk, (outcome.argv() for outcome in outcomes))
+    return TR.COMPLETE.call(qk, (outcome.argv() for outcome in outcomes), keys=_counts(qk))
 
 
 def extend_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]], lease_ms: int) -> Call:
@@ -196,7 +202,8 @@ def release_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]]) -> Call:
 
 
 def requeue_expired_call(qk: K.QueueKeys, batch: int, max_attempts: int, failure_keep_ms: int) -> Call:
-    return TR.REQUEUE_EXPIRED.call(qk, batch=batch, max_attempts=max_attempts, failure_keep_ms=failure_keep_ms)
+    return TR.REQUEUE_EXPIRED.call(qk, keys=_counts(qk), batch=batch, max_attempts=max_attempts,
+                                   failure_keep_ms=failure_keep_ms)
 
 
 def trim_call(registry_key: str, batch: int) -> Call:
@@ -335,7 +342,7 @@ class Store:
         try:
             return self.client.evalsha(call.script.sha, n, *call.keys, *call.args)
         except NoScriptError:
-            return self.client.eval(call.script.source, n, *call.keys, *call.args)
+            return self.client.eval(call.script.source.decode(), n, *call.keys, *call.args)
 
     def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True) -> list[Any]:
         """Run several transitions in one pipeline per server; results in the order of ``calls``.

@@ -14,6 +14,7 @@ own key, a group's hash, a debounce pointer) is passed to :meth:`Transition.call
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -188,6 +189,8 @@ class LeasedJob:
     payload: bytes
     options: bytes
     signature: bytes = b""  # field "sg": checked by a worker that has a signing key
+    headers: bytes = b""  # field "hd": the JSON headers map hooks added at enqueue, b"" when none
+    retries: int = 0  # field "rt": failed runs retried so far (tells a hook whether a failure is final)
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,8 @@ class PromoteReply:
 class RecoverReply:
     requeued: int
     abandoned: int  # failed as abandoned (attempt limit reached)
-    next_in_ms: int = -1  # until the earliest lease left expires, on the server's clock (-1: none held)
+    next_in_ms: int  # until the earliest lease left expires, on the server's clock (-1: none held)
+    abandoned_ids: list[str]  # those jobs' ids (the worker's on_abandoned hooks)
 
     @property
     def due_in_s(self) -> float | None:
@@ -267,8 +271,13 @@ def raw(value: Any) -> bytes:
 # --- the descriptions ---------------------------------------------------------------------------------
 
 JOB_FIELDS = ("id", "func", "payload", "options", "meta", "ttl_s", "max_attempts", "flag", "signature",
-              "priority", "concurrency_key")
+              "priority", "concurrency_key", "headers")
 """The values that describe a new job, in the order every creating script reads them (lib/job_record.lua)."""
+
+LEASED_FIELDS = ("id", "token", "func", "payload", "options", "signature", "headers", "retries")
+"""What lease answers per leased job, in order (lease.lua's Returns); each is a :class:`LeasedJob` field."""
+TAKEN_FIELDS = ("token", "func", "payload", "options", "headers", "retries")
+"""What take answers for the job it took, in order (take.lua's Returns); each is a :class:`LeasedJob` field."""
 
 OUTCOME_FIELDS = ("id", "token", "status", "data", "keep_ms", "plan", "history", "note")
 LEASE_FIELDS = ("id", "token")
@@ -293,7 +302,7 @@ _ARG_SETS: dict[tuple[str, ...], frozenset[str]] = {}
 def _queue_keys(names: tuple[str, ...], qk: K.QueueKeys) -> tuple[str, ...] | None:
     """``qk``'s keys of those names, or None when one is not a plain QueueKeys key (it must be given)."""
     values = tuple(getattr(qk, name, None) for name in names)
-    return values if all(isinstance(v, str) for v in values) else None
+    return tuple(str(v) for v in values) if all(isinstance(v, str) for v in values) else None
 
 
 @dataclass(frozen=True)
@@ -306,6 +315,7 @@ class Transition:
     group: tuple[str, ...] = ()  # one group of ARGV per item, after the fixed ARGV
     codes: type[IntEnum] | None = None
     optional_keys: int = 0  # how many trailing keys a call may leave out
+    reply: tuple[str, ...] = ()  # the named values of the reply (of each item, when it repeats), in order
 
     @property
     def name(self) -> str:
@@ -354,7 +364,7 @@ class Transition:
         return self.codes(int(reply))
 
 
-ENQUEUE = Transition(S.ENQUEUE, ("pending", "job_prefix", "wake_channel", "prio", "stats"),
+ENQUEUE = Transition(S.ENQUEUE, ("pending", "job_prefix", "wake_channel", "prio", "stats", "counts"),
                      ("at_front",), JOB_FIELDS, Created)
 SCHEDULE = Transition(S.SCHEDULE, ("scheduled", "job_prefix", "wake_channel"),
                       ("mode", "ms", "at_front"), JOB_FIELDS, Created)
@@ -364,16 +374,17 @@ CRON_TICK = Transition(S.CRON_TICK, ("cron", "cron_runs", "pending", "job_prefix
                        ("name", "tick_ms", "mode", "keep_runs", *JOB_FIELDS[:7], "overlap", *JOB_FIELDS[8:]),
                        codes=CronTickCode)
 LEASE = Transition(S.LEASE, ("pending", "active", "job_prefix", "stats", "failed", "prio", "control",
-                             *LIMIT_KEYS), ("lease_ms", "count", "worker", "failure_keep_ms"))
+                             *LIMIT_KEYS), ("lease_ms", "count", "worker", "failure_keep_ms"),
+                   reply=LEASED_FIELDS)
 COMPLETE = Transition(S.COMPLETE, ("active", "finished", "failed", "job_prefix", "scheduled", "pending",
                                    "wake_channel", "history_prefix", "results_channel", "outbox", "prio", "stats",
-                                   *LIMIT_KEYS), (), OUTCOME_FIELDS, CompleteCode)
+                                   *LIMIT_KEYS, "counts"), (), OUTCOME_FIELDS, CompleteCode)
 EXTEND = Transition(S.EXTEND, ("active", "job_prefix"), ("lease_ms",), LEASE_FIELDS, ExtendCode)
 RELEASE = Transition(S.RELEASE, ("pending", "active", "job_prefix", "wake_channel", "prio", "stats", *LIMIT_KEYS),
                      (), LEASE_FIELDS)
 REQUEUE_EXPIRED = Transition(S.REQUEUE_EXPIRED, ("active", "pending", "failed", "job_prefix", "wake_channel",
                                                  "history_prefix", "results_channel", "outbox", "prio", "stats",
-                                                 *LIMIT_KEYS, "control"),
+                                                 *LIMIT_KEYS, "control", "counts"),
                              ("batch", "max_attempts", "failure_keep_ms"))
 TRIM = Transition(S.TRIM, ("registry",), ("batch",))
 CANCEL = Transition(S.CANCEL, ("job_prefix", "canceled", "active", "stats", "scheduled", "history_prefix", "deferred",
@@ -385,7 +396,8 @@ DELETE = Transition(S.DELETE, ("job_prefix", "active", "finished", "failed", "ca
 REQUEUE = Transition(S.REQUEUE, ("pending", "job_prefix", "failed", "canceled", "finished", "wake_channel", "stats",
                                  "history_prefix", "prio"), ("job_id", "at_front"), codes=RequeueCode)
 STOP = Transition(S.STOP, ("job_prefix", "active", "wake_channel"), ("job_id", "reason"), codes=StopCode)
-TAKE = Transition(S.TAKE, ("job_prefix", "active", "stats", "prio"), ("job_id", "lease_ms", "worker"))
+TAKE = Transition(S.TAKE, ("job_prefix", "active", "stats", "prio"), ("job_id", "lease_ms", "worker"),
+                  reply=TAKEN_FIELDS)
 SET_FIELDS = Transition(S.SET_FIELDS, ("job",), (), FIELD_PAIR, SetFieldsCode)
 DRAIN = Transition(S.DRAIN, ("pending", "job_prefix", "stats", "history_prefix", "prio", "limit_waiting_prefix",
                              "limit_keys"), ("batch",))
@@ -414,6 +426,31 @@ ALL: tuple[Transition, ...] = (
 )
 
 
+# --- script errors ------------------------------------------------------------------------------------
+# Every script that writes checks its keys' types and its numbers before its first write (scripts/lib/
+# check_types.lua, check_int.lua): a broken key of a queue is refused with nothing written, in a reply
+# "WRONGTYPE <script>: key <key> holds a <type>, not a <expected>; nothing was written".
+
+_WRONG_TYPE = re.compile(r"WRONGTYPE (\w+): key (.+) holds a (\w+), not a (\w+); nothing was written", re.S)
+
+
+@dataclass(frozen=True)
+class BrokenKey:
+    """A key a script refused to touch: it holds another type than the queue's layout says."""
+
+    script: str
+    key: str
+    found: str  # the type it holds (TYPE: string, list, set, zset, hash, stream)
+    expected: str
+
+
+def broken_key(error: BaseException | str) -> BrokenKey | None:
+    """The key a script's WRONGTYPE reply names (see above), or None for any other error. The key is one of
+    the queue's (its hash tag names the queue), so a caller can set that queue aside and keep the others."""
+    match = _WRONG_TYPE.search(str(error))
+    return BrokenKey(*match.groups()) if match else None
+
+
 # --- reply parsers ------------------------------------------------------------------------------------
 # Codes are looked up in a dict (an IntEnum call costs about ten times more, and complete's reply has a
 # code per job).
@@ -437,7 +474,7 @@ def parse_schedule(reply: Sequence[Any]) -> ScheduleReply:
 
 
 def parse_defer(reply: Any) -> Created:
-    return _CREATED[int(reply)]
+    return Created(_CREATED[int(reply)])
 
 
 def parse_promote_reply(reply: Sequence[Any]) -> PromoteReply:
@@ -449,14 +486,16 @@ def parse_cron_tick(reply: Sequence[Any]) -> CronTickReply:
     return CronTickReply(CronTickCode(int(reply[0])), int(reply[1]), int(reply[2]))
 
 
-_LEASED_WIDTH = 6  # id, token, function, payload, options, signature (lease.lua's Returns)
+_LEASED_WIDTH = len(LEASED_FIELDS)
 
 
 def parse_lease_reply(queue: str, reply: Sequence[Any]) -> LeaseReply:
+    """remaining, wait, then :data:`LEASED_FIELDS` per job (read in that order: tests/test_contract.py
+    checks each lands in the LeasedJob field of its name)."""
     wait_ms = int(reply[1])
     jobs = [
         LeasedJob(queue, text(reply[i]), int(reply[i + 1]), text(reply[i + 2]), raw(reply[i + 3]),
-                  raw(reply[i + 4]), raw(reply[i + 5]))
+                  raw(reply[i + 4]), raw(reply[i + 5]), raw(reply[i + 6]), int(reply[i + 7]))
         for i in range(2, len(reply), _LEASED_WIDTH)
     ]
     return LeaseReply(int(reply[0]), jobs, suspended=wait_ms < 0, wait_s=max(0, wait_ms) / 1000)
@@ -471,15 +510,16 @@ def parse_extend(reply: Sequence[Any]) -> list[ExtendCode]:
 
 
 def parse_recover(reply: Sequence[Any]) -> RecoverReply:
-    """requeue_expired."""
-    return RecoverReply(int(reply[0]), int(reply[1]), int(reply[2]) if len(reply) > 2 else -1)
+    """requeue_expired: counts, the ms until the earliest lease left ends, then the abandoned jobs' ids."""
+    return RecoverReply(int(reply[0]), int(reply[1]), int(reply[2]), [text(value) for value in reply[3:]])
 
 
 def parse_take(queue: str, job_id: str, reply: Sequence[Any]) -> LeasedJob | None:
-    """The job taken, or None when it was not queued (gone, or already taken)."""
+    """The job taken (:data:`TAKEN_FIELDS`), or None when it was not queued (gone, or already taken)."""
     if not reply:
         return None
-    return LeasedJob(queue, job_id, int(reply[0]), text(reply[1]), raw(reply[2]), raw(reply[3]))
+    return LeasedJob(queue, job_id, int(reply[0]), text(reply[1]), raw(reply[2]), raw(reply[3]),
+                     headers=raw(reply[4]), retries=int(reply[5]))
 
 
 def parse_register(reply: Sequence[Any]) -> list[str]:

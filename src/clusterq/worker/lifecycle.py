@@ -14,6 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from clusterq.api.hooks import HookSet, set_report_sink
 from clusterq.connection.server_checks import server_warnings
 from clusterq.connection.sync import REDIS_ERRORS, describe
 from clusterq.exceptions import ConnectionFailed, StopRequested, WorkerNameInUse
@@ -27,10 +28,10 @@ from clusterq.worker.wakeup import Waker
 
 if TYPE_CHECKING:
     from clusterq.worker.fetch import Fetched, Fetcher, SetAside
+    from clusterq.worker.lanes import Lane, WorkerStats
     from clusterq.worker.leases import Leases
     from clusterq.worker.maintenance import Maintenance
     from clusterq.worker.outcomes import Outcomes
-    from clusterq.worker.worker import Lane, WorkerStats
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class Lifecycle:
     lanes: list[Lane]
     stats: WorkerStats
     executor: Any
+    hooks: HookSet
+    _report_sink: Any
     leases: Leases
     outcomes: Outcomes
     maintenance: Maintenance
@@ -96,6 +99,8 @@ class Lifecycle:
                                    f"{type(exc).__name__}: {exc}") from None
         if taken:
             raise WorkerNameInUse(taken)
+        self.hooks.call("on_worker_start", self)  # before the pools fork: what it opens, children inherit
+        self._report_sink = set_report_sink(lambda data: self.hooks.call("on_report", data))
         for lane in self.lanes:  # fork the pools' children before this process starts threads
             lane.pool.start(self.executor, self._notifier)
         try:
@@ -148,6 +153,8 @@ class Lifecycle:
             signal.signal(signum, handler)
         self._previous_handlers.clear()
         self._notifier.close()
+        self.hooks.call("on_worker_stop", self, reverse=True)
+        set_report_sink(self._report_sink)
 
     def _on_reload(self, signum: int, frame: Any) -> None:
         """SIGUSR1: pools of child processes replace their children (each once its batch is done), so jobs

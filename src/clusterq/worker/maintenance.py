@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.cluster import RedisCluster
 from redis.exceptions import NoPermissionError
+from redis.sentinel import SentinelConnectionPool
 
-from clusterq.connection.sync import REDIS_ERRORS, topology_of
+from clusterq.connection.sync import REDIS_ERRORS
 from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
@@ -55,7 +58,8 @@ class Round:
 
 class Maintenance:
     def __init__(self, connection: Any, store: T.Store, forwarder: Forwarder, queue_keys: dict[str, K.QueueKeys],
-                 *, max_attempts: int, failure_keep_ms: int, interval_s: float, trim_interval_s: float) -> None:
+                 *, max_attempts: int, failure_keep_ms: int, interval_s: float, trim_interval_s: float,
+                 on_abandoned: Callable[[str, list[str]], None] = lambda queue, ids: None) -> None:
         self.connection = connection
         self.store = store
         self.forwarder = forwarder
@@ -65,6 +69,7 @@ class Maintenance:
         self.failure_keep_ms = failure_keep_ms
         self.interval_s = interval_s
         self.trim_interval_s = trim_interval_s
+        self.on_abandoned = on_abandoned  # the on_abandoned hooks: (queue, ids)
         self.next_due = 0.0  # monotonic; 0 means now
         self.next_trim = time.monotonic() + trim_interval_s
         self._sentinel_primary: Any = None
@@ -118,6 +123,8 @@ class Maintenance:
                 # a dead worker's jobs come back within about a lease (leases are extended well before).
                 self.soon(now + recovery.due_in_s + RECOVERY_MARGIN_S)
             requeued, failed = recovery.requeued, recovery.abandoned
+            if recovery.abandoned_ids:
+                self.on_abandoned(name, recovery.abandoned_ids)
             if requeued:
                 done.ready.add(name)
                 log.warning("queue %r: %d job(s) whose lease expired were requeued", name, requeued)
@@ -159,8 +166,8 @@ class Maintenance:
         redis-py asks only when it reconnects, so without this a worker keeps writing to a demoted primary
         that still accepts writes (which Redis then throws away) until it refuses or drops the connection.
         """
-        pool = self.connection.connection_pool if topology_of(self.connection) == "sentinel" else None
-        if pool is None:
+        pool = None if isinstance(self.connection, RedisCluster) else self.connection.connection_pool
+        if not isinstance(pool, SentinelConnectionPool):  # only a Sentinel client follows its primary
             return False
         try:
             address = pool.get_master_address()  # also disconnects idle connections when it moved

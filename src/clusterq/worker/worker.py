@@ -29,7 +29,6 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import (
@@ -42,6 +41,7 @@ from redis.exceptions import (
 
 from clusterq.api.context import JobConnection
 from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, ExceptionHandler, Executor, FunctionResolver
+from clusterq.api.hooks import HookSet
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S
 from clusterq.api.queue import Queue
 from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect, describe
@@ -54,6 +54,7 @@ from clusterq.state import store as T
 from clusterq.state.outbox import Forwarder
 from clusterq.worker import lifecycle
 from clusterq.worker.fetch import Fetched, Fetcher, SetAside
+from clusterq.worker.lanes import Lane, WorkerStats
 from clusterq.worker.leases import Leases
 from clusterq.worker.maintenance import PROMOTE_BATCH, SCHEDULED_POLL_S, Maintenance
 from clusterq.worker.outcomes import Outcomes
@@ -65,30 +66,10 @@ from clusterq.worker.wakeup import Waker
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class WorkerStats:
-    processed: int = 0
-    finished: int = 0
-    failed: int = 0
-    stopped: int = 0  # jobs stopped by job.stop()
-    lost: int = 0  # outcomes refused because the lease was lost
-    crashed: int = 0  # jobs whose process died under them (left to the lease rules)
-
-
-@dataclass
-class Lane:
-    """Queues served by one pool. ``avg_job_s`` sizes its lease batches."""
-
-    queues: list[str]
-    pool: Pool
-    avg_job_s: float = 0.05
-    ready: set[str] = field(default_factory=set)
-
-
 def _handlers(handlers: ExceptionHandler | Sequence[ExceptionHandler] | None) -> list[ExceptionHandler]:
     if handlers is None:
         return []
-    listed = list(handlers) if isinstance(handlers, (list, tuple)) else [handlers]
+    listed: list[ExceptionHandler] = list(handlers) if isinstance(handlers, (list, tuple)) else [handlers]  # type: ignore[list-item]
     refused = [h for h in listed if not callable(h)]
     if refused:
         raise TypeError(f"exception_handlers must be callables handler(job, exc_type, exc_value, traceback), "
@@ -127,6 +108,10 @@ class Worker(lifecycle.Lifecycle):
     ``signing_key`` (bytes or str, or several: any of them verifies) makes the worker run only jobs
     signed with it (:mod:`clusterq.signing`); others fail with a ``SignatureError`` reason without
     their function being imported or their arguments decoded.
+
+    ``hooks`` (:mod:`clusterq.api.hooks`) run around every job this worker runs, in the process that runs
+    it, and at worker start and stop, pool child start and exit, and abandonment; after the process-wide
+    ones (``clusterq.hooks.register``, the ``clusterq.hooks`` entry points).
     """
 
     def __init__(
@@ -157,6 +142,7 @@ class Worker(lifecycle.Lifecycle):
         settings: WorkerSettings | None = None,
         exception_handlers: ExceptionHandler | Sequence[ExceptionHandler] | None = None,
         disable_default_exception_handler: bool = False,
+        hooks: Sequence[Any] = (),
     ) -> None:
         self.settings = s = WorkerSettings.merge(settings, {
             "lease_s": lease_s, "max_attempts": max_attempts, "default_timeout_s": default_timeout_s,
@@ -190,8 +176,9 @@ class Worker(lifecycle.Lifecycle):
                                        else self.connection, self.connection)
         self.executor = Executor(FunctionResolver(allow), self.serializer, s.default_timeout_s, self.connection,
                                  job_connection=job_connection,
-                                 signer=make_signer(signing_key),
+                                 signer=make_signer(signing_key), hooks=HookSet(hooks),
                                  exception_handlers=_handlers(exception_handlers))
+        self.hooks = self.executor.hooks
         # RQ's default exception handler reports the failure; here it is the worker's log line for it (the
         # job is kept in the failed registry either way: clusterq never drops a failed job).
         self.outcomes_logged = not disable_default_exception_handler
@@ -216,7 +203,8 @@ class Worker(lifecycle.Lifecycle):
                                self.lanes, worker_name=self.name, failure_keep_ms=self.failure_keep_ms)
         self.maintenance = Maintenance(self.connection, self.store, self.forwarder, self.queue_keys,
                                        max_attempts=s.max_attempts, failure_keep_ms=self.failure_keep_ms,
-                                       interval_s=s.maintenance_interval_s, trim_interval_s=s.trim_interval_s)
+                                       interval_s=s.maintenance_interval_s, trim_interval_s=s.trim_interval_s,
+                                       on_abandoned=self.hooks.abandoned)
 
         self._stop = threading.Event()  # finish the running jobs, then leave
         self._stop_now = False  # a second signal: leave at once, hand the running jobs back
@@ -337,8 +325,8 @@ class Worker(lifecycle.Lifecycle):
             self._start_waker()  # its subscription is on the old primary
         for name in done.ready:
             self._lane_of(name).ready.add(name)
-        for name, exc in done.failed.items():
-            self.set_aside.fail(name, "maintenance (recovering expired leases)", exc)
+        for name, error in done.failed.items():
+            self.set_aside.fail(name, "maintenance (recovering expired leases)", error)
             self._lane_of(name).ready.discard(name)
 
     _maybe_maintain = _maintain  # the name tests and older callers use

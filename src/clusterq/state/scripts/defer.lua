@@ -12,7 +12,7 @@ KEYS[1] deferred: deferred sorted set (score = creation time, ms)
 KEYS[2] job_prefix: job key prefix
 KEYS[3] outbox: outbox sorted set
 ARGV[1] at_front: "1" to join the front of the queue when released, else "0"
-ARGV[2] job_width: how many values describe the job (N, 11 today), so the parents are found whatever N is
+ARGV[2] job_width: how many values describe the job (N, 12 today), so the parents are found whatever N is
 ARGV[3] id: the job's id; ARGV[3..2+N] are the job, as in enqueue.lua
 ARGV[4] func: function path
 ARGV[5] payload: payload
@@ -24,10 +24,13 @@ ARGV[10] flag: flag ("1" fresh id, checked all the same; "u" unique, "0")
 ARGV[11] signature: signature ("" = unsigned)
 ARGV[12] priority: priority ("0" = none; used when the job is released)
 ARGV[13] concurrency_key: concurrency key ("" = none)
+ARGV[14] headers: headers JSON ("" = none; stored as "hd")
 ARGV[3+N..] parents (2 per parent): parent, mode
           parent handle, and "w" (must finish) or "a" (may fail)
 Returns: CREATED, EXISTED (a job with that id already existed; nothing changed), DUPLICATE (unique only: a
          job with that id is scheduled, queued, started or deferred)
+Errors (before anything is written): the deferred or outbox set of the wrong type (WRONGTYPE naming it); a
+         ttl as in enqueue.lua (ERR).
 ]]
 local deferred = KEYS[1]
 local job_prefix = KEYS[2]
@@ -45,9 +48,15 @@ local flag = ARGV[10]
 local signature = ARGV[11]
 local priority = ARGV[12]
 local concurrency_key = ARGV[13]
+local headers = ARGV[14]
 local CODE = {CREATED = 1, EXISTED = 0, DUPLICATE = -1}
 --!include job_record
 --!include now_ms
+--!include check_types
+--!include check_int
+local bad = check_types("defer", {deferred, "zset", outbox, "zset"})
+  or check_int("defer", "job " .. id .. ": ttl_s", ttl_s, 0, 3153600000)
+if bad then return redis.error_reply(bad) end
 local now = now_ms()
 local first = 3 + job_width
 local key = job_prefix .. id

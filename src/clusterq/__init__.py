@@ -50,6 +50,7 @@ from clusterq.scheduling.periodic import (
     load_periodic,
     periodic,
     remove_periodic,
+    run_periodic_now,
 )
 from clusterq.serializers import JSONSerializer, PickleSerializer, Serializer
 from clusterq.signing import Signer
@@ -113,6 +114,7 @@ __all__ = [
     "load_periodic",
     "periodic",
     "remove_periodic",
+    "run_periodic_now",
     # connecting
     "connect",
     "connect_async",

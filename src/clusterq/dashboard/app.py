@@ -399,6 +399,10 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
         if name in ("suspend", "resume"):
             outcome = await threaded(lambda: audited(A.queue_action(client, name, queue_name), queue_name or "*"))()
             return _redirect(ctx, "/queue" if queue_name else "/", outcome.message, name=queue_name or None)
+        if name == "run-now":
+            periodic_name = str(form.get("periodic", ""))
+            outcome = await threaded(lambda: audited(A.run_now(client, periodic_name, queue_name), periodic_name))()
+            return _redirect(ctx, "/periodic", outcome.message)
         if name == "limits":
             outcome = await threaded(lambda: audited(A.set_limits(client, queue_name, form), queue_name))()
             return _redirect(ctx, "/queue", outcome.message, name=queue_name)

@@ -370,7 +370,7 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
             return await act(request, ctx)
         except (ClusterQError, ValueError) as exc:  # refused by the API: shown as 400, and audited too
             form = await read_form(request)
-            target = form.get("job") or form.get("queue") or "*"
+            target = form.get("job") or form.get("periodic") or form.get("queue") or "*"
             who = ctx.principal.name if ctx.principal else "?"
             await threaded(A.record)(client, who, request.path_params["name"], target, 0, False, str(exc))
             raise

@@ -6,7 +6,8 @@ scheduler: ``clusterq cron myapp.periodic``, ``clusterq worker --with-cron myapp
 all of them to one script in the job's queue slot (``cron_tick.lua``), which takes it only if it is
 newer than the last tick taken, so each tick is enqueued exactly once.
 
-A scheduler sleeps until the next tick is due; it talks to Redis once per due tick (and once at start).
+A scheduler sleeps until the next tick is due; it talks to Redis once per due tick (and once at start),
+and between ticks only to look for run-now requests (below).
 An operator can ask for one extra run now (``run_periodic_now``, ``clusterq cron --run-now NAME``, the
 dashboard): only a scheduler has the job's arguments, options and signing key, so the request is a
 string in the job's queue slot (the request's ms, set only if absent: one pending request at a time)

@@ -13,9 +13,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
+import redis
 
 from clusterq import CronScheduler, Periodic, PeriodicError, Queue, list_periodic, run_periodic_now
 from clusterq.state import keys as K
+from clusterq.state import store as T
+from clusterq.state import transitions as TR
 
 DEADLINE_S = 60.0
 KEY = b"k" * 32
@@ -113,3 +116,25 @@ def test_clusterq_cron_run_now_records_a_request_a_scheduler_takes(url: str, qna
     missing = subprocess.run([sys.executable, "-m", "clusterq.cli", "cron", "-u", url, "--run-now", "nope"],
                              env=subprocess_env, capture_output=True, text=True, timeout=DEADLINE_S)
     assert missing.returncode != 0 and "no periodic job is named 'nope'" in missing.stderr
+
+
+def test_a_run_now_key_of_the_wrong_type_is_logged_and_other_requests_still_run(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    broken = Periodic("jobs.noop", cron="0 0 1 1 *", queue=qname, name="broken")
+    fine = Periodic("jobs.noop", cron="0 0 1 1 *", queue=qname, name="fine")
+    scheduler = CronScheduler(url, [broken, fine], install_signal_handlers=False)
+    scheduler.run_once()
+    q.connection.hset(q.keys.cron_run_now("broken"), "x", "1")  # edited by hand into a hash
+    assert run_periodic_now(url, "fine") is True
+    scheduler.run_once()
+    [run_id] = manual_ids(q)
+    assert run_id.startswith("cron:fine:manual:")
+    assert q.connection.type(q.keys.cron_run_now("broken")) in (b"hash", "hash"), "left alone"
+    # Offered directly, the manual take names the key; the job's ticks are not stopped by it.
+    new = scheduler._new_job(scheduler._entries[0], 1000, manual=True)
+    with pytest.raises(redis.ResponseError, match=r"WRONGTYPE cron_tick: key .*cron:n:broken holds a hash"):
+        q.store.run(T.cron_tick_call(q.keys, "broken", 1000, "manual", 5, new))
+    past_ms = int(time.time() * 1000) - 60_000  # after the last yearly tick, before the server's clock
+    tick = scheduler._new_job(scheduler._entries[0], past_ms)
+    reply = TR.parse_cron_tick(q.store.run(T.cron_tick_call(q.keys, "broken", past_ms, "fire", 5, tick)))
+    assert reply.code is TR.CronTickCode.ENQUEUED

@@ -350,13 +350,16 @@ class CronScheduler:
             pipe = self.connection.pipeline(transaction=False)
             for entry in self._entries:
                 pipe.get(entry.queue.keys.cron_run_now(entry.job.name))
-            requested = pipe.execute()
+            requested = pipe.execute(raise_on_error=False)
         except REDIS_ERRORS as exc:
             log.warning("cron scheduler: cannot read run-now requests: %s", exc)
             return
         offers: list[tuple[_Entry, int]] = []
         for entry, raw in zip(self._entries, requested):
             if raw is None:
+                continue
+            if isinstance(raw, BaseException):  # e.g. the key edited into a hash: the others still run
+                log.warning("periodic job %s: cannot read its run-now request: %s", entry.job.name, raw)
                 continue
             try:
                 offers.append((entry, int(_text(raw))))

@@ -47,8 +47,8 @@ Returns: {code, server time (ms), last tick taken before this call (ms, -1 = non
          TAKEN (tick already taken, or its job id already existed), RECORDED (recorded without running),
          EARLY, OVERLAP (recorded without running because the previous run has not ended); in mode
          "manual": ENQUEUED, or TAKEN (the request is gone: another scheduler took it)
-Errors (before anything is written): a key of the queue of the wrong type (WRONGTYPE naming it, run_now
-         included); tick_ms,
+Errors (before anything is written): a key of the queue of the wrong type (WRONGTYPE naming it; run_now only
+         in mode "manual"); tick_ms,
          keep_runs or the ttl not a whole number in range (ERR). A last tick in the cron hash that is not a
          number counts as none (the tick is taken and the field repaired).
 ]]
@@ -82,8 +82,10 @@ local CODE = {ENQUEUED = 1, TAKEN = 0, RECORDED = 2, EARLY = 3, OVERLAP = 4}
 --!include push_job
 --!include check_types
 --!include check_int
-local bad = check_types("cron_tick", {cron, "hash", cron_runs, "list", pending, "list", prio, "zset", stats, "hash",
-                                  run_now, "string"})
+local typed = {cron, "hash", cron_runs, "list", pending, "list", prio, "zset", stats, "hash"}
+-- run_now only in mode "manual": a request key edited by hand must not stop the job's ticks.
+if mode == "manual" then typed[#typed + 1] = run_now; typed[#typed + 1] = "string" end
+local bad = check_types("cron_tick", typed)
   or check_int("cron_tick", "tick_ms", tick_ms, -4503599627370496, 4503599627370496)
   or check_int("cron_tick", "keep_runs", keep_runs, 1, 1000000000)
   or check_int("cron_tick", "job " .. id .. ": ttl_s", ttl_s, 0, 3153600000)

@@ -51,6 +51,7 @@ from clusterq.scheduling.periodic import (
     load_periodic,
     periodic,
     remove_periodic,
+    run_periodic_now,
 )
 from clusterq.serializers import JSONSerializer, PickleSerializer, Serializer
 from clusterq.signing import Signer
@@ -115,6 +116,7 @@ __all__ = [
     "load_periodic",
     "periodic",
     "remove_periodic",
+    "run_periodic_now",
     # connecting
     "connect",
     "connect_async",

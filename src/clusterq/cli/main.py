@@ -158,8 +158,19 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         serializer=args.serializer or _setting(args, "SERIALIZER"),
         signing_key=signing_keys(args),
         periodic=periodic,
-        hooks=[*(args.hook or ()), *_setting(args, "HOOKS", ())],
+        hooks=[*(args.hook or ()), *_setting(args, "HOOKS", ()), *_metrics_hooks(args)],
     )
+
+
+def _metrics_hooks(args: argparse.Namespace) -> list[Any]:
+    """``--metrics-port``: the Prometheus hook serving this worker's registry (the ``metrics`` extra)."""
+    if args.metrics_port is None:
+        return []
+    try:  # optional: only a worker asked for metrics needs prometheus-client
+        from clusterq.observability.metrics import JobMetrics
+    except ImportError as exc:
+        raise ValueError(f"--metrics-port needs prometheus-client (pip install 'clusterq[metrics]'): {exc}") from None
+    return [JobMetrics(port=args.metrics_port, host=args.metrics_host)]
 
 
 def _periodic_jobs(args: argparse.Namespace, module: str | None) -> list[Periodic]:
@@ -512,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow", action="append", help="only run functions matching this pattern (repeatable)")
     p.add_argument("--hook", action="append", metavar="MODULE:OBJ",
                    help="a hook (object, class or factory) run around every job (repeatable; see clusterq.hooks)")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on this port (/metrics; needs clusterq[metrics])")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
+                   help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)")
     p.add_argument("--lease-s", type=float, help="seconds a job stays leased without a heartbeat (15)")
     p.add_argument("--max-attempts", type=int, help="leases before a job whose worker died fails (3)")
     p.add_argument("--serializer", help="json (default), pickle, or a dotted path")

@@ -4,14 +4,17 @@ prometheus-client's parser, and the worker's HTTP endpoint."""
 
 from __future__ import annotations
 
+import socket
 import urllib.request
 
 import pytest
+import redis
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clusterq import Queue, Retry, Worker
+from clusterq import JobStatus, Queue, Retry, Worker
 from clusterq.observability.metrics import ENQUEUED_HEADER, JobMetrics
+from clusterq.observability.queues import QueueGauges, read_queue_gauges
 from worker_thread import running
 
 
@@ -19,6 +22,13 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of an exposition, keyed by name and sorted labels (parsing it is part of the test)."""
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (a server that is down)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _jobs(samples: dict, queue: str, outcome: str) -> float:
@@ -114,3 +124,35 @@ def test_the_worker_serves_its_registry_over_http(url: str, qname: str) -> None:
     samples = _samples(text)
     assert _jobs(samples, qname, "finished") == 1
     assert samples[("clusterq_worker_slots", (("pool", "process"), ("state", "idle")))] == 2
+    assert samples[("clusterq_queue_jobs", (("queue", qname), ("state", "finished")))] == 1
+    assert samples[("clusterq_queue_scrape_ok", ())] == 1
+
+
+def test_queue_gauges_count_jobs_by_state_and_age_the_oldest_waiting_one(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    failed = q.enqueue("jobs.fail")
+    Worker(q, url, pool="solo", install_signal_handlers=False).work(burst=True)
+    assert failed.get_status() == JobStatus.FAILED
+    first = q.enqueue("jobs.add", 1, 2)
+    q.enqueue("jobs.add", 1, 2, priority=3)
+    q.enqueue_in(3600, "jobs.add", 1, 2)
+    q.enqueue("jobs.add", 1, 2, depends_on=first)
+    other = f"{qname}-empty"
+    [gauge, empty] = read_queue_gauges(q.connection, [qname, other])
+    assert gauge.jobs == {"waiting": 2, "running": 0, "scheduled": 1, "deferred": 1, "failed": 1,
+                          "finished": 0, "canceled": 0}
+    assert gauge.oldest_waiting_s is not None and 0 <= gauge.oldest_waiting_s < 600
+    assert set(empty.jobs.values()) == {0} and empty.oldest_waiting_s is None
+
+
+def test_a_scrape_while_redis_is_down_answers_without_queue_gauges_and_counts_it(caplog) -> None:
+    metrics = JobMetrics(queue_gauges=False)
+    metrics.registry.register(QueueGauges(redis.Redis(port=_closed_port()), ["q"],
+                                          on_error=metrics.errors))
+    for _ in range(3):  # the error counter is collected before the gauges: the 3rd shows the first 2
+        samples = _samples(generate_latest(metrics.registry).decode())
+    assert samples[("clusterq_queue_scrape_ok", ())] == 0
+    assert samples[("clusterq_observability_errors_total", (("kind", "scrape"),))] == 2
+    assert not any(name == "clusterq_queue_jobs" for name, _ in samples)
+    assert len([r for r in caplog.records if "queue gauges could not be read" in r.getMessage()
+                and r.levelname == "WARNING"]) == 1, "logged once"

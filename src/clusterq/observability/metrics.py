@@ -23,6 +23,8 @@ Metric names (all prefixed ``clusterq_``):
 ``worker_slots{pool,state}``           this worker's pool slots, ``busy`` or ``idle``
 ``observability_errors_total{kind}``   what this layer refused or failed at (a garbage header, a
                                        queue scrape while Redis is down), each logged once
+``queue_jobs{queue,state}``            the worker's queues' jobs by state, and their oldest waiting
+``queue_oldest_waiting_seconds{queue}`` age (:mod:`clusterq.observability.queues`), read at scrape time
 =====================================  ==========================================================
 """
 
@@ -40,6 +42,7 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
 from clusterq.api.hooks import EnqueueInfo, Hook, JobInfo, report
+from clusterq.observability.queues import QueueGauges
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +139,14 @@ class JobMetrics(Hook):
 
     def __init__(self, registry: CollectorRegistry | None = None, *, port: int | None = None,
                  host: str = "127.0.0.1", max_functions: int = DEFAULT_MAX_FUNCTIONS,
-                 stamp_enqueue: bool = True, extra: Sequence[Collector] = ()) -> None:
+                 stamp_enqueue: bool = True, queue_gauges: bool = True,
+                 extra: Sequence[Collector] = ()) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.port, self.host = port, host
         self.max_functions = max_functions
         self.stamp_enqueue = stamp_enqueue
+        self.queue_gauges = queue_gauges
+        self._gauges: QueueGauges | None = None
         r = self.registry
         self.jobs = Counter("clusterq_jobs", "Job runs ended, by outcome", ["queue", "function", "outcome"],
                             registry=r)
@@ -222,6 +228,10 @@ class JobMetrics(Hook):
 
     def on_worker_start(self, worker: Any) -> None:
         self._slots.worker = worker
+        if self.queue_gauges and self._gauges is None:  # the worker's own queues, read at each scrape
+            self._gauges = QueueGauges(worker.connection, [q for lane in worker.lanes for q in lane.queues],
+                                       on_error=self.errors)
+            self.registry.register(self._gauges)
         if self.port is not None and self._server is None:
             self._server, _ = start_http_server(self.port, self.host, registry=self.registry)
             self.port = self._server.server_address[1]

@@ -19,11 +19,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from clusterq.connection.sync import REDIS_ERRORS
 from clusterq.state import keys as K
+from clusterq.worker.registration import list_workers
 
 log = logging.getLogger(__name__)
 
@@ -115,4 +117,54 @@ class QueueGauges(Collector):
         yield from (jobs, oldest, ok)
 
 
-__all__ = ["STATES", "QueueGauge", "QueueGauges", "read_queue_gauges"]
+class WorkerGauges(Collector):
+    """``clusterq_workers{pool,state}`` (registered workers by their first pool's kind, ``busy`` or
+    ``idle``) and ``clusterq_queue_workers{queue}`` (workers serving each queue: 0 is the "no worker on
+    this queue" alert), from the workers' registrations (one entry per live worker)."""
+
+    def __init__(self, connection: Any, on_error: Callable[..., None] | None = None) -> None:
+        self.connection = connection
+        self.on_error = on_error or (lambda kind, message, *args: log.warning(message, *args))
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            workers = list_workers(self.connection)
+        except REDIS_ERRORS as exc:
+            self.on_error("scrape", "workers could not be read from Redis: %s: %s", type(exc).__name__, exc)
+            return
+        by_state = GaugeMetricFamily("clusterq_workers", "Registered workers by pool kind and state",
+                                     labels=["pool", "state"])
+        per_queue = GaugeMetricFamily("clusterq_queue_workers", "Registered workers serving the queue",
+                                      labels=["queue"])
+        counts: dict[tuple[str, str], int] = {}
+        queues: dict[str, int] = {}
+        for worker in workers:
+            pool = worker.pool.partition(":")[0] or "unknown"
+            key = (pool, "busy" if worker.current_job else "idle")
+            counts[key] = counts.get(key, 0) + 1
+            for queue in worker.queues:
+                queues[queue] = queues.get(queue, 0) + 1
+        for (pool, state), count in sorted(counts.items()):
+            by_state.add_metric([pool, state], count)
+        for queue, count in sorted(queues.items()):
+            per_queue.add_metric([queue], count)
+        yield from (by_state, per_queue)
+
+
+def deployment_registry(connection: Any, queues: Sequence[str] | Callable[[], Sequence[str]],
+                        on_error: Callable[..., None] | None = None) -> CollectorRegistry:
+    """A registry of the deployment-wide gauges (queues and workers): what the dashboard's ``/metrics``
+    serves."""
+    registry = CollectorRegistry()
+    registry.register(QueueGauges(connection, queues, on_error))
+    registry.register(WorkerGauges(connection, on_error))
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The registry in Prometheus' text format."""
+    return generate_latest(registry)
+
+
+__all__ = ["STATES", "QueueGauge", "QueueGauges", "WorkerGauges", "deployment_registry", "exposition",
+           "read_queue_gauges"]

@@ -1,0 +1,48 @@
+"""The dashboard's /metrics: the deployment's queue and worker gauges, token-protected when auth is on,
+output that parses with prometheus-client's parser."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from clusterq import Queue, Worker
+from clusterq.dashboard import AuthConfig, Token, create_app, hash_token
+from dashboard_support import serving
+from worker_thread import running
+
+
+def _samples(text: str) -> dict:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_the_dashboard_serves_queue_and_worker_gauges_behind_its_token(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    for i in range(3):
+        q.enqueue("jobs.add", i, 1)
+    auth = AuthConfig(tokens=[Token("prometheus", hash_token("scrape-me"), "viewer")])
+    with serving(create_app(url, auth=auth)) as base, httpx.Client(base_url=base, timeout=30) as c:
+        assert c.get("/metrics").status_code == 401
+        assert c.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        bearer = {"Authorization": "Bearer scrape-me"}
+        reply = c.get("/metrics", headers=bearer)
+        assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
+        samples = _samples(reply.text)
+        assert samples[("clusterq_queue_jobs", (("queue", qname), ("state", "waiting")))] == 3
+        assert samples[("clusterq_queue_oldest_waiting_seconds", (("queue", qname),))] >= 0
+        assert samples[("clusterq_queue_scrape_ok", ())] == 1
+        with running(Worker(q, url, pool="thread", concurrency=2, install_signal_handlers=False, name="w1")):
+            samples = {}
+            for _ in range(600):  # until the worker has registered and run the backlog
+                samples = _samples(c.get("/metrics", headers=bearer).text)
+                if samples.get(("clusterq_queue_workers", (("queue", qname),))) == 1 and \
+                        samples[("clusterq_queue_jobs", (("queue", qname), ("state", "finished")))] == 3:
+                    break
+                time.sleep(0.05)
+            assert samples[("clusterq_queue_workers", (("queue", qname),))] == 1
+            assert samples[("clusterq_queue_jobs", (("queue", qname), ("state", "finished")))] == 3
+            assert sum(v for (name, labels), v in samples.items()
+                       if name == "clusterq_workers" and ("pool", "thread") in labels) == 1

@@ -34,6 +34,8 @@ def test_the_dashboard_serves_queue_and_worker_gauges_behind_its_token(url: str,
         assert samples[("clusterq_queue_jobs", (("queue", qname), ("state", "waiting")))] == 3
         assert samples[("clusterq_queue_oldest_waiting_seconds", (("queue", qname),))] >= 0
         assert samples[("clusterq_queue_scrape_ok", ())] == 1
+        policies = [(dict(labels), v) for (name, labels), v in samples.items() if name == "clusterq_redis_evicts"]
+        assert policies and all(v == (labels["policy"] != "noeviction") for labels, v in policies)
         with running(Worker(q, url, pool="thread", concurrency=2, install_signal_handlers=False, name="w1")):
             samples = {}
             for _ in range(600):  # until the worker has registered and run the backlog

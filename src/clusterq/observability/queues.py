@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from clusterq.connection.server_checks import memory_of_primaries
 from clusterq.connection.sync import REDIS_ERRORS
 from clusterq.state import keys as K
 from clusterq.worker.registration import list_workers
@@ -151,6 +152,33 @@ class WorkerGauges(Collector):
         yield from (by_state, per_queue)
 
 
+class ServerGauges(Collector):
+    """Each primary's memory and whether its ``maxmemory-policy`` can evict jobs (``INFO memory``, one call
+    per primary): ``clusterq_redis_evicts{node,policy}`` (1: jobs can vanish), ``clusterq_redis_memory_used_bytes``
+    and ``clusterq_redis_memory_max_bytes`` (0: no limit) by ``node``."""
+
+    def __init__(self, connection: Any, on_error: Callable[..., None] | None = None) -> None:
+        self.connection = connection
+        self.on_error = on_error or (lambda kind, message, *args: log.warning(message, *args))
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            nodes = memory_of_primaries(self.connection)
+        except REDIS_ERRORS as exc:
+            self.on_error("scrape", "server memory could not be read from Redis: %s: %s", type(exc).__name__, exc)
+            return
+        evicts = GaugeMetricFamily("clusterq_redis_evicts", "1 when the primary's maxmemory-policy can evict "
+                                   "jobs (anything but noeviction)", labels=["node", "policy"])
+        used = GaugeMetricFamily("clusterq_redis_memory_used_bytes", "Memory used by the primary", labels=["node"])
+        limit = GaugeMetricFamily("clusterq_redis_memory_max_bytes", "The primary's maxmemory (0: none)",
+                                  labels=["node"])
+        for node in nodes:
+            evicts.add_metric([node.node, node.policy], 1 if node.evicts else 0)
+            used.add_metric([node.node], node.used_bytes)
+            limit.add_metric([node.node], node.max_bytes)
+        yield from (evicts, used, limit)
+
+
 def deployment_registry(connection: Any, queues: Sequence[str] | Callable[[], Sequence[str]],
                         on_error: Callable[..., None] | None = None) -> CollectorRegistry:
     """A registry of the deployment-wide gauges (queues and workers): what the dashboard's ``/metrics``
@@ -158,6 +186,7 @@ def deployment_registry(connection: Any, queues: Sequence[str] | Callable[[], Se
     registry = CollectorRegistry()
     registry.register(QueueGauges(connection, queues, on_error))
     registry.register(WorkerGauges(connection, on_error))
+    registry.register(ServerGauges(connection, on_error))
     return registry
 
 
@@ -166,5 +195,5 @@ def exposition(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
-__all__ = ["STATES", "QueueGauge", "QueueGauges", "WorkerGauges", "deployment_registry", "exposition",
+__all__ = ["STATES", "QueueGauge", "QueueGauges", "ServerGauges", "WorkerGauges", "deployment_registry", "exposition",
            "read_queue_gauges"]

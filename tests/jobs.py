@@ -235,3 +235,9 @@ SETTINGS = {"target": "https://example.invalid/legit"}
 def notify():
     """Reads module state a forged path could rewrite through ``notify.__globals__``."""
     return SETTINGS["target"]
+
+
+def record_then_wait(started, release):
+    """Record that it started, then run until the test creates ``release``."""
+    record(started, "started")
+    return wait_for_file(release)

@@ -39,6 +39,7 @@ from clusterq.api.queue import Queue
 from clusterq.connection.server_checks import memory_of_primaries, server_warnings
 from clusterq.connection.sync import DEFAULT_URL, REDIS_ERRORS, URL_ENV, connect, describe, parse_url
 from clusterq.exceptions import ClusterQError, NoSuchJobError
+from clusterq.observability.health import HealthServer
 from clusterq.scheduling.periodic import (
     CronScheduler,
     Periodic,
@@ -158,7 +159,7 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         serializer=args.serializer or _setting(args, "SERIALIZER"),
         signing_key=signing_keys(args),
         periodic=periodic,
-        hooks=[*(args.hook or ()), *_setting(args, "HOOKS", ()), *_metrics_hooks(args)],
+        hooks=[*(args.hook or ()), *_setting(args, "HOOKS", ()), *_metrics_hooks(args), *_health_hooks(args)],
     )
 
 
@@ -171,6 +172,13 @@ def _metrics_hooks(args: argparse.Namespace) -> list[Any]:
     except ImportError as exc:
         raise ValueError(f"--metrics-port needs prometheus-client (pip install 'clusterq[metrics]'): {exc}") from None
     return [JobMetrics(port=args.metrics_port, host=args.metrics_host)]
+
+
+def _health_hooks(args: argparse.Namespace) -> list[Any]:
+    """``--health-port``: /livez and /readyz for Kubernetes probes (no extra needed)."""
+    if args.health_port is None:
+        return []
+    return [HealthServer(port=args.health_port, host=args.health_host)]
 
 
 def _periodic_jobs(args: argparse.Namespace, module: str | None) -> list[Periodic]:
@@ -527,6 +535,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve Prometheus metrics on this port (/metrics; needs clusterq[metrics])")
     p.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
                    help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument("--health-port", type=int, metavar="PORT",
+                   help="serve /livez and /readyz on this port (Kubernetes probes)")
+    p.add_argument("--health-host", default="127.0.0.1", metavar="ADDR",
+                   help="address for --health-port (default 127.0.0.1; 0.0.0.0 in a container)")
     p.add_argument("--lease-s", type=float, help="seconds a job stays leased without a heartbeat (15)")
     p.add_argument("--max-attempts", type=int, help="leases before a job whose worker died fails (3)")
     p.add_argument("--serializer", help="json (default), pickle, or a dotted path")

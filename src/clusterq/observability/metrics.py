@@ -164,6 +164,7 @@ class JobMetrics(Hook):
         for collector in extra:
             r.register(collector)
         self._pairs: set[tuple[str, str]] = set()
+        self._series: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._lock = threading.Lock()
         self._server: Any = None
 
@@ -199,12 +200,14 @@ class JobMetrics(Hook):
         kind = data[1]
         if kind == "run":
             _, _, queue, func, duration_s, wait_s, ok = data
-            func = self._function(queue, func)
-            self.duration.labels(queue, func).observe(duration_s)
+            series = self._series.get((queue, func))
+            if series is None:
+                series = self._series_of(queue, func)
+            series[0].observe(duration_s)
             if wait_s is not None:
-                self.wait.labels(queue).observe(wait_s)
+                series[1].observe(wait_s)
             if ok:
-                self.jobs.labels(queue, func, "finished").inc()
+                series[2].inc()
         elif kind == "retry":
             func = self._function(data[2], data[3])
             self.jobs.labels(data[2], func, "retried").inc()
@@ -214,6 +217,16 @@ class JobMetrics(Hook):
         elif kind == "bad":
             self.errors("header", "job header %s is not a number (%r): the wait time is not counted",
                         data[2], data[3])
+
+    def _series_of(self, queue: str, func: str) -> tuple[Any, Any, Any]:
+        """The labelled children a run report updates, looked up once per (queue, function): the
+        supervisor handles every job's report, so its per-job work is kept to the updates."""
+        label = self._function(queue, func)
+        series = (self.duration.labels(queue, label), self.wait.labels(queue),
+                  self.jobs.labels(queue, label, "finished"))
+        if label == func:  # "(other)" functions are not cached: the cache stays as bounded as the series
+            self._series[(queue, func)] = series
+        return series
 
     def _function(self, queue: str, func: str) -> str:
         """``func``, or ``(other)`` once ``max_functions`` (queue, function) pairs have been seen."""

@@ -48,3 +48,25 @@ def test_the_dashboard_serves_queue_and_worker_gauges_behind_its_token(url: str,
             assert samples[("clusterq_queue_jobs", (("queue", qname), ("state", "finished")))] == 3
             assert sum(v for (name, labels), v in samples.items()
                        if name == "clusterq_workers" and ("pool", "thread") in labels) == 1
+
+
+def test_the_autoscaling_endpoint_answers_in_the_shape_kedas_metrics_api_scaler_reads(url: str, qname: str) -> None:
+    a, b = Queue(qname, url), Queue(f"{qname}-b", url)
+    for i in range(3):
+        a.enqueue("jobs.add", i, 1)
+    b.enqueue("jobs.add", 1, 1)
+    b.enqueue_in(0.2, "jobs.add", 2, 2)  # due soon, and no worker promotes it: due-scheduled
+    b.enqueue_in(3600, "jobs.add", 3, 3)  # not due: not counted
+    auth = AuthConfig(tokens=[Token("keda", hash_token("scale-me"), "viewer")])
+    bearer = {"Authorization": "Bearer scale-me"}
+    with serving(create_app(url, auth=auth)) as base, httpx.Client(base_url=base, timeout=30) as c:
+        assert c.get("/api/autoscale", params={"queue": qname}).status_code == 401
+        assert c.get("/api/autoscale", headers=bearer).status_code == 400
+        answer: dict = {}
+        deadline = time.monotonic() + 60
+        while answer.get("due_scheduled") != 1:
+            assert time.monotonic() < deadline, answer
+            answer = c.get("/api/autoscale", params={"queue": f"{qname},{qname}-b"}, headers=bearer).json()
+        assert answer["queues"] == [qname, f"{qname}-b"]
+        assert (answer["waiting"], answer["running"], answer["due_scheduled"], answer["value"]) == (4, 0, 1, 5)
+        assert answer["oldest_waiting_s"] >= 0

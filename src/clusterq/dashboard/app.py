@@ -26,7 +26,7 @@ from anyio import to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -39,6 +39,7 @@ from clusterq.dashboard.auth import SESSION_TTL_S, AuthConfig, Principal
 from clusterq.dashboard.live import Ticker
 from clusterq.dashboard.oidc import OIDCClient, SSOError
 from clusterq.exceptions import ClusterQError
+from clusterq.observability.backlog import autoscale
 
 log = logging.getLogger("clusterq.dashboard")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -461,6 +462,16 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
                             status_code=404, media_type="text/plain")
         return Response(await threaded(scrape)(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    async def autoscaling(request: Request, ctx: Ctx) -> Response:
+        names = [n for value in request.query_params.getlist("queue") for n in value.split(",") if n]
+        if not names or len(names) > D.MAX_QUEUES:
+            raise Refused(400, f"name 1 to {D.MAX_QUEUES} queues: /api/autoscale?queue=a&queue=b")
+        try:
+            answer = await threaded(autoscale)(client, names)
+        except ValueError as exc:  # a malformed queue name
+            raise Refused(400, str(exc)) from None
+        return JSONResponse(answer)
+
     def page(path: str, handler: Handler, role: str | None = "viewer", methods: tuple[str, ...] = ("GET",)) -> Route:
         return Route(path, endpoint(settings, role, handler, post="POST" in methods), methods=list(methods))
 
@@ -468,6 +479,7 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
         page("/", overview), page("/queue", queue), page("/job", job), page("/workers", workers),
         page("/periodic", periodic), page("/audit", audit), page("/search", search),
         page("/api/counts", counts), page("/events", events), page("/metrics", metrics),
+        page("/api/autoscale", autoscaling),
         page("/login", login_form, role=None), page("/login", login, role=None, methods=("POST",)),
         page("/logout", logout, role=None, methods=("POST",)),
         page("/auth/login", sso_login, role=None), page("/auth/callback", sso_callback, role=None),

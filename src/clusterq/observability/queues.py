@@ -14,9 +14,7 @@ without the queue gauges (``clusterq_queue_scrape_ok 0``) and counts the error; 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -25,65 +23,10 @@ from prometheus_client.registry import Collector
 
 from clusterq.connection.server_checks import memory_of_primaries
 from clusterq.connection.sync import REDIS_ERRORS
-from clusterq.state import keys as K
+from clusterq.observability.backlog import STATES, QueueGauge, autoscale, read_queue_gauges
 from clusterq.worker.registration import list_workers
 
 log = logging.getLogger(__name__)
-
-STATES = ("waiting", "running", "scheduled", "deferred", "failed", "finished", "canceled")
-"""The ``state`` label values of ``clusterq_queue_jobs``."""
-
-
-@dataclass
-class QueueGauge:
-    """One queue's counts by state (:data:`STATES`) and its oldest waiting job's age (None: none waits)."""
-
-    queue: str
-    jobs: dict[str, int] = field(default_factory=dict)
-    oldest_waiting_s: float | None = None
-
-
-def _int(value: Any) -> int:
-    return int(value) if value is not None else 0
-
-
-def read_queue_gauges(connection: Any, queues: Sequence[str]) -> list[QueueGauge]:
-    """The gauges of ``queues``: one pipelined round trip per node for the counts, one for the ages."""
-    if not queues:
-        return []
-    pipe = connection.pipeline(transaction=False)
-    keys = [K.QueueKeys(K.validate_queue_name(q)) for q in queues]
-    for qk in keys:
-        pipe.llen(qk.pending)
-        pipe.zcard(qk.prio)
-        pipe.hmget(qk.stats, ("tomb", "lwait"))
-        for key in (qk.active, qk.scheduled, qk.deferred, qk.failed, qk.finished, qk.canceled):
-            pipe.zcard(key)
-        pipe.lindex(qk.pending, 0)
-        pipe.zrange(qk.prio, 0, 0)
-    replies = pipe.execute()
-    gauges, heads = [], []
-    per = 11
-    for i, qk in enumerate(keys):
-        length, prio, (tomb, aside), active, scheduled, deferred, failed, finished, canceled, head, top = \
-            replies[i * per:(i + 1) * per]
-        waiting = max(0, _int(length) + _int(prio) + _int(aside) - _int(tomb))
-        gauges.append(QueueGauge(qk.name, dict(zip(STATES, (waiting, active, scheduled, deferred, failed,
-                                                            finished, canceled)))))
-        first = head if head is not None else (top[0] if top else None)
-        heads.append(None if first is None or not waiting else
-                     first.decode() if isinstance(first, bytes) else str(first))
-    if any(heads):
-        pipe = connection.pipeline(transaction=False)
-        asked = [(g, qk, h) for g, qk, h in zip(gauges, keys, heads) if h]
-        for _, qk, head_id in asked:
-            pipe.hget(qk.job(head_id), "c")  # enqueued at (ms, server clock)
-        now_ms = time.time() * 1000
-        for (gauge, _, _), created in zip(asked, pipe.execute()):
-            if created is not None:  # a canceled head (a tombstone) has no record: no age this scrape
-                gauge.oldest_waiting_s = max(0.0, (now_ms - float(created)) / 1000)
-    return gauges
-
 
 class QueueGauges(Collector):
     """A prometheus-client collector of the queue gauges of ``queues`` (a list, or a function giving it
@@ -195,5 +138,5 @@ def exposition(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
-__all__ = ["STATES", "QueueGauge", "QueueGauges", "ServerGauges", "WorkerGauges", "deployment_registry", "exposition",
-           "read_queue_gauges"]
+__all__ = ["STATES", "QueueGauge", "QueueGauges", "ServerGauges", "WorkerGauges", "autoscale",
+           "deployment_registry", "exposition", "read_queue_gauges"]

@@ -4,7 +4,11 @@ prometheus-client's parser, and the worker's HTTP endpoint."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
+import time
 import urllib.request
 
 import pytest
@@ -156,3 +160,34 @@ def test_a_scrape_while_redis_is_down_answers_without_queue_gauges_and_counts_it
     assert not any(name == "clusterq_queue_jobs" for name, _ in samples)
     assert len([r for r in caplog.records if "queue gauges could not be read" in r.getMessage()
                 and r.levelname == "WARNING"]) == 1, "logged once"
+
+
+def test_the_worker_command_serves_metrics_on_its_port(url: str, qname: str, tmp_path,
+                                                       subprocess_env: dict[str, str]) -> None:
+    port = _closed_port()
+    job = Queue(qname, url).enqueue("jobs.record_then_wait", str(tmp_path / "started"), str(tmp_path / "release"))
+    cli = [sys.executable, "-m", "clusterq.cli", "worker", "-P", "process", "-c", "1", "-u", url,
+           "--metrics-port", str(port), qname]
+    proc = subprocess.Popen(cli, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        text = ""
+        while "clusterq_worker_slots{" not in text or not (tmp_path / "started").exists():
+            assert time.monotonic() < deadline and proc.poll() is None, "the worker's metrics never answered"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+                    text = reply.read().decode()
+            except OSError:
+                time.sleep(0.05)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            samples = _samples(reply.read().decode())  # scraped after the job started
+        assert samples[("clusterq_worker_slots", (("pool", "process"), ("state", "busy")))] == 1
+        assert samples[("clusterq_queue_jobs", (("queue", qname), ("state", "running")))] == 1
+        (tmp_path / "release").write_text("go")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert job.return_value() == "released"

@@ -3,13 +3,18 @@ output that parses with prometheus-client's parser."""
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import httpx
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clusterq import Queue, Worker
+from clusterq import Queue, Retry, Worker
 from clusterq.dashboard import AuthConfig, Token, create_app, hash_token
+from clusterq.observability.metrics import JobMetrics
+from clusterq.observability.queues import deployment_registry
 from dashboard_support import serving
 from worker_thread import running
 
@@ -70,3 +75,24 @@ def test_the_autoscaling_endpoint_answers_in_the_shape_kedas_metrics_api_scaler_
         assert answer["queues"] == [qname, f"{qname}-b"]
         assert (answer["waiting"], answer["running"], answer["due_scheduled"], answer["value"]) == (4, 0, 1, 5)
         assert answer["oldest_waiting_s"] >= 0
+
+
+def test_the_shipped_alert_rules_and_grafana_dashboard_use_only_metrics_clusterq_exposes(url: str,
+                                                                                        qname: str) -> None:
+    metrics = JobMetrics()
+    q = Queue(qname, url, hooks=[metrics])
+    q.enqueue("jobs.add", 1, 2)
+    q.enqueue("jobs.fail", retry=Retry(max=1))
+    with running(Worker(q, url, pool="thread", hooks=[metrics], install_signal_handlers=False, name="w-rules")):
+        deadline = time.monotonic() + 60
+        while q.count or q.started_job_registry.count:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        text = generate_latest(metrics.registry) + generate_latest(deployment_registry(q.connection, [qname]))
+        families = list(text_string_to_metric_families(text.decode()))
+        exposed = {s.name for family in families for s in family.samples} | {  # declared, none counted yet
+            f"{family.name}_total" if family.type == "counter" else family.name for family in families}
+    root = Path(__file__).resolve().parent.parent / "deploy"
+    for path in (root / "prometheus" / "clusterq-alerts.yml", root / "grafana" / "clusterq-dashboard.json"):
+        used = set(re.findall(r"\bclusterq_[a-z_]+", path.read_text()))
+        assert used and used <= exposed, f"{path.name} uses {sorted(used - exposed)}, which nothing exposes"

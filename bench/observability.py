@@ -1,15 +1,17 @@
-"""What the Prometheus metrics cost: processing throughput and Redis commands per job with metrics off and
-on, in the same run on the same server; and the time of a scrape with a large backlog.
+"""What the observability hooks cost: processing throughput and Redis commands per job with no hooks, with
+metrics, and with metrics and tracing, in the same run on the same server; and the time of a scrape with
+a large backlog.
 
     python bench/observability.py [--jobs 5000] [--reps 3] [--pool process] [--waiting 1000000]
 
-Starts a standalone server (clusterq.testing). For each repetition, off then on (alternating, so drift
-hits both alike): ``--jobs`` no-op jobs are enqueued in bulk, then one burst worker (``--pool``, 2 slots)
-runs them; jobs/s is measured from the worker's start to its end, commands per job from ``INFO
-commandstats`` over the processing only. "on" is a worker with :class:`JobMetrics` (counting in the pool's
-children, reporting to the supervisor). Then ``--waiting`` jobs are enqueued and a scrape of the worker's
-registry (queue gauges included) and of the dashboard's deployment registry is timed (median of 20).
-Never part of the test suite: the figures depend on the machine.
+Starts a standalone server (clusterq.testing). For each repetition, each mode in turn (alternating, so
+drift hits them alike): ``--jobs`` no-op jobs are enqueued in bulk, then one burst worker (``--pool``, 2
+slots) runs them; jobs/s is measured from the worker's start to its end, commands per job from ``INFO
+commandstats`` over the processing only. "metrics" is a worker with :class:`JobMetrics` (counting in the
+pool's children, reporting to the supervisor); "metrics+tracing" adds :class:`Tracing` with an SDK tracer
+provider that exports nowhere (the cost of making the spans). Then ``--waiting`` jobs are enqueued and a
+scrape of the worker's registry (queue gauges included) and of the dashboard's deployment registry is
+timed (median of 20). Never part of the test suite: the figures depend on the machine.
 """
 
 from __future__ import annotations
@@ -45,10 +47,26 @@ def fill(q: Queue, n: int) -> None:
         q.enqueue_many([Queue.prepare_data("jobs.noop") for _ in range(start, min(n, start + CHUNK))])
 
 
-def process(url: str, client: object, n: int, pool: str, metrics: bool) -> tuple[float, float]:
-    q = Queue(f"bench-{'on' if metrics else 'off'}", url)
+MODES = ("off", "metrics", "metrics+tracing")
+
+
+def hooks_for(mode: str) -> list:
+    hooks: list = []
+    if mode != "off":
+        hooks.append(JobMetrics(queue_gauges=False))
+    if mode == "metrics+tracing":
+        from opentelemetry.sdk.trace import TracerProvider  # the otel extra: only for this row
+
+        from clusterq.observability.tracing import Tracing
+        hooks.append(Tracing(TracerProvider()))  # spans made and ended, exported nowhere
+    return hooks
+
+
+def process(url: str, client: object, n: int, pool: str, mode: str) -> tuple[float, float]:
+    q = Queue(f"bench-{mode.replace('+', '-')}", url)
     fill(q, n)
-    hooks = [JobMetrics(queue_gauges=False)] if metrics else []
+    hooks = hooks_for(mode)
+    metrics = bool(hooks)
     worker = Worker(q, url, pool=pool, concurrency=2, hooks=hooks, install_signal_handlers=False)
     before = commands(client)
     start = time.perf_counter()
@@ -56,7 +74,7 @@ def process(url: str, client: object, n: int, pool: str, metrics: bool) -> tuple
     elapsed = time.perf_counter() - start
     used = commands(client) - before
     if metrics:
-        text = generate_latest(hooks[0].registry).decode()
+        text = generate_latest(hooks[0].registry).decode()  # type: ignore[attr-defined]
         assert f'clusterq_jobs_total{{function="jobs.noop",outcome="finished",queue="{q.name}"}} {n}.0' in text, \
             "every job counted once"
     return n / elapsed, used / n
@@ -83,17 +101,17 @@ def main() -> None:
     topology.start()
     try:
         client = topology.client()
-        rows: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+        rows: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
         for _ in range(args.reps):
-            for metrics in (False, True):
+            for mode in MODES:
                 client.flushall()
-                rows[metrics].append(process(topology.url, client, args.jobs, args.pool, metrics))
+                rows[mode].append(process(topology.url, client, args.jobs, args.pool, mode))
         print(f"processing {args.jobs} no-op jobs, pool {args.pool} x2, median of {args.reps}")
-        print(f"{'metrics':<10}{'jobs/s':>10}{'commands/job':>14}")
-        for metrics in (False, True):
-            rate = statistics.median(r for r, _ in rows[metrics])
-            per_job = statistics.median(c for _, c in rows[metrics])
-            print(f"{'on' if metrics else 'off':<10}{rate:>10.0f}{per_job:>14.2f}")
+        print(f"{'hooks':<18}{'jobs/s':>10}{'commands/job':>14}")
+        for mode in MODES:
+            rate = statistics.median(r for r, _ in rows[mode])
+            per_job = statistics.median(c for _, c in rows[mode])
+            print(f"{mode:<18}{rate:>10.0f}{per_job:>14.2f}")
         client.flushall()
         q = Queue("backlog", topology.url)
         started = time.monotonic()

@@ -50,13 +50,19 @@ class Tracing(Hook):
         self.propagator = propagator or TraceContextTextMapPropagator()
         self.bad_headers = 0
         self._warned = False
+        self._tracer: trace.Tracer | None = None
 
     def __repr__(self) -> str:
         return f"Tracing(link={self.link!r})"
 
     @property
     def tracer(self) -> trace.Tracer:
-        return trace.get_tracer("clusterq", tracer_provider=self.tracer_provider)
+        """Looked up once (a lookup per job would cost more than the span); with no provider given, the
+        global one at first use, so ``set_tracer_provider`` may come after the hook is made."""
+        tracer = self._tracer
+        if tracer is None:
+            tracer = self._tracer = trace.get_tracer("clusterq", tracer_provider=self.tracer_provider)
+        return tracer
 
     def before_enqueue(self, job: EnqueueInfo) -> None:
         span = self.tracer.start_span(f"send {job.queue}", kind=SpanKind.PRODUCER, attributes={

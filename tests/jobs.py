@@ -247,3 +247,9 @@ def raise_named(kind, path=None):
     if kind == "NoRetry":
         raise NoRetry("bad input: retrying cannot help")
     raise {"ValueError": ValueError, "KeyError": KeyError}[kind]("as planned")
+
+
+def record_then_wait(started, release):
+    """Record that it started, then run until the test creates ``release``."""
+    record(started, "started")
+    return wait_for_file(release)

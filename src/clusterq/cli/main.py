@@ -39,6 +39,7 @@ from clusterq.api.queue import Queue
 from clusterq.connection.server_checks import memory_of_primaries, server_warnings
 from clusterq.connection.sync import DEFAULT_URL, REDIS_ERRORS, URL_ENV, connect, describe, parse_url
 from clusterq.exceptions import ClusterQError, NoSuchJobError, WorkerNameInUse
+from clusterq.observability.health import HealthServer
 from clusterq.scheduling.periodic import (
     CronScheduler,
     Periodic,
@@ -161,8 +162,26 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         serializer=args.serializer or _setting(args, "SERIALIZER"),
         signing_key=signing_keys(args),
         periodic=periodic,
-        hooks=[*(args.hook or ()), *_setting(args, "HOOKS", ())],
+        hooks=[*(args.hook or ()), *_setting(args, "HOOKS", ()), *_metrics_hooks(args), *_health_hooks(args)],
     )
+
+
+def _metrics_hooks(args: argparse.Namespace) -> list[Any]:
+    """``--metrics-port``: the Prometheus hook serving this worker's registry (the ``metrics`` extra)."""
+    if args.metrics_port is None:
+        return []
+    try:  # optional: only a worker asked for metrics needs prometheus-client
+        from clusterq.observability.metrics import JobMetrics
+    except ImportError as exc:
+        raise ValueError(f"--metrics-port needs prometheus-client (pip install 'clusterq[metrics]'): {exc}") from None
+    return [JobMetrics(port=args.metrics_port, host=args.metrics_host)]
+
+
+def _health_hooks(args: argparse.Namespace) -> list[Any]:
+    """``--health-port``: /livez and /readyz for Kubernetes probes (no extra needed)."""
+    if args.health_port is None:
+        return []
+    return [HealthServer(port=args.health_port, host=args.health_host)]
 
 
 def _periodic_jobs(args: argparse.Namespace, module: str | None) -> list[Periodic]:
@@ -525,6 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow", action="append", help="only run functions matching this pattern (repeatable)")
     p.add_argument("--hook", action="append", metavar="MODULE:OBJ",
                    help="a hook (object, class or factory) run around every job (repeatable; see clusterq.hooks)")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on this port (/metrics; needs clusterq[metrics])")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
+                   help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument("--health-port", type=int, metavar="PORT",
+                   help="serve /livez and /readyz on this port (Kubernetes probes)")
+    p.add_argument("--health-host", default="127.0.0.1", metavar="ADDR",
+                   help="address for --health-port (default 127.0.0.1; 0.0.0.0 in a container)")
     p.add_argument("--lease-s", type=float, help="seconds a job stays leased without a heartbeat; a dead worker's jobs "
                    f"run again about this long after it died ({DEFAULT_LEASE_S:g})")
     p.add_argument("--max-attempts", type=int, help="leases before a job whose worker died fails (3)")

@@ -26,11 +26,12 @@ from anyio import to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from clusterq.api.job import make_handle
+from clusterq.api.queue import Queue
 from clusterq.connection.sync import REDIS_ERRORS, Client, ConnectionLike, connect, short_error
 from clusterq.dashboard import actions as A
 from clusterq.dashboard import charts as C
@@ -39,6 +40,7 @@ from clusterq.dashboard.auth import SESSION_TTL_S, AuthConfig, Principal
 from clusterq.dashboard.live import Ticker
 from clusterq.dashboard.oidc import OIDCClient, SSOError
 from clusterq.exceptions import ClusterQError
+from clusterq.observability.backlog import autoscale
 
 log = logging.getLogger("clusterq.dashboard")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -279,6 +281,17 @@ def _redirect(ctx: Ctx, path: str, flash: str | None = None, **params: Any) -> R
     return response
 
 
+def _metrics_scraper(client: Any) -> Callable[[], bytes] | None:
+    """What ``/metrics`` answers: the deployment's queue and worker gauges (the ``metrics`` extra), read
+    through the same client as the pages; None when prometheus-client is not installed."""
+    try:  # optional: the dashboard runs without the metrics extra
+        from clusterq.observability.queues import deployment_registry, exposition
+    except ImportError:
+        return None
+    registry = deployment_registry(client, lambda: [q.name for q in Queue.all(client)[:D.MAX_QUEUES]])
+    return lambda: exposition(registry)
+
+
 def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = None, read_only: bool = False,
                redact_args: bool = False, insecure: bool = False, allowed_origins: Sequence[str] = (),
                live_interval_s: float = 1.0) -> Starlette:
@@ -465,13 +478,32 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
         response.delete_cookie(SSO_COOKIE, path=ctx.root or "/")  # one use: a replayed callback finds nothing
         return response
 
+    scrape = _metrics_scraper(client)
+
+    async def metrics(request: Request, ctx: Ctx) -> Response:
+        if scrape is None:
+            return Response("the dashboard's /metrics needs prometheus-client (pip install 'clusterq[metrics]')\n",
+                            status_code=404, media_type="text/plain")
+        return Response(await threaded(scrape)(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def autoscaling(request: Request, ctx: Ctx) -> Response:
+        names = [n for value in request.query_params.getlist("queue") for n in value.split(",") if n]
+        if not names or len(names) > D.MAX_QUEUES:
+            raise Refused(400, f"name 1 to {D.MAX_QUEUES} queues: /api/autoscale?queue=a&queue=b")
+        try:
+            answer = await threaded(autoscale)(client, names)
+        except ValueError as exc:  # a malformed queue name
+            raise Refused(400, str(exc)) from None
+        return JSONResponse(answer)
+
     def page(path: str, handler: Handler, role: str | None = "viewer", methods: tuple[str, ...] = ("GET",)) -> Route:
         return Route(path, endpoint(settings, role, handler, post="POST" in methods), methods=list(methods))
 
     routes = [
         page("/", overview), page("/queue", queue), page("/job", job), page("/workers", workers),
         page("/periodic", periodic), page("/audit", audit), page("/search", search),
-        page("/api/counts", counts), page("/events", events),
+        page("/api/counts", counts), page("/events", events), page("/metrics", metrics),
+        page("/api/autoscale", autoscaling),
         page("/login", login_form, role=None), page("/login", login, role=None, methods=("POST",)),
         page("/logout", logout, role=None, methods=("POST",)),
         page("/auth/login", sso_login, role=None), page("/auth/callback", sso_callback, role=None),

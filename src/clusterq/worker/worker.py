@@ -167,6 +167,7 @@ class Worker(lifecycle.Lifecycle):
             raise ValueError(f"queue listed twice in {names}")
         self.queue_names = names
         self.queue_keys = {n: K.QueueKeys(n) for n in names}
+        self.ticked_at = time.monotonic()  # when the supervisor loop last went round
         self.name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self._instance = uuid.uuid4().hex  # holds the name while this worker runs (a second one is refused)
         self.serializer = resolve_serializer(serializer)
@@ -282,9 +283,16 @@ class Worker(lifecycle.Lifecycle):
 
     # --- the loop -----------------------------------------------------------------------------
 
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was asked for (SIGTERM, :meth:`request_stop`): the worker leases nothing more
+        and drains (a readiness probe turns not-ready on it)."""
+        return self._stop.is_set()
+
     def _loop(self, burst: bool, max_jobs: int | None) -> None:
         rechecked = False
         while not self._stop.is_set() and not self._stop_now:
+            self.ticked_at = time.monotonic()  # liveness: the loop goes round (clusterq.observability.health)
             self._maintain()
             self._end_holds()
             for lane in self.lanes:

@@ -315,7 +315,11 @@ class ProcessPool(Pool):
                 continue
             self._read(child)  # it may have just finished
             if child.batch and not child.process.is_alive():
-                self._child_died(child)
+                # It may have sent its outcome and exited between the read above and the liveness test
+                # (a fork child leaves right after its job): what is in the pipe stands before "died".
+                self._read(child)
+                if child.batch:
+                    self._child_died(child)
             elif child.batch and now >= self._deadline(child):
                 head = child.batch.popleft()
                 assert self.executor is not None

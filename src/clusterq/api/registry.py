@@ -10,87 +10,54 @@ deferred (jobs waiting for their dependencies) it is when the job was created.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from clusterq.api.job import Job
-from clusterq.state import store as T
+from clusterq.api.queue_core import PAGE_LIMIT, PURGE_BATCH, RegistryCore  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from clusterq.api.queue import Queue
 
-PURGE_BATCH = 1000
-PAGE_LIMIT = 10_000
 
-
-class Registry:
+class Registry(RegistryCore[Job]):
     """Jobs of one queue in one state. ``name``: ``started``, ``finished``, ``failed``, ``canceled``
-    ``scheduled`` or ``deferred``."""
+    ``scheduled`` or ``deferred``. (The asyncio twin is :class:`~clusterq.api.aio_queue.AsyncRegistry`.)"""
+
+    queue: Queue
 
     def __init__(self, queue: Queue, name: str) -> None:
-        self.queue = queue
-        self.name = name
-        self.key = queue.keys.registry(name)
-        self._client = queue.connection
+        super().__init__(queue, name)
 
     def __repr__(self) -> str:
         return f"Registry({self.queue.name!r}, {self.name!r})"
 
-    def _live_from(self) -> str:
-        # started: every entry counts (an expired lease is still a started job until recovered);
-        # scheduled: every entry counts (a due job is still scheduled until a worker promotes it)
-        # deferred: scored by creation time, and every entry counts
-        return "-inf" if self.name in ("started", "scheduled", "deferred") else str(int(time.time() * 1000))
-
     @property
     def count(self) -> int:
         """Entries whose record has not expired. O(log N)."""
-        return int(self._client.zcount(self.key, self._live_from(), "+inf"))
+        return self.queue._run(self._count_plan())
 
     def __len__(self) -> int:
         return self.count
 
     def __contains__(self, item: object) -> bool:
-        job_id = item.id if isinstance(item, Job) else item
-        return self._client.zscore(self.key, job_id) is not None
+        return self.queue._run(self._contains_plan(item))
 
     def get_job_ids(self, offset: int = 0, length: int = 100) -> list[str]:
         """A page of ids, oldest first (by expiry; by lease deadline for ``started``; by run-at time for
         ``scheduled``)."""
-        if length < 0 or length > PAGE_LIMIT:
-            raise ValueError(f"length must be between 0 and {PAGE_LIMIT}; page through larger registries")
-        if length == 0:
-            return []
-        raw = self._client.zrangebyscore(self.key, self._live_from(), "+inf", start=offset, num=length)
-        return [r.decode() if isinstance(r, bytes) else r for r in raw]
+        return self.queue._run(self._job_ids_plan(offset, length))
 
     def get_jobs(self, offset: int = 0, length: int = 100) -> list[Job]:
-        return [self.queue._job(job_id) for job_id in self.get_job_ids(offset, length)]
+        return self.queue._run(self._jobs_plan(offset, length))
 
     def requeue(self, *job_ids: str, at_front: bool = False) -> int:
         """Put jobs of this registry back on the queue; returns how many were requeued."""
-        done = 0
-        for job_id in job_ids:
-            if self.queue.store.run(T.requeue_call(self.queue.keys, job_id, at_front)) == 1:
-                done += 1
-        return done
+        return self.queue._run(self._requeue_plan(job_ids, at_front))
 
     def cleanup(self) -> int:
         """Drop entries whose record expired (bounded batches). Workers do this for you."""
-        if self.name in ("scheduled", "deferred"):
-            return 0  # scores are run-at times, not expiries: due jobs are promoted, never trimmed
-        removed = 0
-        while True:
-            n = int(self.queue.store.run(T.trim_call(self.key, PURGE_BATCH)))
-            removed += n
-            if n < PURGE_BATCH:
-                return removed
+        return self.queue._run(self._cleanup_plan())
 
     def clear(self) -> int:
         """Remove every entry and delete the job records, in bounded batches. Returns how many."""
-        removed = 0
-        while True:
-            n = int(self.queue.store.run(T.purge_registry_call(self.queue.keys, self.key, PURGE_BATCH)))
-            removed += n
-            if n == 0:
-                return removed
+        return self.queue._run(self._clear_plan())

@@ -551,3 +551,23 @@ class Store:
         """The queue's control hash (suspend flag, limits). Bounded: one field per configured limit."""
         raw = self.client.hgetall(qk.control)
         return {_text(k): _text(v) for k, v in raw.items()}
+
+    def job_ids(self, qk: K.QueueKeys, offset: int, length: int) -> list[str]:
+        """A page of the waiting ids, in the order they will run: the pending list, then the prio set.
+        ``length`` is the caller's bounded page size."""
+        raw = self.client.lrange(qk.pending, offset, offset + length - 1)
+        if len(raw) < length:  # past the list: go on in the prio set
+            start = max(0, offset - int(self.client.llen(qk.pending)))
+            raw += self.client.zrange(qk.prio, start, start + length - len(raw) - 1)
+        return [_text(r) for r in raw]
+
+    def first_members(self, keys: Sequence[str], count: int) -> list[Any]:
+        """The first ``count`` members of each sorted set in ``keys`` (one pipeline; a failed read holds
+        its exception, and a pipeline that failed whole gives its exception for every key)."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.zrange(key, 0, count - 1)
+        try:
+            return list(pipe.execute(raise_on_error=False))
+        except REDIS_ERRORS as exc:
+            return [exc] * len(keys)

@@ -94,6 +94,10 @@ class Queue(QueueCore[Job]):
     def _run(self, plan: Plan[R]) -> R:
         return run_plan(plan, self.store)
 
+    def _register(self) -> None:
+        """Add this queue to the set of known queues (once per Queue object)."""
+        self._run(self._register_plan())
+
     def _job(self, job_id: str) -> Job:
         return Job.trusted(self.name, job_id, self.keys, self.store, self.serializer)
 
@@ -133,6 +137,11 @@ class Queue(QueueCore[Job]):
         data, at_front = split_enqueue_options(f, args, kwargs)
         refuse_depends_on([data], "enqueue_in")
         return self._run(self._schedule_plan([data], at_front, delay_ms=max(0, int((seconds or 0.0) * 1000))))[0]
+
+    def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
+                  delay_ms: int | None = None) -> list[Job]:
+        """Create scheduled jobs (status ``scheduled``, in :attr:`scheduled_job_registry`)."""
+        return self._run(self._schedule_plan(jobs, at_front, at_ms=at_ms, delay_ms=delay_ms))
 
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, at_front: bool = False, **options: Any) -> Job:

@@ -13,8 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from clusterq.connection.aio import AsyncClient
 from clusterq.connection.sync import Client, ConnectionLike, connect
 from clusterq.state import keys as K
+from clusterq.state.aio_store import AsyncStore
+from clusterq.state.plan import Plan, arun_plan, client_step, run_plan
+from clusterq.state.store import Store
 
 REGISTRATION_TTL_S = 60.0
 
@@ -58,14 +62,22 @@ def unregister(client: Client, name: str) -> None:
 
 def list_workers(connection: ConnectionLike = None, limit: int = 1000) -> list[WorkerInfo]:
     """Workers whose registration is alive, read in bounded pages."""
-    client = connect(connection)
+    return run_plan(_list_workers_plan(limit), Store(connect(connection)))
+
+
+async def list_workers_async(connection: AsyncClient, limit: int = 1000) -> list[WorkerInfo]:
+    """:func:`list_workers` for asyncio (``connection``: a ``redis.asyncio`` client)."""
+    return await arun_plan(_list_workers_plan(limit), AsyncStore(connection))
+
+
+def _list_workers_plan(limit: int) -> Plan[list[WorkerInfo]]:
     now = int(time.time() * 1000)
-    names = client.zrangebyscore(K.WORKERS, now, "+inf", start=0, num=limit)
+    names = yield client_step("zrangebyscore", K.WORKERS, now, "+inf", start=0, num=limit)
     out = []
     fields = ["host", "pid", "queues", "processed", "failed", "current", "heartbeat", "pool"]
     for raw in names:
         name = raw.decode() if isinstance(raw, bytes) else raw
-        values = client.hmget(K.worker(name), fields)
+        values = yield client_step("hmget", K.worker(name), fields)
         if values[0] is None:
             continue
         host, pid, queues, processed, failed, current, heartbeat, pool = (

@@ -1,0 +1,350 @@
+"""One test body, both APIs: every test here runs on the synchronous API and on the asyncio API (the
+``api`` fixture), on every topology, so the two cannot drift apart again.
+
+The asyncio flavour runs the real ``AsyncQueue``/``AsyncJob``/``AsyncRegistry``/``AsyncGroup`` through an
+event loop the test owns (:class:`Through`): a coroutine a method returns is run to its end, and the
+reads that are properties on the sync API (``q.count``, ``registry.count``, ``q.is_suspended``...) are
+awaited for the test. An ``AsyncJob`` not read yet is read before a field of it is, as a sync ``Job``
+reads itself on first use. Nothing else is adapted: the arguments, results and errors are the APIs' own.
+Jobs are run by the ordinary sync ``Worker`` in burst mode, as a worker process would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import clusterq
+from clusterq import (
+    AsyncGroup,
+    AsyncQueue,
+    Group,
+    InvalidJobOperation,
+    JobStatus,
+    NoSuchJobError,
+    Queue,
+    ReplicationTimeout,
+    Worker,
+    connect_async,
+    disconnect_async,
+)
+from clusterq.api.aio_job import AsyncJob
+from clusterq.api.aio_queue import AsyncRegistry
+from clusterq.api.group import GroupCore
+from clusterq.worker import registration
+
+# Reads that are properties on the sync API and coroutine methods on the asyncio one.
+AWAITED_PROPERTIES = frozenset({"count", "is_suspended", "rate_limit", "concurrency_limits"})
+
+
+class Through:
+    """An asyncio API object used as if it were synchronous (see the module's docstring)."""
+
+    def __init__(self, target: Any, loop: asyncio.AbstractEventLoop) -> None:
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_loop", loop)
+
+    def _wrap(self, value: Any) -> Any:
+        if isinstance(value, (AsyncQueue, AsyncJob, AsyncRegistry, GroupCore)):
+            return Through(value, self._loop)
+        if isinstance(value, list):
+            return [self._wrap(v) for v in value]
+        return value
+
+    def _call(self, method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        result = method(*[_unwrap(a) for a in args], **{k: _unwrap(v) for k, v in kwargs.items()})
+        if inspect.isawaitable(result):
+            result = self._loop.run_until_complete(result)
+        return self._wrap(result)
+
+    def __getattr__(self, name: str) -> Any:
+        target = self._target
+        if (isinstance(target, AsyncJob) and target._fields is None and name not in ("handle", "key")
+                and isinstance(getattr(type(target), name, None), property)):
+            self._loop.run_until_complete(target.refresh())  # a sync Job reads itself on first use
+        value = getattr(target, name)
+        if name in AWAITED_PROPERTIES and callable(value):
+            return self._call(value, (), {})
+        if callable(value):
+            return lambda *args, **kwargs: self._call(value, args, kwargs)
+        return self._wrap(value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._target, name, value)
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self._target == _unwrap(other))
+
+    def __hash__(self) -> int:
+        return hash(self._target)
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, Through):
+        return object.__getattribute__(value, "_target")
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
+class Api:
+    """The entry points a test needs, for one flavour: ``sync`` or ``async``."""
+
+    def __init__(self, flavour: str, url: str) -> None:
+        self.flavour = flavour
+        self.url = url
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.client: Any = None
+        if flavour == "async":
+            self.loop = asyncio.new_event_loop()
+            self.client = self.loop.run_until_complete(connect_async(url))
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.run_until_complete(disconnect_async(self.client))
+            self.loop.close()
+
+    def _through(self, value: Any) -> Any:
+        assert self.loop is not None
+        return Through(value, self.loop)
+
+    def _run(self, coro: Any) -> Any:
+        assert self.loop is not None
+        return self.loop.run_until_complete(coro)
+
+    def queue(self, name: str, **options: Any) -> Any:
+        if self.flavour == "sync":
+            return Queue(name, self.url, **options)
+        return self._through(AsyncQueue(name, self.client, **options))
+
+    def fetch_job(self, handle: str) -> Any:
+        if self.flavour == "sync":
+            return clusterq.Job.fetch(handle, self.url)
+        return self._through(self._run(AsyncJob.fetch(handle, self.client)))
+
+    def create_group(self, queue: Any) -> Any:
+        if self.flavour == "sync":
+            return Group.create(queue)
+        return self._through(self._run(AsyncGroup.create(_unwrap(queue))))
+
+    def suspend_all(self, suspended: bool) -> None:
+        if self.flavour == "sync":
+            (clusterq.suspend if suspended else clusterq.resume)(self.url)
+        else:
+            self._run((clusterq.suspend_async if suspended else clusterq.resume_async)(self.client))
+
+    def all_suspended(self) -> bool:
+        if self.flavour == "sync":
+            return clusterq.is_suspended(self.url)
+        return bool(self._run(clusterq.is_suspended_async(self.client)))
+
+    def workers(self) -> list[registration.WorkerInfo]:
+        if self.flavour == "sync":
+            return clusterq.list_workers(self.url)
+        return self._run(clusterq.list_workers_async(self.client))
+
+
+@pytest.fixture(params=["sync", "async"])
+def api(request: pytest.FixtureRequest, url: str) -> Iterator[Api]:
+    flavour = Api(request.param, url)
+    try:
+        yield flavour
+    finally:
+        flavour.close()
+
+
+def work(url: str, *queues: str) -> int:
+    return Worker(list(queues), url, install_signal_handlers=False).work(burst=True)
+
+
+def replicas_of(url: str) -> int:
+    """Our test topologies: standalone has no replica, Sentinel and Cluster one per primary."""
+    return 0 if url.startswith("redis://") else 1
+
+
+# --- enqueue options ---------------------------------------------------------------------------------
+
+def test_timeout_is_rqs_name_for_job_timeout_in_every_enqueue_spelling(api: Api, qname: str) -> None:
+    q = api.queue(qname)
+    called = q.enqueue_call("jobs.add", (1, 2), timeout="2m")
+    many = q.enqueue_many([q.prepare_data("jobs.add", (1, 2), timeout=30)])
+    direct = q.enqueue("jobs.add", 1, 2, timeout=45)
+    assert (called.timeout, many[0].timeout, direct.timeout) == (120.0, 30.0, 45.0)
+
+
+def test_bad_options_are_refused_before_anything_is_written(api: Api, qname: str) -> None:
+    q = api.queue(qname)
+    with pytest.raises(ValueError, match="priority"):
+        q.enqueue("jobs.noop", priority=42)
+    with pytest.raises(TypeError, match="not supported"):
+        q.enqueue("jobs.noop", pipeline=object())
+    with pytest.raises(ValueError, match="wait_replicas"):
+        api.queue(qname, wait_replicas=-1)
+    assert q.count == 0
+
+
+def test_debounce_keeps_one_job_per_window_with_the_latest_arguments(api: Api, qname: str, url: str) -> None:
+    q = api.queue(qname)
+    handles = {q.enqueue("jobs.add", i, i, debounce=("key", 60)).handle for i in range(5)}
+    assert len(handles) == 1
+    job = api.fetch_job(handles.pop())
+    assert (job.get_status(), job.args) == (JobStatus.SCHEDULED, [4, 4])
+
+
+def test_a_durable_enqueue_waits_for_the_replicas_or_says_it_did_not(api: Api, qname: str, url: str) -> None:
+    wanted = replicas_of(url) + 1
+    q = api.queue(qname, wait_replicas=wanted, wait_timeout_s=0.2)
+    with pytest.raises(ReplicationTimeout, match=rf"only {wanted - 1} of {wanted} replica"):
+        q.enqueue("jobs.noop", job_id="durable")
+    assert q.count == 1  # written to the primary all the same
+    if replicas_of(url):
+        enough = api.queue(qname, wait_replicas=1, wait_timeout_s=5.0)
+        assert enough.enqueue("jobs.noop", job_id="durable-2").id == "durable-2"
+
+
+# --- changing jobs -----------------------------------------------------------------------------------
+
+def test_cancel_tells_dependents_and_enqueue_dependents_releases_them(api: Api, qname: str, url: str) -> None:
+    q = api.queue(qname)
+    parent = q.enqueue("jobs.noop", job_id="parent")
+    canceled_child = q.enqueue("jobs.noop", job_id="child-1", depends_on=parent)
+    other = q.enqueue("jobs.noop", job_id="parent-2")
+    released_child = q.enqueue("jobs.noop", job_id="child-2", depends_on=other)
+    assert canceled_child.get_status() == released_child.get_status() == JobStatus.DEFERRED
+    parent.cancel()
+    other.cancel(enqueue_dependents=True)
+    assert canceled_child.get_status() == JobStatus.CANCELED
+    assert released_child.get_status() == JobStatus.QUEUED
+    with pytest.raises(InvalidJobOperation, match="already canceled"):
+        parent.cancel()
+    gone = q.enqueue("jobs.noop", job_id="gone")
+    gone.delete()
+    with pytest.raises(NoSuchJobError):
+        gone.cancel()
+
+
+def test_delete_cancels_dependents_or_deletes_them_too(api: Api, qname: str) -> None:
+    q = api.queue(qname)
+    parent = q.enqueue("jobs.noop", job_id="p1")
+    child = q.enqueue("jobs.noop", job_id="c1", depends_on=parent)
+    parent.delete()
+    assert child.get_status() == JobStatus.CANCELED
+    parent = q.enqueue("jobs.noop", job_id="p2")
+    child = q.enqueue("jobs.noop", job_id="c2", depends_on=parent)
+    parent.delete(delete_dependents=True)
+    assert child.get_status() is None and q.fetch_job("c2") is None
+    parent.delete()  # a missing job: no error
+
+
+def test_meta_is_saved_and_read_back(api: Api, qname: str) -> None:
+    q = api.queue(qname)
+    job = q.enqueue("jobs.noop", meta={"owner": "me"})
+    assert job.meta == {"owner": "me"}
+    job.meta["step"] = 2
+    job.save_meta()
+    assert api.fetch_job(job.handle).get_meta() == {"owner": "me", "step": 2}
+
+
+def test_failed_jobs_are_listed_requeued_and_cleared_through_the_registries(api: Api, qname: str,
+                                                                            url: str) -> None:
+    q = api.queue(qname)
+    bad = q.enqueue("jobs.fail", "nope", job_id="bad")
+    q.enqueue("jobs.add", 1, 2, job_id="good")
+    work(url, qname)
+    failed, finished = q.failed_job_registry, q.finished_job_registry
+    assert (failed.count, failed.get_job_ids(), finished.get_job_ids()) == (1, ["bad"], ["good"])
+    assert [job.id for job in failed.get_jobs()] == ["bad"]
+    assert "nope" in (bad.get_status() and bad.exc_info)
+    bad.requeue()
+    assert bad.get_status() == JobStatus.QUEUED and failed.count == 0
+    with pytest.raises(InvalidJobOperation, match="only ended jobs"):
+        bad.requeue()
+    work(url, qname)
+    assert failed.requeue("bad") == 1 and q.count == 1
+    work(url, qname)
+    assert failed.clear() == 1 and failed.count == 0 and q.fetch_job("bad") is None
+    assert q.registry("finished").count == 1
+
+
+def test_deleting_a_queue_removes_its_jobs_and_registries(api: Api, qname: str, url: str) -> None:
+    q = api.queue(qname)
+    q.enqueue("jobs.add", 1, 2, job_id="done")
+    work(url, qname)
+    q.enqueue("jobs.noop", job_id="waiting")
+    q.enqueue_in(60, "jobs.noop", job_id="later")
+    q.delete()
+    assert (q.count, q.finished_job_registry.count, q.scheduled_job_registry.count) == (0, 0, 0)
+    assert [q.fetch_job(i) for i in ("done", "waiting", "later")] == [None, None, None]
+
+
+# --- control -----------------------------------------------------------------------------------------
+
+def test_suspend_rate_and_concurrency_limits_are_set_and_read(api: Api, qname: str) -> None:
+    q = api.queue(qname)
+    assert (q.is_suspended, q.rate_limit, q.concurrency_limits) == (False, None, {})
+    q.suspend()
+    q.set_rate_limit(10, "1m")
+    q.set_concurrency_limit("tenant", 2)
+    q.set_concurrency_limit(None, 5)
+    assert (q.is_suspended, q.rate_limit, q.concurrency_limits) == (True, (10, 60.0), {"tenant": 2, None: 5})
+    q.resume()
+    q.remove_rate_limit()
+    q.set_concurrency_limit("tenant", None)
+    assert (q.is_suspended, q.rate_limit, q.concurrency_limits) == (False, None, {None: 5})
+    with pytest.raises(ValueError, match="max_jobs"):
+        q.set_rate_limit(0, 1)
+
+
+def test_every_queue_is_suspended_and_resumed_at_once(api: Api) -> None:
+    try:
+        api.suspend_all(True)
+        assert api.all_suspended() is True
+    finally:
+        api.suspend_all(False)
+    assert api.all_suspended() is False
+
+
+def test_running_workers_are_listed(api: Api, url: str, qname: str) -> None:
+    name = f"parity-{qname}"
+    registration.register(clusterq.connect(url), name, [qname], {"processed": 3, "pool": "solo"})
+    try:
+        listed = {w.name: w for w in api.workers()}
+        assert listed[name].queues == [qname] and listed[name].processed == 3
+    finally:
+        registration.unregister(clusterq.connect(url), name)
+    assert name not in {w.name for w in api.workers()}
+
+
+# --- groups ------------------------------------------------------------------------------------------
+
+def test_a_group_counts_its_members_and_releases_its_callback(api: Api, qname: str, url: str) -> None:
+    home, other = api.queue(qname), api.queue(f"{qname}-other")  # the callback runs in home
+    group = api.create_group(home)
+    group.enqueue(other, "jobs.add", 1, 2)
+    group.enqueue_many(other, [other.prepare_data("jobs.fail"), other.prepare_data("jobs.noop")])
+    callback = group.close("jobs.noop")
+    assert callback.get_status() == JobStatus.DEFERRED
+    with pytest.raises(InvalidJobOperation, match="closed"):
+        group.enqueue(other, "jobs.noop")
+    work(url, f"{qname}-other")
+    status = group.status()
+    assert (status.size, status.ended, status.failed, status.closed) == (3, 3, 1, True)
+    assert status.callback == callback.handle and callback.get_status() == JobStatus.QUEUED
+    work(url, qname)
+    assert group.wait(timeout_s=5) and group.status().done
+
+
+def test_jobs_written_by_one_api_are_read_and_changed_by_the_other(api: Api, qname: str, url: str,
+                                                                   tmp_path: Path) -> None:
+    q = api.queue(qname)
+    job = q.enqueue("jobs.add", 20, b=22, description="adds", job_id="shared")
+    other = clusterq.Job.fetch(job.handle, url)  # the sync API reads what either wrote
+    assert (other.func_name, other.args, other.kwargs, other.description) == ("jobs.add", [20], {"b": 22}, "adds")
+    work(url, qname)
+    assert job.return_value() == 42 and job.get_status() == JobStatus.FINISHED
+    assert [r.return_value for r in job.results()] == [42]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from clusterq import (
     NoSuchJobError,
     Queue,
     ReplicationTimeout,
+    ServerError,
     Worker,
     connect_async,
     disconnect_async,
@@ -36,7 +38,9 @@ from clusterq import (
 from clusterq.api.aio_job import AsyncJob
 from clusterq.api.aio_queue import AsyncRegistry
 from clusterq.api.group import GroupCore
+from clusterq.testing import Topology
 from clusterq.worker import registration
+from test_misconfig import full  # fills a queue's primary until it refuses writes
 
 # Reads that are properties on the sync API and coroutine methods on the asyncio one.
 AWAITED_PROPERTIES = frozenset({"count", "is_suspended", "rate_limit", "concurrency_limits"})
@@ -348,3 +352,10 @@ def test_jobs_written_by_one_api_are_read_and_changed_by_the_other(api: Api, qna
     work(url, qname)
     assert job.return_value() == 42 and job.get_status() == JobStatus.FINISHED
     assert [r.return_value for r in job.results()] == [42]
+
+
+def test_a_full_server_refuses_an_enqueue_with_the_same_clear_error(api: Api, qname: str,
+                                                                     clusterq_topology: Topology) -> None:
+    refused = rf"enqueue to queue {re.escape(repr(qname))} failed: the server reached maxmemory"
+    with full(clusterq_topology, Queue(qname, api.url)), pytest.raises(ServerError, match=refused):
+        api.queue(qname).enqueue("jobs.noop")

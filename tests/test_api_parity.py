@@ -25,6 +25,7 @@ from clusterq import (
     AsyncGroup,
     AsyncQueue,
     Group,
+    InvalidJobId,
     InvalidJobOperation,
     JobStatus,
     NoSuchJobError,
@@ -209,6 +210,55 @@ def test_a_durable_enqueue_waits_for_the_replicas_or_says_it_did_not(api: Api, q
     if replicas_of(url):
         enough = api.queue(qname, wait_replicas=1, wait_timeout_s=5.0)
         assert enough.enqueue("jobs.noop", job_id="durable-2").id == "durable-2"
+
+
+def test_enqueue_many_keeps_order_and_at_front_jumps_the_line(api: Api, qname: str, url: str) -> None:
+    q = api.queue(qname)
+    many = q.enqueue_many([q.prepare_data("jobs.echo", (i,)) for i in range(1200)])  # 3 script calls
+    first = q.enqueue("jobs.echo", "first", at_front=True)
+    assert q.count == 1201
+    expected = [first.id, *(job.id for job in many)]
+    assert Queue(qname, url).get_job_ids(0, 2000) == q.get_job_ids(0, 2000) == expected
+    assert [q.fetch_job(job_id).args for job_id in expected[:3]] == [["first"], [0], [1]]
+
+
+def test_emptying_a_queue_removes_its_waiting_jobs_in_batches(api: Api, qname: str) -> None:
+    q = api.queue(qname)
+    waiting = q.enqueue_many([q.prepare_data("jobs.noop") for _ in range(2500)])
+    assert q.empty() == 2500
+    assert q.count == 0 and q.is_empty()
+    assert q.fetch_job(waiting[0].id) is None, "emptying deletes the waiting jobs' records"
+    assert q.get_job_ids() == []
+
+
+def test_args_and_kwargs_keywords_pass_names_that_collide_with_options(api: Api, qname: str, url: str) -> None:
+    job = api.queue(qname).enqueue("jobs.echo", args=(1,), kwargs={"job_id": "not an option", "ttl": 5})
+    work(url, qname)
+    assert job.return_value() == {"args": [1], "kwargs": {"job_id": "not an option", "ttl": 5}}
+
+
+def test_bad_input_is_refused_before_anything_is_written(api: Api, qname: str) -> None:
+    q = api.queue(qname)
+    with pytest.raises(InvalidJobId):
+        q.enqueue("jobs.noop", job_id="")
+    with pytest.raises(ValueError, match="job_timeout"):
+        q.enqueue("jobs.noop", job_timeout="soon")
+    with pytest.raises(ValueError, match="max_attempts"):
+        q.enqueue("jobs.noop", max_attempts=0)
+    with pytest.raises(TypeError, match="not both"):
+        q.enqueue("jobs.echo", 1, args=(2,))
+    with pytest.raises(ValueError):
+        q.get_job_ids(0, 1_000_000)
+    assert q.count == 0
+
+
+def test_enqueueing_an_existing_job_id_creates_no_second_job(api: Api, qname: str, url: str) -> None:
+    q = api.queue(qname)
+    first = q.enqueue("jobs.add", 1, 1, job_id="order-42")
+    again = q.enqueue("jobs.add", 9, 9, job_id="order-42")  # a retried request
+    assert again == first and q.count == 1
+    assert q.fetch_job("order-42").args == [1, 1]
+    assert Queue(qname, url).count == 1
 
 
 # --- changing jobs -----------------------------------------------------------------------------------

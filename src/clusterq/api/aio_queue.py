@@ -1,13 +1,14 @@
 """The producer API for asyncio: ``await AsyncQueue(name, connection).enqueue(func, *args, **kwargs)``.
 
 The names, options and records are those of :class:`~clusterq.api.queue.Queue` and :class:`~clusterq.api.job.Job`,
-awaitable. Both APIs build the same script calls (:mod:`clusterq.state.store`) and differ only in how they send
-them (:mod:`clusterq.aio_store`), so a job enqueued here is run by the ordinary
+awaitable. Both APIs are one core (:class:`~clusterq.api.queue_core.QueueCore`, whose operations are plans:
+:mod:`clusterq.state.plan`) and differ only in how a plan is run (:mod:`clusterq.state.aio_store` here), so a
+job enqueued here is run by the ordinary
 :class:`~clusterq.worker.Worker` and can be read with the synchronous :class:`~clusterq.api.job.Job`, and the
 other way round.
 
 An application opens one client when it starts and shares it between its queues (an asyncio client is
-tied to its event loop; see :mod:`clusterq.aio_connection`). With FastAPI, for example::
+tied to its event loop; see :mod:`clusterq.connection.aio`). With FastAPI, for example::
 
     from contextlib import asynccontextmanager
     from fastapi import FastAPI, HTTPException, Request
@@ -48,15 +49,9 @@ from types import TracebackType
 from typing import Any
 
 from clusterq.api.aio_job import AsyncJob
-from clusterq.api.queue_core import (
-    EnqueueData,
-    QueueCore,
-    RegistryCore,
-    enqueue_data,
-    parse_duration,
-    refuse_depends_on,
-    split_enqueue_options,
-)
+from clusterq.api.options import EnqueueData, enqueue_data, parse_duration, refuse_depends_on, split_enqueue_options
+from clusterq.api.queue_core import QueueCore
+from clusterq.api.registry_core import RegistryCore
 from clusterq.connection.aio import AsyncClient, AsyncConnectionLike, connect_async, disconnect_async
 from clusterq.exceptions import NoSuchJobError
 from clusterq.serializers import Serializer

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from clusterq.api.job import Job
-from clusterq.api.queue_core import PAGE_LIMIT, PURGE_BATCH, RegistryCore  # noqa: F401 - re-exported
+from clusterq.api.options import PAGE_LIMIT  # noqa: F401 - re-exported
+from clusterq.api.registry_core import PURGE_BATCH, RegistryCore  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from clusterq.api.queue import Queue

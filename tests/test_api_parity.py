@@ -44,7 +44,7 @@ from clusterq.worker import registration
 from test_misconfig import full  # fills a queue's primary until it refuses writes
 
 # Reads that are properties on the sync API and coroutine methods on the asyncio one.
-AWAITED_PROPERTIES = frozenset({"count", "is_suspended", "rate_limit", "concurrency_limits"})
+AWAITED_PROPERTIES = frozenset({"count", "is_suspended", "rate_limit", "concurrency_limits", "dependency_handles"})
 
 
 class Through:
@@ -147,6 +147,11 @@ class Api:
         if self.flavour == "sync":
             return clusterq.is_suspended(self.url)
         return bool(self._run(clusterq.is_suspended_async(self.client)))
+
+    def all_queues(self) -> list[str]:
+        if self.flavour == "sync":
+            return [q.name for q in Queue.all(self.url)]
+        return [q.name for q in self._run(AsyncQueue.all(self.client))]
 
     def workers(self) -> list[registration.WorkerInfo]:
         if self.flavour == "sync":
@@ -302,6 +307,23 @@ def test_meta_is_saved_and_read_back(api: Api, qname: str) -> None:
     job.meta["step"] = 2
     job.save_meta()
     assert api.fetch_job(job.handle).get_meta() == {"owner": "me", "step": 2}
+
+
+def test_progress_and_dependencies_are_read_back(api: Api, qname: str) -> None:
+    q = api.queue(qname)
+    parent = q.enqueue("jobs.noop", job_id="parent")
+    child = q.enqueue("jobs.noop", job_id="child", depends_on=parent)
+    assert child.dependency_handles == [parent.handle] and child.dependencies_are_met() is False
+    parent.set_progress(0.5, "half")
+    progress = api.fetch_job(parent.handle).progress
+    assert (progress.value, progress.message) == (0.5, "half")
+    with pytest.raises(TypeError, match="message"):
+        parent.set_progress(1, message=3)
+
+
+def test_every_queue_is_listed_once_it_has_had_a_job(api: Api, qname: str) -> None:
+    api.queue(qname).enqueue("jobs.noop")
+    assert qname in api.all_queues()
 
 
 def test_failed_jobs_are_listed_requeued_and_cleared_through_the_registries(api: Api, qname: str,

@@ -1,5 +1,6 @@
 """What :class:`~clusterq.api.queue.Queue` and :class:`~clusterq.api.aio_queue.AsyncQueue` share: the
-enqueue options and their checks, how a job record is built, and every operation written once as a plan
+queue's options, how a job record is built (the enqueue options themselves are in
+:mod:`clusterq.api.options`), how replies are read, and every operation written once as a plan
 (:mod:`clusterq.state.plan`) that the sync front end runs on a :class:`~clusterq.state.store.Store` and
 the asyncio one awaits on an :class:`~clusterq.state.aio_store.AsyncStore`.
 
@@ -49,6 +50,7 @@ ENQUEUE_CHUNK = 500
 """Jobs per enqueue script call in ``enqueue_many``: large enough to amortise the call, small enough
 that one call never holds the server for long."""
 DRAIN_BATCH = 1000
+
 
 def check_duplicates(queue: str, new: Sequence[T.NewJob], codes: Sequence[Any], jobs: list[Any]) -> None:
     """Raise :class:`DuplicateJob` for the unique jobs the script refused (code -1)."""

@@ -17,13 +17,12 @@ So an enqueue from asyncio writes exactly the records a synchronous enqueue writ
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any, cast
 
 import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-from redis.exceptions import AskError, ClusterError, MovedError, NoScriptError, TryAgainError
+from redis.exceptions import ClusterError, NoScriptError, TryAgainError
 
 from clusterq.connection.aio import (
     ASYNC_REDIS_ERRORS,
@@ -35,7 +34,15 @@ from clusterq.connection.aio import (
     is_async_client,
 )
 from clusterq.state import keys as K
-from clusterq.state.store import JOB_FIELDS, LATEST_FIELDS, SLOT_MIGRATION_WAIT_S, Call, slot_is_moving
+from clusterq.state.store import (
+    JOB_FIELDS,
+    LATEST_FIELDS,
+    SLOT_MIGRATION_WAIT_S,
+    Call,
+    MigrationBackoff,
+    WaitRounds,
+    slot_is_moving,
+)
 
 
 def _text(value: Any) -> str:
@@ -57,20 +64,15 @@ class AsyncStore:
         A call refused because its cluster slot is being migrated (TRYAGAIN) is retried with a back-off
         for up to ``slot_migration_wait_s``, as the synchronous store does.
         """
-        deadline: float | None = None
-        delay_s = 0.01
+        backoff = MigrationBackoff(self.slot_migration_wait_s)
         while True:
             try:
                 return await self._run_once(call)
             except (TryAgainError, ClusterError) as exc:
-                if not slot_is_moving(exc):
+                delay = backoff.next_delay() if slot_is_moving(exc) else None
+                if delay is None:
                     raise
-                now = time.monotonic()
-                deadline = deadline if deadline is not None else now + self.slot_migration_wait_s
-                if now >= deadline:
-                    raise
-                await asyncio.sleep(min(delay_s, deadline - now))
-                delay_s = min(delay_s * 2, 0.2)
+                await asyncio.sleep(delay)
 
     async def _run_once(self, call: Call) -> Any:
         n = len(call.keys)
@@ -127,47 +129,25 @@ class AsyncStore:
         of ``marker_key`` and the WAIT go in one pipeline, hence on one connection to the slot's primary
         (on a cluster the WAIT is sent to the node that owns ``marker_key``, and redis.asyncio's cluster
         pipeline sends each node's commands on one connection)."""
-        pending = list(range(len(calls)))
-        results: list[Any] = [None] * len(calls)
-        with_source = False
-        deadline: float | None = None
-        delay_s = 0.01
         cluster = isinstance(self.client, AsyncRedisCluster)
+        rounds = WaitRounds(calls, self.slot_migration_wait_s, cluster)
         while True:
             pipe = self.client.pipeline(transaction=False)
-            for index in pending:
-                call = calls[index]
-                script = call.script.source if with_source else call.script.sha
-                pipe.execute_command("EVAL" if with_source else "EVALSHA", script, len(call.keys), *call.keys,
-                                     *call.args)
+            for command in rounds.commands():
+                pipe.execute_command(*command)
             pipe.execute_command("HINCRBY", marker_key, "qd", 1)
             if cluster:
                 node = self.client.get_node_from_key(marker_key)  # type: ignore[union-attr]
                 pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
             else:
                 pipe.execute_command("WAIT", replicas, timeout_ms)
-            replies = list(await pipe.execute(raise_on_error=False))
-            failed = []
-            for index, reply in zip(pending, replies):
-                results[index] = reply
-                if isinstance(reply, BaseException):
-                    failed.append(index)
-            errors = [results[i] for i in failed] + [r for r in replies[-2:] if isinstance(r, BaseException)]
-            if not errors:
-                return results, int(replies[-1])
-            if all(isinstance(e, NoScriptError) for e in errors) and not with_source:
-                pending, with_source = failed, True  # the server lost its script cache: send the source
-                continue
-            moving = cluster and all(
-                isinstance(e, (MovedError, AskError, TryAgainError, NoScriptError)) or slot_is_moving(e)
-                for e in errors)
-            now = time.monotonic()
-            deadline = deadline if deadline is not None else now + self.slot_migration_wait_s
-            if not moving or now >= deadline:
-                raise next((e for e in errors if not isinstance(e, NoScriptError)), errors[0])
-            await asyncio.sleep(min(delay_s, deadline - now))  # a slot moving: wait for it to settle
-            delay_s = min(delay_s * 2, 0.2)
-            pending = failed  # only what did not run; the marker and WAIT are sent every time
+            action, value = rounds.settle(list(await pipe.execute(raise_on_error=False)))
+            if action == "done":
+                return rounds.results, int(value)
+            if action == "moved":
+                await self.client.nodes_manager.initialize()  # type: ignore[union-attr]
+            elif action == "sleep":
+                await asyncio.sleep(value)
 
     # --- reads (never write) ----------------------------------------------------------------------
 
@@ -217,7 +197,7 @@ class AsyncStore:
 
     async def job_ids(self, qk: K.QueueKeys, offset: int, length: int) -> list[str]:
         """A page of the waiting ids, in order. ``length`` is the caller's bounded page size."""
-        raw = await self.client.lrange(qk.pending, offset, offset + length - 1)
+        raw: list[Any] = list(await self.client.lrange(qk.pending, offset, offset + length - 1))
         if len(raw) < length:  # past the list: go on in the prio set, in the order the jobs will run
             start = max(0, offset - int(await self.client.llen(qk.pending)))
             raw += await self.client.zrange(qk.prio, start, start + length - len(raw) - 1)

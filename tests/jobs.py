@@ -202,3 +202,36 @@ def wait_for_file(path, timeout_s=60):
             raise TimeoutError(f"{path} never appeared")
         time.sleep(0.02)
     return "released"
+
+
+def current_headers():
+    """The running job's headers, as get_current_job() gives them."""
+    from clusterq import get_current_job
+
+    return get_current_job().headers
+
+
+async def async_current_headers():
+    from clusterq import get_current_job
+
+    return get_current_job().headers
+
+
+class Jobs:
+    """Job functions on a class: clusterq writes their path as ``jobs:Jobs.add``."""
+
+    @staticmethod
+    def add(a, b):
+        return a + b
+
+    @classmethod
+    def name(cls):
+        return cls.__name__
+
+
+SETTINGS = {"target": "https://example.invalid/legit"}
+
+
+def notify():
+    """Reads module state a forged path could rewrite through ``notify.__globals__``."""
+    return SETTINGS["target"]

@@ -367,10 +367,14 @@ def test_a_flushed_script_cache_on_every_node_fails_nothing(url: str, clusterq_t
 
 
 def test_includes_are_expanded_and_every_library_part_is_used() -> None:
+    here = Path(S.__file__).parent
     used = set()
+    for path in [*here.glob("*.lua"), *here.glob("lib/*.lua")]:
+        raw = path.read_bytes()
+        used.update(line[len(S.INCLUDE):].strip().decode() for line in raw.splitlines() if line.startswith(S.INCLUDE))
     for script in S.ALL:
         assert S.INCLUDE not in script.source, f"{script.name}: an include line was not expanded"
-        raw = (Path(S.__file__).parent / f"{script.name}.lua").read_bytes()
-        used.update(line[len(S.INCLUDE):].strip().decode() for line in raw.splitlines() if line.startswith(S.INCLUDE))
-    library = {p.stem for p in (Path(S.__file__).parent / "lib").glob("*.lua")}
+        for part in used:  # each part defined once, however many includes reach it (free_slot includes push_job)
+            assert script.source.count(f"local function {part}(".encode()) <= 1, f"{script.name} defines {part} twice"
+    library = {p.stem for p in (here / "lib").glob("*.lua")}
     assert used == library

@@ -14,6 +14,7 @@ from clusterq.api.context import get_current_job, set_progress
 from clusterq.api.control import is_suspended, is_suspended_async, resume, resume_async, suspend, suspend_async
 from clusterq.api.dependency import Dependency
 from clusterq.api.group import Group, GroupStatus, enqueue_group
+from clusterq.api.hooks import EnqueueInfo, Hook, JobInfo
 from clusterq.api.job import Job, JobStatus, Progress, send_stop_job_command
 from clusterq.api.queue import EnqueueData, Queue
 from clusterq.api.registry import Registry
@@ -99,6 +100,10 @@ __all__ = [
     "WorkerInfo",
     "list_workers",
     "list_workers_async",
+    # hooks (clusterq.hooks)
+    "EnqueueInfo",
+    "Hook",
+    "JobInfo",
     # controlling
     "is_suspended",
     "is_suspended_async",

@@ -105,6 +105,9 @@ def explain_server_error(exc: BaseException, doing: str) -> ClusterQError:
         hint = "the server reached maxmemory (with the noeviction policy it refuses writes rather than drop data)"
     elif kind == "NoPermissionError" or text.startswith("NOPERM"):
         hint = "the Redis user lacks a permission clusterq needs (keys cq:*, channels cq:*, EVALSHA/EVAL)"
+    elif kind in ("MovedError", "AskError") or text.startswith("MOVED"):
+        hint = ("the server is a Redis Cluster node and the client is not a cluster client: connect with "
+                "'redis+cluster://host:port' (or pass redis.cluster.RedisCluster)")
     elif kind == "ReadOnlyError" or text.startswith("READONLY"):
         hint = "the connection reached a read-only replica (a failover in progress?)"
     else:

@@ -8,6 +8,7 @@ ask, with a warning: anyone who can write to Redis can then run code on the work
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import warnings
 from typing import Any, Protocol, runtime_checkable
@@ -27,17 +28,26 @@ class Serializer(Protocol):
     def loads(self, data: bytes) -> Any: ...
 
 
+MAX_DEPTH = 200
+"""How deeply JSON arguments, results and meta may nest: deeper would hit Python's recursion limit in
+the encoder (or the worker's decoder) and fail with a RecursionError instead of a clear message."""
+
+
 def _describe_path(path: str) -> str:
     return f" at {path}" if path else ""
 
 
-def _find_unserializable(value: Any, path: str = "") -> str | None:
+def _find_unserializable(value: Any, path: str = "", depth: int = 0) -> str | None:
     """Return a description of the first value JSON cannot carry, for a precise error message."""
+    if depth >= MAX_DEPTH and isinstance(value, (list, tuple, dict)):
+        return f"values nested more than {MAX_DEPTH} levels deep{_describe_path(path[:80] + '...')}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"the float {value!r}{_describe_path(path)} (JSON has no NaN or Infinity)"
     if value is None or isinstance(value, (str, bool, int, float)):
         return None
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            found = _find_unserializable(item, f"{path}[{index}]")
+            found = _find_unserializable(item, f"{path}[{index}]", depth + 1)
             if found:
                 return found
         return None
@@ -45,7 +55,7 @@ def _find_unserializable(value: Any, path: str = "") -> str | None:
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"a dict key of type {type(key).__name__}{_describe_path(path)} (JSON keys are strings)"
-            found = _find_unserializable(item, f"{path}[{key!r}]")
+            found = _find_unserializable(item, f"{path}[{key!r}]", depth + 1)
             if found:
                 return found
         return None
@@ -53,10 +63,19 @@ def _find_unserializable(value: Any, path: str = "") -> str | None:
 
 
 def _has_non_str_key(value: Any) -> bool:
-    if isinstance(value, dict):
-        return any(not isinstance(k, str) or _has_non_str_key(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_has_non_str_key(item) for item in value)
+    """True if a dict key is not a str, or the value nests deeper than :data:`MAX_DEPTH` (walked with a
+    stack of its own: a recursive walk would itself overflow on the values it is meant to refuse)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth >= MAX_DEPTH or not all(isinstance(k, str) for k in item):
+                return True
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, (list, tuple)):
+            if depth >= MAX_DEPTH:
+                return True
+            stack.extend((v, depth + 1) for v in item)
     return False
 
 
@@ -66,7 +85,9 @@ class JSONSerializer:
     name = "json"
 
     def __init__(self) -> None:
-        self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+        # No NaN/Infinity: they are not JSON, other readers refuse them, and a NaN argument is a bug to
+        # report at enqueue rather than a value to carry.
+        self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         self._decoder = json.JSONDecoder()
 
     def dumps(self, value: Any) -> bytes:
@@ -75,7 +96,10 @@ class JSONSerializer:
             raise SerializationError(f"JSON cannot carry {_find_unserializable(value)}")
         try:
             return self._encoder.encode(value).encode("utf-8")
-        except (TypeError, ValueError) as exc:
+        except UnicodeEncodeError as exc:
+            raise SerializationError(f"JSON cannot carry a str with a lone surrogate ({exc.reason} at "
+                                     f"position {exc.start}); pass valid text") from None
+        except (TypeError, ValueError, RecursionError) as exc:
             what = _find_unserializable(value) or str(exc)
             raise SerializationError(
                 f"JSON cannot carry {what}; pass plain data (str, int, float, bool, None, list, dict "
@@ -86,7 +110,7 @@ class JSONSerializer:
         try:
             text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
             return self._decoder.decode(text)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise DeserializationError(f"payload is not valid JSON ({exc}): {bytes(data[:80])!r}") from None
 
 
@@ -125,6 +149,10 @@ def resolve_serializer(serializer: Serializer | str | None) -> Serializer:
         return DEFAULT_SERIALIZER
     if type(serializer) in (JSONSerializer, PickleSerializer):  # isinstance on a Protocol costs ~20 µs
         return serializer  # type: ignore[return-value]
+    if serializer is JSONSerializer:  # the class, as RQ takes it (Queue(serializer=JSONSerializer))
+        return DEFAULT_SERIALIZER
+    if isinstance(serializer, type):
+        serializer = serializer()
     if serializer == "json":
         return DEFAULT_SERIALIZER
     if serializer == "pickle":

@@ -6,9 +6,10 @@ an HMAC-SHA256 of what the job runs in the record (field ``sg``) and the worker 
 imports the function or decodes the payload; a job that is unsigned or badly signed fails with a
 :class:`~clusterq.exceptions.SignatureError` reason and nothing of it runs.
 
-The signature covers the queue name, the job id, the function path, the payload and the options, each
-length-prefixed, so a signed payload cannot be moved to another job, queue or function, and its time
-limit or retry policy cannot be changed. It does not cover ``meta`` (written by ``save_meta`` after
+The signature covers the queue name, the job id, the function path, the payload, the options and the
+headers hooks added (when there are any; see :mod:`clusterq.api.hooks`), each length-prefixed, so a
+signed payload cannot be moved to another job, queue or function, and its time limit, retry policy or
+headers cannot be changed. It does not cover ``meta`` (written by ``save_meta`` after
 the job is created, and never passed to the function) nor the bookkeeping fields the scripts write.
 
 Several keys may be given: the first signs, every one verifies, which lets a key be rotated without
@@ -40,8 +41,12 @@ def _as_bytes(value: bytes | str | bytearray | memoryview) -> bytes:
     return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
 
 
-def _message(queue: str, job_id: str, func: str, payload: bytes, options: bytes | str) -> bytes:
-    parts = (_DOMAIN, _as_bytes(queue), _as_bytes(job_id), _as_bytes(func), _as_bytes(payload), _as_bytes(options))
+def _message(queue: str, job_id: str, func: str, payload: bytes, options: bytes | str,
+             headers: bytes | str = b"") -> bytes:
+    parts: tuple[bytes, ...] = (_DOMAIN, _as_bytes(queue), _as_bytes(job_id), _as_bytes(func), _as_bytes(payload),
+                                 _as_bytes(options))
+    if headers:  # a job without headers signs as before headers existed: old signatures stay valid
+        parts = (*parts, _as_bytes(headers))
     # Length prefixes: no two different field tuples give the same message.
     return b"".join(len(part).to_bytes(8, "big") + part for part in parts)
 
@@ -58,12 +63,13 @@ class Signer:
     def __repr__(self) -> str:  # never the key itself
         return f"Signer({len(self.keys)} key(s))"
 
-    def sign(self, queue: str, job_id: str, func: str, payload: bytes, options: bytes | str) -> str:
-        digest = hmac.new(self.keys[0], _message(queue, job_id, func, payload, options), hashlib.sha256)
+    def sign(self, queue: str, job_id: str, func: str, payload: bytes, options: bytes | str,
+             headers: bytes | str = b"") -> str:
+        digest = hmac.new(self.keys[0], _message(queue, job_id, func, payload, options, headers), hashlib.sha256)
         return f"{_VERSION}:{digest.hexdigest()}"
 
     def problem(self, queue: str, job_id: str, func: str, payload: bytes, options: bytes | str,
-                signature: bytes | str) -> str | None:
+                signature: bytes | str, headers: bytes | str = b"") -> str | None:
         """None if ``signature`` is valid under one of the keys, else why the job must not run."""
         text = _as_bytes(signature).decode("ascii", "replace")
         if not text:
@@ -71,13 +77,14 @@ class Signer:
         version, _, given = text.partition(":")
         if version != _VERSION or not given:
             return f"SignatureError: the job's signature has an unknown format ({text[:16]!r}...)"
-        message = _message(queue, job_id, func, payload, options)
+        message = _message(queue, job_id, func, payload, options, headers)
         for key in self.keys:
             expected = hmac.new(key, message, hashlib.sha256).hexdigest()
             if hmac.compare_digest(expected, given):
                 return None
-        return ("SignatureError: the job's signature does not match its queue, id, function, arguments and "
-                "options under this worker's key(s): it was written or changed by someone without the key")
+        return ("SignatureError: the job's signature does not match its queue, id, function, arguments, "
+                "options and headers under this worker's key(s): it was written or changed by someone without "
+                "the key")
 
 
 def make_signer(key: SigningKey | Signer | None) -> Signer | None:

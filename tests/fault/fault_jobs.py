@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import time
 
+from clusterq import get_current_job
+
 
 def _append(path: str, line: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -30,3 +32,10 @@ def mark_start_then_sleep(path: str, job_id: str, sleep_s: float) -> int:
     """Record the start in ``path + '.start'``, sleep, then record the execution like :func:`mark`."""
     _append(path + ".start", f"{job_id} {os.getpid()} {time.time():.6f}\n")
     return mark(path, job_id, sleep_s)
+
+
+def mark_current(path: str) -> int:
+    """Record this execution under the running job's own id (for jobs enqueued with a generated id)."""
+    job = get_current_job()
+    assert job is not None
+    return mark(path, job.id)

@@ -253,6 +253,41 @@ def test_an_enqueue_retried_with_the_same_job_id_creates_one_job(clusterq_url: s
     assert verdict.executed == 100 and verdict.duplicates == 0 and verdict.lost == 0, verdict.summary()
 
 
+# --- 4b. enqueues redis-py resends after a server stall (generated ids) ---------------------------------
+
+STALLS = 10
+
+
+@REPEAT
+def test_enqueues_redis_py_resends_during_a_server_stall_push_each_generated_id_once(
+        standalone: Standalone, tmp_path: Path, run: int) -> None:
+    # redis-py retries a command whose reply timed out (10 times by default). Each enqueue here meets a
+    # 1.5 s DEBUG SLEEP with a 0.5 s socket timeout, so it is sent about three times and every copy runs
+    # once the server wakes up; the script must create the job once and push its id once.
+    queue = Queue(f"fault-stall-{uuid.uuid4().hex[:8]}", standalone.url + "?socket_timeout=0.5")
+    records = tmp_path / "records"
+    acked: list[str] = []
+    errors = 0
+    for _ in range(STALLS):
+        stall = threading.Thread(target=lambda: standalone.client().execute_command("DEBUG", "SLEEP", "1.5"))
+        stall.start()
+        time.sleep(0.2)  # the stall has begun: the enqueue below times out and is resent
+        try:
+            acked.append(queue.enqueue("fault_jobs.mark_current", str(records)).id)
+        except Exception:  # past every retry: not acknowledged, so not counted
+            errors += 1
+        stall.join()
+    waiting = queue.get_job_ids(0, 1000)
+    pushed_twice = len(waiting) - len(set(waiting))
+    Worker(queue, pool="solo", install_signal_handlers=False).work(burst=True)
+
+    verdict = check("enqueue resent during a 1.5 s server stall (generated ids)", queue, acked, records)
+    verdict.notes = {"stalls": STALLS, "ids_pushed_twice": pushed_twice, "enqueue_errors": errors}
+    report(verdict)
+    assert pushed_twice == 0, verdict.notes
+    assert verdict.executed == len(acked) and verdict.duplicates == 0 and verdict.lost == 0, verdict.summary()
+
+
 # --- 5 and 6. failover under load ---------------------------------------------------------------------
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from clusterq.api.aio_job import AsyncJob
 from clusterq.api.aio_queue import AsyncQueue
+from clusterq.api.enqueue_options import EnqueueData, split_enqueue_options, validate_job_id
 from clusterq.api.group import DEFAULT_GROUP_KEEP_S, GroupCore, GroupStatus
-from clusterq.api.queue_core import EnqueueData, split_enqueue_options, validate_job_id
 from clusterq.connection.aio import AsyncConnectionLike
 from clusterq.exceptions import NoSuchJobError
 from clusterq.state.outbox import split_handle

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clusterq.api.job_core import JobCore, JobStatus, parse_handle, status_of
+from clusterq.api.job_core import JobCore, JobStatus, locate_plan, status_of
 from clusterq.api.results import AsyncResultWaiter, Result
 from clusterq.connection.aio import AsyncConnectionLike
 from clusterq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -64,20 +64,34 @@ class AsyncJob(JobCore):
     @classmethod
     async def fetch(cls, handle_or_id: str, connection: AsyncConnectionLike = None, *, queue: str | None = None,
                     serializer: Serializer | str | None = None) -> AsyncJob:
-        """Load a job from its handle (``job.handle``), or from its id and ``queue``.
+        """Load a job from its handle (``job.handle``), or from its id and ``queue``; an id alone is looked
+        up through the known queues, as :meth:`Job.fetch` does.
 
         Raises :class:`NoSuchJobError` if there is no such job.
         """
-        if queue is None:
-            queue, job_id = parse_handle(handle_or_id)
-        else:
-            job_id = handle_or_id
-        job = cls(queue, job_id, connection, serializer=serializer)
+        lazy = LazyStore(connection)
         try:
+            queue, job_id = await arun_plan(locate_plan(handle_or_id, queue), await lazy.get())
+            job = cls.__new__(cls)
+            job._setup(queue, job_id, lazy, resolve_serializer(serializer))
+            job._owns_client = True
             return await job.refresh()
         except BaseException:
-            await job.aclose()
+            await lazy.aclose()
             raise
+
+    @classmethod
+    async def fetch_many(cls, job_ids: list[str], connection: AsyncConnectionLike = None, *,
+                         queue: str | None = None, serializer: Serializer | str | None = None
+                         ) -> list[AsyncJob | None]:
+        """RQ's ``Job.fetch_many``: one :meth:`fetch` per handle or id, None where there is no such job."""
+        jobs: list[AsyncJob | None] = []
+        for job_id in job_ids:
+            try:
+                jobs.append(await cls.fetch(job_id, connection, queue=queue, serializer=serializer))
+            except NoSuchJobError:
+                jobs.append(None)
+        return jobs
 
     async def aclose(self) -> None:
         """Close the client this job opened from a URL. A client it was given, or shares with the queue
@@ -122,6 +136,17 @@ class AsyncJob(JobCore):
     async def save_meta(self) -> None:
         """Write :attr:`meta` to Redis (only that field). Raises NoSuchJobError if the job is gone."""
         await self._run(self._save_meta_plan())
+
+    async def set_retries_left(self, value: int) -> None:
+        """Allow at most ``value`` more retries (``0``: a failure now is final), as setting
+        ``Job.retries_left`` does; written at once. It can only lower what the ``Retry`` allows."""
+        await self._run(self._set_retries_left_plan(value))
+
+    def _refuse_retries_left(self, value: int) -> None:
+        raise AttributeError("AsyncJob.retries_left cannot be assigned (it would block the event loop): "
+                             "await job.set_retries_left(n)")
+
+    retries_left = JobCore.retries_left.setter(_refuse_retries_left)
 
     async def set_progress(self, value: Any, message: str | None = None) -> None:
         """Store the job's progress (any JSON value) and an optional message, as ``Job.set_progress``."""

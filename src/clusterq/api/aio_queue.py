@@ -44,12 +44,12 @@ Workers stay synchronous processes: ``clusterq worker -u redis+cluster://10.0.0.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 from clusterq.api.aio_job import AsyncJob
-from clusterq.api.options import EnqueueData, enqueue_data, parse_duration, refuse_depends_on, split_enqueue_options
+from clusterq.api.enqueue_options import EnqueueData, make_enqueue_data, split_enqueue_options
 from clusterq.api.queue_core import QueueCore
 from clusterq.api.registry_core import RegistryCore
 from clusterq.connection.aio import AsyncClient, AsyncConnectionLike, connect_async, disconnect_async
@@ -81,7 +81,9 @@ class AsyncQueue(QueueCore[AsyncJob]):
     closes in ``aclose()`` (or ``async with``). The options are those of :class:`~clusterq.api.queue.Queue`
     (``wait_replicas`` included), and so are the rules: both are a
     :class:`~clusterq.api.queue_core.QueueCore`. Reads that are properties on ``Queue`` (``count``,
-    ``is_suspended``, ``rate_limit``, ``concurrency_limits``) are coroutine methods here.
+    ``is_suspended``, ``rate_limit``, ``concurrency_limits``, ``retried_count``) are coroutine methods here.
+    ``hooks`` are :mod:`clusterq.api.hooks` objects, as for ``Queue``: their ``before_enqueue`` runs for each
+    job this queue writes.
     """
 
     def __init__(
@@ -98,10 +100,13 @@ class AsyncQueue(QueueCore[AsyncJob]):
         result_history: int | None = None,
         wait_replicas: int = 0,
         wait_timeout_s: float = 1.0,
+        hooks: Sequence[Any] = (),
+        job_class: None = None,
     ) -> None:
         self._setup(name, serializer=serializer, default_timeout=default_timeout, result_ttl=result_ttl,
                     failure_ttl=failure_ttl, max_attempts=max_attempts, signing_key=signing_key,
-                    result_history=result_history, wait_replicas=wait_replicas, wait_timeout_s=wait_timeout_s)
+                    result_history=result_history, wait_replicas=wait_replicas, wait_timeout_s=wait_timeout_s,
+                    hooks=hooks, job_class=job_class)
         self._lazy = LazyStore(connection)
 
     def __repr__(self) -> str:
@@ -134,31 +139,24 @@ class AsyncQueue(QueueCore[AsyncJob]):
         """
         return await self._run(self._enqueue_one_plan(f, args, kwargs))
 
-    async def enqueue_at(self, scheduled_time: datetime, f: Callable[..., Any] | str, *args: Any,
+    async def enqueue_at(self, scheduled_time: datetime | date | str, f: Callable[..., Any] | str, *args: Any,
                          **kwargs: Any) -> AsyncJob:
         """Schedule ``f(*args, **kwargs)`` to run at ``scheduled_time``, as :meth:`Queue.enqueue_at` does
-        (a naive datetime is local time; a time in the past runs the job at the next promotion)."""
-        data, at_front = split_enqueue_options(f, args, kwargs)
-        refuse_depends_on([data], "enqueue_at")
-        return (await self._run(self._schedule_plan([data], at_front,
-                                                    at_ms=int(scheduled_time.timestamp() * 1000))))[0]
+        (a datetime, a date or an ISO 8601 string; a naive datetime is local time; a time in the past
+        runs the job at the next promotion)."""
+        return await self._run(self._enqueue_at_plan(scheduled_time, f, args, kwargs))
 
     async def enqueue_in(self, time_delta: timedelta | float | int, f: Callable[..., Any] | str, *args: Any,
                          **kwargs: Any) -> AsyncJob:
         """Schedule ``f(*args, **kwargs)`` to run after ``time_delta`` (a timedelta or seconds), measured on
         the server's clock, as :meth:`Queue.enqueue_in` does."""
-        seconds = time_delta.total_seconds() if isinstance(time_delta, timedelta) else parse_duration(
-            time_delta, "time_delta")
-        data, at_front = split_enqueue_options(f, args, kwargs)
-        refuse_depends_on([data], "enqueue_in")
-        delay_ms = max(0, int((seconds or 0.0) * 1000))
-        return (await self._run(self._schedule_plan([data], at_front, delay_ms=delay_ms)))[0]
+        return await self._run(self._enqueue_in_plan(time_delta, f, args, kwargs))
 
     async def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                            kwargs: dict[str, Any] | None = None, at_front: bool = False,
                            **options: Any) -> AsyncJob:
         """RQ's older spelling of :meth:`enqueue`."""
-        return (await self.enqueue_many([enqueue_data(func, args, kwargs, options)], at_front=at_front))[0]
+        return (await self.enqueue_many([make_enqueue_data(func, args, kwargs, options)], at_front=at_front))[0]
 
     async def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[AsyncJob]:
         """Enqueue many jobs: chunks of ``ENQUEUE_CHUNK`` per script call, all in one pipeline; jobs with
@@ -178,6 +176,14 @@ class AsyncQueue(QueueCore[AsyncJob]):
     async def count(self) -> int:
         """Jobs waiting in the queue (O(1))."""
         return await (await self._lazy.get()).count(self.keys)
+
+    async def retried_count(self) -> int:
+        """See :attr:`Queue.retried_count`."""
+        return await self._run(self._retried_count_plan())
+
+    async def exists(self) -> bool:
+        """True once a job was enqueued to this queue (and until :meth:`delete`): it is a known queue."""
+        return await self._run(self._exists_plan())
 
     async def is_empty(self) -> bool:
         return await self.count() == 0
@@ -283,6 +289,14 @@ class AsyncRegistry(RegistryCore[AsyncJob]):
     async def count(self) -> int:
         """Entries whose record has not expired. O(log N)."""
         return await self.queue._run(self._count_plan())
+
+    async def overdue_count(self) -> int:
+        """See :meth:`Registry.overdue_count`."""
+        return await self.queue._run(self._overdue_count_plan())
+
+    async def score_time(self, job_id: str) -> float | None:
+        """See :meth:`Registry.score_time`."""
+        return await self.queue._run(self._score_time_plan(job_id))
 
     async def contains(self, item: object) -> bool:
         """``item in registry`` for asyncio: a job or a job id."""

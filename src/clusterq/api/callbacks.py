@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from clusterq.api import options as O
 from clusterq.utils import function_path
 
 CALLBACK_TIMEOUT_S = 60.0
@@ -47,9 +48,9 @@ class Callback:
 
     def __post_init__(self) -> None:
         function_path(self.func)  # refuses lambdas and nested functions now, not on the worker
-        if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
-                                         or self.timeout <= 0):
+        if self.timeout is not None and not isinstance(self.timeout, (int, float)):
             raise ValueError(f"Callback timeout must be a positive number of seconds, got {self.timeout!r}")
+        O.seconds(self.timeout, "Callback timeout", positive=True)
 
     def encode(self) -> list[Any]:
         """The form stored in the job's options: ``[path, timeout_s]``."""
@@ -75,9 +76,13 @@ def decode_callbacks(value: Any) -> dict[str, tuple[str, float]]:
     for code, entry in value.items():
         if code in _NAMES and isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str):
             try:
-                out[code] = (entry[0], float(entry[1]))
+                limit = float(entry[1])
             except (TypeError, ValueError):
                 continue
+            if not 0 < limit <= O.MAX_DURATION_S:  # NaN too: a limit no pool could wait for
+                raise ValueError(f"the {_NAMES[code]} callback's time limit is {entry[1]!r}, not a number of "
+                                 f"seconds from 0 to {O.MAX_DURATION_S}")
+            out[code] = (entry[0], limit)
     return out
 
 

@@ -17,6 +17,7 @@ import threading
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from clusterq.api.hooks import decode_headers
 from clusterq.api.job import Job
 from clusterq.connection.sync import Client, ConnectionLike, connect
 from clusterq.state import keys as K
@@ -72,6 +73,7 @@ class _Running:
             queue = self.leased.queue
             self.job = Job.trusted(queue, self.leased.id, K.QueueKeys(queue), self.connection.store(),
                                    self.serializer)
+            self.job._headers = decode_headers(self.leased.headers)  # known from the lease: no read
         return self.job
 
 

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from clusterq.api import options as O
 from clusterq.api.callbacks import Callback
 from clusterq.api.dependency import DependsOn
 from clusterq.api.job import Job
@@ -63,6 +64,10 @@ class job:  # lower case: RQ's name for the decorator
             raise TypeError(f"@job option(s) {sorted(unsupported)} are not supported by clusterq")
         if not isinstance(queue, (str, Queue)):
             raise TypeError(f"@job needs a queue name or a Queue, got {type(queue).__name__}")
+        # Checked here, at import time, by the rules every enqueue uses (clusterq.api.options), so a bad
+        # option fails where it is written rather than at the first delay().
+        O.check(job_timeout=timeout, result_ttl=result_ttl, failure_ttl=failure_ttl, ttl=ttl,
+                max_attempts=max_attempts, result_history=result_history, description=description)
         self.queue = queue
         self.connection = connection
         self.at_front = at_front

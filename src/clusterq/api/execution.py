@@ -29,12 +29,14 @@ from typing import Any
 
 from clusterq.api.callbacks import callback_name, decode_callbacks
 from clusterq.api.context import JobConnection, enter_job, leave_job
+from clusterq.api.hooks import EMPTY, HookSet
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S, DEFAULT_RESULT_TTL_S, Job
+from clusterq.api.options import MAX_DURATION_S
 from clusterq.api.retry import RetryJob, draw, plan_template, retry_job_plan
 from clusterq.exceptions import DeserializationError, FunctionNotFound, JobTimeoutError, SerializationError
 from clusterq.serializers import Serializer
 from clusterq.signing import Signer
-from clusterq.state.store import RESULT_HISTORY, LeasedJob, Outcome
+from clusterq.state.store import MAX_RESULT_HISTORY, RESULT_HISTORY, LeasedJob, Outcome
 from clusterq.utils import import_attribute
 
 log = logging.getLogger(__name__)
@@ -48,19 +50,34 @@ class FunctionResolver:
 
     ``allow`` holds patterns (``fnmatch`` style, e.g. ``"myapp.tasks.*"``); when given, a path that
     matches none is refused before anything is imported, so a payload cannot make the worker import an
-    arbitrary module.
+    arbitrary module. A pattern and a path match alike whether they write ``module:Class.method`` (the
+    form clusterq generates for methods) or ``module.Class.method``.
+
+    Whatever the allowlist, a path reaches only what a job may be: a module-level function, or a
+    function (static method, class method) of a module-level class. No part of it may start with an
+    underscore (``notify.__globals__``, ``Jobs.__class__``, ``_private``), and nothing on the way may be
+    an instance or another module, so a path cannot walk from an allowed function to whatever it holds.
     """
 
     def __init__(self, allow: Sequence[str] | None = None) -> None:
         self.allow = tuple(allow) if allow else None
+        self._patterns = tuple(p.replace(":", ".") for p in self.allow) if self.allow else None
         self._cache: dict[str, Callable[..., Any]] = {}
+
+    def _allowed(self, path: str) -> bool:
+        dotted = path.replace(":", ".")
+        return self._patterns is None or any(fnmatch.fnmatchcase(dotted, p) for p in self._patterns)
 
     def resolve(self, path: str) -> Callable[..., Any]:
         func = self._cache.get(path)
         if func is not None:
             return func
-        if self.allow is not None and not any(fnmatch.fnmatchcase(path, p) for p in self.allow):
-            raise FunctionNotFound(f"function {path!r} is not in this worker's allowlist {list(self.allow)}")
+        if not self._allowed(path):
+            raise FunctionNotFound(f"function {path!r} is not in this worker's allowlist {list(self.allow or ())}")
+        private = [part for part in path.replace(":", ".").split(".") if part.startswith("_")]
+        if private:
+            raise FunctionNotFound(f"function {path!r} names {private[0]!r}: a job's path never has a part "
+                                   "starting with an underscore")
         func = import_attribute(path)
         if self.allow is not None and _passes_through_a_module(path):
             # "pkg.tasks:os.system" matches "pkg.tasks*" yet reaches os.system through a module that
@@ -69,21 +86,50 @@ class FunctionResolver:
                                    f"{list(self.allow)} only allows functions of the modules it names")
         if not callable(func):
             raise FunctionNotFound(f"{path!r} is a {type(func).__name__}, not a function")
+        refused = _not_a_job_function(path, func)
+        if refused:
+            raise FunctionNotFound(f"{path!r} {refused}")
         self._cache[path] = func
         return func
 
 
+def _split(path: str) -> tuple[str, list[str]]:
+    module_name, sep, attr_path = path.partition(":")
+    if not sep:
+        module_name, _, attr_path = path.rpartition(".")
+    return module_name, attr_path.split(".")
+
+
 def _passes_through_a_module(path: str) -> bool:
     """True if ``module:attr.attr...`` walks through a module object on its way (``mod:os.system``)."""
-    module_name, sep, attr_path = path.partition(":")
-    if not sep or "." not in attr_path:
+    module_name, parts = _split(path)
+    if len(parts) < 2:
         return False
     obj: Any = sys.modules.get(module_name)
-    for part in attr_path.split(".")[:-1]:
+    for part in parts[:-1]:
         obj = getattr(obj, part, None)
         if obj is None or isinstance(obj, types.ModuleType):
             return True
     return False
+
+
+def _not_a_job_function(path: str, func: Any) -> str | None:
+    """Why ``func`` (found at ``path``) is not a job function, or None: only functions of a module, or
+    of a class of a module, are (not a bound method of an instance, not a class, not a callable object)."""
+    module_name, parts = _split(path)
+    owner: Any = sys.modules.get(module_name)
+    for part in parts[:-1]:
+        owner = getattr(owner, part, None)
+        if not isinstance(owner, type):
+            return f"reaches {part!r}, a {type(owner).__name__}: only functions of a module or of its classes run"
+    if isinstance(func, types.FunctionType):
+        return None
+    if isinstance(func, types.BuiltinFunctionType) and (func.__self__ is None
+                                                         or isinstance(func.__self__, (types.ModuleType, type))):
+        return None  # a C function of a module (math.sqrt), not a method bound to some object ({}.get)
+    if isinstance(func, types.MethodType) and isinstance(func.__self__, type):
+        return None  # a classmethod, reached through its class
+    return f"is a {type(func).__name__}, not a function: only functions of a module or of its classes run"
 
 
 @dataclass(frozen=True)
@@ -100,13 +146,29 @@ class JobSpec:
     callbacks: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)  # code -> (path, limit)
 
 
-def _keep_ms(seconds: Any, default_s: float) -> int:
-    value = default_s if seconds is None else float(seconds)
+def _bounded(value: Any, what: str) -> float:
+    """A stored number of seconds, as enqueue checks it (:func:`clusterq.api.options.seconds`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{what} is {value!r}, not a number")
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > MAX_DURATION_S:
+        raise ValueError(f"{what} is {value!r}, not a finite number of at most {MAX_DURATION_S} s")
+    return number
+
+
+def _keep_ms(seconds: Any, default_s: float, what: str) -> int:
+    value = default_s if seconds is None else _bounded(seconds, what)
     return -1 if value < 0 else int(value * 1000)
 
 
 def decode_options(raw: bytes, default_timeout_s: float) -> tuple[JobSpec, str | None]:
-    """Decode a job's options; on garbage fall back to defaults and return a problem description."""
+    """Decode a job's options; on garbage fall back to defaults and return a problem description.
+
+    Never raises: a record written by an older version or forged (``result_ttl`` of 1e999, a NaN time
+    limit, a retry plan of the wrong shape) gives the defaults and a problem, which fails that one job
+    with the problem as its reason. The worker and its pools (the supervisor reads time limits here)
+    rely on this.
+    """
     problem = None
     options: dict[str, Any] = {}
     if raw:
@@ -116,23 +178,31 @@ def decode_options(raw: bytes, default_timeout_s: float) -> tuple[JobSpec, str |
                 options = decoded
             else:
                 problem = f"job options are a {type(decoded).__name__}, not an object"
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             problem = f"job options are not valid JSON ({exc})"
     try:
         spec = JobSpec(
-            timeout_s=float(options.get("timeout") or default_timeout_s),
-            result_keep_ms=_keep_ms(options.get("result_ttl"), DEFAULT_RESULT_TTL_S),
-            failure_keep_ms=_keep_ms(options.get("failure_ttl"), DEFAULT_FAILURE_TTL_S),
+            timeout_s=_bounded(options["timeout"], "timeout") if options.get("timeout") else default_timeout_s,
+            result_keep_ms=_keep_ms(options.get("result_ttl"), DEFAULT_RESULT_TTL_S, "result_ttl"),
+            failure_keep_ms=_keep_ms(options.get("failure_ttl"), DEFAULT_FAILURE_TTL_S, "failure_ttl"),
             serializer=str(options.get("ser", "json")),
             retry=plan_template(options.get("retry")),
             repeat=plan_template(options.get("repeat")),
-            history=int(options.get("hist") or RESULT_HISTORY),
+            history=_history(options.get("hist")),
             callbacks=decode_callbacks(options.get("cb")),
         )
-    except (TypeError, ValueError) as exc:
-        problem = f"job options are malformed ({exc})"
+    except Exception as exc:  # whatever the record holds, one job fails, not the worker
+        problem = f"job options are malformed ({type(exc).__name__}: {exc})"
         spec = JobSpec(default_timeout_s, DEFAULT_RESULT_TTL_S * 1000, DEFAULT_FAILURE_TTL_S * 1000, "json")
     return spec, problem
+
+
+def _history(value: Any) -> int:
+    if value is None or value == 0:
+        return RESULT_HISTORY
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RESULT_HISTORY:
+        raise ValueError(f"hist is {value!r}, not an int from 1 to {MAX_RESULT_HISTORY}")
+    return value
 
 
 _alarm_limit_s = 0.0
@@ -224,11 +294,15 @@ class Executor:
 
     def __init__(self, resolver: FunctionResolver, serializer: Serializer, default_timeout_s: float,
                  connection: Any = None, *, job_connection: JobConnection | None = None,
-                 time_limits: bool = True, signer: Signer | None = None) -> None:
+                 time_limits: bool = True, signer: Signer | None = None, hooks: HookSet = EMPTY) -> None:
         self.connection = connection
         self.job_connection = job_connection
         self.time_limits = time_limits
         self.signer = signer
+        self.hooks = hooks
+        # Runs whose outcome a pool recorded from outside (the thread pool's hard limit): when their thread
+        # ends the run anyway, its outcome is dropped, and so are its failure hooks (one report per run).
+        self.taken_over: set[tuple[str, str, int]] = set()
         self.resolver = resolver
         self.serializer = serializer
         self.default_timeout_s = default_timeout_s
@@ -242,7 +316,7 @@ class Executor:
         if self.signer is not None:
             # Before anything of the job is looked at: an unsigned job imports nothing and decodes nothing.
             refused = self.signer.problem(leased.queue, leased.id, leased.func, leased.payload, leased.options,
-                                          leased.signature)
+                                          leased.signature, leased.headers)
             if refused:  # its options are not trusted either: default time limit and failure TTL
                 return self._default_spec, None, None, None, refused
         if leased.options:
@@ -285,9 +359,14 @@ class Executor:
                 self._timeouts[leased.options] = timeout
         return timeout
 
-    def failure(self, leased: LeasedJob, reason: str) -> Outcome:
-        """A failed outcome with ``reason``, kept as long as the job's failure_ttl says."""
-        return _failure(leased, decode_options(leased.options, self.default_timeout_s)[0], reason)
+    def failure(self, leased: LeasedJob, reason: str, *, outside: bool = False) -> Outcome:
+        """A failed outcome with ``reason``, kept as long as the job's failure_ttl says; it is final, and
+        the failure hooks hear of it here. ``outside``: the pool stopped the job at its hard limit and
+        records this outcome (the job's own thread, if it goes on, stays silent: :attr:`taken_over`)."""
+        outcome = _failure(leased, decode_options(leased.options, self.default_timeout_s)[0], reason)
+        if self.hooks.perform and (outside or run_key(leased) not in self.taken_over):
+            self.hooks.failed(self.hooks.info(leased), None, reason, "")
+        return outcome
 
     def execute(self, leased: LeasedJob) -> Outcome:
         """Run the job in this thread (time limit by SIGALRM in the main thread); never raises but
@@ -295,28 +374,55 @@ class Executor:
         started = time.perf_counter()
         spec, func, args, kwargs, problem = self.prepare(leased)
         if problem is not None or func is None:
-            return _failure(leased, spec, problem or "cannot run job")
+            return self._unrunnable(leased, spec, problem or "cannot run job")
+        hooks = self.hooks if self.hooks.perform else None
+        value: Any = None
+        error: Exception | None = None
         token = enter_job(leased, self.job_connection, self.serializer)
         try:
-            with time_limit(spec.timeout_s if self.time_limits else 0):
-                value = func(*args, **kwargs)
-                if inspect.isawaitable(value):
-                    value = asyncio.run(_awaited(value))
-        except JobTimeoutError as exc:
-            outcome = _failure(leased, spec, f"JobTimeoutError: {exc}", time.perf_counter() - started,
-                               draw(spec.retry))
-            return self._callback(leased, spec, outcome, "f", type(exc), exc, exc.__traceback__)
-        except RetryJob as exc:
-            return _failure(leased, spec, f"RetryJob: {exc}", time.perf_counter() - started,
-                            retry_job_plan(spec.retry, exc))
-        except Exception as exc:
-            outcome = _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
-                               draw(spec.retry))
-            return self._callback(leased, spec, outcome, "f", type(exc), exc, exc.__traceback__)
+            if hooks is not None:
+                job = hooks.info(leased, args, kwargs)
+                entered = hooks.enter(job)
+            try:
+                with time_limit(spec.timeout_s if self.time_limits else 0):
+                    value = func(*args, **kwargs)
+                    if inspect.isawaitable(value):
+                        value = asyncio.run(_awaited(value))
+            except Exception as exc:
+                error = exc
+            except BaseException as exc:  # stopped (StopRequested, JobStopped): the around-hooks end too
+                if hooks is not None:
+                    hooks.leave(job, entered, None, exc)
+                raise
+            if hooks is not None:
+                hooks.leave(job, entered, value, error)
         finally:
             leave_job(token)
-        return self._after_success(leased, spec, self._finish(leased, spec, value, time.perf_counter() - started),
-                                   value)
+        outcome = self._outcome(leased, spec, value, error, time.perf_counter() - started)
+        if hooks is not None and outcome.status == "failed" and run_key(leased) not in self.taken_over:
+            hooks.failed(job, error, outcome.data.decode("utf-8", "replace"), outcome.plan)
+        return outcome
+
+    def _outcome(self, leased: LeasedJob, spec: JobSpec, value: Any, error: Exception | None,
+                 elapsed_s: float) -> Outcome:
+        """What the call's return ``value`` or ``error`` makes of the job (its callback run)."""
+        if error is None:
+            return self._after_success(leased, spec, self._finish(leased, spec, value, elapsed_s), value)
+        if isinstance(error, RetryJob):
+            return _failure(leased, spec, f"RetryJob: {error}", elapsed_s, retry_job_plan(spec.retry, error))
+        reason = (f"JobTimeoutError: {error}" if isinstance(error, JobTimeoutError)
+                  else describe_exception(error, leased.func))
+        outcome = _failure(leased, spec, reason, elapsed_s, draw(spec.retry))
+        return self._callback(leased, spec, outcome, "f", type(error), error, error.__traceback__)
+
+    def _unrunnable(self, leased: LeasedJob, spec: JobSpec, problem: str) -> Outcome:
+        """A job that cannot be called fails at once, for good; the failure hooks hear of it (without the
+        headers of a job whose signature failed: nothing of it is trusted)."""
+        outcome = _failure(leased, spec, problem)
+        if self.hooks.perform:
+            self.hooks.failed(self.hooks.info(leased, trusted=not problem.startswith("SignatureError")), None,
+                              problem, "")
+        return outcome
 
     async def execute_async(self, leased: LeasedJob, loop: asyncio.AbstractEventLoop) -> Outcome:
         """Run the job on ``loop``: ``async def`` jobs as coroutines, cancelled at their time limit;
@@ -324,8 +430,14 @@ class Executor:
         started = time.perf_counter()
         spec, func, args, kwargs, problem = self.prepare(leased)
         if problem is not None or func is None:
-            return _failure(leased, spec, problem or "cannot run job")
+            return self._unrunnable(leased, spec, problem or "cannot run job")
         enter_job(leased, self.job_connection, self.serializer)  # this task's own context: nothing to reset
+        hooks = self.hooks if self.hooks.perform else None
+        if hooks is not None:  # entered in the task's context, which a plain function's thread gets a copy of
+            job = hooks.info(leased, args, kwargs)
+            entered = hooks.enter(job)
+        value: Any = None
+        error: Exception | None = None
         try:
             limit = spec.timeout_s if spec.timeout_s > 0 else None  # job_timeout=-1: no limit
             if inspect.iscoroutinefunction(func):
@@ -336,28 +448,27 @@ class Executor:
                 value = await asyncio.wait_for(loop.run_in_executor(None, call), limit)
                 if inspect.isawaitable(value):
                     value = await asyncio.wait_for(value, limit)
-        except asyncio.TimeoutError as exc:
+        except asyncio.TimeoutError:
             how = "was cancelled" if inspect.iscoroutinefunction(func) else "was abandoned (its thread runs on)"
-            outcome = _failure(leased, spec, f"JobTimeoutError: time limit exceeded: the job ran longer than "
-                                             f"{spec.timeout_s:g} s and {how}", time.perf_counter() - started,
-                               draw(spec.retry))
-            error: BaseException = JobTimeoutError(str(exc) or "time limit exceeded")
-        except RetryJob as exc:
-            return _failure(leased, spec, f"RetryJob: {exc}", time.perf_counter() - started,
-                            retry_job_plan(spec.retry, exc))
+            error = JobTimeoutError(f"time limit exceeded: the job ran longer than {spec.timeout_s:g} s and {how}")
         except Exception as exc:
-            outcome = _failure(leased, spec, describe_exception(exc, leased.func), time.perf_counter() - started,
-                               draw(spec.retry))
             error = exc
-        else:
-            outcome = self._finish(leased, spec, value, time.perf_counter() - started)
-            if not spec.callbacks:
-                return outcome
-            return await loop.run_in_executor(None, self._after_success, leased, spec, outcome, value)
-        if "f" not in spec.callbacks:
-            return outcome
-        return await loop.run_in_executor(None, self._callback, leased, spec, outcome, "f", type(error), error,
-                                          error.__traceback__)
+        except BaseException as exc:  # cancelled (job.stop(), close): the around-hooks end too
+            if hooks is not None:
+                hooks.leave(job, entered, None, exc)
+            raise
+        if hooks is not None:
+            hooks.leave(job, entered, value, error)
+        elapsed_s = time.perf_counter() - started
+        if error is None and not spec.callbacks:
+            outcome = self._finish(leased, spec, value, elapsed_s)
+        elif error is not None and "f" not in spec.callbacks:
+            outcome = self._outcome(leased, spec, value, error, elapsed_s)
+        else:  # a callback runs: off the loop
+            outcome = await loop.run_in_executor(None, self._outcome, leased, spec, value, error, elapsed_s)
+        if hooks is not None and outcome.status == "failed":
+            hooks.failed(job, error, outcome.data.decode("utf-8", "replace"), outcome.plan)
+        return outcome
 
     # --- callbacks ------------------------------------------------------------------------------
 
@@ -393,7 +504,7 @@ class Executor:
         outcome = Outcome(leased.id, leased.token, "stopped", f"JobStopped: {reason}".encode("utf-8", "replace"),
                           spec.failure_keep_ms, history=spec.history)
         if self.signer is not None and self.signer.problem(leased.queue, leased.id, leased.func, leased.payload,
-                                                           leased.options, leased.signature):
+                                                           leased.options, leased.signature, leased.headers):
             return outcome  # its on_stopped path comes from a record no key holder wrote: never import it
         return self._callback(leased, spec, outcome, "t")
 
@@ -404,6 +515,11 @@ class Executor:
             return _failure(leased, spec, f"SerializationError: the job's return value cannot be stored: {exc}")
         return Outcome(leased.id, leased.token, "finished", data, spec.result_keep_ms, elapsed_s, spec.repeat,
                        spec.history)
+
+
+def run_key(leased: LeasedJob) -> tuple[str, str, int]:
+    """One run of one job: its queue, id and lease token."""
+    return (leased.queue, leased.id, leased.token)
 
 
 async def _awaited(value: Any) -> Any:

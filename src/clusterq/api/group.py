@@ -17,13 +17,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from clusterq.api.enqueue_options import EnqueueData, split_enqueue_options, validate_job_id
 from clusterq.api.job import Job
 from clusterq.api.job_core import JobCore
 from clusterq.api.queue import Queue
-from clusterq.api.queue_core import ENQUEUE_CHUNK, EnqueueData, QueueCore, split_enqueue_options, validate_job_id
+from clusterq.api.queue_core import ENQUEUE_CHUNK, QueueCore
 from clusterq.connection.sync import ConnectionLike
 from clusterq.exceptions import InvalidJobOperation, NoSuchJobError, explain_server_error
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.outbox import group_dependent, make_handle, split_handle
 from clusterq.state.plan import SERVER_ERRORS, Plan, R, client_step, store_step
 
@@ -67,10 +69,11 @@ class GroupCore(Generic[J]):
 
     def _open_plan(self, keep_s: float) -> Plan[None]:
         try:
-            created = yield store_step("run", T.group_open_call(self.queue.keys, self.id, int(keep_s * 1000)))
+            created = TR.GROUP_OPEN.code(
+                (yield store_step("run", T.group_open_call(self.queue.keys, self.id, int(keep_s * 1000)))))
         except SERVER_ERRORS as exc:
             raise explain_server_error(exc, f"create a group in queue {self.queue.name!r}") from exc
-        if not int(created):
+        if created is not TR.GroupOpenCode.CREATED:
             raise InvalidJobOperation(f"a group {self.id!r} already exists in queue {self.queue.name!r}")
 
     def _enqueue_many_plan(self, queue: QueueCore[J], jobs: Sequence[EnqueueData], at_front: bool,
@@ -86,22 +89,22 @@ class GroupCore(Generic[J]):
         dependent = group_dependent(self.queue.name, self.id)
         calls = [T.register_call(queue.keys, dependent, ids[i : i + ENQUEUE_CHUNK])
                  for i in range(0, len(ids), ENQUEUE_CHUNK)]
-        calls.append(T.group_open_call(self.queue.keys, self.id, 0, added=len(ids)))  # the group's count, last
+        count = T.group_open_call(self.queue.keys, self.id, 0, added=len(ids))  # the group's count, last
         try:
-            results = yield store_step("run_many", calls)
+            registered, _ = T.split_results((yield store_step("run_many", [*calls, count])), calls, [count])
         except SERVER_ERRORS as exc:
             raise explain_server_error(exc, f"add members to group {self.id!r}") from exc
         # Members that ended before they were registered (a fast worker) are told here instead.
         chunks = [ids[i : i + ENQUEUE_CHUNK] for i in range(0, len(ids), ENQUEUE_CHUNK)]
-        ended = [(job_id, _text(code)) for chunk, codes in zip(chunks, results) for job_id, code in zip(chunk, codes)
-                 if _text(code)]
+        ended = [(job_id, how) for chunk, reply in zip(chunks, registered)
+                 for job_id, how in zip(chunk, TR.parse_register(reply)) if how]
         if ended:
             yield store_step("run_many", [T.group_done_call(self.queue.keys, self.id, make_handle(queue.name, job_id),
                                                             how) for job_id, how in ended])
         return new
 
     def _close_plan(self, on_done: EnqueueData | Callable[..., Any] | str | None) -> Plan[J | None]:
-        calls = []
+        calls: list[T.Call] = []
         callback = None
         if on_done is not None:
             data = on_done if isinstance(on_done, EnqueueData) else self.queue.prepare_data(on_done)
@@ -109,15 +112,15 @@ class GroupCore(Generic[J]):
                 raise TypeError("a group callback waits for the group; it takes no depends_on")
             callback = self.queue._new_job(data)
             calls.append(T.defer_call(self.queue.keys, callback, []))
-        calls.append(T.group_close_call(self.queue.keys, self.id, callback.id if callback else None))
+        close = T.group_close_call(self.queue.keys, self.id, callback.id if callback else None)
         try:
-            results = yield store_step("run_many", calls)
+            _, (reply,) = T.split_results((yield store_step("run_many", [*calls, close])), calls, [close])
         except SERVER_ERRORS as exc:
             raise explain_server_error(exc, f"close group {self.id!r}") from exc
-        code = int(results[-1])
-        if code == 0:
+        code = TR.GROUP_CLOSE.code(reply)
+        if code is TR.GroupCloseCode.NO_SUCH_GROUP:
             raise NoSuchJobError(f"no group {self.id!r} in queue {self.queue.name!r}")
-        if code == -1:
+        if code is TR.GroupCloseCode.ALREADY_CLOSED:
             raise InvalidJobOperation(f"group {self.id!r} is already closed")
         return self.queue._job(callback.id) if callback else None
 

@@ -18,6 +18,7 @@ from clusterq.api.context import JobConnection
 from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S, Job
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.outbox import Forwarder, ended_entry
 
 if TYPE_CHECKING:
@@ -30,7 +31,8 @@ while the caller runs it."""
 
 def inline_executor(queue: Queue) -> Executor:
     return Executor(FunctionResolver(None), queue.serializer, DEFAULT_JOB_TIMEOUT_S, queue.connection,
-                    job_connection=JobConnection(queue.connection, queue.connection), time_limits=False)
+                    job_connection=JobConnection(queue.connection, queue.connection), time_limits=False,
+                    hooks=queue.hooks)
 
 
 def run_inline(queue: Queue, executor: Executor, jobs: Sequence[Job]) -> None:
@@ -38,12 +40,13 @@ def run_inline(queue: Queue, executor: Executor, jobs: Sequence[Job]) -> None:
     is left alone."""
     worker = f"sync:{socket.gethostname()}.{os.getpid()}"
     for job in jobs:
-        reply = queue.store.run(T.take_call(queue.keys, job.id, INLINE_LEASE_MS, worker))
-        if not reply:
+        leased = TR.parse_take(queue.name, job.id,
+                               queue.store.run(T.take_call(queue.keys, job.id, INLINE_LEASE_MS, worker)))
+        if leased is None:
             continue
-        leased = T.parse_take(queue.name, job.id, reply)
         outcome = executor.execute(leased)
-        if int(queue.store.run(T.complete_call(queue.keys, [outcome]))[0]) == 2:
+        (code,) = TR.parse_complete(queue.store.run(T.complete_call(queue.keys, [outcome])))
+        if code is TR.CompleteCode.NOTIFY:
             # It has dependents: tell them now (their jobs then wait for a worker, or for a replay).
             Forwarder(queue.store, DEFAULT_FAILURE_TTL_S * 1000).forward(
                 [(queue.name, ended_entry(outcome.status, job.id))])

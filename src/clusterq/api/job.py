@@ -17,6 +17,7 @@ from clusterq.api.job_core import (  # noqa: F401 - re-exported: their historica
     Progress,
     _ms_to_datetime,
     decode_progress,
+    locate_plan,
     make_handle,
     options_of,
     parse_handle,
@@ -24,6 +25,7 @@ from clusterq.api.job_core import (  # noqa: F401 - re-exported: their historica
 )
 from clusterq.api.results import Result, ResultWaiter
 from clusterq.connection.sync import ConnectionLike, connect
+from clusterq.exceptions import NoSuchJobError
 from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.state import keys as K
 from clusterq.state import store as T
@@ -86,15 +88,34 @@ class Job(JobCore):
     ) -> Job:
         """Load a job from its handle (``job.handle``), or from its id and ``queue``.
 
-        Raises :class:`NoSuchJobError` if there is no such job.
+        An id alone (no ``/``, no ``queue``), as RQ's ``Job.fetch(id, connection)`` takes it, is looked up
+        through the known queues: one EXISTS per queue, never a scan of jobs (see
+        :mod:`clusterq.api.rq_compat`). Raises :class:`NoSuchJobError` if there is no such job.
         """
-        if queue is None:
-            queue, job_id = parse_handle(handle_or_id)
-        else:
-            job_id = handle_or_id
-        job = cls(queue, job_id, connection, serializer=serializer)
+        store = T.Store(connect(connection))
+        queue, job_id = run_plan(locate_plan(handle_or_id, queue), store)
+        job = cls(queue, job_id, serializer=serializer, store=store)
         job.refresh()
         return job
+
+    @classmethod
+    def fetch_many(
+        cls,
+        job_ids: list[str],
+        connection: ConnectionLike = None,
+        *,
+        queue: str | None = None,
+        serializer: Serializer | str | None = None,
+    ) -> list[Job | None]:
+        """RQ's ``Job.fetch_many``: one :meth:`fetch` per handle or id, None where there is no such job."""
+        client = connect(connection)
+        jobs: list[Job | None] = []
+        for job_id in job_ids:
+            try:
+                jobs.append(cls.fetch(job_id, client, queue=queue, serializer=serializer))
+            except NoSuchJobError:
+                jobs.append(None)
+        return jobs
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -207,6 +228,15 @@ class Job(JobCore):
         finally:
             waiter.close()
         return latest
+
+    # --- retries ----------------------------------------------------------------------------------
+
+    def _set_retries_left(self, value: int) -> None:
+        """Allow at most ``value`` more retries (``0``: a failure now is final), written at once (no
+        ``save()``), from inside the job or anywhere else. It can only lower what the ``Retry`` allows."""
+        self._run(self._set_retries_left_plan(value))
+
+    retries_left = JobCore.retries_left.setter(_set_retries_left)
 
     # --- progress ---------------------------------------------------------------------------------
 

@@ -16,11 +16,14 @@ from enum import Enum
 from typing import Any
 from urllib.parse import quote, unquote
 
+from clusterq.api.hooks import decode_headers
 from clusterq.api.results import Result, parse_latest, parse_results
+from clusterq.api.rq_compat import queue_of_job_plan
 from clusterq.exceptions import InvalidJobOperation, NoSuchJobError
 from clusterq.serializers import Serializer
 from clusterq.state import keys as K
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.outbox import Forwarder, ended_entry
 from clusterq.state.plan import Plan, client_step, store_step
 from clusterq.utils import now_ms
@@ -125,6 +128,21 @@ class JobCore:
         """A string that finds this job from nothing else: pass it to ``Job.fetch`` or ``AsyncJob.fetch``."""
         return make_handle(self.queue_name, self.id)
 
+    def get_id(self) -> str:
+        """RQ 1.x's accessor for :attr:`id`."""
+        return self.id
+
+    @classmethod
+    def key_for(cls, handle_or_id: str, queue: str | None = None) -> str:
+        """The Redis key of a job's record. A job's key depends on its queue (its slot): pass a handle, or
+        an id with ``queue``."""
+        if queue is None:
+            if "/" not in handle_or_id:
+                raise TypeError(f"{cls.__name__}.key_for({handle_or_id!r}) needs the job's queue: a clusterq "
+                                "job's key is in its queue's slot; pass queue='name' or a handle ('queue/id')")
+            queue, handle_or_id = parse_handle(handle_or_id)
+        return K.QueueKeys(K.validate_queue_name(queue)).job(handle_or_id)
+
     @property
     def key(self) -> str:
         return self._keys.job(self.id)
@@ -192,6 +210,11 @@ class JobCore:
         return _ms_to_datetime(self._field("c"))
 
     @property
+    def created_at(self) -> datetime | None:
+        """When the job's record was created (RQ's name; the same time as :attr:`enqueued_at`)."""
+        return _ms_to_datetime(self._field("c"))
+
+    @property
     def started_at(self) -> datetime | None:
         return _ms_to_datetime(self._field("ts"))
 
@@ -212,14 +235,18 @@ class JobCore:
 
     @property
     def retries_left(self) -> int | None:
-        """Retries its ``Retry`` still allows (RQ's name), or None for a job enqueued without one."""
+        """Retries its ``Retry`` still allows (RQ's name), or None for a job enqueued without one (and
+        without ``retries_left`` set)."""
+        capped = self._field("rx")
+        cap = None if capped is None else max(0, int(capped) - self.retries)
         retry = self._options().get("retry")
         if not isinstance(retry, list) or not retry:
-            return None
+            return cap
         try:
-            return max(0, int(retry[0]) - self.retries)
+            left = max(0, int(retry[0]) - self.retries)
         except (TypeError, ValueError):
-            return None
+            return cap
+        return left if cap is None else min(left, cap)
 
     @property
     def repeats(self) -> int:
@@ -236,6 +263,12 @@ class JobCore:
     def progress(self) -> Progress | None:
         """The job's last reported progress (from the last read: refresh to see a newer one)."""
         return decode_progress(self._field("pg"))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers the ``before_enqueue`` hooks gave the job (:mod:`clusterq.api.hooks`), {} for none.
+        Read-only (a copy): they are covered by the job's signature."""
+        return dict(decode_headers(self._field("hd")))
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -275,44 +308,57 @@ class JobCore:
         keep_s = options_of(fields).get("failure_ttl")  # no record: the script reports the job missing
         keep_s = DEFAULT_FAILURE_TTL_S if keep_s is None else keep_s
         told = "ok" if enqueue_dependents else "canceled"
-        code = int((yield store_step("run", T.cancel_call(self._keys, self.id, int(keep_s * 1000), told))))
+        code = TR.CANCEL.code((yield store_step("run", T.cancel_call(self._keys, self.id, int(keep_s * 1000), told))))
         self._fields = None
-        if code == 2:
+        if code is TR.CancelCode.NOTIFY:
             yield from self._tell_dependents_plan(told)
-        if code == 0:
+        if code is TR.CancelCode.NO_SUCH_JOB:
             raise self._missing()
-        if code == -1:
+        if code is TR.CancelCode.ALREADY_ENDED:
             status = yield from self._status_plan()
             raise InvalidJobOperation(f"job {self.id!r} is already {status.value if status else 'gone'}")
 
     def _stop_plan(self, reason: str | None) -> Plan[None]:
-        code = int((yield store_step("run", T.stop_call(self._keys, self.id, reason or "stop requested"))))
+        code = TR.STOP.code((yield store_step("run", T.stop_call(self._keys, self.id, reason or "stop requested"))))
         self._fields = None
-        if code == 0:
+        if code is TR.StopCode.NO_SUCH_JOB:
             raise self._missing()
-        if code == -1:
+        if code is TR.StopCode.NOT_RUNNING:
             status = yield from self._status_plan()
             raise InvalidJobOperation(f"job {self.id!r} is not running (it is {status.value if status else 'gone'}); "
                                       "only a started job can be stopped (cancel() a queued or scheduled one)")
 
     def _delete_plan(self, delete_dependents: bool) -> Plan[None]:
         told = "purge" if delete_dependents else "deleted"
-        code = int((yield store_step("run", T.delete_call(self._keys, self.id, told))))
+        code = TR.DELETE.code((yield store_step("run", T.delete_call(self._keys, self.id, told))))
         self._fields = None
-        if code == 2:
+        if code is TR.DeleteCode.NOTIFY:
             yield from self._tell_dependents_plan(told)
 
     def _requeue_plan(self, at_front: bool) -> Plan[None]:
-        code = int((yield store_step("run", T.requeue_call(self._keys, self.id, at_front))))
-        if code == 0:
+        code = TR.REQUEUE.code((yield store_step("run", T.requeue_call(self._keys, self.id, at_front))))
+        if code is TR.RequeueCode.NO_SUCH_JOB:
             raise self._missing()
-        if code == -1:
+        if code is TR.RequeueCode.NOT_ENDED:
             raise InvalidJobOperation(f"job {self.id!r} is queued or running; only ended jobs can be requeued")
         self._fields = None
 
     def _set_fields_plan(self, fields: dict[str, Any]) -> Plan[None]:
-        if not (yield store_step("run", T.set_fields_call(self._keys, self.id, fields))):
+        code = TR.SET_FIELDS.code((yield store_step("run", T.set_fields_call(self._keys, self.id, fields))))
+        if code is TR.SetFieldsCode.NO_SUCH_JOB:
             raise self._missing()
+
+    def _set_retries_left_plan(self, value: int) -> Plan[None]:
+        """Allow at most ``value`` more retries (``0``: a failure now is final): a cap (field ``rx``) on
+        the retries done so far plus ``value``, which complete.lua checks; it can only lower what the
+        ``Retry`` allows."""
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"retries_left must be an int >= 0, got {value!r}")
+        yield from self._refresh_plan()  # the retries done so far, as of now
+        cap = str(self.retries + value)
+        yield from self._set_fields_plan({"rx": cap})
+        if self._fields is not None:
+            self._fields["rx"] = cap.encode()
 
     def _save_meta_plan(self) -> Plan[None]:
         yield from self._set_fields_plan({"m": self.serializer.dumps(self.meta)})
@@ -349,3 +395,15 @@ class JobCore:
 
     def _dependencies_met_plan(self) -> Plan[bool]:
         return int((yield client_step("hget", self.key, "dn")) or 0) <= 0
+
+
+def locate_plan(handle_or_id: str, queue: str | None) -> Plan[tuple[str, str]]:
+    """``(queue, id)`` of the job ``Job.fetch``/``AsyncJob.fetch`` is given: a handle, an id with
+    ``queue``, or (as RQ's ``Job.fetch(id, connection)`` takes it) an id alone, looked up through the known
+    queues: one EXISTS per queue, never a scan of jobs (see :mod:`clusterq.api.rq_compat`)."""
+    if queue is not None:
+        return queue, handle_or_id
+    if "/" in handle_or_id:
+        return parse_handle(handle_or_id)
+    return (yield from queue_of_job_plan(handle_or_id)), handle_or_id
+

@@ -1,155 +1,184 @@
-"""Enqueue options: the names ``enqueue`` takes, their checks and :class:`EnqueueData`, one job's
-description. Pure (no I/O), shared by :class:`~clusterq.api.queue.Queue` and
-:class:`~clusterq.api.aio_queue.AsyncQueue` through :class:`~clusterq.api.queue_core.QueueCore`: an option
-added or checked here is added or checked for both APIs."""
+"""Every enqueue option checked in one place, before anything is written.
+
+The sync and asyncio queues, ``enqueue_many``/``prepare_data``, ``enqueue_at``/``enqueue_in``, debounce,
+``Retry``/``Repeat`` and the ``@job`` decorator all check their values here, so a value a worker could not
+use (an infinite TTL, a NaN time limit, ``max_attempts=True``, a lone surrogate in an id) is refused at the
+call with an error naming the option, instead of being stored and failing on a worker later.
+
+A record that still carries such a value (written by an older version, or forged) is the worker's
+problem: :func:`clusterq.api.execution.decode_options` turns it into a failed job with a reason.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import math
+import numbers
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from clusterq.api.callbacks import Callback
-from clusterq.api.dependency import DependsOn
-from clusterq.api.retry import Repeat, Retry
 from clusterq.exceptions import InvalidJobId
 from clusterq.state import keys as K
 from clusterq.state import store as T
 
-PAGE_LIMIT = 10_000
-"""The longest page a listing returns."""
+MAX_DURATION_S = 3_153_600_000
+"""The longest duration any option takes (ttl, result_ttl, failure_ttl, job_timeout, delays, intervals):
+100 years. Far beyond any real use, far below what Redis's EXPIRE can hold (about 9.2e15 s); enqueue.lua
+checks the same bound before it writes."""
 
-# RQ options clusterq does not implement yet: refused, rather than silently passed to the job function.
-_UNSUPPORTED = ("pipeline", "group_id")
+MAX_ATTEMPTS = 1_000_000
+"""The largest ``max_attempts`` and ``Retry(max=...)``/``Repeat(times=...)``: a job that needs more runs
+wants a loop, not a retry budget."""
 
-_RESERVED = (
-    "job_id", "job_timeout", "timeout", "result_ttl", "ttl", "failure_ttl", "description", "meta",
-    "at_front", "max_attempts", "retry", "repeat", "result_history", "on_success", "on_failure", "on_stopped",
-    "depends_on", "args", "kwargs", "priority", "unique", "concurrency_key", "debounce",
-)
-
-MAX_PRIORITY = 9
-"""Priorities are 1 (first) to 9 (last); a job without one runs before all of them, as in BullMQ."""
-DEBOUNCE_POINTER_TTL_S = 86_400
-"""A debounce key remembers its job this long after the window opened: a job still not started by then
-(no worker for a day) is no longer updated, and the next enqueue opens a new window."""
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(value: float | int | str | None, what: str) -> float | None:
-    """Seconds from a number or an RQ-style string (``"90"``, ``"15m"``, ``"2h"``, ``"1d"``)."""
+def _shown(value: object) -> str:
+    """``repr(value)``, cut short: an error message must not quote a 400-digit int whole."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def text(value: object, what: str, *, max_bytes: int | None = None, error: type[ValueError] = ValueError) -> str:
+    """``value`` if it is a str that encodes as UTF-8 (no lone surrogates) within ``max_bytes``."""
+    if not isinstance(value, str):
+        raise error(f"{what} must be a str, got {type(value).__name__}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise error(f"{what} is not valid text: {exc.reason} at position {exc.start} ({value[exc.start]!r}); "
+                    "pass a str that encodes as UTF-8") from None
+    if max_bytes is not None and size > max_bytes:
+        raise error(f"{what} is {size} bytes long; the limit is {max_bytes} bytes")
+    return value
+
+
+def seconds(value: object, what: str, *, negative: bool = False, positive: bool = False) -> float | None:
+    """Seconds from a number or an RQ-style string (``"90"``, ``"15m"``, ``"2h"``, ``"1d"``); None stays None.
+
+    The result is finite and at most :data:`MAX_DURATION_S` in size; ``negative=False`` refuses values
+    below 0 and ``positive=True`` anything not above 0.
+    """
     if value is None:
         return None
     if isinstance(value, bool):
         raise ValueError(f"{what} must be a number of seconds, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{what} must be seconds or a string like '15m', '2h'; got {value!r}") from None
+    if isinstance(value, timedelta):
+        number = value.total_seconds()
+    elif isinstance(value, numbers.Real):  # int, float, and numpy's numbers
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            number = math.inf
+    else:  # a string, or anything whose str() is one (Decimal)
+        stripped = str(value).strip().lower()
+        try:
+            if stripped and stripped[-1] in _UNITS:
+                number = float(stripped[:-1]) * _UNITS[stripped[-1]]
+            else:
+                number = float(stripped)
+        except ValueError:
+            raise ValueError(f"{what} must be seconds or a string like '15m', '2h'; got {_shown(value)}") from None
+    if not math.isfinite(number) or abs(number) > MAX_DURATION_S:
+        raise ValueError(f"{what} must be a finite number of seconds of at most {MAX_DURATION_S} (100 years), "
+                         f"got {_shown(value)}")
+    if positive and number <= 0:
+        raise ValueError(f"{what} must be positive, got {value!r}")
+    if number < 0 and not negative:
+        raise ValueError(f"{what} must not be negative, got {value!r}")
+    return number
 
 
-def validate_job_id(job_id: object) -> str:
-    if not isinstance(job_id, str) or not job_id:
-        raise InvalidJobId(f"job_id must be a non-empty str, got {job_id!r}")
-    if len(job_id.encode("utf-8", "surrogatepass")) > K.MAX_JOB_ID_BYTES:
-        raise InvalidJobId(f"job_id is longer than {K.MAX_JOB_ID_BYTES} bytes")
-    return job_id
-
-
-def validate_result_history(value: object) -> int | None:
-    """``result_history``: how many results a job keeps (the latest included), 1 to 1000."""
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= T.MAX_RESULT_HISTORY:
-        raise ValueError(f"result_history must be an int from 1 to {T.MAX_RESULT_HISTORY}, got {value!r}")
+def whole(value: object, what: str, low: int, high: int) -> int:
+    """``value`` if it is an int (not a bool) from ``low`` to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{what} must be an int from {low} to {high}, got {_shown(value)}")
     return value
 
 
-@dataclass
-class EnqueueData:
-    """One job to enqueue with :meth:`Queue.enqueue_many` (see :meth:`Queue.prepare_data`)."""
-
-    func: Callable[..., Any] | str
-    args: Sequence[Any] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    job_id: str | None = None
-    job_timeout: float | int | str | None = None
-    result_ttl: float | int | str | None = None
-    ttl: float | int | str | None = None
-    failure_ttl: float | int | str | None = None
-    description: str | None = None
-    meta: dict[str, Any] | None = None
-    max_attempts: int | None = None
-    retry: Retry | None = None
-    priority: int | None = None
-    unique: bool = False
-    concurrency_key: str | None = None
-    debounce: tuple[str, float] | None = None
-    repeat: Repeat | None = None
-    depends_on: DependsOn | None = None
-    result_history: int | None = None
-    on_success: Callback | Callable[..., Any] | str | None = None
-    on_failure: Callback | Callable[..., Any] | str | None = None
-    on_stopped: Callback | Callable[..., Any] | str | None = None
+def max_attempts(value: object, what: str = "max_attempts") -> int | None:
+    return None if value is None else whole(value, what, 1, MAX_ATTEMPTS)
 
 
-def split_enqueue_options(f: Callable[..., Any] | str, args: tuple[Any, ...],
-                          kwargs: dict[str, Any]) -> tuple[EnqueueData, bool]:
-    """Split ``enqueue``-style arguments into the job's description and ``at_front`` (shared by the sync
-    and asyncio queues)."""
-    unsupported = [name for name in _UNSUPPORTED if name in kwargs]
-    if unsupported:
-        raise TypeError(f"enqueue option(s) {unsupported} are not supported by clusterq yet; pass job "
-                        "arguments with those names through kwargs={...}")
-    options = {name: kwargs.pop(name) for name in _RESERVED if name in kwargs}
-    if "timeout" in options:
-        options.setdefault("job_timeout", options.pop("timeout"))
-    at_front = bool(options.pop("at_front", False))
-    call_args = options.pop("args", None)
-    call_kwargs = options.pop("kwargs", None)
-    if call_args is not None or call_kwargs is not None:
-        if args or kwargs:
-            raise TypeError("pass the job's arguments either directly or as args=/kwargs=, not both")
-        args, kwargs = tuple(call_args or ()), dict(call_kwargs or {})
-    return EnqueueData(f, args, kwargs, **options), at_front
+def result_history(value: object) -> int | None:
+    """``result_history``: how many results a job keeps (the latest included), 1 to 1000."""
+    return None if value is None else whole(value, "result_history", 1, T.MAX_RESULT_HISTORY)
 
 
-def _check_debounce(data: EnqueueData) -> tuple[str, float]:
-    spec = data.debounce
-    if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and spec[0]):
-        raise ValueError(f"debounce must be (key, window_s) with a non-empty str key, got {spec!r}")
-    key, window = spec
-    window_s = parse_duration(window, "debounce window")
-    if window_s is None or window_s <= 0:
-        raise ValueError(f"the debounce window must be positive, got {window!r}")
-    if len(key.encode("utf-8", "surrogatepass")) > K.MAX_JOB_ID_BYTES:
-        raise ValueError(f"the debounce key is longer than {K.MAX_JOB_ID_BYTES} bytes")
-    if data.job_id is not None or data.unique:
-        raise ValueError("debounce chooses the job itself: do not pass job_id or unique with it")
-    return key, window_s
+def job_id(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidJobId(f"job_id must be a non-empty str, got {value!r}")
+    return text(value, "job_id", max_bytes=K.MAX_JOB_ID_BYTES, error=InvalidJobId)
 
 
-def _refuse_debounce(jobs: Sequence[EnqueueData]) -> None:
-    if any(data.debounce is not None for data in jobs):
-        raise TypeError("debounce= works with enqueue only (not enqueue_many or enqueue_at/in)")
+def function_path(path: str) -> str:
+    """A job's function path as the worker will import it: ``package.module.function`` or
+    ``package.module:Class.method``, valid text."""
+    text(path, "the function path")
+    module, sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
+    if not path or not module or not attr or not sep:
+        raise ValueError(f"the function path must look like 'package.module.function', got {path!r}")
+    return path
 
 
-def refuse_depends_on(jobs: Sequence[EnqueueData], where: str) -> None:
-    """Raise TypeError if any of ``jobs`` has ``depends_on`` (for the calls that cannot defer a job)."""
-    if any(data.depends_on is not None for data in jobs):
-        raise TypeError(f"depends_on is not supported by {where}; enqueue the job with Queue.enqueue instead")
+def run_at_ms(when: object) -> int:
+    """``enqueue_at``'s time as ms since the epoch: a datetime (naive: local time), a date (its local
+    midnight) or an ISO 8601 string."""
+    value = when
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"scheduled_time must be a datetime or an ISO 8601 string like "
+                             f"'2030-01-31T12:00:00+00:00', got {when!r}") from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    if not isinstance(value, datetime):
+        raise ValueError(f"scheduled_time must be a datetime, a date or an ISO 8601 string, got "
+                         f"{type(when).__name__}")
+    try:
+        return int(value.timestamp() * 1000)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise ValueError(f"scheduled_time {when!r} cannot be used: {exc}") from None
 
 
-def enqueue_data(func: Callable[..., Any] | str, args: Sequence[Any] | None, kwargs: dict[str, Any] | None,
-                 options: dict[str, Any]) -> EnqueueData:
-    """An :class:`EnqueueData` from ``prepare_data``/``enqueue_call`` arguments (``timeout`` is RQ's
-    spelling of ``job_timeout``)."""
-    if "timeout" in options:
-        options = dict(options)
-        options.setdefault("job_timeout", options.pop("timeout"))
-    return EnqueueData(func, tuple(args or ()), dict(kwargs or {}), **options)
+def delay_ms(delay: object, what: str = "time_delta") -> int:
+    """``enqueue_in``'s delay (a timedelta or seconds) in ms; a negative delay means now."""
+    number = seconds(delay, what, negative=True)
+    return max(0, int((number or 0.0) * 1000))
+
+
+def interval_ms(values: object, what: str) -> list[int]:
+    """Retry/Repeat intervals (one number of seconds or a list) in ms, each finite and >= 0."""
+    items = [values] if isinstance(values, (int, float)) and not isinstance(values, bool) else values
+    if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
+        raise ValueError(f"{what} interval must be seconds or a list of seconds, got {values!r}")
+    out = []
+    for item in items:  # type: ignore[attr-defined]
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise ValueError(f"{what} intervals must be numbers of seconds, got {item!r}")
+        number = seconds(item, f"{what} interval")
+        out.append(int((number or 0.0) * 1000))
+    return out or [0]
+
+
+_RULES: dict[str, Any] = {
+    "job_id": job_id,
+    "job_timeout": lambda v: seconds(v, "job_timeout", negative=True),
+    "result_ttl": lambda v: seconds(v, "result_ttl", negative=True),
+    "failure_ttl": lambda v: seconds(v, "failure_ttl", negative=True),
+    "ttl": lambda v: seconds(v, "ttl", positive=True),
+    "max_attempts": max_attempts,
+    "result_history": result_history,
+    "description": lambda v: text(str(v), "description"),
+    "concurrency_key": lambda v: text(v, "concurrency_key", max_bytes=256),
+}
+
+
+def check(**options: Any) -> None:
+    """Check the enqueue options given by name, by the rules enqueue applies (names this module has no
+    rule for are left to the enqueue itself): for ``prepare_data`` and ``@job``, so a bad option fails
+    where it is written rather than at the later enqueue."""
+    for name, value in options.items():
+        rule = _RULES.get("job_timeout" if name == "timeout" else name)
+        if rule is not None and value is not None:
+            rule(value)

@@ -8,27 +8,29 @@ this front end runs its plans on a synchronous store.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from clusterq.api.execution import Executor
-from clusterq.api.inline import inline_executor, run_inline
-from clusterq.api.job import Job
-from clusterq.api.queue_core import (  # noqa: F401 - re-exported: their historical home
+from clusterq.api.enqueue_options import (  # noqa: F401 - re-exported: their historical home
     DEBOUNCE_POINTER_TTL_S,
-    DRAIN_BATCH,
-    ENQUEUE_CHUNK,
     MAX_PRIORITY,
-    PAGE_LIMIT,
     EnqueueData,
-    QueueCore,
-    check_duplicates,
-    enqueue_data,
+    make_enqueue_data,
     parse_duration,
     refuse_depends_on,
     split_enqueue_options,
     validate_job_id,
     validate_result_history,
+)
+from clusterq.api.execution import Executor
+from clusterq.api.inline import inline_executor, run_inline
+from clusterq.api.job import Job
+from clusterq.api.queue_core import (  # noqa: F401 - re-exported: their historical home
+    DRAIN_BATCH,
+    ENQUEUE_CHUNK,
+    PAGE_LIMIT,
+    QueueCore,
+    check_duplicates,
 )
 from clusterq.api.registry import Registry
 from clusterq.connection.sync import Client, ConnectionLike, connect
@@ -54,6 +56,9 @@ class Queue(QueueCore[Job]):
     ``is_async=False`` (for tests) makes ``enqueue`` run each job at once in the calling thread and
     record its outcome as a worker would (see :mod:`clusterq.inline`).
 
+    ``hooks`` are :mod:`clusterq.api.hooks` objects: their ``before_enqueue`` runs for each job this
+    queue writes (and, in synchronous mode, the perform hooks around it), after the process-wide ones.
+
     ``wait_replicas=N`` makes enqueue durable: it returns only once N replicas have the jobs (Redis
     ``WAIT``, at most ``wait_timeout_s``), and raises :class:`~clusterq.ReplicationTimeout` otherwise.
     """
@@ -73,10 +78,13 @@ class Queue(QueueCore[Job]):
         is_async: bool = True,
         wait_replicas: int = 0,
         wait_timeout_s: float = 1.0,
+        hooks: Sequence[Any] = (),
+        job_class: None = None,
     ) -> None:
         self._setup(name, serializer=serializer, default_timeout=default_timeout, result_ttl=result_ttl,
                     failure_ttl=failure_ttl, max_attempts=max_attempts, signing_key=signing_key,
-                    result_history=result_history, wait_replicas=wait_replicas, wait_timeout_s=wait_timeout_s)
+                    result_history=result_history, wait_replicas=wait_replicas, wait_timeout_s=wait_timeout_s,
+                    hooks=hooks, job_class=job_class)
         self.connection: Client = connect(connection)
         self.is_async = is_async
         self._inline: Executor | None = None
@@ -115,28 +123,23 @@ class Queue(QueueCore[Job]):
         self._run_inline([job])
         return job
 
-    def enqueue_at(self, scheduled_time: datetime, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
+    def enqueue_at(self, scheduled_time: datetime | date | str, f: Callable[..., Any] | str, *args: Any,
+                   **kwargs: Any) -> Job:
         """Schedule ``f(*args, **kwargs)`` to run at ``scheduled_time``; the options of :meth:`enqueue`.
 
-        A naive datetime is local time (as ``datetime.timestamp()`` reads it). The run-at time is
+        ``scheduled_time`` is a datetime, a date (its local midnight) or an ISO 8601 string. A naive
+        datetime is local time (as ``datetime.timestamp()`` reads it). The run-at time is
         computed on this machine's clock; workers promote the job once the server's clock reaches it.
         A time in the past runs the job at once (at the next promotion). ``ttl`` counts from the run-at
         time.
         """
-        data, at_front = split_enqueue_options(f, args, kwargs)
-        refuse_depends_on([data], "enqueue_at")
-        at_ms = int(scheduled_time.timestamp() * 1000)
-        return self._run(self._schedule_plan([data], at_front, at_ms=at_ms))[0]
+        return self._run(self._enqueue_at_plan(scheduled_time, f, args, kwargs))
 
     def enqueue_in(self, time_delta: timedelta | float | int, f: Callable[..., Any] | str, *args: Any,
                    **kwargs: Any) -> Job:
         """Schedule ``f(*args, **kwargs)`` to run after ``time_delta`` (a timedelta or seconds), measured
         on the server's clock; the options of :meth:`enqueue`."""
-        seconds = time_delta.total_seconds() if isinstance(time_delta, timedelta) else parse_duration(
-            time_delta, "time_delta")
-        data, at_front = split_enqueue_options(f, args, kwargs)
-        refuse_depends_on([data], "enqueue_in")
-        return self._run(self._schedule_plan([data], at_front, delay_ms=max(0, int((seconds or 0.0) * 1000))))[0]
+        return self._run(self._enqueue_in_plan(time_delta, f, args, kwargs))
 
     def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
                   delay_ms: int | None = None) -> list[Job]:
@@ -146,7 +149,7 @@ class Queue(QueueCore[Job]):
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, at_front: bool = False, **options: Any) -> Job:
         """RQ's older spelling of :meth:`enqueue`."""
-        return self.enqueue_many([enqueue_data(func, args, kwargs, options)], at_front=at_front)[0]
+        return self.enqueue_many([make_enqueue_data(func, args, kwargs, options)], at_front=at_front)[0]
 
     def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[Job]:
         """Enqueue many jobs: chunks of :data:`ENQUEUE_CHUNK` per script call, all in one pipeline.
@@ -180,6 +183,16 @@ class Queue(QueueCore[Job]):
 
     def __len__(self) -> int:
         return self.count
+
+    @property
+    def retried_count(self) -> int:
+        """Failed attempts that were run again (``Retry``, ``RetryJob``) since the queue was created: the
+        failed registry counts only final failures. O(1)."""
+        return self._run(self._retried_count_plan())
+
+    def exists(self) -> bool:
+        """True once a job was enqueued to this queue (and until :meth:`delete`): it is a known queue."""
+        return self._run(self._exists_plan())
 
     def is_empty(self) -> bool:
         return self.count == 0

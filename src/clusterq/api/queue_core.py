@@ -1,8 +1,9 @@
 """What :class:`~clusterq.api.queue.Queue` and :class:`~clusterq.api.aio_queue.AsyncQueue` share: the
 queue's options, how a job record is built (the enqueue options themselves are in
-:mod:`clusterq.api.options`), how replies are read, and every operation written once as a plan
-(:mod:`clusterq.state.plan`) that the sync front end runs on a :class:`~clusterq.state.store.Store` and
-the asyncio one awaits on an :class:`~clusterq.state.aio_store.AsyncStore`.
+:mod:`clusterq.api.enqueue_options`, the checks of their values in :mod:`clusterq.api.options`), how
+replies are read, and every operation written once as a plan (:mod:`clusterq.state.plan`) that the sync
+front end runs on a :class:`~clusterq.state.store.Store` and the asyncio one awaits on an
+:class:`~clusterq.state.aio_store.AsyncStore`.
 
 A feature that changes what an enqueue writes (an option, a header, a hook) changes :class:`QueueCore`
 (``_new_job`` or ``_enqueue_plan``) and so reaches both APIs at once; the front ends only say how a plan
@@ -16,32 +17,35 @@ import json
 import math
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from clusterq.api import options as O
 from clusterq.api.callbacks import encode_callbacks
 from clusterq.api.dependency import parse_depends_on
-from clusterq.api.job import DEFAULT_FAILURE_TTL_S
-from clusterq.api.options import (
+from clusterq.api.enqueue_options import (
     DEBOUNCE_POINTER_TTL_S,
     MAX_PRIORITY,
-    PAGE_LIMIT,
     EnqueueData,
     _check_debounce,
     _refuse_debounce,
-    enqueue_data,
+    make_enqueue_data,
     parse_duration,
     refuse_depends_on,
     split_enqueue_options,
     validate_job_id,
     validate_result_history,
 )
-from clusterq.api.registry_core import purge_registry_plan
+from clusterq.api.hooks import HookSet
+from clusterq.api.job_core import DEFAULT_FAILURE_TTL_S
+from clusterq.api.registry_core import PAGE_LIMIT, purge_registry_plan
 from clusterq.api.retry import Repeat, Retry
 from clusterq.exceptions import DuplicateJob, ReplicationTimeout, explain_server_error
 from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.signing import Signer, SigningKey, make_signer
 from clusterq.state import keys as K
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.outbox import Forwarder, registration_entry
 from clusterq.state.plan import SERVER_ERRORS, Plan, client_step, store_step
 from clusterq.utils import function_path
@@ -52,14 +56,21 @@ that one call never holds the server for long."""
 DRAIN_BATCH = 1000
 
 
-def check_duplicates(queue: str, new: Sequence[T.NewJob], codes: Sequence[Any], jobs: list[Any]) -> None:
-    """Raise :class:`DuplicateJob` for the unique jobs the script refused (code -1)."""
-    refused = [job.id for job, code in zip(new, codes) if int(code) < 0]
+def check_duplicates(queue: str, new: Sequence[T.NewJob], codes: Sequence[TR.Created], jobs: list[Any]) -> None:
+    """Raise :class:`DuplicateJob` for the unique jobs the script refused (``Created.DUPLICATE``)."""
+    refused = [job.id for job, code in zip(new, codes) if code is TR.Created.DUPLICATE]
     if refused:
         shown = ", ".join(repr(i) for i in refused[:5]) + (" ..." if len(refused) > 5 else "")
         raise DuplicateJob(f"queue {queue!r} already has a waiting or running job with id {shown} "
                            f"(unique=True); {len(new) - len(refused)} other job(s) of the call were enqueued",
                            refused, jobs)
+
+
+def _job_codes(reply: Any, *, schedule: bool = False) -> list[TR.Created]:
+    """The per-job codes of an enqueue, schedule or defer (one job, a bare code) reply."""
+    if not isinstance(reply, list):
+        return [TR.parse_defer(reply)]
+    return TR.parse_schedule(reply).codes if schedule else TR.parse_created(reply)
 
 
 def _raise_first_error(results: Sequence[Any], doing: str, skip: int = 0) -> None:
@@ -68,7 +79,7 @@ def _raise_first_error(results: Sequence[Any], doing: str, skip: int = 0) -> Non
     Each call is one script (at most ENQUEUE_CHUNK jobs) and a script runs whole or not at all (a full
     server refuses it before it starts), so no job is ever half-written; but of several calls, some may
     have gone through. Ids the caller chose can simply be enqueued again: existing ones are skipped.
-    ``skip``: leading reply values that are not per-job codes (schedule's run-at time).
+    ``skip``: 1 for schedule replies (their run-at time comes first), 0 for enqueue and defer replies.
     """
     errors = [r for r in results if isinstance(r, BaseException)]
     if not errors:
@@ -76,13 +87,10 @@ def _raise_first_error(results: Sequence[Any], doing: str, skip: int = 0) -> Non
     error = explain_server_error(errors[0], doing)
     done = [r for r in results if not isinstance(r, BaseException)]
     if done:
-        created = sum(int(code) for reply in done
-                      for code in (reply[skip:] if isinstance(reply, list) else [reply]))
+        created = sum(code is TR.Created.CREATED for reply in done for code in _job_codes(reply, schedule=bool(skip)))
         error.args = (f"{error.args[0]} ({len(done)} of {len(results)} script calls went through whole and "
                       f"created {created} job(s); no job is half-written)",)
     raise error from errors[0]
-
-
 
 
 J = TypeVar("J")
@@ -100,8 +108,12 @@ class QueueCore(Generic[J]):
     def _setup(self, name: str, *, serializer: Serializer | str | None, default_timeout: float | int | str | None,
                result_ttl: float | int | str | None, failure_ttl: float | int | str | None,
                max_attempts: int | None, signing_key: SigningKey | Signer | None, result_history: int | None,
-               wait_replicas: int, wait_timeout_s: float) -> None:
+               wait_replicas: int, wait_timeout_s: float, hooks: Sequence[Any], job_class: None) -> None:
         """Check and keep the options both front ends take (bad options fail here, before any I/O)."""
+        if job_class is not None:
+            raise TypeError(f"{type(self).__name__}(job_class=...) is not supported: clusterq has one Job class. "
+                            "Move what a Job subclass did into callbacks (on_success/on_failure/on_stopped), "
+                            "meta, or a helper that takes the Job (see docs/migrating-from-rq.md, custom classes)")
         if not isinstance(wait_replicas, int) or isinstance(wait_replicas, bool) or wait_replicas < 0:
             raise ValueError(f"wait_replicas must be an int >= 0, got {wait_replicas!r}")
         if not isinstance(wait_timeout_s, (int, float)) or isinstance(wait_timeout_s, bool) or wait_timeout_s <= 0:
@@ -109,11 +121,12 @@ class QueueCore(Generic[J]):
         self.name = K.validate_queue_name(name)
         self.keys = K.QueueKeys(name)
         self.signer = make_signer(signing_key)
+        self.hooks = HookSet(hooks)  # with the process-wide ones (clusterq.hooks.register, entry points)
         self.serializer = resolve_serializer(serializer)
         self.default_timeout = parse_duration(default_timeout, "default_timeout")
         self.result_ttl = parse_duration(result_ttl, "result_ttl")
         self.failure_ttl = parse_duration(failure_ttl, "failure_ttl")
-        self.max_attempts = max_attempts
+        self.max_attempts = O.max_attempts(max_attempts)
         self.result_history = validate_result_history(result_history)
         self.wait_replicas = wait_replicas
         self.wait_timeout_s = float(wait_timeout_s)
@@ -125,8 +138,12 @@ class QueueCore(Generic[J]):
 
     @property
     def key(self) -> str:
-        """The common prefix (and hash tag) of this queue's keys."""
-        return self.keys.base
+        """Refused: RQ's ``q.key`` is the list of waiting ids, so ``conn.llen(q.key)`` counts a queue. A
+        clusterq queue is several keys (a list, a priority set, tombstones of canceled ids), and no single
+        key gives the count: ``q.count`` does. ``q.keys.base`` is the prefix all its keys share."""
+        raise AttributeError(f"{type(self).__name__}.key does not exist in clusterq: no single Redis key holds "
+                             f"queue {self.name!r}. Use q.count for the waiting jobs, q.get_job_ids() to list "
+                             f"them, q.keys.base ({self.keys.base!r}) for the prefix of its keys")
 
     @property
     def slot(self) -> int:
@@ -134,11 +151,13 @@ class QueueCore(Generic[J]):
 
     # --- building jobs (pure) -------------------------------------------------------------------
 
-    def prepare_data(self, func: Callable[..., Any] | str, args: Sequence[Any] = (),
+    @staticmethod
+    def prepare_data(func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, **options: Any) -> EnqueueData:
-        """Describe a job for ``enqueue_many`` (RQ's ``Queue.prepare_data``); ``timeout`` is
-        ``job_timeout``, as in RQ."""
-        return enqueue_data(func, args, kwargs, options)
+        """Describe a job for ``enqueue_many`` (RQ's ``Queue.prepare_data``); callable on the class, as
+        RQ's docs do, or on a queue. Takes the options of :class:`EnqueueData`; ``timeout`` means
+        ``job_timeout``. Raises TypeError naming an unknown option, and checks the values here."""
+        return make_enqueue_data(func, args, kwargs, options)
 
     def _new_job(self, data: EnqueueData) -> T.NewJob:
         """The record the enqueue script stores for ``data``, with this queue's defaults."""
@@ -157,7 +176,7 @@ class QueueCore(Generic[J]):
             if seconds is not None:
                 options[name] = seconds
         if data.description:
-            options["description"] = str(data.description)
+            options["description"] = O.text(str(data.description), "description")
         if data.retry is not None:
             if not isinstance(data.retry, Retry):
                 raise TypeError(f"retry must be a clusterq.Retry, got {type(data.retry).__name__}")
@@ -175,23 +194,22 @@ class QueueCore(Generic[J]):
             options["cb"] = callbacks
         if self.serializer.name != "json":
             options["ser"] = self.serializer.name
-        ttl = parse_duration(data.ttl, "ttl")
-        if ttl is not None and ttl <= 0:
-            raise ValueError(f"ttl must be positive, got {data.ttl!r}")
-        max_attempts = data.max_attempts if data.max_attempts is not None else self.max_attempts
-        if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
-            raise ValueError(f"max_attempts must be a positive int, got {max_attempts!r}")
+        ttl = O.seconds(data.ttl, "ttl", positive=True)
+        max_attempts = O.max_attempts(data.max_attempts if data.max_attempts is not None else self.max_attempts)
         priority = data.priority or 0
         if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
             raise ValueError(f"priority must be an int from 1 (runs first) to {MAX_PRIORITY}, or 0/None for "
                              f"none; got {data.priority!r}")
-        concurrency_key = data.concurrency_key or ""
-        if not isinstance(concurrency_key, str) or len(concurrency_key.encode("utf-8", "surrogatepass")) > 256:
-            raise ValueError(f"concurrency_key must be a str of at most 256 bytes, got {data.concurrency_key!r}")
+        concurrency_key = O.text(data.concurrency_key or "", "concurrency_key", max_bytes=256)
         if data.unique and data.job_id is None:
             raise ValueError("unique=True needs a job_id: uniqueness is by id")
-        func = function_path(data.func)
+        func = O.function_path(function_path(data.func))
         options_json = json.dumps(options, separators=(",", ":")) if options else ""
+        # Last, once the job is valid: a hook sees only jobs that will be written, and may refuse them.
+        # Here, so every enqueue (plain, scheduled, debounced, deferred, a group's callback) on either API
+        # runs the before_enqueue hooks and stores their headers.
+        headers = (self.hooks.before_enqueue(self.name, job_id, func, data.args, data.kwargs)
+                   if self.hooks.enqueue else "")
         return T.NewJob(
             id=job_id,
             func=func,
@@ -201,10 +219,11 @@ class QueueCore(Generic[J]):
             ttl_s=math.ceil(ttl) if ttl else 0,
             max_attempts=max_attempts,
             fresh_id=data.job_id is None,
-            signature=self.signer.sign(self.name, job_id, func, payload, options_json) if self.signer else "",
+            signature=self.signer.sign(self.name, job_id, func, payload, options_json, headers) if self.signer else "",
             unique=bool(data.unique),
             priority=priority,
             concurrency_key=concurrency_key,
+            headers=headers,
         )
 
     # --- enqueue plans --------------------------------------------------------------------------
@@ -255,22 +274,22 @@ class QueueCore(Generic[J]):
                  for i in range(0, len(ready), ENQUEUE_CHUNK)]
         if at_front:
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
-        calls.extend(T.defer_call(self.keys, job, parents, at_front or front) for job, (parents, front) in deferred)
-        first_defer = len(calls) - len(deferred)
+        defer_calls = [T.defer_call(self.keys, job, parents, at_front or front) for job, (parents, front) in deferred]
         try:
-            results = yield from self._write_plan(calls, new, doing)
+            results = yield from self._write_plan([*calls, *defer_calls], new, doing)
+            enqueue_replies, defer_replies = T.split_results(results, calls, defer_calls)
+            deferred_codes = [TR.parse_defer(reply) for reply in defer_replies]
             # Register each new child with its parents now; if this process dies first, a worker serving
             # this queue replays the registrations from the outbox.
             yield from Forwarder(None, DEFAULT_FAILURE_TTL_S * 1000).forward_plan(
                 [(self.name, registration_entry(handle, job.id))
-                 for (job, (parents, _)), created in zip(deferred, results[first_defer:])
-                 if int(created) == 1 for handle, _ in parents])
+                 for (job, (parents, _)), created in zip(deferred, deferred_codes)
+                 if created is TR.Created.CREATED for handle, _ in parents])
         except SERVER_ERRORS as exc:
             raise explain_server_error(exc, doing) from exc
         enqueued = [self._job(job.id) for job in new]
-        chunks = results[:first_defer]
+        chunks = [TR.parse_created(reply) for reply in enqueue_replies]
         codes = [code for reply in (reversed(chunks) if at_front else chunks) for code in reply]
-        deferred_codes = list(results[first_defer:])
         check_duplicates(self.name, [*ready, *(job for job, _ in deferred)], [*codes, *deferred_codes], enqueued)
         return enqueued, _created(new, ready, chunks, at_front, deferred_codes)
 
@@ -289,7 +308,8 @@ class QueueCore(Generic[J]):
         except SERVER_ERRORS as exc:
             raise explain_server_error(exc, doing) from exc
         jobs_out = [self._job(job.id) for job in new]
-        check_duplicates(self.name, new, [code for reply in results for code in reply[1:]], jobs_out)
+        check_duplicates(self.name, new, [code for reply in results for code in TR.parse_schedule(reply).codes],
+                         jobs_out)
         return jobs_out
 
     def _debounce_plan(self, data: EnqueueData) -> Plan[J]:
@@ -302,9 +322,9 @@ class QueueCore(Generic[J]):
             yield from self._register_plan()
             for _ in range(5):
                 call = T.debounce_call(self.keys, key, job, int(window_s * 1000), DEBOUNCE_POINTER_TTL_S * 1000)
-                code, raw_id = yield store_step("run", call)
-                job_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
-                if int(code) != 2:
+                reply = TR.parse_debounce((yield store_step("run", call)))
+                job_id = reply.job_id
+                if reply.code is not TR.DebounceCode.OTHER_ID:
                     break
                 # A signing queue signs the job's id too: sign the update for the id the key points at.
                 job = self._new_job(dataclasses.replace(data, job_id=job_id))
@@ -321,6 +341,24 @@ class QueueCore(Generic[J]):
         jobs, _ = yield from self._enqueue_plan([data], at_front)
         return jobs[0]
 
+    def _enqueue_at_plan(self, scheduled_time: datetime | date | str, f: Callable[..., Any] | str,
+                         args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan[J]:
+        """``enqueue_at``: ``scheduled_time`` is a datetime (naive: local time), a date (its local
+        midnight) or an ISO 8601 string, read on this machine's clock."""
+        data, at_front = split_enqueue_options(f, args, kwargs)
+        refuse_depends_on([data], "enqueue_at")
+        jobs = yield from self._schedule_plan([data], at_front, at_ms=O.run_at_ms(scheduled_time))
+        return jobs[0]
+
+    def _enqueue_in_plan(self, time_delta: timedelta | float | int, f: Callable[..., Any] | str,
+                         args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan[J]:
+        """``enqueue_in``: ``time_delta`` (a timedelta or seconds) is measured on the server's clock."""
+        delay_ms = O.delay_ms(time_delta)
+        data, at_front = split_enqueue_options(f, args, kwargs)
+        refuse_depends_on([data], "enqueue_in")
+        jobs = yield from self._schedule_plan([data], at_front, delay_ms=delay_ms)
+        return jobs[0]
+
     # --- reading --------------------------------------------------------------------------------
 
     def _job_ids_plan(self, offset: int, length: int) -> Plan[list[str]]:
@@ -330,12 +368,18 @@ class QueueCore(Generic[J]):
             return []
         return list((yield store_step("job_ids", self.keys, offset, length)))
 
+    def _retried_count_plan(self) -> Plan[int]:
+        return int((yield client_step("hget", self.keys.stats, "retried")) or 0)
+
+    def _exists_plan(self) -> Plan[bool]:
+        return bool((yield client_step("sismember", K.QUEUES, self.name)))
+
     # --- removing -------------------------------------------------------------------------------
 
     def _empty_plan(self) -> Plan[int]:
         removed = 0
         while True:
-            n = int((yield store_step("run", T.drain_call(self.keys, DRAIN_BATCH))))
+            n = TR.parse_count((yield store_step("run", T.drain_call(self.keys, DRAIN_BATCH))))
             removed += n
             if not n:
                 return removed
@@ -398,17 +442,17 @@ class QueueCore(Generic[J]):
         return limits
 
 
-def _created(new: Sequence[T.NewJob], ready: Sequence[T.NewJob], chunks: Sequence[Any], at_front: bool,
-             deferred: Sequence[Any]) -> list[bool]:
+def _created(new: Sequence[T.NewJob], ready: Sequence[T.NewJob], chunks: Sequence[list[TR.Created]],
+             at_front: bool, deferred: Sequence[TR.Created]) -> list[bool]:
     """Per job of ``new``: was it created (False: a job with its id existed)? ``chunks`` are the
     enqueue calls' replies (in call order, reversed for ``at_front``), ``deferred`` the defer calls'."""
     created: dict[str, bool] = {}
     replies = list(reversed(chunks)) if at_front else list(chunks)
     for index, codes in enumerate(replies):
         for job, code in zip(ready[index * ENQUEUE_CHUNK : (index + 1) * ENQUEUE_CHUNK], codes):
-            created[job.id] = int(code) > 0  # -1: a duplicate refused (unique)
+            created[job.id] = code is TR.Created.CREATED  # not EXISTED, nor a DUPLICATE refused (unique)
     ready_ids = {job.id for job in ready}
     waiting = [job for job in new if job.id not in ready_ids]
     for job, code in zip(waiting, deferred):
-        created[job.id] = int(code) == 1
+        created[job.id] = code is TR.Created.CREATED
     return [created.get(job.id, False) for job in new]

@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from clusterq.api.job import Job
-from clusterq.api.options import PAGE_LIMIT  # noqa: F401 - re-exported
-from clusterq.api.registry_core import PURGE_BATCH, RegistryCore  # noqa: F401 - re-exported
+from clusterq.api.registry_core import PAGE_LIMIT, PURGE_BATCH, RegistryCore  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from clusterq.api.queue import Queue
@@ -39,6 +38,16 @@ class Registry(RegistryCore[Job]):
 
     def __len__(self) -> int:
         return self.count
+
+    def overdue_count(self) -> int:
+        """Entries whose score has passed: for ``started``, jobs whose lease expired without a heartbeat
+        (their worker is gone; the next lease recovery puts them back); for ``scheduled``, jobs due now.
+        O(log N), no write."""
+        return self.queue._run(self._overdue_count_plan())
+
+    def score_time(self, job_id: str) -> float | None:
+        """The entry's score as Unix seconds (lease deadline, run-at time or expiry), or None."""
+        return self.queue._run(self._score_time_plan(job_id))
 
     def __contains__(self, item: object) -> bool:
         return self.queue._run(self._contains_plan(item))

@@ -8,15 +8,17 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from clusterq.api.options import PAGE_LIMIT
 from clusterq.state import keys as K
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.plan import Plan, client_step, store_step
 
 if TYPE_CHECKING:
     from clusterq.api.queue_core import QueueCore
 
 PURGE_BATCH = 1000
+PAGE_LIMIT = 10_000
+"""The longest page a listing (of a queue or a registry) returns."""
 
 J = TypeVar("J")
 
@@ -33,7 +35,7 @@ def purge_registry_plan(qk: K.QueueKeys, registry_key: str) -> Plan[int]:
     """Remove every entry of a registry and delete the job records, in bounded batches."""
     removed = 0
     while True:
-        n = int((yield store_step("run", T.purge_registry_call(qk, registry_key, PURGE_BATCH))))
+        n = TR.parse_count((yield store_step("run", T.purge_registry_call(qk, registry_key, PURGE_BATCH))))
         removed += n
         if n == 0:
             return removed
@@ -49,6 +51,13 @@ class RegistryCore(Generic[J]):
 
     def _count_plan(self) -> Plan[int]:
         return int((yield client_step("zcount", self.key, live_from(self.name), "+inf")))
+
+    def _overdue_count_plan(self) -> Plan[int]:
+        return int((yield client_step("zcount", self.key, "-inf", str(int(time.time() * 1000)))))
+
+    def _score_time_plan(self, job_id: str) -> Plan[float | None]:
+        score = yield client_step("zscore", self.key, job_id)
+        return None if score is None or score == float("inf") else float(score) / 1000
 
     def _contains_plan(self, item: object) -> Plan[bool]:
         job_id = getattr(item, "id", item)
@@ -68,7 +77,8 @@ class RegistryCore(Generic[J]):
     def _requeue_plan(self, job_ids: Sequence[str], at_front: bool) -> Plan[int]:
         done = 0
         for job_id in job_ids:
-            if int((yield store_step("run", T.requeue_call(self.queue.keys, job_id, at_front)))) == 1:
+            code = TR.REQUEUE.code((yield store_step("run", T.requeue_call(self.queue.keys, job_id, at_front))))
+            if code is TR.RequeueCode.REQUEUED:
                 done += 1
         return done
 
@@ -77,7 +87,7 @@ class RegistryCore(Generic[J]):
             return 0  # scores are run-at times, not expiries: due jobs are promoted, never trimmed
         removed = 0
         while True:
-            n = int((yield store_step("run", T.trim_call(self.key, PURGE_BATCH))))
+            n = TR.parse_count((yield store_step("run", T.trim_call(self.key, PURGE_BATCH))))
             removed += n
             if n < PURGE_BATCH:
                 return removed

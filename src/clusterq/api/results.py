@@ -26,6 +26,7 @@ from redis.cluster import RedisCluster
 
 from clusterq.serializers import Serializer
 from clusterq.state import keys as K
+from clusterq.state import transitions as TR
 
 SUBSCRIBE_TIMEOUT_S = 5.0
 """How long to wait for the server to confirm a subscription before giving up."""
@@ -104,10 +105,11 @@ def parse_entry(job_id: str, entry: Any, serializer: Serializer) -> Result | Non
 
 def parse_results(job_id: str, reply: Sequence[Any], serializer: Serializer) -> list[Result]:
     """The ``results`` script's reply as results, newest first."""
-    latest = parse_latest(job_id, reply, serializer)
+    parsed = TR.parse_results_reply(reply)
+    latest = parse_latest(job_id, parsed.latest, serializer)
     if latest is None:
         return []
-    history = (parse_entry(job_id, entry, serializer) for entry in reply[6:])
+    history = (parse_entry(job_id, entry, serializer) for entry in parsed.history)
     return [latest, *(r for r in history if r is not None)]
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from clusterq.api import options as O
 from clusterq.exceptions import ClusterQError
 
 RETRY_JOB_MAX = 3
@@ -23,15 +24,11 @@ exception says ``max=``)."""
 
 
 def _intervals_ms(interval: float | Sequence[float], what: str) -> list[int]:
-    values = [float(interval)] if isinstance(interval, (int, float)) else [float(i) for i in interval]
-    if any(v < 0 for v in values):
-        raise ValueError(f"{what} intervals must not be negative, got {interval!r}")
-    return [int(v * 1000) for v in values] or [0]
+    return O.interval_ms(interval, what)
 
 
 def _positive_int(value: Any, what: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{what} must be a positive int, got {value!r}")
+    O.whole(value, what, 1, O.MAX_ATTEMPTS)
 
 
 @dataclass(frozen=True)
@@ -46,7 +43,11 @@ class Backoff:
     jitter: bool = True
 
     def __post_init__(self) -> None:
-        if not self.base > 0 or not self.factor >= 1 or not self.maximum >= self.base:
+        O.seconds(self.base, "Backoff(base=...)", positive=True)
+        O.seconds(self.maximum, "Backoff(maximum=...)", positive=True)
+        if isinstance(self.factor, bool) or not isinstance(self.factor, (int, float)) or not 1 <= self.factor <= 1e6:
+            raise ValueError(f"Backoff(factor=...) must be a number from 1 to 1e6, got {self.factor!r}")
+        if not self.maximum >= self.base:
             raise ValueError(f"Backoff needs base > 0, factor >= 1 and maximum >= base, got {self!r}")
 
 
@@ -107,8 +108,9 @@ class RetryJob(ClusterQError):
     """
 
     def __init__(self, reason: str = "", *, delay: float | None = None, max: int | None = None) -> None:
-        if delay is not None and (isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0):
+        if delay is not None and (isinstance(delay, bool) or not isinstance(delay, (int, float))):
             raise ValueError(f"RetryJob(delay=...) must be a number of seconds >= 0, got {delay!r}")
+        O.seconds(delay, "RetryJob(delay=...)")
         if max is not None:
             _positive_int(max, "RetryJob(max=...)")
         super().__init__(reason or "the job asked to run again")

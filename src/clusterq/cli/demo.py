@@ -107,7 +107,7 @@ def run_demo(cluster: bool = False, jobs: int = 5000, url: str | None = None) ->
             queue.delete()
         print(f"connected: {server_url}")
         for queue in queues:
-            print(f"  queue {queue.name:<8} slot {queue_slot(queue.name):>5}  keys {queue.key}:*")
+            print(f"  queue {queue.name:<8} slot {queue_slot(queue.name):>5}  keys {queue.keys.base}:*")
         batches: dict[str, list] = {q.name: [] for q in queues}
         by_name = {q.name: q for q in queues}
         for index in range(jobs):

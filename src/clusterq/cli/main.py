@@ -3,35 +3,42 @@
     clusterq worker [-u URL] [--burst] [--with-cron MODULE] QUEUE [QUEUE ...]
     clusterq cron [-u URL] MODULE | --list | --remove NAME
     clusterq info [-u URL] [--interval S]
-    clusterq enqueue [-u URL] QUEUE FUNCTION [JSON_ARG ...]
-    clusterq empty|requeue [-u URL] QUEUE
-    clusterq suspend|resume [-u URL] [-q QUEUE ...]
+    clusterq enqueue [-u URL] QUEUE FUNCTION [ARG ...]
+    clusterq empty [-u URL] QUEUE ... | --all [--yes]
+    clusterq requeue [-u URL] QUEUE [JOB_ID ...] [--include-stopped] | --handle HANDLE ...
+    clusterq suspend|resume [-u URL] [QUEUE ...]
     clusterq stop [-u URL] [--reason TEXT] HANDLE
     clusterq dev [--sentinel | --cluster]
     clusterq demo [--cluster] [--jobs N]
+    clusterq dashboard [-u URL] [--host H] [--port P] [--root-path P] [--auth-file PATH] [--read-only] [--insecure]
 
 The URL comes from ``--url``, else ``$CLUSTERQ_URL``, else a settings module's ``URL`` (``--settings``
-or ``$CLUSTERQ_SETTINGS``), else ``redis://127.0.0.1:6379/0``.
+or ``$CLUSTERQ_SETTINGS``), else ``redis://127.0.0.1:6379/0``; without ``--url`` the server used is
+named on stderr. ``-q`` is always ``--quiet`` and ``-Q`` always ``--queue``; ``-v`` turns on clusterq's
+own debug logs (not redis-py's).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import importlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from clusterq import __version__
 from clusterq.api.control import resume, suspend
-from clusterq.api.job import Job, Progress
+from clusterq.api.job import Job, JobStatus, Progress
 from clusterq.api.queue import Queue
 from clusterq.connection.server_checks import memory_of_primaries, server_warnings
-from clusterq.connection.sync import DEFAULT_URL, REDIS_ERRORS, URL_ENV, connect, describe
-from clusterq.exceptions import ClusterQError
+from clusterq.connection.sync import DEFAULT_URL, REDIS_ERRORS, URL_ENV, connect, describe, parse_url
+from clusterq.exceptions import ClusterQError, NoSuchJobError
 from clusterq.scheduling.periodic import (
     CronScheduler,
     Periodic,
@@ -71,8 +78,22 @@ def _setting(args: argparse.Namespace, name: str, default: Any = None) -> Any:
 
 
 def resolve_url(args: argparse.Namespace) -> str:
-    return (getattr(args, "url", None) or os.environ.get(URL_ENV) or _setting(args, "URL")
-            or _setting(args, "REDIS_URL") or DEFAULT_URL)
+    """The URL to use; said on stderr (once, never with its password) when ``--url`` did not give it."""
+    given = getattr(args, "url", None)
+    if given:
+        return str(given)
+    for source, url in ((f"${URL_ENV}", os.environ.get(URL_ENV)), ("the settings' URL", _setting(args, "URL")),
+                        ("the settings' REDIS_URL", _setting(args, "REDIS_URL")), ("the default", DEFAULT_URL)):
+        if url:
+            if not getattr(args, "_url_said", False):
+                args._url_said = True
+                try:
+                    where = parse_url(url).describe()
+                except ClusterQError:
+                    where = "an invalid URL"  # reported by the command itself
+                print(f"clusterq: using {where} ({source}; -u URL to choose)", file=sys.stderr)
+            return str(url)
+    return DEFAULT_URL
 
 
 def signing_keys(args: argparse.Namespace) -> list[bytes] | None:
@@ -95,7 +116,8 @@ def _add_signing(parser: argparse.ArgumentParser) -> None:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-u", "--url", help=f"Redis URL (default: ${URL_ENV} or {DEFAULT_URL})")
     parser.add_argument("--settings", help=f"settings module by dotted path (or ${SETTINGS_ENV})")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every job")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="clusterq's debug logs (every job); other libraries stay at INFO")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
 
 
@@ -136,6 +158,7 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         serializer=args.serializer or _setting(args, "SERIALIZER"),
         signing_key=signing_keys(args),
         periodic=periodic,
+        hooks=[*(args.hook or ()), *_setting(args, "HOOKS", ())],
     )
 
 
@@ -217,7 +240,9 @@ def _progress_text(progress: Progress | None) -> str:
     return f"{text} {progress.message}" if progress.message else text
 
 
-def _running_lines(queues: list[Queue]) -> list[str]:
+def _running_lines(queues: list[Queue], live_workers: set[str]) -> list[str]:
+    """The first running jobs of each queue; one whose worker is no longer registered is marked orphaned,
+    with when lease recovery puts it back (its lease deadline)."""
     lines: list[str] = []
     for queue in queues:
         if len(lines) >= RUNNING_TOTAL:
@@ -229,13 +254,27 @@ def _running_lines(queues: list[Queue]) -> list[str]:
             except ClusterQError:
                 continue  # ended meanwhile
             shown = _progress_text(job.progress)
-            lines.append(f"  {job.handle}  {job.func_name}" + (f"  progress {shown}" if shown else ""))
+            line = f"  {job.handle}  {job.func_name}" + (f"  progress {shown}" if shown else "")
+            if job.worker_name not in live_workers:
+                deadline = queue.started_job_registry.score_time(job.id)
+                when = time.strftime("%H:%M:%S", time.localtime(deadline)) if deadline else "?"
+                line += f"  ORPHANED (worker {job.worker_name or '?'} gone; back on the queue after {when})"
+            lines.append(line)
     return lines
 
 
-def _queue_row(queue: Queue) -> tuple[str, int, int, int, int, int]:
+INFO_COLUMNS = ("queued", "started", "finished", "failed", "canceled", "scheduled", "deferred", "orphaned",
+                "retried")
+"""``clusterq info``'s counts per queue: ``orphaned`` are started jobs whose lease expired (their worker
+is gone; lease recovery puts them back), ``failed`` final failures, ``retried`` failed attempts that were
+run again (since the queue was created)."""
+
+
+def _queue_row(queue: Queue) -> tuple[Any, ...]:
     return (queue.name, queue.count, queue.started_job_registry.count, queue.finished_job_registry.count,
-            queue.failed_job_registry.count, queue.canceled_job_registry.count)
+            queue.failed_job_registry.count, queue.canceled_job_registry.count,
+            queue.scheduled_job_registry.count, queue.deferred_job_registry.count,
+            queue.started_job_registry.overdue_count(), queue.retried_count)
 
 
 def render_info(url: str) -> str:
@@ -249,7 +288,7 @@ def render_info(url: str) -> str:
     lines += [f"  {node.describe()}" for node in nodes]
     lines += [f"WARNING: {warning}" for warning in server_warnings(client)]
     lines.append("")
-    header = ("queue", "queued", "started", "finished", "failed", "canceled")
+    header = ("queue", *INFO_COLUMNS)
     rows = [_queue_row(q) for q in queues]
     width = max([len(header[0])] + [len(r[0]) for r in rows])
     lines.append(f"{header[0]:<{width}}  " + "  ".join(f"{h:>9}" for h in header[1:]))
@@ -257,10 +296,10 @@ def render_info(url: str) -> str:
         lines.append(f"{row[0]:<{width}}  " + "  ".join(f"{v:>9}" for v in row[1:]))
     if not rows:
         lines.append("(no queues yet)")
-    running = _running_lines([q for q, row in zip(queues, rows) if row[2]])
+    workers = list_workers(client)
+    running = _running_lines([q for q, row in zip(queues, rows) if row[2]], {w.name for w in workers})
     if running:
         lines += ["", f"running jobs (at most {RUNNING_SHOWN} per queue)", *running]
-    workers = list_workers(client)
     lines += ["", f"{len(workers)} worker(s)"]
     for w in workers:
         current = f", running {w.current_job}" if w.current_job else ""
@@ -283,41 +322,118 @@ def cmd_info(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
 
 
-def cmd_enqueue(args: argparse.Namespace) -> int:
+def parse_argument(text: str) -> Any:
+    """A command-line job argument: a JSON value (``2``, ``true``, ``'{"a": 1}'``, ``'"2"'``), else the
+    text itself as a string (``u9``, ``hello@example.com``)."""
     try:
-        call_args = [json.loads(a) for a in args.args]
-    except ValueError as exc:
-        print(f"arguments must be JSON values (quote strings as '\"text\"'): {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    call_args = [parse_argument(a) for a in args.args]
     queue = Queue(args.queue, resolve_url(args), signing_key=signing_keys(args))
+    existing = queue.fetch_job(args.job_id) if args.job_id else None
+    if existing is not None:
+        # enqueue with an existing id is a no-op: say so, rather than print the handle as if it had worked
+        status = existing.get_status()
+        print(f"clusterq: job {args.job_id!r} already exists in {args.queue!r} ({status.value if status else 'gone'});"
+              " nothing enqueued, its arguments are unchanged", file=sys.stderr)
+        print(existing.handle)
+        return EXIT_ERROR
     job = queue.enqueue(args.function, *call_args, job_id=args.job_id)
     print(job.handle)
     return EXIT_OK
 
 
+def _existing_queue(name: str, url: str) -> Queue | None:
+    queue = Queue(name, url)
+    if queue.exists():
+        return queue
+    print(f"clusterq: no queue named {name!r} (no job was ever enqueued to it; 'clusterq info' lists the queues)",
+          file=sys.stderr)
+    return None
+
+
 def cmd_empty(args: argparse.Namespace) -> int:
-    removed = Queue(args.queue, resolve_url(args)).empty()
-    print(f"removed {removed} job(s) from {args.queue!r}")
+    url = resolve_url(args)
+    if args.all == bool(args.queues):
+        print("clusterq: name the queues to empty, or --all (not both)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.all:
+        queues = Queue.all(url)
+        if not args.yes:
+            names = ", ".join(q.name for q in queues) or "(none)"
+            if not sys.stdin.isatty():
+                print(f"clusterq: empty --all would empty {len(queues)} queue(s): {names}; add --yes to confirm",
+                      file=sys.stderr)
+                return EXIT_USAGE
+            answer = input(f"empty {len(queues)} queue(s): {names}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing emptied")
+                return EXIT_ERROR
+    else:
+        found = [_existing_queue(name, url) for name in args.queues]
+        if any(q is None for q in found):
+            return EXIT_ERROR
+        queues = [q for q in found if q is not None]
+    for queue in queues:
+        print(f"removed {queue.empty()} job(s) from {queue.name!r}")
     return EXIT_OK
+
+
+def _requeue_failed(queue: Queue, include_stopped: bool) -> tuple[int, int]:
+    """Requeue the failed registry of ``queue``, page by page; stopped jobs (someone stopped them on
+    purpose) stay unless ``include_stopped``. Returns (requeued, stopped jobs left)."""
+    registry = queue.failed_job_registry
+    total = skipped = offset = 0
+    while True:
+        jobs = registry.get_jobs(offset, 1000)
+        if not jobs:
+            return total, skipped
+        chosen = [job.id for job in jobs if include_stopped or job.get_status() != JobStatus.STOPPED]
+        done = registry.requeue(*chosen) if chosen else 0
+        total += done
+        skipped += len(jobs) - len(chosen)
+        offset += len(jobs) - done  # what stays in the registry is before the next page
 
 
 def cmd_requeue(args: argparse.Namespace) -> int:
-    registry = Queue(args.queue, resolve_url(args)).failed_job_registry
-    total = 0
-    while True:
-        ids = registry.get_job_ids(0, 1000)
-        if not ids:
-            break
-        done = registry.requeue(*ids)
-        total += done
-        if done == 0:
-            break
-    print(f"requeued {total} failed job(s) of {args.queue!r}")
+    url = resolve_url(args)
+    if args.handle:
+        if args.queue or args.job_ids:
+            print("clusterq: give --handle, or QUEUE [JOB_ID ...], not both", file=sys.stderr)
+            return EXIT_USAGE
+        for handle in args.handle:
+            print(f"requeued {Job.fetch(handle, url).requeue().handle}")
+        return EXIT_OK
+    if not args.queue:
+        print("clusterq: name a queue (clusterq requeue QUEUE [JOB_ID ...]) or give --handle", file=sys.stderr)
+        return EXIT_USAGE
+    queue = _existing_queue(args.queue, url)
+    if queue is None:
+        return EXIT_ERROR
+    if args.job_ids:
+        for job_id in args.job_ids:
+            job = queue.fetch_job(job_id)
+            if job is None:
+                raise NoSuchJobError(f"no job {job_id!r} in queue {args.queue!r}")
+            print(f"requeued {job.requeue().handle}")
+        return EXIT_OK
+    total, skipped = _requeue_failed(queue, args.include_stopped)
+    note = f" ({skipped} stopped job(s) left: --include-stopped requeues them too)" if skipped else ""
+    print(f"requeued {total} failed job(s) of {args.queue!r}{note}")
     return EXIT_OK
+
+
+def _named_queues(args: argparse.Namespace) -> list[str]:
+    return [*(args.queues or ()), *(args.queue or ())]
 
 
 def cmd_suspend(args: argparse.Namespace) -> int:
     url = resolve_url(args)
+    args.queue = _named_queues(args)
     if not args.queue:
         suspend(url)
         print("all queues suspended: workers start no job until 'clusterq resume'")
@@ -330,6 +446,7 @@ def cmd_suspend(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     url = resolve_url(args)
+    args.queue = _named_queues(args)
     if not args.queue:
         resume(url)
         print("all queues resumed (queues suspended one by one stay suspended)")
@@ -353,15 +470,24 @@ def cmd_dev(args: argparse.Namespace) -> int:
     kind = "cluster" if args.cluster else "sentinel" if args.sentinel else "standalone"
     topology = {"standalone": testing.Standalone, "sentinel": testing.SentinelGroup,
                 "cluster": testing.Cluster}[kind]()
-    topology.start()
+    # SIGINT and SIGTERM both stop the servers and remove their data folders: a shell starts a background
+    # job with SIGINT ignored (Python then installs no KeyboardInterrupt handler), and SIGTERM's default
+    # would kill this process before the cleanup below.
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        print(f"{kind} ready ({topology.binary}):\n\n    export {URL_ENV}='{topology.url}'\n\nCtrl-C stops it.",
-              flush=True)
+        topology.start()
+        print(f"{kind} ready ({topology.binary}):\n\n    export {URL_ENV}='{topology.url}'\n\n"
+              "Ctrl-C (or SIGTERM) stops it.", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        print("\nstopping")
+        print("\nstopping", flush=True)
     finally:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the cleanup short
         topology.stop()
     return EXIT_OK
 
@@ -374,6 +500,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clusterq", description="Background jobs on Redis and Valkey.")
+    parser.add_argument("--version", action="version", version=f"clusterq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("worker", help="process jobs from queues, in the order given")
@@ -383,6 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--name", help="worker name (default: host.pid.random)")
     p.add_argument("--max-jobs", type=int, help="stop after this many jobs")
     p.add_argument("--allow", action="append", help="only run functions matching this pattern (repeatable)")
+    p.add_argument("--hook", action="append", metavar="MODULE:OBJ",
+                   help="a hook (object, class or factory) run around every job (repeatable; see clusterq.hooks)")
     p.add_argument("--lease-s", type=float, help="seconds a job stays leased without a heartbeat (15)")
     p.add_argument("--max-attempts", type=int, help="leases before a job whose worker died fails (3)")
     p.add_argument("--serializer", help="json (default), pickle, or a dotted path")
@@ -421,27 +550,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("queue")
     p.add_argument("function", help="dotted path, e.g. myapp.tasks.send")
-    p.add_argument("args", nargs="*", help="JSON arguments")
-    p.add_argument("--job-id")
+    p.add_argument("args", nargs="*", help="arguments: each a JSON value (2, true, '{\"a\": 1}', '\"2\"'), "
+                                           "else a string as written")
+    p.add_argument("--job-id", help="the job's id; an id that exists already enqueues nothing (exit 1)")
     _add_signing(p)
     p.set_defaults(func=cmd_enqueue)
 
-    p = sub.add_parser("empty", help="remove every waiting job of a queue")
+    p = sub.add_parser("empty", help="remove every waiting job of queues (or of all, with --all)")
     _add_common(p)
-    p.add_argument("queue")
+    p.add_argument("queues", nargs="*", help="queue names")
+    p.add_argument("--all", action="store_true", help="every known queue (asks first, or --yes)")
+    p.add_argument("-y", "--yes", action="store_true", help="with --all: do not ask")
     p.set_defaults(func=cmd_empty)
 
-    p = sub.add_parser("requeue", help="requeue every failed job of a queue")
+    p = sub.add_parser("requeue", help="requeue the failed jobs of a queue, or some jobs by id or handle")
     _add_common(p)
-    p.add_argument("queue")
+    p.add_argument("queue", nargs="?")
+    p.add_argument("job_ids", nargs="*", help="only these jobs of the queue (any ended job)")
+    p.add_argument("--handle", action="append", metavar="HANDLE", help="a job's handle (queue/id); repeatable")
+    p.add_argument("--include-stopped", action="store_true",
+                   help="also requeue jobs that were stopped on purpose (they are left by default)")
     p.set_defaults(func=cmd_requeue)
 
-    for name, func, text in (("suspend", cmd_suspend, "stop workers from starting jobs (all queues, or -q)"),
-                             ("resume", cmd_resume, "let workers start jobs again (all queues, or -q)")):
+    for name, func, text in (("suspend", cmd_suspend, "stop workers from starting jobs (all queues, or those named)"),
+                             ("resume", cmd_resume, "let workers start jobs again (all queues, or those named)")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("-u", "--url", help=f"Redis URL (default: ${URL_ENV} or {DEFAULT_URL})")
-        p.add_argument("--settings", help=f"settings module by dotted path (or ${SETTINGS_ENV})")
-        p.add_argument("-q", "--queue", action="append", help="only this queue (repeatable)")
+        _add_common(p)
+        p.add_argument("queues", nargs="*", help="only these queues")
+        p.add_argument("-Q", "--queue", action="append", help="only this queue (repeatable)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("stop", help="stop a running job now (it ends 'stopped', not retried)")
@@ -461,16 +597,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=5000, help="number of sample jobs (default 5000)")
     p.add_argument("-u", "--url", help="use this server instead of starting one")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("dashboard", help="serve the web dashboard (pip install 'clusterq[dashboard]')")
+    _add_common(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--root-path", default="", metavar="PREFIX",
+                   help="the path prefix a proxy serves the dashboard under (it strips it)")
+    p.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                   help="another origin whose forms may post (a proxy that rewrites Host); repeatable")
+    p.add_argument("--auth-file", metavar="PATH", help="JSON file with users, tokens and the cookie secret_key")
+    p.add_argument("--read-only", action="store_true", help="no actions for anyone")
+    p.add_argument("--redact-args", action="store_true", help="never show job arguments, results or meta")
+    p.add_argument("--insecure", action="store_true", help="listen beyond loopback without a login")
+    p.add_argument("--hash-password", action="store_true",
+                   help="read a password (stdin or prompt), print its hash for the auth file, and exit")
+    p.set_defaults(func=cmd_dashboard)
     return parser
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    if args.hash_password:
+        password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("password: ")
+        try:
+            from clusterq.dashboard.auth import hash_password  # stdlib only
+        except ImportError as exc:
+            raise ClusterQError(f"the dashboard needs its extra: pip install 'clusterq[dashboard]' ({exc})") from None
+        print(hash_password(password))
+        return EXIT_OK
+    try:  # an optional extra: imported only by this command, so the core stays dependency-light
+        from clusterq.dashboard.auth import AuthConfig
+        from clusterq.dashboard.serve import serve
+    except ImportError as exc:
+        raise ClusterQError(f"the dashboard needs its extra: pip install 'clusterq[dashboard]' ({exc})") from None
+    try:
+        auth = AuthConfig.from_file(args.auth_file) if args.auth_file else AuthConfig()
+        serve(resolve_url(args), host=args.host, port=args.port, auth=auth, read_only=args.read_only,
+              redact_args=args.redact_args, insecure=args.insecure, root_path=args.root_path,
+              allowed_origins=args.allowed_origin)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"clusterq: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def _configure_logging(args: argparse.Namespace) -> None:
+    # -v is clusterq's own debug output: redis-py's DEBUG lines (topology refreshes) would drown it, so
+    # only the clusterq loggers go to DEBUG and everything else stays at INFO.
     level = logging.INFO
     if getattr(args, "verbose", False):
         level = logging.DEBUG
     elif getattr(args, "quiet", False):
         level = logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=max(level, logging.INFO), format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("clusterq").setLevel(level)
     logging.getLogger("clusterq.testing").setLevel(max(level, logging.WARNING))
 
 

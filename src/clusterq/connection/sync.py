@@ -1,6 +1,7 @@
 """From a URL (or a client the application already has) to a redis-py client, whatever the deployment.
 
-    redis://[user:password@]host:port[/db]     standalone, or a cluster node (detected: opened as a cluster)
+    redis://[user:password@]host:port[/db]     standalone, or a cluster node (detected: opened as a cluster);
+                                               no host (``redis://``, ``redis:///0``) means localhost:6379
     rediss://...                               the same over TLS
     unix:///path/to/socket[?db=0]              standalone over a Unix socket
     redis+sentinel://[user:pw@]h:p,h:p/service[/db]   the primary a Sentinel group names
@@ -132,6 +133,8 @@ def parse_url(url: str) -> ParsedURL:
         parsed.db = int(query.pop("db", 0))
     else:
         parsed.hosts = [_parse_hostport(h, default_port) for h in netloc.split(",") if h]
+        if not parsed.hosts and topology == "standalone":
+            parsed.hosts = [("localhost", 6379)]  # as redis-py reads "redis://" (RQ tutorials' REDIS_URL)
         if not parsed.hosts:
             raise InvalidURL(f"no host in {url!r}")
         segments = [unquote(s) for s in parts.path.split("/") if s]
@@ -246,6 +249,47 @@ def _is_cluster_node(client: redis.Redis) -> bool:
     return True
 
 
+_UPGRADED = "_clusterq_cluster_client"
+"""Attribute a plain client given to :func:`connect` gets once checked: the cluster client that replaces it
+(a ``redis.Redis`` on a cluster node), or False. One INFO per client object, not per call."""
+_CARRIED = ("username", "password", "socket_timeout", "socket_connect_timeout", "decode_responses",
+            "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname")
+
+
+def _as_given(client: redis.Redis) -> Client:
+    """The client an application passed, or a ``RedisCluster`` on the same node when it is a plain
+    ``redis.Redis`` (``Redis.from_url("redis://node")``, as RQ apps build it) that reached a cluster node:
+    such a client gets a MOVED reply for most queues' slots."""
+    upgraded = getattr(client, _UPGRADED, None)
+    if upgraded is not None:
+        return upgraded or client
+    pool = client.connection_pool
+    kw = pool.connection_kwargs
+    if isinstance(pool, SentinelConnectionPool) or kw.get("path") or not _is_cluster_node_quietly(client):
+        setattr(client, _UPGRADED, False)
+        return client
+    host, port = kw.get("host", "localhost"), int(kw.get("port", 6379))
+    kwargs = {k: kw[k] for k in _CARRIED if k in kw}
+    if issubclass(pool.connection_class, redis.SSLConnection):
+        kwargs["ssl"] = True
+    try:
+        cluster = _open_cluster([(host, port)], kwargs, None)
+    except ConnectionFailed as exc:
+        raise ConnectionFailed(
+            f"the redis.Redis client given as connection reached a Redis Cluster node ({host}:{port}) and "
+            f"could not be opened as a cluster ({exc}); pass connection='redis+cluster://{host}:{port}' or a "
+            "redis.cluster.RedisCluster client") from None
+    setattr(client, _UPGRADED, cluster)
+    return cluster
+
+
+def _is_cluster_node_quietly(client: redis.Redis) -> bool:
+    try:
+        return _is_cluster_node(client)
+    except REDIS_ERRORS:
+        return False  # unreachable now: the first real command reports it (and a MOVED reply says what to do)
+
+
 def _check_cluster(client: RedisCluster, where: str) -> None:
     problem = cluster_state_problem(client.cluster_info(target_nodes=RedisCluster.RANDOM), where)
     if problem:
@@ -340,8 +384,10 @@ def connect(connection: ConnectionLike = None, *, check: bool = True, **options:
     ``socket_timeout``, ``ssl_ca_certs``, ``address_remap``...). Clients built from a URL are shared per
     process, so every ``Queue`` on one URL shares one connection pool.
     """
-    if isinstance(connection, (redis.Redis, RedisCluster)):
+    if isinstance(connection, RedisCluster):
         return connection
+    if isinstance(connection, redis.Redis):
+        return _as_given(connection) if check else connection
     if connection is None:
         connection = os.environ.get(URL_ENV) or DEFAULT_URL
     if not isinstance(connection, str):

@@ -35,6 +35,7 @@ from clusterq.serializers import Serializer
 from clusterq.signing import Signer, SigningKey, make_signer
 from clusterq.state import keys as K
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.utils import function_path
 
 log = logging.getLogger(__name__)
@@ -340,22 +341,23 @@ class CronScheduler:
                 entry.next_ms = int((received + delay_s) * 1000) + self._offset_ms.get(entry.job.queue, 0)
                 continue
             entry.failures = 0
-            code, server_ms, last = (int(v) for v in result)
+            reply = TR.parse_cron_tick(result)
+            code, server_ms, last = reply.code, reply.now_ms, reply.last_ms
             if measure:
                 self._offset_ms[entry.job.queue] = server_ms - int((sent + received) * 500)
-            if code == 3:  # our clock ran ahead of the server's: offer it again when the server gets there
+            if code is TR.CronTickCode.EARLY:  # our clock ran ahead of the server's: offer it again when it gets there
                 entry.next_ms = tick
                 continue
             self._settle(entry, tick, code, last)
 
-    def _settle(self, entry: _Entry, tick: int, code: int, last: int) -> None:
+    def _settle(self, entry: _Entry, tick: int, code: TR.CronTickCode, last: int) -> None:
         job = entry.job
         expected = entry.next_ms
         entry.mode = "fire"
         # Another scheduler may already have taken later ticks (our clock is behind): skip past them.
         entry.next_ms = job.schedule.next_after(max(tick, last))
         when = to_datetime(tick).isoformat()
-        if code == 1:
+        if code is TR.CronTickCode.ENQUEUED:
             self.enqueued += 1
             if last >= 0 and job.schedule.next_after(last) < tick:
                 log.warning("periodic job %s: ticks after %s were not taken (no scheduler reached Redis); "
@@ -364,10 +366,10 @@ class CronScheduler:
                 log.warning("periodic job %s: this scheduler fell behind; ran the latest tick %s once",
                             job.name, when)
             log.info("periodic job %s: tick %s enqueued as %s in %s", job.name, when, job.job_id(tick), job.queue)
-        elif code == 4:
+        elif code is TR.CronTickCode.OVERLAP:
             log.info("periodic job %s: tick %s skipped: its previous run has not ended (overlap=False)",
                      job.name, when)
-        elif code == 2:
+        elif code is TR.CronTickCode.RECORDED:
             log.info("periodic job %s: starting from tick %s (%s)", job.name, when,
                      "first seen" if last < 0 else "missed ticks not caught up")
         else:

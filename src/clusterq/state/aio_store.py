@@ -174,6 +174,15 @@ class AsyncStore:
         raw = await self.client.hgetall(qk.control)
         return {_text(k): _text(v) for k, v in raw.items()}
 
+    async def exists_many(self, keys: Sequence[str]) -> list[int]:
+        """As :meth:`clusterq.state.store.Store.exists_many`."""
+        if not keys:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.exists(key)
+        return [int(hit) for hit in await pipe.execute()]
+
     async def first_members(self, keys: Sequence[str], count: int) -> list[Any]:
         """As :meth:`clusterq.state.store.Store.first_members`."""
         if not keys:

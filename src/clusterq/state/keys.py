@@ -36,7 +36,10 @@ def validate_queue_name(name: object) -> str:
         raise InvalidQueueName(f"queue name must be a str, got {type(name).__name__}")
     if not name:
         raise InvalidQueueName("queue name must not be empty")
-    size = len(name.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # a lone surrogate: no key could be sent for it
+        raise InvalidQueueName(f"queue name is not valid text: {exc.reason} at position {exc.start}") from None
     if size > MAX_QUEUE_NAME_BYTES:
         raise InvalidQueueName(f"queue name is {size} bytes long; the limit is {MAX_QUEUE_NAME_BYTES} bytes")
     return name
@@ -229,6 +232,8 @@ CONTROL_CHANNEL = f"{PREFIX}:{{%g}}:ctl"
 """Sharded pub/sub channel published when the global suspend flag changes."""
 PERIODIC = f"{PREFIX}:periodic"
 """Hash: periodic job name -> its declaration (JSON), written when a scheduler starts, read by listings."""
+AUDIT = f"{PREFIX}:audit"
+"""List of the dashboard's audit records (JSON, newest first), trimmed to a fixed length on every write."""
 
 
 def worker(name: str) -> str:

@@ -29,6 +29,7 @@ from urllib.parse import quote, unquote
 
 from clusterq.state import keys as K
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.plan import Plan, run_plan, store_step
 
 log = logging.getLogger(__name__)
@@ -175,12 +176,13 @@ class Forwarder:
             if isinstance(result, Exception):
                 log.warning("queue %r: cannot read its outbox: %s", queue, result)
                 continue
-            now, oldest, *due = result
+            reply = TR.parse_outbox_due(result)
+            due = reply.entries
             entries.extend((queue, _text(e)) for e in due)
             if len(due) >= REPLAY_BATCH:
                 next_s = 0.0
-            elif int(oldest) >= 0 and not due:
-                wait = max(0.0, (int(oldest) + min_age_s * 1000 - int(now)) / 1000)
+            elif reply.oldest_ms >= 0 and not due:
+                wait = max(0.0, (reply.oldest_ms + min_age_s * 1000 - reply.now_ms) / 1000)
                 next_s = wait if next_s is None else min(next_s, wait)
         done = self.forward(entries) if entries else 0
         if done:
@@ -221,10 +223,13 @@ class Forwarder:
                 continue
             if dependent is not None:
                 applied[id(intent)].append(dependent)
-            if call.script is T.S.RESOLVE and int(result) in (3, 4):  # the child ended: its dependents next
-                child = _parse(queue, ended_entry("canceled" if int(result) == 3 else "deleted", str(call.args[0])))
-                if child is not None:
-                    cascade.append(child)
+            if call.script is TR.RESOLVE.script:
+                code = TR.RESOLVE.code(result)
+                if code in (TR.ResolveCode.CANCELED, TR.ResolveCode.DELETED):  # the child ended: its dependents next
+                    ended = "canceled" if code is TR.ResolveCode.CANCELED else "deleted"
+                    child = _parse(queue, ended_entry(ended, str(TR.RESOLVE.arg(call, "child_id"))))
+                    if child is not None:
+                        cascade.append(child)
         fault_point("after_apply")
         # 3. Remove what was applied; an ended job's entry stays until its dependents set is empty.
         acks: list[tuple[_Intent, T.Call]] = []
@@ -239,7 +244,7 @@ class Forwarder:
                 log.warning("queue %r: removing outbox entry %r failed: %s", intent.queue, intent.entry, result)
                 intent.ok = False
             else:
-                intent.more = int(result) > 0
+                intent.more = TR.parse_count(result) > 0  # dependents left
         return cascade
 
     def _register(self, intents: list[_Intent]) -> Plan[list[tuple[_Intent, str]]]:
@@ -261,7 +266,8 @@ class Forwarder:
                 log.warning("registering %s with parent %s failed: %s", intent.job_id, intent.detail, result)
                 intent.ok = False
             else:
-                out.append((intent, _text(result[0])))
+                (ended,) = TR.parse_register(result)  # one parent per call
+                out.append((intent, ended))
         return out
 
     def _read_dependents(self, intents: list[_Intent]) -> Plan[None]:

@@ -27,11 +27,21 @@ from redis.exceptions import AskError, ClusterDownError, ClusterError, MovedErro
 
 from clusterq.connection.sync import REDIS_ERRORS, Client
 from clusterq.state import keys as K
-from clusterq.state import scripts as S
+from clusterq.state import transitions as TR
+
+# Re-exported: these lived here before the contract moved to clusterq.state.transitions.
+from clusterq.state.transitions import Call as Call
+from clusterq.state.transitions import LeasedJob as LeasedJob
+from clusterq.state.transitions import LeaseReply as LeaseReply
+from clusterq.state.transitions import parse_lease_reply as parse_lease_reply
+from clusterq.state.transitions import parse_take as parse_take
 
 # Errors a node gives when the call belongs elsewhere now or the node is gone: retry via the cluster client.
 _RETRY_THROUGH_CLUSTER = (MovedError, AskError, TryAgainError, ClusterDownError, NoScriptError,
                           redis.ConnectionError, redis.TimeoutError, OSError)
+
+# Errors that say a node cannot be reached at all (as opposed to: the call belongs elsewhere now).
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, OSError)
 
 SLOT_MIGRATION_WAIT_S = 30.0
 """How long a call keeps retrying while its slot is being migrated (TRYAGAIN) before it raises."""
@@ -114,7 +124,7 @@ class WaitRounds:
 
 # Job hash fields read back into a Job. Short names keep a pending job small in Redis.
 JOB_FIELDS = ("s", "f", "p", "o", "m", "n", "c", "ts", "te", "r", "e", "w", "ma", "rt", "yr", "hk", "ht", "kc",
-              "pg", "sp")
+              "pg", "sp", "rx", "hd")
 
 LATEST_FIELDS = ("hk", "ht", "r", "e", "s", "te")
 """The job's latest result: kind and time (ms) while it waits to run again, return value or error, and
@@ -124,15 +134,6 @@ RESULT_HISTORY = 10
 """Results kept per job by default (the latest included): earlier ones are dropped, oldest first."""
 MAX_RESULT_HISTORY = 1000
 """The most a job may keep; also bounds how many entries a read of the history asks for."""
-
-
-@dataclass(frozen=True)
-class Call:
-    """One script invocation: everything needed to run it, and nothing about how."""
-
-    script: S.Script
-    keys: tuple[str, ...]
-    args: tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -146,30 +147,23 @@ class NewJob:
     meta: bytes = b""
     ttl_s: int = 0
     max_attempts: int | None = None
-    fresh_id: bool = False  # generated here (uuid4): the script skips its existence check
-    signature: str = ""  # HMAC of queue, id, func, payload, options (signing.py); "" when not signing
+    fresh_id: bool = False  # generated here (uuid4); the scripts check it exists all the same (a resent call)
+    signature: str = ""  # HMAC of queue, id, func, payload, options, headers (signing.py); "" when not signing
     unique: bool = False  # an existing waiting or running job with this id is reported (-1), not skipped
     priority: int = 0  # 0: none (the pending list, runs first); 1..9: the prio set, lower first
     concurrency_key: str = ""  # at most the key's limit of such jobs run at once in the queue
+    headers: str = ""  # JSON object of str -> str set by before-enqueue hooks ("hd"); "" when none
 
     def argv(self) -> tuple[Any, ...]:
+        """The job's values in the order of :data:`~clusterq.state.transitions.JOB_FIELDS`."""
         flag = "1" if self.fresh_id else ("u" if self.unique else "0")
         return (self.id, self.func, self.payload, self.options, self.meta, self.ttl_s,
                 "" if self.max_attempts is None else self.max_attempts, flag, self.signature, self.priority,
-                self.concurrency_key)
+                self.concurrency_key, self.headers)
 
-
-@dataclass(frozen=True)
-class LeasedJob:
-    """A job leased to a worker: what it needs to run it and to report its outcome."""
-
-    queue: str
-    id: str
-    token: int
-    func: str
-    payload: bytes
-    options: bytes
-    signature: bytes = b""  # field "sg": checked by a worker that has a signing key
+    def named(self) -> dict[str, Any]:
+        """The job's values by name (:data:`~clusterq.state.transitions.JOB_FIELDS`)."""
+        return dict(zip(TR.JOB_FIELDS, self.argv()))
 
 
 @dataclass(frozen=True)
@@ -189,24 +183,33 @@ class Outcome:
     note: str = ""  # why a callback failed, recorded with the outcome ("kc")
 
     def argv(self) -> tuple[Any, ...]:
+        """The outcome's values in the order of :data:`~clusterq.state.transitions.OUTCOME_FIELDS`."""
         return (self.id, self.token, self.status, self.data, self.keep_ms, self.plan, self.history, self.note)
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+_text = TR.text
+_raw = TR.raw
 
 
-def _raw(value: Any) -> bytes:
-    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+def _flag(on: bool) -> str:
+    return "1" if on else "0"
+
+
+def split_results(results: Sequence[Any], *groups: Sequence[Call]) -> list[list[Any]]:
+    """Cut the results of calls sent together (``[*group1, *group2, ...]``) back into one list per group."""
+    out: list[list[Any]] = []
+    start = 0
+    for group in groups:
+        out.append(list(results[start : start + len(group)]))
+        start += len(group)
+    return out
 
 
 # --- call builders: pure functions, shared by the sync and async stores ------------------------------
+# Each builds its call from the names in clusterq.state.transitions (keys from QueueKeys by name).
 
 def enqueue_call(qk: K.QueueKeys, jobs: Sequence[NewJob], at_front: bool = False) -> Call:
-    args: list[Any] = ["1" if at_front else "0"]
-    for job in jobs:
-        args.extend(job.argv())
-    return Call(S.ENQUEUE, (qk.pending, qk.job_prefix, qk.wake_channel, qk.prio, qk.stats), tuple(args))
+    return TR.ENQUEUE.call(qk, (job.argv() for job in jobs), at_front=_flag(at_front))
 
 
 def schedule_call(qk: K.QueueKeys, jobs: Sequence[NewJob], *, at_ms: int | None = None,
@@ -215,60 +218,34 @@ def schedule_call(qk: K.QueueKeys, jobs: Sequence[NewJob], *, at_ms: int | None 
     time (exactly one of the two)."""
     if (at_ms is None) == (delay_ms is None):
         raise ValueError("give exactly one of at_ms and delay_ms")
-    args: list[Any] = ["at", at_ms] if at_ms is not None else ["in", delay_ms]
-    args.append("1" if at_front else "0")
-    for job in jobs:
-        args.extend(job.argv())
-    return Call(S.SCHEDULE, (qk.scheduled, qk.job_prefix, qk.wake_channel), tuple(args))
+    mode, ms = ("at", at_ms) if at_ms is not None else ("in", delay_ms)
+    return TR.SCHEDULE.call(qk, (job.argv() for job in jobs), mode=mode, ms=ms, at_front=_flag(at_front))
 
 
 def promote_call(qk: K.QueueKeys, batch: int) -> Call:
-    return Call(S.PROMOTE, (qk.scheduled, qk.pending, qk.job_prefix, qk.wake_channel, qk.prio, qk.stats),
-                (batch,))
+    return TR.PROMOTE.call(qk, batch=batch)
 
 
 def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_runs: int, job: NewJob,
                    overlap: bool = True) -> Call:
     """Offer one tick of periodic job ``name``; ``mode`` is "fire", "resume" or "skip"; ``overlap=False``
     skips the tick while the previous run has not ended (cron_tick.lua)."""
-    return Call(S.CRON_TICK, (qk.cron, qk.cron_runs(name), qk.pending, qk.job_prefix, qk.wake_channel,
-                              qk.prio, qk.stats),
-                (name, tick_ms, mode, keep_runs, *job.argv()[:7], "1" if overlap else "0", job.signature,
-                 job.priority, job.concurrency_key))
+    fields = job.named()
+    del fields["flag"]  # cron_tick's overlap flag takes its place
+    return TR.CRON_TICK.call(qk, keys={"cron_runs": qk.cron_runs(name)}, name=name, tick_ms=tick_ms, mode=mode,
+                             keep_runs=keep_runs, overlap=_flag(overlap), **fields)
 
 
 def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
     """Split a promote reply into (jobs promoted, seconds until the next scheduled job is due or None).
 
     The delay is measured on the server's clock, so the worker's clock does not matter."""
-    promoted, next_at, now = (int(v) for v in reply)
-    return promoted, (None if next_at < 0 else max(0.0, (next_at - now) / 1000))
+    parsed = TR.parse_promote_reply(reply)
+    return parsed.promoted, parsed.due_in_s
 
 
 def lease_call(qk: K.QueueKeys, count: int, lease_ms: int, worker: str, failure_keep_ms: int) -> Call:
-    return Call(S.LEASE, (qk.pending, qk.active, qk.job_prefix, qk.stats, qk.failed, qk.prio, qk.control,
-                          qk.limit_running_prefix, qk.limit_waiting_prefix, qk.limit_keys),
-                (lease_ms, count, worker, failure_keep_ms))
-
-
-@dataclass(frozen=True)
-class LeaseReply:
-    """What a lease call answered: the jobs, whether more wait, and whether the queue held them back."""
-
-    remaining: int  # 0 when nothing more waits
-    jobs: list[LeasedJob]
-    suspended: bool = False
-    wait_s: float = 0.0  # > 0: the queue's rate limit is spent for this long
-
-
-def parse_lease_reply(queue: str, reply: Sequence[Any]) -> LeaseReply:
-    wait_ms = int(reply[1])
-    jobs = [
-        LeasedJob(queue, _text(reply[i]), int(reply[i + 1]), _text(reply[i + 2]), _raw(reply[i + 3]),
-                  _raw(reply[i + 4]), _raw(reply[i + 5]))
-        for i in range(2, len(reply), 6)
-    ]
-    return LeaseReply(int(reply[0]), jobs, suspended=wait_ms < 0, wait_s=max(0, wait_ms) / 1000)
+    return TR.LEASE.call(qk, lease_ms=lease_ms, count=count, worker=worker, failure_keep_ms=failure_keep_ms)
 
 
 def parse_lease(queue: str, reply: Sequence[Any]) -> tuple[int, list[LeasedJob]]:
@@ -278,159 +255,128 @@ def parse_lease(queue: str, reply: Sequence[Any]) -> tuple[int, list[LeasedJob]]
 
 
 def complete_call(qk: K.QueueKeys, outcomes: Iterable[Outcome]) -> Call:
-    args: list[Any] = []
-    for outcome in outcomes:
-        args.extend(outcome.argv())
-    return Call(S.COMPLETE, (qk.active, qk.finished, qk.failed, qk.job_prefix, qk.scheduled, qk.pending,
-                             qk.wake_channel, qk.history_prefix, qk.results_channel, qk.outbox, qk.prio,
-                             qk.stats, *qk.limit_keys_all), tuple(args))
+    return TR.COMPLETE.call(qk, (outcome.argv() for outcome in outcomes))
 
 
 def extend_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]], lease_ms: int) -> Call:
-    args: list[Any] = [lease_ms]
-    for job_id, token in leases:
-        args.extend((job_id, token))
-    return Call(S.EXTEND, (qk.active, qk.job_prefix), tuple(args))
+    return TR.EXTEND.call(qk, leases, lease_ms=lease_ms)
 
 
 def release_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]]) -> Call:
-    args: list[Any] = []
-    for job_id, token in leases:
-        args.extend((job_id, token))
-    return Call(S.RELEASE, (qk.pending, qk.active, qk.job_prefix, qk.wake_channel, qk.prio, qk.stats,
-                            *qk.limit_keys_all),
-                tuple(args))
+    return TR.RELEASE.call(qk, leases)
 
 
 def requeue_expired_call(qk: K.QueueKeys, batch: int, max_attempts: int, failure_keep_ms: int) -> Call:
-    return Call(S.REQUEUE_EXPIRED, (qk.active, qk.pending, qk.failed, qk.job_prefix, qk.wake_channel,
-                                    qk.history_prefix, qk.results_channel, qk.outbox, qk.prio, qk.stats,
-                                    *qk.limit_keys_all, qk.control),
-                (batch, max_attempts, failure_keep_ms))
+    return TR.REQUEUE_EXPIRED.call(qk, batch=batch, max_attempts=max_attempts, failure_keep_ms=failure_keep_ms)
 
 
 def trim_call(registry_key: str, batch: int) -> Call:
-    return Call(S.TRIM, (registry_key,), (batch,))
+    return TR.TRIM.call(None, keys={"registry": registry_key}, batch=batch)
 
 
 def cancel_call(qk: K.QueueKeys, job_id: str, keep_ms: int, dependents: str = "canceled") -> Call:
     """``dependents``: what the job's dependents are told, ``canceled`` or ``ok`` (enqueue_dependents)."""
-    return Call(S.CANCEL, (qk.job_prefix, qk.canceled, qk.active, qk.stats, qk.scheduled, qk.history_prefix,
-                           qk.deferred, qk.outbox, qk.prio, qk.pending, qk.wake_channel, *qk.limit_keys_all),
-                (job_id, keep_ms, dependents))
+    return TR.CANCEL.call(qk, job_id=job_id, keep_ms=keep_ms, dependents=dependents)
 
 
 def delete_call(qk: K.QueueKeys, job_id: str, dependents: str = "deleted") -> Call:
     """``dependents``: what the job's dependents are told, ``deleted`` or ``purge`` (delete_dependents)."""
-    return Call(S.DELETE, (qk.job_prefix, qk.active, qk.finished, qk.failed, qk.canceled, qk.stats,
-                           qk.scheduled, qk.history_prefix, qk.deferred, qk.outbox, qk.prio, qk.pending,
-                           qk.wake_channel, *qk.limit_keys_all), (job_id, dependents))
+    return TR.DELETE.call(qk, job_id=job_id, dependents=dependents)
 
 
 def requeue_call(qk: K.QueueKeys, job_id: str, at_front: bool = False) -> Call:
-    return Call(S.REQUEUE, (qk.pending, qk.job_prefix, qk.failed, qk.canceled, qk.finished, qk.wake_channel,
-                            qk.stats, qk.history_prefix, qk.prio), (job_id, "1" if at_front else "0"))
+    return TR.REQUEUE.call(qk, job_id=job_id, at_front=_flag(at_front))
 
 
 def stop_call(qk: K.QueueKeys, job_id: str, reason: str) -> Call:
-    return Call(S.STOP, (qk.job_prefix, qk.active, qk.wake_channel), (job_id, reason))
+    return TR.STOP.call(qk, job_id=job_id, reason=reason)
 
 
 def take_call(qk: K.QueueKeys, job_id: str, lease_ms: int, worker: str) -> Call:
-    return Call(S.TAKE, (qk.job_prefix, qk.active, qk.stats, qk.prio), (job_id, lease_ms, worker))
-
-
-def parse_take(queue: str, job_id: str, reply: Sequence[Any]) -> LeasedJob:
-    return LeasedJob(queue, job_id, int(reply[0]), _text(reply[1]), _raw(reply[2]), _raw(reply[3]))
+    return TR.TAKE.call(qk, job_id=job_id, lease_ms=lease_ms, worker=worker)
 
 
 def set_fields_call(qk: K.QueueKeys, job_id: str, fields: dict[str, Any]) -> Call:
-    args: list[Any] = []
-    for name, value in fields.items():
-        args.extend((name, value))
-    return Call(S.SET_FIELDS, (qk.job(job_id),), tuple(args))
+    return TR.SET_FIELDS.call(qk, fields.items(), keys={"job": qk.job(job_id)})
 
 
 def drain_call(qk: K.QueueKeys, batch: int) -> Call:
-    return Call(S.DRAIN, (qk.pending, qk.job_prefix, qk.stats, qk.history_prefix, qk.prio,
-                          qk.limit_waiting_prefix, qk.limit_keys), (batch,))
+    return TR.DRAIN.call(qk, batch=batch)
 
 
 def debounce_call(qk: K.QueueKeys, key: str, job: NewJob, window_ms: int, pointer_ttl_ms: int) -> Call:
-    return Call(S.DEBOUNCE, (qk.scheduled, qk.job_prefix, qk.wake_channel, qk.debounce(key)),
-                (window_ms, pointer_ttl_ms, *job.argv()))
+    return TR.DEBOUNCE.call(qk, keys={"debounce": qk.debounce(key)}, window_ms=window_ms,
+                            pointer_ttl_ms=pointer_ttl_ms, **job.named())
 
 
 def configure_call(qk: K.QueueKeys, fields: dict[str, Any]) -> Call:
     """Set (or, with value "", clear) fields of the queue's control hash and wake its workers."""
-    args: list[Any] = []
-    for name, value in fields.items():
-        args.extend((name, value))
-    return Call(S.CONFIGURE, (qk.control, qk.wake_channel), tuple(args))
+    return TR.CONFIGURE.call(qk, fields.items())
 
 
 def purge_registry_call(qk: K.QueueKeys, registry_key: str, batch: int) -> Call:
-    return Call(S.PURGE_REGISTRY, (registry_key, qk.job_prefix, qk.history_prefix), (batch,))
+    return TR.PURGE_REGISTRY.call(qk, keys={"registry": registry_key}, batch=batch)
 
 
 def results_call(qk: K.QueueKeys, job_id: str, limit: int = MAX_RESULT_HISTORY) -> Call:
     """Read (only) a job's latest result and up to ``limit`` earlier ones, atomically."""
-    return Call(S.RESULTS, (qk.job_prefix, qk.history_prefix), (job_id, limit))
+    return TR.RESULTS.call(qk, job_id=job_id, limit=limit)
 
 
 def defer_call(qk: K.QueueKeys, job: NewJob, parents: Sequence[tuple[str, bool]], at_front: bool = False) -> Call:
     """Create ``job`` deferred until its ``parents`` (``(handle, allow_failure)``) end."""
-    described = job.argv()
-    args: list[Any] = ["1" if at_front else "0", len(described), *described]
-    for handle, allow_failure in parents:
-        args.extend((handle, "a" if allow_failure else "w"))
-    return Call(S.DEFER, (qk.deferred, qk.job_prefix, qk.outbox), tuple(args))
+    return TR.DEFER.call(qk, ((handle, "a" if allow_failure else "w") for handle, allow_failure in parents),
+                         at_front=_flag(at_front), job_width=len(TR.JOB_FIELDS), **job.named())
 
 
 def register_call(qk: K.QueueKeys, dependent: str, parent_ids: Sequence[str]) -> Call:
     """Add ``dependent`` (an outbox dependent entry, see :mod:`clusterq.state.outbox`) to jobs of ``qk``."""
-    return Call(S.REGISTER, (qk.job_prefix, qk.dependents_prefix), (dependent, *parent_ids))
+    return TR.REGISTER.call(qk, ((parent_id,) for parent_id in parent_ids), dependent=dependent)
 
 
 def resolve_call(qk: K.QueueKeys, child_id: str, parent_handle: str, ended: str, failure_keep_ms: int) -> Call:
-    return Call(S.RESOLVE, (qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel, qk.canceled, qk.outbox,
-                            qk.prio, qk.stats),
-                (child_id, parent_handle, ended, failure_keep_ms))
+    return TR.RESOLVE.call(qk, child_id=child_id, parent_handle=parent_handle, ended=ended,
+                           failure_keep_ms=failure_keep_ms)
 
 
 def ack_call(qk: K.QueueKeys, entry: str, dependents_of: str | None = None, applied: Sequence[str] = ()) -> Call:
-    keys = (qk.outbox,) if dependents_of is None else (qk.outbox, qk.dependents(dependents_of))
-    return Call(S.ACK, keys, (entry, *applied))
+    keys = {} if dependents_of is None else {"dependents": qk.dependents(dependents_of)}
+    return TR.ACK.call(qk, ((done,) for done in applied), keys=keys, entry=entry)
 
 
 def outbox_due_call(qk: K.QueueKeys, min_age_ms: int, limit: int) -> Call:
-    return Call(S.OUTBOX_DUE, (qk.outbox,), (min_age_ms, limit))
+    return TR.OUTBOX_DUE.call(qk, min_age_ms=min_age_ms, limit=limit)
 
 
 def group_open_call(qk: K.QueueKeys, group_id: str, keep_ms: int, added: int = 0) -> Call:
     """Create a group (``added`` 0), or add ``added`` to its member count."""
-    return Call(S.GROUP_OPEN, (qk.group(group_id),), (keep_ms, added))
+    return TR.GROUP_OPEN.call(qk, keys={"group": qk.group(group_id)}, keep_ms=keep_ms, added=added)
 
 
-def _group_keys(qk: K.QueueKeys, group_id: str) -> tuple[str, ...]:
-    return (qk.group(group_id), qk.group_seen(group_id), qk.job_prefix, qk.deferred, qk.pending, qk.wake_channel,
-            qk.prio, qk.stats)
+def _group_keys(qk: K.QueueKeys, group_id: str) -> dict[str, str]:
+    return {"group": qk.group(group_id), "group_seen": qk.group_seen(group_id)}
 
 
 def group_close_call(qk: K.QueueKeys, group_id: str, callback_id: str | None) -> Call:
-    return Call(S.GROUP_CLOSE, _group_keys(qk, group_id), (callback_id or "",))
+    return TR.GROUP_CLOSE.call(qk, keys=_group_keys(qk, group_id), callback_id=callback_id or "")
 
 
 def group_done_call(qk: K.QueueKeys, group_id: str, member_handle: str, ended: str) -> Call:
-    return Call(S.GROUP_DONE, _group_keys(qk, group_id), (member_handle, ended))
+    return TR.GROUP_DONE.call(qk, keys=_group_keys(qk, group_id), member=member_handle, ended=ended)
 
 
 class Store:
     """Runs transitions on a synchronous redis-py client (standalone, Sentinel master or cluster)."""
 
-    def __init__(self, client: Client, *, slot_migration_wait_s: float = SLOT_MIGRATION_WAIT_S) -> None:
+    def __init__(self, client: Client, *, slot_migration_wait_s: float = SLOT_MIGRATION_WAIT_S,
+                 fail_fast: bool = False) -> None:
         self.client = client
         self.slot_migration_wait_s = slot_migration_wait_s
+        # fail_fast (a worker's store): in run_many, a call to a Cluster node that cannot be reached fails at
+        # once unless a refreshed slot map sends it to another node, instead of waiting out redis-py's
+        # retries (seconds of back-off): the caller sets that queue aside and goes on with the others.
+        self.fail_fast = fail_fast
+        self._next_refresh = 0.0
 
     # --- running scripts ------------------------------------------------------------------------
 
@@ -465,7 +411,7 @@ class Store:
         """
         if not calls:
             return []
-        if len(calls) == 1:
+        if len(calls) == 1 and not (self.fail_fast and isinstance(self.client, RedisCluster)):
             try:
                 results: list[Any] = [self.run(calls[0])]
             except REDIS_ERRORS as exc:
@@ -538,18 +484,50 @@ class Store:
             node = cluster.get_node_from_key(call.keys[0])
             by_node.setdefault(node.name, (node, []))[1].append(index)
         results: list[Any] = [None] * len(calls)
+        unreachable: list[list[int]] = []  # per node whose whole pipeline failed to connect
         for node, indexes in by_node.values():
             client = node.redis_connection or cluster.get_redis_connection(node)
             try:
                 node_results = self._pipeline(client, [calls[i] for i in indexes])
             except REDIS_ERRORS as exc:
                 node_results = [exc] * len(indexes)
+                if isinstance(exc, _UNREACHABLE):
+                    unreachable.append(indexes)
             for index, result in zip(indexes, node_results):
                 results[index] = result
+        # A node that cannot be reached: redis-py's retries through the cluster client (reconnecting and
+        # refreshing the slot map, with back-off) take seconds. Try one of its calls that way; if the slot
+        # has not moved to a live node (a failover), the node's other calls get the same error at once
+        # instead of seconds each, so the calls to the live nodes are not held up.
+        handled: set[int] = set()
+        for indexes in unreachable:
+            handled.update(indexes)
+            if self.fail_fast:
+                self._reroute(calls, indexes, results)
+                continue
+            first = results[indexes[0]] = self._run_or_error(calls[indexes[0]])
+            for index in indexes[1:]:
+                results[index] = first if isinstance(first, _UNREACHABLE) else self._run_or_error(calls[index])
         for index, result in enumerate(results):
-            if isinstance(result, _RETRY_THROUGH_CLUSTER):
+            if index not in handled and isinstance(result, _RETRY_THROUGH_CLUSTER):
                 results[index] = self._run_or_error(calls[index])
         return results
+
+    def _reroute(self, calls: Sequence[Call], indexes: list[int], results: list[Any]) -> None:
+        """Calls to a node that cannot be reached: refresh the slot map (at most once a second) and run
+        those whose slot is now served elsewhere (a replica took over); the others keep their error."""
+        cluster: RedisCluster = self.client  # type: ignore[assignment]
+        dead = cluster.get_node_from_key(calls[indexes[0]].keys[0]).name
+        now = time.monotonic()
+        if now >= self._next_refresh:
+            self._next_refresh = now + 1.0
+            try:
+                cluster.nodes_manager.initialize(disconnect_startup_nodes_pools=False, last_failed_node_name=dead)
+            except REDIS_ERRORS:
+                return
+        for index in indexes:
+            if cluster.get_node_from_key(calls[index].keys[0]).name != dead:
+                results[index] = self._run_or_error(calls[index])
 
     def _run_or_error(self, call: Call) -> Any:
         try:
@@ -600,6 +578,13 @@ class Store:
             start = max(0, offset - int(self.client.llen(qk.pending)))
             raw += self.client.zrange(qk.prio, start, start + length - len(raw) - 1)
         return [_text(r) for r in raw]
+
+    def exists_many(self, keys: Sequence[str]) -> list[int]:
+        """EXISTS of each key (in any slots), in one pipeline: for the bounded id-only job lookup."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.exists(key)
+        return [int(hit) for hit in pipe.execute()] if keys else []
 
     def first_members(self, keys: Sequence[str], count: int) -> list[Any]:
         """The first ``count`` members of each sorted set in ``keys`` (one pipeline; a failed read holds

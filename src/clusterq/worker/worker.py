@@ -1,11 +1,13 @@
 """The worker (supervisor): leases jobs from its queues in priority order, hands them to an execution
 pool, and records their outcomes.
 
-One loop, named steps: ``_maintain`` (recover expired leases, promote due scheduled jobs, trim
-registries; bounded batches), ``_absorb`` (take what the pools finished), ``_fetch`` (lease a batch for
-each free pool slot, piggybacking the outcomes buffered so far in the same round trip), and ``_wait`` (sleep until a job
-finishes, a queue is signalled, a time limit falls due or maintenance is due). A heartbeat thread
-extends the leases of the jobs the worker holds and keeps its registration alive.
+One loop, named steps: :meth:`Worker._maintain` (recovery, promotion, outbox replay, Sentinel follow:
+:mod:`clusterq.worker.maintenance`), :meth:`Worker._absorb` (take what the pools finished into the
+outcome buffer, :mod:`clusterq.worker.outcomes`), :meth:`Worker._fetch` (lease a batch for each free pool
+slot, the buffered outcomes riding in the same round trip: :mod:`clusterq.worker.fetch`), and
+:meth:`Worker._wait` (sleep until a job finishes, a queue is signalled, a time limit falls due or
+maintenance is due: :mod:`clusterq.worker.wakeup`). A heartbeat thread extends the leases of the jobs the
+worker holds (:mod:`clusterq.worker.leases`) and keeps its registration alive.
 
 Batch size adapts to job duration: a lease call asks for about ``batch_target_s`` of work per free
 slot, so no-op jobs are leased a hundred at a time while slow jobs are leased one by one and never
@@ -13,14 +15,15 @@ wait in one worker's buffer while another worker is idle.
 
 Lanes: a worker can serve some queues with a dedicated pool (``lanes=[(["hot"], ProcessPool(8))]``),
 so a flood of one job type cannot starve the others. Queue priority applies within a lane.
+
+A queue whose calls fail while others' succeed (its Cluster node is down, one of its keys holds the wrong
+type) is set aside with a loud error and retried on its own back-off; the other queues go on.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import select
-import signal
 import socket
 import threading
 import time
@@ -29,34 +32,38 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import (
+    BusyLoadingError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 
 from clusterq.api.context import JobConnection
 from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
+from clusterq.api.hooks import HookSet
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S
 from clusterq.api.queue import Queue
-from clusterq.connection.server_checks import server_warnings
-from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect, describe, topology_of
-from clusterq.exceptions import ConnectionFailed, StopRequested
+from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect, describe
+from clusterq.exceptions import StopRequested
 from clusterq.scheduling.periodic import CronScheduler, Periodic
 from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.signing import Signer, SigningKey, make_signer
 from clusterq.state import keys as K
 from clusterq.state import store as T
-from clusterq.state.outbox import Forwarder, ended_entry
-from clusterq.worker import registration
-from clusterq.worker.pools.factory import Finished, Notifier, Pool, SoloPool, make_pool
-from clusterq.worker.registration import REGISTRATION_TTL_S, WorkerInfo, list_workers
+from clusterq.state.outbox import Forwarder
+from clusterq.worker import lifecycle
+from clusterq.worker.fetch import Fetched, Fetcher, SetAside
+from clusterq.worker.leases import Leases
+from clusterq.worker.maintenance import PROMOTE_BATCH, SCHEDULED_POLL_S, Maintenance
+from clusterq.worker.outcomes import Outcomes
+from clusterq.worker.pools.factory import Finished, Notifier, Pool, make_pool
+from clusterq.worker.registration import WorkerInfo, list_workers
+from clusterq.worker.settings import DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, WorkerSettings
 from clusterq.worker.wakeup import Waker
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LEASE_S = 15.0
-DEFAULT_MAX_ATTEMPTS = 3
-PROMOTE_BATCH = 100
-SCHEDULED_POLL_S = 1.0
-"""While any job is scheduled, maintenance (which promotes due jobs) runs at least this often, so a job
-scheduled meanwhile for an earlier time starts within about this long of its time."""
 
 
 @dataclass
@@ -85,7 +92,14 @@ def _queue_names(queues: Sequence[str | Queue] | str | Queue) -> list[str]:
     return [q.name if isinstance(q, Queue) else K.validate_queue_name(q) for q in queues]
 
 
-class Worker:
+def _queue_specific(exc: BaseException) -> bool:
+    """An error about one queue's keys (WRONGTYPE, a script error), not about the server as a whole (out of
+    reach, out of memory, read-only, loading): that queue is set aside, the others need no back-off."""
+    return isinstance(exc, ResponseError) and not isinstance(exc, (OutOfMemoryError, ReadOnlyError,
+                                                                    BusyLoadingError, NoPermissionError))
+
+
+class Worker(lifecycle.Lifecycle):
     """Serves ``queues`` (tried in the given order) from one Redis deployment.
 
     ``pool`` is ``"process"`` (default: ``concurrency`` long-lived child processes), ``"fork"`` (a
@@ -97,11 +111,16 @@ class Worker:
 
     ``lease_s`` is how long a leased job stays reserved without a heartbeat: a dead worker's jobs come
     back after at most about ``lease_s + maintenance_interval_s``; ``max_attempts`` bounds how often a
-    job whose worker died is retried before it fails as abandoned.
+    job whose worker died is retried before it fails as abandoned. These timings and limits can also be
+    given together as ``settings=WorkerSettings(...)``.
 
     ``signing_key`` (bytes or str, or several: any of them verifies) makes the worker run only jobs
     signed with it (:mod:`clusterq.signing`); others fail with a ``SignatureError`` reason without
     their function being imported or their arguments decoded.
+
+    ``hooks`` (:mod:`clusterq.api.hooks`) run around every job this worker runs, in the process that runs
+    it, and at worker start and stop, pool child start and exit, and abandonment; after the process-wide
+    ones (``clusterq.hooks.register``, the ``clusterq.hooks`` entry points).
     """
 
     def __init__(
@@ -129,18 +148,25 @@ class Worker:
         trim_interval_s: float = 300.0,
         install_signal_handlers: bool = True,
         periodic: Sequence[Periodic] = (),
+        settings: WorkerSettings | None = None,
+        hooks: Sequence[Any] = (),
     ) -> None:
+        self.settings = s = WorkerSettings.merge(settings, {
+            "lease_s": lease_s, "max_attempts": max_attempts, "default_timeout_s": default_timeout_s,
+            "max_batch": max_batch, "batch_target_s": batch_target_s, "idle_poll_s": idle_poll_s,
+            "maintenance_interval_s": maintenance_interval_s, "trim_interval_s": trim_interval_s,
+            "install_signal_handlers": install_signal_handlers})
         first = queues[0] if isinstance(queues, (list, tuple)) and queues else queues
         self.connection = (first.connection if isinstance(first, Queue) and connection is None
                            else connect(connection))
-        self.store = T.Store(self.connection)
+        self.store = T.Store(self.connection, fail_fast=True)  # a dead node's queue is set aside, not waited for
         pool_options = {"max_jobs_per_child": max_jobs_per_child, "max_memory_mb": max_memory_mb,
                         "memory_limit_mb": memory_limit_mb}
-        self.lanes = [Lane(_queue_names(queues), self._pool(pool, concurrency, pool_options), batch_target_s)]
+        self.lanes = [Lane(_queue_names(queues), self._pool(pool, concurrency, pool_options), s.batch_target_s)]
         for spec in lanes:
             lane_queues, lane_pool, *rest = spec
             self.lanes.append(Lane(_queue_names(lane_queues),
-                                   self._pool(lane_pool, rest[0] if rest else None, pool_options), batch_target_s))
+                                   self._pool(lane_pool, rest[0] if rest else None, pool_options), s.batch_target_s))
         names = [n for lane in self.lanes for n in lane.queues]
         if not names:
             raise ValueError("a worker needs at least one queue")
@@ -154,41 +180,44 @@ class Worker:
         # forked child: from the URL when the worker was given one.
         job_connection = JobConnection(connection if connection is not None or not isinstance(first, Queue)
                                        else self.connection, self.connection)
-        self.executor = Executor(FunctionResolver(allow), self.serializer, default_timeout_s, self.connection,
+        self.executor = Executor(FunctionResolver(allow), self.serializer, s.default_timeout_s, self.connection,
                                  job_connection=job_connection,
-                                 signer=make_signer(signing_key))
-        self.lease_ms = int(lease_s * 1000)
-        self.max_attempts = max_attempts
-        self.max_batch = max_batch
-        self.batch_target_s = batch_target_s
-        self.idle_poll_s = idle_poll_s
-        self.maintenance_interval_s = maintenance_interval_s
-        self.trim_interval_s = trim_interval_s
-        self.install_signal_handlers = install_signal_handlers
+                                 signer=make_signer(signing_key), hooks=HookSet(hooks))
+        self.hooks = self.executor.hooks
+        self.lease_ms = s.lease_ms
+        self.max_attempts = s.max_attempts
+        self.max_batch = s.max_batch
+        self.batch_target_s = s.batch_target_s
+        self.idle_poll_s = s.idle_poll_s
+        self.maintenance_interval_s = s.maintenance_interval_s
+        self.trim_interval_s = s.trim_interval_s
+        self.install_signal_handlers = s.install_signal_handlers
         self.failure_keep_ms = DEFAULT_FAILURE_TTL_S * 1000
         self.stats = WorkerStats()
         self.forwarder = Forwarder(self.store, self.failure_keep_ms)
-        self._to_forward: list[tuple[str, str]] = []  # outbox intents our completions wrote
+
+        # The named parts.
+        self.leases = Leases(self.store, self.queue_keys, self.lease_ms)
+        self.outcomes = Outcomes(self.queue_keys)
+        self.set_aside = SetAside()
+        self.fetcher = Fetcher(self.store, self.queue_keys, self.leases, self.outcomes, self.set_aside,
+                               self.lanes, worker_name=self.name, failure_keep_ms=self.failure_keep_ms)
+        self.maintenance = Maintenance(self.connection, self.store, self.forwarder, self.queue_keys,
+                                       max_attempts=s.max_attempts, failure_keep_ms=self.failure_keep_ms,
+                                       interval_s=s.maintenance_interval_s, trim_interval_s=s.trim_interval_s,
+                                       on_abandoned=self.hooks.abandoned)
 
         self._stop = threading.Event()  # finish the running jobs, then leave
         self._stop_now = False  # a second signal: leave at once, hand the running jobs back
         self._notifier = Notifier()
-        self._held: dict[tuple[str, str], int] = {}  # (queue, id) -> token, for heartbeats and release
-        self._held_lock = threading.Lock()
         self._stop_requests: dict[tuple[str, str], str] = {}  # (queue, id) -> reason, from any thread
-        self._outcomes: dict[str, list[T.Outcome]] = {}
-        self._pending_flush: dict[str, list[T.Outcome]] = {}
         for lane in self.lanes:
             lane.ready = set(lane.queues)
         self._waker: Waker | None = None
         self._heartbeat: threading.Thread | None = None
-        self._next_maintenance = 0.0
-        self._next_trim = time.monotonic() + trim_interval_s
         self._next_poll = 0.0
         self._backoff_s = 0.0
         self._previous_handlers: dict[int, Any] = {}
-        self._sentinel_primary: Any = None
-        self._held_back: dict[str, float] = {}  # rate-limited queue -> when (monotonic) to lease again
         self._suspended = False  # the global flag (clusterq.suspend), read on a signal and at each poll
         # Periodic jobs (``--with-cron``): a scheduler thread beside the loop, started after the pools fork.
         # With a signing key the worker signs the periodic jobs it enqueues, so that it (and its peers) run them.
@@ -251,7 +280,7 @@ class Worker:
     def _loop(self, burst: bool, max_jobs: int | None) -> None:
         rechecked = False
         while not self._stop.is_set() and not self._stop_now:
-            self._maybe_maintain()
+            self._maintain()
             self._end_holds()
             for lane in self.lanes:
                 self._absorb(lane.pool.collect() + lane.pool.enforce_limits())
@@ -279,59 +308,44 @@ class Worker:
             else:
                 self._idle_wait()
 
+    def _maintain(self) -> None:
+        now = time.monotonic()
+        if not self.maintenance.due(now):
+            return
+        done = self.maintenance.run(now, skip=self.set_aside.waiting())
+        if done.primary_moved:
+            self._start_waker()  # its subscription is on the old primary
+        for name in done.ready:
+            self._lane_of(name).ready.add(name)
+        for name, exc in done.failed.items():
+            self.set_aside.fail(name, "maintenance (recovering expired leases)", exc)
+            self._lane_of(name).ready.discard(name)
+
+    _maybe_maintain = _maintain  # the name tests and older callers use
+
     def _fetch(self, budget: int | None) -> int | None:
         """Lease for every lane with a free slot, trying its queues in order; submit to its pool.
 
         Buffered outcomes ride along with the first lease call. Returns how many jobs were leased, or
-        None if Redis could not be reached (after backing off).
+        None if Redis could not be reached at all (after backing off).
         """
         self._take_signals()  # queues signalled while busy: a higher one must be tried again now
-        flush = self._take_outcome_calls()
-        total = 0
-        try:
-            for lane in (self.lanes if not self._suspended else ()):
-                free = lane.pool.free()
-                if not free:
-                    continue
-                per_slot = self._batch_size(lane) if lane.pool.batches else 1
-                room = free * per_slot if budget is None else min(free * per_slot, budget - total)
-                if room <= 0:
-                    continue
-                jobs: list[T.LeasedJob] = []
-                for name in lane.queues:
-                    if name not in lane.ready or len(jobs) >= room:
-                        continue
-                    wanted = room - len(jobs)
-                    call = T.lease_call(self.queue_keys[name], wanted, self.lease_ms, self.name,
-                                        self.failure_keep_ms)
-                    results = self.store.run_many([*flush, call])
-                    if flush:
-                        self._check_outcome_results(results[:-1])
-                        flush = []
-                    reply = T.parse_lease_reply(name, results[-1])
-                    leased = reply.jobs
-                    if reply.suspended:
-                        lane.ready.discard(name)  # resume() publishes on the wake channel
-                    elif reply.wait_s > 0:
-                        lane.ready.discard(name)  # this queue only: the others go on
-                        self._held_back[name] = time.monotonic() + reply.wait_s
-                    elif len(leased) < wanted and reply.remaining == 0:
-                        lane.ready.discard(name)
-                    self._hold(leased)
-                    jobs.extend(leased)
-                if jobs:
-                    total += len(jobs)
-                    lane.pool.submit(jobs)  # the solo pool runs them right here
-                    self._absorb(lane.pool.collect())
-            if flush:
-                self._check_outcome_results(self.store.run_many(flush))
-            self._forward()
-        except REDIS_ERRORS as exc:
-            self._restore_outcome_calls(flush)
-            self._back_off(exc)
-            return total or None
+        done = self.fetcher.fetch([] if self._suspended else self.lanes, budget, self._batch_size, self._run)
+        return self._after(done, done.leased)
+
+    def _run(self, lane: Lane, jobs: list[T.LeasedJob]) -> None:
+        lane.pool.submit(jobs)  # the solo pool runs them right here
+        self._absorb(lane.pool.collect())
+
+    def _after(self, done: Fetched, leased: int) -> int | None:
+        """Count, forward and back off after a round of calls."""
+        self.stats.lost += done.lost
+        self._forward()
+        if done.errors and not done.succeeded and not all(map(_queue_specific, done.errors)):
+            self._back_off(done.errors[0])  # nothing went through: Redis is out of reach (or full)
+            return leased or None
         self._backoff_s = 0.0
-        return total
+        return leased
 
     def _batch_size(self, lane: Lane) -> int:
         return max(1, min(self.max_batch, int(self.batch_target_s / max(lane.avg_job_s, 1e-6))))
@@ -351,283 +365,10 @@ class Worker:
                 log.error("%s: job %s (%s): %s; it goes back to its queue by the lease rules (attempt counted)",
                           item.job.queue, item.job.id, item.job.func, item.crashed)
         if handback:
-            self._release(handback)
+            self.leases.release(handback)
         if crashed:
-            self._expire_now(crashed)
-
-    def _wait(self, timeout_s: float) -> None:
-        """Sleep until a pool reports, a queue is signalled, or ``timeout_s`` passes."""
-        fds: list[Any] = [self._notifier]
-        for lane in self.lanes:
-            fds.extend(lane.pool.fds())
-        try:
-            select.select(fds, [], [], max(0.0, timeout_s))
-        except (OSError, ValueError):
-            time.sleep(min(0.05, max(0.0, timeout_s)))  # a pipe closed under us: the pool will notice
-        self._notifier.drain()
-        self._take_signals()
-
-    def _take_signals(self) -> None:
-        """Mark signalled queues ready; an earlier scheduled job makes maintenance (promotion) due now;
-        stop the jobs whose stop was requested."""
-        if self._stop_requests:
-            self._apply_stops()
-        if self._waker is None:
-            return
-        signalled = self._waker.take()
-        for lane in self.lanes:
-            lane.ready.update(signalled.intersection(lane.queues))
-        if self._waker.control_changed:
-            self._waker.control_changed = False
-            self._read_suspended()
-            self._mark_all_ready()
-        if self._waker.schedule_changed:
-            self._waker.schedule_changed = False
-            self._next_maintenance = 0.0
-
-    # --- stopping jobs (job.stop()) ----------------------------------------------------------------
-
-    def _on_stop_request(self, queue: str, job_id: str, reason: str) -> None:
-        """A stop request heard by the waker or the heartbeat (any thread). The solo pool runs the job in
-        the supervisor's thread, which is busy with it: it is interrupted from here."""
-        with self._held_lock:
-            if (queue, job_id) not in self._held:
-                return  # another worker's job
-            self._stop_requests[(queue, job_id)] = reason
-        for lane in self.lanes:
-            if isinstance(lane.pool, SoloPool) and queue in lane.queues:
-                lane.pool.stop(queue, job_id, reason)
-        self._notifier.notify()
-
-    def _apply_stops(self) -> None:
-        with self._held_lock:
-            requests, self._stop_requests = self._stop_requests, {}
-        for (queue, job_id), reason in requests.items():
-            pool = self._lane_of(queue).pool
-            if pool.stop(queue, job_id, reason):
-                log.info("%s: stopping job %s: %s", queue, job_id, reason)
-        for lane in self.lanes:
-            self._absorb(lane.pool.collect())
-
-    def _pool_wait_s(self) -> float:
-        now = time.monotonic()
-        deadlines = [self._next_maintenance]
-        for lane in self.lanes:
-            deadline = lane.pool.next_deadline()
-            if deadline is not None:
-                deadlines.append(deadline)
-        if self._outcomes:
-            deadlines.append(now + self.batch_target_s)  # results become visible soon even while busy
-        deadlines.extend(self._held_back.values())
-        return max(0.0, min(deadlines) - now)
-
-    def _end_holds(self) -> None:
-        """Rate-limited queues whose wait is over are tried again."""
-        if self._held_back:
-            now = time.monotonic()
-            for name, until in list(self._held_back.items()):
-                if until <= now:
-                    del self._held_back[name]
-                    self._lane_of(name).ready.add(name)
-
-    def _read_suspended(self) -> None:
-        """Read the global suspend flag (a single key of its own)."""
-        try:
-            suspended = bool(self.connection.exists(K.SUSPENDED))
-        except REDIS_ERRORS as exc:
-            log.warning("cannot read the global suspend flag: %s", exc)
-            return
-        if suspended != self._suspended:
-            log.info("all queues are %s", "suspended: leasing nothing until resumed" if suspended else "resumed")
-        self._suspended = suspended
-
-    def _idle_wait(self) -> None:
-        """Every queue is empty and nothing runs: flush, then sleep until a queue is signalled or the
-        fallback poll (or maintenance) is due."""
-        self._flush_outcomes_safely()
-        if self._waker is None or self._waker.broken:
-            self._start_waker()
-            if self._waker is None or self._waker.broken:
-                self._stop.wait(1.0)
-                self._mark_all_ready()
-                return
-        self._wait(min(self._next_poll, self._next_maintenance, *self._held_back.values()) - time.monotonic())
-        if time.monotonic() >= self._next_poll:
-            # Fallback poll: a wake-up can be lost across a reconnect or failover; this bounds the delay.
-            self._next_poll = time.monotonic() + self.idle_poll_s
-            self._read_suspended()
-            self._mark_all_ready()
-
-    def _mark_all_ready(self) -> None:
-        for lane in self.lanes:
-            lane.ready.update(lane.queues)
-
-    def _follow_sentinel_primary(self) -> None:
-        """Ask the sentinels where the primary is; after a failover, drop connections to the old one.
-
-        redis-py asks only when it reconnects, so without this a worker keeps writing to a demoted primary
-        that still accepts writes (which Redis then throws away) until it refuses or drops the connection.
-        """
-        pool = self.connection.connection_pool if topology_of(self.connection) == "sentinel" else None
-        if pool is None:
-            return
-        try:
-            address = pool.get_master_address()  # also disconnects idle connections when it moved
-        except REDIS_ERRORS as exc:
-            log.warning("cannot ask the sentinels for the primary: %s", exc)
-            return
-        if self._sentinel_primary is not None and address != self._sentinel_primary:
-            log.warning("the Sentinel primary moved from %s to %s; reconnecting", self._sentinel_primary, address)
-            self._start_waker()  # its subscription is on the old primary
-        self._sentinel_primary = address
-
-    def _maybe_maintain(self) -> None:
-        now = time.monotonic()
-        if now < self._next_maintenance:
-            return
-        self._follow_sentinel_primary()
-        self._next_maintenance = now + self.maintenance_interval_s
-        keys = list(self.queue_keys.values())
-        calls = [T.requeue_expired_call(k, 100, self.max_attempts, self.failure_keep_ms) for k in keys]
-        calls.extend(T.promote_call(k, PROMOTE_BATCH) for k in keys)  # due delayed jobs -> pending
-        calls.extend(self.forwarder.due_calls(self.queue_names))  # outbox intents left behind
-        if now >= self._next_trim:
-            self._next_trim = now + self.trim_interval_s
-            for k in keys:
-                calls.extend(T.trim_call(key, 1000) for key in (k.finished, k.failed, k.canceled))
-        try:
-            results = self.store.run_many(calls, raise_on_error=False)
-        except REDIS_ERRORS as exc:
-            log.warning("maintenance skipped: %s", exc)
-            return
-        abandoned: list[str] = []  # their dependents are told now, not after the replay grace
-        for name, result in zip(self.queue_names, results):
-            if isinstance(result, Exception):
-                log.warning("maintenance of queue %r failed: %s", name, result)
-                continue
-            requeued, failed = int(result[0]), int(result[1])
-            if requeued:
-                self._lane_of(name).ready.add(name)
-                log.warning("queue %r: %d job(s) whose lease expired were requeued", name, requeued)
-            if failed:
-                log.warning("queue %r: %d job(s) failed as abandoned (attempt limit reached)", name, failed)
-                abandoned.append(name)
-        for name, result in zip(self.queue_names, results[len(keys):]):
-            if isinstance(result, Exception):
-                log.warning("promoting scheduled jobs of queue %r failed: %s", name, result)
-                self._next_maintenance = min(self._next_maintenance, now + SCHEDULED_POLL_S)
-                continue
-            promoted, due_in_s = T.parse_promote(result)
-            if promoted:
-                self._lane_of(name).ready.add(name)
-            if due_in_s is not None:  # the waits end at _next_maintenance: wake for the next due job
-                self._next_maintenance = min(self._next_maintenance, now + min(SCHEDULED_POLL_S, due_in_s))
-        self._replay_outbox(abandoned, results[2 * len(keys) : 3 * len(keys)])
-
-    def _replay_outbox(self, abandoned: list[str], due: list[Any]) -> None:
-        """Forward outbox intents left behind by a process that died (or lost Redis) between writing and
-        applying them: bounded batches, and only intents older than the grace, which are not being
-        forwarded right now by whoever wrote them."""
-        try:
-            if abandoned:
-                self.forwarder.replay(abandoned, min_age_s=0.0)
-            _, next_s = self.forwarder.forward_due(self.queue_names, due)
-        except REDIS_ERRORS as exc:
-            log.warning("replaying outbox intents failed: %s", exc)
-            return
-        if next_s is not None:
-            self._next_maintenance = min(self._next_maintenance, time.monotonic() + next_s)
-
-    def _lane_of(self, queue: str) -> Lane:
-        return next(lane for lane in self.lanes if queue in lane.queues)
-
-    # --- setup and teardown -------------------------------------------------------------------
-
-    def _setup(self) -> None:
-        for lane in self.lanes:  # fork the pools' children before this process starts threads
-            lane.pool.start(self.executor, self._notifier)
-        try:
-            self._register()
-        except REDIS_ERRORS as exc:
-            for lane in self.lanes:
-                lane.pool.close(now=True)
-            raise ConnectionFailed(f"worker {self.name} cannot register on {describe(self.connection)}: "
-                                   f"{type(exc).__name__}: {exc}") from None
-        for warning in server_warnings(self.connection):
-            log.warning("%s", warning)
-        self._start_waker()
-        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="clusterq-heartbeat", daemon=True)
-        self._heartbeat.start()
-        in_main = threading.current_thread() is threading.main_thread()
-        if self.install_signal_handlers and in_main:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
-        if not in_main and any(isinstance(lane.pool, SoloPool) for lane in self.lanes):
-            log.warning("worker %s runs its solo pool outside the main thread: job time limits (SIGALRM) are "
-                        "not enforced there; use the process pool for hard limits", self.name)
-
-    def _teardown(self) -> None:
-        self._stop.set()
-        for lane in self.lanes:
-            try:
-                self._absorb(lane.pool.close(now=self._stop_now))
-            except REDIS_ERRORS as exc:
-                log.warning("could not record the last outcomes (%s); their leases will expire", exc)
-        try:
-            self._release_held()
-            self._flush_outcomes()
-        except REDIS_ERRORS as exc:
-            log.warning("could not hand back jobs on exit (%s); their leases will expire and they will rerun", exc)
-        if self._waker is not None:
-            self._waker.close()
-        if self._heartbeat is not None:
-            self._heartbeat.join(timeout=5)
-        try:
-            registration.unregister(self.connection, self.name)
-        except REDIS_ERRORS:
-            pass
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
-        self._previous_handlers.clear()
-        self._notifier.close()
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if not self._stop.is_set():
-            log.info("%s received: finishing the running jobs, then stopping (send again to stop now)",
-                     signal.Signals(signum).name)
-            self.request_stop()
-            return
-        self._stop_now = True
-        for lane in self.lanes:
-            lane.pool.abort = True  # a graceful close in progress stops waiting for its jobs
-        self._notifier.notify()
-        solo = self.pool if isinstance(self.pool, SoloPool) else None
-        if solo is not None and solo.current is not None:
-            raise StopRequested(f"stopped by {signal.Signals(signum).name}")
-
-    def _start_waker(self) -> None:
-        if self._waker is not None:
-            self._waker.close()
-        self._waker = Waker(self.connection, self.queue_names, notify=self._notifier.notify,
-                            on_stop=self._on_stop_request, control=True)
-        try:
-            self._waker.start()
-        except REDIS_ERRORS as exc:
-            log.warning("cannot subscribe to wake-up channels (%s); polling every second instead", exc)
-            self._waker.broken = True
-        self._read_suspended()  # after subscribing, so a change from now on is heard
-        self._mark_all_ready()  # anything may have arrived while unsubscribed
-
-    def _pools_text(self) -> str:
-        return "; ".join(f"{lane.pool.kind}:{lane.pool.concurrency} for {','.join(lane.queues)}"
-                         for lane in self.lanes)
-
-    # --- leases and outcomes ------------------------------------------------------------------
-
-    def _hold(self, leased: list[T.LeasedJob]) -> None:
-        with self._held_lock:
-            for job in leased:
-                self._held[(job.queue, job.id)] = job.token
+            self.leases.expire_now(crashed)
+            self.maintenance.next_due = 0.0
 
     def _record(self, leased: T.LeasedJob, outcome: T.Outcome) -> None:
         self.stats.processed += 1
@@ -646,99 +387,30 @@ class Worker:
             self.stats.failed += 1
             log.warning("%s: job %s (%s) failed: %s", leased.queue, leased.id, leased.func,
                         outcome.data.decode("utf-8", "replace").splitlines()[0] if outcome.data else "")
-        self._outcomes.setdefault(leased.queue, []).append(outcome)
+        self.outcomes.add(leased.queue, outcome)
 
-    def _take_outcome_calls(self) -> list[T.Call]:
-        calls = [T.complete_call(self.queue_keys[q], outs) for q, outs in self._outcomes.items()]
-        self._pending_flush = self._outcomes
-        self._outcomes = {}
-        return calls
-
-    def _restore_outcome_calls(self, calls: list[T.Call]) -> None:
-        if calls:  # not sent: keep them for the next try
-            for queue, outs in self._pending_flush.items():
-                self._outcomes.setdefault(queue, [])[:0] = outs
-        self._pending_flush = {}
-
-    def _check_outcome_results(self, results: list[Any]) -> None:
-        for (queue, outs), codes in zip(self._pending_flush.items(), results):
-            with self._held_lock:
-                for outcome, code in zip(outs, codes):
-                    self._held.pop((queue, outcome.id), None)
-                    if int(code) == 2:  # it has dependents: its completion wrote an outbox intent
-                        self._to_forward.append((queue, ended_entry(outcome.status, outcome.id)))
-                    if not int(code):
-                        self.stats.lost += 1
-                        log.warning("%s: job %s: its lease was lost (expired, canceled or deleted) before "
-                                    "its outcome was recorded; outcome dropped", queue, outcome.id)
-        self._pending_flush = {}
-
-    def _flush_outcomes(self) -> None:
-        calls = self._take_outcome_calls()
-        if calls:
-            try:
-                results = self.store.run_many(calls)
-            except BaseException:
-                self._restore_outcome_calls(calls)
-                raise
-            self._check_outcome_results(results)
+    def _flush_outcomes(self, everything: bool = False) -> Fetched:
+        """Send the buffered outcomes now, in a round trip of their own (``everything``: those of set-aside
+        queues too)."""
+        done = self.fetcher.flush(everything)
+        self.stats.lost += done.lost
         self._forward()
+        return done
+
+    def _flush_outcomes_safely(self) -> None:
+        done = self._flush_outcomes()
+        if done.errors and not done.succeeded and not all(map(_queue_specific, done.errors)):
+            self._back_off(done.errors[0])
 
     def _forward(self) -> None:
         """Tell the dependents of jobs that just ended (children and groups, in any queue). Whatever is
         not forwarded now stays in the outbox, and maintenance replays it."""
-        if self._to_forward:
-            entries, self._to_forward = self._to_forward, []
+        if self.fetcher.to_forward:
+            entries, self.fetcher.to_forward = self.fetcher.to_forward, []
             try:
                 self.forwarder.forward(entries)
             except REDIS_ERRORS as exc:
                 log.warning("could not tell the dependents of %d job(s) now (%s); maintenance will", len(entries), exc)
-
-    def _flush_outcomes_safely(self) -> None:
-        try:
-            self._flush_outcomes()
-        except REDIS_ERRORS as exc:
-            self._back_off(exc)
-
-    def _by_queue(self, jobs: list[T.LeasedJob]) -> dict[str, list[tuple[str, int]]]:
-        by_queue: dict[str, list[tuple[str, int]]] = {}
-        for job in jobs:
-            by_queue.setdefault(job.queue, []).append((job.id, job.token))
-        return by_queue
-
-    def _release(self, jobs: list[T.LeasedJob]) -> None:
-        """Give jobs that did not run (to the end) back to the head of their queues, uncounted."""
-        calls = [T.release_call(self.queue_keys[q], leases) for q, leases in self._by_queue(jobs).items()]
-        try:
-            self.store.run_many(calls)
-        except REDIS_ERRORS as exc:
-            log.warning("could not hand back %d job(s) (%s); they return when their lease expires", len(jobs), exc)
-            return
-        self._forget(jobs)
-        log.info("handed %d job(s) back to their queue(s)", len(jobs))
-
-    def _expire_now(self, jobs: list[T.LeasedJob]) -> None:
-        """End the leases of jobs whose process died: maintenance then requeues them (attempt counted)
-        or fails them as abandoned past the limit, exactly as for a worker that died."""
-        calls = [T.extend_call(self.queue_keys[q], leases, 0) for q, leases in self._by_queue(jobs).items()]
-        self._forget(jobs)
-        try:
-            self.store.run_many(calls)
-        except REDIS_ERRORS as exc:
-            log.warning("could not expire %d lease(s) now (%s); they expire on their own", len(jobs), exc)
-        self._next_maintenance = 0.0
-
-    def _forget(self, jobs: list[T.LeasedJob]) -> None:
-        with self._held_lock:
-            for job in jobs:
-                self._held.pop((job.queue, job.id), None)
-
-    def _release_held(self) -> None:
-        with self._held_lock:
-            finished = {(q, o.id) for q, outs in self._outcomes.items() for o in outs}
-            held = [(q, i, t) for (q, i), t in self._held.items() if (q, i) not in finished]
-        if held:
-            self._release([T.LeasedJob(q, i, t, "", b"", b"") for q, i, t in held])
 
     def _back_off(self, exc: BaseException) -> None:
         self._backoff_s = min(10.0, max(0.5, self._backoff_s * 2))
@@ -750,52 +422,13 @@ class Worker:
         self._stop.wait(self._backoff_s)
         self._mark_all_ready()
 
-    # --- heartbeat and registration -----------------------------------------------------------
+    def _lane_of(self, queue: str) -> Lane:
+        return next(lane for lane in self.lanes if queue in lane.queues)
 
-    def _heartbeat_loop(self) -> None:
-        interval_s = self.lease_ms / 3000
-        next_registration = time.monotonic() + REGISTRATION_TTL_S / 4
-        while not self._stop.wait(interval_s):
-            try:
-                self._extend_leases()
-                if time.monotonic() >= next_registration:
-                    self._register()
-                    next_registration = time.monotonic() + REGISTRATION_TTL_S / 4
-            except REDIS_ERRORS as exc:
-                log.warning("heartbeat failed: %s", exc)
-
-    def _extend_leases(self) -> None:
-        with self._held_lock:
-            by_queue: dict[str, list[tuple[str, int]]] = {}
-            for (queue, job_id), token in self._held.items():
-                by_queue.setdefault(queue, []).append((job_id, token))
-        if not by_queue:
-            return
-        calls = [T.extend_call(self.queue_keys[q], leases, self.lease_ms) for q, leases in by_queue.items()]
-        results = self.store.run_many(calls)
-        stops: list[tuple[str, str]] = []
-        with self._held_lock:
-            for (queue, leases), codes in zip(by_queue.items(), results):
-                for (job_id, token), code in zip(leases, codes):
-                    # A job completed while the heartbeat was in flight is no longer held: not a loss.
-                    if not int(code) and self._held.get((queue, job_id)) == token:
-                        log.warning("%s: lease of job %s was lost (canceled, deleted or taken over)",
-                                    queue, job_id)
-                    elif int(code) == 2 and (queue, job_id) not in self._stop_requests:
-                        stops.append((queue, job_id))
-        for queue, job_id in stops:  # a stop whose message this worker missed (a reconnect)
-            fields = self.store.read_job(self.queue_keys[queue], job_id) or {}
-            self._on_stop_request(queue, job_id, fields.get("sp", b"stop requested").decode("utf-8", "replace"))
-
-    def _register(self) -> None:
-        with self._held_lock:
-            current = next(iter(self._held), None)
-        registration.register(self.connection, self.name, self.queue_names, {
-            "processed": self.stats.processed,
-            "failed": self.stats.failed,
-            "current": f"{current[0]}/{current[1]}" if current else "",
-            "pool": self._pools_text(),
-        })
+    def _pools_text(self) -> str:
+        return "; ".join(f"{lane.pool.kind}:{lane.pool.concurrency} for {','.join(lane.queues)}"
+                         for lane in self.lanes)
 
 
-__all__ = ["Lane", "Worker", "WorkerInfo", "WorkerStats", "list_workers"]
+__all__ = ["PROMOTE_BATCH", "SCHEDULED_POLL_S", "Lane", "Worker", "WorkerInfo", "WorkerSettings", "WorkerStats",
+           "list_workers"]

@@ -20,18 +20,24 @@ class Script:
 
 INCLUDE = b"--!include "
 """A line ``--!include NAME`` is replaced by ``lib/NAME.lua``: Redis scripts cannot load code, and a helper
-that several transitions need (freeing a concurrency slot) must not be copied into each of them."""
+that several transitions need (freeing a concurrency slot) must not be copied into each of them. A library
+part may include others; each part is expanded once per script (at its first include line), so a part
+both a script and another part include is defined once, before its first use."""
 
 
-def _expand(source: bytes, name: str) -> bytes:
+def _expand(source: bytes, name: str, seen: set[str] | None = None) -> bytes:
+    seen = set() if seen is None else seen
     lines = []
     for line in source.split(b"\n"):
         if line.startswith(INCLUDE):
             part = line[len(INCLUDE):].strip().decode()
+            if part in seen:
+                continue
+            seen.add(part)
             path = resources.files(__package__).joinpath("lib", f"{part}.lua")
             if not path.is_file():
                 raise FileNotFoundError(f"{name}.lua includes {part!r}, but scripts/lib/{part}.lua does not exist")
-            line = path.read_bytes().rstrip(b"\n")
+            line = _expand(path.read_bytes().rstrip(b"\n"), name, seen)
         lines.append(line)
     return b"\n".join(lines)
 

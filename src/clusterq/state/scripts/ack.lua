@@ -5,16 +5,21 @@ For a parent's "ended" intent the forwarder works through the parent's dependent
 removes the dependents it applied, and the intent itself only once that set is empty. A crash before
 this script replays the batch, which the idempotent apply ignores.
 
-KEYS[1] outbox sorted set
-KEYS[2] (optional) the dependents set the intent works through
-ARGV[1] the outbox entry
-ARGV[2..] dependents applied (removed from KEYS[2])
-Returns: number of dependents left in KEYS[2] (the entry stays while > 0), 0 when the entry was removed
+KEYS[1] outbox: outbox sorted set
+KEYS[2] dependents: (optional) the dependents set the intent works through
+ARGV[1] entry: the outbox entry
+ARGV[2..] applied (1 per dependent): applied
+          dependents applied (removed from the dependents set)
+Returns: number of dependents left in the dependents set (the entry stays while > 0), 0 when the entry
+         was removed
 ]]
-if #KEYS > 1 then
-  if #ARGV > 1 then redis.call("ZREM", KEYS[2], unpack(ARGV, 2)) end
-  local left = redis.call("ZCARD", KEYS[2])
+local outbox = KEYS[1]
+local dependents = KEYS[2]  -- nil when the call names no dependents set
+local entry = ARGV[1]
+if dependents then
+  if #ARGV > 1 then redis.call("ZREM", dependents, unpack(ARGV, 2)) end
+  local left = redis.call("ZCARD", dependents)
   if left > 0 then return left end
 end
-redis.call("ZREM", KEYS[1], ARGV[1])
+redis.call("ZREM", outbox, entry)
 return 0

@@ -9,64 +9,88 @@ The job is created as enqueue.lua creates it (a change to one must go to the oth
 has a record is not created again (a second guard). Each run is pushed on the job's capped list of
 recent runs.
 
-KEYS[1] cron hash (field = periodic job name, value = last tick taken, ms)
-KEYS[2] recent runs list of this periodic job ("<tick ms> <job id>", newest first)
-KEYS[3] pending list
-KEYS[4] job key prefix; job hashes are KEYS[4]..id and share its hash tag
-KEYS[5] wake channel (sharded pub/sub, same hash tag)
-KEYS[6] prio sorted set (jobs with a priority, as in enqueue.lua)
-KEYS[7] stats hash (field "pseq": the priority sequence)
-ARGV[1] periodic job name
-ARGV[2] tick (ms since the epoch)
-ARGV[3] "fire": run the tick if it is new; "resume": the same, but a job seen for the first time only
+KEYS[1] cron: cron hash (field = periodic job name, value = last tick taken, ms)
+KEYS[2] cron_runs: recent runs list of this periodic job ("<tick ms> <job id>", newest first)
+KEYS[3] pending: pending list
+KEYS[4] job_prefix: job key prefix; job hashes are job_prefix..id and share its hash tag
+KEYS[5] wake_channel: wake channel (sharded pub/sub, same hash tag)
+KEYS[6] prio: prio sorted set (jobs with a priority, as in enqueue.lua)
+KEYS[7] stats: stats hash (field "pseq": the priority sequence)
+ARGV[1] name: periodic job name
+ARGV[2] tick_ms: tick (ms since the epoch)
+ARGV[3] mode: "fire": run the tick if it is new; "resume": the same, but a job seen for the first time only
         records the tick (a new declaration does not run for a tick that passed before it existed);
         "skip": record the tick without running it (missed ticks are not caught up)
-ARGV[4] number of recent runs kept
-ARGV[5..11] the job, as in enqueue.lua: id, function path, payload ("" = none), options JSON ("" = none),
-        meta ("" = none), ttl in seconds ("0" = none), maximum attempts ("" = the worker's default)
-ARGV[12] "0": do not run while the previous run has not ended (queued, started, scheduled for a retry or
-        deferred): the tick is recorded, not run; "1": runs may overlap (in the slot of enqueue's id flag)
-ARGV[13] the job's signature ("" = unsigned; stored as "sg", see signing.py)
-ARGV[14] priority ("0" = none, else 1..9, lower runs first)
-ARGV[15] concurrency key ("" = none)
-Returns: {code, server time (ms), last tick taken before this call (ms, -1 = none)}; code 1 enqueued,
-         0 tick already taken (or its job id already existed), 2 recorded without running, 3 early,
-         4 recorded without running because the previous run has not ended
+ARGV[4] keep_runs: number of recent runs kept
+ARGV[5] id: the job's id; ARGV[5..16] are the job as in enqueue.lua, with the overlap flag in the slot of
+        enqueue's id flag
+ARGV[6] func: function path
+ARGV[7] payload: payload ("" = none)
+ARGV[8] options: options JSON ("" = none)
+ARGV[9] meta: meta ("" = none)
+ARGV[10] ttl_s: ttl in seconds ("0" = none)
+ARGV[11] max_attempts: maximum attempts ("" = the worker's default)
+ARGV[12] overlap: "0": do not run while the previous run has not ended (queued, started, scheduled for a
+        retry or deferred): the tick is recorded, not run; "1": runs may overlap
+ARGV[13] signature: the job's signature ("" = unsigned; stored as "sg", see signing.py)
+ARGV[14] priority: priority ("0" = none, else 1..9, lower runs first)
+ARGV[15] concurrency_key: concurrency key ("" = none)
+ARGV[16] headers: headers JSON ("" = none; stored as "hd", see api/hooks.py)
+Returns: {code, server time (ms), last tick taken before this call (ms, -1 = none)}; code ENQUEUED,
+         TAKEN (tick already taken, or its job id already existed), RECORDED (recorded without running),
+         EARLY, OVERLAP (recorded without running because the previous run has not ended)
 ]]
+local cron = KEYS[1]
+local cron_runs = KEYS[2]
+local pending = KEYS[3]
+local job_prefix = KEYS[4]
+local wake_channel = KEYS[5]
+local prio = KEYS[6]
+local stats = KEYS[7]
+local name = ARGV[1]
+local tick_ms = ARGV[2]
+local mode = ARGV[3]
+local keep_runs = tonumber(ARGV[4])
+local id = ARGV[5]
+local func = ARGV[6]  -- the job's values are also read by job_record, by position
+local payload = ARGV[7]
+local options = ARGV[8]
+local meta = ARGV[9]
+local ttl_s = ARGV[10]
+local max_attempts = ARGV[11]
+local overlap = ARGV[12]
+local signature = ARGV[13]
+local priority = tonumber(ARGV[14]) or 0
+local concurrency_key = ARGV[15]
+local headers = ARGV[16]
+local CODE = {ENQUEUED = 1, TAKEN = 0, RECORDED = 2, EARLY = 3, OVERLAP = 4}
 --!include job_record
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local tick = tonumber(ARGV[2])
-local last = tonumber(redis.call("HGET", KEYS[1], ARGV[1]) or "-1")
-if tick > now then return {3, now, last} end
-if tick <= last then return {0, now, last} end
-redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
-if ARGV[3] == "skip" or (ARGV[3] == "resume" and last < 0) then return {2, now, last} end
-if ARGV[12] == "0" then
-  local previous = redis.call("LINDEX", KEYS[2], 0)
+--!include now_ms
+--!include push_job
+local now = now_ms()
+local tick = tonumber(tick_ms)
+local last = tonumber(redis.call("HGET", cron, name) or "-1")
+if tick > now then return {CODE.EARLY, now, last} end
+if tick <= last then return {CODE.TAKEN, now, last} end
+redis.call("HSET", cron, name, tick_ms)
+if mode == "skip" or (mode == "resume" and last < 0) then return {CODE.RECORDED, now, last} end
+if overlap == "0" then
+  local previous = redis.call("LINDEX", cron_runs, 0)
   if previous then
     local previous_id = string.sub(previous, string.find(previous, " ", 1, true) + 1)
-    local status = redis.call("HGET", KEYS[4] .. previous_id, "s")
+    local status = redis.call("HGET", job_prefix .. previous_id, "s")
     if status == "queued" or status == "started" or status == "scheduled" or status == "deferred" then
-      return {4, now, last}
+      return {CODE.OVERLAP, now, last}
     end
   end
 end
-local id = ARGV[5]
-local key = KEYS[4] .. id
-if redis.call("EXISTS", key) == 1 then return {0, now, last} end
+local key = job_prefix .. id
+if redis.call("EXISTS", key) == 1 then return {CODE.TAKEN, now, last} end
 local fields, ttl = job_record("queued", now, ARGV, 5)
-local level = tonumber(ARGV[14]) or 0
 redis.call("HSET", key, unpack(fields))
 if ttl then redis.call("EXPIRE", key, ttl) end
-if level > 0 then
-  -- Scored as enqueue.lua scores a job pushed at the back of its level.
-  local seq = redis.call("HINCRBY", KEYS[7], "pseq", 1)
-  redis.call("ZADD", KEYS[6], level * 1099511627776 + 549755813888 + seq, id)
-  if redis.call("ZCARD", KEYS[6]) == 1 then redis.call("SPUBLISH", KEYS[5], "1") end
-elseif redis.call("RPUSH", KEYS[3], id) == 1 then
-  redis.call("SPUBLISH", KEYS[5], "1")
-end
-redis.call("LPUSH", KEYS[2], ARGV[2] .. " " .. id)
-redis.call("LTRIM", KEYS[2], 0, tonumber(ARGV[4]) - 1)
-return {1, now, last}
+-- At the back of its level or of the pending list, as enqueue.lua puts a job.
+push_job(id, priority, false, {pending = pending, prio = prio, stats = stats, wake = wake_channel})
+redis.call("LPUSH", cron_runs, tick_ms .. " " .. id)
+redis.call("LTRIM", cron_runs, 0, keep_runs - 1)
+return {CODE.ENQUEUED, now, last}

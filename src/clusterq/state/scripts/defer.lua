@@ -8,45 +8,71 @@ step: the forwarder registers the child with the parent (in the parent's slot), 
 so a producer that dies half-way leaves work a worker finishes instead of a child nobody will release.
 With no parents the job waits for a group to release it (Group callbacks).
 
-KEYS[1] deferred sorted set (score = creation time, ms)
-KEYS[2] job key prefix
-KEYS[3] outbox sorted set
-ARGV[1] "1" to join the front of the queue when released, else "0"
-ARGV[2] how many values describe the job (N, 11 today), so the parents are found whatever N is
-ARGV[3..2+N] the job, as in enqueue: id, function path, payload, options JSON, meta, ttl in seconds,
-           maximum attempts, flag ("1" fresh id, "u" unique, "0"), signature ("" = unsigned),
-           priority ("0" = none; used when the job is released), concurrency key ("" = none)
-ARGV[3+N..] two values per parent: parent handle, "w" (must finish) or "a" (may fail)
-Returns: 1 created, 0 a job with that id already existed (nothing changed), -1 (unique only) a job with
-         that id is scheduled, queued, started or deferred
+KEYS[1] deferred: deferred sorted set (score = creation time, ms)
+KEYS[2] job_prefix: job key prefix
+KEYS[3] outbox: outbox sorted set
+ARGV[1] at_front: "1" to join the front of the queue when released, else "0"
+ARGV[2] job_width: how many values describe the job (N, 12 today), so the parents are found whatever N is
+ARGV[3] id: the job's id; ARGV[3..2+N] are the job, as in enqueue.lua
+ARGV[4] func: function path
+ARGV[5] payload: payload
+ARGV[6] options: options JSON
+ARGV[7] meta: meta
+ARGV[8] ttl_s: ttl in seconds
+ARGV[9] max_attempts: maximum attempts
+ARGV[10] flag: flag ("1" fresh id, checked all the same; "u" unique, "0")
+ARGV[11] signature: signature ("" = unsigned)
+ARGV[12] priority: priority ("0" = none; used when the job is released)
+ARGV[13] concurrency_key: concurrency key ("" = none)
+ARGV[14] headers: headers JSON ("" = none; stored as "hd")
+ARGV[3+N..] parents (2 per parent): parent, mode
+          parent handle, and "w" (must finish) or "a" (may fail)
+Returns: CREATED, EXISTED (a job with that id already existed; nothing changed), DUPLICATE (unique only: a
+         job with that id is scheduled, queued, started or deferred)
 ]]
+local deferred = KEYS[1]
+local job_prefix = KEYS[2]
+local outbox = KEYS[3]
+local at_front = ARGV[1]
+local job_width = tonumber(ARGV[2])
+local id = ARGV[3]
+local func = ARGV[4]  -- the job's values are also read by job_record, by position
+local payload = ARGV[5]
+local options = ARGV[6]
+local meta = ARGV[7]
+local ttl_s = ARGV[8]
+local max_attempts = ARGV[9]
+local flag = ARGV[10]
+local signature = ARGV[11]
+local priority = ARGV[12]
+local concurrency_key = ARGV[13]
+local headers = ARGV[14]
+local CODE = {CREATED = 1, EXISTED = 0, DUPLICATE = -1}
 --!include job_record
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = tonumber(ARGV[2])
-local j = {}
-for i = 1, n do j[i] = ARGV[2 + i] end
-local first = 3 + n
-local id = j[1]
-local key = KEYS[2] .. id
-if j[8] ~= "1" and redis.call("EXISTS", key) == 1 then
-  local status = j[8] == "u" and redis.pcall("HGET", key, "s")
+--!include now_ms
+local now = now_ms()
+local first = 3 + job_width
+local key = job_prefix .. id
+if redis.call("EXISTS", key) == 1 then  -- a fresh id too: redis-py may resend the call
+  local status = flag == "u" and redis.pcall("HGET", key, "s")
   local live = {queued = true, scheduled = true, started = true, deferred = true}
-  if type(status) == "string" and live[status] then return -1 end
-  return 0
+  if type(status) == "string" and live[status] then return CODE.DUPLICATE end
+  return CODE.EXISTED
 end
-local fields, ttl = job_record("deferred", now, j, 1)
+local fields, ttl = job_record("deferred", now, ARGV, 3)
 fields[#fields + 1] = "dn"
 fields[#fields + 1] = (#ARGV - first + 1) / 2
-if ARGV[1] == "1" then fields[#fields + 1] = "df"; fields[#fields + 1] = "1" end
+if at_front == "1" then fields[#fields + 1] = "df"; fields[#fields + 1] = "1" end
 for i = first, #ARGV, 2 do
-  fields[#fields + 1] = "d:" .. ARGV[i]
-  fields[#fields + 1] = ARGV[i + 1]
+  local parent, parent_mode = ARGV[i], ARGV[i + 1]
+  fields[#fields + 1] = "d:" .. parent
+  fields[#fields + 1] = parent_mode
 end
 redis.call("HSET", key, unpack(fields))
 if ttl then redis.call("EXPIRE", key, ttl) end
-redis.call("ZADD", KEYS[1], now, id)
+redis.call("ZADD", deferred, now, id)
 for i = first, #ARGV, 2 do
-  redis.call("ZADD", KEYS[3], now, "r\t" .. ARGV[i] .. "\t" .. id)
+  local parent = ARGV[i]
+  redis.call("ZADD", outbox, now, "r\t" .. parent .. "\t" .. id)
 end
-return 1
+return CODE.CREATED

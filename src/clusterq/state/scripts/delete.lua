@@ -6,48 +6,62 @@ job with dependents writes an outbox intent telling them: "deleted" (they are ca
 allow failure) or "purge" (delete_dependents: they are deleted too).
 
 Runs on a server at maxmemory (flags=allow-oom): it frees memory: deleting jobs is how an operator gets a full server going again.
-KEYS[1] job key prefix
-KEYS[2] active sorted set
-KEYS[3] finished sorted set
-KEYS[4] failed sorted set
-KEYS[5] canceled sorted set
-KEYS[6] stats hash
-KEYS[7] scheduled sorted set
-KEYS[8] history key prefix (the job's earlier results go with it)
-KEYS[9] deferred sorted set
-KEYS[10] outbox sorted set
-KEYS[11] prio sorted set (a queued job with a priority leaves it: no tombstone)
-KEYS[12] pending list (a job set aside by a concurrency limit may come back here)
-KEYS[13] wake channel
-KEYS[14] running sets prefix (concurrency key -> ids holding its slots)
-KEYS[15] waiting lists prefix (concurrency key -> ids set aside by the lease)
-KEYS[16] sorted set of concurrency keys with jobs set aside
-ARGV[1] job id
-ARGV[2] what dependents are told: "deleted" or "purge"
-Returns: 1 deleted, 2 deleted and its dependents are to be told (outbox entry written), 0 no such job
+KEYS[1] job_prefix: job key prefix
+KEYS[2] active: active sorted set
+KEYS[3] finished: finished sorted set
+KEYS[4] failed: failed sorted set
+KEYS[5] canceled: canceled sorted set
+KEYS[6] stats: stats hash
+KEYS[7] scheduled: scheduled sorted set
+KEYS[8] history_prefix: history key prefix (the job's earlier results go with it)
+KEYS[9] deferred: deferred sorted set
+KEYS[10] outbox: outbox sorted set
+KEYS[11] prio: prio sorted set (a queued job with a priority leaves it: no tombstone)
+KEYS[12] pending: pending list (a job set aside by a concurrency limit may come back here)
+KEYS[13] wake_channel: wake channel
+KEYS[14] limit_running_prefix: running sets prefix (concurrency key -> ids holding its slots)
+KEYS[15] limit_waiting_prefix: waiting lists prefix (concurrency key -> ids set aside by the lease)
+KEYS[16] limit_keys: sorted set of concurrency keys with jobs set aside
+ARGV[1] job_id: job id
+ARGV[2] dependents: what dependents are told: "deleted" or "purge"
+Returns: DELETED, NOTIFY (deleted, and its dependents are to be told: outbox entry written), NO_SUCH_JOB
 ]]
+local job_prefix = KEYS[1]
+local active = KEYS[2]
+local finished = KEYS[3]
+local failed = KEYS[4]
+local canceled = KEYS[5]
+local stats = KEYS[6]
+local scheduled = KEYS[7]
+local history_prefix = KEYS[8]
+local deferred = KEYS[9]
+local outbox = KEYS[10]
+local prio = KEYS[11]
+local pending = KEYS[12]
+local wake_channel = KEYS[13]
+local limit_running_prefix = KEYS[14]
+local limit_waiting_prefix = KEYS[15]
+local limit_keys = KEYS[16]
+local job_id = ARGV[1]
+local dependents = ARGV[2]
+local CODE = {DELETED = 1, NOTIFY = 2, NO_SUCH_JOB = 0}
 --!include free_slot
-local C = {running = KEYS[14], waiting = KEYS[15], keys = KEYS[16], stats = KEYS[6], jobs = KEYS[1], prio = KEYS[11],
-           pending = KEYS[12], wake = KEYS[13]}
-local key = KEYS[1] .. ARGV[1]
+--!include now_ms
+local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
+           jobs = job_prefix, prio = prio, pending = pending, wake = wake_channel}
+local key = job_prefix .. job_id
 local status = redis.call("HGET", key, "s")
-if redis.call("ZREM", KEYS[2], ARGV[1]) == 1 then
+if redis.call("ZREM", active, job_id) == 1 then
   local ck = redis.call("HGET", key, "lk")
-  if ck then free_slot(ck, ARGV[1], C) end
+  if ck then free_slot(ck, job_id, C) end
 end
-for i = 3, 5 do redis.call("ZREM", KEYS[i], ARGV[1]) end
-redis.call("ZREM", KEYS[7], ARGV[1])
-redis.call("ZREM", KEYS[9], ARGV[1])
+for _, registry in ipairs({finished, failed, canceled, scheduled, deferred}) do redis.call("ZREM", registry, job_id) end
 local notify = status and redis.call("HGET", key, "dd")
-if notify then
-  local t = redis.call("TIME")
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call("ZADD", KEYS[10], now, "e\t" .. ARGV[2] .. "\t" .. ARGV[1])
+if notify then redis.call("ZADD", outbox, now_ms(), "e\t" .. dependents .. "\t" .. job_id) end
+if status == "queued" and redis.call("ZREM", prio, job_id) == 0 then
+  redis.call("HINCRBY", stats, "tomb", 1)
 end
-if status == "queued" and redis.call("ZREM", KEYS[11], ARGV[1]) == 0 then
-  redis.call("HINCRBY", KEYS[6], "tomb", 1)
-end
-local deleted = redis.call("EXISTS", key)
-redis.call("DEL", key, KEYS[8] .. ARGV[1])
-if notify then return 2 end
-return deleted
+local existed = redis.call("EXISTS", key) == 1
+redis.call("DEL", key, history_prefix .. job_id)
+if notify then return CODE.NOTIFY end
+return existed and CODE.DELETED or CODE.NO_SUCH_JOB

@@ -5,38 +5,46 @@ Used by Queue.empty() and Queue.delete(), which call it until it returns 0: each
 emptying a queue of a million jobs never blocks the server.
 
 Runs on a server at maxmemory (flags=allow-oom): it frees memory (Queue.empty, clusterq empty).
-KEYS[1] pending list
-KEYS[2] job key prefix
-KEYS[3] stats hash
-KEYS[4] history key prefix (a requeued or repeating job may have earlier results)
-KEYS[5] prio sorted set (drained once the list is empty)
-KEYS[6] waiting lists prefix (jobs set aside by a concurrency limit: drained last)
-KEYS[7] sorted set of concurrency keys with jobs set aside
-ARGV[1] batch size
+KEYS[1] pending: pending list
+KEYS[2] job_prefix: job key prefix
+KEYS[3] stats: stats hash
+KEYS[4] history_prefix: history key prefix (a requeued or repeating job may have earlier results)
+KEYS[5] prio: prio sorted set (drained once the list is empty)
+KEYS[6] limit_waiting_prefix: waiting lists prefix (jobs set aside by a concurrency limit: drained last)
+KEYS[7] limit_keys: sorted set of concurrency keys with jobs set aside
+ARGV[1] batch: batch size
 Returns: number of ids removed
 ]]
-local ids = redis.call("LPOP", KEYS[1], tonumber(ARGV[1]))
+local pending = KEYS[1]
+local job_prefix = KEYS[2]
+local stats = KEYS[3]
+local history_prefix = KEYS[4]
+local prio = KEYS[5]
+local limit_waiting_prefix = KEYS[6]
+local limit_keys = KEYS[7]
+local batch = tonumber(ARGV[1])
+local ids = redis.call("LPOP", pending, batch)
 if not ids then
-  redis.call("HDEL", KEYS[3], "tomb")
-  local popped = redis.call("ZPOPMIN", KEYS[5], tonumber(ARGV[1]))
+  redis.call("HDEL", stats, "tomb")
+  local popped = redis.call("ZPOPMIN", prio, batch)
   ids = {}
   for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
   for _ = 1, 100 do
     if #ids > 0 then break end
-    local ck = redis.call("ZRANGE", KEYS[7], 0, 0)[1]
+    local ck = redis.call("ZRANGE", limit_keys, 0, 0)[1]
     if not ck then return 0 end
-    ids = redis.call("LPOP", KEYS[6] .. ck, tonumber(ARGV[1])) or {}
-    if redis.call("EXISTS", KEYS[6] .. ck) == 0 then redis.call("ZREM", KEYS[7], ck) end
-    local aside = tonumber(redis.call("HGET", KEYS[3], "lwait")) or 0
-    if aside > 0 then redis.call("HINCRBY", KEYS[3], "lwait", -math.min(aside, #ids)) end
+    ids = redis.call("LPOP", limit_waiting_prefix .. ck, batch) or {}
+    if redis.call("EXISTS", limit_waiting_prefix .. ck) == 0 then redis.call("ZREM", limit_keys, ck) end
+    local aside = tonumber(redis.call("HGET", stats, "lwait")) or 0
+    if aside > 0 then redis.call("HINCRBY", stats, "lwait", -math.min(aside, #ids)) end
   end
   if #ids == 0 then return 0 end
 end
 local keys = {}
 for _, id in ipairs(ids) do
-  keys[#keys + 1] = KEYS[2] .. id
-  keys[#keys + 1] = KEYS[4] .. id
+  keys[#keys + 1] = job_prefix .. id
+  keys[#keys + 1] = history_prefix .. id
 end
 redis.call("DEL", unpack(keys))
-if redis.call("LLEN", KEYS[1]) == 0 then redis.call("HDEL", KEYS[3], "tomb") end
+if redis.call("LLEN", pending) == 0 then redis.call("HDEL", stats, "tomb") end
 return #ids

@@ -2,24 +2,28 @@
 --[[ extend: push back the lease deadline of jobs a worker still holds (its heartbeat, batched).
 
 Runs on a server at maxmemory (flags=allow-oom): it only moves scores, and keeps the leases of running jobs while a full server refuses their outcomes.
-KEYS[1] active sorted set
-KEYS[2] job key prefix
-ARGV[1] lease length (ms); the new deadline is the server's time plus this
-ARGV[2..] two values per job: id, token
-Returns: array with one entry per job: 1 extended, 2 extended but a stop was requested (the worker stops
-         the job: the fallback for a lost stop message), 0 lease lost (taken over, canceled or deleted)
+KEYS[1] active: active sorted set
+KEYS[2] job_prefix: job key prefix
+ARGV[1] lease_ms: lease length (ms); the new deadline is the server's time plus this
+ARGV[2..] leases (2 per job): id, token
+Returns: array with one entry per job: EXTENDED, STOP_REQUESTED (extended, but a stop was requested: the
+         worker stops the job, the fallback for a lost stop message), LEASE_LOST (taken over, canceled or
+         deleted)
 ]]
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local deadline = now + tonumber(ARGV[1])
+local active = KEYS[1]
+local job_prefix = KEYS[2]
+local lease_ms = tonumber(ARGV[1])
+local CODE = {EXTENDED = 1, STOP_REQUESTED = 2, LEASE_LOST = 0}
+--!include now_ms
+local deadline = now_ms() + lease_ms
 local out = {}
 for i = 2, #ARGV, 2 do
-  local id = ARGV[i]
-  if redis.call("HGET", KEYS[2] .. id, "n") == ARGV[i + 1] and redis.call("ZSCORE", KEYS[1], id) then
-    redis.call("ZADD", KEYS[1], "XX", deadline, id)
-    out[#out + 1] = redis.call("HEXISTS", KEYS[2] .. id, "sp") == 1 and 2 or 1
+  local id, token = ARGV[i], ARGV[i + 1]
+  if redis.call("HGET", job_prefix .. id, "n") == token and redis.call("ZSCORE", active, id) then
+    redis.call("ZADD", active, "XX", deadline, id)
+    out[#out + 1] = redis.call("HEXISTS", job_prefix .. id, "sp") == 1 and CODE.STOP_REQUESTED or CODE.EXTENDED
   else
-    out[#out + 1] = 0
+    out[#out + 1] = CODE.LEASE_LOST
   end
 end
 return out

@@ -6,39 +6,43 @@ Firing releases the callback (a deferred job of this queue created with no paren
 gives the group's keys their time to live. Members that end before the group is closed are counted;
 the group fires once "done" reaches the size given here.
 
-KEYS[1] group hash (see group_open.lua)
-KEYS[2] group's counted-members set
-KEYS[3] job key prefix
-KEYS[4] deferred sorted set
-KEYS[5] pending list
-KEYS[6] wake channel
-KEYS[7] prio sorted set (a callback with a priority joins it)
-KEYS[8] stats hash (field "pseq")
-ARGV[1] callback job id ("" = none)
-Returns: 1 closed, 2 closed and done (callback released), 0 no such group, -1 already closed
+KEYS[1] group: group hash (see group_open.lua)
+KEYS[2] group_seen: group's counted-members set
+KEYS[3] job_prefix: job key prefix
+KEYS[4] deferred: deferred sorted set
+KEYS[5] pending: pending list
+KEYS[6] wake_channel: wake channel
+KEYS[7] prio: prio sorted set (a callback with a priority joins it)
+KEYS[8] stats: stats hash (field "pseq")
+ARGV[1] callback_id: callback job id ("" = none)
+Returns: CLOSED, DONE (closed and done: callback released), NO_SUCH_GROUP, ALREADY_CLOSED
 ]]
-if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
-local size = tonumber(redis.call("HGET", KEYS[1], "k")) or 0
-if redis.call("HSETNX", KEYS[1], "t", size) == 0 then return -1 end
-if ARGV[1] ~= "" then redis.call("HSET", KEYS[1], "cb", ARGV[1]) end
-if (tonumber(redis.call("HGET", KEYS[1], "d")) or 0) < size then return 1 end
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call("HSET", KEYS[1], "te", now)
-local keep = redis.call("HGET", KEYS[1], "kp") or "604800000"
-redis.call("PEXPIRE", KEYS[1], keep)
-redis.call("PEXPIRE", KEYS[2], keep)
-local cb = ARGV[1] ~= "" and ARGV[1]
-if cb and redis.call("HGET", KEYS[3] .. cb, "s") == "deferred" then
-  redis.call("ZREM", KEYS[4], cb)
-  redis.call("HSET", KEYS[3] .. cb, "s", "queued")
-  local level = tonumber(redis.call("HGET", KEYS[3] .. cb, "pr")) or 0
-  if level > 0 then
-    local top = redis.call("HINCRBY", KEYS[8], "pseq", 1)
-    redis.call("ZADD", KEYS[7], level * 1099511627776 + 549755813888 + top, cb)
-    if redis.call("ZCARD", KEYS[7]) == 1 then redis.call("SPUBLISH", KEYS[6], "1") end
-  elseif redis.call("RPUSH", KEYS[5], cb) == 1 then
-    redis.call("SPUBLISH", KEYS[6], "1")
-  end
+local group = KEYS[1]
+local group_seen = KEYS[2]
+local job_prefix = KEYS[3]
+local deferred = KEYS[4]
+local pending = KEYS[5]
+local wake_channel = KEYS[6]
+local prio = KEYS[7]
+local stats = KEYS[8]
+local callback_id = ARGV[1]
+local CODE = {CLOSED = 1, DONE = 2, NO_SUCH_GROUP = 0, ALREADY_CLOSED = -1}
+--!include now_ms
+--!include push_job
+if redis.call("EXISTS", group) == 0 then return CODE.NO_SUCH_GROUP end
+local size = tonumber(redis.call("HGET", group, "k")) or 0
+if redis.call("HSETNX", group, "t", size) == 0 then return CODE.ALREADY_CLOSED end
+if callback_id ~= "" then redis.call("HSET", group, "cb", callback_id) end
+if (tonumber(redis.call("HGET", group, "d")) or 0) < size then return CODE.CLOSED end
+redis.call("HSET", group, "te", now_ms())
+local keep = redis.call("HGET", group, "kp") or "604800000"
+redis.call("PEXPIRE", group, keep)
+redis.call("PEXPIRE", group_seen, keep)
+local cb = callback_id ~= "" and callback_id
+if cb and redis.call("HGET", job_prefix .. cb, "s") == "deferred" then
+  redis.call("ZREM", deferred, cb)
+  redis.call("HSET", job_prefix .. cb, "s", "queued")
+  push_job(cb, tonumber(redis.call("HGET", job_prefix .. cb, "pr")), false,
+           {pending = pending, prio = prio, stats = stats, wake = wake_channel})
 end
-return 2
+return CODE.DONE

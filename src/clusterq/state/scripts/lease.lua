@@ -19,33 +19,48 @@ set aside in the key's waiting list (stats "lwait" counts them) until a running 
 key's running set is checked once per call and ids no longer started are dropped from it (bounded by
 the limit), so a slot a lost path forgot cannot block the key for ever.
 
-KEYS[1] pending list
-KEYS[2] active sorted set (score = lease deadline, ms)
-KEYS[3] job key prefix
-KEYS[4] stats hash (field "tomb" = ids in pending that no longer count)
-KEYS[5] failed sorted set (score = expiry, ms)
-KEYS[6] prio sorted set
-KEYS[7] control hash (fields "sus", "rn", "rp", "rw", "rc", "cd", "c:<key>")
-KEYS[8] running sets prefix (concurrency key -> ids holding its slots)
-KEYS[9] waiting lists prefix (concurrency key -> ids set aside)
-KEYS[10] sorted set of concurrency keys with jobs set aside
-ARGV[1] lease length (ms); the deadline is the server's time plus this
-ARGV[2] maximum number of jobs to lease
-ARGV[3] worker name
-ARGV[4] how long to keep a failed record (ms)
+KEYS[1] pending: pending list
+KEYS[2] active: active sorted set (score = lease deadline, ms)
+KEYS[3] job_prefix: job key prefix
+KEYS[4] stats: stats hash (field "tomb" = ids in pending that no longer count)
+KEYS[5] failed: failed sorted set (score = expiry, ms)
+KEYS[6] prio: prio sorted set
+KEYS[7] control: control hash (fields "sus", "rn", "rp", "rw", "rc", "cd", "c:<key>")
+KEYS[8] limit_running_prefix: running sets prefix (concurrency key -> ids holding its slots)
+KEYS[9] limit_waiting_prefix: waiting lists prefix (concurrency key -> ids set aside)
+KEYS[10] limit_keys: sorted set of concurrency keys with jobs set aside
+ARGV[1] lease_ms: lease length (ms); the deadline is the server's time plus this
+ARGV[2] count: maximum number of jobs to lease
+ARGV[3] worker: worker name
+ARGV[4] failure_keep_ms: how long to keep a failed record (ms)
 Returns: {remaining (0 when the pending list and the prio set are both empty), wait (0; -1 the queue is
-         suspended; > 0 the rate limit is spent for that many ms), then six values per leased job: id,
-         token, function, payload, options, signature}; payload, options and signature are "" when absent
+         suspended; > 0 the rate limit is spent for that many ms), then the leased jobs}:
+         leased jobs (8 per job): id, token, func, payload, options, signature, headers, retries
+         (payload, options, signature and headers "" when absent; retries: failed runs retried so far, "rt")
 ]]
-local wanted = tonumber(ARGV[2])
-local ctl = redis.call("HMGET", KEYS[7], "sus", "rn", "rp", "rw", "rc", "cd")
+local pending = KEYS[1]
+local active = KEYS[2]
+local job_prefix = KEYS[3]
+local stats = KEYS[4]
+local failed = KEYS[5]
+local prio = KEYS[6]
+local control = KEYS[7]
+local limit_running_prefix = KEYS[8]
+local limit_waiting_prefix = KEYS[9]
+local limit_keys = KEYS[10]
+local lease_ms = tonumber(ARGV[1])
+local count = tonumber(ARGV[2])
+local worker = ARGV[3]
+local failure_keep_ms = ARGV[4]
+--!include now_ms
+local wanted = count
+local ctl = redis.call("HMGET", control, "sus", "rn", "rp", "rw", "rc", "cd")
 if ctl[1] then return {1, -1} end
 local now = nil
 local rate_n = tonumber(ctl[2])
 local window_start, window_count
 if rate_n then
-  local t = redis.call("TIME")
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  now = now_ms()
   local period = tonumber(ctl[3]) or 1000
   window_start, window_count = tonumber(ctl[4]) or 0, tonumber(ctl[5]) or 0
   if now >= window_start + period then window_start, window_count = now, 0 end
@@ -55,9 +70,9 @@ end
 
 -- Pops from the pending list, else from the prio set; says which (only list entries count as tombstones).
 local function pop(n)
-  local ids = redis.call("LPOP", KEYS[1], n)
+  local ids = redis.call("LPOP", pending, n)
   if ids then return ids, false end
-  local popped = redis.call("ZPOPMIN", KEYS[6], n)
+  local popped = redis.call("ZPOPMIN", prio, n)
   if #popped == 0 then return nil, false end
   ids = {}
   for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
@@ -66,12 +81,8 @@ end
 
 local ids, from_prio = pop(wanted)
 if not ids then return {0, 0} end  -- the idle poll: no clock read, no write
-if not now then
-  local t = redis.call("TIME")
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local deadline = now + tonumber(ARGV[1])
-local worker = ARGV[3]
+if not now then now = now_ms() end
+local deadline = now + lease_ms
 local KNOWN = {queued = true, started = true, finished = true, failed = true, canceled = true,
                stopped = true, scheduled = true, deferred = true}
 local default_limit = tonumber(ctl[6])
@@ -82,21 +93,21 @@ local checked = {}
 local function take_slot(ck, id)
   local limit = limits[ck]
   if limit == nil then
-    limit = tonumber(redis.call("HGET", KEYS[7], "c:" .. ck)) or default_limit or false
+    limit = tonumber(redis.call("HGET", control, "c:" .. ck)) or default_limit or false
     limits[ck] = limit
   end
   if not limit then return true end
-  local running = KEYS[8] .. ck
+  local running = limit_running_prefix .. ck
   if redis.call("SCARD", running) >= limit and not checked[ck] then
     checked[ck] = true
     for _, member in ipairs(redis.call("SMEMBERS", running)) do
-      if redis.call("HGET", KEYS[3] .. member, "s") ~= "started" then redis.call("SREM", running, member) end
+      if redis.call("HGET", job_prefix .. member, "s") ~= "started" then redis.call("SREM", running, member) end
     end
   end
   if redis.call("SCARD", running) >= limit then
-    redis.call("RPUSH", KEYS[9] .. ck, id)
-    redis.call("HINCRBY", KEYS[4], "lwait", 1)
-    redis.call("ZADD", KEYS[10], "NX", now, ck)
+    redis.call("RPUSH", limit_waiting_prefix .. ck, id)
+    redis.call("HINCRBY", stats, "lwait", 1)
+    redis.call("ZADD", limit_keys, "NX", now, ck)
     return false
   end
   redis.call("SADD", running, id)
@@ -110,29 +121,31 @@ local scanned = 0
 while true do
   scanned = scanned + #ids
   for _, id in ipairs(ids) do
-    local key = KEYS[3] .. id
-    local job = redis.pcall("HMGET", key, "s", "f", "p", "o", "n", "x", "sg", "lk")
+    local key = job_prefix .. id
+    local job = redis.pcall("HMGET", key, "s", "f", "p", "o", "n", "x", "sg", "lk", "hd", "rt")
     if job.err then
       -- Not a hash (edited by hand): replace it with a failed record that says what was found.
       local kind = redis.call("TYPE", key).ok
       redis.call("DEL", key)
       redis.call("HSET", key, "s", "failed", "f", "", "c", now, "te", now,
         "e", "malformed job record: key " .. key .. " held a " .. kind .. ", not a hash; the job was dropped")
-      redis.call("PEXPIRE", key, ARGV[4])
-      redis.call("ZADD", KEYS[5], now + tonumber(ARGV[4]), id)
+      redis.call("PEXPIRE", key, failure_keep_ms)
+      redis.call("ZADD", failed, now + tonumber(failure_keep_ms), id)
     elseif job[1] == "queued" and job[8] and not take_slot(job[8], id) then
       -- set aside: its key is at its concurrency limit
     elseif job[1] == "queued" then
       local token = (tonumber(job[5]) or 0) + 1
       redis.call("HSET", key, "s", "started", "n", token, "ts", now, "w", worker)
       if job[6] then redis.call("PERSIST", key) end
-      redis.call("ZADD", KEYS[2], deadline, id)
+      redis.call("ZADD", active, deadline, id)
       out[#out + 1] = id
       out[#out + 1] = token
       out[#out + 1] = job[2] or ""
       out[#out + 1] = job[3] or ""
       out[#out + 1] = job[4] or ""
       out[#out + 1] = job[7] or ""
+      out[#out + 1] = job[9] or ""
+      out[#out + 1] = tonumber(job[10]) or 0  -- a number whatever the record holds: the reply is parsed as one
       got = got + 1
     elseif job[1] == false then
       -- gone: deleted while queued, or its ttl ran out (a prio entry is never a counted tombstone)
@@ -142,8 +155,8 @@ while true do
     elseif not KNOWN[job[1]] then
       redis.call("HSET", key, "s", "failed", "te", now,
         "e", "malformed job record: unknown status '" .. job[1] .. "' in " .. key .. "; the job was dropped")
-      redis.call("PEXPIRE", key, ARGV[4])
-      redis.call("ZADD", KEYS[5], now + tonumber(ARGV[4]), id)
+      redis.call("PEXPIRE", key, failure_keep_ms)
+      redis.call("ZADD", failed, now + tonumber(failure_keep_ms), id)
     end
   end
   if got >= wanted or scanned >= 1000 then break end
@@ -151,10 +164,10 @@ while true do
   if not ids then break end
 end
 if tomb_released > 0 then
-  local tomb = tonumber(redis.call("HGET", KEYS[4], "tomb")) or 0
-  if tomb > 0 then redis.call("HINCRBY", KEYS[4], "tomb", -math.min(tomb, tomb_released)) end
+  local tomb = tonumber(redis.call("HGET", stats, "tomb")) or 0
+  if tomb > 0 then redis.call("HINCRBY", stats, "tomb", -math.min(tomb, tomb_released)) end
 end
-if rate_n and got > 0 then redis.call("HSET", KEYS[7], "rw", window_start, "rc", window_count + got) end
-out[1] = redis.call("LLEN", KEYS[1])
-if out[1] == 0 then out[1] = redis.call("ZCARD", KEYS[6]) end
+if rate_n and got > 0 then redis.call("HSET", control, "rw", window_start, "rc", window_count + got) end
+out[1] = redis.call("LLEN", pending)
+if out[1] == 0 then out[1] = redis.call("ZCARD", prio) end
 return out

@@ -6,24 +6,27 @@ Runs in the parents' slot. A parent that has not ended keeps the dependent in it
 that already ended is reported, and the caller applies its outcome to the dependent itself (the apply is
 idempotent, so doing it twice is harmless).
 
-KEYS[1] job key prefix
-KEYS[2] dependents set prefix (the set of job <id> is KEYS[2]..id)
-ARGV[1] the dependent: "j<TAB>child handle" or "g<TAB>group handle"
-ARGV[2..] parent job ids
+KEYS[1] job_prefix: job key prefix
+KEYS[2] dependents_prefix: dependents set prefix (the set of job <id> is dependents_prefix..id)
+ARGV[1] dependent: the dependent: "j<TAB>child handle" or "g<TAB>group handle"
+ARGV[2..] parents (1 per parent): parent_id
 Returns: one value per parent: "" registered (it will report when it ends), or how it ended:
          "finished", "failed", "canceled", "stopped", or "deleted" (no record: deleted or expired)
 ]]
+local job_prefix = KEYS[1]
+local dependents_prefix = KEYS[2]
+local dependent = ARGV[1]
 local out = {}
-for i = 2, #ARGV do
+for i = 2, #ARGV, 1 do
   local id = ARGV[i]
-  local key = KEYS[1] .. id
+  local key = job_prefix .. id
   local status = redis.call("HGET", key, "s")
   if not status then
     out[#out + 1] = "deleted"
   elseif status == "finished" or status == "failed" or status == "canceled" or status == "stopped" then
     out[#out + 1] = status
   else
-    redis.call("ZADD", KEYS[2] .. id, 0, ARGV[1])
+    redis.call("ZADD", dependents_prefix .. id, 0, dependent)
     redis.call("HSET", key, "dd", "1")
     out[#out + 1] = ""
   end

@@ -6,47 +6,56 @@ it was running. Order is kept: the first id given ends up first in the queue (jo
 in their level of the prio set, scored as enqueue.lua does).
 
 Runs on a server at maxmemory (flags=allow-oom): it moves ids back without growing anything, so a stopping worker hands its jobs back.
-KEYS[1] pending list
-KEYS[2] active sorted set
-KEYS[3] job key prefix
-KEYS[4] wake channel
-KEYS[5] prio sorted set
-KEYS[6] stats hash (field "pseq": the priority sequence)
-KEYS[7] running sets prefix (concurrency key -> ids holding its slots)
-KEYS[8] waiting lists prefix (concurrency key -> ids set aside by the lease)
-KEYS[9] sorted set of concurrency keys with jobs set aside
-ARGV[1..] two values per job: id, token
+KEYS[1] pending: pending list
+KEYS[2] active: active sorted set
+KEYS[3] job_prefix: job key prefix
+KEYS[4] wake_channel: wake channel
+KEYS[5] prio: prio sorted set
+KEYS[6] stats: stats hash (field "pseq": the priority sequence)
+KEYS[7] limit_running_prefix: running sets prefix (concurrency key -> ids holding its slots)
+KEYS[8] limit_waiting_prefix: waiting lists prefix (concurrency key -> ids set aside by the lease)
+KEYS[9] limit_keys: sorted set of concurrency keys with jobs set aside
+ARGV[1..] leases (2 per job): id, token
 Returns: number of jobs released (a job whose lease was lost is skipped)
 ]]
+local pending = KEYS[1]
+local active = KEYS[2]
+local job_prefix = KEYS[3]
+local wake_channel = KEYS[4]
+local prio = KEYS[5]
+local stats = KEYS[6]
+local limit_running_prefix = KEYS[7]
+local limit_waiting_prefix = KEYS[8]
+local limit_keys = KEYS[9]
 --!include free_slot
-local C = {running = KEYS[7], waiting = KEYS[8], keys = KEYS[9], stats = KEYS[6], jobs = KEYS[3], prio = KEYS[5],
-           pending = KEYS[1], wake = KEYS[4]}
+--!include prio_score
+local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
+           jobs = job_prefix, prio = prio, pending = pending, wake = wake_channel}
 local released = {}
-local prio = {}  -- {id, level}, in the order given
+local prio_jobs = {}  -- {id, level}, in the order given
 for i = #ARGV - 1, 1, -2 do
-  local id = ARGV[i]
-  local key = KEYS[3] .. id
-  local token = tonumber(ARGV[i + 1])
+  local id, token = ARGV[i], tonumber(ARGV[i + 1])
+  local key = job_prefix .. id
   local job = redis.call("HMGET", key, "n", "pr", "lk")
-  if tonumber(job[1]) == token and redis.call("ZREM", KEYS[2], id) == 1 then
+  if tonumber(job[1]) == token and redis.call("ZREM", active, id) == 1 then
     redis.call("HSET", key, "s", "queued", "n", token - 1)
     redis.call("HDEL", key, "ts", "w")
     if job[3] then free_slot(job[3], id, C) end
-    if job[2] then table.insert(prio, 1, {id, tonumber(job[2])}) else released[#released + 1] = id end
+    if job[2] then table.insert(prio_jobs, 1, {id, tonumber(job[2])}) else released[#released + 1] = id end
   end
 end
 if #released > 0 then
-  local length = redis.call("LPUSH", KEYS[1], unpack(released))
-  if length == #released then redis.call("SPUBLISH", KEYS[4], "1") end
+  local length = redis.call("LPUSH", pending, unpack(released))
+  if length == #released then redis.call("SPUBLISH", wake_channel, "1") end
 end
-if #prio > 0 then
-  local top = redis.call("HINCRBY", KEYS[6], "pseq", #prio)
+if #prio_jobs > 0 then
+  local top = redis.call("HINCRBY", stats, "pseq", #prio_jobs)
   local zadd = {}
-  for k, entry in ipairs(prio) do
-    zadd[#zadd + 1] = entry[2] * 1099511627776 + 549755813888 + k - 1 - top
+  for k, entry in ipairs(prio_jobs) do
+    zadd[#zadd + 1] = prio_score(entry[2], k - 1 - top)
     zadd[#zadd + 1] = entry[1]
   end
-  redis.call("ZADD", KEYS[5], unpack(zadd))
-  if redis.call("ZCARD", KEYS[5]) == #prio then redis.call("SPUBLISH", KEYS[4], "1") end
+  redis.call("ZADD", prio, unpack(zadd))
+  if redis.call("ZCARD", prio) == #prio_jobs then redis.call("SPUBLISH", wake_channel, "1") end
 end
-return #released + #prio
+return #released + #prio_jobs

@@ -1,41 +1,60 @@
 #!lua flags=allow-oom
 --[[ requeue_expired: recover jobs whose lease ran out (their worker died, hung or lost Redis).
 
-Bounded: handles at most ARGV[1] jobs per call. A job whose attempts reached its limit is failed as
+Bounded: handles at most batch jobs per call. A job whose attempts reached its limit is failed as
 abandoned, with that reason; the others go back to the head of the queue (of their priority level),
 attempt counted, and the lost attempt is recorded as a retried result (kind "r", reason in "e"). Either
 way the job's previous result, if any, moves to its history.
 
 Runs on a server at maxmemory (flags=allow-oom): it moves ids back, growing a record by a short reason at
 most, so a dead worker's jobs are not stuck.
-KEYS[1] active sorted set
-KEYS[2] pending list
-KEYS[3] failed sorted set
-KEYS[4] job key prefix
-KEYS[5] wake channel
-KEYS[6] history key prefix (a recovered job's previous result moves to its history)
-KEYS[7] results channel (published when someone waits for a recovered job's result)
-KEYS[8] outbox sorted set (an abandoned job with dependents writes "e<TAB>failed<TAB>id" here)
-KEYS[9] prio sorted set
-KEYS[10] stats hash (field "pseq": the priority sequence)
-KEYS[11] running sets prefix (concurrency key -> ids holding its slots)
-KEYS[12] waiting lists prefix (concurrency key -> ids set aside by the lease)
-KEYS[13] sorted set of concurrency keys with jobs set aside
-KEYS[14] control hash (concurrency limits "c:<key>", default "cd")
-ARGV[1] batch size
-ARGV[2] default maximum attempts (a job's own "ma" field wins)
-ARGV[3] how long to keep a failed record (ms)
-Returns: {number requeued, number failed as abandoned}
+KEYS[1] active: active sorted set
+KEYS[2] pending: pending list
+KEYS[3] failed: failed sorted set
+KEYS[4] job_prefix: job key prefix
+KEYS[5] wake_channel: wake channel
+KEYS[6] history_prefix: history key prefix (a recovered job's previous result moves to its history)
+KEYS[7] results_channel: results channel (published when someone waits for a recovered job's result)
+KEYS[8] outbox: outbox sorted set (an abandoned job with dependents writes "e<TAB>failed<TAB>id" here)
+KEYS[9] prio: prio sorted set
+KEYS[10] stats: stats hash (field "pseq": the priority sequence)
+KEYS[11] limit_running_prefix: running sets prefix (concurrency key -> ids holding its slots)
+KEYS[12] limit_waiting_prefix: waiting lists prefix (concurrency key -> ids set aside by the lease)
+KEYS[13] limit_keys: sorted set of concurrency keys with jobs set aside
+KEYS[14] control: control hash (concurrency limits "c:<key>", default "cd")
+ARGV[1] batch: batch size
+ARGV[2] max_attempts: default maximum attempts (a job's own "ma" field wins)
+ARGV[3] failure_keep_ms: how long to keep a failed record (ms)
+Returns: {number requeued, number failed as abandoned, then the ids failed as abandoned (for the worker's
+         on_abandoned hooks)}
 ]]
+local active = KEYS[1]
+local pending = KEYS[2]
+local failed = KEYS[3]
+local job_prefix = KEYS[4]
+local wake_channel = KEYS[5]
+local history_prefix = KEYS[6]
+local results_channel = KEYS[7]
+local outbox = KEYS[8]
+local prio = KEYS[9]
+local stats = KEYS[10]
+local limit_running_prefix = KEYS[11]
+local limit_waiting_prefix = KEYS[12]
+local limit_keys = KEYS[13]
+local control = KEYS[14]
+local batch = tonumber(ARGV[1])
+local max_attempts = tonumber(ARGV[2])
+local failure_keep_ms = ARGV[3]
 --!include free_slot
-local C = {running = KEYS[11], waiting = KEYS[12], keys = KEYS[13], stats = KEYS[10], jobs = KEYS[4],
-           prio = KEYS[9], pending = KEYS[2], wake = KEYS[5]}
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ids = redis.call("ZRANGE", KEYS[1], "-inf", now, "BYSCORE", "LIMIT", 0, tonumber(ARGV[1]))
+--!include now_ms
+--!include prio_score
+local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
+           jobs = job_prefix, prio = prio, pending = pending, wake = wake_channel}
+local now = now_ms()
+local ids = redis.call("ZRANGE", active, "-inf", now, "BYSCORE", "LIMIT", 0, batch)
 local requeued = {}
-local prio = {}  -- {id, level}
-local failed = 0
+local prio_jobs = {}  -- {id, level}
+local abandoned = {}  -- ids failed as abandoned
 
 -- The job's previous result (kept as hk/ht and r or e) goes to its history, as complete.lua does.
 local function push_previous(key, hist, kind, cap_field)
@@ -52,15 +71,15 @@ local function push_previous(key, hist, kind, cap_field)
 end
 
 for _, id in ipairs(ids) do
-  redis.call("ZREM", KEYS[1], id)
-  local key = KEYS[4] .. id
+  redis.call("ZREM", active, id)
+  local key = job_prefix .. id
   local job = redis.call("HMGET", key, "n", "ma", "w", "rt", "yr", "hk", "hl", "hw", "pr", "lk")
   if job[1] then
     if job[10] then free_slot(job[10], id, C) end
     -- Leases taken for Retry and Repeat runs do not count against the lost-lease limit: only abandoned ones do.
     local attempts = (tonumber(job[1]) or 0) - (tonumber(job[4]) or 0) - (tonumber(job[5]) or 0)
-    local limit = tonumber(job[2]) or tonumber(ARGV[2])
-    local hist = KEYS[6] .. id
+    local limit = tonumber(job[2]) or max_attempts
+    local hist = history_prefix .. id
     if job[6] then push_previous(key, hist, job[6], job[7]) end
     if attempts >= limit then
       -- Ended: the status and end time tell the latest result.
@@ -68,91 +87,91 @@ for _, id in ipairs(ids) do
         "abandoned: the lease expired " .. attempts .. " time(s) (last worker: " .. (job[3] or "?") ..
         "); the worker died, hung or lost its connection, and the attempt limit (" .. limit ..
         ") is reached")
-      redis.call("PEXPIRE", hist, ARGV[3])  -- no-op when the job has no history
-      redis.call("PEXPIRE", key, ARGV[3])
-      redis.call("ZADD", KEYS[3], now + tonumber(ARGV[3]), id)
-      if redis.call("HGET", key, "dd") then redis.call("ZADD", KEYS[8], now, "e\tfailed\t" .. id) end
-      failed = failed + 1
+      redis.call("PEXPIRE", hist, failure_keep_ms)  -- no-op when the job has no history
+      redis.call("PEXPIRE", key, failure_keep_ms)
+      redis.call("ZADD", failed, now + tonumber(failure_keep_ms), id)
+      if redis.call("HGET", key, "dd") then redis.call("ZADD", outbox, now, "e\tfailed\t" .. id) end
+      abandoned[#abandoned + 1] = id
     else
       -- The lost attempt is recorded as a retried result: the job runs again.
       redis.call("HSET", key, "s", "queued", "hk", "r", "ht", now, "e",
         "lease expired (worker: " .. (job[3] or "?") .. "; it died, hung or lost its connection); attempt " ..
         attempts .. " of " .. limit .. ", requeued")
       redis.call("HDEL", key, "ts", "w")
-      if job[9] then prio[#prio + 1] = {id, tonumber(job[9])} else requeued[#requeued + 1] = id end
+      if job[9] then prio_jobs[#prio_jobs + 1] = {id, tonumber(job[9])} else requeued[#requeued + 1] = id end
     end
     if job[8] then
       redis.call("HDEL", key, "hw")
-      redis.call("SPUBLISH", KEYS[7], id)
+      redis.call("SPUBLISH", results_channel, id)
     end
   end
 end
 if #requeued > 0 then
-  local length = redis.call("LPUSH", KEYS[2], unpack(requeued))
-  if length == #requeued then redis.call("SPUBLISH", KEYS[5], "1") end
+  local length = redis.call("LPUSH", pending, unpack(requeued))
+  if length == #requeued then redis.call("SPUBLISH", wake_channel, "1") end
 end
-if #prio > 0 then
-  local top = redis.call("HINCRBY", KEYS[10], "pseq", #prio)
+if #prio_jobs > 0 then
+  local top = redis.call("HINCRBY", stats, "pseq", #prio_jobs)
   local zadd = {}
-  for k, entry in ipairs(prio) do
-    zadd[#zadd + 1] = entry[2] * 1099511627776 + 549755813888 + k - 1 - top
+  for k, entry in ipairs(prio_jobs) do
+    zadd[#zadd + 1] = prio_score(entry[2], k - 1 - top)
     zadd[#zadd + 1] = entry[1]
   end
-  redis.call("ZADD", KEYS[9], unpack(zadd))
-  if redis.call("ZCARD", KEYS[9]) == #prio then redis.call("SPUBLISH", KEYS[5], "1") end
+  redis.call("ZADD", prio, unpack(zadd))
+  if redis.call("ZCARD", prio) == #prio_jobs then redis.call("SPUBLISH", wake_channel, "1") end
 end
 -- Concurrency keys with jobs set aside, one per call in turn: drop slots whose job no longer runs and
 -- move back as many waiting jobs as there are free slots (all of them, 100 at most, once the key has no
 -- limit), so a raised or removed limit, or a slot lost on a path that did not free it, unblocks the key.
-local aside = redis.call("ZRANGE", KEYS[13], 0, 0)
+local aside = redis.call("ZRANGE", limit_keys, 0, 0)
 if aside[1] then
   local ck = aside[1]
-  local running = KEYS[11] .. ck
-  local limit = tonumber(redis.call("HGET", KEYS[14], "c:" .. ck)) or tonumber(redis.call("HGET", KEYS[14], "cd"))
+  local running = limit_running_prefix .. ck
+  local limit = tonumber(redis.call("HGET", control, "c:" .. ck)) or tonumber(redis.call("HGET", control, "cd"))
   for _, member in ipairs(redis.call("SRANDMEMBER", running, 1000)) do
-    if redis.call("HGET", KEYS[4] .. member, "s") ~= "started" then redis.call("SREM", running, member) end
+    if redis.call("HGET", job_prefix .. member, "s") ~= "started" then redis.call("SREM", running, member) end
   end
   local free = limit and (limit - redis.call("SCARD", running)) or 100
   -- Taken from the head of the key's waiting list, in order, and put back at the head of the queue in
   -- that same order (jobs with a priority at the head of their level).
   local back, back_prio = {}, {}
-  local waiting = KEYS[12] .. ck
+  local waiting = limit_waiting_prefix .. ck
   local looked = 0
   while #back + #back_prio < math.min(free, 100) and looked < 200 do
     local next_id = redis.call("LPOP", waiting)
     if not next_id then break end
     looked = looked + 1
-    redis.call("HINCRBY", KEYS[10], "lwait", -1)
-    local j = redis.call("HMGET", KEYS[4] .. next_id, "s", "pr", "tb")
+    redis.call("HINCRBY", stats, "lwait", -1)
+    local j = redis.call("HMGET", job_prefix .. next_id, "s", "pr", "tb")
     if j[1] == "queued" then
       if j[2] then back_prio[#back_prio + 1] = {next_id, tonumber(j[2])} else back[#back + 1] = next_id end
     else
-      if j[3] then redis.call("HDEL", KEYS[4] .. next_id, "tb") end
+      if j[3] then redis.call("HDEL", job_prefix .. next_id, "tb") end
       if j[3] or not j[1] then
-        local tomb = tonumber(redis.call("HGET", KEYS[10], "tomb")) or 0
-        if tomb > 0 then redis.call("HINCRBY", KEYS[10], "tomb", -1) end
+        local tomb = tonumber(redis.call("HGET", stats, "tomb")) or 0
+        if tomb > 0 then redis.call("HINCRBY", stats, "tomb", -1) end
       end
     end
   end
   if #back > 0 then
     local reversed = {}
     for i = #back, 1, -1 do reversed[#reversed + 1] = back[i] end
-    if redis.call("LPUSH", KEYS[2], unpack(reversed)) == #back then redis.call("SPUBLISH", KEYS[5], "1") end
+    if redis.call("LPUSH", pending, unpack(reversed)) == #back then redis.call("SPUBLISH", wake_channel, "1") end
   end
   if #back_prio > 0 then
-    local top = redis.call("HINCRBY", KEYS[10], "pseq", #back_prio)
+    local top = redis.call("HINCRBY", stats, "pseq", #back_prio)
     local zadd = {}
     for k, entry in ipairs(back_prio) do
-      zadd[#zadd + 1] = entry[2] * 1099511627776 + 549755813888 + k - 1 - top
+      zadd[#zadd + 1] = prio_score(entry[2], k - 1 - top)
       zadd[#zadd + 1] = entry[1]
     end
-    redis.call("ZADD", KEYS[9], unpack(zadd))
-    if redis.call("ZCARD", KEYS[9]) == #back_prio then redis.call("SPUBLISH", KEYS[5], "1") end
+    redis.call("ZADD", prio, unpack(zadd))
+    if redis.call("ZCARD", prio) == #back_prio then redis.call("SPUBLISH", wake_channel, "1") end
   end
   if redis.call("EXISTS", waiting) == 1 then
-    redis.call("ZADD", KEYS[13], "XX", now, ck)
+    redis.call("ZADD", limit_keys, "XX", now, ck)
   else
-    redis.call("ZREM", KEYS[13], ck)
+    redis.call("ZREM", limit_keys, ck)
   end
 end
-return {#requeued + #prio, failed}
+return {#requeued + #prio_jobs, #abandoned, unpack(abandoned)}

@@ -9,41 +9,58 @@ Released children join the queue as enqueue would put them: the pending list, or
 when they have a priority ("pr"), at the front (of their level) if "df". Ended children with dependents
 of their own write an outbox intent so the effect cascades.
 
-KEYS[1] job key prefix
-KEYS[2] deferred sorted set
-KEYS[3] pending list
-KEYS[4] wake channel
-KEYS[5] canceled sorted set (score = expiry, ms)
-KEYS[6] outbox sorted set
-KEYS[7] prio sorted set
-KEYS[8] stats hash (field "pseq": the priority sequence)
-ARGV[1] child job id
-ARGV[2] parent handle
-ARGV[3] how the parent ended: "finished", "ok" (counts as finished: cancel with enqueue_dependents),
+KEYS[1] job_prefix: job key prefix
+KEYS[2] deferred: deferred sorted set
+KEYS[3] pending: pending list
+KEYS[4] wake_channel: wake channel
+KEYS[5] canceled: canceled sorted set (score = expiry, ms)
+KEYS[6] outbox: outbox sorted set
+KEYS[7] prio: prio sorted set
+KEYS[8] stats: stats hash (field "pseq": the priority sequence)
+KEYS[9] results_channel: results channel (a canceled or deleted child someone waits for is published: it gets no result)
+ARGV[1] child_id: child job id
+ARGV[2] parent_handle: parent handle
+ARGV[3] ended: how the parent ended: "finished", "ok" (counts as finished: cancel with enqueue_dependents),
         "failed", "canceled", "stopped", "deleted", or "purge" (delete the child: delete_dependents)
-ARGV[4] how long to keep a canceled record when its options say nothing (ms; "-1" = forever)
-Returns: 0 nothing done (already counted, no longer deferred, no such child, not its parent),
-         1 counted (still waiting for others), 2 released to the queue, 3 canceled, 4 deleted
+ARGV[4] failure_keep_ms: how long to keep a canceled record when its options say nothing (ms; "-1" = forever)
+Returns: NOTHING (already counted, no longer deferred, no such child, not its parent), COUNTED (still
+         waiting for others), RELEASED (to the queue), CANCELED, DELETED
 ]]
-local id = ARGV[1]
-local key = KEYS[1] .. id
-if redis.call("HGET", key, "s") ~= "deferred" then return 0 end
-local field = "d:" .. ARGV[2]
+local job_prefix = KEYS[1]
+local deferred = KEYS[2]
+local pending = KEYS[3]
+local wake_channel = KEYS[4]
+local canceled = KEYS[5]
+local outbox = KEYS[6]
+local prio = KEYS[7]
+local stats = KEYS[8]
+local results_channel = KEYS[9]
+local child_id = ARGV[1]
+local parent_handle = ARGV[2]
+local ended = ARGV[3]
+local failure_keep_ms = tonumber(ARGV[4])
+local CODE = {NOTHING = 0, COUNTED = 1, RELEASED = 2, CANCELED = 3, DELETED = 4}
+--!include now_ms
+--!include push_job
+local id = child_id
+local key = job_prefix .. id
+if redis.call("HGET", key, "s") ~= "deferred" then return CODE.NOTHING end
+local field = "d:" .. parent_handle
 local mode = redis.call("HGET", key, field)
-if mode ~= "w" and mode ~= "a" then return 0 end
-local code = ARGV[3]
-redis.call("HSET", key, field, code)
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if mode ~= "w" and mode ~= "a" then return CODE.NOTHING end
+redis.call("HSET", key, field, ended)
+local now = now_ms()
 local has_dependents = redis.call("HGET", key, "dd")
-if code == "purge" then
-  redis.call("ZREM", KEYS[2], id)
+local waited = redis.call("HGET", key, "hw")
+if ended == "purge" then
+  redis.call("ZREM", deferred, id)
   redis.call("DEL", key)
-  if has_dependents then redis.call("ZADD", KEYS[6], now, "e\tdeleted\t" .. id) end
-  return 4
+  if has_dependents then redis.call("ZADD", outbox, now, "e\tdeleted\t" .. id) end
+  if waited then redis.call("SPUBLISH", results_channel, id) end
+  return CODE.DELETED
 end
-if not (code == "finished" or code == "ok" or mode == "a") then
-  local keep = tonumber(ARGV[4])
+if not (ended == "finished" or ended == "ok" or mode == "a") then
+  local keep = failure_keep_ms
   local options = redis.call("HGET", key, "o")
   if options then
     local ok, decoded = pcall(cjson.decode, options)
@@ -51,37 +68,32 @@ if not (code == "finished" or code == "ok" or mode == "a") then
       keep = math.floor(tonumber(decoded["failure_ttl"]) * 1000)
     end
   end
-  redis.call("ZREM", KEYS[2], id)
-  if has_dependents then redis.call("ZADD", KEYS[6], now, "e\tcanceled\t" .. id) end
+  redis.call("ZREM", deferred, id)
+  if has_dependents then redis.call("ZADD", outbox, now, "e\tcanceled\t" .. id) end
+  if waited then
+    -- published before the record changes below, but scripts are atomic: the waiter reads the new state
+    redis.call("HDEL", key, "hw")
+    redis.call("SPUBLISH", results_channel, id)
+  end
   if keep == 0 then
     redis.call("DEL", key)
-    return 3
+    return CODE.CANCELED
   end
   redis.call("HSET", key, "s", "canceled", "te", now,
-    "e", "canceled: dependency " .. ARGV[2] .. " " .. code .. " (it had to finish; see allow_failure)")
+    "e", "canceled: dependency " .. parent_handle .. " " .. ended .. " (it had to finish; see allow_failure)")
   if keep > 0 then
     redis.call("PEXPIRE", key, keep)
-    redis.call("ZADD", KEYS[5], now + keep, id)
+    redis.call("ZADD", canceled, now + keep, id)
   else
     redis.call("PERSIST", key)
-    redis.call("ZADD", KEYS[5], "+inf", id)
+    redis.call("ZADD", canceled, "+inf", id)
   end
-  return 3
+  return CODE.CANCELED
 end
-if redis.call("HINCRBY", key, "dn", -1) > 0 then return 1 end
-redis.call("ZREM", KEYS[2], id)
+if redis.call("HINCRBY", key, "dn", -1) > 0 then return CODE.COUNTED end
+redis.call("ZREM", deferred, id)
 redis.call("HSET", key, "s", "queued")
 local job = redis.call("HMGET", key, "pr", "df")
-local level = tonumber(job[1]) or 0
-if level > 0 then
-  -- As enqueue.lua scores it: level * 2^40 + 2^39 +/- sequence (FIFO within a level).
-  local top = redis.call("HINCRBY", KEYS[8], "pseq", 1)
-  local offset = job[2] == "1" and -top or top
-  redis.call("ZADD", KEYS[7], level * 1099511627776 + 549755813888 + offset, id)
-  if redis.call("ZCARD", KEYS[7]) == 1 then redis.call("SPUBLISH", KEYS[4], "1") end
-  return 2
-end
-local length
-if job[2] == "1" then length = redis.call("LPUSH", KEYS[3], id) else length = redis.call("RPUSH", KEYS[3], id) end
-if length == 1 then redis.call("SPUBLISH", KEYS[4], "1") end
-return 2
+-- Joins the queue as enqueue would put it: its level of the prio set, or the pending list; "df" at the front.
+push_job(id, tonumber(job[1]), job[2] == "1", {pending = pending, prio = prio, stats = stats, wake = wake_channel})
+return CODE.RELEASED

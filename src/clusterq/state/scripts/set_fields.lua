@@ -1,10 +1,12 @@
 #!lua
 --[[ set_fields: update fields of an existing job (meta, progress) without recreating a deleted one.
 
-KEYS[1] job key
-ARGV[1..] field, value pairs
-Returns: 1 updated, 0 no such job
+KEYS[1] job: job key
+ARGV[1..] fields (2 per field): field, value
+Returns: UPDATED, or NO_SUCH_JOB (nothing written)
 ]]
-if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
-redis.call("HSET", KEYS[1], unpack(ARGV))
-return 1
+local job = KEYS[1]
+local CODE = {UPDATED = 1, NO_SUCH_JOB = 0}
+if redis.call("EXISTS", job) == 0 then return CODE.NO_SUCH_JOB end
+redis.call("HSET", job, unpack(ARGV))
+return CODE.UPDATED

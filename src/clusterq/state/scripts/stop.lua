@@ -7,17 +7,23 @@ once and records it as stopped (never retried). Only a job that is started and s
 stopped; a queued or scheduled one is canceled instead. Allowed when the server is at maxmemory
 (flags=allow-oom): stopping a runaway job is one way out of a full server, and the write is one small field.
 
-KEYS[1] job key prefix
-KEYS[2] active sorted set
-KEYS[3] wake channel
-ARGV[1] job id
-ARGV[2] reason (text)
-Returns: 1 stop requested, 0 no such job, -1 the job is not running (status unchanged)
+KEYS[1] job_prefix: job key prefix
+KEYS[2] active: active sorted set
+KEYS[3] wake_channel: wake channel
+ARGV[1] job_id: job id
+ARGV[2] reason: reason (text)
+Returns: STOP_REQUESTED, NO_SUCH_JOB, NOT_RUNNING (the job is not running; status unchanged)
 ]]
-local key = KEYS[1] .. ARGV[1]
+local job_prefix = KEYS[1]
+local active = KEYS[2]
+local wake_channel = KEYS[3]
+local job_id = ARGV[1]
+local reason = ARGV[2]
+local CODE = {STOP_REQUESTED = 1, NO_SUCH_JOB = 0, NOT_RUNNING = -1}
+local key = job_prefix .. job_id
 local status = redis.call("HGET", key, "s")
-if not status then return 0 end
-if status ~= "started" or not redis.call("ZSCORE", KEYS[2], ARGV[1]) then return -1 end
-redis.call("HSET", key, "sp", ARGV[2])
-redis.call("SPUBLISH", KEYS[3], "x" .. cjson.encode({ARGV[1], ARGV[2]}))
-return 1
+if not status then return CODE.NO_SUCH_JOB end
+if status ~= "started" or not redis.call("ZSCORE", active, job_id) then return CODE.NOT_RUNNING end
+redis.call("HSET", key, "sp", reason)
+redis.call("SPUBLISH", wake_channel, "x" .. cjson.encode({job_id, reason}))
+return CODE.STOP_REQUESTED

@@ -2,12 +2,14 @@
 --[[ trim: drop registry entries whose record has expired (score = expiry time), a bounded batch.
 
 Runs on a server at maxmemory (flags=allow-oom): it frees memory.
-KEYS[1] registry sorted set
-ARGV[1] batch size
+KEYS[1] registry: registry sorted set
+ARGV[1] batch: batch size
 Returns: number of entries removed
 ]]
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ids = redis.call("ZRANGE", KEYS[1], "-inf", "(" .. now, "BYSCORE", "LIMIT", 0, tonumber(ARGV[1]))
+local registry = KEYS[1]
+local batch = tonumber(ARGV[1])
+--!include now_ms
+local now = now_ms()
+local ids = redis.call("ZRANGE", registry, "-inf", "(" .. now, "BYSCORE", "LIMIT", 0, batch)
 if #ids == 0 then return 0 end
-return redis.call("ZREM", KEYS[1], unpack(ids))
+return redis.call("ZREM", registry, unpack(ids))

@@ -17,6 +17,7 @@ from multiprocessing.connection import wait as wait_for_ready
 from typing import Any
 
 from clusterq.api.execution import Executor
+from clusterq.api.hooks import set_report_sink
 from clusterq.state.store import LeasedJob, Outcome
 from clusterq.worker.pools.base import Finished, Notifier, Pool
 
@@ -72,23 +73,34 @@ def _child_main(conn: Connection, executor: Executor, max_jobs: int | None, max_
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _limit_memory(memory_limit_mb)
+    set_report_sink(lambda data: conn.send(("report", data)))  # to the supervisor's on_report hooks
+    executor.hooks.call("on_child_start")
+    done, retire = _serve(conn, executor, max_jobs, max_memory_mb)
+    # Before the last word: once told "retire" the supervisor kills the child, and a child leaves with
+    # os._exit (no atexit), so this is where a hook flushes what it buffers.
+    executor.hooks.call("on_child_exit", reverse=True)
+    if retire:
+        conn.send(("retire", done, _rss_mb()))
+
+
+def _serve(conn: Connection, executor: Executor, max_jobs: int | None,
+           max_memory_mb: float | None) -> tuple[int, bool]:
+    """Run batches until told to stop (False) or until it is time to retire (True); returns the count."""
     done = 0
     while True:
         try:
             batch = conn.recv()
         except (EOFError, OSError):
-            return
+            return done, False
         if batch is None:
-            return
+            return done, False
         for job in batch:
             outcome = executor.execute(job)
             done += 1
             conn.send((job.queue, job.id, outcome))
-        retire = (max_jobs is not None and done >= max_jobs) or (
-            max_memory_mb is not None and _rss_mb() > max_memory_mb)
-        conn.send(("retire" if retire else "idle", done, _rss_mb()))
-        if retire:
-            return
+        if (max_jobs is not None and done >= max_jobs) or (max_memory_mb is not None and _rss_mb() > max_memory_mb):
+            return done, True
+        conn.send(("idle", done, _rss_mb()))
 
 
 def _key(job: LeasedJob) -> tuple[str, str]:
@@ -196,6 +208,8 @@ class ProcessPool(Pool):
                     self._done.append(Finished(job, message[2]))
                     child.current_since = time.monotonic()
                     child.done += 1
+                elif message[0] == "report":
+                    self.executor.hooks.call("on_report", message[1])  # type: ignore[union-attr]
                 elif message[0] == "retire":
                     # Anything sent after its last batch never started: back to the queue, uncounted.
                     self._done.extend(self._unstarted(child))
@@ -207,6 +221,15 @@ class ProcessPool(Pool):
             return
         if self._stopping and child.batch and _key(child.batch[0]) in self._stopping:
             self._kill_for_stop(child)  # the next job of its batch was stopped before it ran
+
+    def _read_reports(self, child: _Child) -> None:
+        """What an exited child reported last (its exit hooks): to the on_report hooks."""
+        assert self.executor is not None
+        with contextlib.suppress(EOFError, OSError):
+            while child.conn.poll():
+                message = child.conn.recv()
+                if message[0] == "report":
+                    self.executor.hooks.call("on_report", message[1])
 
     def stop(self, queue: str, job_id: str, reason: str) -> bool:
         for child in list(self._children):
@@ -270,7 +293,7 @@ class ProcessPool(Pool):
                 limit = self.executor.timeout_of(head)
                 reason = (f"JobTimeoutError: time limit exceeded: the job ran longer than {limit:g} s and did not "
                           f"stop when told to; its process was killed {self.hard_grace_s:g} s later")
-                self._done.append(Finished(head, self.executor.failure(head, reason)))
+                self._done.append(Finished(head, self.executor.failure(head, reason, outside=True)))
                 self._done.extend(self._unstarted(child))
                 child.batch.clear()
                 self._replace(child)
@@ -298,6 +321,7 @@ class ProcessPool(Pool):
             if child.process.is_alive():
                 child.process.kill()
                 child.process.join(timeout=5)
+            self._read_reports(child)
             with contextlib.suppress(Exception):
                 child.conn.close()
         return finished

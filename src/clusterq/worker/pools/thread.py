@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusterq.api.execution import Executor
+from clusterq.api.execution import Executor, run_key
 from clusterq.exceptions import JobStopped, JobTimeoutError
 from clusterq.state.store import LeasedJob, Outcome
 from clusterq.worker.pools.base import Finished, Notifier, Pool
@@ -134,6 +134,7 @@ class ThreadPool(Pool):
                 outcome = self.executor.failure(job, f"JobTimeoutError: {exc}")
             except JobStopped:  # sent asynchronously by stop(), which recorded the outcome
                 outcome = None
+        self.executor.taken_over.discard(run_key(job))
         with self._lock:
             slot.running = None
             if job.id in slot.timed_out:
@@ -196,13 +197,15 @@ class ThreadPool(Pool):
                 head = slot.batch[0]
                 limit = self.executor.timeout_of(head)
                 if now >= slot.current_since + limit and slot.thread.ident is not None and slot.running is head:
+                    self.executor.taken_over.add(run_key(head))  # its thread must not tell the hooks too
                     if not interrupt_thread(slot.thread.ident, JobTimeoutError):
+                        self.executor.taken_over.discard(run_key(head))
                         continue  # inside an import: next time
                     slot.timed_out.add(head.id)
                     reason = (f"JobTimeoutError: time limit exceeded: the job ran longer than {limit:g} s "
                               "(thread pool: the exception was raised in its thread; a thread blocked in C code "
                               "keeps running until that call returns)")
-                    self._done.append(Finished(head, self.executor.failure(head, reason)))
+                    self._done.append(Finished(head, self.executor.failure(head, reason, outside=True)))
             done, self._done = self._done, []
         return done
 

@@ -3,8 +3,10 @@ that may hold a concurrency slot: complete, release, requeue_expired, cancel, de
 
 c is a table of the including script's keys: running (running sets prefix), waiting (waiting lists prefix),
 keys (sorted set of concurrency keys with jobs set aside), stats (stats hash), jobs (job key prefix),
-prio (prioritized sorted set), pending (pending list), wake (wake channel). All share the queue's hash tag.
+prio (prioritized sorted set), pending (pending list), wake (wake channel): a superset of push_job's. All
+share the queue's hash tag.
 ]]
+--!include push_job
 -- Concurrency limits: a job that held a slot of its key gives it up; the first job of that key set aside
 -- by the lease goes back to the head of the queue (of its level), so the freed slot is used. Ids canceled
 -- or deleted while set aside are dropped on the way (their tombstone un-counted), at most 10 per call.
@@ -18,13 +20,7 @@ local function free_slot(ck, id, c)
     local key = c.jobs .. next_id
     local j = redis.call("HMGET", key, "s", "pr", "tb")
     if j[1] == "queued" then
-      if j[2] then
-        local seq = redis.call("HINCRBY", c.stats, "pseq", 1)
-        redis.call("ZADD", c.prio, tonumber(j[2]) * 1099511627776 + 549755813888 - seq, next_id)
-        if redis.call("ZCARD", c.prio) == 1 then redis.call("SPUBLISH", c.wake, "1") end
-      elseif redis.call("LPUSH", c.pending, next_id) == 1 then
-        redis.call("SPUBLISH", c.wake, "1")
-      end
+      push_job(next_id, tonumber(j[2]), true, c)
       break
     end
     if j[3] then redis.call("HDEL", key, "tb") end

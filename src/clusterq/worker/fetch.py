@@ -1,0 +1,201 @@
+"""The fetch step: lease a batch for every free pool slot, carrying the buffered outcomes in the same round
+trip, and keep every reply that came back.
+
+One round trip per queue tried (its lease call, with the buffered outcomes riding on the first one). Each
+reply is judged on its own: a queue whose call failed (its Cluster node is down, one of its keys holds the
+wrong type) is set aside with a loud error and a back-off of its own, while the other queues go on; the
+outcomes recorded and the jobs leased in the same round trip are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from clusterq.state import keys as K
+from clusterq.state import store as T
+from clusterq.worker.leases import Leases, run_each
+from clusterq.worker.outcomes import Batch, Outcomes, Settled, log_lost
+
+if TYPE_CHECKING:
+    from clusterq.worker.worker import Lane
+
+log = logging.getLogger(__name__)
+
+SET_ASIDE_MIN_S = 0.5
+SET_ASIDE_MAX_S = 30.0
+
+
+class SetAside:
+    """Queues whose calls failed, each retried on its own after a back-off (doubling up to
+    :data:`SET_ASIDE_MAX_S`) while the worker's other queues run."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}  # queue -> when (monotonic) to try it again
+        self._backoff_s: dict[str, float] = {}
+        self._failed_now: set[str] = set()  # failed in the current round: a success in it does not clear that
+
+    def begin_round(self) -> None:
+        self._failed_now.clear()
+
+    def __contains__(self, queue: str) -> bool:
+        return queue in self._backoff_s
+
+    def __bool__(self) -> bool:
+        return bool(self._backoff_s)
+
+    def fail(self, queue: str, what: str, exc: BaseException) -> None:
+        backoff_s = min(SET_ASIDE_MAX_S, max(SET_ASIDE_MIN_S, self._backoff_s.get(queue, 0.0) * 2))
+        self._backoff_s[queue] = backoff_s
+        self._failed_now.add(queue)
+        self._until[queue] = time.monotonic() + backoff_s
+        log.error("queue %r set aside: %s failed (%s: %s); its other work waits, the worker's other queues go "
+                  "on; retrying it in %.1f s", queue, what, type(exc).__name__, exc, backoff_s)
+
+    def ok(self, queue: str) -> None:
+        if queue in self._failed_now:  # e.g. its lease went through but its outcomes could not be recorded
+            return
+        if self._backoff_s.pop(queue, None) is not None:
+            self._until.pop(queue, None)
+            log.warning("queue %r works again", queue)
+
+    def waiting(self) -> set[str]:
+        """The queues still inside their back-off."""
+        now = time.monotonic()
+        return {q for q, until in self._until.items() if until > now}
+
+    def take_due(self) -> list[str]:
+        """Queues whose back-off is over: to be tried again (they stay set aside until a call succeeds)."""
+        now = time.monotonic()
+        due = [q for q, until in self._until.items() if until <= now]
+        for queue in due:
+            del self._until[queue]
+        return due
+
+    def deadlines(self) -> list[float]:
+        return list(self._until.values())
+
+
+@dataclass
+class Fetched:
+    leased: int = 0
+    lost: int = 0
+    """Outcomes refused because the lease was lost."""
+    succeeded: bool = False
+    """At least one call went through: Redis is reachable."""
+    errors: list[BaseException] = field(default_factory=list)
+
+
+class Fetcher:
+    """Leases for the lanes and sends the buffered outcomes; see the module's docstring."""
+
+    def __init__(self, store: T.Store, queue_keys: dict[str, K.QueueKeys], leases: Leases, outcomes: Outcomes,
+                 set_aside: SetAside, lanes: list[Lane], *, worker_name: str, failure_keep_ms: int) -> None:
+        self.store = store
+        self.lanes = lanes
+        self.queue_keys = queue_keys
+        self.leases = leases
+        self.outcomes = outcomes
+        self.set_aside = set_aside
+        self.worker_name = worker_name
+        self.failure_keep_ms = failure_keep_ms
+        self.held_back: dict[str, float] = {}  # rate-limited queue -> when (monotonic) to lease again
+        self.to_forward: list[tuple[str, str]] = []  # outbox intents our completions wrote
+
+    def fetch(self, lanes: list[Lane], budget: int | None, batch_size: Callable[[Lane], int],
+              run: Callable[[Lane, list[T.LeasedJob]], None]) -> Fetched:
+        """Lease for every lane with a free slot (``lanes`` is empty while suspended), trying its queues in
+        order; ``run`` hands a lane's jobs to its pool. The buffered outcomes ride along with the first
+        lease call, or are sent on their own if no queue is leased from."""
+        done = Fetched()
+        self.set_aside.begin_round()
+        batch = self.outcomes.take(exclude=self.set_aside.waiting())
+        try:
+            self._lease_for(lanes, budget, batch_size, run, batch, done)
+        finally:
+            batch.unsent()  # an error no reply stands for (not a Redis one): the outcomes stay buffered
+        return done
+
+    def _lease_for(self, lanes: list[Lane], budget: int | None, batch_size: Callable[[Lane], int],
+                   run: Callable[[Lane, list[T.LeasedJob]], None], batch: Batch, done: Fetched) -> None:
+        for lane in lanes:
+            free = lane.pool.free()
+            if not free:
+                continue
+            per_slot = batch_size(lane) if lane.pool.batches else 1
+            room = free * per_slot if budget is None else min(free * per_slot, budget - done.leased)
+            if room <= 0:
+                continue
+            jobs: list[T.LeasedJob] = []
+            for name in lane.queues:
+                if name not in lane.ready or len(jobs) >= room:
+                    continue
+                wanted = room - len(jobs)
+                call = T.lease_call(self.queue_keys[name], wanted, self.lease_ms, self.worker_name,
+                                    self.failure_keep_ms)
+                riding = batch.calls if batch else []  # the outcomes go with the first lease call only
+                settled, (lease_reply,) = T.split_results(run_each(self.store, [*riding, call]), riding, [call])
+                if riding:
+                    self.settle(batch, settled, done)
+                jobs.extend(self._leased(lane, name, wanted, lease_reply, done))
+            if jobs:
+                done.leased += len(jobs)
+                run(lane, jobs)  # the solo pool runs them right here
+        if batch:
+            self.settle(batch, run_each(self.store, batch.calls), done)
+
+    @property
+    def lease_ms(self) -> int:
+        return self.leases.lease_ms
+
+    def _leased(self, lane: Lane, name: str, wanted: int, result: Any, done: Fetched) -> list[T.LeasedJob]:
+        if isinstance(result, BaseException):
+            lane.ready.discard(name)
+            self.set_aside.fail(name, "leasing", result)
+            done.errors.append(result)
+            return []
+        done.succeeded = True
+        self.set_aside.ok(name)
+        reply = T.parse_lease_reply(name, result)
+        if reply.suspended:
+            lane.ready.discard(name)  # resume() publishes on the wake channel
+        elif reply.wait_s > 0:
+            lane.ready.discard(name)  # this queue only: the others go on
+            self.held_back[name] = time.monotonic() + reply.wait_s
+        elif len(reply.jobs) < wanted and reply.remaining == 0:
+            lane.ready.discard(name)
+        self.leases.hold(reply.jobs)
+        return reply.jobs
+
+    def flush(self, everything: bool = False) -> Fetched:
+        """Send the buffered outcomes now (nothing to lease); ``everything``: those of set-aside queues too."""
+        done = Fetched()
+        self.set_aside.begin_round()
+        batch = self.outcomes.take(exclude=frozenset() if everything else self.set_aside.waiting())
+        if batch:
+            self.settle(batch, run_each(self.store, batch.calls), done)
+        return done
+
+    def settle(self, batch: Batch, results: list[Any], done: Fetched) -> Settled:
+        settled = batch.settle(results)
+        self.leases.drop(settled.recorded)
+        log_lost(settled)
+        done.lost += len(settled.lost)
+        self.to_forward.extend(settled.forward)
+        if settled.recorded:
+            done.succeeded = True
+        for queue in batch.queues:
+            if queue in settled.failed:
+                self.set_aside.fail(queue, "recording outcomes", settled.failed[queue])
+                done.errors.append(settled.failed[queue])
+                for lane in self.lanes:  # a queue whose outcomes cannot be recorded leases nothing more
+                    lane.ready.discard(queue)
+            else:
+                self.set_aside.ok(queue)
+        return settled
+
+
+__all__ = ["Fetched", "Fetcher", "SetAside"]

@@ -1,0 +1,143 @@
+"""Leases: the jobs a worker holds, and the calls that extend, release or end their leases.
+
+Every leased job carries a fencing token; a lease call (extend, release, complete) names it, and the
+server refuses one whose token is no longer the job's (the lease expired and the job was handed to
+another worker, or it was canceled or deleted). The heartbeat thread extends the leases of the held jobs,
+the supervisor's thread adds and drops them: one lock guards the table.
+
+Each queue's call is judged on its own reply: a queue whose server is down or whose keys are broken does
+not stop the leases of the other queues from being extended.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from clusterq.connection.sync import REDIS_ERRORS
+from clusterq.state import keys as K
+from clusterq.state import store as T
+from clusterq.state import transitions as TR
+
+log = logging.getLogger(__name__)
+
+StopRequest = Callable[[str, str, str], None]
+"""(queue, id, reason): a stop request for a job this worker holds."""
+
+
+def run_each(store: T.Store, calls: list[T.Call]) -> list[Any]:
+    """Run ``calls`` in one round trip (per server); every call's reply, or the exception in its place.
+    A pipeline that fails as a whole (its server cannot be reached) puts its error in each place."""
+    try:
+        return store.run_many(calls, raise_on_error=False)
+    except REDIS_ERRORS as exc:
+        return [exc] * len(calls)
+
+
+def by_queue(jobs: Iterable[T.LeasedJob]) -> dict[str, list[tuple[str, int]]]:
+    grouped: dict[str, list[tuple[str, int]]] = {}
+    for job in jobs:
+        grouped.setdefault(job.queue, []).append((job.id, job.token))
+    return grouped
+
+
+class Leases:
+    """The held jobs: (queue, id) -> fencing token."""
+
+    def __init__(self, store: T.Store, queue_keys: dict[str, K.QueueKeys], lease_ms: int) -> None:
+        self.store = store
+        self.queue_keys = queue_keys
+        self.lease_ms = lease_ms
+        self.lock = threading.RLock()  # re-entrant: a stop request checks a hold under it
+        self._held: dict[tuple[str, str], int] = {}
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        with self.lock:
+            return key in self._held
+
+    def hold(self, leased: Iterable[T.LeasedJob]) -> None:
+        with self.lock:
+            for job in leased:
+                self._held[(job.queue, job.id)] = job.token
+
+    def drop(self, keys: Iterable[tuple[str, str]]) -> None:
+        """No longer held (recorded, handed back or expired)."""
+        with self.lock:
+            for key in keys:
+                self._held.pop(key, None)
+
+    def forget(self, jobs: Iterable[T.LeasedJob]) -> None:
+        self.drop((job.queue, job.id) for job in jobs)
+
+    def first(self) -> tuple[str, str] | None:
+        with self.lock:
+            return next(iter(self._held), None)
+
+    def release(self, jobs: list[T.LeasedJob]) -> None:
+        """Give jobs that did not run (to the end) back to the head of their queues, uncounted. A queue whose
+        call fails keeps its jobs held: their leases expire and they come back by the lease rules."""
+        grouped = by_queue(jobs)
+        calls = [T.release_call(self.queue_keys[q], leases) for q, leases in grouped.items()]
+        handed = 0
+        for (queue, leases), result in zip(grouped.items(), run_each(self.store, calls)):
+            self.drop((queue, job_id) for job_id, _ in leases)
+            if isinstance(result, BaseException):
+                log.warning("%s: could not hand back %d job(s) (%s); they return when their lease expires",
+                            queue, len(leases), result)
+                continue
+            handed += len(leases)
+        if handed:
+            log.info("handed %d job(s) back to their queue(s)", handed)
+
+    def expire_now(self, jobs: list[T.LeasedJob]) -> None:
+        """End the leases of jobs whose process died: maintenance then requeues them (attempt counted) or
+        fails them as abandoned past the limit, exactly as for a worker that died."""
+        calls = [T.extend_call(self.queue_keys[q], leases, 0) for q, leases in by_queue(jobs).items()]
+        self.forget(jobs)
+        for result in run_each(self.store, calls):
+            if isinstance(result, BaseException):
+                log.warning("could not expire lease(s) now (%s); they expire on their own", result)
+
+    def release_all(self, keep: set[tuple[str, str]]) -> None:
+        """On exit: hand back every held job except those in ``keep`` (they ran; their outcome is buffered)."""
+        with self.lock:
+            held = [(q, i, t) for (q, i), t in self._held.items() if (q, i) not in keep]
+        if held:
+            self.release([T.LeasedJob(q, i, t, "", b"", b"") for q, i, t in held])
+
+    def extend(self, on_stop: StopRequest, stopping: Callable[[str, str], bool]) -> None:
+        """Extend every held lease by ``lease_ms`` (the heartbeat). A reply saying a stop was requested (whose
+        message this worker missed, across a reconnect) is passed to ``on_stop``."""
+        with self.lock:
+            grouped: dict[str, list[tuple[str, int]]] = {}
+            for (queue, job_id), token in self._held.items():
+                grouped.setdefault(queue, []).append((job_id, token))
+        if not grouped:
+            return
+        calls = [T.extend_call(self.queue_keys[q], leases, self.lease_ms) for q, leases in grouped.items()]
+        results = run_each(self.store, calls)
+        stops: list[tuple[str, str]] = []
+        failures: list[tuple[str, Any]] = []
+        with self.lock:
+            for (queue, leases), codes in zip(grouped.items(), results):
+                if isinstance(codes, BaseException):
+                    failures.append((queue, codes))
+                    continue
+                for (job_id, token), code in zip(leases, TR.parse_extend(codes)):
+                    # A job completed while the heartbeat was in flight is no longer held: not a loss.
+                    if code is TR.ExtendCode.LEASE_LOST and self._held.get((queue, job_id)) == token:
+                        log.warning("%s: lease of job %s was lost (canceled, deleted or taken over)", queue, job_id)
+                    elif code is TR.ExtendCode.STOP_REQUESTED and not stopping(queue, job_id):
+                        stops.append((queue, job_id))
+        for queue, exc in failures:
+            log.error("%s: extending %d lease(s) failed: %s: %s", queue, len(grouped[queue]), type(exc).__name__, exc)
+        for queue, job_id in stops:
+            fields = self.store.read_job(self.queue_keys[queue], job_id) or {}
+            on_stop(queue, job_id, fields.get("sp", b"stop requested").decode("utf-8", "replace"))
+        if failures and len(failures) == len(grouped):
+            raise failures[0][1]  # nothing went through: the heartbeat reports it as before
+
+
+__all__ = ["Leases", "by_queue", "run_each"]

@@ -1,0 +1,121 @@
+"""Outcomes: what the pools finished, buffered until the next lease's round trip carries them to Redis.
+
+A worker does not send a job's outcome on its own: it buffers it and sends it in the same pipelined round
+trip as its next lease call (or in a flush of its own when there is nothing to lease), so recording costs
+no round trip per job. :class:`Outcomes` is the buffer; :meth:`Outcomes.take` hands out a :class:`Batch`
+(one ``complete`` call per queue) which the caller sends however it likes, then gives the replies back to
+:meth:`Batch.settle`. Each queue's call is settled on its own: a call that failed (its server is down, a
+key of its queue holds the wrong type) puts that queue's outcomes back at the head of the buffer, while
+the queues whose calls went through are done. Nothing here talks to Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusterq.state import keys as K
+from clusterq.state import store as T
+from clusterq.state import transitions as TR
+from clusterq.state.outbox import ended_entry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Settled:
+    """What a sent batch did, queue by queue."""
+
+    recorded: list[tuple[str, str]] = field(default_factory=list)
+    """(queue, id) of every outcome the server answered for (recorded, or refused as lost): no longer held."""
+    lost: list[tuple[str, str]] = field(default_factory=list)
+    """(queue, id) whose lease was lost before the outcome arrived: the outcome was dropped."""
+    forward: list[tuple[str, str]] = field(default_factory=list)
+    """(queue, outbox entry) for jobs with dependents, to be told now."""
+    failed: dict[str, BaseException] = field(default_factory=dict)
+    """queue -> the error its call met; its outcomes are back in the buffer."""
+
+
+class Batch:
+    """The buffered outcomes taken for one send: one ``complete`` call per queue, in :attr:`calls`."""
+
+    def __init__(self, owner: Outcomes, outcomes: dict[str, list[T.Outcome]]) -> None:
+        self._owner = owner
+        self._outcomes = outcomes
+        self.queues = list(outcomes)
+        self.calls = [T.complete_call(owner.queue_keys[q], outs) for q, outs in outcomes.items()]
+        self._open = True
+
+    def __bool__(self) -> bool:
+        """Outcomes to send: not yet settled (a batch rides with one round trip only)."""
+        return self._open and bool(self.calls)
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def settle(self, results: list[Any]) -> Settled:
+        """Take the replies to :attr:`calls` (in order; an exception in the place of a call that failed).
+        A failed queue's outcomes go back to the head of the buffer, to be sent again."""
+        self._open = False
+        settled = Settled()
+        for (queue, outs), codes in zip(self._outcomes.items(), results):
+            if isinstance(codes, BaseException):
+                settled.failed[queue] = codes
+                self._owner.put_back(queue, outs)
+                continue
+            for outcome, code in zip(outs, TR.parse_complete(codes)):
+                settled.recorded.append((queue, outcome.id))
+                if code is TR.CompleteCode.NOTIFY:  # it has dependents: its completion wrote an outbox intent
+                    settled.forward.append((queue, ended_entry(outcome.status, outcome.id)))
+                if code is TR.CompleteCode.LEASE_LOST:
+                    settled.lost.append((queue, outcome.id))
+        return settled
+
+    def unsent(self) -> None:
+        """Nothing was sent (or nothing is known of the replies): every outcome goes back to the buffer."""
+        if self._open:
+            self._open = False
+            for queue, outs in self._outcomes.items():
+                self._owner.put_back(queue, outs)
+
+
+class Outcomes:
+    """The buffer of outcomes not yet sent, by queue, in the order they finished."""
+
+    def __init__(self, queue_keys: dict[str, K.QueueKeys]) -> None:
+        self.queue_keys = queue_keys
+        self._buffer: dict[str, list[T.Outcome]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._buffer)
+
+    def __len__(self) -> int:
+        return sum(len(outs) for outs in self._buffer.values())
+
+    def add(self, queue: str, outcome: T.Outcome) -> None:
+        self._buffer.setdefault(queue, []).append(outcome)
+
+    def put_back(self, queue: str, outcomes: list[T.Outcome]) -> None:
+        """Return outcomes that were not recorded, ahead of those buffered since."""
+        self._buffer.setdefault(queue, [])[:0] = outcomes
+
+    def take(self, exclude: set[str] | frozenset[str] = frozenset()) -> Batch:
+        """Take every buffered outcome (except those of the queues in ``exclude``, which stay) for sending."""
+        taken = {q: outs for q, outs in self._buffer.items() if q not in exclude}
+        for queue in taken:
+            del self._buffer[queue]
+        return Batch(self, taken)
+
+    def buffered_ids(self) -> set[tuple[str, str]]:
+        """(queue, id) of every buffered outcome: these jobs ran, they are not handed back on exit."""
+        return {(q, o.id) for q, outs in self._buffer.items() for o in outs}
+
+
+def log_lost(settled: Settled) -> None:
+    for queue, job_id in settled.lost:
+        log.warning("%s: job %s: its lease was lost (expired, canceled or deleted) before its outcome was "
+                    "recorded; outcome dropped", queue, job_id)
+
+
+__all__ = ["Batch", "Outcomes", "Settled", "log_lost"]

@@ -1,0 +1,61 @@
+"""A worker's settings, grouped: timings, batch sizes and limits (the pools and queues are given apart)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S
+
+DEFAULT_LEASE_S = 15.0
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How a :class:`~clusterq.Worker` leases, waits and maintains. Every field is also a keyword argument
+    of ``Worker(...)``; pass either the keywords or ``settings=WorkerSettings(...)``."""
+
+    lease_s: float = DEFAULT_LEASE_S
+    """How long a leased job stays reserved without a heartbeat."""
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    """How often a job whose worker died is retried before it fails as abandoned."""
+    default_timeout_s: float = DEFAULT_JOB_TIMEOUT_S
+    """A job's time limit when it sets none."""
+    max_batch: int = 100
+    """The most jobs one lease call takes per free slot."""
+    batch_target_s: float = 0.05
+    """About how much work (by the queue's average job time) a lease call takes per free slot."""
+    idle_poll_s: float = 30.0
+    """While idle, look at every queue at least this often (a wake-up can be lost across a reconnect)."""
+    maintenance_interval_s: float = 10.0
+    """How often expired leases are recovered and due scheduled jobs promoted."""
+    trim_interval_s: float = 300.0
+    """How often the finished, failed and canceled registries are trimmed."""
+    install_signal_handlers: bool = True
+    """Handle SIGTERM and SIGINT (only in the main thread)."""
+
+    @property
+    def lease_ms(self) -> int:
+        return int(self.lease_s * 1000)
+
+    @classmethod
+    def merge(cls, settings: WorkerSettings | None, keywords: dict[str, Any]) -> WorkerSettings:
+        """The settings from ``settings`` or from keyword arguments; both at once is refused unless the
+        keywords are all at their defaults."""
+        if settings is None:
+            return cls(**keywords)
+        defaults = cls()
+        changed = sorted(name for name, value in keywords.items() if value != getattr(defaults, name))
+        if changed:
+            raise ValueError(f"pass either settings=WorkerSettings(...) or the keyword arguments, not both "
+                             f"(got settings and {', '.join(changed)})")
+        return settings
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+
+__all__ = ["DEFAULT_LEASE_S", "DEFAULT_MAX_ATTEMPTS", "WorkerSettings"]

@@ -130,7 +130,9 @@ def test_a_job_handle_finds_the_job_asynchronously_from_the_string_alone(url: st
             assert await job.exists()
             with pytest.raises(NoSuchJobError):
                 await AsyncJob.fetch(f"{job.handle}-nope", client)
-            with pytest.raises(NoSuchJobError, match="not a job handle"):
+            # An id alone is looked up through the known queues, as Job.fetch(id) does (RQ's spelling).
+            assert (await AsyncJob.fetch(job.id, client)).handle == job.handle
+            with pytest.raises(NoSuchJobError, match="no job 'no-slash-here' in any of"):
                 await AsyncJob.fetch("no-slash-here", client)
         finally:
             await disconnect_async(client)

@@ -39,12 +39,14 @@ from clusterq import (
 from clusterq.api.aio_job import AsyncJob
 from clusterq.api.aio_queue import AsyncRegistry
 from clusterq.api.group import GroupCore
+from clusterq.api.hooks import EnqueueInfo, Hook
 from clusterq.testing import Topology
 from clusterq.worker import registration
 from test_misconfig import full  # fills a queue's primary until it refuses writes
 
 # Reads that are properties on the sync API and coroutine methods on the asyncio one.
-AWAITED_PROPERTIES = frozenset({"count", "is_suspended", "rate_limit", "concurrency_limits", "dependency_handles"})
+AWAITED_PROPERTIES = frozenset({"count", "is_suspended", "rate_limit", "concurrency_limits", "dependency_handles",
+                                "retried_count"})
 
 
 class Through:
@@ -131,6 +133,22 @@ class Api:
         if self.flavour == "sync":
             return clusterq.Job.fetch(handle, self.url)
         return self._through(self._run(AsyncJob.fetch(handle, self.client)))
+
+    def fetch_many(self, ids: list[str]) -> list[Any]:
+        if self.flavour == "sync":
+            return clusterq.Job.fetch_many(ids, self.url)
+        return [None if job is None else self._through(job)
+                for job in self._run(AsyncJob.fetch_many(ids, self.client))]
+
+    def job_class(self) -> Any:
+        return clusterq.Job if self.flavour == "sync" else AsyncJob
+
+    def set_retries_left(self, job: Any, value: int) -> None:
+        """``job.retries_left = value`` (sync), ``await job.set_retries_left(value)`` (asyncio)."""
+        if self.flavour == "sync":
+            job.retries_left = value
+        else:
+            self._run(_unwrap(job).set_retries_left(value))
 
     def create_group(self, queue: Any) -> Any:
         if self.flavour == "sync":
@@ -431,3 +449,84 @@ def test_a_full_server_refuses_an_enqueue_with_the_same_clear_error(api: Api, qn
     refused = rf"enqueue to queue {re.escape(repr(qname))} failed: the server reached maxmemory"
     with full(clusterq_topology, Queue(qname, api.url)), pytest.raises(ServerError, match=refused):
         api.queue(qname).enqueue("jobs.noop")
+
+
+# --- merged from main: hooks, RQ names, checks at the call -----------------------------------------------
+
+class Traceparent(Hook):
+    def before_enqueue(self, job: EnqueueInfo) -> None:
+        job.headers["traceparent"] = f"00-{job.id}-01"
+
+
+def test_before_enqueue_hooks_give_every_new_job_headers(api: Api, qname: str) -> None:
+    q = api.queue(qname, hooks=[Traceparent()])
+    jobs = [q.enqueue("jobs.noop"), q.enqueue_in(60, "jobs.noop"), q.enqueue("jobs.noop", debounce=("k", 60)),
+            *q.enqueue_many([q.prepare_data("jobs.noop")])]
+    for job in jobs:
+        assert api.fetch_job(job.handle).headers == {"traceparent": f"00-{job.id}-01"}
+    assert api.fetch_job(api.queue(qname).enqueue("jobs.noop").handle).headers == {}
+
+
+def test_a_job_is_found_by_its_id_alone_as_rq_finds_it(api: Api, qname: str) -> None:
+    job = api.queue(qname).enqueue("jobs.add", 1, 2)
+    found = api.fetch_job(job.id)  # no queue, no handle: looked up through the known queues
+    assert found.handle == job.handle and found.get_id() == job.id
+    assert found.created_at == found.enqueued_at is not None
+    with pytest.raises(NoSuchJobError, match="known queues"):
+        api.fetch_job("never-enqueued")
+    many = api.fetch_many([job.id, "never-enqueued", job.handle])
+    assert [None if j is None else j.handle for j in many] == [job.handle, None, job.handle]
+    Job = api.job_class()
+    assert Job.key_for(job.handle) == Job.key_for(job.id, queue=qname) == job.key
+    with pytest.raises(TypeError, match="needs the job's queue"):
+        Job.key_for(job.id)
+
+
+def test_retries_left_can_be_lowered_and_a_failure_is_then_final(api: Api, qname: str, url: str) -> None:
+    job = api.queue(qname).enqueue("jobs.fail", retry=clusterq.Retry(max=3))
+    assert job.retries_left == 3
+    api.set_retries_left(job, 0)
+    with pytest.raises(ValueError, match="retries_left"):
+        api.set_retries_left(job, -1)
+    work(url, qname)
+    assert job.get_status() == JobStatus.FAILED and job.retries == 0
+
+
+def test_rq_names_clusterq_does_not_have_are_refused_by_name(api: Api, qname: str) -> None:
+    q = api.queue(qname)
+    with pytest.raises(AttributeError, match="no single Redis key"):
+        _ = _unwrap(q).key
+    with pytest.raises(TypeError, match="job_class"):
+        api.queue(qname, job_class=object)
+    with pytest.raises(TypeError, match=r"unknown enqueue option\(s\) \['webhooks'\]"):
+        q.prepare_data("jobs.noop", webhooks=["x"])
+    with pytest.raises(TypeError, match="webhooks"):
+        q.enqueue_call("jobs.noop", webhooks=["x"])
+    assert q.count == 0
+
+
+def test_times_and_durations_are_checked_where_they_are_written(api: Api, qname: str) -> None:
+    q = api.queue(qname)
+    assert q.enqueue_at("2000-01-01T00:00:00+00:00", "jobs.noop").get_status() == JobStatus.SCHEDULED
+    with pytest.raises(ValueError, match="ISO 8601"):
+        q.enqueue_at("tomorrow", "jobs.noop")
+    with pytest.raises(ValueError, match="finite"):
+        q.enqueue_in(float("inf"), "jobs.noop")
+    with pytest.raises(ValueError, match="ttl"):
+        q.enqueue("jobs.noop", ttl=float("nan"))
+    with pytest.raises(ValueError, match="result_ttl"):
+        q.prepare_data("jobs.noop", result_ttl=1e300)
+    with pytest.raises(ValueError, match="max_attempts"):
+        api.queue(qname, max_attempts=True)
+    assert q.count == 0 and q.scheduled_job_registry.count == 1
+
+
+def test_queue_and_registry_reads_the_dashboard_uses(api: Api, qname: str) -> None:
+    q = api.queue(qname)
+    assert not q.exists()
+    job = q.enqueue_in(3600, "jobs.noop")
+    assert q.exists() and q.retried_count == 0
+    scheduled = q.scheduled_job_registry
+    assert scheduled.overdue_count() == 0
+    assert scheduled.score_time(job.id) == pytest.approx(job.enqueued_at.timestamp() + 3600, abs=5)
+    assert scheduled.score_time("absent") is None

@@ -71,9 +71,9 @@ class AsyncJob(JobCore):
         """
         lazy = LazyStore(connection)
         try:
-            queue, job_id = await arun_plan(locate_plan(handle_or_id, queue), await lazy.get())
+            queue_name, job_id = await arun_plan(locate_plan(handle_or_id, queue), await lazy.get())
             job = cls.__new__(cls)
-            job._setup(queue, job_id, lazy, resolve_serializer(serializer))
+            job._setup(queue_name, job_id, lazy, resolve_serializer(serializer))
             job._owns_client = True
             return await job.refresh()
         except BaseException:
@@ -146,7 +146,7 @@ class AsyncJob(JobCore):
         raise AttributeError("AsyncJob.retries_left cannot be assigned (it would block the event loop): "
                              "await job.set_retries_left(n)")
 
-    retries_left = JobCore.retries_left.setter(_refuse_retries_left)
+    retries_left = JobCore.retries_left.setter(_refuse_retries_left)  # type: ignore[attr-defined]
 
     async def set_progress(self, value: Any, message: str | None = None) -> None:
         """Store the job's progress (any JSON value) and an optional message, as ``Job.set_progress``."""

@@ -93,8 +93,8 @@ class Job(JobCore):
         :mod:`clusterq.api.rq_compat`). Raises :class:`NoSuchJobError` if there is no such job.
         """
         store = T.Store(connect(connection))
-        queue, job_id = run_plan(locate_plan(handle_or_id, queue), store)
-        job = cls(queue, job_id, serializer=serializer, store=store)
+        queue_name, job_id = run_plan(locate_plan(handle_or_id, queue), store)
+        job = cls(queue_name, job_id, serializer=serializer, store=store)
         job.refresh()
         return job
 
@@ -236,7 +236,7 @@ class Job(JobCore):
         ``save()``), from inside the job or anywhere else. It can only lower what the ``Retry`` allows."""
         self._run(self._set_retries_left_plan(value))
 
-    retries_left = JobCore.retries_left.setter(_set_retries_left)
+    retries_left = JobCore.retries_left.setter(_set_retries_left)  # type: ignore[attr-defined]
 
     # --- progress ---------------------------------------------------------------------------------
 

@@ -119,6 +119,7 @@ class JobCore:
     serializer: Serializer
     _keys: K.QueueKeys
     _fields: dict[str, bytes] | None
+    _headers: dict[str, str] | None = None  # set from the lease for the running job: no read
 
     def _field(self, name: str) -> bytes | None:
         raise NotImplementedError
@@ -268,7 +269,9 @@ class JobCore:
     def headers(self) -> dict[str, str]:
         """The headers the ``before_enqueue`` hooks gave the job (:mod:`clusterq.api.hooks`), {} for none.
         Read-only (a copy): they are covered by the job's signature."""
-        return dict(decode_headers(self._field("hd")))
+        if self._headers is None:  # fixed at enqueue: read once
+            self._headers = decode_headers(self._field("hd"))
+        return dict(self._headers)
 
     @property
     def meta(self) -> dict[str, Any]:

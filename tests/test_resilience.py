@@ -75,7 +75,7 @@ def test_a_queue_keeps_working_while_its_cluster_slot_migrates(clusterq_cluster,
                 errors.append(exc)
 
     try:
-        q.enqueue_many([Queue.prepare_data(q, "jobs.add", (0, 0)) for _ in range(300)])  # keys to migrate
+        q.enqueue_many([q.prepare_data("jobs.add", (0, 0)) for _ in range(300)])  # keys to migrate
         producer = threading.Thread(target=produce)
         producer.start()
         try:

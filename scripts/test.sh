@@ -11,11 +11,17 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q -e '.[test]'
 
 .venv/bin/ruff check src tests bench
+# The layering (cli > worker > scheduling > api > state > connection > base, no cycles), from pyproject.toml.
+.venv/bin/lint-imports --no-logo
+# Types: strict on the base modules and the connection, state and api layers (pyproject.toml [tool.mypy]).
+.venv/bin/mypy
 
 engines=$(.venv/bin/python -c 'from clusterq.testing import available_servers; print(" ".join(s.engine for s in available_servers()))')
 main=$(.venv/bin/python -c 'from clusterq.testing import find_server; print(find_server().engine)')
 echo "server engines found: ${engines} (full suite on ${main})"
 
+# The fast tier first (pure tests, no server, a few seconds): a broken pure function fails here at once.
+.venv/bin/pytest -q tests/unit
 .venv/bin/pytest --clusterq-engine="${main}" "$@"
 
 # The fault-injection suite (tests/fault): workers, children and servers killed, paused, failed over and

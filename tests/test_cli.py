@@ -232,6 +232,8 @@ def test_demo_on_a_given_server_processes_every_sample_job(url: str, subprocess_
     summary = next(line for line in out.splitlines() if line.startswith("summary:"))
     finished, failed = int(summary.split()[1]), int(summary.split()[3])
     assert finished + failed == 50
+    # Only the email job (1 in 5) fails, on purpose and rarely: every other sample job must be found and run.
+    assert failed <= 50 // 5 and "FunctionNotFound" not in out, out
     assert sum(Queue(name, url).count for name in ("orders", "emails", "reports", "images", "default")) == 0
 
 

@@ -1,17 +1,19 @@
-"""The documentation's examples run, on every topology: the ```python blocks of the migration guide and of
-the README are executed against a real server, in order, in one interpreter per document.
+"""The documentation's examples run, on every topology: the ```python blocks of the migration guide, the
+user guide and the README are executed against a real server, in order, in one interpreter per document.
 
 Conventions, in the Markdown itself:
 
 - A block whose first line is ``# path/to/module.py`` is a module: it is written to that path (blocks with
-  the same path are joined) before anything runs, in the directory the examples run from.
+  the same path are joined) before anything runs, in the directory the examples run from. Its URLs are
+  replaced by the test server's URL too (a module may open a queue, as ``@job("q", connection=...)`` does).
 - Every other block runs, in document order, in one namespace per document (so a block may use what an
   earlier one made). Connection URLs in it (``redis://...``, ``redis+cluster://...``) are replaced by the
   test server's URL.
 - HTML comments directly above a block change that: ``<!-- example: skip REASON -->`` marks a block that
-  is intentionally not run (the reason is required); ``<!-- example: worker QUEUE [QUEUE...] -->`` runs a
-  ``clusterq worker`` on those queues while the block runs; ``<!-- example: output TEXT -->`` requires
-  TEXT in what the block prints.
+  is intentionally not run (the reason is required: a fragment that needs what a test cannot give, such as
+  a TLS server or a worker running until it is signalled; keep these few);
+  ``<!-- example: worker QUEUE [QUEUE...] -->`` runs a ``clusterq worker`` on those queues while the block
+  runs; ``<!-- example: output TEXT -->`` requires TEXT in what the block prints.
 
 Also checked: every public RQ name listed below has a row in the migration guide's tables.
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = ["docs/migrating-from-rq.md", "README.md"]
+DOCUMENTS = ["docs/migrating-from-rq.md", "docs/user-guide.md", "README.md"]
 DEADLINE_S = 300.0
 
 _FENCE = re.compile(r"^```python[ \t]*$")
@@ -130,7 +132,7 @@ def run_document(document: str, url: str, workdir: Path, env: dict[str, str]) ->
             continue
         path = block.module_path
         if path is not None:
-            modules[path] = modules.get(path, "") + block.code
+            modules[path] = modules.get(path, "") + _URL.sub(url, block.code)
         else:
             runnable.append({"document": block.document, "line": block.line, "worker": block.worker,
                              "output": block.output, "code": _URL.sub(url, block.code)})

@@ -9,7 +9,6 @@ import time
 import pytest
 
 from clusterq import JobStatus, ProcessPool, Queue, ThreadPool, Worker
-from clusterq.cli.main import parse_dedicated
 from clusterq.worker.pools.factory import POOL_KINDS
 
 
@@ -108,14 +107,6 @@ def test_a_dedicated_pool_serves_its_queue_while_the_main_pool_is_busy(url: str,
     assert long_job.get_status() == JobStatus.FINISHED
 
 
-def test_dedicated_pool_specs_are_parsed_and_checked() -> None:
-    assert parse_dedicated("hot=8", "process") == (["hot"], "process", 8)
-    assert parse_dedicated("a,b=thread:16", "process") == (["a", "b"], "thread", 16)
-    for bad in ("hot", "=3", "hot=0", "hot=warp:2"):
-        with pytest.raises(ValueError):
-            parse_dedicated(bad, "process")
-
-
 @pytest.mark.parametrize("kind", POOL_KINDS)
 def test_a_job_timeout_of_minus_one_means_no_limit_in_every_pool(url: str, qname: str, kind: str) -> None:
     q = Queue(qname, url)
@@ -138,6 +129,3 @@ def test_a_job_past_the_memory_limit_fails_with_memory_error_and_the_others_run(
     assert [j.return_value() for j in others] == [i + 1 for i in range(6)]
 
 
-def test_a_memory_limit_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="memory_limit_mb"):
-        ProcessPool(2, memory_limit_mb=0)

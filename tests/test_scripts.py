@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,8 @@ class Monitor:
         self.conn.send_command("MONITOR")
         assert self.conn.read_response() in (b"OK", "OK")
         self.commands: list[list[bytes]] = []
+        self._marker: str | None = None
+        self._marked = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -88,9 +91,16 @@ class Monitor:
             text = line.decode("utf-8", "surrogateescape") if isinstance(line, bytes) else line
             if " lua]" in text:
                 self.commands.append([_unescape(a) for a in _ARG.findall(text)])
+            elif self._marker is not None and self._marker in text:
+                self._marked.set()
 
-    def take(self) -> list[list[bytes]]:
-        time.sleep(0.2)  # let the monitor thread read what the server already sent
+    def take(self, client: redis.Redis) -> list[list[bytes]]:
+        """The scripts' commands since the last call. MONITOR shows commands in the order the server ran
+        them, so once it shows a marker sent now on ``client``, it has shown everything before it."""
+        self._marker = f"cq-monitor-mark-{uuid.uuid4().hex}"
+        self._marked.clear()
+        client.echo(self._marker)
+        assert self._marked.wait(30), "MONITOR never showed the marker"
         taken, self.commands = self.commands, []
         return taken
 
@@ -316,7 +326,7 @@ def test_scripts_touch_only_declared_keys_all_in_the_queues_slot(clusterq_topolo
             seen_scripts.add(call.script.name)
             declared = {k.encode() for k in call.keys}
             prefixes = [k.encode() for k in call.keys if k.endswith((":j:", ":h:", ":dep:", ":lr:", ":lw:"))]
-            commands = monitor.take()
+            commands = monitor.take(client)
             assert commands, f"{call.script.name} ran no command?"
             for command in commands:
                 for key in _keys_of(client, command):

@@ -234,14 +234,6 @@ def test_a_forged_pickle_payload_is_never_unpickled_by_a_worker_with_a_key(
     assert "does not match" in (forged.exc_info or "")
 
 
-def test_signing_key_must_not_be_empty_and_is_never_shown() -> None:
-    with pytest.raises(ValueError):
-        Signer(b"")
-    with pytest.raises(ValueError):
-        Signer([])
-    assert "k" * 8 not in repr(Signer(KEY))
-
-
 # --- the command line ----------------------------------------------------------------------------------
 
 def test_cli_enqueue_and_worker_sign_and_verify_with_a_key_file_or_the_environment(

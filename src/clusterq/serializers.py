@@ -111,7 +111,8 @@ class JSONSerializer:
             text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
             return self._decoder.decode(text)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise DeserializationError(f"payload is not valid JSON ({exc}): {bytes(data[:80])!r}") from None
+            preview = bytes(data[:80]) if isinstance(data, (bytes, bytearray)) else data[:80]
+            raise DeserializationError(f"payload is not valid JSON ({exc}): {preview!r}") from None
 
 
 class PickleSerializer:
@@ -143,7 +144,7 @@ class PickleSerializer:
 DEFAULT_SERIALIZER: Serializer = JSONSerializer()
 
 
-def resolve_serializer(serializer: Serializer | str | None) -> Serializer:
+def resolve_serializer(serializer: Serializer | type[Serializer] | str | None) -> Serializer:
     """Accept a Serializer instance, ``"json"``, ``"pickle"`` or a dotted path to one; None means JSON."""
     if serializer is None or serializer is DEFAULT_SERIALIZER:
         return DEFAULT_SERIALIZER
@@ -157,9 +158,10 @@ def resolve_serializer(serializer: Serializer | str | None) -> Serializer:
         return DEFAULT_SERIALIZER
     if serializer == "pickle":
         return PickleSerializer()
+    candidate: object = serializer
     if isinstance(serializer, str):
         obj = import_attribute(serializer)
-        return obj() if isinstance(obj, type) else obj
-    if not isinstance(serializer, Serializer):
-        raise TypeError(f"{serializer!r} is not a serializer (needs name, dumps and loads)")
-    return serializer
+        candidate = obj() if isinstance(obj, type) else obj
+    if not isinstance(candidate, Serializer):
+        raise TypeError(f"{candidate!r} is not a serializer (needs name, dumps and loads)")
+    return candidate

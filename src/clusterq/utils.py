@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from clusterq.exceptions import FunctionNotFound
 
 
-def import_attribute(path: str) -> Any:
+def import_attribute(path: str) -> object:
     """Import ``package.module.attr`` (or ``package.module:attr``) and return the attribute.
 
     Raises :class:`FunctionNotFound` naming the path and the reason: a missing module, a missing
-    attribute, or an exception raised while the module was imported.
+    attribute, or an exception raised while the module was imported. Typed ``object``: the caller
+    checks that it got what it needs (a callable, a serializer).
     """
     if not isinstance(path, str) or not path:
         raise FunctionNotFound(f"invalid function path {path!r}")
@@ -59,3 +61,9 @@ def function_path(func: Any) -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def decode_all(members: Iterable[Any]) -> list[str]:
+    """Members of a list or sorted-set reply as str, whether the client decodes replies or not. (Typed
+    ``Any``: redis-py types a ZRANGE reply as members or (member, score) pairs alike.)"""
+    return [m.decode() if isinstance(m, bytes) else str(m) for m in members]

@@ -283,6 +283,9 @@ class AsyncRegistry(RegistryCore[AsyncJob]):
     def __init__(self, queue: AsyncQueue, name: str) -> None:
         super().__init__(queue, name)
 
+    def _job(self, job_id: str) -> AsyncJob:
+        return self.queue._job(job_id)
+
     def __repr__(self) -> str:
         return f"AsyncRegistry({self.queue.name!r}, {self.name!r})"
 

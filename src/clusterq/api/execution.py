@@ -78,14 +78,15 @@ class FunctionResolver:
         if private:
             raise FunctionNotFound(f"function {path!r} names {private[0]!r}: a job's path never has a part "
                                    "starting with an underscore")
-        func = import_attribute(path)
+        found = import_attribute(path)
         if self.allow is not None and _passes_through_a_module(path):
             # "pkg.tasks:os.system" matches "pkg.tasks*" yet reaches os.system through a module that
             # imported os: the allowlist names where functions are defined, not what they import.
             raise FunctionNotFound(f"function {path!r} reaches into another module; this worker's allowlist "
                                    f"{list(self.allow)} only allows functions of the modules it names")
-        if not callable(func):
-            raise FunctionNotFound(f"{path!r} is a {type(func).__name__}, not a function")
+        if not callable(found):
+            raise FunctionNotFound(f"{path!r} is a {type(found).__name__}, not a function")
+        func = found
         refused = _not_a_job_function(path, func)
         if refused:
             raise FunctionNotFound(f"{path!r} {refused}")

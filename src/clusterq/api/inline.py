@@ -12,30 +12,27 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from clusterq.api.context import JobConnection
 from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S, Job
+from clusterq.api.queue_view import QueueView
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
 from clusterq.state.outbox import Forwarder, ended_entry
-
-if TYPE_CHECKING:
-    from clusterq.api.queue import Queue
 
 INLINE_LEASE_MS = 24 * 3600 * 1000
 """Nothing extends an inline run's lease: long enough that no worker's maintenance takes the job back
 while the caller runs it."""
 
 
-def inline_executor(queue: Queue) -> Executor:
+def inline_executor(queue: QueueView) -> Executor:
     return Executor(FunctionResolver(None), queue.serializer, DEFAULT_JOB_TIMEOUT_S, queue.connection,
                     job_connection=JobConnection(queue.connection, queue.connection), time_limits=False,
                     hooks=queue.hooks)
 
 
-def run_inline(queue: Queue, executor: Executor, jobs: Sequence[Job]) -> None:
+def run_inline(queue: QueueView, executor: Executor, jobs: Sequence[Job]) -> None:
     """Run each of ``jobs`` now, in order; a job that is not queued (an existing id that already ran)
     is left alone."""
     worker = f"sync:{socket.gethostname()}.{os.getpid()}"

@@ -35,6 +35,22 @@ if TYPE_CHECKING:
     from clusterq.state.store import Store
 
 
+__all__ = [  # with the names job_core defines that callers import from here, their historical home
+    "DEFAULT_FAILURE_TTL_S",
+    "DEFAULT_RESULT_TTL_S",
+    "TERMINAL",
+    "Job",
+    "JobStatus",
+    "Progress",
+    "decode_progress",
+    "make_handle",
+    "options_of",
+    "parse_handle",
+    "send_stop_job_command",
+    "status_of",
+]
+
+
 class Job(JobCore):
     """A handle on one job. Cheap to create; reads Redis only when asked. (The rules are those of
     :class:`~clusterq.api.job_core.JobCore`, shared with :class:`~clusterq.api.aio_job.AsyncJob`.)"""

@@ -153,7 +153,7 @@ def interval_ms(values: object, what: str) -> list[int]:
     if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
         raise ValueError(f"{what} interval must be seconds or a list of seconds, got {values!r}")
     out = []
-    for item in items:  # type: ignore[attr-defined]
+    for item in items:
         if isinstance(item, bool) or not isinstance(item, (int, float)):
             raise ValueError(f"{what} intervals must be numbers of seconds, got {item!r}")
         number = seconds(item, f"{what} interval")

@@ -28,11 +28,11 @@ from clusterq.api.job import Job
 from clusterq.api.queue_core import (  # noqa: F401 - re-exported: their historical home
     DRAIN_BATCH,
     ENQUEUE_CHUNK,
-    PAGE_LIMIT,
     QueueCore,
     check_duplicates,
 )
 from clusterq.api.registry import Registry
+from clusterq.api.registry_core import PAGE_LIMIT  # noqa: F401 - re-exported: its historical home
 from clusterq.connection.sync import Client, ConnectionLike, connect
 from clusterq.serializers import Serializer
 from clusterq.signing import Signer, SigningKey

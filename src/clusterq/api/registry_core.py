@@ -6,21 +6,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
 from clusterq.state.plan import Plan, client_step, store_step
-
-if TYPE_CHECKING:
-    from clusterq.api.queue_core import QueueCore
+from clusterq.utils import decode_all
 
 PURGE_BATCH = 1000
 PAGE_LIMIT = 10_000
 """The longest page a listing (of a queue or a registry) returns."""
 
 J = TypeVar("J")
+
+
+class RegistryOwner(Protocol):
+    """What a registry needs of its queue (a ``Queue``, an ``AsyncQueue`` or a ``QueueView``)."""
+
+    name: str
+    keys: K.QueueKeys
 
 
 def live_from(name: str) -> str:
@@ -44,10 +49,14 @@ def purge_registry_plan(qk: K.QueueKeys, registry_key: str) -> Plan[int]:
 class RegistryCore(Generic[J]):
     """Jobs of one queue in one state, as plans (see :class:`clusterq.api.registry.Registry`)."""
 
-    def __init__(self, queue: QueueCore[J], name: str) -> None:
+    def __init__(self, queue: RegistryOwner, name: str) -> None:
         self.queue = queue
         self.name = name
         self.key = queue.keys.registry(name)  # refuses an unknown name
+
+    def _job(self, job_id: str) -> J:
+        """The front end's handle on a job of this registry's queue."""
+        raise NotImplementedError
 
     def _count_plan(self) -> Plan[int]:
         return int((yield client_step("zcount", self.key, live_from(self.name), "+inf")))
@@ -61,6 +70,8 @@ class RegistryCore(Generic[J]):
 
     def _contains_plan(self, item: object) -> Plan[bool]:
         job_id = getattr(item, "id", item)
+        if not isinstance(job_id, str):
+            return False  # a registry holds job ids: nothing else is in it
         return (yield client_step("zscore", self.key, job_id)) is not None
 
     def _job_ids_plan(self, offset: int, length: int) -> Plan[list[str]]:
@@ -69,10 +80,10 @@ class RegistryCore(Generic[J]):
         if length == 0:
             return []
         raw = yield client_step("zrangebyscore", self.key, live_from(self.name), "+inf", start=offset, num=length)
-        return [r.decode() if isinstance(r, bytes) else r for r in raw]
+        return decode_all(raw)
 
     def _jobs_plan(self, offset: int, length: int) -> Plan[list[J]]:
-        return [self.queue._job(job_id) for job_id in (yield from self._job_ids_plan(offset, length))]
+        return [self._job(job_id) for job_id in (yield from self._job_ids_plan(offset, length))]
 
     def _requeue_plan(self, job_ids: Sequence[str], at_front: bool) -> Plan[int]:
         done = 0

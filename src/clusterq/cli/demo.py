@@ -50,14 +50,14 @@ def total(*amounts: float) -> float:
 def _sample(index: int) -> tuple[str, str, tuple[object, ...]]:
     kind = index % 5
     if kind == 0:
-        return "orders", "clusterq.demo.total", (index * 1.5, 2.25, 10)
+        return "orders", "clusterq.cli.demo.total", (index * 1.5, 2.25, 10)
     if kind == 1:
-        return "emails", "clusterq.demo.send_email", (f"user{index}@example.com", "Your order")
+        return "emails", "clusterq.cli.demo.send_email", (f"user{index}@example.com", "Your order")
     if kind == 2:
-        return "reports", "clusterq.demo.checksum", (f"report-{index}",)
+        return "reports", "clusterq.cli.demo.checksum", (f"report-{index}",)
     if kind == 3:
-        return "images", "clusterq.demo.resize", (1920 + index, 1080)
-    return "default", "clusterq.demo.checksum", (f"misc-{index}", 10)
+        return "images", "clusterq.cli.demo.resize", (1920 + index, 1080)
+    return "default", "clusterq.cli.demo.checksum", (f"misc-{index}", 10)
 
 
 # --- the demo ----------------------------------------------------------------------------------------

@@ -95,7 +95,8 @@ async def _open(parsed: ParsedURL, overrides: dict[str, Any]) -> AsyncClient:
         }
         sentinel_kwargs.update(_sentinel_credentials(parsed))
         sentinel = AsyncSentinel(parsed.hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)
-        return sentinel.master_for(cast(str, parsed.service), db=parsed.db, **kwargs)  # parse_url requires it
+        primary: redis.asyncio.Redis = sentinel.master_for(cast(str, parsed.service), db=parsed.db, **kwargs)
+        return primary  # (parse_url requires the service)
     if parsed.path:
         return redis.asyncio.Redis(unix_socket_path=parsed.path, db=parsed.db, **kwargs)
     host, port = parsed.hosts[0]

@@ -24,7 +24,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Union, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -203,12 +203,13 @@ def _open(parsed: ParsedURL, overrides: dict[str, Any]) -> Client:
     if parsed.topology == "cluster":
         return _open_cluster(parsed.hosts, kwargs, remap)
     if parsed.topology == "sentinel":
-        sentinel_kwargs = {
+        sentinel_kwargs: dict[str, Any] = {
             k: kwargs[k] for k in ("socket_timeout", "socket_connect_timeout", "ssl", "username") if k in kwargs
         }
         sentinel_kwargs.update(_sentinel_credentials(parsed))
         sentinel = Sentinel(parsed.hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)
-        return sentinel.master_for(parsed.service, db=parsed.db, **kwargs)
+        primary: redis.Redis = sentinel.master_for(cast(str, parsed.service), db=parsed.db, **kwargs)
+        return primary  # (parse_url requires the service)
     if parsed.path:
         return redis.Redis(unix_socket_path=parsed.path, db=parsed.db, **kwargs)
     host, port = parsed.hosts[0]

@@ -419,6 +419,7 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
         if sso is None:
             raise Refused(404, "single sign-on is not configured")
         pending = settings.auth.unsign(request.cookies.get(SSO_COOKIE))
+        response: Response
         try:
             claims = await sso.finish(dict(request.query_params), pending)
         except SSOError as exc:

@@ -18,14 +18,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-ROLES = ("viewer", "operator", "admin")
-"""viewer: read only; operator: actions on jobs and queues; admin: also delete and empty."""
+from clusterq.dashboard.roles import ROLES, role_rank
+
 SESSION_TTL_S = 8 * 3600
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
-
-
-def role_rank(role: str) -> int:
-    return ROLES.index(role) if role in ROLES else -1
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
@@ -92,7 +88,8 @@ class AuthConfig:
     """An :class:`clusterq.dashboard.oidc.OIDCConfig` for single sign-on, or None."""
 
     def __post_init__(self) -> None:
-        for who in [*self.users, *self.tokens]:
+        people: list[User | Token] = [*self.users, *self.tokens]
+        for who in people:
             if who.role not in ROLES:
                 raise ValueError(f"role of {who.name!r} must be one of {', '.join(ROLES)}, got {who.role!r}")
         if isinstance(self.secret_key, str):

@@ -39,7 +39,7 @@ class Ticker:
             if self._latest is None or time.monotonic() - self._latest[0] >= self.interval_s:
                 try:
                     data = await to_thread.run_sync(self._read)
-                except (ClusterQError, *REDIS_ERRORS) as exc:
+                except (ClusterQError, *REDIS_ERRORS) as exc:  # type: ignore[misc]  # a tuple of classes
                     data = {"error": f"cannot read the counts: {type(exc).__name__}: {exc}"}
                 self.reads += 1
                 self._latest = (time.monotonic(), json.dumps(data, default=str))

@@ -24,7 +24,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from clusterq.dashboard.auth import ROLES, role_rank
+from clusterq.dashboard.roles import ROLES, role_rank
 
 PENDING_TTL_S = 600
 DISCOVERY_TTL_S = 3600

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, TypeVar
 
+from redis.typing import EncodableT, FieldT
+
 from clusterq.api.queue import EnqueueData, Queue
 from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect
 from clusterq.exceptions import ClusterQError
@@ -271,8 +273,8 @@ class CronScheduler:
             while not self._stop.is_set():
                 self._stop.wait(min(MAX_SLEEP_S, self.run_once()))
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            for restored, handler in previous.items():
+                signal.signal(restored, handler)
         log.info("cron scheduler stopped: %d run(s) enqueued", self.enqueued)
 
     def run_once(self, now: datetime | None = None) -> float:
@@ -306,7 +308,7 @@ class CronScheduler:
             names = [job.name for job in self.jobs]
             if names:
                 current = self.connection.hmget(K.PERIODIC, names)
-                changed = {}
+                changed: dict[FieldT, EncodableT] = {}
                 for job, stored in zip(self.jobs, current):
                     text = json.dumps(job.declaration(), sort_keys=True, separators=(",", ":"))
                     if stored is None or (stored.decode() if isinstance(stored, bytes) else stored) != text:

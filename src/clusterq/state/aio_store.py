@@ -43,6 +43,7 @@ from clusterq.state.store import (
     WaitRounds,
     slot_is_moving,
 )
+from clusterq.utils import decode_all
 
 
 def _text(value: Any) -> str:
@@ -79,7 +80,7 @@ class AsyncStore:
         try:
             return await self.client.evalsha(call.script.sha, n, *call.keys, *call.args)
         except NoScriptError:
-            return await self.client.eval(call.script.source, n, *call.keys, *call.args)  # type: ignore[arg-type]
+            return await self.client.eval(call.script.source.decode(), n, *call.keys, *call.args)
 
     async def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True) -> list[Any]:
         """Run several transitions in one pipeline (per node on a cluster); results in the order of ``calls``.
@@ -206,11 +207,11 @@ class AsyncStore:
 
     async def job_ids(self, qk: K.QueueKeys, offset: int, length: int) -> list[str]:
         """A page of the waiting ids, in order. ``length`` is the caller's bounded page size."""
-        raw: list[Any] = list(await self.client.lrange(qk.pending, offset, offset + length - 1))
-        if len(raw) < length:  # past the list: go on in the prio set, in the order the jobs will run
+        ids = decode_all(await self.client.lrange(qk.pending, offset, offset + length - 1))
+        if len(ids) < length:  # past the list: go on in the prio set, in the order the jobs will run
             start = max(0, offset - int(await self.client.llen(qk.pending)))
-            raw += await self.client.zrange(qk.prio, start, start + length - len(raw) - 1)
-        return [r.decode() if isinstance(r, bytes) else r for r in raw]
+            ids += decode_all(await self.client.zrange(qk.prio, start, start + length - len(ids) - 1))
+        return ids
 
 
 class LazyStore:

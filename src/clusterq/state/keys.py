@@ -11,6 +11,7 @@ own; no script ever combines them with a queue's keys.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -77,7 +78,7 @@ class QueueKeys:
 
     @cached_property
     def canceled(self) -> str:
-        """Sorted set of canceled job ids, scored by the time they were canceled (ms)."""
+        """Sorted set of canceled job ids, scored by the time their record expires (ms)."""
         return f"{self.base}:canceled"
 
     @cached_property
@@ -210,7 +211,7 @@ class QueueKeys:
             raise ValueError(f"unknown registry {name!r}; expected one of {sorted(_REGISTRY_KEYS)}") from None
 
 
-_REGISTRY_KEYS = {
+_REGISTRY_KEYS: dict[str, Callable[[QueueKeys], str]] = {
     "started": lambda k: k.active,
     "finished": lambda k: k.finished,
     "failed": lambda k: k.failed,

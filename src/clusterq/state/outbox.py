@@ -216,13 +216,13 @@ class Forwarder:
                     applies.append((intent, dependent, *target))
         results = (yield store_step("run_many", [a[3] for a in applies], raise_on_error=False)) if applies else []
         cascade: list[_Intent] = []
-        for (intent, dependent, queue, call), result in zip(applies, results):
+        for (intent, applied_dependent, queue, call), result in zip(applies, results):
             if isinstance(result, Exception):
                 log.warning("applying %r of queue %r failed: %s", intent.entry, intent.queue, result)
                 intent.ok = False
                 continue
-            if dependent is not None:
-                applied[id(intent)].append(dependent)
+            if applied_dependent is not None:
+                applied[id(intent)].append(applied_dependent)
             if call.script is TR.RESOLVE.script:
                 code = TR.RESOLVE.code(result)
                 if code in (TR.ResolveCode.CANCELED, TR.ResolveCode.DELETED):  # the child ended: its dependents next

@@ -35,6 +35,7 @@ from clusterq.state.transitions import LeasedJob as LeasedJob
 from clusterq.state.transitions import LeaseReply as LeaseReply
 from clusterq.state.transitions import parse_lease_reply as parse_lease_reply
 from clusterq.state.transitions import parse_take as parse_take
+from clusterq.utils import decode_all
 
 # Errors a node gives when the call belongs elsewhere now or the node is gone: retry via the cluster client.
 _RETRY_THROUGH_CLUSTER = (MovedError, AskError, TryAgainError, ClusterDownError, NoScriptError,
@@ -401,7 +402,7 @@ class Store:
         try:
             return self.client.evalsha(call.script.sha, n, *call.keys, *call.args)
         except NoScriptError:
-            return self.client.eval(call.script.source, n, *call.keys, *call.args)
+            return self.client.eval(call.script.source.decode(), n, *call.keys, *call.args)
 
     def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True) -> list[Any]:
         """Run several transitions in one pipeline per server; results in the order of ``calls``.
@@ -573,11 +574,11 @@ class Store:
     def job_ids(self, qk: K.QueueKeys, offset: int, length: int) -> list[str]:
         """A page of the waiting ids, in the order they will run: the pending list, then the prio set.
         ``length`` is the caller's bounded page size."""
-        raw: list[Any] = list(self.client.lrange(qk.pending, offset, offset + length - 1))
-        if len(raw) < length:  # past the list: go on in the prio set
+        ids = decode_all(self.client.lrange(qk.pending, offset, offset + length - 1))
+        if len(ids) < length:  # past the list: go on in the prio set
             start = max(0, offset - int(self.client.llen(qk.pending)))
-            raw += self.client.zrange(qk.prio, start, start + length - len(raw) - 1)
-        return [_text(r) for r in raw]
+            ids += decode_all(self.client.zrange(qk.prio, start, start + length - len(ids) - 1))
+        return ids
 
     def exists_many(self, keys: Sequence[str]) -> list[int]:
         """EXISTS of each key (in any slots), in one pipeline: for the bounded id-only job lookup."""

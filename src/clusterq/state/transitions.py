@@ -293,7 +293,7 @@ _ARG_SETS: dict[tuple[str, ...], frozenset[str]] = {}
 def _queue_keys(names: tuple[str, ...], qk: K.QueueKeys) -> tuple[str, ...] | None:
     """``qk``'s keys of those names, or None when one is not a plain QueueKeys key (it must be given)."""
     values = tuple(getattr(qk, name, None) for name in names)
-    return values if all(isinstance(v, str) for v in values) else None
+    return tuple(str(v) for v in values) if all(isinstance(v, str) for v in values) else None
 
 
 @dataclass(frozen=True)
@@ -440,7 +440,7 @@ def parse_schedule(reply: Sequence[Any]) -> ScheduleReply:
 
 
 def parse_defer(reply: Any) -> Created:
-    return _CREATED[int(reply)]
+    return Created(_CREATED[int(reply)])
 
 
 def parse_promote_reply(reply: Sequence[Any]) -> PromoteReply:

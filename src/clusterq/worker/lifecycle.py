@@ -26,10 +26,10 @@ from clusterq.worker.wakeup import Waker
 
 if TYPE_CHECKING:
     from clusterq.worker.fetch import Fetched, Fetcher, SetAside
+    from clusterq.worker.lanes import Lane, WorkerStats
     from clusterq.worker.leases import Leases
     from clusterq.worker.maintenance import Maintenance
     from clusterq.worker.outcomes import Outcomes
-    from clusterq.worker.worker import Lane, WorkerStats
 
 log = logging.getLogger(__name__)
 

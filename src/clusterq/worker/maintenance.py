@@ -20,7 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusterq.connection.sync import REDIS_ERRORS, topology_of
+from redis.cluster import RedisCluster
+from redis.sentinel import SentinelConnectionPool
+
+from clusterq.connection.sync import REDIS_ERRORS
 from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
@@ -153,8 +156,8 @@ class Maintenance:
         redis-py asks only when it reconnects, so without this a worker keeps writing to a demoted primary
         that still accepts writes (which Redis then throws away) until it refuses or drops the connection.
         """
-        pool = self.connection.connection_pool if topology_of(self.connection) == "sentinel" else None
-        if pool is None:
+        pool = None if isinstance(self.connection, RedisCluster) else self.connection.connection_pool
+        if not isinstance(pool, SentinelConnectionPool):  # only a Sentinel client follows its primary
             return False
         try:
             address = pool.get_master_address()  # also disconnects idle connections when it moved

@@ -13,12 +13,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from redis.typing import EncodableT, FieldT
+
 from clusterq.connection.aio import AsyncClient
 from clusterq.connection.sync import Client, ConnectionLike, connect
 from clusterq.state import keys as K
 from clusterq.state.aio_store import AsyncStore
 from clusterq.state.plan import Plan, arun_plan, client_step, run_plan
 from clusterq.state.store import Store
+from clusterq.utils import decode_all
 
 REGISTRATION_TTL_S = 60.0
 
@@ -41,8 +44,9 @@ class WorkerInfo:
 def register(client: Client, name: str, queues: list[str], details: dict[str, Any]) -> None:
     """Publish (or refresh) a worker's registration for :data:`REGISTRATION_TTL_S`."""
     now_ms = int(time.time() * 1000)
-    info = {"name": name, "host": socket.gethostname(), "pid": str(os.getpid()), "queues": json.dumps(queues),
-            "heartbeat": str(now_ms), **{k: str(v) for k, v in details.items()}}
+    info: dict[FieldT, EncodableT] = {
+        "name": name, "host": socket.gethostname(), "pid": str(os.getpid()), "queues": json.dumps(queues),
+        "heartbeat": str(now_ms), **{k: str(v) for k, v in details.items()}}
     key = K.worker(name)
     pipe = client.pipeline(transaction=False)
     pipe.hset(key, mapping=info)
@@ -75,13 +79,12 @@ def _list_workers_plan(limit: int) -> Plan[list[WorkerInfo]]:
     names = yield client_step("zrangebyscore", K.WORKERS, now, "+inf", start=0, num=limit)
     out = []
     fields = ["host", "pid", "queues", "processed", "failed", "current", "heartbeat", "pool"]
-    for raw in names:
-        name = raw.decode() if isinstance(raw, bytes) else raw
+    for name in decode_all(names):
         values = yield client_step("hmget", K.worker(name), fields)
-        if values[0] is None:
-            continue
         host, pid, queues, processed, failed, current, heartbeat, pool = (
             v.decode() if isinstance(v, bytes) else v for v in values)
+        if host is None:  # expired between the two reads
+            continue
         out.append(WorkerInfo(name, host, int(pid or 0), json.loads(queues or "[]"), int(processed or 0),
                               int(failed or 0), current or None, int(heartbeat or 0), pool or ""))
     return out

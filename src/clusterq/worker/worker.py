@@ -29,7 +29,6 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import (
@@ -55,6 +54,7 @@ from clusterq.state import store as T
 from clusterq.state.outbox import Forwarder
 from clusterq.worker import lifecycle
 from clusterq.worker.fetch import Fetched, Fetcher, SetAside
+from clusterq.worker.lanes import Lane, WorkerStats
 from clusterq.worker.leases import Leases
 from clusterq.worker.maintenance import PROMOTE_BATCH, SCHEDULED_POLL_S, Maintenance
 from clusterq.worker.outcomes import Outcomes
@@ -64,26 +64,6 @@ from clusterq.worker.settings import DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, Work
 from clusterq.worker.wakeup import Waker
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class WorkerStats:
-    processed: int = 0
-    finished: int = 0
-    failed: int = 0
-    stopped: int = 0  # jobs stopped by job.stop()
-    lost: int = 0  # outcomes refused because the lease was lost
-    crashed: int = 0  # jobs whose process died under them (left to the lease rules)
-
-
-@dataclass
-class Lane:
-    """Queues served by one pool. ``avg_job_s`` sizes its lease batches."""
-
-    queues: list[str]
-    pool: Pool
-    avg_job_s: float = 0.05
-    ready: set[str] = field(default_factory=set)
 
 
 def _queue_names(queues: Sequence[str | Queue] | str | Queue) -> list[str]:

@@ -34,7 +34,8 @@ def _expand(source: bytes, name: str, seen: set[str] | None = None) -> bytes:
             if part in seen:
                 continue
             seen.add(part)
-            path = resources.files(__package__).joinpath("lib", f"{part}.lua")
+            # one step per joinpath: Python 3.10's Traversable takes a single child
+            path = resources.files(__package__).joinpath("lib").joinpath(f"{part}.lua")
             if not path.is_file():
                 raise FileNotFoundError(f"{name}.lua includes {part!r}, but scripts/lib/{part}.lua does not exist")
             line = _expand(path.read_bytes().rstrip(b"\n"), name, seen)

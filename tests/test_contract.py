@@ -276,3 +276,24 @@ def test_the_architecture_table_lists_each_scripts_keys_and_codes(transition: TR
         assert member.name in returns, f"the Returns column names {member.name}"
     for name in transition.reply:
         assert name in returns, f"the Returns column names the reply's {name}"
+
+
+# --- scripts check before they write --------------------------------------------------------------------
+
+READ_ONLY = {"results", "outbox_due"}
+
+
+@pytest.mark.parametrize("transition", [t for t in TR.ALL if t.name not in READ_ONLY], ids=lambda t: t.name)
+def test_every_writing_script_checks_its_keys_before_writing_and_says_so(transition: TR.Transition) -> None:
+    text = _source(transition)
+    assert "--!include check_types" in text, "check the keys' types before the first write (lib/check_types.lua)"
+    assert "\nErrors" in parse(text).header, "the header lists what the script refuses (an Errors: section)"
+
+
+def test_a_wrong_type_refusal_is_read_back_by_name() -> None:
+    lua = (SCRIPTS / "lib" / "check_types.lua").read_text()
+    for piece in ('"WRONGTYPE "', '": key "', '" holds a "', '", not a "', '"; nothing was written"'):
+        assert piece in lua, "transitions.broken_key reads the message check_types.lua writes"
+    message = "WRONGTYPE lease: key cq:{a b}:active holds a string, not a zset; nothing was written"
+    assert TR.broken_key(message) == TR.BrokenKey("lease", "cq:{a b}:active", "string", "zset")
+    assert TR.broken_key("WRONGTYPE Operation against a key holding the wrong kind of value") is None

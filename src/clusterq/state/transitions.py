@@ -14,6 +14,7 @@ own key, a group's hash, a debounce pointer) is passed to :meth:`Transition.call
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -415,6 +416,31 @@ ALL: tuple[Transition, ...] = (
     REQUEUE, STOP, TAKE, SET_FIELDS, DRAIN, DEBOUNCE, CONFIGURE, PURGE_REGISTRY, RESULTS, DEFER, REGISTER, RESOLVE,
     ACK, OUTBOX_DUE, GROUP_OPEN, GROUP_CLOSE, GROUP_DONE,
 )
+
+
+# --- script errors ------------------------------------------------------------------------------------
+# Every script that writes checks its keys' types and its numbers before its first write (scripts/lib/
+# check_types.lua, check_int.lua): a broken key of a queue is refused with nothing written, in a reply
+# "WRONGTYPE <script>: key <key> holds a <type>, not a <expected>; nothing was written".
+
+_WRONG_TYPE = re.compile(r"WRONGTYPE (\w+): key (.+) holds a (\w+), not a (\w+); nothing was written", re.S)
+
+
+@dataclass(frozen=True)
+class BrokenKey:
+    """A key a script refused to touch: it holds another type than the queue's layout says."""
+
+    script: str
+    key: str
+    found: str  # the type it holds (TYPE: string, list, set, zset, hash, stream)
+    expected: str
+
+
+def broken_key(error: BaseException | str) -> BrokenKey | None:
+    """The key a script's WRONGTYPE reply names (see above), or None for any other error. The key is one of
+    the queue's (its hash tag names the queue), so a caller can set that queue aside and keep the others."""
+    match = _WRONG_TYPE.search(str(error))
+    return BrokenKey(*match.groups()) if match else None
 
 
 # --- reply parsers ------------------------------------------------------------------------------------

@@ -28,6 +28,9 @@ ARGV[2] keep_ms: how long to keep the canceled record (ms; "-1" = forever, "0" =
 ARGV[3] dependents: what dependents are told: "canceled", or "ok" to release them as if it had finished
 Returns: CANCELED, NOTIFY (canceled, and its dependents are to be told: outbox entry written),
          NO_SUCH_JOB, ALREADY_ENDED (finished, failed or canceled; status unchanged)
+Errors (before anything is written): a key of the queue of the wrong type (WRONGTYPE naming it: this
+         script's keys, the job's record, its concurrency key's running set and waiting list); a keep_ms
+         that is not a whole number from -1 to 100 years (ERR).
 ]]
 local job_prefix = KEYS[1]
 local canceled = KEYS[2]
@@ -48,22 +51,30 @@ local job_id = ARGV[1]
 local keep_ms = tonumber(ARGV[2])
 local dependents = ARGV[3]
 local CODE = {CANCELED = 1, NOTIFY = 2, NO_SUCH_JOB = 0, ALREADY_ENDED = -1}
+--!include bump
+--!include check_types
+--!include check_int
 --!include free_slot
 --!include now_ms
 local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
            jobs = job_prefix, prio = prio, pending = pending, wake = wake_channel}
 local key = job_prefix .. job_id
+local bad = check_int("cancel", "keep_ms", keep_ms, -1, 3153600000000)
+  or check_types("cancel", {key, "hash", canceled, "zset", active, "zset", stats, "hash", scheduled, "zset",
+                            deferred, "zset", outbox, "zset", prio, "zset", pending, "list", limit_keys, "zset"})
+local ck = not bad and redis.call("HGET", key, "lk")
+if ck then bad = slot_keys_bad("cancel", ck, C) end
+if bad then return redis.error_reply(bad) end
 local status = redis.call("HGET", key, "s")
 if not status then return CODE.NO_SUCH_JOB end
 if status == "finished" or status == "failed" or status == "canceled" then return CODE.ALREADY_ENDED end
 if status == "queued" and redis.call("ZREM", prio, job_id) == 0 then
   -- The id stays in the pending list as a tombstone; "tb" marks that it is still there.
-  redis.call("HINCRBY", stats, "tomb", 1)
+  bump(stats, "tomb", 1)
   redis.call("HSET", key, "tb", "1")
 end
 if redis.call("ZREM", active, job_id) == 1 then
   -- a running job gives up its concurrency slot now: its outcome will be dropped anyway
-  local ck = redis.call("HGET", key, "lk")
   if ck then free_slot(ck, job_id, C) end
 end
 if status == "scheduled" then redis.call("ZREM", scheduled, job_id) end

@@ -36,7 +36,14 @@ ARGV[1..] outcomes (8 per job): id, token, status, data, keep_ms, plan, history,
           after the k-th interval (the last repeats) while its counter ("rt" retries, "yr" repeats) is
           below max; "max;b:base_ms:factor:cap_ms:multiplier" waits min(cap, base * factor^k) * multiplier.
 Returns: array with one entry per job: RECORDED (or run again), NOTIFY (recorded, and its dependents are
-         to be told: an outbox entry was written), LEASE_LOST (outcome dropped)
+         to be told: an outbox entry was written), LEASE_LOST (outcome dropped; also a job key that is
+         not a hash, which the lease turns into a failed record)
+Errors (checked before anything is written, so nothing of the batch is recorded): a key of the queue
+         of the wrong type (WRONGTYPE naming the key: this script's keys, and the history list, running
+         set and waiting list of the jobs it records); a keep_ms that is not a whole number from -1 to
+         3153600000000 (100 years) or a history size that is not 0 to 1000 (ERR naming the job).
+         A retry or repeat counter ("rt", "yr") that is not a whole number runs the job no more (its
+         outcome is recorded as final); an interval beyond 100 years waits 100 years.
 ]]
 local active = KEYS[1]
 local finished = KEYS[2]
@@ -54,9 +61,13 @@ local limit_running_prefix = KEYS[13]
 local limit_waiting_prefix = KEYS[14]
 local limit_keys = KEYS[15]
 local CODE = {RECORDED = 1, NOTIFY = 2, LEASE_LOST = 0}
+--!include bump
+--!include check_types
+--!include check_int
 --!include free_slot
 --!include push_job
 --!include now_ms
+local MAX_MS = 3153600000000  -- 100 years: clusterq.api.options.MAX_DURATION_S
 local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
            jobs = job_prefix, prio = prio, pending = pending, wake = wake_channel}
 local now = now_ms()
@@ -76,19 +87,66 @@ local function next_delay(plan, done)
   return list[done + 1] or list[#list] or 0
 end
 
+-- A whole-number counter ("rt", "yr"), or nil when the record holds something else (HINCRBY would fail).
+local function counter_value(raw)
+  raw = raw or "0"
+  if string.find(raw, "^%d+$") and #raw <= 15 then return tonumber(raw) end
+  return nil
+end
+
+-- Read-only first pass: every key this call may write has the right type and every number is in range,
+-- or nothing is written at all (Redis keeps the writes a script made before an error).
+-- Only the keys this batch will write are checked (TYPE, once each): a plain success writes the active
+-- set and the finished registry.
+local bad = nil
+local need, needed = {active, "zset"}, {}
+local function want(key, kind)
+  if not needed[key] then
+    needed[key] = true
+    need[#need + 1] = key
+    need[#need + 1] = kind
+  end
+end
+local records = {}
+for i = 1, #ARGV, 8 do
+  local id, token, status, keep_ms, plan, history = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4], ARGV[i + 5],
+    ARGV[i + 6]
+  bad = bad or check_int("complete", "job " .. id .. ": keep_ms", keep_ms, -1, MAX_MS)
+    or check_int("complete", "job " .. id .. ": history", history, 0, 1000)
+  local job = redis.pcall("HMGET", job_prefix .. id, "n", "hk", "hw", "hl", "dd", "lk")
+  if job.err then job = false end  -- not a hash: the lease is lost (the lease script fails such a record)
+  if job and job[1] == token then
+    want(status == "finished" and finished or failed, "zset")
+    if plan ~= "" or job[6] then  -- run again, or a freed slot moves a waiting job back to the queue
+      want(scheduled, "zset"); want(pending, "list"); want(prio, "zset"); want(stats, "hash")
+    end
+    if status == "failed" then want(stats, "hash") end
+    if job[5] then want(outbox, "zset") end
+    if job[6] then
+      want(limit_keys, "zset"); want(limit_running_prefix .. job[6], "set"); want(limit_waiting_prefix .. job[6], "list")
+    end
+    if job[2] then want(history_prefix .. id, "list") end
+  end
+  records[#records + 1] = job
+end
+bad = bad or check_types("complete", need)
+if bad then return redis.error_reply(bad) end
+
 local out = {}
 for i = 1, #ARGV, 8 do
   local id, token, status, data, keep_ms, plan, history, note =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
   local key = job_prefix .. id
-  local job = redis.call("HMGET", key, "n", "hk", "hw", "hl", "dd", "lk")
-  if job[1] == token and redis.call("ZREM", active, id) == 1 then
+  local job = records[(i + 7) / 8]
+  if job and job[1] == token and redis.call("ZREM", active, id) == 1 then
     if job[6] then free_slot(job[6], id, C) end
     local counter, delay = nil, nil
     if plan ~= "" and (status == "failed" or status == "finished") then
       counter = status == "failed" and "rt" or "yr"
-      local done = tonumber(redis.call("HGET", key, counter)) or 0
-      delay = next_delay(plan, done)
+      local done = counter_value(redis.call("HGET", key, counter))
+      if done then delay = next_delay(plan, done) end
+      if delay and delay ~= delay then delay = nil end  -- NaN (a plan of the wrong shape): no more runs
+      if delay and delay > MAX_MS then delay = MAX_MS end
       if delay and status == "failed" then
         local cap = tonumber(redis.call("HGET", key, "rx"))
         if cap and done >= cap then delay = nil end
@@ -117,7 +175,7 @@ for i = 1, #ARGV, 8 do
       -- this run's result was, so the kind and time are written (hk, ht).
       redis.call("HDEL", key, "ts", "w")
       redis.call("HINCRBY", key, counter, 1)
-      if status == "failed" then redis.call("HINCRBY", stats, "retried", 1) end  -- clusterq info's count
+      if status == "failed" then bump(stats, "retried", 1) end  -- clusterq info's count
       redis.call("HSET", key, field, data, "hk", status == "failed" and "r" or "s", "ht", now,
         "s", delay > 0 and "scheduled" or "queued")
       if delay > 0 then

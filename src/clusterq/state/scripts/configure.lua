@@ -7,10 +7,14 @@ KEYS[2] wake_channel: wake channel
 ARGV[1..] fields (2 per field): field, value
           value "" deletes the field
 Returns: CONFIGURED
+Errors (before anything is written): the control key not a hash (WRONGTYPE naming it).
 ]]
 local control = KEYS[1]
 local wake_channel = KEYS[2]
 local CODE = {CONFIGURED = 1}
+--!include check_types
+local bad = check_types("configure", {control, "hash"})
+if bad then return redis.error_reply(bad) end
 local set = {}
 local del = {}
 for i = 1, #ARGV, 2 do

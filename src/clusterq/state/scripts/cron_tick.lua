@@ -39,6 +39,9 @@ ARGV[16] headers: headers JSON ("" = none; stored as "hd", see api/hooks.py)
 Returns: {code, server time (ms), last tick taken before this call (ms, -1 = none)}; code ENQUEUED,
          TAKEN (tick already taken, or its job id already existed), RECORDED (recorded without running),
          EARLY, OVERLAP (recorded without running because the previous run has not ended)
+Errors (before anything is written): a key of the queue of the wrong type (WRONGTYPE naming it); tick_ms,
+         keep_runs or the ttl not a whole number in range (ERR). A last tick in the cron hash that is not a
+         number counts as none (the tick is taken and the field repaired).
 ]]
 local cron = KEYS[1]
 local cron_runs = KEYS[2]
@@ -67,9 +70,16 @@ local CODE = {ENQUEUED = 1, TAKEN = 0, RECORDED = 2, EARLY = 3, OVERLAP = 4}
 --!include job_record
 --!include now_ms
 --!include push_job
+--!include check_types
+--!include check_int
+local bad = check_types("cron_tick", {cron, "hash", cron_runs, "list", pending, "list", prio, "zset", stats, "hash"})
+  or check_int("cron_tick", "tick_ms", tick_ms, -4503599627370496, 4503599627370496)
+  or check_int("cron_tick", "keep_runs", keep_runs, 1, 1000000000)
+  or check_int("cron_tick", "job " .. id .. ": ttl_s", ttl_s, 0, 3153600000)
+if bad then return redis.error_reply(bad) end
 local now = now_ms()
 local tick = tonumber(tick_ms)
-local last = tonumber(redis.call("HGET", cron, name) or "-1")
+local last = tonumber(redis.call("HGET", cron, name) or "-1") or -1
 if tick > now then return {CODE.EARLY, now, last} end
 if tick <= last then return {CODE.TAKEN, now, last} end
 redis.call("HSET", cron, name, tick_ms)
@@ -78,7 +88,7 @@ if overlap == "0" then
   local previous = redis.call("LINDEX", cron_runs, 0)
   if previous then
     local previous_id = string.sub(previous, string.find(previous, " ", 1, true) + 1)
-    local status = redis.call("HGET", job_prefix .. previous_id, "s")
+    local status = redis.pcall("HGET", job_prefix .. previous_id, "s")
     if status == "queued" or status == "started" or status == "scheduled" or status == "deferred" then
       return {CODE.OVERLAP, now, last}
     end

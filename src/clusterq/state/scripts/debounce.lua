@@ -28,6 +28,9 @@ ARGV[13] concurrency_key: concurrency key ("" = none)
 ARGV[14] headers: headers JSON ("" = none; stored as "hd")
 Returns: {CREATED (a new job) | UPDATED (an existing job was updated) | OTHER_ID (nothing done: the job is
          signed and the pointer names another id; sign for that id and call again), the job's id}
+Errors (before anything is written): the scheduled set of the wrong type, or a debounce pointer that is
+         not a string (WRONGTYPE naming the key); window_ms, pointer_ttl_ms or the ttl not a whole number
+         in range (ERR).
 ]]
 local scheduled = KEYS[1]
 local job_prefix = KEYS[2]
@@ -50,6 +53,13 @@ local headers = ARGV[14]
 local CODE = {CREATED = 1, UPDATED = 0, OTHER_ID = 2}
 --!include job_record
 --!include now_ms
+--!include check_types
+--!include check_int
+local bad = check_types("debounce", {scheduled, "zset", debounce, "string"})
+  or check_int("debounce", "window_ms", window_ms, 0, 3153600000000)
+  or check_int("debounce", "pointer_ttl_ms", pointer_ttl_ms, 1, 3153600000000)
+  or check_int("debounce", "job " .. id .. ": ttl_s", ttl_s, 0, 3153600000)
+if bad then return redis.error_reply(bad) end
 local current = redis.call("GET", debounce)
 if current then
   local key = job_prefix .. current

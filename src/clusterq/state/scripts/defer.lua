@@ -29,6 +29,8 @@ ARGV[3+N..] parents (2 per parent): parent, mode
           parent handle, and "w" (must finish) or "a" (may fail)
 Returns: CREATED, EXISTED (a job with that id already existed; nothing changed), DUPLICATE (unique only: a
          job with that id is scheduled, queued, started or deferred)
+Errors (before anything is written): the deferred or outbox set of the wrong type (WRONGTYPE naming it); a
+         ttl as in enqueue.lua (ERR).
 ]]
 local deferred = KEYS[1]
 local job_prefix = KEYS[2]
@@ -50,6 +52,11 @@ local headers = ARGV[14]
 local CODE = {CREATED = 1, EXISTED = 0, DUPLICATE = -1}
 --!include job_record
 --!include now_ms
+--!include check_types
+--!include check_int
+local bad = check_types("defer", {deferred, "zset", outbox, "zset"})
+  or check_int("defer", "job " .. id .. ": ttl_s", ttl_s, 0, 3153600000)
+if bad then return redis.error_reply(bad) end
 local now = now_ms()
 local first = 3 + job_width
 local key = job_prefix .. id

@@ -25,6 +25,9 @@ KEYS[16] limit_keys: sorted set of concurrency keys with jobs set aside
 ARGV[1] job_id: job id
 ARGV[2] dependents: what dependents are told: "deleted" or "purge"
 Returns: DELETED, NOTIFY (deleted, and its dependents are to be told: outbox entry written), NO_SUCH_JOB
+Errors (before anything is written): a key of the queue of the wrong type (WRONGTYPE naming it: this
+         script's keys, the job's concurrency key's running set and waiting list). A job key that is not
+         a hash is deleted like any record (deleting is how a broken record is cleared).
 ]]
 local job_prefix = KEYS[1]
 local active = KEYS[2]
@@ -45,21 +48,29 @@ local limit_keys = KEYS[16]
 local job_id = ARGV[1]
 local dependents = ARGV[2]
 local CODE = {DELETED = 1, NOTIFY = 2, NO_SUCH_JOB = 0}
+--!include bump
+--!include check_types
 --!include free_slot
 --!include now_ms
 local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
            jobs = job_prefix, prio = prio, pending = pending, wake = wake_channel}
 local key = job_prefix .. job_id
-local status = redis.call("HGET", key, "s")
+local bad = check_types("delete", {active, "zset", finished, "zset", failed, "zset", canceled, "zset", stats, "hash",
+                                   scheduled, "zset", deferred, "zset", outbox, "zset", prio, "zset", pending, "list",
+                                   limit_keys, "zset"})
+local record = redis.pcall("HMGET", key, "s", "lk", "dd")
+if record.err then record = {} end  -- not a hash: deleted all the same
+local status, ck = record[1], record[2]
+if ck and not bad then bad = slot_keys_bad("delete", ck, C) end
+if bad then return redis.error_reply(bad) end
 if redis.call("ZREM", active, job_id) == 1 then
-  local ck = redis.call("HGET", key, "lk")
   if ck then free_slot(ck, job_id, C) end
 end
 for _, registry in ipairs({finished, failed, canceled, scheduled, deferred}) do redis.call("ZREM", registry, job_id) end
-local notify = status and redis.call("HGET", key, "dd")
+local notify = status and record[3]
 if notify then redis.call("ZADD", outbox, now_ms(), "e\t" .. dependents .. "\t" .. job_id) end
 if status == "queued" and redis.call("ZREM", prio, job_id) == 0 then
-  redis.call("HINCRBY", stats, "tomb", 1)
+  bump(stats, "tomb", 1)
 end
 local existed = redis.call("EXISTS", key) == 1
 redis.call("DEL", key, history_prefix .. job_id)

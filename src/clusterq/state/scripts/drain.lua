@@ -14,6 +14,9 @@ KEYS[6] limit_waiting_prefix: waiting lists prefix (jobs set aside by a concurre
 KEYS[7] limit_keys: sorted set of concurrency keys with jobs set aside
 ARGV[1] batch: batch size
 Returns: number of ids removed
+Errors (before anything is written): a key of the queue of the wrong type (WRONGTYPE naming it); a batch
+         that is not a whole number from 1 to 100000 (ERR). A waiting list of the wrong type met later
+         stops the call there (what was removed stays removed; deleting is idempotent).
 ]]
 local pending = KEYS[1]
 local job_prefix = KEYS[2]
@@ -23,6 +26,12 @@ local prio = KEYS[5]
 local limit_waiting_prefix = KEYS[6]
 local limit_keys = KEYS[7]
 local batch = tonumber(ARGV[1])
+--!include bump
+--!include check_types
+--!include check_int
+local bad = check_int("drain", "batch", batch, 1, 100000)
+  or check_types("drain", {pending, "list", stats, "hash", prio, "zset", limit_keys, "zset"})
+if bad then return redis.error_reply(bad) end
 local ids = redis.call("LPOP", pending, batch)
 if not ids then
   redis.call("HDEL", stats, "tomb")
@@ -33,10 +42,12 @@ if not ids then
     if #ids > 0 then break end
     local ck = redis.call("ZRANGE", limit_keys, 0, 0)[1]
     if not ck then return 0 end
+    bad = check_types("drain", {limit_waiting_prefix .. ck, "list"})
+    if bad then return redis.error_reply(bad) end
     ids = redis.call("LPOP", limit_waiting_prefix .. ck, batch) or {}
     if redis.call("EXISTS", limit_waiting_prefix .. ck) == 0 then redis.call("ZREM", limit_keys, ck) end
     local aside = tonumber(redis.call("HGET", stats, "lwait")) or 0
-    if aside > 0 then redis.call("HINCRBY", stats, "lwait", -math.min(aside, #ids)) end
+    if aside > 0 then bump(stats, "lwait", -math.min(aside, #ids)) end
   end
   if #ids == 0 then return 0 end
 end

@@ -24,8 +24,11 @@ ARGV[2..] jobs (12 per job): id, func, payload, options, meta, ttl_s, max_attemp
           (JSON object of str -> str that before_enqueue hooks added, "" = none; stored as "hd")
 Returns: array with one entry per job: CREATED, EXISTED (a job with that id already existed) or
          DUPLICATE (unique only: a job with that id is scheduled, queued, started or deferred)
-Errors (before anything is written): a ttl that is not a number of seconds from 0 to 3153600000 (100
-         years, clusterq.api.options.MAX_DURATION_S): EXPIRE would refuse it after the record was written.
+Errors (before anything is written): a ttl that is not a whole number of seconds from 0 to 3153600000
+         (100 years, clusterq.api.options.MAX_DURATION_S): EXPIRE would refuse it after the record was
+         written (ERR naming the job); the pending list, or (for jobs with a priority) the prio set or
+         stats hash, of the wrong type (WRONGTYPE naming the key). The list is checked by the push itself,
+         made before the records are written.
 ]]
 local pending = KEYS[1]
 local job_prefix = KEYS[2]
@@ -34,35 +37,40 @@ local prio = KEYS[4]
 local stats = KEYS[5]
 local at_front = ARGV[1] == "1"
 local CODE = {CREATED = 1, EXISTED = 0, DUPLICATE = -1}
+--!include bump
 --!include job_record
 --!include now_ms
 --!include prio_score
+--!include check_types
+--!include check_int
 local now = now_ms()
 local LIVE = {queued = true, scheduled = true, started = true, deferred = true}
+local bad = nil
 for i = 2, #ARGV, 12 do
-  local ttl = tonumber(ARGV[i + 5])
-  if not ttl or ttl < 0 or ttl > 3153600000 then
-    return redis.error_reply("ERR job " .. ARGV[i] .. ": ttl " .. ARGV[i + 5] .. " is not 0 to 3153600000 s")
-  end
+  bad = bad or check_int("enqueue", "job " .. ARGV[i] .. ": ttl_s", ARGV[i + 5], 0, 3153600000)
 end
+if bad then return redis.error_reply(bad) end
+-- Reads first: which ids are new (an id twice in one call is created once).
 local created = {}
 local new_ids = {}
+local new_at = {}  -- the ARGV index of each new job
 local prio_ids = {}
 local prio_levels = {}
+local seen = {}
 for i = 2, #ARGV, 12 do
   local id = ARGV[i]
   local key = job_prefix .. id
   local flag = ARGV[i + 7]
-  if redis.call("EXISTS", key) == 1 then  -- a fresh id too: redis-py may resend the call
+  if seen[id] or redis.call("EXISTS", key) == 1 then  -- a fresh id too: redis-py may resend the call
     local status = flag == "u" and redis.pcall("HGET", key, "s")
+    if seen[id] and flag == "u" then status = "queued" end
     if type(status) == "string" and LIVE[status] then created[#created + 1] = CODE.DUPLICATE
     else created[#created + 1] = CODE.EXISTED end
   else
-    local fields, ttl = job_record("queued", now, ARGV, i)
+    seen[id] = true
     local level = tonumber(ARGV[i + 9]) or 0
-    redis.call("HSET", key, unpack(fields))
-    if ttl then redis.call("EXPIRE", key, ttl) end
     created[#created + 1] = CODE.CREATED
+    new_at[#new_at + 1] = i
     if level > 0 then
       prio_ids[#prio_ids + 1] = id
       prio_levels[#prio_levels + 1] = level
@@ -71,21 +79,32 @@ for i = 2, #ARGV, 12 do
     end
   end
 end
+if #prio_ids > 0 then bad = check_types("enqueue", {prio, "zset", stats, "hash"}) end
+if bad then return redis.error_reply(bad) end
+-- Writes: the push to the pending list goes first, so a list of the wrong type fails it alone with
+-- nothing written (no TYPE needed on the common path); the records are written after.
 if #new_ids > 0 then
   local length
   if at_front then
     -- LPUSH reverses its arguments; push the batch back to front so it keeps its order at the head.
     local reversed = {}
     for i = #new_ids, 1, -1 do reversed[#reversed + 1] = new_ids[i] end
-    length = redis.call("LPUSH", pending, unpack(reversed))
+    length = redis.pcall("LPUSH", pending, unpack(reversed))
   else
-    length = redis.call("RPUSH", pending, unpack(new_ids))
+    length = redis.pcall("RPUSH", pending, unpack(new_ids))
   end
+  if type(length) == "table" then return redis.error_reply(check_types("enqueue", {pending, "list"}) or length.err) end
   if length == #new_ids then redis.call("SPUBLISH", wake_channel, "1") end
+end
+for _, i in ipairs(new_at) do
+  local fields, ttl = job_record("queued", now, ARGV, i)
+  local key = job_prefix .. ARGV[i]
+  redis.call("HSET", key, unpack(fields))
+  if ttl then redis.call("EXPIRE", key, ttl) end
 end
 if #prio_ids > 0 then
   local n = #prio_ids
-  local top = redis.call("HINCRBY", stats, "pseq", n)
+  local top = bump(stats, "pseq", n)
   local zadd = {}
   for k = 1, n do
     zadd[#zadd + 1] = prio_score(prio_levels[k], at_front and (k - 1 - top) or (top - n + k))

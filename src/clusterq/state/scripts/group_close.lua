@@ -16,6 +16,8 @@ KEYS[7] prio: prio sorted set (a callback with a priority joins it)
 KEYS[8] stats: stats hash (field "pseq")
 ARGV[1] callback_id: callback job id ("" = none)
 Returns: CLOSED, DONE (closed and done: callback released), NO_SUCH_GROUP, ALREADY_CLOSED
+Errors (before anything is written): a key of the queue of the wrong type (WRONGTYPE naming it). A keep
+         time "kp" in the group's record that PEXPIRE would refuse counts as the default, 7 days.
 ]]
 local group = KEYS[1]
 local group_seen = KEYS[2]
@@ -29,17 +31,22 @@ local callback_id = ARGV[1]
 local CODE = {CLOSED = 1, DONE = 2, NO_SUCH_GROUP = 0, ALREADY_CLOSED = -1}
 --!include now_ms
 --!include push_job
+--!include check_types
+local bad = check_types("group_close", {group, "hash", group_seen, "set", deferred, "zset", pending, "list", prio, "zset",
+                                 stats, "hash"})
+if bad then return redis.error_reply(bad) end
 if redis.call("EXISTS", group) == 0 then return CODE.NO_SUCH_GROUP end
 local size = tonumber(redis.call("HGET", group, "k")) or 0
 if redis.call("HSETNX", group, "t", size) == 0 then return CODE.ALREADY_CLOSED end
 if callback_id ~= "" then redis.call("HSET", group, "cb", callback_id) end
 if (tonumber(redis.call("HGET", group, "d")) or 0) < size then return CODE.CLOSED end
 redis.call("HSET", group, "te", now_ms())
-local keep = redis.call("HGET", group, "kp") or "604800000"
+local keep = redis.call("HGET", group, "kp")
+if not (keep and string.find(keep, "^%d+$") and #keep <= 13) then keep = "604800000" end
 redis.call("PEXPIRE", group, keep)
 redis.call("PEXPIRE", group_seen, keep)
 local cb = callback_id ~= "" and callback_id
-if cb and redis.call("HGET", job_prefix .. cb, "s") == "deferred" then
+if cb and redis.pcall("HGET", job_prefix .. cb, "s") == "deferred" then
   redis.call("ZREM", deferred, cb)
   redis.call("HSET", job_prefix .. cb, "s", "queued")
   push_job(cb, tonumber(redis.call("HGET", job_prefix .. cb, "pr")), false,

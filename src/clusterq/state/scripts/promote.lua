@@ -17,6 +17,10 @@ KEYS[6] stats: stats hash (field "pseq": the priority sequence)
 ARGV[1] batch: maximum number of jobs to promote
 Returns: {jobs promoted, run-at time (ms) of the earliest job still scheduled or -1 if none,
           the server's time (ms)}
+Errors (before anything is written): a key of the queue of the wrong type (WRONGTYPE naming it); a batch
+         that is not a whole number from 1 to 100000 (ERR). A due job whose key is not a hash, or whose
+         record has no status, goes to the pending list all the same: the lease turns it into a failed
+         record that says why, instead of it being dropped unseen.
 ]]
 local scheduled = KEYS[1]
 local pending = KEYS[2]
@@ -25,8 +29,14 @@ local wake_channel = KEYS[4]
 local prio = KEYS[5]
 local stats = KEYS[6]
 local batch = tonumber(ARGV[1])
+--!include bump
 --!include now_ms
 --!include prio_score
+--!include check_types
+--!include check_int
+local bad = check_int("promote", "batch", batch, 1, 100000)
+  or check_types("promote", {scheduled, "zset", pending, "list", prio, "zset", stats, "hash"})
+if bad then return redis.error_reply(bad) end
 local now = now_ms()
 local ids = redis.call("ZRANGE", scheduled, "-inf", now, "BYSCORE", "LIMIT", 0, batch)
 local back = {}
@@ -35,8 +45,10 @@ local prio_jobs = {}  -- {id, level, at_front} triples
 for _, id in ipairs(ids) do
   if redis.call("ZREM", scheduled, id) == 1 then
     local key = job_prefix .. id
-    local job = redis.call("HMGET", key, "s", "af", "pr")
-    if job[1] == "scheduled" then
+    local job = redis.pcall("HMGET", key, "s", "af", "pr")
+    if job.err or (not job[1] and redis.call("EXISTS", key) == 1) then
+      back[#back + 1] = id  -- malformed: the lease fails it with a reason
+    elseif job[1] == "scheduled" then
       redis.call("HSET", key, "s", "queued")
       if job[2] then redis.call("HDEL", key, "af") end
       if job[3] then
@@ -59,7 +71,7 @@ if #front > 0 then
 end
 if #back + #front > 0 and length == #back + #front then redis.call("SPUBLISH", wake_channel, "1") end
 if #prio_jobs > 0 then
-  local top = redis.call("HINCRBY", stats, "pseq", #prio_jobs)
+  local top = bump(stats, "pseq", #prio_jobs)
   local zadd = {}
   for k, entry in ipairs(prio_jobs) do
     zadd[#zadd + 1] = prio_score(entry[2], entry[3] and (k - 1 - top) or (top - #prio_jobs + k))

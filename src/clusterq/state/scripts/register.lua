@@ -12,10 +12,22 @@ ARGV[1] dependent: the dependent: "j<TAB>child handle" or "g<TAB>group handle"
 ARGV[2..] parents (1 per parent): parent_id
 Returns: one value per parent: "" registered (it will report when it ends), or how it ended:
          "finished", "failed", "canceled", "stopped", or "deleted" (no record: deleted or expired)
+Errors (before anything is written): a parent's record or dependents set of the wrong type (WRONGTYPE
+         naming the key).
 ]]
 local job_prefix = KEYS[1]
 local dependents_prefix = KEYS[2]
 local dependent = ARGV[1]
+--!include check_types
+local wanted = {}
+for i = 2, #ARGV, 1 do
+  wanted[#wanted + 1] = job_prefix .. ARGV[i]
+  wanted[#wanted + 1] = "hash"
+  wanted[#wanted + 1] = dependents_prefix .. ARGV[i]
+  wanted[#wanted + 1] = "zset"
+end
+local bad = check_types("register", wanted)
+if bad then return redis.error_reply(bad) end
 local out = {}
 for i = 2, #ARGV, 1 do
   local id = ARGV[i]

@@ -16,7 +16,9 @@ KEYS[7] limit_running_prefix: running sets prefix (concurrency key -> ids holdin
 KEYS[8] limit_waiting_prefix: waiting lists prefix (concurrency key -> ids set aside by the lease)
 KEYS[9] limit_keys: sorted set of concurrency keys with jobs set aside
 ARGV[1..] leases (2 per job): id, token
-Returns: number of jobs released (a job whose lease was lost is skipped)
+Returns: number of jobs released (a job whose lease was lost is skipped, as is a job key that is not a hash)
+Errors (checked before anything is written): a key of the queue of the wrong type (WRONGTYPE naming the
+         key: this script's keys, and the running set and waiting list of the jobs it releases).
 ]]
 local pending = KEYS[1]
 local active = KEYS[2]
@@ -27,17 +29,28 @@ local stats = KEYS[6]
 local limit_running_prefix = KEYS[7]
 local limit_waiting_prefix = KEYS[8]
 local limit_keys = KEYS[9]
+--!include bump
+--!include check_types
 --!include free_slot
 --!include prio_score
 local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
            jobs = job_prefix, prio = prio, pending = pending, wake = wake_channel}
+local bad = check_types("release", {pending, "list", active, "zset", prio, "zset", stats, "hash", limit_keys, "zset"})
+local records = {}
+for i = #ARGV - 1, 1, -2 do
+  local job = redis.pcall("HMGET", job_prefix .. ARGV[i], "n", "pr", "lk")
+  if job.err then job = {false} end  -- not a hash: its lease is lost
+  records[i] = job
+  if job[3] then bad = bad or slot_keys_bad("release", job[3], C) end
+end
+if bad then return redis.error_reply(bad) end
 local released = {}
 local prio_jobs = {}  -- {id, level}, in the order given
 for i = #ARGV - 1, 1, -2 do
   local id, token = ARGV[i], tonumber(ARGV[i + 1])
   local key = job_prefix .. id
-  local job = redis.call("HMGET", key, "n", "pr", "lk")
-  if tonumber(job[1]) == token and redis.call("ZREM", active, id) == 1 then
+  local job = records[i]
+  if job[1] and tonumber(job[1]) == token and redis.call("ZREM", active, id) == 1 then
     redis.call("HSET", key, "s", "queued", "n", token - 1)
     redis.call("HDEL", key, "ts", "w")
     if job[3] then free_slot(job[3], id, C) end
@@ -49,7 +62,7 @@ if #released > 0 then
   if length == #released then redis.call("SPUBLISH", wake_channel, "1") end
 end
 if #prio_jobs > 0 then
-  local top = redis.call("HINCRBY", stats, "pseq", #prio_jobs)
+  local top = bump(stats, "pseq", #prio_jobs)
   local zadd = {}
   for k, entry in ipairs(prio_jobs) do
     zadd[#zadd + 1] = prio_score(entry[2], k - 1 - top)

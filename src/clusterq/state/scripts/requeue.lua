@@ -13,6 +13,8 @@ KEYS[9] prio: prio sorted set (a job with a priority goes back to its level, sco
 ARGV[1] job_id: job id
 ARGV[2] at_front: "1" to push at the front, else "0"
 Returns: REQUEUED, NO_SUCH_JOB, NOT_ENDED (the job is queued or running: nothing changed)
+Errors (before anything is written): a key of the queue of the wrong type (WRONGTYPE naming it: this
+         script's keys and the job's record).
 ]]
 local pending = KEYS[1]
 local job_prefix = KEYS[2]
@@ -26,9 +28,14 @@ local prio = KEYS[9]
 local job_id = ARGV[1]
 local at_front = ARGV[2] == "1"
 local CODE = {REQUEUED = 1, NO_SUCH_JOB = 0, NOT_ENDED = -1}
+--!include bump
 --!include push_job
+--!include check_types
 local id = job_id
 local key = job_prefix .. id
+local bad = check_types("requeue", {key, "hash", pending, "list", failed, "zset", canceled, "zset", finished, "zset",
+                                    stats, "hash", prio, "zset"})
+if bad then return redis.error_reply(bad) end
 local record = redis.call("HMGET", key, "s", "hk", "te")
 local status = record[1]
 if not status then return CODE.NO_SUCH_JOB end
@@ -51,7 +58,7 @@ redis.call("PERSIST", key)
 redis.call("PERSIST", history_prefix .. id)
 if redis.call("HDEL", key, "tb") == 1 then
   -- Canceled while queued and its id is still in the list: that entry becomes live again.
-  redis.call("HINCRBY", stats, "tomb", -1)
+  bump(stats, "tomb", -1)
   redis.call("SPUBLISH", wake_channel, "1")
   return CODE.REQUEUED
 end

@@ -27,6 +27,11 @@ ARGV[2] max_attempts: default maximum attempts (a job's own "ma" field wins)
 ARGV[3] failure_keep_ms: how long to keep a failed record (ms)
 Returns: {number requeued, number failed as abandoned, then the ids failed as abandoned (for the worker's
          on_abandoned hooks)}
+Errors (checked before anything is written): a key of the queue of the wrong type (WRONGTYPE naming the
+         key: this script's keys, and the history list, running set and waiting list of the jobs it
+         recovers); batch, max_attempts or failure_keep_ms not a whole number in range (ERR). A job key
+         that is not a hash is dropped from the active set (the lease fails such a record when it meets it);
+         a history size "hl" that is not a whole number counts as the default, 10.
 ]]
 local active = KEYS[1]
 local pending = KEYS[2]
@@ -45,13 +50,36 @@ local control = KEYS[14]
 local batch = tonumber(ARGV[1])
 local max_attempts = tonumber(ARGV[2])
 local failure_keep_ms = ARGV[3]
+--!include bump
+--!include check_types
+--!include check_int
 --!include free_slot
 --!include now_ms
 --!include prio_score
+local MAX_MS = 3153600000000  -- 100 years: clusterq.api.options.MAX_DURATION_S
 local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
            jobs = job_prefix, prio = prio, pending = pending, wake = wake_channel}
+local bad = check_int("requeue_expired", "batch", batch, 1, 100000)
+  or check_int("requeue_expired", "max_attempts", max_attempts, 0, 4503599627370496)
+  or check_int("requeue_expired", "failure_keep_ms", failure_keep_ms, 1, MAX_MS)
+  or check_types("requeue_expired", {active, "zset", pending, "list", failed, "zset", outbox, "zset", prio, "zset",
+                                     stats, "hash", limit_keys, "zset", control, "hash"})
+if bad then return redis.error_reply(bad) end
 local now = now_ms()
 local ids = redis.call("ZRANGE", active, "-inf", now, "BYSCORE", "LIMIT", 0, batch)
+-- Read the expired jobs' records first (reads only), with the keys recovering them will write.
+local records = {}
+for k, id in ipairs(ids) do
+  local job = redis.pcall("HMGET", job_prefix .. id, "n", "ma", "w", "rt", "yr", "hk", "hl", "hw", "pr", "lk")
+  if job.err then job = {false} end  -- not a hash: dropped from the active set; the lease fails it visibly
+  records[k] = job
+  if job[10] then bad = bad or slot_keys_bad("requeue_expired", job[10], C) end
+  if job[1] and job[6] then bad = bad or check_types("requeue_expired", {history_prefix .. id, "list"}) end
+end
+-- The concurrency key this call looks at last (below): its running set and waiting list too.
+local first_aside = redis.call("ZRANGE", limit_keys, 0, 0)[1]
+if first_aside then bad = bad or slot_keys_bad("requeue_expired", first_aside, C) end
+if bad then return redis.error_reply(bad) end
 local requeued = {}
 local prio_jobs = {}  -- {id, level}
 local abandoned = {}  -- ids failed as abandoned
@@ -61,7 +89,9 @@ local function push_previous(key, hist, kind, cap_field)
   local prev = redis.call("HMGET", key, "ht", "r", "e")
   local previous = prev[3]
   if kind == "s" then previous = prev[2] end
-  local cap = tonumber(cap_field) or 10  -- 10: the default history size (clusterq.state.store.RESULT_HISTORY)
+  -- 10: the default history size (clusterq.state.store.RESULT_HISTORY), also for a malformed "hl"
+  local cap = cap_field and string.find(cap_field, "^%d+$") and tonumber(cap_field) or 10
+  if cap > 1000 then cap = 1000 end
   if cap > 1 then
     redis.call("LPUSH", hist, kind .. (prev[1] or "0") .. ":" .. (previous or ""))
     redis.call("LTRIM", hist, 0, cap - 2)
@@ -70,10 +100,10 @@ local function push_previous(key, hist, kind, cap_field)
   redis.call("HDEL", key, "r", "hk", "ht")
 end
 
-for _, id in ipairs(ids) do
+for k, id in ipairs(ids) do
   redis.call("ZREM", active, id)
   local key = job_prefix .. id
-  local job = redis.call("HMGET", key, "n", "ma", "w", "rt", "yr", "hk", "hl", "hw", "pr", "lk")
+  local job = records[k]
   if job[1] then
     if job[10] then free_slot(job[10], id, C) end
     -- Leases taken for Retry and Repeat runs do not count against the lost-lease limit: only abandoned ones do.
@@ -111,7 +141,7 @@ if #requeued > 0 then
   if length == #requeued then redis.call("SPUBLISH", wake_channel, "1") end
 end
 if #prio_jobs > 0 then
-  local top = redis.call("HINCRBY", stats, "pseq", #prio_jobs)
+  local top = bump(stats, "pseq", #prio_jobs)
   local zadd = {}
   for k, entry in ipairs(prio_jobs) do
     zadd[#zadd + 1] = prio_score(entry[2], k - 1 - top)
@@ -129,7 +159,7 @@ if aside[1] then
   local running = limit_running_prefix .. ck
   local limit = tonumber(redis.call("HGET", control, "c:" .. ck)) or tonumber(redis.call("HGET", control, "cd"))
   for _, member in ipairs(redis.call("SRANDMEMBER", running, 1000)) do
-    if redis.call("HGET", job_prefix .. member, "s") ~= "started" then redis.call("SREM", running, member) end
+    if redis.pcall("HGET", job_prefix .. member, "s") ~= "started" then redis.call("SREM", running, member) end
   end
   local free = limit and (limit - redis.call("SCARD", running)) or 100
   -- Taken from the head of the key's waiting list, in order, and put back at the head of the queue in
@@ -141,15 +171,16 @@ if aside[1] then
     local next_id = redis.call("LPOP", waiting)
     if not next_id then break end
     looked = looked + 1
-    redis.call("HINCRBY", stats, "lwait", -1)
-    local j = redis.call("HMGET", job_prefix .. next_id, "s", "pr", "tb")
+    bump(stats, "lwait", -1)
+    local j = redis.pcall("HMGET", job_prefix .. next_id, "s", "pr", "tb")
+    if j.err then j = {"queued", false, false} end  -- not a hash: back to the queue, where the lease fails it
     if j[1] == "queued" then
       if j[2] then back_prio[#back_prio + 1] = {next_id, tonumber(j[2])} else back[#back + 1] = next_id end
     else
       if j[3] then redis.call("HDEL", job_prefix .. next_id, "tb") end
       if j[3] or not j[1] then
         local tomb = tonumber(redis.call("HGET", stats, "tomb")) or 0
-        if tomb > 0 then redis.call("HINCRBY", stats, "tomb", -1) end
+        if tomb > 0 then bump(stats, "tomb", -1) end
       end
     end
   end
@@ -159,7 +190,7 @@ if aside[1] then
     if redis.call("LPUSH", pending, unpack(reversed)) == #back then redis.call("SPUBLISH", wake_channel, "1") end
   end
   if #back_prio > 0 then
-    local top = redis.call("HINCRBY", stats, "pseq", #back_prio)
+    local top = bump(stats, "pseq", #back_prio)
     local zadd = {}
     for k, entry in ipairs(back_prio) do
       zadd[#zadd + 1] = prio_score(entry[2], k - 1 - top)

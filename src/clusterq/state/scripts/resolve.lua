@@ -25,6 +25,11 @@ ARGV[3] ended: how the parent ended: "finished", "ok" (counts as finished: cance
 ARGV[4] failure_keep_ms: how long to keep a canceled record when its options say nothing (ms; "-1" = forever)
 Returns: NOTHING (already counted, no longer deferred, no such child, not its parent), COUNTED (still
          waiting for others), RELEASED (to the queue), CANCELED, DELETED
+Errors (before anything is written): a key of the queue of the wrong type (WRONGTYPE naming it: this
+         script's keys and the child's record); a failure_keep_ms that is not a whole number from -1 to
+         100 years (ERR). A failure_ttl in the child's options out of that range (an old or forged record)
+         counts as failure_keep_ms; a count of parents awaited ("dn") that is not a whole number releases
+         the child when this parent counts.
 ]]
 local job_prefix = KEYS[1]
 local deferred = KEYS[2]
@@ -42,8 +47,14 @@ local failure_keep_ms = tonumber(ARGV[4])
 local CODE = {NOTHING = 0, COUNTED = 1, RELEASED = 2, CANCELED = 3, DELETED = 4}
 --!include now_ms
 --!include push_job
+--!include check_types
+--!include check_int
 local id = child_id
 local key = job_prefix .. id
+local bad = check_int("resolve", "failure_keep_ms", failure_keep_ms, -1, 3153600000000)
+  or check_types("resolve", {key, "hash", deferred, "zset", pending, "list", canceled, "zset", outbox, "zset",
+                             prio, "zset", stats, "hash"})
+if bad then return redis.error_reply(bad) end
 if redis.call("HGET", key, "s") ~= "deferred" then return CODE.NOTHING end
 local field = "d:" .. parent_handle
 local mode = redis.call("HGET", key, field)
@@ -64,9 +75,10 @@ if not (ended == "finished" or ended == "ok" or mode == "a") then
   local options = redis.call("HGET", key, "o")
   if options then
     local ok, decoded = pcall(cjson.decode, options)
-    if ok and type(decoded) == "table" and tonumber(decoded["failure_ttl"]) then
-      keep = math.floor(tonumber(decoded["failure_ttl"]) * 1000)
-    end
+    local ttl = ok and type(decoded) == "table" and tonumber(decoded["failure_ttl"])
+    -- only a value PEXPIRE takes (an old or forged record may hold 1e20 or NaN): else the default
+    if ttl and ttl == ttl and ttl >= -1 and ttl <= 3153600000 then keep = math.floor(ttl * 1000) end
+    if keep < 0 then keep = -1 end
   end
   redis.call("ZREM", deferred, id)
   if has_dependents then redis.call("ZADD", outbox, now, "e\tcanceled\t" .. id) end
@@ -90,7 +102,8 @@ if not (ended == "finished" or ended == "ok" or mode == "a") then
   end
   return CODE.CANCELED
 end
-if redis.call("HINCRBY", key, "dn", -1) > 0 then return CODE.COUNTED end
+local awaited = redis.call("HGET", key, "dn")
+if awaited and string.find(awaited, "^%d+$") and redis.call("HINCRBY", key, "dn", -1) > 0 then return CODE.COUNTED end
 redis.call("ZREM", deferred, id)
 redis.call("HSET", key, "s", "queued")
 local job = redis.call("HMGET", key, "pr", "df")

@@ -18,6 +18,8 @@ ARGV[4..] jobs (12 per job): id, func, payload, options, meta, ttl_s, max_attemp
           as in enqueue.lua
 Returns: {run-at time (ms), then one entry per job: CREATED, EXISTED (a job with that id already existed),
           DUPLICATE (unique only: a job with that id is scheduled, queued, started or deferred)}
+Errors (before anything is written): the scheduled set of the wrong type (WRONGTYPE naming it); a mode
+         other than "at" or "in", ms not a whole number of ms (within 2^52), a ttl as in enqueue.lua (ERR).
 ]]
 local scheduled = KEYS[1]
 local job_prefix = KEYS[2]
@@ -28,6 +30,14 @@ local at_front = ARGV[3]
 local CODE = {CREATED = 1, EXISTED = 0, DUPLICATE = -1}
 --!include job_record
 --!include now_ms
+--!include check_types
+--!include check_int
+local bad = check_types("schedule", {scheduled, "zset"}) or check_int("schedule", "ms", ms, -4503599627370496, 4503599627370496)
+if not bad and mode ~= "at" and mode ~= "in" then bad = "ERR schedule: mode '" .. mode .. "' is not at or in; nothing was written" end
+for i = 4, #ARGV, 12 do
+  bad = bad or check_int("schedule", "job " .. ARGV[i] .. ": ttl_s", ARGV[i + 5], 0, 3153600000)
+end
+if bad then return redis.error_reply(bad) end
 local now = now_ms()
 local run_at = ms
 if mode == "in" then run_at = now + run_at end

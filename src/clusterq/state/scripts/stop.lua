@@ -13,6 +13,7 @@ KEYS[3] wake_channel: wake channel
 ARGV[1] job_id: job id
 ARGV[2] reason: reason (text)
 Returns: STOP_REQUESTED, NO_SUCH_JOB, NOT_RUNNING (the job is not running; status unchanged)
+Errors: the job's record or the active set of the wrong type (WRONGTYPE naming it; nothing written).
 ]]
 local job_prefix = KEYS[1]
 local active = KEYS[2]
@@ -20,7 +21,10 @@ local wake_channel = KEYS[3]
 local job_id = ARGV[1]
 local reason = ARGV[2]
 local CODE = {STOP_REQUESTED = 1, NO_SUCH_JOB = 0, NOT_RUNNING = -1}
+--!include check_types
 local key = job_prefix .. job_id
+local bad = check_types("stop", {key, "hash", active, "zset"})
+if bad then return redis.error_reply(bad) end
 local status = redis.call("HGET", key, "s")
 if not status then return CODE.NO_SUCH_JOB end
 if status ~= "started" or not redis.call("ZSCORE", active, job_id) then return CODE.NOT_RUNNING end

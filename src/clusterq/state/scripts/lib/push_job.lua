@@ -8,10 +8,11 @@ q is a table of the including script's keys: pending (pending list), prio (prio 
 hash, field "pseq"), wake (wake channel). The wake channel is published only when the list or set pushed
 to goes from empty to non-empty: idle workers need one signal, busy ones none.
 ]]
+--!include bump
 --!include prio_score
 local function push_job(id, level, at_front, q)
   if level and level > 0 then
-    local seq = redis.call("HINCRBY", q.stats, "pseq", 1)
+    local seq = bump(q.stats, "pseq", 1)
     redis.call("ZADD", q.prio, prio_score(level, at_front and -seq or seq), id)
     if redis.call("ZCARD", q.prio) == 1 then redis.call("SPUBLISH", q.wake, "1") end
   else

@@ -4,8 +4,8 @@
 
 Starts a standalone server (clusterq.testing), fills one queue with ``--waiting`` jobs and another with
 ``--failed`` failed jobs (a burst worker fails them), serves the dashboard on uvicorn on loopback, then
-  1. page times: each page (overview, a queue's first and a deep page per state, a job, a search, the
-     counts) fetched 20 times -> median and worst, in ms;
+  1. page times: each page (overview with its hour, day and week charts, a queue's first and a deep page
+     per state, a job, a search, the counts) fetched 20 times -> median and worst, in ms;
   2. Redis traffic: commands the server processed (INFO stats, the INFO calls excluded) over a window
      with 0 (idle), 1 and ``--tabs`` open event streams -> commands per second.
 Never part of the test suite: the figures depend on the machine.
@@ -53,10 +53,12 @@ def processed(client: object) -> int:
 def page_times(base: str, big: Queue, bad: Queue) -> list[tuple[str, float, float]]:
     job = bad.failed_job_registry.get_job_ids(0, 1)[0]
     pages = {
-        "overview": "/", "counts (JSON)": "/api/counts",
+        "overview": "/", "overview, day chart": "/?window=day", "overview, week chart": "/?window=week",
+        "counts (JSON)": "/api/counts",
         "queue waiting p1": f"/queue?name={big.name}", "queue waiting p1000": f"/queue?name={big.name}&page=1000",
         "queue failed p1": f"/queue?name={bad.name}&state=failed",
         "queue failed p1000": f"/queue?name={bad.name}&state=failed&page=1000",
+        "queue failed, week chart": f"/queue?name={bad.name}&state=failed&window=week",
         "job": f"/job?h={bad.name}/{job}", "search failed by function": f"/search?queue={bad.name}&func=jobs.add",
         "workers": "/workers",
     }

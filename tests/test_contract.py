@@ -297,3 +297,11 @@ def test_a_wrong_type_refusal_is_read_back_by_name() -> None:
     message = "WRONGTYPE lease: key cq:{a b}:active holds a string, not a zset; nothing was written"
     assert TR.broken_key(message) == TR.BrokenKey("lease", "cq:{a b}:active", "string", "zset")
     assert TR.broken_key("WRONGTYPE Operation against a key holding the wrong kind of value") is None
+
+
+def test_the_history_expiry_in_lua_is_the_documented_retention() -> None:
+    part = (SCRIPTS / "lib" / "count_minute.lua").read_text()
+    assert f'"EXPIRE", key, {K.HISTORY_RETENTION_S})' in part
+    assert K.QueueKeys("q").counts(5).startswith(K.QueueKeys("q").base + ":")
+    call = T.enqueue_call(K.QueueKeys("q"), [T.NewJob("a", "m.f")])
+    assert K.key_slot(call.keys[TR.ENQUEUE.keys.index("counts")]) == K.queue_slot("q")

@@ -323,3 +323,42 @@ def test_a_tampered_state_and_a_replayed_code_are_refused(standalone_url: str, p
         assert "refused the code" in page.inner_text("p.message")
         page.goto(base + "/")
         assert "/login" in page.url
+
+
+def test_history_charts_limits_and_dependents_in_the_browser(url: str, qname: str, page: Page,
+                                                            clusterq_topology: Any) -> None:
+    q = Queue(qname, url)
+    for i in range(6):
+        q.enqueue("jobs.add", i, 1)
+    q.enqueue("jobs.fail", "charted")
+    worker(q, url).work(burst=True)
+    parent = q.enqueue("jobs.add", 1, 1)
+    child = q.enqueue("jobs.add", 2, 2, depends_on=parent)
+    topology = type(clusterq_topology).__name__.lower()
+    with serving(create_app(url)) as base:
+        page.goto(base + "/")
+        assert page.locator("svg.chart").count() == 2
+        ended = "svg.chart g[data-series=ended]"
+        assert page.locator(f"{ended} polyline, {ended} circle").count() >= 1
+        assert page.locator("#history-totals [data-total=finished]").inner_text() == "6"
+        screenshot(page, f"dashboard-overview-history-{topology}")
+        page.click("a[data-window=week]")
+        page.wait_for_selector("a.on[data-window=week]")
+        assert page.locator("#history-totals [data-total=failed]").inner_text() == "1"
+
+        page.goto(base + "/queue?" + _qs(name=qname))
+        assert page.locator("#oldest-age").inner_text().endswith(" s")
+        page.click("#limits summary")
+        page.fill("input[name=rate_jobs]", "10")
+        page.fill("input[name=rate_per_s]", "1")
+        page.fill("input[name=concurrency]", "3")
+        page.click("button[data-action=limits]")
+        page.wait_for_selector(".flash")
+        assert q.rate_limit == (10, 1.0) and q.concurrency_limits == {None: 3}
+        screenshot(page, f"dashboard-queue-history-{topology}")
+
+        page.goto(base + "/job?" + _qs(h=parent.handle))
+        page.click(f"#dependents a:text('{child.handle}')")
+        page.wait_for_url(re.compile(r"/job\?"))
+        assert parent.handle in page.content()
+        screenshot(page, f"dashboard-job-dependents-{topology}")

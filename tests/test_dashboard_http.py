@@ -269,3 +269,88 @@ def test_mounted_inside_another_app_every_link_and_form_carries_the_prefix(stand
         done = c.post("/ops/jobs/action/suspend", data={"queue": qname, "csrf": token})
         assert done.status_code == 303 and done.headers["location"].startswith("/ops/jobs/queue")
     assert q.is_suspended
+
+
+def test_history_charts_oldest_age_dependents_and_group_are_shown(http: httpx.Client, standalone_url: str,
+                                                                   qname: str) -> None:
+    from clusterq import Group, Worker
+
+    q = Queue(qname, standalone_url)
+    q.enqueue("jobs.add", 1, 2)
+    q.enqueue("jobs.fail", "broke")
+    Worker([q], standalone_url, pool="thread", install_signal_handlers=False).work(burst=True)
+    parent = q.enqueue("jobs.add", 2, 3)
+    child = q.enqueue("jobs.add", 3, 4, depends_on=parent)
+    group = Group.create(q)
+    member = group.enqueue(q, "jobs.add", 4, 5)
+    overview = http.get("/")
+    assert overview.text.count('<svg class="chart"') == 2
+    assert re.search(r'data-total="finished">1<', overview.text) and re.search(r'data-total="failed">1<', overview.text)
+    assert re.search(r'data-total="enqueued">4<', overview.text)  # the deferred child is not counted
+    for window in ("day", "week", "nonsense"):
+        assert http.get("/", params={"window": window}).status_code == 200
+    page = http.get("/queue", params={"name": qname, "window": "day"})
+    assert page.text.count('<svg class="chart"') == 2 and 'class="on" data-window="day"' in page.text
+    assert re.search(r'id="oldest-age">\d+ s<', page.text)
+    assert "none waiting" in http.get("/queue", params={"name": qname + "-empty"}).text
+    shown = http.get("/job", params={"h": parent.handle}).text
+    assert child.handle in shown.split('id="dependents"')[1]
+    assert group.handle in http.get("/job", params={"h": member.handle}).text.split('id="groups"')[1]
+    assert parent.handle in http.get("/job", params={"h": child.handle}).text
+
+
+def test_limits_are_changed_by_an_admin_only_and_audited(standalone_url: str, qname: str) -> None:
+    q = Queue(qname, standalone_url)
+    q.enqueue("jobs.noop")
+    auth = AuthConfig(users=[User("op", hash_password("op-pass"), "operator"),
+                             User("boss", hash_password("boss-pass"), "admin")])
+    with serving(create_app(standalone_url, auth=auth)) as base, httpx.Client(base_url=base, timeout=30) as c:
+        token = csrf_of(c, "/login")
+        c.post("/login", data={"user": "op", "password": "op-pass", "csrf": token})
+        token = csrf_of(c, "/")
+        assert 'id="limits"' not in c.get("/queue", params={"name": qname}).text
+        form = {"queue": qname, "rate_jobs": "5", "rate_per_s": "2", "csrf": token}
+        assert c.post("/action/limits", data=form).status_code == 403
+        assert q.rate_limit is None
+        c.post("/logout", data={"csrf": token})
+        token = csrf_of(c, "/login")
+        c.post("/login", data={"user": "boss", "password": "boss-pass", "csrf": token})
+        token = csrf_of(c, "/")
+        assert 'id="limits"' in c.get("/queue", params={"name": qname}).text
+        form.update(csrf=token, concurrency_key="tenant-a", concurrency="2")
+        assert c.post("/action/limits", data=form).status_code == 303
+        assert q.rate_limit == (5, 2.0) and q.concurrency_limits == {"tenant-a": 2}
+        refused = c.post("/action/limits", data={**form, "rate_jobs": "many"})
+        assert refused.status_code == 400 and "must be a number" in refused.text
+        assert c.post("/action/limits", data={"queue": qname, "csrf": token, "concurrency_key": "tenant-a",
+                                              "concurrency": ""}).status_code == 303
+        assert q.rate_limit is None and q.concurrency_limits == {}
+    entries = audit_log(q.connection)
+    assert [(e["who"], e["action"], e["ok"]) for e in entries[:3]] == [
+        ("boss", "limits", True), ("boss", "limits", False), ("boss", "limits", True)]
+
+
+def test_a_role_scoped_to_some_queues_acts_only_on_them(standalone_url: str, qname: str, tmp_path: Any) -> None:
+    mine, other = Queue(qname + "-billing-eu", standalone_url), Queue(qname + "-mail", standalone_url)
+    job = other.enqueue("jobs.fail", "x")
+    mine.enqueue("jobs.noop")
+    auth_file = tmp_path / "auth.json"
+    auth_file.write_text(json.dumps({"users": [{"name": "bill", "password_hash": hash_password("pw"),
+                                                "role": "operator", "queues": [qname + "-billing-*"]}]}))
+    auth = AuthConfig.from_file(str(auth_file))
+    with serving(create_app(standalone_url, auth=auth)) as base, httpx.Client(base_url=base, timeout=30) as c:
+        token = csrf_of(c, "/login")
+        c.post("/login", data={"user": "bill", "password": "pw", "csrf": token})
+        token = csrf_of(c, "/")
+        assert 'data-action="suspend"' in c.get("/queue", params={"name": mine.name}).text
+        assert 'data-action="suspend"' not in c.get("/queue", params={"name": other.name}).text
+        assert 'data-action="suspend"' not in c.get("/").text  # suspend all: every queue, out of scope
+        assert c.post("/action/suspend", data={"queue": mine.name, "csrf": token}).status_code == 303
+        refused = c.post("/action/suspend", data={"queue": other.name, "csrf": token})
+        assert refused.status_code == 403 and "on " + other.name in refused.text
+        assert c.post("/action/suspend", data={"csrf": token}).status_code == 403
+        assert c.post("/action/cancel", data={"job": job.handle, "csrf": token}).status_code == 403
+        assert c.get("/job", params={"h": job.handle}).status_code == 200  # still a viewer there
+    assert mine.is_suspended and not other.is_suspended and job.get_status() == JobStatus.QUEUED
+    with pytest.raises(ValueError, match="queue names or 'prefix"):
+        AuthConfig(users=[User("x", hash_password("pw"), "operator", queues="billing")])  # type: ignore[arg-type]

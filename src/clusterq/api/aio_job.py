@@ -199,6 +199,11 @@ class AsyncJob(JobCore):
         it is not running."""
         await self._run(self._stop_plan(reason))
 
+    async def dependents(self, limit: int = 100) -> tuple[list[str], list[str]]:
+        """``(jobs, groups)``: handles of the jobs waiting for this one and of the groups it is a member
+        of, the first ``limit`` entries in all, as :meth:`Job.dependents`."""
+        return await self._run(self._dependents_plan(limit))
+
     async def delete(self, delete_dependents: bool = False) -> None:
         """Delete the job's record and its registry entries, as :meth:`Job.delete` does (dependents are
         canceled, or deleted too with ``delete_dependents=True``). Deleting a missing job is no error."""

@@ -196,6 +196,11 @@ class Job(JobCore):
         :attr:`dependency_handles`."""
         return [handle.partition("/")[2] for handle in self.dependency_handles]
 
+    def dependents(self, limit: int = 100) -> tuple[list[str], list[str]]:
+        """``(jobs, groups)``: handles of the jobs waiting for this one (``depends_on``) and of the groups it
+        is a member of, the first ``limit`` entries in all (one bounded read of its dependents set)."""
+        return self._run(self._dependents_plan(limit))
+
     def dependencies_are_met(self) -> bool:
         """True once every job this one depends on has finished (or ended, for a dependency with
         ``allow_failure``); True for a job without dependencies. One read."""

@@ -24,7 +24,7 @@ from clusterq.serializers import Serializer
 from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
-from clusterq.state.outbox import Forwarder, ended_entry
+from clusterq.state.outbox import Forwarder, ended_entry, split_dependents
 from clusterq.state.plan import Plan, client_step, store_step
 from clusterq.utils import now_ms
 
@@ -395,6 +395,10 @@ class JobCore:
                 handles.append(text[2:])
             if not int(cursor):
                 return sorted(handles)
+
+    def _dependents_plan(self, limit: int) -> Plan[tuple[list[str], list[str]]]:
+        """``(jobs, groups)`` waiting for this job: the first ``limit`` entries of its dependents set."""
+        return split_dependents((yield client_step("zrange", self._keys.dependents(self.id), 0, max(0, limit - 1))))
 
     def _dependencies_met_plan(self) -> Plan[bool]:
         return int((yield client_step("hget", self.key, "dn")) or 0) <= 0

@@ -18,6 +18,7 @@ from clusterq.api.job import Job, parse_handle
 from clusterq.api.queue import Queue
 from clusterq.connection.sync import Client
 from clusterq.dashboard.data import SCAN_BUDGET, find_jobs
+from clusterq.exceptions import ClusterQError
 from clusterq.state import keys as K
 
 AUDIT_KEEP = 1000
@@ -27,9 +28,22 @@ BULK_LIMIT = SCAN_BUDGET
 
 ACTION_ROLES = {
     "requeue": "operator", "cancel": "operator", "stop": "operator", "suspend": "operator",
-    "resume": "operator", "requeue-failed": "operator", "delete": "admin", "empty": "admin",
+    "resume": "operator", "requeue-failed": "operator", "delete": "admin", "empty": "admin", "limits": "admin",
 }
 """The least role allowed each action."""
+
+
+def target_queue(queue: str | None, job: str | None) -> str | None:
+    """The queue an action acts on: ``queue``, or the queue of the job handle ``job`` (None: every queue,
+    or a handle that names none: then only an unscoped principal may act, and the API refuses it)."""
+    if queue:
+        return queue
+    if job:
+        try:
+            return parse_handle(job)[0]
+        except (ValueError, ClusterQError):
+            return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,39 @@ def queue_action(client: Client, action: str, queue_name: str | None) -> Outcome
         queue.resume()
         return Outcome(f"resumed {queue_name!r}", 0)
     raise ValueError(f"unknown queue action {action!r}")
+
+
+def _number(text: str, kind: type, what: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{what} must be a number, got {text!r}") from None
+
+
+def set_limits(client: Client, queue_name: str, form: dict[str, str]) -> Outcome:
+    """Set or remove the queue's rate limit (fields ``rate_jobs``, ``rate_per_s``; both empty: remove) and,
+    when ``concurrency_key`` or ``concurrency`` is given, one concurrency limit (empty key: the default;
+    empty limit: remove it), through Queue.set_rate_limit / remove_rate_limit / set_concurrency_limit."""
+    if not queue_name:
+        raise ValueError("name the queue")
+    queue = Queue(queue_name, client)
+    jobs, per_s = form.get("rate_jobs", "").strip(), form.get("rate_per_s", "").strip()
+    done = []
+    current = queue.rate_limit
+    if jobs or per_s:
+        wanted = (_number(jobs, int, "rate: jobs"), _number(per_s or "1", float, "per seconds"))
+        if current is None or (current[0], current[1]) != wanted:  # unchanged: its window is not restarted
+            queue.set_rate_limit(*wanted)
+        done.append(f"rate limit {jobs} per {per_s or '1'} s")
+    else:
+        if current is not None:
+            queue.remove_rate_limit()
+        done.append("no rate limit")
+    key, limit = form.get("concurrency_key", "").strip(), form.get("concurrency", "").strip()
+    if key or limit:
+        queue.set_concurrency_limit(key or None, _number(limit, int, "limit") if limit else None)
+        done.append(f"concurrency {key or 'default'}={limit or 'none'}")
+    return Outcome(f"{queue_name!r}: " + ", ".join(done), 0)
 
 
 def empty(client: Client, queue_name: str, state: str) -> Outcome:

@@ -33,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 from clusterq.api.job import make_handle
 from clusterq.connection.sync import REDIS_ERRORS, Client, ConnectionLike, connect, short_error
 from clusterq.dashboard import actions as A
+from clusterq.dashboard import charts as C
 from clusterq.dashboard import data as D
 from clusterq.dashboard.auth import SESSION_TTL_S, AuthConfig, Principal
 from clusterq.dashboard.live import Ticker
@@ -63,6 +64,10 @@ class Settings:
         self.env.filters["show"] = D.fmt_value
         self.env.filters["handle"] = lambda s: make_handle(s.queue, s.id)
         self.env.globals["STATES"] = D.STATES
+        self.env.globals["WINDOWS"] = tuple(D.HISTORY_WINDOWS)
+        self.env.globals["throughput_chart"] = C.throughput_chart
+        self.env.globals["failure_chart"] = C.failure_chart
+        self.env.filters["age"] = D.fmt_age
 
 
 class Refused(Exception):
@@ -95,9 +100,13 @@ class Ctx:
     def csrf(self) -> str:
         return self.settings.auth.csrf_token(self.session["sid"])
 
-    def can(self, action: str) -> bool:
-        return bool(self.principal and not self.settings.read_only and
-                    self.principal.can(A.ACTION_ROLES.get(action, "admin")))
+    def can(self, action: str, queue: str | None = None, job: str | None = None) -> bool:
+        """Whether to offer (and allow) ``action`` on ``queue``, or on the queue of ``job`` (a handle);
+        neither: on every queue at once (suspend all), which a principal scoped to some queues may not."""
+        if not self.principal or self.settings.read_only:
+            return False
+        role = A.ACTION_ROLES.get(action, "admin")
+        return self.principal.can(role, A.target_queue(queue, job), scoped=True)
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -134,7 +143,7 @@ def _principal(request: Request, settings: Settings, session: dict[str, Any]) ->
     if session.get("sso") and auth.oidc is not None and session.get("r") in ("viewer", "operator", "admin"):
         return Principal(str(session.get("u")), str(session["r"]), "session")
     user = next((u for u in auth.users if session.get("u") and u.name == session.get("u")), None)
-    return Principal(user.name, user.role, "session") if user else None
+    return Principal(user.name, user.role, "session", user.queues) if user else None
 
 
 def _origin_ok(request: Request, settings: Settings) -> bool:
@@ -256,6 +265,11 @@ def _int(value: str | None, default: int, low: int = 1, high: int = 10**9) -> in
         return default
 
 
+def _window(request: Request) -> str:
+    window = request.query_params.get("window", "hour")
+    return window if window in D.HISTORY_WINDOWS else "hour"
+
+
 def _redirect(ctx: Ctx, path: str, flash: str | None = None, **params: Any) -> Response:
     response = RedirectResponse(ctx.url(path, **params), 303)
     if flash is not None:
@@ -285,13 +299,14 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
         return call
 
     async def overview(request: Request, ctx: Ctx) -> Response:
-        return render(ctx, "overview.html", view=await threaded(D.overview)(client))
+        window = _window(request)
+        return render(ctx, "overview.html", view=await threaded(D.overview)(client, window))
 
     async def queue(request: Request, ctx: Ctx) -> Response:
         name = request.query_params.get("name", "")
         state = request.query_params.get("state", "waiting")
         page = _int(request.query_params.get("page"), 1, high=100_000)
-        view = await threaded(D.queue_page)(client, name, state, page)
+        view = await threaded(D.queue_page)(client, name, state, page, _window(request))
         return render(ctx, "queue.html", view=view)
 
     async def job(request: Request, ctx: Ctx) -> Response:
@@ -364,10 +379,12 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
         name = request.path_params["name"]
         if name not in A.ACTION_ROLES:
             raise Refused(404, f"no action {name!r}")
-        if not ctx.can(name):
-            raise Refused(403, "this dashboard is read-only" if settings.read_only else
-                          f"your role ({ctx.principal.role if ctx.principal else 'none'}) may not {name}")
         form = await read_form(request)
+        if not ctx.can(name, str(form.get("queue", "")) or None, str(form.get("job", "")) or None):
+            where = form.get("queue") or form.get("job") or "every queue"
+            raise Refused(403, "this dashboard is read-only" if settings.read_only else
+                          f"your role ({ctx.principal.role if ctx.principal else 'none'}) may not {name} "
+                          f"on {where}")
         who = ctx.principal.name if ctx.principal else "?"
         queue_name = str(form.get("queue", ""))
 
@@ -382,6 +399,9 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
         if name in ("suspend", "resume"):
             outcome = await threaded(lambda: audited(A.queue_action(client, name, queue_name), queue_name or "*"))()
             return _redirect(ctx, "/queue" if queue_name else "/", outcome.message, name=queue_name or None)
+        if name == "limits":
+            outcome = await threaded(lambda: audited(A.set_limits(client, queue_name, form), queue_name))()
+            return _redirect(ctx, "/queue", outcome.message, name=queue_name)
         if name == "empty":
             state = str(form.get("state", "waiting"))
             if str(form.get("confirm", "")) != queue_name:

@@ -48,11 +48,25 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def in_scope(queues: tuple[str, ...], queue: str | None) -> bool:
+    """Whether ``queue`` is one of ``queues``: exact names, or prefixes written ``"billing-*"`` (compared as
+    plain text, never a pattern). An empty scope is every queue; ``None`` (every queue at once, as in
+    suspend all) is in an empty scope only."""
+    if not queues:
+        return True
+    if queue is None:
+        return False
+    return any(queue.startswith(q[:-1]) if q.endswith("*") else queue == q for q in queues)
+
+
 @dataclass(frozen=True)
 class User:
     name: str
     password_hash: str
     role: str = "viewer"
+    queues: tuple[str, ...] = ()
+    """The queues the role applies to (exact names or ``prefix*``); elsewhere the user is a viewer.
+    Empty: every queue."""
 
 
 @dataclass(frozen=True)
@@ -60,18 +74,24 @@ class Token:
     name: str
     token_sha256: str
     role: str = "viewer"
+    queues: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The one making a request. ``via``: ``local`` (no auth, loopback), ``session``, ``basic``, ``bearer``."""
+    """The one making a request. ``via``: ``local`` (no auth, loopback), ``session``, ``basic``, ``bearer``.
+    ``queues``: where the role applies (empty: everywhere); elsewhere the principal is a viewer."""
 
     name: str
     role: str
     via: str
+    queues: tuple[str, ...] = ()
 
-    def can(self, role: str) -> bool:
-        return role_rank(self.role) >= role_rank(role)
+    def can(self, role: str, queue: str | None = None, *, scoped: bool = False) -> bool:
+        """Whether the principal has ``role``; with ``scoped``, on ``queue`` (None: every queue at once)."""
+        if role_rank(self.role) < role_rank(role):
+            return False
+        return not scoped or role == "viewer" or in_scope(self.queues, queue)
 
 
 @dataclass
@@ -92,6 +112,9 @@ class AuthConfig:
         for who in people:
             if who.role not in ROLES:
                 raise ValueError(f"role of {who.name!r} must be one of {', '.join(ROLES)}, got {who.role!r}")
+            if isinstance(who.queues, str) or not all(isinstance(q, str) and q.strip("*") for q in who.queues):
+                raise ValueError(f"queues of {who.name!r} must be a list of queue names or 'prefix*', "
+                                 f"got {who.queues!r}")
         if isinstance(self.secret_key, str):
             self.secret_key = self.secret_key.encode()
         if len(self.secret_key) < 16:
@@ -111,8 +134,8 @@ class AuthConfig:
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object with users, tokens and secret_key")
         kwargs: dict[str, Any] = {
-            "users": [User(**u) for u in data.get("users", [])],
-            "tokens": [Token(**t) for t in data.get("tokens", [])],
+            "users": [User(**{**u, "queues": tuple(u.get("queues", ()))}) for u in data.get("users", [])],
+            "tokens": [Token(**{**t, "queues": tuple(t.get("queues", ()))}) for t in data.get("tokens", [])],
         }
         if data.get("secret_key"):
             kwargs["secret_key"] = str(data["secret_key"]).encode()
@@ -128,7 +151,7 @@ class AuthConfig:
             # every user is checked, so the time taken does not say whether the name exists
             if verify_password(password, user.password_hash) and hmac.compare_digest(user.name, name):
                 found = user
-        return Principal(found.name, found.role, "basic") if found else None
+        return Principal(found.name, found.role, "basic", found.queues) if found else None
 
     def check_token(self, token: str) -> Principal | None:
         digest = hash_token(token)
@@ -136,7 +159,7 @@ class AuthConfig:
         for t in self.tokens:
             if hmac.compare_digest(t.token_sha256, digest):
                 found = t
-        return Principal(found.name, found.role, "bearer") if found else None
+        return Principal(found.name, found.role, "bearer", found.queues) if found else None
 
     # --- signed values (session cookie, flash messages) ---------------------------------------
 

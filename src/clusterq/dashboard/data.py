@@ -15,6 +15,7 @@ from typing import Any
 from redis.cluster import RedisCluster
 
 from clusterq.api.control import is_suspended as globally_suspended
+from clusterq.api.history import Bucket, queue_history
 from clusterq.api.job import Job, parse_handle
 from clusterq.api.queue import Queue
 from clusterq.api.summaries import JobSummary, summarize
@@ -31,6 +32,7 @@ SCAN_BUDGET = 2000
 MAX_SHOWN_CHARS = 20_000
 """Arguments, results, meta and tracebacks longer than this are cut on the page (a 10 MB argument)."""
 
+DEPENDENTS_SHOWN = 100
 PRETTY_BELOW = 4000
 _BOUNDED = reprlib.Repr()
 """A repr that stops early: a 10 MB argument costs the page a few milliseconds, not a full repr."""
@@ -43,6 +45,49 @@ STATES = ("waiting", "scheduled", "active", "deferred", "failed", "finished", "c
 """The dashboard's names for a queue's lists; ``active`` is the started registry, ``waiting`` the queue."""
 REGISTRY_OF = {"scheduled": "scheduled", "active": "started", "deferred": "deferred", "failed": "failed",
                "finished": "finished", "canceled": "canceled"}
+
+
+HISTORY_WINDOWS = {"hour": (3600, 60), "day": (86_400, 900), "week": (7 * 86_400, 3600)}
+"""Chart windows: (window, bucket width) in seconds."""
+MAX_HISTORY_READS = 20 * 7 * 48
+"""At most this many half-hour history hashes read for one chart (twenty queues' week, 120 fields at most
+each): more queues are left out, and the page says so."""
+
+
+@dataclass
+class History:
+    window: str
+    bucket_s: int
+    buckets: list[Bucket]
+    queues: int  # how many queues the chart sums
+    left_out: int  # queues left out to stay within MAX_HISTORY_READS
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return {kind: sum(getattr(b, kind) for b in self.buckets)
+                for kind in ("enqueued", "finished", "failed", "retried")}
+
+
+def history(client: Client, names: list[str], window: str) -> History:
+    """The summed per-minute counts of ``names`` over ``window`` (hour, day or week), bounded reads."""
+    if window not in HISTORY_WINDOWS:
+        raise ValueError(f"unknown window {window!r}; expected one of {', '.join(HISTORY_WINDOWS)}")
+    window_s, bucket_s = HISTORY_WINDOWS[window]
+    keep = max(1, MAX_HISTORY_READS // (window_s // K.HISTORY_KEY_S + 3))
+    shown = names[:keep]
+    return History(window, bucket_s, queue_history(client, shown, window_s, bucket_s), len(shown),
+                   len(names) - len(shown))
+
+
+def oldest_waiting_age_s(queue: Queue) -> float | None:
+    """Seconds since the job at the head of the queue was created (None: nothing waits). Reads one id and
+    one record: the head is the oldest job in run order (a job put at the front may be younger)."""
+    ids = queue.get_job_ids(0, 1)
+    if not ids:
+        return None
+    summaries = summarize(queue, ids)
+    created = summaries[0].created_at if summaries else None
+    return None if created is None else max(0.0, time.time() - created.timestamp())
 
 
 def queue_counts(queue: Queue) -> dict[str, int]:
@@ -83,6 +128,7 @@ class Overview:
     workers: list[WorkerInfo]
     suspended_all: bool
     periodic: int
+    history: History | None = None
 
 
 def live_counts(client: Client) -> dict[str, Any]:
@@ -96,7 +142,7 @@ def live_counts(client: Client) -> dict[str, Any]:
     }
 
 
-def overview(client: Client) -> Overview:
+def overview(client: Client, window: str = "hour") -> Overview:
     try:
         memory = memory_of_primaries(client)
     except REDIS_ERRORS:
@@ -107,7 +153,7 @@ def overview(client: Client) -> Overview:
             for q in queues[:MAX_QUEUES]]
     return Overview(describe(client), topology_of(client), [m.describe() for m in memory], server_warnings(client),
                     rows, len(queues) > MAX_QUEUES, list_workers(client), globally_suspended(client),
-                    len(list_periodic(client, runs=0)))
+                    len(list_periodic(client, runs=0)), history(client, [q.name for q in queues[:MAX_QUEUES]], window))
 
 
 @dataclass
@@ -124,9 +170,11 @@ class QueuePage:
     slot: int
     has_next: bool
     primary: str = "?"
+    history: History | None = None
+    oldest_age_s: float | None = None
 
 
-def queue_page(client: Client, name: str, state: str, page: int) -> QueuePage:
+def queue_page(client: Client, name: str, state: str, page: int, window: str = "hour") -> QueuePage:
     queue = Queue(name, client)
     if state not in STATES:
         raise ValueError(f"unknown state {state!r}; expected one of {', '.join(STATES)}")
@@ -149,7 +197,8 @@ def queue_page(client: Client, name: str, state: str, page: int) -> QueuePage:
     single = None if isinstance(client, RedisCluster) else _single_primary(client)
     return QueuePage(name, state, page, queue_counts(queue), summarize(queue, ids), scores, queue.is_suspended,
                      queue.rate_limit, queue.concurrency_limits, queue.slot, has_next,
-                     primary_of(client, queue.slot, single))
+                     primary_of(client, queue.slot, single), history(client, [name], window),
+                     oldest_waiting_age_s(queue))
 
 
 def _single_primary(client: Client) -> str | None:
@@ -206,6 +255,8 @@ class JobView:
     can_requeue: bool
     can_cancel: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    dependents: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
 
 
 def job_view(client: Client, handle: str, redact_args: bool) -> JobView | None:
@@ -238,6 +289,7 @@ def job_view(client: Client, handle: str, redact_args: bool) -> JobView | None:
               ("started", _safely(lambda: job.started_at)), ("ended", _safely(lambda: job.ended_at)),
               ("timeout", _safely(lambda: job.timeout))]
     exc = _safely(lambda: job.exc_info)
+    dependents = _safely(lambda: job.dependents(DEPENDENTS_SHOWN))
     return JobView(
         handle=job.handle, queue=queue_name, id=job_id, status=status_text,
         func_name=_safely(lambda: job.func_name),
@@ -249,6 +301,8 @@ def job_view(client: Client, handle: str, redact_args: bool) -> JobView | None:
         can_stop=status_text == "started",
         can_requeue=status_text in ("failed", "canceled", "finished", "stopped"),
         can_cancel=status_text in ("queued", "scheduled", "deferred", "started"),
+        dependents=dependents[0] if isinstance(dependents, tuple) else [],
+        groups=dependents[1] if isinstance(dependents, tuple) else [],
     )
 
 
@@ -322,6 +376,19 @@ def fmt_time(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     return str(value)
+
+
+def fmt_age(seconds: float | None) -> str:
+    """An age as the page shows it: "", "42 s", "7 min", "3.5 h", "2.1 d"."""
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} d"
 
 
 def fmt_value(value: Any) -> str:

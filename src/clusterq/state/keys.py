@@ -18,6 +18,13 @@ from functools import cached_property
 from clusterq.exceptions import InvalidQueueName
 
 PREFIX = "cq"
+HISTORY_STEP_S = 60
+"""The resolution of a queue's history: counts are kept per minute."""
+HISTORY_KEY_S = 1800
+"""The span of one history hash (:meth:`QueueKeys.counts`): 30 minutes x 4 kinds = at most 120 fields, so
+the hash stays a compact listpack, and a week is 336 hashes to read, not 10,080."""
+HISTORY_RETENTION_S = 7 * 24 * 3600
+"""How long a history hash is kept after its last new field (lib/count_minute.lua sets this expiry)."""
 MAX_QUEUE_NAME_BYTES = 1024
 MAX_JOB_ID_BYTES = 256
 
@@ -162,6 +169,14 @@ class QueueKeys:
     def debounce(self, key: str) -> str:
         """The id of the job currently collecting enqueues for debounce key ``key``."""
         return f"{self.base}:db:{key}"
+
+    def counts(self, span: int) -> str:
+        """Hash of the queue's per-minute counts in one half hour (``span``: seconds since the epoch //
+        :data:`HISTORY_KEY_S`, on the caller's clock): fields ``<minute>:<kind>`` (minute: the server's
+        ms // 60000; kind ``enqueued``, ``finished``, ``failed`` or ``retried``). Written by enqueue,
+        complete and requeue_expired (one HINCRBY per kind per call); expires :data:`HISTORY_RETENTION_S`
+        after its last new field; read by :func:`clusterq.api.history.queue_history`."""
+        return f"{self.base}:m:{span}"
 
     @cached_property
     def wake_channel(self) -> str:

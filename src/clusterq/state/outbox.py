@@ -70,6 +70,16 @@ def group_dependent(queue: str, group_id: str) -> str:
     return f"g\t{make_handle(queue, group_id)}"
 
 
+def split_dependents(entries: Iterable[Any]) -> tuple[list[str], list[str]]:
+    """Entries of a dependents set as ``(job handles, group handles)``."""
+    jobs: list[str] = []
+    groups: list[str] = []
+    for raw in entries:
+        kind, _, handle = _text(raw).partition("\t")
+        (groups if kind == "g" else jobs).append(handle)
+    return jobs, groups
+
+
 def registration_entry(parent_handle: str, child_id: str) -> str:
     return f"r\t{parent_handle}\t{child_id}"
 

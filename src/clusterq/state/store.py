@@ -209,8 +209,13 @@ def split_results(results: Sequence[Any], *groups: Sequence[Call]) -> list[list[
 # --- call builders: pure functions, shared by the sync and async stores ------------------------------
 # Each builds its call from the names in clusterq.state.transitions (keys from QueueKeys by name).
 
+def _counts(qk: K.QueueKeys) -> dict[str, str]:
+    """The ``counts`` key of a script that counts the queue's history: this half hour's, on this clock."""
+    return {"counts": qk.counts(int(time.time()) // K.HISTORY_KEY_S)}
+
+
 def enqueue_call(qk: K.QueueKeys, jobs: Sequence[NewJob], at_front: bool = False) -> Call:
-    return TR.ENQUEUE.call(qk, (job.argv() for job in jobs), at_front=_flag(at_front))
+    return TR.ENQUEUE.call(qk, (job.argv() for job in jobs), keys=_counts(qk), at_front=_flag(at_front))
 
 
 def schedule_call(qk: K.QueueKeys, jobs: Sequence[NewJob], *, at_ms: int | None = None,
@@ -256,7 +261,7 @@ def parse_lease(queue: str, reply: Sequence[Any]) -> tuple[int, list[LeasedJob]]
 
 
 def complete_call(qk: K.QueueKeys, outcomes: Iterable[Outcome]) -> Call:
-    return TR.COMPLETE.call(qk, (outcome.argv() for outcome in outcomes))
+    return TR.COMPLETE.call(qk, (outcome.argv() for outcome in outcomes), keys=_counts(qk))
 
 
 def extend_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]], lease_ms: int) -> Call:
@@ -268,7 +273,8 @@ def release_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]]) -> Call:
 
 
 def requeue_expired_call(qk: K.QueueKeys, batch: int, max_attempts: int, failure_keep_ms: int) -> Call:
-    return TR.REQUEUE_EXPIRED.call(qk, batch=batch, max_attempts=max_attempts, failure_keep_ms=failure_keep_ms)
+    return TR.REQUEUE_EXPIRED.call(qk, keys=_counts(qk), batch=batch, max_attempts=max_attempts,
+                                   failure_keep_ms=failure_keep_ms)
 
 
 def trim_call(registry_key: str, batch: int) -> Call:

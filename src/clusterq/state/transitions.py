@@ -356,7 +356,7 @@ class Transition:
         return self.codes(int(reply))
 
 
-ENQUEUE = Transition(S.ENQUEUE, ("pending", "job_prefix", "wake_channel", "prio", "stats"),
+ENQUEUE = Transition(S.ENQUEUE, ("pending", "job_prefix", "wake_channel", "prio", "stats", "counts"),
                      ("at_front",), JOB_FIELDS, Created)
 SCHEDULE = Transition(S.SCHEDULE, ("scheduled", "job_prefix", "wake_channel"),
                       ("mode", "ms", "at_front"), JOB_FIELDS, Created)
@@ -370,13 +370,13 @@ LEASE = Transition(S.LEASE, ("pending", "active", "job_prefix", "stats", "failed
                    reply=LEASED_FIELDS)
 COMPLETE = Transition(S.COMPLETE, ("active", "finished", "failed", "job_prefix", "scheduled", "pending",
                                    "wake_channel", "history_prefix", "results_channel", "outbox", "prio", "stats",
-                                   *LIMIT_KEYS), (), OUTCOME_FIELDS, CompleteCode)
+                                   *LIMIT_KEYS, "counts"), (), OUTCOME_FIELDS, CompleteCode)
 EXTEND = Transition(S.EXTEND, ("active", "job_prefix"), ("lease_ms",), LEASE_FIELDS, ExtendCode)
 RELEASE = Transition(S.RELEASE, ("pending", "active", "job_prefix", "wake_channel", "prio", "stats", *LIMIT_KEYS),
                      (), LEASE_FIELDS)
 REQUEUE_EXPIRED = Transition(S.REQUEUE_EXPIRED, ("active", "pending", "failed", "job_prefix", "wake_channel",
                                                  "history_prefix", "results_channel", "outbox", "prio", "stats",
-                                                 *LIMIT_KEYS, "control"),
+                                                 *LIMIT_KEYS, "control", "counts"),
                              ("batch", "max_attempts", "failure_keep_ms"))
 TRIM = Transition(S.TRIM, ("registry",), ("batch",))
 CANCEL = Transition(S.CANCEL, ("job_prefix", "canceled", "active", "stats", "scheduled", "history_prefix", "deferred",

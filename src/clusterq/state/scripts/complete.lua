@@ -28,6 +28,7 @@ KEYS[12] stats: stats hash (field "pseq": the priority sequence; "retried": fail
 KEYS[13] limit_running_prefix: running sets prefix (concurrency key -> ids holding its slots)
 KEYS[14] limit_waiting_prefix: waiting lists prefix (concurrency key -> ids set aside by the lease)
 KEYS[15] limit_keys: sorted set of concurrency keys with jobs set aside
+KEYS[16] counts: history hash of this half hour (kinds "finished", "failed" (stopped too), "retried"; lib/count_minute.lua)
 ARGV[1..] outcomes (8 per job): id, token, status, data, keep_ms, plan, history, note
           status "finished" | "failed" | "stopped", data the result or error text, keep (ms; "-1" =
           forever, "0" = delete the record now), plan ("" or "max;..."), history size (results kept,
@@ -60,6 +61,7 @@ local stats = KEYS[12]
 local limit_running_prefix = KEYS[13]
 local limit_waiting_prefix = KEYS[14]
 local limit_keys = KEYS[15]
+local counts = KEYS[16]
 local CODE = {RECORDED = 1, NOTIFY = 2, LEASE_LOST = 0}
 --!include bump
 --!include check_types
@@ -68,6 +70,7 @@ local CODE = {RECORDED = 1, NOTIFY = 2, LEASE_LOST = 0}
 --!include push_job
 --!include now_ms
 local MAX_MS = 3153600000000  -- 100 years: clusterq.api.options.MAX_DURATION_S
+--!include count_minute
 local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
            jobs = job_prefix, prio = prio, pending = pending, wake = wake_channel}
 local now = now_ms()
@@ -133,6 +136,7 @@ bad = bad or check_types("complete", need)
 if bad then return redis.error_reply(bad) end
 
 local out = {}
+local tally = {finished = 0, failed = 0, retried = 0}  -- this call's counts, written once at the end
 for i = 1, #ARGV, 8 do
   local id, token, status, data, keep_ms, plan, history, note =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
@@ -208,9 +212,12 @@ for i = 1, #ARGV, 8 do
       redis.call("HDEL", key, "hw")
       redis.call("SPUBLISH", results_channel, id)
     end
+    local kind = status == "finished" and "finished" or (delay and "retried" or "failed")
+    tally[kind] = tally[kind] + 1
     out[#out + 1] = (job[5] and not delay) and CODE.NOTIFY or CODE.RECORDED
   else
     out[#out + 1] = CODE.LEASE_LOST
   end
 end
+for kind, n in pairs(tally) do count_minute(counts, kind, n, now) end
 return out

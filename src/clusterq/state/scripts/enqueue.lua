@@ -13,6 +13,7 @@ KEYS[2] job_prefix: job key prefix; job hashes are job_prefix..id and share its 
 KEYS[3] wake_channel: wake channel (sharded pub/sub, same hash tag)
 KEYS[4] prio: prio sorted set
 KEYS[5] stats: stats hash (field "pseq": the priority sequence)
+KEYS[6] counts: history hash of this half hour (kind "enqueued": jobs created; lib/count_minute.lua)
 ARGV[1] at_front: "1" to push at the front of the queue (of its level), else "0"
 ARGV[2..] jobs (12 per job): id, func, payload, options, meta, ttl_s, max_attempts, flag, signature, priority, concurrency_key, headers
           function path, payload ("" = no arguments), options JSON ("" = none), meta ("" = none), ttl in
@@ -35,6 +36,7 @@ local job_prefix = KEYS[2]
 local wake_channel = KEYS[3]
 local prio = KEYS[4]
 local stats = KEYS[5]
+local counts = KEYS[6]
 local at_front = ARGV[1] == "1"
 local CODE = {CREATED = 1, EXISTED = 0, DUPLICATE = -1}
 --!include bump
@@ -43,6 +45,7 @@ local CODE = {CREATED = 1, EXISTED = 0, DUPLICATE = -1}
 --!include prio_score
 --!include check_types
 --!include check_int
+--!include count_minute
 local now = now_ms()
 local LIVE = {queued = true, scheduled = true, started = true, deferred = true}
 local bad = nil
@@ -113,4 +116,5 @@ if #prio_ids > 0 then
   redis.call("ZADD", prio, unpack(zadd))
   if redis.call("ZCARD", prio) == n then redis.call("SPUBLISH", wake_channel, "1") end
 end
+count_minute(counts, "enqueued", #new_ids + #prio_ids, now)
 return created

@@ -22,6 +22,7 @@ KEYS[11] limit_running_prefix: running sets prefix (concurrency key -> ids holdi
 KEYS[12] limit_waiting_prefix: waiting lists prefix (concurrency key -> ids set aside by the lease)
 KEYS[13] limit_keys: sorted set of concurrency keys with jobs set aside
 KEYS[14] control: control hash (concurrency limits "c:<key>", default "cd")
+KEYS[15] counts: history hash of this half hour (kinds "retried": requeued, "failed": abandoned; lib/count_minute.lua)
 ARGV[1] batch: batch size
 ARGV[2] max_attempts: default maximum attempts (a job's own "ma" field wins)
 ARGV[3] failure_keep_ms: how long to keep a failed record (ms)
@@ -47,6 +48,7 @@ local limit_running_prefix = KEYS[11]
 local limit_waiting_prefix = KEYS[12]
 local limit_keys = KEYS[13]
 local control = KEYS[14]
+local counts = KEYS[15]
 local batch = tonumber(ARGV[1])
 local max_attempts = tonumber(ARGV[2])
 local failure_keep_ms = ARGV[3]
@@ -57,6 +59,7 @@ local failure_keep_ms = ARGV[3]
 --!include now_ms
 --!include prio_score
 local MAX_MS = 3153600000000  -- 100 years: clusterq.api.options.MAX_DURATION_S
+--!include count_minute
 local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
            jobs = job_prefix, prio = prio, pending = pending, wake = wake_channel}
 local bad = check_int("requeue_expired", "batch", batch, 1, 100000)
@@ -150,6 +153,8 @@ if #prio_jobs > 0 then
   redis.call("ZADD", prio, unpack(zadd))
   if redis.call("ZCARD", prio) == #prio_jobs then redis.call("SPUBLISH", wake_channel, "1") end
 end
+count_minute(counts, "retried", #requeued + #prio_jobs, now)
+count_minute(counts, "failed", #abandoned, now)
 -- Concurrency keys with jobs set aside, one per call in turn: drop slots whose job no longer runs and
 -- move back as many waiting jobs as there are free slots (all of them, 100 at most, once the key has no
 -- limit), so a raised or removed limit, or a slot lost on a path that did not free it, unblocks the key.

@@ -235,3 +235,15 @@ SETTINGS = {"target": "https://example.invalid/legit"}
 def notify():
     """Reads module state a forged path could rewrite through ``notify.__globals__``."""
     return SETTINGS["target"]
+
+
+def raise_named(kind, path=None):
+    """Raises ``kind`` ("ValueError", "KeyError", "NoRetry"); records a run in ``path`` first, if given."""
+    from clusterq import NoRetry
+
+    if path:
+        with open(path, "a") as fh:
+            fh.write("run\n")
+    if kind == "NoRetry":
+        raise NoRetry("bad input: retrying cannot help")
+    raise {"ValueError": ValueError, "KeyError": KeyError}[kind]("as planned")

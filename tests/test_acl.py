@@ -147,3 +147,16 @@ def test_sentinels_without_users_are_reached_without_a_login_when_the_url_says_s
     Worker(qname, f"{restricted}?sentinel_username=&sentinel_password=", pool="solo",
            install_signal_handlers=False).work(burst=True)
     assert job.return_value() == 7
+
+
+def test_a_worker_whose_user_lacks_scripting_exits_3_naming_the_missing_permission(
+    clusterq_topology: Topology, user: str, qname: str, subprocess_env: dict[str, str]
+) -> None:
+    restricted = clusterq_topology.create_user(user, PASSWORD, [*LEAST_PRIVILEGE_RULES, "-@scripting"])
+    job = Queue(qname, clusterq_topology.url).enqueue("jobs.noop")
+    result = subprocess.run([sys.executable, "-m", "clusterq.cli", "worker", "--burst", "-c", "1", "-u", restricted,
+                             qname], env=subprocess_env, capture_output=True, text=True, timeout=DEADLINE_S)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "lacks a permission clusterq needs" in result.stderr and "@scripting" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert job.get_status() == JobStatus.QUEUED  # nothing was taken

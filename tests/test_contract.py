@@ -225,15 +225,15 @@ def test_a_call_missing_a_name_is_refused_at_once() -> None:
 
 
 def test_replies_parse_into_named_results() -> None:
-    assert TR.parse_complete([1, 2, 0]) == [TR.CompleteCode.RECORDED, TR.CompleteCode.NOTIFY,
-                                            TR.CompleteCode.LEASE_LOST]
+    assert TR.parse_complete([1, 2, 0, 3]) == [TR.CompleteCode.RECORDED, TR.CompleteCode.NOTIFY,
+                                               TR.CompleteCode.LEASE_LOST, TR.CompleteCode.AGAIN]
     assert TR.parse_schedule([5, 1, -1]) == TR.ScheduleReply(5, [TR.Created.CREATED, TR.Created.DUPLICATE])
     assert TR.parse_cron_tick([3, 10, -1]) == TR.CronTickReply(TR.CronTickCode.EARLY, 10, -1)
     assert TR.parse_promote_reply([2, 1500, 1000]).due_in_s == 0.5
     assert TR.parse_take("q", "j", []) is None
     lease = TR.parse_lease_reply("q", [3, 0, b"j", 2, b"m.f", b"", b"", b"", b"", 0])
     assert lease.remaining == 3 and lease.jobs[0].id == "j" and lease.jobs[0].token == 2
-    assert TR.parse_recover([1, 2, b"a", b"b"]) == TR.RecoverReply(1, 2, ["a", "b"])
+    assert TR.parse_recover([1, 2, 1500, b"a", b"b"]) == TR.RecoverReply(1, 2, 1500, ["a", "b"])
     assert TR.CANCEL.code(-1) is TR.CancelCode.ALREADY_ENDED
 
 

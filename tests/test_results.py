@@ -12,6 +12,7 @@ import redis
 
 from clusterq import AsyncQueue, Job, JobStatus, NoSuchJobError, Queue, Result, ResultType, Retry, Worker, connect
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 
 
 def _burst(url: str, q: Queue) -> int:
@@ -161,7 +162,8 @@ def test_an_attempt_lost_with_its_worker_is_recorded_as_retried(url: str, qname:
     job = q.enqueue("jobs.add", 1, 1)
     q.store.run(T.lease_call(q.keys, 1, 1, "gone-worker", 60_000))  # a 1 ms lease: as if the worker died
     time.sleep(0.01)
-    assert q.store.run(T.requeue_expired_call(q.keys, 10, 3, 60_000)) == [1, 0]
+    recovered = TR.parse_recover(q.store.run(T.requeue_expired_call(q.keys, 10, 3, 60_000)))
+    assert (recovered.requeued, recovered.abandoned) == (1, 0)
     lost = job.latest_result()
     assert lost is not None and lost.type is ResultType.RETRIED and "lease expired (worker: gone-worker" in (
         lost.exc_string or "")

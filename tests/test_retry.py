@@ -11,6 +11,7 @@ import pytest
 from clusterq import Backoff, JobStatus, Queue, ResultType, Retry, RetryJob, Worker, connect
 from clusterq.api.retry import RETRY_JOB_MAX
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 
 
 def _burst(url: str, q: Queue) -> Worker:
@@ -103,7 +104,7 @@ def test_backoff_delays_grow_to_their_maximum_scaled_by_the_jitter_drawn(url: st
         _, leased = T.parse_lease(qname, q.store.run(T.lease_call(q.keys, 1, 60_000, "w", 60_000)))
         plan = f"20;b:1000:2:60000:{multiplier}"
         outcome = T.Outcome(job.id, leased[0].token, "failed", b"boom", 60_000, 0.0, plan)
-        assert q.store.run(T.complete_call(q.keys, [outcome])) == [1]
+        assert TR.parse_complete(q.store.run(T.complete_call(q.keys, [outcome]))) == [TR.CompleteCode.AGAIN]
         recorded_at = int(client.hget(job.key, "ht"))
         assert client.zscore(q.keys.scheduled, job.id) == recorded_at + expected_ms
         assert job.get_status() == JobStatus.SCHEDULED and job.retries == done + 1

@@ -62,10 +62,6 @@ def _worker(**options: Any) -> Callable[[], object]:
 REFUSED: dict[str, Callable[[], object]] = {
     "rq.Queue.key": _queue_key,
     "rq.Queue(job_class=...)": lambda: Queue("default", "redis://127.0.0.1:1/0", job_class=Job),  # type: ignore[arg-type]
-    "rq.Retry(on=...)": lambda: Retry(max=1, on=[ValueError]),  # type: ignore[call-arg]
-    "rq.Worker(exception_handlers=...)": _worker(exception_handlers=[print]),
-    "rq.Worker.work(with_scheduler=True)": lambda: Worker.work(Worker.__new__(Worker),  # type: ignore[call-arg]
-                                                               with_scheduler=True),
 }
 
 
@@ -84,3 +80,13 @@ def test_each_name_of_the_guide_resolves_or_raises_the_documented_error(rq: str,
 
 def test_every_refused_form_tried_here_is_in_the_guide() -> None:
     assert set(REFUSED) == {rq for rq, _, outcome in rows() if _REFUSED.match(outcome)}
+
+
+def test_the_rq_worker_forms_the_guide_lists_as_accepted_are_accepted(url: str) -> None:
+    """``Worker(exception_handlers=...)``, ``disable_default_exception_handler``, ``Retry(on=...)`` and
+    ``work(with_scheduler=True)``: once refused, now RQ's forms (tests/test_exception_handlers.py runs them)."""
+    worker = Worker(["default"], url, pool="solo", exception_handlers=[print], disable_default_exception_handler=True,
+                    install_signal_handlers=False)
+    assert worker.executor.exception_handlers == (print,)
+    assert Retry(max=1, on=[ValueError]).on == (ValueError,)
+    assert worker.work(burst=True, with_scheduler=True) == 0

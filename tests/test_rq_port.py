@@ -1,7 +1,7 @@
 """An RQ application ported by changing its imports and its connection line only (issue 15), run on
 every topology: progress in ``job.meta`` with ``get_current_job``, ``Job.fetch`` by id, retries with
-intervals, success and failure callbacks, ``result_ttl=0``, ``is_async=False``, ``FailedJobRegistry``
-and requeue.
+intervals, success and failure callbacks, exception handlers, ``result_ttl=0``, ``is_async=False``,
+``FailedJobRegistry`` and requeue.
 
 ``tests/rq_port/rq_original/*.py.txt`` is the RQ application as written for RQ; ``tests/rq_port/*.py``
 is the port. The first test holds the two to "only imports and the connection line differ"."""
@@ -57,7 +57,7 @@ def test_the_ported_rq_app_runs(url: str, tmp_path: Path, monkeypatch: pytest.Mo
     bad_id = app.resize_later("scan.bmp")
 
     worker = Worker([app.task_queue, app.email_queue], url, pool="thread", concurrency=2,
-                    install_signal_handlers=False)
+                    install_signal_handlers=False, exception_handlers=app.EXCEPTION_HANDLERS)
     with running(worker):
         _wait("the export", lambda: app.export_status(export_id)["notified"] is not None)
         status = app.export_status(export_id)
@@ -68,6 +68,8 @@ def test_the_ported_rq_app_runs(url: str, tmp_path: Path, monkeypatch: pytest.Mo
         _wait("the fire-and-forget job", lambda: app.visit_recorded(visit_id))
         _wait("the failed resize", lambda: app.failed_tasks() == [bad_id])
         assert app.failure_of(bad_id) == "unsupported format: scan.bmp"
+        # RQ's exception-handler chain ran in the worker: the second handler returned False.
+        assert app.crash_of(bad_id) == ("ValueError: unsupported format: scan.bmp", None)
 
         app.retry_failed_tasks()
         _wait("the requeued resize to fail again", lambda: app.failed_tasks() == [bad_id]

@@ -433,8 +433,12 @@ def lease_as_dead_worker(queue: Queue, lease_ms: int = 500, worker: str = "dead-
 def requeue_when_expired(queue: Queue, max_attempts: int = 3) -> tuple[int, int]:
     """Run the maintenance transition until the expired lease is recovered; return (requeued, failed)."""
     call = T.requeue_expired_call(queue.keys, 100, max_attempts, 60_000)
-    return wait_for(lambda: (lambda r: (r.requeued, r.abandoned) if r.requeued or r.abandoned else None)(
-        TR.parse_recover(queue.store.run(call))), "the lease to expire")
+
+    def recovered() -> tuple[int, int] | None:
+        reply = TR.parse_recover(queue.store.run(call))
+        return (reply.requeued, reply.abandoned) if reply.requeued or reply.abandoned else None
+
+    return wait_for(recovered, "the lease to expire")
 
 
 def test_job_leased_by_a_dead_worker_is_requeued_by_maintenance_and_runs(url: str, qname: str,

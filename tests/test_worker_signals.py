@@ -91,6 +91,8 @@ def status(job: Job) -> JobStatus | None:
     pytest.param("process", signal.SIGTERM, id="process-SIGTERM"),
     pytest.param("solo", signal.SIGTERM, id="solo-SIGTERM"),
     pytest.param("process", signal.SIGINT, id="process-SIGINT"),  # Ctrl-C: the same path in the supervisor
+    pytest.param("process", signal.SIGHUP, id="process-SIGHUP"),  # a closed terminal: a stop, not a kill
+    pytest.param("solo", signal.SIGHUP, id="solo-SIGHUP"),
 ])
 def test_first_stop_signal_lets_the_running_job_finish_then_the_worker_exits_0(
     url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str], pool: str, signum: signal.Signals
@@ -113,6 +115,77 @@ def test_first_stop_signal_lets_the_running_job_finish_then_the_worker_exits_0(
     assert status(waiting) == JobStatus.QUEUED
     assert queue.count == 1 and queue.started_job_registry.count == 0
     assert not [w for w in clusterq.list_workers(url) if w.pid == proc.pid]
+    assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize("pool", ["process", "fork"])
+def test_sigterm_to_the_whole_process_group_lets_the_childs_job_finish_then_the_worker_exits_0(
+    url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str], pool: str
+) -> None:
+    """supervisord's stopasgroup, Kubernetes without a preStop hook, Ctrl-C in a terminal: the children get
+    the signal too. The supervisor decides; the job is neither killed nor left ``started``."""
+    marker, log = tmp_path / "ran", tmp_path / "worker.log"
+    queue = Queue(qname, url)
+    job = queue.enqueue("jobs.record_then_sleep", str(marker), "started", 1.5)
+
+    with worker_process(url, subprocess_env, log, qname, pool=pool) as proc:
+        wait_for(lambda: lines(marker), "the job to start")
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert exit_code(proc, log) == 0, log.read_text()
+
+    assert status(job) == JobStatus.FINISHED, log.read_text()
+    assert job.return_value() == "started"
+    assert queue.started_job_registry.count == 0
+
+
+@pytest.mark.parametrize("pool", ["process", "fork"])
+def test_a_second_sigterm_to_the_whole_process_group_hands_the_childs_job_back_at_once(
+    url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str], pool: str
+) -> None:
+    marker, log = tmp_path / "ran", tmp_path / "worker.log"
+    queue = Queue(qname, url)
+    job = queue.enqueue("jobs.record_then_sleep", str(marker), "started", 120)
+
+    with worker_process(url, subprocess_env, log, qname, pool=pool) as proc:
+        wait_for(lambda: lines(marker), "the job to start")
+        os.killpg(proc.pid, signal.SIGTERM)
+        wait_for(lambda: "SIGTERM received" in log.read_text(), "the worker to acknowledge the first SIGTERM")
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert exit_code(proc, log) == 0, log.read_text()
+
+    job.refresh()
+    assert job.get_status() == JobStatus.QUEUED, log.read_text()
+    assert job.attempts == 0 and queue.get_job_ids() == [job.id]
+    assert queue.started_job_registry.count == 0
+
+
+@pytest.mark.parametrize("pool", ["process", "fork"])
+def test_sigusr1_makes_the_pool_run_code_deployed_after_the_worker_started(
+    url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str], pool: str
+) -> None:
+    module = tmp_path / "deployed_code.py"  # the worker runs in tmp_path and imports from there
+    module.write_text("def version():\n    return 'v1'\n")
+    queue = Queue(qname, url)
+    log = tmp_path / "worker.log"
+
+    with worker_process(url, subprocess_env, log, qname, pool=pool) as proc:
+        first = queue.enqueue("deployed_code.version")
+        wait_for(lambda: status(first) == JobStatus.FINISHED, "the first job")
+        module.write_text("def version():\n    return 'v2, deployed'\n")  # another size: no stale .pyc
+        if pool == "process":  # its child imported v1 and keeps it
+            stale = queue.enqueue("deployed_code.version")
+            wait_for(lambda: status(stale) == JobStatus.FINISHED, "a job before the reload")
+            assert stale.return_value() == "v1"
+        proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "reloading" in log.read_text(), "the worker to reload")
+        second = queue.enqueue("deployed_code.version")
+        wait_for(lambda: status(second) == JobStatus.FINISHED, "the job after the reload")
+        assert proc.poll() is None, "SIGUSR1 does not stop the worker"
+        proc.send_signal(signal.SIGTERM)
+        assert exit_code(proc, log) == 0, log.read_text()
+
+    assert first.return_value() == "v1"
+    assert second.return_value() == "v2, deployed"
     assert "Traceback" not in log.read_text()
 
 

@@ -19,7 +19,7 @@ from clusterq.api.job import Job, JobStatus, Progress, send_stop_job_command
 from clusterq.api.queue import EnqueueData, Queue
 from clusterq.api.registry import Registry
 from clusterq.api.results import Result, ResultType
-from clusterq.api.retry import Backoff, Repeat, Retry, RetryJob
+from clusterq.api.retry import Backoff, NoRetry, Repeat, Retry, RetryJob
 from clusterq.connection.server_checks import NodeMemory, memory_of_primaries, server_warnings
 from clusterq.connection.sync import connect, describe, parse_url, topology_of
 from clusterq.exceptions import (
@@ -39,6 +39,7 @@ from clusterq.exceptions import (
     SerializationError,
     ServerError,
     StopRequested,
+    WorkerNameInUse,
 )
 from clusterq.scheduling.cron import CronError, CronExpr, Interval
 from clusterq.scheduling.periodic import (
@@ -84,6 +85,7 @@ __all__ = [
     "ResultType",
     "Retry",
     "RetryJob",
+    "NoRetry",
     # inside a job, and controlling one
     "Progress",
     "get_current_job",
@@ -152,6 +154,7 @@ __all__ = [
     "InvalidQueueName",
     "InvalidURL",
     "JobStopped",
+    "WorkerNameInUse",
     "JobTimeoutError",
     "NoSuchJobError",
     "PeriodicError",

@@ -12,6 +12,10 @@ class ConnectionFailed(ClusterQError):
     """The server (or Sentinel group, or cluster) named by a URL could not be used."""
 
 
+class WorkerNameInUse(ClusterQError):
+    """Another running worker has the name this worker was given (``clusterq worker --name``: exit 4)."""
+
+
 class InvalidURL(ClusterQError, ValueError):
     """A connection URL clusterq cannot parse or does not support."""
 

@@ -71,5 +71,25 @@ def retry_failed_tasks():
         registry.requeue(job_id)
 
 
-# EXCEPTION HANDLERS: the RQ app's worker script passes Worker(exception_handlers=[...]); clusterq's
-# worker gains that with the worker rework (issue 15), and this port will add it here then.
+# The worker script passes Worker(exception_handlers=EXCEPTION_HANDLERS).
+def record_crash(job, exc_type, exc_value, traceback):
+    job.meta["crash"] = f"{exc_type.__name__}: {exc_value}"
+    job.save_meta()
+    return True  # fall through to the next handler
+
+
+def keep_quiet_about_bad_input(job, exc_type, exc_value, traceback):
+    return not issubclass(exc_type, ValueError)  # False for bad input: handled, stop the chain here
+
+
+def never_reached_for_bad_input(job, exc_type, exc_value, traceback):
+    job.meta["escalated"] = True
+    job.save_meta()
+
+
+EXCEPTION_HANDLERS = [record_crash, keep_quiet_about_bad_input, never_reached_for_bad_input]
+
+
+def crash_of(job_id):
+    job = Job.fetch(job_id, connection=redis_conn)
+    return job.meta.get("crash"), job.meta.get("escalated")

@@ -32,7 +32,7 @@ from clusterq.api.context import JobConnection, enter_job, leave_job
 from clusterq.api.hooks import EMPTY, HookSet
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S, DEFAULT_RESULT_TTL_S, Job
 from clusterq.api.options import MAX_DURATION_S
-from clusterq.api.retry import RetryJob, draw, plan_template, retry_job_plan
+from clusterq.api.retry import MAX_RETRY_ON, RetryJob, draw, plan_template, retries_on, retry_job_plan
 from clusterq.exceptions import DeserializationError, FunctionNotFound, JobTimeoutError, SerializationError
 from clusterq.serializers import Serializer
 from clusterq.signing import Signer
@@ -145,6 +145,7 @@ class JobSpec:
     repeat: str = ""  # the Repeat's plan, or ""
     history: int = RESULT_HISTORY  # results the job keeps, the latest included
     callbacks: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)  # code -> (path, limit)
+    retry_on: tuple[str, ...] = ()  # Retry(on=...): the exception classes retried ("module.QualName"), () all
 
 
 def _bounded(value: Any, what: str) -> float:
@@ -191,11 +192,26 @@ def decode_options(raw: bytes, default_timeout_s: float) -> tuple[JobSpec, str |
             repeat=plan_template(options.get("repeat")),
             history=_history(options.get("hist")),
             callbacks=decode_callbacks(options.get("cb")),
+            retry_on=_retry_on(options.get("ron")),
         )
     except Exception as exc:  # whatever the record holds, one job fails, not the worker
         problem = f"job options are malformed ({type(exc).__name__}: {exc})"
         spec = JobSpec(default_timeout_s, DEFAULT_RESULT_TTL_S * 1000, DEFAULT_FAILURE_TTL_S * 1000, "json")
     return spec, problem
+
+
+def _retry_on(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if (not isinstance(value, list) or not 1 <= len(value) <= MAX_RETRY_ON
+            or not all(isinstance(name, str) and 0 < len(name) <= 500 for name in value)):
+        raise ValueError(f"ron is {value!r}, not a list of 1 to {MAX_RETRY_ON} exception class names")
+    return tuple(value)
+
+
+ExceptionHandler = Callable[..., Any]
+"""RQ's exception handler: ``handler(job, exc_type, exc_value, traceback)``; returning ``False`` stops the
+chain (``None`` or anything else goes on to the next handler)."""
 
 
 def _history(value: Any) -> int:
@@ -295,7 +311,9 @@ class Executor:
 
     def __init__(self, resolver: FunctionResolver, serializer: Serializer, default_timeout_s: float,
                  connection: Any = None, *, job_connection: JobConnection | None = None,
-                 time_limits: bool = True, signer: Signer | None = None, hooks: HookSet = EMPTY) -> None:
+                 time_limits: bool = True, signer: Signer | None = None, hooks: HookSet = EMPTY,
+                 exception_handlers: Sequence[ExceptionHandler] = ()) -> None:
+        self.exception_handlers = tuple(exception_handlers)
         self.connection = connection
         self.job_connection = job_connection
         self.time_limits = time_limits
@@ -310,16 +328,15 @@ class Executor:
         self.connection = connection
         self.time_limits = time_limits
         self._timeouts: dict[bytes, float] = {}
+        self._verdicts: dict[tuple[str, str, int], str | None] = {}  # (queue, id, lease token) -> refusal
         self._default_spec = decode_options(b"", default_timeout_s)[0]
 
     def prepare(self, leased: LeasedJob) -> tuple[JobSpec, Callable[..., Any] | None, Any, Any, str | None]:
         """Everything needed to call the job, or a reason why it cannot be called."""
-        if self.signer is not None:
-            # Before anything of the job is looked at: an unsigned job imports nothing and decodes nothing.
-            refused = self.signer.problem(leased.queue, leased.id, leased.func, leased.payload, leased.options,
-                                          leased.signature, leased.headers)
-            if refused:  # its options are not trusted either: default time limit and failure TTL
-                return self._default_spec, None, None, None, refused
+        # Before anything of the job is looked at: an unsigned job imports nothing and decodes nothing.
+        refused = self.refusal(leased)
+        if refused:  # its options are not trusted either: default time limit and failure TTL
+            return self._default_spec, None, None, None, refused
         if leased.options:
             spec, problem = decode_options(leased.options, self.default_timeout_s)
         else:  # most jobs carry no options: skip the JSON decode
@@ -348,25 +365,50 @@ class Executor:
             return spec, None, None, None, f"DeserializationError: cannot decode the job's arguments: {exc}"
         return spec, func, args, kwargs, None
 
+    def refusal(self, leased: LeasedJob) -> str | None:
+        """Why this worker must not trust anything of the record (its signature does not check out), or None.
+
+        Every reader of a record's fields goes through here first (the supervisor reading a time limit, a
+        failure or stop outcome built outside the job's process), so a forged record costs one failed job
+        with the defaults, whatever its options say. The verdict is cached per lease (the supervisor asks
+        for a running job's deadline on every turn of its loop)."""
+        if self.signer is None:
+            return None
+        lease = (leased.queue, leased.id, leased.token)
+        if lease in self._verdicts:
+            return self._verdicts[lease]
+        verdict = self.signer.problem(leased.queue, leased.id, leased.func, leased.payload, leased.options,
+                                      leased.signature, leased.headers)
+        if len(self._verdicts) >= 1024:
+            self._verdicts.clear()
+        self._verdicts[lease] = verdict
+        return verdict
+
+    def trusted_options(self, leased: LeasedJob) -> bytes:
+        """The record's options if its signature checks out (or the worker checks none), else none: the
+        defaults apply."""
+        return b"" if self.refusal(leased) else leased.options
+
     def timeout_of(self, leased: LeasedJob) -> float:
         """The job's time limit in seconds, ``inf`` for none (cached per distinct options value)."""
-        timeout = self._timeouts.get(leased.options)
+        options = self.trusted_options(leased)
+        timeout = self._timeouts.get(options)
         if timeout is None:
-            spec = decode_options(leased.options, self.default_timeout_s)[0]
+            spec = decode_options(options, self.default_timeout_s)[0]
             timeout = spec.timeout_s if spec.timeout_s > 0 else math.inf  # job_timeout=-1: no limit (as in RQ)
             # A callback runs after the job, in the same slot, within its own limit: the hard limit allows it.
             timeout += max((limit for _, limit in spec.callbacks.values()), default=0.0)
             if len(self._timeouts) < 1024:
-                self._timeouts[leased.options] = timeout
+                self._timeouts[options] = timeout
         return timeout
 
     def failure(self, leased: LeasedJob, reason: str, *, outside: bool = False) -> Outcome:
         """A failed outcome with ``reason``, kept as long as the job's failure_ttl says; it is final, and
         the failure hooks hear of it here. ``outside``: the pool stopped the job at its hard limit and
         records this outcome (the job's own thread, if it goes on, stays silent: :attr:`taken_over`)."""
-        outcome = _failure(leased, decode_options(leased.options, self.default_timeout_s)[0], reason)
+        outcome = _failure(leased, decode_options(self.trusted_options(leased), self.default_timeout_s)[0], reason)
         if self.hooks.perform and (outside or run_key(leased) not in self.taken_over):
-            self.hooks.failed(self.hooks.info(leased), None, reason, "")
+            self.hooks.failed(self.hooks.info(leased, trusted=not self.refusal(leased)), None, reason, "")
         return outcome
 
     def execute(self, leased: LeasedJob) -> Outcome:
@@ -402,6 +444,9 @@ class Executor:
         outcome = self._outcome(leased, spec, value, error, time.perf_counter() - started)
         if hooks is not None and outcome.status == "failed" and run_key(leased) not in self.taken_over:
             hooks.failed(job, error, outcome.data.decode("utf-8", "replace"), outcome.plan)
+        if _handled(error):  # RQ's order: the on_failure callback (in _outcome), then the exception handlers
+            assert error is not None
+            outcome = self._handle_exception(leased, outcome, error)
         return outcome
 
     def _outcome(self, leased: LeasedJob, spec: JobSpec, value: Any, error: Exception | None,
@@ -413,7 +458,7 @@ class Executor:
             return _failure(leased, spec, f"RetryJob: {error}", elapsed_s, retry_job_plan(spec.retry, error))
         reason = (f"JobTimeoutError: {error}" if isinstance(error, JobTimeoutError)
                   else describe_exception(error, leased.func))
-        outcome = _failure(leased, spec, reason, elapsed_s, draw(spec.retry))
+        outcome = _failure(leased, spec, reason, elapsed_s, self._plan(spec, error))
         return self._callback(leased, spec, outcome, "f", type(error), error, error.__traceback__)
 
     def _unrunnable(self, leased: LeasedJob, spec: JobSpec, problem: str) -> Outcome:
@@ -469,6 +514,36 @@ class Executor:
             outcome = await loop.run_in_executor(None, self._outcome, leased, spec, value, error, elapsed_s)
         if hooks is not None and outcome.status == "failed":
             hooks.failed(job, error, outcome.data.decode("utf-8", "replace"), outcome.plan)
+        if self.exception_handlers and _handled(error):
+            assert error is not None
+            outcome = await loop.run_in_executor(None, self._handle_exception, leased, outcome, error)
+        return outcome
+
+    # --- after a failure: the plan and the exception handlers -------------------------------------
+
+    @staticmethod
+    def _plan(spec: JobSpec, exc: BaseException) -> str:
+        """The retry plan sent with a failure: none for :class:`NoRetry` or an exception ``Retry(on=...)``
+        does not name."""
+        return draw(spec.retry) if spec.retry and retries_on(spec.retry_on, exc) else ""
+
+    def _handle_exception(self, leased: LeasedJob, outcome: Outcome, exc: BaseException) -> Outcome:
+        """Walk the worker's exception handlers (RQ's chain), here, in the process that ran the job. A
+        handler returning ``False`` stops the chain; one that raises is noted on the job and the chain goes
+        on. A handler's verdict on retrying is ``job.retries_left = 0`` (written before the outcome is)."""
+        if not self.exception_handlers:
+            return outcome
+        job = Job(leased.queue, leased.id, self.connection, serializer=self.serializer)
+        for handler in self.exception_handlers:
+            try:
+                if handler(job, type(exc), exc, exc.__traceback__) is False:
+                    break
+            except Exception as err:
+                name = getattr(handler, "__qualname__", repr(handler))
+                note = f"exception handler {name} failed: {describe_exception(err, name)}"
+                log.warning("%s: job %s: %s (the job's outcome stands)", leased.queue, leased.id,
+                            note.splitlines()[0])
+                outcome = dataclasses.replace(outcome, note=note[:MAX_NOTE_CHARS])
         return outcome
 
     # --- callbacks ------------------------------------------------------------------------------
@@ -501,11 +576,10 @@ class Executor:
     def stopped(self, leased: LeasedJob, reason: str) -> Outcome:
         """The outcome of a job stopped on request (status ``stopped``), after its ``on_stopped`` callback,
         which runs here, in the calling thread, within its own limit."""
-        spec = decode_options(leased.options, self.default_timeout_s)[0]
+        spec = decode_options(self.trusted_options(leased), self.default_timeout_s)[0]
         outcome = Outcome(leased.id, leased.token, "stopped", f"JobStopped: {reason}".encode("utf-8", "replace"),
                           spec.failure_keep_ms, history=spec.history)
-        if self.signer is not None and self.signer.problem(leased.queue, leased.id, leased.func, leased.payload,
-                                                           leased.options, leased.signature, leased.headers):
+        if self.refusal(leased):
             return outcome  # its on_stopped path comes from a record no key holder wrote: never import it
         return self._callback(leased, spec, outcome, "t")
 
@@ -516,6 +590,11 @@ class Executor:
             return _failure(leased, spec, f"SerializationError: the job's return value cannot be stored: {exc}")
         return Outcome(leased.id, leased.token, "finished", data, spec.result_keep_ms, elapsed_s, spec.repeat,
                        spec.history)
+
+
+def _handled(error: Exception | None) -> bool:
+    """Whether the worker's exception handlers hear of this error (a RetryJob is a request, not a failure)."""
+    return error is not None and not isinstance(error, RetryJob)
 
 
 def run_key(leased: LeasedJob) -> tuple[str, str, int]:

@@ -181,6 +181,8 @@ class QueueCore(Generic[J]):
             if not isinstance(data.retry, Retry):
                 raise TypeError(f"retry must be a clusterq.Retry, got {type(data.retry).__name__}")
             options["retry"] = data.retry.encode()
+            if data.retry.on:
+                options["ron"] = data.retry.on_names()
         if data.repeat is not None:
             if not isinstance(data.repeat, Repeat):
                 raise TypeError(f"repeat must be a clusterq.Repeat, got {type(data.repeat).__name__}")

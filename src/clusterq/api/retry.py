@@ -23,6 +23,25 @@ RETRY_JOB_MAX = 3
 exception says ``max=``)."""
 
 
+MAX_RETRY_ON = 32
+"""The most exception classes a ``Retry(on=...)`` names."""
+
+
+def exception_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def retries_on(names: Sequence[str], exc: BaseException) -> bool:
+    """Whether a failure raising ``exc`` may be retried under ``Retry(on=names)`` (empty: any failure).
+    :class:`NoRetry` is never retried."""
+    if isinstance(exc, NoRetry):
+        return False
+    if not names:
+        return True
+    mro = {exception_name(c) for c in type(exc).__mro__}
+    return any(name in mro for name in names)
+
+
 def _intervals_ms(interval: float | Sequence[float], what: str) -> list[int]:
     return O.interval_ms(interval, what)
 
@@ -61,11 +80,26 @@ class Retry:
 
     max: int
     interval: float | Sequence[float] | Backoff = 0
+    on: type[BaseException] | Sequence[type[BaseException]] | None = None
+    """Retry only failures that are one of these exception classes (or subclasses); others are final at
+    once. A time limit exceeded is :class:`~clusterq.JobTimeoutError`. None: every failure is retried."""
 
     def __post_init__(self) -> None:
         _positive_int(self.max, "Retry(max=...)")
         if not isinstance(self.interval, Backoff):
             _intervals_ms(self.interval, "Retry")
+        if self.on is not None:
+            classes = (self.on,) if isinstance(self.on, type) else tuple(self.on) if isinstance(
+                self.on, (list, tuple, set, frozenset)) else None
+            if (not classes or len(classes) > MAX_RETRY_ON
+                    or not all(isinstance(c, type) and issubclass(c, BaseException) for c in classes)):
+                raise TypeError(f"Retry(on=...) must be an exception class or a list of 1 to {MAX_RETRY_ON} of "
+                                f"them, got {self.on!r}")
+            object.__setattr__(self, "on", classes)
+
+    def on_names(self) -> list[str]:
+        """The ``on`` classes as the worker matches them: ``module.QualName`` (nothing is imported by name)."""
+        return [exception_name(c) for c in (self.on or ())]  # type: ignore[union-attr]
 
     def intervals_s(self) -> list[float]:
         if isinstance(self.interval, Backoff):
@@ -116,6 +150,12 @@ class RetryJob(ClusterQError):
         super().__init__(reason or "the job asked to run again")
         self.delay = delay
         self.max = max
+
+
+class NoRetry(ClusterQError):
+    """Raise inside a job to make this failure final: the job fails at once, its ``Retry``'s retries unused
+    (``raise NoRetry("bad input") from exc`` keeps the cause in the traceback). From an exception handler
+    or anywhere else, ``job.retries_left = 0`` says the same for the job's current failure."""
 
 
 # --- the plans complete.lua reads ("max;ms,ms,..." or "max;b:base_ms:factor:cap_ms:multiplier") ----------

@@ -38,7 +38,7 @@ from clusterq.api.job import Job, JobStatus, Progress
 from clusterq.api.queue import Queue
 from clusterq.connection.server_checks import memory_of_primaries, server_warnings
 from clusterq.connection.sync import DEFAULT_URL, REDIS_ERRORS, URL_ENV, connect, describe, parse_url
-from clusterq.exceptions import ClusterQError, NoSuchJobError
+from clusterq.exceptions import ClusterQError, NoSuchJobError, WorkerNameInUse
 from clusterq.scheduling.periodic import (
     CronScheduler,
     Periodic,
@@ -49,6 +49,7 @@ from clusterq.scheduling.periodic import (
 )
 from clusterq.signing import KEY_ENV, read_key_file
 from clusterq.worker.pools.factory import POOL_KINDS
+from clusterq.worker.settings import DEFAULT_LEASE_S
 from clusterq.worker.worker import Worker, list_workers
 
 # Named exit codes (Dramatiq's habit): scripts and supervisors can tell failures apart.
@@ -56,6 +57,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_CONNECTION = 3
+EXIT_NAME_IN_USE = 4  # another running worker has this --name
 
 SETTINGS_ENV = "CLUSTERQ_SETTINGS"
 
@@ -153,7 +155,7 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         memory_limit_mb=args.memory_limit_per_child,
         name=args.name,
         allow=args.allow or _setting(args, "ALLOW"),
-        lease_s=args.lease_s or _setting(args, "LEASE_S", 15.0),
+        lease_s=args.lease_s or _setting(args, "LEASE_S", DEFAULT_LEASE_S),
         max_attempts=args.max_attempts or _setting(args, "MAX_ATTEMPTS", 3),
         serializer=args.serializer or _setting(args, "SERIALIZER"),
         signing_key=signing_keys(args),
@@ -507,12 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("queues", nargs="*", help="queue names, highest priority first (default: 'default')")
     p.add_argument("-b", "--burst", action="store_true", help="stop when every queue is empty")
-    p.add_argument("-n", "--name", help="worker name (default: host.pid.random)")
+    p.add_argument("-n", "--name", help="worker name, unique among running workers "
+                   "(exit 4 if one runs under it; default: host.pid.random)")
     p.add_argument("--max-jobs", type=int, help="stop after this many jobs")
     p.add_argument("--allow", action="append", help="only run functions matching this pattern (repeatable)")
     p.add_argument("--hook", action="append", metavar="MODULE:OBJ",
                    help="a hook (object, class or factory) run around every job (repeatable; see clusterq.hooks)")
-    p.add_argument("--lease-s", type=float, help="seconds a job stays leased without a heartbeat (15)")
+    p.add_argument("--lease-s", type=float, help="seconds a job stays leased without a heartbeat; a dead worker's jobs "
+                   f"run again about this long after it died ({DEFAULT_LEASE_S:g})")
     p.add_argument("--max-attempts", type=int, help="leases before a job whose worker died fails (3)")
     p.add_argument("--serializer", help="json (default), pickle, or a dotted path")
     p.add_argument("-P", "--pool", choices=POOL_KINDS, default="process",
@@ -662,6 +666,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ClusterQError as exc:
         print(f"clusterq: {exc}", file=sys.stderr)
+        if isinstance(exc, WorkerNameInUse):
+            return EXIT_NAME_IN_USE
         return EXIT_CONNECTION if type(exc).__name__ == "ConnectionFailed" else EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_OK

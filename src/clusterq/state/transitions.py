@@ -40,12 +40,14 @@ class Created(IntEnum):
 class CompleteCode(IntEnum):
     """Per outcome, from complete."""
 
-    #: recorded (or the job was scheduled to run again)
+    #: recorded
     RECORDED = 1
     #: recorded, and the job's dependents are to be told (an outbox intent was written)
     NOTIFY = 2
     #: the lease was lost (taken over, canceled, deleted): the outcome was dropped
     LEASE_LOST = 0
+    #: recorded, and the job runs again (its Retry or Repeat plan had a run left)
+    AGAIN = 3
 
 
 class ExtendCode(IntEnum):
@@ -223,7 +225,13 @@ class PromoteReply:
 class RecoverReply:
     requeued: int
     abandoned: int  # failed as abandoned (attempt limit reached)
+    next_in_ms: int  # until the earliest lease left expires, on the server's clock (-1: none held)
     abandoned_ids: list[str]  # those jobs' ids (the worker's on_abandoned hooks)
+
+    @property
+    def due_in_s(self) -> float | None:
+        """Seconds until the earliest lease still held expires (None: no job is leased)."""
+        return None if self.next_in_ms < 0 else self.next_in_ms / 1000
 
 
 @dataclass(frozen=True)
@@ -502,8 +510,8 @@ def parse_extend(reply: Sequence[Any]) -> list[ExtendCode]:
 
 
 def parse_recover(reply: Sequence[Any]) -> RecoverReply:
-    """requeue_expired: counts, then the abandoned jobs' ids."""
-    return RecoverReply(int(reply[0]), int(reply[1]), [text(value) for value in reply[2:]])
+    """requeue_expired: counts, the ms until the earliest lease left ends, then the abandoned jobs' ids."""
+    return RecoverReply(int(reply[0]), int(reply[1]), int(reply[2]), [text(value) for value in reply[3:]])
 
 
 def parse_take(queue: str, job_id: str, reply: Sequence[Any]) -> LeasedJob | None:

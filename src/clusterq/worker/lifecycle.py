@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 from clusterq.api.hooks import HookSet, set_report_sink
 from clusterq.connection.server_checks import server_warnings
 from clusterq.connection.sync import REDIS_ERRORS, describe
-from clusterq.exceptions import ConnectionFailed, StopRequested
+from clusterq.exceptions import ConnectionFailed, StopRequested, WorkerNameInUse
 from clusterq.state import keys as K
 from clusterq.worker import registration
 from clusterq.worker.pools.factory import Finished, Notifier, Pool, SoloPool
+from clusterq.worker.pools.process import STOP_SIGNALS
 from clusterq.worker.registration import REGISTRATION_TTL_S
+from clusterq.worker.settings import HEARTBEATS_PER_LEASE
 from clusterq.worker.wakeup import Waker
 
 if TYPE_CHECKING:
@@ -56,6 +58,8 @@ class Lifecycle:
     _heartbeat: threading.Thread | None
     _previous_handlers: dict[int, Any]
     _suspended: bool
+    _reload_requested: bool = False
+    _instance: str  # this run's own id: the name's holder in the registration
     _next_poll: float
     batch_target_s: float
     idle_poll_s: float
@@ -88,6 +92,13 @@ class Lifecycle:
     # --- setup and teardown -------------------------------------------------------------------
 
     def _setup(self) -> None:
+        try:
+            taken = registration.claim(self.connection, self.name, self._instance)
+        except REDIS_ERRORS as exc:
+            raise ConnectionFailed(f"worker {self.name} cannot register on {describe(self.connection)}: "
+                                   f"{type(exc).__name__}: {exc}") from None
+        if taken:
+            raise WorkerNameInUse(taken)
         self.hooks.call("on_worker_start", self)  # before the pools fork: what it opens, children inherit
         self._report_sink = set_report_sink(lambda data: self.hooks.call("on_report", data))
         for lane in self.lanes:  # fork the pools' children before this process starts threads
@@ -106,8 +117,11 @@ class Lifecycle:
         self._heartbeat.start()
         in_main = threading.current_thread() is threading.main_thread()
         if self.install_signal_handlers and in_main:
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            # SIGHUP (a closed terminal, a supervisor's hang-up) stops like SIGTERM: running jobs finish and
+            # nothing waits for its lease to expire. SIGUSR1 reloads: children with fresh code.
+            for signum in STOP_SIGNALS:
                 self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+            self._previous_handlers[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_reload)
         if not in_main and any(isinstance(lane.pool, SoloPool) for lane in self.lanes):
             log.warning("worker %s runs its solo pool outside the main thread: job time limits (SIGALRM) are "
                         "not enforced there; use the process pool for hard limits", self.name)
@@ -132,7 +146,7 @@ class Lifecycle:
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=5)
         try:
-            registration.unregister(self.connection, self.name)
+            registration.unregister(self.connection, self.name, self._instance)
         except REDIS_ERRORS:
             pass
         for signum, handler in self._previous_handlers.items():
@@ -141,6 +155,22 @@ class Lifecycle:
         self._notifier.close()
         self.hooks.call("on_worker_stop", self, reverse=True)
         set_report_sink(self._report_sink)
+
+    def _on_reload(self, signum: int, frame: Any) -> None:
+        """SIGUSR1: pools of child processes replace their children (each once its batch is done), so jobs
+        run the code deployed since the worker started; the pools act on it in the loop's thread."""
+        self._reload_requested = True
+        self._notifier.notify()
+
+    def _apply_reload(self) -> None:
+        self._reload_requested = False
+        log.info("reloading: pool children are replaced as they finish their jobs (fresh code from disk)")
+        for lane in self.lanes:
+            if lane.pool.kind in ("process", "fork"):
+                lane.pool.reload()
+            else:
+                log.warning("the %s pool runs jobs in the worker's own process: it cannot reload them; restart "
+                            "the worker to run new code", lane.pool.kind)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if not self._stop.is_set():
@@ -176,6 +206,8 @@ class Lifecycle:
         stop the jobs whose stop was requested."""
         if self._stop_requests:
             self._apply_stops()
+        if self._reload_requested:
+            self._apply_reload()
         if self._waker is None:
             return
         signalled = self._waker.take()
@@ -294,7 +326,7 @@ class Lifecycle:
     # --- heartbeat and registration -----------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
-        interval_s = self.leases.lease_ms / 3000
+        interval_s = self.leases.lease_ms / 1000 / HEARTBEATS_PER_LEASE
         next_registration = time.monotonic() + REGISTRATION_TTL_S / 4
         while not self._stop.wait(interval_s):
             try:
@@ -312,6 +344,7 @@ class Lifecycle:
             "failed": self.stats.failed,
             "current": f"{current[0]}/{current[1]}" if current else "",
             "pool": self._pools_text(),
+            "instance": self._instance,
         })
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.cluster import RedisCluster
+from redis.exceptions import NoPermissionError
 from redis.sentinel import SentinelConnectionPool
 
 from clusterq.connection.sync import REDIS_ERRORS
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 PROMOTE_BATCH = 100
 RECOVER_BATCH = 100
 TRIM_BATCH = 1000
+RECOVERY_MARGIN_S = 0.05
+"""Recovery falls due this long after the earliest lease's deadline (the server's clock decides it expired)."""
 SCHEDULED_POLL_S = 1.0
 """While any job is scheduled, maintenance (which promotes due jobs) runs at least this often, so a job
 scheduled meanwhile for an earlier time starts within about this long of its time."""
@@ -96,22 +99,29 @@ class Maintenance:
             for k in keys:
                 trims.extend(T.trim_call(key, TRIM_BATCH) for key in (k.finished, k.failed, k.canceled))
         results = run_each(self.store, [*recover, *promote, *due, *trims])
+        refused = next((r for r in results if isinstance(r, NoPermissionError)), None)
+        if refused is not None:
+            raise refused  # the Redis user may not do this: no back-off fixes it (the worker exits)
         if all(isinstance(result, BaseException) for result in results):
             log.warning("maintenance skipped: %s", next(iter(results), None))
             return done
         recovered, promoted, due_replies, _ = T.split_results(results, recover, promote, due, trims)
-        abandoned = self._recovered(names, recovered, done)
+        abandoned = self._recovered(names, recovered, done, now)
         self._promoted(names, promoted, done, now)
         self._replay_outbox(names, abandoned, due_replies)
         return done
 
-    def _recovered(self, names: list[str], results: list[Any], done: Round) -> list[str]:
+    def _recovered(self, names: list[str], results: list[Any], done: Round, now: float) -> list[str]:
         abandoned: list[str] = []  # their dependents are told now, not after the replay grace
         for name, result in zip(names, results):
             if isinstance(result, BaseException):
                 done.failed[name] = result
                 continue
             recovery = TR.parse_recover(result)
+            if recovery.due_in_s is not None:
+                # The next recovery is due when the earliest lease held ends, not a whole interval later:
+                # a dead worker's jobs come back within about a lease (leases are extended well before).
+                self.soon(now + recovery.due_in_s + RECOVERY_MARGIN_S)
             requeued, failed = recovery.requeued, recovery.abandoned
             if recovery.abandoned_ids:
                 self.on_abandoned(name, recovery.abandoned_ids)
@@ -171,4 +181,4 @@ class Maintenance:
         return moved
 
 
-__all__ = ["Maintenance", "PROMOTE_BATCH", "Round", "SCHEDULED_POLL_S"]
+__all__ = ["Maintenance", "PROMOTE_BATCH", "RECOVERY_MARGIN_S", "Round", "SCHEDULED_POLL_S"]

@@ -37,6 +37,16 @@ class Settled:
     """queue -> the error its call met; its outcomes are back in the buffer."""
 
 
+def _log_planned_failure(queue: str, outcome: T.Outcome, code: TR.CompleteCode) -> None:
+    """A failure with a retry plan, said once the server decided: an attempt that runs again is not a final
+    failure (a final failure without a plan was said when it happened)."""
+    reason = outcome.data.decode("utf-8", "replace").splitlines()[0] if outcome.data else ""
+    if code is TR.CompleteCode.AGAIN:
+        log.info("%s: job %s attempt failed, will be retried: %s", queue, outcome.id, reason)
+    elif code is not TR.CompleteCode.LEASE_LOST:
+        log.warning("%s: job %s failed (no retries left): %s", queue, outcome.id, reason)
+
+
 class Batch:
     """The buffered outcomes taken for one send: one ``complete`` call per queue, in :attr:`calls`."""
 
@@ -66,6 +76,8 @@ class Batch:
                 continue
             for outcome, code in zip(outs, TR.parse_complete(codes)):
                 settled.recorded.append((queue, outcome.id))
+                if outcome.status == "failed" and outcome.plan and self._owner.logged:
+                    _log_planned_failure(queue, outcome, code)
                 if code is TR.CompleteCode.NOTIFY:  # it has dependents: its completion wrote an outbox intent
                     settled.forward.append((queue, ended_entry(outcome.status, outcome.id)))
                 if code is TR.CompleteCode.LEASE_LOST:
@@ -85,6 +97,7 @@ class Outcomes:
 
     def __init__(self, queue_keys: dict[str, K.QueueKeys]) -> None:
         self.queue_keys = queue_keys
+        self.logged = True  # failures are logged (the worker's default exception handler)
         self._buffer: dict[str, list[T.Outcome]] = {}
 
     def __bool__(self) -> bool:

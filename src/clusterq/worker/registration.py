@@ -25,6 +25,9 @@ from clusterq.utils import decode_all
 
 REGISTRATION_TTL_S = 60.0
 
+_RUNNING_HERE: set[str] = set()
+"""Instances of the workers running in this process (two workers of one process may not share a name)."""
+
 
 @dataclass(frozen=True)
 class WorkerInfo:
@@ -57,7 +60,55 @@ def register(client: Client, name: str, queues: list[str], details: dict[str, An
     pipe.execute()
 
 
-def unregister(client: Client, name: str) -> None:
+def claim(client: Client, name: str, instance: str) -> str | None:
+    """Take the name ``name`` for the worker ``instance``; None if taken, else why it cannot be.
+
+    Two workers under one name would share one registration (the listing shows one, then none when either
+    stops), so the second is refused, as RQ refuses it. A registration left by a worker that died without
+    unregistering is taken over when it was on this host and its process is gone (or is this process: a
+    container restarted with the same hostname and pid 1); one from another host blocks the name until
+    it expires (:data:`REGISTRATION_TTL_S` after its last heartbeat).
+    """
+    key = K.worker(name)
+    if client.hsetnx(key, "instance", instance):
+        client.pexpire(key, int(REGISTRATION_TTL_S * 1000))
+        _RUNNING_HERE.add(instance)
+        return None
+    values = client.hmget(key, ["instance", "host", "pid", "heartbeat"])
+    holder, host, pid, heartbeat = (v.decode() if isinstance(v, bytes) else v for v in values)
+    if holder == instance:
+        return None
+    if host == socket.gethostname() and pid and pid.isdigit() and _gone(int(pid), holder):
+        client.hset(key, "instance", instance)  # its worker is gone: the name is free
+        _RUNNING_HERE.add(instance)
+        return None
+    age_s = max(0.0, time.time() - int(heartbeat or 0) / 1000) if heartbeat else None
+    seen = f", last heartbeat {age_s:.0f} s ago" if age_s is not None else ""
+    return (f"another worker named {name!r} is running (host {host or '?'}, pid {pid or '?'}{seen}); give each "
+            f"worker its own --name, or leave it out (a unique name is generated). A worker that died without "
+            f"unregistering frees its name within {REGISTRATION_TTL_S:g} s")
+
+
+def _gone(pid: int, holder: str | None) -> bool:
+    """Whether the worker process ``pid`` of this host that holds a name is gone."""
+    if pid == os.getpid():
+        return holder not in _RUNNING_HERE  # a previous run of this pid (a restarted container), not a peer
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # someone else's process
+    return False
+
+
+def unregister(client: Client, name: str, instance: str | None = None) -> None:
+    """Remove a worker's registration (only its own: ``instance`` must still hold the name)."""
+    _RUNNING_HERE.discard(instance or "")
+    if instance is not None:
+        holder = client.hget(K.worker(name), "instance")
+        if holder is not None and (holder.decode() if isinstance(holder, bytes) else holder) != instance:
+            return
     pipe = client.pipeline(transaction=False)
     pipe.zrem(K.WORKERS, name)
     pipe.delete(K.worker(name))

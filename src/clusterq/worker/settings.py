@@ -8,7 +8,11 @@ from typing import Any
 
 from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S
 
-DEFAULT_LEASE_S = 15.0
+DEFAULT_LEASE_S = 8.0
+"""A dead worker's jobs come back within about this long: recovery falls due when the earliest lease ends.
+Leases are extended every quarter of it (:data:`HEARTBEATS_PER_LEASE`), so a worker must miss three
+heartbeats in a row (6 s at the default: a long GC pause, a stalled host) before its jobs run elsewhere."""
+HEARTBEATS_PER_LEASE = 4
 DEFAULT_MAX_ATTEMPTS = 3
 
 
@@ -18,7 +22,8 @@ class WorkerSettings:
     of ``Worker(...)``; pass either the keywords or ``settings=WorkerSettings(...)``."""
 
     lease_s: float = DEFAULT_LEASE_S
-    """How long a leased job stays reserved without a heartbeat."""
+    """How long a leased job stays reserved without a heartbeat (extended every quarter of it): a dead
+    worker's jobs run again about this long after it died."""
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     """How often a job whose worker died is retried before it fails as abandoned."""
     default_timeout_s: float = DEFAULT_JOB_TIMEOUT_S
@@ -29,12 +34,19 @@ class WorkerSettings:
     """About how much work (by the queue's average job time) a lease call takes per free slot."""
     idle_poll_s: float = 30.0
     """While idle, look at every queue at least this often (a wake-up can be lost across a reconnect)."""
-    maintenance_interval_s: float = 10.0
-    """How often expired leases are recovered and due scheduled jobs promoted."""
+    maintenance_interval_s: float = 8.0
+    """The longest wait between maintenance rounds (recovery of expired leases, promotion of due scheduled
+    jobs); a round falls due sooner when the earliest lease held ends or a scheduled job is due. Keep it no
+    longer than ``lease_s``: a lease taken just after a round is then seen by the next round before it
+    ends, and a dead worker's jobs come back about ``lease_s`` after it died."""
     trim_interval_s: float = 300.0
     """How often the finished, failed and canceled registries are trimmed."""
     install_signal_handlers: bool = True
     """Handle SIGTERM and SIGINT (only in the main thread)."""
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        return self.lease_s / HEARTBEATS_PER_LEASE
 
     @property
     def lease_ms(self) -> int:
@@ -58,4 +70,4 @@ class WorkerSettings:
         return [f.name for f in dataclasses.fields(cls)]
 
 
-__all__ = ["DEFAULT_LEASE_S", "DEFAULT_MAX_ATTEMPTS", "WorkerSettings"]
+__all__ = ["DEFAULT_LEASE_S", "DEFAULT_MAX_ATTEMPTS", "HEARTBEATS_PER_LEASE", "WorkerSettings"]

@@ -40,12 +40,12 @@ from redis.exceptions import (
 )
 
 from clusterq.api.context import JobConnection
-from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, Executor, FunctionResolver
+from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, ExceptionHandler, Executor, FunctionResolver
 from clusterq.api.hooks import HookSet
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S
 from clusterq.api.queue import Queue
 from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect, describe
-from clusterq.exceptions import StopRequested
+from clusterq.exceptions import ConnectionFailed, StopRequested
 from clusterq.scheduling.periodic import CronScheduler, Periodic
 from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.signing import Signer, SigningKey, make_signer
@@ -64,6 +64,17 @@ from clusterq.worker.settings import DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, Work
 from clusterq.worker.wakeup import Waker
 
 log = logging.getLogger(__name__)
+
+
+def _handlers(handlers: ExceptionHandler | Sequence[ExceptionHandler] | None) -> list[ExceptionHandler]:
+    if handlers is None:
+        return []
+    listed: list[ExceptionHandler] = list(handlers) if isinstance(handlers, (list, tuple)) else [handlers]  # type: ignore[list-item]
+    refused = [h for h in listed if not callable(h)]
+    if refused:
+        raise TypeError(f"exception_handlers must be callables handler(job, exc_type, exc_value, traceback), "
+                        f"got {refused[0]!r}")
+    return listed
 
 
 def _queue_names(queues: Sequence[str | Queue] | str | Queue) -> list[str]:
@@ -90,9 +101,9 @@ class Worker(lifecycle.Lifecycle):
     is a hard cap on a child's growth: an allocation past it fails in the job with ``MemoryError``.
 
     ``lease_s`` is how long a leased job stays reserved without a heartbeat: a dead worker's jobs come
-    back after at most about ``lease_s + maintenance_interval_s``; ``max_attempts`` bounds how often a
-    job whose worker died is retried before it fails as abandoned. These timings and limits can also be
-    given together as ``settings=WorkerSettings(...)``.
+    back about ``lease_s`` after it died (recovery falls due when the earliest lease ends);
+    ``max_attempts`` bounds how often a job whose worker died is retried before it fails as abandoned.
+    These timings and limits can also be given together as ``settings=WorkerSettings(...)``.
 
     ``signing_key`` (bytes or str, or several: any of them verifies) makes the worker run only jobs
     signed with it (:mod:`clusterq.signing`); others fail with a ``SignatureError`` reason without
@@ -124,11 +135,13 @@ class Worker(lifecycle.Lifecycle):
         max_batch: int = 100,
         batch_target_s: float = 0.05,
         idle_poll_s: float = 30.0,
-        maintenance_interval_s: float = 10.0,
+        maintenance_interval_s: float = 8.0,
         trim_interval_s: float = 300.0,
         install_signal_handlers: bool = True,
         periodic: Sequence[Periodic] = (),
         settings: WorkerSettings | None = None,
+        exception_handlers: ExceptionHandler | Sequence[ExceptionHandler] | None = None,
+        disable_default_exception_handler: bool = False,
         hooks: Sequence[Any] = (),
     ) -> None:
         self.settings = s = WorkerSettings.merge(settings, {
@@ -155,6 +168,7 @@ class Worker(lifecycle.Lifecycle):
         self.queue_names = names
         self.queue_keys = {n: K.QueueKeys(n) for n in names}
         self.name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        self._instance = uuid.uuid4().hex  # holds the name while this worker runs (a second one is refused)
         self.serializer = resolve_serializer(serializer)
         # Jobs reach Redis (get_current_job) through the worker's client, or a client of their own in a
         # forked child: from the URL when the worker was given one.
@@ -162,8 +176,12 @@ class Worker(lifecycle.Lifecycle):
                                        else self.connection, self.connection)
         self.executor = Executor(FunctionResolver(allow), self.serializer, s.default_timeout_s, self.connection,
                                  job_connection=job_connection,
-                                 signer=make_signer(signing_key), hooks=HookSet(hooks))
+                                 signer=make_signer(signing_key), hooks=HookSet(hooks),
+                                 exception_handlers=_handlers(exception_handlers))
         self.hooks = self.executor.hooks
+        # RQ's default exception handler reports the failure; here it is the worker's log line for it (the
+        # job is kept in the failed registry either way: clusterq never drops a failed job).
+        self.outcomes_logged = not disable_default_exception_handler
         self.lease_ms = s.lease_ms
         self.max_attempts = s.max_attempts
         self.max_batch = s.max_batch
@@ -180,6 +198,7 @@ class Worker(lifecycle.Lifecycle):
         self.leases = Leases(self.store, self.queue_keys, self.lease_ms)
         self.outcomes = Outcomes(self.queue_keys)
         self.set_aside = SetAside()
+        self.outcomes.logged = self.outcomes_logged
         self.fetcher = Fetcher(self.store, self.queue_keys, self.leases, self.outcomes, self.set_aside,
                                self.lanes, worker_name=self.name, failure_keep_ms=self.failure_keep_ms)
         self.maintenance = Maintenance(self.connection, self.store, self.forwarder, self.queue_keys,
@@ -220,12 +239,18 @@ class Worker(lifecycle.Lifecycle):
 
     # --- public -------------------------------------------------------------------------------
 
-    def work(self, burst: bool = False, max_jobs: int | None = None) -> int:
-        """Process jobs until stopped (SIGTERM/SIGINT), or with ``burst`` until every queue is empty.
+    def work(self, burst: bool = False, max_jobs: int | None = None, *, with_scheduler: bool = True,
+             logging_level: str | int | None = None) -> int:
+        """Process jobs until stopped (SIGTERM, SIGINT, SIGHUP), or with ``burst`` until every queue is empty.
 
-        Returns the number of jobs processed. A first SIGTERM or SIGINT lets running jobs finish and
-        exits; a second one stops them and hands them back to their queues.
+        Returns the number of jobs processed. A first SIGTERM, SIGINT or SIGHUP lets running jobs finish
+        and exits; a second one stops them and hands them back to their queues. SIGUSR1 replaces the
+        process pools' children (each once its batch is done): jobs then run freshly deployed code.
+
+        ``with_scheduler`` and ``logging_level`` are RQ's: every clusterq worker promotes scheduled jobs
+        (so ``with_scheduler`` changes nothing, ``False`` included), and logging is the application's.
         """
+        del with_scheduler, logging_level  # accepted for RQ code; see the docstring
         self._setup()
         cron_thread = None
         if self._cron is not None:
@@ -292,13 +317,16 @@ class Worker(lifecycle.Lifecycle):
         now = time.monotonic()
         if not self.maintenance.due(now):
             return
-        done = self.maintenance.run(now, skip=self.set_aside.waiting())
+        try:
+            done = self.maintenance.run(now, skip=self.set_aside.waiting())
+        except NoPermissionError as exc:
+            raise self._refused(exc) from None
         if done.primary_moved:
             self._start_waker()  # its subscription is on the old primary
         for name in done.ready:
             self._lane_of(name).ready.add(name)
-        for name, exc in done.failed.items():
-            self.set_aside.fail(name, "maintenance (recovering expired leases)", exc)
+        for name, error in done.failed.items():
+            self.set_aside.fail(name, "maintenance (recovering expired leases)", error)
             self._lane_of(name).ready.discard(name)
 
     _maybe_maintain = _maintain  # the name tests and older callers use
@@ -320,6 +348,9 @@ class Worker(lifecycle.Lifecycle):
     def _after(self, done: Fetched, leased: int) -> int | None:
         """Count, forward and back off after a round of calls."""
         self.stats.lost += done.lost
+        refused = next((e for e in done.errors if isinstance(e, NoPermissionError)), None)
+        if refused is not None:
+            raise self._refused(refused)
         self._forward()
         if done.errors and not done.succeeded and not all(map(_queue_specific, done.errors)):
             self._back_off(done.errors[0])  # nothing went through: Redis is out of reach (or full)
@@ -337,6 +368,12 @@ class Worker(lifecycle.Lifecycle):
         for item in finished:
             if item.outcome is not None:
                 self._record(item.job, item.outcome)
+            elif item.crashed and (item.handback or self._stop.is_set()):
+                # Its process was stopped from outside, or died while the worker stops (a signal to the
+                # whole process group): nobody else would hand it back before its lease expires.
+                handback.append(item.job)
+                log.warning("%s: job %s (%s): %s; handed back to its queue now (attempt not counted)",
+                            item.job.queue, item.job.id, item.job.func, item.crashed)
             elif item.handback:
                 handback.append(item.job)
             else:
@@ -365,8 +402,9 @@ class Worker(lifecycle.Lifecycle):
                      outcome.data.decode("utf-8", "replace"))
         else:
             self.stats.failed += 1
-            log.warning("%s: job %s (%s) failed: %s", leased.queue, leased.id, leased.func,
-                        outcome.data.decode("utf-8", "replace").splitlines()[0] if outcome.data else "")
+            if self.outcomes_logged and not outcome.plan:  # with a plan, said once its recording tells
+                log.warning("%s: job %s (%s) failed: %s", leased.queue, leased.id, leased.func,
+                            outcome.data.decode("utf-8", "replace").splitlines()[0] if outcome.data else "")
         self.outcomes.add(leased.queue, outcome)
 
     def _flush_outcomes(self, everything: bool = False) -> Fetched:
@@ -391,6 +429,14 @@ class Worker(lifecycle.Lifecycle):
                 self.forwarder.forward(entries)
             except REDIS_ERRORS as exc:
                 log.warning("could not tell the dependents of %d job(s) now (%s); maintenance will", len(entries), exc)
+
+    def _refused(self, exc: BaseException) -> ConnectionFailed:
+        """The Redis user lacks a permission (an ACL without @scripting, or without clusterq's keys): waiting
+        fixes nothing, so the worker stops (the CLI exits 3) with a message naming what is missing."""
+        return ConnectionFailed(
+            f"worker {self.name} cannot work on {describe(self.connection)}: the Redis user lacks a permission "
+            f"clusterq needs ({exc}); a worker's user needs the scripting commands (EVALSHA, EVAL: @scripting), "
+            "keys cq:* and channels cq:* (ACL rules: ~cq:* &cq:* +@all -@dangerous +info)")
 
     def _back_off(self, exc: BaseException) -> None:
         self._backoff_s = min(10.0, max(0.5, self._backoff_s * 2))

@@ -36,9 +36,9 @@ ARGV[1..] outcomes (8 per job): id, token, status, data, keep_ms, plan, history,
           plan, for a failed job: Retry; for a finished job: Repeat. "max;ms,ms,..." runs the job again
           after the k-th interval (the last repeats) while its counter ("rt" retries, "yr" repeats) is
           below max; "max;b:base_ms:factor:cap_ms:multiplier" waits min(cap, base * factor^k) * multiplier.
-Returns: array with one entry per job: RECORDED (or run again), NOTIFY (recorded, and its dependents are
-         to be told: an outbox entry was written), LEASE_LOST (outcome dropped; also a job key that is
-         not a hash, which the lease turns into a failed record)
+Returns: array with one entry per job: RECORDED, AGAIN (recorded, and the job runs again under its plan),
+         NOTIFY (recorded, and its dependents are to be told: an outbox entry was written), LEASE_LOST
+         (outcome dropped; also a job key that is not a hash, which the lease turns into a failed record)
 Errors (checked before anything is written, so nothing of the batch is recorded): a key of the queue
          of the wrong type (WRONGTYPE naming the key: this script's keys, and the history list, running
          set and waiting list of the jobs it records); a keep_ms that is not a whole number from -1 to
@@ -62,7 +62,7 @@ local limit_running_prefix = KEYS[13]
 local limit_waiting_prefix = KEYS[14]
 local limit_keys = KEYS[15]
 local counts = KEYS[16]
-local CODE = {RECORDED = 1, NOTIFY = 2, LEASE_LOST = 0}
+local CODE = {RECORDED = 1, NOTIFY = 2, LEASE_LOST = 0, AGAIN = 3}
 --!include bump
 --!include check_types
 --!include check_int
@@ -214,7 +214,11 @@ for i = 1, #ARGV, 8 do
     end
     local kind = status == "finished" and "finished" or (delay and "retried" or "failed")
     tally[kind] = tally[kind] + 1
-    out[#out + 1] = (job[5] and not delay) and CODE.NOTIFY or CODE.RECORDED
+    if delay then
+      out[#out + 1] = CODE.AGAIN
+    else
+      out[#out + 1] = job[5] and CODE.NOTIFY or CODE.RECORDED
+    end
   else
     out[#out + 1] = CODE.LEASE_LOST
   end

@@ -26,8 +26,10 @@ KEYS[15] counts: history hash of this half hour (kinds "retried": requeued, "fai
 ARGV[1] batch: batch size
 ARGV[2] max_attempts: default maximum attempts (a job's own "ma" field wins)
 ARGV[3] failure_keep_ms: how long to keep a failed record (ms)
-Returns: {number requeued, number failed as abandoned, then the ids failed as abandoned (for the worker's
-         on_abandoned hooks)}
+Returns: {number requeued, number failed as abandoned, ms until the earliest lease left in the active set
+  expires (-1: none; 0: some are expired already, past this batch), then the ids failed as abandoned (for
+  the worker's on_abandoned hooks)}: the worker's next recovery falls due then, so a dead worker's jobs come
+  back about when their lease ends, not a maintenance interval later.
 Errors (checked before anything is written): a key of the queue of the wrong type (WRONGTYPE naming the
          key: this script's keys, and the history list, running set and waiting list of the jobs it
          recovers); batch, max_attempts or failure_keep_ms not a whole number in range (ERR). A job key
@@ -210,4 +212,8 @@ if aside[1] then
     redis.call("ZREM", limit_keys, ck)
   end
 end
-return {#requeued + #prio_jobs, #abandoned, unpack(abandoned)}
+-- The earliest lease still held: one O(log N) read of the set scored by deadline.
+local earliest = redis.call("ZRANGE", active, 0, 0, "WITHSCORES")
+local next_in_ms = -1
+if earliest[2] then next_in_ms = math.max(0, tonumber(earliest[2]) - now) end
+return {#requeued + #prio_jobs, #abandoned, next_in_ms, unpack(abandoned)}

@@ -22,7 +22,7 @@ class Finished:
 
     job: LeasedJob
     outcome: Outcome | None = None
-    crashed: str | None = None  # why the job's process vanished: leave it to the lease rules
+    crashed: str | None = None  # why the job's process vanished: leave it to the lease rules (unless handback)
     handback: bool = False  # never ran to completion because we stopped: back to the queue, uncounted
 
 
@@ -99,6 +99,11 @@ class Pool(ABC):
     def enforce_limits(self) -> list[Finished]:
         """Stop jobs past their hard limit; returns their records."""
         return []
+
+    def reload(self) -> None:
+        """Run jobs with the code on disk from now on (SIGUSR1): pools of child processes replace their
+        children as each finishes its batch; pools running jobs in the worker's own process cannot."""
+        return None
 
     def stop(self, queue: str, job_id: str, reason: str) -> bool:
         """Stop a job of this pool (``job.stop()``): running, it is interrupted; waiting in a batch, it

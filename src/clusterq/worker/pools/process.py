@@ -70,8 +70,12 @@ def _child_main(conn: Connection, executor: Executor, max_jobs: int | None, max_
     _die_with_parent()
     if parent_end is not None:
         parent_end.close()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which decides
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A signal to the whole process group (Ctrl-C, supervisord's stopasgroup, Kubernetes without a preStop
+    # hook, a closed terminal) reaches the children too: the supervisor decides (finish, then stop; or
+    # stop now and hand back), so a child ignores them and is killed by the supervisor when it must go.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the supervisor's reload signal
     _limit_memory(memory_limit_mb)
     set_report_sink(lambda data: conn.send(("report", data)))  # to the supervisor's on_report hooks
     executor.hooks.call("on_child_start")
@@ -101,6 +105,10 @@ def _serve(conn: Connection, executor: Executor, max_jobs: int | None,
         if (max_jobs is not None and done >= max_jobs) or (max_memory_mb is not None and _rss_mb() > max_memory_mb):
             return done, True
         conn.send(("idle", done, _rss_mb()))
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop a worker (first: warm shutdown; second: stop now, hand back)."""
 
 
 def _key(job: LeasedJob) -> tuple[str, str]:
@@ -133,6 +141,7 @@ class ProcessPool(Pool):
         self._children: list[_Child] = []
         self._done: list[Finished] = []
         self._stopping: dict[tuple[str, str], str] = {}  # job.stop() requests: (queue, id) -> reason
+        self._stale: set[int] = set()  # ids of children to replace once idle (reload: fresh code)
         self.replaced = 0  # children started to replace one that died, was killed or retired
 
     def start(self, executor: Executor, notifier: Notifier) -> None:
@@ -188,9 +197,25 @@ class ProcessPool(Pool):
         limit = self.max_jobs_per_child
         return [c.conn for c in self._children if c.batch or (limit is not None and c.done >= limit)]
 
+    def reload(self) -> None:
+        """Replace every child with a fresh one, each once its current batch is done: jobs then run the
+        code on disk now (the modules a job imports are imported afresh by each new child)."""
+        self._stale = {id(c) for c in self._children}
+        self._replace_stale()
+
+    def _replace_stale(self) -> None:
+        for child in list(self._children):
+            if id(child) in self._stale and not child.batch:
+                self._stale.discard(id(child))
+                with contextlib.suppress(Exception):
+                    child.conn.send(None)  # exit between batches
+                self._replace(child)
+
     def collect(self) -> list[Finished]:
         for child in list(self._children):
             self._read(child)
+        if self._stale:
+            self._replace_stale()
         if self._stopping:  # forget requests for jobs that left otherwise (crashed, timed out, handed back)
             held = {_key(job) for child in self._children for job in child.batch}
             for key in [key for key in self._stopping if key not in held]:
@@ -265,7 +290,11 @@ class ProcessPool(Pool):
         if child.batch:
             head = child.batch.popleft()
             how = f"exit code {code}" if code is None or code >= 0 else f"signal {signal.Signals(-code).name}"
-            self._done.append(Finished(head, crashed=f"the worker's child process died ({how}) while running it"))
+            # Killed by a stop signal (a job that took SIGTERM back, a kill of the child): the job did not
+            # fail, it was stopped from outside: back to its queue at once, uncounted.
+            stopped = code is not None and code < 0 and -code in STOP_SIGNALS
+            self._done.append(Finished(head, crashed=f"the worker's child process died ({how}) while running it",
+                                       handback=stopped))
             self._done.extend(self._unstarted(child))
             child.batch.clear()
         self._replace(child)

@@ -29,6 +29,7 @@ from clusterq import (
     remove_periodic,
 )
 from clusterq.cli.main import EXIT_OK
+from clusterq.scheduling.periodic import RUN_NOW_POLL_S
 from clusterq.state import keys as K
 from clusterq.testing import Topology
 
@@ -285,7 +286,7 @@ def test_older_ticks_and_ticks_after_the_servers_clock_are_refused(url: str, qna
 
 
 @pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)
-def test_an_idle_scheduler_sends_nothing_between_ticks(clusterq_topology: Topology, qname: str) -> None:
+def test_an_idle_scheduler_sends_only_its_run_now_look_between_ticks(clusterq_topology: Topology, qname: str) -> None:
     import threading
 
     clusterq_topology.flush()
@@ -293,19 +294,27 @@ def test_an_idle_scheduler_sends_nothing_between_ticks(clusterq_topology: Topolo
     job = Periodic("jobs.noop", cron="0 0 1 1 *", queue=qname, name="yearly")
     scheduler = CronScheduler(url, [job], install_signal_handlers=False)
     observer = redis.Redis.from_url(url)
+
+    def commands() -> dict[str, int]:
+        return {name: int(stats["calls"]) for name, stats in observer.info("commandstats").items()}
+
     thread = threading.Thread(target=scheduler.run, daemon=True)
     thread.start()
     try:
         wait_for(lambda: observer.hget(K.QueueKeys(qname).cron, "yearly"), "the scheduler to settle its first tick")
         time.sleep(0.2)  # let its start-up calls finish
-        before = int(observer.info("stats")["total_commands_processed"])
+        before = commands()
         time.sleep(2.0)
-        after = int(observer.info("stats")["total_commands_processed"])
+        after = commands()
     finally:
         scheduler.stop()
         thread.join(DEADLINE_S)
         observer.close()
-    assert after - before == 1, "only our own INFO: the scheduler sleeps until its next tick"
+    sent = {name: calls - before.get(name, 0) for name, calls in after.items() if calls != before.get(name, 0)}
+    sent.pop("cmdstat_info", None)  # our own
+    # Between ticks only the look for run-now requests: one GET per periodic job, once a second at most.
+    assert set(sent) <= {"cmdstat_get"}, sent
+    assert sent.get("cmdstat_get", 0) <= 2.0 / RUN_NOW_POLL_S + 1, sent
 
 
 def test_the_listing_shows_schedule_next_run_and_recent_runs_with_statuses(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 import control_jobs
-from clusterq import JobStatus, Queue, Worker
+from clusterq import CronScheduler, JobStatus, Periodic, Queue, Worker
 from clusterq.dashboard import AuthConfig, User, create_app, hash_password
 from dashboard_support import screenshot, serving, wait_for
 from worker_thread import running
@@ -362,3 +363,34 @@ def test_history_charts_limits_and_dependents_in_the_browser(url: str, qname: st
         page.wait_for_url(re.compile(r"/job\?"))
         assert parent.handle in page.content()
         screenshot(page, f"dashboard-job-dependents-{topology}")
+
+
+def test_run_now_in_the_browser_makes_two_schedulers_enqueue_one_run(standalone_url: str, qname: str,
+                                                                     page: Page) -> None:
+    q = Queue(qname, standalone_url)
+    job = Periodic("jobs.echo", cron="0 0 1 1 *", queue=qname, name="yearly", args=("x",))
+    schedulers = [CronScheduler(standalone_url, [job], install_signal_handlers=False) for _ in range(2)]
+    schedulers[0].run_once()  # declared before the page is opened
+    threads = [threading.Thread(target=s.run, daemon=True) for s in schedulers]
+    with serving(create_app(standalone_url)) as base:
+        page.goto(base + "/periodic")
+        for thread in threads:
+            thread.start()
+        try:
+            page.click("button[data-action=run-now]")
+            page.wait_for_selector(".flash")
+            assert "asked for a run of 'yearly' now" in page.inner_text(".flash")
+            ids = wait_for(lambda: q.get_job_ids(0, 100), "the requested run")
+            wait_for(lambda: not q.connection.exists(q.keys.cron_run_now("yearly")), "the request to be taken")
+        finally:
+            for s in schedulers:
+                s.stop()
+            for thread in threads:
+                thread.join(60)
+        for s in schedulers:
+            s.run_once()
+        assert q.get_job_ids(0, 100) == ids and len(ids) == 1 and ids[0].startswith("cron:yearly:manual:")
+        assert sum(s.enqueued for s in schedulers) == 1
+        page.goto(base + "/periodic")
+        assert page.locator("button[data-action=run-now]").count() == 1
+        assert page.locator(".status.s-queued").count() == 1, "the run is listed among the recent runs"

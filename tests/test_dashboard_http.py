@@ -19,7 +19,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from clusterq import JobStatus, Queue
+from clusterq import CronScheduler, JobStatus, Periodic, Queue
 from clusterq.dashboard import AuthConfig, Token, User, create_app, hash_password, hash_token
 from clusterq.dashboard.actions import AUDIT_KEEP, audit_log
 from clusterq.dashboard.auth import verify_password
@@ -354,3 +354,47 @@ def test_a_role_scoped_to_some_queues_acts_only_on_them(standalone_url: str, qna
     assert mine.is_suspended and not other.is_suspended and job.get_status() == JobStatus.QUEUED
     with pytest.raises(ValueError, match="queue names or 'prefix"):
         AuthConfig(users=[User("x", hash_password("pw"), "operator", queues="billing")])  # type: ignore[arg-type]
+
+
+def test_run_now_is_an_operators_post_a_scheduler_takes_once_and_it_is_audited(standalone_url: str,
+                                                                               qname: str) -> None:
+    q = Queue(qname, standalone_url)
+    job = Periodic("jobs.echo", cron="0 0 1 1 *", queue=qname, name="yearly", args=("x",))
+    scheduler = CronScheduler(standalone_url, [job], install_signal_handlers=False)
+    scheduler.run_once()  # declares it; no tick is due
+    auth = AuthConfig(users=[User("op", hash_password("op-pass"), "operator"),
+                             User("view", hash_password("view-pass"), "viewer")])
+    request_key = K.QueueKeys(qname).cron_run_now("yearly")
+    form = {"queue": qname, "periodic": "yearly"}
+    with serving(create_app(standalone_url, auth=auth)) as base, httpx.Client(base_url=base, timeout=30) as c:
+        token = csrf_of(c, "/login")
+        c.post("/login", data={"user": "view", "password": "view-pass", "csrf": token})
+        token = csrf_of(c, "/")
+        assert 'data-action="run-now"' not in c.get("/periodic").text
+        assert c.post("/action/run-now", data={**form, "csrf": token}).status_code == 403
+        assert c.get("/action/run-now", params=form).status_code == 405
+        assert not q.connection.exists(request_key)
+        c.post("/logout", data={"csrf": token})
+        token = csrf_of(c, "/login")
+        c.post("/login", data={"user": "op", "password": "op-pass", "csrf": token})
+        token = csrf_of(c, "/")
+        assert 'data-action="run-now"' in c.get("/periodic").text
+        assert c.post("/action/run-now", data=form).status_code == 403, "no CSRF token"
+        assert not q.connection.exists(request_key)
+        done = c.post("/action/run-now", data={**form, "csrf": token}, follow_redirects=True)
+        assert done.status_code == 200 and "if none runs, the request waits for one" in done.text
+        assert "waiting for a scheduler" in done.text, "no scheduler runs: the page says the request waits"
+        assert 'data-action="run-now"' not in done.text
+        again = c.post("/action/run-now", data={**form, "csrf": token}, follow_redirects=True)
+        assert "already requested" in again.text
+        wrong = c.post("/action/run-now", data={"queue": qname, "periodic": "nope", "csrf": token})
+        assert wrong.status_code == 400 and "no periodic job is named" in wrong.text
+        scheduler.run_once()
+        ids = q.get_job_ids(0, 100)
+        assert len(ids) == 1 and ids[0].startswith("cron:yearly:manual:")
+        fetched = q.fetch_job(ids[0])
+        assert fetched is not None and fetched.args == ["x"]
+        assert 'data-action="run-now"' in c.get("/periodic").text
+    entries = audit_log(q.connection)
+    assert [(e["who"], e["action"], e["target"], e["count"], e["ok"]) for e in entries[:3]] == [
+        ("op", "run-now", "nope", 0, False), ("op", "run-now", "yearly", 0, True), ("op", "run-now", "yearly", 1, True)]

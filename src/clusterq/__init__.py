@@ -52,6 +52,7 @@ from clusterq.scheduling.periodic import (
     load_periodic,
     periodic,
     remove_periodic,
+    run_periodic_now,
 )
 from clusterq.serializers import JSONSerializer, PickleSerializer, Serializer
 from clusterq.signing import Signer
@@ -124,6 +125,7 @@ __all__ = [
     "load_periodic",
     "periodic",
     "remove_periodic",
+    "run_periodic_now",
     # connecting
     "connect",
     "connect_async",

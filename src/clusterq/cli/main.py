@@ -1,7 +1,7 @@
 """The ``clusterq`` command: a thin layer over the public API (it never talks to Redis itself).
 
     clusterq worker [-u URL] [--burst] [--with-cron MODULE] QUEUE [QUEUE ...]
-    clusterq cron [-u URL] MODULE | --list | --remove NAME
+    clusterq cron [-u URL] MODULE | --list | --remove NAME | --run-now NAME
     clusterq info [-u URL] [--interval S]
     clusterq enqueue [-u URL] QUEUE FUNCTION [ARG ...]
     clusterq empty [-u URL] QUEUE ... | --all [--yes]
@@ -46,6 +46,7 @@ from clusterq.scheduling.periodic import (
     list_periodic,
     load_periodic,
     remove_periodic,
+    run_periodic_now,
 )
 from clusterq.signing import KEY_ENV, read_key_file
 from clusterq.worker.pools.factory import POOL_KINDS
@@ -182,6 +183,8 @@ def render_periodic(infos: list[PeriodicInfo]) -> list[str]:
     for info in infos:
         nxt = info.next_run.strftime("%Y-%m-%d %H:%M:%S") if info.next_run else "?"
         late = "  LATE: its latest tick was not taken (is a scheduler running?)" if info.late else ""
+        if info.run_requested:
+            late += f"  RUN NOW requested {info.run_requested.strftime('%H:%M:%S')} UTC, waiting for a scheduler"
         lines.append(f"  {info.name}  [{info.queue}]  {info.schedule}  -> {info.func}  next {nxt} UTC{late}")
         if info.runs:
             lines.append("    recent: " + ", ".join(
@@ -195,6 +198,13 @@ def cmd_cron(args: argparse.Namespace) -> int:
         found = remove_periodic(url, args.remove)
         print(f"removed periodic job {args.remove!r}" if found else f"no periodic job named {args.remove!r}")
         return EXIT_OK if found else EXIT_ERROR
+    if args.run_now:
+        if run_periodic_now(url, args.run_now):
+            print(f"asked for a run of periodic job {args.run_now!r} now: a running scheduler (clusterq cron or "
+                  "worker --with-cron) enqueues it; it waits until one runs")
+        else:
+            print(f"a run of periodic job {args.run_now!r} is already requested and not yet taken by a scheduler")
+        return EXIT_OK
     if args.list:
         infos = list_periodic(url, runs=args.runs)
         print(f"{len(infos)} periodic job(s)")
@@ -542,6 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-l", "--list", action="store_true", help="list periodic jobs, next runs and recent runs")
     p.add_argument("--runs", type=int, default=10, help="recent runs shown per job with --list (10)")
     p.add_argument("--remove", metavar="NAME", help="forget a periodic job no longer declared")
+    p.add_argument("--run-now", metavar="NAME",
+                   help="ask the running schedulers for one extra run of this periodic job now")
     _add_signing(p)
     p.set_defaults(func=cmd_cron)
 

@@ -1,7 +1,7 @@
 """What the dashboard's buttons do, and the audit log that records each of them.
 
 Every action goes through the public API (Job.requeue/cancel/delete/stop, Queue.suspend/resume/empty,
-Registry.clear). Bulk requeues run in batches of :data:`BATCH`, each batch one short request per job,
+Registry.clear, run_periodic_now). Bulk requeues run in batches of :data:`BATCH`, each batch one short request per job,
 so Redis is never blocked; a request handles at most :data:`BULK_LIMIT` jobs and says how many remain.
 """
 
@@ -19,6 +19,7 @@ from clusterq.api.queue import Queue
 from clusterq.connection.sync import Client
 from clusterq.dashboard.data import SCAN_BUDGET, find_jobs
 from clusterq.exceptions import ClusterQError
+from clusterq.scheduling.periodic import run_periodic_now
 from clusterq.state import keys as K
 
 AUDIT_KEEP = 1000
@@ -28,7 +29,8 @@ BULK_LIMIT = SCAN_BUDGET
 
 ACTION_ROLES = {
     "requeue": "operator", "cancel": "operator", "stop": "operator", "suspend": "operator",
-    "resume": "operator", "requeue-failed": "operator", "delete": "admin", "empty": "admin", "limits": "admin",
+    "resume": "operator", "requeue-failed": "operator", "run-now": "operator", "delete": "admin", "empty": "admin",
+    "limits": "admin",
 }
 """The least role allowed each action."""
 
@@ -104,6 +106,18 @@ def queue_action(client: Client, action: str, queue_name: str | None) -> Outcome
         queue.resume()
         return Outcome(f"resumed {queue_name!r}", 0)
     raise ValueError(f"unknown queue action {action!r}")
+
+
+def run_now(client: Client, name: str, queue_name: str) -> Outcome:
+    """Ask the schedulers for one extra run of periodic job ``name`` (of ``queue_name``, whose role was
+    checked). Only a scheduler has the job's arguments and signing key, so this records a request that
+    the first scheduler to look takes; without one running it waits."""
+    if not name:
+        raise ValueError("name the periodic job")
+    if run_periodic_now(client, name, queue=queue_name or None):
+        return Outcome(f"asked for a run of {name!r} now: a running scheduler (clusterq cron or worker "
+                       "--with-cron) enqueues it within a second or so; if none runs, the request waits for one", 1)
+    return Outcome(f"a run of {name!r} is already requested and waiting for a scheduler: not asked twice", 0)
 
 
 def _number(text: str, kind: type, what: str) -> Any:

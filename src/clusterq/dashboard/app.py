@@ -370,7 +370,7 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
             return await act(request, ctx)
         except (ClusterQError, ValueError) as exc:  # refused by the API: shown as 400, and audited too
             form = await read_form(request)
-            target = form.get("job") or form.get("queue") or "*"
+            target = form.get("job") or form.get("periodic") or form.get("queue") or "*"
             who = ctx.principal.name if ctx.principal else "?"
             await threaded(A.record)(client, who, request.path_params["name"], target, 0, False, str(exc))
             raise
@@ -399,6 +399,10 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
         if name in ("suspend", "resume"):
             outcome = await threaded(lambda: audited(A.queue_action(client, name, queue_name), queue_name or "*"))()
             return _redirect(ctx, "/queue" if queue_name else "/", outcome.message, name=queue_name or None)
+        if name == "run-now":
+            periodic_name = str(form.get("periodic", ""))
+            outcome = await threaded(lambda: audited(A.run_now(client, periodic_name, queue_name), periodic_name))()
+            return _redirect(ctx, "/periodic", outcome.message)
         if name == "limits":
             outcome = await threaded(lambda: audited(A.set_limits(client, queue_name, form), queue_name))()
             return _redirect(ctx, "/queue", outcome.message, name=queue_name)

@@ -6,7 +6,15 @@ scheduler: ``clusterq cron myapp.periodic``, ``clusterq worker --with-cron myapp
 all of them to one script in the job's queue slot (``cron_tick.lua``), which takes it only if it is
 newer than the last tick taken, so each tick is enqueued exactly once.
 
-A scheduler sleeps until the next tick is due; it talks to Redis once per due tick (and once at start).
+A scheduler sleeps until the next tick is due; it talks to Redis once per due tick (and once at start),
+and between ticks only to look for run-now requests (below).
+An operator can ask for one extra run now (``run_periodic_now``, ``clusterq cron --run-now NAME``, the
+dashboard): only a scheduler has the job's arguments, options and signing key, so the request is a
+string in the job's queue slot (the request's ms, set only if absent: one pending request at a time)
+that every scheduler reads with one pipelined GET per periodic job each RUN_NOW_POLL_S at most, and
+offers to ``cron_tick.lua`` in mode "manual", which takes it exactly once (job id
+``cron:<name>:manual:<request ms>``). A request made while no scheduler runs waits for one.
+
 Ticks that passed while no scheduler ran are coalesced: a restarted scheduler runs the latest missed
 tick once (``catch_up=False`` skips it), and a periodic job seen for the first time starts with the
 first tick after its scheduler started.
@@ -50,6 +58,8 @@ RETRY_S = 0.25
 """After a failed Redis call the tick stays due and is offered again this much later (doubling to 30 s):
 soon at first, so a short failover or reconnect loses no tick of a job that runs every second."""
 LATE_GRACE_MS = 5000
+RUN_NOW_POLL_S = 1.0
+"""A running scheduler looks for run-now requests at least this often (one GET per periodic job)."""
 MAX_NAME_BYTES = 200  # the job id is "cron:<name>:<tick>", and ids are limited to 256 bytes
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -133,6 +143,10 @@ class Periodic:
         moment = to_datetime(tick_ms)
         stamp = moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{tick_ms % 1000:03d}" if tick_ms % 1000 else "")
         return f"cron:{self.name}:{stamp}Z"
+
+    def manual_job_id(self, request_ms: int) -> str:
+        """The id of the run an operator asked for at ``request_ms`` (``cron:<name>:manual:<ms>``)."""
+        return f"cron:{self.name}:manual:{request_ms}"
 
     def declaration(self) -> dict[str, Any]:
         """What listings show (stored in the global ``cq:periodic`` hash)."""
@@ -271,7 +285,7 @@ class CronScheduler:
                  "; ".join(f"{job.name} ({job.schedule.describe()}) -> {job.queue}" for job in self.jobs))
         try:
             while not self._stop.is_set():
-                self._stop.wait(min(MAX_SLEEP_S, self.run_once()))
+                self._stop.wait(min(MAX_SLEEP_S, RUN_NOW_POLL_S, self.run_once()))
         finally:
             for restored, handler in previous.items():
                 signal.signal(restored, handler)
@@ -292,6 +306,7 @@ class CronScheduler:
                 due.append((entry, entry.job.schedule.last_at_or_before(now_ms)))
         if due:
             self._offer(due, fixed_ms is None)
+        self._take_run_now_requests()
         waits = []
         for entry in self._entries:
             now_ms = fixed_ms if fixed_ms is not None else self._server_now_ms(entry.job.queue)
@@ -320,10 +335,53 @@ class CronScheduler:
             return
         self._declared = True
 
-    def _new_job(self, entry: _Entry, tick_ms: int) -> T.NewJob:
+    def _new_job(self, entry: _Entry, tick_ms: int, manual: bool = False) -> T.NewJob:
         job = entry.job
-        data = EnqueueData(job.func, job.args, job.kwargs, job_id=job.job_id(tick_ms), **job.options)
+        job_id = job.manual_job_id(tick_ms) if manual else job.job_id(tick_ms)
+        data = EnqueueData(job.func, job.args, job.kwargs, job_id=job_id, **job.options)
         return entry.queue._new_job(data)
+
+    def _take_run_now_requests(self) -> None:
+        """Offer each pending run-now request to cron_tick.lua ("manual"), which enqueues it exactly once
+        whatever the number of schedulers. One pipelined GET per periodic job; a call only when one is set."""
+        if not self._entries:
+            return
+        try:
+            pipe = self.connection.pipeline(transaction=False)
+            for entry in self._entries:
+                pipe.get(entry.queue.keys.cron_run_now(entry.job.name))
+            requested = pipe.execute(raise_on_error=False)
+        except REDIS_ERRORS as exc:
+            log.warning("cron scheduler: cannot read run-now requests: %s", exc)
+            return
+        offers: list[tuple[_Entry, int]] = []
+        for entry, raw in zip(self._entries, requested):
+            if raw is None:
+                continue
+            if isinstance(raw, BaseException):  # e.g. the key edited into a hash: the others still run
+                log.warning("periodic job %s: cannot read its run-now request: %s", entry.job.name, raw)
+                continue
+            try:
+                offers.append((entry, int(_text(raw))))
+            except ValueError:
+                log.warning("periodic job %s: run-now request %r is not a time in ms; ignored", entry.job.name, raw)
+        if not offers:
+            return
+        calls = [T.cron_tick_call(entry.queue.keys, entry.job.name, request_ms, "manual", self.keep_runs,
+                                  self._new_job(entry, request_ms, manual=True), True)
+                 for entry, request_ms in offers]
+        try:
+            results = self.store.run_many(calls, raise_on_error=False)
+        except REDIS_ERRORS as exc:
+            results = [exc] * len(calls)
+        for (entry, request_ms), result in zip(offers, results):
+            if isinstance(result, BaseException):  # the request stays: offered again at the next look
+                log.warning("periodic job %s: cannot take its run-now request (%s: %s)", entry.job.name,
+                            type(result).__name__, result)
+            elif TR.parse_cron_tick(result).code is TR.CronTickCode.ENQUEUED:
+                self.enqueued += 1
+                log.info("periodic job %s: run now (requested %s) enqueued as %s in %s", entry.job.name,
+                         to_datetime(request_ms).isoformat(), entry.job.manual_job_id(request_ms), entry.job.queue)
 
     def _offer(self, due: list[tuple[_Entry, int]], measure: bool) -> None:
         calls = [T.cron_tick_call(entry.queue.keys, entry.job.name, tick, entry.mode, self.keep_runs,
@@ -404,6 +462,8 @@ class PeriodicInfo:
     next_run: datetime | None
     late: bool
     runs: list[PeriodicRun] = field(default_factory=list)
+    #: when an operator asked for a run now that no scheduler has taken yet (None: no request pending)
+    run_requested: datetime | None = None
 
 
 def _text(value: Any) -> str:
@@ -436,7 +496,8 @@ def list_periodic(connection: ConnectionLike = None, *, runs: int = 10) -> list[
         pipe = client.pipeline(transaction=False)
         pipe.hget(qk.cron, name)
         pipe.lrange(qk.cron_runs(name), 0, max(0, runs - 1))
-        last_raw, run_entries = pipe.execute()
+        pipe.get(qk.cron_run_now(name))
+        last_raw, run_entries, requested_raw = pipe.execute()
         recent = []
         for item in run_entries if runs > 0 else []:
             tick_text, _, job_id = _text(item).partition(" ")
@@ -459,8 +520,38 @@ def list_periodic(connection: ConnectionLike = None, *, runs: int = 10) -> list[
             late=late,
             runs=[PeriodicRun(to_datetime(tick), job_id, _text(status) if status is not None else None)
                   for (tick, job_id), status in zip(recent, statuses)],
+            run_requested=_request_time(requested_raw),
         ))
     return infos
+
+
+def _request_time(raw: Any) -> datetime | None:
+    try:
+        return to_datetime(int(_text(raw))) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def run_periodic_now(connection: ConnectionLike, name: str, *, queue: str | None = None) -> bool:
+    """Ask the running schedulers to enqueue one extra run of periodic job ``name`` now, with its declared
+    arguments and options (signed if the scheduler signs). Returns True when the request was recorded,
+    False when one is already pending (a second request does not make a second run). The request waits
+    in Redis until a scheduler (``clusterq cron`` or ``worker --with-cron``) declaring ``name`` takes it,
+    within about RUN_NOW_POLL_S; exactly one scheduler enqueues it. Raises PeriodicError when no
+    scheduler has declared ``name``, or when ``queue`` is given and ``name`` is not in that queue (the
+    dashboard checks a per-queue role this way)."""
+    client = connect(connection)
+    raw = client.hget(K.PERIODIC, name)
+    if raw is None:
+        raise PeriodicError(f"no periodic job is named {name!r} (a scheduler declares it when it starts)")
+    try:
+        declared = K.validate_queue_name(json.loads(_text(raw))["queue"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PeriodicError(f"periodic job {name!r} has an unreadable declaration: {exc}") from None
+    if queue is not None and queue != declared:
+        raise PeriodicError(f"periodic job {name!r} runs in queue {declared!r}, not {queue!r}")
+    request_ms = int(time.time() * 1000)
+    return bool(client.set(K.QueueKeys(declared).cron_run_now(name), request_ms, nx=True))
 
 
 def remove_periodic(connection: ConnectionLike, name: str) -> bool:
@@ -474,7 +565,7 @@ def remove_periodic(connection: ConnectionLike, name: str) -> bool:
         queue = json.loads(_text(raw))["queue"]
         qk = K.QueueKeys(K.validate_queue_name(queue))
         client.hdel(qk.cron, name)
-        client.delete(qk.cron_runs(name))
+        client.delete(qk.cron_runs(name), qk.cron_run_now(name))
     except (ValueError, KeyError, TypeError):
         pass
     client.hdel(K.PERIODIC, name)
@@ -492,4 +583,5 @@ __all__ = [
     "periodic",
     "registered",
     "remove_periodic",
+    "run_periodic_now",
 ]

@@ -192,6 +192,11 @@ class QueueKeys:
         """List of a periodic job's recent runs (``"<tick ms> <job id>"``, newest first, capped)."""
         return f"{self.base}:cron:r:{escape_name(name)}"
 
+    def cron_run_now(self, name: str) -> str:
+        """String: an operator's pending "run now" request for a periodic job (the request's ms), set only
+        if absent (one request pending at a time) and taken by ``cron_tick.lua`` in mode "manual"."""
+        return f"{self.base}:cron:n:{escape_name(name)}"
+
     @cached_property
     def results_channel(self) -> str:
         """Sharded pub/sub channel carrying the id of a job that got a result, published only when

@@ -235,10 +235,12 @@ def promote_call(qk: K.QueueKeys, batch: int) -> Call:
 def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_runs: int, job: NewJob,
                    overlap: bool = True) -> Call:
     """Offer one tick of periodic job ``name``; ``mode`` is "fire", "resume" or "skip"; ``overlap=False``
-    skips the tick while the previous run has not ended (cron_tick.lua)."""
+    skips the tick while the previous run has not ended (cron_tick.lua). Mode "manual" takes the pending
+    run-now request whose ms is ``tick_ms`` instead of a tick."""
     fields = job.named()
     del fields["flag"]  # cron_tick's overlap flag takes its place
-    return TR.CRON_TICK.call(qk, keys={"cron_runs": qk.cron_runs(name)}, name=name, tick_ms=tick_ms, mode=mode,
+    return TR.CRON_TICK.call(qk, keys={"cron_runs": qk.cron_runs(name), "run_now": qk.cron_run_now(name)},
+                             name=name, tick_ms=tick_ms, mode=mode,
                              keep_runs=keep_runs, overlap=_flag(overlap), **fields)
 
 

@@ -370,7 +370,8 @@ SCHEDULE = Transition(S.SCHEDULE, ("scheduled", "job_prefix", "wake_channel"),
                       ("mode", "ms", "at_front"), JOB_FIELDS, Created)
 PROMOTE = Transition(S.PROMOTE, ("scheduled", "pending", "job_prefix", "wake_channel", "prio", "stats"),
                      ("batch",))
-CRON_TICK = Transition(S.CRON_TICK, ("cron", "cron_runs", "pending", "job_prefix", "wake_channel", "prio", "stats"),
+CRON_TICK = Transition(S.CRON_TICK, ("cron", "cron_runs", "pending", "job_prefix", "wake_channel", "prio", "stats",
+                                    "run_now"),
                        ("name", "tick_ms", "mode", "keep_runs", *JOB_FIELDS[:7], "overlap", *JOB_FIELDS[8:]),
                        codes=CronTickCode)
 LEASE = Transition(S.LEASE, ("pending", "active", "job_prefix", "stats", "failed", "prio", "control",

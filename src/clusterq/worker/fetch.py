@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import ClusterDownError, ConnectionError, TimeoutError
+
 from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.worker.leases import Leases, run_each
@@ -25,8 +27,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A node that does not answer (dead, failing over, partitioned): not something about the queue's keys.
+UNREACHABLE = (ConnectionError, TimeoutError, ClusterDownError, OSError)
 SET_ASIDE_MIN_S = 0.5
 SET_ASIDE_MAX_S = 30.0
+SET_ASIDE_UNREACHABLE_MAX_S = 1.0
+"""The back-off's cap when the queue's node could not be reached (not a broken key): a failover or a
+restart ends that within seconds, and with the store's fail_fast one more try costs a refused connection."""
 
 
 class SetAside:
@@ -48,7 +55,8 @@ class SetAside:
         return bool(self._backoff_s)
 
     def fail(self, queue: str, what: str, exc: BaseException) -> None:
-        backoff_s = min(SET_ASIDE_MAX_S, max(SET_ASIDE_MIN_S, self._backoff_s.get(queue, 0.0) * 2))
+        cap = SET_ASIDE_UNREACHABLE_MAX_S if isinstance(exc, UNREACHABLE) else SET_ASIDE_MAX_S
+        backoff_s = min(cap, max(SET_ASIDE_MIN_S, self._backoff_s.get(queue, 0.0) * 2))
         self._backoff_s[queue] = backoff_s
         self._failed_now.add(queue)
         self._until[queue] = time.monotonic() + backoff_s

@@ -26,7 +26,6 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 import jobs
 from clusterq import (
     ConnectionFailed,
-    InvalidJobId,
     InvalidJobOperation,
     Job,
     JobStatus,
@@ -131,7 +130,9 @@ def test_a_job_handle_finds_the_job_asynchronously_from_the_string_alone(url: st
             assert await job.exists()
             with pytest.raises(NoSuchJobError):
                 await AsyncJob.fetch(f"{job.handle}-nope", client)
-            with pytest.raises(NoSuchJobError, match="not a job handle"):
+            # An id alone is looked up through the known queues, as Job.fetch(id) does (RQ's spelling).
+            assert (await AsyncJob.fetch(job.id, client)).handle == job.handle
+            with pytest.raises(NoSuchJobError, match="no job 'no-slash-here' in any of"):
                 await AsyncJob.fetch("no-slash-here", client)
         finally:
             await disconnect_async(client)
@@ -139,75 +140,8 @@ def test_a_job_handle_finds_the_job_asynchronously_from_the_string_alone(url: st
     asyncio.run(scenario())
 
 
-def test_enqueue_many_from_asyncio_keeps_order_and_at_front_jumps_the_line(url: str, qname: str) -> None:
-    async def enqueue() -> list[str]:
-        async with AsyncQueue(qname, url) as q:
-            many = await q.enqueue_many([q.prepare_data("jobs.echo", (i,)) for i in range(1200)])  # 3 script calls
-            first = await q.enqueue("jobs.echo", "first", at_front=True)
-            assert await q.count() == 1201
-            return [first.id, *(job.id for job in many)]
-
-    expected = asyncio.run(enqueue())
-    sync = Queue(qname, url)
-    assert sync.get_job_ids(0, 2000) == expected
-    assert [Job.fetch(job_id, url, queue=qname).args for job_id in expected[:3]] == [["first"], [0], [1]]
-
-
-def test_emptying_an_async_queue_removes_its_waiting_jobs_in_batches(url: str, qname: str) -> None:
-    async def scenario() -> None:
-        async with AsyncQueue(qname, url) as q:
-            waiting = await q.enqueue_many([q.prepare_data("jobs.noop") for _ in range(2500)])
-            assert await q.empty() == 2500
-            assert await q.count() == 0 and await q.is_empty()
-            assert await q.fetch_job(waiting[0].id) is None, "emptying deletes the waiting jobs' records"
-            assert await q.get_job_ids() == []
-
-    asyncio.run(scenario())
-
-
-def test_args_and_kwargs_keywords_pass_names_that_collide_with_options(url: str, qname: str) -> None:
-    async def enqueue() -> str:
-        async with AsyncQueue(qname, url) as q:
-            job = await q.enqueue("jobs.echo", args=(1,), kwargs={"job_id": "not an option", "ttl": 5})
-            return job.handle
-
-    handle = asyncio.run(enqueue())
-    _work(url, qname)
-    assert Job.fetch(handle, url).return_value() == {"args": [1], "kwargs": {"job_id": "not an option", "ttl": 5}}
-
-
-def test_bad_input_is_refused_before_anything_is_written(url: str, qname: str) -> None:
-    async def scenario() -> None:
-        async with AsyncQueue(qname, url) as q:
-            with pytest.raises(InvalidJobId):
-                await q.enqueue("jobs.noop", job_id="")
-            with pytest.raises(ValueError, match="job_timeout"):
-                await q.enqueue("jobs.noop", job_timeout="soon")
-            with pytest.raises(ValueError, match="max_attempts"):
-                await q.enqueue("jobs.noop", max_attempts=0)
-            with pytest.raises(TypeError, match="not both"):
-                await q.enqueue("jobs.echo", 1, args=(2,))
-            with pytest.raises(ValueError):
-                await q.get_job_ids(0, 1_000_000)
-            assert await q.count() == 0
-
-    asyncio.run(scenario())
-
-
-# --- ids, cancel, delete --------------------------------------------------------------------------
-
-def test_enqueueing_an_existing_job_id_from_asyncio_creates_no_second_job(url: str, qname: str) -> None:
-    async def scenario() -> None:
-        async with AsyncQueue(qname, url) as q:
-            first = await q.enqueue("jobs.add", 1, 1, job_id="order-42")
-            again = await q.enqueue("jobs.add", 9, 9, job_id="order-42")  # a retried request
-            assert again == first and await q.count() == 1
-            fetched = await q.fetch_job("order-42")
-            assert fetched is not None and fetched.args == [1, 1]
-
-    asyncio.run(scenario())
-    assert Queue(qname, url).count == 1
-
+# Enqueue order, at_front, empty, args=/kwargs=, bad input and idempotent ids run on both APIs in
+# tests/test_api_parity.py.
 
 def test_jobs_canceled_from_asyncio_never_run_and_deleted_ones_disappear(url: str, qname: str, tmp_path) -> None:
     marker = tmp_path / "ran"

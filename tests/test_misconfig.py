@@ -20,6 +20,7 @@ import redis
 
 from clusterq import JobStatus, Queue, ServerError, Worker
 from clusterq.api import queue as queue_module
+from clusterq.api import queue_core
 from clusterq.cli.main import render_info
 from clusterq.state import store as T
 from clusterq.testing import Topology
@@ -154,7 +155,7 @@ def test_enqueue_many_on_a_filling_server_writes_whole_script_calls_and_says_how
         # Room for about one call of 5 jobs: the first call starts below maxmemory and runs whole (a
         # script is never stopped half-way), the second starts above it and is refused before it runs.
         used = int(node.info("memory")["used_memory"])
-        monkeypatch.setattr(queue_module, "ENQUEUE_CHUNK", 5)
+        monkeypatch.setattr(queue_core, "ENQUEUE_CHUNK", 5)
         with configured(node, maxmemory=used + 400_000):
             with pytest.raises(ServerError) as refused:
                 queue.enqueue_many([queue.prepare_data("jobs.echo", (PAYLOAD * 2,)) for _ in range(100)])

@@ -51,7 +51,7 @@ def resolve(path: str) -> Any:
 
 
 def _queue_key() -> None:
-    Queue.__dict__["key"].fget(Queue.__new__(Queue))
+    Queue.key.fget(Queue.__new__(Queue))  # type: ignore[attr-defined]  # defined on QueueCore
 
 
 def _worker(**options: Any) -> Callable[[], object]:

@@ -75,8 +75,7 @@ def test_async_queue_refuses_duplicates_too(url: str, qname: str) -> None:
             await q.enqueue("jobs.noop", job_id="x", unique=True)
             with pytest.raises(DuplicateJob):
                 await q.enqueue("jobs.noop", job_id="x", unique=True)
-            with pytest.raises(TypeError, match="debounce"):
-                await q.enqueue("jobs.noop", debounce=("k", 1))
+            # debounce is no longer refused here: tests/test_api_parity.py runs it on both APIs
 
     asyncio.run(main())
 

@@ -7,10 +7,11 @@
     $ clusterq worker -u redis+cluster://10.0.0.1:6379 emails default
 """
 
-from clusterq.api.aio_queue import AsyncJob, AsyncQueue, connect_async, disconnect_async
+from clusterq.api.aio_group import AsyncGroup, enqueue_group_async
+from clusterq.api.aio_queue import AsyncJob, AsyncQueue, AsyncRegistry, connect_async, disconnect_async
 from clusterq.api.callbacks import Callback
 from clusterq.api.context import get_current_job, set_progress
-from clusterq.api.control import is_suspended, resume, suspend
+from clusterq.api.control import is_suspended, is_suspended_async, resume, resume_async, suspend, suspend_async
 from clusterq.api.dependency import Dependency
 from clusterq.api.group import Group, GroupStatus, enqueue_group
 from clusterq.api.hooks import EnqueueInfo, Hook, JobInfo
@@ -57,18 +58,22 @@ from clusterq.serializers import JSONSerializer, PickleSerializer, Serializer
 from clusterq.signing import Signer
 from clusterq.state.keys import key_slot, queue_slot
 from clusterq.worker.pools.factory import AsyncioPool, ForkPool, Pool, ProcessPool, SoloPool, ThreadPool
+from clusterq.worker.registration import list_workers_async
 from clusterq.worker.worker import Worker, WorkerInfo, list_workers
 
 __version__ = "0.1.0"
 
 __all__ = [
     # producing
+    "AsyncGroup",
     "AsyncJob",
     "AsyncQueue",
+    "AsyncRegistry",
     "Backoff",
     "Callback",
     "Dependency",
     "enqueue_group",
+    "enqueue_group_async",
     "EnqueueData",
     "Group",
     "GroupStatus",
@@ -97,14 +102,18 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "list_workers",
+    "list_workers_async",
     # hooks (clusterq.hooks)
     "EnqueueInfo",
     "Hook",
     "JobInfo",
     # controlling
     "is_suspended",
+    "is_suspended_async",
     "resume",
+    "resume_async",
     "suspend",
+    "suspend_async",
     # periodic jobs
     "CronExpr",
     "CronScheduler",

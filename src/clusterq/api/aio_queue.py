@@ -1,13 +1,14 @@
 """The producer API for asyncio: ``await AsyncQueue(name, connection).enqueue(func, *args, **kwargs)``.
 
 The names, options and records are those of :class:`~clusterq.api.queue.Queue` and :class:`~clusterq.api.job.Job`,
-awaitable. Both APIs build the same script calls (:mod:`clusterq.state.store`) and differ only in how they send
-them (:mod:`clusterq.aio_store`), so a job enqueued here is run by the ordinary
+awaitable. Both APIs are one core (:class:`~clusterq.api.queue_core.QueueCore`, whose operations are plans:
+:mod:`clusterq.state.plan`) and differ only in how a plan is run (:mod:`clusterq.state.aio_store` here), so a
+job enqueued here is run by the ordinary
 :class:`~clusterq.worker.Worker` and can be read with the synchronous :class:`~clusterq.api.job.Job`, and the
 other way round.
 
 An application opens one client when it starts and shares it between its queues (an asyncio client is
-tied to its event loop; see :mod:`clusterq.aio_connection`). With FastAPI, for example::
+tied to its event loop; see :mod:`clusterq.connection.aio`). With FastAPI, for example::
 
     from contextlib import asynccontextmanager
     from fastapi import FastAPI, HTTPException, Request
@@ -43,89 +44,46 @@ Workers stay synchronous processes: ``clusterq worker -u redis+cluster://10.0.0.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from clusterq.api import options as O
 from clusterq.api.aio_job import AsyncJob
-from clusterq.api.dependency import parse_depends_on
-from clusterq.api.hooks import EMPTY, HookSet
-from clusterq.api.job import DEFAULT_FAILURE_TTL_S
-from clusterq.api.queue import (
-    DRAIN_BATCH,
-    ENQUEUE_CHUNK,
-    PAGE_LIMIT,
-    EnqueueData,
-    Queue,
-    _refuse_debounce,
-    check_duplicates,
-    parse_duration,
-    refuse_depends_on,
-    split_enqueue_options,
-    validate_result_history,
-)
+from clusterq.api.enqueue_options import EnqueueData, make_enqueue_data, split_enqueue_options
+from clusterq.api.queue_core import QueueCore
+from clusterq.api.registry_core import RegistryCore
 from clusterq.connection.aio import AsyncClient, AsyncConnectionLike, connect_async, disconnect_async
 from clusterq.exceptions import NoSuchJobError
-from clusterq.serializers import Serializer, resolve_serializer
-from clusterq.signing import Signer, SigningKey, make_signer
+from clusterq.serializers import Serializer
+from clusterq.signing import Signer, SigningKey
 from clusterq.state import keys as K
-from clusterq.state import store as T
-from clusterq.state import transitions as TR
 from clusterq.state.aio_store import AsyncStore, LazyStore
-from clusterq.state.outbox import child_dependent, registration_entry, split_handle
+from clusterq.state.plan import Plan, R, arun_plan
 
 __all__ = [
     "AsyncClient",
     "AsyncJob",
     "AsyncQueue",
+    "AsyncRegistry",
     "AsyncStore",
     "EnqueueData",
-    "JobDefaults",
-    "build_new_job",
     "connect_async",
     "disconnect_async",
     "split_enqueue_options",
 ]
 
 
-# --- building a job: the sync Queue's rules, without a sync Queue ---------------------------------------
-
-@dataclass(frozen=True)
-class JobDefaults:
-    """What a queue lends the jobs it enqueues when they do not say otherwise."""
-
-    serializer: Serializer
-    default_timeout: float | None = None
-    result_ttl: float | None = None
-    failure_ttl: float | None = None
-    max_attempts: int | None = None
-    name: str = ""  # the queue's name, which a job's signature covers
-    signer: Signer | None = None
-    result_history: int | None = None
-    hooks: HookSet = EMPTY  # before_enqueue runs for each job built
-
-
-def build_new_job(data: EnqueueData, defaults: JobDefaults) -> T.NewJob:
-    """The record the enqueue script stores for ``data``, by exactly the rules of :class:`Queue`.
-
-    ``Queue._new_job`` reads nothing from its queue but the attributes of :class:`JobDefaults`,
-    so it runs here with ``defaults`` standing in for the queue: one implementation of ids, option
-    parsing and validation for both APIs. (Once queue.py offers this as a module-level function, this
-    becomes an import.)
-    """
-    return Queue._new_job(defaults, data)  # type: ignore[arg-type]
-
-
-# --- queues -----------------------------------------------------------------------------------------
-
-class AsyncQueue:
+class AsyncQueue(QueueCore[AsyncJob]):
     """A named queue on a Redis deployment, for asyncio.
 
     ``connection`` is a ``redis.asyncio`` client (from :func:`connect_async`, or the application's own),
     shared by as many queues as the application likes; or a URL, which this queue opens on first use and
-    closes in ``aclose()`` (or ``async with``). The options are those of :class:`~clusterq.api.queue.Queue`.
+    closes in ``aclose()`` (or ``async with``). The options are those of :class:`~clusterq.api.queue.Queue`
+    (``wait_replicas`` included), and so are the rules: both are a
+    :class:`~clusterq.api.queue_core.QueueCore`. Reads that are properties on ``Queue`` (``count``,
+    ``is_suspended``, ``rate_limit``, ``concurrency_limits``, ``retried_count``) are coroutine methods here.
+    ``hooks`` are :mod:`clusterq.api.hooks` objects, as for ``Queue``: their ``before_enqueue`` runs for each
+    job this queue writes.
     """
 
     def __init__(
@@ -140,24 +98,16 @@ class AsyncQueue:
         max_attempts: int | None = None,
         signing_key: SigningKey | Signer | None = None,
         result_history: int | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_s: float = 1.0,
         hooks: Sequence[Any] = (),
+        job_class: None = None,
     ) -> None:
-        self.name = K.validate_queue_name(name)
-        self.keys = K.QueueKeys(name)
-        self.serializer = resolve_serializer(serializer)
-        self.defaults = JobDefaults(
-            serializer=self.serializer,
-            default_timeout=parse_duration(default_timeout, "default_timeout"),
-            result_ttl=parse_duration(result_ttl, "result_ttl"),
-            failure_ttl=parse_duration(failure_ttl, "failure_ttl"),
-            max_attempts=O.max_attempts(max_attempts),
-            name=self.name,
-            signer=make_signer(signing_key),
-            result_history=validate_result_history(result_history),
-            hooks=HookSet(hooks),
-        )
+        self._setup(name, serializer=serializer, default_timeout=default_timeout, result_ttl=result_ttl,
+                    failure_ttl=failure_ttl, max_attempts=max_attempts, signing_key=signing_key,
+                    result_history=result_history, wait_replicas=wait_replicas, wait_timeout_s=wait_timeout_s,
+                    hooks=hooks, job_class=job_class)
         self._lazy = LazyStore(connection)
-        self._registered = False
 
     def __repr__(self) -> str:
         return f"AsyncQueue({self.name!r})"
@@ -173,136 +123,45 @@ class AsyncQueue:
         """Close the client this queue opened from a URL (a client it was given stays open)."""
         await self._lazy.aclose()
 
-    @property
-    def key(self) -> str:
-        """The common prefix (and hash tag) of this queue's keys."""
-        return self.keys.base
-
-    @property
-    def slot(self) -> int:
-        return K.queue_slot(self.name)
+    async def _run(self, plan: Plan[R]) -> R:
+        return await arun_plan(plan, await self._lazy.get())
 
     def _job(self, job_id: str) -> AsyncJob:
         return AsyncJob._bound(self.name, job_id, self._lazy, self.serializer)
 
     # --- enqueue ------------------------------------------------------------------------------
 
-    def prepare_data(self, func: Callable[..., Any] | str, args: Sequence[Any] = (),
-                     kwargs: dict[str, Any] | None = None, **options: Any) -> EnqueueData:
-        """Describe a job for :meth:`enqueue_many` (RQ's ``Queue.prepare_data``)."""
-        O.check(**options)  # a bad option fails here, where it is written, not at enqueue_many
-        if "timeout" in options:
-            options.setdefault("job_timeout", options.pop("timeout"))
-        return EnqueueData(func, tuple(args), dict(kwargs or {}), **options)
-
     async def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> AsyncJob:
-        """Enqueue ``f(*args, **kwargs)``.
+        """Enqueue ``f(*args, **kwargs)``, with the options of :meth:`Queue.enqueue` (``debounce`` too).
 
-        Options, as in RQ: ``job_id``, ``job_timeout``, ``result_ttl``, ``ttl``, ``failure_ttl``,
-        ``description``, ``meta``, ``at_front``, ``max_attempts``; and ``args=``/``kwargs=`` to pass
-        arguments whose names collide with those. Enqueueing an id that already has a job does nothing
-        and returns that job, so retrying a timed-out enqueue cannot create a duplicate.
+        Enqueueing an id that already has a job does nothing and returns that job, so retrying a
+        timed-out enqueue cannot create a duplicate.
         """
-        data, at_front = split_enqueue_options(f, args, kwargs)
-        return (await self.enqueue_many([data], at_front=at_front))[0]
+        return await self._run(self._enqueue_one_plan(f, args, kwargs))
 
     async def enqueue_at(self, scheduled_time: datetime | date | str, f: Callable[..., Any] | str, *args: Any,
                          **kwargs: Any) -> AsyncJob:
         """Schedule ``f(*args, **kwargs)`` to run at ``scheduled_time``, as :meth:`Queue.enqueue_at` does
-        (a naive datetime is local time; a time in the past runs the job at the next promotion)."""
-        data, at_front = split_enqueue_options(f, args, kwargs)
-        at_ms = O.run_at_ms(scheduled_time)
-        return (await self._schedule([data], at_front, at_ms=at_ms))[0]
+        (a datetime, a date or an ISO 8601 string; a naive datetime is local time; a time in the past
+        runs the job at the next promotion)."""
+        return await self._run(self._enqueue_at_plan(scheduled_time, f, args, kwargs))
 
     async def enqueue_in(self, time_delta: timedelta | float | int, f: Callable[..., Any] | str, *args: Any,
                          **kwargs: Any) -> AsyncJob:
         """Schedule ``f(*args, **kwargs)`` to run after ``time_delta`` (a timedelta or seconds), measured on
         the server's clock, as :meth:`Queue.enqueue_in` does."""
-        delay_ms = O.delay_ms(time_delta)
-        data, at_front = split_enqueue_options(f, args, kwargs)
-        return (await self._schedule([data], at_front, delay_ms=delay_ms))[0]
-
-    async def _schedule(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
-                        delay_ms: int | None = None) -> list[AsyncJob]:
-        _refuse_debounce(jobs)
-        refuse_depends_on(jobs, "enqueue_at/enqueue_in")
-        new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
-        store = await self._lazy.get()
-        await self._register(store)
-        calls = [T.schedule_call(self.keys, new[i : i + ENQUEUE_CHUNK], at_ms=at_ms, delay_ms=delay_ms,
-                                 at_front=at_front) for i in range(0, len(new), ENQUEUE_CHUNK)]
-        results = await store.run_many(calls)
-        jobs_out = [self._job(job.id) for job in new]
-        check_duplicates(self.name, new, [code for reply in results for code in TR.parse_schedule(reply).codes],
-                         jobs_out)
-        return jobs_out
-
-    async def _register(self, store: AsyncStore) -> None:
-        if not self._registered:  # the global set of known queues: once per queue object, never in a script
-            await store.client.sadd(K.QUEUES, self.name)
-            self._registered = True
+        return await self._run(self._enqueue_in_plan(time_delta, f, args, kwargs))
 
     async def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                            kwargs: dict[str, Any] | None = None, at_front: bool = False,
                            **options: Any) -> AsyncJob:
         """RQ's older spelling of :meth:`enqueue`."""
-        data = EnqueueData(func, tuple(args or ()), dict(kwargs or {}), **options)
-        return (await self.enqueue_many([data], at_front=at_front))[0]
+        return (await self.enqueue_many([make_enqueue_data(func, args, kwargs, options)], at_front=at_front))[0]
 
     async def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[AsyncJob]:
-        """Enqueue many jobs: chunks of ``ENQUEUE_CHUNK`` per script call, all in one pipeline."""
-        _refuse_debounce(jobs)
-        new = [build_new_job(data, self.defaults) for data in jobs]  # bad input fails before any I/O
-        deferred = [(job, parse_depends_on(data.depends_on, self.name))
-                    for job, data in zip(new, jobs) if data.depends_on is not None]
-        deferred = [(job, spec) for job, spec in deferred if spec[0]]  # depends_on=[]: nothing to wait for
-        waiting = {job.id for job, _ in deferred}
-        ready = [job for job in new if job.id not in waiting]
-        store = await self._lazy.get()
-        await self._register(store)
-        calls = [
-            T.enqueue_call(self.keys, ready[i : i + ENQUEUE_CHUNK], at_front)
-            for i in range(0, len(ready), ENQUEUE_CHUNK)
-        ]
-        if at_front:
-            calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
-        defer_calls = [T.defer_call(self.keys, job, parents, at_front or front) for job, (parents, front) in deferred]
-        enqueue_replies, defer_replies = T.split_results(await store.run_many(calls + defer_calls), calls, defer_calls)
-        deferred_codes = [TR.parse_defer(reply) for reply in defer_replies]
-        chunks = [TR.parse_created(reply) for reply in enqueue_replies]
-        if at_front:
-            chunks.reverse()
-        await self._register_children(store, [(job, parents) for (job, (parents, _)), code
-                                              in zip(deferred, deferred_codes) if code is TR.Created.CREATED])
-        jobs_out = [self._job(job.id) for job in new]
-        check_duplicates(self.name, [*ready, *(job for job, _ in deferred)],
-                         [*(code for reply in chunks for code in reply), *deferred_codes], jobs_out)
-        return jobs_out
-
-    @staticmethod
-    def _text(value: Any) -> str:
-        return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
-
-    async def _register_children(self, store: AsyncStore, children: list[tuple[T.NewJob, list[tuple[str, bool]]]]
-                                 ) -> None:
-        """Register new deferred children with their parents (the forwarder's registration step, see
-        :mod:`clusterq.state.outbox`). A parent that already ended is applied to the child here. Whatever fails
-        or is interrupted stays in this queue's outbox, and the workers of this queue replay it."""
-        pairs = [(job.id, handle) for job, parents in children for handle, _ in parents]
-        if not pairs:
-            return
-        targets = [split_handle(handle) for _, handle in pairs]
-        registered = await store.run_many(
-            [T.register_call(K.QueueKeys(queue), child_dependent(self.name, child), [parent_id])
-             for (child, _), (queue, parent_id) in zip(pairs, targets)], raise_on_error=False)
-        ended = [(child, handle, "" if isinstance(reply, BaseException) else TR.parse_register(reply)[0])
-                 for (child, handle), reply in zip(pairs, registered)]  # one parent per call
-        applies = [T.resolve_call(self.keys, child, handle, how, DEFAULT_FAILURE_TTL_S * 1000)
-                   for child, handle, how in ended if how]
-        applied = await store.run_many(applies, raise_on_error=False) if applies else []
-        if any(isinstance(r, BaseException) for r in [*registered, *applied]):
-            return  # left for a replay: the acks below would hide them
-        await store.run_many([T.ack_call(self.keys, registration_entry(handle, child)) for child, handle in pairs])
+        """Enqueue many jobs: chunks of ``ENQUEUE_CHUNK`` per script call, all in one pipeline; jobs with
+        ``depends_on`` are deferred and registered with their parents before this returns."""
+        return (await self._run(self._enqueue_plan(jobs, at_front)))[0]
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -318,25 +177,145 @@ class AsyncQueue:
         """Jobs waiting in the queue (O(1))."""
         return await (await self._lazy.get()).count(self.keys)
 
+    async def retried_count(self) -> int:
+        """See :attr:`Queue.retried_count`."""
+        return await self._run(self._retried_count_plan())
+
+    async def exists(self) -> bool:
+        """True once a job was enqueued to this queue (and until :meth:`delete`): it is a known queue."""
+        return await self._run(self._exists_plan())
+
     async def is_empty(self) -> bool:
         return await self.count() == 0
 
     async def get_job_ids(self, offset: int = 0, length: int = 100) -> list[str]:
-        """A page of the ids waiting in the queue, in order (ids canceled meanwhile may still show)."""
-        if length < 0 or length > PAGE_LIMIT:
-            raise ValueError(f"length must be between 0 and {PAGE_LIMIT}; page through longer queues")
-        if length == 0:
-            return []
-        return await (await self._lazy.get()).job_ids(self.keys, offset, length)
+        """A page of the ids waiting in the queue, in the order they will run (see :meth:`Queue.get_job_ids`)."""
+        return await self._run(self._job_ids_plan(offset, length))
+
+    async def get_jobs(self, offset: int = 0, length: int = 100) -> list[AsyncJob]:
+        """Handles on a page of the waiting jobs (not read yet: await ``refresh()`` on those you read)."""
+        return [self._job(job_id) for job_id in await self.get_job_ids(offset, length)]
+
+    # --- registries ---------------------------------------------------------------------------
+
+    def registry(self, name: str) -> AsyncRegistry:
+        return AsyncRegistry(self, name)
+
+    @property
+    def started_job_registry(self) -> AsyncRegistry:
+        return AsyncRegistry(self, "started")
+
+    @property
+    def finished_job_registry(self) -> AsyncRegistry:
+        return AsyncRegistry(self, "finished")
+
+    @property
+    def failed_job_registry(self) -> AsyncRegistry:
+        return AsyncRegistry(self, "failed")
+
+    @property
+    def canceled_job_registry(self) -> AsyncRegistry:
+        return AsyncRegistry(self, "canceled")
+
+    @property
+    def deferred_job_registry(self) -> AsyncRegistry:
+        return AsyncRegistry(self, "deferred")
+
+    @property
+    def scheduled_job_registry(self) -> AsyncRegistry:
+        return AsyncRegistry(self, "scheduled")
 
     # --- removing -----------------------------------------------------------------------------
 
     async def empty(self) -> int:
         """Remove every waiting job (and its record), in bounded batches. Returns how many ids."""
-        store = await self._lazy.get()
-        removed = 0
-        while True:
-            n = TR.parse_count(await store.run(T.drain_call(self.keys, DRAIN_BATCH)))
-            removed += n
-            if not n:
-                return removed
+        return await self._run(self._empty_plan())
+
+    async def delete(self, delete_jobs: bool = True) -> None:
+        """Delete the queue: its waiting jobs, its registries and their records (see :meth:`Queue.delete`)."""
+        await self._run(self._delete_plan())
+
+    # --- control: suspend, limits ----------------------------------------------------------------
+
+    async def suspend(self) -> None:
+        """Stop workers from starting this queue's jobs; they stay queued, running ones finish."""
+        await self._run(self._suspend_plan(True))
+
+    async def resume(self) -> None:
+        """Let workers take this queue's jobs again (they are woken at once)."""
+        await self._run(self._suspend_plan(False))
+
+    async def is_suspended(self) -> bool:
+        return await self._run(self._is_suspended_plan())
+
+    async def set_rate_limit(self, max_jobs: int, per_s: float) -> None:
+        """See :meth:`Queue.set_rate_limit`."""
+        await self._run(self._set_rate_limit_plan(max_jobs, per_s))
+
+    async def remove_rate_limit(self) -> None:
+        await self._run(self._remove_rate_limit_plan())
+
+    async def rate_limit(self) -> tuple[int, float] | None:
+        """``(max_jobs, per_s)``, or None."""
+        return await self._run(self._rate_limit_plan())
+
+    async def set_concurrency_limit(self, key: str | None, limit: int | None) -> None:
+        """See :meth:`Queue.set_concurrency_limit`."""
+        await self._run(self._set_concurrency_limit_plan(key, limit))
+
+    async def concurrency_limits(self) -> dict[str | None, int]:
+        return await self._run(self._concurrency_limits_plan())
+
+    # --- all queues ---------------------------------------------------------------------------
+
+    @classmethod
+    async def all(cls, connection: AsyncClient, **queue_options: Any) -> list[AsyncQueue]:
+        """Every known queue (read with SSCAN, so it never blocks the server), sorted by name."""
+        names = {n.decode() if isinstance(n, bytes) else n async for n in connection.sscan_iter(K.QUEUES, count=500)}
+        return [cls(name, connection, **queue_options) for name in sorted(names)]
+
+
+class AsyncRegistry(RegistryCore[AsyncJob]):
+    """Jobs of one queue in one state, for asyncio (see :class:`~clusterq.api.registry.Registry`)."""
+
+    queue: AsyncQueue
+
+    def __init__(self, queue: AsyncQueue, name: str) -> None:
+        super().__init__(queue, name)
+
+    def _job(self, job_id: str) -> AsyncJob:
+        return self.queue._job(job_id)
+
+    def __repr__(self) -> str:
+        return f"AsyncRegistry({self.queue.name!r}, {self.name!r})"
+
+    async def count(self) -> int:
+        """Entries whose record has not expired. O(log N)."""
+        return await self.queue._run(self._count_plan())
+
+    async def overdue_count(self) -> int:
+        """See :meth:`Registry.overdue_count`."""
+        return await self.queue._run(self._overdue_count_plan())
+
+    async def score_time(self, job_id: str) -> float | None:
+        """See :meth:`Registry.score_time`."""
+        return await self.queue._run(self._score_time_plan(job_id))
+
+    async def contains(self, item: object) -> bool:
+        """``item in registry`` for asyncio: a job or a job id."""
+        return await self.queue._run(self._contains_plan(item))
+
+    async def get_job_ids(self, offset: int = 0, length: int = 100) -> list[str]:
+        return await self.queue._run(self._job_ids_plan(offset, length))
+
+    async def get_jobs(self, offset: int = 0, length: int = 100) -> list[AsyncJob]:
+        return await self.queue._run(self._jobs_plan(offset, length))
+
+    async def requeue(self, *job_ids: str, at_front: bool = False) -> int:
+        return await self.queue._run(self._requeue_plan(job_ids, at_front))
+
+    async def cleanup(self) -> int:
+        return await self.queue._run(self._cleanup_plan())
+
+    async def clear(self) -> int:
+        return await self.queue._run(self._clear_plan())

@@ -35,9 +35,10 @@ from clusterq.connection.sync import (
     _client_kwargs,
     _remapper,
     _sentinel_credentials,
+    check_failure,
+    cluster_state_problem,
     describe,
     parse_url,
-    short_error,
 )
 from clusterq.exceptions import ConnectionFailed
 
@@ -68,17 +69,6 @@ def check_connection_like(connection: object) -> None:
             "redis.asyncio client (see clusterq.connect_async)"
         )
     raise TypeError(f"connection must be a URL or a redis.asyncio client, got {type(connection).__name__}")
-
-
-def _failure(exc: BaseException, where: str) -> str:
-    """The sync API's wording for the same failure (see ``clusterq.connection.verify``)."""
-    if isinstance(exc, redis.AuthenticationError) or any(s in str(exc) for s in ("NOAUTH", "WRONGPASS")):
-        return f"authentication failed for {where}: {exc}"
-    if isinstance(exc, redis.ResponseError):
-        return f"{where} refused the connection check: {exc}"
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError, asyncio.TimeoutError)):
-        return f"cannot reach {where}: {short_error(exc)}"
-    return f"cannot use {where}: {type(exc).__name__}: {exc}"
 
 
 async def _is_cluster_node(client: redis.asyncio.Redis) -> bool:
@@ -151,18 +141,13 @@ async def verify_async(client: AsyncClient, where: str | None = None) -> None:
     try:
         await client.ping()
         if isinstance(client, AsyncRedisCluster):
-            info = await client.cluster_info(target_nodes=AsyncRedisCluster.RANDOM)
-            state = info.get("cluster_state")
-            if state != "ok":
-                raise ConnectionFailed(
-                    f"Redis Cluster at {where} is not usable: cluster_state={state}, "
-                    f"{info.get('cluster_slots_ok', '?')}/16384 slots served (a primary without a replica is "
-                    "down, or slots are not assigned)"
-                )
+            problem = cluster_state_problem(await client.cluster_info(target_nodes=AsyncRedisCluster.RANDOM), where)
+            if problem:
+                raise ConnectionFailed(problem)
     except ConnectionFailed:
         raise
     except ASYNC_REDIS_ERRORS as exc:
-        raise ConnectionFailed(_failure(exc, where)) from None
+        raise ConnectionFailed(check_failure(exc, where)) from None
 
 
 async def connect_async(connection: AsyncConnectionLike = None, *, check: bool = True, **options: Any) -> AsyncClient:
@@ -185,7 +170,7 @@ async def connect_async(connection: AsyncConnectionLike = None, *, check: bool =
     except ConnectionFailed:
         raise
     except ASYNC_REDIS_ERRORS as exc:
-        raise ConnectionFailed(_failure(exc, where)) from None
+        raise ConnectionFailed(check_failure(exc, where)) from None
     if check:
         try:
             await verify_async(client, where)

@@ -292,14 +292,31 @@ def _is_cluster_node_quietly(client: redis.Redis) -> bool:
 
 
 def _check_cluster(client: RedisCluster, where: str) -> None:
-    info = client.cluster_info(target_nodes=RedisCluster.RANDOM)
+    problem = cluster_state_problem(client.cluster_info(target_nodes=RedisCluster.RANDOM), where)
+    if problem:
+        raise ConnectionFailed(problem)
+
+
+def cluster_state_problem(info: Mapping[str, Any], where: str) -> str | None:
+    """Why a cluster whose ``CLUSTER INFO`` is ``info`` cannot serve clusterq, or None (sync and asyncio)."""
     state = info.get("cluster_state")
-    if state != "ok":
-        covered = info.get("cluster_slots_ok", "?")
-        raise ConnectionFailed(
-            f"Redis Cluster at {where} is not usable: cluster_state={state}, {covered}/16384 slots served "
-            "(a primary without a replica is down, or slots are not assigned)"
-        )
+    if state == "ok":
+        return None
+    covered = info.get("cluster_slots_ok", "?")
+    return (f"Redis Cluster at {where} is not usable: cluster_state={state}, {covered}/16384 slots served "
+            "(a primary without a replica is down, or slots are not assigned)")
+
+
+def check_failure(exc: BaseException, where: str) -> str:
+    """What a failed connection check (:func:`verify`, ``verify_async``) means, in words (sync and asyncio)."""
+    if isinstance(exc, redis.AuthenticationError) or any(s in str(exc) for s in ("NOAUTH", "WRONGPASS")):
+        return f"authentication failed for {where}: {exc}"
+    if isinstance(exc, redis.ResponseError):
+        return f"{where} refused the connection check: {exc}"
+    # asyncio.TimeoutError is no OSError before Python 3.11
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)) or type(exc).__name__ == "TimeoutError":
+        return f"cannot reach {where}: {short_error(exc)}"
+    return f"cannot use {where}: {type(exc).__name__}: {exc}"
 
 
 def describe(client: Any) -> str:
@@ -337,16 +354,8 @@ def verify(client: Client, where: str | None = None) -> None:
             _check_cluster(client, where)
     except ConnectionFailed:
         raise
-    except redis.AuthenticationError as exc:
-        raise ConnectionFailed(f"authentication failed for {where}: {exc}") from None
-    except redis.ResponseError as exc:
-        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
-            raise ConnectionFailed(f"authentication failed for {where}: {exc}") from None
-        raise ConnectionFailed(f"{where} refused the connection check: {exc}") from None
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise ConnectionFailed(f"cannot reach {where}: {short_error(exc)}") from None
     except REDIS_ERRORS as exc:
-        raise ConnectionFailed(f"cannot use {where}: {type(exc).__name__}: {exc}") from None
+        raise ConnectionFailed(check_failure(exc, where)) from None
 
 
 def short_error(exc: BaseException) -> str:

@@ -17,11 +17,11 @@ So an enqueue from asyncio writes exactly the records a synchronous enqueue writ
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any, cast
 
 import redis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.exceptions import ClusterError, NoScriptError, TryAgainError
 
 from clusterq.connection.aio import (
@@ -34,15 +34,28 @@ from clusterq.connection.aio import (
     is_async_client,
 )
 from clusterq.state import keys as K
-from clusterq.state.store import JOB_FIELDS, SLOT_MIGRATION_WAIT_S, Call, slot_is_moving
+from clusterq.state.store import (
+    JOB_FIELDS,
+    LATEST_FIELDS,
+    SLOT_MIGRATION_WAIT_S,
+    Call,
+    MigrationBackoff,
+    WaitRounds,
+    slot_is_moving,
+)
 from clusterq.utils import decode_all
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
 class AsyncStore:
     """Runs transitions on a ``redis.asyncio`` client (standalone, Sentinel master or cluster)."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: AsyncClient, *, slot_migration_wait_s: float = SLOT_MIGRATION_WAIT_S) -> None:
         self.client = client
+        self.slot_migration_wait_s = slot_migration_wait_s
 
     # --- running scripts ------------------------------------------------------------------------
 
@@ -50,22 +63,17 @@ class AsyncStore:
         """Run one transition; on NOSCRIPT send the source (which caches it on that server).
 
         A call refused because its cluster slot is being migrated (TRYAGAIN) is retried with a back-off
-        for up to :data:`~clusterq.state.store.SLOT_MIGRATION_WAIT_S`, as the synchronous store does.
+        for up to ``slot_migration_wait_s``, as the synchronous store does.
         """
-        deadline: float | None = None
-        delay_s = 0.01
+        backoff = MigrationBackoff(self.slot_migration_wait_s)
         while True:
             try:
                 return await self._run_once(call)
             except (TryAgainError, ClusterError) as exc:
-                if not slot_is_moving(exc):
+                delay = backoff.next_delay() if slot_is_moving(exc) else None
+                if delay is None:
                     raise
-                now = time.monotonic()
-                deadline = deadline if deadline is not None else now + SLOT_MIGRATION_WAIT_S
-                if now >= deadline:
-                    raise
-                await asyncio.sleep(min(delay_s, deadline - now))
-                delay_s = min(delay_s * 2, 0.2)
+                await asyncio.sleep(delay)
 
     async def _run_once(self, call: Call) -> Any:
         n = len(call.keys)
@@ -115,6 +123,33 @@ class AsyncStore:
         except ASYNC_REDIS_ERRORS as exc:
             return exc
 
+    async def run_and_wait(self, calls: Sequence[Call], marker_key: str, replicas: int,
+                           timeout_ms: int) -> tuple[list[Any], int]:
+        """Run ``calls`` (all in one slot), then ``WAIT`` for ``replicas`` replicas; return (results, how
+        many replicas acknowledged). As :meth:`clusterq.state.store.Store.run_and_wait`: the calls, a bump
+        of ``marker_key`` and the WAIT go in one pipeline, hence on one connection to the slot's primary
+        (on a cluster the WAIT is sent to the node that owns ``marker_key``, and redis.asyncio's cluster
+        pipeline sends each node's commands on one connection)."""
+        cluster = isinstance(self.client, AsyncRedisCluster)
+        rounds = WaitRounds(calls, self.slot_migration_wait_s, cluster)
+        while True:
+            pipe = self.client.pipeline(transaction=False)
+            for command in rounds.commands():
+                pipe.execute_command(*command)
+            pipe.execute_command("HINCRBY", marker_key, "qd", 1)
+            if cluster:
+                node = self.client.get_node_from_key(marker_key)  # type: ignore[union-attr]
+                pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
+            else:
+                pipe.execute_command("WAIT", replicas, timeout_ms)
+            action, value = rounds.settle(list(await pipe.execute(raise_on_error=False)))
+            if action == "done":
+                return rounds.results, int(value)
+            if action == "moved":
+                await self.client.nodes_manager.initialize()  # type: ignore[union-attr]
+            elif action == "sleep":
+                await asyncio.sleep(value)
+
     # --- reads (never write) ----------------------------------------------------------------------
 
     async def read_job(self, qk: K.QueueKeys, job_id: str) -> dict[str, bytes] | None:
@@ -130,6 +165,36 @@ class AsyncStore:
             return {"s": b"failed", "f": b"", "e": f"malformed job record: {key} holds a {kind}".encode()}
         fields = {name: value for name, value in zip(JOB_FIELDS, values) if value is not None}
         return cast("dict[str, bytes]", fields) or None  # decode_responses=False: values are bytes
+
+    async def read_latest(self, qk: K.QueueKeys, job_id: str) -> list[Any]:
+        """The record's latest-result fields (:data:`~clusterq.state.store.LATEST_FIELDS`). One HMGET."""
+        return list(await self.client.hmget(qk.job(job_id), LATEST_FIELDS))
+
+    async def control(self, qk: K.QueueKeys) -> dict[str, str]:
+        """The queue's control hash (suspend flag, limits). Bounded: one field per configured limit."""
+        raw = await self.client.hgetall(qk.control)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def exists_many(self, keys: Sequence[str]) -> list[int]:
+        """As :meth:`clusterq.state.store.Store.exists_many`."""
+        if not keys:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.exists(key)
+        return [int(hit) for hit in await pipe.execute()]
+
+    async def first_members(self, keys: Sequence[str], count: int) -> list[Any]:
+        """As :meth:`clusterq.state.store.Store.first_members`."""
+        if not keys:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.zrange(key, 0, count - 1)
+        try:
+            return list(await pipe.execute(raise_on_error=False))
+        except ASYNC_REDIS_ERRORS as exc:
+            return [exc] * len(keys)
 
     async def count(self, qk: K.QueueKeys) -> int:
         """Jobs waiting in the queue: the list length less canceled/deleted ids still in it. O(1)."""

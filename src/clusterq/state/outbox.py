@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
-from clusterq.connection.sync import REDIS_ERRORS
 from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
+from clusterq.state.plan import Plan, run_plan, store_step
 
 log = logging.getLogger(__name__)
 
@@ -122,15 +122,23 @@ def _queue_keys(handle: str) -> tuple[K.QueueKeys, str] | None:
 
 class Forwarder:
     """Applies outbox entries. ``failure_keep_ms``: how long a child canceled because its parent failed
-    keeps its record when its own options do not say."""
+    keeps its record when its own options do not say.
 
-    def __init__(self, store: T.Store, failure_keep_ms: int) -> None:
+    The work is written once as a plan (:mod:`clusterq.state.plan`): :meth:`forward` runs it on the
+    synchronous store given here; the asyncio API runs :meth:`forward_plan` with its own store."""
+
+    def __init__(self, store: T.Store | None, failure_keep_ms: int) -> None:
         self.store = store
         self.failure_keep_ms = failure_keep_ms
 
     def forward(self, entries: Iterable[tuple[str, str]]) -> int:
         """Apply ``(queue, outbox entry)`` pairs until each is removed from its outbox (an entry whose
         calls failed is left for a replay). Returns how many entries were removed."""
+        assert self.store is not None, "a Forwarder without a store only makes plans"
+        return run_plan(self.forward_plan(entries), self.store)
+
+    def forward_plan(self, entries: Iterable[tuple[str, str]]) -> Plan[int]:
+        """:meth:`forward`, as a plan that either API runs."""
         todo: list[_Intent] = []
         seen: set[tuple[str, str]] = set()
 
@@ -144,13 +152,13 @@ class Forwarder:
             intent = _parse(queue, entry)
             if intent is None:
                 log.warning("queue %r: dropping malformed outbox entry %r", queue, entry)
-                self.store.run(T.ack_call(K.QueueKeys(queue), entry))
+                yield store_step("run", T.ack_call(K.QueueKeys(queue), entry))
             else:
                 add([intent])
         done = 0
         while todo:
             current, todo = todo, []
-            cascade = self._round(current)
+            cascade = yield from self._round(current)
             done += sum(1 for i in current if i.ok and not i.more)
             todo.extend(i for i in current if i.ok and i.more)
             add(cascade)
@@ -160,6 +168,7 @@ class Forwarder:
         """Forward the intents of ``queues`` at least ``min_age_s`` old (one bounded batch per queue).
 
         Returns (entries removed, seconds until the oldest remaining intent is old enough, or None)."""
+        assert self.store is not None
         results = self.store.run_many(self.due_calls(queues, min_age_s), raise_on_error=False)
         return self.forward_due(queues, results, min_age_s)
 
@@ -192,14 +201,14 @@ class Forwarder:
 
     # --- one round: read, apply, remove ---------------------------------------------------------
 
-    def _round(self, intents: list[_Intent]) -> list[_Intent]:
+    def _round(self, intents: list[_Intent]) -> Plan[list[_Intent]]:
         for intent in intents:
             intent.ok, intent.more = True, False
         fault_point("after_outbox")
         # 1. Registrations go to the parents' slots; ended jobs' dependents are read (a batch each).
-        registered = self._register([i for i in intents if i.kind == "r"])
+        registered = yield from self._register([i for i in intents if i.kind == "r"])
         ending = [i for i in intents if i.kind == "e"]
-        self._read_dependents(ending)
+        yield from self._read_dependents(ending)
         # 2. Apply each intent to the other slot, idempotently.
         applies: list[tuple[_Intent, str | None, str, T.Call]] = []  # intent, dependent, target queue, call
         applied: dict[int, list[str]] = {id(i): [] for i in ending}
@@ -215,7 +224,7 @@ class Forwarder:
                     applied[id(intent)].append(dependent)
                 else:
                     applies.append((intent, dependent, *target))
-        results = self.store.run_many([a[3] for a in applies], raise_on_error=False) if applies else []
+        results = (yield store_step("run_many", [a[3] for a in applies], raise_on_error=False)) if applies else []
         cascade: list[_Intent] = []
         for (intent, applied_dependent, queue, call), result in zip(applies, results):
             if isinstance(result, Exception):
@@ -239,7 +248,7 @@ class Forwarder:
                 qk = K.QueueKeys(intent.queue)
                 dependents_of = intent.job_id if intent.kind == "e" else None
                 acks.append((intent, T.ack_call(qk, intent.entry, dependents_of, applied.get(id(intent), ()))))
-        results = self.store.run_many([c for _, c in acks], raise_on_error=False) if acks else []
+        results = (yield store_step("run_many", [c for _, c in acks], raise_on_error=False)) if acks else []
         for (intent, _), result in zip(acks, results):
             if isinstance(result, Exception):
                 log.warning("queue %r: removing outbox entry %r failed: %s", intent.queue, intent.entry, result)
@@ -248,7 +257,7 @@ class Forwarder:
                 intent.more = TR.parse_count(result) > 0  # dependents left
         return cascade
 
-    def _register(self, intents: list[_Intent]) -> list[tuple[_Intent, str]]:
+    def _register(self, intents: list[_Intent]) -> Plan[list[tuple[_Intent, str]]]:
         """Register children with their parents; returns (intent, how the parent ended or "")."""
         out: list[tuple[_Intent, str]] = []
         calls: list[tuple[_Intent, T.Call]] = []
@@ -261,7 +270,7 @@ class Forwarder:
             else:
                 calls.append((intent, T.register_call(
                     parent[0], child_dependent(intent.queue, intent.job_id), [parent[1]])))
-        results = self.store.run_many([c for _, c in calls], raise_on_error=False) if calls else []
+        results = (yield store_step("run_many", [c for _, c in calls], raise_on_error=False)) if calls else []
         for (intent, _), result in zip(calls, results):
             if isinstance(result, Exception):
                 log.warning("registering %s with parent %s failed: %s", intent.job_id, intent.detail, result)
@@ -271,16 +280,12 @@ class Forwarder:
                 out.append((intent, ended))
         return out
 
-    def _read_dependents(self, intents: list[_Intent]) -> None:
+    def _read_dependents(self, intents: list[_Intent]) -> Plan[None]:
         if not intents:
             return
-        pipe = self.store.client.pipeline(transaction=False)
-        for intent in intents:
-            pipe.zrange(K.QueueKeys(intent.queue).dependents(intent.job_id), 0, DEPENDENTS_BATCH - 1)
-        try:
-            results = pipe.execute(raise_on_error=False)
-        except REDIS_ERRORS as exc:  # the whole pipeline failed: every intent waits for a replay
-            results = [exc] * len(intents)
+        # A pipeline that failed whole gives its error for each: every intent waits for a replay.
+        results = yield store_step("first_members", [K.QueueKeys(i.queue).dependents(i.job_id) for i in intents],
+                                   DEPENDENTS_BATCH)
         for intent, result in zip(intents, results):
             if isinstance(result, Exception):
                 log.warning("queue %r: cannot read the dependents of %s: %s", intent.queue, intent.job_id, result)

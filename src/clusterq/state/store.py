@@ -35,6 +35,7 @@ from clusterq.state.transitions import LeasedJob as LeasedJob
 from clusterq.state.transitions import LeaseReply as LeaseReply
 from clusterq.state.transitions import parse_lease_reply as parse_lease_reply
 from clusterq.state.transitions import parse_take as parse_take
+from clusterq.utils import decode_all
 
 # Errors a node gives when the call belongs elsewhere now or the node is gone: retry via the cluster client.
 _RETRY_THROUGH_CLUSTER = (MovedError, AskError, TryAgainError, ClusterDownError, NoScriptError,
@@ -50,6 +51,76 @@ SLOT_MIGRATION_WAIT_S = 30.0
 def slot_is_moving(exc: BaseException) -> bool:
     """TRYAGAIN, or redis-py giving up after bouncing between ASK, TRYAGAIN and MOVED (a slot in migration)."""
     return isinstance(exc, TryAgainError) or (isinstance(exc, ClusterError) and "TTL exhausted" in str(exc))
+
+
+class MigrationBackoff:
+    """How long to wait between tries while a slot migrates: 10 ms doubling to 200 ms, for at most
+    ``wait_s`` from the first refusal (shared by the sync and asyncio stores)."""
+
+    def __init__(self, wait_s: float) -> None:
+        self.wait_s = wait_s
+        self.deadline: float | None = None
+        self.delay_s = 0.01
+
+    def next_delay(self) -> float | None:
+        """Seconds to wait before the next try, or None once ``wait_s`` has passed."""
+        now = time.monotonic()
+        self.deadline = self.deadline if self.deadline is not None else now + self.wait_s
+        if now >= self.deadline:
+            return None
+        delay = min(self.delay_s, self.deadline - now)
+        self.delay_s = min(self.delay_s * 2, 0.2)
+        return delay
+
+
+class WaitRounds:
+    """The rules of ``run_and_wait`` (see :meth:`Store.run_and_wait`), shared by the sync and asyncio
+    stores, which only send each round's pipeline: which calls to send (by SHA, or with their source once
+    a server lost its script cache), how a round's replies are read, when to try again and when to give up."""
+
+    def __init__(self, calls: Sequence[Call], wait_s: float, cluster: bool) -> None:
+        self.calls = calls
+        self.pending = list(range(len(calls)))
+        self.results: list[Any] = [None] * len(calls)
+        self.with_source = False
+        self.cluster = cluster
+        self.backoff = MigrationBackoff(wait_s)
+
+    def commands(self) -> list[tuple[Any, ...]]:
+        """The scripts of this round (those that have not run yet), as pipeline commands."""
+        out = []
+        for index in self.pending:
+            call = self.calls[index]
+            if self.with_source:
+                out.append(("EVAL", call.script.source, len(call.keys), *call.keys, *call.args))
+            else:
+                out.append(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
+        return out
+
+    def settle(self, replies: Sequence[Any]) -> tuple[str, float]:
+        """Read a round's replies (the scripts', then the marker's and WAIT's). Returns ``("done",
+        replicas that acknowledged)``, ``("again", 0)`` (send at once), ``("moved", 0)`` (re-read the slot
+        map first) or ``("sleep", seconds)``; raises the error once there is no point in trying again."""
+        failed = []
+        for index, reply in zip(self.pending, replies):
+            self.results[index] = reply
+            if isinstance(reply, BaseException):
+                failed.append(index)
+        errors = [self.results[i] for i in failed] + [r for r in replies[-2:] if isinstance(r, BaseException)]
+        if not errors:
+            return "done", int(replies[-1])
+        if all(isinstance(e, NoScriptError) for e in errors) and not self.with_source:
+            self.pending, self.with_source = failed, True  # the server lost its script cache: send the source
+            return "again", 0
+        moving = self.cluster and all(
+            isinstance(e, (MovedError, AskError, TryAgainError, NoScriptError)) or slot_is_moving(e) for e in errors)
+        delay = self.backoff.next_delay() if moving else None
+        if delay is None:
+            raise next((e for e in errors if not isinstance(e, NoScriptError)), errors[0])
+        self.pending = failed  # only what did not run; the marker and WAIT are sent every time
+        if any(isinstance(e, MovedError) for e in errors):
+            return "moved", 0  # the slot moved: re-read the map
+        return "sleep", delay  # mid-migration (ASK, TRYAGAIN): wait for it to end
 
 
 # Job hash fields read back into a Job. Short names keep a pending job small in Redis.
@@ -324,20 +395,15 @@ class Store:
         On a cluster, a call refused because its slot is being migrated is retried with a back-off
         (10 ms doubling to 200 ms) for up to ``slot_migration_wait_s``.
         """
-        deadline: float | None = None
-        delay_s = 0.01
+        backoff = MigrationBackoff(self.slot_migration_wait_s)
         while True:
             try:
                 return self._run_once(call)
             except (TryAgainError, ClusterError) as exc:
-                if not slot_is_moving(exc):
+                delay = backoff.next_delay() if slot_is_moving(exc) else None
+                if delay is None:
                     raise
-                now = time.monotonic()
-                deadline = deadline if deadline is not None else now + self.slot_migration_wait_s
-                if now >= deadline:
-                    raise
-                time.sleep(min(delay_s, deadline - now))
-                delay_s = min(delay_s * 2, 0.2)
+                time.sleep(delay)
 
     def _run_once(self, call: Call) -> Any:
         n = len(call.keys)
@@ -391,45 +457,20 @@ class Store:
         not have reached a replica yet; so the pipeline also bumps a counter on ``marker_key`` (in the
         same slot), whose offset is at or after every earlier write to that primary.
         """
-        pending = list(range(len(calls)))
-        results: list[Any] = [None] * len(calls)
-        with_source = False
-        deadline: float | None = None
-        delay_s = 0.01
+        rounds = WaitRounds(calls, self.slot_migration_wait_s, isinstance(self.client, RedisCluster))
         while True:
-            client = self._client_for(marker_key)
-            pipe = client.pipeline(transaction=False)
-            for index in pending:
-                call = calls[index]
-                script = call.script.source if with_source else call.script.sha
-                pipe.execute_command("EVAL" if with_source else "EVALSHA", script, len(call.keys), *call.keys,
-                                     *call.args)
+            pipe = self._client_for(marker_key).pipeline(transaction=False)
+            for command in rounds.commands():
+                pipe.execute_command(*command)
             pipe.execute_command("HINCRBY", marker_key, "qd", 1)
             pipe.execute_command("WAIT", replicas, timeout_ms)
-            replies = pipe.execute(raise_on_error=False)
-            failed = []
-            for index, reply in zip(pending, replies):
-                results[index] = reply
-                if isinstance(reply, BaseException):
-                    failed.append(index)
-            errors = [results[i] for i in failed] + [r for r in replies[-2:] if isinstance(r, BaseException)]
-            if not errors:
-                return results, int(replies[-1])
-            if all(isinstance(e, NoScriptError) for e in errors) and not with_source:
-                pending, with_source = failed, True  # the server lost its script cache: send the source
-                continue
-            moving = isinstance(self.client, RedisCluster) and all(
-                isinstance(e, (MovedError, AskError, TryAgainError, NoScriptError)) for e in errors)
-            now = time.monotonic()
-            deadline = deadline if deadline is not None else now + self.slot_migration_wait_s
-            if not moving or now >= deadline:
-                raise next((e for e in errors if not isinstance(e, NoScriptError)), errors[0])
-            if any(isinstance(e, MovedError) for e in errors):
-                self.client.nodes_manager.initialize()  # type: ignore[union-attr]  # the slot moved: re-read the map
-            else:
-                time.sleep(min(delay_s, deadline - now))  # mid-migration (ASK, TRYAGAIN): wait for it to end
-                delay_s = min(delay_s * 2, 0.2)
-            pending = failed  # only what did not run; the marker and WAIT are sent every time
+            action, value = rounds.settle(pipe.execute(raise_on_error=False))
+            if action == "done":
+                return rounds.results, int(value)
+            if action == "moved":
+                self.client.nodes_manager.initialize()  # type: ignore[union-attr]
+            elif action == "sleep":
+                time.sleep(value)
 
     def _client_for(self, key: str) -> redis.Redis:
         """The client whose connections reach the primary holding ``key``."""
@@ -537,3 +578,30 @@ class Store:
         """The queue's control hash (suspend flag, limits). Bounded: one field per configured limit."""
         raw = self.client.hgetall(qk.control)
         return {_text(k): _text(v) for k, v in raw.items()}
+
+    def job_ids(self, qk: K.QueueKeys, offset: int, length: int) -> list[str]:
+        """A page of the waiting ids, in the order they will run: the pending list, then the prio set.
+        ``length`` is the caller's bounded page size."""
+        ids = decode_all(self.client.lrange(qk.pending, offset, offset + length - 1))
+        if len(ids) < length:  # past the list: go on in the prio set
+            start = max(0, offset - int(self.client.llen(qk.pending)))
+            ids += decode_all(self.client.zrange(qk.prio, start, start + length - len(ids) - 1))
+        return ids
+
+    def exists_many(self, keys: Sequence[str]) -> list[int]:
+        """EXISTS of each key (in any slots), in one pipeline: for the bounded id-only job lookup."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.exists(key)
+        return [int(hit) for hit in pipe.execute()] if keys else []
+
+    def first_members(self, keys: Sequence[str], count: int) -> list[Any]:
+        """The first ``count`` members of each sorted set in ``keys`` (one pipeline; a failed read holds
+        its exception, and a pipeline that failed whole gives its exception for every key)."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.zrange(key, 0, count - 1)
+        try:
+            return list(pipe.execute(raise_on_error=False))
+        except REDIS_ERRORS as exc:
+            return [exc] * len(keys)

@@ -15,8 +15,12 @@ from typing import Any
 
 from redis.typing import EncodableT, FieldT
 
+from clusterq.connection.aio import AsyncClient
 from clusterq.connection.sync import Client, ConnectionLike, connect
 from clusterq.state import keys as K
+from clusterq.state.aio_store import AsyncStore
+from clusterq.state.plan import Plan, arun_plan, client_step, run_plan
+from clusterq.state.store import Store
 from clusterq.utils import decode_all
 
 REGISTRATION_TTL_S = 60.0
@@ -113,14 +117,23 @@ def unregister(client: Client, name: str, instance: str | None = None) -> None:
 
 def list_workers(connection: ConnectionLike = None, limit: int = 1000) -> list[WorkerInfo]:
     """Workers whose registration is alive, read in bounded pages."""
-    client = connect(connection)
+    return run_plan(_list_workers_plan(limit), Store(connect(connection)))
+
+
+async def list_workers_async(connection: AsyncClient, limit: int = 1000) -> list[WorkerInfo]:
+    """:func:`list_workers` for asyncio (``connection``: a ``redis.asyncio`` client)."""
+    return await arun_plan(_list_workers_plan(limit), AsyncStore(connection))
+
+
+def _list_workers_plan(limit: int) -> Plan[list[WorkerInfo]]:
     now = int(time.time() * 1000)
-    names = client.zrangebyscore(K.WORKERS, now, "+inf", start=0, num=limit)
+    names = yield client_step("zrangebyscore", K.WORKERS, now, "+inf", start=0, num=limit)
     out = []
     fields = ["host", "pid", "queues", "processed", "failed", "current", "heartbeat", "pool"]
     for name in decode_all(names):
+        values = yield client_step("hmget", K.worker(name), fields)
         host, pid, queues, processed, failed, current, heartbeat, pool = (
-            v.decode() if isinstance(v, bytes) else v for v in client.hmget(K.worker(name), fields))
+            v.decode() if isinstance(v, bytes) else v for v in values)
         if host is None:  # expired between the two reads
             continue
         out.append(WorkerInfo(name, host, int(pid or 0), json.loads(queues or "[]"), int(processed or 0),

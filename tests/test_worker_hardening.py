@@ -135,9 +135,11 @@ def test_the_name_of_a_worker_that_died_on_this_host_is_taken_over(url: str, qna
 def test_recovery_falls_due_when_the_earliest_lease_ends_not_a_maintenance_interval_later(
     url: str, qname: str, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "ran"
+    marker, release = tmp_path / "ran", tmp_path / "release"
     queue = Queue(qname, url)
-    job = queue.enqueue("jobs.record_then_sleep", str(marker), "ran", 30)
+    # Ends when the test says so: a job sleeping in C would outlive the test's join and leave this
+    # worker running into the next test.
+    job = queue.enqueue("jobs.record_then_wait", str(marker), str(release))
     holder = Worker(qname, url, pool="thread", concurrency=1, lease_s=4, install_signal_handlers=False)
     thread = threading.Thread(target=holder.work, daemon=True)
     thread.start()
@@ -149,9 +151,11 @@ def test_recovery_falls_due_when_the_earliest_lease_ends_not_a_maintenance_inter
         # Not 300 s: the watcher looks again when the lease it saw would end (at most lease_s away).
         assert now < watcher.maintenance.next_due <= now + 4 + 0.5
     finally:
-        job.stop()
+        release.write_text("")
         holder.request_stop()
         thread.join(DEADLINE_S)
+    assert not thread.is_alive(), "the holder worker did not stop"
+    assert job.get_status() == JobStatus.FINISHED
 
 
 def test_default_lease_and_maintenance_put_a_dead_workers_jobs_back_within_ten_seconds() -> None:

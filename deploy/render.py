@@ -151,9 +151,9 @@ def _check_url(url: str, path: str) -> str:
     """The scheme is one clusterq reads; with clusterq importable, the whole URL is parsed as it will be."""
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in ("redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster",
-                      "unix"):
+                      "redis+proxy", "rediss+proxy", "unix"):
         raise ValuesError(f"{path}: {_redact(url)!r} is not a clusterq URL (redis://, rediss://, "
-                          "redis+sentinel://, redis+cluster://)")
+                          "redis+sentinel://, redis+cluster://, redis+proxy://)")
     try:
         from clusterq import parse_url
     except ImportError:  # rendering does not need clusterq installed; the scheme check above still ran

@@ -3,8 +3,6 @@ setting, enqueue on commit, the management commands and the test helpers."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
@@ -163,7 +161,7 @@ def test_cron_command_lists_and_a_failing_command_raises(cq, capsys) -> None:
     with pytest.raises(CommandError, match="exited with"):
         call_command("clusterq_cron")  # no module, no settings module: a usage error
     call_command("clusterq_cron", "--list", "djproject.shop.jobs")
-    assert "no periodic" in capsys.readouterr().err.lower() or True
+    assert "periodic job(s)" in capsys.readouterr().out
 
 
 def test_worker_command_takes_worker_options_from_the_setting(settings, url) -> None:
@@ -177,5 +175,3 @@ def test_worker_command_takes_worker_options_from_the_setting(settings, url) -> 
     settings.CLUSTERQ = {"URL": url, "WORKER": {"pool": "green"}}
     with pytest.raises(ImproperlyConfigured, match=r"CLUSTERQ\['WORKER'\]"):
         conf.load()
-    out = io.StringIO()
-    assert out.getvalue() == ""

@@ -7,6 +7,7 @@ try:
 except ImportError:
     from django_tasks import task
 
+from clusterq import Periodic
 from clusterq.contrib.django import job
 
 
@@ -52,3 +53,6 @@ def attempt(context, name: str) -> str:
 @task()
 async def async_add(a: int, b: int) -> int:
     return a + b
+
+
+PERIODIC = [Periodic("djproject.shop.jobs.ship", cron="0 3 * * *", queue="orders", args=(0,), name="nightly-ship")]

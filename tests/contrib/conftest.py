@@ -18,7 +18,7 @@ import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 if not settings.configured:
-    import djproject.settings as project  # noqa: E402
+    import djproject.settings as project
 
     settings.configure(**{name: getattr(project, name) for name in dir(project) if name.isupper()})
     django.setup()

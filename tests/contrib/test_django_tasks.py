@@ -10,11 +10,11 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from djproject.shop import jobs
 
 from clusterq import Job, JobStatus
 from clusterq.contrib.django import conf
 from clusterq.contrib.django.tasks import TaskResultDoesNotExist, TaskResultStatus, clusterq_priority
-from djproject.shop import jobs
 
 try:
     from django.tasks import default_task_backend, task_backends

@@ -8,10 +8,10 @@ from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
+from flaskapp import create_app, greet
 
 from clusterq import Job, JobStatus
 from clusterq.contrib.flask import ClusterQ
-from flaskapp import create_app, greet
 
 
 def test_an_app_without_init_app_is_a_clear_error(url) -> None:

@@ -10,6 +10,7 @@ for users logged in through this app's own session (POST /login?user=...; a stan
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from starlette.middleware.sessions import SessionMiddleware
@@ -21,6 +22,9 @@ cq = ClusterQ(os.environ.get("CLUSTERQ_URL"))
 app = FastAPI(lifespan=cq.lifespan)
 app.add_middleware(SessionMiddleware, secret_key=os.environ.get("APP_SECRET", "change-me-0123456789abcdef"))
 ADMINS = {"ada"}
+Emails = Annotated[AsyncQueue, Depends(cq.queue("emails"))]  # injected per request, from the lifespan's client
+Images = Annotated[AsyncQueue, Depends(cq.queue("images"))]
+Redis = Annotated[object, Depends(cq.connection())]
 
 
 def dashboard_user(request: Request) -> tuple[str, str] | None:
@@ -41,19 +45,19 @@ async def login(request: Request, user: str) -> dict:
 
 
 @app.post("/signup")
-async def signup(address: str, emails: AsyncQueue = Depends(cq.queue("emails"))) -> dict:
+async def signup(address: str, emails: Emails) -> dict:
     job = await emails.enqueue("tasks.send_welcome", address, job_id=f"welcome:{address}")
     return {"job": job.handle}
 
 
 @app.post("/resize")
-async def resize(image: str, width: int, images: AsyncQueue = Depends(cq.queue("images"))) -> dict:
+async def resize(image: str, width: int, images: Images) -> dict:
     job = await images.enqueue("tasks.resize", image, width, priority=1)
     return {"job": job.handle}
 
 
 @app.get("/jobs/status/{handle:path}")
-async def status(handle: str, redis=Depends(cq.connection())) -> dict:  # noqa: B008
+async def status(handle: str, redis: Redis) -> dict:
     try:
         job = await AsyncJob.fetch(handle, redis)
     except NoSuchJobError:

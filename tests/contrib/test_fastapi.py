@@ -30,12 +30,12 @@ def make_app(url: str, authenticate=None) -> tuple[FastAPI, ClusterQ]:
 
 
 def test_queues_are_injected_from_the_lifespans_client(url) -> None:
-    app, cq = make_app(url)
+    app, _ = make_app(url)
     with TestClient(app) as client:
         first, second = client.post("/enqueue/a").json(), client.post("/enqueue/b").json()
     assert Job.fetch(first["handle"], url).get_status() == JobStatus.QUEUED and second["handle"].startswith("web/")
     assert first["queue"] == second["queue"]  # one AsyncQueue per name and app
-    assert getattr(app.state, "clusterq") is None  # closed at shutdown
+    assert app.state.clusterq is None  # closed at shutdown
 
 
 def test_without_the_lifespan_the_error_says_what_to_do(url) -> None:

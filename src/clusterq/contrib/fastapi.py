@@ -73,7 +73,7 @@ class ClusterQ:
         if found is None:
             raise RuntimeError("clusterq's client is not open: create the app with FastAPI(lifespan=cq.lifespan) "
                                "(or enter `async with cq.lifespan(app)` in your own lifespan)")
-        return found  # type: ignore[no-any-return]
+        return found
 
     def client(self, request: Request) -> AsyncClient:
         """The app's asyncio client (for :class:`~clusterq.AsyncJob.fetch` and the like)."""

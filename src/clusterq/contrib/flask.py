@@ -115,7 +115,7 @@ class ClusterQ:
         if found is None:
             raise RuntimeError(f"clusterq's Flask extension was not initialised for app {app.name!r}: call "
                                f"ClusterQ.init_app(app) (or ClusterQ(app)) in your app factory")
-        return found  # type: ignore[no-any-return]
+        return found
 
     # --- producing ---------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ Every mistake is an :class:`~django.core.exceptions.ImproperlyConfigured` naming
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,7 @@ def load() -> Config:
         raise ImproperlyConfigured(f"settings.CLUSTERQ has unknown key(s) {unknown}; known: {', '.join(KNOWN)}")
     if "URL" in raw and "CACHE" in raw:
         raise ImproperlyConfigured("settings.CLUSTERQ sets both 'URL' and 'CACHE': give one")
+    url: Any
     if "CACHE" in raw:
         url = _url_of_cache(raw["CACHE"])
     else:
@@ -113,13 +115,16 @@ def load() -> Config:
     return _cached
 
 
+ON_RESET: list[Callable[[], None]] = []
+"""Called when the setting is read anew (the queues module drops its clients here)."""
+
+
 def reset(**_: Any) -> None:
     """Forget the read setting (and the clients opened from it)."""
     global _cached
     _cached = None
-    from clusterq.contrib.django import queues
-
-    queues.forget()
+    for forget in ON_RESET:
+        forget()
 
 
 def _changed(setting: str, **kwargs: Any) -> None:

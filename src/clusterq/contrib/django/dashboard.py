@@ -54,7 +54,7 @@ def role_of(user: Any) -> str | None:
     if role is not None and role not in ROLES:
         raise ImproperlyConfigured(f"settings.CLUSTERQ['DASHBOARD']['ROLE'] returned {role!r}; "
                                    f"expected one of {', '.join(ROLES)} or None")
-    return role  # type: ignore[no-any-return]
+    return role
 
 
 def _get_bridge() -> ASGIBridge:
@@ -86,13 +86,13 @@ def _to_django(status: int, headers: list[tuple[str, str]], body: Any) -> HttpRe
     response: HttpResponse
     kind = dict((k.lower(), v) for k, v in headers).get("content-type", "")
     if kind.startswith("text/event-stream"):
-        response = StreamingHttpResponse(body, status=status)  # type: ignore[assignment]
+        response = StreamingHttpResponse(body, status=status)
     else:
         response = HttpResponse(b"".join(body), status=status)
     for name, value in headers:
         lower = name.lower()
         if lower == "set-cookie":
-            response.cookies.load(SimpleCookie(value))  # type: ignore[arg-type]
+            response.cookies.load(SimpleCookie(value))
         elif lower != "content-length":
             response.headers[name] = value
     return response
@@ -114,5 +114,5 @@ def dashboard_view(request: HttpRequest, path: str = "") -> HttpResponse:
         query_string=(meta.get("QUERY_STRING") or "").encode("latin-1"),
         headers=list(request.headers.items()), body=request.body,
         client=(remote, 0), server=(request.get_host().split(":")[0], port), scheme=request.scheme or "http",
-        principal=(request.user.get_username(), role))  # type: ignore[union-attr]
+        principal=(request.user.get_username(), role))
     return _to_django(answer.status, answer.headers, answer.body)

@@ -42,6 +42,9 @@ def forget() -> None:
         _queues.clear()
 
 
+conf.ON_RESET.append(forget)
+
+
 def get_connection() -> Client:
     """The redis-py client for ``CLUSTERQ`` (one per process, opened on first use)."""
     global _client

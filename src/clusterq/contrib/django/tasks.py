@@ -24,11 +24,11 @@ try:  # Django 6+
     from django.tasks.exceptions import TaskResultDoesNotExist
     from django.tasks.signals import task_enqueued, task_finished, task_started
 except ImportError:  # the django-tasks backport (same API)
-    from django_tasks import TaskResultStatus, task_backends  # type: ignore[no-redef]
-    from django_tasks.backends.base import BaseTaskBackend  # type: ignore[no-redef]
-    from django_tasks.base import Task, TaskContext, TaskError, TaskResult  # type: ignore[no-redef]
-    from django_tasks.exceptions import TaskResultDoesNotExist  # type: ignore[no-redef]
-    from django_tasks.signals import task_enqueued, task_finished, task_started  # type: ignore[no-redef]
+    from django_tasks import TaskResultStatus, task_backends
+    from django_tasks.backends.base import BaseTaskBackend
+    from django_tasks.base import Task, TaskContext, TaskError, TaskResult
+    from django_tasks.exceptions import TaskResultDoesNotExist
+    from django_tasks.signals import task_enqueued, task_finished, task_started
 
 from django.utils.module_loading import import_string
 
@@ -159,7 +159,7 @@ def run_task(path: str, args: list[Any], kwargs: dict[str, Any], options: dict[s
         task_started.send(type(task.get_backend()), task_result=result)
     try:
         if options.get("takes_context"):
-            value = task.call(TaskContext(task_result=result), *args, **kwargs)  # type: ignore[arg-type]
+            value = task.call(TaskContext(task_result=result), *args, **kwargs)
         else:
             value = task.call(*args, **kwargs)
     except BaseException:

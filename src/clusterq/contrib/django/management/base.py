@@ -62,7 +62,7 @@ class ClusterQCommand(BaseCommand):
             found.cli_args = rest
             return found
 
-        parser.parse_args = parse_args  # type: ignore[method-assign]
+        parser.parse_args = parse_args
         return parser
 
     def build_argv(self, config: conf.Config, args: list[str]) -> list[str]:

@@ -33,7 +33,8 @@ TEMPLATES = [{
 }]
 DATABASES = {"default": {
     "ENGINE": "django.db.backends.postgresql",
-    "NAME": os.environ.get("CLUSTERQ_TEST_PGDATABASE", "clusterq_contrib"),  # the tests use test_<NAME>
+    # pytest-django creates (and drops) test_<NAME>: one per process, so concurrent runs never share one
+    "NAME": os.environ.get("CLUSTERQ_TEST_PGDATABASE", f"clusterq_contrib_{os.getpid()}"),
     "USER": os.environ.get("PGUSER", "postgres"),
     "HOST": os.environ.get("PGHOST", "127.0.0.1"),
     "PORT": os.environ.get("PGPORT", "5432"),

@@ -4,6 +4,7 @@ ASGI bridge; the admin index links to it."""
 from __future__ import annotations
 
 import re
+import time
 from urllib.parse import urlencode
 
 import pytest
@@ -79,3 +80,25 @@ def test_the_admin_index_links_to_the_dashboard(cq, client, db) -> None:
     index = client.get("/admin/")
     assert index.status_code == 200
     assert b'id="clusterq-dashboard-link"' in index.content and b'href="/jobs/"' in index.content
+
+
+def test_the_live_counts_stream_through_the_bridge_and_stop_when_the_client_leaves(cq, client, staff) -> None:
+    from clusterq.contrib.django import dashboard
+
+    get_queue("mail").enqueue("djproject.shop.jobs.ship", 1)
+    client.login(username="ops", password="pw-123456")
+    response = client.get("/jobs/events")
+    assert response.status_code == 200 and response.streaming
+    chunks = iter(response.streaming_content)
+    received = b""
+    while b"data:" not in received:  # "retry:" first, then a snapshot of the counts
+        received += next(chunks)
+    assert b"mail" in received
+    ticker = dashboard._get_bridge().app.state.ticker
+    assert ticker.listeners == 1
+    response.close()  # the browser went away: the app sees a disconnect and its stream ends
+    for _ in range(100):
+        if ticker.listeners == 0:
+            break
+        time.sleep(0.05)
+    assert ticker.listeners == 0

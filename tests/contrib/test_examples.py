@@ -131,15 +131,27 @@ def example_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_the_django_example(example_env: dict[str, str], example_database: str) -> None:
+def django_project(example_env: dict[str, str], database: str) -> tuple[Path, dict[str, str], list[str]]:
+    """The example project on a fresh database, migrated, with a superuser root / pw-123456."""
     here = EXAMPLES / "django_app"
-    env = dict(example_env, EXAMPLE_PGDATABASE=example_database)
+    env = dict(example_env, EXAMPLE_PGDATABASE=database)
     env.pop("DJANGO_SETTINGS_MODULE", None)
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "-v", "0"], cwd=here, env=env, check=True, timeout=300)
     subprocess.run([*manage, "shell", "-c", "from django.contrib.auth.models import User; "
                     "User.objects.create_superuser('root', 'root@example.com', 'pw-123456')"],
                    cwd=here, env=env, check=True, timeout=120)
+    return here, env, manage
+
+
+def admin_login(web: httpx.Client) -> None:
+    web.get("/admin/login/")
+    web.post("/admin/login/?next=/admin/", data={"username": "root", "password": "pw-123456",
+                                                "csrfmiddlewaretoken": web.cookies["csrftoken"], "next": "/admin/"})
+
+
+def test_the_django_example(example_env: dict[str, str], example_database: str) -> None:
+    here, env, manage = django_project(example_env, example_database)
     port = free_port()
     with serve([*manage, "runserver", "--noreload", f"127.0.0.1:{port}"], here, env, port) as base, \
             httpx.Client(base_url=base, timeout=10) as web:
@@ -159,11 +171,27 @@ def test_the_django_example(example_env: dict[str, str], example_database: str) 
         assert orders.finished_job_registry.count == 1 and orders.failed_job_registry.count == 0
         # the dashboard, behind the admin's login
         assert web.get("/jobs/").headers["location"].startswith("/admin/login/")
-        login_page = web.get("/admin/login/")
-        token = web.cookies["csrftoken"]
-        web.post("/admin/login/?next=/admin/", data={"username": "root", "password": "pw-123456",
-                                                    "csrfmiddlewaretoken": token, "next": "/admin/"})
-        admin = web.get("/admin/")
-        assert login_page.status_code == 200 and b'href="/jobs/"' in admin.content
+        admin_login(web)
+        assert b'href="/jobs/"' in web.get("/admin/").content
         page = web.get("/jobs/queue", params={"name": "orders"})
         assert page.status_code == 200 and b"orders" in page.content
+
+
+def test_the_django_example_under_asgi_streams_the_live_counts(example_env: dict[str, str],
+                                                              example_database: str) -> None:
+    """Under uvicorn (ASGI) the dashboard view's event stream is sent chunk by chunk, not read to its end."""
+    here, env, _ = django_project(example_env, example_database)
+    port = free_port()
+    server = [str(BIN / "uvicorn"), "mysite.asgi:application", "--port", str(port), "--log-level", "warning"]
+    with serve(server, here, env, port) as base, httpx.Client(base_url=base, timeout=10) as web:
+        assert web.get("/jobs/").status_code == 302
+        admin_login(web)
+        assert web.get("/jobs/").status_code == 200
+        with web.stream("GET", "/jobs/events") as events:
+            assert events.status_code == 200 and events.headers["content-type"].startswith("text/event-stream")
+            received = ""
+            for text in events.iter_text():
+                received += text
+                if "data:" in received:
+                    break
+        assert "retry:" in received and "data:" in received

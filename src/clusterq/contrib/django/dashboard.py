@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import AsyncIterator, Iterator
 from http.cookies import SimpleCookie
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils.module_loading import import_string
@@ -82,11 +85,27 @@ def _has_admin() -> bool:
     return apps.is_installed("django.contrib.admin")
 
 
-def _to_django(status: int, headers: list[tuple[str, str]], body: Any) -> HttpResponse:
+async def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """A sync stream as an async one, for Django under ASGI (which would otherwise read a sync stream to its
+    end before sending anything: never, for the live counts). Each chunk is awaited in a worker thread."""
+    pull = sync_to_async(lambda: next(chunks, None), thread_sensitive=False)
+    try:
+        while True:
+            chunk = await pull()
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            await sync_to_async(close, thread_sensitive=False)()
+
+
+def _to_django(status: int, headers: list[tuple[str, str]], body: Any, asgi: bool) -> HttpResponse:
     response: HttpResponse
     kind = dict((k.lower(), v) for k, v in headers).get("content-type", "")
     if kind.startswith("text/event-stream"):
-        response = StreamingHttpResponse(body, status=status)
+        response = StreamingHttpResponse(_async_chunks(body) if asgi else body, status=status)
     else:
         response = HttpResponse(b"".join(body), status=status)
     for name, value in headers:
@@ -115,4 +134,4 @@ def dashboard_view(request: HttpRequest, path: str = "") -> HttpResponse:
         headers=list(request.headers.items()), body=request.body,
         client=(remote, 0), server=(request.get_host().split(":")[0], port), scheme=request.scheme or "http",
         principal=(request.user.get_username(), role))
-    return _to_django(answer.status, answer.headers, answer.body)
+    return _to_django(answer.status, answer.headers, answer.body, isinstance(request, ASGIRequest))

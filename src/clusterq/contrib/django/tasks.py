@@ -119,7 +119,8 @@ class ClusterQBackend(BaseTaskBackend):
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         self.validate_task(task)
-        options = {"priority": task.priority, "queue_name": task.queue_name, "takes_context": task.takes_context}
+        options = {"priority": task.priority, "queue_name": task.queue_name, "takes_context": task.takes_context,
+                   "backend": self.alias}
         # JSON round trip now: arguments a worker could not read fail here, at the call, as in Django
         call = (task.module_path, json.loads(json.dumps(list(args))), json.loads(json.dumps(dict(kwargs))), options)
         queue = get_queue(task.queue_name)
@@ -151,7 +152,7 @@ def run_task(path: str, args: list[Any], kwargs: dict[str, Any], options: dict[s
     """What the worker runs for a task: set Django up, call the task, send the task signals."""
     ensure_setup()
     current = get_current_job()
-    alias = _alias_for(current)
+    alias = str(options.get("backend") or _alias_for())
     result = _result_of(current, alias) if current is not None else None
     task = _task_of(path, options, alias)
     if result is not None:
@@ -174,8 +175,8 @@ def run_task(path: str, args: list[Any], kwargs: dict[str, Any], options: dict[s
     return value
 
 
-def _alias_for(job: Job | None) -> str:
-    """The first ``TASKS`` alias using this backend (the worker does not know which one enqueued)."""
+def _alias_for() -> str:
+    """The first ``TASKS`` alias using this backend (for a task enqueued without its alias)."""
     from django.conf import settings
 
     for alias, params in getattr(settings, "TASKS", {}).items():

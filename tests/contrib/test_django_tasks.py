@@ -105,3 +105,19 @@ def test_unknown_results_and_bad_arguments_are_clear_errors(cq) -> None:
 def test_synchronous_mode_runs_tasks_at_once(cq, clusterq_sync) -> None:
     result = jobs.add.enqueue(5, 6)
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 11
+
+
+def test_the_async_api_enqueues_and_refreshes(cq, django_env) -> None:
+    import asyncio
+
+    async def enqueue():
+        return await jobs.add.aenqueue(7, 8)
+
+    result = asyncio.run(enqueue())
+    run_worker(cq, django_env, "default")
+
+    async def read():
+        await result.arefresh()
+        return (await jobs.add.aget_result(result.id)).return_value
+
+    assert asyncio.run(read()) == 15 and result.return_value == 15

@@ -74,7 +74,7 @@ def test_the_dashboard_is_behind_the_apps_login(url) -> None:
         cq.enqueue("flaskapp.greet", "x", queue="mail")
     client = app.test_client()
     first = client.get("/jobs/")
-    assert first.status_code == 302 and first.headers["Location"].startswith("/login?next=/jobs/")
+    assert first.status_code == 302 and first.headers["Location"].startswith("/login?next=%2Fjobs%2F")
     assert client.post("/jobs/action/suspend", data={"queue": "mail"}).status_code == 401
     client.post("/login", data={"user": "ada", "role": "operator"})
     page = client.get("/jobs/")

@@ -89,10 +89,12 @@ class ASGIBridge:
         response_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in first.get("headers", [])]
 
         def chunks() -> Iterator[bytes]:
+            ended = False
             try:
                 while True:
                     message = out.get()
                     if message is done:
+                        ended = True
                         return
                     if isinstance(message, BaseException):
                         raise message
@@ -100,10 +102,11 @@ class ASGIBridge:
                         if message.get("body"):
                             yield bytes(message["body"])
                         if not message.get("more_body", False):
+                            ended = True
                             return
-            finally:  # the client went away (or the body ended): let the app see it and finish
+            finally:  # the body ended, or the client went away: then the app sees a disconnect, and stops
                 loop.call_soon_threadsafe(gone.set)
-                if not future.done():
-                    loop.call_soon_threadsafe(future.cancel)
+                if not ended:
+                    future.cancel()
 
         return BridgeResponse(status, response_headers, chunks())

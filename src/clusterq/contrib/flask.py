@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import click
 from flask import Blueprint, Flask, Response, current_app, redirect, request
@@ -189,7 +190,7 @@ class ClusterQ:
             who = role()
             if who is None:
                 if login_url and request.method == "GET":
-                    return redirect(f"{login_url}?next={request.full_path.rstrip('?')}")
+                    return redirect(f"{login_url}?{urlencode({'next': request.full_path.rstrip('?')})}")
                 return Response("log in first", 401, content_type="text/plain")
             if who not in ROLES:
                 raise ValueError(f"init_dashboard(role=...) returned {who!r}; expected one of {', '.join(ROLES)} "

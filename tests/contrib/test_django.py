@@ -62,6 +62,19 @@ def test_the_url_may_come_from_a_redis_cache(settings, clusterq_standalone) -> N
         conf.load()
 
 
+def test_a_django_redis_cache_lends_its_client(settings, clusterq_standalone) -> None:
+    from django_redis import get_redis_connection
+
+    from clusterq.contrib.django import get_connection
+
+    settings.CACHES = {"jobs": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": clusterq_standalone.url}}
+    settings.CLUSTERQ = {"CACHE": "jobs"}
+    assert get_connection() is get_redis_connection("jobs")
+    job = get_queue("via-cache").enqueue("djproject.shop.jobs.ship", 1)
+    assert Queue("via-cache", clusterq_standalone.url).fetch_job(job.id) is not None
+    job.delete()
+
+
 def test_the_system_check_reports_a_wrong_setting(settings) -> None:
     from clusterq.contrib.django.apps import check_settings
 

@@ -1,7 +1,8 @@
 """The ``CLUSTERQ`` setting, read and checked once (again after a test changes it).
 
     CLUSTERQ = {
-        "URL": "redis+cluster://10.0.0.1:6379",   # or "CACHE": "default" (a Redis cache's LOCATION)
+        "URL": "redis+cluster://10.0.0.1:6379",   # or "CACHE": "default" (a Redis cache: its LOCATION,
+                                                    # and a django-redis cache's own client for producers)
         "QUEUES": ["default", "emails"],            # what `manage.py clusterq_worker` serves by default
         "SIGNING_KEY": "...",                        # HMAC key for job signatures (str or bytes)
         "WORKER": {"pool": "process", "concurrency": 4},   # default options of the worker command
@@ -37,6 +38,8 @@ class Config:
     worker: dict[str, Any] = field(default_factory=dict)
     sync: bool = False
     dashboard: dict[str, Any] = field(default_factory=dict)
+    cache: str | None = None
+    """The ``CACHE`` alias the URL came from (a django-redis cache lends its client to producers)."""
 
 
 _cached: Config | None = None
@@ -111,7 +114,7 @@ def load() -> Config:
     dashboard = raw.get("DASHBOARD", {})
     if not isinstance(dashboard, dict):
         raise _fail("DASHBOARD", f"must be a dict, got {type(dashboard).__name__}")
-    _cached = Config(url, tuple(queues), key or None, dict(worker), sync, dict(dashboard))
+    _cached = Config(url, tuple(queues), key or None, dict(worker), sync, dict(dashboard), raw.get("CACHE"))
     return _cached
 
 

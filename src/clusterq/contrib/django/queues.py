@@ -46,14 +46,25 @@ conf.ON_RESET.append(forget)
 
 
 def get_connection() -> Client:
-    """The redis-py client for ``CLUSTERQ`` (one per process, opened on first use)."""
+    """The redis-py client for ``CLUSTERQ`` (one per process, opened on first use). With ``CACHE`` naming
+    a django-redis cache, that cache's own client (and connection pool) is used."""
     global _client
     if _client is None:
         config = conf.load()
         with _lock:
             if _client is None:
-                _client = connect(config.url)
+                _client = connect(_cache_client(config.cache) or config.url)
     return _client
+
+
+def _cache_client(alias: str | None) -> Any:
+    from django.conf import settings
+
+    if alias is None or not str(settings.CACHES[alias].get("BACKEND", "")).startswith("django_redis."):
+        return None
+    from django_redis import get_redis_connection
+
+    return get_redis_connection(alias)
 
 
 class DjangoQueue(Queue):

@@ -16,12 +16,11 @@ import uuid
 from typing import Any
 
 import pytest
-import redis
 
 import jobs
 from clusterq import Queue, SerializationError, Worker
-from clusterq.exceptions import ServerError
 from clusterq.api.aio_queue import AsyncQueue, connect_async, disconnect_async
+from clusterq.exceptions import ServerError
 from clusterq.signing import make_signer
 from clusterq.state import aio_store
 from clusterq.state import store as T
@@ -42,7 +41,8 @@ def test_a_job_without_options_gets_the_record_the_general_path_writes(url: str,
     signer = make_signer(KEY)
     assert signer is not None
     raw = q.connection.hgetall(q.keys.job(fast.id))
-    assert signer.problem(qname, fast.id, raw[b"f"].decode(), raw.get(b"p", b""), raw.get(b"o", b""), raw[b"sg"]) is None
+    assert signer.problem(qname, fast.id, raw[b"f"].decode(), raw.get(b"p", b""), raw.get(b"o", b""),
+                          raw[b"sg"]) is None
     many = q.enqueue_many([q.prepare_data(jobs.add, (i, i)) for i in range(3)])
     assert q.get_job_ids() == [first.id, fast.id, general.id, *(job.id for job in many)]
     assert Worker([qname], url, install_signal_handlers=False, signing_key=KEY).work(burst=True) == 6
@@ -148,7 +148,8 @@ def test_the_script_tells_a_resent_call_from_a_collision(url: str, qname: str) -
     job_id = uuid.uuid4().hex
 
     def send(func: str, payload: bytes) -> list[Any]:
-        return list(q.store.run(T.enqueue_call(q.keys, [T.NewJob(id=job_id, func=func, payload=payload, fresh_id=True)])))
+        job = T.NewJob(id=job_id, func=func, payload=payload, fresh_id=True)
+        return list(q.store.run(T.enqueue_call(q.keys, [job])))
 
     assert send("jobs.echo", b"[[1],{}]") == [1]
     assert send("jobs.echo", b"[[1],{}]") == [0], "the same job sent again (a lost reply): EXISTED"

@@ -19,6 +19,7 @@ import pytest
 
 import jobs
 from clusterq import Queue, SerializationError, Worker
+from clusterq.api import queue_core
 from clusterq.api.aio_queue import AsyncQueue, connect_async, disconnect_async
 from clusterq.exceptions import ServerError
 from clusterq.signing import make_signer
@@ -106,14 +107,14 @@ def test_concurrent_async_enqueues_share_a_pipeline_and_each_gets_its_own_outcom
 
 
 class _Ids:
-    """uuid4 replaced for one test: the given ids first, then fresh ones."""
+    """The id generator replaced for one test: the given ids first, then fresh ones."""
 
     def __init__(self, *first: str) -> None:
         self.first = list(first)
-        self.real = uuid.uuid4
+        self.real = queue_core.new_job_id
 
-    def __call__(self) -> uuid.UUID:
-        return uuid.UUID(hex=self.first.pop(0)) if self.first else self.real()
+    def __call__(self) -> str:
+        return self.first.pop(0) if self.first else self.real()
 
 
 @pytest.mark.parametrize("how", ["fast", "general", "many", "async"])
@@ -122,7 +123,7 @@ def test_a_generated_id_that_another_job_has_is_refused_by_the_script_and_drawn_
     taken = uuid.uuid4().hex
     q = Queue(qname, url)
     existing = q.enqueue(jobs.add, 1, 2, job_id=taken)
-    monkeypatch.setattr(uuid, "uuid4", _Ids(taken, taken))  # the next two ids drawn collide
+    monkeypatch.setattr(queue_core, "new_job_id", _Ids(taken, taken))  # the next two ids drawn collide
     if how == "fast":
         job = q.enqueue(jobs.echo, "new")
     elif how == "general":
@@ -140,6 +141,13 @@ def test_a_generated_id_that_another_job_has_is_refused_by_the_script_and_drawn_
     assert fetched is not None and (fetched.func_name, fetched.args) == ("jobs.echo", ["new"])
     kept = q.fetch_job(existing.id)
     assert kept is not None and (kept.func_name, kept.args) == ("jobs.add", [1, 2]), "never overwritten"
+
+
+def test_generated_ids_are_version_4_uuids() -> None:
+    ids = {queue_core.new_job_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == 32 and uuid.UUID(hex=i).version == 4 and uuid.UUID(hex=i).variant == uuid.RFC_4122
+               for i in ids)
 
 
 def test_the_script_tells_a_resent_call_from_a_collision(url: str, qname: str) -> None:

@@ -161,7 +161,7 @@ class QueueCore(Generic[J]):
         # gets in this queue (built on first use by _new_job itself, so both paths write the same record).
         self._paths: dict[Any, tuple[str, bytes]] = {}
         self._plain: tuple[str, bytes, bytes] | None = None
-        self._keys_at: tuple[int, tuple[str, ...]] = (-1, ())
+        self._keys_at: tuple[int, tuple[Any, ...]] = (-1, ())
 
     def _job(self, job_id: str) -> J:
         """The front end's handle on a job of this queue."""
@@ -275,11 +275,12 @@ class QueueCore(Generic[J]):
                            b"" if job.max_attempts is None else str(job.max_attempts).encode())
         return self._plain
 
-    def _enqueue_keys(self) -> tuple[str, ...]:
+    def _enqueue_keys(self) -> tuple[Any, ...]:
         """The enqueue script's keys now (its history key changes every half hour)."""
         half_hour = int(time.time()) // K.HISTORY_KEY_S
         if self._keys_at[0] != half_hour:
-            self._keys_at = (half_hour, T.enqueue_call(self.keys, ()).keys)
+            keys = T.enqueue_call(self.keys, ()).keys
+            self._keys_at = (half_hour, tuple(key.encode() for key in keys))  # encoded once, not per call
         return self._keys_at[1]
 
     def _plain_func(self, f: Callable[..., Any] | str) -> tuple[str, bytes]:

@@ -87,7 +87,11 @@ class AutoPipeline:
     async def _send(self, batch: list[tuple[Call, asyncio.Future[Any]]]) -> None:
         try:
             results = await self.store.run_many([call for call, _ in batch], raise_on_error=False)
-        except BaseException as exc:
+        except asyncio.CancelledError:  # the loop is shutting down: so are the callers
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # handed to every caller of the batch, each raises it
             results = [exc] * len(batch)
         for (_, future), result in zip(batch, results):
             if future.done():  # the caller was canceled (its call may have run)

@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
+from itertools import chain
 from typing import Any, Generic, TypeVar
 
 from clusterq.api import options as O
@@ -369,7 +370,8 @@ class QueueCore(Generic[J]):
             chunks = [pending[i : i + ENQUEUE_CHUNK] for i in range(0, len(pending), ENQUEUE_CHUNK)]
             if at_front:
                 chunks.reverse()  # later chunks first, so the whole batch keeps its order at the head
-            calls = [T.Call(S.ENQUEUE, keys, (flag, *(a for k in chunk for a in argvs[k]))) for chunk in chunks]
+            calls = [T.Call(S.ENQUEUE, keys, (flag, *chain.from_iterable([argvs[k] for k in chunk])))
+                     for chunk in chunks]
             try:
                 results = yield from self._write_plan(calls, [argvs[k][0] for k in pending], doing)
             except SERVER_ERRORS as exc:

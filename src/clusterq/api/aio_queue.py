@@ -135,7 +135,9 @@ class AsyncQueue(QueueCore[AsyncJob]):
         """Enqueue ``f(*args, **kwargs)``, with the options of :meth:`Queue.enqueue` (``debounce`` too).
 
         Enqueueing an id that already has a job does nothing and returns that job, so retrying a
-        timed-out enqueue cannot create a duplicate.
+        timed-out enqueue cannot create a duplicate. Calls without options that concurrent tasks make in
+        the same event-loop tick are sent in one pipeline (see :class:`~clusterq.state.aio_store.AutoPipeline`);
+        each still returns its own job or raises its own error.
         """
         argv = self._fast_argv(f, args, kwargs)
         if argv is not None:  # no options: the script's arguments were built directly (QueueCore._fast_argv)

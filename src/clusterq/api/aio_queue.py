@@ -50,15 +50,15 @@ from typing import Any
 
 from clusterq.api.aio_job import AsyncJob
 from clusterq.api.enqueue_options import EnqueueData, make_enqueue_data, split_enqueue_options
-from clusterq.api.queue_core import QueueCore
+from clusterq.api.queue_core import ID_ATTEMPTS, QueueCore
 from clusterq.api.registry_core import RegistryCore
 from clusterq.connection.aio import AsyncClient, AsyncConnectionLike, connect_async, disconnect_async
-from clusterq.exceptions import NoSuchJobError
+from clusterq.exceptions import NoSuchJobError, explain_server_error
 from clusterq.serializers import Serializer
 from clusterq.signing import Signer, SigningKey
 from clusterq.state import keys as K
 from clusterq.state.aio_store import AsyncStore, LazyStore
-from clusterq.state.plan import Plan, R, arun_plan
+from clusterq.state.plan import SERVER_ERRORS, Plan, R, arun_plan
 
 __all__ = [
     "AsyncClient",
@@ -135,8 +135,23 @@ class AsyncQueue(QueueCore[AsyncJob]):
         """Enqueue ``f(*args, **kwargs)``, with the options of :meth:`Queue.enqueue` (``debounce`` too).
 
         Enqueueing an id that already has a job does nothing and returns that job, so retrying a
-        timed-out enqueue cannot create a duplicate.
+        timed-out enqueue cannot create a duplicate. Calls without options that concurrent tasks make in
+        the same event-loop tick are sent in one pipeline (see :class:`~clusterq.state.aio_store.AutoPipeline`);
+        each still returns its own job or raises its own error.
         """
+        argv = self._fast_argv(f, args, kwargs)
+        if argv is not None:  # no options: the script's arguments were built directly (QueueCore._fast_argv)
+            store = await self._lazy.get()
+            for attempt in range(ID_ATTEMPTS):
+                try:
+                    # Calls from concurrent tasks in one event-loop tick share one pipeline (AutoPipeline).
+                    reply = await store.auto_pipeline.run(self._fast_call(argv))
+                except SERVER_ERRORS as exc:
+                    raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
+                retry = self._fast_settle(argv, reply, attempt)
+                if retry is None:
+                    return self._job(argv[0])
+                argv = retry
         return await self._run(self._enqueue_one_plan(f, args, kwargs))
 
     async def enqueue_at(self, scheduled_time: datetime | date | str, f: Callable[..., Any] | str, *args: Any,
@@ -161,7 +176,9 @@ class AsyncQueue(QueueCore[AsyncJob]):
     async def enqueue_many(self, jobs: Sequence[EnqueueData], *, at_front: bool = False) -> list[AsyncJob]:
         """Enqueue many jobs: chunks of ``ENQUEUE_CHUNK`` per script call, all in one pipeline; jobs with
         ``depends_on`` are deferred and registered with their parents before this returns."""
-        return (await self._run(self._enqueue_plan(jobs, at_front)))[0]
+        argvs = self._plain_jobs(jobs)
+        plan = self._enqueue_plan(jobs, at_front) if argvs is None else self._enqueue_plain_plan(argvs, at_front)
+        return (await self._run(plan))[0]
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -28,17 +28,19 @@ from clusterq.api.job import Job
 from clusterq.api.queue_core import (  # noqa: F401 - re-exported: their historical home
     DRAIN_BATCH,
     ENQUEUE_CHUNK,
+    ID_ATTEMPTS,
     QueueCore,
     check_duplicates,
 )
 from clusterq.api.registry import Registry
 from clusterq.api.registry_core import PAGE_LIMIT  # noqa: F401 - re-exported: its historical home
 from clusterq.connection.sync import Client, ConnectionLike, connect
+from clusterq.exceptions import explain_server_error
 from clusterq.serializers import Serializer
 from clusterq.signing import Signer, SigningKey
 from clusterq.state import keys as K
 from clusterq.state import store as T
-from clusterq.state.plan import Plan, R, run_plan
+from clusterq.state.plan import SERVER_ERRORS, Plan, R, run_plan
 
 __all__ = ["EnqueueData", "Queue", "parse_duration", "split_enqueue_options"]
 
@@ -119,6 +121,17 @@ class Queue(QueueCore[Job]):
         arguments whose names collide with those. Enqueueing an id that already has a job does nothing
         and returns that job, so retrying a timed-out enqueue cannot create a duplicate.
         """
+        argv = self._fast_argv(f, args, kwargs) if self.is_async else None
+        if argv is not None:  # no options: the script's arguments were built directly (QueueCore._fast_argv)
+            for attempt in range(ID_ATTEMPTS):
+                try:
+                    reply = self.store.run(self._fast_call(argv))
+                except SERVER_ERRORS as exc:
+                    raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
+                retry = self._fast_settle(argv, reply, attempt)
+                if retry is None:
+                    return Job.trusted(self.name, argv[0], self.keys, self.store, self.serializer)
+                argv = retry
         job = self._run(self._enqueue_one_plan(f, args, kwargs))
         self._run_inline([job])
         return job
@@ -160,7 +173,9 @@ class Queue(QueueCore[Job]):
 
     def _enqueue(self, jobs: Sequence[EnqueueData], at_front: bool) -> tuple[list[Job], list[bool]]:
         """:meth:`enqueue_many`, also saying which jobs were created (False: the id existed)."""
-        enqueued, created = self._run(self._enqueue_plan(jobs, at_front))
+        argvs = self._plain_jobs(jobs)
+        plan = self._enqueue_plan(jobs, at_front) if argvs is None else self._enqueue_plain_plan(argvs, at_front)
+        enqueued, created = self._run(plan)
         self._run_inline(enqueued)
         return enqueued, created
 

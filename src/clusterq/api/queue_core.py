@@ -15,15 +15,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import uuid
+import operator
+import os
+import time
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
+from itertools import chain
 from typing import Any, Generic, TypeVar
 
 from clusterq.api import options as O
 from clusterq.api.callbacks import encode_callbacks
 from clusterq.api.dependency import parse_depends_on
 from clusterq.api.enqueue_options import (
+    _DATA_FIELDS,
+    _RESERVED,
+    _UNSUPPORTED,
     DEBOUNCE_POINTER_TTL_S,
     MAX_PRIORITY,
     EnqueueData,
@@ -44,6 +50,7 @@ from clusterq.exceptions import DuplicateJob, ReplicationTimeout, explain_server
 from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.signing import Signer, SigningKey, make_signer
 from clusterq.state import keys as K
+from clusterq.state import scripts as S
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
 from clusterq.state.outbox import Forwarder, registration_entry
@@ -54,6 +61,26 @@ ENQUEUE_CHUNK = 500
 """Jobs per enqueue script call in ``enqueue_many``: large enough to amortise the call, small enough
 that one call never holds the server for long."""
 DRAIN_BATCH = 1000
+
+ID_ATTEMPTS = 5
+"""Generated ids tried per job before giving up: the enqueue script refuses a generated id that another
+job has (it never overwrites one), and the client draws another; a uuid4 collision is never expected."""
+
+_OPTION_NAMES = frozenset((*_RESERVED, *_UNSUPPORTED))
+"""Keyword names ``enqueue`` reads as options: a call passing none of them takes the fast path."""
+_PLAIN_FIELDS = tuple(sorted(_DATA_FIELDS - {"func", "args", "kwargs"}))
+_plain_values = operator.attrgetter(*_PLAIN_FIELDS)
+_PLAIN_DEFAULTS = _plain_values(EnqueueData("fast.path"))
+"""An :class:`EnqueueData` whose options all equal these has none: ``enqueue_many`` writes it directly."""
+_DUPLICATE = int(TR.Created.DUPLICATE)
+
+
+def new_job_id() -> str:
+    """A generated job id: a random (version 4) UUID's 32 hex digits, as ``uuid.uuid4().hex`` gives, without
+    building a UUID object (half the cost, on the hot path of every enqueue without a job_id)."""
+    n = int.from_bytes(os.urandom(16), "big")
+    n = (n & ~(0xC000 << 48) | (0x8000 << 48)) & ~(0xF000 << 64) | (4 << 76)
+    return f"{n:032x}"
 
 
 def check_duplicates(queue: str, new: Sequence[T.NewJob], codes: Sequence[TR.Created], jobs: list[Any]) -> None:
@@ -131,6 +158,11 @@ class QueueCore(Generic[J]):
         self.wait_replicas = wait_replicas
         self.wait_timeout_s = float(wait_timeout_s)
         self._registered = False
+        # The fast path (_fast_argv): function paths already checked, and what a job without options
+        # gets in this queue (built on first use by _new_job itself, so both paths write the same record).
+        self._paths: dict[Any, tuple[str, bytes]] = {}
+        self._plain: tuple[str, bytes, bytes] | None = None
+        self._keys_at: tuple[int, tuple[Any, ...]] = (-1, ())
 
     def _job(self, job_id: str) -> J:
         """The front end's handle on a job of this queue."""
@@ -161,7 +193,7 @@ class QueueCore(Generic[J]):
 
     def _new_job(self, data: EnqueueData) -> T.NewJob:
         """The record the enqueue script stores for ``data``, with this queue's defaults."""
-        job_id = validate_job_id(data.job_id) if data.job_id is not None else uuid.uuid4().hex
+        job_id = validate_job_id(data.job_id) if data.job_id is not None else new_job_id()
         payload = self.serializer.dumps([list(data.args), data.kwargs]) if (data.args or data.kwargs) else b""
         options: dict[str, Any] = {}
         timeout = parse_duration(data.job_timeout, "job_timeout") or self.default_timeout
@@ -228,6 +260,138 @@ class QueueCore(Generic[J]):
             headers=headers,
         )
 
+    # --- the fast path: a job without options ---------------------------------------------------
+    # Most enqueues pass a function and its arguments only. Their record differs from job to job only by
+    # id, function and payload, so the script's arguments are built here directly: no EnqueueData, no
+    # NewJob, no plan, no per-option checks (the queue's defaults were checked once). Anything else (an
+    # option, a hook that sees the job, wait_replicas, the queue's first enqueue, which registers it)
+    # takes the general path, which writes the same record.
+
+    def _plain_parts(self) -> tuple[str, bytes, bytes]:
+        """The options JSON (str, and encoded) and the max_attempts argument (encoded) of a job without
+        options in this queue (built once, by :meth:`_new_job` itself)."""
+        if self._plain is None:
+            job = self._new_job(EnqueueData("clusterq.fast_path"))
+            self._plain = (job.options, job.options.encode(),
+                           b"" if job.max_attempts is None else str(job.max_attempts).encode())
+        return self._plain
+
+    def _enqueue_keys(self) -> tuple[Any, ...]:
+        """The enqueue script's keys now (its history key changes every half hour)."""
+        half_hour = int(time.time()) // K.HISTORY_KEY_S
+        if self._keys_at[0] != half_hour:
+            keys = T.enqueue_call(self.keys, ()).keys
+            self._keys_at = (half_hour, tuple(key.encode() for key in keys))  # encoded once, not per call
+        return self._keys_at[1]
+
+    def _plain_func(self, f: Callable[..., Any] | str) -> tuple[str, bytes]:
+        """``f``'s checked function path, and encoded (cached per queue: a handful of functions per
+        application; an unhashable ``f`` raises TypeError)."""
+        try:
+            return self._paths[f]
+        except KeyError:
+            path = O.function_path(function_path(f))
+            if len(self._paths) < 1024:
+                self._paths[f] = (path, path.encode())
+            return path, path.encode()
+
+    def _plain_argv(self, func: tuple[str, bytes], args: Sequence[Any], kwargs: dict[str, Any]) -> list[Any]:
+        """One job's 12 enqueue arguments (:data:`~clusterq.state.transitions.JOB_FIELDS`), id generated;
+        encoded here already (constants as bytes), so the client's per-argument encoding is the cheap case."""
+        options, options_arg, max_attempts = self._plain or self._plain_parts()
+        job_id = new_job_id()
+        payload = self.serializer.dumps([list(args), kwargs]) if (args or kwargs) else b""
+        signature = self.signer.sign(self.name, job_id, func[0], payload, options, "").encode() if self.signer else b""
+        return [job_id, func[1], payload, options_arg, b"", b"0", max_attempts, b"1", signature, b"0", b"", b""]
+
+    def _fast_argv(self, f: Callable[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any]
+                   ) -> list[Any] | None:
+        """``enqueue(f, *args, **kwargs)``'s 12 script arguments when it takes the fast path, else None."""
+        if not self._registered or self.hooks.enqueue or self.wait_replicas or (
+                kwargs and not _OPTION_NAMES.isdisjoint(kwargs)):
+            return None
+        try:
+            func = self._plain_func(f)
+        except TypeError:  # unhashable: the general path says what is wrong with it
+            return None
+        return self._plain_argv(func, args, kwargs)
+
+    def _fast_call(self, argv: list[Any]) -> T.Call:
+        return T.Call(S.ENQUEUE, self._enqueue_keys(), ("0", *argv))
+
+    def _renamed_argv(self, argv: list[Any]) -> list[Any]:
+        """``argv`` with another generated id (and its signature): its id belongs to another job."""
+        job_id = new_job_id()
+        signature = self.signer.sign(self.name, job_id, argv[1].decode(), argv[2], argv[3], argv[11]).encode() \
+            if self.signer else b""
+        return [job_id, *argv[1:8], signature, *argv[9:]]
+
+    def _fast_settle(self, argv: list[Any], reply: Any, attempt: int) -> list[Any] | None:
+        """None once the fast enqueue's ``reply`` says the job is written; else the arguments to send
+        again, with another id (the generated one was another job's)."""
+        if int(reply[0]) != _DUPLICATE:
+            return None
+        if attempt + 1 >= ID_ATTEMPTS:
+            raise RuntimeError(f"queue {self.name!r}: {ID_ATTEMPTS} generated job ids in a row were already "
+                               "taken by other jobs; is the random source broken?")
+        return self._renamed_argv(argv)
+
+    def _plain_jobs(self, jobs: Sequence[EnqueueData]) -> list[list[Any]] | None:
+        """``enqueue_many``'s jobs as script arguments when none has an option (nor a hook to see it);
+        else None."""
+        if self.hooks.enqueue:
+            return None
+        plain = _plain_values
+        defaults = _PLAIN_DEFAULTS
+        for data in jobs:
+            if type(data) is not EnqueueData or plain(data) != defaults:
+                return None
+        self._plain_parts()
+        argv = self._plain_argv
+        try:
+            funcs = [self._plain_func(data.func) for data in jobs]
+        except TypeError:
+            return None
+        return [argv(func, data.args, data.kwargs) for func, data in zip(funcs, jobs)]
+
+    def _enqueue_plain_plan(self, argvs: list[list[Any]], at_front: bool) -> Plan[tuple[list[J], list[bool]]]:
+        """``enqueue_many`` of jobs without options: one flat argument list per chunk of
+        :data:`ENQUEUE_CHUNK`, all in one pipeline."""
+        doing = f"enqueue to queue {self.name!r}"
+        try:
+            yield from self._register_plan()
+        except SERVER_ERRORS as exc:
+            raise explain_server_error(exc, doing) from exc
+        keys = self._enqueue_keys()
+        flag = "1" if at_front else "0"
+        codes: list[int] = []
+        pending = list(range(len(argvs)))
+        for attempt in range(ID_ATTEMPTS):
+            chunks = [pending[i : i + ENQUEUE_CHUNK] for i in range(0, len(pending), ENQUEUE_CHUNK)]
+            if at_front:
+                chunks.reverse()  # later chunks first, so the whole batch keeps its order at the head
+            calls = [T.Call(S.ENQUEUE, keys, (flag, *chain.from_iterable([argvs[k] for k in chunk])))
+                     for chunk in chunks]
+            try:
+                results = yield from self._write_plan(calls, [argvs[k][0] for k in pending], doing)
+            except SERVER_ERRORS as exc:
+                raise explain_server_error(exc, doing) from exc
+            if not codes:
+                codes = [0] * len(argvs)
+            for chunk, reply in zip(chunks, results):
+                for k, code in zip(chunk, reply):
+                    codes[k] = int(code)
+            pending = [k for k in pending if codes[k] == _DUPLICATE]  # generated ids other jobs had
+            if not pending:
+                break
+            if attempt + 1 >= ID_ATTEMPTS:
+                raise RuntimeError(f"queue {self.name!r}: {ID_ATTEMPTS} generated job ids in a row were already "
+                                   "taken by other jobs; is the random source broken?")
+            for k in pending:
+                argvs[k] = self._renamed_argv(argvs[k])
+        job = self._job
+        return [job(argv[0]) for argv in argvs], [code == 1 for code in codes]
+
     # --- enqueue plans --------------------------------------------------------------------------
 
     def _register_plan(self) -> Plan[None]:
@@ -236,7 +400,7 @@ class QueueCore(Generic[J]):
             yield client_step("sadd", K.QUEUES, self.name)
             self._registered = True
 
-    def _write_plan(self, calls: list[T.Call], new: Sequence[T.NewJob], doing: str, skip: int = 0
+    def _write_plan(self, calls: list[T.Call], ids: Sequence[str], doing: str, skip: int = 0
                     ) -> Plan[list[Any]]:
         """Run the calls that create ``new`` and return their replies; with ``wait_replicas``, also wait
         for the replicas."""
@@ -247,7 +411,7 @@ class QueueCore(Generic[J]):
         results, acknowledged = yield store_step("run_and_wait", calls, self.keys.stats, self.wait_replicas,
                                                  max(1, int(self.wait_timeout_s * 1000)))
         if acknowledged < self.wait_replicas:
-            ids = [job.id for job in new]
+            ids = list(ids)
             raise ReplicationTimeout(
                 f"queue {self.name!r}: {len(ids)} job(s) ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''}) "
                 f"were written to the primary, but only {acknowledged} of {self.wait_replicas} replica(s) "
@@ -278,7 +442,7 @@ class QueueCore(Generic[J]):
             calls.reverse()  # later chunks first, so the whole batch keeps its order at the head
         defer_calls = [T.defer_call(self.keys, job, parents, at_front or front) for job, (parents, front) in deferred]
         try:
-            results = yield from self._write_plan([*calls, *defer_calls], new, doing)
+            results = yield from self._write_plan([*calls, *defer_calls], [job.id for job in new], doing)
             enqueue_replies, defer_replies = T.split_results(results, calls, defer_calls)
             deferred_codes = [TR.parse_defer(reply) for reply in defer_replies]
             # Register each new child with its parents now; if this process dies first, a worker serving
@@ -289,11 +453,47 @@ class QueueCore(Generic[J]):
                  if created is TR.Created.CREATED for handle, _ in parents])
         except SERVER_ERRORS as exc:
             raise explain_server_error(exc, doing) from exc
-        enqueued = [self._job(job.id) for job in new]
         chunks = [TR.parse_created(reply) for reply in enqueue_replies]
         codes = [code for reply in (reversed(chunks) if at_front else chunks) for code in reply]
+        if any(code is TR.Created.DUPLICATE and job.fresh_id for job, code in zip(ready, codes)):
+            renamed = yield from self._rename_collided_plan(ready, codes, at_front, doing)
+            new = [renamed.get(job.id, job) for job in new]
+        enqueued = [self._job(job.id) for job in new]
         check_duplicates(self.name, [*ready, *(job for job, _ in deferred)], [*codes, *deferred_codes], enqueued)
-        return enqueued, _created(new, ready, chunks, at_front, deferred_codes)
+        done = {job.id: code is TR.Created.CREATED  # not EXISTED, nor a DUPLICATE refused (unique)
+                for job, code in zip([*ready, *(job for job, _ in deferred)], [*codes, *deferred_codes])}
+        return enqueued, [done.get(job.id, False) for job in new]
+
+    def _rename_collided_plan(self, ready: list[T.NewJob], codes: list[TR.Created], at_front: bool, doing: str
+                              ) -> Plan[dict[str, T.NewJob]]:
+        """Enqueue again, each with another generated id, the jobs of ``ready`` whose generated id the
+        script refused (another job had it: ``DUPLICATE`` for a generated id); updates ``ready`` and
+        ``codes`` in place and returns the renamed jobs by their first id."""
+        renamed: dict[str, T.NewJob] = {}
+        for attempt in range(ID_ATTEMPTS):
+            collided = [k for k, (job, code) in enumerate(zip(ready, codes))
+                        if job.fresh_id and code is TR.Created.DUPLICATE]
+            if not collided:
+                return renamed
+            if attempt + 1 >= ID_ATTEMPTS:
+                break
+            for k in collided:
+                old = ready[k]
+                job_id = new_job_id()
+                signature = (self.signer.sign(self.name, job_id, old.func, old.payload, old.options, old.headers)
+                             if self.signer else "")
+                ready[k] = dataclasses.replace(old, id=job_id, signature=signature)
+                first = next((first for first, job in renamed.items() if job is old), old.id)
+                renamed[first] = ready[k]
+            call = T.enqueue_call(self.keys, [ready[k] for k in collided], at_front)
+            try:
+                results = yield from self._write_plan([call], [ready[k].id for k in collided], doing)
+            except SERVER_ERRORS as exc:
+                raise explain_server_error(exc, doing) from exc
+            for k, code in zip(collided, TR.parse_created(results[0])):
+                codes[k] = code
+        raise RuntimeError(f"queue {self.name!r}: {ID_ATTEMPTS} generated job ids in a row were already "
+                           "taken by other jobs; is the random source broken?")
 
     def _schedule_plan(self, jobs: Sequence[EnqueueData], at_front: bool, *, at_ms: int | None = None,
                        delay_ms: int | None = None) -> Plan[list[J]]:
@@ -306,7 +506,7 @@ class QueueCore(Generic[J]):
         doing = f"schedule a job in queue {self.name!r}"
         try:
             yield from self._register_plan()
-            results = yield from self._write_plan(calls, new, doing, skip=1)
+            results = yield from self._write_plan(calls, [job.id for job in new], doing, skip=1)
         except SERVER_ERRORS as exc:
             raise explain_server_error(exc, doing) from exc
         jobs_out = [self._job(job.id) for job in new]
@@ -442,19 +642,3 @@ class QueueCore(Generic[J]):
         if "cd" in control:
             limits[None] = int(control["cd"])
         return limits
-
-
-def _created(new: Sequence[T.NewJob], ready: Sequence[T.NewJob], chunks: Sequence[list[TR.Created]],
-             at_front: bool, deferred: Sequence[TR.Created]) -> list[bool]:
-    """Per job of ``new``: was it created (False: a job with its id existed)? ``chunks`` are the
-    enqueue calls' replies (in call order, reversed for ``at_front``), ``deferred`` the defer calls'."""
-    created: dict[str, bool] = {}
-    replies = list(reversed(chunks)) if at_front else list(chunks)
-    for index, codes in enumerate(replies):
-        for job, code in zip(ready[index * ENQUEUE_CHUNK : (index + 1) * ENQUEUE_CHUNK], codes):
-            created[job.id] = code is TR.Created.CREATED  # not EXISTED, nor a DUPLICATE refused (unique)
-    ready_ids = {job.id for job in ready}
-    waiting = [job for job in new if job.id not in ready_ids]
-    for job, code in zip(waiting, deferred):
-        created[job.id] = code is TR.Created.CREATED
-    return [created.get(job.id, False) for job in new]

@@ -47,9 +47,61 @@ from clusterq.state.store import (
 )
 from clusterq.utils import decode_all
 
+_AUTO_PIPELINE_ATTR = "_clusterq_auto_pipeline"
+
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+class AutoPipeline:
+    """Coalesces the calls that concurrent tasks make in one event-loop tick into one pipeline.
+
+    :meth:`run` queues the call and, for the first call of a tick, schedules a flush with ``call_soon``:
+    it runs once every task that was ready in this tick has had its turn, so a hundred tasks that each
+    await an enqueue send one pipeline (one round trip per node, :meth:`AsyncStore.run_many`) instead of a
+    hundred round trips. Each caller awaits its own future and gets its own reply, or its own exception
+    (a call's error never reaches another call of the batch). A lone call is sent on its own, as before,
+    one loop iteration later. Batches are not waited for: the next tick's calls go out while a previous
+    batch is still in flight, on another connection of the client's pool.
+    """
+
+    def __init__(self, store: AsyncStore) -> None:
+        self.store = store
+        self._calls: list[tuple[Call, asyncio.Future[Any]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()  # in flight: kept referenced until done
+
+    def run(self, call: Call) -> asyncio.Future[Any]:
+        """The call's reply (an awaitable), sent with the other calls made in this tick."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._calls.append((call, future))
+        if len(self._calls) == 1:
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        batch, self._calls = self._calls, []
+        task = asyncio.ensure_future(self._send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[tuple[Call, asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self.store.run_many([call for call, _ in batch], raise_on_error=False)
+        except asyncio.CancelledError:  # the loop is shutting down: so are the callers
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # handed to every caller of the batch, each raises it
+            results = [exc] * len(batch)
+        for (_, future), result in zip(batch, results):
+            if future.done():  # the caller was canceled (its call may have run)
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
 
 class AsyncStore:
@@ -58,6 +110,21 @@ class AsyncStore:
     def __init__(self, client: AsyncClient, *, slot_migration_wait_s: float = SLOT_MIGRATION_WAIT_S) -> None:
         self.client = client
         self.slot_migration_wait_s = slot_migration_wait_s
+        self._auto_pipeline: AutoPipeline | None = None
+
+    @property
+    def auto_pipeline(self) -> AutoPipeline:
+        """The :class:`AutoPipeline` of this store's client (shared by every store on that client)."""
+        if self._auto_pipeline is None:
+            shared = getattr(self.client, _AUTO_PIPELINE_ATTR, None)
+            if not isinstance(shared, AutoPipeline):
+                shared = AutoPipeline(self)
+                try:  # kept on the client (a cycle the collector frees with it), not in a global map
+                    setattr(self.client, _AUTO_PIPELINE_ATTR, shared)
+                except AttributeError:  # a client that takes no attributes: this store's own
+                    pass
+            self._auto_pipeline = shared
+        return self._auto_pipeline
 
     # --- running scripts ------------------------------------------------------------------------
 

@@ -396,11 +396,12 @@ class Store:
         On a cluster, a call refused because its slot is being migrated is retried with a back-off
         (10 ms doubling to 200 ms) for up to ``slot_migration_wait_s``.
         """
-        backoff = MigrationBackoff(self.slot_migration_wait_s)
+        backoff: MigrationBackoff | None = None  # made at the first refusal: nothing extra on the hot path
         while True:
             try:
                 return self._run_once(call)
             except (TryAgainError, ClusterError) as exc:
+                backoff = backoff or MigrationBackoff(self.slot_migration_wait_s)
                 delay = backoff.next_delay() if slot_is_moving(exc) else None
                 if delay is None:
                     raise

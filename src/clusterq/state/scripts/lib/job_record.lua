@@ -8,22 +8,29 @@ flag, signature, priority level, concurrency key, headers JSON (the hooks' str -
 Returns: the HSET argument list (callers may append fields of their own), and the ttl in seconds or nil.
 ]]
 local function job_record(status, now, a, i)
+  -- Written out field by field (no helper closure): this runs once per job created, on the hot path.
   local fields = {"s", status, "f", a[i + 1], "c", now}
-  local function add(name, value)
-    if value and value ~= "" then
-      fields[#fields + 1] = name
-      fields[#fields + 1] = value
-    end
+  local n = 6
+  local v = a[i + 2]
+  if v and v ~= "" then fields[n + 1] = "p"; fields[n + 2] = v; n = n + 2 end
+  v = a[i + 3]
+  if v and v ~= "" then fields[n + 1] = "o"; fields[n + 2] = v; n = n + 2 end
+  v = a[i + 4]
+  if v and v ~= "" then fields[n + 1] = "m"; fields[n + 2] = v; n = n + 2 end
+  local ttl = nil
+  if a[i + 5] ~= "0" then
+    ttl = tonumber(a[i + 5])
+    if ttl and ttl > 0 then fields[n + 1] = "x"; fields[n + 2] = "1"; n = n + 2 else ttl = nil end
   end
-  add("p", a[i + 2])
-  add("o", a[i + 3])
-  add("m", a[i + 4])
-  local ttl = tonumber(a[i + 5])
-  if ttl and ttl > 0 then add("x", "1") else ttl = nil end
-  add("ma", a[i + 6])
-  add("sg", a[i + 8])
-  if (tonumber(a[i + 9]) or 0) > 0 then add("pr", a[i + 9]) end
-  add("lk", a[i + 10])
-  add("hd", a[i + 11])
+  v = a[i + 6]
+  if v and v ~= "" then fields[n + 1] = "ma"; fields[n + 2] = v; n = n + 2 end
+  v = a[i + 8]
+  if v and v ~= "" then fields[n + 1] = "sg"; fields[n + 2] = v; n = n + 2 end
+  v = a[i + 9]
+  if v and v ~= "0" and v ~= "" and (tonumber(v) or 0) > 0 then fields[n + 1] = "pr"; fields[n + 2] = v; n = n + 2 end
+  v = a[i + 10]
+  if v and v ~= "" then fields[n + 1] = "lk"; fields[n + 2] = v; n = n + 2 end
+  v = a[i + 11]
+  if v and v ~= "" then fields[n + 1] = "hd"; fields[n + 2] = v end
   return fields, ttl
 end

@@ -1,0 +1,167 @@
+"""The enqueue fast path and asyncio auto-pipelining, on every topology.
+
+- A job enqueued without options (``enqueue(f, *args)``, ``enqueue_many`` of plain ``prepare_data``) is
+  written by arguments built directly (``QueueCore._fast_argv``/``_plain_jobs``): its record is the one
+  the general path writes, signed the same way, run by the ordinary worker.
+- Concurrent ``AsyncQueue.enqueue`` calls made in one event-loop tick share one pipeline
+  (``AutoPipeline``), and each caller still gets its own job or its own error.
+- A generated id that another job already has is refused by enqueue.lua itself (atomically, it never
+  overwrites that job); the client draws another id. A resent call (same id, same job) is not a collision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+import jobs
+from clusterq import Queue, SerializationError, Worker
+from clusterq.api import queue_core
+from clusterq.api.aio_queue import AsyncQueue, connect_async, disconnect_async
+from clusterq.exceptions import ServerError
+from clusterq.signing import make_signer
+from clusterq.state import aio_store
+from clusterq.state import store as T
+
+KEY = b"k" * 32
+
+
+def test_a_job_without_options_gets_the_record_the_general_path_writes(url: str, qname: str) -> None:
+    q = Queue(qname, url, signing_key=KEY, result_ttl=60, max_attempts=3)
+    first = q.enqueue(jobs.add, 1, 2)  # the first enqueue registers the queue: the general path
+    fast = q.enqueue(jobs.add, 1, 2)
+    general = q.enqueue(jobs.add, 1, 2, description=None)  # an option (its default): the general path
+    records = [dict(q.connection.hgetall(q.keys.job(job.id))) for job in (first, fast, general)]
+    for record in records:
+        record.pop(b"c")  # the creation time
+        record.pop(b"sg")  # the signature covers the id
+    assert records[0] == records[1] == records[2]
+    signer = make_signer(KEY)
+    assert signer is not None
+    raw = q.connection.hgetall(q.keys.job(fast.id))
+    assert signer.problem(qname, fast.id, raw[b"f"].decode(), raw.get(b"p", b""), raw.get(b"o", b""),
+                          raw[b"sg"]) is None
+    many = q.enqueue_many([q.prepare_data(jobs.add, (i, i)) for i in range(3)])
+    assert q.get_job_ids() == [first.id, fast.id, general.id, *(job.id for job in many)]
+    assert Worker([qname], url, install_signal_handlers=False, signing_key=KEY).work(burst=True) == 6
+    assert [job.return_value() for job in many] == [0, 2, 4] and fast.return_value() == 3
+
+
+def test_bad_input_on_the_fast_path_fails_at_the_call_with_nothing_written(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    q.enqueue(jobs.noop)
+    with pytest.raises(SerializationError):
+        q.enqueue(jobs.echo, object())
+    with pytest.raises(ValueError, match="function path"):
+        q.enqueue("nodots")
+    with pytest.raises(SerializationError):
+        q.enqueue_many([q.prepare_data(jobs.echo, (1,)), q.prepare_data(jobs.echo, (object(),))])
+    assert q.count == 1
+
+
+def test_concurrent_async_enqueues_share_a_pipeline_and_each_gets_its_own_outcome(
+        url: str, qname: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    batches: list[int] = []
+    run_many = aio_store.AsyncStore.run_many
+
+    async def recording(self: aio_store.AsyncStore, calls: Any, **kwargs: Any) -> list[Any]:
+        batches.append(len(calls))
+        return await run_many(self, calls, **kwargs)
+
+    monkeypatch.setattr(aio_store.AsyncStore, "run_many", recording)
+    broken = f"{qname}-broken"
+
+    async def scenario() -> tuple[list[Any], list[str]]:
+        client = await connect_async(url)
+        try:
+            q, b = AsyncQueue(qname, client), AsyncQueue(broken, client)
+            await q.enqueue(jobs.noop)  # registers the queues (the general path)
+            await b.enqueue(jobs.noop)
+            await client.set(b.keys.pending, "not a list")  # the enqueue script fails on that queue only
+            batches.clear()
+
+            async def one(i: int) -> Any:
+                if i == 7:
+                    return await q.enqueue(jobs.echo, object())  # bad input: refused before any I/O
+                if i == 13:
+                    return await b.enqueue(jobs.echo, i)  # a server error, in the middle of a batch
+                return await q.enqueue(jobs.echo, i)
+
+            outcomes = await asyncio.gather(*(one(i) for i in range(40)), return_exceptions=True)
+            return outcomes, await q.get_job_ids(0, 100)
+        finally:
+            await disconnect_async(client)
+
+    outcomes, ids = asyncio.run(scenario())
+    assert isinstance(outcomes[7], SerializationError)
+    assert isinstance(outcomes[13], ServerError) and "WRONGTYPE" in str(outcomes[13]) and broken in str(outcomes[13])
+    fine = [outcome for i, outcome in enumerate(outcomes) if i not in (7, 13)]
+    assert all(not isinstance(outcome, BaseException) for outcome in fine)
+    assert ids[1:] == [job.id for job in fine], "every other call wrote its job, in call order"
+    assert max(batches) == 39, "the concurrent calls went out as one pipeline"
+    sync = Queue(qname, url)
+    assert [sync.fetch_job(job.id).args for job in fine[:3]] == [[0], [1], [2]]  # type: ignore[union-attr]
+
+
+class _Ids:
+    """The id generator replaced for one test: the given ids first, then fresh ones."""
+
+    def __init__(self, *first: str) -> None:
+        self.first = list(first)
+        self.real = queue_core.new_job_id
+
+    def __call__(self) -> str:
+        return self.first.pop(0) if self.first else self.real()
+
+
+@pytest.mark.parametrize("how", ["fast", "general", "many", "async"])
+def test_a_generated_id_that_another_job_has_is_refused_by_the_script_and_drawn_again(
+        url: str, qname: str, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    taken = uuid.uuid4().hex
+    q = Queue(qname, url)
+    existing = q.enqueue(jobs.add, 1, 2, job_id=taken)
+    monkeypatch.setattr(queue_core, "new_job_id", _Ids(taken, taken))  # the next two ids drawn collide
+    if how == "fast":
+        job = q.enqueue(jobs.echo, "new")
+    elif how == "general":
+        job = q.enqueue(jobs.echo, "new", description="the general path")
+    elif how == "many":
+        job = q.enqueue_many([q.prepare_data(jobs.echo, ("new",))])[0]
+    else:
+        async def scenario() -> str:
+            async with AsyncQueue(qname, url) as aq:
+                await aq.enqueue(jobs.noop, job_id="registers-the-queue")
+                return (await aq.enqueue(jobs.echo, "new")).id
+        job = q.fetch_job(asyncio.run(scenario()))  # type: ignore[assignment]
+    assert job is not None and job.id != taken
+    fetched = q.fetch_job(job.id)
+    assert fetched is not None and (fetched.func_name, fetched.args) == ("jobs.echo", ["new"])
+    kept = q.fetch_job(existing.id)
+    assert kept is not None and (kept.func_name, kept.args) == ("jobs.add", [1, 2]), "never overwritten"
+
+
+def test_generated_ids_are_version_4_uuids() -> None:
+    ids = {queue_core.new_job_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == 32 and uuid.UUID(hex=i).version == 4 and uuid.UUID(hex=i).variant == uuid.RFC_4122
+               for i in ids)
+
+
+def test_the_script_tells_a_resent_call_from_a_collision(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    q.enqueue(jobs.noop)
+    job_id = uuid.uuid4().hex
+
+    def send(func: str, payload: bytes) -> list[Any]:
+        job = T.NewJob(id=job_id, func=func, payload=payload, fresh_id=True)
+        return list(q.store.run(T.enqueue_call(q.keys, [job])))
+
+    assert send("jobs.echo", b"[[1],{}]") == [1]
+    assert send("jobs.echo", b"[[1],{}]") == [0], "the same job sent again (a lost reply): EXISTED"
+    assert send("jobs.echo", b"[[2],{}]") == [-1], "another job under that id: DUPLICATE, nothing written"
+    assert send("jobs.add", b"[[1],{}]") == [-1]
+    assert q.fetch_job(job_id).args == [1]  # type: ignore[union-attr]
+    assert q.count == 2

@@ -174,6 +174,57 @@ def _remapper(
     return lambda address: table.get(address, address)
 
 
+def announced_nodes(slots_reply: Any) -> list[tuple[str, int]]:
+    """Every node address (primaries and replicas) a ``CLUSTER SLOTS`` reply names, in order, once each."""
+    found: dict[tuple[str, int], None] = {}
+    for entry in slots_reply or []:
+        for node in list(entry)[2:]:
+            host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
+            if host:  # "" (or "?") is "the address you used", as with cluster-preferred-endpoint-type unknown
+                found.setdefault((host, int(node[1])), None)
+    return list(found)
+
+
+def remap_hint(announced: list[tuple[str, int]], seeds: list[tuple[str, int]], remap: Any) -> str:
+    """The sentence to add to a failed cluster connection when the nodes announce addresses that are neither
+    the seeds' hosts nor remapped (NAT, port forwarding, Kubernetes: what ``remap`` is for), else ``""``."""
+    remapper = _remapper(remap) if remap else (lambda address: address)
+    seed_hosts = {host for host, _ in seeds}
+    missing = [a for a in announced if a[0] not in seed_hosts and tuple(remapper(a)) == a]
+    if not missing:
+        return ""
+    named = ", ".join(f"{h}:{p}" for h, p in missing[:6]) + (f" (+{len(missing) - 6} more)" if len(missing) > 6 else "")
+    if remap:
+        return (f"; the cluster announces nodes that the remap does not cover: {named} (CLUSTER SLOTS); add an "
+                "announced_host:port>reachable_host:port entry for each, replicas included (docs/nat.md)")
+    return (f"; the cluster's nodes announce {named} (CLUSTER SLOTS) and the client connects to those "
+            "addresses: if they are reachable from here only through NAT, port forwarding or a Kubernetes "
+            "service, give the URL option remap=announced_host:port>reachable_host:port;... for every node, "
+            "replicas included (docs/nat.md)")
+
+
+_SEED_OPTIONS = ("username", "password", "socket_timeout", "socket_connect_timeout", "ssl", *_SSL_OPTIONS)
+
+
+def _seed_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """What a plain client to one seed needs of the cluster client's options (to ask it CLUSTER SLOTS)."""
+    return {k: v for k, v in kwargs.items() if k in _SEED_OPTIONS}
+
+
+def _cluster_hint(hosts: list[tuple[str, int]], kwargs: Mapping[str, Any], remap: Any) -> str:
+    """:func:`remap_hint` for a cluster whose client could not be opened, asking the seeds what they
+    announce; ``""`` when no seed answers either (then the seeds themselves are the problem)."""
+    for host, port in hosts:
+        seed = redis.Redis(host=host, port=port, **_seed_options(kwargs))
+        try:
+            return remap_hint(announced_nodes(seed.execute_command("CLUSTER", "SLOTS")), hosts, remap)
+        except REDIS_ERRORS:
+            continue
+        finally:
+            seed.close()
+    return ""
+
+
 def _client_kwargs(parsed: ParsedURL, overrides: Mapping[str, Any]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "username": parsed.username,
@@ -234,7 +285,8 @@ def _open_cluster(hosts: list[tuple[str, int]], kwargs: dict[str, Any], remap: A
                 f"Redis Cluster at {where} is not usable: {exc} (slots unassigned, or a primary without a "
                 "replica is down)"
             ) from None
-        raise ConnectionFailed(f"cannot reach Redis Cluster at {where}: {exc}") from None
+        raise ConnectionFailed(f"cannot reach Redis Cluster at {where}: {exc}{_cluster_hint(hosts, kwargs, remap)}") \
+            from None
 
 
 def _is_cluster_node(client: redis.Redis) -> bool:
@@ -404,13 +456,28 @@ def connect(connection: ConnectionLike = None, *, check: bool = True, **options:
     try:
         client = _open(parsed, dict(options))
     except REDIS_ERRORS as exc:
-        raise ConnectionFailed(_explain(exc, where)) from None
+        raise ConnectionFailed(_with_hint(_explain(exc, where), parsed, options)) from None
     if check:
-        verify(client, where)
+        try:
+            verify(client, where)
+        except ConnectionFailed as exc:
+            if not isinstance(client, RedisCluster):
+                raise
+            client.close()
+            raise ConnectionFailed(_with_hint(str(exc), parsed, options)) from None
     if cache_key is not None:
         with _cache_lock:
             client = _cache.setdefault(cache_key, client)
     return client
+
+
+def _with_hint(message: str, parsed: ParsedURL, options: Mapping[str, Any]) -> str:
+    """``message`` (a failure to reach a cluster) with :func:`remap_hint` added when the nodes announce
+    addresses that are neither the seeds nor remapped."""
+    if parsed.topology != "cluster" or not message.startswith("cannot reach") or "docs/nat.md" in message:
+        return message
+    remap = options.get("address_remap") or parsed.remap or None
+    return message + _cluster_hint(parsed.hosts, _client_kwargs(parsed, dict(options)), remap)
 
 
 def _explain(exc: BaseException, where: str) -> str:

@@ -144,8 +144,9 @@ class NatCluster:
         """The URL's ``remap`` value: ``announced>reachable;...`` for every node, replicas included."""
         return ";".join(f"{a}:{ap}>{e}:{ep}" for (a, ap), (e, ep) in self.remap.items())
 
-    def url(self, remap: bool = True, seeds: int = 1, **options: Any) -> str:
-        """A ``redis+cluster://`` URL through the published ports (the first ``seeds`` nodes as seeds)."""
+    def url(self, remap: bool = True, seeds: int = 3, **options: Any) -> str:
+        """A ``redis+cluster://`` URL through the published ports, the first ``seeds`` nodes as seeds (three by
+        default, so that a test may kill any one of them)."""
         hosts = ",".join(f"{h}:{p}" for h, p in (self.exposed(i) for i in range(seeds)))
         query = [f"{k}={v}" for k, v in options.items()]
         if remap:

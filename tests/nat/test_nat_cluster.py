@@ -160,7 +160,7 @@ def test_without_the_remap_the_error_names_the_announced_address(nat: NatCluster
 
 def test_producer_worker_dashboard_and_info_through_the_nat_and_a_failover(
         nat: NatCluster, subprocess_env: dict[str, str]) -> None:
-    url = nat.url(seeds=3, socket_connect_timeout=2, socket_timeout=10)  # any seed may be the one killed
+    url = nat.url(socket_connect_timeout=2, socket_timeout=10)
     names = one_queue_per_primary(nat, f"nat-{nat.token}")
     queues = [Queue(name, url) for name in names]
     worker = Worker(names, url, install_signal_handlers=False, idle_poll_s=NEVER_S, maintenance_interval_s=NEVER_S)

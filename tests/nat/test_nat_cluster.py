@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -238,3 +240,18 @@ def check_dashboard_and_info(nat: NatCluster, url: str, names: list[str], env: d
     text = cli_info(url, env)
     for name in names:
         assert name in text
+
+
+def test_the_examples_of_docs_nat_run_through_the_nat(nat: NatCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/nat.md's Python blocks (marked as skipped for tests/test_docs_examples.py, which has no NAT),
+    run here against this run's addresses: the docs' 10.77.0.x / 10.78.0.x with this run's octet."""
+    text = Path(ROOT, "docs", "nat.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```$", text, flags=re.S | re.M)
+    assert len(blocks) == 2, "docs/nat.md's examples changed: update this test"
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    for block in blocks:
+        code = block.replace("10.77.0.", f"10.77.{nat.octet}.").replace("10.78.0.", f"10.78.{nat.octet}.")
+        exec(compile(code, "docs/nat.md", "exec"), namespace)
+    printed = capsys.readouterr().out.split("\n")
+    assert printed[0] in ("queued", "JobStatus.QUEUED", "finished", "JobStatus.FINISHED"), printed
+    assert printed[1] == "True True", printed

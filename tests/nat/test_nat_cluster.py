@@ -132,6 +132,30 @@ def test_the_cluster_is_reachable_only_through_the_nat(nat: NatCluster) -> None:
     client.close()
 
 
+def test_a_remap_that_leaves_out_the_replicas_is_warned_about_at_connect(
+        nat: NatCluster, caplog: pytest.LogCaptureFixture) -> None:
+    """Without their entries the replicas seem fine until a failover makes one of them a primary that the
+    client cannot reach; clusterq says so when it opens the client."""
+    ranges = nat.slots()
+    primaries = {p for _, _, p, _ in ranges}
+    replicas = {r for _, _, _, rs in ranges for r in rs}
+    assert replicas, "no replica listed"
+    only_primaries = {a: nat.exposed(nat.index_of(a)) for a in primaries}
+    with caplog.at_level("WARNING", logger="clusterq.connection.sync"):
+        client = connect(nat.url(remap=False), address_remap=only_primaries)
+    assert client.ping()  # the primaries serve every slot: nothing fails yet
+    client.close()
+    warnings = [r.getMessage() for r in caplog.records if "remap does not cover" in r.getMessage()]
+    assert len(warnings) == 1, caplog.text
+    assert all("{}:{}".format(*r) in warnings[0] for r in replicas), warnings[0]
+    assert not any("{}:{}".format(*p) in warnings[0] for p in primaries), warnings[0]
+    # The full table: no warning.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="clusterq.connection.sync"):
+        connect(nat.url(remap=False), address_remap=nat.remap).close()
+    assert "remap does not cover" not in caplog.text
+
+
 @pytest.mark.timeout(90)  # the bound is the client's own timeouts (below); this only turns a hang into a failure
 @pytest.mark.parametrize("network", ["unroutable", "filtered"])
 def test_without_the_remap_the_error_names_the_announced_address(nat: NatCluster, network: str) -> None:

@@ -4,7 +4,7 @@ same message from a real cluster behind kernel NAT: tests/nat/test_nat_cluster.p
 
 from __future__ import annotations
 
-from clusterq.connection.sync import announced_nodes, remap_hint
+from clusterq.connection.sync import announced_nodes, remap_hint, unmapped_nodes
 
 SLOTS = [
     [0, 8191, [b"10.77.0.11", 6379, b"id-a", {}], [b"10.77.0.14", 6379, b"id-d", {}]],
@@ -45,3 +45,12 @@ def test_a_long_list_is_cut_short() -> None:
     many = [(f"10.77.0.{i}", 6379) for i in range(20)]
     hint = remap_hint(many, SEEDS, None)
     assert "10.77.0.5:6379 (+14 more)" in hint and "10.77.0.6:" not in hint
+
+
+def test_unmapped_nodes_are_those_a_remap_table_left_on_an_unseeded_host() -> None:
+    remap = {("10.77.0.11", 6379): ("10.78.0.2", 7001), ("10.77.0.12", 6379): ("10.78.0.2", 7002)}
+    opened = [("10.78.0.2", 7001), ("10.78.0.2", 7002), ("10.77.0.14", 6379)]  # as the client holds them
+    assert unmapped_nodes(opened, SEEDS, remap) == [("10.77.0.14", 6379)]
+    assert unmapped_nodes(opened, SEEDS, None) == []
+    assert unmapped_nodes(opened, SEEDS, lambda a: a) == []  # a function: nothing to check against
+    assert unmapped_nodes([("10.78.0.2", 7009)], SEEDS, remap) == []  # on a seed's host: reachable

@@ -42,6 +42,7 @@ from clusterq.connection.sync import (
     describe,
     parse_url,
     remap_hint,
+    warn_unmapped,
 )
 from clusterq.exceptions import ConnectionFailed
 
@@ -122,7 +123,9 @@ async def _open_cluster(hosts: list[tuple[str, int]], kwargs: dict[str, Any], re
         kwargs["address_remap"] = _remapper(remap)
     client = AsyncRedisCluster(startup_nodes=[AsyncClusterNode(h, p) for h, p in hosts], **kwargs)
     try:
-        return await client.initialize()  # reads the slot map now, so a bad seed list fails here
+        await client.initialize()  # reads the slot map now, so a bad seed list fails here
+        warn_unmapped([(n.host, int(n.port)) for n in client.get_nodes()], hosts, remap)
+        return client
     except RedisClusterException as exc:
         where = ",".join(f"{h}:{p}" for h, p in hosts)
         if "slots are not covered" in str(exc):

@@ -19,6 +19,7 @@ topology and the hosts, never a bare redis-py traceback.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -44,6 +45,8 @@ ConnectionLike = Union[str, redis.Redis, RedisCluster, None]
 
 REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, RedisClusterException, OSError)
 """Everything talking to Redis can raise (redis-py's cluster errors do not all derive from RedisError)."""
+
+log = logging.getLogger(__name__)
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 URL_ENV = "CLUSTERQ_URL"
@@ -203,6 +206,25 @@ def remap_hint(announced: list[tuple[str, int]], seeds: list[tuple[str, int]], r
             "replicas included (docs/nat.md)")
 
 
+def unmapped_nodes(nodes: list[tuple[str, int]], seeds: list[tuple[str, int]], remap: Any) -> list[tuple[str, int]]:
+    """The nodes of an opened cluster client (``(host, port)`` after remapping) that a remap table left as
+    announced, on a host that is not a seed's: with NAT, nodes the client will not reach. Typically replicas,
+    which only matter after a failover, when it is too late. Only for a table (a function is opaque)."""
+    if not remap or callable(remap):
+        return []
+    reachable = set(dict(remap).values())
+    seed_hosts = {host for host, _ in seeds}
+    return [n for n in nodes if n not in reachable and n[0] not in seed_hosts]
+
+
+def warn_unmapped(nodes: list[tuple[str, int]], seeds: list[tuple[str, int]], remap: Any) -> None:
+    missing = unmapped_nodes(nodes, seeds, remap)
+    if missing:
+        log.warning("the cluster announces nodes that its remap does not cover: %s; if they are reachable only "
+                    "through the NAT (replicas too: they serve after a failover), add an entry for each "
+                    "(docs/nat.md)", ", ".join(f"{h}:{p}" for h, p in missing))
+
+
 _SEED_OPTIONS = ("username", "password", "socket_timeout", "socket_connect_timeout", "ssl", *_SSL_OPTIONS)
 
 
@@ -277,7 +299,9 @@ def _open_cluster(hosts: list[tuple[str, int]], kwargs: dict[str, Any], remap: A
     if remap:
         kwargs["address_remap"] = _remapper(remap)
     try:
-        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts], **kwargs)
+        client = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts], **kwargs)
+        warn_unmapped([(n.host, n.port) for n in client.get_nodes()], hosts, remap)
+        return client
     except RedisClusterException as exc:
         where = ",".join(f"{h}:{p}" for h, p in hosts)
         if "slots are not covered" in str(exc):

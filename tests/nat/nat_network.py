@@ -12,8 +12,13 @@ them). For the "silently dropped" case (a firewall, a pod network that swallows 
 be switched to the veth, where a ``raw`` rule in the namespace drops anything addressed to the pod
 addresses directly (DNAT'd traffic is rewritten after the ``raw`` table, so it still passes).
 
-Everything a run creates carries a random token in its name (namespace, veth, subnet octet), and
-:meth:`NatCluster.stop` removes it all whatever state the start-up reached.
+The pod addresses sit on the namespace's loopback device (no ``dummy`` kernel module is needed); DNAT to a
+local address is delivered like any packet for the host.
+
+Everything a run creates is named for that run (namespace ``clusterq-nat-<pid>-<octet>``, veth
+``cqh<token>``/``cqn<token>``, a subnet octet no route here uses), :meth:`NatCluster.stop` removes it all
+whatever state the start-up reached, and :func:`remove_stale_runs` removes what a run killed before its
+teardown left (its servers die with it: ``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -86,6 +92,35 @@ def _die_with_parent() -> Callable[[], None]:
     return hook
 
 
+def remove_stale_runs() -> list[str]:
+    """Remove what runs that died without their teardown (their process was SIGKILLed) left behind: their
+    namespaces (named ``clusterq-nat-<pid>-<octet>``, the pid being gone) and the route for their subnet.
+    Their servers died with them (PR_SET_PDEATHSIG); any still inside such a namespace is killed."""
+    removed = []
+    for line in run("ip", "netns", "list", check=False).stdout.splitlines():
+        match = re.match(r"^clusterq-nat-(\d+)-(\d+)\b", line)
+        if not match:
+            continue
+        pid, octet = int(match.group(1)), int(match.group(2))
+        try:
+            os.kill(pid, 0)
+            continue  # its run is still going
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        namespace = f"clusterq-nat-{pid}-{octet}"
+        for leftover in run("ip", "netns", "pids", namespace, check=False).stdout.split():
+            try:
+                os.kill(int(leftover), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        run("ip", "netns", "del", namespace, check=False)
+        run("ip", "route", "del", f"10.77.{octet}.0/24", check=False)
+        removed.append(namespace)
+    return removed
+
+
 def _free_octet() -> int:
     """A third octet N for 10.77.N.0/24 and 10.78.N.0/30 that no route or address here uses yet."""
     taken = run("ip", "-4", "route", "show").stdout + run("ip", "-4", "addr", "show").stdout
@@ -105,7 +140,7 @@ class NatCluster:
         self.count = primaries * (1 + replicas_per_primary)
         self.node_timeout_ms = node_timeout_ms
         self.token = secrets.token_hex(3)
-        self.namespace = f"clusterq-nat-{self.token}"
+        self.namespace = ""  # clusterq-nat-<pid>-<octet>, once the octet is chosen
         self.host_if = f"cqh{self.token}"
         self.ns_if = f"cqn{self.token}"
         self.octet = 0
@@ -171,8 +206,10 @@ class NatCluster:
         self._form_cluster()
 
     def _network(self) -> None:
-        ns = ("ip", "netns", "exec", self.namespace)
+        remove_stale_runs()
         self.octet = _free_octet()
+        self.namespace = f"clusterq-nat-{os.getpid()}-{self.octet}"
+        ns = ("ip", "netns", "exec", self.namespace)
         run("ip", "netns", "add", self.namespace)
         run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if, "netns", self.namespace)
         run("ip", "addr", "add", f"{self.host_address}/30", "dev", self.host_if)
@@ -386,14 +423,15 @@ class NatCluster:
             run("ip", "route", "del", self.pod_subnet, check=False)
         # Deleting the namespace removes its end of the veth (so the host's end too), its addresses and its
         # iptables rules; the explicit link delete covers a namespace whose deletion lags behind.
-        run("ip", "netns", "del", self.namespace, check=False)
-        run("ip", "link", "del", self.host_if, check=False)
+        if self.namespace:
+            run("ip", "netns", "del", self.namespace, check=False)
+            run("ip", "link", "del", self.host_if, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def leftovers(self) -> list[str]:
         """What of this run is still on the machine (for the teardown check)."""
         found = []
-        if self.namespace in run("ip", "netns", "list", check=False).stdout:
+        if self.namespace and self.namespace in run("ip", "netns", "list", check=False).stdout.split():
             found.append(f"namespace {self.namespace}")
         if self.octet and f"10.77.{self.octet}.0/24" in run("ip", "-4", "route", "show", check=False).stdout:
             found.append(f"route {self.pod_subnet}")

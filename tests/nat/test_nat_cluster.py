@@ -158,7 +158,8 @@ def test_a_remap_that_leaves_out_the_replicas_is_warned_about_at_connect(
 
 @pytest.mark.timeout(90)  # the bound is the client's own timeouts (below); this only turns a hang into a failure
 @pytest.mark.parametrize("network", ["unroutable", "filtered"])
-def test_without_the_remap_the_error_names_the_announced_address(nat: NatCluster, network: str) -> None:
+def test_without_the_remap_the_error_names_the_announced_address(nat: NatCluster, network: str,
+                                                                  subprocess_env: dict[str, str]) -> None:
     if network == "filtered":
         nat.filtered()  # packets to the announced addresses vanish: only socket_connect_timeout ends a connect
     try:
@@ -180,6 +181,14 @@ def test_without_the_remap_the_error_names_the_announced_address(nat: NatCluster
         with pytest.raises(ConnectionFailed) as caught:
             asyncio.run(connect_asyncio())
         assert f"10.77.{nat.octet}." in str(caught.value) and "remap" in str(caught.value), str(caught.value)
+        if network == "unroutable":
+            # The same error from the first use of a queue, and from the CLI (on stderr, with a failure exit).
+            with pytest.raises(ConnectionFailed, match=rf"10\.77\.{nat.octet}\..*remap="):
+                Queue("nowhere", url).enqueue("jobs.add", 1, 2)
+            result = subprocess.run([sys.executable, "-m", "clusterq.cli", "info", "--url", url], env=subprocess_env,
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode != 0
+            assert f"10.77.{nat.octet}." in result.stderr and "remap=" in result.stderr, result.stderr
     finally:
         nat.unroutable()
 

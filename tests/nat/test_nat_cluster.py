@@ -182,9 +182,11 @@ def test_without_the_remap_the_error_names_the_announced_address(nat: NatCluster
             asyncio.run(connect_asyncio())
         assert f"10.77.{nat.octet}." in str(caught.value) and "remap" in str(caught.value), str(caught.value)
         if network == "unroutable":
-            # The same error from the first use of a queue, and from the CLI (on stderr, with a failure exit).
+            # The same error from the first use of a queue, from a worker, and from the CLI (on stderr, failing).
             with pytest.raises(ConnectionFailed, match=rf"10\.77\.{nat.octet}\..*remap="):
                 Queue("nowhere", url).enqueue("jobs.add", 1, 2)
+            with pytest.raises(ConnectionFailed, match=rf"10\.77\.{nat.octet}\..*remap="):
+                Worker(["nowhere"], url, install_signal_handlers=False)
             result = subprocess.run([sys.executable, "-m", "clusterq.cli", "info", "--url", url], env=subprocess_env,
                                     capture_output=True, text=True, timeout=60)
             assert result.returncode != 0

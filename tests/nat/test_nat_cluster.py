@@ -34,6 +34,7 @@ from nat_network import NatCluster, why_unavailable
 
 import clusterq
 from clusterq import AsyncQueue, Job, JobStatus, Queue, Worker, connect, connect_async, disconnect_async
+from clusterq.connection import sync as connection_sync
 from clusterq.dashboard import create_app
 from clusterq.dashboard import data as dashboard_data
 from clusterq.exceptions import ConnectionFailed
@@ -70,8 +71,20 @@ def nat(clusterq_server_binary: Any) -> Iterator[NatCluster]:
         cluster.start()
         yield cluster
     finally:
+        forget_clients(cluster)
         cluster.stop()
     assert not cluster.leftovers(), f"the NAT test left behind: {cluster.leftovers()}"
+
+
+def forget_clients(nat: NatCluster) -> None:
+    """Close the clients that connect() shared per URL for this run's URLs: nothing later in the session
+    may use an address of a network that no longer exists (it would no longer be routed to this machine)."""
+    for key in [k for k in connection_sync._cache if f"//{nat.gateway}:" in k[1]]:
+        client = connection_sync._cache.pop(key)
+        try:
+            client.close()
+        except Exception:
+            pass
 
 
 def one_queue_per_primary(nat: NatCluster, prefix: str) -> list[str]:

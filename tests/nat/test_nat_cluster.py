@@ -234,15 +234,15 @@ def test_producer_worker_dashboard_and_info_through_the_nat_and_a_failover(
         assert result is not None and result.return_value == 3
 
         # The asyncio client: enqueue, then wait for the result over its own pub/sub connection.
-        async def produce_asyncio() -> Any:
+        async def produce_asyncio(name: str) -> Any:
             client = await connect_async(url)
             try:
-                job = await AsyncQueue(names[2], client).enqueue("jobs.add", 2, 3)
+                job = await AsyncQueue(name, client).enqueue("jobs.add", 2, 3)
                 return await job.latest_result(timeout=DEADLINE_S)
             finally:
                 await disconnect_async(client)
 
-        result = asyncio.run(produce_asyncio())
+        result = asyncio.run(produce_asyncio(names[2]))
         assert result is not None and result.return_value == 5
 
         check_dashboard_and_info(nat, url, names, subprocess_env)
@@ -261,6 +261,8 @@ def test_producer_worker_dashboard_and_info_through_the_nat_and_a_failover(
         for queue in queues:
             assert run_job(queue, 40, 2).latest_result().return_value == 42
         assert Queue(names[0], url).count == 0
+        result = asyncio.run(produce_asyncio(names[0]))  # on the promoted replica, through its remap entry
+        assert result is not None and result.return_value == 5
 
         check_dashboard_and_info(nat, url, names, subprocess_env, promoted=promoted)
 

@@ -40,6 +40,7 @@ from clusterq.connection.server_checks import memory_of_primaries, server_warnin
 from clusterq.connection.sync import DEFAULT_URL, REDIS_ERRORS, URL_ENV, connect, describe, parse_url
 from clusterq.exceptions import ClusterQError, NoSuchJobError, WorkerNameInUse
 from clusterq.observability.health import HealthServer
+from clusterq.scheduling.buffers import load_buffers
 from clusterq.scheduling.periodic import (
     CronScheduler,
     Periodic,
@@ -162,6 +163,7 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         serializer=args.serializer or _setting(args, "SERIALIZER"),
         signing_key=signing_keys(args),
         periodic=periodic,
+        buffers=load_buffers(args.with_buffers) if args.with_buffers else (),
         hooks=[*(args.hook or ()), *_setting(args, "HOOKS", ()), *_metrics_hooks(args), *_health_hooks(args)],
     )
 
@@ -571,6 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-cron", metavar="MODULE",
                    help="also run the periodic jobs declared in this module (its PERIODIC list and @periodic "
                         "functions); any number of workers may do so")
+    p.add_argument("--with-buffers", metavar="MODULE",
+                   help="also flush the counter buffers (clusterq.Buffer) declared in this module, each every "
+                        "interval_s; any number of workers may do so")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("cron", help="enqueue periodic jobs on their schedules (or list them)")

@@ -24,6 +24,7 @@ teardown left (its servers die with it: ``PR_SET_PDEATHSIG``).
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import random
 import re
@@ -206,13 +207,16 @@ class NatCluster:
         self._form_cluster()
 
     def _network(self) -> None:
-        remove_stale_runs()
-        self.octet = _free_octet()
-        self.namespace = f"clusterq-nat-{os.getpid()}-{self.octet}"
+        # Choosing a free subnet and taking it is one step for concurrent runs on one machine.
+        with open(os.path.join(tempfile.gettempdir(), "clusterq-nat.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            remove_stale_runs()
+            self.octet = _free_octet()
+            self.namespace = f"clusterq-nat-{os.getpid()}-{self.octet}"
+            run("ip", "netns", "add", self.namespace)
+            run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if, "netns", self.namespace)
+            run("ip", "addr", "add", f"{self.host_address}/30", "dev", self.host_if)
         ns = ("ip", "netns", "exec", self.namespace)
-        run("ip", "netns", "add", self.namespace)
-        run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if, "netns", self.namespace)
-        run("ip", "addr", "add", f"{self.host_address}/30", "dev", self.host_if)
         run("ip", "link", "set", self.host_if, "up")
         run(*ns, "ip", "link", "set", "lo", "up")
         run(*ns, "ip", "addr", "add", f"{self.gateway}/30", "dev", self.ns_if)

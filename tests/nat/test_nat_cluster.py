@@ -69,6 +69,9 @@ def nat(clusterq_server_binary: Any) -> Iterator[NatCluster]:
     cluster = NatCluster(clusterq_server_binary.path)
     try:
         cluster.start()
+        print(f"\n[nat] namespace {cluster.namespace}: nodes announce {cluster.announced(0)[0]}..{cluster.count + 10} "
+              f"port 6379 (no route from here); published only by iptables DNAT at {cluster.gateway}:"
+              f"{cluster.exposed(0)[1]}..{cluster.exposed(cluster.count - 1)[1]}")
         yield cluster
     finally:
         forget_clients(cluster)
@@ -180,6 +183,7 @@ def test_without_the_remap_the_error_names_the_announced_address(nat: NatCluster
         with pytest.raises(ConnectionFailed) as caught:
             connect(url)
         message = str(caught.value)
+        print(f"\n[nat] without the remap ({network}): ConnectionFailed: {message}")
         assert f"10.77.{nat.octet}." in message, message  # the announced address that cannot be reached
         assert "remap" in message, message  # and what to do about it
         if network == "unroutable":
@@ -252,6 +256,9 @@ def test_producer_worker_dashboard_and_info_through_the_nat_and_a_failover(
         victim = nat.node_for_slot(clusterq.queue_slot(names[0]))
         nat.kill(victim)
         promoted = nat.wait_promoted(victim)
+        print(f"\n[nat] killed primary {'{}:{}'.format(*nat.announced(victim))}; replica "
+              f"{'{}:{}'.format(*nat.announced(promoted))} (published as {'{}:{}'.format(*nat.exposed(promoted))}) "
+              "took over")
         assert promoted >= nat.primary_count, "the new primary was a replica"
         assert nat.node_for_slot(clusterq.queue_slot(names[0])) == promoted
         # The worker lost that subscription with the node, and subscribes again on the new primary.

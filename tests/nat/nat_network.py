@@ -12,6 +12,11 @@ them). For the "silently dropped" case (a firewall, a pod network that swallows 
 be switched to the veth, where a ``raw`` rule in the namespace drops anything addressed to the pod
 addresses directly (DNAT'd traffic is rewritten after the ``raw`` table, so it still passes).
 
+Where iptables is missing or the kernel has no NAT table, :func:`choose_mode` picks the fallback: the same
+namespace, addresses and ports, published by a userspace TCP forwarder (forwarder.py) running inside the
+namespace instead of DNAT rules; the nodes then see connections come from the gateway address, and the
+"dropped" case routes the pod subnet to a veth neighbour that never answers.
+
 The pod addresses sit on the namespace's loopback device (no ``dummy`` kernel module is needed); DNAT to a
 local address is delivered like any packet for the host.
 
@@ -32,6 +37,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -58,25 +64,47 @@ def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def why_unavailable() -> str | None:
-    """Why the NAT test cannot run here, or None."""
+KERNEL = "kernel"
+FORWARDER = "forwarder"
+MODE_ENV = "CLUSTERQ_NAT_MODE"
+
+
+def choose_mode() -> tuple[str | None, str]:
+    """``(mode, why)``: ``"kernel"`` (iptables DNAT), ``"forwarder"`` (the userspace forwarder, where the
+    machine has network namespaces but no usable iptables), or None when the test cannot run (``why``).
+    ``$CLUSTERQ_NAT_MODE`` (kernel or forwarder) forces one."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return "needs root: it creates a network namespace, a veth pair and iptables NAT rules"
+        return None, "needs root: it creates a network namespace, a veth pair and NAT rules"
     if shutil.which("ip") is None:
-        return "needs the `ip` command (iproute2)"
-    if shutil.which("iptables") is None:
-        return "needs the `iptables` command for the kernel NAT rules (Debian: apt-get install iptables)"
+        return None, "needs the `ip` command (iproute2)"
+    forced = os.environ.get(MODE_ENV, "")
+    if forced not in ("", KERNEL, FORWARDER):
+        return None, f"${MODE_ENV} must be {KERNEL} or {FORWARDER}, not {forced!r}"
     probe = f"clusterq-natprobe-{secrets.token_hex(3)}"
     try:
         result = run("ip", "netns", "add", probe, check=False)
         if result.returncode != 0:
-            return f"`ip netns add` is not available here: {result.stderr.strip()}"
-        nat = run("ip", "netns", "exec", probe, "iptables", "-t", "nat", "-L", "-n", check=False)
-        if nat.returncode != 0:
-            return f"the kernel has no iptables NAT table here: {nat.stderr.strip()}"
+            return None, f"`ip netns add` is not available here: {result.stderr.strip()}"
+        if forced == FORWARDER:
+            return FORWARDER, f"the userspace forwarder (${MODE_ENV}={FORWARDER})"
+        if shutil.which("iptables") is None:
+            why = "no `iptables` command (Debian: apt-get install iptables)"
+        else:
+            nat = run("ip", "netns", "exec", probe, "iptables", "-t", "nat", "-L", "-n", check=False)
+            if nat.returncode == 0:
+                return KERNEL, "kernel NAT (iptables DNAT)"
+            why = f"the kernel has no iptables NAT table here: {nat.stderr.strip()}"
+        if forced == KERNEL:
+            return None, f"${MODE_ENV}={KERNEL}, but {why}"
+        return FORWARDER, f"the userspace forwarder, not kernel NAT: {why}"
     finally:
         run("ip", "netns", "del", probe, check=False)
-    return None
+
+
+def why_unavailable() -> str | None:
+    """Why the NAT test cannot run here at all, or None."""
+    mode, why = choose_mode()
+    return None if mode else why
 
 
 def _die_with_parent() -> Callable[[], None]:
@@ -123,7 +151,7 @@ def remove_stale_runs() -> list[str]:
 
 
 def _free_octet() -> int:
-    """A third octet N for 10.77.N.0/24 and 10.78.N.0/30 that no route or address here uses yet."""
+    """A third octet N for 10.77.N.0/24 and 10.78.N.0/29 that no route or address here uses yet."""
     taken = run("ip", "-4", "route", "show").stdout + run("ip", "-4", "addr", "show").stdout
     choices = [n for n in range(1, 255) if f"10.77.{n}." not in taken and f"10.78.{n}." not in taken]
     if not choices:
@@ -135,7 +163,11 @@ class NatCluster:
     """Three primaries and three replicas in a namespace, published only through DNAT."""
 
     def __init__(self, binary: str, primaries: int = 3, replicas_per_primary: int = 1,
-                 node_timeout_ms: int = 1500) -> None:
+                 node_timeout_ms: int = 1500, mode: str = KERNEL) -> None:
+        if mode not in (KERNEL, FORWARDER):
+            raise ValueError(f"mode must be {KERNEL!r} or {FORWARDER!r}")
+        self.mode = mode
+        self.forwarder: subprocess.Popen[bytes] | None = None
         self.binary = binary
         self.primary_count = primaries
         self.count = primaries * (1 + replicas_per_primary)
@@ -154,8 +186,14 @@ class NatCluster:
 
     @property
     def host_address(self) -> str:
-        """The host's end of the veth: where NAT'd connections come from, as the nodes see them."""
+        """The host's end of the veth."""
         return f"10.78.{self.octet}.1"
+
+    @property
+    def client_source(self) -> str:
+        """Where the test's connections come from as the nodes see them: the host's end of the veth through
+        kernel NAT (DNAT keeps the source), the gateway through the userspace forwarder."""
+        return self.host_address if self.mode == KERNEL else self.gateway
 
     @property
     def gateway(self) -> str:
@@ -215,21 +253,36 @@ class NatCluster:
             self.namespace = f"clusterq-nat-{os.getpid()}-{self.octet}"
             run("ip", "netns", "add", self.namespace)
             run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if, "netns", self.namespace)
-            run("ip", "addr", "add", f"{self.host_address}/30", "dev", self.host_if)
+            run("ip", "addr", "add", f"{self.host_address}/29", "dev", self.host_if)
         ns = ("ip", "netns", "exec", self.namespace)
         run("ip", "link", "set", self.host_if, "up")
         run(*ns, "ip", "link", "set", "lo", "up")
-        run(*ns, "ip", "addr", "add", f"{self.gateway}/30", "dev", self.ns_if)
+        run(*ns, "ip", "addr", "add", f"{self.gateway}/29", "dev", self.ns_if)
         run(*ns, "ip", "link", "set", self.ns_if, "up")
         for index in range(self.count):
             run(*ns, "ip", "addr", "add", f"{self.announced(index)[0]}/32", "dev", "lo")
-            host, port = self.announced(index)
-            run(*ns, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", self.ns_if, "-d", self.gateway, "-p", "tcp",
-                "--dport", str(self.exposed(index)[1]), "-j", "DNAT", "--to-destination", f"{host}:{port}")
-        # Packets addressed to the pods directly (only possible once the host routes them here) are dropped
-        # before NAT, as a firewall would: the client then sees a connect timeout, not a refusal.
-        run(*ns, "iptables", "-t", "raw", "-A", "PREROUTING", "-i", self.ns_if, "-d", self.pod_subnet, "-j", "DROP")
+        if self.mode == KERNEL:
+            for index in range(self.count):
+                host, port = self.announced(index)
+                run(*ns, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", self.ns_if, "-d", self.gateway, "-p",
+                    "tcp", "--dport", str(self.exposed(index)[1]), "-j", "DNAT", "--to-destination", f"{host}:{port}")
+            # Packets addressed to the pods directly (only possible once the host routes them here) are dropped
+            # before NAT, as a firewall would: the client then sees a connect timeout, not a refusal.
+            run(*ns, "iptables", "-t", "raw", "-A", "PREROUTING", "-i", self.ns_if, "-d", self.pod_subnet, "-j",
+                "DROP")
+        else:
+            self._start_forwarder()
         self.unroutable()
+
+    def _start_forwarder(self) -> None:
+        specs = ["{}:{}={}:{}".format(*self.exposed(i), *self.announced(i)) for i in range(self.count)]
+        script = Path(__file__).with_name("forwarder.py")
+        self.forwarder = subprocess.Popen(
+            ["ip", "netns", "exec", self.namespace, sys.executable, str(script), *specs],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent())
+        assert self.forwarder.stdout is not None
+        if self.forwarder.stdout.readline().strip() != b"ready":
+            raise NetworkUnavailable("the userspace forwarder did not start")
 
     def unroutable(self) -> None:
         """The host has no route to the announced addresses: a connect fails at once (EHOSTUNREACH)."""
@@ -237,8 +290,11 @@ class NatCluster:
         self._route_added = True
 
     def filtered(self) -> None:
-        """The host routes the announced addresses to the namespace, which drops them: connects time out."""
-        run("ip", "route", "replace", self.pod_subnet, "via", self.gateway, "dev", self.host_if)
+        """Packets to the announced addresses vanish: connects time out. Through kernel NAT the host routes
+        them to the namespace, which drops them; with the forwarder, to a neighbour on the veth that does not
+        exist (10.78.N.3: never answers ARP)."""
+        via = self.gateway if self.mode == KERNEL else f"10.78.{self.octet}.3"
+        run("ip", "route", "replace", self.pod_subnet, "via", via, "dev", self.host_if)
         self._route_added = True
 
     def _config(self, index: int) -> Path:
@@ -414,10 +470,10 @@ class NatCluster:
             except Exception:
                 pass
         self._admins.clear()
-        for process in self.processes:
+        for process in [*self.processes, self.forwarder]:
             if process is not None and process.poll() is None:
                 process.kill()
-        for process in self.processes:
+        for process in [*self.processes, self.forwarder]:
             if process is not None:
                 try:
                     process.wait(10)
@@ -439,5 +495,5 @@ class NatCluster:
             found.append(f"namespace {self.namespace}")
         if self.octet and f"10.77.{self.octet}.0/24" in run("ip", "-4", "route", "show", check=False).stdout:
             found.append(f"route {self.pod_subnet}")
-        found += [f"server pid {p.pid}" for p in self.processes if p is not None and p.poll() is None]
+        found += [f"process {p.pid}" for p in [*self.processes, self.forwarder] if p is not None and p.poll() is None]
         return found

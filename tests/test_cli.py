@@ -317,7 +317,8 @@ def test_unsupported_url_is_a_one_line_error_with_exit_code_1(subprocess_env: di
     assert result.returncode == EXIT_ERROR
     assert result.stderr.strip().splitlines() == [
         "clusterq: unsupported URL scheme 'http' in 'http://127.0.0.1:1'; expected one of "
-        "['redis', 'redis+cluster', 'redis+sentinel', 'rediss', 'rediss+cluster', 'rediss+sentinel', 'unix']"
+        "['redis', 'redis+cluster', 'redis+proxy', 'redis+sentinel', 'rediss', 'rediss+cluster', 'rediss+proxy', "
+        "'rediss+sentinel', 'unix']"
     ]
 
 

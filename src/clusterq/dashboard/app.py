@@ -57,6 +57,8 @@ class Settings:
     redact_args: bool = False
     insecure: bool = False
     allowed_origins: Sequence[str] = ()
+    authenticate: Callable[[Request], Any] | None = None
+    login_url: str | None = None
     env: Environment = field(init=False)
 
     def __post_init__(self) -> None:
@@ -118,7 +120,26 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+def _embedded_principal(request: Request, settings: Settings) -> Principal | None:
+    """Who the host application (Django, Flask...) says is asking: its ``authenticate(request)`` returns a
+    :class:`Principal`, a ``(name, role)`` pair, or None (not logged in, or not allowed)."""
+    assert settings.authenticate is not None
+    found = settings.authenticate(request)
+    if found is None or isinstance(found, Principal):
+        return found
+    try:
+        name, role = found
+    except (TypeError, ValueError):
+        raise TypeError(f"the dashboard's authenticate() must return a Principal, (name, role) or None, "
+                        f"got {found!r}") from None
+    if role not in ("viewer", "operator", "admin"):
+        raise ValueError(f"the dashboard's authenticate() gave role {role!r}; use viewer, operator or admin")
+    return Principal(str(name), str(role), "embedded")
+
+
 def _principal(request: Request, settings: Settings, session: dict[str, Any]) -> Principal | None:
+    if settings.authenticate is not None:
+        return _embedded_principal(request, settings)
     auth = settings.auth
     if not auth.enabled:
         client_host = request.client.host if request.client else None
@@ -236,7 +257,9 @@ def endpoint(settings: Settings, min_role: str | None, handler: Handler, *, post
                                        "reload the page and try again")
             if min_role is not None and ctx.principal is None:
                 if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
-                    return _security_headers(RedirectResponse(ctx.url("/login", next=_here(request)), 303), ctx)
+                    login = (f"{settings.login_url}?{urlencode({'next': _here(request)})}" if settings.login_url
+                             else ctx.url("/login", next=_here(request)))
+                    return _security_headers(RedirectResponse(login, 303), ctx)
                 raise Refused(401, "log in first", {"WWW-Authenticate": 'Basic realm="clusterq"'})
             if min_role is not None and ctx.principal is not None and not ctx.principal.can(min_role):
                 raise Refused(403, f"your role ({ctx.principal.role}) may not do this")
@@ -294,16 +317,24 @@ def _metrics_scraper(client: Any) -> Callable[[], bytes] | None:
 
 def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = None, read_only: bool = False,
                redact_args: bool = False, insecure: bool = False, allowed_origins: Sequence[str] = (),
-               live_interval_s: float = 1.0) -> Starlette:
+               live_interval_s: float = 1.0, authenticate: Callable[[Request], Any] | None = None,
+               login_url: str | None = None) -> Starlette:
     """The dashboard for the deployment at ``connection`` (a URL or a client).
 
     ``auth``: users and tokens (without them there is no login and only loopback clients are answered,
     unless ``insecure``). ``read_only``: no actions for anyone. ``redact_args``: job arguments, results and
     meta are not shown. ``allowed_origins``: other origins whose forms may post (behind a proxy that
     rewrites Host).
+
+    ``authenticate``: for a dashboard mounted inside an application that logs its users in itself (see
+    :mod:`clusterq.contrib`): called with each request, it returns who asks as a :class:`Principal` or a
+    ``(name, role)`` pair, or None (then pages redirect to ``login_url``, else answer 401). It replaces the
+    users, tokens and loopback rule of ``auth`` (whose ``secret_key`` still signs the session cookie
+    that binds CSRF tokens). It runs in the event loop: it must not block.
     """
     client = connect(connection)
-    settings = Settings(client, auth or AuthConfig(), read_only, redact_args, insecure, tuple(allowed_origins))
+    settings = Settings(client, auth or AuthConfig(), read_only, redact_args, insecure, tuple(allowed_origins),
+                        authenticate, login_url)
     ticker = Ticker(lambda: D.live_counts(client), live_interval_s)
 
     def threaded(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:

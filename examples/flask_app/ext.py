@@ -1,0 +1,3 @@
+from clusterq.contrib.flask import ClusterQ
+
+cq = ClusterQ()

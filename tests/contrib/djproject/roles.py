@@ -1,0 +1,2 @@
+def nobody(user):
+    return None

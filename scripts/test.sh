@@ -30,6 +30,8 @@ echo "server engines found: ${engines} (full suite on ${main})"
 
 # The fast tier first (pure tests, no server, a few seconds): a broken pure function fails here at once.
 .venv/bin/pytest -q tests/unit
+# (Includes tests/nat: a cluster behind real kernel NAT in a network namespace; it needs root, ip netns and
+# iptables, and is skipped, saying why, without them.)
 .venv/bin/pytest --clusterq-engine="${main}" "$@"
 
 # The fault-injection suite (tests/fault): workers, children and servers killed, paused, failed over and

@@ -35,12 +35,16 @@ from clusterq.connection.sync import (
     ParsedURL,
     _client_kwargs,
     _remapper,
+    _seed_options,
     _sentinel_credentials,
+    announced_nodes,
     check_failure,
     cluster_state_problem,
     describe,
     parse_url,
     proxy_client,
+    remap_hint,
+    warn_unmapped,
 )
 from clusterq.exceptions import ConnectionFailed
 
@@ -124,7 +128,9 @@ async def _open_cluster(hosts: list[tuple[str, int]], kwargs: dict[str, Any], re
         kwargs["address_remap"] = _remapper(remap)
     client = AsyncRedisCluster(startup_nodes=[AsyncClusterNode(h, p) for h, p in hosts], **kwargs)
     try:
-        return await client.initialize()  # reads the slot map now, so a bad seed list fails here
+        await client.initialize()  # reads the slot map now, so a bad seed list fails here
+        warn_unmapped([(n.host, int(n.port)) for n in client.get_nodes()], hosts, remap)
+        return client
     except RedisClusterException as exc:
         where = ",".join(f"{h}:{p}" for h, p in hosts)
         if "slots are not covered" in str(exc):
@@ -132,7 +138,29 @@ async def _open_cluster(hosts: list[tuple[str, int]], kwargs: dict[str, Any], re
                 f"Redis Cluster at {where} is not usable: {exc} (slots unassigned, or a primary without a "
                 "replica is down)"
             ) from None
-        raise ConnectionFailed(f"cannot reach Redis Cluster at {where}: {exc}") from None
+        hint = await _cluster_hint(hosts, kwargs, remap)
+        raise ConnectionFailed(f"cannot reach Redis Cluster at {where}: {exc}{hint}") from None
+
+
+async def _with_hint(message: str, parsed: ParsedURL, options: dict[str, Any]) -> str:
+    """As the sync ``_with_hint``: add what the seeds announce to a failure to reach a cluster."""
+    if parsed.topology != "cluster" or not message.startswith("cannot reach") or "docs/nat.md" in message:
+        return message
+    remap = options.get("address_remap") or parsed.remap or None
+    return message + await _cluster_hint(parsed.hosts, _client_kwargs(parsed, dict(options)), remap)
+
+
+async def _cluster_hint(hosts: list[tuple[str, int]], kwargs: dict[str, Any], remap: Any) -> str:
+    """As the sync ``_cluster_hint``: what the seeds announce, when that is what cannot be reached."""
+    for host, port in hosts:
+        seed = redis.asyncio.Redis(host=host, port=port, **_seed_options(kwargs))
+        try:
+            return remap_hint(announced_nodes(await seed.execute_command("CLUSTER", "SLOTS")), hosts, remap)
+        except ASYNC_REDIS_ERRORS:
+            continue
+        finally:
+            await seed.aclose()
+    return ""
 
 
 def describe_async(client: AsyncClient) -> str:
@@ -175,13 +203,15 @@ async def connect_async(connection: AsyncConnectionLike = None, *, check: bool =
     except ConnectionFailed:
         raise
     except ASYNC_REDIS_ERRORS as exc:
-        raise ConnectionFailed(check_failure(exc, where)) from None
+        raise ConnectionFailed(await _with_hint(check_failure(exc, where), parsed, options)) from None
     if check:
         try:
             await verify_async(client, where)
-        except ConnectionFailed:
+        except ConnectionFailed as exc:
             await disconnect_async(client)
-            raise
+            if not isinstance(client, AsyncRedisCluster):
+                raise
+            raise ConnectionFailed(await _with_hint(str(exc), parsed, options)) from None
     return client
 
 

@@ -22,6 +22,7 @@ topology and the hosts, never a bare redis-py traceback.
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import re
 import threading
@@ -47,6 +48,8 @@ ConnectionLike = Union[str, redis.Redis, RedisCluster, None]
 
 REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, RedisClusterException, OSError)
 """Everything talking to Redis can raise (redis-py's cluster errors do not all derive from RedisError)."""
+
+log = logging.getLogger(__name__)
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 URL_ENV = "CLUSTERQ_URL"
@@ -183,6 +186,76 @@ def _remapper(
     return lambda address: table.get(address, address)
 
 
+def announced_nodes(slots_reply: Any) -> list[tuple[str, int]]:
+    """Every node address (primaries and replicas) a ``CLUSTER SLOTS`` reply names, in order, once each."""
+    found: dict[tuple[str, int], None] = {}
+    for entry in slots_reply or []:
+        for node in list(entry)[2:]:
+            host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
+            if host:  # "" (or "?") is "the address you used", as with cluster-preferred-endpoint-type unknown
+                found.setdefault((host, int(node[1])), None)
+    return list(found)
+
+
+def remap_hint(announced: list[tuple[str, int]], seeds: list[tuple[str, int]], remap: Any) -> str:
+    """The sentence to add to a failed cluster connection when the nodes announce addresses that are neither
+    the seeds' hosts nor remapped (NAT, port forwarding, Kubernetes: what ``remap`` is for), else ``""``."""
+    remapper = _remapper(remap) if remap else (lambda address: address)
+    seed_hosts = {host for host, _ in seeds}
+    missing = [a for a in announced if a[0] not in seed_hosts and tuple(remapper(a)) == a]
+    if not missing:
+        return ""
+    named = ", ".join(f"{h}:{p}" for h, p in missing[:6]) + (f" (+{len(missing) - 6} more)" if len(missing) > 6 else "")
+    if remap:
+        return (f"; the cluster announces nodes that the remap does not cover: {named} (CLUSTER SLOTS); add an "
+                "announced_host:port>reachable_host:port entry for each, replicas included (docs/nat.md)")
+    return (f"; the cluster's nodes announce {named} (CLUSTER SLOTS) and the client connects to those "
+            "addresses: if they are reachable from here only through NAT, port forwarding or a Kubernetes "
+            "service, give the URL option remap=announced_host:port>reachable_host:port;... for every node, "
+            "replicas included (docs/nat.md)")
+
+
+def unmapped_nodes(nodes: list[tuple[str, int]], seeds: list[tuple[str, int]], remap: Any) -> list[tuple[str, int]]:
+    """The nodes of an opened cluster client (``(host, port)`` after remapping) that a remap table left as
+    announced, on a host that is not a seed's: with NAT, nodes the client will not reach. Typically replicas,
+    which only matter after a failover, when it is too late. Only for a table (a function is opaque)."""
+    if not remap or callable(remap):
+        return []
+    reachable = set(dict(remap).values())
+    seed_hosts = {host for host, _ in seeds}
+    return [n for n in nodes if n not in reachable and n[0] not in seed_hosts]
+
+
+def warn_unmapped(nodes: list[tuple[str, int]], seeds: list[tuple[str, int]], remap: Any) -> None:
+    missing = unmapped_nodes(nodes, seeds, remap)
+    if missing:
+        log.warning("the cluster announces nodes that its remap does not cover: %s; if they are reachable only "
+                    "through the NAT (replicas too: they serve after a failover), add an entry for each "
+                    "(docs/nat.md)", ", ".join(f"{h}:{p}" for h, p in missing))
+
+
+_SEED_OPTIONS = ("username", "password", "socket_timeout", "socket_connect_timeout", "ssl", *_SSL_OPTIONS)
+
+
+def _seed_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """What a plain client to one seed needs of the cluster client's options (to ask it CLUSTER SLOTS)."""
+    return {k: v for k, v in kwargs.items() if k in _SEED_OPTIONS}
+
+
+def _cluster_hint(hosts: list[tuple[str, int]], kwargs: Mapping[str, Any], remap: Any) -> str:
+    """:func:`remap_hint` for a cluster whose client could not be opened, asking the seeds what they
+    announce; ``""`` when no seed answers either (then the seeds themselves are the problem)."""
+    for host, port in hosts:
+        seed = redis.Redis(host=host, port=port, **_seed_options(kwargs))
+        try:
+            return remap_hint(announced_nodes(seed.execute_command("CLUSTER", "SLOTS")), hosts, remap)
+        except REDIS_ERRORS:
+            continue
+        finally:
+            seed.close()
+    return ""
+
+
 def _client_kwargs(parsed: ParsedURL, overrides: Mapping[str, Any]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "username": parsed.username,
@@ -265,7 +338,9 @@ def _open_cluster(hosts: list[tuple[str, int]], kwargs: dict[str, Any], remap: A
     if remap:
         kwargs["address_remap"] = _remapper(remap)
     try:
-        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts], **kwargs)
+        client = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts], **kwargs)
+        warn_unmapped([(n.host, n.port) for n in client.get_nodes()], hosts, remap)
+        return client
     except RedisClusterException as exc:
         where = ",".join(f"{h}:{p}" for h, p in hosts)
         if "slots are not covered" in str(exc):
@@ -273,7 +348,8 @@ def _open_cluster(hosts: list[tuple[str, int]], kwargs: dict[str, Any], remap: A
                 f"Redis Cluster at {where} is not usable: {exc} (slots unassigned, or a primary without a "
                 "replica is down)"
             ) from None
-        raise ConnectionFailed(f"cannot reach Redis Cluster at {where}: {exc}") from None
+        raise ConnectionFailed(f"cannot reach Redis Cluster at {where}: {exc}{_cluster_hint(hosts, kwargs, remap)}") \
+            from None
 
 
 def _is_cluster_node(client: redis.Redis) -> bool:
@@ -448,13 +524,28 @@ def connect(connection: ConnectionLike = None, *, check: bool = True, **options:
     try:
         client = _open(parsed, dict(options))
     except REDIS_ERRORS as exc:
-        raise ConnectionFailed(_explain(exc, where)) from None
+        raise ConnectionFailed(_with_hint(_explain(exc, where), parsed, options)) from None
     if check:
-        verify(client, where)
+        try:
+            verify(client, where)
+        except ConnectionFailed as exc:
+            if not isinstance(client, RedisCluster):
+                raise
+            client.close()
+            raise ConnectionFailed(_with_hint(str(exc), parsed, options)) from None
     if cache_key is not None:
         with _cache_lock:
             client = _cache.setdefault(cache_key, client)
     return client
+
+
+def _with_hint(message: str, parsed: ParsedURL, options: Mapping[str, Any]) -> str:
+    """``message`` (a failure to reach a cluster) with :func:`remap_hint` added when the nodes announce
+    addresses that are neither the seeds nor remapped."""
+    if parsed.topology != "cluster" or not message.startswith("cannot reach") or "docs/nat.md" in message:
+        return message
+    remap = options.get("address_remap") or parsed.remap or None
+    return message + _cluster_hint(parsed.hosts, _client_kwargs(parsed, dict(options)), remap)
 
 
 def _explain(exc: BaseException, where: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import clusterq
 
 from . import peersenv, report
-from .config import BENCH_DIR, DEFAULT_BACKLOG, LOG_DIR, Settings, quick
+from .config import BENCH_DIR, DEFAULT_BACKLOG, LOG_DIR, QUICK_PEERS, Settings, quick
 from .procs import Runtime
 from .suite import SystemResult, run_backlog, run_system
 from .systems import BASELINE, CLUSTERQ, FAMILIES, select
@@ -35,8 +35,9 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few minutes: N = 2,000, 1 repetition, "
                                                              "no cluster")
     parser.add_argument("--reps", type=int, help="repetitions of each measurement (default 3; quick 1)")
-    parser.add_argument("--peers", default=",".join(FAMILIES),
-                        help=f"comma-separated peers to run (default: all of {','.join(FAMILIES)}; "
+    parser.add_argument("--peers",
+                        help=f"comma-separated peers to run (default: all of {','.join(FAMILIES)}; with --quick "
+                             f"{','.join(QUICK_PEERS)}, the variants that are never a peer's best; "
                              "'none' for clusterq alone; variants like rq-simple also work)")
     parser.add_argument("--json", type=Path, help="where to write the JSON (default bench/results/latest.json)")
     parser.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=None,
@@ -49,7 +50,8 @@ def parse_args(argv: list[str] | None) -> Settings:
     settings = Settings()
     if args.quick:
         settings = quick(settings)
-    peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
+    chosen = args.peers if args.peers is not None else ",".join(QUICK_PEERS if args.quick else FAMILIES)
+    peers = tuple(p.strip() for p in chosen.split(",") if p.strip())
     changes: dict[str, Any] = {"peers": peers or ("none",)}
     if args.cluster is not None:
         changes["cluster"] = args.cluster

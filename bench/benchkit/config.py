@@ -29,6 +29,8 @@ class Settings:
     slowlog_us: int = 20
     """SLOWLOG threshold during the drain probe (the server's default is 10,000 us)."""
     ping_pause_s: float = 0.001
+    probe_peers: bool = True
+    """Run the drain probe (SLOWLOG, PING) for the peers too, not only for clusterq."""
     backlog_sizes: tuple[int, ...] = ()
     """Waiting jobs for the backlog figures (``--backlog``: 10k, 100k, 1M); empty: skipped."""
     backlog_work: int = 10_000
@@ -50,7 +52,11 @@ QUICK = dict(
     backlog_work=5_000,
     cluster=False,
     cluster_queues=3,
+    probe_peers=False,
 )
+QUICK_PEERS = ("rq-simple", "celery-solo", "dramatiq", "huey", "arq", "taskiq")
+"""--quick leaves out RQ's forking worker and Celery's prefork pool: slower than rq-simple and celery-solo
+at no-op jobs in every run so far, they never set a "best peer" figure, and they take half of a quick run."""
 DEFAULT_BACKLOG = (10_000, 100_000, 1_000_000)
 
 

@@ -221,7 +221,8 @@ class Bench:
             self.monitor.call("CONFIG", "SET", "slowlog-log-slower-than", str(settings.slowlog_us),
                               "slowlog-max-len", "100000", node=i)
             self.monitor.call("SLOWLOG", "RESET", node=i)
-        probe = start_gated(probe_runtime, "probe", {"url": target.url, "pause_s": settings.ping_pause_s}, 1,
+        probe_url = f"redis://{self.monitor.host}:{target.ports[0]}/0"  # a plain client, also on a cluster
+        probe = start_gated(probe_runtime, "probe", {"url": probe_url, "pause_s": settings.ping_pause_s}, 1,
                             START_TIMEOUT_S, label=f"{self.system.key}-ping")[0]
         try:
             phase = self.process(n, 1, during=probe.go)

@@ -117,7 +117,9 @@ class Comparison:
 
 
 def compare(metric: Metric, value: float | None, peers: list[SystemResult]) -> Comparison:
-    candidates = [(p.median(key), p.key) for p in peers for key in (metric.peer_keys or (metric.key,))]
+    keys = metric.peer_keys or (metric.key,)
+    candidates = [(p.median(key), p.key + (f" ({key.split('_')[1]}w)" if len(keys) > 1 else ""))
+                  for p in peers for key in keys]
     present = [(v, k) for v, k in candidates if v is not None and v > 0]
     if not present:
         return Comparison(metric, value, None, None)

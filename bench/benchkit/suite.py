@@ -201,7 +201,7 @@ def run_system(system: System, runtime: Runtime, target: Target, settings: Setti
         log(f"  one enqueue sends {size:,.0f} request bytes")
 
     if system.has_worker:
-        if result.ok:
+        if result.ok and (settings.probe_peers or not system.is_peer):
             guarded(result, log, "drain probe", drain)
         if result.ok:
             guarded(result, log, "latency", latency)

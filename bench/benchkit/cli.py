@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     out = [f"clusterq bench, {started_at}, {server}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
            f"{'quick' if settings.quick else 'full'} run, median of {settings.reps}, total {duration / 60:.1f} min, "
            f"load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end",
-           "", table, "", report.rss_lines(results), "",
+           "", table, "", report.rss_lines(results), "", report.slowlog_lines(results), "",
            "systems: " + "; ".join(f"{r.key}: {r.note}" for r in results)]
     if backlog is not None:
         out += ["", report.backlog_table(backlog)]

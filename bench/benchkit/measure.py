@@ -74,6 +74,20 @@ class RoundTrips:
         return self.enqueue + self.processing
 
 
+def script_names() -> dict[str, str]:
+    """clusterq's Lua scripts by SHA1, to name the EVALSHA entries of SLOWLOG ({} if that module moved)."""
+    try:
+        from clusterq.state import scripts
+    except ImportError:
+        return {}
+    found = {}
+    for value in vars(scripts).values():
+        sha, name = getattr(value, "sha", None), getattr(value, "name", None)
+        if isinstance(sha, str) and isinstance(name, str):
+            found[sha] = name
+    return found
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0..100), linear interpolation between closest ranks."""
     if len(values) == 1:
@@ -239,15 +253,19 @@ class Bench:
                     self.monitor.call("CONFIG", "SET", name, value, node=i)
         own = {"INFO", "SLOWLOG", "CONFIG", "FLUSHALL", "LLEN", "HLEN", "PING"}  # the bench's and the probe's
         script_ms, command_ms, command = None, None, ""
+        names = script_names()
         for entry in entries:
             raw = entry.get("command", b"")
             text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-            name = text.split(" ", 1)[0].upper()
+            name, _, rest = text.partition(" ")
+            name = name.upper()
+            if name == "EVALSHA" and rest[:40] in names:
+                text = f"EVALSHA {names[rest[:40]]}.lua {rest[41:]}"
             if name in own:
                 continue
             ms = int(entry["duration"]) / 1000
             if command_ms is None or ms > command_ms:
-                command_ms, command = ms, text[:60]
+                command_ms, command = ms, text[:80]
             if name.startswith(("EVAL", "FCALL")) and (script_ms is None or ms > script_ms):
                 script_ms = ms
         assert phase.extra is not None

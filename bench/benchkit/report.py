@@ -187,6 +187,17 @@ def main_table(results: list[SystemResult]) -> tuple[str, dict[str, Comparison]]
     return _render(headers, rows), comparisons
 
 
+def slowlog_lines(results: list[SystemResult]) -> str:
+    """The longest command SLOWLOG saw in each drain probe (script names for clusterq's EVALSHAs)."""
+    lines = ["longest command while one worker drained (SLOWLOG, per run):"]
+    for result in results:
+        commands = result.info.get("slowlog_commands")
+        times = result.runs.get("slowlog_command_ms") or []
+        if commands:
+            lines.append(f"  {result.key}: " + "; ".join(f"{ms:.3f} ms {c}" for ms, c in zip(times, commands)))
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
 def rss_lines(results: list[SystemResult]) -> str:
     """Each system's idle worker processes: the worker (supervisor) first, then its children."""
     lines = ["worker RSS by process (MB; the worker process first, then what it forked):"]

@@ -167,7 +167,7 @@ def run_system(system: System, runtime: Runtime, target: Target, settings: Setti
             log(f"  drain probe: {phase.steady_rate or 0:,.0f} jobs/s; longest script "
                 f"{'-' if probe.longest_script_ms is None else f'{probe.longest_script_ms:.3f} ms'}, longest command "
                 f"{'-' if probe.longest_command_ms is None else f'{probe.longest_command_ms:.3f} ms'} "
-                f"({probe.longest_command[:40]}); PING p50/p99 {probe.ping_p50_ms or 0:.3f}/"
+                f"({probe.longest_command[:70]}); PING p50/p99 {probe.ping_p50_ms or 0:.3f}/"
                 f"{probe.ping_p99_ms or 0:.3f} ms over {probe.ping_samples} pings")
         target.flush()
 

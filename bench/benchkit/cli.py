@@ -16,7 +16,7 @@ import clusterq
 from . import peersenv, report
 from .config import BENCH_DIR, DEFAULT_BACKLOG, LOG_DIR, QUICK_PEERS, Settings, quick
 from .procs import Runtime
-from .suite import SystemResult, run_backlog, run_system
+from .suite import SystemResult, SystemRun, run_backlog, run_system
 from .systems import BASELINE, CLUSTERQ, FAMILIES, select
 from .targets import Target, start_cluster, start_standalone
 
@@ -125,24 +125,39 @@ def main(argv: list[str] | None = None) -> int:
     cluster_result: SystemResult | None = None
     cluster_queues: list[str] = []
     try:
+        runs: list[SystemRun] = []
         for system in systems:
-            log(f"== {system.key} ({system.note})")
             if system.family in peers_env.failures:
                 results.append(SystemResult(system.key, system.note, f"failed: {peers_env.failures[system.family]}"))
                 continue
+            run = SystemRun(system, runtimes[system.family], standalone, settings, log, runtimes[CLUSTERQ])
+            runs.append(run)
+            results.append(run.result)
+        cq_run = runs[0]
+        baseline_run = next((r for r in runs if r.system.key == BASELINE), None)
+        if baseline_run is not None:
+            log("== clusterq: bytes of one enqueue request (for the redis-py limit)")
             standalone.flush()
-            payload = None
-            if system.key == BASELINE:
-                size = results[0].info.get("payload_bytes") if results else None
-                payload = rpush_payload(size) if size else None
-                if payload is None:
-                    results.append(SystemResult(system.key, system.note, "failed: clusterq's request size unknown"))
-                    continue
-                log(f"   RPUSH values of {payload:,} bytes (requests of {size:,.0f} bytes, as clusterq's enqueue)")
-            result = run_system(system, runtimes[system.family], standalone, settings, log, runtimes[CLUSTERQ],
-                                payload=payload, measure_payload=system.key == CLUSTERQ)
-            results.append(result)
-            log(f"   {system.key} done in {result.seconds:.0f} s ({result.status})")
+            size = cq_run.measure_payload()
+            if size:
+                payload = rpush_payload(size)
+                baseline_run.set_payload(payload)
+                log(f"   redis-py limit: RPUSH values of {payload:,} bytes (requests of {size:,.0f} bytes)")
+            else:
+                baseline_run.result.status = "failed: clusterq's request size unknown"
+        for index in range(settings.reps):
+            log(f"== throughput run {index + 1} of {settings.reps}: every system, one after the other")
+            for run in runs:
+                if run.result.ok:
+                    standalone.flush()
+                    run.rep(index)
+        for run in runs:
+            if run.result.ok and run.system.has_worker:
+                log(f"== {run.system.key}: probes ({run.system.note})")
+                standalone.flush()
+                run.extras()
+        for run in runs:
+            log(f"   {run.system.key}: {run.result.seconds:.0f} s ({run.result.status})")
         cq_system = systems[0]
         if settings.backlog_sizes:
             log(f"== clusterq backlog: {', '.join(f'{n:,}' for n in settings.backlog_sizes)} jobs waiting")

@@ -123,94 +123,125 @@ def _rep_log(system: System, result: SystemResult) -> str:
     return ", ".join(parts)
 
 
-def run_system(system: System, runtime: Runtime, target: Target, settings: Settings, log: Log,
-               probe_runtime: Runtime, payload: float | None = None, measure_payload: bool = False) -> SystemResult:
-    started = time.monotonic()
-    result = SystemResult(system.key, note=system.note)
-    bench = Bench(system, runtime, target, settings)
-    n = settings.jobs
-    result.info["jobs"] = n
-    bench.process_timeout_s = 600.0
-    if system.is_baseline:
-        bench.extra_params = {"payload": payload or 1}
-        result.info["payload_bytes"] = payload
+class SystemRun:
+    """Every measurement of one system on one deployment. The throughput repetitions (``rep``) of all the
+    systems are interleaved by the caller, so that a busy spell of a shared machine hits every system alike;
+    the probes (``extras``: drain probe, latency, RSS, round trips) run once per system afterwards."""
 
-    def rep(index: int) -> Callable[[], None]:
+    def __init__(self, system: System, runtime: Runtime, target: Target, settings: Settings, log: Log,
+                 probe_runtime: Runtime) -> None:
+        self.system, self.target, self.settings, self.log = system, target, settings, log
+        self.probe_runtime = probe_runtime
+        self.result = SystemResult(system.key, note=system.note)
+        self.bench = Bench(system, runtime, target, settings)
+        self.bench.process_timeout_s = 600.0
+        self.n = settings.jobs
+        self.result.info["jobs"] = self.n
+
+    def _timed(self, step: str, body: Callable[[], None]) -> bool:
+        started = time.monotonic()
+        try:
+            return guarded(self.result, self.log, step, body)
+        finally:
+            self.result.seconds += time.monotonic() - started
+
+    def set_payload(self, payload: int) -> None:
+        self.bench.extra_params = {"payload": payload}
+        self.result.info["payload_value_bytes"] = payload
+
+    def measure_payload(self) -> float | None:
+        def wire() -> None:
+            size = self.bench.payload_bytes(self.settings.payload_probe_jobs)
+            self.result.info["payload_bytes"] = size
+            self.log(f"  one enqueue sends {size:,.0f} request bytes")
+
+        self._timed("payload size", wire)
+        return self.result.info.get("payload_bytes")
+
+    def rep(self, index: int) -> bool:
+        system, bench, result, n = self.system, self.bench, self.result, self.n
+
         def body() -> None:
             if system.has_worker:
                 one_rep(bench, n, result)
             else:
-                target.flush()
+                self.target.flush()
                 if system.is_baseline:
                     result.add("enqueue_single", bench.enqueue(n, bulk=False).rate)
                 if system.async_producer:
                     async_rep(bench, n, result)
-            log(f"  run {index + 1}: {_rep_log(system, result)}")
-        return body
+            self.log(f"  {system.key} run {index + 1}: {_rep_log(system, result)}")
 
-    for index in range(settings.reps):
-        if not guarded(result, log, f"throughput run {index + 1}", rep(index)):
-            break
+        return self._timed(f"throughput run {index + 1}", body)
 
-    def drain() -> None:
-        for _ in range(settings.reps):
-            phase, probe = bench.drain_probe(n, probe_runtime)
-            result.add("drain_steady", phase.steady_rate or 0.0)
-            if probe.longest_script_ms is not None or system.key == "clusterq":
-                result.add("slowlog_script_ms", probe.longest_script_ms or 0.0)
-            if probe.longest_command_ms is not None:
-                result.add("slowlog_command_ms", probe.longest_command_ms)
-                result.info.setdefault("slowlog_commands", []).append(probe.longest_command)
-            if probe.ping_p99_ms is not None:
-                result.add("ping_p50_ms", probe.ping_p50_ms or 0.0)
-                result.add("ping_p99_ms", probe.ping_p99_ms)
-            log(f"  drain probe: {phase.steady_rate or 0:,.0f} jobs/s; longest script "
-                f"{'-' if probe.longest_script_ms is None else f'{probe.longest_script_ms:.3f} ms'}, longest command "
-                f"{'-' if probe.longest_command_ms is None else f'{probe.longest_command_ms:.3f} ms'} "
-                f"({probe.longest_command[:70]}); PING p50/p99 {probe.ping_p50_ms or 0:.3f}/"
-                f"{probe.ping_p99_ms or 0:.3f} ms over {probe.ping_samples} pings")
-        target.flush()
+    def extras(self) -> None:
+        system, bench, result, n, settings, log = (self.system, self.bench, self.result, self.n, self.settings,
+                                                   self.log)
+        target = self.target
 
-    def latency() -> None:
-        target.flush()
-        idle, runs = bench.idle_and_latency(settings.reps)
-        result.add("idle_commands_per_s", idle)
-        for run in runs:
-            result.add("latency_p50_ms", run.p50_ms)
-            result.add("latency_p99_ms", run.p99_ms)
-        if bench.rss:
-            result.add("rss_mb", sum(b for _, _, b in bench.rss) / 2**20)
-            result.info["rss_processes"] = [{"pid": pid, "name": name, "mb": round(b / 2**20, 1)}
-                                            for pid, name, b in bench.rss]
-        log(f"  idle {idle:.1f} cmds/s; latency p50/p99 "
-            + ", ".join(f"{r.p50_ms:.2f}/{r.p99_ms:.2f} ms" for r in runs)
-            + "; RSS " + " + ".join(f"{b / 2**20:.1f}" for _, _, b in bench.rss) + " MB")
+        def drain() -> None:
+            for _ in range(settings.reps):
+                phase, probe = bench.drain_probe(n, self.probe_runtime)
+                result.add("drain_steady", phase.steady_rate or 0.0)
+                if probe.longest_script_ms is not None or system.key == "clusterq":
+                    result.add("slowlog_script_ms", probe.longest_script_ms or 0.0)
+                if probe.longest_command_ms is not None:
+                    result.add("slowlog_command_ms", probe.longest_command_ms)
+                    result.info.setdefault("slowlog_commands", []).append(probe.longest_command)
+                if probe.ping_p99_ms is not None:
+                    result.add("ping_p50_ms", probe.ping_p50_ms or 0.0)
+                    result.add("ping_p99_ms", probe.ping_p99_ms)
+                script = "-" if probe.longest_script_ms is None else f"{probe.longest_script_ms:.3f} ms"
+                command = "-" if probe.longest_command_ms is None else f"{probe.longest_command_ms:.3f} ms"
+                log(f"  drain probe: {phase.steady_rate or 0:,.0f} jobs/s; longest script {script}, "
+                    f"longest command {command} "
+                    f"({probe.longest_command[:70]}); PING p50/p99 {probe.ping_p50_ms or 0:.3f}/"
+                    f"{probe.ping_p99_ms or 0:.3f} ms over {probe.ping_samples} pings")
+            target.flush()
 
-    def round_trips() -> None:
-        rt_n = min(settings.rt_jobs, n)
-        result.info["round_trip_jobs"] = rt_n
-        trips = bench.round_trips(rt_n)
-        result.add("rt_per_job", trips.life)
-        result.add("rt_enqueue", trips.enqueue)
-        result.add("rt_processing", trips.processing)
-        log(f"  round trips/job on {rt_n} jobs: {trips.life:.2f} ({trips.enqueue:.2f} + {trips.processing:.2f})")
+        def latency() -> None:
+            target.flush()
+            idle, runs = bench.idle_and_latency(settings.reps)
+            result.add("idle_commands_per_s", idle)
+            for run in runs:
+                result.add("latency_p50_ms", run.p50_ms)
+                result.add("latency_p99_ms", run.p99_ms)
+            if bench.rss:
+                result.add("rss_mb", sum(b for _, _, b in bench.rss) / 2**20)
+                result.info["rss_processes"] = [{"pid": pid, "name": name, "mb": round(b / 2**20, 1)}
+                                                for pid, name, b in bench.rss]
+            log(f"  idle {idle:.1f} cmds/s; latency p50/p99 "
+                + ", ".join(f"{r.p50_ms:.2f}/{r.p99_ms:.2f} ms" for r in runs)
+                + "; RSS " + " + ".join(f"{b / 2**20:.1f}" for _, _, b in bench.rss) + " MB")
 
-    def wire() -> None:
-        size = bench.payload_bytes(settings.payload_probe_jobs)
-        result.info["payload_bytes"] = size
-        log(f"  one enqueue sends {size:,.0f} request bytes")
+        def round_trips() -> None:
+            rt_n = min(settings.rt_jobs, n)
+            result.info["round_trip_jobs"] = rt_n
+            trips = bench.round_trips(rt_n)
+            result.add("rt_per_job", trips.life)
+            result.add("rt_enqueue", trips.enqueue)
+            result.add("rt_processing", trips.processing)
+            log(f"  round trips/job on {rt_n} jobs: {trips.life:.2f} ({trips.enqueue:.2f} + {trips.processing:.2f})")
 
-    if system.has_worker:
+        if not system.has_worker:
+            return
         if result.ok and (settings.probe_peers or not system.is_peer):
-            guarded(result, log, "drain probe", drain)
+            self._timed("drain probe", drain)
         if result.ok:
-            guarded(result, log, "latency", latency)
+            self._timed("latency", latency)
         if result.ok:
-            guarded(result, log, "round trips", round_trips)
-    if measure_payload and result.ok:
-        guarded(result, log, "payload size", wire)
-    result.seconds = time.monotonic() - started
-    return result
+            self._timed("round trips", round_trips)
+
+
+def run_system(system: System, runtime: Runtime, target: Target, settings: Settings, log: Log,
+               probe_runtime: Runtime) -> SystemResult:
+    """Every measurement of one system, repetitions one after the other (the cluster table)."""
+    run = SystemRun(system, runtime, target, settings, log, probe_runtime)
+    for index in range(settings.reps):
+        if not run.rep(index):
+            break
+    run.extras()
+    return run.result
 
 
 def run_backlog(runtime: Runtime, system: System, target: Target, settings: Settings, log: Log) -> SystemResult:

@@ -14,10 +14,10 @@ from typing import Any
 import clusterq
 
 from . import peersenv, report
-from .config import BENCH_DIR, LOG_DIR, Settings, quick
+from .config import BENCH_DIR, DEFAULT_BACKLOG, LOG_DIR, QUICK_PEERS, Settings, quick
 from .procs import Runtime
-from .suite import SystemResult, run_backlog, run_system
-from .systems import CLUSTERQ, FAMILIES, select
+from .suite import SystemResult, SystemRun, run_backlog, run_system
+from .systems import BASELINE, CLUSTERQ, FAMILIES, select
 from .targets import Target, start_cluster, start_standalone
 
 _t0 = time.monotonic()
@@ -30,32 +30,42 @@ def log(message: str) -> None:
 
 def parse_args(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__)
-    parser.add_argument("--jobs", type=int, help="N, jobs per throughput run (default 20,000; quick 3,000)")
-    parser.add_argument("--quick", action="store_true", help="a ~2-minute smoke run: small N, 1 repetition")
+    parser.add_argument("--jobs", type=int, help="N, jobs per run, the same for every system (default 10,000; "
+                                                 "quick 2,000)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a few minutes: N = 2,000, 1 repetition, "
+                                                             "no cluster")
     parser.add_argument("--reps", type=int, help="repetitions of each measurement (default 3; quick 1)")
-    parser.add_argument("--peers", default=",".join(FAMILIES),
-                        help=f"comma-separated peers to run (default: all of {','.join(FAMILIES)}; "
+    parser.add_argument("--peers",
+                        help=f"comma-separated peers to run (default: all of {','.join(FAMILIES)}; with --quick "
+                             f"{','.join(QUICK_PEERS)}, the variants that are never a peer's best; "
                              "'none' for clusterq alone; variants like rq-simple also work)")
     parser.add_argument("--json", type=Path, help="where to write the JSON (default bench/results/latest.json)")
-    parser.add_argument("--no-cluster", action="store_true", help="skip the 3-primary cluster figures")
-    parser.add_argument("--no-backlog", action="store_true", help="skip clusterq's 10k vs 1M backlog figure")
-    parser.add_argument("--backlog", type=int, help="size of the large backlog (default 1,000,000; quick 100,000)")
+    parser.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=None,
+                        help="also run the table for clusterq on a local 3-primary cluster (default: on; "
+                             "off with --quick)")
+    parser.add_argument("--backlog", nargs="?", const=",".join(str(n) for n in DEFAULT_BACKLOG), default="",
+                        metavar="SIZES", help="also measure clusterq's throughput and Redis CPU/job with this many "
+                                              "jobs waiting (default sizes 10000,100000,1000000)")
     args = parser.parse_args(argv)
     settings = Settings()
     if args.quick:
         settings = quick(settings)
-    peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
-    changes: dict[str, Any] = {"peers": peers or ("none",), "cluster": not args.no_cluster}
+    chosen = args.peers if args.peers is not None else ",".join(QUICK_PEERS if args.quick else FAMILIES)
+    peers = tuple(p.strip() for p in chosen.split(",") if p.strip())
+    changes: dict[str, Any] = {"peers": peers or ("none",)}
+    if args.cluster is not None:
+        changes["cluster"] = args.cluster
+    if args.backlog:
+        try:
+            changes["backlog_sizes"] = tuple(int(x.replace("_", "")) for x in args.backlog.split(",") if x.strip())
+        except ValueError:
+            parser.error(f"--backlog takes comma-separated job counts, got {args.backlog!r}")
     if args.jobs:
         changes["jobs"] = args.jobs
     if args.reps:
         changes["reps"] = args.reps
     if args.json:
         changes["json_path"] = args.json
-    if args.backlog is not None:
-        changes["backlog_large"] = args.backlog
-    if args.no_backlog:
-        changes["backlog_large"] = 0
     return dataclasses.replace(settings, **changes)
 
 
@@ -64,6 +74,16 @@ def clusterq_runtime() -> Runtime:
     source_root = str(Path(clusterq.__file__).resolve().parent.parent)
     inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     return Runtime(sys.executable, peersenv.runtime_env([str(BENCH_DIR), source_root, *inherited]))
+
+
+def rpush_payload(request_bytes: float, key: str = "bench:redis-py-baseline") -> int:
+    """The value length that makes ``RPUSH key value`` (RESP) exactly ``request_bytes`` long."""
+    wanted = round(request_bytes)
+    for size in range(1, max(2, wanted)):
+        total = len(f"*3\r\n$5\r\nRPUSH\r\n${len(key)}\r\n{key}\r\n${size}\r\n") + size + 2
+        if total >= wanted:
+            return size
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     if peers_env.versions:
         log("peers: " + ", ".join(f"{k} {v}" for k, v in sorted(peers_env.versions.items())))
 
+    report.SLOWLOG_FLOOR_MS = settings.slowlog_us / 1000
     runtimes = {CLUSTERQ: clusterq_runtime()}
+    runtimes["redispy"] = runtimes[CLUSTERQ]
     if peers_env.python:
         peer_runtime = Runtime(peers_env.python, peersenv.runtime_env([str(BENCH_DIR)]))
         runtimes.update({family: peer_runtime for family in families})
@@ -103,18 +125,42 @@ def main(argv: list[str] | None = None) -> int:
     cluster_result: SystemResult | None = None
     cluster_queues: list[str] = []
     try:
+        runs: list[SystemRun] = []
         for system in systems:
-            log(f"== {system.key} ({system.note})")
             if system.family in peers_env.failures:
                 results.append(SystemResult(system.key, system.note, f"failed: {peers_env.failures[system.family]}"))
                 continue
+            run = SystemRun(system, runtimes[system.family], standalone, settings, log, runtimes[CLUSTERQ])
+            runs.append(run)
+            results.append(run.result)
+        cq_run = runs[0]
+        baseline_run = next((r for r in runs if r.system.key == BASELINE), None)
+        if baseline_run is not None:
+            log("== clusterq: bytes of one enqueue request (for the redis-py limit)")
             standalone.flush()
-            result = run_system(system, runtimes[system.family], standalone, settings, log)
-            results.append(result)
-            log(f"   {system.key} done in {result.seconds:.0f} s ({result.status})")
+            size = cq_run.measure_payload()
+            if size:
+                payload = rpush_payload(size)
+                baseline_run.set_payload(payload)
+                log(f"   redis-py limit: RPUSH values of {payload:,} bytes (requests of {size:,.0f} bytes)")
+            else:
+                baseline_run.result.status = "failed: clusterq's request size unknown"
+        for index in range(settings.reps):
+            log(f"== throughput run {index + 1} of {settings.reps}: every system, one after the other")
+            for run in runs:
+                if run.result.ok:
+                    standalone.flush()
+                    run.rep(index)
+        for run in runs:
+            if run.result.ok and run.system.has_worker:
+                log(f"== {run.system.key}: probes ({run.system.note})")
+                standalone.flush()
+                run.extras()
+        for run in runs:
+            log(f"   {run.system.key}: {run.result.seconds:.0f} s ({run.result.status})")
         cq_system = systems[0]
-        if settings.backlog_large:
-            log(f"== clusterq backlog: {settings.backlog_small:,} vs {settings.backlog_large:,} jobs queued")
+        if settings.backlog_sizes:
+            log(f"== clusterq backlog: {', '.join(f'{n:,}' for n in settings.backlog_sizes)} jobs waiting")
             backlog = run_backlog(runtimes[CLUSTERQ], cq_system, standalone, settings, log)
     finally:
         standalone.stop()
@@ -125,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster = start_cluster(settings.cluster_queues)
             cluster_queues = cluster.queues
             log(f"   queues {', '.join(cluster_queues)} on ports {cluster.ports}")
-            cq_n = results[0].info.get("jobs") or settings.jobs
-            cluster_result = run_system(cq_system, runtimes[CLUSTERQ], cluster, settings, log, fixed_n=cq_n)
+            cluster_result = run_system(cq_system, runtimes[CLUSTERQ], cluster, settings, log, runtimes[CLUSTERQ])
             cluster_result.key = "clusterq-cluster"
         finally:
             if cluster is not None:
@@ -139,13 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     out = [f"clusterq bench, {started_at}, {server}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
            f"{'quick' if settings.quick else 'full'} run, median of {settings.reps}, total {duration / 60:.1f} min, "
            f"load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end",
-           "", table]
+           "", table, "", report.rss_lines(results), "", report.slowlog_lines(results), "",
+           "systems: " + "; ".join(f"{r.key}: {r.note}" for r in results)]
     if backlog is not None:
         out += ["", report.backlog_table(backlog)]
     cluster_comparisons: dict[str, report.Comparison] = {}
     if cluster_result is not None:
         cluster_text, cluster_comparisons = report.cluster_table(results[0], cluster_result, peers, cluster_queues)
-        out += ["", f"clusterq on a local 3-primary cluster (queues {', '.join(cluster_queues)}):", cluster_text]
+        out += ["", f"clusterq on a local 3-primary cluster (queues {', '.join(cluster_queues)}); the peers have no "
+                    "cluster support (n/a): ratios are against the best peer on the standalone server", cluster_text]
     failed = report.failures([*results, *(x for x in (backlog, cluster_result) if x is not None)])
     if failed:
         out += ["", failed]

@@ -1,4 +1,4 @@
-"""Run settings: the defaults (a full run, ~15 minutes on 2 cores) and ``--quick`` (a ~2-minute smoke run)."""
+"""Run settings: the defaults (a full run) and ``--quick`` (a smoke run of a few minutes)."""
 
 from __future__ import annotations
 
@@ -13,23 +13,26 @@ LOG_DIR = RESULTS_DIR / "logs"
 
 @dataclass(frozen=True)
 class Settings:
-    jobs: int = 20_000
-    """N: jobs per processing run (systems too slow to process N within ``budget_s`` get fewer)."""
+    jobs: int = 10_000
+    """N: jobs per throughput run, the same for every system (never sized per system)."""
     reps: int = 3
-    """Repetitions of every measurement; the median is reported."""
-    budget_s: float = 6.0
-    """Target length of one single-process processing run, used to size N for slow systems."""
-    min_jobs: int = 300
-    calibration_jobs: int = 500
+    """Repetitions of every throughput measurement; the median is reported."""
+    async_tasks: int = 100
+    """Concurrent asyncio tasks of the asyncio producer row."""
     latency_samples: int = 100
     latency_pause_s: float = 0.02
     idle_window_s: float = 5.0
     settle_s: float = 1.5
     rt_jobs: int = 1000
-    rt_min_jobs: int = 100
-    rt_budget_s: float = 1.5
-    backlog_small: int = 10_000
-    backlog_large: int = 1_000_000
+    payload_probe_jobs: int = 200
+    """Extra enqueues through a byte-counting proxy that give clusterq's request size per enqueue."""
+    slowlog_us: int = 20
+    """SLOWLOG threshold during the drain probe (the server's default is 10,000 us)."""
+    ping_pause_s: float = 0.001
+    probe_peers: bool = True
+    """Run the drain probe (SLOWLOG, PING) for the peers too, not only for clusterq."""
+    backlog_sizes: tuple[int, ...] = ()
+    """Waiting jobs for the backlog figures (``--backlog``: 10k, 100k, 1M); empty: skipped."""
     backlog_work: int = 10_000
     enqueue_chunk: int = 50_000
     cluster: bool = True
@@ -40,21 +43,21 @@ class Settings:
 
 
 QUICK = dict(
-    jobs=3_000,
+    jobs=2_000,
     reps=1,
-    budget_s=2.0,
-    min_jobs=100,
-    calibration_jobs=200,
     latency_samples=40,
     idle_window_s=2.0,
     settle_s=1.0,
     rt_jobs=300,
-    rt_budget_s=1.0,
-    backlog_small=5_000,
-    backlog_large=100_000,
     backlog_work=5_000,
+    cluster=False,
     cluster_queues=3,
+    probe_peers=False,
 )
+QUICK_PEERS = ("rq-simple", "celery-solo", "dramatiq", "huey", "arq", "taskiq")
+"""--quick leaves out RQ's forking worker and Celery's prefork pool: slower than rq-simple and celery-solo
+at no-op jobs in every run so far, they never set a "best peer" figure, and they take half of a quick run."""
+DEFAULT_BACKLOG = (10_000, 100_000, 1_000_000)
 
 
 def quick(settings: Settings) -> Settings:

@@ -7,7 +7,7 @@ import struct
 import tempfile
 from pathlib import Path
 
-from peer_tasks.common import COUNTER_DIR_ENV, LATENCY_FILE_ENV
+from peer_tasks.common import COUNTER_DIR_ENV, LATENCY_FILE_ENV, RECORD
 
 
 class Counters:
@@ -20,13 +20,23 @@ class Counters:
     def env(self) -> dict[str, str]:
         return {COUNTER_DIR_ENV: str(self.directory)}
 
-    def total(self) -> int:
-        count = 0
+    def _records(self) -> list[tuple[int, int, int]]:
+        records = []
         for path in self.directory.iterdir():
             data = path.read_bytes()
-            if len(data) >= 8:
-                count += struct.unpack_from("<q", data, 0)[0]
-        return count
+            if len(data) >= RECORD:
+                records.append(struct.unpack_from("<qqq", data, 0))
+        return records
+
+    def total(self) -> int:
+        return sum(r[0] for r in self._records())
+
+    def window(self) -> tuple[float, float] | None:
+        """Wall-clock seconds at which the first and the last job (over every process) finished."""
+        done = [r for r in self._records() if r[0] > 0]
+        if not done:
+            return None
+        return min(r[1] for r in done) / 1e9, max(r[2] for r in done) / 1e9
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)

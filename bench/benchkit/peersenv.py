@@ -20,7 +20,8 @@ from .config import BENCH_DIR, LOG_DIR
 VENV_DIR = BENCH_DIR / ".peers-venv"
 REQUIREMENTS = BENCH_DIR / "peers-requirements.txt"
 STAMP = VENV_DIR / ".installed-requirements.sha256"
-IMPORTS = {"rq": "rq", "celery": "celery", "dramatiq": "dramatiq", "huey": "huey", "arq": "arq"}
+IMPORTS = {"rq": "rq", "celery": "celery", "dramatiq": "dramatiq", "huey": "huey", "arq": "arq",
+           "taskiq": "taskiq_redis"}
 INSTALL_TIMEOUT_S = 900
 
 

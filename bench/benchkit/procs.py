@@ -46,6 +46,7 @@ class Driver:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"{next(_seq):04d}-{label or system}-{role}.log"
         env = {**runtime.env, **(extra_env or {})}
+        self.spawned_at = time.time()
         with open(self.log_path, "wb") as log:
             self.popen = subprocess.Popen(
                 [runtime.python, "-m", "peer_drivers.main", system, role, json.dumps(params)],
@@ -94,9 +95,17 @@ class Driver:
         return self.wait(timeout=1.0)
 
     def go(self) -> None:
+        self.send("GO")
+
+    def send(self, line: str) -> None:
         assert self.popen.stdin is not None
-        self.popen.stdin.write("GO\n")
+        self.popen.stdin.write(line + "\n")
         self.popen.stdin.flush()
+
+    def rss(self) -> list[tuple[int, str, int]]:
+        """(pid, name, RSS in bytes) of every live process in this driver's session: the worker process
+        itself first, then what it forked (pool children, work horses)."""
+        return session_rss(self.popen.pid)
 
     def wait(self, timeout: float) -> dict[str, Any]:
         """The RESULT payload; the process is reaped."""
@@ -127,6 +136,25 @@ class Driver:
                 if stream is not None:
                     stream.close()
         _live.discard(self)
+
+
+def session_rss(sid: int) -> list[tuple[int, str, int]]:
+    """(pid, name, RSS bytes) of every process whose session id is ``sid`` (Linux /proc), leader first."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            statm = (entry / "statm").read_text().split()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields[3] is the session id
+            found.append((int(entry.name), name, int(statm[1]) * page))
+    return sorted(found, key=lambda item: (item[0] != sid, item[0]))
 
 
 def run_once(runtime: Runtime, system: str, role: str, params: dict[str, Any], timeout: float,

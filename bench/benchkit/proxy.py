@@ -25,6 +25,8 @@ class CountingProxy:
         self.target_port = target_port
         self.port = 0
         self.bursts = 0
+        self.bytes_up = 0
+        """Bytes the clients sent (requests), for the payload size of the redis-py baseline."""
         self.connections = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
@@ -69,6 +71,7 @@ class CountingProxy:
                 if not data:
                     return
                 if upstream:
+                    self.bytes_up += len(data)
                     if not conn.sending:
                         self.bursts += 1
                         conn.sending = True

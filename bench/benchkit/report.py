@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .suite import SystemResult
-from .systems import CLUSTERQ
+from .systems import BASELINE, CLUSTERQ
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,18 @@ class Metric:
     target: str = ""
     """Human text of the issue's target, e.g. ">= 5x best peer" or "<= 25"."""
     check: Callable[[float, float | None], bool | None] | None = None
-    """check(clusterq value, best peer value) -> target met (None: cannot tell without a peer)."""
+    """check(clusterq value, reference value) -> target met (None: cannot tell without a reference)."""
+    peer_keys: tuple[str, ...] = ()
+    """The peers' figures to take the best of (default: the same key): e.g. steady processing with 1 or 2
+    worker processes, whichever is faster for that peer."""
+    against: str = "peers"
+    """"peers": compare with the best peer; "baseline": with the bare redis-py loop."""
+    value_key: str = ""
+    """clusterq's figure, if not ``key``."""
+
+    @property
+    def own_key(self) -> str:
+        return self.value_key or self.key
 
 
 def _ratio_at_least(factor: float) -> Callable[[float, float | None], bool | None]:
@@ -36,35 +47,42 @@ def _at_least(limit: float) -> Callable[[float, float | None], bool | None]:
     return lambda v, _best: v >= limit
 
 
+PROCESS_BEST = ("process_1_steady", "process_2_steady")
+PROCESS_BEST_STARTUP = ("process_1", "process_2")
+
 METRICS: tuple[Metric, ...] = (
-    Metric("enqueue_single", "enqueue jobs/s, one by one", True, 0, ">= 3x best", _ratio_at_least(3)),
-    Metric("enqueue_bulk", "enqueue jobs/s, bulk", True, 0, ">= 100,000", _at_least(100_000)),
-    Metric("process_1", "processing jobs/s, 1 process", True, 0, ">= 5x best", _ratio_at_least(5)),
-    Metric("process_2", "processing jobs/s, 2 processes", True, 0),
-    Metric("commands_per_job", "Redis commands/job (life)", False, 1),
-    Metric("commands_enqueue", "  of which enqueue", False, 1),
-    Metric("commands_processing", "  of which processing", False, 1),
-    Metric("commands_enqueue_bulk", "  enqueue in bulk instead", False, 1),
-    Metric("cpu_us_per_job", "Redis CPU us/job (life)", False, 1, "<= 25", _at_most(25)),
+    Metric("enqueue_single", "enqueue jobs/s, one by one, sync", True, 0, ">= 1.0x best peer", _ratio_at_least(1.0)),
+    Metric("enqueue_single_limit", "  vs bare redis-py loop, same bytes", True, 0, ">= 0.8x limit",
+           _ratio_at_least(0.8), against="baseline", value_key="enqueue_single", peer_keys=("enqueue_single",)),
+    Metric("enqueue_async", "enqueue jobs/s, 100 asyncio tasks", True, 0, ">= 3x best peer", _ratio_at_least(3)),
+    Metric("enqueue_async_p99_ms", "  latency per enqueue p99 ms", False, 2),
+    Metric("enqueue_bulk", "enqueue_many jobs/s (bulk API)", True, 0, ">= 100,000", _at_least(100_000)),
+    Metric("process_1_steady", "processing jobs/s, 1 worker, steady", True, 0, ">= 5x best peer",
+           _ratio_at_least(5), peer_keys=PROCESS_BEST),
+    Metric("process_1", "  with start-up (spawn to last job)", True, 0, ">= 5x best peer", _ratio_at_least(5),
+           peer_keys=PROCESS_BEST_STARTUP),
+    Metric("process_2_steady", "processing jobs/s, 2 workers, steady", True, 0),
+    Metric("process_2", "  with start-up", True, 0),
+    Metric("cpu_us_per_job", "Redis CPU us/job, enqueue + processing", False, 1, "<= 25", _at_most(25)),
     Metric("cpu_us_enqueue", "  of which enqueue", False, 1),
     Metric("cpu_us_processing", "  of which processing", False, 1),
     Metric("cpu_us_enqueue_bulk", "  enqueue in bulk instead", False, 1),
-    Metric("rt_per_job", "round trips/job (life)", False, 2, "<= 1.5", _at_most(1.5)),
-    Metric("rt_enqueue", "  of which enqueue", False, 2),
-    Metric("rt_processing", "  of which processing", False, 2),
-    Metric("latency_p50_ms", "enqueue-to-start p50 ms", False, 2),
-    Metric("latency_p99_ms", "enqueue-to-start p99 ms", False, 2, "<= 5", _at_most(5)),
-    Metric("idle_commands_per_s", "idle worker commands/s", False, 1, "<= 5", _at_most(5)),
-    Metric("memory_per_job", "Redis bytes/pending job", False, 0, "<= 250", _at_most(250)),
+    Metric("commands_per_job", "Redis commands/job, enqueue + processing", False, 1, "<= 6", _at_most(6)),
+    Metric("commands_enqueue", "  of which enqueue", False, 1),
+    Metric("commands_processing", "  of which processing", False, 1),
+    Metric("commands_enqueue_bulk", "  enqueue in bulk instead", False, 1),
+    Metric("latency_p99_ms", "enqueue-to-start p99 ms, idle worker", False, 2, "<= 3", _at_most(3)),
+    Metric("latency_p50_ms", "  p50 ms", False, 2),
+    Metric("memory_per_job", "Redis bytes/waiting job", False, 0, "<= 135", _at_most(135)),
+    Metric("rss_mb", "worker RSS MB, all processes (idle)", False, 1),
+    Metric("slowlog_script_ms", "longest script ms, 1 worker draining", False, 3, "<= 1", _at_most(1.0)),
+    Metric("slowlog_command_ms", "  longest command ms (any)", False, 3),
+    Metric("ping_p99_ms", "other client's PING p99 ms, draining", False, 3, "<= 1", _at_most(1.0)),
+    Metric("ping_p50_ms", "  PING p50 ms", False, 3),
+    Metric("drain_steady", "  drain jobs/s with the probes on", True, 0),
+    Metric("rt_per_job", "round trips/job, enqueue + processing", False, 2),
+    Metric("idle_commands_per_s", "idle worker commands/s", False, 1),
 )
-BACKLOG_METRICS: tuple[Metric, ...] = (
-    Metric("process_backlog_small", "processing jobs/s, small backlog (empty server)", True, 0),
-    Metric("process_backlog_large", "processing jobs/s, large backlog", True, 0),
-    Metric("process_backlog_side", "processing jobs/s, small backlog beside the large", True, 0),
-    Metric("backlog_ratio", "large / small backlog", True, 2, ">= 0.90", _at_least(0.9)),
-    Metric("backlog_ratio_side", "large / small beside it (interleaved runs)", True, 2, ">= 0.90", _at_least(0.9)),
-)
-
 
 def fmt(value: float | None, digits: int) -> str:
     if value is None:
@@ -99,8 +117,10 @@ class Comparison:
 
 
 def compare(metric: Metric, value: float | None, peers: list[SystemResult]) -> Comparison:
-    candidates = [(p.median(metric.key), p.key) for p in peers]
-    present = [(v, k) for v, k in candidates if v is not None]
+    keys = metric.peer_keys or (metric.key,)
+    candidates = [(p.median(key), p.key + (f" ({key.split('_')[1]}w)" if len(keys) > 1 else ""))
+                  for p in peers for key in keys]
+    present = [(v, k) for v, k in candidates if v is not None and v > 0]
     if not present:
         return Comparison(metric, value, None, None)
     best_value, best_key = (max if metric.higher_is_better else min)(present)
@@ -124,52 +144,108 @@ def _render(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+SLOWLOG_FLOOR_MS = 0.0
+
+
 def cell(result: SystemResult, metric: Metric) -> str:
-    value = result.median(metric.key)
+    if metric.against == "baseline":
+        return ""
+    value = result.median(metric.own_key)
     if value is None and not result.ok:
         return "failed"
+    if metric.key.startswith("slowlog") and value == 0:
+        return f"<{SLOWLOG_FLOOR_MS:.3f}"
     return fmt(value, metric.digits)
 
 
-def main_table(results: list[SystemResult]) -> tuple[str, dict[str, Comparison]]:
+def _row(metric: Metric, value: float | None, peers: list[SystemResult], baseline: list[SystemResult],
+         cells: list[str]) -> tuple[list[str], Comparison]:
+    comp = compare(metric, value, baseline if metric.against == "baseline" else peers)
+    best = f"{fmt(comp.best_value, metric.digits)} {comp.best_key}" if comp.best_key else "-"
+    ratio = f"{comp.ratio:.2f}x" if comp.ratio is not None else "-"
+    return [metric.label, *cells, best, ratio, _verdict(comp)], comp
+
+
+def split_results(results: list[SystemResult]) -> tuple[SystemResult, list[SystemResult], list[SystemResult]]:
     cq = next(r for r in results if r.key == CLUSTERQ)
-    peers = [r for r in results if r.key != CLUSTERQ]
-    headers = ["metric (median)", *(r.key for r in results), "best peer", "cq/best", "target"]
+    baseline = [r for r in results if r.key == BASELINE]
+    peers = [r for r in results if r.key not in (CLUSTERQ, BASELINE)]
+    return cq, baseline, peers
+
+
+def main_table(results: list[SystemResult]) -> tuple[str, dict[str, Comparison]]:
+    cq, baseline, peers = split_results(results)
+    shown = [cq, *baseline, *peers]
+    headers = ["metric (median)", *(r.key for r in shown), "best peer", "cq/best", "target"]
     rows = []
     comparisons = {}
     for metric in METRICS:
-        comp = compare(metric, cq.median(metric.key), peers)
+        row, comp = _row(metric, cq.median(metric.own_key), peers, baseline, [cell(r, metric) for r in shown])
         comparisons[metric.key] = comp
-        best = f"{fmt(comp.best_value, metric.digits)} {comp.best_key}" if comp.best_key else "-"
-        ratio = f"{comp.ratio:.2f}x" if comp.ratio is not None else "-"
-        rows.append([metric.label, *(cell(r, metric) for r in results), best, ratio, _verdict(comp)])
-    rows.append(["N (jobs per throughput run)", *(fmt(r.info.get("jobs"), 0) for r in results), "", "", ""])
+        rows.append(row)
+    rows.append(["N (jobs per run)", *(fmt(r.info.get("jobs"), 0) for r in shown), "", "", ""])
     return _render(headers, rows), comparisons
 
 
+def slowlog_lines(results: list[SystemResult]) -> str:
+    """The longest command SLOWLOG saw in each drain probe (script names for clusterq's EVALSHAs)."""
+    lines = ["longest command while one worker drained (SLOWLOG, per run):"]
+    for result in results:
+        commands = result.info.get("slowlog_commands")
+        times = result.runs.get("slowlog_command_ms") or []
+        if commands:
+            lines.append(f"  {result.key}: " + "; ".join(f"{ms:.3f} ms {c}" for ms, c in zip(times, commands)))
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
+def rss_lines(results: list[SystemResult]) -> str:
+    """Each system's idle worker processes: the worker (supervisor) first, then its children."""
+    lines = ["worker RSS by process (MB; the worker process first, then what it forked):"]
+    for result in results:
+        procs = result.info.get("rss_processes")
+        if procs:
+            lines.append(f"  {result.key}: " + " + ".join(f"{p['mb']:.1f} ({p['name']})" for p in procs)
+                         + f" = {sum(p['mb'] for p in procs):.1f}")
+    return "\n".join(lines)
+
+
 def backlog_table(backlog: SystemResult) -> str:
+    sizes = backlog.info.get("sizes") or []
     rows = []
-    for metric in BACKLOG_METRICS:
-        comp = Comparison(metric, backlog.median(metric.key), None, None)
-        rows.append([metric.label, fmt(comp.value, metric.digits), _verdict(comp)])
-    info = backlog.info
-    headers = [f"clusterq backlog ({info.get('backlog_small', 0):,} vs {info.get('backlog_large', 0):,} queued, "
-               f"{info.get('jobs', 0):,} processed)", "value", "target"]
-    return _render(headers, rows)
+    for size in sizes:
+        rate = backlog.median(f"backlog_{size}_rate")
+        cpu = backlog.median(f"backlog_{size}_cpu_us")
+        rows.append([f"{size:,}", fmt(rate, 0), fmt(cpu, 1), _verdict_value("<= 25", cpu, 25),
+                     fmt(backlog.median(f"backlog_{size}_commands"), 2),
+                     fmt(backlog.median(f"backlog_{size}_bytes"), 0),
+                     fmt(backlog.median(f"backlog_{size}_fill"), 0)])
+    headers = ["jobs waiting", "processing jobs/s (steady)", "Redis CPU us/job", "target", "commands/job",
+               "bytes/waiting job", "enqueue_many jobs/s (fill)"]
+    title = (f"clusterq backlog: one default `clusterq worker` process runs {backlog.info.get('jobs', 0):,} jobs "
+             "(--max-jobs) from the head of the queue")
+    return title + "\n" + _render(headers, rows)
+
+
+def _verdict_value(target: str, value: float | None, limit: float) -> str:
+    if value is None:
+        return "-"
+    return f"{target} {'met' if value <= limit else 'MISSED'}"
 
 
 def cluster_table(standalone: SystemResult, cluster: SystemResult, peers: list[SystemResult],
                   queues: list[str]) -> tuple[str, dict[str, Comparison]]:
-    headers = ["metric (median)", "standalone", f"cluster ({len(queues)} queues)", "best peer", "cluster/best",
-               "target"]
+    headers = ["metric (median)", f"cluster ({len(queues)} queues)", "standalone", "peers", "best peer (standalone)",
+               "cluster/best", "target"]
+    baseline = [p for p in peers if p.key == BASELINE]
+    others = [p for p in peers if p.key != BASELINE]
     rows = []
     comparisons = {}
     for metric in METRICS:
-        comp = compare(metric, cluster.median(metric.key), peers)
+        row, comp = _row(metric, cluster.median(metric.own_key), others, baseline,
+                         [cell(cluster, metric), cell(standalone, metric),
+                          "" if metric.against == "baseline" else "n/a"])
         comparisons[metric.key] = comp
-        best = f"{fmt(comp.best_value, metric.digits)} {comp.best_key}" if comp.best_key else "-"
-        ratio = f"{comp.ratio:.2f}x" if comp.ratio is not None else "-"
-        rows.append([metric.label, cell(standalone, metric), cell(cluster, metric), best, ratio, _verdict(comp)])
+        rows.append(row)
     return _render(headers, rows), comparisons
 
 

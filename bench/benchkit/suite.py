@@ -66,19 +66,9 @@ def guarded(result: SystemResult, log: Log, step: str, body: Callable[[], None])
         return False
 
 
-def job_count(bench: Bench, settings: Settings, log: Log) -> int:
-    """Warm up with a small run and size N so one single-process run takes about ``budget_s``."""
-    system = bench.system
-    bench.target.flush()
-    bench.enqueue(settings.calibration_jobs, bulk=system.has_bulk)
-    rate = bench.process(settings.calibration_jobs, 1).rate
-    n = int(min(settings.jobs, max(settings.min_jobs, rate * settings.budget_s)))
-    log(f"  warm-up: {rate:,.0f} jobs/s on {settings.calibration_jobs} jobs -> N = {n:,}")
-    return n
-
-
 def one_rep(bench: Bench, n: int, result: SystemResult) -> None:
-    """Enqueue n one by one, process with 1 process; enqueue n in bulk, process with 2 processes."""
+    """Enqueue n one by one, process with 1 worker process; enqueue n in bulk, process with 2; the asyncio
+    producer. Every system gets the same n."""
     target, system = bench.target, bench.system
     target.flush()
     single = bench.enqueue(n, bulk=False)
@@ -86,6 +76,7 @@ def one_rep(bench: Bench, n: int, result: SystemResult) -> None:
     result.add("enqueue_single", single.rate)
     result.add("memory_per_job", single.delta.memory / n)
     result.add("process_1", one.rate)
+    result.add("process_1_steady", one.steady_rate or 0.0)
     life = single.delta + one.delta
     result.add("commands_per_job", life.commands / n)
     result.add("cpu_us_per_job", life.cpu_s * 1e6 / n)
@@ -101,105 +92,195 @@ def one_rep(bench: Bench, n: int, result: SystemResult) -> None:
         result.add("commands_enqueue_bulk", bulk.delta.commands / n)
     two = bench.process(n, 2)
     result.add("process_2", two.rate)
+    result.add("process_2_steady", two.steady_rate or 0.0)
+    if system.async_producer:
+        async_rep(bench, n, result)
 
 
-def run_system(system: System, runtime: Runtime, target: Target, settings: Settings, log: Log,
-               fixed_n: int | None = None) -> SystemResult:
-    started = time.monotonic()
-    result = SystemResult(system.key, note=system.note)
-    bench = Bench(system, runtime, target, settings)
-    sizes: dict[str, int] = {}
+def async_rep(bench: Bench, n: int, result: SystemResult) -> None:
+    bench.target.flush()
+    phase = bench.enqueue_async(n)
+    assert phase.extra is not None
+    result.add("enqueue_async", phase.rate)
+    result.add("enqueue_async_p99_ms", phase.extra["p99_ms"])
+    bench.target.flush()
 
-    def calibrate() -> None:
-        sizes["n"] = fixed_n or job_count(bench, settings, log)
-        result.info["jobs"] = sizes["n"]
 
-    if not guarded(result, log, "warm-up", calibrate):
-        result.seconds = time.monotonic() - started
-        return result
-    n = sizes["n"]
-    bench.process_timeout_s = max(120.0, 20 * settings.budget_s)
-    for rep in range(settings.reps):
-        if not guarded(result, log, f"throughput run {rep + 1}", lambda: one_rep(bench, n, result)):
-            break
-        log(f"  run {rep + 1}: enqueue {result.runs['enqueue_single'][-1]:,.0f}/s"
-            + (f", bulk {result.runs['enqueue_bulk'][-1]:,.0f}/s" if system.has_bulk else "")
-            + f", process {result.runs['process_1'][-1]:,.0f}/s (1) {result.runs['process_2'][-1]:,.0f}/s (2),"
-            f" {result.runs['commands_per_job'][-1]:.1f} cmds/job, {result.runs['cpu_us_per_job'][-1]:.1f} us/job")
+def _rep_log(system: System, result: SystemResult) -> str:
+    def last(metric: str, digits: int = 0) -> str:
+        values = result.runs.get(metric)
+        return "-" if not values else f"{values[-1]:,.{digits}f}"
 
-    def latency() -> None:
-        target.flush()
-        idle, runs = bench.idle_and_latency(settings.reps)
-        result.add("idle_commands_per_s", idle)
-        for run in runs:
-            result.add("latency_p50_ms", run.p50_ms)
-            result.add("latency_p99_ms", run.p99_ms)
-        log(f"  idle {idle:.1f} cmds/s; latency p50/p99 "
-            + ", ".join(f"{r.p50_ms:.2f}/{r.p99_ms:.2f} ms" for r in runs))
+    parts = [f"enqueue {last('enqueue_single')}/s"]
+    if system.has_bulk:
+        parts.append(f"bulk {last('enqueue_bulk')}/s")
+    if system.async_producer:
+        parts.append(f"asyncio {last('enqueue_async')}/s (p99 {last('enqueue_async_p99_ms', 2)} ms)")
+    if system.has_worker:
+        parts += [f"process steady {last('process_1_steady')}/s, with start-up {last('process_1')}/s (1), "
+                  f"{last('process_2_steady')}/s (2)",
+                  f"{last('commands_per_job', 1)} cmds/job, {last('cpu_us_per_job', 1)} us/job"]
+    return ", ".join(parts)
 
-    def round_trips() -> None:
-        rt_n = int(min(settings.rt_jobs, max(settings.rt_min_jobs, n * settings.rt_budget_s / settings.budget_s)))
-        result.info["round_trip_jobs"] = rt_n
-        for _ in range(settings.reps):
+
+class SystemRun:
+    """Every measurement of one system on one deployment. The throughput repetitions (``rep``) of all the
+    systems are interleaved by the caller, so that a busy spell of a shared machine hits every system alike;
+    the probes (``extras``: drain probe, latency, RSS, round trips) run once per system afterwards."""
+
+    def __init__(self, system: System, runtime: Runtime, target: Target, settings: Settings, log: Log,
+                 probe_runtime: Runtime) -> None:
+        self.system, self.target, self.settings, self.log = system, target, settings, log
+        self.probe_runtime = probe_runtime
+        self.result = SystemResult(system.key, note=system.note)
+        self.bench = Bench(system, runtime, target, settings)
+        self.bench.process_timeout_s = 600.0
+        self.n = settings.jobs
+        self.result.info["jobs"] = self.n
+
+    def _timed(self, step: str, body: Callable[[], None]) -> bool:
+        started = time.monotonic()
+        try:
+            return guarded(self.result, self.log, step, body)
+        finally:
+            self.result.seconds += time.monotonic() - started
+
+    def set_payload(self, payload: int) -> None:
+        self.bench.extra_params = {"payload": payload}
+        self.result.info["payload_value_bytes"] = payload
+
+    def measure_payload(self) -> float | None:
+        def wire() -> None:
+            size = self.bench.payload_bytes(self.settings.payload_probe_jobs)
+            self.result.info["payload_bytes"] = size
+            self.log(f"  one enqueue sends {size:,.0f} request bytes")
+
+        self._timed("payload size", wire)
+        return self.result.info.get("payload_bytes")
+
+    def rep(self, index: int) -> bool:
+        system, bench, result, n = self.system, self.bench, self.result, self.n
+
+        def body() -> None:
+            if system.has_worker:
+                one_rep(bench, n, result)
+            else:
+                self.target.flush()
+                if system.is_baseline:
+                    result.add("enqueue_single", bench.enqueue(n, bulk=False).rate)
+                if system.async_producer:
+                    async_rep(bench, n, result)
+            self.log(f"  {system.key} run {index + 1}: {_rep_log(system, result)}")
+
+        return self._timed(f"throughput run {index + 1}", body)
+
+    def extras(self) -> None:
+        system, bench, result, n, settings, log = (self.system, self.bench, self.result, self.n, self.settings,
+                                                   self.log)
+        target = self.target
+
+        def drain() -> None:
+            for _ in range(settings.reps):
+                phase, probe = bench.drain_probe(n, self.probe_runtime)
+                result.add("drain_steady", phase.steady_rate or 0.0)
+                if probe.longest_script_ms is not None or system.key == "clusterq":
+                    result.add("slowlog_script_ms", probe.longest_script_ms or 0.0)
+                if probe.longest_command_ms is not None:
+                    result.add("slowlog_command_ms", probe.longest_command_ms)
+                    result.info.setdefault("slowlog_commands", []).append(probe.longest_command)
+                if probe.ping_p99_ms is not None:
+                    result.add("ping_p50_ms", probe.ping_p50_ms or 0.0)
+                    result.add("ping_p99_ms", probe.ping_p99_ms)
+                script = "-" if probe.longest_script_ms is None else f"{probe.longest_script_ms:.3f} ms"
+                command = "-" if probe.longest_command_ms is None else f"{probe.longest_command_ms:.3f} ms"
+                log(f"  drain probe: {phase.steady_rate or 0:,.0f} jobs/s; longest script {script}, "
+                    f"longest command {command} "
+                    f"({probe.longest_command[:70]}); PING p50/p99 {probe.ping_p50_ms or 0:.3f}/"
+                    f"{probe.ping_p99_ms or 0:.3f} ms over {probe.ping_samples} pings")
+            target.flush()
+
+        def latency() -> None:
+            target.flush()
+            idle, runs = bench.idle_and_latency(settings.reps)
+            result.add("idle_commands_per_s", idle)
+            for run in runs:
+                result.add("latency_p50_ms", run.p50_ms)
+                result.add("latency_p99_ms", run.p99_ms)
+            if bench.rss:
+                result.add("rss_mb", sum(b for _, _, b in bench.rss) / 2**20)
+                result.info["rss_processes"] = [{"pid": pid, "name": name, "mb": round(b / 2**20, 1)}
+                                                for pid, name, b in bench.rss]
+            log(f"  idle {idle:.1f} cmds/s; latency p50/p99 "
+                + ", ".join(f"{r.p50_ms:.2f}/{r.p99_ms:.2f} ms" for r in runs)
+                + "; RSS " + " + ".join(f"{b / 2**20:.1f}" for _, _, b in bench.rss) + " MB")
+
+        def round_trips() -> None:
+            rt_n = min(settings.rt_jobs, n)
+            result.info["round_trip_jobs"] = rt_n
             trips = bench.round_trips(rt_n)
             result.add("rt_per_job", trips.life)
             result.add("rt_enqueue", trips.enqueue)
             result.add("rt_processing", trips.processing)
-        log(f"  round trips/job on {rt_n} jobs: " + ", ".join(
-            f"{life:.2f} ({e:.2f} + {p:.2f})" for life, e, p in zip(
-                result.runs["rt_per_job"], result.runs["rt_enqueue"], result.runs["rt_processing"])))
+            log(f"  round trips/job on {rt_n} jobs: {trips.life:.2f} ({trips.enqueue:.2f} + {trips.processing:.2f})")
 
-    if result.ok:
-        guarded(result, log, "latency", latency)
-    if result.ok:
-        guarded(result, log, "round trips", round_trips)
-    result.seconds = time.monotonic() - started
-    return result
+        if not system.has_worker:
+            return
+        if result.ok and (settings.probe_peers or not system.is_peer):
+            self._timed("drain probe", drain)
+        if result.ok:
+            self._timed("latency", latency)
+        if result.ok:
+            self._timed("round trips", round_trips)
+
+
+def run_system(system: System, runtime: Runtime, target: Target, settings: Settings, log: Log,
+               probe_runtime: Runtime) -> SystemResult:
+    """Every measurement of one system, repetitions one after the other (the cluster table)."""
+    run = SystemRun(system, runtime, target, settings, log, probe_runtime)
+    for index in range(settings.reps):
+        if not run.rep(index):
+            break
+    run.extras()
+    return run.result
 
 
 def run_backlog(runtime: Runtime, system: System, target: Target, settings: Settings, log: Log) -> SystemResult:
-    """clusterq only: one process draining a small backlog vs working through the head of a huge one.
+    """clusterq only: processing throughput and Redis CPU per job with 10k, 100k, 1M jobs waiting.
 
-    Three figures, the same number of jobs processed in each run: a small backlog on an otherwise empty
-    server; the head of the large backlog; and a small backlog in a second queue beside the large one,
-    alternated run by run with the previous figure so that machine noise hits both alike.
+    For each size the queue is filled with ``enqueue_many`` (chunks of ``enqueue_chunk``), then one
+    default ``clusterq worker`` process runs ``backlog_work`` jobs (``--max-jobs``) from its head; the
+    queue is refilled when fewer than that are left.
     """
     started = time.monotonic()
-    result = SystemResult(f"{system.key}-backlog", note="1 worker process; same number of jobs processed")
+    result = SystemResult(f"{system.key}-backlog", note="1 `clusterq worker` process, --max-jobs from the head")
     bench = Bench(system, runtime, target, settings)
     bench.process_timeout_s = 600.0
-    small, large, work = settings.backlog_small, settings.backlog_large, settings.backlog_work
-    big_queue, side_queue = target.queues, [f"{target.queues[0]}-side"]
-    result.info.update(backlog_small=small, backlog_large=large, jobs=work)
+    result.info.update(sizes=list(settings.backlog_sizes), jobs=settings.backlog_work)
 
-    def small_runs() -> None:
-        for _ in range(settings.reps):
-            target.flush()
-            bench.enqueue(small, bulk=True)
-            result.add("process_backlog_small", bench.process(small, 1).rate)
+    def level(size: int) -> Callable[[], None]:
+        def body() -> None:
+            work = min(size, settings.backlog_work)
+            left = 0
+            for _ in range(settings.reps):
+                if left < work:
+                    target.flush()
+                    filled = bench.enqueue(size, bulk=True, timeout=1800.0)
+                    result.add(f"backlog_{size}_bytes", filled.delta.memory / size)
+                    result.add(f"backlog_{size}_fill", filled.rate)
+                    left = size
+                phase = bench.process(work, 1, max_jobs=work)
+                left -= phase.jobs
+                result.add(f"backlog_{size}_rate", phase.steady_rate or 0.0)
+                result.add(f"backlog_{size}_cpu_us", phase.delta.cpu_s * 1e6 / phase.jobs)
+                result.add(f"backlog_{size}_commands", phase.delta.commands / phase.jobs)
+                log(f"  {size:,} waiting: {phase.steady_rate or 0:,.0f} jobs/s steady, "
+                    f"{phase.delta.cpu_s * 1e6 / phase.jobs:.1f} us Redis CPU/job, "
+                    f"{phase.delta.commands / phase.jobs:.2f} cmds/job")
+        return body
 
-    def large_runs() -> None:
-        target.flush()
-        filled = bench.enqueue(large, bulk=True, timeout=1800.0)
-        result.add("enqueue_bulk_large", filled.rate)
-        result.info["memory_per_job_large"] = filled.delta.memory / large
-        log(f"  {large:,} jobs enqueued in {filled.seconds:.1f} s ({filled.rate:,.0f}/s), "
-            f"{filled.delta.memory / large:.0f} B/job")
-        for _ in range(settings.reps):
-            bench.enqueue(small, bulk=True, queues=side_queue)
-            result.add("process_backlog_side", bench.process(small, 1, queues=side_queue).rate)
-            result.add("process_backlog_large", bench.process(work, 1, max_jobs=work, queues=big_queue).rate)
-
-    if guarded(result, log, "small backlog", small_runs):
-        guarded(result, log, "large backlog", large_runs)
-    small_rate = result.median("process_backlog_small")
-    large_rate = result.median("process_backlog_large")
-    side_rate = result.median("process_backlog_side")
-    if small_rate and large_rate and side_rate:
-        result.add("backlog_ratio", large_rate / small_rate)
-        result.add("backlog_ratio_side", large_rate / side_rate)
-        log(f"  {small:,} backlog: {small_rate:,.0f} jobs/s; {large:,} backlog: {large_rate:,.0f} jobs/s "
-            f"({large_rate / small_rate:.2f}x); {small:,} beside {large:,}: {side_rate:,.0f} jobs/s")
+    for size in settings.backlog_sizes:
+        if not guarded(result, log, f"backlog {size:,}", level(size)):
+            break
     target.flush()
     result.seconds = time.monotonic() - started
     return result

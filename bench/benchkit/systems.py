@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CLUSTERQ = "clusterq"
+BASELINE = "redis-py"
+"""Not a peer: a bare redis-py loop, the physical limit of a one-by-one producer."""
 
 
 @dataclass(frozen=True)
@@ -24,15 +26,26 @@ class System:
     """(command, key) pairs that must all answer 0 once every job ran: the system's own "acked" state."""
     settle_s: float = 0.0
     note: str = ""
+    has_worker: bool = True
+    """False for producer-only rows (taskiq, the redis-py baseline): no processing, latency or RSS."""
+    async_producer: bool = False
+    """Has an asyncio producer, measured from ``Settings.async_tasks`` concurrent tasks."""
 
     @property
     def is_peer(self) -> bool:
-        return self.family != CLUSTERQ
+        return self.family not in (CLUSTERQ, "redispy")
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.key == BASELINE
 
 
 SYSTEMS: tuple[System, ...] = (
-    System(CLUSTERQ, CLUSTERQ, has_bulk=True, bulk_api="Queue.enqueue_many", burst=True,
-           note="Worker(...).work(burst=True); batched leases and completions"),
+    System(CLUSTERQ, CLUSTERQ, has_bulk=True, bulk_api="Queue.enqueue_many", burst=True, async_producer=True,
+           note="`clusterq worker --burst` with its defaults (process pool, one child per CPU); "
+                "AsyncQueue.enqueue for asyncio"),
+    System(BASELINE, "redispy", has_worker=False,
+           note="bare redis-py loop: one RPUSH of clusterq's enqueue size per round trip (not a peer)"),
     System("rq-fork", "rq", "fork", has_bulk=True, bulk_api="Queue.enqueue_many", burst=True,
            note="rq.Worker (a fork per job), burst mode"),
     System("rq-simple", "rq", "simple", has_bulk=True, bulk_api="Queue.enqueue_many", burst=True,
@@ -46,15 +59,19 @@ SYSTEMS: tuple[System, ...] = (
     System("dramatiq", "dramatiq", concurrency=8, done_checks=(("hlen", "dramatiq:bench.msgs"),),
            note="RedisBroker, 1 process x 8 threads"),
     System("huey", "huey", concurrency=1, note="RedisHuey, 1 worker thread, blocking reads"),
-    System("arq", "arq", burst=True, note="burst mode, max_jobs=10 (default)"),
+    System("arq", "arq", burst=True, async_producer=True, note="burst mode, max_jobs=10 (default)"),
+    System("taskiq", "taskiq", has_worker=False, async_producer=True,
+           note="taskiq-redis ListQueueBroker, asyncio producer only"),
 )
 
-FAMILIES: tuple[str, ...] = ("rq", "celery", "dramatiq", "huey", "arq")
+FAMILIES: tuple[str, ...] = ("rq", "celery", "dramatiq", "huey", "arq", "taskiq")
 
 
 def select(peers: tuple[str, ...]) -> list[System]:
     """clusterq plus the peers named by family ("rq") or by key ("rq-simple"); ("none",) for none."""
     chosen = [s for s in SYSTEMS if not s.is_peer or s.family in peers or s.key in peers]
+    if peers == ("none",):
+        chosen = [s for s in chosen if not s.is_baseline]
     unknown = set(peers) - {s.family for s in SYSTEMS} - {s.key for s in SYSTEMS} - {"none"}
     if unknown:
         raise ValueError(f"unknown peer(s) {sorted(unknown)}; choose from {', '.join(FAMILIES)} or "

@@ -13,6 +13,8 @@ from arq.worker import Worker
 from peer_tasks.arq_tasks import latency as latency_job
 from peer_tasks.arq_tasks import noop
 
+from .common import concurrent_enqueue
+
 
 def _settings(params: dict[str, Any]) -> RedisSettings:
     return RedisSettings.from_dsn(params["url"])
@@ -35,6 +37,21 @@ async def _latency(params: dict[str, Any]) -> None:
         await pool.enqueue_job("latency", time.time())
         await asyncio.sleep(float(params["pause_s"]))
     await pool.aclose()
+
+
+async def _enqueue_async(params: dict[str, Any]) -> dict[str, Any]:
+    pool = await create_pool(_settings(params), default_queue_name=params["queues"][0])
+
+    async def send() -> None:
+        await pool.enqueue_job("noop")
+
+    result = await concurrent_enqueue(int(params["n"]), int(params["tasks"]), send)
+    await pool.aclose()
+    return result
+
+
+def enqueue_async(params: dict[str, Any]) -> dict[str, Any]:
+    return asyncio.run(_enqueue_async(params))
 
 
 def enqueue(params: dict[str, Any]) -> dict[str, Any]:

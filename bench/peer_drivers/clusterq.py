@@ -1,14 +1,19 @@
-"""clusterq, from the interpreter that runs the bench (where clusterq is importable)."""
+"""clusterq, from the interpreter that runs the bench (where clusterq is importable).
+
+The worker is the ``clusterq worker`` command line with its defaults (a pool of long-lived child
+processes, one per CPU), run in this driver process: imported before READY, ``main([...])`` after GO.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
-from clusterq import Queue, Worker
+from clusterq import AsyncQueue, Queue
 
-from .common import paced, split
+from .common import concurrent_enqueue, paced, split
 
 NOOP = "peer_tasks.plain.noop"
 LATENCY = "peer_tasks.plain.latency"
@@ -34,6 +39,23 @@ def enqueue(params: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "n": n}
 
 
+async def _enqueue_async(params: dict[str, Any]) -> dict[str, Any]:
+    queues = [AsyncQueue(name, connection=params["url"]) for name in params["queues"]]
+    turn = iter(range(1 << 62))
+
+    async def send() -> None:
+        await queues[next(turn) % len(queues)].enqueue(NOOP)
+
+    result = await concurrent_enqueue(int(params["n"]), int(params["tasks"]), send)
+    for queue in queues:
+        await queue.aclose()
+    return result
+
+
+def enqueue_async(params: dict[str, Any]) -> dict[str, Any]:
+    return asyncio.run(_enqueue_async(params))
+
+
 def latency(params: dict[str, Any]) -> dict[str, Any]:
     queues = _queues(params)
     turn = iter(range(1 << 62))
@@ -43,9 +65,18 @@ def latency(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker(params: dict[str, Any], gate: Callable[[], None]) -> dict[str, Any]:
-    # One OS process per "worker process", like Celery solo and RQ SimpleWorker: the solo pool runs jobs in
-    # the supervisor itself (the default process pool would fork children of its own).
-    w = Worker(params["queues"], connection=params["url"], pool=params.get("pool", "solo"))
+    from clusterq.cli.main import main as cli
+
+    argv = ["worker", "--url", params["url"], "--quiet"]
+    if params.get("pool"):
+        argv += ["--pool", str(params["pool"])]
+    if params.get("burst"):
+        argv.append("--burst")
+    if params.get("max_jobs"):
+        argv += ["--max-jobs", str(params["max_jobs"])]
+    argv += list(params["queues"])
     gate()
-    processed = w.work(burst=bool(params.get("burst")), max_jobs=params.get("max_jobs"))
-    return {"done_at": time.time(), "processed": processed}
+    code = cli(argv)
+    if code:
+        raise SystemExit(f"clusterq worker exited with code {code}")
+    return {"done_at": time.time()}

@@ -4,6 +4,8 @@ Roles, each implemented by ``peer_drivers.<SYSTEM>``:
 
 - ``enqueue``: enqueue ``n`` no-op jobs, one by one or in bulk; reports the seconds spent enqueuing
   (client set-up excluded).
+- ``enqueue_async``: enqueue ``n`` no-op jobs from ``tasks`` concurrent asyncio tasks; reports the seconds
+  and the per-enqueue latency percentiles.
 - ``latency``: enqueue ``samples`` latency probes one at a time, ``pause_s`` apart.
 - ``worker``: set up a worker, say READY, wait for GO on stdin, then work (``burst``: until the queues are
   empty, then report when it finished; otherwise until SIGTERM).
@@ -58,6 +60,8 @@ def main(argv: list[str]) -> int:
             result = module.worker(params, gate)
         elif role == "enqueue":
             result = module.enqueue(params)
+        elif role == "enqueue_async":
+            result = module.enqueue_async(params)
         elif role == "latency":
             result = module.latency(params)
         else:

@@ -2,8 +2,10 @@
 
 Standard library only: this module is imported in clusterq's interpreter and in the peers' venv alike.
 
-- ``count_one()`` adds one to this process's counter: an 8-byte little-endian integer in the file
-  ``$BENCH_COUNTER_DIR/<pid>``, memory-mapped so an increment costs no system call.
+- ``count_one()`` adds one to this process's counter in the file ``$BENCH_COUNTER_DIR/<pid>``,
+  memory-mapped so an increment costs no system call: three little-endian 64-bit integers, the count,
+  and the wall-clock times (ns) at which the first and the last job of this process finished. The bench
+  takes "steady state" throughput from the first job done to the last job done over all processes.
 - ``record_latency(enqueued_at)`` appends ``time.time() - enqueued_at`` to ``$BENCH_LATENCY_FILE``.
 """
 
@@ -18,6 +20,9 @@ import time
 COUNTER_DIR_ENV = "BENCH_COUNTER_DIR"
 LATENCY_FILE_ENV = "BENCH_LATENCY_FILE"
 
+RECORD = 24
+"""Bytes of one counter file: count, first done (ns), last done (ns)."""
+
 _lock = threading.Lock()
 _pid = 0
 _map: mmap.mmap | None = None
@@ -30,8 +35,8 @@ def _open_counter(pid: int) -> mmap.mmap | None:
     path = os.path.join(directory, str(pid))
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        os.ftruncate(fd, 8)
-        return mmap.mmap(fd, 8)
+        os.ftruncate(fd, RECORD)
+        return mmap.mmap(fd, RECORD)
     finally:
         os.close(fd)
 
@@ -45,7 +50,9 @@ def count_one() -> None:
             _map = _open_counter(pid)
             _pid = pid
         if _map is not None:
-            struct.pack_into("<q", _map, 0, struct.unpack_from("<q", _map, 0)[0] + 1)
+            now = time.time_ns()
+            count, first, _last = struct.unpack_from("<qqq", _map, 0)
+            struct.pack_into("<qqq", _map, 0, count + 1, first if count else now, now)
 
 
 def record_latency(enqueued_at: float) -> None:

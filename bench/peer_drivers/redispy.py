@@ -1,0 +1,22 @@
+"""The physical limit of a one-by-one producer: a bare redis-py loop, one RPUSH per round trip, whose
+request has as many bytes as one clusterq enqueue sends (``payload_bytes``, measured by the bench)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from .common import timed
+
+KEY = "bench:redis-py-baseline"
+
+
+def enqueue(params: dict[str, Any]) -> dict[str, Any]:
+    client = redis.Redis.from_url(params["url"])
+    client.ping()
+    payload = b"x" * max(1, int(params.get("payload") or 1))
+    n = int(params["n"])
+    seconds = timed(n, lambda: client.execute_command("RPUSH", KEY, payload))
+    client.close()
+    return {"seconds": seconds, "n": n}

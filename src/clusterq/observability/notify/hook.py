@@ -100,6 +100,7 @@ class Notifications(Hook):
         self._pending: dict[str, list[Any]] = {}  # rule -> [count, samples]
         self._digests: list[tuple[str, float]] = []  # digests whose enqueue failed: retried next flush
         self.connection: Any = None
+        self._worker: Any = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._next_check = 0.0
@@ -193,6 +194,7 @@ class Notifications(Hook):
     def on_worker_start(self, worker: Any) -> None:
         self.activate()
         self.connection = worker.connection
+        self._worker = worker
         if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="clusterq-notify", daemon=True)
@@ -209,10 +211,15 @@ class Notifications(Hook):
             self._thread.join(timeout=10)
             self._thread = None
         self.flush()  # what the last jobs reported
+        self._worker = None
 
     def _run(self) -> None:
         interval = self.settings.flush_interval_s
         while not self._stop.wait(interval):
+            if getattr(self._worker, "stopping", False):
+                # The worker's teardown closes its wake-up subscriptions while their reader threads may
+                # still read the pooled connection: no command from here until on_worker_stop's flush.
+                continue
             self.flush()
             if self._periodic_rules and time.monotonic() >= self._next_check:
                 self._next_check = time.monotonic() + self.settings.check_interval_s

@@ -163,7 +163,7 @@ def test_a_plugin_is_found_through_its_entry_point_and_a_broken_one_is_logged_no
     with running(Worker([n.queue], url, pool="thread", hooks=[n], install_signal_handlers=False)):
         wait_for(lambda: _delivered(n, "rec"), what="the plugin's delivery")
         wait_for(lambda: n.outcomes.get(("bad", "dropped")), what="the invalid notifier's delivery dropped")
-    assert plugin_dist.SENT == [("ops", 3, plugin_dist.SENT[0][2])]
+    assert len(plugin_dist.SENT) == 1 and plugin_dist.SENT[0][:2] == ("ops", 3)
 
 
 def test_a_notifier_that_raises_or_hangs_is_counted_and_never_fails_a_job(url: str, qname: str,

@@ -419,11 +419,15 @@ GROUP_OPEN = Transition(S.GROUP_OPEN, ("group",), ("keep_ms", "added"), codes=Gr
 _GROUP_KEYS = ("group", "group_seen", "job_prefix", "deferred", "pending", "wake_channel", "prio", "stats")
 GROUP_CLOSE = Transition(S.GROUP_CLOSE, _GROUP_KEYS, ("callback_id",), codes=GroupCloseCode)
 GROUP_DONE = Transition(S.GROUP_DONE, _GROUP_KEYS, ("member", "ended"), codes=GroupDoneCode)
+GAUGES = Transition(S.GAUGES, ("pending", "prio", "stats", "active", "scheduled", "deferred", "failed", "finished",
+                                "canceled", "job_prefix"),
+                    reply=("pending", "prio", "tomb", "lwait", "active", "scheduled", "deferred", "failed",
+                           "finished", "canceled", "due", "head_created_ms", "now_ms"))
 
 ALL: tuple[Transition, ...] = (
     ENQUEUE, SCHEDULE, PROMOTE, CRON_TICK, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, TRIM, CANCEL, DELETE,
     REQUEUE, STOP, TAKE, SET_FIELDS, DRAIN, DEBOUNCE, CONFIGURE, PURGE_REGISTRY, RESULTS, DEFER, REGISTER, RESOLVE,
-    ACK, OUTBOX_DUE, GROUP_OPEN, GROUP_CLOSE, GROUP_DONE,
+    ACK, OUTBOX_DUE, GROUP_OPEN, GROUP_CLOSE, GROUP_DONE, GAUGES,
 )
 
 

@@ -38,8 +38,8 @@ def digest(rule: str, opened: float) -> int:
     counter, samples = K.notify_count(rule), K.notify_samples(rule)
     taken_count, taken_samples = K.notify_taken(rule, digest_id)
     pipe = conn.pipeline(transaction=True)
-    pipe.rename(counter, taken_count)
-    pipe.rename(samples, taken_samples)
+    pipe.execute_command("RENAME", counter, taken_count)  # redis-py's cluster pipeline blocks .rename()
+    pipe.execute_command("RENAME", samples, taken_samples)
     pipe.execute(raise_on_error=False)  # "no such key": already taken by an earlier try, or no samples
     pipe = conn.pipeline(transaction=True)
     pipe.get(taken_count)

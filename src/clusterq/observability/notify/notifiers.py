@@ -10,7 +10,8 @@ factory). A plugin distribution publishes its factory::
     [project.entry-points."clusterq.notifiers"]
     pager = "mypkg.pager:PagerNotifier"
 
-and is configured by that name (``{"type": "pager", ...}``).
+and is configured by that name (``{"type": "pager", ...}``); ``{"type": "mypkg.pager:PagerNotifier"}`` names
+a factory by its import path instead.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 from importlib import metadata
 from typing import Any, Protocol
+
+from clusterq.exceptions import FunctionNotFound
+from clusterq.utils import import_attribute
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +267,11 @@ def make_notifier(name: str, options: Mapping[str, Any]) -> Any:
         raise ValueError(f"notifier {name!r} needs a 'type' (one of {sorted(BUILTIN)} or a "
                          f"{ENTRY_POINT_GROUP} entry point), got {kind!r}")
     factory = BUILTIN.get(kind)
+    if factory is None and ":" in kind:  # "package.module:Factory", without publishing an entry point
+        try:
+            factory = import_attribute(kind)
+        except FunctionNotFound as exc:
+            raise ValueError(f"notifier {name!r} has type {kind!r}, which cannot be imported: {exc}") from None
     if factory is None:
         plugins, broken = discover()
         factory = plugins.get(kind)

@@ -17,9 +17,10 @@ KEYS[7] failed: failed sorted set
 KEYS[8] finished: finished sorted set
 KEYS[9] canceled: canceled sorted set
 KEYS[10] job_prefix: job key prefix
-Returns: {pending length, prio size, tombstones, set aside, active, scheduled, deferred, failed, finished,
-          canceled, due scheduled, the head job's enqueue time (ms, server clock) or -1 (none waits, or its
-          record is gone: a canceled head), the server's time (ms)}
+Returns: {pending length, prio size, tombstones, set aside, then one count per registry, the due scheduled
+         jobs, the head job's enqueue time (ms, server clock; -1: none waits, or its record is gone, a
+         canceled head) and the server's time (ms)}:
+         gauges (13 values): pending, prio, tomb, lwait, active, scheduled, deferred, failed, finished, canceled, due, head_created_ms, now_ms
 ]]
 local pending = KEYS[1]
 local prio = KEYS[2]

@@ -269,9 +269,12 @@ def make_notifier(name: str, options: Mapping[str, Any]) -> Any:
     factory = BUILTIN.get(kind)
     if factory is None and ":" in kind:  # "package.module:Factory", without publishing an entry point
         try:
-            factory = import_attribute(kind)
+            found = import_attribute(kind)
         except FunctionNotFound as exc:
             raise ValueError(f"notifier {name!r} has type {kind!r}, which cannot be imported: {exc}") from None
+        if not callable(found):
+            raise ValueError(f"notifier {name!r} has type {kind!r}, a {type(found).__name__}, not a factory")
+        factory = found
     if factory is None:
         plugins, broken = discover()
         factory = plugins.get(kind)

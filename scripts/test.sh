@@ -15,6 +15,14 @@ python3 -m venv .venv
 .venv/bin/lint-imports --no-logo
 # Types: strict on the base modules and the connection, state and api layers (pyproject.toml [tool.mypy]).
 .venv/bin/mypy
+# The documentation site (mkdocs.yml): strict, so a broken link or anchor, a page left out of the nav or a
+# docstring the API reference cannot render fails here.
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d -t clusterq-site.XXXXXX)"
+# The Kubernetes manifests (deploy/render.py), rendered for each topology and validated offline: built-in
+# kinds strictly with kubernetes-validate's schemas, KEDA and prometheus-operator kinds with deploy/schemas.
+for topology in standalone sentinel cluster; do
+  .venv/bin/python deploy/render.py -f "deploy/examples/${topology}.yaml" --validate -o /dev/null
+done
 
 engines=$(.venv/bin/python -c 'from clusterq.testing import available_servers; print(" ".join(s.engine for s in available_servers()))')
 main=$(.venv/bin/python -c 'from clusterq.testing import find_server; print(find_server().engine)')

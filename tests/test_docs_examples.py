@@ -1,11 +1,14 @@
-"""The documentation's examples run, on every topology: the ```python blocks of the migration guide, the
-user guide and the README are executed against a real server, in order, in one interpreter per document.
+"""The documentation's examples run, on every topology: the ```python blocks of every page of the site
+(``docs/**/*.md``) and of the README are executed against a real server, in order, in one interpreter per
+page.
 
 Conventions, in the Markdown itself:
 
 - A block whose first line is ``# path/to/module.py`` is a module: it is written to that path (blocks with
   the same path are joined) before anything runs, in the directory the examples run from. Its URLs are
   replaced by the test server's URL too (a module may open a queue, as ``@job("q", connection=...)`` does).
+  The modules of the tutorial (``docs/getting-started.md``: ``myapp/tasks.py``) exist for every page, as
+  the site tells its readers; a page's own blocks for the same path are appended to them.
 - Every other block runs, in document order, in one namespace per document (so a block may use what an
   earlier one made). Connection URLs in it (``redis://...``, ``redis+cluster://...``) are replaced by the
   test server's URL.
@@ -31,7 +34,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = ["docs/migrating-from-rq.md", "docs/user-guide.md", "docs/operations.md", "README.md"]
+TUTORIAL = "docs/getting-started.md"
+DOCUMENTS = [*sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md")), "README.md"]
 DEADLINE_S = 300.0
 
 _FENCE = re.compile(r"^```python[ \t]*$")
@@ -123,8 +127,18 @@ for block in blocks:
 '''
 
 
+def runnable_blocks(document: str) -> list[Block]:
+    return [b for b in extract(document) if not b.skip and b.module_path is None]
+
+
+# Pages without a Python example (the architecture, the reference pages...) have nothing to run.
+RUNNABLE = [document for document in DOCUMENTS if runnable_blocks(document)]
+
+
 def run_document(document: str, url: str, workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     blocks = extract(document)
+    if document != TUTORIAL and (ROOT / TUTORIAL).exists():
+        blocks = [b for b in extract(TUTORIAL) if b.module_path is not None] + blocks
     modules: dict[str, str] = {}
     runnable = []
     for block in blocks:
@@ -147,14 +161,33 @@ def run_document(document: str, url: str, workdir: Path, env: dict[str, str]) ->
                           text=True, timeout=DEADLINE_S)
 
 
-@pytest.mark.parametrize("document", DOCUMENTS)
+@pytest.mark.parametrize("document", RUNNABLE)
 def test_the_python_examples_of_the_document_run(document: str, url: str, tmp_path: Path,
                                                  subprocess_env: dict[str, str]) -> None:
     result = run_document(document, url, tmp_path, subprocess_env)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     ran = result.stdout.count("EXAMPLE RAN:")
-    expected = [b for b in extract(document) if not b.skip and b.module_path is None]
-    assert ran == len(expected) > 0
+    assert ran == len(runnable_blocks(document)) > 0
+
+
+def _nav_pages(entries: object) -> list[str]:
+    if isinstance(entries, str):
+        return [entries]
+    if isinstance(entries, list):
+        return [page for entry in entries for page in _nav_pages(entry)]
+    if isinstance(entries, dict):
+        return [page for value in entries.values() for page in _nav_pages(value)]
+    return []
+
+
+def test_every_page_of_the_site_is_collected() -> None:
+    """The examples are collected from every page the site shows (mkdocs.yml's nav), and the site shows
+    every page of docs/ (strict mkdocs fails on a page left out of the nav)."""
+    yaml = pytest.importorskip("yaml")
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=yaml.BaseLoader)
+    pages = {f"docs/{page}" for page in _nav_pages(config["nav"])}
+    assert pages <= set(DOCUMENTS), f"pages in the nav but not collected: {sorted(pages - set(DOCUMENTS))}"
+    assert {"docs/getting-started.md", "docs/queues-and-jobs.md", "docs/migrating-from-rq.md"} <= set(RUNNABLE)
 
 
 def test_the_example_runner_fails_on_a_failing_block_and_checks_output(url: str, tmp_path: Path,

@@ -7,8 +7,10 @@
     $ clusterq worker -u redis+cluster://10.0.0.1:6379 emails default
 """
 
+from clusterq.api.aio_buffer import AsyncBuffer
 from clusterq.api.aio_group import AsyncGroup, enqueue_group_async
 from clusterq.api.aio_queue import AsyncJob, AsyncQueue, AsyncRegistry, connect_async, disconnect_async
+from clusterq.api.buffer import Buffer, BufferError, FlushRecord, FlushResult
 from clusterq.api.callbacks import Callback
 from clusterq.api.context import get_current_job, set_progress
 from clusterq.api.control import is_suspended, is_suspended_async, resume, resume_async, suspend, suspend_async
@@ -64,6 +66,11 @@ from clusterq.worker.worker import Worker, WorkerInfo, list_workers
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncBuffer",
+    "Buffer",
+    "BufferError",
+    "FlushRecord",
+    "FlushResult",
     # producing
     "AsyncGroup",
     "AsyncJob",

@@ -12,7 +12,7 @@ Each operation is a plan (:mod:`clusterq.state.plan`) run by the sync functions 
 from __future__ import annotations
 
 from clusterq.connection.aio import AsyncClient
-from clusterq.connection.sync import ConnectionLike, connect
+from clusterq.connection.sync import ConnectionLike, connect, is_proxy
 from clusterq.exceptions import explain_server_error
 from clusterq.state import keys as K
 from clusterq.state.aio_store import AsyncStore
@@ -22,12 +22,14 @@ from clusterq.state.store import Store
 
 def suspend(connection: ConnectionLike = None) -> None:
     """Stop every worker on this deployment from starting jobs; queued jobs stay, running ones finish."""
-    run_plan(_set_plan(True), Store(connect(connection)))
+    client = connect(connection)
+    run_plan(_set_plan(True, publish=not is_proxy(client)), Store(client))
 
 
 def resume(connection: ConnectionLike = None) -> None:
     """Undo :func:`suspend`: workers lease again at once."""
-    run_plan(_set_plan(False), Store(connect(connection)))
+    client = connect(connection)
+    run_plan(_set_plan(False, publish=not is_proxy(client)), Store(client))
 
 
 def is_suspended(connection: ConnectionLike = None) -> bool:
@@ -37,12 +39,12 @@ def is_suspended(connection: ConnectionLike = None) -> bool:
 
 async def suspend_async(connection: AsyncClient) -> None:
     """:func:`suspend` for asyncio."""
-    await arun_plan(_set_plan(True), AsyncStore(connection))
+    await arun_plan(_set_plan(True, publish=not is_proxy(connection)), AsyncStore(connection))
 
 
 async def resume_async(connection: AsyncClient) -> None:
     """:func:`resume` for asyncio."""
-    await arun_plan(_set_plan(False), AsyncStore(connection))
+    await arun_plan(_set_plan(False, publish=not is_proxy(connection)), AsyncStore(connection))
 
 
 async def is_suspended_async(connection: AsyncClient) -> bool:
@@ -54,12 +56,15 @@ def _is_suspended_plan() -> Plan[bool]:
     return bool((yield client_step("exists", K.SUSPENDED)))
 
 
-def _set_plan(suspended: bool) -> Plan[None]:
+def _set_plan(suspended: bool, publish: bool = True) -> Plan[None]:
+    """Set or clear the flag, then tell the workers at once. Through a proxy (no pub/sub) the workers read
+    the flag within a second instead (see the worker's lifecycle)."""
     try:
         if suspended:
             yield client_step("set", K.SUSPENDED, "1")
         else:
             yield client_step("delete", K.SUSPENDED)
-        yield client_step("spublish", K.CONTROL_CHANNEL, "1" if suspended else "0")
+        if publish:
+            yield client_step("spublish", K.CONTROL_CHANNEL, "1" if suspended else "0")
     except SERVER_ERRORS as exc:
         raise explain_server_error(exc, "suspend all queues" if suspended else "resume all queues") from exc

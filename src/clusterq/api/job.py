@@ -6,6 +6,7 @@ A job's record is one hash in its queue's slot. A :class:`Job` reads it lazily a
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from clusterq.api.job_core import (  # noqa: F401 - re-exported: their historical home
@@ -23,8 +24,8 @@ from clusterq.api.job_core import (  # noqa: F401 - re-exported: their historica
     parse_handle,
     status_of,
 )
-from clusterq.api.results import Result, ResultWaiter
-from clusterq.connection.sync import ConnectionLike, connect
+from clusterq.api.results import Result, ResultWaiter, poll_delays
+from clusterq.connection.sync import ConnectionLike, connect, is_proxy
 from clusterq.exceptions import NoSuchJobError
 from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.state import keys as K
@@ -237,6 +238,13 @@ class Job(JobCore):
         """
         latest = self._latest()
         if latest is not None or not timeout or timeout <= 0:
+            return latest
+        if is_proxy(self._store.client):  # a proxy relays no pub/sub: look again, less often as time passes
+            for delay in poll_delays(timeout):
+                time.sleep(delay)
+                latest = self._latest()
+                if latest is not None:
+                    break
             return latest
         # Subscribe, then mark the record as waited for, then look: a result recorded after the look
         # is published to a subscription that already exists, so it cannot be missed.

@@ -120,6 +120,18 @@ def _message_is(message: Any, job_id: str) -> bool:
     return (data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data) == job_id
 
 
+def poll_delays(timeout_s: float, first_s: float = 0.01, longest_s: float = 0.25) -> list[float]:
+    """Sleeps between looks when no wake-up can be had (through a proxy): 10 ms doubling to 250 ms, summing
+    to ``timeout_s``. A waiter costs at most four reads a second once it has waited a second."""
+    delays: list[float] = []
+    left, delay = timeout_s, first_s
+    while left > 1e-9:
+        delays.append(min(delay, left))
+        left -= delays[-1]
+        delay = min(delay * 2, longest_s)
+    return delays
+
+
 class ResultWaiter:
     """A subscription to a queue's results channel, confirmed before :meth:`wait` is used (sync)."""
 

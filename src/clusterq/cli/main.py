@@ -11,6 +11,7 @@
     clusterq dev [--sentinel | --cluster]
     clusterq demo [--cluster] [--jobs N]
     clusterq dashboard [-u URL] [--host H] [--port P] [--root-path P] [--auth-file PATH] [--read-only] [--insecure]
+    clusterq completion bash|zsh|fish
 
 The URL comes from ``--url``, else ``$CLUSTERQ_URL``, else a settings module's ``URL`` (``--settings``
 or ``$CLUSTERQ_SETTINGS``), else ``redis://127.0.0.1:6379/0``; without ``--url`` the server used is
@@ -36,10 +37,13 @@ from clusterq import __version__
 from clusterq.api.control import resume, suspend
 from clusterq.api.job import Job, JobStatus, Progress
 from clusterq.api.queue import Queue
+from clusterq.cli.completion import SHELLS
+from clusterq.cli.completion import script as completion_script
 from clusterq.connection.server_checks import memory_of_primaries, server_warnings
 from clusterq.connection.sync import DEFAULT_URL, REDIS_ERRORS, URL_ENV, connect, describe, parse_url
 from clusterq.exceptions import ClusterQError, NoSuchJobError, WorkerNameInUse
 from clusterq.observability.health import HealthServer
+from clusterq.scheduling.buffers import load_buffers
 from clusterq.scheduling.periodic import (
     CronScheduler,
     Periodic,
@@ -166,6 +170,7 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         serializer=args.serializer or _setting(args, "SERIALIZER"),
         signing_key=signing_keys(args),
         periodic=periodic,
+        buffers=load_buffers(args.with_buffers) if args.with_buffers else (),
         hooks=[*(args.hook or ()), *_setting(args, "HOOKS", ()), *metrics, *notify, *_health_hooks(args)],
     )
 
@@ -590,6 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-cron", metavar="MODULE",
                    help="also run the periodic jobs declared in this module (its PERIODIC list and @periodic "
                         "functions); any number of workers may do so")
+    p.add_argument("--with-buffers", metavar="MODULE",
+                   help="also flush the counter buffers (clusterq.Buffer) declared in this module, each every "
+                        "interval_s; any number of workers may do so")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("cron", help="enqueue periodic jobs on their schedules (or list them)")
@@ -675,7 +683,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hash-password", action="store_true",
                    help="read a password (stdin or prompt), print its hash for the auth file, and exit")
     p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("completion", help="print a shell completion script (bash, zsh or fish)",
+                       description="Print a completion script for clusterq's subcommands and options. "
+                                   "bash: source <(clusterq completion bash); "
+                                   "zsh: clusterq completion zsh > \"${fpath[1]}/_clusterq\"; "
+                                   "fish: clusterq completion fish > ~/.config/fish/completions/clusterq.fish")
+    p.add_argument("shell", choices=SHELLS, help="the shell to complete in")
+    p.set_defaults(func=cmd_completion)
     return parser
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    sys.stdout.write(completion_script(build_parser(), args.shell))
+    return EXIT_OK
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from redis.exceptions import RedisClusterException
 
 from clusterq.connection.sync import (
     DEFAULT_URL,
+    PROXY_OPTIONS,
     REDIS_ERRORS,
     URL_ENV,
     ParsedURL,
@@ -39,6 +40,7 @@ from clusterq.connection.sync import (
     cluster_state_problem,
     describe,
     parse_url,
+    proxy_client,
 )
 from clusterq.exceptions import ConnectionFailed
 
@@ -100,6 +102,9 @@ async def _open(parsed: ParsedURL, overrides: dict[str, Any]) -> AsyncClient:
     if parsed.path:
         return redis.asyncio.Redis(unix_socket_path=parsed.path, db=parsed.db, **kwargs)
     host, port = parsed.hosts[0]
+    if parsed.topology == "proxy":
+        return cast(redis.asyncio.Redis, proxy_client(redis.asyncio.Redis(host=host, port=port, **PROXY_OPTIONS,
+                                                                          **kwargs)))
     client = redis.asyncio.Redis(host=host, port=port, db=parsed.db, **kwargs)
     try:
         cluster_enabled = await _is_cluster_node(client)

@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.cluster import RedisCluster
 
-from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect, topology_of
+from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect, is_proxy, topology_of
 
 SAFE_POLICY = "noeviction"
 
@@ -47,8 +47,11 @@ def _node_memory(name: str, info: dict[str, Any]) -> NodeMemory:
 
 
 def memory_of_primaries(connection: ConnectionLike = None) -> list[NodeMemory]:
-    """``INFO memory`` of every primary clusterq writes to (raises the client's error if refused)."""
+    """``INFO memory`` of every primary clusterq writes to (raises the client's error if refused); none
+    through a proxy, which relays no INFO (:func:`server_warnings` says so)."""
     client = connect(connection)
+    if is_proxy(client):
+        return []
     if isinstance(client, RedisCluster):
         return [_node_memory(node.name, client.get_redis_connection(node).info("memory"))
                 for node in sorted(client.get_primaries(), key=lambda n: n.name)]
@@ -72,6 +75,10 @@ def eviction_warning(node: NodeMemory) -> str:
 
 def server_warnings(connection: ConnectionLike = None) -> list[str]:
     """Warnings about the server's settings, one line each (empty when all is well)."""
+    client = connect(connection)
+    if is_proxy(client):  # a proxy relays no INFO: nothing can be read of its backends' settings
+        return [f"through a proxy clusterq cannot read the backends' maxmemory-policy; make sure each is "
+                f"{SAFE_POLICY}, or jobs can vanish when memory fills up"]
     try:
         nodes = memory_of_primaries(connection)
     except REDIS_ERRORS as exc:

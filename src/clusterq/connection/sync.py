@@ -7,6 +7,8 @@
     redis+sentinel://[user:pw@]h:p,h:p/service[/db]   the primary a Sentinel group names
     redis+cluster://[user:pw@]h:p,h:p          a Redis Cluster (any reachable nodes as seeds)
     rediss+sentinel://, rediss+cluster://      the same over TLS
+    redis+proxy://host:port                    standalone servers sharded behind a proxy (twemproxy with
+                                               hash_tag "{}", Envoy's Redis proxy): see docs/proxy.md
 
 Query options: ``socket_timeout``, ``socket_connect_timeout`` (seconds), ``ssl_cert_reqs``,
 ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``sentinel_username``, ``sentinel_password``
@@ -19,6 +21,7 @@ topology and the hosts, never a bare redis-py traceback.
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import threading
@@ -56,6 +59,8 @@ _SCHEMES = {
     "rediss+sentinel": ("sentinel", True),
     "redis+cluster": ("cluster", False),
     "rediss+cluster": ("cluster", True),
+    "redis+proxy": ("proxy", False),
+    "rediss+proxy": ("proxy", True),
 }
 _FLOAT_OPTIONS = ("socket_timeout", "socket_connect_timeout")
 _SSL_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
@@ -83,6 +88,8 @@ class ParsedURL:
             return f"Sentinel service {self.service!r} via {where}"
         if self.topology == "cluster":
             return f"Redis Cluster at {where}"
+        if self.topology == "proxy":
+            return f"proxy at {where}"
         return f"standalone server at {where}"
 
 
@@ -150,6 +157,8 @@ def parse_url(url: str) -> ParsedURL:
                 raise InvalidURL(f"database must be a number in {url!r}") from None
     if topology == "cluster" and parsed.db:
         raise InvalidURL("Redis Cluster has only database 0")
+    if topology == "proxy" and (parsed.db or len(parsed.hosts) != 1):
+        raise InvalidURL(f"a proxy URL names one proxy address and database 0 (proxies do not relay SELECT): {url!r}")
     if "remap" in query:
         parsed.remap = _parse_remap(query.pop("remap"))
     for name in _FLOAT_OPTIONS:
@@ -189,6 +198,34 @@ def _client_kwargs(parsed: ParsedURL, overrides: Mapping[str, Any]) -> dict[str,
     return kwargs
 
 
+PROXY_UNSUPPORTED = "pub/sub, INFO, WAIT, MULTI/EXEC, SCRIPT, CLUSTER and CLIENT commands"
+"""What a sharding proxy does not relay, and clusterq therefore never sends through one."""
+
+
+PROXY_MARK = "clusterq_proxy"
+"""Attribute set on a client opened from a ``redis+proxy://`` URL: a plain ``redis.Redis`` (or asyncio
+one) that sends no connection handshake (``CLIENT SETINFO``: a proxy closes the connection on a command
+it does not relay), and that tells clusterq to leave out what a proxy cannot carry. Every script still
+runs on one backend: a queue's keys share one hash tag, and the proxy routes a script by its first key."""
+
+
+def is_proxy(client: Any) -> bool:
+    """True for a client opened from a ``redis+proxy://`` URL (sync or asyncio)."""
+    return bool(getattr(client, PROXY_MARK, False))
+
+
+# RESP2 (a proxy answers no HELLO) and no CLIENT SETINFO: ``driver_info=None`` in redis-py 7+, where
+# ``lib_name`` is deprecated; ``lib_name=None`` before.
+PROXY_OPTIONS: dict[str, Any] = {"protocol": 2, **(
+    {"driver_info": None} if "driver_info" in inspect.signature(redis.Redis.__init__).parameters
+    else {"lib_name": None, "lib_version": None})}
+
+
+def proxy_client(client: Any) -> Any:
+    setattr(client, PROXY_MARK, True)
+    return client
+
+
 def _sentinel_credentials(parsed: ParsedURL) -> dict[str, Any]:
     """Sentinels have their own users: ``sentinel_username``/``sentinel_password`` when given, else the
     data nodes' credentials."""
@@ -213,6 +250,8 @@ def _open(parsed: ParsedURL, overrides: dict[str, Any]) -> Client:
     if parsed.path:
         return redis.Redis(unix_socket_path=parsed.path, db=parsed.db, **kwargs)
     host, port = parsed.hosts[0]
+    if parsed.topology == "proxy":
+        return cast(redis.Redis, proxy_client(redis.Redis(host=host, port=port, **PROXY_OPTIONS, **kwargs)))
     client = redis.Redis(host=host, port=port, db=parsed.db, **kwargs)
     if _is_cluster_node(client):
         client.close()
@@ -266,7 +305,8 @@ def _as_given(client: redis.Redis) -> Client:
         return upgraded or client
     pool = client.connection_pool
     kw = pool.connection_kwargs
-    if isinstance(pool, SentinelConnectionPool) or kw.get("path") or not _is_cluster_node_quietly(client):
+    if (isinstance(pool, SentinelConnectionPool) or kw.get("path") or is_proxy(client)
+            or not _is_cluster_node_quietly(client)):
         setattr(client, _UPGRADED, False)
         return client
     host, port = kw.get("host", "localhost"), int(kw.get("port", 6379))
@@ -331,15 +371,19 @@ def describe(client: Any) -> str:
                              for s in pool.sentinel_manager.sentinels)
         return f"Sentinel service {pool.service_name!r} via {sentinels}"
     kw = pool.connection_kwargs
+    if is_proxy(client):
+        return f"proxy at {kw.get('host')}:{kw.get('port')}"
     if kw.get("path"):
         return f"standalone server at unix:{kw['path']}"
     return f"standalone server at {kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}"
 
 
 def topology_of(client: Client) -> str:
-    """``"cluster"``, ``"sentinel"`` or ``"standalone"``."""
+    """``"cluster"``, ``"sentinel"``, ``"proxy"`` or ``"standalone"``."""
     if isinstance(client, RedisCluster):
         return "cluster"
+    if is_proxy(client):
+        return "proxy"
     if isinstance(client.connection_pool, SentinelConnectionPool):
         return "sentinel"
     return "standalone"

@@ -452,7 +452,7 @@ def create_app(connection: ConnectionLike = None, *, auth: AuthConfig | None = N
 
     async def sso_callback(request: Request, ctx: Ctx) -> Response:
         # A GET from the provider's redirect, so no CSRF token: state (bound to this browser's cookie),
-        # nonce (bound into the signed ID token) and PKCE protect it instead; see the user guide.
+        # nonce (bound into the signed ID token) and PKCE protect it instead; see docs/dashboard.md ("Logging in").
         if sso is None:
             raise Refused(404, "single sign-on is not configured")
         pending = settings.auth.unsign(request.cookies.get(SSO_COOKIE))

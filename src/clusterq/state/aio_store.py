@@ -33,6 +33,8 @@ from clusterq.connection.aio import (
     disconnect_async,
     is_async_client,
 )
+from clusterq.connection.sync import is_proxy
+from clusterq.exceptions import ServerError
 from clusterq.state import keys as K
 from clusterq.state.store import (
     JOB_FIELDS,
@@ -130,6 +132,9 @@ class AsyncStore:
         of ``marker_key`` and the WAIT go in one pipeline, hence on one connection to the slot's primary
         (on a cluster the WAIT is sent to the node that owns ``marker_key``, and redis.asyncio's cluster
         pipeline sends each node's commands on one connection)."""
+        if is_proxy(self.client):
+            raise ServerError("wait_replicas needs WAIT, which a proxy does not relay (it would close the "
+                              "connection); use wait_replicas=0 through a proxy")
         cluster = isinstance(self.client, AsyncRedisCluster)
         rounds = WaitRounds(calls, self.slot_migration_wait_s, cluster)
         while True:

@@ -240,6 +240,61 @@ _REGISTRY_KEYS: dict[str, Callable[[QueueKeys], str]] = {
     "deferred": lambda k: k.deferred,
 }
 
+MAX_BUFFER_NAME_BYTES = 200
+"""A counter buffer's name goes into its flush ids (job ids, at most MAX_JOB_ID_BYTES) with room to spare."""
+
+
+@dataclass(frozen=True)
+class BufferKeys:
+    """The keys of one partition of a counter buffer (:class:`clusterq.Buffer`); all share one hash tag.
+
+    The tag is ``{<escaped name>:<partition>}`` behind the prefix ``cq:buf:``: a queue's keys start with
+    ``cq:{``, so no queue name can make a key that equals a buffer's, and the partition follows the escaped
+    name after its last ``:`` (an escaped name never ends a tag early, see :func:`escape_name`). The user's
+    counter key comes after the tag (in :meth:`values`), so it never changes the slot.
+    """
+
+    name: str
+    partition: int
+
+    @cached_property
+    def base(self) -> str:
+        return f"{PREFIX}:buf:{{{escape_name(self.name)}:{self.partition}}}"
+
+    @cached_property
+    def pending(self) -> str:
+        """Sorted set of the counter keys with increments not yet flushed, scored by first increment (ms)."""
+        return f"{self.base}:pending"
+
+    @cached_property
+    def values_prefix(self) -> str:
+        return f"{self.base}:v:"
+
+    def values(self, key: str) -> str:
+        """Hash of one counter key's summed increments since its last flush: field -> sum."""
+        return f"{self.values_prefix}{key}"
+
+    @cached_property
+    def inflight(self) -> str:
+        """Sorted set of flush records taken by a flusher, scored by the end of their lease (ms)."""
+        return f"{self.base}:inflight"
+
+    @cached_property
+    def flush_prefix(self) -> str:
+        """Prefix of the flush records (strings of JSON), followed by the record's sequence number."""
+        return f"{self.base}:f:"
+
+    @cached_property
+    def seq(self) -> str:
+        """Counter numbering the partition's flush records."""
+        return f"{self.base}:seq"
+
+    @cached_property
+    def config(self) -> str:
+        """String holding the buffer's partition count (partition 0's only), set once by the first user."""
+        return f"{self.base}:config"
+
+
 # Global keys: each is one key on its own; never used together with a queue's keys.
 QUEUES = f"{PREFIX}:queues"
 """Set of known queue names (read with SSCAN)."""

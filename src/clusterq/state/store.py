@@ -25,7 +25,8 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError, ClusterError, MovedError, NoScriptError, TryAgainError
 
-from clusterq.connection.sync import REDIS_ERRORS, Client
+from clusterq.connection.sync import REDIS_ERRORS, Client, is_proxy
+from clusterq.exceptions import ServerError
 from clusterq.state import keys as K
 from clusterq.state import transitions as TR
 
@@ -457,6 +458,9 @@ class Store:
         not have reached a replica yet; so the pipeline also bumps a counter on ``marker_key`` (in the
         same slot), whose offset is at or after every earlier write to that primary.
         """
+        if is_proxy(self.client):
+            raise ServerError("wait_replicas needs WAIT, which a proxy does not relay (it would close the "
+                              "connection); use wait_replicas=0 through a proxy")
         rounds = WaitRounds(calls, self.slot_migration_wait_s, isinstance(self.client, RedisCluster))
         while True:
             pipe = self._client_for(marker_key).pipeline(transaction=False)

@@ -419,6 +419,11 @@ GROUP_OPEN = Transition(S.GROUP_OPEN, ("group",), ("keep_ms", "added"), codes=Gr
 _GROUP_KEYS = ("group", "group_seen", "job_prefix", "deferred", "pending", "wake_channel", "prio", "stats")
 GROUP_CLOSE = Transition(S.GROUP_CLOSE, _GROUP_KEYS, ("callback_id",), codes=GroupCloseCode)
 GROUP_DONE = Transition(S.GROUP_DONE, _GROUP_KEYS, ("member", "ended"), codes=GroupDoneCode)
+# Counter buffers (clusterq.api.buffer): keys of one buffer partition (keys.BufferKeys), passed by name.
+BUFFER_INCR = Transition(S.BUFFER_INCR, ("pending", "values"), ("member",), ("field", "amount"))
+BUFFER_TAKE = Transition(S.BUFFER_TAKE, ("pending", "inflight", "values_prefix", "flush_prefix", "seq"),
+                         ("batch", "lease_ms", "min_age_ms"), reply=("seq", "record"))
+BUFFER_ACK = Transition(S.BUFFER_ACK, ("inflight", "flush_prefix"), (), ("seq",))
 GAUGES = Transition(S.GAUGES, ("pending", "prio", "stats", "active", "scheduled", "deferred", "failed", "finished",
                                 "canceled", "job_prefix"),
                     reply=("pending", "prio", "tomb", "lwait", "active", "scheduled", "deferred", "failed",
@@ -427,7 +432,7 @@ GAUGES = Transition(S.GAUGES, ("pending", "prio", "stats", "active", "scheduled"
 ALL: tuple[Transition, ...] = (
     ENQUEUE, SCHEDULE, PROMOTE, CRON_TICK, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, TRIM, CANCEL, DELETE,
     REQUEUE, STOP, TAKE, SET_FIELDS, DRAIN, DEBOUNCE, CONFIGURE, PURGE_REGISTRY, RESULTS, DEFER, REGISTER, RESOLVE,
-    ACK, OUTBOX_DUE, GROUP_OPEN, GROUP_CLOSE, GROUP_DONE, GAUGES,
+    ACK, OUTBOX_DUE, GROUP_OPEN, GROUP_CLOSE, GROUP_DONE, BUFFER_INCR, BUFFER_TAKE, BUFFER_ACK, GAUGES,
 )
 
 

@@ -20,6 +20,7 @@ from clusterq.testing.binaries import ENGINES, ServerBinary, ServerNotFound, ava
 if TYPE_CHECKING:
     from clusterq.testing.cluster import Cluster
     from clusterq.testing.common import PortClash, TopologyError, allocate_port
+    from clusterq.testing.proxy import Twemproxy
     from clusterq.testing.sentinel import SentinelGroup
     from clusterq.testing.servers import ServerProcess, running_processes
     from clusterq.testing.standalone import Standalone
@@ -30,6 +31,7 @@ _LAZY: dict[str, str] = {
     "Cluster": ".cluster",
     "SentinelGroup": ".sentinel",
     "Standalone": ".standalone",
+    "Twemproxy": ".proxy",
     "PortClash": ".common",
     "ServerProcess": ".servers",
     "Topology": ".topology",
@@ -53,6 +55,7 @@ __all__ = [
     "TLSFiles",
     "Topology",
     "TopologyError",
+    "Twemproxy",
     "allocate_port",
     "available_servers",
     "find_server",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from clusterq.api.hooks import HookSet, set_report_sink
 from clusterq.connection.server_checks import server_warnings
-from clusterq.connection.sync import REDIS_ERRORS, describe
+from clusterq.connection.sync import REDIS_ERRORS, describe, is_proxy
 from clusterq.exceptions import ConnectionFailed, StopRequested, WorkerNameInUse
 from clusterq.state import keys as K
 from clusterq.worker import registration
@@ -35,8 +35,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PROXY_POLL_S = 1.0
+"""Without wake-ups (through a proxy, or while a subscription is being rebuilt) an idle worker looks at its
+queues, and reads the suspend flag, this often: one pipelined lease call per queue a second."""
+
 
 class Lifecycle:
+    _proxy_flag_due = 0.0  # through a proxy: when the suspend flag is next read (monotonic)
     # Set by Worker.__init__.
     connection: Any
     name: str
@@ -189,6 +194,8 @@ class Lifecycle:
     # --- wake-ups -----------------------------------------------------------------------------
 
     def _start_waker(self) -> None:
+        if is_proxy(self.connection):  # a proxy relays no pub/sub: idle queues are polled (see _idle_wait)
+            return
         if self._waker is not None:
             self._waker.close()
         self._waker = Waker(self.connection, self.queue_names, notify=self._notifier.notify,
@@ -209,6 +216,10 @@ class Lifecycle:
         if self._reload_requested:
             self._apply_reload()
         if self._waker is None:
+            if is_proxy(self.connection) and time.monotonic() >= self._proxy_flag_due:
+                # No control channel through a proxy: read the suspend flag once a second, busy or idle.
+                self._proxy_flag_due = time.monotonic() + PROXY_POLL_S
+                self._read_suspended()
             return
         signalled = self._waker.take()
         if signalled and self.set_aside:
@@ -283,7 +294,8 @@ class Lifecycle:
         if self._waker is None or self._waker.broken:
             self._start_waker()
             if self._waker is None or self._waker.broken:
-                self._stop.wait(1.0)
+                self._stop.wait(PROXY_POLL_S)  # through a proxy (no pub/sub), or until the subscription is back
+                self._take_signals()
                 self._mark_all_ready()
                 return
         self._wait(min(self._next_poll, self.maintenance.next_due, *self._holds()) - time.monotonic())

@@ -39,6 +39,7 @@ from redis.exceptions import (
     ResponseError,
 )
 
+from clusterq.api.buffer import Buffer
 from clusterq.api.context import JobConnection
 from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, ExceptionHandler, Executor, FunctionResolver
 from clusterq.api.hooks import HookSet
@@ -46,6 +47,7 @@ from clusterq.api.job import DEFAULT_FAILURE_TTL_S
 from clusterq.api.queue import Queue
 from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect, describe
 from clusterq.exceptions import ConnectionFailed, StopRequested
+from clusterq.scheduling.buffers import BufferFlusher
 from clusterq.scheduling.periodic import CronScheduler, Periodic
 from clusterq.serializers import Serializer, resolve_serializer
 from clusterq.signing import Signer, SigningKey, make_signer
@@ -139,6 +141,7 @@ class Worker(lifecycle.Lifecycle):
         trim_interval_s: float = 300.0,
         install_signal_handlers: bool = True,
         periodic: Sequence[Periodic] = (),
+        buffers: Sequence[Buffer] = (),
         settings: WorkerSettings | None = None,
         exception_handlers: ExceptionHandler | Sequence[ExceptionHandler] | None = None,
         disable_default_exception_handler: bool = False,
@@ -223,6 +226,8 @@ class Worker(lifecycle.Lifecycle):
         # With a signing key the worker signs the periodic jobs it enqueues, so that it (and its peers) run them.
         self._cron = CronScheduler(self.connection, periodic, install_signal_handlers=False,
                                    signing_key=self.executor.signer) if periodic else None
+        # Counter buffers (``--with-buffers``): a flusher thread beside the loop, signing with the worker's key.
+        self._flusher = BufferFlusher(self.connection, buffers, self.executor.signer) if buffers else None
 
     @staticmethod
     def _pool(pool: str | Pool, concurrency: int | None, options: dict[str, Any]) -> Pool:
@@ -257,6 +262,10 @@ class Worker(lifecycle.Lifecycle):
         if self._cron is not None:
             cron_thread = threading.Thread(target=self._cron.run, name="clusterq-cron", daemon=True)
             cron_thread.start()
+        flusher_thread = None
+        if self._flusher is not None:
+            flusher_thread = threading.Thread(target=self._flusher.run, name="clusterq-buffers", daemon=True)
+            flusher_thread.start()
         log.info("worker %s serving %s on %s (%s)", self.name, ", ".join(self.queue_names),
                  describe(self.connection), self._pools_text())
         try:
@@ -267,6 +276,9 @@ class Worker(lifecycle.Lifecycle):
             if cron_thread is not None:
                 self._cron.stop()  # type: ignore[union-attr]
                 cron_thread.join(timeout=10)
+            if flusher_thread is not None:
+                self._flusher.stop()  # type: ignore[union-attr]
+                flusher_thread.join(timeout=10)
             self._teardown()
         log.info("worker %s stopped: %d processed (%d finished, %d failed)", self.name,
                  self.stats.processed, self.stats.finished, self.stats.failed)
@@ -277,6 +289,8 @@ class Worker(lifecycle.Lifecycle):
         self._stop.set()
         if self._cron is not None:
             self._cron.stop()
+        if self._flusher is not None:
+            self._flusher.stop()
         for lane in self.lanes:
             lane.pool.draining = True
         self._notifier.notify()

@@ -81,24 +81,30 @@ def test_deliveries_are_counted_in_clusterq_notifications_total(url: str, qname:
     assert samples[("clusterq_notifications_total", (("notifier", "hook"), ("outcome", "delivered")))] == 1
 
 
-def _commands(client: Any) -> dict[str, int]:
-    return {k: int(v["calls"]) for k, v in client.info("commandstats").items()}
+class CountingConnection(redis.Connection):
+    """A real connection that counts what it writes: one write per round trip (a pipeline is one)."""
+
+    writes = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.writes += 1
+        super().send_packed_command(command, check_health)
 
 
-def test_the_queue_gauges_and_the_oldest_age_take_one_script_call_per_queue(clusterq_standalone: Standalone,
-                                                                           qname: str) -> None:
+def test_the_queue_gauges_and_the_oldest_age_take_one_round_trip(clusterq_standalone: Standalone,
+                                                                  qname: str) -> None:
     clusterq_standalone.flush()
     url = clusterq_standalone.url
     names = [f"{qname}-{i}" for i in range(3)]
     for name in names:
         Queue(name, url).enqueue_many([Queue.prepare_data("jobs.noop") for _ in range(5)])
-    read_queue_gauges(redis.Redis.from_url(url), names)  # loads the script once
-    client = clusterq_standalone.client()
-    before = _commands(client)
-    gauges = read_queue_gauges(redis.Redis.from_url(url), names)
-    after = _commands(client)
-    used = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
-    used.pop("cmdstat_info", None)
-    assert used == {"cmdstat_evalsha": 3}, "one call per queue, nothing else (no HGET for the head)"
+    client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(url, connection_class=CountingConnection))
+    read_queue_gauges(client, names)  # connects and loads the script
+    stats = clusterq_standalone.client()
+    before = int(stats.info("commandstats")["cmdstat_evalsha"]["calls"])
+    CountingConnection.writes = 0
+    gauges = read_queue_gauges(client, names)
+    assert CountingConnection.writes == 1, "one round trip for every queue, the oldest waiting age included"
+    assert int(stats.info("commandstats")["cmdstat_evalsha"]["calls"]) - before == 3, "one call per queue"
     for gauge in gauges:
         assert gauge.jobs["waiting"] == 5 and gauge.oldest_waiting_s is not None and gauge.oldest_waiting_s >= 0

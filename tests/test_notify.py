@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,14 @@ def _settings(notifiers: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"notifiers": notifiers, "rules": rules, "retry_base_s": 0.05, "flush_interval_s": 0.05, **extra}
 
 
-def _fail_then_deliver(url: str, qname: str, notifications: Notifications, failures: int) -> None:
+def _fail_then_deliver(url: str, qname: str, notifications: Notifications, failures: int,
+                       pool: str = "thread") -> None:
     """``failures`` failing jobs run by a burst worker (its events flushed when it stops); then a worker
     serving only the notify queue runs the digest and its deliveries."""
     q = Queue(qname, url)
     q.enqueue_many([Queue.prepare_data("jobs.fail", args=(f"boom {i}",)) for i in range(failures)])
-    Worker(q, url, pool="thread", concurrency=4, hooks=[notifications], install_signal_handlers=False).work(burst=True)
+    Worker(q, url, pool=pool, concurrency=4 if pool == "thread" else 2, hooks=[notifications],
+           install_signal_handlers=False).work(burst=True)
     assert q.failed_job_registry.count == failures, "the notifier never touched the jobs"
 
 
@@ -45,10 +48,12 @@ def _delivered(notifications: Notifications, name: str, n: int = 1) -> bool:
 
 
 @TOPOLOGIES
-def test_many_failures_make_one_signed_digest_with_the_count_and_bounded_samples(url: str, qname: str) -> None:
+@pytest.mark.parametrize("pool", ["thread", "process"])  # process: failures seen in forked children
+def test_many_failures_make_one_signed_digest_with_the_count_and_bounded_samples(url: str, qname: str,
+                                                                                pool: str) -> None:
     with Receiver() as receiver:
         n = Notifications(_settings({"hook": {"type": "webhook", "url": receiver.url + "/hook", "secret": SECRET}}))
-        _fail_then_deliver(url, qname, n, 200)
+        _fail_then_deliver(url, qname, n, 200, pool)
         with running(Worker([n.queue], url, pool="thread", hooks=[n], install_signal_handlers=False)):
             wait_for(lambda: _delivered(n, "hook"), what="the digest's delivery")
             notify_queue = Queue(n.queue, url)
@@ -221,3 +226,40 @@ def test_a_bad_webhook_secret_is_named_and_only_that_notifier_is_dropped(caplog:
                                      "b": {"type": "chat", "url": "http://127.0.0.1:9"}}})
     assert "'whsec_'" in n.invalid["a"] and "b" in n.notifiers
     assert json.loads(json.dumps(sorted(n.outcomes))) == [["a", "invalid"]]
+
+
+def test_an_eviction_policy_that_can_drop_jobs_is_reported(clusterq_standalone: Any) -> None:
+    clusterq_standalone.flush()
+    url = clusterq_standalone.url
+    admin = clusterq_standalone.client()
+    before = admin.config_get("maxmemory-policy")["maxmemory-policy"]
+    admin.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with Receiver() as receiver:
+            n = Notifications(_settings({"hook": {"type": "webhook", "url": receiver.url}},
+                                        rules=[{"name": "evicts", "events": ["eviction_policy"], "window_s": 1}],
+                                        check_interval_s=0.2))
+            with running(Worker([n.queue], url, pool="thread", hooks=[n], install_signal_handlers=False)):
+                wait_for(lambda: _delivered(n, "hook"), what="the digest")
+            sample = receiver.requests[0].json["samples"][0]
+            assert sample["event"] == "eviction_policy" and sample["policy"] == "allkeys-lru"
+    finally:
+        admin.config_set("maxmemory-policy", before)
+
+
+def test_a_worker_whose_registration_expired_since_the_last_check_is_reported_lost(url: str) -> None:
+    from clusterq.state import keys as K
+    admin = Queue("x", url).connection
+    now_ms = int(time.time() * 1000)
+    # What the previous check saw: "ghost" live with its last heartbeat 61 s ago (past the 60 s a
+    # registration lives), "stopped" with a recent one (it unregistered: a clean stop, not a loss).
+    admin.hset(K.NOTIFY_SEEN, mapping={"ghost": now_ms - 61_000, "stopped": now_ms - 2_000})
+    admin.set(K.NOTIFY_LAST_CHECK, now_ms - 1_000)
+    with Receiver() as receiver:
+        n = Notifications(_settings({"hook": {"type": "webhook", "url": receiver.url}},
+                                    rules=[{"name": "lost", "events": ["worker_lost"], "window_s": 1}],
+                                    check_interval_s=0.2))
+        with running(Worker([n.queue], url, pool="thread", hooks=[n], install_signal_handlers=False)):
+            wait_for(lambda: _delivered(n, "hook"), what="the digest")
+        (request,) = receiver.requests
+        assert [s["worker"] for s in request.json["samples"]] == ["ghost"]

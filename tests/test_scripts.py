@@ -16,6 +16,7 @@ from clusterq import Queue, Worker
 from clusterq.state import keys as K
 from clusterq.state import scripts as S
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 from clusterq.state.outbox import child_dependent, ended_entry, group_dependent, make_handle, registration_entry
 from clusterq.testing import Topology
 
@@ -270,6 +271,7 @@ def _exercise_dependencies(qk: K.QueueKeys):
     yield T.register_call(qk, group_dependent(qk.name, "g1"), ["p1"])
     yield T.outbox_due_call(qk, 0, 10)
     yield T.outbox_due_call(qk, 3_600_000, 10)  # nothing that old
+    yield TR.GAUGES.call(qk)  # reads only: the counters and the head job's enqueue time
     yield T.resolve_call(qk, "c1", "other/x", "failed", 60_000)  # allowed to fail: counted
     yield T.lease_call(qk, 2, 60_000, "w1", 60_000)
     yield T.complete_call(qk, [T.Outcome("p1", 1, "finished", b"3", 60_000),

@@ -150,12 +150,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[list[str], str, int | None]]) -> Worker:
     periodic = _periodic_jobs(args, args.with_cron) if args.with_cron else ()
+    metrics = _metrics_hooks(args)
+    notify = _notify_hooks(args, metrics)
+    served = {q for spec in lanes for q in spec[0]} | set(queues)
+    notify_lanes = [n.lane() for n in notify if n.settings.lane and n.queue not in served]
     return Worker(
         queues,
         resolve_url(args),
         pool=args.pool,
         concurrency=args.concurrency,
-        lanes=lanes,
+        lanes=[*lanes, *notify_lanes],
         max_jobs_per_child=args.max_jobs_per_child,
         max_memory_mb=args.max_memory_per_child,
         memory_limit_mb=args.memory_limit_per_child,
@@ -167,7 +171,7 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         signing_key=signing_keys(args),
         periodic=periodic,
         buffers=load_buffers(args.with_buffers) if args.with_buffers else (),
-        hooks=[*(args.hook or ()), *_setting(args, "HOOKS", ()), *_metrics_hooks(args), *_health_hooks(args)],
+        hooks=[*(args.hook or ()), *_setting(args, "HOOKS", ()), *metrics, *notify, *_health_hooks(args)],
     )
 
 
@@ -180,6 +184,18 @@ def _metrics_hooks(args: argparse.Namespace) -> list[Any]:
     except ImportError as exc:
         raise ValueError(f"--metrics-port needs prometheus-client (pip install 'clusterq[metrics]'): {exc}") from None
     return [JobMetrics(port=args.metrics_port, host=args.metrics_host)]
+
+
+def _notify_hooks(args: argparse.Namespace, metrics: list[Any]) -> list[Any]:
+    """Notifications from ``--notify-config PATH``, else ``$CLUSTERQ_NOTIFY_CONFIG``, else the settings
+    module's ``NOTIFY`` (a dict); counted in the metrics registry when ``--metrics-port`` is given."""
+    from clusterq.observability.notify import CONFIG_ENV, Notifications
+
+    source = args.notify_config or os.environ.get(CONFIG_ENV) or _setting(args, "NOTIFY")
+    if not source:
+        return []
+    registry = metrics[0].registry if metrics else None
+    return [Notifications(source, registry=registry)]
 
 
 def _health_hooks(args: argparse.Namespace) -> list[Any]:
@@ -553,6 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve Prometheus metrics on this port (/metrics; needs clusterq[metrics])")
     p.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
                    help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument("--notify-config", metavar="PATH",
+                   help="notifications settings (JSON; default: $CLUSTERQ_NOTIFY_CONFIG or the settings' NOTIFY); "
+                        "adds a lane serving the notify queue")
     p.add_argument("--health-port", type=int, metavar="PORT",
                    help="serve /livez and /readyz on this port (Kubernetes probes)")
     p.add_argument("--health-host", default="127.0.0.1", metavar="ADDR",

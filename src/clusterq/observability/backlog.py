@@ -3,18 +3,19 @@ scheduled jobs; and the autoscaling answer built on it. No optional library need
 collectors over it are in :mod:`clusterq.observability.queues`; the dashboard's ``/api/autoscale`` serves
 :func:`autoscale`).
 
-Every queue's counters are read in one pipeline: one round trip per node, whatever the number of jobs;
-the oldest waiting age takes a second one (the head job's enqueue time, one HGET per queue).
+Every queue's counters and its oldest waiting job's enqueue time are read by one read-only script call
+(``gauges.lua``) per queue, all in one pipeline: one round trip per node, whatever the number of jobs.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from clusterq.state import keys as K
+from clusterq.state import store as T
+from clusterq.state import transitions as TR
 
 STATES = ("waiting", "running", "scheduled", "deferred", "failed", "finished", "canceled")
 """The ``state`` label values of ``clusterq_queue_jobs``."""
@@ -35,42 +36,23 @@ def _int(value: Any) -> int:
 
 
 def read_queue_gauges(connection: Any, queues: Sequence[str]) -> list[QueueGauge]:
-    """The gauges of ``queues``: one pipelined round trip per node for the counts, one for the ages."""
+    """The gauges of ``queues``: one ``gauges.lua`` call per queue, all in one pipelined round trip per
+    node (the oldest waiting age included: the script reads the head job's enqueue time)."""
     if not queues:
         return []
-    pipe = connection.pipeline(transaction=False)
     keys = [K.QueueKeys(K.validate_queue_name(q)) for q in queues]
-    now_ms = int(time.time() * 1000)
-    for qk in keys:
-        pipe.llen(qk.pending)
-        pipe.zcard(qk.prio)
-        pipe.hmget(qk.stats, ("tomb", "lwait"))
-        for key in (qk.active, qk.scheduled, qk.deferred, qk.failed, qk.finished, qk.canceled):
-            pipe.zcard(key)
-        pipe.lindex(qk.pending, 0)
-        pipe.zrange(qk.prio, 0, 0)
-        pipe.zcount(qk.scheduled, "-inf", now_ms)  # O(log n): due but not yet promoted
-    replies = pipe.execute()
-    gauges, heads = [], []
-    per = 12
-    for i, qk in enumerate(keys):
-        length, prio, (tomb, aside), active, scheduled, deferred, failed, finished, canceled, head, top, due = \
-            replies[i * per:(i + 1) * per]
-        waiting = max(0, _int(length) + _int(prio) + _int(aside) - _int(tomb))
-        gauges.append(QueueGauge(qk.name, dict(zip(STATES, (waiting, active, scheduled, deferred, failed,
-                                                            finished, canceled))), due_scheduled=_int(due)))
-        first = head if head is not None else (top[0] if top else None)
-        heads.append(None if first is None or not waiting else
-                     first.decode() if isinstance(first, bytes) else str(first))
-    if any(heads):
-        pipe = connection.pipeline(transaction=False)
-        asked = [(g, qk, h) for g, qk, h in zip(gauges, keys, heads) if h]
-        for _, qk, head_id in asked:
-            pipe.hget(qk.job(head_id), "c")  # enqueued at (ms, server clock)
-        now_ms = int(time.time() * 1000)
-        for (gauge, _, _), created in zip(asked, pipe.execute()):
-            if created is not None:  # a canceled head (a tombstone) has no record: no age this scrape
-                gauge.oldest_waiting_s = max(0.0, (now_ms - float(created)) / 1000)
+    store = T.Store(connection)
+    replies = store.run_many([TR.GAUGES.call(qk) for qk in keys])
+    gauges = []
+    for qk, reply in zip(keys, replies):
+        (length, prio, tomb, aside, active, scheduled, deferred, failed, finished, canceled, due, created,
+         now_ms) = (_int(v) for v in reply)
+        waiting = max(0, length + prio + aside - tomb)
+        gauge = QueueGauge(qk.name, dict(zip(STATES, (waiting, active, scheduled, deferred, failed, finished,
+                                                      canceled))), due_scheduled=due)
+        if waiting and created >= 0:  # a canceled head (a tombstone) has no record: no age this scrape
+            gauge.oldest_waiting_s = max(0.0, (now_ms - created) / 1000)
+        gauges.append(gauge)
     return gauges
 
 
@@ -78,7 +60,7 @@ def autoscale(connection: Any, queues: Sequence[str]) -> dict[str, Any]:
     """What an autoscaler needs for a set of queues (the ones a worker deployment serves), in the JSON
     shape KEDA's ``metrics-api`` scaler reads (``valueLocation: value``): ``value`` is waiting + running +
     due-scheduled jobs (running ones count, so scaling in never treats a busy pod as idle), with each part
-    and the oldest waiting age beside it. Same cost as a scrape: one round trip per node (two with ages)."""
+    and the oldest waiting age beside it. Same cost as a scrape: one round trip per node."""
     gauges = read_queue_gauges(connection, queues)
     waiting = sum(g.jobs["waiting"] for g in gauges)
     running = sum(g.jobs["running"] for g in gauges)

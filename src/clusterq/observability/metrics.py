@@ -3,8 +3,8 @@
 Jobs are counted where they run (a pool child, a thread, an asyncio task) and sent with
 :func:`clusterq.hooks.report` to the worker's supervisor, which owns one ordinary prometheus-client
 registry: one endpoint per worker however many children it forks and recycles, and no multiprocess
-directory to clean up. A child sends one small message per run over the pipe it already reports on; no
-Redis command is added per job.
+directory to clean up. A pool child's reports ride on the outcome message it sends for each job anyway
+(no message of their own); no Redis command is added per job.
 
 Series are bounded: labels are the queue, the function's dotted path and the outcome, never a job id, a
 worker name or a pod. The (queue, function) pairs are capped (``max_functions``): a flood of forged

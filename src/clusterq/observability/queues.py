@@ -1,8 +1,8 @@
 """Queue-level gauges: how many jobs each queue holds by state, and how long its oldest waiting job waited.
 
-Read from O(1) counters (list lengths, sorted-set cardinalities, the stats hash) of each queue, all queues
-in one pipeline: one round trip per node, whatever the number of jobs. The oldest waiting age takes a
-second round trip (the head job's enqueue time, one HGET per queue). Nothing here grows with the number
+Read from O(1) counters (list lengths, sorted-set cardinalities, the stats hash) of each queue and its head
+job's enqueue time, by one read-only script call per queue, all queues in one pipeline: one round trip per
+node, whatever the number of jobs. Nothing here grows with the number
 of jobs, so a scrape of a queue holding a million jobs costs what a scrape of an empty one does.
 
 :func:`read_queue_gauges` is the query; :class:`QueueGauges` is the prometheus-client collector built on it

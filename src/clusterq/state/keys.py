@@ -312,6 +312,36 @@ AUDIT = f"{PREFIX}:audit"
 """List of the dashboard's audit records (JSON, newest first), trimmed to a fixed length on every write."""
 
 
+# Notifications (clusterq.observability.notify): every key shares the hash tag "{%n}", which no escaped
+# queue name can equal ("%" is escaped as "%25"), so a flush of every rule's counters is one transaction
+# in one slot. Rule names are the operator's text, escaped as queue names are.
+NOTIFY_BASE = f"{PREFIX}:{{%n}}"
+NOTIFY_CHECK_LOCK = f"{NOTIFY_BASE}:lock"
+"""String set with NX and an expiry: the worker holding it runs this interval's periodic alert checks."""
+NOTIFY_LAST_CHECK = f"{NOTIFY_BASE}:checked"
+"""String: when (ms) the periodic checks last ran (a gap that long makes the lost-worker check skip a round)."""
+NOTIFY_SEEN = f"{NOTIFY_BASE}:seen"
+"""Hash: live worker name -> its last heartbeat (ms) at the previous check (bounded by the worker listing)."""
+
+
+def notify_count(rule: str) -> str:
+    """String: events counted for ``rule`` in its open window (INCRBY); the first creates it and
+    schedules the window's digest, which renames it away (:func:`notify_taken`)."""
+    return f"{NOTIFY_BASE}:c:{escape_name(rule)}"
+
+
+def notify_samples(rule: str) -> str:
+    """List: the first few events of ``rule``'s open window (RPUSH then LTRIM: bounded)."""
+    return f"{NOTIFY_BASE}:s:{escape_name(rule)}"
+
+
+def notify_taken(rule: str, digest: str) -> tuple[str, str]:
+    """The count and samples of one window once its digest took them (renamed, so a retried digest finds
+    them and new events open a new window)."""
+    return (f"{NOTIFY_BASE}:tc:{escape_name(rule)}:{escape_name(digest)}",
+            f"{NOTIFY_BASE}:ts:{escape_name(rule)}:{escape_name(digest)}")
+
+
 def worker(name: str) -> str:
     """Hash describing one worker (host, pid, queues, current jobs)."""
     return f"{PREFIX}:w:{escape_name(name)}"

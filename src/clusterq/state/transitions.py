@@ -424,11 +424,15 @@ BUFFER_INCR = Transition(S.BUFFER_INCR, ("pending", "values"), ("member",), ("fi
 BUFFER_TAKE = Transition(S.BUFFER_TAKE, ("pending", "inflight", "values_prefix", "flush_prefix", "seq"),
                          ("batch", "lease_ms", "min_age_ms"), reply=("seq", "record"))
 BUFFER_ACK = Transition(S.BUFFER_ACK, ("inflight", "flush_prefix"), (), ("seq",))
+GAUGES = Transition(S.GAUGES, ("pending", "prio", "stats", "active", "scheduled", "deferred", "failed", "finished",
+                                "canceled", "job_prefix"),
+                    reply=("pending", "prio", "tomb", "lwait", "active", "scheduled", "deferred", "failed",
+                           "finished", "canceled", "due", "head_created_ms", "now_ms"))
 
 ALL: tuple[Transition, ...] = (
     ENQUEUE, SCHEDULE, PROMOTE, CRON_TICK, LEASE, COMPLETE, EXTEND, RELEASE, REQUEUE_EXPIRED, TRIM, CANCEL, DELETE,
     REQUEUE, STOP, TAKE, SET_FIELDS, DRAIN, DEBOUNCE, CONFIGURE, PURGE_REGISTRY, RESULTS, DEFER, REGISTER, RESOLVE,
-    ACK, OUTBOX_DUE, GROUP_OPEN, GROUP_CLOSE, GROUP_DONE, BUFFER_INCR, BUFFER_TAKE, BUFFER_ACK,
+    ACK, OUTBOX_DUE, GROUP_OPEN, GROUP_CLOSE, GROUP_DONE, BUFFER_INCR, BUFFER_TAKE, BUFFER_ACK, GAUGES,
 )
 
 

@@ -77,18 +77,24 @@ def _child_main(conn: Connection, executor: Executor, max_jobs: int | None, max_
         signal.signal(signum, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the supervisor's reload signal
     _limit_memory(memory_limit_mb)
-    set_report_sink(lambda data: conn.send(("report", data)))  # to the supervisor's on_report hooks
+    # Reports for the supervisor's on_report hooks are buffered and ride on the next outcome message (no
+    # message of their own per job: a metrics hook adds no pipe round per job); what is left is sent last.
+    reports: list[Any] = []
+    set_report_sink(reports.append)
     executor.hooks.call("on_child_start")
-    done, retire = _serve(conn, executor, max_jobs, max_memory_mb)
+    done, retire = _serve(conn, executor, max_jobs, max_memory_mb, reports)
     # Before the last word: once told "retire" the supervisor kills the child, and a child leaves with
     # os._exit (no atexit), so this is where a hook flushes what it buffers.
     executor.hooks.call("on_child_exit", reverse=True)
+    if reports:
+        with contextlib.suppress(OSError, ValueError):
+            conn.send(("reports", reports))
     if retire:
         conn.send(("retire", done, _rss_mb()))
 
 
 def _serve(conn: Connection, executor: Executor, max_jobs: int | None,
-           max_memory_mb: float | None) -> tuple[int, bool]:
+           max_memory_mb: float | None, reports: list[Any]) -> tuple[int, bool]:
     """Run batches until told to stop (False) or until it is time to retire (True); returns the count."""
     done = 0
     while True:
@@ -101,7 +107,11 @@ def _serve(conn: Connection, executor: Executor, max_jobs: int | None,
         for job in batch:
             outcome = executor.execute(job)
             done += 1
-            conn.send((job.queue, job.id, outcome))
+            if reports:  # what the job's hooks reported, with its outcome: one message
+                conn.send((job.queue, job.id, outcome, reports[:]))
+                reports.clear()
+            else:
+                conn.send((job.queue, job.id, outcome))
         if (max_jobs is not None and done >= max_jobs) or (max_memory_mb is not None and _rss_mb() > max_memory_mb):
             return done, True
         conn.send(("idle", done, _rss_mb()))
@@ -227,14 +237,16 @@ class ProcessPool(Pool):
         try:
             while child.conn.poll():
                 message = child.conn.recv()
-                if len(message) == 3 and isinstance(message[2], Outcome):
+                if len(message) >= 3 and isinstance(message[2], Outcome):
+                    if len(message) == 4:  # the reports its hooks made while it ran
+                        self._reports(message[3])
                     job = child.batch.popleft()
                     self._stopping.pop((job.queue, job.id), None)  # it ended first: its outcome stands
                     self._done.append(Finished(job, message[2]))
                     child.current_since = time.monotonic()
                     child.done += 1
-                elif message[0] == "report":
-                    self.executor.hooks.call("on_report", message[1])  # type: ignore[union-attr]
+                elif message[0] == "reports":
+                    self._reports(message[1])
                 elif message[0] == "retire":
                     # Anything sent after its last batch never started: back to the queue, uncounted.
                     self._done.extend(self._unstarted(child))
@@ -253,8 +265,14 @@ class ProcessPool(Pool):
         with contextlib.suppress(EOFError, OSError):
             while child.conn.poll():
                 message = child.conn.recv()
-                if message[0] == "report":
-                    self.executor.hooks.call("on_report", message[1])
+                if message[0] == "reports":
+                    self._reports(message[1])
+
+    def _reports(self, reports: list[Any]) -> None:
+        """A child's reports (sent with an outcome, or last before it exits) to the on_report hooks."""
+        assert self.executor is not None
+        for data in reports:
+            self.executor.hooks.call("on_report", data)
 
     def stop(self, queue: str, job_id: str, reason: str) -> bool:
         for child in list(self._children):

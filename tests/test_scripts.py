@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from clusterq import Queue, Worker
+from clusterq.api import buffer_core as B
 from clusterq.state import keys as K
 from clusterq.state import scripts as S
 from clusterq.state import store as T
@@ -255,6 +256,21 @@ def _exercise_every_script(store: T.Store, qk: K.QueueKeys, client: redis.Redis)
     yield T.cron_tick_call(qk, "p", 11_000, "fire", 3, T.NewJob("cron:p:11000", "jobs.add"), overlap=False)
     yield tick("p", 12_000, "fire", T.NewJob("cron:p:12000", "jobs.add", priority=2, concurrency_key="k"))
     yield from _exercise_dependencies(qk)
+    yield from _exercise_buffer()
+
+
+def _exercise_buffer():
+    """A counter buffer partition (its own slot): increments, takes (a full batch, the rest, records whose
+    lease ended) and acknowledgements, including of a record already gone."""
+    bk = K.BufferKeys("hostile{buf}", 3)
+    yield B.incr_call(bk, "k{1}", ["n", "2", "x", "0.5"])
+    yield B.incr_call(bk, "k{1}", ["n", "1", "x", "1"])
+    yield B.incr_call(bk, "k2", ["n", "1"])
+    yield B.take_call(bk, 1, 60_000, 0)
+    yield B.take_call(bk, 10, 1, 0)
+    time.sleep(0.01)
+    yield B.take_call(bk, 10, 60_000, 0)  # the record whose 1 ms lease ended, again
+    yield B.ack_call(bk, ["1", "2", "99"])
 
 
 def _exercise_dependencies(qk: K.QueueKeys):
@@ -327,14 +343,17 @@ def test_scripts_touch_only_declared_keys_all_in_the_queues_slot(clusterq_topolo
             store.run(call)
             seen_scripts.add(call.script.name)
             declared = {k.encode() for k in call.keys}
-            prefixes = [k.encode() for k in call.keys if k.endswith((":j:", ":h:", ":dep:", ":lr:", ":lw:"))]
+            prefixes = [k.encode() for k in call.keys
+                        if k.endswith((":j:", ":h:", ":dep:", ":lr:", ":lw:", ":v:", ":f:"))]
+            # Every key in one slot: the queue's, or for a counter buffer's scripts its partition's.
+            expected = K.key_slot(call.keys[0]) if call.script.name.startswith("buffer_") else slot
             commands = monitor.take(client)
             assert commands, f"{call.script.name} ran no command?"
             for command in commands:
                 for key in _keys_of(client, command):
                     assert key in declared or any(key.startswith(p) for p in prefixes), (
                         f"{call.script.name} touched undeclared key {key!r} in {command[0]!r}")
-                    assert K.key_slot(key) == slot
+                    assert K.key_slot(key) == expected
     finally:
         monitor.close()
         client.close()

@@ -16,6 +16,7 @@ from clusterq.api.dependency import Dependency
 from clusterq.api.group import Group, GroupStatus, enqueue_group
 from clusterq.api.hooks import EnqueueInfo, Hook, JobInfo
 from clusterq.api.job import Job, JobStatus, Progress, send_stop_job_command
+from clusterq.api.partitioned_queue import AsyncPartitionedQueue, PartitionedQueue, PartitionedRegistry
 from clusterq.api.queue import EnqueueData, Queue
 from clusterq.api.registry import Registry
 from clusterq.api.results import Result, ResultType
@@ -35,6 +36,7 @@ from clusterq.exceptions import (
     JobStopped,
     JobTimeoutError,
     NoSuchJobError,
+    PartitionCountMismatch,
     ReplicationTimeout,
     SerializationError,
     ServerError,
@@ -79,6 +81,9 @@ __all__ = [
     "GroupStatus",
     "Job",
     "JobStatus",
+    "PartitionedQueue",
+    "AsyncPartitionedQueue",
+    "PartitionedRegistry",
     "Queue",
     "Registry",
     "Repeat",
@@ -159,6 +164,7 @@ __all__ = [
     "WorkerNameInUse",
     "JobTimeoutError",
     "NoSuchJobError",
+    "PartitionCountMismatch",
     "PeriodicError",
     "ReplicationTimeout",
     "SerializationError",

@@ -24,6 +24,10 @@ class InvalidQueueName(ClusterQError, ValueError):
     """A queue name that is empty, too long or not a string."""
 
 
+class PartitionCountMismatch(ClusterQError, ValueError):
+    """A producer or worker declared a partition count other than the one stored with the queue."""
+
+
 class InvalidJobId(ClusterQError, ValueError):
     """A job id that is empty, too long or not a string."""
 

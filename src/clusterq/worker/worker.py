@@ -43,6 +43,8 @@ from clusterq.api.context import JobConnection
 from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, ExceptionHandler, Executor, FunctionResolver
 from clusterq.api.hooks import HookSet
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S
+from clusterq.api.partitioned_queue import PartitionedQueue
+from clusterq.api.partitions import PartitionedCore
 from clusterq.api.queue import Queue
 from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect, describe
 from clusterq.exceptions import ConnectionFailed, StopRequested
@@ -54,7 +56,7 @@ from clusterq.state import store as T
 from clusterq.state.outbox import Forwarder
 from clusterq.worker import lifecycle
 from clusterq.worker.fetch import Fetched, Fetcher, SetAside
-from clusterq.worker.lanes import Lane, WorkerStats
+from clusterq.worker.lanes import Lane, WorkerStats, expand_partitions
 from clusterq.worker.leases import Leases
 from clusterq.worker.maintenance import PROMOTE_BATCH, SCHEDULED_POLL_S, Maintenance
 from clusterq.worker.outcomes import Outcomes
@@ -77,10 +79,11 @@ def _handlers(handlers: ExceptionHandler | Sequence[ExceptionHandler] | None) ->
     return listed
 
 
-def _queue_names(queues: Sequence[str | Queue] | str | Queue) -> list[str]:
-    if isinstance(queues, (str, Queue)):
+def _queue_names(queues: Sequence[str | Queue | PartitionedCore[Any, Any]] | str | Queue | PartitionedCore[Any, Any]
+                 ) -> list[str]:
+    if isinstance(queues, (str, Queue, PartitionedCore)):
         queues = [queues]
-    return [q.name if isinstance(q, Queue) else K.validate_queue_name(q) for q in queues]
+    return [q.name if isinstance(q, (Queue, PartitionedCore)) else K.validate_queue_name(q) for q in queues]
 
 
 def _queue_specific(exc: BaseException) -> bool:
@@ -116,7 +119,7 @@ class Worker(lifecycle.Lifecycle):
 
     def __init__(
         self,
-        queues: Sequence[str | Queue] | str | Queue,
+        queues: Sequence[str | Queue | PartitionedCore[Any, Any]] | str | Queue | PartitionedCore[Any, Any],
         connection: ConnectionLike = None,
         *,
         pool: str | Pool = "process",
@@ -150,7 +153,7 @@ class Worker(lifecycle.Lifecycle):
             "maintenance_interval_s": maintenance_interval_s, "trim_interval_s": trim_interval_s,
             "install_signal_handlers": install_signal_handlers})
         first = queues[0] if isinstance(queues, (list, tuple)) and queues else queues
-        self.connection = (first.connection if isinstance(first, Queue) and connection is None
+        self.connection = (first.connection if isinstance(first, (Queue, PartitionedQueue)) and connection is None
                            else connect(connection))
         self.store = T.Store(self.connection, fail_fast=True)  # a dead node's queue is set aside, not waited for
         pool_options = {"max_jobs_per_child": max_jobs_per_child, "max_memory_mb": max_memory_mb,
@@ -160,6 +163,7 @@ class Worker(lifecycle.Lifecycle):
             lane_queues, lane_pool, *rest = spec
             self.lanes.append(Lane(_queue_names(lane_queues),
                                    self._pool(lane_pool, rest[0] if rest else None, pool_options), s.batch_target_s))
+        expand_partitions(self.connection, self.lanes)  # a partitioned queue's name: all its partitions
         names = [n for lane in self.lanes for n in lane.queues]
         if not names:
             raise ValueError("a worker needs at least one queue")

@@ -177,7 +177,7 @@ class Worker(lifecycle.Lifecycle):
         self.serializer = resolve_serializer(serializer)
         # Jobs reach Redis (get_current_job) through the worker's client, or a client of their own in a
         # forked child: from the URL when the worker was given one.
-        job_connection = JobConnection(connection if connection is not None or not isinstance(first, Queue)
+        job_connection = JobConnection(connection if connection is not None or not isinstance(first, (Queue, PartitionedQueue))
                                        else self.connection, self.connection)
         self.executor = Executor(FunctionResolver(allow), self.serializer, s.default_timeout_s, self.connection,
                                  job_connection=job_connection,

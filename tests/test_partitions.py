@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from clusterq import (
     AsyncQueue,
     DuplicateJob,
     Job,
+    JobStatus,
     PartitionCountMismatch,
     PartitionedQueue,
     Queue,
@@ -26,6 +28,8 @@ from clusterq import (
 )
 from clusterq.api.partitions import partition_of, rate_limit_shares
 from clusterq.state import keys as K
+from test_worker_idle import NEVER_S, data_primaries, wait_for
+from worker_thread import running
 
 
 def _burst(queues: object, connection: object, **options: object) -> Worker:
@@ -200,17 +204,66 @@ def test_rate_limit_shares_add_up() -> None:
     assert rate_limit_shares(3, 1.0, 6) == [(1, 2.0)] * 6  # 6 partitions x 1 per 2 s = 3 per s
 
 
+def _settle(q: PartitionedQueue) -> None:
+    """Two jobs one after the other: then the worker has done its start-up polls and sleeps (as in
+    tests/test_worker_idle.py)."""
+    for n in range(2):
+        job = q.enqueue("jobs.add", n, 0)
+        wait_for(lambda job=job: job.get_status() == JobStatus.FINISHED, "a warm-up job to finish")
+
+
 def test_an_idle_worker_is_woken_by_a_job_in_any_partition(url: str, qname: str) -> None:
     q = Queue(qname, url, partitions=6)
+    q.declare()  # workers read the count when they start
+    worker = Worker(qname, url, pool="solo", install_signal_handlers=False, idle_poll_s=NEVER_S,
+                    maintenance_interval_s=NEVER_S)
+    with running(worker):
+        _settle(q)
+        for i in range(6):  # one at a time, each into the next partition, each finding the worker asleep
+            job = q.enqueue("jobs.add", i, 0)
+            wait_for(lambda job=job, i=i: job.return_value() == i, f"job {i} to be noticed")
+    q.delete()
+
+
+def test_an_idle_worker_promotes_scheduled_jobs_in_partitions_it_does_not_sweep_now(url: str, qname: str) -> None:
+    # 64 partitions: maintenance covers 4 per round plus the warm ones, yet a job scheduled into any
+    # partition is promoted in time (schedule.lua signals its partition, and the next round takes it).
+    q = Queue(qname, url, partitions=64)
     q.declare()
-    worker = Worker(qname, url, pool="solo", install_signal_handlers=False, idle_poll_s=60)
-    thread = threading.Thread(target=worker.work, kwargs={"max_jobs": 6}, daemon=True)
-    thread.start()
-    time.sleep(0.3)  # the worker found every partition empty and waits on their wake channels
-    jobs = [q.enqueue("jobs.add", i, 0) for i in range(6)]
-    thread.join(timeout=30)
-    assert not thread.is_alive()
-    assert [job.return_value() for job in jobs] == list(range(6))  # well before the 60 s poll
+    worker = Worker(qname, url, pool="solo", install_signal_handlers=False, idle_poll_s=NEVER_S,
+                    maintenance_interval_s=NEVER_S)
+    assert worker.maintenance.sweep and worker.maintenance.sweep.per_round == 4
+    with running(worker):
+        _settle(q)
+        jobs = [q.enqueue_in(0.3, "jobs.add", i, 1) for i in range(3)]
+        wait_for(lambda: all(job.get_status() == JobStatus.FINISHED for job in jobs), "the scheduled jobs to run")
+    assert [job.return_value() for job in jobs] == [1, 2, 3]
+    q.delete()
+
+
+def test_an_idle_worker_on_64_partitions_issues_few_commands(url: str, clusterq_topology: Any, qname: str) -> None:
+    q = Queue(qname, url, partitions=64)
+    q.declare()
+    primaries = data_primaries(clusterq_topology)
+
+    def total_commands() -> int:
+        total = 0
+        for node in primaries:
+            for name, stats in node.admin.info("commandstats").items():
+                if name not in ("cmdstat_info", "cmdstat_replconf"):
+                    total += int(stats["calls"])
+        return total
+
+    worker = Worker(qname, url, pool="solo", install_signal_handlers=False)  # default poll and maintenance
+    with running(worker):
+        _settle(q)
+        time.sleep(9.0)  # past the start-up rounds and the warm window of the partitions used by _settle
+        before = total_commands()
+        time.sleep(3.0)  # the idle period being measured; nothing is asserted about time
+        after = total_commands()
+    # The same bound as for an idle worker on five plain queues (tests/test_worker_idle.py): the scripts'
+    # own commands and the sentinels' pings count too. Every partition in every round would be ~200 calls.
+    assert after - before < 60, f"an idle worker on 64 partitions issued {after - before} commands in 3 s"
     q.delete()
 
 
@@ -263,3 +316,43 @@ def test_an_unpartitioned_producer_writes_to_partition_zero_which_workers_serve(
     _burst(qname, url)
     assert plain.return_value() == 21
     q.delete()
+
+
+def test_an_idle_worker_promotes_a_scheduled_job_in_a_partition_it_does_not_sweep_now(url: str, qname: str) -> None:
+    # 64 partitions: maintenance covers 4 per round plus the warm ones, yet a job scheduled into any
+    # partition is promoted in time (schedule.lua signals its partition, which makes it warm).
+    q = Queue(qname, url, partitions=64)
+    q.declare()
+    worker = Worker(qname, url, pool="solo", install_signal_handlers=False, idle_poll_s=300,
+                    maintenance_interval_s=300)
+    assert worker.maintenance.sweep and worker.maintenance.sweep.per_round == 4
+    thread = threading.Thread(target=worker.work, kwargs={"max_jobs": 3}, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    jobs = [q.enqueue_in(0.5, "jobs.add", i, 1) for i in range(3)]
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert [job.return_value() for job in jobs] == [1, 2, 3]
+    q.delete()
+
+
+def test_partition_sweep_selects_warm_due_and_a_rotating_slice() -> None:
+    from clusterq.worker.lanes import Lane
+    from clusterq.worker.partition_sweep import PartitionSweep
+    from clusterq.worker.pools.factory import make_pool
+
+    names = list(K.partition_names("sweep", 32))
+    lane = Lane(["plain", *names], make_pool("solo", None), groups=[["plain"], names])
+    sweep = PartitionSweep([lane])
+    assert sweep.per_round == 2
+    first = sweep.select(["plain", *names], now=100.0)
+    assert first == ["plain", names[0], names[1]]
+    lane.ready.add(names[10])
+    lane.active[names[20]] = 95.0  # gave jobs 5 s ago: warm
+    sweep.note(names[30], 100.5)
+    assert sweep.select(["plain", *names], now=101.0) == ["plain", names[2], names[3], names[10], names[20], names[30]]
+    lane.ready.clear()
+    seen: set[str] = set()
+    for round_ in range(16):
+        seen.update(sweep.select(names, now=200.0 + round_))
+    assert seen == set(names)  # every partition is swept within partitions / per_round rounds

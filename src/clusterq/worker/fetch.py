@@ -162,7 +162,10 @@ class Fetcher:
                 if riding:
                     self.settle(batch, settled, done)
                 for (name, wanted), lease_reply in zip(asks, replies):
-                    jobs.extend(self._leased(lane, name, wanted, lease_reply, done))
+                    got = self._leased(lane, name, wanted, lease_reply, done)
+                    if got and lane.groups:
+                        lane.active[name] = time.monotonic()  # maintenance keeps it in every round a while
+                    jobs.extend(got)
             if jobs:
                 done.leased += len(jobs)
                 run(lane, jobs)  # the solo pool runs them right here

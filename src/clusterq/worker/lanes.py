@@ -32,6 +32,7 @@ class Lane:
     """The queues in priority order, the partitions of one partitioned queue together in one group (tried
     together, in one pipeline per node, from a rotating start); empty: each queue its own group."""
     turns: dict[int, int] = field(default_factory=dict)  # group index -> where its next round starts
+    active: dict[str, float] = field(default_factory=dict)  # partition -> when (monotonic) it last gave jobs
 
     def lease_groups(self) -> list[list[str]]:
         return self.groups or [[name] for name in self.queues]

@@ -60,6 +60,7 @@ from clusterq.worker.lanes import Lane, WorkerStats, expand_partitions
 from clusterq.worker.leases import Leases
 from clusterq.worker.maintenance import PROMOTE_BATCH, SCHEDULED_POLL_S, Maintenance
 from clusterq.worker.outcomes import Outcomes
+from clusterq.worker.partition_sweep import PartitionSweep
 from clusterq.worker.pools.factory import Finished, Notifier, Pool, make_pool
 from clusterq.worker.registration import WorkerInfo, list_workers
 from clusterq.worker.settings import DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, WorkerSettings
@@ -177,7 +178,8 @@ class Worker(lifecycle.Lifecycle):
         self.serializer = resolve_serializer(serializer)
         # Jobs reach Redis (get_current_job) through the worker's client, or a client of their own in a
         # forked child: from the URL when the worker was given one.
-        job_connection = JobConnection(connection if connection is not None or not isinstance(first, (Queue, PartitionedQueue))
+        given_queue = isinstance(first, (Queue, PartitionedQueue))
+        job_connection = JobConnection(connection if connection is not None or not given_queue
                                        else self.connection, self.connection)
         self.executor = Executor(FunctionResolver(allow), self.serializer, s.default_timeout_s, self.connection,
                                  job_connection=job_connection,
@@ -210,6 +212,7 @@ class Worker(lifecycle.Lifecycle):
                                        max_attempts=s.max_attempts, failure_keep_ms=self.failure_keep_ms,
                                        interval_s=s.maintenance_interval_s, trim_interval_s=s.trim_interval_s,
                                        on_abandoned=self.hooks.abandoned)
+        self.maintenance.sweep = PartitionSweep(self.lanes)  # partitions: maintained when they may need it
 
         self._stop = threading.Event()  # finish the running jobs, then leave
         self._stop_now = False  # a second signal: leave at once, hand the running jobs back

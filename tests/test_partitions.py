@@ -356,3 +356,26 @@ def test_partition_sweep_selects_warm_due_and_a_rotating_slice() -> None:
     for round_ in range(16):
         seen.update(sweep.select(names, now=200.0 + round_))
     assert seen == set(names)  # every partition is swept within partitions / per_round rounds
+
+
+def test_info_shows_the_logical_queue_summed_its_partitions_and_where_they_live(url: str, qname: str) -> None:
+    from clusterq.cli.main import main, render_info
+
+    q = Queue(qname, url, partitions=3)
+    q.enqueue_many([q.prepare_data("jobs.noop") for _ in range(7)])
+    text = render_info(url)
+    row = next(line for line in text.splitlines() if line.startswith(f"{qname} [3 partitions]"))
+    assert row.split()[3] == "7"  # queued, summed over the partitions
+    for name in q.partition_names:
+        assert f"  {name} " in text  # each partition's own row, indented
+    assert f"{qname}: 3 partitions (partition, slot, node)" in text
+    for index, (name, slot, _) in enumerate(q.layout()):
+        assert any(line.split()[:2] == [str(index), str(slot)] and line.endswith(name) for line in text.splitlines())
+    # The CLI's suspend, resume and empty act on the logical queue.
+    assert main(["suspend", "-u", url, qname]) == 0
+    assert q.is_suspended
+    assert main(["resume", "-u", url, qname]) == 0
+    assert not q.is_suspended
+    assert main(["empty", "-u", url, qname]) == 0
+    assert q.count == 0
+    q.delete()

@@ -13,7 +13,7 @@ from clusterq.api.aio_job import AsyncJob
 from clusterq.api.aio_queue import AsyncQueue
 from clusterq.api.enqueue_options import EnqueueData
 from clusterq.api.job import Job
-from clusterq.api.partitions import PartitionedCore, layout
+from clusterq.api.partitions import PartitionedCore, layout, stored_partitions
 from clusterq.api.queue import Queue
 from clusterq.api.queue_core import PARTITIONED_FRONTS
 from clusterq.connection.aio import AsyncConnectionLike
@@ -22,7 +22,7 @@ from clusterq.state import store as T
 from clusterq.state.aio_store import LazyStore
 from clusterq.state.plan import Plan, R, arun_plan, run_plan
 
-__all__ = ["AsyncPartitionedQueue", "PartitionedQueue", "PartitionedRegistry"]
+__all__ = ["AsyncPartitionedQueue", "PartitionedQueue", "PartitionedRegistry", "open_queue"]
 
 
 class PartitionedQueue(PartitionedCore[Queue, Job]):
@@ -45,6 +45,10 @@ class PartitionedQueue(PartitionedCore[Queue, Job]):
 
     def _run(self, plan: Plan[R]) -> R:
         return run_plan(plan, self.store)
+
+    def exists(self) -> bool:
+        """True once the partition count is stored (a producer declared it) or partition 0 is a known queue."""
+        return bool(self.connection.exists(self.keys.partitions)) or self.parts[0].exists()
 
     def declare(self) -> None:
         """Store the partition count (or check it against the stored one) now; enqueues do it on first use."""
@@ -339,3 +343,13 @@ class AsyncPartitionedQueue(PartitionedCore[AsyncQueue, AsyncJob]):
 
 PARTITIONED_FRONTS["sync"] = PartitionedQueue
 PARTITIONED_FRONTS["async"] = AsyncPartitionedQueue
+
+
+def open_queue(name: str, connection: ConnectionLike = None, **options: Any) -> Queue | PartitionedQueue:
+    """The queue ``name`` as stored: a :class:`PartitionedQueue` with the stored partition count if a
+    producer declared one, else a plain :class:`Queue` (one read; for tools that are given a name)."""
+    client = connect(connection)
+    partitions = stored_partitions(client, name)
+    if partitions and partitions > 1:
+        return PartitionedQueue(name, client, partitions=partitions, **options)
+    return Queue(name, client, **options)

@@ -94,11 +94,13 @@ def main() -> None:
         # 2. drain: partitioned vs not
         done, seconds = drain(q, url)
         print("\ndrain, 1 worker (solo pool, batches of 100):")
-        print(f"  {args.partitions} partitions: {done} jobs in {seconds:.2f} s = {done / seconds:,.0f} jobs/s")
+        print(f"  {args.partitions} partitions: {done} jobs in {seconds:.2f} s = {done / seconds:,.0f} jobs/s "
+              f"(finished registry: {q.finished_job_registry.count}, waiting: {q.count})")
         plain = Queue("bench-plain", url)
         fill(plain, args.jobs)
         done, seconds = drain(plain, url)
-        print(f"  unpartitioned: {done} jobs in {seconds:.2f} s = {done / seconds:,.0f} jobs/s")
+        print(f"  unpartitioned: {done} jobs in {seconds:.2f} s = {done / seconds:,.0f} jobs/s "
+              f"(finished registry: {plain.finished_job_registry.count}, waiting: {plain.count})")
 
         # 3. idle cost of a worker on a 64-partition queue
         idle = Queue("bench-idle", url, partitions=64)

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = ["docs/migrating-from-rq.md", "docs/user-guide.md", "README.md"]
+DOCUMENTS = ["docs/migrating-from-rq.md", "docs/user-guide.md", "README.md", "docs/partitioned-queues.md"]
 DEADLINE_S = 300.0
 
 _FENCE = re.compile(r"^```python[ \t]*$")

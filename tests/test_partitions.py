@@ -379,3 +379,20 @@ def test_info_shows_the_logical_queue_summed_its_partitions_and_where_they_live(
     assert main(["empty", "-u", url, qname]) == 0
     assert q.count == 0
     q.delete()
+
+
+def test_metrics_show_the_partitioned_queue_summed(url: str, qname: str) -> None:
+    pytest.importorskip("prometheus_client")
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from clusterq.observability.queues import QueueGauges
+
+    q = Queue(qname, url, partitions=4)
+    q.enqueue_many([q.prepare_data("jobs.noop") for _ in range(10)])
+    registry = CollectorRegistry()
+    registry.register(QueueGauges(q.connection, lambda: [known.name for known in Queue.all(q.connection)]))
+    text = generate_latest(registry).decode()
+    assert f'clusterq_partitioned_queue_jobs{{queue="{qname}",state="waiting"}} 10.0' in text
+    for name, count in zip(q.partition_names, q.counts()):
+        assert f'clusterq_queue_jobs{{queue="{name}",state="waiting"}} {float(count)}' in text
+    q.delete()

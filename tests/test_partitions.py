@@ -396,3 +396,19 @@ def test_metrics_show_the_partitioned_queue_summed(url: str, qname: str) -> None
     for name, count in zip(q.partition_names, q.counts()):
         assert f'clusterq_queue_jobs{{queue="{name}",state="waiting"}} {float(count)}' in text
     q.delete()
+
+
+def test_a_group_counts_members_in_every_partition(url: str, qname: str) -> None:
+    from clusterq import Group
+
+    q = Queue(qname, url, partitions=3)
+    q.declare()  # nothing went through q itself: store the count so the worker serves every partition
+    group = Group.create(q.parts[0])  # a group is homed in one queue: here partition 0
+    members = [group.enqueue(part, "jobs.add", i, 1) for i, part in enumerate(q.parts)]
+    group.close()
+    assert _burst(qname, url).stats.processed == 3
+    assert group.wait(timeout_s=10)
+    status = group.status()
+    assert (status.size, status.ended, status.failed, status.done) == (3, 3, 0, True)
+    assert [job.return_value() for job in members] == [1, 2, 3]
+    q.delete()

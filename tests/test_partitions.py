@@ -241,29 +241,29 @@ def test_an_idle_worker_promotes_scheduled_jobs_in_partitions_it_does_not_sweep_
     q.delete()
 
 
-def test_an_idle_worker_on_64_partitions_issues_few_commands(url: str, clusterq_topology: Any, qname: str) -> None:
+def test_an_idle_worker_on_64_partitions_does_not_maintain_every_partition_every_round(
+        url: str, clusterq_topology: Any, qname: str) -> None:
     q = Queue(qname, url, partitions=64)
     q.declare()
     primaries = data_primaries(clusterq_topology)
 
-    def total_commands() -> int:
-        total = 0
-        for node in primaries:
-            for name, stats in node.admin.info("commandstats").items():
-                if name not in ("cmdstat_info", "cmdstat_replconf"):
-                    total += int(stats["calls"])
-        return total
+    def script_calls() -> int:
+        return sum(int(node.admin.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+                   for node in primaries)
 
-    worker = Worker(qname, url, pool="solo", install_signal_handlers=False)  # default poll and maintenance
+    # Maintenance every 0.5 s, so the window below holds about 8 rounds; no fallback poll in it.
+    worker = Worker(qname, url, pool="solo", install_signal_handlers=False, idle_poll_s=NEVER_S,
+                    maintenance_interval_s=0.5)
     with running(worker):
         _settle(q)
-        time.sleep(9.0)  # past the start-up rounds and the warm window of the partitions used by _settle
-        before = total_commands()
-        time.sleep(3.0)  # the idle period being measured; nothing is asserted about time
-        after = total_commands()
-    # The same bound as for an idle worker on five plain queues (tests/test_worker_idle.py): the scripts'
-    # own commands and the sentinels' pings count too. Every partition in every round would be ~200 calls.
-    assert after - before < 60, f"an idle worker on 64 partitions issued {after - before} commands in 3 s"
+        before = script_calls()
+        time.sleep(4.0)  # the idle period being measured; nothing is asserted about time
+        after = script_calls()
+    # A round covers the 4 partitions of the sweep and the (at most 2) warm ones: 18 calls, where every
+    # partition in every round would be 192, so ~8 rounds would be ~1,500. A quarter of that is the bound.
+    full = 4.0 / 0.5 * 64 * 3
+    assert after - before < full / 4, f"{after - before} script calls in ~8 maintenance rounds"
+    assert worker.maintenance.sweep.per_round == 4
     q.delete()
 
 
@@ -412,3 +412,12 @@ def test_a_group_counts_members_in_every_partition(url: str, qname: str) -> None
     assert (status.size, status.ended, status.failed, status.done) == (3, 3, 0, True)
     assert [job.return_value() for job in members] == [1, 2, 3]
     q.delete()
+
+
+def test_a_worker_given_the_partitioned_queue_object_stores_the_count_itself(url: str, qname: str) -> None:
+    q = Queue(qname, url, partitions=3)
+    worker = Worker([q], pool="solo", install_signal_handlers=False)  # no producer wrote yet
+    assert worker.queue_names == q.partition_names
+    assert q.connection.hget(q.keys.partitions, "n") in (b"3", "3")
+    with pytest.raises(PartitionCountMismatch):
+        Worker([Queue(qname, url, partitions=4)], pool="solo", install_signal_handlers=False)

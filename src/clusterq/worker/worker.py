@@ -164,6 +164,9 @@ class Worker(lifecycle.Lifecycle):
             lane_queues, lane_pool, *rest = spec
             self.lanes.append(Lane(_queue_names(lane_queues),
                                    self._pool(lane_pool, rest[0] if rest else None, pool_options), s.batch_target_s))
+        for given in (queues if isinstance(queues, (list, tuple)) else [queues]):
+            if isinstance(given, PartitionedQueue):
+                given.declare()  # given the object, the worker knows the count: store it (or check it)
         expand_partitions(self.connection, self.lanes)  # a partitioned queue's name: all its partitions
         names = [n for lane in self.lanes for n in lane.queues]
         if not names:

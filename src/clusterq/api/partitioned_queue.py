@@ -37,8 +37,19 @@ class PartitionedQueue(PartitionedCore[Queue, Job]):
             raise ValueError("a partitioned queue has no synchronous mode (is_async=False); use a plain Queue in tests")
         client = connect(connection)
         self.connection = client
+        self._options = options
         self.parts = [Queue(n, client, **options) for n in names]
         self.store: T.Store = self.parts[0].store
+
+    def _make_parts(self, names: Sequence[str]) -> list[Queue]:
+        known = {part.name: part for part in self.parts}
+        return [known.get(n) or Queue(n, self.connection, **self._options) for n in names]
+
+    def resize(self, partitions: int) -> None:
+        """Change the partition count while producers and workers run (see docs/partitioned-queues.md,
+        changing the partition count): new jobs go to the new partitions; workers serve the old ones too
+        until they are empty, then forget them."""
+        self._run(self._resize_plan(partitions))
 
     def __repr__(self) -> str:
         return f"PartitionedQueue({self.name!r}, partitions={self.partitions})"
@@ -245,9 +256,21 @@ class AsyncPartitionedQueue(PartitionedCore[AsyncQueue, AsyncJob]):
                  **options: Any) -> None:
         names = self._setup_partitions(name, partitions)
         self._lazy = LazyStore(connection)
-        self.parts = [AsyncQueue(n, connection, **options) for n in names]
-        for part in self.parts:
+        self._connection = connection
+        self._options = options
+        self.parts = []
+        self.parts = self._make_parts(names)
+
+    def _make_parts(self, names: Sequence[str]) -> list[AsyncQueue]:
+        known = {part.name: part for part in self.parts}
+        parts = [known.get(n) or AsyncQueue(n, self._connection, **self._options) for n in names]
+        for part in parts:
             part._lazy = self._lazy  # one client for every partition
+        return parts
+
+    async def resize(self, partitions: int) -> None:
+        """See :meth:`PartitionedQueue.resize`."""
+        await self._run(self._resize_plan(partitions))
 
     def __repr__(self) -> str:
         return f"AsyncPartitionedQueue({self.name!r}, partitions={self.partitions})"

@@ -22,18 +22,24 @@ Workers given the logical name serve every partition (:func:`resolve_partitions`
 from __future__ import annotations
 
 import random
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from clusterq.api.enqueue_options import EnqueueData, make_enqueue_data, split_enqueue_options
 from clusterq.api.queue_core import QueueCore
-from clusterq.exceptions import PartitionCountMismatch
+from clusterq.exceptions import PartitionCountMismatch, PartitionResizeInProgress
 from clusterq.state import keys as K
 from clusterq.state.plan import Plan, Step, client_step, store_step
 
 PARTITION_COUNT_FIELD = "n"
 RATE_LIMIT_FIELD = "rl"
+OLD_COUNT_FIELD = "old"
+"""While a resize runs: the previous count, whose partitions workers still serve until they are empty."""
+RESIZED_AT_FIELD = "at"
+REFRESH_S = 5.0
+"""A producer re-reads the stored count at most this often (on its next write), so it follows a resize."""
 _REGISTRIES = ("started", "finished", "failed", "canceled", "scheduled", "deferred")
 
 
@@ -170,6 +176,7 @@ class PartitionedCore(Generic[Q, J]):
         self.partitions = count
         self.keys = K.QueueKeys(name)
         self._declared = False
+        self._checked_at = 0.0
         self._turn = random.randrange(count)
         return K.partition_names(name, count)
 
@@ -216,10 +223,33 @@ class PartitionedCore(Generic[Q, J]):
 
     # --- plans ----------------------------------------------------------------------------------
 
-    def _declare_plan(self) -> Plan[None]:
-        """Store the count if none is (HSETNX), else compare; register the partitions (one SADD)."""
-        if self._declared:
+    def _make_parts(self, names: Sequence[str]) -> list[Q]:
+        """The front end's queue objects for ``names`` (same client and options as the others)."""
+        raise NotImplementedError
+
+    def _adopt(self, count: int) -> None:
+        """Follow a resize: route over ``count`` partitions from now on."""
+        self.parts = self._make_parts(K.partition_names(self.name, count))
+        self.partitions = count
+        self._turn %= count
+        for part in self.parts:
+            part._registered = True
+
+    def _refresh_plan(self) -> Plan[None]:
+        """Re-read the stored count every :data:`REFRESH_S` (a resize by an operator is followed)."""
+        now = time.monotonic()
+        if now - self._checked_at < REFRESH_S:
             return
+        self._checked_at = now
+        stored = yield client_step("hget", self.keys.partitions, PARTITION_COUNT_FIELD)
+        if stored is not None and int(stored) != self.partitions:
+            self._adopt(int(stored))
+
+    def _declare_plan(self) -> Plan[None]:
+        """Store the count if none is (HSETNX), else compare; register the partitions (one SADD). Once
+        declared, follow a resize (re-read every :data:`REFRESH_S`)."""
+        if self._declared:
+            return (yield from self._refresh_plan())
         created = yield client_step("hsetnx", self.keys.partitions, PARTITION_COUNT_FIELD, self.partitions)
         if not created:
             stored = yield client_step("hget", self.keys.partitions, PARTITION_COUNT_FIELD)
@@ -232,6 +262,27 @@ class PartitionedCore(Generic[Q, J]):
         for part in self.parts:
             part._registered = True
         self._declared = True
+        self._checked_at = time.monotonic()
+
+    def _resize_plan(self, partitions: int) -> Plan[None]:
+        """Store a new count; workers serve the old partitions too until they are empty (see
+        docs/partitioned-queues.md, changing the partition count)."""
+        count = K.validate_partitions(partitions)
+        yield from self._declare_plan()
+        stored, old = yield client_step("hmget", self.keys.partitions, [PARTITION_COUNT_FIELD, OLD_COUNT_FIELD])
+        if old is not None:
+            raise PartitionResizeInProgress(
+                f"queue {self.name!r} is being resized from {int(old)} to {int(stored)} partitions; workers end that "
+                f"once the {int(old)} old partitions are empty (no new resize before)")
+        current = int(stored) if stored is not None else self.partitions
+        if count == current:
+            return
+        names = K.partition_names(self.name, count)
+        yield client_step("sadd", K.QUEUES, *names)
+        now_ms = int(time.time() * 1000)
+        yield client_step("hset", self.keys.partitions,
+                          mapping={PARTITION_COUNT_FIELD: count, OLD_COUNT_FIELD: current, RESIZED_AT_FIELD: now_ms})
+        self._adopt(count)
 
     def _enqueue_many_plan(self, jobs: Sequence[EnqueueData], at_front: bool,
                            partition_keys: Sequence[str | None] | None) -> Plan[list[J]]:
@@ -305,12 +356,46 @@ def rate_limit_shares(max_jobs: int, per_s: float, partitions: int) -> list[tupl
 # --- workers: a logical name to its partitions --------------------------------------------------------
 
 def partition_count_commands(names: Sequence[str]) -> list[tuple[Any, ...]]:
-    return [("HGET", K.QueueKeys(name).partitions, PARTITION_COUNT_FIELD) for name in names]
+    return [("HMGET", K.QueueKeys(name).partitions, PARTITION_COUNT_FIELD, OLD_COUNT_FIELD) for name in names]
+
+
+def served(name: str, count: int | None, old: int | None) -> tuple[str, ...]:
+    """The partitions a worker serves: the current ones, then (during a resize) the old ones not among them."""
+    current = K.partition_names(name, count) if count else (name,)
+    if not old:
+        return current
+    return current + tuple(p for p in K.partition_names(name, old) if p not in current)
+
+
+def _int(raw: Any) -> int | None:
+    return int(raw) if raw else None
 
 
 def expand(names: Sequence[str], replies: Sequence[Any]) -> dict[str, tuple[str, ...]]:
-    """Each name to its partitions' names (itself alone when not partitioned), from the stored counts."""
-    return {name: K.partition_names(name, int(reply)) if reply else (name,) for name, reply in zip(names, replies)}
+    """Each name to the partitions a worker serves (itself alone when not partitioned), from the stored
+    counts (and, during a resize, the old count)."""
+    return {name: served(name, _int(reply[0]), _int(reply[1])) for name, reply in zip(names, replies)}
+
+
+def retire_commands(name: str, count: int, old: int) -> list[tuple[Any, ...]]:
+    """Reads that tell whether the partitions a resize retired are empty (7 replies per partition)."""
+    current = set(K.partition_names(name, count))
+    commands: list[tuple[Any, ...]] = []
+    for part in K.partition_names(name, old):
+        if part in current:
+            continue
+        qk = K.QueueKeys(part)
+        commands += [*sum_counts_commands([part]), ("ZCARD", qk.active), ("ZCARD", qk.scheduled),
+                     ("ZCARD", qk.deferred)]
+    return commands
+
+
+def retired_empty(replies: Sequence[Any]) -> bool:
+    for i in range(0, len(replies), 7):
+        waiting = parse_counts(replies[i : i + 4])[0]
+        if waiting or any(int(r or 0) for r in replies[i + 4 : i + 7]):
+            return False
+    return True
 
 
 def resolve_partitions(client: Any, names: Sequence[str]) -> dict[str, tuple[str, ...]]:

@@ -49,9 +49,10 @@ class Lane:
             self.turns[index] = group.index(asked[-1]) + 1
 
 
-def expand_partitions(client: Any, lanes: list[Lane]) -> None:
+def expand_partitions(client: Any, lanes: list[Lane]) -> dict[str, tuple[str, ...]]:
     """Replace each partitioned queue's name in ``lanes`` by its partitions (read the stored counts: one
-    pipeline per node), grouped so the fetch step leases from them together, from a random start."""
+    pipeline per node), grouped so the fetch step leases from them together, from a random start. Returns
+    each name's partitions."""
     names = [name for lane in lanes for name in lane.queues]
     expanded = resolve_partitions(client, names)
     for lane in lanes:
@@ -60,3 +61,4 @@ def expand_partitions(client: Any, lanes: list[Lane]) -> None:
             lane.groups = groups
             lane.queues = [name for group in groups for name in group]
             lane.turns = {i: random.randrange(len(g)) for i, g in enumerate(groups) if len(g) > 1}
+    return expanded

@@ -60,6 +60,7 @@ from clusterq.worker.lanes import Lane, WorkerStats, expand_partitions
 from clusterq.worker.leases import Leases
 from clusterq.worker.maintenance import PROMOTE_BATCH, SCHEDULED_POLL_S, Maintenance
 from clusterq.worker.outcomes import Outcomes
+from clusterq.worker.partition_refresh import PartitionRefresh
 from clusterq.worker.partition_sweep import PartitionSweep
 from clusterq.worker.pools.factory import Finished, Notifier, Pool, make_pool
 from clusterq.worker.registration import WorkerInfo, list_workers
@@ -167,7 +168,8 @@ class Worker(lifecycle.Lifecycle):
         for given in (queues if isinstance(queues, (list, tuple)) else [queues]):
             if isinstance(given, PartitionedQueue):
                 given.declare()  # given the object, the worker knows the count: store it (or check it)
-        expand_partitions(self.connection, self.lanes)  # a partitioned queue's name: all its partitions
+        given_names = [n for lane in self.lanes for n in lane.queues]
+        served = expand_partitions(self.connection, self.lanes)  # a partitioned queue's name: all its partitions
         names = [n for lane in self.lanes for n in lane.queues]
         if not names:
             raise ValueError("a worker needs at least one queue")
@@ -216,6 +218,8 @@ class Worker(lifecycle.Lifecycle):
                                        interval_s=s.maintenance_interval_s, trim_interval_s=s.trim_interval_s,
                                        on_abandoned=self.hooks.abandoned)
         self.maintenance.sweep = PartitionSweep(self.lanes)  # partitions: maintained when they may need it
+        self.partition_refresh = PartitionRefresh(self, given_names)  # follows PartitionedQueue.resize
+        self.partition_refresh.remember(served)
 
         self._stop = threading.Event()  # finish the running jobs, then leave
         self._stop_now = False  # a second signal: leave at once, hand the running jobs back
@@ -333,6 +337,7 @@ class Worker(lifecycle.Lifecycle):
 
     def _maintain(self) -> None:
         now = time.monotonic()
+        self.partition_refresh.maybe_refresh(now)
         if not self.maintenance.due(now):
             return
         try:

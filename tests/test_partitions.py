@@ -421,3 +421,48 @@ def test_a_worker_given_the_partitioned_queue_object_stores_the_count_itself(url
     assert q.connection.hget(q.keys.partitions, "n") in (b"3", "3")
     with pytest.raises(PartitionCountMismatch):
         Worker([Queue(qname, url, partitions=4)], pool="solo", install_signal_handlers=False)
+
+
+def test_resize_while_producers_and_a_worker_run_loses_no_job(url: str, qname: str, monkeypatch: Any) -> None:
+    import clusterq.api.partitions as partitions_module
+    import clusterq.worker.partition_refresh as refresh_module
+    from clusterq import PartitionResizeInProgress
+
+    monkeypatch.setattr(partitions_module, "REFRESH_S", 0.2)  # producers re-read the count this often
+    monkeypatch.setattr(refresh_module, "REFRESH_S", 0.2)  # workers too
+    monkeypatch.setattr(refresh_module, "RETIRE_GRACE_S", 1.0)
+    q = Queue(qname, url, partitions=3)
+    stale = Queue(qname, url, partitions=3)  # a second producer, which learns of the resize by itself
+    q.declare()
+    stale.declare()
+    old_names = q.partition_names
+    worker = Worker(qname, url, pool="solo", install_signal_handlers=False, idle_poll_s=NEVER_S)
+    jobs = []
+    with running(worker):
+        _settle(q)
+        jobs += [q.enqueue_in(1.0, "jobs.add", i, 100) for i in range(6)]  # waiting in the old partitions
+        q.resize(5)
+        assert q.partitions == 5 and q.partition_names == list(K.partition_names(qname, 5))
+        with pytest.raises(PartitionResizeInProgress, match="from 3 to 5"):
+            q.resize(7)
+        with pytest.raises(PartitionCountMismatch):
+            Queue(qname, url, partitions=3).enqueue("jobs.noop")  # a new producer must declare 5
+        jobs += [stale.enqueue("jobs.add", i, 200) for i in range(3)]  # may still go to old partitions
+        time.sleep(0.3)
+        jobs += [stale.enqueue("jobs.add", i, 300) for i in range(5)]
+        assert stale.partitions == 5  # it followed the resize
+        jobs += [q.enqueue("jobs.add", i, 400) for i in range(5)]
+        assert {job.queue_name for job in jobs[-10:]} <= set(q.partition_names)
+        wait_for(lambda: all(job.get_status() == JobStatus.FINISHED for job in jobs), "every job to run",
+                 timeout_s=30)
+        wait_for(lambda: q.connection.hget(q.keys.partitions, "old") is None, "the resize to finish", timeout_s=30)
+        wait_for(lambda: set(worker.queue_names) == set(q.partition_names), "the worker to forget the old partitions",
+                 timeout_s=30)
+    assert sorted(job.return_value() for job in jobs) == sorted(
+        [i + 100 for i in range(6)] + [i + 200 for i in range(3)] + [i + 300 for i in range(5)]
+        + [i + 400 for i in range(5)])
+    retired = set(old_names) - set(q.partition_names)
+    assert retired and all(Queue(name, url).count == 0 for name in retired)
+    q.resize(2)  # a second resize once the first one ended
+    assert q.connection.hget(q.keys.partitions, "n") in (b"2", "2")
+    q.delete()

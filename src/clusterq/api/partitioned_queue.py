@@ -70,21 +70,21 @@ class PartitionedQueue(PartitionedCore[Queue, Job]):
     def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         """:meth:`Queue.enqueue` on the partition this job routes to (``partition_key=``, else its
         concurrency key, debounce key or explicit id, else the next partition round-robin)."""
-        part, kwargs = self._split_one(f, args, kwargs)
+        data, key, kwargs = self._check_one(f, args, kwargs)
         self.declare()
-        return part.enqueue(f, *args, **kwargs)
+        return self._pick(data, key).enqueue(f, *args, **kwargs)
 
     def enqueue_at(self, scheduled_time: datetime | date | str, f: Callable[..., Any] | str, *args: Any,
                    **kwargs: Any) -> Job:
-        part, kwargs = self._split_one(f, args, kwargs)
+        data, key, kwargs = self._check_one(f, args, kwargs)
         self.declare()
-        return part.enqueue_at(scheduled_time, f, *args, **kwargs)
+        return self._pick(data, key).enqueue_at(scheduled_time, f, *args, **kwargs)
 
     def enqueue_in(self, time_delta: timedelta | float | int, f: Callable[..., Any] | str, *args: Any,
                    **kwargs: Any) -> Job:
-        part, kwargs = self._split_one(f, args, kwargs)
+        data, key, kwargs = self._check_one(f, args, kwargs)
         self.declare()
-        return part.enqueue_in(time_delta, f, *args, **kwargs)
+        return self._pick(data, key).enqueue_in(time_delta, f, *args, **kwargs)
 
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, at_front: bool = False, *,
@@ -291,21 +291,21 @@ class AsyncPartitionedQueue(PartitionedCore[AsyncQueue, AsyncJob]):
         await self._run(self._declare_plan())
 
     async def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> AsyncJob:
-        part, kwargs = self._split_one(f, args, kwargs)
+        data, key, kwargs = self._check_one(f, args, kwargs)
         await self.declare()
-        return await part.enqueue(f, *args, **kwargs)
+        return await self._pick(data, key).enqueue(f, *args, **kwargs)
 
     async def enqueue_at(self, scheduled_time: datetime | date | str, f: Callable[..., Any] | str, *args: Any,
                          **kwargs: Any) -> AsyncJob:
-        part, kwargs = self._split_one(f, args, kwargs)
+        data, key, kwargs = self._check_one(f, args, kwargs)
         await self.declare()
-        return await part.enqueue_at(scheduled_time, f, *args, **kwargs)
+        return await self._pick(data, key).enqueue_at(scheduled_time, f, *args, **kwargs)
 
     async def enqueue_in(self, time_delta: timedelta | float | int, f: Callable[..., Any] | str, *args: Any,
                          **kwargs: Any) -> AsyncJob:
-        part, kwargs = self._split_one(f, args, kwargs)
+        data, key, kwargs = self._check_one(f, args, kwargs)
         await self.declare()
-        return await part.enqueue_in(time_delta, f, *args, **kwargs)
+        return await self._pick(data, key).enqueue_in(time_delta, f, *args, **kwargs)
 
     async def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                            kwargs: dict[str, Any] | None = None, at_front: bool = False, *,

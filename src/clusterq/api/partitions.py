@@ -197,22 +197,32 @@ class PartitionedCore(Generic[Q, J]):
         """The partition jobs with ``partition_key=partition_key`` go to."""
         return self.parts[partition_of(check_partition_key(partition_key) or "", self.partitions)]
 
-    def _split_one(self, f: Callable[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any]
-                   ) -> tuple[Q, dict[str, Any]]:
+    def _check_one(self, f: Callable[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any]
+                   ) -> tuple[EnqueueData, str | None, dict[str, Any]]:
+        """Check ``enqueue``'s arguments (before any I/O) and take ``partition_key`` out of them."""
         kwargs = dict(kwargs)
         key = check_partition_key(kwargs.pop("partition_key", None))
         data, _ = split_enqueue_options(f, args, dict(kwargs))  # bad options fail here, before any I/O
-        return self.parts[self._route(data, key)], kwargs
+        return data, key, kwargs
 
-    def _group(self, jobs: Sequence[EnqueueData], partition_keys: Sequence[str | None] | None
-               ) -> dict[int, list[int]]:
+    def _pick(self, data: EnqueueData, key: str | None) -> Q:
+        """The partition for a checked job (after declaring: a resize may have changed the count)."""
+        return self.parts[self._route(data, key)]
+
+    def _check_many(self, jobs: Sequence[EnqueueData], partition_keys: Sequence[str | None] | None
+                    ) -> list[str | None]:
         if partition_keys is not None and len(partition_keys) != len(jobs):
             raise ValueError(f"partition_keys has {len(partition_keys)} entries for {len(jobs)} jobs")
-        keys = [check_partition_key(k) for k in partition_keys] if partition_keys is not None else [None] * len(jobs)
-        groups: dict[int, list[int]] = {}
-        for position, (data, key) in enumerate(zip(jobs, keys)):
+        keys: list[str | None] = ([check_partition_key(k) for k in partition_keys] if partition_keys is not None
+                                  else [None] * len(jobs))
+        for data in jobs:
             if not isinstance(data, EnqueueData):
                 raise TypeError(f"enqueue_many takes EnqueueData (Queue.prepare_data), got {type(data).__name__}")
+        return keys
+
+    def _group(self, jobs: Sequence[EnqueueData], keys: Sequence[str | None]) -> dict[int, list[int]]:
+        groups: dict[int, list[int]] = {}
+        for position, (data, key) in enumerate(zip(jobs, keys)):
             groups.setdefault(self._route(data, key), []).append(position)
         return groups
 
@@ -286,8 +296,9 @@ class PartitionedCore(Generic[Q, J]):
 
     def _enqueue_many_plan(self, jobs: Sequence[EnqueueData], at_front: bool,
                            partition_keys: Sequence[str | None] | None) -> Plan[list[J]]:
-        groups = self._group(jobs, partition_keys)
-        yield from self._declare_plan()
+        keys = self._check_many(jobs, partition_keys)  # bad input fails before any I/O
+        yield from self._declare_plan()  # first: it follows a resize
+        groups = self._group(jobs, keys)
         order = sorted(groups)
         outs = yield from gather([self.parts[i]._enqueue_plan([jobs[p] for p in groups[i]], at_front) for i in order])
         placed: list[Any] = [None] * len(jobs)

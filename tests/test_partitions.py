@@ -466,3 +466,16 @@ def test_resize_while_producers_and_a_worker_run_loses_no_job(url: str, qname: s
     q.resize(2)  # a second resize once the first one ended
     assert q.connection.hget(q.keys.partitions, "n") in (b"2", "2")
     q.delete()
+
+
+def test_a_partition_left_out_of_a_round_brings_the_next_round_forward() -> None:
+    from clusterq.worker.lanes import Lane
+    from clusterq.worker.partition_sweep import PartitionSweep
+    from clusterq.worker.pools.factory import make_pool
+
+    names = list(K.partition_names("sweep", 64))
+    sweep = PartitionSweep([Lane(names, make_pool("solo", None), groups=[names])])
+    sweep.note(names[40], 10.5)  # its next scheduled job is due at 10.5
+    assert names[40] not in sweep.select(names, now=10.0)
+    assert sweep.earliest() == 10.5  # maintenance comes back by then (Maintenance.run calls soon())
+    assert names[40] in sweep.select(names, now=10.5)

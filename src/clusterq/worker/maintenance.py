@@ -90,6 +90,9 @@ class Maintenance:
         names = [name for name in self.queue_names if name not in skip]
         if self.sweep:
             names = self.sweep.select(names, now)
+            left_out = self.sweep.earliest()  # a partition left out that falls due later: come back for it
+            if left_out is not None:
+                self.soon(left_out)
         if not names:
             return done
         keys = [self.queue_keys[name] for name in names]

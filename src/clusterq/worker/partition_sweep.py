@@ -55,6 +55,10 @@ class PartitionSweep:
             self.due.pop(name, None)  # its replies say again what falls due next
         return chosen
 
+    def earliest(self) -> float | None:
+        """When the next partition left out of a round falls due (the round must come by then)."""
+        return min(self.due.values(), default=None)
+
     def note(self, name: str, at: float) -> None:
         """``name``'s reply said something falls due at ``at`` (monotonic)."""
         if name in self.partitions:

@@ -479,3 +479,13 @@ def test_a_partition_left_out_of_a_round_brings_the_next_round_forward() -> None
     assert names[40] not in sweep.select(names, now=10.0)
     assert sweep.earliest() == 10.5  # maintenance comes back by then (Maintenance.run calls soon())
     assert names[40] in sweep.select(names, now=10.5)
+
+
+def test_debounced_jobs_of_one_key_collect_in_one_partition(url: str, qname: str) -> None:
+    q = Queue(qname, url, partitions=4)
+    jobs = [q.enqueue("jobs.add", i, 0, debounce=("user-7", 60)) for i in range(5)]
+    assert len({job.id for job in jobs}) == 1  # one job per window, whichever partition it is in
+    assert len({job.queue_name for job in jobs}) == 1
+    assert q.scheduled_job_registry.count == 1
+    assert list(jobs[0].args) == [4, 0]  # the latest arguments win
+    q.delete()

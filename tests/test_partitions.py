@@ -489,3 +489,17 @@ def test_debounced_jobs_of_one_key_collect_in_one_partition(url: str, qname: str
     assert q.scheduled_job_registry.count == 1
     assert list(jobs[0].args) == [4, 0]  # the latest arguments win
     q.delete()
+
+
+def test_delete_during_a_resize_removes_the_retired_partitions_too(url: str, qname: str) -> None:
+    q = Queue(qname, url, partitions=3)
+    q.enqueue_many([q.prepare_data("jobs.noop") for _ in range(6)])
+    old_names = q.partition_names
+    before = q.counts()
+    q.resize(5)  # no worker runs: the resize stays open, the retired partitions keep their jobs
+    q.enqueue_many([q.prepare_data("jobs.noop") for _ in range(5)])
+    assert q.count == 5 + before[0]  # partition 0 (the queue itself) is never retired
+    assert sum(Queue(name, url).count for name in old_names[1:]) == sum(before[1:]) == 4
+    q.delete()
+    assert all(Queue(name, url).count == 0 for name in {*old_names, *q.partition_names})
+    assert q.connection.exists(q.keys.partitions) == 0

@@ -159,9 +159,7 @@ class PartitionedQueue(PartitionedCore[Queue, Job]):
 
     def delete(self, delete_jobs: bool = True) -> None:
         """Delete every partition (see :meth:`Queue.delete`) and the stored partition count."""
-        self._run(self._all_plan(lambda part: part._delete_plan()))
-        self.connection.delete(self.keys.partitions)
-        self._declared = False
+        self._run(self._delete_all_plan())
 
     def suspend(self) -> None:
         self._run(self._all_plan(lambda part: part._suspend_plan(True)))
@@ -338,9 +336,7 @@ class AsyncPartitionedQueue(PartitionedCore[AsyncQueue, AsyncJob]):
         return sum(await self._run(self._all_plan(lambda part: part._empty_plan())))
 
     async def delete(self, delete_jobs: bool = True) -> None:
-        await self._run(self._all_plan(lambda part: part._delete_plan()))
-        await (await self._lazy.get()).client.delete(self.keys.partitions)
-        self._declared = False
+        await self._run(self._delete_all_plan())
 
     async def suspend(self) -> None:
         await self._run(self._all_plan(lambda part: part._suspend_plan(True)))

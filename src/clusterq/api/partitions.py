@@ -319,6 +319,15 @@ class PartitionedCore(Generic[Q, J]):
         yield from self._declare_plan()
         return (yield from gather([make(part) for part in self.parts]))
 
+    def _delete_all_plan(self) -> Plan[None]:
+        """Delete every partition, those a running resize retires included, then the stored count."""
+        stored, old = yield client_step("hmget", self.keys.partitions, [PARTITION_COUNT_FIELD, OLD_COUNT_FIELD])
+        names = served(self.name, int(stored) if stored else self.partitions, int(old) if old else None)
+        parts = self._make_parts(names)
+        yield from gather([part._delete_plan() for part in parts])
+        yield client_step("delete", self.keys.partitions)
+        self._declared = False
+
     def _is_suspended_plan(self) -> Plan[bool]:
         replies = yield store_step("read_many", [("HGET", part.keys.control, "sus") for part in self.parts])
         return all(r for r in replies)

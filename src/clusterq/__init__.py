@@ -18,6 +18,7 @@ from clusterq.api.dependency import Dependency
 from clusterq.api.group import Group, GroupStatus, enqueue_group
 from clusterq.api.hooks import EnqueueInfo, Hook, JobInfo
 from clusterq.api.job import Job, JobStatus, Progress, send_stop_job_command
+from clusterq.api.partitioned_queue import AsyncPartitionedQueue, PartitionedQueue, PartitionedRegistry
 from clusterq.api.queue import EnqueueData, Queue
 from clusterq.api.registry import Registry
 from clusterq.api.results import Result, ResultType
@@ -37,6 +38,8 @@ from clusterq.exceptions import (
     JobStopped,
     JobTimeoutError,
     NoSuchJobError,
+    PartitionCountMismatch,
+    PartitionResizeInProgress,
     ReplicationTimeout,
     SerializationError,
     ServerError,
@@ -86,6 +89,9 @@ __all__ = [
     "GroupStatus",
     "Job",
     "JobStatus",
+    "PartitionedQueue",
+    "AsyncPartitionedQueue",
+    "PartitionedRegistry",
     "Queue",
     "Registry",
     "Repeat",
@@ -166,6 +172,8 @@ __all__ = [
     "WorkerNameInUse",
     "JobTimeoutError",
     "NoSuchJobError",
+    "PartitionCountMismatch",
+    "PartitionResizeInProgress",
     "PeriodicError",
     "ReplicationTimeout",
     "SerializationError",

@@ -24,6 +24,14 @@ class InvalidQueueName(ClusterQError, ValueError):
     """A queue name that is empty, too long or not a string."""
 
 
+class PartitionCountMismatch(ClusterQError, ValueError):
+    """A producer or worker declared a partition count other than the one stored with the queue."""
+
+
+class PartitionResizeInProgress(ClusterQError):
+    """A partitioned queue's count cannot change again before the previous change is finished."""
+
+
 class InvalidJobId(ClusterQError, ValueError):
     """A job id that is empty, too long or not a string."""
 

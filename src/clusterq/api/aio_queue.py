@@ -50,7 +50,7 @@ from typing import Any
 
 from clusterq.api.aio_job import AsyncJob
 from clusterq.api.enqueue_options import EnqueueData, make_enqueue_data, split_enqueue_options
-from clusterq.api.queue_core import ID_ATTEMPTS, QueueCore
+from clusterq.api.queue_core import ID_ATTEMPTS, QueueCore, partitioned_front
 from clusterq.api.registry_core import RegistryCore
 from clusterq.connection.aio import AsyncClient, AsyncConnectionLike, connect_async, disconnect_async
 from clusterq.exceptions import NoSuchJobError, explain_server_error
@@ -102,12 +102,20 @@ class AsyncQueue(QueueCore[AsyncJob]):
         wait_timeout_s: float = 1.0,
         hooks: Sequence[Any] = (),
         job_class: None = None,
+        partitions: None = None,
     ) -> None:
         self._setup(name, serializer=serializer, default_timeout=default_timeout, result_ttl=result_ttl,
                     failure_ttl=failure_ttl, max_attempts=max_attempts, signing_key=signing_key,
                     result_history=result_history, wait_replicas=wait_replicas, wait_timeout_s=wait_timeout_s,
                     hooks=hooks, job_class=job_class)
         self._lazy = LazyStore(connection)
+
+    def __new__(cls, *args: Any, partitions: int | None = None, **kwargs: Any) -> Any:
+        """``partitions=P`` (an int from 1 to 1024) makes one logical queue over P partitions, each an
+        ordinary queue in its own slot: see docs/partitioned-queues.md."""
+        if partitions is None or cls is not AsyncQueue:
+            return super().__new__(cls)
+        return partitioned_front("async", args, {**kwargs, "partitions": partitions})
 
     def __repr__(self) -> str:
         return f"AsyncQueue({self.name!r})"

@@ -31,6 +31,7 @@ from clusterq.api.queue_core import (  # noqa: F401 - re-exported: their histori
     ID_ATTEMPTS,
     QueueCore,
     check_duplicates,
+    partitioned_front,
 )
 from clusterq.api.registry import Registry
 from clusterq.api.registry_core import PAGE_LIMIT  # noqa: F401 - re-exported: its historical home
@@ -82,6 +83,7 @@ class Queue(QueueCore[Job]):
         wait_timeout_s: float = 1.0,
         hooks: Sequence[Any] = (),
         job_class: None = None,
+        partitions: None = None,
     ) -> None:
         self._setup(name, serializer=serializer, default_timeout=default_timeout, result_ttl=result_ttl,
                     failure_ttl=failure_ttl, max_attempts=max_attempts, signing_key=signing_key,
@@ -91,6 +93,13 @@ class Queue(QueueCore[Job]):
         self.is_async = is_async
         self._inline: Executor | None = None
         self.store = T.Store(self.connection)
+
+    def __new__(cls, *args: Any, partitions: int | None = None, **kwargs: Any) -> Any:
+        """``partitions=P`` (an int from 1 to 1024) makes one logical queue over P partitions, each an
+        ordinary queue in its own slot: see docs/partitioned-queues.md."""
+        if partitions is None or cls is not Queue:
+            return super().__new__(cls)
+        return partitioned_front("sync", args, {**kwargs, "partitions": partitions})
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r})"

@@ -61,6 +61,18 @@ ENQUEUE_CHUNK = 500
 """Jobs per enqueue script call in ``enqueue_many``: large enough to amortise the call, small enough
 that one call never holds the server for long."""
 DRAIN_BATCH = 1000
+PARTITIONED_FRONTS: dict[str, Any] = {}
+"""``Queue(..., partitions=P)`` / ``AsyncQueue(..., partitions=P)`` build these (registered by
+:mod:`clusterq.api.partitioned_queue`, which imports the plain queues: so no import cycle)."""
+
+
+def partitioned_front(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The partitioned queue ``Queue(*args, partitions=P, **kwargs)`` stands for."""
+    front = PARTITIONED_FRONTS.get(kind)
+    if front is None:
+        raise RuntimeError("partitioned queues need clusterq.api.partitioned_queue imported (clusterq/__init__.py "
+                           "does)")
+    return front(*args, **kwargs)
 
 ID_ATTEMPTS = 5
 """Generated ids tried per job before giving up: the enqueue script refuses a generated id that another

@@ -36,6 +36,8 @@ from typing import Any
 from clusterq import __version__
 from clusterq.api.control import resume, suspend
 from clusterq.api.job import Job, JobStatus, Progress
+from clusterq.api.partitioned_queue import PartitionedQueue, open_queue
+from clusterq.api.partitions import layout, resolve_partitions
 from clusterq.api.queue import Queue
 from clusterq.cli.completion import SHELLS
 from clusterq.cli.completion import script as completion_script
@@ -329,6 +331,33 @@ def _queue_row(queue: Queue) -> tuple[Any, ...]:
             queue.started_job_registry.overdue_count(), queue.retried_count)
 
 
+def _partitioned_rows(client: Any, rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """The table's rows with each partitioned queue as one summed row (``events [12 partitions]``) followed
+    by its partitions' rows, indented; and where each partition lives (slot, node)."""
+    expanded = resolve_partitions(client, [row[0] for row in rows])
+    logical = {name: parts for name, parts in expanded.items() if len(parts) > 1}
+    if not logical:
+        return rows, []
+    by_name = {row[0]: row for row in rows}
+    member = {part for parts in logical.values() for part in parts}
+    shown: list[tuple[Any, ...]] = []
+    layouts: list[str] = [""]
+    for row in rows:
+        name = row[0]
+        if name in logical:
+            parts = [by_name[p] for p in logical[name] if p in by_name]
+            sums = [sum(values) for values in zip(*(p[1:] for p in parts))]
+            shown.append((f"{name} [{len(logical[name])} partitions]", *sums))
+            shown += [(f"  {p[0]}", *p[1:]) for p in parts]
+            placed = layout(client, logical[name])
+            layouts.append(f"{name}: {len(placed)} partitions (partition, slot, node)")
+            layouts += [f"  {i:>4}  {slot:>5}  {node or 'the server'}  {part}"
+                        for i, (part, slot, node) in enumerate(placed)]
+        elif name not in member:
+            shown.append(row)
+    return shown, layouts
+
+
 def render_info(url: str) -> str:
     client = connect(url)
     queues = Queue.all(client)
@@ -342,10 +371,12 @@ def render_info(url: str) -> str:
     lines.append("")
     header = ("queue", *INFO_COLUMNS)
     rows = [_queue_row(q) for q in queues]
-    width = max([len(header[0])] + [len(r[0]) for r in rows])
+    shown, layouts = _partitioned_rows(client, rows)
+    width = max([len(header[0])] + [len(r[0]) for r in shown])
     lines.append(f"{header[0]:<{width}}  " + "  ".join(f"{h:>9}" for h in header[1:]))
-    for row in rows:
+    for row in shown:
         lines.append(f"{row[0]:<{width}}  " + "  ".join(f"{v:>9}" for v in row[1:]))
+    lines += layouts
     if not rows:
         lines.append("(no queues yet)")
     workers = list_workers(client)
@@ -385,7 +416,7 @@ def parse_argument(text: str) -> Any:
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
     call_args = [parse_argument(a) for a in args.args]
-    queue = Queue(args.queue, resolve_url(args), signing_key=signing_keys(args))
+    queue = open_queue(args.queue, resolve_url(args), signing_key=signing_keys(args))
     existing = queue.fetch_job(args.job_id) if args.job_id else None
     if existing is not None:
         # enqueue with an existing id is a no-op: say so, rather than print the handle as if it had worked
@@ -413,8 +444,9 @@ def cmd_empty(args: argparse.Namespace) -> int:
     if args.all == bool(args.queues):
         print("clusterq: name the queues to empty, or --all (not both)", file=sys.stderr)
         return EXIT_USAGE
+    queues: list[Queue | PartitionedQueue]
     if args.all:
-        queues = Queue.all(url)
+        queues = list(Queue.all(url))
         if not args.yes:
             names = ", ".join(q.name for q in queues) or "(none)"
             if not sys.stdin.isatty():
@@ -429,7 +461,7 @@ def cmd_empty(args: argparse.Namespace) -> int:
         found = [_existing_queue(name, url) for name in args.queues]
         if any(q is None for q in found):
             return EXIT_ERROR
-        queues = [q for q in found if q is not None]
+        queues = [open_queue(q.name, url) for q in found if q is not None]  # a partitioned one: all partitions
     for queue in queues:
         print(f"removed {queue.empty()} job(s) from {queue.name!r}")
     return EXIT_OK
@@ -491,7 +523,7 @@ def cmd_suspend(args: argparse.Namespace) -> int:
         print("all queues suspended: workers start no job until 'clusterq resume'")
         return EXIT_OK
     for name in args.queue:
-        Queue(name, url).suspend()
+        open_queue(name, url).suspend()  # a partitioned queue: every partition
     print(f"suspended {', '.join(repr(n) for n in args.queue)}")
     return EXIT_OK
 
@@ -504,7 +536,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print("all queues resumed (queues suspended one by one stay suspended)")
         return EXIT_OK
     for name in args.queue:
-        Queue(name, url).resume()
+        open_queue(name, url).resume()
     print(f"resumed {', '.join(repr(n) for n in args.queue)}")
     return EXIT_OK
 

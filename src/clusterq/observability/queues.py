@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from clusterq.api.partitions import resolve_partitions
 from clusterq.connection.server_checks import memory_of_primaries
 from clusterq.connection.sync import REDIS_ERRORS
 from clusterq.observability.backlog import STATES, QueueGauge, autoscale, read_queue_gauges
@@ -57,8 +58,31 @@ class QueueGauges(Collector):
             for state in STATES:
                 jobs.add_metric([gauge.queue, state], gauge.jobs[state])
             oldest.add_metric([gauge.queue], gauge.oldest_waiting_s or 0.0)
+        try:
+            logical = partitioned_totals(self.connection, gauges)
+        except REDIS_ERRORS as exc:
+            self.on_error("scrape", "partition counts could not be read from Redis: %s: %s", type(exc).__name__, exc)
+            logical = {}
+        summed = GaugeMetricFamily("clusterq_partitioned_queue_jobs",
+                                   "Jobs of a partitioned queue by state, summed over its partitions (each "
+                                   "partition is also a queue in clusterq_queue_jobs)", labels=["queue", "state"])
+        for name, totals in logical.items():
+            for state in STATES:
+                summed.add_metric([name, state], totals[state])
         ok.add_metric([], 1)
-        yield from (jobs, oldest, ok)
+        yield from (jobs, oldest, summed, ok)
+
+
+def partitioned_totals(connection: Any, gauges: Sequence[QueueGauge]) -> dict[str, dict[str, int]]:
+    """For each partitioned queue among the gauges' queues (its partition 0 is one of them), its jobs by
+    state summed over those of its partitions the gauges cover (one read per queue, one pipeline per node)."""
+    by_name = {gauge.queue: gauge for gauge in gauges}
+    totals: dict[str, dict[str, int]] = {}
+    for name, parts in resolve_partitions(connection, list(by_name)).items():
+        if len(parts) > 1:
+            members = [by_name[part] for part in parts if part in by_name]
+            totals[name] = {state: sum(gauge.jobs[state] for gauge in members) for state in STATES}
+    return totals
 
 
 class WorkerGauges(Collector):

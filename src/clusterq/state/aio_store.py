@@ -268,6 +268,13 @@ class AsyncStore:
         except ASYNC_REDIS_ERRORS as exc:
             return [exc] * len(keys)
 
+    async def read_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """See :meth:`clusterq.state.store.Store.read_many`."""
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute())
+
     async def count(self, qk: K.QueueKeys) -> int:
         """Jobs waiting in the queue: the list length less canceled/deleted ids still in it. O(1)."""
         pipe = self.client.pipeline(transaction=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from clusterq.exceptions import InvalidQueueName
 
@@ -177,6 +177,12 @@ class QueueKeys:
         complete and requeue_expired (one HINCRBY per kind per call); expires :data:`HISTORY_RETENTION_S`
         after its last new field; read by :func:`clusterq.api.history.queue_history`."""
         return f"{self.base}:m:{span}"
+
+    @cached_property
+    def partitions(self) -> str:
+        """String: the partition count of the partitioned queue whose partition 0 this is, written once
+        (``SET NX``) by the first producer that declares it (see ``partition_names`` below)."""
+        return f"{self.base}:parts"
 
     @cached_property
     def wake_channel(self) -> str:
@@ -384,3 +390,89 @@ def key_slot(key: str | bytes) -> int:
 def queue_slot(name: str) -> int:
     """The slot every key of queue ``name`` lives in."""
     return key_slot(QueueKeys(name).base)
+
+
+# --- partitioned queues ---------------------------------------------------------------------------
+# A partitioned queue ``name`` with P partitions is P ordinary queues. Partition 0 is the queue ``name``
+# itself (so P=1 is an ordinary queue, and jobs an unpartitioned producer or a periodic job writes to
+# ``name`` are served too); partition i >= 1 is the queue ``name~p<i>.<xyz>``, where the three characters
+# ``xyz`` are chosen so that its slot is exactly ``(slot(name) + round(i * 16384 / P)) % 16384``: the P
+# partitions sit evenly spaced over the slot space, so on any cluster whose primaries own even shares of
+# the slots they spread evenly over the primaries. The partition count is stored in the config key
+# :attr:`QueueKeys.partitions` (in partition 0's slot) by the first producer that declares it.
+
+MAX_PARTITIONS = 1024
+PARTITION_SEPARATOR = "~p"
+_SUFFIX_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+_SLOTS = 16384
+
+
+def _suffix_table() -> dict[int, bytes]:
+    """14-bit CRC value -> a 3-character suffix whose CRC16 has it. CRC16 (XMODEM, zero start, no final
+    xor) is linear, so ``crc(a + b + c) = crc(a00) ^ crc(b0) ^ crc(c)`` and, for any prefix,
+    ``crc(prefix + s) = crc(prefix + 000) ^ crc(s)``: one table serves every queue name."""
+    t0 = [crc16(bytes([c, 0, 0])) for c in _SUFFIX_ALPHABET]
+    t1 = [crc16(bytes([c, 0])) for c in _SUFFIX_ALPHABET]
+    t2 = [crc16(bytes([c])) for c in _SUFFIX_ALPHABET]
+    table: dict[int, bytes] = {}
+    for i, a in enumerate(_SUFFIX_ALPHABET):
+        for j, b in enumerate(_SUFFIX_ALPHABET):
+            ab = t0[i] ^ t1[j]
+            for k, c in enumerate(_SUFFIX_ALPHABET):
+                table.setdefault((ab ^ t2[k]) & (_SLOTS - 1), bytes((a, b, c)))
+    return table
+
+
+_SUFFIXES: dict[int, bytes] | None = None
+
+
+def _suffix_for(value: int) -> bytes:
+    global _SUFFIXES
+    if _SUFFIXES is None:
+        _SUFFIXES = _suffix_table()
+    for delta in range(_SLOTS):  # every value is covered (tests/test_partitions_unit.py); nearest otherwise
+        for candidate in (value + delta, value - delta):
+            found = _SUFFIXES.get(candidate % _SLOTS)
+            if found is not None:
+                return found
+    raise AssertionError("empty suffix table")
+
+
+def validate_partitions(partitions: object) -> int:
+    """Return ``partitions`` if it is a usable partition count (an int from 1 to :data:`MAX_PARTITIONS`)."""
+    if isinstance(partitions, bool) or not isinstance(partitions, int):
+        raise ValueError(f"partitions must be an int from 1 to {MAX_PARTITIONS}, got {partitions!r} "
+                         f"({type(partitions).__name__})")
+    if not 1 <= partitions <= MAX_PARTITIONS:
+        raise ValueError(f"partitions must be an int from 1 to {MAX_PARTITIONS}, got {partitions}")
+    return partitions
+
+
+def partition_target_slot(name: str, index: int, partitions: int) -> int:
+    """The slot partition ``index`` of ``partitions`` is placed in: evenly spaced from ``name``'s slot."""
+    return (queue_slot(name) + round(index * _SLOTS / partitions)) % _SLOTS
+
+
+def partition_name(name: str, index: int, partitions: int) -> str:
+    """The queue name of partition ``index`` (0-based) of the partitioned queue ``name``."""
+    validate_partitions(partitions)
+    if not 0 <= index < partitions:
+        raise ValueError(f"partition index {index} out of range for {partitions} partitions")
+    if index == 0:
+        return name
+    head = f"{name}{PARTITION_SEPARATOR}{index}."
+    tag_head = escape_name(head).encode("utf-8", "surrogatepass")
+    target = partition_target_slot(name, index, partitions)
+    suffix = _suffix_for((target ^ crc16(tag_head + b"\0\0\0")) & (_SLOTS - 1))
+    return head + suffix.decode("ascii")
+
+
+@lru_cache(maxsize=256)
+def partition_names(name: str, partitions: int) -> tuple[str, ...]:
+    """The queue names of every partition of ``name``, partition 0 (``name`` itself) first."""
+    validate_queue_name(name)
+    size = len(name.encode("utf-8"))
+    if partitions > 1 and size > MAX_QUEUE_NAME_BYTES - 16:
+        raise InvalidQueueName(f"a partitioned queue's name may be at most {MAX_QUEUE_NAME_BYTES - 16} bytes long "
+                               f"(its partitions' names add up to 16); got {size}")
+    return tuple(partition_name(name, i, partitions) for i in range(validate_partitions(partitions)))

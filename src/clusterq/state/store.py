@@ -579,6 +579,14 @@ class Store:
         length, prio, (tomb, aside) = pipe.execute()
         return max(0, int(length) + int(prio) + int(aside or 0) - int(tomb or 0))
 
+    def read_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Plain read commands on keys of any slots (a partitioned queue's sums), in one pipeline per node;
+        replies in order."""
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(pipe.execute())
+
     def control(self, qk: K.QueueKeys) -> dict[str, str]:
         """The queue's control hash (suspend flag, limits). Bounded: one field per configured limit."""
         raw = self.client.hgetall(qk.control)

@@ -97,6 +97,15 @@ class Fetched:
     errors: list[BaseException] = field(default_factory=list)
 
 
+def split_room(room: int, ready: list[str]) -> list[tuple[str, int]]:
+    """Share ``room`` jobs between ``ready`` queues (in order; at most ``room`` of them, each asked for 1+)."""
+    if len(ready) == 1:
+        return [(ready[0], room)]
+    asked = ready[:room]
+    base, extra = divmod(room, len(asked))
+    return [(name, base + (1 if i < extra else 0)) for i, name in enumerate(asked)]
+
+
 class Fetcher:
     """Leases for the lanes and sends the buffered outcomes; see the module's docstring."""
 
@@ -138,17 +147,25 @@ class Fetcher:
             if room <= 0:
                 continue
             jobs: list[T.LeasedJob] = []
-            for name in lane.queues:
-                if name not in lane.ready or len(jobs) >= room:
+            for index, group in enumerate(lane.lease_groups()):
+                ready = lane.rotated(index, group)
+                if not ready or len(jobs) >= room:
                     continue
-                wanted = room - len(jobs)
-                call = T.lease_call(self.queue_keys[name], wanted, self.lease_ms, self.worker_name,
-                                    self.failure_keep_ms)
+                # One queue, or the ready partitions of a partitioned queue: their lease calls share the
+                # room and go out together (one pipeline per node).
+                asks = split_room(room - len(jobs), ready)
+                lane.advance(index, group, [name for name, _ in asks])
+                calls = [T.lease_call(self.queue_keys[name], wanted, self.lease_ms, self.worker_name,
+                                      self.failure_keep_ms) for name, wanted in asks]
                 riding = batch.calls if batch else []  # the outcomes go with the first lease call only
-                settled, (lease_reply,) = T.split_results(run_each(self.store, [*riding, call]), riding, [call])
+                settled, replies = T.split_results(run_each(self.store, [*riding, *calls]), riding, calls)
                 if riding:
                     self.settle(batch, settled, done)
-                jobs.extend(self._leased(lane, name, wanted, lease_reply, done))
+                for (name, wanted), lease_reply in zip(asks, replies):
+                    got = self._leased(lane, name, wanted, lease_reply, done)
+                    if got and lane.groups:
+                        lane.active[name] = time.monotonic()  # maintenance keeps it in every round a while
+                    jobs.extend(got)
             if jobs:
                 done.leased += len(jobs)
                 run(lane, jobs)  # the solo pool runs them right here

@@ -233,6 +233,11 @@ class Lifecycle:
         if self._waker.schedule_changed:
             self._waker.schedule_changed = False
             self.maintenance.next_due = 0.0
+        scheduled = self._waker.take_scheduled()
+        if scheduled and self.maintenance.sweep:  # a partition not in every round: the next one takes it
+            for name in scheduled:
+                self.maintenance.sweep.note(name, 0.0)
+            self.maintenance.next_due = 0.0
 
     def _read_suspended(self) -> None:
         """Read the global suspend flag (a single key of its own)."""

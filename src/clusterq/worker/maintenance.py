@@ -73,6 +73,7 @@ class Maintenance:
         self.next_due = 0.0  # monotonic; 0 means now
         self.next_trim = time.monotonic() + trim_interval_s
         self._sentinel_primary: Any = None
+        self.sweep: Any = None  # a PartitionSweep when the worker serves partitioned queues
 
     def due(self, now: float) -> bool:
         return now >= self.next_due
@@ -87,6 +88,11 @@ class Maintenance:
         done = Round(primary_moved=self.follow_sentinel_primary())
         self.next_due = now + self.interval_s
         names = [name for name in self.queue_names if name not in skip]
+        if self.sweep:
+            names = self.sweep.select(names, now)
+            left_out = self.sweep.earliest()  # a partition left out that falls due later: come back for it
+            if left_out is not None:
+                self.soon(left_out)
         if not names:
             return done
         keys = [self.queue_keys[name] for name in names]
@@ -122,6 +128,8 @@ class Maintenance:
                 # The next recovery is due when the earliest lease held ends, not a whole interval later:
                 # a dead worker's jobs come back within about a lease (leases are extended well before).
                 self.soon(now + recovery.due_in_s + RECOVERY_MARGIN_S)
+                if self.sweep:
+                    self.sweep.note(name, now + recovery.due_in_s + RECOVERY_MARGIN_S)
             requeued, failed = recovery.requeued, recovery.abandoned
             if recovery.abandoned_ids:
                 self.on_abandoned(name, recovery.abandoned_ids)
@@ -144,6 +152,8 @@ class Maintenance:
                 done.ready.add(name)
             if due_in_s is not None:  # the waits end at next_due: wake for the next due job
                 self.soon(now + min(SCHEDULED_POLL_S, due_in_s))
+                if self.sweep:
+                    self.sweep.note(name, now + due_in_s)
 
     def _replay_outbox(self, names: list[str], abandoned: list[str], due: list[Any]) -> None:
         """Forward outbox intents left behind by a process that died (or lost Redis) between writing and

@@ -56,6 +56,7 @@ class Waker:
         self.control_changed = False
         self._event = threading.Event()
         self._lock = threading.Lock()
+        self._scheduled: set[str] = set()  # queues whose earliest scheduled job changed (a partition sweep)
         self._ready: set[str] = set()
         self._pubsubs: list[Any] = []
         self._threads: list[threading.Thread] = []
@@ -146,6 +147,9 @@ class Waker:
                     continue
                 if data in (b"s", "s"):
                     self.schedule_changed = True  # an earlier scheduled job: maintenance should look now
+                    if queue is not None:
+                        with self._lock:
+                            self._scheduled.add(queue)
                 if queue is not None:
                     with self._lock:
                         self._ready.add(queue)
@@ -182,6 +186,12 @@ class Waker:
             ready, self._ready = self._ready, set()
             self._event.clear()
         return ready
+
+    def take_scheduled(self) -> set[str]:
+        """The queues that said an earlier job was scheduled since the last call (and forget them)."""
+        with self._lock:
+            scheduled, self._scheduled = self._scheduled, set()
+        return scheduled
 
     def interrupt(self) -> None:
         """Wake a waiting worker now (used on shutdown)."""

@@ -44,6 +44,8 @@ from clusterq.api.context import JobConnection
 from clusterq.api.execution import DEFAULT_JOB_TIMEOUT_S, ExceptionHandler, Executor, FunctionResolver
 from clusterq.api.hooks import HookSet
 from clusterq.api.job import DEFAULT_FAILURE_TTL_S
+from clusterq.api.partitioned_queue import PartitionedQueue
+from clusterq.api.partitions import PartitionedCore
 from clusterq.api.queue import Queue
 from clusterq.connection.sync import REDIS_ERRORS, ConnectionLike, connect, describe
 from clusterq.exceptions import ConnectionFailed, StopRequested
@@ -56,10 +58,12 @@ from clusterq.state import store as T
 from clusterq.state.outbox import Forwarder
 from clusterq.worker import lifecycle
 from clusterq.worker.fetch import Fetched, Fetcher, SetAside
-from clusterq.worker.lanes import Lane, WorkerStats
+from clusterq.worker.lanes import Lane, WorkerStats, expand_partitions
 from clusterq.worker.leases import Leases
 from clusterq.worker.maintenance import PROMOTE_BATCH, SCHEDULED_POLL_S, Maintenance
 from clusterq.worker.outcomes import Outcomes
+from clusterq.worker.partition_refresh import PartitionRefresh
+from clusterq.worker.partition_sweep import PartitionSweep
 from clusterq.worker.pools.factory import Finished, Notifier, Pool, make_pool
 from clusterq.worker.registration import WorkerInfo, list_workers
 from clusterq.worker.settings import DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, WorkerSettings
@@ -79,10 +83,11 @@ def _handlers(handlers: ExceptionHandler | Sequence[ExceptionHandler] | None) ->
     return listed
 
 
-def _queue_names(queues: Sequence[str | Queue] | str | Queue) -> list[str]:
-    if isinstance(queues, (str, Queue)):
+def _queue_names(queues: Sequence[str | Queue | PartitionedCore[Any, Any]] | str | Queue | PartitionedCore[Any, Any]
+                 ) -> list[str]:
+    if isinstance(queues, (str, Queue, PartitionedCore)):
         queues = [queues]
-    return [q.name if isinstance(q, Queue) else K.validate_queue_name(q) for q in queues]
+    return [q.name if isinstance(q, (Queue, PartitionedCore)) else K.validate_queue_name(q) for q in queues]
 
 
 def _queue_specific(exc: BaseException) -> bool:
@@ -118,7 +123,7 @@ class Worker(lifecycle.Lifecycle):
 
     def __init__(
         self,
-        queues: Sequence[str | Queue] | str | Queue,
+        queues: Sequence[str | Queue | PartitionedCore[Any, Any]] | str | Queue | PartitionedCore[Any, Any],
         connection: ConnectionLike = None,
         *,
         pool: str | Pool = "process",
@@ -153,7 +158,7 @@ class Worker(lifecycle.Lifecycle):
             "maintenance_interval_s": maintenance_interval_s, "trim_interval_s": trim_interval_s,
             "install_signal_handlers": install_signal_handlers})
         first = queues[0] if isinstance(queues, (list, tuple)) and queues else queues
-        self.connection = (first.connection if isinstance(first, Queue) and connection is None
+        self.connection = (first.connection if isinstance(first, (Queue, PartitionedQueue)) and connection is None
                            else connect(connection))
         self.store = T.Store(self.connection, fail_fast=True)  # a dead node's queue is set aside, not waited for
         pool_options = {"max_jobs_per_child": max_jobs_per_child, "max_memory_mb": max_memory_mb,
@@ -163,6 +168,11 @@ class Worker(lifecycle.Lifecycle):
             lane_queues, lane_pool, *rest = spec
             self.lanes.append(Lane(_queue_names(lane_queues),
                                    self._pool(lane_pool, rest[0] if rest else None, pool_options), s.batch_target_s))
+        for given in (queues if isinstance(queues, (list, tuple)) else [queues]):
+            if isinstance(given, PartitionedQueue):
+                given.declare()  # given the object, the worker knows the count: store it (or check it)
+        given_names = [n for lane in self.lanes for n in lane.queues]
+        served = expand_partitions(self.connection, self.lanes)  # a partitioned queue's name: all its partitions
         names = [n for lane in self.lanes for n in lane.queues]
         if not names:
             raise ValueError("a worker needs at least one queue")
@@ -176,7 +186,8 @@ class Worker(lifecycle.Lifecycle):
         self.serializer = resolve_serializer(serializer)
         # Jobs reach Redis (get_current_job) through the worker's client, or a client of their own in a
         # forked child: from the URL when the worker was given one.
-        job_connection = JobConnection(connection if connection is not None or not isinstance(first, Queue)
+        given_queue = isinstance(first, (Queue, PartitionedQueue))
+        job_connection = JobConnection(connection if connection is not None or not given_queue
                                        else self.connection, self.connection)
         self.executor = Executor(FunctionResolver(allow), self.serializer, s.default_timeout_s, self.connection,
                                  job_connection=job_connection,
@@ -209,6 +220,9 @@ class Worker(lifecycle.Lifecycle):
                                        max_attempts=s.max_attempts, failure_keep_ms=self.failure_keep_ms,
                                        interval_s=s.maintenance_interval_s, trim_interval_s=s.trim_interval_s,
                                        on_abandoned=self.hooks.abandoned)
+        self.maintenance.sweep = PartitionSweep(self.lanes)  # partitions: maintained when they may need it
+        self.partition_refresh = PartitionRefresh(self, given_names)  # follows PartitionedQueue.resize
+        self.partition_refresh.remember(served)
 
         self._stop = threading.Event()  # finish the running jobs, then leave
         self._stop_now = False  # a second signal: leave at once, hand the running jobs back
@@ -337,6 +351,7 @@ class Worker(lifecycle.Lifecycle):
 
     def _maintain(self) -> None:
         now = time.monotonic()
+        self.partition_refresh.maybe_refresh(now)
         if not self.maintenance.due(now):
             return
         try:

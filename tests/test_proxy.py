@@ -167,3 +167,16 @@ def test_the_dashboards_overview_and_clusterq_info_read_through_the_proxy(purl: 
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert "proxy at " in shown.stdout and qname in shown.stdout
+
+
+def test_a_partitioned_queue_spreads_over_the_proxys_backends(proxy_topology: Twemproxy, purl: str, qname: str,
+                                                               tmp_path: Path) -> None:
+    queue = Queue(qname, purl, partitions=12)
+    out = tmp_path / "ran"
+    queue.enqueue_many([queue.prepare_data(jobs.record, (str(out), str(i))) for i in range(120)])
+    holding = {i for i, b in enumerate(proxy_topology.backends) for name in queue.partition_names
+               if b.admin.exists(K.QueueKeys(name).pending)}
+    assert len(holding) >= 2  # 12 partitions' tags hashed over 3 backends
+    assert queue.count == 120
+    Worker([queue], purl, pool="thread", concurrency=4, install_signal_handlers=False).work(burst=True)
+    assert sorted(lines(out), key=int) == [str(i) for i in range(120)] and queue.count == 0

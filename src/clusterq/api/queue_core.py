@@ -373,7 +373,7 @@ class QueueCore(Generic[J]):
             calls = [T.Call(S.ENQUEUE, keys, (flag, *chain.from_iterable([argvs[k] for k in chunk])))
                      for chunk in chunks]
             try:
-                results = yield from self._write_plan(calls, [argvs[k][0] for k in pending], doing)
+                results = yield from self._write_plan(calls, [argvs[k][0] for k in pending], doing, packed=True)
             except SERVER_ERRORS as exc:
                 raise explain_server_error(exc, doing) from exc
             if not codes:
@@ -400,12 +400,13 @@ class QueueCore(Generic[J]):
             yield client_step("sadd", K.QUEUES, self.name)
             self._registered = True
 
-    def _write_plan(self, calls: list[T.Call], ids: Sequence[str], doing: str, skip: int = 0
-                    ) -> Plan[list[Any]]:
+    def _write_plan(self, calls: list[T.Call], ids: Sequence[str], doing: str, skip: int = 0, *,
+                    packed: bool = False) -> Plan[list[Any]]:
         """Run the calls that create ``new`` and return their replies; with ``wait_replicas``, also wait
-        for the replicas."""
+        for the replicas. ``packed``: enqueue calls (safe to send twice), sent packed whole
+        (``Store.run_packed``)."""
         if not self.wait_replicas:
-            results = yield store_step("run_many", calls, raise_on_error=False)
+            results = yield store_step("run_many", calls, raise_on_error=False, **({"packed": True} if packed else {}))
             _raise_first_error(results, doing, skip)
             return list(results)
         results, acknowledged = yield store_step("run_and_wait", calls, self.keys.stats, self.wait_replicas,

@@ -151,11 +151,13 @@ class AsyncStore:
         except NoScriptError:
             return await self.client.eval(call.script.source.decode(), n, *call.keys, *call.args)
 
-    async def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True) -> list[Any]:
+    async def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True, packed: bool = False
+                       ) -> list[Any]:
         """Run several transitions in one pipeline (per node on a cluster); results in the order of ``calls``.
 
         With ``raise_on_error=False`` a failed call's slot holds its exception instead of raising, so
-        the caller can tell which transitions happened.
+        the caller can tell which transitions happened. ``packed`` (the sync store's: send each call
+        packed whole) is accepted for the plans both stores run, and changes nothing here.
         """
         if not calls:
             return []

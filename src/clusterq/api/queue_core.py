@@ -75,12 +75,15 @@ _PLAIN_DEFAULTS = _plain_values(EnqueueData("fast.path"))
 _DUPLICATE = int(TR.Created.DUPLICATE)
 
 
+_UUID_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def new_job_id() -> str:
     """A generated job id: a random (version 4) UUID's 32 hex digits, as ``uuid.uuid4().hex`` gives, without
-    building a UUID object (half the cost, on the hot path of every enqueue without a job_id)."""
-    n = int.from_bytes(os.urandom(16), "big")
-    n = (n & ~(0xC000 << 48) | (0x8000 << 48)) & ~(0xF000 << 64) | (4 << 76)
-    return f"{n:032x}"
+    building a UUID object (a third of the cost, on the hot path of every enqueue without a job_id): 16
+    random bytes in hex, the version digit set to 4 and the variant digit to one of 8, 9, a, b."""
+    digits = os.urandom(16).hex()
+    return digits[:12] + "4" + digits[13:16] + _UUID_VARIANT[digits[16]] + digits[17:]
 
 
 def check_duplicates(queue: str, new: Sequence[T.NewJob], codes: Sequence[TR.Created], jobs: list[Any]) -> None:

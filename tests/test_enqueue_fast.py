@@ -197,8 +197,8 @@ def test_the_packed_fast_paths_send_the_source_to_a_server_that_lost_the_script(
     ("SET", "clé", "\U0001f600" * 3),
 ])
 def test_a_packed_command_is_byte_for_byte_what_redis_py_sends(args: tuple[Any, ...], monkeypatch: Any) -> None:
-    from redis.connection import PythonRespSerializer
     from redis._parsers.encoders import Encoder
+    from redis.connection import PythonRespSerializer
 
     from clusterq.connection import packed
 

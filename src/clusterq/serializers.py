@@ -103,7 +103,8 @@ def _one_shot_encoder(encoder: json.JSONEncoder) -> Any:
     if make is None:
         return None
     try:
-        return make(None, encoder.default, json.encoder.c_encode_basestring or json.encoder.encode_basestring,
+        escape = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
+        return make(None, encoder.default, escape,
                     None, encoder.key_separator, encoder.item_separator, encoder.sort_keys, encoder.skipkeys,
                     encoder.allow_nan)
     except TypeError:  # another Python's signature: the encoder's own path

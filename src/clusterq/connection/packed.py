@@ -17,12 +17,13 @@ errors (``DataError`` for a bool or None) are redis-py's own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 from redis.exceptions import ResponseError
 
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - hiredis is an optional extra ("fast")
@@ -38,7 +39,7 @@ def pack_command(args: Sequence[Any]) -> bytes | None:
     wrong with it. Numbers are written as redis-py writes them (``str(int)``, ``repr(float)``)."""
     if _hiredis_pack is not None:
         try:
-            return _hiredis_pack(tuple(args))  # type: ignore[no-any-return]
+            return _hiredis_pack(tuple(args))
         except (TypeError, ValueError, UnicodeError):
             return None
     out = [b"*%d\r\n" % len(args)]

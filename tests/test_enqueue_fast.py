@@ -177,19 +177,36 @@ def _flush_scripts_everywhere(topology: Any) -> None:
             client.close()
 
 
+@pytest.mark.parametrize("api", ["sync", "async"])
 def test_the_packed_fast_paths_send_the_source_to_a_server_that_lost_the_script(
-        url: str, clusterq_topology: Any, qname: str) -> None:
+        url: str, clusterq_topology: Any, qname: str, api: str) -> None:
     q = Queue(qname, url)
-    first = q.enqueue(jobs.add, 1, 1)  # registers the queue (general path)
-    _flush_scripts_everywhere(clusterq_topology)
-    one = q.enqueue(jobs.add, 2, 2)  # packed EVALSHA: NOSCRIPT, then redis-py's EVAL with the source
-    _flush_scripts_everywhere(clusterq_topology)
-    many = q.enqueue_many([q.prepare_data(jobs.add, (i, i)) for i in range(1200)])  # three packed calls
+    if api == "sync":
+        first = q.enqueue(jobs.add, 1, 1)  # registers the queue (general path)
+        _flush_scripts_everywhere(clusterq_topology)
+        one = q.enqueue(jobs.add, 2, 2)  # packed EVALSHA: NOSCRIPT, then redis-py's EVAL with the source
+        _flush_scripts_everywhere(clusterq_topology)
+        many = q.enqueue_many([q.prepare_data(jobs.add, (i, i)) for i in range(1200)])  # three packed calls
+    else:
+        async def scenario() -> tuple[Any, Any, list[Any]]:
+            client = await connect_async(url)
+            try:
+                aq = AsyncQueue(qname, client)
+                first = await aq.enqueue(jobs.add, 1, 1)
+                _flush_scripts_everywhere(clusterq_topology)
+                one, two = await asyncio.gather(aq.enqueue(jobs.add, 2, 2), aq.enqueue(jobs.add, 3, 3))
+                _flush_scripts_everywhere(clusterq_topology)
+                many = await aq.enqueue_many([aq.prepare_data(jobs.add, (i, i)) for i in range(1200)])
+                return first, one, [two, *many[1:]]
+            finally:
+                await disconnect_async(client)
+
+        first, one, many = asyncio.run(scenario())
     assert q.get_job_ids(0, 3) == [first.id, one.id, many[0].id]
-    assert q.count == 1202 and len({job.id for job in many}) == 1200
+    assert q.count == (1202 if api == "sync" else 1203) and len({job.id for job in many}) == 1200
     assert q.fetch_job(many[-1].id) is not None and q.fetch_job(many[-1].id).get_status() == "queued"
     assert Worker([qname], url, install_signal_handlers=False).work(burst=True, max_jobs=2) == 2
-    assert one.return_value() == 4
+    assert q.fetch_job(one.id).return_value() == 4  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("args", [
@@ -220,10 +237,16 @@ def test_an_argument_that_cannot_be_packed_is_left_to_redis_py(bad: Any, monkeyp
 def test_a_client_whose_commands_are_wrapped_or_encoded_otherwise_is_not_bypassed(
         clusterq_standalone: Any, qname: str) -> None:
     import redis
+    import redis.asyncio
 
     from clusterq.connection.packed import packable
 
     seen: list[Any] = []
+
+    class AsyncInstrumented(redis.asyncio.Redis):
+        async def execute_command(self, *args: Any, **options: Any) -> Any:
+            seen.append(args[0])
+            return await super().execute_command(*args, **options)
 
     class Instrumented(redis.Redis):
         def execute_command(self, *args: Any, **options: Any) -> Any:
@@ -246,3 +269,19 @@ def test_a_client_whose_commands_are_wrapped_or_encoded_otherwise_is_not_bypasse
     latin = Queue(qname, redis.Redis.from_url(clusterq_standalone.url, encoding="latin-1"))
     assert latin.enqueue(jobs.echo, "\u00e9").id in latin.get_job_ids()
     assert Queue(qname, plain).count == 6
+
+    async def scenario() -> None:
+        client = AsyncInstrumented.from_url(clusterq_standalone.url)
+        try:
+            aq = AsyncQueue(qname, client)
+            await aq.enqueue(jobs.noop)
+            seen.clear()
+            await asyncio.gather(aq.enqueue(jobs.noop), aq.enqueue(jobs.noop))
+            await aq.enqueue_many([aq.prepare_data(jobs.noop) for _ in range(3)])
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    assert not packable(AsyncInstrumented.from_url(clusterq_standalone.url))
+    assert packable(redis.asyncio.Redis.from_url(clusterq_standalone.url))
+    assert "EVALSHA" in seen and Queue(qname, plain).count == 12

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
+import redis.asyncio
 from redis.exceptions import ResponseError
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
@@ -62,16 +63,18 @@ def pack_command(args: Sequence[Any]) -> bytes | None:
 
 
 def packable(client: Any) -> bool:
-    """True if packed commands may be sent on ``client``'s connections: a ``redis.Redis`` whose
-    ``execute_command`` is redis-py's own (no instrumentation that wraps it would be bypassed), that has
-    no single dedicated connection, and whose connections encode text as strict UTF-8 (what
-    :func:`pack_command` writes). Checked once per client."""
+    """True if packed commands may be sent on ``client``'s connections: a ``redis.Redis`` or
+    ``redis.asyncio.Redis`` whose ``execute_command`` is redis-py's own (no instrumentation that wraps it
+    would be bypassed), that has no single dedicated connection, and whose connections encode text as
+    strict UTF-8 (what :func:`pack_command` writes). Checked once per client."""
     known = getattr(client, _MARK, None)
     if known is not None:
         return bool(known)
+    base = redis.asyncio.Redis if isinstance(client, redis.asyncio.Redis) else redis.Redis
     ok = False
-    if isinstance(client, redis.Redis) and type(client).execute_command is redis.Redis.execute_command \
-            and getattr(client, "connection", None) is None:
+    if (isinstance(client, base) and type(client).execute_command is base.execute_command
+            and getattr(client, "connection", None) is None
+            and not getattr(client, "single_connection_client", False)):
         kwargs = getattr(client.connection_pool, "connection_kwargs", {})
         ok = (str(kwargs.get("encoding", "utf-8")).lower() in _UTF8
               and kwargs.get("encoding_errors", "strict") == "strict")
@@ -112,3 +115,34 @@ def exchange(client: Any, packed: Sequence[bytes]) -> list[Any]:
             lambda: _send_and_read(conn, packed, len(packed)), lambda error: conn.disconnect())
     finally:
         pool.release(conn)
+
+
+async def _aget_connection(pool: Any) -> Any:
+    try:
+        return await pool.get_connection()
+    except TypeError:  # redis-py < 5.3 names the command
+        return await pool.get_connection("EVALSHA")
+
+
+async def _asend_and_read(conn: Any, packed: Sequence[bytes], replies: int) -> list[Any]:
+    await conn.send_packed_command(packed)
+    results: list[Any] = []
+    for _ in range(replies):
+        try:
+            results.append(await conn.read_response())
+        except ResponseError as exc:
+            results.append(exc)
+    return results
+
+
+async def aexchange(client: Any, packed: Sequence[bytes]) -> list[Any]:
+    """:func:`exchange` on a ``redis.asyncio.Redis``. A task canceled while its commands are in flight
+    leaves no reply behind for the connection's next user: redis-py's ``send_packed_command`` and
+    ``read_response`` close the connection when they are interrupted."""
+    pool = client.connection_pool
+    conn = await _aget_connection(pool)
+    try:
+        return await conn.retry.call_with_retry(  # type: ignore[no-any-return]
+            lambda: _asend_and_read(conn, packed, len(packed)), lambda error: conn.disconnect())
+    finally:
+        await pool.release(conn)

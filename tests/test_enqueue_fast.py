@@ -165,3 +165,123 @@ def test_the_script_tells_a_resent_call_from_a_collision(url: str, qname: str) -
     assert send("jobs.add", b"[[1],{}]") == [-1]
     assert q.fetch_job(job_id).args == [1]  # type: ignore[union-attr]
     assert q.count == 2
+
+
+# --- commands packed whole (clusterq.connection.packed) -------------------------------------------
+
+def _flush_scripts_everywhere(topology: Any) -> None:
+    for node in topology.processes:
+        if not node.sentinel and node.is_running():
+            client = node.client()
+            client.script_flush()
+            client.close()
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_the_packed_fast_paths_send_the_source_to_a_server_that_lost_the_script(
+        url: str, clusterq_topology: Any, qname: str, api: str) -> None:
+    q = Queue(qname, url)
+    if api == "sync":
+        first = q.enqueue(jobs.add, 1, 1)  # registers the queue (general path)
+        _flush_scripts_everywhere(clusterq_topology)
+        one = q.enqueue(jobs.add, 2, 2)  # packed EVALSHA: NOSCRIPT, then redis-py's EVAL with the source
+        _flush_scripts_everywhere(clusterq_topology)
+        many = q.enqueue_many([q.prepare_data(jobs.add, (i, i)) for i in range(1200)])  # three packed calls
+    else:
+        async def scenario() -> tuple[Any, Any, list[Any]]:
+            client = await connect_async(url)
+            try:
+                aq = AsyncQueue(qname, client)
+                first = await aq.enqueue(jobs.add, 1, 1)
+                _flush_scripts_everywhere(clusterq_topology)
+                one, two = await asyncio.gather(aq.enqueue(jobs.add, 2, 2), aq.enqueue(jobs.add, 3, 3))
+                _flush_scripts_everywhere(clusterq_topology)
+                many = await aq.enqueue_many([aq.prepare_data(jobs.add, (i, i)) for i in range(1200)])
+                return first, one, [two, *many[1:]]
+            finally:
+                await disconnect_async(client)
+
+        first, one, many = asyncio.run(scenario())
+    assert q.get_job_ids(0, 3) == [first.id, one.id, many[0].id]
+    assert q.count == (1202 if api == "sync" else 1203) and len({job.id for job in many}) == 1200
+    assert q.fetch_job(many[-1].id) is not None and q.fetch_job(many[-1].id).get_status() == "queued"
+    assert Worker([qname], url, install_signal_handlers=False).work(burst=True, max_jobs=2) == 2
+    assert q.fetch_job(one.id).return_value() == 4  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("args", [
+    ("EVALSHA", "ab" * 20, 2, b"k1", "k\u00e9", "0", 0, -7, 10**20, 1.5, 0.1, 1e300, b"", "", b"\x00\xff"),
+    ("SET", "clé", "\U0001f600" * 3),
+])
+def test_a_packed_command_is_byte_for_byte_what_redis_py_sends(args: tuple[Any, ...], monkeypatch: Any) -> None:
+    from redis._parsers.encoders import Encoder
+    from redis.connection import PythonRespSerializer
+
+    from clusterq.connection import packed
+
+    expected = b"".join(PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode).pack(*args))
+    assert packed.pack_command(args) == expected
+    monkeypatch.setattr(packed, "_hiredis_pack", None)  # the pure-Python packer (no hiredis installed)
+    assert packed.pack_command(args) == expected
+
+
+@pytest.mark.parametrize("bad", [None, True, "\ud800", object()])
+def test_an_argument_that_cannot_be_packed_is_left_to_redis_py(bad: Any, monkeypatch: Any) -> None:
+    from clusterq.connection import packed
+
+    assert packed.pack_command(("SET", "k", bad)) is None
+    monkeypatch.setattr(packed, "_hiredis_pack", None)
+    assert packed.pack_command(("SET", "k", bad)) is None
+
+
+def test_a_client_whose_commands_are_wrapped_or_encoded_otherwise_is_not_bypassed(
+        clusterq_standalone: Any, qname: str) -> None:
+    import redis
+    import redis.asyncio
+
+    from clusterq.connection.packed import packable
+
+    seen: list[Any] = []
+
+    class AsyncInstrumented(redis.asyncio.Redis):
+        async def execute_command(self, *args: Any, **options: Any) -> Any:
+            seen.append(args[0])
+            return await super().execute_command(*args, **options)
+
+    class Instrumented(redis.Redis):
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            seen.append(args[0])
+            return super().execute_command(*args, **options)
+
+    clusterq_standalone.flush()
+    instrumented = Instrumented.from_url(clusterq_standalone.url)
+    q = Queue(qname, instrumented)
+    q.enqueue(jobs.noop)
+    seen.clear()
+    q.enqueue(jobs.noop)
+    q.enqueue_many([q.prepare_data(jobs.noop) for _ in range(3)])
+    assert seen.count("EVALSHA") == 2  # both went through the application's execute_command
+    assert not packable(instrumented)
+    assert not packable(redis.Redis.from_url(clusterq_standalone.url, encoding="latin-1"))
+    assert not packable(redis.Redis.from_url(clusterq_standalone.url, single_connection_client=True))
+    plain = redis.Redis.from_url(clusterq_standalone.url)
+    assert packable(plain) and packable(redis.Redis.from_url(clusterq_standalone.url, decode_responses=True))
+    latin = Queue(qname, redis.Redis.from_url(clusterq_standalone.url, encoding="latin-1"))
+    assert latin.enqueue(jobs.echo, "\u00e9").id in latin.get_job_ids()
+    assert Queue(qname, plain).count == 6
+
+    async def scenario() -> None:
+        client = AsyncInstrumented.from_url(clusterq_standalone.url)
+        try:
+            aq = AsyncQueue(qname, client)
+            await aq.enqueue(jobs.noop)
+            seen.clear()
+            await asyncio.gather(aq.enqueue(jobs.noop), aq.enqueue(jobs.noop))
+            await aq.enqueue_many([aq.prepare_data(jobs.noop) for _ in range(3)])
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    assert not packable(AsyncInstrumented.from_url(clusterq_standalone.url))
+    assert packable(redis.asyncio.Redis.from_url(clusterq_standalone.url))
+    assert "EVALSHA" in seen and Queue(qname, plain).count == 12

@@ -62,21 +62,53 @@ def _find_unserializable(value: Any, path: str = "", depth: int = 0) -> str | No
     return f"a value of type {type(value).__name__}{_describe_path(path)}"
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+"""Types that hold no dict key and no nesting: the walk below does not visit them."""
+
+
 def _has_non_str_key(value: Any) -> bool:
     """True if a dict key is not a str, or the value nests deeper than :data:`MAX_DEPTH` (walked with a
-    stack of its own: a recursive walk would itself overflow on the values it is meant to refuse)."""
+    stack of its own: a recursive walk would itself overflow on the values it is meant to refuse). Only
+    containers are pushed: job arguments are mostly flat lists of scalars, which cost one type lookup each."""
+    scalars = _SCALARS
+    if type(value) in scalars:
+        return False
     stack = [(value, 0)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
-            if depth >= MAX_DEPTH or not all(isinstance(k, str) for k in item):
+            if depth >= MAX_DEPTH:
                 return True
-            stack.extend((v, depth + 1) for v in item.values())
+            for key in item:
+                if type(key) is not str and not isinstance(key, str):
+                    return True
+            children: Any = item.values()
         elif isinstance(item, (list, tuple)):
             if depth >= MAX_DEPTH:
                 return True
-            stack.extend((v, depth + 1) for v in item)
+            children = item
+        else:
+            continue
+        for child in children:
+            if type(child) not in scalars:
+                stack.append((child, depth + 1))
     return False
+
+
+def _one_shot_encoder(encoder: json.JSONEncoder) -> Any:
+    """The C encoder ``encoder.encode`` builds on every call, built once (None where ``json`` has no C
+    accelerator). Without the circular-reference markers: :func:`_has_non_str_key` has walked the value
+    first, and a cycle nests deeper than :data:`MAX_DEPTH`, so no value with one reaches it."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    try:
+        escape = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
+        return make(None, encoder.default, escape,
+                    None, encoder.key_separator, encoder.item_separator, encoder.sort_keys, encoder.skipkeys,
+                    encoder.allow_nan)
+    except TypeError:  # another Python's signature: the encoder's own path
+        return None
 
 
 class JSONSerializer:
@@ -89,12 +121,15 @@ class JSONSerializer:
         # report at enqueue rather than a value to carry.
         self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         self._decoder = json.JSONDecoder()
+        self._one_shot = _one_shot_encoder(self._encoder)
 
     def dumps(self, value: Any) -> bytes:
         if _has_non_str_key(value):
             # json would silently turn {1: "a"} into {"1": "a"}: the job would get other data than sent.
             raise SerializationError(f"JSON cannot carry {_find_unserializable(value)}")
         try:
+            if self._one_shot is not None:
+                return "".join(self._one_shot(value, 0)).encode("utf-8")
             return self._encoder.encode(value).encode("utf-8")
         except UnicodeEncodeError as exc:
             raise SerializationError(f"JSON cannot carry a str with a lone surrogate ({exc.reason} at "

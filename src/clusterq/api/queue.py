@@ -134,7 +134,7 @@ class Queue(QueueCore[Job]):
         if argv is not None:  # no options: the script's arguments were built directly (QueueCore._fast_argv)
             for attempt in range(ID_ATTEMPTS):
                 try:
-                    reply = self.store.run(self._fast_call(argv))
+                    reply = self.store.run_packed(self._fast_call(argv))
                 except SERVER_ERRORS as exc:
                     raise explain_server_error(exc, f"enqueue to queue {self.name!r}") from exc
                 retry = self._fast_settle(argv, reply, attempt)

@@ -33,6 +33,7 @@ from clusterq.connection.aio import (
     disconnect_async,
     is_async_client,
 )
+from clusterq.connection.packed import aexchange, pack_command, packable
 from clusterq.connection.sync import is_proxy
 from clusterq.exceptions import ServerError
 from clusterq.state import keys as K
@@ -88,7 +89,7 @@ class AutoPipeline:
 
     async def _send(self, batch: list[tuple[Call, asyncio.Future[Any]]]) -> None:
         try:
-            results = await self.store.run_many([call for call, _ in batch], raise_on_error=False)
+            results = await self.store.run_many([call for call, _ in batch], raise_on_error=False, packed=True)
         except asyncio.CancelledError:  # the loop is shutting down: so are the callers
             for _, future in batch:
                 future.cancel()
@@ -151,16 +152,22 @@ class AsyncStore:
         except NoScriptError:
             return await self.client.eval(call.script.source.decode(), n, *call.keys, *call.args)
 
-    async def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True) -> list[Any]:
+    async def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True, packed: bool = False
+                       ) -> list[Any]:
         """Run several transitions in one pipeline (per node on a cluster); results in the order of ``calls``.
 
         With ``raise_on_error=False`` a failed call's slot holds its exception instead of raising, so
-        the caller can tell which transitions happened.
+        the caller can tell which transitions happened. ``packed``: the calls are safe to send twice (an
+        enqueue), and each is packed whole (:mod:`clusterq.connection.packed`) when the client allows it
+        (not on a cluster: redis.asyncio's cluster client pipelines them as before).
         """
         if not calls:
             return []
-        if len(calls) == 1:
-            results: list[Any] = [await self._run_or_error(calls[0])]
+        commands = self._packed_commands(calls) if packed else None
+        if commands is not None:
+            results: list[Any] = await self._pipeline(calls, raise_on_error, commands)
+        elif len(calls) == 1:
+            results = [await self._run_or_error(calls[0])]
         else:
             results = await self._pipeline(calls, raise_on_error)
         if raise_on_error:
@@ -169,17 +176,35 @@ class AsyncStore:
                     raise result
         return results
 
-    async def _pipeline(self, calls: Sequence[Call], raise_on_error: bool) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
+    def _packed_commands(self, calls: Sequence[Call]) -> list[bytes] | None:
+        """The calls packed whole, or None if the client or an argument cannot be sent so."""
+        if isinstance(self.client, AsyncRedisCluster) or not packable(self.client):
+            return None
+        commands = []
         for call in calls:
-            pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
+            command = pack_command(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
+            if command is None:
+                return None
+            commands.append(command)
+        return commands
+
+    async def _pipeline(self, calls: Sequence[Call], raise_on_error: bool, packed: list[bytes] | None = None
+                        ) -> list[Any]:
         try:
-            results = list(await pipe.execute(raise_on_error=False))
-        except ASYNC_REDIS_ERRORS:
+            if packed is not None:
+                results = await aexchange(self.client, packed)
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for call in calls:
+                    pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
+                results = list(await pipe.execute(raise_on_error=False))
+        except ASYNC_REDIS_ERRORS as exc:
             # A server stayed unreachable through the client's own retries. Which calls ran is unknown:
             # to tell the caller, try each on its own (each retried by the client).
             if raise_on_error:
                 raise
+            if len(calls) == 1:  # that was the call on its own
+                return [exc]
             return [await self._run_or_error(call) for call in calls]
         for index, result in enumerate(results):
             if isinstance(result, NoScriptError) or (isinstance(result, BaseException) and slot_is_moving(result)):

@@ -23,8 +23,17 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import AskError, ClusterDownError, ClusterError, MovedError, NoScriptError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ClusterError,
+    MovedError,
+    NoScriptError,
+    ResponseError,
+    TryAgainError,
+)
 
+from clusterq.connection.packed import exchange, pack_command, packable
 from clusterq.connection.sync import REDIS_ERRORS, Client, is_proxy
 from clusterq.exceptions import ServerError
 from clusterq.state import keys as K
@@ -407,6 +416,40 @@ class Store:
                     raise
                 time.sleep(delay)
 
+    def run_packed(self, call: Call) -> Any:
+        """:meth:`run` for a call that is safe to send twice (an enqueue), packed whole
+        (:mod:`clusterq.connection.packed`) and sent on a pooled connection of the server that holds its
+        keys (on a cluster, the primary of its slot), without redis-py's per-argument encoding. Anything
+        this path does not handle goes to :meth:`run`, which does what it always did: NOSCRIPT (it sends the
+        source), on a cluster a redirection, a slot being migrated or a node that cannot be reached, a
+        client or an argument that cannot be sent packed (:func:`~clusterq.connection.packed.packable`).
+        """
+        client: Any = self.client
+        cluster = isinstance(client, RedisCluster)
+        if cluster:
+            if type(client).execute_command is not RedisCluster.execute_command:
+                return self.run(call)
+            try:
+                client = self._client_for(call.keys[0])
+            except REDIS_ERRORS:
+                return self.run(call)
+        if not packable(client):
+            return self.run(call)
+        packed = pack_command(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
+        if packed is None:
+            return self.run(call)
+        try:
+            reply = exchange(client, (packed,))[0]
+        except REDIS_ERRORS:
+            if cluster:  # the cluster client reconnects, refreshes its slot map and retries
+                return self.run(call)
+            raise
+        if isinstance(reply, ResponseError):
+            if isinstance(reply, NoScriptError) or (cluster and isinstance(reply, _RETRY_THROUGH_CLUSTER)):
+                return self.run(call)
+            raise reply
+        return reply
+
     def _run_once(self, call: Call) -> Any:
         n = len(call.keys)
         try:
@@ -414,34 +457,55 @@ class Store:
         except NoScriptError:
             return self.client.eval(call.script.source.decode(), n, *call.keys, *call.args)
 
-    def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True) -> list[Any]:
+    def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True, packed: bool = False) -> list[Any]:
         """Run several transitions in one pipeline per server; results in the order of ``calls``.
 
         With ``raise_on_error=False`` a failed call's slot holds its exception instead of raising, so
-        the caller can tell which transitions happened.
+        the caller can tell which transitions happened. ``packed``: the calls are safe to send twice (an
+        enqueue), and each is packed whole (:meth:`run_packed`).
         """
         if not calls:
             return []
         if len(calls) == 1 and not (self.fail_fast and isinstance(self.client, RedisCluster)):
             try:
-                results: list[Any] = [self.run(calls[0])]
+                results: list[Any] = [self.run_packed(calls[0]) if packed else self.run(calls[0])]
             except REDIS_ERRORS as exc:
                 results = [exc]
         elif isinstance(self.client, RedisCluster):
-            results = self._run_many_cluster(calls)
+            results = self._run_many_cluster(calls, packed)
         else:
-            results = self._pipeline(self.client, calls)
+            results = self._pipeline(self.client, calls, packed)
         if raise_on_error:
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
         return results
 
-    def _pipeline(self, client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
+    def _pipeline(self, client: redis.Redis, calls: Sequence[Call], packed: bool = False) -> list[Any]:
+        results = self._packed_pipeline(client, calls) if packed else None
+        if results is not None:
+            return results
         pipe = client.pipeline(transaction=False)
         for call in calls:
             pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
         results = pipe.execute(raise_on_error=False)
+        for index, result in enumerate(results):
+            if isinstance(result, NoScriptError):
+                results[index] = self._run_or_error(calls[index])
+        return results
+
+    def _packed_pipeline(self, client: redis.Redis, calls: Sequence[Call]) -> list[Any] | None:
+        """:meth:`_pipeline` with each call packed whole; None if the client or an argument cannot be
+        (the caller pipelines through redis-py)."""
+        if not packable(client):
+            return None
+        commands = []
+        for call in calls:
+            command = pack_command(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
+            if command is None:
+                return None
+            commands.append(command)
+        results = exchange(client, commands)
         for index, result in enumerate(results):
             if isinstance(result, NoScriptError):
                 results[index] = self._run_or_error(calls[index])
@@ -484,7 +548,7 @@ class Store:
         node = self.client.get_node_from_key(key)
         return node.redis_connection or self.client.get_redis_connection(node)
 
-    def _run_many_cluster(self, calls: Sequence[Call]) -> list[Any]:
+    def _run_many_cluster(self, calls: Sequence[Call], packed: bool = False) -> list[Any]:
         """One plain pipeline per primary, straight to the node that owns each call's slot.
 
         redis-py's ClusterPipeline asks the server ``COMMAND GETKEYS`` for every EVALSHA it routes (one
@@ -502,7 +566,7 @@ class Store:
         for node, indexes in by_node.values():
             client = node.redis_connection or cluster.get_redis_connection(node)
             try:
-                node_results = self._pipeline(client, [calls[i] for i in indexes])
+                node_results = self._pipeline(client, [calls[i] for i in indexes], packed)
             except REDIS_ERRORS as exc:
                 node_results = [exc] * len(indexes)
                 if isinstance(exc, _UNREACHABLE):

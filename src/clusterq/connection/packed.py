@@ -1,0 +1,148 @@
+"""Commands sent already packed: the producer's hot paths, without redis-py's per-argument encoding.
+
+redis-py encodes a command one argument at a time (a Python call per argument, then ``hiredis``'s packer
+if it is installed). An enqueue script call has 19 arguments per call, thousands in an
+``enqueue_many`` chunk, so that encoding is most of a producer's client time. :func:`pack_command`
+packs a whole command in one call (``hiredis.pack_command`` when hiredis is installed, else a join of
+the already-encoded arguments), and :func:`exchange` sends packed commands on one of a client's pooled
+connections and reads their replies, with the connection's own :class:`~redis.retry.Retry` (the
+connection is closed and the exchange retried on the errors it retries, as redis-py does for a command
+or a pipeline).
+
+Only a plain ``redis.Redis`` (or a cluster node's one) whose connections encode text as strict UTF-8, and
+that is not a single-connection client, is used this way (:func:`packable`); anything else, and any
+argument that is not ``bytes``, ``str``, ``int`` or ``float``, goes through redis-py as before, so its
+errors (``DataError`` for a bool or None) are redis-py's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.exceptions import ResponseError
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is an optional extra ("fast")
+    _hiredis_pack = None
+
+_MARK = "_clusterq_packable"
+_UTF8 = ("utf-8", "utf8", "utf_8")
+
+
+def pack_command(args: Sequence[Any]) -> bytes | None:
+    """``args`` as one RESP command, or None if an argument is not ``bytes``, ``str``, ``int`` or
+    ``float`` (or a str cannot be UTF-8 encoded): the caller sends it through redis-py, which says what is
+    wrong with it. Numbers are written as redis-py writes them (``str(int)``, ``repr(float)``)."""
+    if _hiredis_pack is not None:
+        try:
+            return _hiredis_pack(tuple(args))
+        except (TypeError, ValueError, UnicodeError):
+            return None
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        kind = type(arg)
+        if kind is not bytes:
+            if kind is str:
+                try:
+                    arg = arg.encode()
+                except UnicodeError:
+                    return None
+            elif kind is int:
+                arg = b"%d" % arg
+            elif kind is float:
+                arg = repr(arg).encode()
+            else:  # bool, None, subclasses, memoryview: redis-py's rules
+                return None
+        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(out)
+
+
+def packable(client: Any) -> bool:
+    """True if packed commands may be sent on ``client``'s connections: a ``redis.Redis`` or
+    ``redis.asyncio.Redis`` whose ``execute_command`` is redis-py's own (no instrumentation that wraps it
+    would be bypassed), that has no single dedicated connection, and whose connections encode text as
+    strict UTF-8 (what :func:`pack_command` writes). Checked once per client."""
+    known = getattr(client, _MARK, None)
+    if known is not None:
+        return bool(known)
+    base = redis.asyncio.Redis if isinstance(client, redis.asyncio.Redis) else redis.Redis
+    ok = False
+    if (isinstance(client, base) and type(client).execute_command is base.execute_command
+            and getattr(client, "connection", None) is None
+            and not getattr(client, "single_connection_client", False)):
+        kwargs = getattr(client.connection_pool, "connection_kwargs", {})
+        ok = (str(kwargs.get("encoding", "utf-8")).lower() in _UTF8
+              and kwargs.get("encoding_errors", "strict") == "strict")
+    try:
+        setattr(client, _MARK, ok)
+    except AttributeError:
+        pass
+    return ok
+
+
+def _get_connection(pool: Any) -> Any:
+    try:
+        return pool.get_connection()
+    except TypeError:  # redis-py < 5.3 names the command
+        return pool.get_connection("EVALSHA")
+
+
+def _send_and_read(conn: Any, packed: Sequence[bytes], replies: int) -> list[Any]:
+    conn.send_packed_command(packed)
+    results: list[Any] = []
+    for _ in range(replies):
+        try:
+            results.append(conn.read_response())
+        except ResponseError as exc:  # an error reply: the connection stays in step
+            results.append(exc)
+    return results
+
+
+def exchange(client: Any, packed: Sequence[bytes]) -> list[Any]:
+    """Send the packed commands on one of ``client``'s connections, one reply each, in order; an error
+    reply is returned in its command's place (as redis-py's pipeline does with ``raise_on_error=False``).
+    A connection or timeout error the connection's ``Retry`` covers closes the connection and sends all
+    of them again (what redis-py does for a pipeline: the callers' scripts are safe to repeat)."""
+    pool = client.connection_pool
+    conn = _get_connection(pool)
+    try:
+        return conn.retry.call_with_retry(  # type: ignore[no-any-return]
+            lambda: _send_and_read(conn, packed, len(packed)), lambda error: conn.disconnect())
+    finally:
+        pool.release(conn)
+
+
+async def _aget_connection(pool: Any) -> Any:
+    try:
+        return await pool.get_connection()
+    except TypeError:  # redis-py < 5.3 names the command
+        return await pool.get_connection("EVALSHA")
+
+
+async def _asend_and_read(conn: Any, packed: Sequence[bytes], replies: int) -> list[Any]:
+    await conn.send_packed_command(packed)
+    results: list[Any] = []
+    for _ in range(replies):
+        try:
+            results.append(await conn.read_response())
+        except ResponseError as exc:
+            results.append(exc)
+    return results
+
+
+async def aexchange(client: Any, packed: Sequence[bytes]) -> list[Any]:
+    """:func:`exchange` on a ``redis.asyncio.Redis``. A task canceled while its commands are in flight
+    leaves no reply behind for the connection's next user: redis-py's ``send_packed_command`` and
+    ``read_response`` close the connection when they are interrupted."""
+    pool = client.connection_pool
+    conn = await _aget_connection(pool)
+    try:
+        return await conn.retry.call_with_retry(  # type: ignore[no-any-return]
+            lambda: _asend_and_read(conn, packed, len(packed)), lambda error: conn.disconnect())
+    finally:
+        await pool.release(conn)

@@ -185,6 +185,7 @@ local function malformed(key, id, reason)
 end
 
 local out = {0, 0}
+local leased_z = {}  -- deadline, id pairs: the active set is written once per call (one ZADD, not one per job)
 local got = 0
 local tomb_released = 0
 local scanned = 0
@@ -219,7 +220,12 @@ while true do
       local token = (tonumber(job[5]) or 0) + 1
       redis.call("HSET", key, "s", "started", "n", token, "ts", now, "w", worker)
       if job[6] then redis.call("PERSIST", key) end
-      redis.call("ZADD", active, deadline, id)
+      leased_z[#leased_z + 1] = deadline
+      leased_z[#leased_z + 1] = id
+      if #leased_z >= 1000 then  -- unpack's stack is bounded: a huge count writes in slices
+        redis.call("ZADD", active, unpack(leased_z))
+        leased_z = {}
+      end
       out[#out + 1] = id
       out[#out + 1] = token
       out[#out + 1] = job[2] or ""
@@ -249,6 +255,7 @@ while true do
   ids, from_prio, scores = pop(wanted - got)
   if not ids then break end
 end
+if #leased_z > 0 then redis.call("ZADD", active, unpack(leased_z)) end
 if tomb_released > 0 then
   local tomb = tonumber(redis.call("HGET", stats, "tomb")) or 0
   if tomb > 0 then bump(stats, "tomb", -math.min(tomb, tomb_released)) end

@@ -20,6 +20,7 @@ from clusterq.connection.sync import REDIS_ERRORS, describe
 from clusterq.exceptions import ConnectionFailed, StopRequested, WorkerNameInUse
 from clusterq.state import keys as K
 from clusterq.worker import registration
+from clusterq.worker.fetch import OUTCOME_DELAY_S
 from clusterq.worker.pools.factory import Finished, Notifier, Pool, SoloPool
 from clusterq.worker.pools.process import STOP_SIGNALS
 from clusterq.worker.registration import REGISTRATION_TTL_S
@@ -256,7 +257,7 @@ class Lifecycle:
             if deadline is not None:
                 deadlines.append(deadline)
         if self.outcomes:
-            deadlines.append(now + self.batch_target_s)  # results become visible soon even while busy
+            deadlines.append(self.outcomes.since + OUTCOME_DELAY_S)  # results become visible soon even while busy
         return max(0.0, min(deadlines) - now)
 
     def _holds(self) -> list[float]:

@@ -122,6 +122,7 @@ class _Child:
     batch: deque[LeasedJob] = field(default_factory=deque)
     current_since: float = 0.0  # when the job at the head of ``batch`` started (as far as we know)
     done: int = 0
+    sent: int = 0  # batches sent and not yet reported done ("idle"): two may be in flight
 
 
 class ProcessPool(Pool):
@@ -169,9 +170,19 @@ class ProcessPool(Pool):
         self.replaced += 1
 
     def _idle(self) -> list[_Child]:
+        """One entry per batch a child can take now: an idle child takes ``depth`` batches, a child running
+        its last batch one more (the next batch waits in its pipe, so it starts without waiting for the
+        supervisor's round trip to Redis)."""
         # A child that reached max_jobs_per_child is about to retire: it must not be sent more work.
         limit = self.max_jobs_per_child
-        return [c for c in self._children if not c.batch and (limit is None or c.done < limit)]
+        slots: list[_Child] = []
+        for child in self._children:
+            if limit is not None:  # one batch at a time: the child may retire after it
+                if not child.batch and child.done < limit:
+                    slots.append(child)
+                continue
+            slots.extend([child] * max(0, self.depth - child.sent))
+        return slots
 
     def free(self) -> int:
         return len(self._idle())
@@ -184,14 +195,29 @@ class ProcessPool(Pool):
         if not idle:
             raise RuntimeError("submit() with no free slot")
         size = -(-len(jobs) // len(idle))  # ceil: spread the batch over the idle children
-        for child, start in zip(idle, range(0, len(jobs), size)):
+        for child, start in zip(self._spread(idle), range(0, len(jobs), size)):
             chunk = jobs[start : start + size]
+            if not child.batch:
+                child.current_since = time.monotonic()
             child.batch.extend(chunk)
-            child.current_since = time.monotonic()
+            child.sent += 1
             try:
                 child.conn.send(chunk)
             except (OSError, ValueError):
                 self._child_died(child)
+
+    @staticmethod
+    def _spread(slots: list[_Child]) -> list[_Child]:
+        """The slots in round-robin order over the children: a first batch for each, then the second ones."""
+        children: dict[int, _Child] = {}
+        rounds: dict[int, int] = {}
+        for child in slots:
+            children[id(child)] = child
+            rounds[id(child)] = rounds.get(id(child), 0) + 1
+        order: list[_Child] = []
+        for turn in range(1, max(rounds.values(), default=0) + 1):
+            order.extend(child for key, child in children.items() if rounds[key] >= turn)
+        return order
 
     def fds(self) -> list[Any]:
         limit = self.max_jobs_per_child
@@ -233,6 +259,8 @@ class ProcessPool(Pool):
                     self._done.append(Finished(job, message[2]))
                     child.current_since = time.monotonic()
                     child.done += 1
+                elif message[0] == "idle":
+                    child.sent = max(0, child.sent - 1)
                 elif message[0] == "report":
                     self.executor.hooks.call("on_report", message[1])  # type: ignore[union-attr]
                 elif message[0] == "retire":

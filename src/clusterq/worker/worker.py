@@ -403,6 +403,7 @@ class Worker(lifecycle.Lifecycle):
 
     def _record(self, leased: T.LeasedJob, outcome: T.Outcome) -> None:
         self.stats.processed += 1
+        self.leases.ran(leased.queue, leased.id)
         lane = self._lane_of(leased.queue)
         lane.avg_job_s = 0.8 * lane.avg_job_s + 0.2 * outcome.elapsed_s
         if outcome.status == "finished":

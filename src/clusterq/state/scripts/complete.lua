@@ -2,7 +2,10 @@
 --[[ complete: record the outcome of leased jobs (a batch, one queue) and end their leases.
 
 Fencing: an outcome is recorded only if the job is still leased with the token the worker presents.
-A worker whose lease expired and was taken over cannot overwrite the new attempt.
+A worker whose lease expired and was taken over cannot overwrite the new attempt. The batch's leases are
+checked and ended together (its records' tokens, one ZMSCORE and one ZREM on the active set), and the
+entries of the finished and failed registries are written with one ZADD each per call: a plain success
+costs the job one HMGET, one HSET and one PEXPIRE.
 
 The record holds the job's latest result: "r" or "e", and for an ended job its status and "te" say the
 rest. A job that runs again (retried, repeated, requeued) keeps its latest result's kind and time in

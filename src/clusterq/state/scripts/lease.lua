@@ -2,7 +2,9 @@
 --[[ lease: take up to N queued jobs from the head of the queue and lease them to a worker.
 
 Each leased job gets status "started", its attempt counter n incremented (n is the lease's fencing
-token: completion must present it) and an entry in the active set scored by the lease deadline.
+token: completion must present it) and an entry in the active set scored by the lease deadline (one
+ZADD per call for the whole batch). The worker asks for a bounded count per call (clusterq.worker.outcomes.
+SCRIPT_JOBS) and pipelines several calls, so one call holds the server well under a millisecond.
 Jobs without a priority (the pending list) come first, then the prio set, lowest level first.
 Ids whose job is gone (deleted, expired by ttl) or no longer queued (canceled) are dropped and their
 tombstone count released. At most 1,000 ids are looked at per call, so a run of tombstones cannot make

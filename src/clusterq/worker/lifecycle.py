@@ -257,7 +257,10 @@ class Lifecycle:
             if deadline is not None:
                 deadlines.append(deadline)
         if self.outcomes:
-            deadlines.append(self.outcomes.since + OUTCOME_DELAY_S)  # results become visible soon even while busy
+            # Results become visible soon even while busy; outcomes already due that are still here (their
+            # queue is set aside) are retried at the slower pace, not in a spin.
+            due = self.outcomes.since + OUTCOME_DELAY_S
+            deadlines.append(due if due > now else now + self.batch_target_s)
         return max(0.0, min(deadlines) - now)
 
     def _holds(self) -> list[float]:

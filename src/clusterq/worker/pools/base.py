@@ -47,7 +47,8 @@ class Notifier:
                 pass
 
     def close(self) -> None:
-        for fd in (self._r, self._w):
+        fds, self._r, self._w = (self._r, self._w), -1, -1  # a late notify() then fails quietly (EBADF)
+        for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
 

@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 1.0
 """How long a reader blocks on its socket before checking whether it should stop."""
-CLOSE_WAIT_S = 0.01
-"""How long close() waits for a reader to end (it ends on its own within READ_TIMEOUT_S, reporting nothing)."""
 
 
 class Waker:
@@ -125,7 +123,7 @@ class Waker:
         try:
             while not self._closed:
                 message = pubsub.get_message(timeout=READ_TIMEOUT_S)
-                if message is None or self._closed:
+                if message is None:
                     continue
                 kind = message.get("type")
                 if kind in (b"sunsubscribe", "sunsubscribe"):
@@ -194,8 +192,6 @@ class Waker:
         self._event.set()
         threads = list(self._threads)
         self._close_pubsubs()
-        # A reader blocked in its read (up to READ_TIMEOUT_S) is not waited for: a burst worker would spend
-        # that second on every exit. Closed, it reports nothing more (see _read) and ends on its own (daemon).
         for thread in threads:
             if thread.is_alive():
-                thread.join(timeout=CLOSE_WAIT_S)
+                thread.join(timeout=READ_TIMEOUT_S + 1)

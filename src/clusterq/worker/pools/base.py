@@ -47,8 +47,7 @@ class Notifier:
                 pass
 
     def close(self) -> None:
-        fds, self._r, self._w = (self._r, self._w), -1, -1  # a late notify() then fails quietly (EBADF)
-        for fd in fds:
+        for fd in (self._r, self._w):
             with contextlib.suppress(OSError):
                 os.close(fd)
 

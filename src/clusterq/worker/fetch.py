@@ -20,7 +20,7 @@ from redis.exceptions import ClusterDownError, ConnectionError, TimeoutError
 from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.worker.leases import Leases, run_each
-from clusterq.worker.outcomes import Batch, Outcomes, Settled, log_lost
+from clusterq.worker.outcomes import SCRIPT_JOBS, Batch, Outcomes, Settled, chunks, log_lost
 
 if TYPE_CHECKING:
     from clusterq.worker.lanes import Lane
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 # A node that does not answer (dead, failing over, partitioned): not something about the queue's keys.
 UNREACHABLE = (ConnectionError, TimeoutError, ClusterDownError, OSError)
+OUTCOME_DELAY_S = 0.005
+"""How long a busy worker lets an outcome wait for the next lease's round trip (or for more outcomes)
+before sending it on its own."""
 SET_ASIDE_MIN_S = 0.5
 SET_ASIDE_MAX_S = 30.0
 SET_ASIDE_UNREACHABLE_MAX_S = 1.0
@@ -123,21 +126,28 @@ class Fetcher:
         self.to_forward: list[tuple[str, str]] = []  # outbox intents our completions wrote
 
     def fetch(self, lanes: list[Lane], budget: int | None, batch_size: Callable[[Lane], int],
-              run: Callable[[Lane, list[T.LeasedJob]], None]) -> Fetched:
+              run: Callable[[Lane, list[T.LeasedJob]], None], *, due: bool = True) -> Fetched:
         """Lease for every lane with a free slot (``lanes`` is empty while suspended), trying its queues in
         order; ``run`` hands a lane's jobs to its pool. The buffered outcomes ride along with the first
-        lease call, or are sent on their own if no queue is leased from."""
+        lease calls, or are sent on their own if no queue is leased from: then only when ``due`` (nothing
+        more is running), when :data:`SCRIPT_JOBS` are buffered, or when the oldest has waited
+        :data:`OUTCOME_DELAY_S` (a busy worker does not pay a round trip for each job that ends)."""
         done = Fetched()
         self.set_aside.begin_round()
+        since = self.outcomes.since
         batch = self.outcomes.take(exclude=self.set_aside.waiting())
+        batch.since = since
         try:
-            self._lease_for(lanes, budget, batch_size, run, batch, done)
+            self._lease_for(lanes, budget, batch_size, run, batch, done, due)
         finally:
-            batch.unsent()  # an error no reply stands for (not a Redis one): the outcomes stay buffered
+            batch.unsent()  # not sent yet, or an error no reply stands for: the outcomes stay buffered
+            if self.outcomes:
+                self.outcomes.since = min(self.outcomes.since, since)
         return done
 
     def _lease_for(self, lanes: list[Lane], budget: int | None, batch_size: Callable[[Lane], int],
-                   run: Callable[[Lane, list[T.LeasedJob]], None], batch: Batch, done: Fetched) -> None:
+                   run: Callable[[Lane, list[T.LeasedJob]], None], batch: Batch, done: Fetched,
+                   due: bool = True) -> None:
         for lane in lanes:
             free = lane.pool.free()
             if not free:
@@ -152,25 +162,45 @@ class Fetcher:
                 if not ready or len(jobs) >= room:
                     continue
                 # One queue, or the ready partitions of a partitioned queue: their lease calls share the
-                # room and go out together (one pipeline per node).
+                # room; each ask goes in calls of at most SCRIPT_JOBS jobs (a bounded hold of the server),
+                # and all of them, with the riding outcomes, in one round trip (one pipeline per node).
                 asks = split_room(room - len(jobs), ready)
                 lane.advance(index, group, [name for name, _ in asks])
-                calls = [T.lease_call(self.queue_keys[name], wanted, self.lease_ms, self.worker_name,
-                                      self.failure_keep_ms) for name, wanted in asks]
-                riding = batch.calls if batch else []  # the outcomes go with the first lease call only
+                plan = [(name, [len(part) for part in chunks(list(range(wanted)))]) for name, wanted in asks]
+                calls = [T.lease_call(self.queue_keys[name], size, self.lease_ms, self.worker_name,
+                                      self.failure_keep_ms) for name, sizes in plan for size in sizes]
+                riding = batch.calls if batch else []  # the outcomes go with the first lease calls only
                 settled, replies = T.split_results(run_each(self.store, [*riding, *calls]), riding, calls)
                 if riding:
                     self.settle(batch, settled, done)
-                for (name, wanted), lease_reply in zip(asks, replies):
-                    got = self._leased(lane, name, wanted, lease_reply, done)
+                at = 0
+                for name, sizes in plan:
+                    got = self._leased_all(lane, name, sizes, replies[at : at + len(sizes)], done)
+                    at += len(sizes)
                     if got and lane.groups:
                         lane.active[name] = time.monotonic()  # maintenance keeps it in every round a while
                     jobs.extend(got)
             if jobs:
                 done.leased += len(jobs)
                 run(lane, jobs)  # the solo pool runs them right here
-        if batch:
+        if batch and (due or len(self.outcomes) + sum(map(len, batch.parts)) >= SCRIPT_JOBS
+                      or time.monotonic() - batch.since >= OUTCOME_DELAY_S):
             self.settle(batch, run_each(self.store, batch.calls), done)
+
+    def _leased_all(self, lane: Lane, name: str, sizes: list[int], replies: list[Any],
+                    done: Fetched) -> list[T.LeasedJob]:
+        """The jobs of every reply (each call is judged on its own: all leased jobs are kept); a queue whose
+        calls failed is set aside once."""
+        jobs: list[T.LeasedJob] = []
+        failed = False
+        for size, reply in zip(sizes, replies):
+            if isinstance(reply, BaseException):
+                if not failed:
+                    failed = True
+                    jobs.extend(self._leased(lane, name, size, reply, done))
+                continue
+            jobs.extend(self._leased(lane, name, size, reply, done))
+        return jobs
 
     @property
     def lease_ms(self) -> int:

@@ -23,6 +23,9 @@ from clusterq.state import transitions as TR
 
 log = logging.getLogger(__name__)
 
+EXTEND_JOBS = 200
+"""Leases per ``extend`` script call (a few microseconds each)."""
+
 StopRequest = Callable[[str, str, str], None]
 """(queue, id, reason): a stop request for a job this worker holds."""
 
@@ -52,6 +55,7 @@ class Leases:
         self.lease_ms = lease_ms
         self.lock = threading.RLock()  # re-entrant: a stop request checks a hold under it
         self._held: dict[tuple[str, str], int] = {}
+        self._ran: set[tuple[str, str]] = set()  # held jobs that ended here: their outcome is on its way
 
     def __contains__(self, key: tuple[str, str]) -> bool:
         with self.lock:
@@ -62,11 +66,18 @@ class Leases:
             for job in leased:
                 self._held[(job.queue, job.id)] = job.token
 
+    def ran(self, queue: str, job_id: str) -> None:
+        """The job ended here; its outcome is buffered or on its way (the server may end its lease any time)."""
+        with self.lock:
+            if (queue, job_id) in self._held:
+                self._ran.add((queue, job_id))
+
     def drop(self, keys: Iterable[tuple[str, str]]) -> None:
         """No longer held (recorded, handed back or expired)."""
         with self.lock:
             for key in keys:
                 self._held.pop(key, None)
+                self._ran.discard(key)
 
     def forget(self, jobs: Iterable[T.LeasedJob]) -> None:
         self.drop((job.queue, job.id) for job in jobs)
@@ -116,18 +127,25 @@ class Leases:
                 grouped.setdefault(queue, []).append((job_id, token))
         if not grouped:
             return
-        calls = [T.extend_call(self.queue_keys[q], leases, self.lease_ms) for q, leases in grouped.items()]
+        # Calls of at most EXTEND_JOBS leases each, pipelined: a worker holding many jobs does not hold the
+        # server for one long script.
+        parts = [(q, leases[i : i + EXTEND_JOBS]) for q, leases in grouped.items()
+                 for i in range(0, len(leases), EXTEND_JOBS)]
+        calls = [T.extend_call(self.queue_keys[q], leases, self.lease_ms) for q, leases in parts]
         results = run_each(self.store, calls)
         stops: list[tuple[str, str]] = []
         failures: list[tuple[str, Any]] = []
         with self.lock:
-            for (queue, leases), codes in zip(grouped.items(), results):
+            for (queue, leases), codes in zip(parts, results):
                 if isinstance(codes, BaseException):
-                    failures.append((queue, codes))
+                    if all(queue != q for q, _ in failures):
+                        failures.append((queue, codes))
                     continue
                 for (job_id, token), code in zip(leases, TR.parse_extend(codes)):
                     # A job completed while the heartbeat was in flight is no longer held: not a loss.
-                    if code is TR.ExtendCode.LEASE_LOST and self._held.get((queue, job_id)) == token:
+                    # So is one whose outcome is on its way (recorded by the server, not yet by us).
+                    if (code is TR.ExtendCode.LEASE_LOST and self._held.get((queue, job_id)) == token
+                            and (queue, job_id) not in self._ran):
                         log.warning("%s: lease of job %s was lost (canceled, deleted or taken over)", queue, job_id)
                     elif code is TR.ExtendCode.STOP_REQUESTED and not stopping(queue, job_id):
                         stops.append((queue, job_id))

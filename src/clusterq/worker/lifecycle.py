@@ -20,6 +20,7 @@ from clusterq.connection.sync import REDIS_ERRORS, describe, is_proxy
 from clusterq.exceptions import ConnectionFailed, StopRequested, WorkerNameInUse
 from clusterq.state import keys as K
 from clusterq.worker import registration
+from clusterq.worker.fetch import OUTCOME_DELAY_S
 from clusterq.worker.pools.factory import Finished, Notifier, Pool, SoloPool
 from clusterq.worker.pools.process import STOP_SIGNALS
 from clusterq.worker.registration import REGISTRATION_TTL_S
@@ -272,7 +273,10 @@ class Lifecycle:
             if deadline is not None:
                 deadlines.append(deadline)
         if self.outcomes:
-            deadlines.append(now + self.batch_target_s)  # results become visible soon even while busy
+            # Results become visible soon even while busy; outcomes already due that are still here (their
+            # queue is set aside) are retried at the slower pace, not in a spin.
+            due = self.outcomes.since + OUTCOME_DELAY_S
+            deadlines.append(due if due > now else now + self.batch_target_s)
         return max(0.0, min(deadlines) - now)
 
     def _holds(self) -> list[float]:

@@ -375,7 +375,13 @@ class Worker(lifecycle.Lifecycle):
         None if Redis could not be reached at all (after backing off).
         """
         self._take_signals()  # queues signalled while busy: a higher one must be tried again now
-        done = self.fetcher.fetch([] if self._suspended else self.lanes, budget, self._batch_size, self._run)
+        for lane in self.lanes:
+            # Short jobs: a slot holds two batches, the next one ready while this one runs (the round trip
+            # to Redis overlaps the work). Long ones (a batch of one) are not held back in this worker.
+            lane.pool.depth = 2 if lane.pool.batches and self._batch_size(lane) > 1 else 1
+        due = not any(lane.pool.busy() for lane in self.lanes)  # nothing runs: outcomes go now
+        done = self.fetcher.fetch([] if self._suspended else self.lanes, budget, self._batch_size, self._run,
+                                  due=due)
         return self._after(done, done.leased)
 
     def _run(self, lane: Lane, jobs: list[T.LeasedJob]) -> None:
@@ -426,6 +432,7 @@ class Worker(lifecycle.Lifecycle):
 
     def _record(self, leased: T.LeasedJob, outcome: T.Outcome) -> None:
         self.stats.processed += 1
+        self.leases.ran(leased.queue, leased.id)
         lane = self._lane_of(leased.queue)
         lane.avg_job_s = 0.8 * lane.avg_job_s + 0.2 * outcome.elapsed_s
         if outcome.status == "finished":

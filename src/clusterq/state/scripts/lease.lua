@@ -2,7 +2,9 @@
 --[[ lease: take up to N queued jobs from the head of the queue and lease them to a worker.
 
 Each leased job gets status "started", its attempt counter n incremented (n is the lease's fencing
-token: completion must present it) and an entry in the active set scored by the lease deadline.
+token: completion must present it) and an entry in the active set scored by the lease deadline (one
+ZADD per call for the whole batch). The worker asks for a bounded count per call (clusterq.worker.outcomes.
+SCRIPT_JOBS) and pipelines several calls, so one call holds the server well under a millisecond.
 Jobs without a priority (the pending list) come first, then the prio set, lowest level first.
 Ids whose job is gone (deleted, expired by ttl) or no longer queued (canceled) are dropped and their
 tombstone count released. At most 1,000 ids are looked at per call, so a run of tombstones cannot make
@@ -185,6 +187,7 @@ local function malformed(key, id, reason)
 end
 
 local out = {0, 0}
+local leased_z = {}  -- deadline, id pairs: the active set is written once per call (one ZADD, not one per job)
 local got = 0
 local tomb_released = 0
 local scanned = 0
@@ -219,7 +222,12 @@ while true do
       local token = (tonumber(job[5]) or 0) + 1
       redis.call("HSET", key, "s", "started", "n", token, "ts", now, "w", worker)
       if job[6] then redis.call("PERSIST", key) end
-      redis.call("ZADD", active, deadline, id)
+      leased_z[#leased_z + 1] = deadline
+      leased_z[#leased_z + 1] = id
+      if #leased_z >= 1000 then  -- unpack's stack is bounded: a huge count writes in slices
+        redis.call("ZADD", active, unpack(leased_z))
+        leased_z = {}
+      end
       out[#out + 1] = id
       out[#out + 1] = token
       out[#out + 1] = job[2] or ""
@@ -249,6 +257,7 @@ while true do
   ids, from_prio, scores = pop(wanted - got)
   if not ids then break end
 end
+if #leased_z > 0 then redis.call("ZADD", active, unpack(leased_z)) end
 if tomb_released > 0 then
   local tomb = tonumber(redis.call("HGET", stats, "tomb")) or 0
   if tomb > 0 then bump(stats, "tomb", -math.min(tomb, tomb_released)) end

@@ -32,7 +32,7 @@ local limit_keys = KEYS[9]
 --!include bump
 --!include check_types
 --!include free_slot
---!include prio_score
+--!include push_back
 local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
            jobs = job_prefix, prio = prio, pending = pending, wake = wake_channel}
 local bad = check_types("release", {pending, "list", active, "zset", prio, "zset", stats, "hash", limit_keys, "zset"})
@@ -57,18 +57,5 @@ for i = #ARGV - 1, 1, -2 do
     if job[2] then table.insert(prio_jobs, 1, {id, tonumber(job[2])}) else released[#released + 1] = id end
   end
 end
-if #released > 0 then
-  local length = redis.call("LPUSH", pending, unpack(released))
-  if length == #released then redis.call("SPUBLISH", wake_channel, "1") end
-end
-if #prio_jobs > 0 then
-  local top = bump(stats, "pseq", #prio_jobs)
-  local zadd = {}
-  for k, entry in ipairs(prio_jobs) do
-    zadd[#zadd + 1] = prio_score(entry[2], k - 1 - top)
-    zadd[#zadd + 1] = entry[1]
-  end
-  redis.call("ZADD", prio, unpack(zadd))
-  if redis.call("ZCARD", prio) == #prio_jobs then redis.call("SPUBLISH", wake_channel, "1") end
-end
+push_back(released, prio_jobs, C)
 return #released + #prio_jobs

@@ -59,7 +59,7 @@ local failure_keep_ms = ARGV[3]
 --!include check_int
 --!include free_slot
 --!include now_ms
---!include prio_score
+--!include push_back
 local MAX_MS = 3153600000000  -- 100 years: clusterq.api.options.MAX_DURATION_S
 --!include count_minute
 local C = {running = limit_running_prefix, waiting = limit_waiting_prefix, keys = limit_keys, stats = stats,
@@ -141,20 +141,7 @@ for k, id in ipairs(ids) do
     end
   end
 end
-if #requeued > 0 then
-  local length = redis.call("LPUSH", pending, unpack(requeued))
-  if length == #requeued then redis.call("SPUBLISH", wake_channel, "1") end
-end
-if #prio_jobs > 0 then
-  local top = bump(stats, "pseq", #prio_jobs)
-  local zadd = {}
-  for k, entry in ipairs(prio_jobs) do
-    zadd[#zadd + 1] = prio_score(entry[2], k - 1 - top)
-    zadd[#zadd + 1] = entry[1]
-  end
-  redis.call("ZADD", prio, unpack(zadd))
-  if redis.call("ZCARD", prio) == #prio_jobs then redis.call("SPUBLISH", wake_channel, "1") end
-end
+push_back(requeued, prio_jobs, C)
 count_minute(counts, "retried", #requeued + #prio_jobs, now)
 count_minute(counts, "failed", #abandoned, now)
 -- Concurrency keys with jobs set aside, one per call in turn: drop slots whose job no longer runs and
@@ -191,21 +178,9 @@ if aside[1] then
       end
     end
   end
-  if #back > 0 then
-    local reversed = {}
-    for i = #back, 1, -1 do reversed[#reversed + 1] = back[i] end
-    if redis.call("LPUSH", pending, unpack(reversed)) == #back then redis.call("SPUBLISH", wake_channel, "1") end
-  end
-  if #back_prio > 0 then
-    local top = bump(stats, "pseq", #back_prio)
-    local zadd = {}
-    for k, entry in ipairs(back_prio) do
-      zadd[#zadd + 1] = prio_score(entry[2], k - 1 - top)
-      zadd[#zadd + 1] = entry[1]
-    end
-    redis.call("ZADD", prio, unpack(zadd))
-    if redis.call("ZCARD", prio) == #back_prio then redis.call("SPUBLISH", wake_channel, "1") end
-  end
+  local reversed = {}
+  for i = #back, 1, -1 do reversed[#reversed + 1] = back[i] end
+  push_back(reversed, back_prio, C)
   if redis.call("EXISTS", waiting) == 1 then
     redis.call("ZADD", limit_keys, "XX", now, ck)
   else

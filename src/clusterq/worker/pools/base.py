@@ -67,6 +67,7 @@ class Pool(ABC):
         self.notifier: Notifier | None = None
         self.abort = False  # set (from a signal handler) to cut a graceful close short
         self.draining = False  # set when the worker stops: jobs of a batch not yet started are handed back
+        self.depth = 1  # batches a slot may hold at once (the process pool honours 2: the next one waits ready)
 
     def start(self, executor: Executor, notifier: Notifier) -> None:
         self.executor = executor

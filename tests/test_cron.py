@@ -1,6 +1,7 @@
 """Periodic jobs on every topology: each tick enqueued exactly once with two schedulers running, cron
 expressions, coalesced missed ticks, the listing, and ``clusterq worker --with-cron``. (The cron parser,
-without a server: tests/unit/test_cron_expressions.py.)"""
+without a server: tests/unit/test_cron_expressions.py. The tests about the process itself (a kill, SIGTERM,
+a bad module) run on standalone only: the tick's exactly-once script runs on every topology in the others.)"""
 
 from __future__ import annotations
 
@@ -103,6 +104,7 @@ def test_two_cron_processes_enqueue_each_tick_exactly_once(url: str, qname: str,
     assert sorted(recorded) == sorted(ids)
 
 
+@pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)  # process handling: one topology
 def test_when_one_of_two_cron_processes_is_killed_the_other_takes_every_tick(
     url: str, qname: str, subprocess_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -355,6 +357,7 @@ def test_the_listing_shows_schedule_next_run_and_recent_runs_with_statuses(
     assert [i.name for i in list_periodic(url)] == ["minutely-add"]
 
 
+@pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)  # process handling: one topology
 def test_a_worker_with_cron_runs_its_periodic_jobs_and_stops_on_sigterm(
     url: str, qname: str, subprocess_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -389,6 +392,7 @@ def test_clusterq_cron_without_a_module_runs_the_settings_modules_periodic_jobs(
     assert all(i.startswith("cron:from-settings:") for i in cron_ids(q))
 
 
+@pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)  # process handling: one topology
 def test_a_bad_periodic_module_is_a_one_line_error(url: str, subprocess_env: dict[str, str]) -> None:
     env = {**subprocess_env, "CLUSTERQ_URL": url}
     result = subprocess.run([sys.executable, "-m", "clusterq.cli", "cron", "no_such_module_here"], env=env,

@@ -18,6 +18,9 @@ from worker_thread import running
 pytestmark = pytest.mark.compat  # also run against the second server engine
 
 DEADLINE_S = 60.0  # generous: only bounds a failing test, never asserts speed
+# A delay long enough that the checks made before it ends (after 0.3-0.5 s of a running worker) cannot
+# race it, short enough that the tests do not sit idle (they wait for it once per topology and engine).
+DELAY_S = 2.0
 
 
 def _worker(q: Queue, **options: object) -> Worker:
@@ -40,7 +43,7 @@ def lines(path: Path) -> list[str]:
 def test_enqueue_in_runs_the_job_after_its_delay_and_not_before(url: str, qname: str, tmp_path: Path) -> None:
     q = Queue(qname, url)
     out = tmp_path / "ran"
-    job = q.enqueue_in(timedelta(seconds=4), jobs.record, str(out), "late")
+    job = q.enqueue_in(timedelta(seconds=DELAY_S), jobs.record, str(out), "late")
     assert job.get_status() == JobStatus.SCHEDULED and job.is_scheduled
     assert q.count == 0  # not waiting in the queue yet
     with running(_worker(q)):
@@ -52,7 +55,7 @@ def test_enqueue_in_runs_the_job_after_its_delay_and_not_before(url: str, qname:
     assert job.return_value() == "late"
     assert job.enqueued_at is not None and job.started_at is not None
     # Both are server times: the job did not start before its delay had passed.
-    assert job.started_at - job.enqueued_at >= timedelta(seconds=4)
+    assert job.started_at - job.enqueued_at >= timedelta(seconds=DELAY_S)
     assert q.scheduled_job_registry.count == 0
 
 
@@ -155,7 +158,7 @@ def test_promotion_is_exactly_once_when_many_callers_race(url: str, qname: str) 
 def test_a_scheduled_job_survives_a_worker_restart(url: str, qname: str, tmp_path: Path) -> None:
     q = Queue(qname, url)
     out = tmp_path / "ran"
-    job = q.enqueue_in(timedelta(seconds=3), jobs.record, str(out), "after restart")
+    job = q.enqueue_in(timedelta(seconds=DELAY_S), jobs.record, str(out), "after restart")
     with running(_worker(q)):
         time.sleep(0.3)
     assert job.get_status() == JobStatus.SCHEDULED and job in q.scheduled_job_registry

@@ -41,6 +41,10 @@ def lines(path: Path) -> list[str]:
 
 POOLS = pytest.mark.parametrize("pool", ["process", "solo"])
 """Tests marked with this run with the default process pool and with jobs in the worker process itself."""
+STANDALONE = pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)
+"""Signal handling is the worker process's own business, the same on every topology: tests marked with this
+run on standalone only. The two that end in a server-side transition (the hand-back on a second SIGTERM,
+the lease expiry after a SIGKILL) run on every topology."""
 
 
 @contextmanager
@@ -87,6 +91,7 @@ def status(job: Job) -> JobStatus | None:
     return job.get_status()
 
 
+@STANDALONE
 @pytest.mark.parametrize("pool,signum", [
     pytest.param("process", signal.SIGTERM, id="process-SIGTERM"),
     pytest.param("solo", signal.SIGTERM, id="solo-SIGTERM"),
@@ -118,6 +123,7 @@ def test_first_stop_signal_lets_the_running_job_finish_then_the_worker_exits_0(
     assert "Traceback" not in log.read_text()
 
 
+@STANDALONE
 @pytest.mark.parametrize("pool", ["process", "fork"])
 def test_sigterm_to_the_whole_process_group_lets_the_childs_job_finish_then_the_worker_exits_0(
     url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str], pool: str
@@ -138,6 +144,7 @@ def test_sigterm_to_the_whole_process_group_lets_the_childs_job_finish_then_the_
     assert queue.started_job_registry.count == 0
 
 
+@STANDALONE
 @pytest.mark.parametrize("pool", ["process", "fork"])
 def test_a_second_sigterm_to_the_whole_process_group_hands_the_childs_job_back_at_once(
     url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str], pool: str
@@ -159,6 +166,7 @@ def test_a_second_sigterm_to_the_whole_process_group_hands_the_childs_job_back_a
     assert queue.started_job_registry.count == 0
 
 
+@STANDALONE
 @pytest.mark.parametrize("pool", ["process", "fork"])
 def test_sigusr1_makes_the_pool_run_code_deployed_after_the_worker_started(
     url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str], pool: str
@@ -248,6 +256,7 @@ def test_job_of_a_worker_killed_with_sigkill_is_run_by_another_worker_after_its_
 
 
 
+@STANDALONE
 def test_pool_children_of_a_worker_killed_with_sigkill_exit_with_it(
     url: str, qname: str, tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:

@@ -14,19 +14,6 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)  # so workers (and subprocesses given PYTHONPATH) import `jobs`
 
 
-def _short_waker_reads() -> None:
-    """A worker's wake-up readers block on their sockets for ``READ_TIMEOUT_S`` (1 s) at a time, and a
-    stopping worker joins them: every worker the tests stop in this process (hundreds of burst runs per
-    topology) would wait up to that second for nothing. The readers wake on a message at once whatever
-    this value, so a short one changes no outcome, only how soon a stop is noticed."""
-    from clusterq.worker import wakeup
-
-    wakeup.READ_TIMEOUT_S = 0.05
-
-
-_short_waker_reads()
-
-
 @pytest.fixture
 def url(clusterq_url: str) -> str:
     return clusterq_url

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -198,10 +199,23 @@ class Waker:
         self._event.set()
 
     def close(self) -> None:
+        """Stop the readers at once, then close their subscriptions.
+
+        A reader blocks in a read of up to READ_TIMEOUT_S; shutting its socket down ends that read now (a
+        worker's stop no longer waits it out). Each reader is joined before its subscription is closed:
+        closing hands the connection back to the client's pool, and a reader still reading from it would
+        take the reply to another thread's command."""
         self._closed = True
         self._event.set()
         threads = list(self._threads)
-        self._close_pubsubs()
+        for pubsub in self._pubsubs:
+            sock = getattr(getattr(pubsub, "connection", None), "_sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed
         for thread in threads:
             if thread.is_alive():
                 thread.join(timeout=READ_TIMEOUT_S + 1)
+        self._close_pubsubs()

@@ -3,7 +3,8 @@ Redis CPU per primary, idle cost and wake-up latency.
 
     python bench/partitions.py [--jobs 30000] [--partitions 12] [--idle-s 10] [--skip-idle]
 
-1-2. for a P-partition queue, then an unpartitioned one: N jobs (enqueue_many, 1,000 per call); jobs and
+1-2. for a P-partition queue, then an unpartitioned one: N jobs (enqueue_many, 1,000 per call) and the Redis
+   CPU that cost; jobs and
    used memory per primary; then worker processes (solo pool, batches of 100, burst) drain them, 1 process
    and then 2 (the queue is filled again): jobs/s, the workers' CPU per job, and each primary's CPU during
    the drain (INFO cpu, user + sys), with the spread (largest deviation from the mean) over the primaries;
@@ -103,16 +104,18 @@ def spread(values: list[float]) -> str:
 
 def run_kind(label: str, q: Any, url: str, jobs: int, primaries: list[Any], node_of_slot: Any) -> None:
     ports = [p.port for p in primaries]
-    before = used_memory(primaries)
+    before, cpu_before = used_memory(primaries), redis_cpu(primaries)
     seconds = fill(q, jobs)
-    after = used_memory(primaries)
+    after, cpu_after = used_memory(primaries), redis_cpu(primaries)
+    fill_cpu = sum(cpu_after.values()) - sum(cpu_before.values())
     counts = q.counts() if hasattr(q, "counts") else [q.count]
     slots = [slot for _, slot, _ in q.layout()] if hasattr(q, "layout") else [q.slot]
     per_port = dict.fromkeys(ports, 0)
     for slot, count in zip(slots, counts):
         per_port[node_of_slot(slot).port] += count
     memory = {port: (after[port] - before[port]) / 1e6 for port in ports}
-    print(f"\n{label}: {jobs:,} jobs enqueued at {jobs / seconds:,.0f} jobs/s (enqueue_many, 1,000 per call)")
+    print(f"\n{label}: {jobs:,} jobs enqueued at {jobs / seconds:,.0f} jobs/s (enqueue_many, 1,000 per call); "
+          f"Redis CPU {fill_cpu / jobs * 1e6:.0f} µs/job in all")
     rows = []
     for processes in (1, 2):
         if processes == 2:

@@ -129,12 +129,19 @@ class Fetcher:
         lease call, or are sent on their own if no queue is leased from."""
         done = Fetched()
         self.set_aside.begin_round()
-        batch = self.outcomes.take(exclude=self.set_aside.waiting())
+        batch = self._take(exclude=self.set_aside.waiting())
         try:
             self._lease_for(lanes, budget, batch_size, run, batch, done)
         finally:
             batch.unsent()  # an error no reply stands for (not a Redis one): the outcomes stay buffered
+            self.leases.recording(batch.keys, sent=False)
         return done
+
+    def _take(self, exclude: set[str] | frozenset[str]) -> Batch:
+        """Take the buffered outcomes to send, their jobs marked as being recorded (see Leases.recording)."""
+        batch = self.outcomes.take(exclude=exclude)
+        self.leases.recording(batch.keys)
+        return batch
 
     def _lease_for(self, lanes: list[Lane], budget: int | None, batch_size: Callable[[Lane], int],
                    run: Callable[[Lane, list[T.LeasedJob]], None], batch: Batch, done: Fetched) -> None:
@@ -199,14 +206,18 @@ class Fetcher:
         """Send the buffered outcomes now (nothing to lease); ``everything``: those of set-aside queues too."""
         done = Fetched()
         self.set_aside.begin_round()
-        batch = self.outcomes.take(exclude=frozenset() if everything else self.set_aside.waiting())
-        if batch:
-            self.settle(batch, run_each(self.store, batch.calls), done)
+        batch = self._take(exclude=frozenset() if everything else self.set_aside.waiting())
+        try:
+            if batch:
+                self.settle(batch, run_each(self.store, batch.calls), done)
+        finally:
+            self.leases.recording(batch.keys, sent=False)
         return done
 
     def settle(self, batch: Batch, results: list[Any], done: Fetched) -> Settled:
         settled = batch.settle(results)
         self.leases.drop(settled.recorded)
+        self.leases.recording(batch.keys, sent=False)  # a failed queue's outcomes went back to the buffer
         log_lost(settled)
         done.lost += len(settled.lost)
         self.to_forward.extend(settled.forward)

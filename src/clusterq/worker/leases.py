@@ -52,6 +52,9 @@ class Leases:
         self.lease_ms = lease_ms
         self.lock = threading.RLock()  # re-entrant: a stop request checks a hold under it
         self._held: dict[tuple[str, str], int] = {}
+        self._recording: set[tuple[str, str]] = set()
+        """Held jobs whose outcome is on its way to Redis: a heartbeat that meets it already recorded
+        (``LEASE_LOST``, because the job is no longer started) is not a loss."""
 
     def __contains__(self, key: tuple[str, str]) -> bool:
         with self.lock:
@@ -67,6 +70,17 @@ class Leases:
         with self.lock:
             for key in keys:
                 self._held.pop(key, None)
+                self._recording.discard(key)
+
+    def recording(self, keys: Iterable[tuple[str, str]], sent: bool = True) -> None:
+        """Mark (``sent``) or unmark held jobs whose outcome is being sent. Marked before the send, unmarked
+        once its reply is settled: until then a heartbeat's ``LEASE_LOST`` for them is the outcome having
+        arrived first (a real loss is reported by the outcome's own reply)."""
+        with self.lock:
+            if sent:
+                self._recording.update(keys)
+            else:
+                self._recording.difference_update(keys)
 
     def forget(self, jobs: Iterable[T.LeasedJob]) -> None:
         self.drop((job.queue, job.id) for job in jobs)
@@ -127,7 +141,9 @@ class Leases:
                     continue
                 for (job_id, token), code in zip(leases, TR.parse_extend(codes)):
                     # A job completed while the heartbeat was in flight is no longer held: not a loss.
-                    if code is TR.ExtendCode.LEASE_LOST and self._held.get((queue, job_id)) == token:
+                    # So is one whose outcome is on its way (recorded before this extend arrived).
+                    if (code is TR.ExtendCode.LEASE_LOST and self._held.get((queue, job_id)) == token
+                            and (queue, job_id) not in self._recording):
                         log.warning("%s: lease of job %s was lost (canceled, deleted or taken over)", queue, job_id)
                     elif code is TR.ExtendCode.STOP_REQUESTED and not stopping(queue, job_id):
                         stops.append((queue, job_id))

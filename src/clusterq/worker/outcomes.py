@@ -64,6 +64,11 @@ class Batch:
     def __len__(self) -> int:
         return len(self.calls)
 
+    @property
+    def keys(self) -> list[tuple[str, str]]:
+        """(queue, id) of every outcome in the batch."""
+        return [(queue, outcome.id) for queue, outs in self._outcomes.items() for outcome in outs]
+
     def settle(self, results: list[Any]) -> Settled:
         """Take the replies to :attr:`calls` (in order; an exception in the place of a call that failed).
         A failed queue's outcomes go back to the head of the buffer, to be sent again."""

@@ -167,7 +167,10 @@ def test_partitioned_queue_one_partitions_slot_migrates_under_load(
     verdict.recovery_s = max(x for x in (stall, enqueue_stall, 0.0) if x is not None)
     logs = worker_logs(tmp_path)
     per_partition = executed_per_partition(records)
-    verdict.notes = {"moves": moves, "migration_s": round(window[1] - window[0], 2), "processing_stall_s": stall,
+    others = [r.at for r in read_records(records) if partition_of_job(r.job_id) != partition]
+    verdict.notes = {"other_partitions_stall_s": longest_gap(others, window[0]),
+                     "other_partitions_executed_during_fault": sum(window[0] <= t <= window[1] for t in others),
+                     "moves": moves, "migration_s": round(window[1] - window[0], 2), "processing_stall_s": stall,
                      "enqueue_stall_s": enqueue_stall, "enqueue_errors_retried": producer.errors,
                      "enqueue_error_kinds": dict(producer.error_kinds),
                      "worker_redis_errors": logs.count("Redis call failed"),

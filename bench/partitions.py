@@ -1,12 +1,13 @@
 """Partitioned queues on a local 3-primary cluster (clusterq.testing): placement, memory, drain throughput,
-idle cost and wake-up latency.
+Redis CPU per primary, idle cost and wake-up latency.
 
-    python bench/partitions.py [--jobs 30000] [--partitions 12] [--idle-s 10]
+    python bench/partitions.py [--jobs 30000] [--partitions 12] [--idle-s 10] [--skip-idle]
 
-1. placement: N jobs (enqueue_many, 1,000 per call) into a P-partition queue; jobs and used memory per
-   primary, and the enqueue rate;
-2. drain: one worker (solo pool, in this process, burst) drains the P-partition queue, then the same N
-   jobs in an unpartitioned queue: jobs/s for each;
+1-2. for a P-partition queue, then an unpartitioned one: N jobs (enqueue_many, 1,000 per call) and the Redis
+   CPU that cost; jobs and
+   used memory per primary; then worker processes (solo pool, batches of 100, burst) drain them, 1 process
+   and then 2 (the queue is filled again): jobs/s, the workers' CPU per job, and each primary's CPU during
+   the drain (INFO cpu, user + sys), with the spread (largest deviation from the mean) over the primaries;
 3. idle: one worker on a 64-partition queue, every partition empty, for --idle-s seconds: commands per
    second summed over the primaries (INFO commandstats, its own calls excluded);
 4. wake-up: jobs enqueued one at a time into that idle worker's queue (each into the next partition):
@@ -17,11 +18,12 @@ Never part of the test suite: the figures depend on the machine.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +56,90 @@ def fill(q: Any, jobs: int) -> float:
     return time.perf_counter() - began
 
 
-def drain(q: Any, url: str) -> tuple[int, float]:
-    worker = Worker(q.name, url, pool="solo", install_signal_handlers=False, max_batch=100)
-    began = time.perf_counter()
-    done = worker.work(burst=True)
-    return done, time.perf_counter() - began
+def redis_cpu(nodes: list[Any]) -> dict[int, float]:
+    """CPU seconds (user + sys, main thread and children) each server has used so far (INFO cpu)."""
+    out = {}
+    for node in nodes:
+        cpu = node.client().info("cpu")
+        out[node.port] = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+    return out
+
+
+WORKER_SCRIPT = """
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from clusterq import Worker
+name, url, start = sys.argv[2], sys.argv[3], float(sys.argv[4])
+worker = Worker(name, url, pool="solo", install_signal_handlers=False, max_batch=100)
+time.sleep(max(0.0, start - time.time()))
+cpu0 = sum(os.times()[:2])
+done = worker.work(burst=True)
+print(done, time.time(), sum(os.times()[:2]) - cpu0)
+"""
+
+
+def drain(name: str, url: str, processes: int, primaries: list[Any]) -> dict[str, Any]:
+    """``processes`` worker processes (solo pool, batches of 100, burst) drain queue ``name`` together,
+    all starting at the same instant; returns jobs, seconds, the workers' CPU and each primary's CPU."""
+    start = time.time() + 3.0  # imports and connections happen before the clock starts
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT, str(HERE.parent / "src"), name, url, str(start)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+    time.sleep(max(0.0, start - time.time() - 0.2))
+    cpu_before = redis_cpu(primaries)
+    outputs = [proc.communicate()[0].split() for proc in procs]
+    cpu_after = redis_cpu(primaries)
+    if any(proc.returncode for proc in procs) or any(len(out) != 3 for out in outputs):
+        raise SystemExit(f"a worker process failed: {outputs}")
+    done = sum(int(out[0]) for out in outputs)
+    seconds = max(float(out[1]) for out in outputs) - start
+    return {"done": done, "seconds": seconds, "client_cpu": sum(float(out[2]) for out in outputs),
+            "redis_cpu": {port: cpu_after[port] - cpu_before[port] for port in cpu_before}}
+
+
+def spread(values: list[float]) -> str:
+    """The largest deviation from the mean, in percent of the mean."""
+    mean = sum(values) / len(values)
+    return f"{max(abs(v - mean) for v in values) / mean * 100:.1f}%" if mean else "n/a"
+
+
+def run_kind(label: str, q: Any, url: str, jobs: int, primaries: list[Any], node_of_slot: Any) -> None:
+    ports = [p.port for p in primaries]
+    before, cpu_before = used_memory(primaries), redis_cpu(primaries)
+    seconds = fill(q, jobs)
+    after, cpu_after = used_memory(primaries), redis_cpu(primaries)
+    fill_cpu = sum(cpu_after.values()) - sum(cpu_before.values())
+    counts = q.counts() if hasattr(q, "counts") else [q.count]
+    slots = [slot for _, slot, _ in q.layout()] if hasattr(q, "layout") else [q.slot]
+    per_port = dict.fromkeys(ports, 0)
+    for slot, count in zip(slots, counts):
+        per_port[node_of_slot(slot).port] += count
+    memory = {port: (after[port] - before[port]) / 1e6 for port in ports}
+    print(f"\n{label}: {jobs:,} jobs enqueued at {jobs / seconds:,.0f} jobs/s (enqueue_many, 1,000 per call); "
+          f"Redis CPU {fill_cpu / jobs * 1e6:.0f} µs/job in all")
+    rows = []
+    for processes in (1, 2):
+        if processes == 2:
+            fill(q, jobs)
+        result = drain(q.name, url, processes, primaries)
+        rows.append((processes, result))
+    one = rows[0][1]
+    print("  | primary | jobs | used memory (MB) | Redis CPU s, drain by 1 process | µs Redis CPU per job |")
+    print("  |---|---|---|---|---|")
+    for port in ports:
+        cpu = one["redis_cpu"][port]
+        per_job = f"{cpu / per_port[port] * 1e6:.0f}" if per_port[port] else "-"
+        print(f"  | {port} | {per_port[port]:,} | {memory[port]:.1f} | {cpu:.2f} | {per_job} |")
+    print(f"  spread (largest deviation from the mean): jobs {spread(list(per_port.values()))}, "
+          f"memory {spread(list(memory.values()))}, Redis CPU {spread(list(one['redis_cpu'].values()))}")
+    for processes, result in rows:
+        cpu = result["redis_cpu"]
+        print(f"  drain, {processes} worker process{'es' if processes > 1 else ''} (solo pool, batches of 100): "
+              f"{result['done']:,} jobs in {result['seconds']:.1f} s = {result['done'] / result['seconds']:,.0f} "
+              f"jobs/s; worker CPU {result['client_cpu'] / max(result['done'], 1) * 1e6:.0f} µs/job; Redis CPU "
+              f"per primary {', '.join(f'{cpu[p]:.1f}' for p in ports)} s "
+              f"({sum(cpu.values()) / max(result['done'], 1) * 1e6:.0f} µs/job in all, "
+              f"spread {spread(list(cpu.values()))})")
+    print(f"  left: waiting {q.count}")
 
 
 def main() -> None:
@@ -67,40 +148,20 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--idle-s", type=float, default=60.0)
     parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--skip-idle", action="store_true", help="only placement and drain (sections 1 and 2)")
     args = parser.parse_args()
     with Cluster(primaries=3, replicas_per_primary=0).start() as cluster:
         url = cluster.url
         primaries = cluster.primaries()
-        print(f"cluster: 3 primaries ({', '.join(str(p.port) for p in primaries)}), {cluster.binary.version_string}")
+        print(f"cluster: 3 primaries ({', '.join(str(p.port) for p in primaries)}), {cluster.binary.version_string}; "
+              f"load average before: {os.getloadavg()[0]:.2f}")
 
-        # 1. placement and memory
-        q = Queue("bench-events", url, partitions=args.partitions)
-        before = used_memory(primaries)
-        seconds = fill(q, args.jobs)
-        after = used_memory(primaries)
-        counts = q.counts()
-        per_node: Counter[str] = Counter()
-        parts_per_node: Counter[str] = Counter()
-        for (_, _, node), count in zip(q.layout(), counts):
-            per_node[node] += count
-            parts_per_node[node] += 1
-        print(f"\n{args.jobs} jobs into {args.partitions} partitions: {args.jobs / seconds:,.0f} jobs/s enqueued "
-              f"(enqueue_many, 1,000 per call)")
-        for node in sorted(per_node):
-            port = int(node.rsplit(":", 1)[1])
-            print(f"  {node}: {parts_per_node[node]} partitions, {per_node[node]} jobs, "
-                  f"+{(after[port] - before[port]) / 1e6:.1f} MB used memory")
-
-        # 2. drain: partitioned vs not
-        done, seconds = drain(q, url)
-        print("\ndrain, 1 worker (solo pool, batches of 100):")
-        print(f"  {args.partitions} partitions: {done} jobs in {seconds:.2f} s = {done / seconds:,.0f} jobs/s "
-              f"(finished registry: {q.finished_job_registry.count}, waiting: {q.count})")
-        plain = Queue("bench-plain", url)
-        fill(plain, args.jobs)
-        done, seconds = drain(plain, url)
-        print(f"  unpartitioned: {done} jobs in {seconds:.2f} s = {done / seconds:,.0f} jobs/s "
-              f"(finished registry: {plain.finished_job_registry.count}, waiting: {plain.count})")
+        # 1 and 2. placement, memory, drain throughput and Redis CPU per primary: partitioned vs not
+        run_kind(f"{args.partitions}-partition queue", Queue("bench-events", url, partitions=args.partitions), url,
+                 args.jobs, primaries, cluster.node_for_slot)
+        run_kind("unpartitioned queue", Queue("bench-plain", url), url, args.jobs, primaries, cluster.node_for_slot)
+        if args.skip_idle:
+            return
 
         # 3. idle cost of a worker on a 64-partition queue
         idle = Queue("bench-idle", url, partitions=64)

@@ -63,6 +63,8 @@ class HealthServer(Hook):
             return False, {"reason": "the worker is not running"}
         if worker.stopping:
             return False, {"reason": "stopping: draining its running jobs"}
+        if not getattr(worker, "serving", True):  # a SIGTERM before its handlers are installed would kill it
+            return False, {"reason": "starting"}
         ok, reason = self._ping(worker)
         return ok, {"reason": reason} if not ok else {"queues": worker.queue_names}
 

@@ -42,6 +42,7 @@ queues, and reads the suspend flag, this often: one pipelined lease call per que
 
 
 class Lifecycle:
+    serving = False  # set once setup is complete (signal handlers installed): what /readyz waits for
     _proxy_flag_due = 0.0  # through a proxy: when the suspend flag is next read (monotonic)
     # Set by Worker.__init__.
     connection: Any
@@ -131,6 +132,7 @@ class Lifecycle:
         if not in_main and any(isinstance(lane.pool, SoloPool) for lane in self.lanes):
             log.warning("worker %s runs its solo pool outside the main thread: job time limits (SIGALRM) are "
                         "not enforced there; use the process pool for hard limits", self.name)
+        self.serving = True
 
     def _teardown(self) -> None:
         self._stop.set()

@@ -17,7 +17,7 @@ python3 -m venv .venv
 .venv/bin/mypy
 # The documentation site (mkdocs.yml): strict, so a broken link or anchor, a page left out of the nav or a
 # docstring the API reference cannot render fails here.
-NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d -t clusterq-site.XXXXXX)"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$(mktemp -d -t clusterq-site.XXXXXX)"
 # The Kubernetes manifests (deploy/render.py), rendered for each topology and validated offline: built-in
 # kinds strictly with kubernetes-validate's schemas, KEDA and prometheus-operator kinds with deploy/schemas.
 for topology in standalone sentinel cluster; do

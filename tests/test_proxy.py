@@ -180,3 +180,17 @@ def test_a_partitioned_queue_spreads_over_the_proxys_backends(proxy_topology: Tw
     assert queue.count == 120
     Worker([queue], purl, pool="thread", concurrency=4, install_signal_handlers=False).work(burst=True)
     assert sorted(lines(out), key=int) == [str(i) for i in range(120)] and queue.count == 0
+
+
+def test_notifications_through_a_proxy_are_refused_at_start_and_jobs_still_run(
+        purl: str, qname: str, caplog: pytest.LogCaptureFixture) -> None:
+    from clusterq.observability.notify import Notifications
+
+    notes = Notifications({"notifiers": {"chat": {"type": "chat", "url": "http://127.0.0.1:9/"}},
+                           "rules": [{"events": ["job_failed"], "notify": ["chat"]}]})
+    queue = Queue(qname, purl)
+    job = queue.enqueue(jobs.add, 1, 2)
+    caplog.set_level(logging.ERROR)
+    Worker([queue], purl, pool="thread", install_signal_handlers=False, hooks=[notes]).work(burst=True)
+    assert "notifications need MULTI/EXEC, which a proxy (redis+proxy://) does not relay" in caplog.text
+    assert job.return_value() == 3

@@ -59,15 +59,13 @@ class AsyncBuffer:
 
     async def incr(self, key: str, increments: Mapping[str, int | float]) -> None:
         """Add ``increments`` to ``key``'s sums (see :meth:`clusterq.Buffer.incr`)."""
-        call = B.incr_call(self.spec.keys(B.partition_of(B.check_key(key), self.partitions)), key,
-                           B.increment_args(increments))
+        call = self.spec.incr_call(key, increments)
         store = await self._store()
         await store.run(call)
 
     async def incr_many(self, items: Iterable[tuple[str, Mapping[str, int | float]]]) -> int:
         """:meth:`incr` for many keys in one pipeline per node; every item is checked before anything is sent."""
-        calls = [B.incr_call(self.spec.keys(B.partition_of(B.check_key(key), self.partitions)), key,
-                             B.increment_args(increments)) for key, increments in items]
+        calls = [self.spec.incr_call(key, increments) for key, increments in items]
         if calls:
             store = await self._store()
             await store.run_many(calls)

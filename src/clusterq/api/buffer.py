@@ -81,6 +81,7 @@ class Buffer:
                                     job_options)
         self._connection = connection
         self._client: Client | None = None
+        self._store: T.Store | None = None
         self.signing_key = signing_key
         self._checked = False
 
@@ -101,30 +102,34 @@ class Buffer:
             self._client = connect(self._connection)
         return self._client
 
+    @property
+    def store(self) -> T.Store:
+        if self._store is None:
+            self._store = T.Store(self.client)
+        return self._store
+
     def bind(self, client: Client) -> Buffer:
         """This buffer on ``client`` (a worker's flusher binds the buffers of a module to its own client)."""
         bound = Buffer.__new__(Buffer)
         bound.__dict__.update(self.__dict__)
-        bound._client, bound._checked = client, False
+        bound._client, bound._store, bound._checked = client, None, False
         return bound
 
     # --- producing ------------------------------------------------------------------------------
 
     def incr(self, key: str, increments: Mapping[str, int | float]) -> None:
         """Add ``increments`` ({field: amount}) to ``key``'s sums: one script call, O(fields)."""
-        call = B.incr_call(self.spec.keys(B.partition_of(B.check_key(key), self.partitions)), key,
-                           B.increment_args(increments))
+        call = self.spec.incr_call(key, increments)
         self._check_config()
-        T.Store(self.client).run(call)
+        self.store.run(call)
 
     def incr_many(self, items: Iterable[tuple[str, Mapping[str, int | float]]]) -> int:
         """:meth:`incr` for many keys in one pipeline (one per node on a cluster); returns how many. Every
         item is checked before anything is sent."""
-        calls = [B.incr_call(self.spec.keys(B.partition_of(B.check_key(key), self.partitions)), key,
-                             B.increment_args(increments)) for key, increments in items]
+        calls = [self.spec.incr_call(key, increments) for key, increments in items]
         if calls:
             self._check_config()
-            T.Store(self.client).run_many(calls)
+            self.store.run_many(calls)
         return len(calls)
 
     def _check_config(self) -> None:
@@ -168,7 +173,7 @@ class Buffer:
         if self.spec.flush_to is None:
             raise BufferError(f"buffer {self.name!r} has no flush_to function to flush to")
         self._check_config()
-        store = T.Store(self.client)
+        store = self.store
         queue = Queue(self.spec.queue, self.client, signing_key=signing_key or self.signing_key)
         live = list(range(self.partitions))
         failed: dict[int, str] = {}

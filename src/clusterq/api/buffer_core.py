@@ -187,6 +187,11 @@ class BufferSpec:
     def keys(self, partition: int) -> K.BufferKeys:
         return K.BufferKeys(self.name, partition)
 
+    def incr_call(self, key: object, increments: object) -> Call:
+        """The checked call adding ``increments`` to ``key`` in its partition (BufferError if bad)."""
+        checked = check_key(key)
+        return incr_call(self.keys(partition_of(checked, self.partitions)), checked, increment_args(increments))
+
     def config_mismatch(self, stored: Any) -> BufferError | None:
         """The error for a partition count in Redis other than this declaration's (None when they agree)."""
         if stored is None or int(_text(stored)) == self.partitions:

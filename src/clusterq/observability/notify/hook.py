@@ -33,7 +33,8 @@ from typing import Any
 
 from clusterq.api.hooks import Hook, JobInfo, report
 from clusterq.connection.server_checks import memory_of_primaries
-from clusterq.connection.sync import REDIS_ERRORS
+from clusterq.connection.sync import REDIS_ERRORS, is_proxy
+from clusterq.exceptions import ClusterQError
 from clusterq.observability.backlog import read_queue_gauges
 from clusterq.observability.notify import config as C
 from clusterq.observability.notify.notifiers import discover, make_notifier
@@ -192,6 +193,10 @@ class Notifications(Hook):
     # --- the supervisor's flusher thread -------------------------------------------------------------
 
     def on_worker_start(self, worker: Any) -> None:
+        if is_proxy(worker.connection):  # its counters and digests are taken with MULTI, which a proxy refuses
+            raise ClusterQError("notifications need MULTI/EXEC, which a proxy (redis+proxy://) does not relay: "
+                              "run the notifying workers against the servers themselves, or alert from "
+                              "Prometheus (docs/proxy.md)")
         self.activate()
         self.connection = worker.connection
         self._worker = worker

@@ -6,16 +6,19 @@ import argparse
 import dataclasses
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import redis
+
 import clusterq
 
-from . import peersenv, report
+from . import limits, peersenv, report
 from .config import BENCH_DIR, DEFAULT_BACKLOG, LOG_DIR, QUICK_PEERS, Settings, quick
-from .procs import Runtime
+from .procs import DriverError, Runtime
 from .suite import SystemResult, SystemRun, run_backlog, run_system
 from .systems import BASELINE, CLUSTERQ, FAMILIES, select
 from .targets import Target, start_cluster, start_standalone
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     backlog: SystemResult | None = None
     cluster_result: SystemResult | None = None
     cluster_queues: list[str] = []
+    limit_figures: dict[str, Any] = {}
     try:
         runs: list[SystemRun] = []
         for system in systems:
@@ -158,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
                 run.extras()
         for run in runs:
             log(f"   {run.system.key}: {run.result.seconds:.0f} s ({run.result.status})")
+        if runs[0].result.ok:
+            log("== limits: start-up, memory layout and PING floors on this machine and server")
+            try:
+                limit_figures = limits.measure(standalone.url, runtimes[CLUSTERQ], settings.jobs, log)
+            except (OSError, ValueError, KeyError, redis.RedisError, subprocess.SubprocessError,
+                    DriverError) as exc:
+                log(f"   limits not measured: {type(exc).__name__}: {exc}")
         cq_system = systems[0]
         if settings.backlog_sizes:
             log(f"== clusterq backlog: {', '.join(f'{n:,}' for n in settings.backlog_sizes)} jobs waiting")
@@ -184,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     out = [f"clusterq bench, {started_at}, {server}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
            f"{'quick' if settings.quick else 'full'} run, median of {settings.reps}, total {duration / 60:.1f} min, "
            f"load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end",
-           "", table, "", report.rss_lines(results), "", report.slowlog_lines(results), "",
+           "", table, "", report.limits_lines(limit_figures, results, comparisons, settings.jobs), "",
+           report.rss_lines(results), "", report.slowlog_lines(results), "",
            "systems: " + "; ".join(f"{r.key}: {r.note}" for r in results)]
     if backlog is not None:
         out += ["", report.backlog_table(backlog)]
@@ -208,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                               for k, v in dataclasses.asdict(settings).items()}},
         "systems": {r.key: r.to_json() for r in results},
         "comparison": {k: c.to_json() for k, c in comparisons.items()},
+        "limits": limit_figures,
         "backlog": backlog.to_json() if backlog else None,
         "cluster": ({"queues": cluster_queues, **cluster_result.to_json(),
                      "comparison": {k: c.to_json() for k, c in cluster_comparisons.items()}}

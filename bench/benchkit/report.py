@@ -187,6 +187,47 @@ def main_table(results: list[SystemResult]) -> tuple[str, dict[str, Comparison]]
     return _render(headers, rows), comparisons
 
 
+def limits_lines(limits: dict[str, Any], results: list[SystemResult], comparisons: dict[str, Comparison],
+                 n: int) -> str:
+    """What each missable target is up against on this machine and server (bench/benchkit/limits.py)."""
+    cq, baseline, peers = split_results(results)
+    lines = ["limits measured in this run (the floor under each target a run can miss):"]
+    base = baseline[0] if baseline else None
+    cpu, cmds = (base.median("cpu_us_enqueue"), base.median("commands_enqueue")) if base else (None, None)
+    if cpu is not None:
+        lines.append(f"  Redis CPU: one bare RPUSH per round trip (the redis-py row) costs the server {cpu:.1f} us "
+                     f"and {fmt(cmds, 1)} command(s) per request (clusterq's one-by-one enqueue: "
+                     f"{fmt(cq.median('cpu_us_enqueue'), 1)} us, {fmt(cq.median('commands_enqueue'), 1)} commands); "
+                     f"a one-by-one enqueue leaves at most {25 - cpu:.1f} us of the 25 us/job target for "
+                     "the script's work and all of processing")
+    floor = limits.get("memory_floor")
+    if floor is not None:
+        huey = next((p.median("memory_per_job") for p in peers if p.key == "huey"), None)
+        lines.append(f"  memory: the smallest layout with a record per job (its id in the pending list, a hash "
+                     f"holding only its status, clusterq's key shapes and id length) takes {floor:.0f} B/job "
+                     f"(clusterq: {fmt(cq.median('memory_per_job'), 0)} B; Huey, with no record per job, "
+                     f"{fmt(huey, 0)} B)")
+    ping = limits.get("ping_floor")
+    if ping:
+        lines.append(f"  PING: with {ping['burners']} CPU-bound processes (no Redis traffic) keeping every core "
+                     f"busy, another client's PING p50/p99 is {ping['p50_ms']:.3f}/{ping['p99_ms']:.3f} ms "
+                     f"(clusterq draining: {fmt(cq.median('ping_p50_ms'), 3)}/{fmt(cq.median('ping_p99_ms'), 3)} ms)")
+    startup = limits.get("startup")
+    steady = cq.median("process_1_steady")
+    best = comparisons.get("process_1")
+    if startup:
+        text = (f"  start-up: spawn to exit of python -c pass {startup['python_s'] * 1000:.0f} ms, import redis "
+                f"{startup['import_redis_s'] * 1000:.0f} ms, import clusterq.cli.main "
+                f"{startup['import_cli_s'] * 1000:.0f} ms")
+        if steady and best is not None and best.best_value:
+            ceiling = n / (startup["import_cli_s"] + (n - 1) / steady)
+            text += (f"; with nothing but that import before the first job and clusterq's steady rate after it, "
+                     f"{n:,} jobs would run at {ceiling:,.0f} jobs/s = {ceiling / best.best_value:.2f}x the best "
+                     f"peer's {best.best_value:,.0f} with start-up")
+        lines.append(text)
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
 def slowlog_lines(results: list[SystemResult]) -> str:
     """The longest command SLOWLOG saw in each drain probe (script names for clusterq's EVALSHAs)."""
     lines = ["longest command while one worker drained (SLOWLOG, per run):"]

@@ -167,7 +167,11 @@ class SystemRun:
             else:
                 self.target.flush()
                 if system.is_baseline:
-                    result.add("enqueue_single", bench.enqueue(n, bulk=False).rate)
+                    # Its Redis CPU and commands per request are the floor of any one-by-one producer.
+                    phase = bench.enqueue(n, bulk=False)
+                    result.add("enqueue_single", phase.rate)
+                    result.add("cpu_us_enqueue", phase.delta.cpu_s * 1e6 / n)
+                    result.add("commands_enqueue", phase.delta.commands / n)
                 if system.async_producer:
                     async_rep(bench, n, result)
             self.log(f"  {system.key} run {index + 1}: {_rep_log(system, result)}")

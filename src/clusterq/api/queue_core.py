@@ -333,7 +333,8 @@ class QueueCore(Generic[J]):
 
     def _fast_call(self, argv: list[Any]) -> T.Call:
         now = time.time()  # one clock read: the history key's half hour and the script's now_ms agree
-        return T.Call(S.ENQUEUE, self._enqueue_keys(now), (b"0", int(now * 1000), *argv))
+        now_ms = int(now * 1000)
+        return T.Call(S.ENQUEUE, self._enqueue_keys(now), (b"0", now_ms, now_ms // 60000, *argv))
 
     def _renamed_argv(self, argv: list[Any]) -> list[Any]:
         """``argv`` with another generated id (and its signature): its id belongs to another job."""
@@ -387,7 +388,8 @@ class QueueCore(Generic[J]):
                 chunks.reverse()  # later chunks first, so the whole batch keeps its order at the head
             now = time.time()
             keys, now_ms = self._enqueue_keys(now), int(now * 1000)
-            calls = [T.Call(S.ENQUEUE, keys, (flag, now_ms, *chain.from_iterable([argvs[k] for k in chunk])))
+            calls = [T.Call(S.ENQUEUE, keys, (flag, now_ms, now_ms // 60000,
+                                              *chain.from_iterable([argvs[k] for k in chunk])))
                      for chunk in chunks]
             try:
                 results = yield from self._write_plan(calls, [argvs[k][0] for k in pending], doing, packed=True)

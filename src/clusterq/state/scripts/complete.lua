@@ -114,12 +114,32 @@ local function want(key, kind)
   end
 end
 local records = {}
+local keys = {}
+-- A batch's outcomes mostly share their keep_ms and history size: each distinct value is checked once
+-- (and its message built only when it is wrong), and a keep's PEXPIRE argument and registry score are
+-- made once as text (Redis converts every Lua number argument to text, as costly as a small command).
+local keep_num, history_ok = {}, {}
+local keep_arg, keep_score = {}, {}
+local now_text = string.format("%d", now)
 for i = 1, #ARGV, 8 do
   local id, token, status, keep_ms, plan, history = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4], ARGV[i + 5],
     ARGV[i + 6]
-  bad = bad or check_int("complete", "job " .. id .. ": keep_ms", keep_ms, -1, MAX_MS)
-    or check_int("complete", "job " .. id .. ": history", history, 0, 1000)
-  local job = redis.pcall("HMGET", job_prefix .. id, "n", "hk", "hw", "hl", "dd", "lk")
+  if not keep_num[keep_ms] then
+    bad = bad or check_int("complete", "job " .. id .. ": keep_ms", keep_ms, -1, MAX_MS)
+    local keep = tonumber(keep_ms) or 0
+    keep_num[keep_ms] = keep
+    if keep > 0 and not bad then
+      keep_arg[keep_ms] = string.format("%d", keep)
+      keep_score[keep_ms] = string.format("%d", now + keep)
+    end
+  end
+  if not history_ok[history] then
+    bad = bad or check_int("complete", "job " .. id .. ": history", history, 0, 1000)
+    history_ok[history] = true
+  end
+  local key = job_prefix .. id
+  keys[#keys + 1] = key
+  local job = redis.pcall("HMGET", key, "n", "hk", "hw", "hl", "dd", "lk")
   if job.err then job = false end  -- not a hash: the lease is lost (the lease script fails such a record)
   if job and job[1] == token then
     want(status == "finished" and finished or failed, "zset")
@@ -181,7 +201,7 @@ local tally = {finished = 0, failed = 0, retried = 0}  -- this call's counts, wr
 for i = 1, #ARGV, 8 do
   local id, token, status, data, keep_ms, plan, history, note =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
-  local key = job_prefix .. id
+  local key = keys[(i + 7) / 8]
   local job = records[(i + 7) / 8]
   if job and job[1] == token and held[id] then
     held[id] = nil
@@ -199,7 +219,8 @@ for i = 1, #ARGV, 8 do
       end
     end
     local field = status == "finished" and "r" or "e"
-    local hist = history_prefix .. id
+    local keep = keep_num[keep_ms]
+    local hist = (job[2] or job[4] or keep == 0) and history_prefix .. id
     local has_hist = job[4]
     if job[2] then
       -- A second result: the previous one (kind hk, time ht) goes to the history list.
@@ -222,7 +243,7 @@ for i = 1, #ARGV, 8 do
       redis.call("HDEL", key, "ts", "w")
       redis.call("HINCRBY", key, counter, 1)
       if status == "failed" then bump(stats, "retried", 1) end  -- clusterq info's count
-      redis.call("HSET", key, field, data, "hk", status == "failed" and "r" or "s", "ht", now,
+      redis.call("HSET", key, field, data, "hk", status == "failed" and "r" or "s", "ht", now_text,
         "s", delay > 0 and "scheduled" or "queued")
       if delay > 0 then
         redis.call("ZADD", scheduled, now + delay, id)
@@ -233,17 +254,16 @@ for i = 1, #ARGV, 8 do
       end
     else
       -- An ended job's latest result is its status and end time: nothing more to write.
-      local keep = tonumber(keep_ms)
       local registry = status == "finished" and finished or failed
-      if job[5] then redis.call("ZADD", outbox, now, "e\t" .. status .. "\t" .. id) end
+      if job[5] then redis.call("ZADD", outbox, now_text, "e\t" .. status .. "\t" .. id) end
       if keep == 0 then
         redis.call("DEL", key, hist)
       else
-        redis.call("HSET", key, field, data, "s", status, "te", now)
+        redis.call("HSET", key, field, data, "s", status, "te", now_text)
         if keep > 0 then
-          redis.call("PEXPIRE", key, keep)
-          if has_hist then redis.call("PEXPIRE", hist, keep) end
-          add_ended(registry, now + keep, id)
+          redis.call("PEXPIRE", key, keep_arg[keep_ms])
+          if has_hist then redis.call("PEXPIRE", hist, keep_arg[keep_ms]) end
+          add_ended(registry, keep_score[keep_ms], id)
         else
           add_ended(registry, "+inf", id)
         end

@@ -139,6 +139,9 @@ if wrong then
 end
 if not now then now = now_ms() end
 local deadline = now + lease_ms
+-- Numbers written once per job go as text made once per call: Redis converts every Lua number argument
+-- to text, which costs about as much as a small command.
+local now_text, deadline_text = string.format("%d", now), string.format("%d", deadline)
 local KNOWN = {queued = true, started = true, finished = true, failed = true, canceled = true,
                stopped = true, scheduled = true, deferred = true}
 local ENDED = {finished = true, failed = true, canceled = true, stopped = true}
@@ -194,9 +197,12 @@ local scanned = 0
 while true do
   -- Read the batch's records first (reads only): a broken concurrency key puts the batch back untouched.
   local records = {}
+  local keys = {}
   for k, id in ipairs(ids) do
-    local job = redis.pcall("HMGET", job_prefix .. id, "s", "f", "p", "o", "n", "x", "sg", "lk", "te", "tb", "hd", "rt")
+    local key = job_prefix .. id
+    local job = redis.pcall("HMGET", key, "s", "f", "p", "o", "n", "x", "sg", "lk", "te", "tb", "hd", "rt")
     records[k] = job
+    keys[k] = key
     if not job.err and job[1] == "queued" and job[8] then
       local _, wrong = limit_of(job[8])
       if wrong then
@@ -210,7 +216,7 @@ while true do
   if not ids then break end
   scanned = scanned + #ids
   for k, id in ipairs(ids) do
-    local key = job_prefix .. id
+    local key = keys[k]
     local job = records[k]
     if job.err then
       malformed(key, id, "key " .. key .. " held a " .. redis.call("TYPE", key).ok .. ", not a hash")
@@ -219,10 +225,11 @@ while true do
     elseif job[1] == "queued" and job[8] and not take_slot(job[8], id) then
       -- set aside: its key is at its concurrency limit
     elseif job[1] == "queued" then
-      local token = (tonumber(job[5]) or 0) + 1
-      redis.call("HSET", key, "s", "started", "n", token, "ts", now, "w", worker)
+      -- The first lease (no "n" yet) writes token "1" as text; a later one converts its number.
+      local token = job[5] and tonumber(job[5]) + 1 or 1
+      redis.call("HSET", key, "s", "started", "n", job[5] and token or "1", "ts", now_text, "w", worker)
       if job[6] then redis.call("PERSIST", key) end
-      leased_z[#leased_z + 1] = deadline
+      leased_z[#leased_z + 1] = deadline_text
       leased_z[#leased_z + 1] = id
       if #leased_z >= 1000 then  -- unpack's stack is bounded: a huge count writes in slices
         redis.call("ZADD", active, unpack(leased_z))
@@ -235,7 +242,7 @@ while true do
       out[#out + 1] = job[4] or ""
       out[#out + 1] = job[7] or ""
       out[#out + 1] = job[11] or ""
-      out[#out + 1] = tonumber(job[12]) or 0  -- a number whatever the record holds: the reply is parsed as one
+      out[#out + 1] = job[12] and tonumber(job[12]) or 0  -- a number whatever the record holds: the reply is parsed as one
       got = got + 1
     elseif job[1] == false then
       if job[2] or job[3] or job[4] or job[5] or redis.call("EXISTS", key) == 1 then

@@ -29,9 +29,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 SRC = BENCH_DIR.parent / "src"
 sys.path.insert(0, str(BENCH_DIR))
 try:
-    import clusterq  # noqa: F401
+    import clusterq
 except ImportError:  # a checkout without installing: use its src/
     sys.path.insert(1, str(SRC))
+    import clusterq
 
 import redis  # noqa: E402
 
@@ -95,7 +96,8 @@ def measure(n: int, idle_s: float) -> dict[str, Any]:
         after = snapshot(admin)
         enqueue = phase(before, after, n, idle, enqueue_s)
 
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(BENCH_DIR)]))
+        src = Path(clusterq.__file__).resolve().parents[1]  # the clusterq measured (PYTHONPATH may name another)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), str(BENCH_DIR)]))
         before = snapshot(admin)
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "clusterq", "worker", "--url", server.url, "--quiet", "--burst",

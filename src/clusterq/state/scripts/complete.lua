@@ -5,7 +5,9 @@ Fencing: an outcome is recorded only if the job is still leased with the token t
 A worker whose lease expired and was taken over cannot overwrite the new attempt. The batch's leases are
 checked and ended together (its records' tokens, one ZMSCORE and one ZREM on the active set), and the
 entries of the finished and failed registries are written with one ZADD each per call: a plain success
-costs the job one HMGET, one HSET and one PEXPIRE.
+costs the job one HMGET, one HSET and one PEXPIRE. The numbers those write (the end time, the keep's
+PEXPIRE argument and registry score) are made into text once per call (per distinct keep_ms), not per
+job: Redis converts every Lua number argument to text, which costs about as much as a small command.
 
 The record holds the job's latest result: "r" or "e", and for an ended job its status and "te" say the
 rest. A job that runs again (retried, repeated, requeued) keeps its latest result's kind and time in

@@ -5,6 +5,9 @@ Each leased job gets status "started", its attempt counter n incremented (n is t
 token: completion must present it) and an entry in the active set scored by the lease deadline (one
 ZADD per call for the whole batch). The worker asks for a bounded count per call (clusterq.worker.outcomes.
 SCRIPT_JOBS) and pipelines several calls, so one call holds the server well under a millisecond.
+A leased job costs one HMGET and one HSET; the start time and deadline are made into text once per call
+(Redis converts every Lua number argument to text, about as costly as a small command), and a first
+lease writes its token as "1".
 Jobs without a priority (the pending list) come first, then the prio set, lowest level first.
 Ids whose job is gone (deleted, expired by ttl) or no longer queued (canceled) are dropped and their
 tombstone count released. At most 1,000 ids are looked at per call, so a run of tombstones cannot make

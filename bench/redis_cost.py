@@ -9,9 +9,13 @@ commands by name. The floor of any one-by-one producer is measured the same way,
 a bare redis-py loop of one RPUSH per round trip whose request has as many bytes as one enqueue's
 (``total_net_input_bytes`` per enqueue), so it shows what one round trip costs Redis by itself.
 
-The CPU figures come from the server's rusage, not from the wall clock: they hold under load, within a
-few per cent (the server's cron runs meanwhile; ``--idle`` measures and subtracts it). The bench's own
-INFO calls are left out of the command counts.
+The CPU figures come from the server's rusage, not from the wall clock, but a round trip's share (the
+wake-up, the read and write system calls) varies with where the scheduler puts the server and the
+client: on a shared machine the same run can give 7 or 25 us per RPUSH. ``--pin CPU`` puts the server,
+the producer and the worker on one CPU, which makes them repeatable; the commands' own time
+(commandstats usec, which for EVALSHA includes the commands the script runs) does not depend on it.
+The server's cron runs meanwhile (``--idle`` measures and subtracts it). The bench's own INFO calls are
+left out of the command counts.
 """
 
 from __future__ import annotations
@@ -78,8 +82,11 @@ def idle_rate(client: redis.Redis, seconds: float) -> float:
     return (snapshot(client)["cpu"] - before["cpu"]) / seconds
 
 
-def measure(n: int, idle_s: float) -> dict[str, Any]:
+def measure(n: int, idle_s: float, pin: int | None = None) -> dict[str, Any]:
     server = Standalone().start()
+    if pin is not None:  # the server, this producer and the worker (it inherits) on one CPU
+        os.sched_setaffinity(0, {pin})
+        os.sched_setaffinity(server.server.pid or 0, {pin})
     try:
         admin = server.client()
         idle = idle_rate(admin, idle_s)
@@ -135,6 +142,7 @@ def measure(n: int, idle_s: float) -> dict[str, Any]:
             "left_in_pending": left,
             "floor_rpush": floor,
             "loadavg": os.getloadavg(),
+            "pinned_cpu": pin,
         }
     finally:
         server.stop()
@@ -144,9 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20_000, help="jobs (default 20,000)")
     parser.add_argument("--idle", type=float, default=2.0, help="seconds of idle CPU to subtract (default 2)")
+    parser.add_argument("--pin", type=int, metavar="CPU",
+                        help="run the server, the producer and the worker on this one CPU: no cross-CPU wake-ups "
+                             "in the figures, which then vary less from run to run")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    result = measure(args.n, args.idle)
+    result = measure(args.n, args.idle, args.pin)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0

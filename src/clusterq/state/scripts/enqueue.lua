@@ -151,5 +151,5 @@ if prio_ids then
   redis.call("ZADD", prio, unpack(zadd))
   if redis.call("ZCARD", prio) == p then redis.call("SPUBLISH", wake_channel, "1") end
 end
-count_field(counts, minute .. ":enqueued", n)
+if n > 0 then count_field(counts, minute .. ":enqueued", n) end
 return created

@@ -95,6 +95,20 @@ def test_an_outcome_redis_would_refuse_records_nothing_of_its_batch(url: str, qn
     assert queue.finished_job_registry.count == 2 and queue.started_job_registry.count == 0
 
 
+def test_a_wrong_type_active_set_is_refused_by_complete_with_nothing_written(url: str, qname: str) -> None:
+    # complete checks the active set with its own ZMSCORE (a read before its first write), not a TYPE
+    queue = Queue(qname, url)
+    job = queue.enqueue("jobs.noop")
+    (leased,) = lease(queue)
+    queue.connection.set(queue.keys.active, "overwritten")
+    outcome = T.Outcome(leased.id, leased.token, "finished", b"null", 60_000)
+    with pytest.raises(redis.ResponseError) as error:
+        queue.store.run(T.complete_call(queue.keys, [outcome]))
+    refused(error.value, queue.keys.active)
+    assert job.get_status() == JobStatus.STARTED and queue.finished_job_registry.count == 0
+    assert queue.connection.hget(queue.keys.job(job.id), "r") is None
+
+
 def test_a_wrong_type_finished_registry_leaves_the_job_started_and_leased(url: str, qname: str) -> None:
     queue = Queue(qname, url)
     job = queue.enqueue("jobs.noop")

@@ -46,7 +46,8 @@ Returns: array with one entry per job: RECORDED, AGAIN (recorded, and the job ru
          (outcome dropped; also a job key that is not a hash, which the lease turns into a failed record)
 Errors (checked before anything is written, so nothing of the batch is recorded): a key of the queue
          of the wrong type (WRONGTYPE naming the key: this script's keys, and the history list, running
-         set and waiting list of the jobs it records); a keep_ms that is not a whole number from -1 to
+         set and waiting list of the jobs it records; the active set is checked by its ZMSCORE, a read
+         made before the first write, and only when an outcome's token matches its record); a keep_ms that is not a whole number from -1 to
          3153600000000 (100 years) or a history size that is not 0 to 1000 (ERR naming the job).
          A retry or repeat counter ("rt", "yr") that is not a whole number runs the job no more (its
          outcome is recorded as final); an interval beyond 100 years waits 100 years.
@@ -104,10 +105,10 @@ end
 
 -- Read-only first pass: every key this call may write has the right type and every number is in range,
 -- or nothing is written at all (Redis keeps the writes a script made before an error).
--- Only the keys this batch will write are checked (TYPE, once each): a plain success writes the active
--- set and the finished registry.
+-- Only the keys this batch will write are checked (TYPE, once each): a plain success writes the finished
+-- registry (and the active set, which its first ZMSCORE, a read made before any write, checks itself).
 local bad = nil
-local need, needed = {active, "zset"}, {}
+local need, needed = {}, {}
 local function want(key, kind)
   if not needed[key] then
     needed[key] = true
@@ -175,7 +176,8 @@ do
   end
   for from = 1, #ids, 1000 do  -- slices: unpack's stack is bounded
     local slice = {unpack(ids, from, math.min(#ids, from + 999))}
-    local scores = redis.call("ZMSCORE", active, unpack(slice))
+    local scores = redis.pcall("ZMSCORE", active, unpack(slice))
+    if scores.err then return redis.error_reply(check_types("complete", {active, "zset"}) or scores.err) end
     local gone = {}
     for k, id in ipairs(slice) do
       if scores[k] then

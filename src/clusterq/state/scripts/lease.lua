@@ -52,7 +52,9 @@ Errors (checked before anything is written): a key of the queue of the wrong typ
          the key: this script's keys, and the running set and waiting list of a concurrency key met in
          the batch; a batch already taken from the queue is put back as it was); lease_ms, count or failure_keep_ms not a whole
          number in range (ERR). When such a key is met after the call already leased jobs, it stops there
-         (the rest is put back) and the next call reports it.
+         (the rest is put back) and the next call reports it; so does a prio set of the wrong type met
+         after jobs were leased from the pending list (the reply's remaining count is then 1, so the
+         worker calls again).
 ]]
 local pending = KEYS[1]
 local active = KEYS[2]
@@ -135,7 +137,9 @@ local ids, from_prio, scores, wrong = pop(wanted)
 if wrong then return redis.error_reply(wrong) end
 if not ids then return {0, 0} end  -- the idle poll: no clock read, no write
 -- Jobs to lease: the keys written from here on are checked once, and the batch put back if one is broken.
-wrong = check_types("lease", {active, "zset", stats, "hash", failed, "zset", prio, "zset"})
+-- (The prio set is not among them: this call writes it only to put back what its own ZPOPMIN took, and
+-- reads it last with a ZCARD that tolerates a wrong type; the next call's ZPOPMIN reports it.)
+wrong = check_types("lease", {active, "zset", stats, "hash", failed, "zset"})
 if wrong then
   put_back(ids, from_prio, scores, 1)
   return redis.error_reply(wrong)
@@ -274,5 +278,8 @@ if tomb_released > 0 then
 end
 if rate_n and got > 0 then redis.call("HSET", control, "rw", window_start, "rc", window_count + got) end
 out[1] = redis.call("LLEN", pending)
-if out[1] == 0 then out[1] = redis.call("ZCARD", prio) end
+if out[1] == 0 then
+  local waiting = redis.pcall("ZCARD", prio)
+  out[1] = type(waiting) == "number" and waiting or 1  -- a prio set of the wrong type: the next call says so
+end
 return out

@@ -68,6 +68,21 @@ def test_a_wrong_type_active_set_stops_the_lease_before_it_takes_any_job(url: st
     assert [job.latest_result().return_value for job in jobs] == [1, 2, 3]
 
 
+def test_a_wrong_type_prio_set_is_reported_by_the_lease_that_reaches_it(url: str, qname: str) -> None:
+    # jobs of the pending list are leased (the prio set is not TYPE-checked first); the call that would
+    # pop the prio set refuses, naming it, with nothing written
+    queue = Queue(qname, url)
+    jobs = [queue.enqueue("jobs.noop") for _ in range(2)]
+    queue.connection.set(queue.keys.prio, "overwritten")
+    reply = T.parse_lease(queue.name, queue.store.run(T.lease_call(queue.keys, 10, LEASE_MS, "w-test", LEASE_MS)))
+    assert reply[0] == 1, "more may wait: the worker calls again"
+    assert [job.id for job in reply[1]] == [job.id for job in jobs]
+    assert queue.started_job_registry.count == 2
+    with pytest.raises(redis.ResponseError) as error:
+        lease(queue)
+    refused(error.value, queue.keys.prio)
+
+
 def test_a_broken_queue_fails_alone_when_leased_with_others(url: str, qname: str) -> None:
     broken, healthy = Queue(qname, url), Queue(qname + "-ok", url)
     broken.enqueue("jobs.noop")
@@ -93,6 +108,20 @@ def test_an_outcome_redis_would_refuse_records_nothing_of_its_batch(url: str, qn
     outcomes[1] = T.Outcome(leased[1].id, leased[1].token, "finished", b"2", 60_000)
     assert queue.store.run(T.complete_call(queue.keys, outcomes)) == [TR.CompleteCode.RECORDED] * 2
     assert queue.finished_job_registry.count == 2 and queue.started_job_registry.count == 0
+
+
+def test_a_wrong_type_active_set_is_refused_by_complete_with_nothing_written(url: str, qname: str) -> None:
+    # complete checks the active set with its own ZMSCORE (a read before its first write), not a TYPE
+    queue = Queue(qname, url)
+    job = queue.enqueue("jobs.noop")
+    (leased,) = lease(queue)
+    queue.connection.set(queue.keys.active, "overwritten")
+    outcome = T.Outcome(leased.id, leased.token, "finished", b"null", 60_000)
+    with pytest.raises(redis.ResponseError) as error:
+        queue.store.run(T.complete_call(queue.keys, [outcome]))
+    refused(error.value, queue.keys.active)
+    assert job.get_status() == JobStatus.STARTED and queue.finished_job_registry.count == 0
+    assert queue.connection.hget(queue.keys.job(job.id), "r") is None
 
 
 def test_a_wrong_type_finished_registry_leaves_the_job_started_and_leased(url: str, qname: str) -> None:

@@ -12,10 +12,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
 import pytest
+from redis.exceptions import ResponseError
 
 import jobs
 from clusterq import Queue, SerializationError, Worker
@@ -24,7 +26,9 @@ from clusterq.api.aio_queue import AsyncQueue, connect_async, disconnect_async
 from clusterq.exceptions import ServerError
 from clusterq.signing import make_signer
 from clusterq.state import aio_store
+from clusterq.state import keys as K
 from clusterq.state import store as T
+from clusterq.state import transitions as TR
 
 KEY = b"k" * 32
 
@@ -165,6 +169,32 @@ def test_the_script_tells_a_resent_call_from_a_collision(url: str, qname: str) -
     assert send("jobs.add", b"[[1],{}]") == [-1]
     assert q.fetch_job(job_id).args == [1]  # type: ignore[union-attr]
     assert q.count == 2
+
+
+def test_the_created_time_is_the_clients_clock_and_a_bad_one_is_refused_with_nothing_written(
+        url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    q.enqueue(jobs.noop)  # registers the queue: later enqueues take the fast path
+    before = int(time.time() * 1000)
+    fast = q.enqueue(jobs.noop)
+    many = q.enqueue_many([q.prepare_data(jobs.noop), q.prepare_data(jobs.add, (1, 2))])
+    general = q.enqueue(jobs.noop, description="d")
+    after = int(time.time() * 1000)
+    for job in (fast, *many, general):
+        assert before <= int(q.connection.hget(q.keys.job(job.id), "c")) <= after
+    # The script's own call: "c" is the now_ms it is given (no TIME), and the history counts that minute.
+    call = T.enqueue_call(q.keys, [T.NewJob(id="then", func="jobs.noop")], now=1_000_000_000.0)
+    assert list(q.store.run(call)) == [1]
+    assert q.connection.hget(q.keys.job("then"), "c") == b"1000000000000"
+    assert q.connection.hget(q.keys.counts(1_000_000_000 // K.HISTORY_KEY_S), "16666666:enqueued") == b"1"
+    count = q.count
+    for bad in ("", "x", "-1", "1.5", "1e12", "0x10", " 1", "1" * 16):
+        call = T.enqueue_call(q.keys, [T.NewJob(id="bad", func="jobs.noop")])
+        args = list(call.args)
+        args[TR.ENQUEUE.args.index("now_ms")] = bad
+        with pytest.raises(ResponseError, match=r"now_ms .* is not 1 to 15 digits; nothing was written"):
+            q.store.run(T.Call(call.script, call.keys, tuple(args)))
+    assert q.count == count and not q.connection.exists(q.keys.job("bad"))
 
 
 # --- commands packed whole (clusterq.connection.packed) -------------------------------------------

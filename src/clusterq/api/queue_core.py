@@ -291,11 +291,11 @@ class QueueCore(Generic[J]):
                            b"" if job.max_attempts is None else str(job.max_attempts).encode())
         return self._plain
 
-    def _enqueue_keys(self) -> tuple[Any, ...]:
-        """The enqueue script's keys now (its history key changes every half hour)."""
-        half_hour = int(time.time()) // K.HISTORY_KEY_S
+    def _enqueue_keys(self, now: float) -> tuple[Any, ...]:
+        """The enqueue script's keys at ``now`` (``time.time()``; its history key changes every half hour)."""
+        half_hour = int(now) // K.HISTORY_KEY_S
         if self._keys_at[0] != half_hour:
-            keys = T.enqueue_call(self.keys, ()).keys
+            keys = T.enqueue_call(self.keys, (), now=now).keys
             self._keys_at = (half_hour, tuple(key.encode() for key in keys))  # encoded once, not per call
         return self._keys_at[1]
 
@@ -332,7 +332,9 @@ class QueueCore(Generic[J]):
         return self._plain_argv(func, args, kwargs)
 
     def _fast_call(self, argv: list[Any]) -> T.Call:
-        return T.Call(S.ENQUEUE, self._enqueue_keys(), ("0", *argv))
+        now = time.time()  # one clock read: the history key's half hour and the script's now_ms agree
+        now_ms = int(now * 1000)
+        return T.Call(S.ENQUEUE, self._enqueue_keys(now), (b"0", now_ms, now_ms // 60000, *argv))
 
     def _renamed_argv(self, argv: list[Any]) -> list[Any]:
         """``argv`` with another generated id (and its signature): its id belongs to another job."""
@@ -377,7 +379,6 @@ class QueueCore(Generic[J]):
             yield from self._register_plan()
         except SERVER_ERRORS as exc:
             raise explain_server_error(exc, doing) from exc
-        keys = self._enqueue_keys()
         flag = "1" if at_front else "0"
         codes: list[int] = []
         pending = list(range(len(argvs)))
@@ -385,7 +386,10 @@ class QueueCore(Generic[J]):
             chunks = [pending[i : i + ENQUEUE_CHUNK] for i in range(0, len(pending), ENQUEUE_CHUNK)]
             if at_front:
                 chunks.reverse()  # later chunks first, so the whole batch keeps its order at the head
-            calls = [T.Call(S.ENQUEUE, keys, (flag, *chain.from_iterable([argvs[k] for k in chunk])))
+            now = time.time()
+            keys, now_ms = self._enqueue_keys(now), int(now * 1000)
+            calls = [T.Call(S.ENQUEUE, keys, (flag, now_ms, now_ms // 60000,
+                                              *chain.from_iterable([argvs[k] for k in chunk])))
                      for chunk in chunks]
             try:
                 results = yield from self._write_plan(calls, [argvs[k][0] for k in pending], doing, packed=True)

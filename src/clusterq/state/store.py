@@ -224,8 +224,14 @@ def _counts(qk: K.QueueKeys) -> dict[str, str]:
     return {"counts": qk.counts(int(time.time()) // K.HISTORY_KEY_S)}
 
 
-def enqueue_call(qk: K.QueueKeys, jobs: Sequence[NewJob], at_front: bool = False) -> Call:
-    return TR.ENQUEUE.call(qk, (job.argv() for job in jobs), keys=_counts(qk), at_front=_flag(at_front))
+def enqueue_call(qk: K.QueueKeys, jobs: Sequence[NewJob], at_front: bool = False, *,
+                 now: float | None = None) -> Call:
+    """Create ``jobs``; their created time "c" (and the history's minute) is ``now`` (``time.time()``,
+    the client's clock, read here when not given)."""
+    now = time.time() if now is None else now
+    now_ms = int(now * 1000)
+    return TR.ENQUEUE.call(qk, (job.argv() for job in jobs), keys={"counts": qk.counts(int(now) // K.HISTORY_KEY_S)},
+                           at_front=_flag(at_front), now_ms=now_ms, minute=now_ms // 60000)
 
 
 def schedule_call(qk: K.QueueKeys, jobs: Sequence[NewJob], *, at_ms: int | None = None,

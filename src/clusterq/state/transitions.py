@@ -365,7 +365,7 @@ class Transition:
 
 
 ENQUEUE = Transition(S.ENQUEUE, ("pending", "job_prefix", "wake_channel", "prio", "stats", "counts"),
-                     ("at_front",), JOB_FIELDS, Created)
+                     ("at_front", "now_ms", "minute"), JOB_FIELDS, Created)
 SCHEDULE = Transition(S.SCHEDULE, ("scheduled", "job_prefix", "wake_channel"),
                       ("mode", "ms", "at_front"), JOB_FIELDS, Created)
 PROMOTE = Transition(S.PROMOTE, ("scheduled", "pending", "job_prefix", "wake_channel", "prio", "stats"),

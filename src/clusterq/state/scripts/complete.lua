@@ -5,7 +5,9 @@ Fencing: an outcome is recorded only if the job is still leased with the token t
 A worker whose lease expired and was taken over cannot overwrite the new attempt. The batch's leases are
 checked and ended together (its records' tokens, one ZMSCORE and one ZREM on the active set), and the
 entries of the finished and failed registries are written with one ZADD each per call: a plain success
-costs the job one HMGET, one HSET and one PEXPIRE.
+costs the job one HMGET, one HSET and one PEXPIRE. The numbers those write (the end time, the keep's
+PEXPIRE argument and registry score) are made into text once per call (per distinct keep_ms), not per
+job: Redis converts every Lua number argument to text, which costs about as much as a small command.
 
 The record holds the job's latest result: "r" or "e", and for an ended job its status and "te" say the
 rest. A job that runs again (retried, repeated, requeued) keeps its latest result's kind and time in
@@ -44,7 +46,8 @@ Returns: array with one entry per job: RECORDED, AGAIN (recorded, and the job ru
          (outcome dropped; also a job key that is not a hash, which the lease turns into a failed record)
 Errors (checked before anything is written, so nothing of the batch is recorded): a key of the queue
          of the wrong type (WRONGTYPE naming the key: this script's keys, and the history list, running
-         set and waiting list of the jobs it records); a keep_ms that is not a whole number from -1 to
+         set and waiting list of the jobs it records; the active set is checked by its ZMSCORE, a read
+         made before the first write, and only when an outcome's token matches its record); a keep_ms that is not a whole number from -1 to
          3153600000000 (100 years) or a history size that is not 0 to 1000 (ERR naming the job).
          A retry or repeat counter ("rt", "yr") that is not a whole number runs the job no more (its
          outcome is recorded as final); an interval beyond 100 years waits 100 years.
@@ -102,10 +105,10 @@ end
 
 -- Read-only first pass: every key this call may write has the right type and every number is in range,
 -- or nothing is written at all (Redis keeps the writes a script made before an error).
--- Only the keys this batch will write are checked (TYPE, once each): a plain success writes the active
--- set and the finished registry.
+-- Only the keys this batch will write are checked (TYPE, once each): a plain success writes the finished
+-- registry (and the active set, which its first ZMSCORE, a read made before any write, checks itself).
 local bad = nil
-local need, needed = {active, "zset"}, {}
+local need, needed = {}, {}
 local function want(key, kind)
   if not needed[key] then
     needed[key] = true
@@ -114,12 +117,32 @@ local function want(key, kind)
   end
 end
 local records = {}
+local keys = {}
+-- A batch's outcomes mostly share their keep_ms and history size: each distinct value is checked once
+-- (and its message built only when it is wrong), and a keep's PEXPIRE argument and registry score are
+-- made once as text (Redis converts every Lua number argument to text, as costly as a small command).
+local keep_num, history_ok = {}, {}
+local keep_arg, keep_score = {}, {}
+local now_text = string.format("%d", now)
 for i = 1, #ARGV, 8 do
   local id, token, status, keep_ms, plan, history = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 4], ARGV[i + 5],
     ARGV[i + 6]
-  bad = bad or check_int("complete", "job " .. id .. ": keep_ms", keep_ms, -1, MAX_MS)
-    or check_int("complete", "job " .. id .. ": history", history, 0, 1000)
-  local job = redis.pcall("HMGET", job_prefix .. id, "n", "hk", "hw", "hl", "dd", "lk")
+  if not keep_num[keep_ms] then
+    bad = bad or check_int("complete", "job " .. id .. ": keep_ms", keep_ms, -1, MAX_MS)
+    local keep = tonumber(keep_ms) or 0
+    keep_num[keep_ms] = keep
+    if keep > 0 and not bad then
+      keep_arg[keep_ms] = string.format("%d", keep)
+      keep_score[keep_ms] = string.format("%d", now + keep)
+    end
+  end
+  if not history_ok[history] then
+    bad = bad or check_int("complete", "job " .. id .. ": history", history, 0, 1000)
+    history_ok[history] = true
+  end
+  local key = job_prefix .. id
+  keys[#keys + 1] = key
+  local job = redis.pcall("HMGET", key, "n", "hk", "hw", "hl", "dd", "lk")
   if job.err then job = false end  -- not a hash: the lease is lost (the lease script fails such a record)
   if job and job[1] == token then
     want(status == "finished" and finished or failed, "zset")
@@ -153,7 +176,8 @@ do
   end
   for from = 1, #ids, 1000 do  -- slices: unpack's stack is bounded
     local slice = {unpack(ids, from, math.min(#ids, from + 999))}
-    local scores = redis.call("ZMSCORE", active, unpack(slice))
+    local scores = redis.pcall("ZMSCORE", active, unpack(slice))
+    if scores.err then return redis.error_reply(check_types("complete", {active, "zset"}) or scores.err) end
     local gone = {}
     for k, id in ipairs(slice) do
       if scores[k] then
@@ -181,7 +205,7 @@ local tally = {finished = 0, failed = 0, retried = 0}  -- this call's counts, wr
 for i = 1, #ARGV, 8 do
   local id, token, status, data, keep_ms, plan, history, note =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
-  local key = job_prefix .. id
+  local key = keys[(i + 7) / 8]
   local job = records[(i + 7) / 8]
   if job and job[1] == token and held[id] then
     held[id] = nil
@@ -199,7 +223,8 @@ for i = 1, #ARGV, 8 do
       end
     end
     local field = status == "finished" and "r" or "e"
-    local hist = history_prefix .. id
+    local keep = keep_num[keep_ms]
+    local hist = (job[2] or job[4] or keep == 0) and history_prefix .. id
     local has_hist = job[4]
     if job[2] then
       -- A second result: the previous one (kind hk, time ht) goes to the history list.
@@ -222,7 +247,7 @@ for i = 1, #ARGV, 8 do
       redis.call("HDEL", key, "ts", "w")
       redis.call("HINCRBY", key, counter, 1)
       if status == "failed" then bump(stats, "retried", 1) end  -- clusterq info's count
-      redis.call("HSET", key, field, data, "hk", status == "failed" and "r" or "s", "ht", now,
+      redis.call("HSET", key, field, data, "hk", status == "failed" and "r" or "s", "ht", now_text,
         "s", delay > 0 and "scheduled" or "queued")
       if delay > 0 then
         redis.call("ZADD", scheduled, now + delay, id)
@@ -233,17 +258,16 @@ for i = 1, #ARGV, 8 do
       end
     else
       -- An ended job's latest result is its status and end time: nothing more to write.
-      local keep = tonumber(keep_ms)
       local registry = status == "finished" and finished or failed
-      if job[5] then redis.call("ZADD", outbox, now, "e\t" .. status .. "\t" .. id) end
+      if job[5] then redis.call("ZADD", outbox, now_text, "e\t" .. status .. "\t" .. id) end
       if keep == 0 then
         redis.call("DEL", key, hist)
       else
-        redis.call("HSET", key, field, data, "s", status, "te", now)
+        redis.call("HSET", key, field, data, "s", status, "te", now_text)
         if keep > 0 then
-          redis.call("PEXPIRE", key, keep)
-          if has_hist then redis.call("PEXPIRE", hist, keep) end
-          add_ended(registry, now + keep, id)
+          redis.call("PEXPIRE", key, keep_arg[keep_ms])
+          if has_hist then redis.call("PEXPIRE", hist, keep_arg[keep_ms]) end
+          add_ended(registry, keep_score[keep_ms], id)
         else
           add_ended(registry, "+inf", id)
         end

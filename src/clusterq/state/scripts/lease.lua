@@ -5,6 +5,9 @@ Each leased job gets status "started", its attempt counter n incremented (n is t
 token: completion must present it) and an entry in the active set scored by the lease deadline (one
 ZADD per call for the whole batch). The worker asks for a bounded count per call (clusterq.worker.outcomes.
 SCRIPT_JOBS) and pipelines several calls, so one call holds the server well under a millisecond.
+A leased job costs one HMGET and one HSET; the start time and deadline are made into text once per call
+(Redis converts every Lua number argument to text, about as costly as a small command), and a first
+lease writes its token as "1".
 Jobs without a priority (the pending list) come first, then the prio set, lowest level first.
 Ids whose job is gone (deleted, expired by ttl) or no longer queued (canceled) are dropped and their
 tombstone count released. At most 1,000 ids are looked at per call, so a run of tombstones cannot make
@@ -49,7 +52,9 @@ Errors (checked before anything is written): a key of the queue of the wrong typ
          the key: this script's keys, and the running set and waiting list of a concurrency key met in
          the batch; a batch already taken from the queue is put back as it was); lease_ms, count or failure_keep_ms not a whole
          number in range (ERR). When such a key is met after the call already leased jobs, it stops there
-         (the rest is put back) and the next call reports it.
+         (the rest is put back) and the next call reports it; so does a prio set of the wrong type met
+         after jobs were leased from the pending list (the reply's remaining count is then 1, so the
+         worker calls again).
 ]]
 local pending = KEYS[1]
 local active = KEYS[2]
@@ -132,13 +137,18 @@ local ids, from_prio, scores, wrong = pop(wanted)
 if wrong then return redis.error_reply(wrong) end
 if not ids then return {0, 0} end  -- the idle poll: no clock read, no write
 -- Jobs to lease: the keys written from here on are checked once, and the batch put back if one is broken.
-wrong = check_types("lease", {active, "zset", stats, "hash", failed, "zset", prio, "zset"})
+-- (The prio set is not among them: this call writes it only to put back what its own ZPOPMIN took, and
+-- reads it last with a ZCARD that tolerates a wrong type; the next call's ZPOPMIN reports it.)
+wrong = check_types("lease", {active, "zset", stats, "hash", failed, "zset"})
 if wrong then
   put_back(ids, from_prio, scores, 1)
   return redis.error_reply(wrong)
 end
 if not now then now = now_ms() end
 local deadline = now + lease_ms
+-- Numbers written once per job go as text made once per call: Redis converts every Lua number argument
+-- to text, which costs about as much as a small command.
+local now_text, deadline_text = string.format("%d", now), string.format("%d", deadline)
 local KNOWN = {queued = true, started = true, finished = true, failed = true, canceled = true,
                stopped = true, scheduled = true, deferred = true}
 local ENDED = {finished = true, failed = true, canceled = true, stopped = true}
@@ -194,9 +204,12 @@ local scanned = 0
 while true do
   -- Read the batch's records first (reads only): a broken concurrency key puts the batch back untouched.
   local records = {}
+  local keys = {}
   for k, id in ipairs(ids) do
-    local job = redis.pcall("HMGET", job_prefix .. id, "s", "f", "p", "o", "n", "x", "sg", "lk", "te", "tb", "hd", "rt")
+    local key = job_prefix .. id
+    local job = redis.pcall("HMGET", key, "s", "f", "p", "o", "n", "x", "sg", "lk", "te", "tb", "hd", "rt")
     records[k] = job
+    keys[k] = key
     if not job.err and job[1] == "queued" and job[8] then
       local _, wrong = limit_of(job[8])
       if wrong then
@@ -210,7 +223,7 @@ while true do
   if not ids then break end
   scanned = scanned + #ids
   for k, id in ipairs(ids) do
-    local key = job_prefix .. id
+    local key = keys[k]
     local job = records[k]
     if job.err then
       malformed(key, id, "key " .. key .. " held a " .. redis.call("TYPE", key).ok .. ", not a hash")
@@ -219,10 +232,11 @@ while true do
     elseif job[1] == "queued" and job[8] and not take_slot(job[8], id) then
       -- set aside: its key is at its concurrency limit
     elseif job[1] == "queued" then
-      local token = (tonumber(job[5]) or 0) + 1
-      redis.call("HSET", key, "s", "started", "n", token, "ts", now, "w", worker)
+      -- The first lease (no "n" yet) writes token "1" as text; a later one converts its number.
+      local token = job[5] and tonumber(job[5]) + 1 or 1
+      redis.call("HSET", key, "s", "started", "n", job[5] and token or "1", "ts", now_text, "w", worker)
       if job[6] then redis.call("PERSIST", key) end
-      leased_z[#leased_z + 1] = deadline
+      leased_z[#leased_z + 1] = deadline_text
       leased_z[#leased_z + 1] = id
       if #leased_z >= 1000 then  -- unpack's stack is bounded: a huge count writes in slices
         redis.call("ZADD", active, unpack(leased_z))
@@ -235,7 +249,7 @@ while true do
       out[#out + 1] = job[4] or ""
       out[#out + 1] = job[7] or ""
       out[#out + 1] = job[11] or ""
-      out[#out + 1] = tonumber(job[12]) or 0  -- a number whatever the record holds: the reply is parsed as one
+      out[#out + 1] = job[12] and tonumber(job[12]) or 0  -- a number whatever the record holds: the reply is parsed as one
       got = got + 1
     elseif job[1] == false then
       if job[2] or job[3] or job[4] or job[5] or redis.call("EXISTS", key) == 1 then
@@ -264,5 +278,8 @@ if tomb_released > 0 then
 end
 if rate_n and got > 0 then redis.call("HSET", control, "rw", window_start, "rc", window_count + got) end
 out[1] = redis.call("LLEN", pending)
-if out[1] == 0 then out[1] = redis.call("ZCARD", prio) end
+if out[1] == 0 then
+  local waiting = redis.pcall("ZCARD", prio)
+  out[1] = type(waiting) == "number" and waiting or 1  -- a prio set of the wrong type: the next call says so
+end
 return out

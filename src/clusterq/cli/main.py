@@ -45,7 +45,6 @@ from clusterq.cli.completion import script as completion_script
 from clusterq.connection.server_checks import memory_of_primaries, server_warnings
 from clusterq.connection.sync import DEFAULT_URL, REDIS_ERRORS, URL_ENV, connect, describe, parse_url
 from clusterq.exceptions import ClusterQError, NoSuchJobError, WorkerNameInUse
-from clusterq.observability.health import HealthServer
 from clusterq.scheduling.buffers import load_buffers
 from clusterq.scheduling.periodic import (
     CronScheduler,
@@ -69,6 +68,8 @@ EXIT_CONNECTION = 3
 EXIT_NAME_IN_USE = 4  # another running worker has this --name
 
 SETTINGS_ENV = "CLUSTERQ_SETTINGS"
+NOTIFY_CONFIG_ENV = "CLUSTERQ_NOTIFY_CONFIG"
+"""clusterq.observability.notify.CONFIG_ENV, named here so a worker without notifications does not import them."""
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -198,11 +199,11 @@ def _metrics_hooks(args: argparse.Namespace) -> list[Any]:
 def _notify_hooks(args: argparse.Namespace, metrics: list[Any]) -> list[Any]:
     """Notifications from ``--notify-config PATH``, else ``$CLUSTERQ_NOTIFY_CONFIG``, else the settings
     module's ``NOTIFY`` (a dict); counted in the metrics registry when ``--metrics-port`` is given."""
-    from clusterq.observability.notify import CONFIG_ENV, Notifications
-
-    source = args.notify_config or os.environ.get(CONFIG_ENV) or _setting(args, "NOTIFY")
+    source = args.notify_config or os.environ.get(NOTIFY_CONFIG_ENV) or _setting(args, "NOTIFY")
     if not source:
         return []
+    from clusterq.observability.notify import Notifications  # only when configured: ~5 ms of start-up
+
     registry = metrics[0].registry if metrics else None
     return [Notifications(source, registry=registry)]
 
@@ -211,6 +212,8 @@ def _health_hooks(args: argparse.Namespace) -> list[Any]:
     """``--health-port``: /livez and /readyz for Kubernetes probes (no extra needed)."""
     if args.health_port is None:
         return []
+    from clusterq.observability.health import HealthServer  # only when asked for: http.server is ~5 ms of start-up
+
     return [HealthServer(port=args.health_port, host=args.health_host)]
 
 

@@ -4,6 +4,7 @@ point) against every topology: worker, info, enqueue, empty, requeue; where the 
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -94,6 +95,15 @@ def test_worker_import_loads_a_module_before_the_pool_forks(url: str, qname: str
     ok(cli("worker", "--burst", "-c", "1", "-u", url, qname, env=subprocess_env, cwd=tmp_path))
     imported_in, ran_in = plain.return_value()
     assert imported_in == ran_in  # without it: imported by the child, at its first job
+
+
+def test_worker_command_freezes_the_heap_while_it_works_and_gives_it_back(url: str, qname: str) -> None:
+    from clusterq.cli.main import main
+
+    job = Queue(qname, url).enqueue("gc.get_freeze_count")  # run in this process by the solo pool
+    assert main(["worker", "--burst", "-q", "-P", "solo", "-u", url, qname]) == EXIT_OK
+    assert job.return_value() > 0  # the start-up heap was frozen while the worker ran
+    assert gc.get_freeze_count() == 0  # and is back in the collector's sight once it returned
 
 
 def test_worker_import_of_a_missing_module_is_a_usage_error(url: str, qname: str,

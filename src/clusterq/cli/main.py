@@ -157,13 +157,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
             raise
         print(f"clusterq: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    # What exists now (interpreter, redis-py, clusterq, the app's hooks) lives as long as the process: out of
-    # the cyclic collector's sight, a full collection no longer walks it (a pause of ~20 ms, in the middle of
-    # a job's hand-off when it falls there), and the pool's children, forked next, do not copy the pages such
-    # a collection would write to. This command owns its process; a Worker built in an application is not
-    # frozen.
-    gc.freeze()
-    worker.work(burst=args.burst, max_jobs=args.max_jobs)
+    # What exists now (interpreter, redis-py, clusterq, the app's hooks) lives as long as the worker: out of the
+    # cyclic collector's sight, a full collection no longer walks it (a pause of ~20 ms, in the middle of a
+    # job's hand-off when it falls there), and the pool's children, forked next, do not copy the pages such a
+    # collection would write to. Given back to the collector when the worker returns (the command may run
+    # inside a longer-lived process: a Flask or Django command, a test); a process that froze its heap itself
+    # is left as it is. A Worker built in an application is not frozen.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    try:
+        worker.work(burst=args.burst, max_jobs=args.max_jobs)
+    finally:
+        if freeze:
+            gc.unfreeze()
     return EXIT_OK
 
 

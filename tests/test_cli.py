@@ -4,6 +4,7 @@ point) against every topology: worker, info, enqueue, empty, requeue; where the 
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -67,6 +68,49 @@ def test_worker_burst_processes_every_job_of_its_queues_and_exits_0(
     assert "ValueError: on purpose" in failing.exc_info
     assert first.count == second.count == 0
     assert "5 processed (4 finished, 1 failed)" in result.stderr
+
+
+PRELOADED = """import os
+
+IMPORTED_IN = os.getpid()
+
+
+def where() -> list[int]:
+    return [IMPORTED_IN, os.getpid()]
+"""
+
+
+@pytest.mark.parametrize("how", ["flag", "settings"])
+def test_worker_import_loads_a_module_before_the_pool_forks(url: str, qname: str, tmp_path: Path,
+                                                            subprocess_env: dict[str, str], how: str) -> None:
+    (tmp_path / "preloaded_mod.py").write_text(PRELOADED)
+    (tmp_path / "preload_settings.py").write_text("IMPORTS = ['preloaded_mod']\n")
+    queue = Queue(qname, url)
+    preloaded, plain = queue.enqueue("preloaded_mod.where"), queue.enqueue("preloaded_mod.where")
+    given = ["--import", "preloaded_mod"] if how == "flag" else ["--settings", "preload_settings"]
+    ok(cli("worker", "--burst", "-c", "1", "--max-jobs", "1", *given, "-u", url, qname, env=subprocess_env,
+           cwd=tmp_path))
+    imported_in, ran_in = preloaded.return_value()
+    assert imported_in != ran_in  # imported by the supervisor, before it forked the child that ran the job
+    ok(cli("worker", "--burst", "-c", "1", "-u", url, qname, env=subprocess_env, cwd=tmp_path))
+    imported_in, ran_in = plain.return_value()
+    assert imported_in == ran_in  # without it: imported by the child, at its first job
+
+
+def test_worker_command_freezes_the_heap_while_it_works_and_gives_it_back(url: str, qname: str) -> None:
+    from clusterq.cli.main import main
+
+    job = Queue(qname, url).enqueue("gc.get_freeze_count")  # run in this process by the solo pool
+    assert main(["worker", "--burst", "-q", "-P", "solo", "-u", url, qname]) == EXIT_OK
+    assert job.return_value() > 0  # the start-up heap was frozen while the worker ran
+    assert gc.get_freeze_count() == 0  # and is back in the collector's sight once it returned
+
+
+def test_worker_import_of_a_missing_module_is_a_usage_error(url: str, qname: str,
+                                                            subprocess_env: dict[str, str]) -> None:
+    result = cli("worker", "--burst", "--import", "no_such_module_for_clusterq", "-u", url, qname, env=subprocess_env)
+    assert result.returncode == EXIT_USAGE
+    assert "no_such_module_for_clusterq" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_worker_max_jobs_stops_after_that_many(url: str, qname: str, subprocess_env: dict[str, str]) -> None:

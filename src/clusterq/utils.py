@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import time
 from collections.abc import Iterable
+from importlib import metadata
 from typing import Any
 
 from clusterq.exceptions import FunctionNotFound
@@ -39,6 +40,25 @@ def import_attribute(path: str) -> object:
         except AttributeError:
             raise FunctionNotFound(f"cannot import {path!r}: {module_name!r} has no attribute {attr_path!r}") from None
     return obj
+
+
+def entry_points(group: str) -> list[metadata.EntryPoint]:
+    """The entry points of ``group`` in the installed distributions, like
+    ``importlib.metadata.entry_points(group=group)`` (the first distribution of a name on ``sys.path`` wins),
+    but only the distributions whose ``entry_points.txt`` names the group are parsed: the standard call parses
+    every one, about 5 ms with a hundred packages installed, paid at each worker start."""
+    header = f"[{group}]"
+    seen: set[str] = set()
+    found: list[metadata.EntryPoint] = []
+    for dist in metadata.distributions():
+        name = getattr(dist, "_normalized_name", None) or str(dist.metadata["Name"] or "").lower().replace("-", "_")
+        if name in seen:
+            continue
+        seen.add(name)
+        text = dist.read_text("entry_points.txt")
+        if text and header in text:
+            found.extend(point for point in dist.entry_points if point.group == group)
+    return found
 
 
 def function_path(func: Any) -> str:

@@ -54,11 +54,10 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from clusterq.exceptions import FunctionNotFound
-from clusterq.utils import import_attribute
+from clusterq.utils import entry_points, import_attribute
 
 if TYPE_CHECKING:
     from clusterq.state.store import LeasedJob
@@ -218,7 +217,7 @@ def discover(refresh: bool = False) -> list[Any]:
     with _discover_lock:
         if _discovered is None or refresh:
             found = []
-            for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            for point in entry_points(ENTRY_POINT_GROUP):
                 try:
                     found.append(load_hook(point.load()))
                 except Exception as exc:  # a broken plugin must not stop the application

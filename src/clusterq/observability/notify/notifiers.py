@@ -30,11 +30,10 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
-from importlib import metadata
 from typing import Any, Protocol
 
 from clusterq.exceptions import FunctionNotFound
-from clusterq.utils import import_attribute
+from clusterq.utils import entry_points, import_attribute
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +239,7 @@ def discover(refresh: bool = False) -> tuple[dict[str, Callable[..., Any]], dict
         if _plugins is None or refresh:
             found: dict[str, Callable[..., Any]] = {}
             broken: dict[str, str] = {}
-            for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            for point in entry_points(ENTRY_POINT_GROUP):
                 try:
                     factory = point.load()
                     if not callable(factory):

@@ -34,17 +34,29 @@ def _expand(source: bytes, name: str, seen: set[str] | None = None) -> bytes:
             if part in seen:
                 continue
             seen.add(part)
-            # one step per joinpath: Python 3.10's Traversable takes a single child
-            path = resources.files(__package__).joinpath("lib").joinpath(f"{part}.lua")
-            if not path.is_file():
-                raise FileNotFoundError(f"{name}.lua includes {part!r}, but scripts/lib/{part}.lua does not exist")
-            line = _expand(path.read_bytes().rstrip(b"\n"), name, seen)
+            line = _expand(_library_part(name, part), name, seen)
         lines.append(line)
     return b"\n".join(lines)
 
 
+_DIR = resources.files(__package__)
+_PARTS: dict[str, bytes] = {}
+"""Library parts read so far: most scripts include the same few, read once each (start-up time)."""
+
+
+def _library_part(name: str, part: str) -> bytes:
+    source = _PARTS.get(part)
+    if source is None:
+        # one step per joinpath: Python 3.10's Traversable takes a single child
+        path = _DIR.joinpath("lib").joinpath(f"{part}.lua")
+        if not path.is_file():
+            raise FileNotFoundError(f"{name}.lua includes {part!r}, but scripts/lib/{part}.lua does not exist")
+        source = _PARTS[part] = path.read_bytes().rstrip(b"\n")
+    return source
+
+
 def _load(name: str) -> Script:
-    source = _expand(resources.files(__package__).joinpath(f"{name}.lua").read_bytes(), name)
+    source = _expand(_DIR.joinpath(f"{name}.lua").read_bytes(), name)
     return Script(name=name, source=source, sha=hashlib.sha1(source).hexdigest())
 
 

@@ -42,7 +42,8 @@ class System:
 
 SYSTEMS: tuple[System, ...] = (
     System(CLUSTERQ, CLUSTERQ, has_bulk=True, bulk_api="Queue.enqueue_many", burst=True, async_producer=True,
-           note="`clusterq worker --burst` with its defaults (process pool, one child per CPU); "
+           note="`clusterq worker --burst --import peer_tasks.plain` with its defaults (process pool, "
+                "one child per CPU); "
                 "AsyncQueue.enqueue for asyncio"),
     System(BASELINE, "redispy", has_worker=False,
            note="bare redis-py loop: one RPUSH of clusterq's enqueue size per round trip (not a peer)"),

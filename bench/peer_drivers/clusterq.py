@@ -1,7 +1,8 @@
 """clusterq, from the interpreter that runs the bench (where clusterq is importable).
 
 The worker is the ``clusterq worker`` command line with its defaults (a pool of long-lived child
-processes, one per CPU), run in this driver process: imported before READY, ``main([...])`` after GO.
+processes, one per CPU) and ``--import peer_tasks.plain`` (the job module), run in this driver process:
+imported before READY, ``main([...])`` after GO.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def latency(params: dict[str, Any]) -> dict[str, Any]:
 def worker(params: dict[str, Any], gate: Callable[[], None]) -> dict[str, Any]:
     from clusterq.cli.main import main as cli
 
-    argv = ["worker", "--url", params["url"], "--quiet"]
+    # --import: the job module is imported once at start, before the pool forks, as Huey, Celery, Dramatiq
+    # and arq import their app module; without it a child imports it on its first job.
+    argv = ["worker", "--url", params["url"], "--quiet", "--import", NOOP.rpartition(".")[0]]
     if params.get("pool"):
         argv += ["--pool", str(params["pool"])]
     if params.get("burst"):

@@ -170,7 +170,7 @@ class Fetcher:
                 calls = [T.lease_call(self.queue_keys[name], size, self.lease_ms, self.worker_name,
                                       self.failure_keep_ms) for name, sizes in plan for size in sizes]
                 riding = batch.calls if batch else []  # the outcomes go with the first lease calls only
-                settled, replies = T.split_results(run_each(self.store, [*riding, *calls]), riding, calls)
+                settled, replies = T.split_results(run_each(self.store, [*riding, *calls], packed=True), riding, calls)
                 if riding:
                     self.settle(batch, settled, done)
                 at = 0
@@ -185,7 +185,7 @@ class Fetcher:
                 run(lane, jobs)  # the solo pool runs them right here
         if batch and (due or len(self.outcomes) + sum(map(len, batch.parts)) >= SCRIPT_JOBS
                       or time.monotonic() - batch.since >= OUTCOME_DELAY_S):
-            self.settle(batch, run_each(self.store, batch.calls), done)
+            self.settle(batch, run_each(self.store, batch.calls, packed=True), done)
 
     def _leased_all(self, lane: Lane, name: str, sizes: list[int], replies: list[Any],
                     done: Fetched) -> list[T.LeasedJob]:
@@ -231,7 +231,7 @@ class Fetcher:
         self.set_aside.begin_round()
         batch = self.outcomes.take(exclude=frozenset() if everything else self.set_aside.waiting())
         if batch:
-            self.settle(batch, run_each(self.store, batch.calls), done)
+            self.settle(batch, run_each(self.store, batch.calls, packed=True), done)
         return done
 
     def settle(self, batch: Batch, results: list[Any], done: Fetched) -> Settled:

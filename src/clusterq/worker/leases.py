@@ -30,11 +30,15 @@ StopRequest = Callable[[str, str, str], None]
 """(queue, id, reason): a stop request for a job this worker holds."""
 
 
-def run_each(store: T.Store, calls: list[T.Call]) -> list[Any]:
+def run_each(store: T.Store, calls: list[T.Call], *, packed: bool = False) -> list[Any]:
     """Run ``calls`` in one round trip (per server); every call's reply, or the exception in its place.
-    A pipeline that fails as a whole (its server cannot be reached) puts its error in each place."""
+    A pipeline that fails as a whole (its server cannot be reached) puts its error in each place.
+
+    ``packed``: each call is packed whole (:mod:`clusterq.connection.packed`, no per-argument encoding by
+    redis-py): the worker's lease and complete pipelines, ~9 arguments per job. Sent again on a retried
+    connection error exactly as redis-py's pipeline sends them again (the connection's ``Retry``)."""
     try:
-        return store.run_many(calls, raise_on_error=False)
+        return store.run_many(calls, raise_on_error=False, packed=packed)
     except REDIS_ERRORS as exc:
         return [exc] * len(calls)
 

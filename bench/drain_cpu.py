@@ -15,12 +15,13 @@ average. CPU per job does not depend on how busy the machine is; jobs/s does.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
@@ -32,9 +33,11 @@ except ImportError:  # a checkout without installing: use its src/
 import redis  # noqa: E402
 
 from clusterq import Queue  # noqa: E402
+from clusterq.state import transitions as TR  # noqa: E402
 from clusterq.testing import Standalone  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
+NAMES = {t.script.sha: t.name for t in (TR.LEASE, TR.COMPLETE, TR.EXTEND)}
 
 
 def cpu_s(pid: int) -> float:
@@ -60,14 +63,17 @@ def redis_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
-def pinger(url: str, stop: threading.Event, samples: list[float]) -> None:
+def pinger(url: str, stop: Any, out: Any) -> None:
+    """PING 1 ms apart from a process of its own (as bench/peer_drivers/probe.py) until ``stop`` is set."""
     client = redis.Redis.from_url(url)
     client.ping()
+    samples: list[float] = []
     while not stop.is_set():
         started = time.perf_counter()
         client.ping()
         samples.append(time.perf_counter() - started)
-        time.sleep(0.002)
+        time.sleep(0.001)
+    out.send(samples)
 
 
 def one(server: Standalone, n: int, ping: bool) -> dict[str, float]:
@@ -80,6 +86,7 @@ def one(server: Standalone, n: int, ping: bool) -> dict[str, float]:
     client.config_set("slowlog-log-slower-than", 0)
     client.config_set("slowlog-max-len", 100_000)
     client.slowlog_reset()
+    client.config_resetstat()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(BENCH_DIR.parent / "src"), str(BENCH_DIR)]))
     worker = subprocess.Popen([sys.executable, "-m", "clusterq", "worker", "--url", server.url, "--quiet",
                                "--burst", "bench"], env=env)
@@ -91,11 +98,12 @@ def one(server: Standalone, n: int, ping: bool) -> dict[str, float]:
     rcpu0 = redis_cpu(client)
     left0 = queue.count
     started = time.perf_counter()
-    stop = threading.Event()
+    stop = multiprocessing.Event()
     samples: list[float] = []
-    thread = threading.Thread(target=pinger, args=(server.url, stop, samples), daemon=True)
+    ours, theirs = multiprocessing.Pipe()
+    probe = multiprocessing.Process(target=pinger, args=(server.url, stop, theirs), daemon=True)
     if ping:
-        thread.start()
+        probe.start()
     cpu1 = dict(cpu0)
     while worker.poll() is None:
         for pid in cpu1:
@@ -114,10 +122,18 @@ def one(server: Standalone, n: int, ping: bool) -> dict[str, float]:
     stop.set()
     worker.wait(timeout=60)
     if ping:
-        thread.join()
+        samples = ours.recv()
+        probe.join()
+    stats = client.info("commandstats")
     entries = client.slowlog_get(100_000)
     scripts = [e["duration"] / 1000 for e in entries
                if (e["command"] or b"").split(b" ")[0].upper() in (b"EVALSHA", b"EVAL")]
+    by_script: dict[str, list[int]] = {}
+    for e in entries:
+        words = (e["command"] or b"").split(b" ")
+        if words[0].upper() == b"EVALSHA" and len(words) > 1:
+            name = NAMES.get(words[1].decode(), "?")
+            by_script.setdefault(name, []).append(e["duration"])
     client.config_set("slowlog-log-slower-than", 10_000)
     jobs = left0  # jobs drained while measured (about: the queue empties before the last outcome lands)
     samples.sort()
@@ -131,6 +147,8 @@ def one(server: Standalone, n: int, ping: bool) -> dict[str, float]:
         "ping_p50": samples[len(samples) // 2] * 1000 if samples else 0.0,
         "ping_p99": samples[int(len(samples) * 0.99)] * 1000 if samples else 0.0,
         "pings": len(samples),
+        "evalsha": stats.get("cmdstat_evalsha", {}),
+        "scripts": {name: (len(d), sum(d) / len(d), max(d)) for name, d in by_script.items()},
     }
 
 
@@ -150,6 +168,9 @@ def main() -> int:
                   f"(busy {r['kids_busy']:.0%}), redis {r['redis_us']:.1f}; longest script {r['script_ms']:.3f} ms; "
                   f"PING p50/p99 {r['ping_p50']:.3f}/{r['ping_p99']:.3f} ms ({r['pings']}); load {load:.2f}",
                   flush=True)
+            print(f"    evalsha commandstats: {r['evalsha']}")
+            for name, (calls, mean, longest) in sorted(r["scripts"].items()):
+                print(f"    {name}: {calls} calls, mean {mean:.0f} us, longest {longest} us")
     finally:
         server.stop()
     return 0

@@ -92,8 +92,14 @@ def _get_connection(pool: Any) -> Any:
         return pool.get_connection("EVALSHA")
 
 
+def _joined(packed: Sequence[bytes]) -> Sequence[bytes]:
+    """The commands as one buffer: redis-py's ``send_packed_command`` makes one ``sendall`` per item, and
+    each system call to the server's socket may wake it (and switch to it) once more."""
+    return packed if len(packed) < 2 else (b"".join(packed),)
+
+
 def _send_and_read(conn: Any, packed: Sequence[bytes], replies: int) -> list[Any]:
-    conn.send_packed_command(packed)
+    conn.send_packed_command(_joined(packed))
     results: list[Any] = []
     for _ in range(replies):
         try:
@@ -125,7 +131,7 @@ async def _aget_connection(pool: Any) -> Any:
 
 
 async def _asend_and_read(conn: Any, packed: Sequence[bytes], replies: int) -> list[Any]:
-    await conn.send_packed_command(packed)
+    await conn.send_packed_command(_joined(packed))
     results: list[Any] = []
     for _ in range(replies):
         try:

@@ -118,9 +118,10 @@ def _serve(conn: Connection, executor: Executor, max_jobs: int | None,
                 reports.clear()
             else:
                 _send_plain(fd, (job.queue, job.id, outcome_values))
-        if (max_jobs is not None and done >= max_jobs) or (max_memory_mb is not None and _rss_mb() > max_memory_mb):
+        rss_mb = _rss_mb() if max_memory_mb is not None else 0.0  # a read of /proc: only when it is watched
+        if (max_jobs is not None and done >= max_jobs) or (max_memory_mb is not None and rss_mb > max_memory_mb):
             return done, True
-        conn.send(("idle", done, _rss_mb()))
+        _send_plain(fd, ("idle", done, rss_mb))
 
 
 def _send_plain(fd: int, message: tuple[Any, ...]) -> None:

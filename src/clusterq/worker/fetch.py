@@ -129,6 +129,9 @@ class Fetcher:
         self.failure_keep_ms = failure_keep_ms
         self.held_back: dict[str, float] = {}  # rate-limited queue -> when (monotonic) to lease again
         self.to_forward: list[tuple[str, str]] = []  # outbox intents our completions wrote
+        # Called while a lease round trip is in flight (the worker takes its children's outcomes meanwhile):
+        # the supervisor's share of the work overlaps the server's instead of following it.
+        self.while_waiting: Callable[[], None] | None = None
 
     def fetch(self, lanes: list[Lane], budget: int | None, batch_size: Callable[[Lane], int],
               run: Callable[[Lane, list[T.LeasedJob]], None], *, due: bool = True) -> Fetched:
@@ -181,7 +184,7 @@ class Fetcher:
                 calls = [T.lease_call(self.queue_keys[name], size, self.lease_ms, self.worker_name,
                                       self.failure_keep_ms) for name, sizes in plan for size in sizes]
                 riding = batch.calls if batch else []  # the outcomes go with the first lease calls only
-                results = run_each(self.store, [*riding, *calls], packed=True)
+                results = run_each(self.store, [*riding, *calls], packed=True, while_waiting=self.while_waiting)
                 settled, replies = T.split_results(results, riding, calls)
                 if riding:
                     self.settle(batch, settled, done)

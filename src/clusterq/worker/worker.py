@@ -216,6 +216,7 @@ class Worker(lifecycle.Lifecycle):
         self.outcomes.logged = self.outcomes_logged
         self.fetcher = Fetcher(self.store, self.queue_keys, self.leases, self.outcomes, self.set_aside,
                                self.lanes, worker_name=self.name, failure_keep_ms=self.failure_keep_ms)
+        self.fetcher.while_waiting = self._collect_children
         self.maintenance = Maintenance(self.connection, self.store, self.forwarder, self.queue_keys,
                                        max_attempts=s.max_attempts, failure_keep_ms=self.failure_keep_ms,
                                        interval_s=s.maintenance_interval_s, trim_interval_s=s.trim_interval_s,
@@ -400,6 +401,13 @@ class Worker(lifecycle.Lifecycle):
             return leased or None
         self._backoff_s = 0.0
         return leased
+
+    def _collect_children(self) -> None:
+        """While a lease round trip is in flight: take the outcomes the process pools' children sent (they
+        ride with the next round trip), so this work overlaps the server's instead of following it."""
+        for lane in self.lanes:
+            if lane.pool.kind == "process":
+                self._absorb(lane.pool.collect())
 
     def _batch_size(self, lane: Lane) -> int:
         return max(1, min(self.max_batch, int(self.batch_target_s / max(lane.avg_job_s, 1e-6))))

@@ -76,7 +76,7 @@ def pinger(url: str, stop: Any, out: Any) -> None:
     out.send(samples)
 
 
-def one(server: Standalone, n: int, ping: bool) -> dict[str, float]:
+def one(server: Standalone, n: int, ping: bool, extra: list[str]) -> dict[str, Any]:
     client = redis.Redis.from_url(server.url)
     client.flushall()
     queue = Queue("bench", connection=server.url)
@@ -89,7 +89,7 @@ def one(server: Standalone, n: int, ping: bool) -> dict[str, float]:
     client.config_resetstat()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(BENCH_DIR.parent / "src"), str(BENCH_DIR)]))
     worker = subprocess.Popen([sys.executable, "-m", "clusterq", "worker", "--url", server.url, "--quiet",
-                               "--burst", "bench"], env=env)
+                               "--burst", *extra, "bench"], env=env)
     # Wait for the first job to leave the queue: the drain has begun (start-up excluded).
     while queue.count == n and worker.poll() is None:
         time.sleep(0.001)
@@ -156,12 +156,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=50_000)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--round-jobs", type=int, help="the worker's --round-jobs (default: its own)")
     parser.add_argument("--no-ping", action="store_true", help="no PING probe (it costs the server a little)")
     args = parser.parse_args()
     server = Standalone().start()
     try:
         for rep in range(args.reps):
-            r = one(server, args.jobs, not args.no_ping)
+            extra = ["--round-jobs", str(args.round_jobs)] if args.round_jobs else []
+            r = one(server, args.jobs, not args.no_ping, extra)
             load = os.getloadavg()[0]
             print(f"rep {rep + 1}: {r['rate']:,.0f} jobs/s ({r['jobs']:,} in {r['seconds']:.2f} s); CPU us/job: "
                   f"supervisor {r['sup_us']:.1f} (busy {r['sup_busy']:.0%}), children {r['kids_us']:.1f} "

@@ -21,6 +21,7 @@ from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.worker.leases import Leases, run_each
 from clusterq.worker.outcomes import SCRIPT_JOBS, Batch, Outcomes, Settled, chunks, log_lost
+from clusterq.worker.settings import ROUND_JOBS
 
 if TYPE_CHECKING:
     from clusterq.worker.lanes import Lane
@@ -32,11 +33,6 @@ UNREACHABLE = (ConnectionError, TimeoutError, ClusterDownError, OSError)
 OUTCOME_DELAY_S = 0.005
 """How long a busy worker lets an outcome wait for the next lease's round trip (or for more outcomes)
 before sending it on its own."""
-ROUND_JOBS = int(__import__("os").environ.get("CQ_ROUND_JOBS", "100"))  # EXPERIMENT
-"""The most jobs one round trip to Redis carries, leased and recorded together (half of it each when both
-wait). Redis runs a pipeline's scripts back to back, so every other client waits behind a whole round
-trip's work: at ~10 us of server time per job leased or recorded, 100 keep that under about a millisecond,
-while a busy worker still makes one round trip per ~50 jobs run."""
 SET_ASIDE_MIN_S = 0.5
 SET_ASIDE_MAX_S = 30.0
 SET_ASIDE_UNREACHABLE_MAX_S = 1.0
@@ -132,6 +128,7 @@ class Fetcher:
         # Called while a lease round trip is in flight (the worker takes its children's outcomes meanwhile):
         # the supervisor's share of the work overlaps the server's instead of following it.
         self.while_waiting: Callable[[], None] | None = None
+        self.round_jobs = ROUND_JOBS
 
     def fetch(self, lanes: list[Lane], budget: int | None, batch_size: Callable[[Lane], int],
               run: Callable[[Lane, list[T.LeasedJob]], None], *, due: bool = True) -> Fetched:
@@ -143,13 +140,13 @@ class Fetcher:
         done = Fetched()
         self.set_aside.begin_round()
         since = self.outcomes.since
-        # A round trip carries at most ROUND_JOBS jobs: the outcomes first, but no more than half of it
-        # when jobs are to be leased too (the rest of them ride with the next round trip, very soon).
-        wanted = sum(lane.pool.free() for lane in lanes)
-        batch = self.outcomes.take(exclude=self.set_aside.waiting(),
-                                   limit=ROUND_JOBS // 2 if wanted else ROUND_JOBS)
+        # A round trip carries at most round_jobs jobs: the outcomes first, but no more than half of them
+        # when jobs are to be leased too (the rest ride with the next round trip, very soon).
+        cap = max(2, self.round_jobs)
+        wanted = any(lane.pool.free() for lane in lanes)
+        batch = self.outcomes.take(exclude=self.set_aside.waiting(), limit=cap // 2 if wanted else cap)
         batch.since = since
-        lease_cap = ROUND_JOBS - sum(map(len, batch.parts))
+        lease_cap = cap - sum(map(len, batch.parts))
         budget = lease_cap if budget is None else min(budget, lease_cap)
         try:
             self._lease_for(lanes, budget, batch_size, run, batch, done, due)
@@ -245,8 +242,8 @@ class Fetcher:
         done = Fetched()
         self.set_aside.begin_round()
         exclude: set[str] | frozenset[str] = frozenset() if everything else self.set_aside.waiting()
-        while True:  # round trips of at most ROUND_JOBS outcomes each
-            batch = self.outcomes.take(exclude=exclude, limit=ROUND_JOBS)
+        while True:  # round trips of at most round_jobs outcomes each
+            batch = self.outcomes.take(exclude=exclude, limit=max(1, self.round_jobs))
             if not batch:
                 return done
             settled = self.settle(batch, run_each(self.store, batch.calls, packed=True), done)

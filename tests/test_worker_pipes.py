@@ -20,7 +20,7 @@ def test_frames_are_parsed_whole_and_a_partial_one_waits_for_its_rest() -> None:
     try:
         messages: list[Any] = [("q", str(i), (str(i), i, "finished", b"x" * i)) for i in range(50)]
         for message in messages[:10]:
-            P._send_plain(child.fileno(), message)
+            P._send_plain(child, child.fileno(), message)
         child.send(("idle", 10, 0.0))  # Connection.send: the same framing
         whole = P._HEADER.pack(len(pickle.dumps(messages[10]))) + pickle.dumps(messages[10])
         os.write(child.fileno(), whole[:7])  # half a frame

@@ -117,18 +117,21 @@ def _serve(conn: Connection, executor: Executor, max_jobs: int | None,
                 conn.send((job.queue, job.id, outcome_values, reports[:]))
                 reports.clear()
             else:
-                _send_plain(fd, (job.queue, job.id, outcome_values))
+                _send_plain(conn, fd, (job.queue, job.id, outcome_values))
         rss_mb = _rss_mb() if max_memory_mb is not None else 0.0  # a read of /proc: only when it is watched
         if (max_jobs is not None and done >= max_jobs) or (max_memory_mb is not None and rss_mb > max_memory_mb):
             return done, True
-        _send_plain(fd, ("idle", done, rss_mb))
+        _send_plain(conn, fd, ("idle", done, rss_mb))
 
 
-def _send_plain(fd: int, message: tuple[Any, ...]) -> None:
+def _send_plain(conn: Connection, fd: int, message: tuple[Any, ...]) -> None:
     """``conn.send(message)`` for a message of plain values (an outcome), in one ``os.write``: the frame is
     multiprocessing's own (a 4-byte big-endian length, then the pickle), so the supervisor reads it like
     any other, without ``Connection.send``'s ForkingPickler and checks per job."""
     data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    if len(data) > 0x7FFFFFFF:  # past 2 GiB: multiprocessing's long header
+        conn.send(message)
+        return
     frame = memoryview(_HEADER.pack(len(data)) + data)
     while frame:
         frame = frame[os.write(fd, frame):]

@@ -159,12 +159,13 @@ class Fetcher:
     def _lease_for(self, lanes: list[Lane], budget: int | None, batch_size: Callable[[Lane], int],
                    run: Callable[[Lane, list[T.LeasedJob]], None], batch: Batch, done: Fetched,
                    due: bool = True) -> None:
-        for lane in lanes:
-            free = lane.pool.free()
-            if not free:
-                continue
+        open_lanes = [(lane, free) for lane, free in ((lane, lane.pool.free()) for lane in lanes) if free]
+        for index, (lane, free) in enumerate(open_lanes):
             per_slot = batch_size(lane) if lane.pool.batches else 1
-            room = free * per_slot if budget is None else min(free * per_slot, budget - done.leased)
+            room = free * per_slot
+            if budget is not None:  # each lane with a free slot gets its share (what one before left goes on)
+                left = budget - done.leased
+                room = min(room, -(-left // (len(open_lanes) - index)))
             if room <= 0:
                 continue
             jobs: list[T.LeasedJob] = []

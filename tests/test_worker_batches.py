@@ -69,3 +69,31 @@ def test_a_worker_with_large_batches_and_two_batches_in_flight_runs_every_job_on
     assert worker.work(burst=True) == 600
     assert queue.finished_job_registry.count == 600
     assert queue.count == 0 and queue.started_job_registry.count == 0
+
+
+def test_a_round_trip_budget_takes_the_oldest_outcomes_and_keeps_the_rest_in_order() -> None:
+    outcomes = Outcomes({"a": K.QueueKeys("a"), "b": K.QueueKeys("b")})
+    for job_id in ("a1", "a2", "a3"):
+        outcomes.add("a", _outcome(job_id))
+    for job_id in ("b1", "b2"):
+        outcomes.add("b", _outcome(job_id))
+    first = outcomes.take(limit=4)
+    assert [[o.id for o in part] for part in first.parts] == [["a1", "a2", "a3"], ["b1"]]
+    assert len(outcomes) == 1
+    first.unsent()  # back at the head of each queue's outcomes, ahead of what stayed
+    again = outcomes.take(limit=4)
+    assert sum(map(len, again.parts)) == 4 and len(outcomes) == 1
+    again.unsent()
+    rest = outcomes.take()
+    assert {q: [o.id for o in outs] for q, outs in zip(rest.queues, rest.parts)} == {
+        "a": ["a1", "a2", "a3"], "b": ["b1", "b2"]}
+    assert not outcomes
+
+
+def test_a_worker_with_a_small_round_trip_budget_runs_every_job_once(url: str, qname: str) -> None:
+    queue = Queue(qname, url)
+    queue.enqueue_many([Queue.prepare_data("jobs.noop") for _ in range(300)])
+    worker = Worker([queue], pool="process", concurrency=2, round_jobs=7, install_signal_handlers=False)
+    assert worker.work(burst=True) == 300
+    assert queue.finished_job_registry.count == 300
+    assert queue.count == 0 and queue.started_job_registry.count == 0

@@ -223,6 +223,9 @@ def _history(value: Any) -> int:
 
 
 _alarm_limit_s = 0.0
+# The handler as installed: signal.getsignal converts it to an enum member when it can (a failed lookup,
+# ~5 us per job); the raw function is all the check needs.
+_getsignal: Callable[[int], Any] = getattr(sys.modules.get("_signal"), "getsignal", signal.getsignal)
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
@@ -247,7 +250,7 @@ class time_limit:
         global _alarm_limit_s
         if self.seconds <= 0 or threading.current_thread() is not threading.main_thread():
             return
-        if signal.getsignal(signal.SIGALRM) is not _on_alarm:
+        if _getsignal(signal.SIGALRM) is not _on_alarm:
             signal.signal(signal.SIGALRM, _on_alarm)
         _alarm_limit_s = self.seconds
         signal.setitimer(signal.ITIMER_REAL, self.seconds)
@@ -429,7 +432,7 @@ class Executor:
             try:
                 with time_limit(spec.timeout_s if self.time_limits else 0):
                     value = func(*args, **kwargs)
-                    if inspect.isawaitable(value):
+                    if value is not None and inspect.isawaitable(value):
                         value = asyncio.run(_awaited(value))
             except Exception as exc:
                 error = exc

@@ -57,7 +57,7 @@ from clusterq.scheduling.periodic import (
 )
 from clusterq.signing import KEY_ENV, read_key_file
 from clusterq.worker.pools.factory import POOL_KINDS
-from clusterq.worker.settings import DEFAULT_LEASE_S
+from clusterq.worker.settings import DEFAULT_LEASE_S, ROUND_JOBS
 from clusterq.worker.worker import Worker, list_workers
 
 # Named exit codes (Dramatiq's habit): scripts and supervisors can tell failures apart.
@@ -193,6 +193,7 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         allow=args.allow or _setting(args, "ALLOW"),
         lease_s=args.lease_s or _setting(args, "LEASE_S", DEFAULT_LEASE_S),
         max_attempts=args.max_attempts or _setting(args, "MAX_ATTEMPTS", 3),
+        round_jobs=args.round_jobs or _setting(args, "ROUND_JOBS", ROUND_JOBS),
         serializer=args.serializer or _setting(args, "SERIALIZER"),
         signing_key=signing_keys(args),
         periodic=periodic,
@@ -640,6 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-s", type=float, help="seconds a job stays leased without a heartbeat; a dead worker's jobs "
                    f"run again about this long after it died ({DEFAULT_LEASE_S:g})")
     p.add_argument("--max-attempts", type=int, help="leases before a job whose worker died fails (3)")
+    p.add_argument("--round-jobs", type=int, metavar="N",
+                   help=f"the most jobs one round trip to Redis leases and records together ({ROUND_JOBS}); lower: "
+                        "other clients of that Redis wait less behind the worker's scripts, at some throughput")
     p.add_argument("--serializer", help="json (default), pickle, or a dotted path")
     p.add_argument("-P", "--pool", choices=POOL_KINDS, default="process",
                    help="where jobs run: process (default: long-lived children), fork (a child per job), "

@@ -92,8 +92,26 @@ def _get_connection(pool: Any) -> Any:
         return pool.get_connection("EVALSHA")
 
 
-def _send_and_read(conn: Any, packed: Sequence[bytes], replies: int) -> list[Any]:
-    conn.send_packed_command(packed)
+def _joined(packed: Sequence[bytes]) -> Sequence[bytes]:
+    """The commands as one buffer: redis-py's ``send_packed_command`` makes one ``sendall`` per item, and
+    each system call to the server's socket may wake it (and switch to it) once more."""
+    return packed if len(packed) < 2 else (b"".join(packed),)
+
+
+def _send_and_read(conn: Any, packed: Sequence[bytes], replies: int,
+                   waiting: list[Callable[[], None]] | None = None,
+                   failures: list[BaseException] | None = None) -> list[Any]:
+    conn.send_packed_command(_joined(packed))
+    while waiting:  # the first attempt only: taken from the list
+        try:
+            waiting.pop()()
+        except BaseException as exc:  # raised once the replies are read (and outside the Retry: not resent)
+            if failures is not None:
+                failures.append(exc)
+    return _read_replies(conn, replies)
+
+
+def _read_replies(conn: Any, replies: int) -> list[Any]:
     results: list[Any] = []
     for _ in range(replies):
         try:
@@ -103,18 +121,27 @@ def _send_and_read(conn: Any, packed: Sequence[bytes], replies: int) -> list[Any
     return results
 
 
-def exchange(client: Any, packed: Sequence[bytes]) -> list[Any]:
+def exchange(client: Any, packed: Sequence[bytes], while_waiting: Callable[[], None] | None = None) -> list[Any]:
     """Send the packed commands on one of ``client``'s connections, one reply each, in order; an error
     reply is returned in its command's place (as redis-py's pipeline does with ``raise_on_error=False``).
     A connection or timeout error the connection's ``Retry`` covers closes the connection and sends all
-    of them again (what redis-py does for a pipeline: the callers' scripts are safe to repeat)."""
+    of them again (what redis-py does for a pipeline: the callers' scripts are safe to repeat).
+
+    ``while_waiting`` is called once, after the commands are sent and before their replies are read: work
+    that overlaps the server's (a worker reads its children's outcomes meanwhile). It must not use this
+    connection; what it raises is raised once the replies are read (so none is left unread)."""
     pool = client.connection_pool
     conn = _get_connection(pool)
+    waiting = [while_waiting] if while_waiting is not None else None
+    failures: list[BaseException] = []
     try:
-        return conn.retry.call_with_retry(  # type: ignore[no-any-return]
-            lambda: _send_and_read(conn, packed, len(packed)), lambda error: conn.disconnect())
+        results: list[Any] = conn.retry.call_with_retry(
+            lambda: _send_and_read(conn, packed, len(packed), waiting, failures), lambda error: conn.disconnect())
     finally:
         pool.release(conn)
+    if failures:
+        raise failures[0]
+    return results
 
 
 async def _aget_connection(pool: Any) -> Any:
@@ -125,7 +152,7 @@ async def _aget_connection(pool: Any) -> Any:
 
 
 async def _asend_and_read(conn: Any, packed: Sequence[bytes], replies: int) -> list[Any]:
-    await conn.send_packed_command(packed)
+    await conn.send_packed_command(_joined(packed))
     results: list[Any] = []
     for _ in range(replies):
         try:

@@ -17,7 +17,7 @@ on one side). :meth:`Store.run` retries those with a short back-off until the sl
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -463,16 +463,21 @@ class Store:
         except NoScriptError:
             return self.client.eval(call.script.source.decode(), n, *call.keys, *call.args)
 
-    def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True, packed: bool = False) -> list[Any]:
+    def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True, packed: bool = False,
+                 while_waiting: Callable[[], None] | None = None) -> list[Any]:
         """Run several transitions in one pipeline per server; results in the order of ``calls``.
 
         With ``raise_on_error=False`` a failed call's slot holds its exception instead of raising, so
         the caller can tell which transitions happened. ``packed``: the calls are safe to send twice (an
-        enqueue), and each is packed whole (:meth:`run_packed`).
+        enqueue), and each is packed whole (:meth:`run_packed`). ``while_waiting`` (with ``packed``, on a
+        standalone or Sentinel server): called once while the server runs them, between sending and
+        reading (:func:`~clusterq.connection.packed.exchange`); it may not be called at all.
         """
         if not calls:
             return []
-        if len(calls) == 1 and not (self.fail_fast and isinstance(self.client, RedisCluster)):
+        if isinstance(self.client, RedisCluster) or not packed:
+            while_waiting = None
+        if len(calls) == 1 and while_waiting is None and not (self.fail_fast and isinstance(self.client, RedisCluster)):
             try:
                 results: list[Any] = [self.run_packed(calls[0]) if packed else self.run(calls[0])]
             except REDIS_ERRORS as exc:
@@ -480,15 +485,16 @@ class Store:
         elif isinstance(self.client, RedisCluster):
             results = self._run_many_cluster(calls, packed)
         else:
-            results = self._pipeline(self.client, calls, packed)
+            results = self._pipeline(self.client, calls, packed, while_waiting)
         if raise_on_error:
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
         return results
 
-    def _pipeline(self, client: redis.Redis, calls: Sequence[Call], packed: bool = False) -> list[Any]:
-        results = self._packed_pipeline(client, calls) if packed else None
+    def _pipeline(self, client: redis.Redis, calls: Sequence[Call], packed: bool = False,
+                  while_waiting: Callable[[], None] | None = None) -> list[Any]:
+        results = self._packed_pipeline(client, calls, while_waiting) if packed else None
         if results is not None:
             return results
         pipe = client.pipeline(transaction=False)
@@ -500,7 +506,8 @@ class Store:
                 results[index] = self._run_or_error(calls[index])
         return results
 
-    def _packed_pipeline(self, client: redis.Redis, calls: Sequence[Call]) -> list[Any] | None:
+    def _packed_pipeline(self, client: redis.Redis, calls: Sequence[Call],
+                         while_waiting: Callable[[], None] | None = None) -> list[Any] | None:
         """:meth:`_pipeline` with each call packed whole; None if the client or an argument cannot be
         (the caller pipelines through redis-py)."""
         if not packable(client):
@@ -511,7 +518,7 @@ class Store:
             if command is None:
                 return None
             commands.append(command)
-        results = exchange(client, commands)
+        results = exchange(client, commands, while_waiting)
         for index, result in enumerate(results):
             if isinstance(result, NoScriptError):
                 results[index] = self._run_or_error(calls[index])

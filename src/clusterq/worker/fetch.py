@@ -21,6 +21,7 @@ from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.worker.leases import Leases, run_each
 from clusterq.worker.outcomes import SCRIPT_JOBS, Batch, Outcomes, Settled, chunks, log_lost
+from clusterq.worker.settings import ROUND_JOBS
 
 if TYPE_CHECKING:
     from clusterq.worker.lanes import Lane
@@ -124,6 +125,10 @@ class Fetcher:
         self.failure_keep_ms = failure_keep_ms
         self.held_back: dict[str, float] = {}  # rate-limited queue -> when (monotonic) to lease again
         self.to_forward: list[tuple[str, str]] = []  # outbox intents our completions wrote
+        # Called while a lease round trip is in flight (the worker takes its children's outcomes meanwhile):
+        # the supervisor's share of the work overlaps the server's instead of following it.
+        self.while_waiting: Callable[[], None] | None = None
+        self.round_jobs = ROUND_JOBS
 
     def fetch(self, lanes: list[Lane], budget: int | None, batch_size: Callable[[Lane], int],
               run: Callable[[Lane, list[T.LeasedJob]], None], *, due: bool = True) -> Fetched:
@@ -135,8 +140,14 @@ class Fetcher:
         done = Fetched()
         self.set_aside.begin_round()
         since = self.outcomes.since
-        batch = self.outcomes.take(exclude=self.set_aside.waiting())
+        # A round trip carries at most round_jobs jobs: the outcomes first, but no more than half of them
+        # when jobs are to be leased too (the rest ride with the next round trip, very soon).
+        cap = max(2, self.round_jobs)
+        wanted = any(lane.pool.free() for lane in lanes)
+        batch = self.outcomes.take(exclude=self.set_aside.waiting(), limit=cap // 2 if wanted else cap)
         batch.since = since
+        lease_cap = cap - sum(map(len, batch.parts))
+        budget = lease_cap if budget is None else min(budget, lease_cap)
         try:
             self._lease_for(lanes, budget, batch_size, run, batch, done, due)
         finally:
@@ -148,12 +159,13 @@ class Fetcher:
     def _lease_for(self, lanes: list[Lane], budget: int | None, batch_size: Callable[[Lane], int],
                    run: Callable[[Lane, list[T.LeasedJob]], None], batch: Batch, done: Fetched,
                    due: bool = True) -> None:
-        for lane in lanes:
-            free = lane.pool.free()
-            if not free:
-                continue
+        open_lanes = [(lane, free) for lane, free in ((lane, lane.pool.free()) for lane in lanes) if free]
+        for index, (lane, free) in enumerate(open_lanes):
             per_slot = batch_size(lane) if lane.pool.batches else 1
-            room = free * per_slot if budget is None else min(free * per_slot, budget - done.leased)
+            room = free * per_slot
+            if budget is not None:  # each lane with a free slot gets its share (what one before left goes on)
+                left = budget - done.leased
+                room = min(room, -(-left // (len(open_lanes) - index)))
             if room <= 0:
                 continue
             jobs: list[T.LeasedJob] = []
@@ -170,7 +182,8 @@ class Fetcher:
                 calls = [T.lease_call(self.queue_keys[name], size, self.lease_ms, self.worker_name,
                                       self.failure_keep_ms) for name, sizes in plan for size in sizes]
                 riding = batch.calls if batch else []  # the outcomes go with the first lease calls only
-                settled, replies = T.split_results(run_each(self.store, [*riding, *calls]), riding, calls)
+                results = run_each(self.store, [*riding, *calls], packed=True, while_waiting=self.while_waiting)
+                settled, replies = T.split_results(results, riding, calls)
                 if riding:
                     self.settle(batch, settled, done)
                 at = 0
@@ -185,7 +198,7 @@ class Fetcher:
                 run(lane, jobs)  # the solo pool runs them right here
         if batch and (due or len(self.outcomes) + sum(map(len, batch.parts)) >= SCRIPT_JOBS
                       or time.monotonic() - batch.since >= OUTCOME_DELAY_S):
-            self.settle(batch, run_each(self.store, batch.calls), done)
+            self.settle(batch, run_each(self.store, batch.calls, packed=True), done)
 
     def _leased_all(self, lane: Lane, name: str, sizes: list[int], replies: list[Any],
                     done: Fetched) -> list[T.LeasedJob]:
@@ -229,10 +242,14 @@ class Fetcher:
         """Send the buffered outcomes now (nothing to lease); ``everything``: those of set-aside queues too."""
         done = Fetched()
         self.set_aside.begin_round()
-        batch = self.outcomes.take(exclude=frozenset() if everything else self.set_aside.waiting())
-        if batch:
-            self.settle(batch, run_each(self.store, batch.calls), done)
-        return done
+        exclude: set[str] | frozenset[str] = frozenset() if everything else self.set_aside.waiting()
+        while True:  # round trips of at most round_jobs outcomes each
+            batch = self.outcomes.take(exclude=exclude, limit=max(1, self.round_jobs))
+            if not batch:
+                return done
+            settled = self.settle(batch, run_each(self.store, batch.calls, packed=True), done)
+            if settled.failed:  # put back: not sent again in this flush
+                return done
 
     def settle(self, batch: Batch, results: list[Any], done: Fetched) -> Settled:
         settled = batch.settle(results)

@@ -30,11 +30,17 @@ StopRequest = Callable[[str, str, str], None]
 """(queue, id, reason): a stop request for a job this worker holds."""
 
 
-def run_each(store: T.Store, calls: list[T.Call]) -> list[Any]:
+def run_each(store: T.Store, calls: list[T.Call], *, packed: bool = False,
+             while_waiting: Callable[[], None] | None = None) -> list[Any]:
     """Run ``calls`` in one round trip (per server); every call's reply, or the exception in its place.
-    A pipeline that fails as a whole (its server cannot be reached) puts its error in each place."""
+    A pipeline that fails as a whole (its server cannot be reached) puts its error in each place.
+
+    ``packed``: each call is packed whole (:mod:`clusterq.connection.packed`, no per-argument encoding by
+    redis-py): the worker's lease and complete pipelines, ~9 arguments per job. Sent again on a retried
+    connection error exactly as redis-py's pipeline sends them again (the connection's ``Retry``).
+    ``while_waiting``: see :meth:`~clusterq.state.store.Store.run_many`."""
     try:
-        return store.run_many(calls, raise_on_error=False)
+        return store.run_many(calls, raise_on_error=False, packed=packed, while_waiting=while_waiting)
     except REDIS_ERRORS as exc:
         return [exc] * len(calls)
 

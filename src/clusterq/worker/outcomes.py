@@ -141,11 +141,23 @@ class Outcomes:
         self._buffer.setdefault(queue, [])[:0] = outcomes
         self._count += len(outcomes)
 
-    def take(self, exclude: set[str] | frozenset[str] = frozenset()) -> Batch:
-        """Take every buffered outcome (except those of the queues in ``exclude``, which stay) for sending."""
-        taken = {q: outs for q, outs in self._buffer.items() if q not in exclude}
-        for queue, outs in taken.items():
-            del self._buffer[queue]
+    def take(self, exclude: set[str] | frozenset[str] = frozenset(), limit: int | None = None) -> Batch:
+        """Take the buffered outcomes (except those of the queues in ``exclude``, which stay) for sending:
+        all of them, or the ``limit`` that finished first (queue by queue; the rest stay, in order)."""
+        taken: dict[str, list[T.Outcome]] = {}
+        room = self._count if limit is None else limit
+        for queue in list(self._buffer):
+            if room <= 0:
+                break
+            if queue in exclude:
+                continue
+            outs = self._buffer[queue]
+            if len(outs) <= room:
+                del self._buffer[queue]
+            else:
+                outs, self._buffer[queue] = outs[:room], outs[room:]
+            taken[queue] = outs
+            room -= len(outs)
             self._count -= len(outs)
         return Batch(self, taken)
 

@@ -66,7 +66,7 @@ from clusterq.worker.partition_refresh import PartitionRefresh
 from clusterq.worker.partition_sweep import PartitionSweep
 from clusterq.worker.pools.factory import Finished, Notifier, Pool, make_pool
 from clusterq.worker.registration import WorkerInfo, list_workers
-from clusterq.worker.settings import DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, WorkerSettings
+from clusterq.worker.settings import DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, ROUND_JOBS, WorkerSettings
 from clusterq.worker.wakeup import Waker
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,7 @@ class Worker(lifecycle.Lifecycle):
         default_timeout_s: float = DEFAULT_JOB_TIMEOUT_S,
         max_batch: int = 100,
         batch_target_s: float = 0.05,
+        round_jobs: int = ROUND_JOBS,
         idle_poll_s: float = 30.0,
         maintenance_interval_s: float = 8.0,
         trim_interval_s: float = 300.0,
@@ -154,7 +155,8 @@ class Worker(lifecycle.Lifecycle):
     ) -> None:
         self.settings = s = WorkerSettings.merge(settings, {
             "lease_s": lease_s, "max_attempts": max_attempts, "default_timeout_s": default_timeout_s,
-            "max_batch": max_batch, "batch_target_s": batch_target_s, "idle_poll_s": idle_poll_s,
+            "max_batch": max_batch, "batch_target_s": batch_target_s, "round_jobs": round_jobs,
+            "idle_poll_s": idle_poll_s,
             "maintenance_interval_s": maintenance_interval_s, "trim_interval_s": trim_interval_s,
             "install_signal_handlers": install_signal_handlers})
         first = queues[0] if isinstance(queues, (list, tuple)) and queues else queues
@@ -216,6 +218,8 @@ class Worker(lifecycle.Lifecycle):
         self.outcomes.logged = self.outcomes_logged
         self.fetcher = Fetcher(self.store, self.queue_keys, self.leases, self.outcomes, self.set_aside,
                                self.lanes, worker_name=self.name, failure_keep_ms=self.failure_keep_ms)
+        self.fetcher.while_waiting = self._collect_children
+        self.fetcher.round_jobs = s.round_jobs
         self.maintenance = Maintenance(self.connection, self.store, self.forwarder, self.queue_keys,
                                        max_attempts=s.max_attempts, failure_keep_ms=self.failure_keep_ms,
                                        interval_s=s.maintenance_interval_s, trim_interval_s=s.trim_interval_s,
@@ -400,6 +404,13 @@ class Worker(lifecycle.Lifecycle):
             return leased or None
         self._backoff_s = 0.0
         return leased
+
+    def _collect_children(self) -> None:
+        """While a lease round trip is in flight: take the outcomes the process pools' children sent (they
+        ride with the next round trip), so this work overlaps the server's instead of following it."""
+        for lane in self.lanes:
+            if lane.pool.kind == "process":
+                self._absorb(lane.pool.collect())
 
     def _batch_size(self, lane: Lane) -> int:
         return max(1, min(self.max_batch, int(self.batch_target_s / max(lane.avg_job_s, 1e-6))))

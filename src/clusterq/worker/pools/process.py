@@ -10,6 +10,7 @@ import pickle
 import resource
 import select
 import signal
+import struct
 import sys
 import time
 from collections import deque
@@ -111,6 +112,7 @@ def _serve(conn: Connection, executor: Executor, max_jobs: int | None,
            max_memory_mb: float | None, reports: list[Any]) -> tuple[int, bool]:
     """Run batches until told to stop (False) or until it is time to retire (True); returns the count."""
     done = 0
+    fd = conn.fileno()
     while True:
         try:
             batch = conn.recv()
@@ -127,10 +129,54 @@ def _serve(conn: Connection, executor: Executor, max_jobs: int | None,
                 conn.send((job.queue, job.id, outcome_values, reports[:]))
                 reports.clear()
             else:
-                conn.send((job.queue, job.id, outcome_values))
-        if (max_jobs is not None and done >= max_jobs) or (max_memory_mb is not None and _rss_mb() > max_memory_mb):
+                _send_plain(conn, fd, (job.queue, job.id, outcome_values))
+        rss_mb = _rss_mb() if max_memory_mb is not None else 0.0  # a read of /proc: only when it is watched
+        if (max_jobs is not None and done >= max_jobs) or (max_memory_mb is not None and rss_mb > max_memory_mb):
             return done, True
-        conn.send(("idle", done, _rss_mb()))
+        _send_plain(conn, fd, ("idle", done, rss_mb))
+
+
+def _send_plain(conn: Connection, fd: int, message: tuple[Any, ...]) -> None:
+    """``conn.send(message)`` for a message of plain values (an outcome), in one ``os.write``: the frame is
+    multiprocessing's own (a 4-byte big-endian length, then the pickle), so the supervisor reads it like
+    any other, without ``Connection.send``'s ForkingPickler and checks per job."""
+    data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    if len(data) > 0x7FFFFFFF:  # past 2 GiB: multiprocessing's long header
+        conn.send(message)
+        return
+    frame = memoryview(_HEADER.pack(len(data)) + data)
+    while frame:
+        frame = frame[os.write(fd, frame):]
+
+
+_HEADER = struct.Struct("!i")
+"""multiprocessing.Connection's frame header: the length of the pickle that follows (-1: an 8-byte length
+follows, for a message past 2 GiB)."""
+_READ_BYTES = 1 << 16
+_MAX_READS = 64
+"""At most this many reads of :data:`_READ_BYTES` per child per :meth:`_Child.receive` (4 MiB): a child
+that keeps sending does not keep the supervisor from its round trips."""
+
+
+def _frames(inbox: bytearray) -> list[Any]:
+    """Unpickle every whole frame at the head of ``inbox`` and drop them from it (a partial frame stays)."""
+    messages: list[Any] = []
+    at, end = 0, len(inbox)
+    while end - at >= 4:
+        (size,) = _HEADER.unpack_from(inbox, at)
+        start = at + 4
+        if size == -1:
+            if end - start < 8:
+                break
+            (size,) = struct.unpack_from("!Q", inbox, start)
+            start += 8
+        if end - start < size:
+            break
+        at = start + size
+        messages.append(pickle.loads(inbox[start:at]))
+    if at:
+        del inbox[:at]
+    return messages
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -156,6 +202,7 @@ class _Child:
     done: int = 0
     sent: int = 0  # batches sent and not yet reported done ("idle"): two may be in flight
     poller: Any = None  # a select.poll on conn: Connection.poll() builds a selector per call (~20 us a message)
+    inbox: bytearray = field(default_factory=bytearray)  # read from the pipe, not yet a whole message
 
     def readable(self) -> bool:
         """A message (or the pipe's end) is waiting: like ``conn.poll()``, without its per-call selector."""
@@ -163,6 +210,29 @@ class _Child:
             self.poller = select.poll()
             self.poller.register(self.conn.fileno(), select.POLLIN)
         return bool(self.poller.poll(0))
+
+    def receive(self) -> tuple[list[Any], bool]:
+        """Every whole message waiting in the pipe, in order, and whether the pipe's end was reached (the
+        child is gone: the messages it sent before are all here, to be taken first).
+
+        The pipe is read with large ``os.read`` calls and the frames parsed here (multiprocessing's framing,
+        see :func:`_send_plain`): one system call for many outcomes instead of two reads each with
+        ``Connection.recv``. The child still writes one frame per job as it ends, so a child killed in the
+        middle of a batch has reported every job it finished. Only whole messages are taken: a partial one
+        waits in :attr:`inbox` (its rest makes the pipe readable again)."""
+        fd = self.conn.fileno()
+        ended = False
+        for _ in range(_MAX_READS):
+            if not self.readable():
+                break
+            chunk = os.read(fd, _READ_BYTES)
+            if not chunk:
+                ended = True
+                break
+            self.inbox += chunk
+            if len(chunk) < _READ_BYTES:
+                break  # the pipe is (very likely) empty: no poll to confirm it
+        return _frames(self.inbox) if self.inbox else [], ended
 
 
 class ProcessPool(Pool):
@@ -291,27 +361,34 @@ class ProcessPool(Pool):
 
     def _read(self, child: _Child) -> None:
         try:
-            while child.readable():
-                message = child.conn.recv()
-                if len(message) >= 3 and isinstance(message[2], tuple):
-                    if len(message) == 4:  # the reports its hooks made while it ran
-                        self._reports(message[3])
-                    job = child.batch.popleft()
+            messages, ended = child.receive()
+        except (EOFError, OSError, ValueError):  # ValueError: the pipe was closed
+            messages, ended = [], True
+        outcomes = 0
+        for message in messages:
+            if len(message) >= 3 and isinstance(message[2], tuple):
+                if len(message) == 4:  # the reports its hooks made while it ran
+                    self._reports(message[3])
+                job = child.batch.popleft()
+                if self._stopping:
                     self._stopping.pop((job.queue, job.id), None)  # it ended first: its outcome stands
-                    self._done.append(Finished(job, Outcome(*message[2])))
-                    child.current_since = time.monotonic()
-                    child.done += 1
-                elif message[0] == "idle":
-                    child.sent = max(0, child.sent - 1)
-                elif message[0] == "reports":
-                    self._reports(message[1])
-                elif message[0] == "retire":
-                    # Anything sent after its last batch never started: back to the queue, uncounted.
-                    self._done.extend(self._unstarted(child))
-                    child.batch.clear()
-                    self._replace(child)
-                    return
-        except (EOFError, OSError):
+                self._done.append(Finished(job, Outcome(*message[2])))
+                outcomes += 1
+            elif message[0] == "idle":
+                child.sent = max(0, child.sent - 1)
+            elif message[0] == "reports":
+                self._reports(message[1])
+            elif message[0] == "retire":
+                child.done += outcomes
+                # Anything sent after its last batch never started: back to the queue, uncounted.
+                self._done.extend(self._unstarted(child))
+                child.batch.clear()
+                self._replace(child)
+                return
+        if outcomes:
+            child.current_since = time.monotonic()  # its next job started (as far as we know) by now
+            child.done += outcomes
+        if ended:
             self._child_died(child)
             return
         if self._stopping and child.batch and _key(child.batch[0]) in self._stopping:
@@ -320,11 +397,14 @@ class ProcessPool(Pool):
     def _read_reports(self, child: _Child) -> None:
         """What an exited child reported last (its exit hooks): to the on_report hooks."""
         assert self.executor is not None
-        with contextlib.suppress(EOFError, OSError):
-            while child.conn.poll():
-                message = child.conn.recv()
-                if message[0] == "reports":
-                    self._reports(message[1])
+        with contextlib.suppress(EOFError, OSError, ValueError):
+            while True:
+                messages, ended = child.receive()
+                for message in messages:
+                    if message[0] == "reports":
+                        self._reports(message[1])
+                if ended or not messages:
+                    return
 
     def _reports(self, reports: list[Any]) -> None:
         """A child's reports (sent with an outcome, or last before it exits) to the on_report hooks."""

@@ -17,12 +17,16 @@ errors (``DataError`` for a bool or None) are redis-py's own.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
@@ -115,6 +119,81 @@ def exchange(client: Any, packed: Sequence[bytes]) -> list[Any]:
             lambda: _send_and_read(conn, packed, len(packed)), lambda error: conn.disconnect())
     finally:
         pool.release(conn)
+
+
+_HELD = "_clusterq_held"
+HELD_MIN_POOL = 16
+"""A client's pool must allow at least this many connections for :func:`exchange_one` to keep one of
+them out of it (a smaller pool is left whole to its other users)."""
+
+
+class _Held:
+    """One connection taken out of a client's pool once and kept for :func:`exchange_one`, with the lock
+    that lends it to one thread at a time and the id of the process that took it."""
+
+    __slots__ = ("conn", "lock", "pid")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: Any = None
+        self.pid = os.getpid()
+
+
+def _hold(client: Any) -> _Held | None:
+    """A new :class:`_Held` for ``client`` (kept on it), or None if its pool is not one whose connection
+    may be kept out of it: a plain ``ConnectionPool`` or ``BlockingConnectionPool`` (not a Sentinel pool,
+    whose connections follow the master) of RESP2 connections (RESP3 brings push messages: client-side
+    caching, maintenance notifications, which the pool handles as it hands a connection out), that
+    allows at least :data:`HELD_MIN_POOL` connections."""
+    pool = client.connection_pool
+    held: _Held | None = None
+    if (type(pool) in (redis.ConnectionPool, redis.BlockingConnectionPool)
+            and getattr(pool, "cache", None) is None
+            and int(getattr(pool, "max_connections", 0) or 0) >= HELD_MIN_POOL
+            and str(getattr(pool, "connection_kwargs", {}).get("protocol") or 2) == "2"):
+        held = _Held()
+    try:
+        setattr(client, _HELD, held if held is not None else False)
+    except AttributeError:
+        return None
+    return held
+
+
+def exchange_one(client: Any, packed: bytes) -> Any:
+    """:func:`exchange` of one packed command (its reply, or its error reply as a ``ResponseError``), on
+    a connection kept for this (:func:`packable`) client instead of one taken from its pool and given back
+    on every call: the pool's lock, its checks and redis-py's per-call events are most of a one-job
+    enqueue's client time.
+
+    The kept connection is lent to one thread at a time: a thread that finds it in use (or a client
+    whose pool is not one to keep a connection of, see :func:`_hold`) goes through :func:`exchange`. A
+    forked child takes a connection of its own (the pool, reset in the child, makes it). The pool's check
+    before it hands out a connection (a connection the server closed is reconnected) is here the first
+    attempt's: on a connection or timeout error the connection is closed and the command sent again on a
+    new one, then the connection's own ``Retry`` applies as in :func:`exchange`: so a command on a kept
+    connection is never given fewer attempts than :func:`exchange` gives it. The callers' commands are
+    safe to send twice (an enqueue resent with the same generated id creates one job)."""
+    held = getattr(client, _HELD, None)
+    if held is None or (held and held.pid != os.getpid()):
+        held = _hold(client)
+    if not held or not held.lock.acquire(blocking=False):
+        return exchange(client, (packed,))[0]
+    try:
+        conn = held.conn
+        if conn is None:
+            conn = held.conn = _get_connection(client.connection_pool)
+        try:
+            try:
+                return _send_and_read(conn, (packed,), 1)[0]
+            except (RedisConnectionError, RedisTimeoutError):
+                conn.disconnect()
+            return conn.retry.call_with_retry(
+                lambda: _send_and_read(conn, (packed,), 1)[0], lambda error: conn.disconnect())
+        except BaseException:
+            conn.disconnect()  # nothing of this command may be left to read for the next one
+            raise
+    finally:
+        held.lock.release()
 
 
 async def _aget_connection(pool: Any) -> Any:

@@ -33,7 +33,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from clusterq.connection.packed import exchange, pack_command, packable
+from clusterq.connection.packed import exchange, exchange_one, pack_command, packable
 from clusterq.connection.sync import REDIS_ERRORS, Client, is_proxy
 from clusterq.exceptions import ServerError
 from clusterq.state import keys as K
@@ -422,6 +422,9 @@ class Store:
                     raise
                 time.sleep(delay)
 
+    _packed_direct: tuple[Any, bool] = (None, False)
+    """(client, whether :meth:`run_packed` sends to it directly), for the client it was decided for."""
+
     def run_packed(self, call: Call) -> Any:
         """:meth:`run` for a call that is safe to send twice (an enqueue), packed whole
         (:mod:`clusterq.connection.packed`) and sent on a pooled connection of the server that holds its
@@ -431,6 +434,21 @@ class Store:
         client or an argument that cannot be sent packed (:func:`~clusterq.connection.packed.packable`).
         """
         client: Any = self.client
+        direct = self._packed_direct
+        if direct[0] is not client:  # decided once per client: no isinstance of RedisCluster per call
+            direct = self._packed_direct = (client, not isinstance(client, RedisCluster) and packable(client))
+        if direct[1]:  # a plain client (standalone, Sentinel): the one-job enqueue's hot path
+            packed = pack_command(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
+            if packed is None:
+                return self.run(call)
+            reply = exchange_one(client, packed)
+            if reply.__class__ is list:
+                return reply
+            if isinstance(reply, ResponseError):
+                if isinstance(reply, NoScriptError):
+                    return self.run(call)
+                raise reply
+            return reply
         cluster = isinstance(client, RedisCluster)
         if cluster:
             if type(client).execute_command is not RedisCluster.execute_command:
@@ -445,7 +463,7 @@ class Store:
         if packed is None:
             return self.run(call)
         try:
-            reply = exchange(client, (packed,))[0]
+            reply = exchange_one(client, packed)
         except REDIS_ERRORS:
             if cluster:  # the cluster client reconnects, refreshes its slot map and retries
                 return self.run(call)

@@ -151,8 +151,8 @@ def test_a_generated_id_that_another_job_has_is_refused_by_the_script_and_drawn_
 
 
 def test_generated_ids_are_version_4_uuids() -> None:
-    ids = {queue_core.new_job_id() for _ in range(1000)}
-    assert len(ids) == 1000
+    ids = {queue_core.new_job_id() for _ in range(1000)} | set(queue_core.new_job_ids(1000))
+    assert len(ids) == 2000 and queue_core.new_job_ids(0) == []
     assert all(len(i) == 32 and uuid.UUID(hex=i).version == 4 and uuid.UUID(hex=i).variant == uuid.RFC_4122
                for i in ids)
 

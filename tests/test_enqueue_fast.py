@@ -383,3 +383,23 @@ def test_a_small_pool_keeps_no_connection_out_of_it(url: str, qname: str) -> Non
         q.enqueue(jobs.add, i, i)
         assert q.count == i + 1
     assert not getattr(client, "_clusterq_held", None)
+
+
+def test_a_stream_of_packed_commands_sends_each_as_made_and_stops_at_one_it_cannot_pack(
+        clusterq_standalone: Any) -> None:
+    from clusterq.connection.packed import exchange_stream, pack_command
+
+    client = clusterq_standalone.client()
+    made: list[str] = []
+
+    def commands() -> Any:
+        for args in (("SET", "s:1", "a"), ("INCR", "s:1"), ("GET", "s:1"), ("SET", "s:2", True), ("SET", "s:3", "c")):
+            made.append(args[1])
+            yield pack_command(args)
+
+    replies = exchange_stream(client, commands())
+    assert replies[0] is True or replies[0] == b"OK"
+    assert isinstance(replies[1], ResponseError) and replies[2] == b"a"  # an error reply in its place
+    assert len(replies) == 3 and made == ["s:1", "s:1", "s:1", "s:2"]  # stopped at the unpackable one
+    assert client.exists("s:2", "s:3") == 0
+    assert client.ping()  # the connection went back to the pool with nothing left to read

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis
@@ -194,6 +194,44 @@ def exchange_one(client: Any, packed: bytes) -> Any:
             raise
     finally:
         held.lock.release()
+
+
+def exchange_stream(client: Any, commands: Iterable[bytes | None]) -> list[Any]:
+    """:func:`exchange` of commands made one by one (``commands`` packs them lazily): each is sent as soon
+    as it is made, so making the next overlaps the server's work on those already sent. A None from
+    ``commands`` ends it there: the replies of the commands sent before it are returned, fewer than asked
+    for (the caller sends the rest another way). A connection or timeout error the connection's ``Retry``
+    covers closes the connection and sends again every command made so far, then goes on (the callers'
+    commands are safe to send twice, as for :func:`exchange`)."""
+    pool = client.connection_pool
+    conn = _get_connection(pool)
+    made: list[bytes] = []
+    source = iter(commands)
+    ended = False
+
+    def attempt() -> list[Any]:
+        nonlocal ended
+        if made:  # a retry: what the closed connection may not have delivered
+            conn.send_packed_command(made)
+        while not ended:
+            command = next(source, None)
+            if command is None:
+                ended = True
+                break
+            made.append(command)
+            conn.send_packed_command((command,))
+        results: list[Any] = []
+        for _ in range(len(made)):
+            try:
+                results.append(conn.read_response())
+            except ResponseError as exc:
+                results.append(exc)
+        return results
+
+    try:
+        return conn.retry.call_with_retry(attempt, lambda error: conn.disconnect())  # type: ignore[no-any-return]
+    finally:
+        pool.release(conn)
 
 
 async def _aget_connection(pool: Any) -> Any:

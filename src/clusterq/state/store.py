@@ -17,7 +17,7 @@ on one side). :meth:`Store.run` retries those with a short back-off until the sl
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from clusterq.connection.packed import exchange, exchange_one, pack_command, packable
+from clusterq.connection.packed import exchange_one, exchange_stream, pack_command, packable
 from clusterq.connection.sync import REDIS_ERRORS, Client, is_proxy
 from clusterq.exceptions import ServerError
 from clusterq.state import keys as K
@@ -519,20 +519,28 @@ class Store:
         return results
 
     def _packed_pipeline(self, client: redis.Redis, calls: Sequence[Call]) -> list[Any] | None:
-        """:meth:`_pipeline` with each call packed whole; None if the client or an argument cannot be
-        (the caller pipelines through redis-py)."""
+        """:meth:`_pipeline` with each call packed whole; None if the client or the first call cannot be
+        (the caller pipelines through redis-py). Each call is sent as soon as it is packed
+        (:func:`~clusterq.connection.packed.exchange_stream`): the server runs the first chunks of an
+        ``enqueue_many`` while the next are packed. A later call that cannot be packed, and those after
+        it, go through redis-py's pipeline once the replies of those sent are read."""
         if not packable(client):
             return None
-        commands = []
-        for call in calls:
-            command = pack_command(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
-            if command is None:
-                return None
-            commands.append(command)
-        results = exchange(client, commands)
+        first = pack_command(("EVALSHA", calls[0].script.sha, len(calls[0].keys), *calls[0].keys, *calls[0].args))
+        if first is None:
+            return None
+
+        def commands() -> Iterator[bytes | None]:
+            yield first
+            for call in calls[1:]:
+                yield pack_command(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
+
+        results = exchange_stream(client, commands())
         for index, result in enumerate(results):
             if isinstance(result, NoScriptError):
                 results[index] = self._run_or_error(calls[index])
+        if len(results) < len(calls):
+            results += self._pipeline(client, calls[len(results):])
         return results
 
     def run_and_wait(self, calls: Sequence[Call], marker_key: str, replicas: int,

@@ -3,7 +3,8 @@
 
 Runs, in alternating rounds against one server (a fresh ``Standalone`` unless ``--url``), and reports per
 mode the median over the rounds of the client's CPU time per job (``time.process_time()`` around the N
-calls: this process only, so it barely depends on what else the machine runs) and of the wall rate:
+calls: this process only, so it barely depends on what else the machine runs; with its user-mode part,
+``os.times().user``: the Python, without the system calls and wake-ups) and of the wall rate:
 
 * ``enqueue``: ``Queue.enqueue(FUNC)`` one by one (the fast path: no options);
 * ``enqueue_many``: ``Queue.enqueue_many`` of ``prepare_data(FUNC)`` in chunks of ``--chunk``;
@@ -43,11 +44,11 @@ FUNC = "peer_tasks.plain.noop"
 LOOP_KEY = "bench:producer-cpu-loop"
 
 
-def timed(n: int, body: Callable[[], Any]) -> tuple[float, float]:
-    """(client CPU seconds, wall seconds) of ``body()``."""
-    cpu, wall = time.process_time(), time.perf_counter()
+def timed(n: int, body: Callable[[], Any]) -> tuple[float, float, float]:
+    """(client CPU seconds, of which in user mode, wall seconds) of ``body()``."""
+    cpu, user, wall = time.process_time(), os.times().user, time.perf_counter()
     body()
-    return time.process_time() - cpu, time.perf_counter() - wall
+    return time.process_time() - cpu, os.times().user - user, time.perf_counter() - wall
 
 
 def request_bytes(url: str) -> int:
@@ -113,7 +114,7 @@ def main() -> None:
         modes: dict[str, Callable[[], None]] = {"enqueue": one_by_one, "enqueue_many": many, "redis-py loop": loop}
         if opts.aio:
             modes["aio enqueue"] = aio
-        figures: dict[str, list[tuple[float, float]]] = {name: [] for name in modes}
+        figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in modes}
         for _ in range(opts.rounds):
             for name, body in modes.items():
                 figures[name].append(timed(n, body))
@@ -121,12 +122,13 @@ def main() -> None:
                 client.delete(LOOP_KEY)
         print(f"request bytes per enqueue: {size}; n={n} x {opts.rounds} rounds; load average "
               f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        loop_cpu = statistics.median(cpu for cpu, _ in figures["redis-py loop"]) / n * 1e6
+        loop_cpu = statistics.median(cpu for cpu, _, _ in figures["redis-py loop"]) / n * 1e6
         for name, runs in figures.items():
-            cpu_us = statistics.median(cpu for cpu, _ in runs) / n * 1e6
-            rate = statistics.median(n / wall for _, wall in runs)
-            print(f"  {name:14s} client CPU {cpu_us:6.1f} us/job ({cpu_us / loop_cpu:4.2f}x the loop's)  "
-                  f"{rate:9,.0f} jobs/s")
+            cpu_us = statistics.median(cpu for cpu, _, _ in runs) / n * 1e6
+            user_us = statistics.median(user for _, user, _ in runs) / n * 1e6
+            rate = statistics.median(n / wall for _, _, wall in runs)
+            print(f"  {name:14s} client CPU {cpu_us:6.1f} us/job ({cpu_us / loop_cpu:4.2f}x the loop's; user mode "
+                  f"{user_us:5.1f} us)  {rate:9,.0f} jobs/s")
         if opts.aio:
             loop_runner.run_until_complete(aqueue.aclose())
         loop_runner.close()

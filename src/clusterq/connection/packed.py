@@ -145,6 +145,26 @@ def _hold(client: Any) -> _Held | None:
     whose connections follow the master) of RESP2 connections (RESP3 brings push messages: client-side
     caching, maintenance notifications, which the pool handles as it hands a connection out), that
     allows at least :data:`HELD_MIN_POOL` connections."""
+    with _HOLDING:  # two threads making the first call at once keep one connection, not two
+        known = getattr(client, _HELD, None)
+        if known is not None and (known is False or known.pid == os.getpid()):
+            return known or None
+        return _hold_new(client)
+
+
+_HOLDING = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _HOLDING
+    _HOLDING = threading.Lock()  # a parent thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _hold_new(client: Any) -> _Held | None:
     pool = client.connection_pool
     held: _Held | None = None
     if (type(pool) in (redis.ConnectionPool, redis.BlockingConnectionPool)

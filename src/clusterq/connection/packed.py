@@ -34,6 +34,14 @@ try:
 except ImportError:  # pragma: no cover - hiredis is an optional extra ("fast")
     _hiredis_pack = None
 
+_HIREDIS_PARSER: Any = None
+"""redis-py's hiredis reply parser class: a kept connection that uses it is written and read bare
+(:func:`exchange_one`); None in another redis-py layout (the public path only)."""
+try:
+    from redis._parsers.hiredis import _HiredisParser as _HIREDIS_PARSER
+except ImportError:  # pragma: no cover
+    pass
+
 _MARK = "_clusterq_packable"
 _UTF8 = ("utf-8", "utf8", "utf_8")
 
@@ -191,7 +199,10 @@ def exchange_one(client: Any, packed: bytes) -> Any:
     before it hands out a connection (a connection the server closed is reconnected) is here the first
     attempt's: on a connection or timeout error the connection is closed and the command sent again on a
     new one, then the connection's own ``Retry`` applies as in :func:`exchange`: so a command on a kept
-    connection is never given fewer attempts than :func:`exchange` gives it. The callers' commands are
+    connection is never given fewer attempts than :func:`exchange` gives it. A kept connection that is
+    connected, reads with redis-py's hiredis parser and has no health checks to make is written and read
+    bare (``sendall``, then the parser's ``read_response``: what redis-py's own calls do then, without their
+    wrappers); any other goes through them. The callers' commands are
     safe to send twice (an enqueue resent with the same generated id creates one job)."""
     held = getattr(client, _HELD, None)
     if held is None or (held and held.pid != os.getpid()):
@@ -204,8 +215,12 @@ def exchange_one(client: Any, packed: bytes) -> Any:
             conn = held.conn = _get_connection(client.connection_pool)
         try:
             try:
+                sock = conn._sock
+                if sock is not None and type(conn._parser) is _HIREDIS_PARSER and not conn.health_check_interval:
+                    sock.sendall(packed)  # no health check to make: redis-py's send_packed_command, bare
+                    return conn._parser.read_response()  # an error reply is returned, not raised
                 return _send_and_read(conn, (packed,), 1)[0]
-            except (RedisConnectionError, RedisTimeoutError):
+            except (RedisConnectionError, RedisTimeoutError, OSError):
                 conn.disconnect()
             return conn.retry.call_with_retry(
                 lambda: _send_and_read(conn, (packed,), 1)[0], lambda error: conn.disconnect())

@@ -12,11 +12,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 import uuid
 from typing import Any
 
 import pytest
+import redis
 from redis.exceptions import ResponseError
 
 import jobs
@@ -148,8 +151,8 @@ def test_a_generated_id_that_another_job_has_is_refused_by_the_script_and_drawn_
 
 
 def test_generated_ids_are_version_4_uuids() -> None:
-    ids = {queue_core.new_job_id() for _ in range(1000)}
-    assert len(ids) == 1000
+    ids = {queue_core.new_job_id() for _ in range(1000)} | set(queue_core.new_job_ids(1000))
+    assert len(ids) == 2000 and queue_core.new_job_ids(0) == []
     assert all(len(i) == 32 and uuid.UUID(hex=i).version == 4 and uuid.UUID(hex=i).variant == uuid.RFC_4122
                for i in ids)
 
@@ -315,3 +318,88 @@ def test_a_client_whose_commands_are_wrapped_or_encoded_otherwise_is_not_bypasse
     assert not packable(AsyncInstrumented.from_url(clusterq_standalone.url))
     assert packable(redis.asyncio.Redis.from_url(clusterq_standalone.url))
     assert "EVALSHA" in seen and Queue(qname, plain).count == 12
+
+
+# --- the connection kept for one-job enqueues (clusterq.connection.packed.exchange_one) ------------------
+
+def test_one_job_enqueues_from_many_threads_each_write_their_own_job(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    q.enqueue(jobs.noop)
+    made: list[list[str]] = [[] for _ in range(8)]
+
+    def produce(mine: list[str]) -> None:
+        for i in range(150):
+            mine.append(q.enqueue(jobs.add, i, 1).id)
+
+    threads = [threading.Thread(target=produce, args=(mine,)) for mine in made]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [job_id for mine in made for job_id in mine]
+    assert len(ids) == len(set(ids)) == 8 * 150
+    waiting = q.get_job_ids(0, 2000)
+    assert len(waiting) == 1 + len(ids) and set(ids) <= set(waiting)
+    assert Worker([qname], url, install_signal_handlers=False).work(burst=True) == 1 + len(ids)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_enqueues_on_a_connection_of_its_own(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    q.enqueue(jobs.noop)  # the parent's kept connection is open
+    pid = os.fork()
+    if pid == 0:  # the child: its replies must not be read by the parent, nor the parent's by it
+        code = 1
+        try:
+            code = 0 if all(q.enqueue(jobs.add, i, 2).id for i in range(100)) else 1
+        finally:
+            os._exit(code)
+    parent = [q.enqueue(jobs.add, i, 3).id for i in range(100)]
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(set(parent)) == 100
+    assert q.count == 201
+    assert Worker([qname], url, install_signal_handlers=False).work(burst=True) == 201
+
+
+@pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)
+def test_a_kept_connection_the_server_closed_is_replaced_and_the_job_written_once(url: str, qname: str) -> None:
+    q = Queue(qname, url)
+    first = q.enqueue(jobs.noop)
+    q.enqueue(jobs.noop)  # the first fast-path enqueue: it keeps a connection
+    assert getattr(q.connection, "_clusterq_held", None).conn is not None
+    for _ in range(3):
+        assert q.connection.client_kill_filter(_type="normal", skipme=True) >= 1  # the kept one among them
+        q.enqueue(jobs.add, 1, 2)
+    ids = q.get_job_ids()
+    assert len(ids) == len(set(ids)) == 5 and ids[0] == first.id
+
+
+@pytest.mark.parametrize("clusterq_topology", ["standalone"], indirect=True)
+def test_a_small_pool_keeps_no_connection_out_of_it(url: str, qname: str) -> None:
+    client = redis.Redis.from_url(url, max_connections=1)  # a kept connection would starve every other call
+    q = Queue(qname, client)
+    for i in range(3):
+        q.enqueue(jobs.add, i, i)
+        assert q.count == i + 1
+    assert not getattr(client, "_clusterq_held", None)
+
+
+def test_a_stream_of_packed_commands_sends_each_as_made_and_stops_at_one_it_cannot_pack(
+        clusterq_standalone: Any) -> None:
+    from clusterq.connection.packed import exchange_stream, pack_command
+
+    client = clusterq_standalone.client()
+    made: list[str] = []
+
+    def commands() -> Any:
+        for args in (("SET", "s:1", "a"), ("INCR", "s:1"), ("GET", "s:1"), ("SET", "s:2", True), ("SET", "s:3", "c")):
+            made.append(args[1])
+            yield pack_command(args)
+
+    replies = exchange_stream(client, commands())
+    assert replies[0] is True or replies[0] == b"OK"
+    assert isinstance(replies[1], ResponseError) and replies[2] == b"a"  # an error reply in its place
+    assert len(replies) == 3 and made == ["s:1", "s:1", "s:1", "s:2"]  # stopped at the unpackable one
+    assert client.exists("s:2", "s:3") == 0
+    assert client.ping()  # the connection went back to the pool with nothing left to read

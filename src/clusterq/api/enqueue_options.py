@@ -126,6 +126,8 @@ def make_enqueue_data(func: Callable[..., Any] | str, args: Sequence[Any] | None
     """An :class:`EnqueueData` from ``prepare_data``/``enqueue_call`` options (``timeout`` is RQ's spelling
     of ``job_timeout``), refusing an unknown option by name (rather than with ``EnqueueData.__init__``'s
     error) and checking the values where they are written, not at the later ``enqueue_many``."""
+    if not options:  # the common case (enqueue_many of plain jobs): nothing to rename, refuse or check
+        return EnqueueData(func, tuple(args or ()), dict(kwargs or {}))
     options = dict(options)
     if "timeout" in options:
         options.setdefault("job_timeout", options.pop("timeout"))

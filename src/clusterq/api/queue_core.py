@@ -98,6 +98,14 @@ def new_job_id() -> str:
     return digits[:12] + "4" + digits[13:16] + _UUID_VARIANT[digits[16]] + digits[17:]
 
 
+def new_job_ids(n: int) -> list[str]:
+    """``n`` ids as :func:`new_job_id` makes them, from one read of the random source (``enqueue_many``)."""
+    digits = os.urandom(16 * n).hex()
+    variant = _UUID_VARIANT
+    return [digits[i : i + 12] + "4" + digits[i + 13 : i + 16] + variant[digits[i + 16]] + digits[i + 17 : i + 32]
+            for i in range(0, 32 * n, 32)]
+
+
 def check_duplicates(queue: str, new: Sequence[T.NewJob], codes: Sequence[TR.Created], jobs: list[Any]) -> None:
     """Raise :class:`DuplicateJob` for the unique jobs the script refused (``Created.DUPLICATE``)."""
     refused = [job.id for job, code in zip(new, codes) if code is TR.Created.DUPLICATE]
@@ -355,21 +363,33 @@ class QueueCore(Generic[J]):
 
     def _plain_jobs(self, jobs: Sequence[EnqueueData]) -> list[list[Any]] | None:
         """``enqueue_many``'s jobs as script arguments when none has an option (nor a hook to see it);
-        else None."""
+        else None. One pass, the argument lists built as :meth:`_plain_argv` builds them (ids drawn
+        together: one read of the random source)."""
         if self.hooks.enqueue:
             return None
         plain = _plain_values
         defaults = _PLAIN_DEFAULTS
-        for data in jobs:
-            if type(data) is not EnqueueData or plain(data) != defaults:
-                return None
-        self._plain_parts()
-        argv = self._plain_argv
+        options, options_arg, max_attempts = self._plain or self._plain_parts()
+        paths = self._paths
+        dumps = self.serializer.dumps
+        signer = self.signer
+        name = self.name
+        argvs: list[list[Any]] = []
+        append = argvs.append
         try:
-            funcs = [self._plain_func(data.func) for data in jobs]
+            for data, job_id in zip(jobs, new_job_ids(len(jobs))):
+                if type(data) is not EnqueueData or plain(data) != defaults:
+                    return None
+                f = data.func
+                func = paths.get(f) or self._plain_func(f)  # an unhashable f: TypeError
+                args, kwargs = data.args, data.kwargs
+                payload = dumps([list(args), kwargs]) if (args or kwargs) else b""
+                signature = signer.sign(name, job_id, func[0], payload, options, "").encode() if signer else b""
+                append([job_id, func[1], payload, options_arg, b"", b"0", max_attempts, b"1", signature, b"0", b"",
+                        b""])
         except TypeError:
             return None
-        return [argv(func, data.args, data.kwargs) for func, data in zip(funcs, jobs)]
+        return argvs
 
     def _enqueue_plain_plan(self, argvs: list[list[Any]], at_front: bool) -> Plan[tuple[list[J], list[bool]]]:
         """``enqueue_many`` of jobs without options: one flat argument list per chunk of

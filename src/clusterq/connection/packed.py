@@ -17,18 +17,30 @@ errors (``DataError`` for a bool or None) are redis-py's own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis
 import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - hiredis is an optional extra ("fast")
     _hiredis_pack = None
+
+_HIREDIS_PARSER: Any = None
+"""redis-py's hiredis reply parser class: a kept connection that uses it is written and read bare
+(:func:`exchange_one`); None in another redis-py layout (the public path only)."""
+try:
+    from redis._parsers.hiredis import _HiredisParser as _HIREDIS_PARSER
+except ImportError:  # pragma: no cover
+    pass
 
 _MARK = "_clusterq_packable"
 _UTF8 = ("utf-8", "utf8", "utf_8")
@@ -142,6 +154,146 @@ def exchange(client: Any, packed: Sequence[bytes], while_waiting: Callable[[], N
     if failures:
         raise failures[0]
     return results
+
+
+_HELD = "_clusterq_held"
+HELD_MIN_POOL = 16
+"""A client's pool must allow at least this many connections for :func:`exchange_one` to keep one of
+them out of it (a smaller pool is left whole to its other users)."""
+
+
+class _Held:
+    """One connection taken out of a client's pool once and kept for :func:`exchange_one`, with the lock
+    that lends it to one thread at a time and the id of the process that took it."""
+
+    __slots__ = ("conn", "lock", "pid")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: Any = None
+        self.pid = os.getpid()
+
+
+def _hold(client: Any) -> _Held | None:
+    """A new :class:`_Held` for ``client`` (kept on it), or None if its pool is not one whose connection
+    may be kept out of it: a plain ``ConnectionPool`` or ``BlockingConnectionPool`` (not a Sentinel pool,
+    whose connections follow the master) of RESP2 connections (RESP3 brings push messages: client-side
+    caching, maintenance notifications, which the pool handles as it hands a connection out), that
+    allows at least :data:`HELD_MIN_POOL` connections."""
+    with _HOLDING:  # two threads making the first call at once keep one connection, not two
+        known = getattr(client, _HELD, None)
+        if known is not None and (known is False or known.pid == os.getpid()):
+            return known or None
+        return _hold_new(client)
+
+
+_HOLDING = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _HOLDING
+    _HOLDING = threading.Lock()  # a parent thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _hold_new(client: Any) -> _Held | None:
+    pool = client.connection_pool
+    held: _Held | None = None
+    if (type(pool) in (redis.ConnectionPool, redis.BlockingConnectionPool)
+            and getattr(pool, "cache", None) is None
+            and int(getattr(pool, "max_connections", 0) or 0) >= HELD_MIN_POOL
+            and str(getattr(pool, "connection_kwargs", {}).get("protocol") or 2) == "2"):
+        held = _Held()
+    try:
+        setattr(client, _HELD, held if held is not None else False)
+    except AttributeError:
+        return None
+    return held
+
+
+def exchange_one(client: Any, packed: bytes) -> Any:
+    """:func:`exchange` of one packed command (its reply, or its error reply as a ``ResponseError``), on
+    a connection kept for this (:func:`packable`) client instead of one taken from its pool and given back
+    on every call: the pool's lock, its checks and redis-py's per-call events are most of a one-job
+    enqueue's client time.
+
+    The kept connection is lent to one thread at a time: a thread that finds it in use (or a client
+    whose pool is not one to keep a connection of, see :func:`_hold`) goes through :func:`exchange`. A
+    forked child takes a connection of its own (the pool, reset in the child, makes it). The pool's check
+    before it hands out a connection (a connection the server closed is reconnected) is here the first
+    attempt's: on a connection or timeout error the connection is closed and the command sent again on a
+    new one, then the connection's own ``Retry`` applies as in :func:`exchange`: so a command on a kept
+    connection is never given fewer attempts than :func:`exchange` gives it. A kept connection that is
+    connected, reads with redis-py's hiredis parser and has no health checks to make is written and read
+    bare (``sendall``, then the parser's ``read_response``: what redis-py's own calls do then, without their
+    wrappers); any other goes through them. The callers' commands are
+    safe to send twice (an enqueue resent with the same generated id creates one job)."""
+    held = getattr(client, _HELD, None)
+    if held is None or (held and held.pid != os.getpid()):
+        held = _hold(client)
+    if not held or not held.lock.acquire(blocking=False):
+        return exchange(client, (packed,))[0]
+    try:
+        conn = held.conn
+        if conn is None:
+            conn = held.conn = _get_connection(client.connection_pool)
+        try:
+            try:
+                sock = conn._sock
+                if sock is not None and type(conn._parser) is _HIREDIS_PARSER and not conn.health_check_interval:
+                    sock.sendall(packed)  # no health check to make: redis-py's send_packed_command, bare
+                    return conn._parser.read_response()  # an error reply is returned, not raised
+                return _send_and_read(conn, (packed,), 1)[0]
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                conn.disconnect()
+            return conn.retry.call_with_retry(
+                lambda: _send_and_read(conn, (packed,), 1)[0], lambda error: conn.disconnect())
+        except BaseException:
+            conn.disconnect()  # nothing of this command may be left to read for the next one
+            raise
+    finally:
+        held.lock.release()
+
+
+def exchange_stream(client: Any, commands: Iterable[bytes | None]) -> list[Any]:
+    """:func:`exchange` of commands made one by one (``commands`` packs them lazily): each is sent as soon
+    as it is made, so making the next overlaps the server's work on those already sent. A None from
+    ``commands`` ends it there: the replies of the commands sent before it are returned, fewer than asked
+    for (the caller sends the rest another way). A connection or timeout error the connection's ``Retry``
+    covers closes the connection and sends again every command made so far, then goes on (the callers'
+    commands are safe to send twice, as for :func:`exchange`)."""
+    pool = client.connection_pool
+    conn = _get_connection(pool)
+    made: list[bytes] = []
+    source = iter(commands)
+    ended = False
+
+    def attempt() -> list[Any]:
+        nonlocal ended
+        if made:  # a retry: what the closed connection may not have delivered
+            conn.send_packed_command(made)
+        while not ended:
+            command = next(source, None)
+            if command is None:
+                ended = True
+                break
+            made.append(command)
+            conn.send_packed_command((command,))
+        results: list[Any] = []
+        for _ in range(len(made)):
+            try:
+                results.append(conn.read_response())
+            except ResponseError as exc:
+                results.append(exc)
+        return results
+
+    try:
+        return conn.retry.call_with_retry(attempt, lambda error: conn.disconnect())  # type: ignore[no-any-return]
+    finally:
+        pool.release(conn)
 
 
 async def _aget_connection(pool: Any) -> Any:

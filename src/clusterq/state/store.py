@@ -17,7 +17,7 @@ on one side). :meth:`Store.run` retries those with a short back-off until the sl
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from clusterq.connection.packed import exchange, pack_command, packable
+from clusterq.connection.packed import exchange, exchange_one, exchange_stream, pack_command, packable
 from clusterq.connection.sync import REDIS_ERRORS, Client, is_proxy
 from clusterq.exceptions import ServerError
 from clusterq.state import keys as K
@@ -422,6 +422,9 @@ class Store:
                     raise
                 time.sleep(delay)
 
+    _packed_direct: tuple[Any, bool] = (None, False)
+    """(client, whether :meth:`run_packed` sends to it directly), for the client it was decided for."""
+
     def run_packed(self, call: Call) -> Any:
         """:meth:`run` for a call that is safe to send twice (an enqueue), packed whole
         (:mod:`clusterq.connection.packed`) and sent on a pooled connection of the server that holds its
@@ -431,6 +434,21 @@ class Store:
         client or an argument that cannot be sent packed (:func:`~clusterq.connection.packed.packable`).
         """
         client: Any = self.client
+        direct = self._packed_direct
+        if direct[0] is not client:  # decided once per client: no isinstance of RedisCluster per call
+            direct = self._packed_direct = (client, not isinstance(client, RedisCluster) and packable(client))
+        if direct[1]:  # a plain client (standalone, Sentinel): the one-job enqueue's hot path
+            packed = pack_command(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
+            if packed is None:
+                return self.run(call)
+            reply = exchange_one(client, packed)
+            if reply.__class__ is list:
+                return reply
+            if isinstance(reply, ResponseError):
+                if isinstance(reply, NoScriptError):
+                    return self.run(call)
+                raise reply
+            return reply
         cluster = isinstance(client, RedisCluster)
         if cluster:
             if type(client).execute_command is not RedisCluster.execute_command:
@@ -445,7 +463,7 @@ class Store:
         if packed is None:
             return self.run(call)
         try:
-            reply = exchange(client, (packed,))[0]
+            reply = exchange_one(client, packed)
         except REDIS_ERRORS:
             if cluster:  # the cluster client reconnects, refreshes its slot map and retries
                 return self.run(call)
@@ -508,20 +526,40 @@ class Store:
 
     def _packed_pipeline(self, client: redis.Redis, calls: Sequence[Call],
                          while_waiting: Callable[[], None] | None = None) -> list[Any] | None:
-        """:meth:`_pipeline` with each call packed whole; None if the client or an argument cannot be
-        (the caller pipelines through redis-py)."""
+        """:meth:`_pipeline` with each call packed whole; None if the client or the first call cannot be
+        (the caller pipelines through redis-py).
+
+        Without ``while_waiting`` each call is sent as soon as it is packed
+        (:func:`~clusterq.connection.packed.exchange_stream`): the server runs the first chunks of an
+        ``enqueue_many`` while the next are packed, and a later call that cannot be packed, with those
+        after it, goes through redis-py's pipeline once the replies of those sent are read. With
+        ``while_waiting`` (the worker's round trip) every call is packed first and sent in one write
+        (:func:`~clusterq.connection.packed.exchange`), and ``while_waiting`` runs while the server works."""
         if not packable(client):
             return None
-        commands = []
-        for call in calls:
-            command = pack_command(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
-            if command is None:
-                return None
-            commands.append(command)
-        results = exchange(client, commands, while_waiting)
+        first = pack_command(("EVALSHA", calls[0].script.sha, len(calls[0].keys), *calls[0].keys, *calls[0].args))
+        if first is None:
+            return None
+        if while_waiting is not None:
+            packed = [first]
+            for call in calls[1:]:
+                command = pack_command(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
+                if command is None:
+                    return None
+                packed.append(command)
+            results = exchange(client, packed, while_waiting)
+        else:
+            def commands() -> Iterator[bytes | None]:
+                yield first
+                for call in calls[1:]:
+                    yield pack_command(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
+
+            results = exchange_stream(client, commands())
         for index, result in enumerate(results):
             if isinstance(result, NoScriptError):
                 results[index] = self._run_or_error(calls[index])
+        if len(results) < len(calls):
+            results += self._pipeline(client, calls[len(results):])
         return results
 
     def run_and_wait(self, calls: Sequence[Call], marker_key: str, replicas: int,

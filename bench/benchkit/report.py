@@ -200,6 +200,17 @@ def limits_lines(limits: dict[str, Any], results: list[SystemResult], comparison
                      f"{fmt(cq.median('cpu_us_enqueue'), 1)} us, {fmt(cq.median('commands_enqueue'), 1)} commands); "
                      f"a one-by-one enqueue leaves at most {25 - cpu:.1f} us of the 25 us/job target for "
                      "the script's work and all of processing")
+    best_enqueue = comparisons.get("enqueue_single")
+    fastest = next((p for p in peers if best_enqueue is not None and p.key == best_enqueue.best_key), None)
+    rate, own_cpu = cq.median("enqueue_single"), cq.median("cpu_us_enqueue")
+    peer_cpu = fastest.median("cpu_us_enqueue") if fastest else None
+    if fastest and rate and own_cpu is not None and peer_cpu is not None and best_enqueue and best_enqueue.best_value:
+        extra = own_cpu - peer_cpu
+        with_extra = 1 / (1 / best_enqueue.best_value + max(extra, 0.0) / 1e6)
+        lines.append(f"  one-by-one enqueue: the server spends {extra:.1f} us more per job on clusterq's enqueue "
+                     f"(a script writing a record) than on {fastest.key}'s one command; {fastest.key}'s "
+                     f"{best_enqueue.best_value:,.0f}/s with that added to each round trip would be "
+                     f"{with_extra:,.0f}/s (clusterq: {rate:,.0f}/s)")
     floor = limits.get("memory_floor")
     if floor is not None:
         huey = next((p.median("memory_per_job") for p in peers if p.key == "huey"), None)
@@ -221,9 +232,11 @@ def limits_lines(limits: dict[str, Any], results: list[SystemResult], comparison
                 f"{startup['import_cli_s'] * 1000:.0f} ms")
         if steady and best is not None and best.best_value:
             ceiling = n / (startup["import_cli_s"] + (n - 1) / steady)
+            bare = n / (startup["import_redis_s"] + (n - 1) / steady)
             text += (f"; with nothing but that import before the first job and clusterq's steady rate after it, "
                      f"{n:,} jobs would run at {ceiling:,.0f} jobs/s = {ceiling / best.best_value:.2f}x the best "
-                     f"peer's {best.best_value:,.0f} with start-up")
+                     f"peer's {best.best_value:,.0f} with start-up; with only `import redis` before it, "
+                     f"{bare:,.0f} jobs/s = {bare / best.best_value:.2f}x")
         lines.append(text)
     return "\n".join(lines) if len(lines) > 1 else ""
 

@@ -370,7 +370,8 @@ def test_unsupported_url_is_a_one_line_error_with_exit_code_1(subprocess_env: di
     (("-c", "0"), "concurrency must be at least 1, got 0"),
     (("--dedicated", "same=thread:2"), "queue listed twice in ['same', 'same']"),
     (("--dedicated", "oops"), "--dedicated 'oops': expected QUEUE[,QUEUE...]=[POOL:]N"),
-], ids=["zero concurrency", "queue in two lanes", "malformed dedicated"])
+    (("--round-jobs", "0"), "round_jobs must be a whole number of jobs, 1 or more; got 0"),
+], ids=["zero concurrency", "queue in two lanes", "malformed dedicated", "zero round jobs"])
 def test_worker_with_a_bad_option_value_is_a_one_line_usage_error(
     url: str, subprocess_env: dict[str, str], options: tuple[str, ...], message: str
 ) -> None:

@@ -4,11 +4,14 @@ complete calls settled part by part, and the scripts write the active set and th
 
 from __future__ import annotations
 
+import pytest
+
 from clusterq import Queue, Worker
 from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.state import transitions as TR
 from clusterq.worker.outcomes import SCRIPT_JOBS, Outcomes
+from clusterq.worker.settings import WorkerSettings
 
 
 def _outcome(job_id: str) -> T.Outcome:
@@ -97,3 +100,14 @@ def test_a_worker_with_a_small_round_trip_budget_runs_every_job_once(url: str, q
     assert worker.work(burst=True) == 300
     assert queue.finished_job_registry.count == 300
     assert queue.count == 0 and queue.started_job_registry.count == 0
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "300"])
+def test_a_round_trip_budget_that_is_not_a_positive_whole_number_is_refused_at_the_call(
+    url: str, qname: str, bad: object
+) -> None:
+    queue = Queue(qname, url)
+    with pytest.raises(ValueError, match=r"round_jobs must be a whole number of jobs, 1 or more; got "):
+        Worker([queue], round_jobs=bad, install_signal_handlers=False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="round_jobs"):
+        WorkerSettings(round_jobs=bad)  # type: ignore[arg-type]

@@ -193,7 +193,7 @@ def _make_worker(args: argparse.Namespace, queues: list[str], lanes: list[tuple[
         allow=args.allow or _setting(args, "ALLOW"),
         lease_s=args.lease_s or _setting(args, "LEASE_S", DEFAULT_LEASE_S),
         max_attempts=args.max_attempts or _setting(args, "MAX_ATTEMPTS", 3),
-        round_jobs=args.round_jobs or _setting(args, "ROUND_JOBS", ROUND_JOBS),
+        round_jobs=args.round_jobs if args.round_jobs is not None else _setting(args, "ROUND_JOBS", ROUND_JOBS),
         serializer=args.serializer or _setting(args, "SERIALIZER"),
         signing_key=signing_keys(args),
         periodic=periodic,

@@ -114,7 +114,8 @@ class Fetcher:
     """Leases for the lanes and sends the buffered outcomes; see the module's docstring."""
 
     def __init__(self, store: T.Store, queue_keys: dict[str, K.QueueKeys], leases: Leases, outcomes: Outcomes,
-                 set_aside: SetAside, lanes: list[Lane], *, worker_name: str, failure_keep_ms: int) -> None:
+                 set_aside: SetAside, lanes: list[Lane], *, worker_name: str, failure_keep_ms: int,
+                 round_jobs: int = ROUND_JOBS, while_waiting: Callable[[], None] | None = None) -> None:
         self.store = store
         self.lanes = lanes
         self.queue_keys = queue_keys
@@ -127,8 +128,8 @@ class Fetcher:
         self.to_forward: list[tuple[str, str]] = []  # outbox intents our completions wrote
         # Called while a lease round trip is in flight (the worker takes its children's outcomes meanwhile):
         # the supervisor's share of the work overlaps the server's instead of following it.
-        self.while_waiting: Callable[[], None] | None = None
-        self.round_jobs = ROUND_JOBS
+        self.while_waiting = while_waiting
+        self.round_jobs = round_jobs
 
     def fetch(self, lanes: list[Lane], budget: int | None, batch_size: Callable[[Lane], int],
               run: Callable[[Lane, list[T.LeasedJob]], None], *, due: bool = True) -> Fetched:
@@ -142,7 +143,7 @@ class Fetcher:
         since = self.outcomes.since
         # A round trip carries at most round_jobs jobs: the outcomes first, but no more than half of them
         # when jobs are to be leased too (the rest ride with the next round trip, very soon).
-        cap = max(2, self.round_jobs)
+        cap = max(2, self.round_jobs)  # 1 still leases: half of it goes to outcomes
         wanted = any(lane.pool.free() for lane in lanes)
         batch = self.outcomes.take(exclude=self.set_aside.waiting(), limit=cap // 2 if wanted else cap)
         batch.since = since

@@ -57,6 +57,12 @@ class WorkerSettings:
     def heartbeat_interval_s(self) -> float:
         return self.lease_s / HEARTBEATS_PER_LEASE
 
+    def __post_init__(self) -> None:
+        # A budget of 0 or less would lease nothing, and the fetch loop would spin: refused here, where the
+        # keyword arguments, settings= and the CLI all pass.
+        if isinstance(self.round_jobs, bool) or not isinstance(self.round_jobs, int) or self.round_jobs < 1:
+            raise ValueError(f"round_jobs must be a whole number of jobs, 1 or more; got {self.round_jobs!r}")
+
     @property
     def lease_ms(self) -> int:
         return int(self.lease_s * 1000)

@@ -217,9 +217,8 @@ class Worker(lifecycle.Lifecycle):
         self.set_aside = SetAside()
         self.outcomes.logged = self.outcomes_logged
         self.fetcher = Fetcher(self.store, self.queue_keys, self.leases, self.outcomes, self.set_aside,
-                               self.lanes, worker_name=self.name, failure_keep_ms=self.failure_keep_ms)
-        self.fetcher.while_waiting = self._collect_children
-        self.fetcher.round_jobs = s.round_jobs
+                               self.lanes, worker_name=self.name, failure_keep_ms=self.failure_keep_ms,
+                               round_jobs=s.round_jobs, while_waiting=self._collect_children)
         self.maintenance = Maintenance(self.connection, self.store, self.forwarder, self.queue_keys,
                                        max_attempts=s.max_attempts, failure_keep_ms=self.failure_keep_ms,
                                        interval_s=s.maintenance_interval_s, trim_interval_s=s.trim_interval_s,

@@ -148,6 +148,7 @@ def one(server: Standalone, n: int, ping: bool, extra: list[str]) -> dict[str, A
         "ping_p99": samples[int(len(samples) * 0.99)] * 1000 if samples else 0.0,
         "pings": len(samples),
         "evalsha": stats.get("cmdstat_evalsha", {}),
+        "commands": {k[len("cmdstat_"):]: (v["calls"], v["usec"]) for k, v in stats.items()},
         "scripts": {name: (len(d), sum(d) / len(d), max(d)) for name, d in by_script.items()},
     }
 
@@ -171,6 +172,8 @@ def main() -> int:
                   f"PING p50/p99 {r['ping_p50']:.3f}/{r['ping_p99']:.3f} ms ({r['pings']}); load {load:.2f}",
                   flush=True)
             print(f"    evalsha commandstats: {r['evalsha']}")
+            print("    commands (calls, usec): " + ", ".join(f"{k} {c:,}/{u:,}" for k, (c, u) in
+                                                       sorted(r["commands"].items(), key=lambda i: -i[1][1])))
             for name, (calls, mean, longest) in sorted(r["scripts"].items()):
                 print(f"    {name}: {calls} calls, mean {mean:.0f} us, longest {longest} us")
     finally:

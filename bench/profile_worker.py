@@ -38,6 +38,7 @@ def main() -> int:
     parser.add_argument("--pool", default="process", choices=["process", "solo", "thread", "asyncio"])
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--round-jobs", type=int, help="the worker's --round-jobs (default: its own)")
     args = parser.parse_args()
     server = Standalone().start()
     try:
@@ -48,7 +49,8 @@ def main() -> int:
         profile = cProfile.Profile()
         started = time.perf_counter()
         profile.enable()
-        code = cli(["worker", "--url", server.url, "--quiet", "--burst", "--pool", args.pool, "bench"])
+        code = cli(["worker", "--url", server.url, "--quiet", "--burst", "--pool", args.pool,
+                    *(["--round-jobs", str(args.round_jobs)] if args.round_jobs else []), "bench"])
         profile.disable()
         seconds = time.perf_counter() - started
         left = queue.count

@@ -110,16 +110,8 @@ def _joined(packed: Sequence[bytes]) -> Sequence[bytes]:
     return packed if len(packed) < 2 else (b"".join(packed),)
 
 
-def _send_and_read(conn: Any, packed: Sequence[bytes], replies: int,
-                   waiting: list[Callable[[], None]] | None = None,
-                   failures: list[BaseException] | None = None) -> list[Any]:
+def _send_and_read(conn: Any, packed: Sequence[bytes], replies: int) -> list[Any]:
     conn.send_packed_command(_joined(packed))
-    while waiting:  # the first attempt only: taken from the list
-        try:
-            waiting.pop()()
-        except BaseException as exc:  # raised once the replies are read (and outside the Retry: not resent)
-            if failures is not None:
-                failures.append(exc)
     return _read_replies(conn, replies)
 
 
@@ -133,22 +125,63 @@ def _read_replies(conn: Any, replies: int) -> list[Any]:
     return results
 
 
-def exchange(client: Any, packed: Sequence[bytes], while_waiting: Callable[[], None] | None = None) -> list[Any]:
+WRITES_AHEAD = 2
+"""Writes of one :func:`exchange` sent before the first one's replies are read: the server always has
+the next write to run while the client reads a reply and sends another, and other clients still wait
+for at most about two writes' work."""
+
+
+def exchange(client: Any, packed: Sequence[bytes], while_waiting: Callable[[], None] | None = None,
+             writes: Sequence[int] | None = None) -> list[Any]:
     """Send the packed commands on one of ``client``'s connections, one reply each, in order; an error
     reply is returned in its command's place (as redis-py's pipeline does with ``raise_on_error=False``).
-    A connection or timeout error the connection's ``Retry`` covers closes the connection and sends all
-    of them again (what redis-py does for a pipeline: the callers' scripts are safe to repeat).
+    A connection or timeout error the connection's ``Retry`` covers closes the connection and sends again
+    every command whose reply was not read yet (what redis-py does for a pipeline: the callers' scripts
+    are safe to repeat).
 
-    ``while_waiting`` is called once, after the commands are sent and before their replies are read: work
+    ``writes``: how many of the commands go in each write, in order (they add up to ``len(packed)``;
+    None: all in one). The server runs everything it has read from one connection before it serves
+    another client, so a write's work is how long the others wait; here a write is sent only when the
+    replies of the one :data:`WRITES_AHEAD` before it are read, so the server gets them one at a time
+    (and never runs out while the client turns round).
+
+    ``while_waiting`` is called once, after the first writes are sent and before a reply is read: work
     that overlaps the server's (a worker reads its children's outcomes meanwhile). It must not use this
     connection; what it raises is raised once the replies are read (so none is left unread)."""
+    parts: list[Sequence[bytes]] = []
+    at = 0
+    for size in writes or (len(packed),):
+        parts.append(_joined(packed[at : at + size]))
+        at += size
     pool = client.connection_pool
     conn = _get_connection(pool)
-    waiting = [while_waiting] if while_waiting is not None else None
+    results: list[Any] = []
+    answered = 0  # writes whose replies are read (a retry sends again from there)
     failures: list[BaseException] = []
+
+    def attempt() -> list[Any]:
+        nonlocal answered, while_waiting
+        sent = answered
+        while sent < len(parts) and sent < answered + WRITES_AHEAD:
+            conn.send_packed_command(parts[sent])
+            sent += 1
+        if while_waiting is not None:
+            work, while_waiting = while_waiting, None  # the first attempt only (outside the Retry: not resent)
+            try:
+                work()
+            except BaseException as exc:  # raised once the replies are read
+                failures.append(exc)
+        while answered < len(parts):
+            replies = _read_replies(conn, (writes or (len(packed),))[answered])
+            results.extend(replies)
+            answered += 1
+            if sent < len(parts):
+                conn.send_packed_command(parts[sent])
+                sent += 1
+        return results
+
     try:
-        results: list[Any] = conn.retry.call_with_retry(
-            lambda: _send_and_read(conn, packed, len(packed), waiting, failures), lambda error: conn.disconnect())
+        conn.retry.call_with_retry(attempt, lambda error: conn.disconnect())
     finally:
         pool.release(conn)
     if failures:

@@ -206,6 +206,24 @@ def _flag(on: bool) -> str:
     return "1" if on else "0"
 
 
+def writes_of(calls: Sequence[Call], write_jobs: int | None) -> list[int]:
+    """How many of ``calls`` go in each write, in order, for writes of at most ``write_jobs`` jobs
+    (:attr:`Call.jobs`) each; a call heavier than that goes alone. None: all in one write."""
+    if not write_jobs:
+        return [len(calls)] if calls else []
+    sizes: list[int] = []
+    count = jobs = 0
+    for call in calls:
+        if count and jobs + call.jobs > write_jobs:
+            sizes.append(count)
+            count = jobs = 0
+        count += 1
+        jobs += call.jobs
+    if count:
+        sizes.append(count)
+    return sizes
+
+
 def split_results(results: Sequence[Any], *groups: Sequence[Call]) -> list[list[Any]]:
     """Cut the results of calls sent together (``[*group1, *group2, ...]``) back into one list per group."""
     out: list[list[Any]] = []
@@ -244,8 +262,13 @@ def schedule_call(qk: K.QueueKeys, jobs: Sequence[NewJob], *, at_ms: int | None 
     return TR.SCHEDULE.call(qk, (job.argv() for job in jobs), mode=mode, ms=ms, at_front=_flag(at_front))
 
 
+def working_on(call: Call, jobs: int) -> Call:
+    """``call`` saying it works on up to ``jobs`` jobs (:attr:`Call.jobs`: a count its arguments hold)."""
+    return Call(call.script, call.keys, call.args, jobs)
+
+
 def promote_call(qk: K.QueueKeys, batch: int) -> Call:
-    return TR.PROMOTE.call(qk, batch=batch)
+    return working_on(TR.PROMOTE.call(qk, batch=batch), batch)
 
 
 def cron_tick_call(qk: K.QueueKeys, name: str, tick_ms: int, mode: str, keep_runs: int, job: NewJob,
@@ -269,7 +292,8 @@ def parse_promote(reply: Sequence[Any]) -> tuple[int, float | None]:
 
 
 def lease_call(qk: K.QueueKeys, count: int, lease_ms: int, worker: str, failure_keep_ms: int) -> Call:
-    return TR.LEASE.call(qk, lease_ms=lease_ms, count=count, worker=worker, failure_keep_ms=failure_keep_ms)
+    return working_on(TR.LEASE.call(qk, lease_ms=lease_ms, count=count, worker=worker,
+                                    failure_keep_ms=failure_keep_ms), count)
 
 
 def parse_lease(queue: str, reply: Sequence[Any]) -> tuple[int, list[LeasedJob]]:
@@ -291,8 +315,8 @@ def release_call(qk: K.QueueKeys, leases: Iterable[tuple[str, int]]) -> Call:
 
 
 def requeue_expired_call(qk: K.QueueKeys, batch: int, max_attempts: int, failure_keep_ms: int) -> Call:
-    return TR.REQUEUE_EXPIRED.call(qk, keys=_counts(qk), batch=batch, max_attempts=max_attempts,
-                                   failure_keep_ms=failure_keep_ms)
+    return working_on(TR.REQUEUE_EXPIRED.call(qk, keys=_counts(qk), batch=batch, max_attempts=max_attempts,
+                                              failure_keep_ms=failure_keep_ms), batch)
 
 
 def trim_call(registry_key: str, batch: int) -> Call:
@@ -482,7 +506,7 @@ class Store:
             return self.client.eval(call.script.source.decode(), n, *call.keys, *call.args)
 
     def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True, packed: bool = False,
-                 while_waiting: Callable[[], None] | None = None) -> list[Any]:
+                 while_waiting: Callable[[], None] | None = None, write_jobs: int | None = None) -> list[Any]:
         """Run several transitions in one pipeline per server; results in the order of ``calls``.
 
         With ``raise_on_error=False`` a failed call's slot holds its exception instead of raising, so
@@ -490,6 +514,9 @@ class Store:
         enqueue), and each is packed whole (:meth:`run_packed`). ``while_waiting`` (with ``packed``, on a
         standalone or Sentinel server): called once while the server runs them, between sending and
         reading (:func:`~clusterq.connection.packed.exchange`); it may not be called at all.
+        ``write_jobs``: the calls go to each server in writes of at most this many jobs (:attr:`Call.jobs`;
+        a heavier call goes alone), each write's replies read before the next is sent (:func:`writes_of`):
+        the server runs one write's calls back to back, so its other clients wait for one write at most.
         """
         if not calls:
             return []
@@ -501,9 +528,9 @@ class Store:
             except REDIS_ERRORS as exc:
                 results = [exc]
         elif isinstance(self.client, RedisCluster):
-            results = self._run_many_cluster(calls, packed)
+            results = self._run_many_cluster(calls, packed, write_jobs)
         else:
-            results = self._pipeline(self.client, calls, packed, while_waiting)
+            results = self._pipeline(self.client, calls, packed, while_waiting, write_jobs)
         if raise_on_error:
             for result in results:
                 if isinstance(result, BaseException):
@@ -511,21 +538,26 @@ class Store:
         return results
 
     def _pipeline(self, client: redis.Redis, calls: Sequence[Call], packed: bool = False,
-                  while_waiting: Callable[[], None] | None = None) -> list[Any]:
-        results = self._packed_pipeline(client, calls, while_waiting) if packed else None
+                  while_waiting: Callable[[], None] | None = None, write_jobs: int | None = None) -> list[Any]:
+        results = self._packed_pipeline(client, calls, while_waiting, write_jobs) if packed else None
         if results is not None:
             return results
-        pipe = client.pipeline(transaction=False)
-        for call in calls:
-            pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
-        results = pipe.execute(raise_on_error=False)
+        results = []
+        at = 0
+        for size in writes_of(calls, write_jobs):  # one pipeline per write
+            pipe = client.pipeline(transaction=False)
+            for call in calls[at : at + size]:
+                pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
+            at += size
+            results += pipe.execute(raise_on_error=False)
         for index, result in enumerate(results):
             if isinstance(result, NoScriptError):
                 results[index] = self._run_or_error(calls[index])
         return results
 
     def _packed_pipeline(self, client: redis.Redis, calls: Sequence[Call],
-                         while_waiting: Callable[[], None] | None = None) -> list[Any] | None:
+                         while_waiting: Callable[[], None] | None = None,
+                         write_jobs: int | None = None) -> list[Any] | None:
         """:meth:`_pipeline` with each call packed whole; None if the client or the first call cannot be
         (the caller pipelines through redis-py).
 
@@ -533,21 +565,22 @@ class Store:
         (:func:`~clusterq.connection.packed.exchange_stream`): the server runs the first chunks of an
         ``enqueue_many`` while the next are packed, and a later call that cannot be packed, with those
         after it, goes through redis-py's pipeline once the replies of those sent are read. With
-        ``while_waiting`` (the worker's round trip) every call is packed first and sent in one write
-        (:func:`~clusterq.connection.packed.exchange`), and ``while_waiting`` runs while the server works."""
+        ``while_waiting`` or ``write_jobs`` (the worker's round trips) every call is packed first and sent
+        with :func:`~clusterq.connection.packed.exchange`, in writes of at most ``write_jobs`` jobs
+        (:func:`writes_of`; else one write), and ``while_waiting`` runs while the server works."""
         if not packable(client):
             return None
         first = pack_command(("EVALSHA", calls[0].script.sha, len(calls[0].keys), *calls[0].keys, *calls[0].args))
         if first is None:
             return None
-        if while_waiting is not None:
+        if while_waiting is not None or write_jobs:
             packed = [first]
             for call in calls[1:]:
                 command = pack_command(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
                 if command is None:
                     return None
                 packed.append(command)
-            results = exchange(client, packed, while_waiting)
+            results = exchange(client, packed, while_waiting, writes_of(calls, write_jobs) if write_jobs else None)
         else:
             def commands() -> Iterator[bytes | None]:
                 yield first
@@ -559,7 +592,7 @@ class Store:
             if isinstance(result, NoScriptError):
                 results[index] = self._run_or_error(calls[index])
         if len(results) < len(calls):
-            results += self._pipeline(client, calls[len(results):])
+            results += self._pipeline(client, calls[len(results):], write_jobs=write_jobs)
         return results
 
     def run_and_wait(self, calls: Sequence[Call], marker_key: str, replicas: int,
@@ -599,7 +632,8 @@ class Store:
         node = self.client.get_node_from_key(key)
         return node.redis_connection or self.client.get_redis_connection(node)
 
-    def _run_many_cluster(self, calls: Sequence[Call], packed: bool = False) -> list[Any]:
+    def _run_many_cluster(self, calls: Sequence[Call], packed: bool = False,
+                          write_jobs: int | None = None) -> list[Any]:
         """One plain pipeline per primary, straight to the node that owns each call's slot.
 
         redis-py's ClusterPipeline asks the server ``COMMAND GETKEYS`` for every EVALSHA it routes (one
@@ -617,7 +651,7 @@ class Store:
         for node, indexes in by_node.values():
             client = node.redis_connection or cluster.get_redis_connection(node)
             try:
-                node_results = self._pipeline(client, [calls[i] for i in indexes], packed)
+                node_results = self._pipeline(client, [calls[i] for i in indexes], packed, write_jobs=write_jobs)
             except REDIS_ERRORS as exc:
                 node_results = [exc] * len(indexes)
                 if isinstance(exc, _UNREACHABLE):

@@ -293,6 +293,10 @@ class Call:
     script: S.Script
     keys: tuple[str, ...]
     args: tuple[Any, ...]
+    jobs: int = 1
+    """How many jobs the call works on (a lease's count, a batch's items): what it holds the server for is
+    about proportional to it, so a caller that bounds the hold of one write (:meth:`~clusterq.state.store.
+    Store.run_many`'s ``write_jobs``) adds these up."""
 
 
 _ARG_SETS: dict[tuple[str, ...], frozenset[str]] = {}
@@ -337,7 +341,7 @@ class Transition:
         width = len(self.group)
         if len(values) != fixed and (not width or (len(values) - fixed) % width):
             raise TypeError(f"{self.name}: each group is {width} values {self.group}")
-        return Call(self.script, named, tuple(values))
+        return Call(self.script, named, tuple(values), (len(values) - fixed) // width if width else 1)
 
     @property
     def _arg_set(self) -> frozenset[str]:

@@ -20,7 +20,7 @@ from redis.exceptions import ClusterDownError, ConnectionError, TimeoutError
 from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.worker.leases import Leases, run_each
-from clusterq.worker.outcomes import SCRIPT_JOBS, Batch, Outcomes, Settled, chunks, log_lost
+from clusterq.worker.outcomes import Batch, Outcomes, Settled, chunks, log_lost
 from clusterq.worker.settings import ROUND_JOBS
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ UNREACHABLE = (ConnectionError, TimeoutError, ClusterDownError, OSError)
 OUTCOME_DELAY_S = 0.005
 """How long a busy worker lets an outcome wait for the next lease's round trip (or for more outcomes)
 before sending it on its own."""
+OUTCOMES_ALONE = 50
+"""How many buffered outcomes a busy worker sends on their own, without waiting for a lease to ride with."""
 SET_ASIDE_MIN_S = 0.5
 SET_ASIDE_MAX_S = 30.0
 SET_ASIDE_UNREACHABLE_MAX_S = 1.0
@@ -136,7 +138,7 @@ class Fetcher:
         """Lease for every lane with a free slot (``lanes`` is empty while suspended), trying its queues in
         order; ``run`` hands a lane's jobs to its pool. The buffered outcomes ride along with the first
         lease calls, or are sent on their own if no queue is leased from: then only when ``due`` (nothing
-        more is running), when :data:`SCRIPT_JOBS` are buffered, or when the oldest has waited
+        more is running), when :data:`OUTCOMES_ALONE` are buffered, or when the oldest has waited
         :data:`OUTCOME_DELAY_S` (a busy worker does not pay a round trip for each job that ends)."""
         done = Fetched()
         self.set_aside.begin_round()
@@ -176,7 +178,8 @@ class Fetcher:
                     continue
                 # One queue, or the ready partitions of a partitioned queue: their lease calls share the
                 # room; each ask goes in calls of at most SCRIPT_JOBS jobs (a bounded hold of the server),
-                # and all of them, with the riding outcomes, in one round trip (one pipeline per node).
+                # and all of them, with the riding outcomes, in one round trip (one pipeline per node, in
+                # writes of at most WRITE_JOBS jobs: see run_each).
                 asks = split_room(room - len(jobs), ready)
                 lane.advance(index, group, [name for name, _ in asks])
                 plan = [(name, [len(part) for part in chunks(list(range(wanted)))]) for name, wanted in asks]
@@ -197,7 +200,7 @@ class Fetcher:
             if jobs:
                 done.leased += len(jobs)
                 run(lane, jobs)  # the solo pool runs them right here
-        if batch and (due or len(self.outcomes) + sum(map(len, batch.parts)) >= SCRIPT_JOBS
+        if batch and (due or len(self.outcomes) + sum(map(len, batch.parts)) >= OUTCOMES_ALONE
                       or time.monotonic() - batch.since >= OUTCOME_DELAY_S):
             self.settle(batch, run_each(self.store, batch.calls, packed=True), done)
 

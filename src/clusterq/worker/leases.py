@@ -23,8 +23,14 @@ from clusterq.state import transitions as TR
 
 log = logging.getLogger(__name__)
 
-EXTEND_JOBS = 200
-"""Leases per ``extend`` script call (a few microseconds each)."""
+EXTEND_JOBS = 64
+"""Leases per ``extend`` script call (5-10 us each): a worker holding many jobs sends several calls."""
+WRITE_JOBS = 20
+"""Jobs per write of a worker's round trip (:attr:`~clusterq.state.transitions.Call.jobs` added up; a
+heavier call goes alone): Redis runs all it has read from one connection before it serves another client,
+so the calls go in writes of this many jobs, two ahead (:func:`~clusterq.connection.packed.exchange`),
+and another client's command waits for about one write's work, not the whole round trip's, while the
+worker keeps its throughput."""
 
 StopRequest = Callable[[str, str, str], None]
 """(queue, id, reason): a stop request for a job this worker holds."""
@@ -38,9 +44,11 @@ def run_each(store: T.Store, calls: list[T.Call], *, packed: bool = False,
     ``packed``: each call is packed whole (:mod:`clusterq.connection.packed`, no per-argument encoding by
     redis-py): the worker's lease and complete pipelines, ~9 arguments per job. Sent again on a retried
     connection error exactly as redis-py's pipeline sends them again (the connection's ``Retry``).
-    ``while_waiting``: see :meth:`~clusterq.state.store.Store.run_many`."""
+    ``while_waiting``: see :meth:`~clusterq.state.store.Store.run_many`. The calls go in writes of at
+    most :data:`WRITE_JOBS` jobs each (the round trip is still one wait: the writes are pipelined)."""
     try:
-        return store.run_many(calls, raise_on_error=False, packed=packed, while_waiting=while_waiting)
+        return store.run_many(calls, raise_on_error=False, packed=packed, while_waiting=while_waiting,
+                              write_jobs=WRITE_JOBS)
     except REDIS_ERRORS as exc:
         return [exc] * len(calls)
 

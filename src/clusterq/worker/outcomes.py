@@ -48,10 +48,11 @@ def _log_planned_failure(queue: str, outcome: T.Outcome, code: TR.CompleteCode) 
         log.warning("%s: job %s failed (no retries left): %s", queue, outcome.id, reason)
 
 
-SCRIPT_JOBS = 50
+SCRIPT_JOBS = 20
 """Jobs per ``lease`` or ``complete`` script call: a call holds the server (every other client waits) for
-about 7-9 us per job plus 25 us per call (Redis 7.0), so a batch is cut into calls of this many, pipelined
-together (one round trip for all of them): the longest single script stays near half a millisecond."""
+about 25 us plus 7-20 us per job (Redis 7.0; the slower figure on a small virtual machine), so a batch is
+cut into calls of this many and the longest single script stays well under a millisecond. The calls of
+one round trip go in writes of at most :data:`~clusterq.worker.leases.WRITE_JOBS` jobs."""
 
 
 def chunks(items: list[Any], size: int = SCRIPT_JOBS) -> list[list[Any]]:

@@ -11,6 +11,7 @@ answered.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -54,9 +55,10 @@ def _reads(admin: Any) -> int:
 
 
 def test_the_server_reads_the_writes_apart_and_every_reply_comes_back_in_order(clusterq_standalone: Any) -> None:
+    p = uuid.uuid4().hex  # the server is shared by the module's tests
     client = clusterq_standalone.client()
     admin = clusterq_standalone.client()
-    packed = [pack_command(("INCRBY", f"w:{i % 5}", i)) for i in range(40)]
+    packed = [pack_command(("INCRBY", f"{p}w:{i % 5}", i)) for i in range(40)]
     assert all(packed)
     client.ping()  # the connection's set-up (HELLO, CLIENT SETINFO) is done before counting
     _reads(admin)
@@ -70,25 +72,28 @@ def test_the_server_reads_the_writes_apart_and_every_reply_comes_back_in_order(c
     ten_writes = _reads(admin) - before - 1
 
     assert one_write <= 2  # 40 small commands arrive together
-    assert ten_writes >= 9  # two may meet in one read (the second is sent before the first's replies)
+    # At most two writes are unanswered at a time (two ahead), so a read takes in two of them at most.
+    assert ten_writes >= 5 and ten_writes > one_write
     first_pass = [sum(range(i % 5, i + 1, 5)) for i in range(40)]  # each key's running total
     assert whole == first_pass
     assert cut == [sum(range(i % 5, 40, 5)) + first_pass[i] for i in range(40)]  # on top of the first's
 
 
 def test_an_error_reply_takes_its_commands_place_and_the_writes_after_it_still_run(clusterq_standalone: Any) -> None:
+    p = uuid.uuid4().hex
     client = clusterq_standalone.client()
-    client.set("e:str", "x")
-    packed = [pack_command(a) for a in (("INCR", "e:1"), ("INCR", "e:str"), ("INCR", "e:2"), ("INCR", "e:3"))]
+    client.set(f"{p}e:str", "x")
+    packed = [pack_command(("INCR", f"{p}e:{k}")) for k in ("1", "str", "2", "3")]
     replies = exchange(client, packed, writes=[1, 1, 2])  # type: ignore[arg-type]
     assert replies[0] == 1 and isinstance(replies[1], ResponseError) and replies[2:] == [1, 1]
     assert client.ping()
 
 
 def test_a_connection_lost_between_writes_sends_again_only_the_unanswered_ones(clusterq_standalone: Any) -> None:
+    p = uuid.uuid4().hex
     client = clusterq_standalone.client(retry=Retry(NoBackoff(), 3))
     admin = clusterq_standalone.client()
-    packed = [pack_command(("INCR", f"r:{i}")) for i in range(6)]
+    packed = [pack_command(("INCR", f"{p}r:{i}")) for i in range(6)]
     calls: list[int] = []
 
     def kill_it() -> None:  # runs once the first writes are sent, before a reply is read
@@ -98,7 +103,7 @@ def test_a_connection_lost_between_writes_sends_again_only_the_unanswered_ones(c
     replies = exchange(client, packed, while_waiting=kill_it, writes=[1] * 6)  # type: ignore[arg-type]
     assert calls == [1]  # called on the first attempt only
     assert len(replies) == 6 and all(r in (1, 2) for r in replies)
-    counts = [int(admin.get(f"r:{i}") or 0) for i in range(6)]
+    counts = [int(admin.get(f"{p}r:{i}") or 0) for i in range(6)]
     # At most the writes sent before the loss (two ahead) can have run twice; every later one ran once.
     assert counts[2:] == [1, 1, 1, 1] and all(c in (1, 2) for c in counts[:2])
     assert replies == counts
@@ -117,17 +122,18 @@ def test_a_worker_drains_a_queue_through_bounded_writes(clusterq_url: str, qname
 
 def test_a_connection_lost_after_some_replies_keeps_them_and_sends_again_only_the_rest(
         clusterq_standalone: Any) -> None:
+    p = uuid.uuid4().hex
     client = clusterq_standalone.client(retry=Retry(NoBackoff(), 3))
     admin = clusterq_standalone.client()
     own_id = client.client_id()  # the pool's one connection: the exchange gets it back
-    packed = [pack_command(a) for a in (("INCR", "s:0"), ("INCR", "s:1"), ("INCR", "s:2"),
+    packed = [pack_command(a) for a in (("INCR", f"{p}s:0"), ("INCR", f"{p}s:1"), ("INCR", f"{p}s:2"),
                                         ("CLIENT", "KILL", "ID", own_id, "SKIPME", "no"),  # the server closes it
-                                        ("INCR", "s:4"), ("INCR", "s:5"))]
+                                        ("INCR", f"{p}s:4"), ("INCR", f"{p}s:5"))]
     replies = exchange(client, packed, writes=[1] * 6)  # type: ignore[arg-type]
     assert replies[:3] == [1, 1, 1] and replies[4:] == [1, 1]
     assert replies[3] in (1, b"OK", True) or isinstance(replies[3], ResponseError)  # sent again: no such client
     # The writes answered before the loss ran once (not sent again), and so did those after it.
-    assert [int(admin.get(f"s:{i}") or 0) for i in (0, 1, 2, 4, 5)] == [1, 1, 1, 1, 1]
+    assert [int(admin.get(f"{p}s:{i}") or 0) for i in (0, 1, 2, 4, 5)] == [1, 1, 1, 1, 1]
 
 
 @pytest.mark.parametrize("writes", [None, [3, 3, 3]])

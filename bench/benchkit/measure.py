@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -45,6 +46,21 @@ class Phase:
         return (self.jobs - 1) / self.steady_s if self.steady_s > 0 else float("inf")
 
 
+def _server_pids(clients: list[Any]) -> list[int]:
+    return [int(client.info("server")["process_id"]) for client in clients]
+
+
+def _set_realtime(pids: list[int], on: bool) -> bool:
+    """SCHED_FIFO (``on``) or back to the default policy for ``pids``; False if it could not be set."""
+    try:
+        for pid in pids:
+            os.sched_setscheduler(pid, os.SCHED_FIFO if on else os.SCHED_OTHER,
+                                  os.sched_param(10 if on else 0))
+    except (OSError, AttributeError):
+        return False
+    return bool(pids)
+
+
 @dataclass(frozen=True)
 class DrainProbe:
     """One worker draining at full speed, watched by SLOWLOG and by another client's PINGs."""
@@ -55,6 +71,8 @@ class DrainProbe:
     ping_p50_ms: float | None
     ping_p99_ms: float | None
     ping_samples: int
+    realtime: bool = False
+    """The server and the prober ran at real-time priority (``drain_probe(realtime=True)``)."""
 
 
 @dataclass(frozen=True)
@@ -219,11 +237,17 @@ class Bench:
 
     # --- idle cost and latency --------------------------------------------------------------------
 
-    def drain_probe(self, n: int, probe_runtime: Runtime) -> tuple[Phase, DrainProbe]:
+    def drain_probe(self, n: int, probe_runtime: Runtime, realtime: bool = False) -> tuple[Phase, DrainProbe]:
         """Queue ``n`` jobs, then let one worker drain them at full speed while SLOWLOG (threshold lowered,
         reset before) records every command slower than ``settings.slowlog_us`` and a separate process
         PINGs the same server every ``settings.ping_pause_s``; PINGs sent between the first and the last job
-        done count."""
+        done count.
+
+        ``realtime``: the server's processes and the prober run at real-time priority (SCHED_FIFO) for
+        the drain, so neither waits for a CPU the worker's processes hold: a PING then waits only for
+        what the server runs before it (and SLOWLOG times a script without the server being descheduled
+        in it). Needs the right to set it (root or CAP_SYS_NICE); ``DrainProbe.realtime`` says if it
+        took."""
         target, settings = self.target, self.settings
         target.flush()
         self.enqueue(n, bulk=self.system.has_bulk)
@@ -236,17 +260,23 @@ class Bench:
                               "slowlog-max-len", "100000", node=i)
             self.monitor.call("SLOWLOG", "RESET", node=i)
         probe_url = f"redis://{self.monitor.host}:{target.ports[0]}/0"  # a plain client, also on a cluster
-        probe = start_gated(probe_runtime, "probe", {"url": probe_url, "pause_s": settings.ping_pause_s}, 1,
+        probe = start_gated(probe_runtime, "probe", {"url": probe_url, "pause_s": settings.ping_pause_s,
+                                                     "realtime": realtime}, 1,
                             START_TIMEOUT_S, label=f"{self.system.key}-ping")[0]
+        servers = _server_pids(clients) if realtime else []
+        raised = _set_realtime(servers, True)
         try:
             phase = self.process(n, 1, during=probe.go)
             probe.send("STOP")
-            samples = probe.wait(60.0)["samples"]
+            reply = probe.wait(60.0)
+            samples = reply["samples"]
+            raised = raised and bool(reply.get("realtime"))
             entries = []
             for i in nodes:
                 self.monitor.own["slowlog"] += 1
                 entries += self.monitor.clients[i].slowlog_get(100000)
         finally:
+            _set_realtime(servers, False)
             probe.stop()
             for i, config in enumerate(saved):
                 for name, value in config.items():
@@ -273,7 +303,7 @@ class Bench:
         pings = sorted(ms for t, ms in samples if first <= t <= last) or sorted(ms for _, ms in samples)
         return phase, DrainProbe(script_ms, command_ms, command,
                                  percentile(pings, 50) if pings else None,
-                                 percentile(pings, 99) if pings else None, len(pings))
+                                 percentile(pings, 99) if pings else None, len(pings), raised)
 
     def payload_bytes(self, extra_jobs: int) -> float:
         """Request bytes one enqueue sends: two enqueue runs through a byte-counting proxy, of 1 and of

@@ -79,6 +79,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("slowlog_command_ms", "  longest command ms (any)", False, 3),
     Metric("ping_p99_ms", "other client's PING p99 ms, draining", False, 3, "<= 1", _at_most(1.0)),
     Metric("ping_p50_ms", "  PING p50 ms", False, 3),
+    Metric("ping_p99_rt_ms", "  PING p99 ms, Redis+prober real-time", False, 3),
+    Metric("slowlog_script_rt_ms", "  longest script ms, Redis real-time", False, 3),
     Metric("drain_steady", "  drain jobs/s with the probes on", True, 0),
     Metric("rt_per_job", "round trips/job, enqueue + processing", False, 2),
     Metric("idle_commands_per_s", "idle worker commands/s", False, 1),
@@ -224,6 +226,12 @@ def limits_lines(limits: dict[str, Any], results: list[SystemResult], comparison
         lines.append(f"  PING: with {ping['burners']} CPU-bound processes (no Redis traffic) keeping every core "
                      f"busy, another client's PING p50/p99 is {ping['p50_ms']:.3f}/{ping['p99_ms']:.3f} ms "
                      f"(clusterq draining: {fmt(cq.median('ping_p50_ms'), 3)}/{fmt(cq.median('ping_p99_ms'), 3)} ms)")
+    held, held_script = cq.median("ping_p99_rt_ms"), cq.median("slowlog_script_rt_ms")
+    if held is not None:
+        lines.append(f"  PING, scheduler out of the way: with Redis and the prober at real-time priority (the worker's "
+                     f"processes cannot keep either off a CPU), clusterq draining at full speed leaves another "
+                     f"client's PING p99 at {held:.3f} ms and its longest script at {fmt(held_script, 3)} ms: "
+                     f"what Redis runs of the worker's before a PING; the rest of the p99 above is the wait for a CPU")
     startup = limits.get("startup")
     steady = cq.median("process_1_steady")
     best = comparisons.get("process_1")

@@ -9,7 +9,9 @@ the supervisor and of each child is read from ``/proc/<pid>/stat``, another clie
 (``INFO cpu``) and longest command (``SLOWLOG``) are read around the run. Prints, per repetition: jobs/s
 over the whole drain (the first job to the last; start-up excluded), CPU microseconds per job of the
 supervisor, of the children (summed), and of Redis, the longest script and the PING p50/p99, and the load
-average. CPU per job does not depend on how busy the machine is; jobs/s does.
+average. CPU per job does not depend on how busy the machine is; jobs/s does. ``--realtime`` runs Redis and
+the pinger at real-time priority (SCHED_FIFO; root or CAP_SYS_NICE): neither then waits for a CPU the
+worker's processes hold, so the PING times and the longest script are what the server itself runs.
 """
 
 from __future__ import annotations
@@ -63,10 +65,16 @@ def redis_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
-def pinger(url: str, stop: Any, out: Any) -> None:
+def realtime(pid: int, on: bool = True) -> None:
+    os.sched_setscheduler(pid, os.SCHED_FIFO if on else os.SCHED_OTHER, os.sched_param(10 if on else 0))
+
+
+def pinger(url: str, stop: Any, out: Any, rt: bool = False) -> None:
     """PING 1 ms apart from a process of its own (as bench/peer_drivers/probe.py) until ``stop`` is set."""
     client = redis.Redis.from_url(url)
     client.ping()
+    if rt:
+        realtime(0)
     samples: list[float] = []
     while not stop.is_set():
         started = time.perf_counter()
@@ -76,7 +84,7 @@ def pinger(url: str, stop: Any, out: Any) -> None:
     out.send(samples)
 
 
-def one(server: Standalone, n: int, ping: bool, extra: list[str]) -> dict[str, Any]:
+def one(server: Standalone, n: int, ping: bool, extra: list[str], rt: bool = False) -> dict[str, Any]:
     client = redis.Redis.from_url(server.url)
     client.flushall()
     queue = Queue("bench", connection=server.url)
@@ -101,7 +109,7 @@ def one(server: Standalone, n: int, ping: bool, extra: list[str]) -> dict[str, A
     stop = multiprocessing.Event()
     samples: list[float] = []
     ours, theirs = multiprocessing.Pipe()
-    probe = multiprocessing.Process(target=pinger, args=(server.url, stop, theirs), daemon=True)
+    probe = multiprocessing.Process(target=pinger, args=(server.url, stop, theirs, rt), daemon=True)
     if ping:
         probe.start()
     cpu1 = dict(cpu0)
@@ -159,12 +167,16 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--round-jobs", type=int, help="the worker's --round-jobs (default: its own)")
     parser.add_argument("--no-ping", action="store_true", help="no PING probe (it costs the server a little)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="Redis and the pinger at real-time priority (the scheduler out of the way)")
     args = parser.parse_args()
     server = Standalone().start()
     try:
+        if args.realtime:
+            realtime(int(redis.Redis.from_url(server.url).info("server")["process_id"]))
         for rep in range(args.reps):
             extra = ["--round-jobs", str(args.round_jobs)] if args.round_jobs else []
-            r = one(server, args.jobs, not args.no_ping, extra)
+            r = one(server, args.jobs, not args.no_ping, extra, args.realtime)
             load = os.getloadavg()[0]
             print(f"rep {rep + 1}: {r['rate']:,.0f} jobs/s ({r['jobs']:,} in {r['seconds']:.2f} s); CPU us/job: "
                   f"supervisor {r['sup_us']:.1f} (busy {r['sup_busy']:.0%}), children {r['kids_us']:.1f} "

@@ -3,10 +3,10 @@ written per primary (``AsyncStore._cluster_packed``), not through redis.asyncio'
 
 Every test runs on the real 3-primary cluster of the test plugin, with queues whose slots cover all three
 primaries. What is checked: concurrent enqueues each land as their own job with their own record (read by
-the sync API, run by the sync Worker); a flushed script cache, an error reply for one call, a node whose
-connections the server closed and a task canceled mid-exchange are each recovered from without touching
-the other calls; and the path is really the packed one (no ``ClusterPipeline``, one read per primary for a
-whole batch, counted by the servers).
+the sync API, run by the sync Worker); a flushed script cache, a MOVED from a stale slot map, an error
+reply for one call, a node whose connections the server closed and a task canceled mid-exchange are each
+dealt with without touching the other calls; and the path is really the packed one (no
+``ClusterPipeline``, a few reads per primary for a whole batch, counted by the servers).
 """
 
 from __future__ import annotations
@@ -255,3 +255,32 @@ def test_a_task_canceled_mid_exchange_leaves_no_reply_for_the_connections_next_u
     assert asyncio.run(scenario()) == [[1]] * len(names)
     for name in names:  # the canceled call ran whole or not at all (the server may drop a closed client's)
         assert Queue(name, url).count in (1 + 1, 1 + 3 + 1)
+
+
+def test_a_moved_reply_from_a_stale_slot_map_is_followed_through_the_cluster_client(
+        clusterq_topology: Topology, url: str, qname: str) -> None:
+    names = _names_on_every_primary(clusterq_topology, qname)
+    moved_name = names[0]
+    right = _primary_of(clusterq_topology, moved_name)
+
+    async def scenario() -> list[Any]:
+        client = await connect_async(url)
+        try:
+            store = AsyncStore(client)
+            assert await store.run_many(_calls(client, names, "warm-up"), packed=True) == [[1]] * len(names)
+            # The client's map says another primary owns the queue's slot, as after a resharding it has not
+            # seen yet: that primary answers MOVED.
+            slot = client.keyslot(AsyncQueue(moved_name, client).keys.pending)
+            wrong = next(node for node in client.get_primaries() if int(node.port) != right.port)
+            client.nodes_manager.slots_cache[slot] = [wrong]
+            return await store.run_many(_calls(client, names, "stale"), raise_on_error=False, packed=True)
+        finally:
+            await disconnect_async(client)
+
+    moved = _errorstat(clusterq_topology, "MOVED")
+    assert asyncio.run(scenario()) == [[1]] * len(names)
+    after = _errorstat(clusterq_topology, "MOVED")
+    assert sum(after.values()) > sum(moved.values()), "the call went to the wrong primary first"
+    for name in names:
+        assert Queue(name, url).count == 2
+    assert _work(url, *names) == 2 * len(names)

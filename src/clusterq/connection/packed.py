@@ -10,9 +10,10 @@ connection is closed and the exchange retried on the errors it retries, as redis
 or a pipeline).
 
 Only a plain ``redis.Redis`` (or a cluster node's one) whose connections encode text as strict UTF-8, and
-that is not a single-connection client, is used this way (:func:`packable`); anything else, and any
-argument that is not ``bytes``, ``str``, ``int`` or ``float``, goes through redis-py as before, so its
-errors (``DataError`` for a bool or None) are redis-py's own.
+that is not a single-connection client, is used this way (:func:`packable`), and likewise an asyncio
+``RedisCluster``, whose nodes' connections :func:`anode_exchange` writes; anything else, and any argument
+that is not ``bytes``, ``str``, ``int`` or ``float``, goes through redis-py as before, so its errors
+(``DataError`` for a bool or None) are redis-py's own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -78,13 +80,20 @@ def packable(client: Any) -> bool:
     """True if packed commands may be sent on ``client``'s connections: a ``redis.Redis`` or
     ``redis.asyncio.Redis`` whose ``execute_command`` is redis-py's own (no instrumentation that wraps it
     would be bypassed), that has no single dedicated connection, and whose connections encode text as
-    strict UTF-8 (what :func:`pack_command` writes). Checked once per client."""
+    strict UTF-8 (what :func:`pack_command` writes); or a ``redis.asyncio`` ``RedisCluster`` whose
+    ``execute_command`` is its own and whose encoder writes strict UTF-8 (its nodes' connections are made
+    with its options). Checked once per client."""
     known = getattr(client, _MARK, None)
     if known is not None:
         return bool(known)
     base = redis.asyncio.Redis if isinstance(client, redis.asyncio.Redis) else redis.Redis
     ok = False
-    if (isinstance(client, base) and type(client).execute_command is base.execute_command
+    if isinstance(client, AsyncRedisCluster):
+        encoder = getattr(client, "encoder", None)
+        ok = (type(client).execute_command is AsyncRedisCluster.execute_command
+              and str(getattr(encoder, "encoding", "")).lower() in _UTF8
+              and getattr(encoder, "encoding_errors", "") == "strict")
+    elif (isinstance(client, base) and type(client).execute_command is base.execute_command
             and getattr(client, "connection", None) is None
             and not getattr(client, "single_connection_client", False)):
         kwargs = getattr(client.connection_pool, "connection_kwargs", {})
@@ -358,3 +367,36 @@ async def aexchange(client: Any, packed: Sequence[bytes]) -> list[Any]:
             lambda: _asend_and_read(conn, packed, len(packed)), lambda error: conn.disconnect())
     finally:
         await pool.release(conn)
+
+
+async def anode_exchange(node: Any, packed: Sequence[bytes]) -> list[Any]:
+    """:func:`aexchange` on one connection of a ``redis.asyncio`` cluster node (``ClusterNode``), all the
+    commands in one write, one reply each in order; an error reply (MOVED, NOSCRIPT...) is returned in
+    its command's place. No retry here: a node's connections are made without one (the cluster client
+    retries, after refreshing its slot map), so a connection or timeout error is raised for the caller to
+    send the commands again through the cluster client.
+
+    A connection left with replies unread (a connection error, a parse error, the task canceled while its
+    commands are in flight) is closed before it goes back to the node: its next user would read this
+    exchange's replies as its own. redis-py's own send and read close it on such an interruption already;
+    this holds whatever raises between them."""
+    conn = node.acquire_connection()
+    try:
+        # A connection the node marked for reconnect (after a connection error on another, a maintenance
+        # notice) is reconnected first, as the node's own execute_command does.
+        reconnect = getattr(node, "disconnect_if_needed", None)
+        if reconnect is not None:
+            await reconnect(conn)
+        await conn.send_packed_command(_joined(packed))
+        results: list[Any] = []
+        for _ in range(len(packed)):
+            try:
+                results.append(await conn.read_response())
+            except ResponseError as exc:  # an error reply: the connection stays in step
+                results.append(exc)
+        return results
+    except BaseException:
+        await conn.disconnect(nowait=True)  # nowait: the socket is dropped at once, not waited for (canceled)
+        raise
+    finally:
+        node.release(conn)

@@ -6,12 +6,22 @@ So an enqueue from asyncio writes exactly the records a synchronous enqueue writ
 
 - Scripts run by SHA; a server that answers NOSCRIPT (a new or promoted node, a flushed script cache) is
   sent the source once with EVAL, which caches it there.
-- Several calls go in one pipeline. On a cluster that is redis.asyncio's own cluster pipeline: it splits
-  the calls per node and sends the nodes' batches concurrently (one round trip in all), routes EVALSHA
-  by its keys, and follows MOVED/ASK. Unlike the synchronous ``ClusterPipeline``, which asks the server
-  ``COMMAND GETKEYS`` for every EVALSHA (hence the sync store's own per-node routing), it adds no
-  round trip: measured with ``INFO commandstats`` on redis-py 8.1, 100 EVALSHA over 3 primaries cost
-  0 ``COMMAND GETKEYS`` (sync: 100). ``tests/test_aio.py`` keeps that measurement as a test.
+- Several calls go in one pipeline. The calls of the producer's auto-pipeline (``packed``: enqueues, safe
+  to send twice) are each packed whole (:mod:`clusterq.connection.packed`), on a cluster too: there the
+  store groups them by the primary that owns each call's slot (all of a call's keys are in one slot),
+  writes each node's commands at once on one of that node's connections, the nodes concurrently (one
+  round trip in all), and reads one reply per command. A reply that says the call belongs elsewhere or
+  must wait (MOVED, ASK, TRYAGAIN, CLUSTERDOWN), a NOSCRIPT, and every call of a node whose connection
+  failed are run again one by one through the cluster client, which follows redirections, refreshes its
+  slot map and retries. A client with no slot map yet, or a refresh due, and a call that cannot be
+  packed, send the whole batch the other way.
+- Other batches go through redis.asyncio's own cluster pipeline: it splits the calls per node and sends
+  the nodes' batches concurrently, routes EVALSHA by its keys, and follows MOVED/ASK, but encodes every
+  argument in Python (hence the packed path above for the producer). Unlike the synchronous
+  ``ClusterPipeline``, which asks the server ``COMMAND GETKEYS`` for every EVALSHA (hence the sync
+  store's own per-node routing), it adds no round trip: measured with ``INFO commandstats`` on redis-py
+  8.1, 100 EVALSHA over 3 primaries cost 0 ``COMMAND GETKEYS`` (sync: 100). ``tests/test_aio.py`` keeps
+  that measurement as a test.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from typing import Any, cast
 
 import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-from redis.exceptions import ClusterError, NoScriptError, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, ClusterError, NoScriptError, TryAgainError
 
 from clusterq.connection.aio import (
     ASYNC_REDIS_ERRORS,
@@ -33,7 +43,7 @@ from clusterq.connection.aio import (
     disconnect_async,
     is_async_client,
 )
-from clusterq.connection.packed import aexchange, pack_command, packable
+from clusterq.connection.packed import aexchange, anode_exchange, pack_command, packable
 from clusterq.connection.sync import is_proxy
 from clusterq.exceptions import ServerError
 from clusterq.state import keys as K
@@ -50,9 +60,24 @@ from clusterq.utils import decode_all
 
 _AUTO_PIPELINE_ATTR = "_clusterq_auto_pipeline"
 
+# Error replies of a call sent straight to a cluster node that the cluster client knows how to get past (a
+# redirection, a slot being migrated, a failover in progress; MovedError is an AskError) or that needs the
+# script's source (NOSCRIPT): the call is run again through the client.
+_RUN_AGAIN = (NoScriptError, AskError, TryAgainError, ClusterDownError)
+
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+def _refresh_due(client: AsyncRedisCluster) -> bool:
+    """True if the cluster client has no slot map yet or wants its topology refreshed: it does that at its
+    next command, which a batch sent straight to the nodes would not give it. ``_initialize_due`` is
+    redis-py 8's check (a refresh asked for but paced is not due yet); older ones only have the flag."""
+    due = getattr(client, "_initialize_due", None)
+    if callable(due):
+        return bool(due())
+    return bool(getattr(client, "_initialize", False))
 
 
 class AutoPipeline:
@@ -158,18 +183,23 @@ class AsyncStore:
 
         With ``raise_on_error=False`` a failed call's slot holds its exception instead of raising, so
         the caller can tell which transitions happened. ``packed``: the calls are safe to send twice (an
-        enqueue), and each is packed whole (:mod:`clusterq.connection.packed`) when the client allows it
-        (not on a cluster: redis.asyncio's cluster client pipelines them as before).
+        enqueue), and each is packed whole (:mod:`clusterq.connection.packed`) when the client allows it;
+        on a cluster they are sent per node (:meth:`_cluster_packed`).
         """
         if not calls:
             return []
-        commands = self._packed_commands(calls) if packed else None
-        if commands is not None:
-            results: list[Any] = await self._pipeline(calls, raise_on_error, commands)
-        elif len(calls) == 1:
-            results = [await self._run_or_error(calls[0])]
-        else:
-            results = await self._pipeline(calls, raise_on_error)
+        results: list[Any] | None = None
+        if packed and isinstance(self.client, AsyncRedisCluster):
+            results = await self._cluster_packed(calls)
+        elif packed:
+            commands = self._packed_commands(calls)
+            if commands is not None:
+                results = await self._pipeline(calls, raise_on_error, commands)
+        if results is None:
+            if len(calls) == 1:
+                results = [await self._run_or_error(calls[0])]
+            else:
+                results = await self._pipeline(calls, raise_on_error)
         if raise_on_error:
             for result in results:
                 if isinstance(result, BaseException):
@@ -187,6 +217,69 @@ class AsyncStore:
                 return None
             commands.append(command)
         return commands
+
+    async def _cluster_packed(self, calls: Sequence[Call]) -> list[Any] | None:
+        """The calls packed whole and sent straight to the primaries that own their slots: per node one
+        write on one of its connections (:func:`~clusterq.connection.packed.anode_exchange`), the nodes
+        concurrently; results in the order of ``calls``. None, before anything is sent, when the batch
+        must go through redis.asyncio's cluster pipeline instead: a client that may not be written to so
+        (:func:`~clusterq.connection.packed.packable`), one with no slot map yet or a topology refresh due
+        (the client runs it on the next command it sends), a slot no node covers, a call that cannot be
+        packed.
+
+        Each call's keys are in one slot (:mod:`clusterq.state.keys` builds them so), so its first key
+        names its node. The calls are safe to send twice (enqueues with their ids set), so a call whose
+        node answered MOVED, ASK, TRYAGAIN, CLUSTERDOWN or NOSCRIPT, and every call of a node whose
+        connection failed (which of them ran is unknown), is run again through :meth:`_run_or_error`: the
+        cluster client follows redirections, refreshes its slot map and retries, and :meth:`run` sends a
+        missing script's source. Any other error reply stays in its call's place.
+        """
+        client = cast("AsyncRedisCluster", self.client)
+        if not packable(client) or _refresh_due(client):
+            return None
+        groups: dict[str, tuple[Any, list[int], list[bytes]]] = {}
+        nodes: dict[str, Any] = {}  # first key -> node: a batch's calls are mostly to a few queues
+        try:
+            for index, call in enumerate(calls):
+                key = call.keys[0]
+                node: Any = nodes.get(key)
+                if node is None:
+                    node = nodes[key] = client.get_node_from_key(key)
+                command = pack_command(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
+                if command is None:
+                    return None
+                group = groups.get(node.name)
+                if group is None:
+                    group = groups[node.name] = (node, [], [])
+                group[1].append(index)
+                group[2].append(command)
+        except ASYNC_REDIS_ERRORS:  # a slot no node covers (SlotNotCoveredError): the client reinitializes
+            return None
+        batches = list(groups.values())
+        outcomes: list[Any]
+        if len(batches) == 1:  # no gather: its tasks would cost more than the one exchange
+            try:
+                outcomes = [await anode_exchange(batches[0][0], batches[0][2])]
+            except ASYNC_REDIS_ERRORS as exc:
+                outcomes = [exc]
+        else:
+            outcomes = await asyncio.gather(*(anode_exchange(node, commands) for node, _, commands in batches),
+                                            return_exceptions=True)
+        results: list[Any] = [None] * len(calls)
+        again: list[int] = []
+        for (_, indexes, _), outcome in zip(batches, outcomes):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, ASYNC_REDIS_ERRORS):
+                    raise outcome  # a bug or a cancellation, not the node's failure: not hidden as a result
+                again += indexes
+                continue
+            for index, reply in zip(indexes, outcome):
+                results[index] = reply
+                if isinstance(reply, _RUN_AGAIN):
+                    again.append(index)
+        for index in sorted(again):  # in the callers' order, one by one: the client's retries pace them
+            results[index] = await self._run_or_error(calls[index])
+        return results
 
     async def _pipeline(self, calls: Sequence[Call], raise_on_error: bool, packed: list[bytes] | None = None
                         ) -> list[Any]:

@@ -143,3 +143,48 @@ def test_every_reply_of_an_exchange_is_read_so_the_connection_stays_in_step(
     packed = [pack_command(("ECHO", str(i))) for i in range(9)]
     assert exchange(client, packed, writes=writes) == [str(i).encode() for i in range(9)]  # type: ignore[arg-type]
     assert client.echo("next") == b"next"  # the one connection has nothing left over
+
+
+def _evalsha_calls(admin: Any) -> int:
+    return int(admin.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_a_queue_that_came_back_short_is_asked_for_one_call_first(clusterq_standalone: Any) -> None:
+    """A warm worker (short jobs: big batches) with room for hundreds of jobs and a queue holding 3 sends
+    one lease call, not dozens of which all but one find the queue empty (each a write of its own: an
+    idle worker's wake-up would pay for all of them)."""
+    admin = clusterq_standalone.client()
+    url = clusterq_standalone.url
+    name = f"few-{uuid.uuid4().hex[:8]}"
+    q = Queue(name, url)
+    worker = Worker([name], url, install_signal_handlers=False, pool="process", concurrency=2, max_batch=200)
+    for lane in worker.lanes:
+        lane.avg_job_s = 1e-5  # what a worker that ran many short jobs has measured: batches of max_batch
+    for i in range(3):
+        q.enqueue(jobs.add, i, i)
+    before = _evalsha_calls(admin)
+    assert worker.work(burst=True) == 3
+    calls = _evalsha_calls(admin) - before
+    # a lease or two, a complete or two, the burst's last look, and the worker's own bookkeeping
+    # (maintenance): about ten, where asking for the whole room made more than fifty
+    assert calls <= 15, calls
+    assert q.finished_job_registry.count == 3
+
+
+def test_a_warm_worker_drains_a_long_queue_without_a_train_of_empty_lease_calls(clusterq_standalone: Any) -> None:
+    admin = clusterq_standalone.client()
+    url = clusterq_standalone.url
+    name = f"many-{uuid.uuid4().hex[:8]}"
+    q = Queue(name, url)
+    n = 10 * SCRIPT_JOBS
+    q.enqueue_many([q.prepare_data(jobs.add, (i, i)) for i in range(n)])
+    worker = Worker([name], url, install_signal_handlers=False, pool="process", concurrency=2, max_batch=200)
+    for lane in worker.lanes:
+        lane.avg_job_s = 1e-5
+    before = _evalsha_calls(admin)
+    assert worker.work(burst=True) == n
+    calls = _evalsha_calls(admin) - before
+    # n / SCRIPT_JOBS full lease calls and about as many completes, plus a few: not a room's worth of
+    # lease calls finding the queue empty once it has drained
+    assert calls <= 2 * n // SCRIPT_JOBS + 20, calls
+    assert q.finished_job_registry.count == n

@@ -20,7 +20,7 @@ from redis.exceptions import ClusterDownError, ConnectionError, TimeoutError
 from clusterq.state import keys as K
 from clusterq.state import store as T
 from clusterq.worker.leases import Leases, run_each
-from clusterq.worker.outcomes import Batch, Outcomes, Settled, chunks, log_lost
+from clusterq.worker.outcomes import SCRIPT_JOBS, Batch, Outcomes, Settled, chunks, log_lost
 from clusterq.worker.settings import ROUND_JOBS
 
 if TYPE_CHECKING:
@@ -127,6 +127,12 @@ class Fetcher:
         self.worker_name = worker_name
         self.failure_keep_ms = failure_keep_ms
         self.held_back: dict[str, float] = {}  # rate-limited queue -> when (monotonic) to lease again
+        # Queues whose last lease filled all it asked for: only they are asked for more than one call's
+        # worth. A queue just signalled from empty, or that came back short, is asked for SCRIPT_JOBS
+        # first: its round trip is then one call, not a train of writes that find the queue empty
+        # (an idle worker's wake-up pays one write; a queue that fills its ask gets the whole room
+        # from the next round trip on, which follows at once).
+        self.filled: set[str] = set()
         self.to_forward: list[tuple[str, str]] = []  # outbox intents our completions wrote
         # Called while a lease round trip is in flight (the worker takes its children's outcomes meanwhile):
         # the supervisor's share of the work overlaps the server's instead of following it.
@@ -180,7 +186,8 @@ class Fetcher:
                 # room; each ask goes in calls of at most SCRIPT_JOBS jobs (a bounded hold of the server),
                 # and all of them, with the riding outcomes, in one round trip (one pipeline per node, in
                 # writes of at most WRITE_JOBS jobs: see run_each).
-                asks = split_room(room - len(jobs), ready)
+                asks = [(name, wanted if name in self.filled else min(wanted, SCRIPT_JOBS))
+                        for name, wanted in split_room(room - len(jobs), ready)]
                 lane.advance(index, group, [name for name, _ in asks])
                 plan = [(name, [len(part) for part in chunks(list(range(wanted)))]) for name, wanted in asks]
                 calls = [T.lease_call(self.queue_keys[name], size, self.lease_ms, self.worker_name,
@@ -217,6 +224,10 @@ class Fetcher:
                     jobs.extend(self._leased(lane, name, size, reply, done))
                 continue
             jobs.extend(self._leased(lane, name, size, reply, done))
+        if len(jobs) >= sum(sizes):
+            self.filled.add(name)
+        else:
+            self.filled.discard(name)
         return jobs
 
     @property

@@ -515,8 +515,9 @@ class Store:
         standalone or Sentinel server): called once while the server runs them, between sending and
         reading (:func:`~clusterq.connection.packed.exchange`); it may not be called at all.
         ``write_jobs``: the calls go to each server in writes of at most this many jobs (:attr:`Call.jobs`;
-        a heavier call goes alone), each write's replies read before the next is sent (:func:`writes_of`):
-        the server runs one write's calls back to back, so its other clients wait for one write at most.
+        a heavier call goes alone; :func:`writes_of`), pipelined a few writes ahead
+        (:func:`~clusterq.connection.packed.exchange`): the server runs one write's calls back to back, so
+        its other clients wait for about one or two writes, not all of them.
         """
         if not calls:
             return []

@@ -11,7 +11,6 @@ answered.
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from typing import Any
 
@@ -22,7 +21,7 @@ from redis.retry import Retry
 
 import jobs
 from clusterq import Queue, Worker
-from clusterq.connection.packed import WRITES_AHEAD, exchange, pack_command
+from clusterq.connection.packed import exchange, pack_command
 from clusterq.state import keys as K
 from clusterq.state import scripts as S
 from clusterq.state import store as T
@@ -189,109 +188,3 @@ def test_a_warm_worker_drains_a_long_queue_without_a_train_of_empty_lease_calls(
     # lease calls finding the queue empty once it has drained
     assert calls <= 2 * n // SCRIPT_JOBS + 20, calls
     assert q.finished_job_registry.count == n
-
-
-def test_the_first_replies_are_delivered_early_once_while_the_server_has_not_run_the_rest(
-        clusterq_standalone: Any) -> None:
-    p = uuid.uuid4().hex
-    client = clusterq_standalone.client()
-    admin = clusterq_standalone.client()
-    packed = [pack_command(("INCR", f"{p}x")) for _ in range(8)]
-    seen: list[tuple[list[Any], int]] = []
-
-    def deliver(replies: list[Any]) -> None:
-        seen.append((replies, int(admin.get(f"{p}x") or 0)))
-
-    replies = exchange(client, packed, writes=[1] * 8, early=(2, deliver))  # type: ignore[arg-type]
-    assert replies == list(range(1, 9))
-    assert len(seen) == 1
-    early, ran = seen[0]
-    assert early == [1, 2]
-    # Delivered once write 2 is answered, with write 3 and 4 sent (two ahead) and 5 to 8 not yet.
-    assert 2 <= ran <= 2 + WRITES_AHEAD < 8
-
-
-def test_what_an_early_delivery_raises_is_raised_once_every_reply_is_read(clusterq_standalone: Any) -> None:
-    client = clusterq_standalone.client(max_connections=1)
-    packed = [pack_command(("ECHO", str(i))) for i in range(6)]
-
-    def deliver(replies: list[Any]) -> None:
-        raise LookupError(f"got {len(replies)}")
-
-    with pytest.raises(LookupError, match="got 3"):
-        exchange(client, packed, writes=[2, 2, 2], early=(3, deliver))  # type: ignore[arg-type]
-    assert client.echo("next") == b"next"  # the one connection has nothing left over
-
-
-def test_an_early_delivery_is_not_repeated_when_the_connection_is_lost_after_it(clusterq_standalone: Any) -> None:
-    p = uuid.uuid4().hex
-    client = clusterq_standalone.client(retry=Retry(NoBackoff(), 3))
-    admin = clusterq_standalone.client()
-    own_id = client.client_id()
-    packed = [pack_command(a) for a in (("INCR", f"{p}d:0"), ("INCR", f"{p}d:1"), ("INCR", f"{p}d:2"),
-                                        ("CLIENT", "KILL", "ID", own_id, "SKIPME", "no"), ("INCR", f"{p}d:4"))]
-    delivered: list[list[Any]] = []
-    replies = exchange(client, packed, writes=[1] * 5, early=(2, delivered.append))  # type: ignore[arg-type]
-    assert delivered == [[1, 1]]
-    assert replies[:3] == [1, 1, 1] and replies[4] == 1
-    assert [int(admin.get(f"{p}d:{i}") or 0) for i in (0, 1, 2, 4)] == [1, 1, 1, 1]
-
-
-def _noop_calls(qk: K.QueueKeys, n: int) -> list[T.Call]:
-    return [T.lease_call(qk, 1, 30_000, "w", 1000) for _ in range(n)]
-
-
-def test_run_many_delivers_the_first_calls_replies_early_or_leaves_them_to_the_results(
-        clusterq_standalone: Any) -> None:
-    store = T.Store(clusterq_standalone.client())
-    qk = K.QueueKeys(f"early-{uuid.uuid4().hex[:8]}")
-    calls = _noop_calls(qk, 4)  # leases of an empty queue: "nothing here" replies
-    delivered: list[list[Any]] = []
-    results = store.run_many(calls, raise_on_error=False, packed=True, write_jobs=1,
-                             early=(2, delivered.append))
-    assert delivered == [results[:2]] and len(results) == 4
-    # A script the server forgot (NOSCRIPT) is sent again after the exchange: nothing is delivered early,
-    # and the caller takes the replies from the results.
-    clusterq_standalone.client().script_flush()
-    delivered.clear()
-    results = store.run_many(calls, raise_on_error=False, packed=True, write_jobs=1,
-                             early=(2, delivered.append))
-    assert delivered == [] and not any(isinstance(r, BaseException) for r in results)
-
-
-def test_a_busy_worker_hands_its_leased_jobs_to_the_pool_before_the_riding_outcomes_are_recorded(
-        clusterq_standalone: Any) -> None:
-    url = clusterq_standalone.url
-    name = f"early-{uuid.uuid4().hex[:8]}"
-    q = Queue(name, url)
-    n = 2000
-    q.enqueue_many([q.prepare_data(jobs.add, (i, i)) for i in range(n)])
-    worker = Worker([name], url, install_signal_handlers=False, pool="process", concurrency=2, max_batch=50)
-    events: list[str] = []
-    fetcher = worker.fetcher
-    settle, fetch = fetcher.settle, fetcher.fetch
-
-    def fetch_spy(*args: Any, **kwargs: Any) -> Any:
-        events.append("fetch")
-        return fetch(*args, **kwargs)
-
-    def settle_spy(*args: Any, **kwargs: Any) -> Any:
-        events.append("settle")
-        return settle(*args, **kwargs)
-
-    fetcher.settle = settle_spy  # type: ignore[method-assign]
-    fetcher.fetch = fetch_spy  # type: ignore[method-assign]
-    for lane in worker.lanes:
-        submit = lane.pool.submit
-
-        def submit_spy(jobs: list[Any], submit: Any = submit) -> None:
-            events.append("submit")
-            submit(jobs)
-
-        lane.pool.submit = submit_spy  # type: ignore[method-assign]
-    assert worker.work(burst=True) == n
-    assert q.finished_job_registry.count == n
-    # A round trip with outcomes riding on it: its leased jobs went to the pool (submit) before the
-    # outcomes' replies were settled, in the same fetch. Were the replies taken at the end, a fetch's
-    # settle would always come first.
-    assert ("submit", "settle") in set(itertools.pairwise(events)), events[:30]

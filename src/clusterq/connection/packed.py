@@ -140,13 +140,8 @@ the next write to run while the client reads a reply and sends another, and othe
 for at most about two writes' work."""
 
 
-Early = tuple[int, Callable[[list[Any]], None]]
-"""``(k, deliver)``: ``deliver`` takes the replies of the first ``k`` commands as soon as they are read,
-while the server still runs the rest."""
-
-
 def exchange(client: Any, packed: Sequence[bytes], while_waiting: Callable[[], None] | None = None,
-             writes: Sequence[int] | None = None, early: Early | None = None) -> list[Any]:
+             writes: Sequence[int] | None = None) -> list[Any]:
     """Send the packed commands on one of ``client``'s connections, one reply each, in order; an error
     reply is returned in its command's place (as redis-py's pipeline does with ``raise_on_error=False``).
     A connection or timeout error the connection's ``Retry`` covers closes the connection and sends again
@@ -161,13 +156,7 @@ def exchange(client: Any, packed: Sequence[bytes], while_waiting: Callable[[], N
 
     ``while_waiting`` is called once, after the first writes are sent and before a reply is read: work
     that overlaps the server's (a worker reads its children's outcomes meanwhile). It must not use this
-    connection; what it raises is raised once the replies are read (so none is left unread).
-
-    ``early=(k, deliver)``: once the replies of the first ``k`` commands are read (at the end of the write
-    that holds the k-th), and the next write is on its way, ``deliver`` gets them, once, while the server
-    runs the rest (a worker hands the jobs it leased to its pool meanwhile). The same rules as
-    ``while_waiting``: it must not use this connection, and what it raises is raised once the replies are
-    read."""
+    connection; what it raises is raised once the replies are read (so none is left unread)."""
     parts: list[Sequence[bytes]] = []
     at = 0
     for size in writes or (len(packed),):
@@ -180,7 +169,7 @@ def exchange(client: Any, packed: Sequence[bytes], while_waiting: Callable[[], N
     failures: list[BaseException] = []
 
     def attempt() -> list[Any]:
-        nonlocal answered, while_waiting, early
+        nonlocal answered, while_waiting
         sent = answered
         while sent < len(parts) and sent < answered + WRITES_AHEAD:
             conn.send_packed_command(parts[sent])
@@ -198,12 +187,6 @@ def exchange(client: Any, packed: Sequence[bytes], while_waiting: Callable[[], N
             if sent < len(parts):
                 conn.send_packed_command(parts[sent])
                 sent += 1
-            if early is not None and len(results) >= early[0]:
-                (k, deliver), early = early, None  # once, even if a retry follows
-                try:
-                    deliver(results[:k])
-                except BaseException as exc:  # raised once the replies are read
-                    failures.append(exc)
         return results
 
     try:

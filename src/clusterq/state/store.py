@@ -33,7 +33,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from clusterq.connection.packed import Early, exchange, exchange_one, exchange_stream, pack_command, packable
+from clusterq.connection.packed import exchange, exchange_one, exchange_stream, pack_command, packable
 from clusterq.connection.sync import REDIS_ERRORS, Client, is_proxy
 from clusterq.exceptions import ServerError
 from clusterq.state import keys as K
@@ -506,8 +506,7 @@ class Store:
             return self.client.eval(call.script.source.decode(), n, *call.keys, *call.args)
 
     def run_many(self, calls: Sequence[Call], *, raise_on_error: bool = True, packed: bool = False,
-                 while_waiting: Callable[[], None] | None = None, write_jobs: int | None = None,
-                 early: Early | None = None) -> list[Any]:
+                 while_waiting: Callable[[], None] | None = None, write_jobs: int | None = None) -> list[Any]:
         """Run several transitions in one pipeline per server; results in the order of ``calls``.
 
         With ``raise_on_error=False`` a failed call's slot holds its exception instead of raising, so
@@ -519,17 +518,11 @@ class Store:
         a heavier call goes alone; :func:`writes_of`), pipelined a few writes ahead
         (:func:`~clusterq.connection.packed.exchange`): the server runs one write's calls back to back, so
         its other clients wait for about one or two writes, not all of them.
-
-        ``early=(k, deliver)`` (with ``packed`` and ``write_jobs``, on a standalone or Sentinel server):
-        ``deliver`` may be called once with the replies of the first ``k`` calls as soon as they are read,
-        while the server runs the rest (:func:`~clusterq.connection.packed.exchange`); it is not called when
-        one of them needs a second try (NOSCRIPT) or the path cannot deliver early, and the caller then
-        takes them from the results.
         """
         if not calls:
             return []
         if isinstance(self.client, RedisCluster) or not packed:
-            while_waiting = early = None
+            while_waiting = None
         if len(calls) == 1 and while_waiting is None and not (self.fail_fast and isinstance(self.client, RedisCluster)):
             try:
                 results: list[Any] = [self.run_packed(calls[0]) if packed else self.run(calls[0])]
@@ -538,7 +531,7 @@ class Store:
         elif isinstance(self.client, RedisCluster):
             results = self._run_many_cluster(calls, packed, write_jobs)
         else:
-            results = self._pipeline(self.client, calls, packed, while_waiting, write_jobs, early)
+            results = self._pipeline(self.client, calls, packed, while_waiting, write_jobs)
         if raise_on_error:
             for result in results:
                 if isinstance(result, BaseException):
@@ -546,9 +539,8 @@ class Store:
         return results
 
     def _pipeline(self, client: redis.Redis, calls: Sequence[Call], packed: bool = False,
-                  while_waiting: Callable[[], None] | None = None, write_jobs: int | None = None,
-                  early: Early | None = None) -> list[Any]:
-        results = self._packed_pipeline(client, calls, while_waiting, write_jobs, early) if packed else None
+                  while_waiting: Callable[[], None] | None = None, write_jobs: int | None = None) -> list[Any]:
+        results = self._packed_pipeline(client, calls, while_waiting, write_jobs) if packed else None
         if results is not None:
             return results
         results = []
@@ -566,7 +558,7 @@ class Store:
 
     def _packed_pipeline(self, client: redis.Redis, calls: Sequence[Call],
                          while_waiting: Callable[[], None] | None = None,
-                         write_jobs: int | None = None, early: Early | None = None) -> list[Any] | None:
+                         write_jobs: int | None = None) -> list[Any] | None:
         """:meth:`_pipeline` with each call packed whole; None if the client or the first call cannot be
         (the caller pipelines through redis-py).
 
@@ -576,8 +568,7 @@ class Store:
         after it, goes through redis-py's pipeline once the replies of those sent are read. With
         ``while_waiting`` or ``write_jobs`` (the worker's round trips) every call is packed first and sent
         with :func:`~clusterq.connection.packed.exchange`, in writes of at most ``write_jobs`` jobs
-        (:func:`writes_of`; else one write), and ``while_waiting`` runs while the server works. ``early``
-        (:meth:`run_many`) is passed on unless a reply it would get is NOSCRIPT (run again below)."""
+        (:func:`writes_of`; else one write), and ``while_waiting`` runs while the server works."""
         if not packable(client):
             return None
         first = pack_command(("EVALSHA", calls[0].script.sha, len(calls[0].keys), *calls[0].keys, *calls[0].args))
@@ -590,17 +581,7 @@ class Store:
                 if command is None:
                     return None
                 packed.append(command)
-            deliver_early: Early | None = None
-            if early is not None and write_jobs:
-                count, deliver = early
-
-                def deliver_unless_noscript(replies: list[Any]) -> None:
-                    if not any(isinstance(reply, NoScriptError) for reply in replies):
-                        deliver(replies)
-
-                deliver_early = (count, deliver_unless_noscript)
-            results = exchange(client, packed, while_waiting, writes_of(calls, write_jobs) if write_jobs else None,
-                               deliver_early)
+            results = exchange(client, packed, while_waiting, writes_of(calls, write_jobs) if write_jobs else None)
         else:
             def commands() -> Iterator[bytes | None]:
                 yield first

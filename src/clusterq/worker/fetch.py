@@ -35,9 +35,6 @@ OUTCOME_DELAY_S = 0.005
 before sending it on its own."""
 OUTCOMES_ALONE = 50
 """How many buffered outcomes a busy worker sends on their own, without waiting for a lease to ride with."""
-HANDING_OFF = frozenset({"process", "thread", "asyncio"})
-"""Pools whose ``submit`` hands the jobs to other threads or processes (it runs none of them itself): they
-may get their jobs in the middle of a round trip, while the server still runs its last writes."""
 SET_ASIDE_MIN_S = 0.5
 SET_ASIDE_MAX_S = 30.0
 SET_ASIDE_UNREACHABLE_MAX_S = 1.0
@@ -136,10 +133,6 @@ class Fetcher:
         # (an idle worker's wake-up pays one write; a queue that fills its ask gets the whole room
         # from the next round trip on, which follows at once).
         self.filled: set[str] = set()
-        # What each queue's last lease reply said was left in it: a queue that filled its ask is asked for
-        # no more than that (and at least SCRIPT_JOBS) next time, so a short backlog is not leased with a
-        # train of calls past its end.
-        self.left: dict[str, int] = {}
         self.to_forward: list[tuple[str, str]] = []  # outbox intents our completions wrote
         # Called while a lease round trip is in flight (the worker takes its children's outcomes meanwhile):
         # the supervisor's share of the work overlaps the server's instead of following it.
@@ -185,7 +178,6 @@ class Fetcher:
             if room <= 0:
                 continue
             jobs: list[T.LeasedJob] = []
-            submitted = False
             for index, group in enumerate(lane.lease_groups()):
                 ready = lane.rotated(index, group)
                 if not ready or len(jobs) >= room:
@@ -194,43 +186,25 @@ class Fetcher:
                 # room; each ask goes in calls of at most SCRIPT_JOBS jobs (a bounded hold of the server),
                 # and all of them, with the riding outcomes, in one round trip (one pipeline per node, in
                 # writes of at most WRITE_JOBS jobs: see run_each).
-                asks = [(name, min(wanted, max(SCRIPT_JOBS, self.left.get(name, wanted))) if name in self.filled
-                         else min(wanted, SCRIPT_JOBS)) for name, wanted in split_room(room - len(jobs), ready)]
+                asks = [(name, wanted if name in self.filled else min(wanted, SCRIPT_JOBS))
+                        for name, wanted in split_room(room - len(jobs), ready)]
                 lane.advance(index, group, [name for name, _ in asks])
                 plan = [(name, [len(part) for part in chunks(list(range(wanted)))]) for name, wanted in asks]
                 calls = [T.lease_call(self.queue_keys[name], size, self.lease_ms, self.worker_name,
                                       self.failure_keep_ms) for name, sizes in plan for size in sizes]
                 riding = batch.calls if batch else []  # the outcomes go with the first lease calls only
-                taken: list[bool] = []
-
-                def take(replies: list[Any], lane: Lane = lane, plan: list[tuple[str, list[int]]] = plan,
-                         jobs: list[T.LeasedJob] = jobs, room: int = room, taken: list[bool] = taken) -> None:
-                    nonlocal submitted
-                    taken.append(True)
-                    at = 0
-                    for name, sizes in plan:
-                        got = self._leased_all(lane, name, sizes, replies[at : at + len(sizes)], done)
-                        at += len(sizes)
-                        if got and lane.groups:
-                            lane.active[name] = time.monotonic()  # maintenance keeps it in every round a while
-                        jobs.extend(got)
-                    if len(jobs) >= room and lane.pool.kind in HANDING_OFF:
-                        # The room is full (no later group is asked): the pool gets the jobs now, while
-                        # the server still records the riding outcomes.
-                        submitted = True
-                        done.leased += len(jobs)
-                        run(lane, jobs)
-
-                # The lease calls go first: their replies come back while the server still runs the
-                # riding outcomes, and the jobs are parsed and handed to the pool meanwhile.
-                results = run_each(self.store, [*calls, *riding], packed=True, while_waiting=self.while_waiting,
-                                   early=(len(calls), take) if riding else None)
-                replies, settled = T.split_results(results, calls, riding)
-                if not taken:
-                    take(replies)
+                results = run_each(self.store, [*riding, *calls], packed=True, while_waiting=self.while_waiting)
+                settled, replies = T.split_results(results, riding, calls)
                 if riding:
                     self.settle(batch, settled, done)
-            if jobs and not submitted:
+                at = 0
+                for name, sizes in plan:
+                    got = self._leased_all(lane, name, sizes, replies[at : at + len(sizes)], done)
+                    at += len(sizes)
+                    if got and lane.groups:
+                        lane.active[name] = time.monotonic()  # maintenance keeps it in every round a while
+                    jobs.extend(got)
+            if jobs:
                 done.leased += len(jobs)
                 run(lane, jobs)  # the solo pool runs them right here
         if batch and (due or len(self.outcomes) + sum(map(len, batch.parts)) >= OUTCOMES_ALONE
@@ -269,7 +243,6 @@ class Fetcher:
         done.succeeded = True
         self.set_aside.ok(name)
         reply = T.parse_lease_reply(name, result)
-        self.left[name] = reply.remaining
         if reply.suspended:
             lane.ready.discard(name)  # resume() publishes on the wake channel
         elif reply.wait_s > 0:

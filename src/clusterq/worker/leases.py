@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from clusterq.connection.packed import Early
 from clusterq.connection.sync import REDIS_ERRORS
 from clusterq.state import keys as K
 from clusterq.state import store as T
@@ -38,19 +37,18 @@ StopRequest = Callable[[str, str, str], None]
 
 
 def run_each(store: T.Store, calls: list[T.Call], *, packed: bool = False,
-             while_waiting: Callable[[], None] | None = None, early: Early | None = None) -> list[Any]:
+             while_waiting: Callable[[], None] | None = None) -> list[Any]:
     """Run ``calls`` in one round trip (per server); every call's reply, or the exception in its place.
     A pipeline that fails as a whole (its server cannot be reached) puts its error in each place.
 
     ``packed``: each call is packed whole (:mod:`clusterq.connection.packed`, no per-argument encoding by
     redis-py): the worker's lease and complete pipelines, ~9 arguments per job. Sent again on a retried
     connection error exactly as redis-py's pipeline sends them again (the connection's ``Retry``).
-    ``while_waiting`` and ``early``: see :meth:`~clusterq.state.store.Store.run_many`. The calls go in
-    writes of at most :data:`WRITE_JOBS` jobs each (the round trip is still one wait: the writes are
-    pipelined)."""
+    ``while_waiting``: see :meth:`~clusterq.state.store.Store.run_many`. The calls go in writes of at
+    most :data:`WRITE_JOBS` jobs each (the round trip is still one wait: the writes are pipelined)."""
     try:
         return store.run_many(calls, raise_on_error=False, packed=packed, while_waiting=while_waiting,
-                              write_jobs=WRITE_JOBS, early=early)
+                              write_jobs=WRITE_JOBS)
     except REDIS_ERRORS as exc:
         return [exc] * len(calls)
 

@@ -14,7 +14,7 @@ Leases are extended every quarter of it (:data:`HEARTBEATS_PER_LEASE`), so a wor
 heartbeats in a row (6 s at the default: a long GC pause, a stalled host) before its jobs run elsewhere."""
 HEARTBEATS_PER_LEASE = 4
 DEFAULT_MAX_ATTEMPTS = 3
-ROUND_JOBS = 600
+ROUND_JOBS = 300
 """The most jobs one round trip to Redis carries by default, leased and recorded together (the worker's
 ``round_jobs``)."""
 

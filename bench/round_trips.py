@@ -7,10 +7,11 @@ Starts its own redis-server (``clusterq.testing.Standalone``), queues N no-op jo
 timing every round trip the supervisor makes (``clusterq.connection.packed.exchange``, the bounded
 writes of a lease and its riding outcomes). Prints, per repetition, over the middle 80 % of the round
 trips (start-up and the tail left out): jobs/s, the median time inside a round trip (the server runs
-the writes; the supervisor reads the children's outcomes and hands the leased jobs to them meanwhile),
-the median gap between one round trip's last reply and the next one's first write (the server has
-nothing of this worker's to run: the supervisor records outcomes, builds and packs the next calls), the
-share of the time in gaps, and the server's own CPU per job (``INFO cpu``).
+the writes; the supervisor reads the children's outcomes meanwhile), the median gap between one round
+trip's last reply and the next one's first write (the server has nothing of this worker's to run: the
+supervisor settles the outcomes, hands the leased jobs to the children, records the outcomes they sent,
+builds and packs the next calls), the share of the time in gaps, and the server's own CPU per job
+(``INFO cpu``).
 
 The supervisor and the server take turns: what the supervisor does in a gap is time the server idles,
 so the gap's share bounds what overlapping more of that work could gain (docs/worker-throughput.md).

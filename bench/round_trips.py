@@ -35,6 +35,7 @@ except ImportError:  # a checkout without installing: use its src/
     sys.path.insert(1, str(BENCH_DIR.parent / "src"))
 
 import redis  # noqa: E402
+from drain_cpu import redis_cpu  # noqa: E402
 
 import clusterq.state.store as store_module  # noqa: E402
 from clusterq import Queue  # noqa: E402
@@ -59,7 +60,7 @@ def drain(server: Standalone, n: int, extra: list[str]) -> dict[str, float]:
             spans.append((started, time.perf_counter()))
 
     admin = redis.Redis.from_url(server.url)
-    cpu0 = _redis_cpu(admin)
+    cpu0 = redis_cpu(admin)
     store_module.exchange = timed  # the name Store's packed pipeline calls
     try:
         started = time.perf_counter()
@@ -67,7 +68,7 @@ def drain(server: Standalone, n: int, extra: list[str]) -> dict[str, float]:
         seconds = time.perf_counter() - started
     finally:
         store_module.exchange = exchange
-    redis_s = _redis_cpu(admin) - cpu0
+    redis_s = redis_cpu(admin) - cpu0
     if code or queue.count:
         raise SystemExit(f"worker exited with {code}, {queue.count} jobs left")
     middle = spans[len(spans) // 10 : len(spans) - len(spans) // 10]
@@ -77,11 +78,6 @@ def drain(server: Standalone, n: int, extra: list[str]) -> dict[str, float]:
     return {"rate": n / seconds, "trips": len(spans), "inside_ms": statistics.median(inside) * 1e3,
             "gap_ms": statistics.median(gaps) * 1e3, "gap_share": sum(gaps) / span_s,
             "jobs_per_trip": n / max(1, len(spans)), "redis_us": redis_s / n * 1e6}
-
-
-def _redis_cpu(client: redis.Redis) -> float:
-    info = client.info("cpu")
-    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
 def main() -> int:

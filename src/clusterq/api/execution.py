@@ -333,6 +333,10 @@ class Executor:
         self._timeouts: dict[bytes, float] = {}
         self._verdicts: dict[tuple[str, str, int], str | None] = {}  # (queue, id, lease token) -> refusal
         self._default_spec = decode_options(b"", default_timeout_s)[0]
+        # The payload of a call without arguments and the data of a None result, as this serializer
+        # writes them: most jobs carry the one or return the other, and need not go through the codec.
+        self._no_arguments = _encoded(serializer, [[], {}])
+        self._none_data = _encoded(serializer, None)
 
     def prepare(self, leased: LeasedJob) -> tuple[JobSpec, Callable[..., Any] | None, Any, Any, str | None]:
         """Everything needed to call the job, or a reason why it cannot be called."""
@@ -358,7 +362,10 @@ class Executor:
         except FunctionNotFound as exc:
             return spec, None, None, None, f"FunctionNotFound: {exc}"
         try:
-            decoded = self.serializer.loads(leased.payload) if leased.payload else [[], {}]
+            if not leased.payload or leased.payload == self._no_arguments:
+                decoded: Any = [[], {}]
+            else:
+                decoded = self.serializer.loads(leased.payload)
             # Check the shape before unpacking: unpacking a dict or a 3-list would blame the wrong thing.
             if not (isinstance(decoded, (list, tuple)) and len(decoded) == 2
                     and isinstance(decoded[0], list) and isinstance(decoded[1], dict)):
@@ -588,11 +595,22 @@ class Executor:
 
     def _finish(self, leased: LeasedJob, spec: JobSpec, value: Any, elapsed_s: float) -> Outcome:
         try:
-            data = self.serializer.dumps(value)
+            data = self._none_data if value is None and self._none_data is not None else self.serializer.dumps(value)
         except SerializationError as exc:
             return _failure(leased, spec, f"SerializationError: the job's return value cannot be stored: {exc}")
         return Outcome(leased.id, leased.token, "finished", data, spec.result_keep_ms, elapsed_s, spec.repeat,
                        spec.history)
+
+
+def _encoded(serializer: Serializer, value: Any) -> bytes | None:
+    """``value`` as ``serializer`` writes it, if that is always the same bytes (decoded, the same value), or
+    None: the bytes then stand for the value without a call to the codec."""
+    try:
+        data = serializer.dumps(value)
+        same = serializer.dumps(value) == data and serializer.loads(data) == value
+    except Exception:  # a serializer that cannot carry it: the codec is called each time, as before
+        return None
+    return data if same and isinstance(data, bytes) else None
 
 
 def _handled(error: Exception | None) -> bool:

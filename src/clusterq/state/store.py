@@ -198,6 +198,9 @@ class Outcome:
         return (self.id, self.token, self.status, self.data, self.keep_ms, self.plan, self.history, self.note)
 
 
+make_outcome = TR.whole_maker(Outcome)
+"""``Outcome`` from all nine values, in field order (a pool child's message carries them so)."""
+
 _text = TR.text
 _raw = TR.raw
 

@@ -86,6 +86,12 @@ class Leases:
             if (queue, job_id) in self._held:
                 self._ran.add((queue, job_id))
 
+    def ran_many(self, keys: Iterable[tuple[str, str]]) -> None:
+        """:meth:`ran` for (queue, id) pairs, under one hold of the lock."""
+        with self.lock:
+            held = self._held
+            self._ran.update(key for key in keys if key in held)
+
     def drop(self, keys: Iterable[tuple[str, str]]) -> None:
         """No longer held (recorded, handed back or expired)."""
         with self.lock:

@@ -416,11 +416,16 @@ class Worker(lifecycle.Lifecycle):
 
     def _absorb(self, finished: list[Finished]) -> None:
         """Take what pools report: record outcomes, hand back unstarted jobs, expire crashed leases."""
+        if not finished:
+            return
         handback: list[T.LeasedJob] = []
         crashed: list[T.LeasedJob] = []
+        ran: list[tuple[str, str]] = []
+        debug = log.isEnabledFor(logging.DEBUG)
         for item in finished:
             if item.outcome is not None:
-                self._record(item.job, item.outcome)
+                ran.append((item.job.queue, item.job.id))
+                self._record(item.job, item.outcome, debug)
             elif item.crashed and (item.handback or self._stop.is_set()):
                 # Its process was stopped from outside, or died while the worker stops (a signal to the
                 # whole process group): nobody else would hand it back before its lease expires.
@@ -434,20 +439,24 @@ class Worker(lifecycle.Lifecycle):
                 self.stats.crashed += 1
                 log.error("%s: job %s (%s): %s; it goes back to its queue by the lease rules (attempt counted)",
                           item.job.queue, item.job.id, item.job.func, item.crashed)
+        if ran:  # one hold of the leases' lock for all of them (a draining worker records ~100 per turn)
+            self.leases.ran_many(ran)
         if handback:
             self.leases.release(handback)
         if crashed:
             self.leases.expire_now(crashed)
             self.maintenance.next_due = 0.0
 
-    def _record(self, leased: T.LeasedJob, outcome: T.Outcome) -> None:
+    def _record(self, leased: T.LeasedJob, outcome: T.Outcome, debug: bool = True) -> None:
+        """Count and buffer one outcome (:meth:`_absorb` marks its lease as ran)."""
         self.stats.processed += 1
-        self.leases.ran(leased.queue, leased.id)
-        lane = self._lane_of(leased.queue)
+        lanes = self.lanes
+        lane = lanes[0] if len(lanes) == 1 else self._lane_of(leased.queue)
         lane.avg_job_s = 0.8 * lane.avg_job_s + 0.2 * outcome.elapsed_s
         if outcome.status == "finished":
             self.stats.finished += 1
-            log.debug("%s: job %s (%s) finished", leased.queue, leased.id, leased.func)
+            if debug:
+                log.debug("%s: job %s (%s) finished", leased.queue, leased.id, leased.func)
         elif outcome.status == "stopped":
             # Recorded by complete.lua as status "stopped" in the failed registry, never retried; the
             # on_stopped callback (if any) hangs off this outcome.

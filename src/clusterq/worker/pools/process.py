@@ -21,7 +21,8 @@ from typing import Any
 
 from clusterq.api.execution import Executor
 from clusterq.api.hooks import set_report_sink
-from clusterq.state.store import LeasedJob, Outcome
+from clusterq.state.store import LeasedJob, make_outcome
+from clusterq.state.transitions import make_leased_job
 from clusterq.worker.pools.base import Finished, Notifier, Pool
 
 
@@ -104,7 +105,7 @@ def _warm_up(executor: Executor) -> None:
     Nothing is executed and no hook is called."""
     job = LeasedJob("", "", 0, "clusterq.utils.now_ms", b"", b"")
     with contextlib.suppress(Exception):
-        LeasedJob(*pickle.loads(pickle.dumps([_plain(job)]))[0])
+        make_leased_job(pickle.loads(pickle.dumps([_plain(job)]))[0])
         executor.prepare(job)
 
 
@@ -121,7 +122,7 @@ def _serve(conn: Connection, executor: Executor, max_jobs: int | None,
         if batch is None:
             return done, False
         for item in batch:
-            job = LeasedJob(*item)
+            job = make_leased_job(item)
             outcome = executor.execute(job)
             done += 1
             outcome_values = tuple(outcome.__dict__.values())  # a plain tuple pickles faster than the dataclass
@@ -136,10 +137,10 @@ def _serve(conn: Connection, executor: Executor, max_jobs: int | None,
         _send_plain(conn, fd, ("idle", done, rss_mb))
 
 
-def _send_plain(conn: Connection, fd: int, message: tuple[Any, ...]) -> None:
-    """``conn.send(message)`` for a message of plain values (an outcome), in one ``os.write``: the frame is
-    multiprocessing's own (a 4-byte big-endian length, then the pickle), so the supervisor reads it like
-    any other, without ``Connection.send``'s ForkingPickler and checks per job."""
+def _send_plain(conn: Connection, fd: int, message: tuple[Any, ...] | list[Any]) -> None:
+    """``conn.send(message)`` for a message of plain values (an outcome; a batch of jobs as tuples), in one
+    ``os.write``: the frame is multiprocessing's own (a 4-byte big-endian length, then the pickle), so the
+    other end reads it like any other, without ``Connection.send``'s ForkingPickler and checks."""
     data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
     if len(data) > 0x7FFFFFFF:  # past 2 GiB: multiprocessing's long header
         conn.send(message)
@@ -312,7 +313,7 @@ class ProcessPool(Pool):
             child.batch.extend(chunk)
             child.sent += 1
             try:
-                child.conn.send([_plain(job) for job in chunk])
+                _send_plain(child.conn, child.conn.fileno(), [_plain(job) for job in chunk])
             except (OSError, ValueError):
                 self._child_died(child)
 
@@ -372,7 +373,7 @@ class ProcessPool(Pool):
                 job = child.batch.popleft()
                 if self._stopping:
                     self._stopping.pop((job.queue, job.id), None)  # it ended first: its outcome stands
-                self._done.append(Finished(job, Outcome(*message[2])))
+                self._done.append(Finished(job, make_outcome(message[2])))
                 outcomes += 1
             elif message[0] == "idle":
                 child.sent = max(0, child.sent - 1)

@@ -82,9 +82,7 @@ class Leases:
 
     def ran(self, queue: str, job_id: str) -> None:
         """The job ended here; its outcome is buffered or on its way (the server may end its lease any time)."""
-        with self.lock:
-            if (queue, job_id) in self._held:
-                self._ran.add((queue, job_id))
+        self.ran_many(((queue, job_id),))
 
     def ran_many(self, keys: Iterable[tuple[str, str]]) -> None:
         """:meth:`ran` for (queue, id) pairs, under one hold of the lock."""

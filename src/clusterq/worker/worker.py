@@ -450,8 +450,7 @@ class Worker(lifecycle.Lifecycle):
     def _record(self, leased: T.LeasedJob, outcome: T.Outcome, debug: bool = True) -> None:
         """Count and buffer one outcome (:meth:`_absorb` marks its lease as ran)."""
         self.stats.processed += 1
-        lanes = self.lanes
-        lane = lanes[0] if len(lanes) == 1 else self._lane_of(leased.queue)
+        lane = self._lane_of(leased.queue)
         lane.avg_job_s = 0.8 * lane.avg_job_s + 0.2 * outcome.elapsed_s
         if outcome.status == "finished":
             self.stats.finished += 1
@@ -512,6 +511,9 @@ class Worker(lifecycle.Lifecycle):
         self._mark_all_ready()
 
     def _lane_of(self, queue: str) -> Lane:
+        lanes = self.lanes
+        if len(lanes) == 1 and queue in lanes[0].queues:  # asked once per job: no generator for one lane
+            return lanes[0]
         return next(lane for lane in self.lanes if queue in lane.queues)
 
     def _pools_text(self) -> str:

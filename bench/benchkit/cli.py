@@ -19,9 +19,9 @@ import clusterq
 from . import limits, peersenv, report
 from .config import BENCH_DIR, DEFAULT_BACKLOG, LOG_DIR, QUICK_PEERS, Settings, quick
 from .procs import DriverError, Runtime
-from .suite import SystemResult, SystemRun, run_backlog, run_system
-from .systems import BASELINE, CLUSTERQ, FAMILIES, select
-from .targets import Target, start_cluster, start_standalone
+from .suite import SystemResult, SystemRun, run_backlog
+from .systems import BASELINE, CLUSTERQ, FAMILIES, System, select
+from .targets import Target, primary_of, start_cluster, start_standalone
 
 _t0 = time.monotonic()
 
@@ -79,6 +79,38 @@ def clusterq_runtime() -> Runtime:
     return Runtime(sys.executable, peersenv.runtime_env([str(BENCH_DIR), source_root, *inherited]))
 
 
+def run_cluster(cq_system: System, cluster: Target, settings: Settings, runtimes: dict[str, Runtime], *,
+                baseline_system: System | None) -> tuple[SystemResult, SystemResult | None]:
+    """clusterq's table on the cluster, and (with the redis-py baseline among the systems) the bare loop on
+    the same cluster, to the primary of the first queue, with the repetitions interleaved: the cluster
+    row's limit measured on the same topology and in the same minutes, not on the standalone server."""
+    cq_run = SystemRun(cq_system, runtimes[CLUSTERQ], cluster, settings, log, runtimes[CLUSTERQ])
+    runs = [cq_run]
+    base_run: SystemRun | None = None
+    node: Target | None = None
+    if baseline_system is not None and not settings.quick:
+        size = cq_run.measure_payload()
+        if size:
+            node, key = primary_of(cluster, cluster.queues[0])
+            base_run = SystemRun(baseline_system, runtimes["redispy"], node, settings, log, runtimes[CLUSTERQ])
+            payload = rpush_payload(size, key)
+            base_run.set_payload(payload)
+            base_run.bench.extra_params["key"] = key
+            log(f"   redis-py limit on the cluster: RPUSH {key} to port {node.ports[0]}, values of {payload:,} bytes")
+            runs.append(base_run)
+    try:
+        for index in range(settings.reps):
+            for run in runs:
+                if run.result.ok:
+                    run.rep(index)
+        cq_run.extras()
+    finally:
+        if node is not None:
+            node.stop()
+    cq_run.result.key = "clusterq-cluster"
+    return cq_run.result, base_run.result if base_run is not None else None
+
+
 def rpush_payload(request_bytes: float, key: str = "bench:redis-py-baseline") -> int:
     """The value length that makes ``RPUSH key value`` (RESP) exactly ``request_bytes`` long."""
     wanted = round(request_bytes)
@@ -126,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[SystemResult] = []
     backlog: SystemResult | None = None
     cluster_result: SystemResult | None = None
+    cluster_baseline: SystemResult | None = None
     cluster_queues: list[str] = []
     limit_figures: dict[str, Any] = {}
     try:
@@ -182,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             cluster = start_cluster(settings.cluster_queues)
             cluster_queues = cluster.queues
             log(f"   queues {', '.join(cluster_queues)} on ports {cluster.ports}")
-            cluster_result = run_system(cq_system, runtimes[CLUSTERQ], cluster, settings, log, runtimes[CLUSTERQ])
-            cluster_result.key = "clusterq-cluster"
+            cluster_result, cluster_baseline = run_cluster(cq_system, cluster, settings, runtimes,
+                                                           baseline_system=next((s for s in systems if s.is_baseline),
+                                                                                None))
         finally:
             if cluster is not None:
                 cluster.stop()
@@ -202,9 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         out += ["", report.backlog_table(backlog)]
     cluster_comparisons: dict[str, report.Comparison] = {}
     if cluster_result is not None:
-        cluster_text, cluster_comparisons = report.cluster_table(results[0], cluster_result, peers, cluster_queues)
+        cluster_text, cluster_comparisons = report.cluster_table(results[0], cluster_result, peers, cluster_queues,
+                                                                 cluster_baseline)
         out += ["", f"clusterq on a local 3-primary cluster (queues {', '.join(cluster_queues)}); the peers have no "
-                    "cluster support (n/a): ratios are against the best peer on the standalone server", cluster_text]
+                    "cluster support (n/a): ratios are against the best peer on the standalone server"
+                    + (", and the bare redis-py loop's against the same loop run on the cluster, to the primary of "
+                       f"{cluster_queues[0]!r}, in the same repetitions" if cluster_baseline is not None else ""),
+                cluster_text]
     failed = report.failures([*results, *(x for x in (backlog, cluster_result) if x is not None)])
     if failed:
         out += ["", failed]
@@ -223,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         "limits": limit_figures,
         "backlog": backlog.to_json() if backlog else None,
         "cluster": ({"queues": cluster_queues, **cluster_result.to_json(),
-                     "comparison": {k: c.to_json() for k, c in cluster_comparisons.items()}}
+                     "comparison": {k: c.to_json() for k, c in cluster_comparisons.items()},
+                     "baseline": cluster_baseline.to_json() if cluster_baseline else None}
                     if cluster_result else None),
     }
     report.write_json(settings.json_path, document)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -296,10 +297,14 @@ def _verdict_value(target: str, value: float | None, limit: float) -> str:
 
 
 def cluster_table(standalone: SystemResult, cluster: SystemResult, peers: list[SystemResult],
-                  queues: list[str]) -> tuple[str, dict[str, Comparison]]:
+                  queues: list[str], cluster_baseline: SystemResult | None = None) -> tuple[str, dict[str, Comparison]]:
+    """clusterq on the cluster against the peers on the standalone server (they have no cluster support);
+    the bare-loop limit against ``cluster_baseline`` (the same loop on the cluster) when it was measured."""
     headers = ["metric (median)", f"cluster ({len(queues)} queues)", "standalone", "peers", "best peer (standalone)",
                "cluster/best", "target"]
     baseline = [p for p in peers if p.key == BASELINE]
+    if cluster_baseline is not None and cluster_baseline.ok:
+        baseline = [dataclasses.replace(cluster_baseline, key=f"{BASELINE} (cluster)")]
     others = [p for p in peers if p.key != BASELINE]
     rows = []
     comparisons = {}

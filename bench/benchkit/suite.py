@@ -252,17 +252,6 @@ class SystemRun:
             self._timed("round trips", round_trips)
 
 
-def run_system(system: System, runtime: Runtime, target: Target, settings: Settings, log: Log,
-               probe_runtime: Runtime) -> SystemResult:
-    """Every measurement of one system, repetitions one after the other (the cluster table)."""
-    run = SystemRun(system, runtime, target, settings, log, probe_runtime)
-    for index in range(settings.reps):
-        if not run.rep(index):
-            break
-    run.extras()
-    return run.result
-
-
 def run_backlog(runtime: Runtime, system: System, target: Target, settings: Settings, log: Log) -> SystemResult:
     """clusterq only: processing throughput and Redis CPU per job with 10k, 100k, 1M jobs waiting.
 

@@ -10,7 +10,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusterq.state.keys import queue_slot
+import redis
+
+from clusterq.state.keys import QueueKeys, queue_slot
 from clusterq.testing import Cluster, Standalone
 
 from .proxy import CountingProxy
@@ -57,7 +59,8 @@ class Target:
 
     def stop(self) -> None:
         self.monitor.close()
-        self.topology.stop()
+        if self.topology is not None:  # None: a view of a node another target owns
+            self.topology.stop()
 
 
 def start_standalone() -> Target:
@@ -86,3 +89,17 @@ def start_cluster(queue_count: int) -> Target:
     cluster = Cluster(primaries=3, replicas_per_primary=0).start()
     ports = [node.port for node in cluster.primaries()]
     return Target("cluster", cluster.url, ports, spread_queues(queue_count), cluster)
+
+
+def primary_of(cluster: Target, queue: str) -> tuple[Target, str]:
+    """The primary that holds ``queue``'s slot, as a target of its own (stopping it leaves the node to the
+    cluster), and a key of that slot: where a bare loop measures the round trip a clusterq producer's
+    enqueue to ``queue`` makes (it goes straight to that primary)."""
+    key = QueueKeys(queue).pending + ":redis-py-baseline"  # the queue's hash tag: its slot
+    client = redis.RedisCluster(host=HOST, port=cluster.ports[0])
+    try:
+        node = client.get_node_from_key(key)
+        port = int(node.port)
+    finally:
+        client.close()
+    return Target("node", f"redis://{HOST}:{port}/0", [port], [queue], None), key

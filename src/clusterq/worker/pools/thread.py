@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _imp
 import ctypes
+import gc
 import queue as queue_mod
 import sys
 import threading
@@ -26,8 +27,25 @@ def withdraw_async_exception(thread_id: int) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
 
 
+def _current_frame(thread_id: int) -> Any:
+    """The frame ``thread_id`` runs now (None if it is gone), from ``sys._current_frames()``.
+
+    On CPython before 3.12 that call can hang the whole process: it holds the runtime's lock on the list
+    of threads while it makes frame objects, a garbage collection can start on one of those allocations,
+    and freeing a thread-local in that collection takes the same lock again (CPython gh-106883, not fixed
+    in 3.11). So the collector is paused around it there (and only if it was on: an application that
+    turned it off keeps it off)."""
+    if sys.version_info >= (3, 12) or not gc.isenabled():
+        return sys._current_frames().get(thread_id)
+    gc.disable()
+    try:
+        return sys._current_frames().get(thread_id)
+    finally:
+        gc.enable()
+
+
 def _importing(thread_id: int) -> bool:
-    frame = sys._current_frames().get(thread_id)
+    frame = _current_frame(thread_id)
     while frame is not None:
         if frame.f_code.co_filename.startswith("<frozen importlib"):
             return True

@@ -23,10 +23,11 @@ try:
 except ImportError:  # a checkout without installing: use its src/
     sys.path.insert(0, str(BENCH_DIR.parent / "src"))
 
+from clusterq.state.keys import QueueKeys  # noqa: E402
 from clusterq.testing import Standalone  # noqa: E402
 
 JOBS = 20
-PREFIX = "cq:{bench}:job:"
+PREFIX = QueueKeys("bench").job_prefix  # the records' real key shape
 KEY = "build the job's key"
 LOOP = "local p = KEYS[1]\nfor i = 1, #ARGV, 8 do {body} end\nreturn 0"
 SCRIPTS = {
